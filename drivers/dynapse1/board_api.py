@@ -1,0 +1,125 @@
+"""The Board interface: what calibration, conversion and the GUI may ask of a DYNAP-SE1 board.
+
+There is one implementation, :class:`drivers.dynapse1.board.DynapseBoard`, which
+speaks the USB wire protocol through pyusb.  Whether pyusb reaches silicon or the
+emulator's virtual device (``emulator.virtual_usb``) is decided only when the
+board is opened; nothing above this interface can tell the two apart except
+through :attr:`Board.is_emulated` and the optional analog-monitor capability,
+which silicon exposes on SMA connectors rather than over USB.
+
+This module holds the contract only (a :class:`typing.Protocol`) so that the
+application core can type against it without importing pyusb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .netlist import InputAddress, Netlist
+from .spikes import SpikeEvents
+
+
+@dataclass(frozen=True)
+class BiasValue:
+    """One bias setting as the host last wrote it (the chip cannot read biases back)."""
+
+    coarse: int  # libcaer numbering: 0 = largest current
+    fine: int
+    high: bool = True  # "HighBias" current level
+    normal: bool = True  # Normal (True) or Cascode (False) type
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SpikeGenEvent:
+    """One FPGA spike-generator event: fire virtual source ``source`` after ``isi_us`` µs."""
+
+    source: InputAddress
+    core_mask: int  # one-hot destination cores on source.chip (1..15)
+    isi_us: float  # delay since the previous event in the list
+
+
+@dataclass
+class StreamCounters:
+    """Health of the event stream since the board was opened."""
+
+    received_events: int = 0
+    dropped_events: int = 0  # reported by the FPGA statistics or lost in host buffers
+    corrupt_words: int = 0  # words the decoder could not interpret (counted, skipped)
+
+
+@runtime_checkable
+class Board(Protocol):
+    """A connected DYNAP-SE1 board, real or emulated."""
+
+    serial: str
+    firmware_version: int
+    logic_version: int
+    is_emulated: bool
+    counters: StreamCounters
+
+    # --- biases -----------------------------------------------------------------
+    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None: ...
+
+    def get_bias(self, chip: int, core: int, name: str) -> BiasValue: ...
+
+    def apply_bias_set(self, biases: Mapping[tuple[int, int, str], BiasValue]) -> None:
+        """Validate every entry first, then write all of them (nothing half-applied)."""
+        ...
+
+    def add_bias_listener(self, callback: Callable[[int, int, str, BiasValue], None]) -> None:
+        """Call ``callback(chip, core, name, value)`` after every bias write, whoever made it."""
+        ...
+
+    # --- connectivity -------------------------------------------------------------
+    def write_netlist(self, netlist: Netlist) -> list[str]:
+        """Check limits (64 CAM, 4 SRAM) and write CAM/SRAM words; return aliasing warnings."""
+        ...
+
+    def clear_connections(self, chips: list[int] | None = None) -> None: ...
+
+    def set_tau2(self, chip: int, core: int, neuron: int, use_tau2: bool = True) -> None: ...
+
+    # --- stimulus -----------------------------------------------------------------
+    def load_spike_generator(self, events: list[SpikeGenEvent], repeat: bool = False) -> None: ...
+
+    def start_spike_generator(self) -> None: ...
+
+    def stop_spike_generator(self) -> None: ...
+
+    def set_poisson_rates(self, chip: int, rates_hz: Mapping[int, float]) -> None:
+        """Rates per Poisson source id (0..1023, the virtual input neuron id) on ``chip``."""
+        ...
+
+    # --- monitoring -----------------------------------------------------------------
+    def monitor_neuron(self, chip: int, core: int, neuron: int) -> None:
+        """Route one neuron per core to the analog monitor output."""
+        ...
+
+    def read_membrane(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(t_us, volts) of the monitored neuron since the last call, or None on silicon."""
+        ...
+
+    # --- event stream -------------------------------------------------------------
+    def reset_timestamps(self) -> None: ...
+
+    def read_events(self, duration_s: float) -> SpikeEvents:
+        """Collect the events of the next ``duration_s`` of board time (timestamps and wrap words
+        advance the clock even when no neuron fires).  An emulator in fast mode simulates exactly
+        this span; silicon takes that long in wall-clock time."""
+        ...
+
+    def iter_events(self) -> Iterator[SpikeEvents]:
+        """Yield batches as they arrive (blocking); stops when the board is closed or unplugged."""
+        ...
+
+    def add_event_callback(self, callback: Callable[[SpikeEvents], None]) -> None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,5 @@
+"""The DYNAP-SE1 emulator: chip physics with device mismatch, and a virtual board on the USB wire.
+
+No Qt here.  The virtual board answers the same control and bulk transfers as silicon, so
+``drivers.dynapse1`` runs one code path against either.
+"""

@@ -1,0 +1,19 @@
+"""``neurolab gui``: open the main window, connected to the emulator unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("gui", help="open the NeuroLab window (default command)")
+    p.add_argument("--board", default="emulator", help="'emulator' (default) or the serial number of a real DYNAP-SE1")
+    p.add_argument("--seed", type=int, default=0, help="mismatch seed of the emulated board")
+    p.add_argument("--no-mismatch", action="store_true", help="emulate an ideal board")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurolab_gui.qt.app import run_app
+
+    return run_app(board=args.board, seed=args.seed, mismatch=not args.no_mismatch)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite headless, then the import-layer contracts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export QT_QPA_PLATFORM=offscreen
+.venv/bin/lint-imports
+# pytest exits 5 when it collected no test: that is a failure here, never a green run.
+.venv/bin/python -m pytest "$@"
