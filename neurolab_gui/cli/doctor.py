@@ -24,10 +24,11 @@ def _module_version(name: str) -> str:
 
 def _qt_version() -> str:
     try:
-        from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR
+        from neurolab_gui.qt import qt_versions
+
+        return qt_versions()
     except Exception as exc:
         return f"NOT AVAILABLE ({type(exc).__name__}: {exc})"
-    return f"Qt {QT_VERSION_STR}, PyQt6 {PYQT_VERSION_STR}"
 
 
 def display_available() -> tuple[bool, str]:
