@@ -31,16 +31,19 @@ class NeuronAddress:
 class InputAddress:
     """A virtual source driven by the FPGA spike generator or the Poisson generator.
 
-    On the wire an input spike carries an 8-bit neuron id and is seen by CAMs as
-    coming from core 0 (samna's convention for FPGA spike generators), injected on
-    ``chip`` (0..3).
+    Input spikes are injected on ``chip`` (0..3) and seen by the CAMs there as coming
+    from source ``(core, neuron)``.  The FPGA spike generator's 14-bit event word has
+    no core field, so its sources are always core 0 (samna's convention for FPGA
+    spike generators); the 1024 Poisson sources are ``core * 256 + neuron``.
     """
 
     chip: int
     neuron: int
+    core: int = 0
 
     def __post_init__(self) -> None:
         check_chip(self.chip)
+        check_core(self.core)
         check_neuron(self.neuron)
 
 
