@@ -1,0 +1,273 @@
+"""DYNAP-SE1 FPGA configuration registers, vendor requests and the libcaer start/stop sequences.
+
+Everything here is a fact about the wire (reference ``dynapse_protocol.md`` §2):
+module and parameter addresses, the three vendor control requests and how their
+payloads are packed.  The transport sends these bytes; the virtual board parses
+them with the same helpers, so the two sides cannot drift apart.
+
+Payload formats
+---------------
+``0xBF`` (one register, OUT or IN)
+    wValue = module, wIndex = parameter, data = 32-bit value big-endian.
+``0xC2`` (several register writes, no acknowledgement)
+    wValue = N, wIndex = 0, data = N × (module u8, parameter u8, value u32 big-endian).
+``0xC6`` (chip words, acknowledged)
+    wValue = N ≤ 85, wIndex = 0, data = N × (5, 2, chip word u32 big-endian);
+    the host then reads two bytes and expects ``0xC6 0x00``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .topology import check_chip
+
+# --- USB-level constants -------------------------------------------------------------------------
+
+#: bmRequestType of a vendor request to the device (host → device) and from it.
+REQUEST_TYPE_VENDOR_OUT = 0x40
+REQUEST_TYPE_VENDOR_IN = 0xC0
+
+VR_FPGA_CONFIG = 0xBF  # read or write one FPGA register
+VR_FPGA_CONFIG_MULTIPLE = 0xC2  # several register writes, no acknowledgement
+VR_CHIP_CONFIG_MULTIPLE = 0xC6  # chip words through CHIP/CONTENT, acknowledged
+
+#: libcaer never sends more than 85 six-byte entries in one transfer (510 bytes).
+MAX_ENTRIES_PER_TRANSFER = 85
+ENTRY_SIZE = 6
+
+#: The acknowledgement the FX2 returns after a 0xC6 batch.
+CHIP_CONFIG_ACK = bytes((VR_CHIP_CONFIG_MULTIPLE, 0x00))
+
+EVENT_ENDPOINT_IN = 0x82
+USB_CONFIGURATION = 1
+USB_INTERFACE = 0
+
+REQUIRED_FIRMWARE_VERSION = 3  # low byte of bcdDevice
+REQUIRED_LOGIC_VERSION = 5  # SYSINFO / LOGIC_VERSION
+DYNAPSE_CHIP_IDENTIFIER = 64  # SYSINFO / CHIP_IDENTIFIER
+
+#: FX2 clock that USB/EARLY_PACKET_DELAY counts in: 30 MHz, so 125 µs = 3750 cycles.
+USB_EARLY_PACKET_UNIT_CYCLES = 3750
+USB_EARLY_PACKET_UNIT_US = 125
+#: FPGA logic clock of the spike generator: ISIBase counts cycles of 90 MHz (11.11 ns).
+FPGA_LOGIC_CLOCK_MHZ = 90
+
+
+class Module(IntEnum):
+    """FPGA configuration modules (wValue of 0xBF)."""
+
+    MUX = 0
+    AER = 1
+    CHIP = 5
+    SYSINFO = 6
+    USB = 9
+    SRAM = 14
+    SYNAPSERECONFIG = 15
+    SPIKEGEN = 16
+    POISSONSPIKEGEN = 18
+
+
+class MuxParam(IntEnum):
+    RUN = 0
+    TIMESTAMP_RUN = 1
+    TIMESTAMP_RESET = 2
+    FORCE_CHIP_BIAS_ENABLE = 3
+    DROP_AER_ON_TRANSFER_STALL = 4
+    HAS_STATISTICS = 10
+    STATISTICS_AER_DROPPED = 11  # 64-bit counter spread over params 11 and 12 (read-only)
+
+
+class AerParam(IntEnum):
+    RUN = 3
+    ACK_DELAY = 4
+    ACK_EXTENSION = 6
+    WAIT_ON_TRANSFER_STALL = 8
+    EXTERNAL_AER_CONTROL = 10
+    HAS_STATISTICS = 40
+    STATISTICS_EVENTS = 41
+    STATISTICS_EVENTS_DROPPED = 45
+
+
+class ChipParam(IntEnum):
+    RUN = 0
+    ID = 1
+    CONTENT = 2
+    REQ_DELAY = 3
+    REQ_EXTENSION = 4
+
+
+class SysinfoParam(IntEnum):
+    LOGIC_VERSION = 0
+    CHIP_IDENTIFIER = 1
+    DEVICE_IS_MASTER = 2
+    LOGIC_CLOCK = 3
+    LOGIC_PATCH = 7
+
+
+class UsbParam(IntEnum):
+    RUN = 0
+    EARLY_PACKET_DELAY = 1
+
+
+class SramParam(IntEnum):
+    ADDRESS = 1
+    READDATA = 2
+    WRITEDATA = 3
+    RWCOMMAND = 4
+    BURSTMODE = 5
+
+
+class SpikeGenParam(IntEnum):
+    RUN = 0
+    VARMODE = 1
+    BASEADDR = 2
+    STIMCOUNT = 3
+    ISI = 4
+    ISIBASE = 5
+    REPEAT = 6
+
+
+class PoissonParam(IntEnum):
+    RUN = 0
+    WRITEADDRESS = 1
+    WRITEDATA = 2
+    CHIPID = 3
+
+
+#: Host chip id → value of CHIP/ID (libcaer ``translateChipIdHostToDevice``; the user guide's
+#: table swaps U1 and U2, the code is trusted).
+CHIP_ID_HOST_TO_DEVICE: tuple[int, ...] = (0, 8, 4, 12)
+
+
+def chip_id_to_device(chip: int) -> int:
+    """CHIP/ID register value that selects host chip ``chip`` (0..3)."""
+    return CHIP_ID_HOST_TO_DEVICE[check_chip(chip)]
+
+
+def chip_id_from_device(value: int) -> int:
+    """Host chip id selected by CHIP/ID register value ``value``; ``ValueError`` if none."""
+    try:
+        return CHIP_ID_HOST_TO_DEVICE.index(int(value))
+    except ValueError:
+        raise ValueError(f"CHIP/ID value {value} selects no chip (valid: {CHIP_ID_HOST_TO_DEVICE})") from None
+
+
+# --- payload packing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterWrite:
+    """One FPGA register write: ``module``/``param`` ← 32-bit ``value``."""
+
+    module: int
+    param: int
+    value: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.module <= 0xFF or not 0 <= self.param <= 0xFF:
+            raise ValueError(f"module/param out of byte range: {self.module}/{self.param}")
+        if not 0 <= self.value <= 0xFFFFFFFF:
+            raise ValueError(f"register value {self.value} does not fit 32 bits")
+
+
+def pack_register_value(value: int) -> bytes:
+    """The 4-byte big-endian data stage of a 0xBF write."""
+    return struct.pack(">I", value & 0xFFFFFFFF)
+
+
+def unpack_register_value(data: bytes | Sequence[int]) -> int:
+    """Inverse of :func:`pack_register_value` (the data stage of a 0xBF read)."""
+    raw = bytes(data)
+    if len(raw) != 4:
+        raise ValueError(f"register value must be 4 bytes, got {len(raw)}")
+    return struct.unpack(">I", raw)[0]
+
+
+def pack_entries(writes: Sequence[RegisterWrite]) -> bytes:
+    """Data stage of a 0xC2 or 0xC6 transfer: module, param, big-endian value per entry."""
+    return b"".join(struct.pack(">BBI", w.module, w.param, w.value) for w in writes)
+
+
+def unpack_entries(data: bytes | Sequence[int]) -> list[RegisterWrite]:
+    """Inverse of :func:`pack_entries`; ``ValueError`` if the length is not a multiple of 6."""
+    raw = bytes(data)
+    if len(raw) % ENTRY_SIZE:
+        raise ValueError(f"multi-entry payload of {len(raw)} bytes is not a multiple of {ENTRY_SIZE}")
+    return [RegisterWrite(*struct.unpack_from(">BBI", raw, i)) for i in range(0, len(raw), ENTRY_SIZE)]
+
+
+def chip_word_entries(words: Iterable[int]) -> list[RegisterWrite]:
+    """Chip words as CHIP/CONTENT entries, the 0xC6 payload items."""
+    return [RegisterWrite(Module.CHIP, ChipParam.CONTENT, int(w)) for w in words]
+
+
+def batches(items: Sequence, size: int = MAX_ENTRIES_PER_TRANSFER) -> Iterable[Sequence]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- sequences (libcaer dynapse.c) -----------------------------------------------------------------
+
+
+def start_streaming_sequence() -> list[RegisterWrite]:
+    """libcaer ``dataStart``: USB, MUX, timestamps, chip bus and AER on, in that order."""
+    return [
+        RegisterWrite(Module.USB, UsbParam.RUN, 1),
+        RegisterWrite(Module.MUX, MuxParam.RUN, 1),
+        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RUN, 1),
+        RegisterWrite(Module.CHIP, ChipParam.RUN, 1),
+        RegisterWrite(Module.AER, AerParam.RUN, 1),
+    ]
+
+
+def stop_streaming_sequence() -> list[RegisterWrite]:
+    """libcaer ``dataStop``: the start sequence reversed, also clearing FORCE_CHIP_BIAS_ENABLE."""
+    return [
+        RegisterWrite(Module.AER, AerParam.RUN, 0),
+        RegisterWrite(Module.CHIP, ChipParam.RUN, 0),
+        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RUN, 0),
+        RegisterWrite(Module.MUX, MuxParam.FORCE_CHIP_BIAS_ENABLE, 0),
+        RegisterWrite(Module.MUX, MuxParam.RUN, 0),
+        RegisterWrite(Module.USB, UsbParam.RUN, 0),
+    ]
+
+
+def timestamp_reset_pulse() -> list[RegisterWrite]:
+    """MUX/TIMESTAMP_RESET 1 then 0, sent in one 0xC2 transfer as libcaer does."""
+    return [
+        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RESET, 1),
+        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RESET, 0),
+    ]
+
+
+def default_fpga_config(early_packet_delay_us: int = 1000) -> list[RegisterWrite]:
+    """libcaer ``sendDefaultConfiguration``, FPGA part, up to switching chip bus and AER on.
+
+    Chip words (silent biases, SRAM defaults, low-power biases) follow, written by the board.
+    ``early_packet_delay_us`` is rounded to the 125 µs host unit (libcaer default 8 units = 1 ms).
+    """
+    units = max(1, round(early_packet_delay_us / USB_EARLY_PACKET_UNIT_US))
+    return [
+        *timestamp_reset_pulse(),
+        RegisterWrite(Module.MUX, MuxParam.FORCE_CHIP_BIAS_ENABLE, 0),
+        RegisterWrite(Module.MUX, MuxParam.DROP_AER_ON_TRANSFER_STALL, 0),
+        RegisterWrite(Module.AER, AerParam.ACK_DELAY, 0),
+        RegisterWrite(Module.AER, AerParam.ACK_EXTENSION, 0),
+        RegisterWrite(Module.AER, AerParam.WAIT_ON_TRANSFER_STALL, 0),
+        RegisterWrite(Module.AER, AerParam.EXTERNAL_AER_CONTROL, 0),
+        RegisterWrite(Module.CHIP, ChipParam.REQ_DELAY, 30),
+        RegisterWrite(Module.CHIP, ChipParam.REQ_EXTENSION, 30),
+        RegisterWrite(Module.USB, UsbParam.EARLY_PACKET_DELAY, units * USB_EARLY_PACKET_UNIT_CYCLES),
+        RegisterWrite(Module.CHIP, ChipParam.RUN, 1),
+        RegisterWrite(Module.AER, AerParam.RUN, 1),
+    ]
+
+
+def config_bus_off() -> list[RegisterWrite]:
+    """Chip bus and AER off again after the default chip configuration (libcaer)."""
+    return [RegisterWrite(Module.CHIP, ChipParam.RUN, 0), RegisterWrite(Module.AER, AerParam.RUN, 0)]

@@ -1,0 +1,97 @@
+"""Event-stream decoder: round trips, byte-boundary splits, wraps, resets, and a seeded fuzz loop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drivers.dynapse1.event_words import StreamDecoder, StreamEncoder, encode_words
+from drivers.dynapse1.spikes import SpikeEvents
+
+
+def _random_events(rng: np.random.Generator, n: int, max_gap: int) -> SpikeEvents:
+    ts = np.cumsum(rng.integers(0, max_gap, n))
+    return SpikeEvents(ts, rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n))
+
+
+def _assert_same(a: SpikeEvents, b: SpikeEvents) -> None:
+    np.testing.assert_array_equal(a.timestamp_us, b.timestamp_us)
+    np.testing.assert_array_equal(a.chip, b.chip)
+    np.testing.assert_array_equal(a.core, b.core)
+    np.testing.assert_array_equal(a.neuron, b.neuron)
+
+
+def test_random_round_trip_including_long_gaps():
+    rng = np.random.default_rng(0)
+    events = _random_events(rng, 20_000, 200_000)  # gaps up to 6 wraps
+    data = StreamEncoder().encode(events)
+    decoder = StreamDecoder()
+    out, stats = decoder.decode(data)
+    _assert_same(out, events)
+    assert stats.corrupt_words == 0 and decoder.total.events == len(events)
+
+
+def test_split_at_every_byte_boundary_decodes_the_same():
+    rng = np.random.default_rng(1)
+    events = _random_events(rng, 300, 50_000)
+    data = StreamEncoder().encode(events)
+    for cut in range(len(data) + 1):
+        decoder = StreamDecoder()
+        a, _ = decoder.decode(data[:cut])
+        b, _ = decoder.decode(data[cut:])
+        _assert_same(SpikeEvents.concatenate([a, b]), events)
+    # and in many random pieces, odd sizes included
+    decoder = StreamDecoder()
+    cuts = np.sort(rng.integers(0, len(data), 200))
+    parts = [decoder.decode(p)[0] for p in np.split(np.frombuffer(data, np.uint8), cuts)]
+    _assert_same(SpikeEvents.concatenate(parts), events)
+
+
+def test_hand_made_words_timestamp_semantics():
+    spike = (1 << 12) | (7 << 4) | 2  # core 0, neuron 7, chip 1
+    words = [0x8000 | 100, spike, (7 << 12) | 1, spike, 0x8000 | 5, spike, (6 << 12) | (255 << 4) | 4]
+    out, stats = StreamDecoder().decode(encode_words(words))
+    assert list(out.timestamp_us) == [100, 32768, 32773, 32773]
+    assert list(out.core) == [0, 0, 0, 3] and list(out.chip) == [1, 1, 1, 3] and out.neuron[-1] == 255
+    assert stats.corrupt_words == 0
+
+
+def test_wrap_across_2_15_and_2_31_and_reset():
+    decoder = StreamDecoder()
+    spike = (2 << 12) | (1 << 4) | 1
+    # 65535 wraps of 2^15 µs = 2^31 − 2^15; two more cross 2^31 (libcaer would count an overflow)
+    words = [(7 << 12) | 0xFFF] * 16 + [(7 << 12) | 15, 0x8000 | 0x7FFF, spike, (7 << 12) | 2, 0x8000 | 3, spike]
+    out, _ = decoder.decode(encode_words(words))
+    assert list(out.timestamp_us) == [(1 << 31) - 1, (1 << 31) + (1 << 15) + 3]
+    assert decoder.overflow_count == 1
+    out, stats = decoder.decode(encode_words([0x0001, 0x8000 | 9, spike]))
+    assert list(out.timestamp_us) == [9] and stats.timestamp_resets == 1
+
+
+def test_encoder_marks_idle_time_with_wraps():
+    encoder, decoder = StreamEncoder(), StreamDecoder()
+    data = encoder.advance_to(3 * 32768 + 17)
+    decoder.decode(data)
+    assert decoder.now_us == 3 * 32768 + 17
+    assert len(data) == 2 * 4  # three wraps and one timestamp word
+
+
+def test_unknown_and_corrupt_words_are_counted_not_raised():
+    words = [0x0000, (3 << 12) | 5, (4 << 12) | 1, (1 << 12) | 0, (1 << 12) | 5, (1 << 12) | 0x11]
+    out, stats = StreamDecoder().decode(encode_words(words))
+    assert len(out) == 1 and stats.corrupt_words == 5
+
+
+def test_fuzz_random_buffers_never_raise():
+    rng = np.random.default_rng(1234)
+    decoder = StreamDecoder()
+    blob = rng.integers(0, 256, 4_000_000, dtype=np.uint8).tobytes()
+    sizes = rng.integers(0, 64, 100_000)
+    offsets = rng.integers(0, len(blob) - 64, 100_000)
+    total_events = 0
+    for off, size in zip(offsets.tolist(), sizes.tolist(), strict=True):
+        out, stats = decoder.decode(blob[off : off + size])
+        total_events += len(out)
+        assert len(out) <= size // 2 + 1
+        assert np.all(out.chip < 4) and np.all(out.core < 4)
+    assert total_events > 0
+    assert decoder.total.corrupt_words > 0
