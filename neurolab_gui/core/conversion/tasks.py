@@ -1,0 +1,345 @@
+"""Sequence-classification tasks that work fully offline, and the interface for bringing your own.
+
+A :class:`Task` holds train and test sequences as float32 arrays ``[N, T, F]`` with values in
+``[0, 1]`` (they become spike rates, which cannot be negative), integer labels and, for
+variable-length data, the number of valid steps per sequence.
+
+Built-in tasks (nothing is downloaded at run time):
+
+``seq_digits``
+    scikit-learn's bundled 8x8 digits, fed row by row (``T=8, F=8``) or pixel by pixel
+    (``T=64, F=1``), pixel values / 16.
+``mnist1d``
+    MNIST-1D generated locally with ``mnist1d.data.make_dataset`` (never its download path).
+    Its samples are signed, so each value becomes two non-negative channels: ON = max(x, 0)/s
+    and OFF = max(-x, 0)/s with ``s`` a high percentile of |x| on the training set (values above
+    are clipped).  ON/OFF splitting is how event sensors encode signed signals and keeps the
+    first layer linear: ``W x = W x_on - W x_off``.
+``ecg``
+    A synthetic ECG anomaly task: single-lead beats built from a sum of Gaussian P, Q, R, S, T
+    waves (the ECGSYN morphology) with random heart rate, amplitude jitter, baseline wander and
+    noise.  Class 1 (anomalous) beats have one of: a wide QRS (bundle-branch-like), an inverted
+    T wave, ST elevation or a missing P wave.  Balanced classes.
+
+User data: :func:`load_npz_task` reads a ``.npz`` file (see its docstring for the keys).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Task:
+    """A sequence-classification data set ready for the RNN and for spike encoding.
+
+    Attributes
+    ----------
+    name : short identifier used in reports
+    x_train, x_test : float32 ``[N, T, F]``, values in ``[0, 1]``
+    y_train, y_test : int64 ``[N]``, labels ``0..n_classes-1``
+    lengths_train, lengths_test : int64 ``[N]``, valid steps per sequence (``T`` when all full)
+    n_classes : number of classes
+    description : one line for reports
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    lengths_train: np.ndarray = field(default=None)  # type: ignore[assignment]
+    lengths_test: np.ndarray = field(default=None)  # type: ignore[assignment]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.x_train = _check_x(self.x_train, "x_train")
+        self.x_test = _check_x(self.x_test, "x_test")
+        if self.x_train.shape[2] != self.x_test.shape[2]:
+            raise ValueError(
+                f"train and test sequences have different feature counts ({self.x_train.shape[2]} vs {self.x_test.shape[2]})"
+            )
+        self.y_train = _check_labels(self.y_train, len(self.x_train), self.n_classes, "y_train")
+        self.y_test = _check_labels(self.y_test, len(self.x_test), self.n_classes, "y_test")
+        self.lengths_train = _check_lengths(self.lengths_train, self.x_train, "lengths_train")
+        self.lengths_test = _check_lengths(self.lengths_test, self.x_test, "lengths_test")
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[2])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Task:
+        """A copy holding only the first ``n_train`` / ``n_test`` sequences (for quick runs)."""
+        tr = slice(None, n_train)
+        te = slice(None, n_test)
+        return Task(
+            self.name,
+            self.x_train[tr],
+            self.y_train[tr],
+            self.x_test[te],
+            self.y_test[te],
+            self.n_classes,
+            self.lengths_train[tr],
+            self.lengths_test[te],
+            self.description,
+        )
+
+
+def _check_x(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:  # [N, T] → one feature
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise ValueError(f"{what} must have shape [N, T, F] (or [N, T]); got {x.shape}")
+    if len(x) == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{what} is empty (shape {x.shape})")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    if x.min() < 0.0 or x.max() > 1.0:
+        raise ValueError(
+            f"{what} values must lie in [0, 1] because they become spike rates; got range "
+            f"[{x.min():.3g}, {x.max():.3g}] (rescale, or split signed data into ON/OFF channels)"
+        )
+    return x
+
+
+def _check_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{what} must have shape [{n}] to match the sequences; got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"{what} must hold integer class labels")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"{what} labels must lie in 0..{n_classes - 1}; got {y.min()}..{y.max()}")
+    return y
+
+
+def _check_lengths(lengths: np.ndarray | None, x: np.ndarray, what: str) -> np.ndarray:
+    n, t = x.shape[:2]
+    if lengths is None:
+        return np.full(n, t, dtype=np.int64)
+    lengths = np.asarray(lengths).astype(np.int64)
+    if lengths.shape != (n,):
+        raise ValueError(f"{what} must have shape [{n}]; got {lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > t:
+        raise ValueError(f"{what} must lie in 1..{t} (the padded length); got {lengths.min()}..{lengths.max()}")
+    return lengths
+
+
+def _stratified_split(n_classes: int, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in range(n_classes):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def seq_digits(mode: str = "row", seed: int = 0, test_fraction: float = 0.2) -> Task:
+    """scikit-learn's bundled 8x8 digits as sequences (offline; 1,797 images, 10 classes).
+
+    Parameters
+    ----------
+    mode : ``"row"`` (8 steps of 8 pixels) or ``"pixel"`` (64 steps of 1 pixel)
+    seed : seed of the stratified train/test split
+    test_fraction : share of each class held out for testing
+    """
+    from sklearn.datasets import load_digits
+
+    if mode not in ("row", "pixel"):
+        raise ValueError(f"seq_digits mode must be 'row' or 'pixel', got {mode!r}")
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)  # [N, 8, 8], pixel values 0..16
+    x = images if mode == "row" else images.reshape(len(images), 64, 1)
+    y = digits.target.astype(np.int64)
+    tr, te = _stratified_split(10, y, test_fraction, seed)
+    return Task(
+        f"seq_digits_{mode}" if mode != "row" else "seq_digits",
+        x[tr],
+        y[tr],
+        x[te],
+        y[te],
+        10,
+        description=f"sklearn 8x8 digits, {mode} by {mode} ({x.shape[1]} steps x {x.shape[2]} features)",
+    )
+
+
+def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5) -> Task:
+    """MNIST-1D generated locally (``make_dataset``; 40 steps, ON/OFF channels, 10 classes).
+
+    ``make_dataset`` reseeds Python's and numpy's global generators; their states are restored
+    afterwards so that calling this does not change other code's random streams.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = int(num_samples)
+    args.seed = int(seed)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x_train, x_test = np.asarray(data["x"], np.float32), np.asarray(data["x_test"], np.float32)
+    scale = float(np.percentile(np.abs(x_train), clip_percentile))
+
+    def on_off(x: np.ndarray) -> np.ndarray:
+        x = np.clip(x / scale, -1.0, 1.0)
+        return np.stack([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=2)
+
+    return Task(
+        "mnist1d",
+        on_off(x_train),
+        np.asarray(data["y"]),
+        on_off(x_test),
+        np.asarray(data["y_test"]),
+        10,
+        description=f"MNIST-1D generated locally ({len(x_train)} train / {len(x_test)} test, 40 steps, ON/OFF channels)",
+    )
+
+
+def _gauss(t: np.ndarray, centre: float, width: float, amp: float) -> np.ndarray:
+    return amp * np.exp(-0.5 * ((t - centre) / width) ** 2)
+
+
+def ecg(n_train: int = 1200, n_test: int = 400, n_steps: int = 48, seed: int = 0) -> Task:
+    """Synthetic single-lead ECG beats, normal (0) vs anomalous (1); see the module docstring.
+
+    Each sequence is one beat window of ``n_steps`` samples (about 0.8 s), min-max scaled to
+    ``[0, 1]`` with a fixed range so that amplitude differences survive.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    t = np.linspace(-0.35, 0.45, n_steps)  # seconds around the R peak
+    x = np.zeros((n, n_steps), np.float32)
+    y = np.arange(n) % 2
+    rng.shuffle(y)
+    for i in range(n):
+        hr_scale = rng.uniform(0.85, 1.15)  # heart-rate dependent stretching of the QT interval
+        jit = lambda s: s * rng.uniform(0.85, 1.15)  # noqa: E731 - amplitude jitter per wave
+        p = _gauss(t, -0.2 * hr_scale, 0.025, jit(0.15))
+        q = _gauss(t, -0.03, 0.01, jit(-0.12))
+        r = _gauss(t, 0.0, 0.012, jit(1.0))
+        s = _gauss(t, 0.03, 0.01, jit(-0.2))
+        tw = _gauss(t, 0.28 * hr_scale, 0.05, jit(0.3))
+        st = np.zeros_like(t)
+        if y[i] == 1:
+            kind = rng.integers(4)
+            if kind == 0:  # wide QRS: bundle-branch-block-like
+                r = _gauss(t, 0.01, 0.035, jit(0.8))
+                s = _gauss(t, 0.07, 0.03, jit(-0.3))
+            elif kind == 1:  # inverted T wave
+                tw = -tw
+            elif kind == 2:  # ST elevation between S and T
+                st = 0.2 * ((t > 0.05) & (t < 0.22 * hr_scale)).astype(float)
+            else:  # missing P wave (atrial fibrillation-like)
+                p = np.zeros_like(t)
+        wander = rng.uniform(-0.08, 0.08) * np.sin(2 * np.pi * rng.uniform(0.2, 0.5) * t + rng.uniform(0, 2 * np.pi))
+        noise = rng.normal(0.0, 0.03, n_steps)
+        x[i] = p + q + r + s + tw + st + wander + noise
+    x = np.clip((x + 0.5) / 1.8, 0.0, 1.0)  # fixed range -0.5..1.3 → 0..1
+    return Task(
+        "ecg",
+        x[:n_train, :, None],
+        y[:n_train],
+        x[n_train:, :, None],
+        y[n_train:],
+        2,
+        description=f"synthetic ECG beats, normal vs anomalous ({n_steps} steps x 1 feature)",
+    )
+
+
+def load_npz_task(path: str | Path, name: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> Task:
+    """Load a user task from a ``.npz`` file.
+
+    Keys (``np.savez(path, x=..., labels=..., lengths=...)``):
+
+    ``x``
+        float ``[N, T, F]`` (or ``[N, T]``) sequences, zero-padded to a common ``T``, values in [0, 1].
+    ``labels``
+        integer ``[N]``, classes ``0..C-1`` (``y`` is accepted too).
+    ``lengths`` (optional)
+        integer ``[N]``: valid steps of each sequence (default: all ``T``).
+    ``x_test``, ``labels_test``, ``lengths_test`` (optional)
+        an explicit test set; without it ``test_fraction`` of each class is held out (seeded).
+    ``n_classes`` (optional)
+        number of classes if some are absent from the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable .npz file ({exc})") from exc
+    keys = set(data.files)
+
+    def get(*names: str) -> np.ndarray | None:
+        for n in names:
+            if n in keys:
+                return data[n]
+        return None
+
+    x = get("x", "sequences")
+    y = get("labels", "y")
+    if x is None or y is None:
+        raise ValueError(f"{path} must contain arrays 'x' and 'labels'; found {sorted(keys)}")
+    lengths = get("lengths")
+    x_test, y_test, lengths_test = get("x_test"), get("labels_test", "y_test"), get("lengths_test")
+    all_y = [np.asarray(y)] + ([np.asarray(y_test)] if y_test is not None else [])
+    n_classes_arr = get("n_classes")
+    n_classes = int(n_classes_arr) if n_classes_arr is not None else int(max(int(v.max()) for v in all_y)) + 1
+    if x_test is None:
+        x = np.asarray(x)
+        if x.ndim == 2:
+            x = x[:, :, None]
+        y = np.asarray(y).astype(np.int64)
+        lengths = np.full(len(x), x.shape[1]) if lengths is None else np.asarray(lengths)
+        tr, te = _stratified_split(n_classes, y, test_fraction, seed)
+        x, x_test, y, y_test, lengths, lengths_test = x[tr], x[te], y[tr], y[te], lengths[tr], lengths[te]
+    elif y_test is None:
+        raise ValueError(f"{path} has 'x_test' but no 'labels_test'")
+    return Task(
+        name or path.stem,
+        x,
+        y,
+        x_test,
+        y_test,
+        n_classes,
+        lengths,
+        lengths_test,
+        description=f"user task from {path.name}",
+    )
+
+
+#: Built-in tasks by name (``neurolab train --task NAME``).
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
+    "seq_digits": lambda **kw: seq_digits("row", **kw),
+    "seq_digits_pixel": lambda **kw: seq_digits("pixel", **kw),
+    "mnist1d": mnist1d,
+    "ecg": ecg,
+}
+
+
+def load_task(name_or_path: str, **kwargs: object) -> Task:
+    """A built-in task by name, or a user ``.npz`` file by path."""
+    if name_or_path in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name_or_path](**kwargs)
+    if name_or_path.endswith(".npz") or Path(name_or_path).exists():
+        return load_npz_task(name_or_path)
+    raise ValueError(f"unknown task {name_or_path!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}, or a path to a .npz file")

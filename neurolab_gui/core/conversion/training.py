@@ -1,0 +1,161 @@
+"""BPTT training of :class:`.models.RateRNN` with progress reporting and cancellation.
+
+Seeded (torch, numpy) so that a run is repeatable on one machine; CPU by default, CUDA when
+present and asked for (``device="auto"``).  Long operations in the conversion package share one
+calling convention: ``progress(fraction, message)`` is called now and then with a fraction in
+[0, 1], and ``cancel`` is a :class:`threading.Event`; once it is set the loop stops at the next
+batch and raises :class:`Cancelled`, leaving the model with the weights of the last finished
+step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import RateRNN
+from .tasks import Task
+
+#: ``progress(fraction, message)``
+ProgressCallback = Callable[[float, str], None]
+
+
+class Cancelled(RuntimeError):
+    """A long operation stopped because its cancel event was set."""
+
+
+def check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled by the user")
+
+
+def pick_device(device: str = "cpu") -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one BPTT run."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 64
+    noise_std: float = 0.05  # pre-activation noise (activation units), for robustness to spike noise
+    rate_penalty: float = 0.0  # L2 on mean rates: fewer spikes per inference
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch history of a training run."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: float = float("nan")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def evaluate(model: RateRNN, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> tuple[float, np.ndarray]:
+    """Test accuracy and the predicted labels of ``model`` (no noise, no gradient)."""
+    device = next(model.parameters()).device
+    preds = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i : i + batch_size], device=device)
+            lb = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=device)
+            logits, _ = model(xb, lb)
+            preds.append(logits.argmax(1).cpu().numpy())
+    pred = np.concatenate(preds)
+    return float(np.mean(pred == y)), pred
+
+
+def mean_rates(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+    """Activations ``r_t`` ``[N, T*k, H]`` of ``model`` on ``x`` (no noise)."""
+    device = next(model.parameters()).device
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i : i + batch_size], device=device)
+            lb = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=device)
+            out.append(model(xb, lb)[1].cpu().numpy())
+    return np.concatenate(out)
+
+
+def train(
+    model: RateRNN,
+    task: Task,
+    config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    after_epoch: Callable[[int], None] | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+) -> TrainResult:
+    """Train ``model`` on ``task`` with Adam and cross-entropy (BPTT through the whole sequence).
+
+    ``after_epoch(epoch)`` runs after every epoch (quantisation-aware training uses it to refit
+    scales and masks).  ``progress_span`` maps this run's progress into a larger operation's.
+    """
+    cfg = config or TrainConfig()
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    loss_fn = nn.CrossEntropyLoss()
+    x_all = torch.as_tensor(task.x_train, device=device)
+    y_all = torch.as_tensor(task.y_train, device=device)
+    l_all = torch.as_tensor(task.lengths_train, device=device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    result = TrainResult()
+    n = len(x_all)
+    n_batches = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
+    lo, hi = progress_span
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        total_loss, correct = 0.0, 0
+        for b in range(n_batches):
+            check_cancel(cancel)
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            logits, rates = model(x_all[idx], l_all[idx], noise_std=cfg.noise_std)
+            loss = loss_fn(logits, y_all[idx])
+            if cfg.rate_penalty > 0:
+                loss = loss + cfg.rate_penalty * (rates.mean(dim=(0, 1)) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y_all[idx]).sum())
+        sched.step()
+        if after_epoch is not None:
+            after_epoch(epoch)
+        result.train_loss.append(total_loss / n)
+        result.train_accuracy.append(correct / n)
+        if progress is not None:
+            progress(
+                lo + (hi - lo) * (epoch + 1) / cfg.epochs,
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {total_loss / n:.3f}, train accuracy {correct / n:.3f}",
+            )
+    result.test_accuracy, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
+    return result
