@@ -1,0 +1,452 @@
+"""Biases as observable parameters: one :class:`BiasParameter` per (chip, core, name) over a Board.
+
+Modelled on ophyd-async / QCoDeS parameters: each bias has an address, a unit
+(amperes), limits, a coarse/fine <-> current conversion, a cached value and a
+change signal.  :class:`BiasModel` owns all 4 × 4 × 25 of them and adds what a
+person tuning biases needs: undo/redo, a change log (who changed what, when),
+copying one core's biases to other cores, and save / load / diff of bias sets.
+
+Where the truth lives: the chip cannot read biases back, so the board keeps
+the last value written (``Board.get_bias``) and calls its bias listeners after
+*every* write, whoever made it (GUI, console, calibration).  The model
+subscribes to that listener and updates its cache from it, which is how
+changes made outside the GUI reach the sliders.  Writes made through the model
+carry an *origin* ("gui", "file", "copy", "undo", ...); writes that arrive
+from the board without one are logged as ``"external"``.
+
+The slider axis.  The panel shows each bias on the *linear bias ladder*
+(:class:`BiasLadder`): every coarse/fine setting ordered by nominal current,
+keeping for each current the setting with the finest resolution (the
+"linear bias" of the INI Bias Slider GUI, Zendrikov's thesis ch. 2).  Its
+positions are monotonic in current, so a slider over it is a current axis.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivers.dynapse1.bias_table import (
+    COARSE_MAX_CURRENT_A,
+    CORE_BIASES,
+    N_COARSE,
+    N_FINE,
+    BiasSpec,
+    bias_spec,
+    check_coarse_fine,
+    closest_setting,
+    core_bias_address,
+    nominal_current,
+)
+from drivers.dynapse1.board_api import BiasValue, Board
+from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
+
+from .events import Signal
+
+BiasKey = tuple[int, int, str]
+
+#: Value every bias has before a board reports one: libcaer's "silent" setting.
+SILENT = BiasValue(coarse=N_COARSE - 1, fine=0)
+
+BIAS_FILE_FORMAT = "neurolab-biases"
+BIAS_FILE_VERSION = 1
+
+
+class BiasLadder:
+    """The monotonic "linear bias" axis: coarse/fine settings sorted by nominal current.
+
+    Walks coarse from the smallest full scale to the largest and keeps a setting only
+    if its current exceeds every current already kept, so the ladder is strictly
+    increasing and prefers the finest resolution for each current.
+    """
+
+    def __init__(self) -> None:
+        coarse_list: list[int] = [N_COARSE - 1]
+        fine_list: list[int] = [0]
+        currents: list[float] = [0.0]
+        for coarse in range(N_COARSE - 1, -1, -1):
+            for fine in range(1, N_FINE):
+                current = nominal_current(coarse, fine)
+                if current > currents[-1] * (1 + 1e-12):
+                    coarse_list.append(coarse)
+                    fine_list.append(fine)
+                    currents.append(current)
+        self.coarse = np.array(coarse_list, dtype=np.int64)
+        self.fine = np.array(fine_list, dtype=np.int64)
+        self.currents = np.array(currents, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.currents)
+
+    def setting(self, index: int) -> tuple[int, int]:
+        """Coarse/fine pair at ladder position ``index``."""
+        if not 0 <= int(index) < len(self):
+            raise ValueError(f"ladder index {index} out of range 0..{len(self) - 1}")
+        return int(self.coarse[index]), int(self.fine[index])
+
+    def index_of_current(self, current_a: float) -> int:
+        """Ladder position whose current is closest to ``current_a``."""
+        i = int(np.searchsorted(self.currents, current_a))
+        if i <= 0:
+            return 0
+        if i >= len(self):
+            return len(self) - 1
+        return i if abs(self.currents[i] - current_a) < abs(current_a - self.currents[i - 1]) else i - 1
+
+    def index_of(self, coarse: int, fine: int) -> int:
+        """Ladder position closest to the current of ``(coarse, fine)`` (settings off the ladder snap)."""
+        return self.index_of_current(nominal_current(coarse, fine))
+
+
+LADDER = BiasLadder()
+
+
+@dataclass(frozen=True)
+class BiasChange:
+    """One entry of the bias change log."""
+
+    time_s: float  # wall-clock time.time()
+    chip: int
+    core: int
+    name: str
+    old: BiasValue
+    new: BiasValue
+    origin: str  # gui, console, file, copy, undo, redo, calibration, external, ...
+
+    @property
+    def key(self) -> BiasKey:
+        return (self.chip, self.core, self.name)
+
+
+class BiasParameter:
+    """One per-core bias: address, unit, limits, coarse/fine <-> current, cached value, change signal.
+
+    Writes go through the owning :class:`BiasModel` so that they are logged and undoable.
+    """
+
+    unit = "A"
+    limits = (0.0, COARSE_MAX_CURRENT_A[0])
+
+    def __init__(self, model: BiasModel, chip: int, core: int, name: str) -> None:
+        self._model = model
+        self.chip = check_chip(chip)
+        self.core = check_core(core)
+        self.spec: BiasSpec = bias_spec(name)
+        self.name = name
+        self.address = core_bias_address(core, name)
+        self._value = SILENT
+        #: Emitted as ``changed(parameter, change)`` after the cached value changed.
+        self.changed = Signal(f"bias {chip}/{core}/{name}")
+
+    @property
+    def key(self) -> BiasKey:
+        return (self.chip, self.core, self.name)
+
+    @property
+    def value(self) -> BiasValue:
+        """Cached value (what was last written to the board, or set offline)."""
+        return self._value
+
+    @property
+    def current(self) -> float:
+        """Nominal current of the cached value in amperes."""
+        return nominal_current(self._value.coarse, self._value.fine)
+
+    @property
+    def ladder_index(self) -> int:
+        return LADDER.index_of(self._value.coarse, self._value.fine)
+
+    def set(self, coarse: int, fine: int, origin: str = "script") -> None:
+        self._model.set(self.chip, self.core, self.name, coarse, fine, origin=origin)
+
+    def set_current(self, current_a: float, origin: str = "script") -> None:
+        """Write the setting whose nominal current is closest to ``current_a``."""
+        if not self.limits[0] <= current_a <= self.limits[1]:
+            raise ValueError(f"{self.name}: current {current_a:g} A outside {self.limits[0]:g}..{self.limits[1]:g} A")
+        coarse, fine = closest_setting(current_a)
+        self.set(coarse, fine, origin=origin)
+
+    def set_ladder_index(self, index: int, origin: str = "gui") -> None:
+        coarse, fine = LADDER.setting(index)
+        self.set(coarse, fine, origin=origin)
+
+    def __repr__(self) -> str:
+        v = self._value
+        return f"<BiasParameter {self.chip}/{self.core}/{self.name} coarse={v.coarse} fine={v.fine} ≈{self.current:.3g} A>"
+
+
+class BiasModel:
+    """All per-core biases of a board, with undo/redo, a change log, copy-core and bias files.
+
+    Parameters
+    ----------
+    board : Board or None
+        The board to write to.  Without one the model edits its cache offline;
+        :meth:`attach` later reads the board's values into the cache.
+    max_log : int
+        Change-log entries kept (oldest dropped first) so memory stays bounded.
+    """
+
+    #: Writes to the same biases closer together than this (seconds) may merge into one undo step.
+    COALESCE_S = 1.5
+
+    def __init__(self, board: Board | None = None, max_log: int = 100_000) -> None:
+        self._last_step_time = 0.0
+        self.parameters: dict[BiasKey, BiasParameter] = {
+            (chip, core, name): BiasParameter(self, chip, core, name)
+            for chip in range(N_CHIPS)
+            for core in range(N_CORES_PER_CHIP)
+            for name in CORE_BIASES
+        }
+        self._lock = threading.RLock()
+        self._local = threading.local()  # origin of the write in progress on this thread
+        self._undo: list[list[tuple[BiasKey, BiasValue, BiasValue]]] = []
+        self._redo: list[list[tuple[BiasKey, BiasValue, BiasValue]]] = []
+        self._max_log = max_log
+        self.log: list[BiasChange] = []
+        #: ``changed(change: BiasChange)`` after any bias changed, whoever changed it.
+        self.changed = Signal("bias model changed")
+        #: ``history_changed()`` when undo/redo availability changed.
+        self.history_changed = Signal("bias history changed")
+        self._board: Board | None = None
+        self._listening: set[int] = set()
+        if board is not None:
+            self.attach(board)
+
+    # --- board ------------------------------------------------------------------------
+    @property
+    def board(self) -> Board | None:
+        return self._board
+
+    def attach(self, board: Board) -> None:
+        """Use ``board`` from now on: read its current biases into the cache and follow its writes."""
+        with self._lock:
+            self._board = board
+            if id(board) not in self._listening:
+                board.add_bias_listener(lambda c, k, n, v, b=board: self._on_board_bias(b, c, k, n, v))
+                self._listening.add(id(board))
+            for key, param in self.parameters.items():
+                value = board.get_bias(*key)
+                if value != param.value:
+                    self._record(key, value, "board")
+
+    def detach(self) -> None:
+        """Stop writing to the board (it was closed or unplugged); the cache stays for offline edits."""
+        with self._lock:
+            self._board = None
+
+    def _on_board_bias(self, board: Board, chip: int, core: int, name: str, value: BiasValue) -> None:
+        if board is not self._board or (chip, core, name) not in self.parameters:
+            return
+        origin = getattr(self._local, "origin", None) or "external"
+        with self._lock:
+            self._record((chip, core, name), value, origin)
+
+    # --- reading ------------------------------------------------------------------------
+    def parameter(self, chip: int, core: int, name: str) -> BiasParameter:
+        check_chip(chip), check_core(core), bias_spec(name)
+        return self.parameters[(int(chip), int(core), name)]
+
+    def value(self, chip: int, core: int, name: str) -> BiasValue:
+        return self.parameter(chip, core, name).value
+
+    def snapshot(self, cores: Iterable[tuple[int, int]] | None = None) -> dict[BiasKey, BiasValue]:
+        """Current values, of every core or of the given ``(chip, core)`` pairs."""
+        wanted = None if cores is None else {(int(a), int(b)) for a, b in cores}
+        with self._lock:
+            return {k: p.value for k, p in self.parameters.items() if wanted is None or k[:2] in wanted}
+
+    # --- writing ------------------------------------------------------------------------
+    def set(
+        self, chip: int, core: int, name: str, coarse: int, fine: int, origin: str = "script", coalesce: bool = False
+    ) -> None:
+        """Write one bias (keeping its high/low and type flags); one undo step (see :meth:`apply`)."""
+        param = self.parameter(chip, core, name)
+        coarse, fine = check_coarse_fine(coarse, fine)
+        old = param.value
+        new = BiasValue(coarse, fine, old.high, old.normal, old.enabled)
+        self.apply({param.key: new}, origin=origin, coalesce=coalesce)
+
+    def apply(
+        self, values: Mapping[BiasKey, BiasValue], origin: str = "script", undoable: bool = True, coalesce: bool = False
+    ) -> None:
+        """Write several biases at once, validated first (nothing half-applied); one undo step.
+
+        ``coalesce=True`` merges this write into the previous undo step when that step touched
+        the same biases less than :attr:`COALESCE_S` ago, so dragging a slider is one undo step.
+        Raises ``KeyError``/``ValueError`` naming the bad entry and changes nothing.
+        """
+        checked: dict[BiasKey, BiasValue] = {}
+        for key, value in values.items():
+            chip, core, name = key
+            self.parameter(chip, core, name)
+            check_coarse_fine(value.coarse, value.fine)
+            checked[(int(chip), int(core), name)] = value
+        with self._lock:
+            step = [(k, self.parameters[k].value, v) for k, v in checked.items() if self.parameters[k].value != v]
+            if not step:
+                return
+            self._write({k: new for k, _, new in step}, origin)
+            if undoable:
+                now = time.monotonic()
+                last = self._undo[-1] if self._undo else None
+                if (
+                    coalesce
+                    and last is not None
+                    and now - self._last_step_time < self.COALESCE_S
+                    and {k for k, _, _ in last} == {k for k, _, _ in step}
+                ):
+                    first_old = {k: old for k, old, _ in last}
+                    self._undo[-1] = [(k, first_old[k], new) for k, _, new in step]
+                else:
+                    self._undo.append(step)
+                self._last_step_time = now
+                self._redo.clear()
+        self.history_changed.emit()
+
+    def _write(self, values: Mapping[BiasKey, BiasValue], origin: str) -> None:
+        board = self._board
+        if board is None:  # offline edit: the cache is all there is
+            for key, value in values.items():
+                self._record(key, value, origin)
+            return
+        self._local.origin = origin
+        try:
+            if len(values) == 1:
+                (chip, core, name), v = next(iter(values.items()))
+                board.set_bias(chip, core, name, v.coarse, v.fine, v.high)
+            else:
+                board.apply_bias_set(dict(values))
+        finally:
+            self._local.origin = None
+
+    def _record(self, key: BiasKey, value: BiasValue, origin: str) -> None:
+        param = self.parameters[key]
+        old = param.value
+        if old == value:
+            return
+        param._value = value
+        change = BiasChange(time.time(), key[0], key[1], key[2], old, value, origin)
+        self.log.append(change)
+        if len(self.log) > self._max_log:
+            del self.log[: len(self.log) - self._max_log]
+        param.changed.emit(param, change)
+        self.changed.emit(change)
+
+    # --- undo / redo ------------------------------------------------------------------------
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Restore the values before the last model write; False if there is nothing to undo."""
+        with self._lock:
+            if not self._undo:
+                return False
+            step = self._undo.pop()
+            self._write({k: old for k, old, _ in step}, "undo")
+            self._redo.append(step)
+        self.history_changed.emit()
+        return True
+
+    def redo(self) -> bool:
+        with self._lock:
+            if not self._redo:
+                return False
+            step = self._redo.pop()
+            self._write({k: new for k, _, new in step}, "redo")
+            self._undo.append(step)
+        self.history_changed.emit()
+        return True
+
+    # --- whole-core operations ------------------------------------------------------------
+    def copy_core(self, source: tuple[int, int], targets: Iterable[tuple[int, int]]) -> int:
+        """Copy all 25 biases of ``source`` (chip, core) to each target core; returns biases changed."""
+        src_chip, src_core = check_chip(source[0]), check_core(source[1])
+        values: dict[BiasKey, BiasValue] = {}
+        for chip, core in targets:
+            check_chip(chip), check_core(core)
+            if (chip, core) == (src_chip, src_core):
+                continue
+            for name in CORE_BIASES:
+                values[(chip, core, name)] = self.parameters[(src_chip, src_core, name)].value
+        before = len(self.log)
+        self.apply(values, origin="copy")
+        return len(self.log) - before
+
+    # --- files ----------------------------------------------------------------------------
+    def save(self, path: str | Path, cores: Iterable[tuple[int, int]] | None = None) -> Path:
+        """Write the current biases (all cores, or ``cores``) to a JSON bias file."""
+        return save_bias_file(path, self.snapshot(cores))
+
+    def load(self, path: str | Path, origin: str = "file") -> dict[BiasKey, BiasValue]:
+        """Apply a bias file as one undo step; returns what it contained."""
+        values = load_bias_file(path)
+        self.apply(values, origin=origin)
+        return values
+
+    def diff(self, other: Mapping[BiasKey, BiasValue]) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
+        """Entries of ``other`` that differ from the current values: ``(key, current, other)``."""
+        return diff_bias_sets(self.snapshot(), other)
+
+
+def diff_bias_sets(a: Mapping[BiasKey, BiasValue], b: Mapping[BiasKey, BiasValue]) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
+    """Keys present in ``b`` whose value differs from ``a`` (missing in ``a`` counts as silent), sorted."""
+    out = []
+    for key in sorted(b):
+        va = a.get(key, SILENT)
+        if va != b[key]:
+            out.append((key, va, b[key]))
+    return out
+
+
+def save_bias_file(path: str | Path, values: Mapping[BiasKey, BiasValue]) -> Path:
+    """Write ``values`` as a declarative JSON bias set (never executable code, unlike CortexControl's)."""
+    path = Path(path)
+    doc = {
+        "format": BIAS_FILE_FORMAT,
+        "version": BIAS_FILE_VERSION,
+        "coarse_numbering": "libcaer (0 = largest current)",
+        "biases": [
+            {"chip": k[0], "core": k[1], "name": k[2], **asdict(v), "current_a": nominal_current(v.coarse, v.fine)}
+            for k, v in sorted(values.items())
+        ],
+    }
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def load_bias_file(path: str | Path) -> dict[BiasKey, BiasValue]:
+    """Read a JSON bias set written by :func:`save_bias_file`; errors name the file and the bad entry."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON bias file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != BIAS_FILE_FORMAT:
+        raise ValueError(f"{path}: not a NeuroLab bias file (expected format {BIAS_FILE_FORMAT!r})")
+    out: dict[BiasKey, BiasValue] = {}
+    for i, entry in enumerate(doc.get("biases", [])):
+        try:
+            chip, core, name = check_chip(entry["chip"]), check_core(entry["core"]), entry["name"]
+            bias_spec(name)
+            coarse, fine = check_coarse_fine(entry["coarse"], entry["fine"])
+            out[(chip, core, name)] = BiasValue(
+                coarse, fine, bool(entry.get("high", True)), bool(entry.get("normal", True)), bool(entry.get("enabled", True))
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: bias entry {i} is invalid: {exc}") from None
+    return out
+
+
+BiasListener = Callable[[BiasChange], None]

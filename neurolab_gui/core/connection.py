@@ -1,0 +1,290 @@
+"""Choosing, opening, watching and closing the board.
+
+:class:`ConnectionManager` lists what can be connected (every DYNAP-SE1 on the
+USB bus, plus the emulator, which is always there), opens one, runs the
+acquisition thread that pulls event batches off it, notices when it goes away
+(unplugged, closed) and can reconnect to the same choice.  It never raises for
+an unplugged board: a failed open or a lost board becomes a ``disconnected`` /
+``error`` state with a message, and the application stays up.
+
+Threads: the acquisition thread emits :attr:`ConnectionManager.events` with
+whole :class:`SpikeEvents` batches; subscribers (monitors, recorder) must be
+cheap and thread-safe.  Everything else is called from the GUI thread or a
+script.  :meth:`poll_status` is meant for a ~2 Hz timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from drivers.dynapse1.board_api import Board
+from drivers.dynapse1.spikes import SpikeEvents
+
+from .events import Signal
+
+log = logging.getLogger(__name__)
+
+EMULATOR = "emulator"
+
+
+@dataclass(frozen=True)
+class BoardChoice:
+    """Something the connection bar offers: the emulator or a board seen on USB."""
+
+    kind: str  # "emulator" or "usb"
+    serial: str
+    label: str
+    accessible: bool = True
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """What to (re)connect to."""
+
+    board: str = EMULATOR  # "emulator" or a serial number
+    seed: int = 0
+    mismatch: bool = True
+    clock: str = "realtime"  # emulator only: "realtime" for live use, "fast" for batch work
+
+    def describe(self) -> str:
+        if self.board == EMULATOR:
+            return f"emulator (seed {self.seed}, mismatch {'on' if self.mismatch else 'off'}, {self.clock} clock)"
+        return f"DYNAP-SE1 {self.board}"
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """What the status bar shows."""
+
+    state: str = "disconnected"  # disconnected, connecting, connected, unplugged, error
+    target: str = ""
+    serial: str = ""
+    emulated: bool = False
+    event_rate_hz: float = 0.0
+    received_events: int = 0
+    dropped_events: int = 0
+    corrupt_words: int = 0
+    lag_s: float | None = None  # emulator in real-time mode: how far simulated time trails the wall clock
+    message: str = ""
+
+
+BoardOpener = Callable[[ConnectionTarget], Board]
+
+
+def open_board(target: ConnectionTarget) -> Board:
+    """Open the emulator or a real board (imports the driver/emulator only when needed)."""
+    if target.board == EMULATOR:
+        from emulator.config import EmulatorConfig, MismatchConfig
+        from emulator.virtual_usb import open_emulated_board
+
+        config = EmulatorConfig(seed=target.seed, mismatch=MismatchConfig() if target.mismatch else MismatchConfig.ideal())
+        return open_emulated_board(f"EMU{target.seed:05d}", config, clock=target.clock)
+    from drivers.dynapse1.board import DynapseBoard
+
+    return DynapseBoard.open(serial=target.board)
+
+
+def list_boards() -> list[BoardChoice]:
+    """The emulator first, then every DYNAP-SE1 on the USB bus (a missing libusb only hides real boards)."""
+    choices = [BoardChoice(EMULATOR, "", "Emulator")]
+    try:
+        from drivers.dynapse1.usb_discovery import find_boards
+
+        for found in find_boards():
+            serial = found.serial or f"bus{found.bus}-addr{found.address}"
+            label = f"DYNAP-SE1 {serial}" + ("" if found.accessible else " (no permission)")
+            choices.append(BoardChoice("usb", serial, label, found.accessible, found.problem))
+    except Exception as exc:  # no libusb, no pyusb: the emulator still works
+        log.info("USB discovery unavailable: %s", exc)
+    return choices
+
+
+class ConnectionManager:
+    """Owns the open board and its acquisition thread.
+
+    Parameters
+    ----------
+    opener : callable
+        ``opener(target) -> Board``; :func:`open_board` by default.  Tests pass the
+        same function with a fast-clock target rather than a fake board.
+    """
+
+    def __init__(self, opener: BoardOpener = open_board) -> None:
+        self._opener = opener
+        self._board: Board | None = None
+        self._target: ConnectionTarget | None = None
+        self._status = ConnectionStatus()
+        self._lock = threading.RLock()
+        self._reader: threading.Thread | None = None
+        self._stop_reading = threading.Event()
+        self._received = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self._rate = 0.0
+        #: ``connected(board)`` after a board was opened.
+        self.connected = Signal("board connected")
+        #: ``disconnected(reason: str)`` after the board was closed or lost.
+        self.disconnected = Signal("board disconnected")
+        #: ``events(batch: SpikeEvents)`` from the acquisition thread.
+        self.events = Signal("board events")
+        #: ``status_changed(status: ConnectionStatus)``.
+        self.status_changed = Signal("connection status")
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def board(self) -> Board | None:
+        return self._board
+
+    @property
+    def target(self) -> ConnectionTarget | None:
+        return self._target
+
+    @property
+    def status(self) -> ConnectionStatus:
+        return self._status
+
+    def _set_status(self, **changes) -> None:
+        self._status = replace(self._status, **changes)
+        self.status_changed.emit(self._status)
+
+    # --- connect / disconnect -------------------------------------------------------------
+    def connect(self, target: ConnectionTarget, acquire: bool = True) -> bool:
+        """Close any open board, then open ``target``.  Returns False (state ``error``) if it cannot be opened."""
+        self.disconnect("switching boards")
+        self._target = target
+        self._set_status(state="connecting", target=target.describe(), message="")
+        try:
+            board = self._opener(target)
+        except Exception as exc:
+            log.warning("could not open %s: %s", target.describe(), exc)
+            self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
+            return False
+        with self._lock:
+            self._board = board
+            self._received = 0
+            self._rate_mark = (time.monotonic(), 0)
+            self._rate = 0.0
+        self._set_status(
+            state="connected",
+            serial=str(getattr(board, "serial", "")),
+            emulated=bool(getattr(board, "is_emulated", False)),
+            message=f"connected to {target.describe()}",
+        )
+        self.connected.emit(board)
+        if acquire:
+            self.start_acquisition()
+        return True
+
+    def reconnect(self) -> bool:
+        """Open the last target again (after an unplug or an error)."""
+        if self._target is None:
+            raise RuntimeError("nothing to reconnect to: no board was ever chosen")
+        return self.connect(self._target)
+
+    def disconnect(self, reason: str = "closed by user") -> None:
+        """Stop acquisition and close the board; a no-op when none is open."""
+        with self._lock:
+            board = self._board
+            if board is None:
+                return
+            self.stop_acquisition()
+            self._board = None
+        try:
+            board.close()
+        except Exception as exc:  # an unplugged board may fail to close; it is gone either way
+            log.info("closing the board raised %s", exc)
+        self._set_status(state="disconnected", event_rate_hz=0.0, lag_s=None, message=reason)
+        self.disconnected.emit(reason)
+
+    # --- acquisition ------------------------------------------------------------------------
+    @property
+    def acquiring(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+    def start_acquisition(self) -> None:
+        """Start the reader thread that forwards every batch to :attr:`events`."""
+        board = self._board
+        if board is None:
+            raise RuntimeError("no board connected")
+        if self.acquiring:
+            return
+        self._stop_reading.clear()
+        self._reader = threading.Thread(target=self._read_loop, args=(board,), name="neurolab-acquisition", daemon=True)
+        self._reader.start()
+
+    def stop_acquisition(self, timeout_s: float = 5.0) -> None:
+        reader = self._reader
+        if reader is None:
+            return
+        self._stop_reading.set()
+        if reader is not threading.current_thread():
+            reader.join(timeout_s)
+        self._reader = None
+
+    @contextlib.contextmanager
+    def acquisition_paused(self) -> Iterator[Board]:
+        """Stop the reader thread while a measurement reads the board itself, then resume."""
+        board = self._board
+        if board is None:
+            raise RuntimeError("no board connected")
+        was_running = self.acquiring
+        self.stop_acquisition()
+        try:
+            yield board
+        finally:
+            if was_running and self._board is board and board.connected:
+                self.start_acquisition()
+
+    def feed(self, batch: SpikeEvents) -> None:
+        """Forward a batch read by someone else (a measurement) to the same subscribers."""
+        if len(batch):
+            self._received += len(batch)
+            self.events.emit(batch)
+
+    def _read_loop(self, board: Board) -> None:
+        try:
+            for batch in board.iter_events():
+                if len(batch):
+                    self._received += len(batch)
+                    self.events.emit(batch)
+                if self._stop_reading.is_set():
+                    return
+        except Exception as exc:
+            log.warning("acquisition stopped: %s", exc)
+        # iter_events ended on its own: the board was closed or unplugged
+
+    # --- status ---------------------------------------------------------------------------
+    def poll_status(self) -> ConnectionStatus:
+        """Refresh rates and counters, and detect a lost board; call from a ~2 Hz timer."""
+        board = self._board
+        if board is None:
+            return self._status
+        if not board.connected:
+            with self._lock:
+                if self._board is board:
+                    self._stop_reading.set()
+                    self._reader = None
+                    self._board = None
+            self._set_status(state="unplugged", event_rate_hz=0.0, lag_s=None, message="board unplugged; reconnect when it is back")
+            self.disconnected.emit("unplugged")
+            return self._status
+        now = time.monotonic()
+        t0, n0 = self._rate_mark
+        if now - t0 > 0.1:
+            self._rate = (self._received - n0) / (now - t0)
+            self._rate_mark = (now, self._received)
+        counters = board.counters
+        lag = getattr(board, "lag_s", None)
+        self._set_status(
+            event_rate_hz=self._rate,
+            received_events=int(counters.received_events),
+            dropped_events=int(counters.dropped_events),
+            corrupt_words=int(counters.corrupt_words),
+            lag_s=None if lag is None else float(lag() if callable(lag) else lag),
+        )
+        return self._status

@@ -1,0 +1,159 @@
+"""The application session: one object that holds everything the GUI, console and scripts share.
+
+A :class:`Session` owns the connection (board choice, acquisition), the bias
+model, the spike and membrane monitors, the stimulus controller, the recorder
+and the loaded model / conversion / calibration state, and wires them together:
+
+* a newly connected board is attached to the bias model (its biases fill the
+  sliders) and the membrane monitor, and the spike buffer starts afresh;
+* every event batch goes to the spike monitor and, while recording, to the recorder;
+* every bias change goes to the recorder's bias log.
+
+It is the ``session`` object of the GUI's console.  It never imports Qt.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from drivers.dynapse1.board_api import Board
+from drivers.dynapse1.spikes import SpikeEvents
+
+from .bias_model import BiasChange, BiasModel
+from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarget, open_board
+from .events import Signal
+from .monitors import MembraneMonitor, SpikeMonitor
+from .recording import Recorder
+from .session_stimulus import StimulusController
+
+
+class Session:
+    """Everything one NeuroLab window works on.
+
+    Parameters
+    ----------
+    opener : how boards are opened (default: emulator or pyusb driver)
+    spike_capacity : events kept in the live ring buffer (bounded memory)
+    """
+
+    def __init__(self, opener: BoardOpener = open_board, spike_capacity: int = 4_000_000) -> None:
+        self.connection = ConnectionManager(opener)
+        self.biases = BiasModel()
+        self.spikes = SpikeMonitor(spike_capacity)
+        self.membrane = MembraneMonitor()
+        self.stimulus = StimulusController(self)
+        self._recorder: Recorder | None = None
+        self._recorder_lock = threading.Lock()
+        #: The loaded or trained network (conversion pipeline object), if any.
+        self.model: Any = None
+        #: The latest conversion result (mapping, quantised weights, stage accuracies), if any.
+        self.conversion: Any = None
+        #: ``recording_changed(path or None)`` when recording started (path) or stopped (None).
+        self.recording_changed = Signal("recording changed")
+        #: ``model_changed(model)`` when a network was loaded or trained.
+        self.model_changed = Signal("model changed")
+        #: ``conversion_changed(result)`` when a conversion or calibration produced new results.
+        self.conversion_changed = Signal("conversion changed")
+
+        self.connection.connected.connect(self._on_connected)
+        self.connection.disconnected.connect(self._on_disconnected)
+        self.connection.events.connect(self._on_events)
+        self.biases.changed.connect(self._on_bias_change)
+
+    # --- board ------------------------------------------------------------------------
+    @property
+    def board(self) -> Board | None:
+        """The connected board, or None."""
+        return self.connection.board
+
+    def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
+        """Connect to ``"emulator"`` or a board serial; False (and an ``error`` status) if it cannot be opened."""
+        return self.connection.connect(ConnectionTarget(board, int(seed), bool(mismatch), clock), acquire=acquire)
+
+    def disconnect(self) -> None:
+        self.connection.disconnect()
+
+    def _on_connected(self, board: Board) -> None:
+        self.spikes.clear()
+        self.biases.attach(board)
+        self.membrane.attach(board)
+
+    def _on_disconnected(self, reason: str) -> None:
+        self.biases.detach()
+        self.membrane.detach()
+
+    def _on_events(self, batch: SpikeEvents) -> None:
+        self.spikes.on_events(batch)
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.record_spikes(batch)
+
+    def _on_bias_change(self, change: BiasChange) -> None:
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.record_bias_change(change)
+
+    # --- model state ------------------------------------------------------------------
+    def set_model(self, model: Any) -> None:
+        self.model = model
+        self.model_changed.emit(model)
+
+    def set_conversion(self, result: Any) -> None:
+        self.conversion = result
+        self.conversion_changed.emit(result)
+
+    # --- recording --------------------------------------------------------------------
+    @property
+    def recording(self) -> Path | None:
+        """Path of the file being recorded, or None."""
+        recorder = self._recorder
+        return recorder.path if recorder is not None else None
+
+    def start_recording(self, path: str | Path, notes: str = "") -> Path:
+        """Start writing events, stimulus and bias changes to a new HDF5 session file."""
+        from neurolab_gui import __version__
+
+        with self._recorder_lock:
+            if self._recorder is not None:
+                raise RuntimeError(f"already recording to {self._recorder.path}")
+            board = self.board
+            recorder = Recorder(
+                path,
+                software_version=__version__,
+                board_serial=str(getattr(board, "serial", "")) if board is not None else "",
+                board_emulated=bool(getattr(board, "is_emulated", False)) if board is not None else False,
+                initial_biases=self.biases.snapshot(),
+                clock_source=(
+                    "emulator simulated time, 1 µs" if board is not None and board.is_emulated else "FPGA timestamp, 1 µs ticks"
+                ),
+                notes=notes,
+            )
+            recorder.start()
+            self._recorder = recorder
+        self.recording_changed.emit(recorder.path)
+        return recorder.path
+
+    def stop_recording(self) -> Path:
+        """Finish the file; returns its path."""
+        with self._recorder_lock:
+            recorder = self._recorder
+            if recorder is None:
+                raise RuntimeError("not recording")
+            self._recorder = None
+        path = recorder.stop()
+        self.recording_changed.emit(None)
+        return path
+
+    def record_input(self, events: SpikeEvents) -> None:
+        """Log stimulus events that were sent, so input and output align in the recording."""
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.record_input(events)
+
+    def close(self) -> None:
+        """Stop recording and close the board."""
+        if self._recorder is not None:
+            self.stop_recording()
+        self.connection.disconnect("session closed")

@@ -1,0 +1,123 @@
+"""Stimulus controls for a session: the FPGA spike generator and the Poisson generator.
+
+The GUI's stimulus panel calls these; they validate, talk to the board and log
+what was sent to the session's recording (``/events/input``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from drivers.dynapse1.board_api import Board, SpikeGenEvent
+from drivers.dynapse1.netlist import InputAddress
+from drivers.dynapse1.spikes import SpikeEvents
+from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip
+
+from .events import Signal
+
+if TYPE_CHECKING:
+    from .session import Session
+
+#: The FPGA spike generator holds at most this many events per upload.
+MAX_SPIKEGEN_EVENTS = 65_535
+
+
+class StimulusController:
+    """Spike-generator and Poisson-generator operations on the session's board."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.poisson_rates: dict[tuple[int, int], float] = {}  # (chip, source id 0..1023) -> Hz
+        self.spikegen_running = False
+        #: ``changed()`` after any stimulus setting changed.
+        self.changed = Signal("stimulus changed")
+
+    def _board(self) -> Board:
+        board = self._session.board
+        if board is None:
+            raise RuntimeError("no board connected: connect to the emulator or a DYNAP-SE1 first")
+        return board
+
+    # --- Poisson generator ----------------------------------------------------------
+    def set_poisson(self, chip: int, sources: Sequence[int], rate_hz: float) -> None:
+        """Drive Poisson sources ``sources`` (0..1023, = core*256 + neuron) on ``chip`` at ``rate_hz`` (0 = off)."""
+        chip = check_chip(chip)
+        if rate_hz < 0:
+            raise ValueError(f"Poisson rate must be >= 0 Hz, got {rate_hz}")
+        ids = [int(s) for s in sources]
+        bad = [s for s in ids if not 0 <= s < 4 * N_NEURONS_PER_CORE]
+        if bad:
+            raise ValueError(f"Poisson source ids must lie in 0..1023, got {bad[:5]}")
+        self._board().set_poisson_rates(chip, {s: float(rate_hz) for s in ids})
+        for s in ids:
+            if rate_hz > 0:
+                self.poisson_rates[(chip, s)] = float(rate_hz)
+            else:
+                self.poisson_rates.pop((chip, s), None)
+        self.changed.emit()
+
+    def stop_poisson(self) -> None:
+        """Set every Poisson source that this controller turned on back to 0 Hz."""
+        board = self._board()
+        by_chip: dict[int, dict[int, float]] = {}
+        for chip, s in self.poisson_rates:
+            by_chip.setdefault(chip, {})[s] = 0.0
+        for chip, rates in by_chip.items():
+            board.set_poisson_rates(chip, rates)
+        self.poisson_rates.clear()
+        self.changed.emit()
+
+    # --- FPGA spike generator --------------------------------------------------------
+    def load_regular_train(
+        self, chip: int, sources: Sequence[int], core_mask: int, rate_hz: float, duration_s: float, repeat: bool = False
+    ) -> int:
+        """Load regular trains at ``rate_hz`` from virtual sources ``sources`` (0..255) for ``duration_s``.
+
+        Sources fire in turn within each period.  Returns the number of events loaded.
+        """
+        chip = check_chip(chip)
+        if not 1 <= core_mask <= 15:
+            raise ValueError(f"core mask must be 1..15 (one bit per destination core), got {core_mask}")
+        if rate_hz <= 0 or duration_s <= 0:
+            raise ValueError("rate and duration must be positive")
+        if not sources:
+            raise ValueError("choose at least one source")
+        period_us = 1e6 / rate_hz
+        n_periods = max(1, int(duration_s * rate_hz))
+        n = n_periods * len(sources)
+        if n > MAX_SPIKEGEN_EVENTS:
+            raise ValueError(f"{n} events exceed the spike generator's {MAX_SPIKEGEN_EVENTS}; shorten the train")
+        step = period_us / len(sources)
+        events = [
+            SpikeGenEvent(InputAddress(chip, int(s)), core_mask, step if i or p else 0.0)
+            for p in range(n_periods)
+            for i, s in enumerate(sources)
+        ]
+        self._board().load_spike_generator(events, repeat=repeat)
+        self._loaded = (chip, list(sources), step, n)
+        self.changed.emit()
+        return n
+
+    def start_spike_generator(self) -> None:
+        board = self._board()
+        board.start_spike_generator()
+        self.spikegen_running = True
+        loaded = getattr(self, "_loaded", None)
+        if loaded is not None:
+            # Log what is being sent.  The board clock cannot be read without a round trip, so the
+            # train is placed at the newest event timestamp seen: exact on the emulator's fast clock
+            # when idle, within one USB batch (~ms) otherwise.
+            chip, sources, step, n = loaded
+            t0 = self._session.spikes.ring.latest_us or 0
+            t = t0 + np.round(np.arange(n) * step).astype(np.int64)
+            src = np.resize(np.asarray(sources, np.uint16), n)
+            self._session.record_input(SpikeEvents(t, np.full(n, chip, np.uint8), np.zeros(n, np.uint8), src))
+        self.changed.emit()
+
+    def stop_spike_generator(self) -> None:
+        self._board().stop_spike_generator()
+        self.spikegen_running = False
+        self.changed.emit()

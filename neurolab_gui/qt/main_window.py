@@ -1,0 +1,313 @@
+"""The main window: connection bar, dockable panels, status bar, shortcuts, saved layout.
+
+Panels are ``QDockWidget`` s of a ``QMainWindow``; their arrangement (and the window
+geometry) is saved with ``saveState``/``saveGeometry`` into a small JSON file
+(base64 blobs plus a version) and restored at start.  The window holds no
+application logic: every action calls the :class:`~neurolab_gui.core.session.Session`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+from PyQt6.QtCore import QByteArray, QStandardPaths, Qt, QTimer
+from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QWidget,
+)
+
+from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
+from neurolab_gui.core.session import Session
+
+from .bridge import relay
+from .errors import ErrorReporter
+from .panels.bias_panel import BiasPanel
+from .panels.console_panel import ConsolePanel
+from .panels.log_panel import LogPanel
+from .panels.membrane_panel import MembranePanel
+from .panels.model_panel import ModelPanel
+from .panels.raster_panel import RasterPanel
+from .panels.stimulus_panel import StimulusPanel
+from .panels.transfer_panel import TransferPanel
+
+log = logging.getLogger(__name__)
+
+WINDOW_TITLE = "NeuroLab"
+LAYOUT_VERSION = 1
+
+
+def default_layout_path() -> Path:
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation) or str(Path.home() / ".config")
+    return Path(base) / "neurolab" / "layout.json"
+
+
+class ConnectionBar(QToolBar):
+    """Choose a board (emulator with seed/mismatch, or a real DYNAP-SE1), connect, disconnect."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Connection", parent)
+        self.setObjectName("connection_bar")
+        self.session = session
+        self.board_combo = QComboBox()
+        self.board_combo.setToolTip("board to connect: the emulator or a DYNAP-SE1 found on USB")
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setPrefix("seed ")
+        self.seed_spin.setToolTip("mismatch seed of the emulated board")
+        self.mismatch_check = QCheckBox("mismatch")
+        self.mismatch_check.setChecked(True)
+        self.refresh_button = QPushButton("Rescan")
+        self.connect_button = QPushButton("Connect")
+        self.disconnect_button = QPushButton("Disconnect")
+        self.record_button = QPushButton("Record")
+        self.record_button.setCheckable(True)
+        for w in (QLabel(" Board "), self.board_combo, self.seed_spin, self.mismatch_check, self.refresh_button,
+                  self.connect_button, self.disconnect_button, self.record_button):
+            self.addWidget(w)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.connect_button.clicked.connect(self.connect_selected)
+        self.disconnect_button.clicked.connect(self.session.disconnect)
+        self.board_combo.currentIndexChanged.connect(self._update_emulator_controls)
+        self.refresh()
+
+    def refresh(self) -> None:
+        current = self.board_combo.currentData()
+        self.board_combo.clear()
+        for choice in list_boards():
+            self.board_combo.addItem(choice.label, choice.serial if choice.kind == "usb" else EMULATOR)
+            if not choice.accessible:
+                self.board_combo.setItemData(self.board_combo.count() - 1, choice.problem, Qt.ItemDataRole.ToolTipRole)
+        if current is not None:
+            i = self.board_combo.findData(current)
+            if i >= 0:
+                self.board_combo.setCurrentIndex(i)
+
+    def _update_emulator_controls(self) -> None:
+        emulator = self.board_combo.currentData() == EMULATOR
+        self.seed_spin.setEnabled(emulator)
+        self.mismatch_check.setEnabled(emulator)
+
+    def select(self, board: str, seed: int, mismatch: bool) -> None:
+        i = self.board_combo.findData(board)
+        if i < 0:  # a serial given on the command line that is not plugged in (yet): offer it anyway
+            self.board_combo.addItem(f"DYNAP-SE1 {board} (not found)", board)
+            i = self.board_combo.count() - 1
+        self.board_combo.setCurrentIndex(i)
+        self.seed_spin.setValue(seed)
+        self.mismatch_check.setChecked(mismatch)
+
+    def target(self) -> ConnectionTarget:
+        return ConnectionTarget(self.board_combo.currentData() or EMULATOR, self.seed_spin.value(), self.mismatch_check.isChecked())
+
+    def connect_selected(self) -> bool:
+        return self.session.connection.connect(self.target())
+
+
+class MainWindow(QMainWindow):
+    """The NeuroLab main window.
+
+    Parameters
+    ----------
+    session : the application core this window shows
+    layout_path : where the dock layout is saved on close and restored on start
+    reporter : error reporter (created and installed here when not given)
+    """
+
+    def __init__(self, session: Session, layout_path: Path | None = None, reporter: ErrorReporter | None = None) -> None:
+        super().__init__()
+        self.session = session
+        self.setWindowTitle(WINDOW_TITLE)
+        self.resize(1600, 1000)
+        self.setDockNestingEnabled(True)
+        self.layout_path = Path(layout_path) if layout_path is not None else default_layout_path()
+        self.reporter = reporter or ErrorReporter(self)
+
+        self.connection_bar = ConnectionBar(session, self)
+        self.addToolBar(self.connection_bar)
+        self.connection_bar.record_button.toggled.connect(self._toggle_recording)
+
+        self.log_panel = LogPanel(self.reporter)
+        self.bias_panel = BiasPanel(session)
+        self.raster_panel = RasterPanel(session)
+        self.transfer_panel = TransferPanel(session, self.reporter)
+        self.membrane_panel = MembranePanel(session)
+        self.stimulus_panel = StimulusPanel(session, self.reporter)
+        self.model_panel = ModelPanel(session, self.reporter, self.transfer_panel)
+        self.console_panel = ConsolePanel(session)
+        self.docks: dict[str, QDockWidget] = {}
+        area = Qt.DockWidgetArea
+        self._add_dock("bias", "Biases", self.bias_panel, area.LeftDockWidgetArea)
+        self._add_dock("raster", "Raster", self.raster_panel, area.RightDockWidgetArea)
+        self._add_dock("transfer", "Transfer curves", self.transfer_panel, area.RightDockWidgetArea)
+        self._add_dock("membrane", "Membrane", self.membrane_panel, area.RightDockWidgetArea)
+        self._add_dock("model", "Model and conversion", self.model_panel, area.LeftDockWidgetArea)
+        self._add_dock("stimulus", "Stimulus", self.stimulus_panel, area.LeftDockWidgetArea)
+        self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
+        self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.docks["transfer"], self.docks["membrane"])
+        self.tabifyDockWidget(self.docks["model"], self.docks["stimulus"])
+        self.tabifyDockWidget(self.docks["console"], self.docks["log"])
+        self.docks["transfer"].raise_()
+        self.docks["model"].raise_()
+        self.docks["console"].raise_()
+
+        self._build_status_bar()
+        self._build_menus()
+        relay(session.connection.status_changed, self._show_status, self)
+        relay(session.recording_changed, self._on_recording_changed, self)
+        self._status_timer = QTimer(self)
+        self._status_timer.timeout.connect(self._poll)
+        self._status_timer.start(500)
+        self._show_status(session.connection.status)
+
+    # --- construction ----------------------------------------------------------------
+    def _add_dock(self, key: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{key}")  # saveState identifies docks by objectName
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[key] = dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.state_label = QLabel()
+        self.rate_label = QLabel()
+        self.counter_label = QLabel()
+        self.lag_label = QLabel()
+        self.recording_label = QLabel()
+        for w in (self.state_label, self.rate_label, self.counter_label, self.lag_label, self.recording_label):
+            bar.addPermanentWidget(w)
+
+    def _action(self, menu, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        board = mb.addMenu("&Board")
+        self.connect_action = self._action(board, "&Connect", self.connection_bar.connect_selected, "Ctrl+K")
+        self._action(board, "&Reconnect", self._reconnect, "Ctrl+Shift+K")
+        self._action(board, "&Disconnect", self.session.disconnect, "Ctrl+D")
+        self._action(board, "Re&scan boards", self.connection_bar.refresh, "F5")
+        self.record_action = self._action(board, "Start/stop &recording", self.connection_bar.record_button.toggle, "Ctrl+R")
+        board.addSeparator()
+        self._action(board, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        biases = mb.addMenu("B&iases")
+        self.undo_action = self._action(biases, "&Undo bias change", self.session.biases.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action(biases, "&Redo bias change", self.session.biases.redo, QKeySequence.StandardKey.Redo)
+        self._action(biases, "&Save bias set…", self.bias_panel.save_dialog, QKeySequence.StandardKey.Save)
+        self._action(biases, "&Load bias set…", self.bias_panel.load_dialog, QKeySequence.StandardKey.Open)
+        view = mb.addMenu("&View")
+        self._action(view, "&Pause/resume raster", self.raster_panel.toggle_pause, "Space")
+        self._action(view, "&Save layout", lambda: self.save_layout(), "Ctrl+Shift+S")
+        self._action(view, "&Restore layout", lambda: self.restore_layout(), "Ctrl+Shift+L")
+        view.addSeparator()
+        for i, dock in enumerate(self.docks.values()):
+            action = dock.toggleViewAction()
+            action.setShortcut(QKeySequence(f"Alt+{i + 1}"))
+            view.addAction(action)
+
+    # --- status ---------------------------------------------------------------------------
+    def _poll(self) -> None:
+        self.session.connection.poll_status()
+
+    def _show_status(self, status: ConnectionStatus) -> None:
+        self.state_label.setText(f"{status.state}: {status.target}" if status.target else status.state)
+        self.state_label.setToolTip(status.message)
+        self.rate_label.setText(f"{status.event_rate_hz:,.0f} ev/s")
+        self.counter_label.setText(f"dropped {status.dropped_events:,}  corrupt {status.corrupt_words:,}")
+        self.lag_label.setText("" if status.lag_s is None else f"emulator lag {status.lag_s * 1e3:.0f} ms")
+        if status.message and status.state in ("error", "unplugged", "disconnected"):
+            self.statusBar().showMessage(status.message, 10_000)
+            if status.state == "error":
+                log.warning(status.message)
+
+    def _reconnect(self) -> None:
+        if self.session.connection.target is None:
+            self.connection_bar.connect_selected()
+        else:
+            self.session.connection.reconnect()
+
+    # --- recording ---------------------------------------------------------------------------
+    def _toggle_recording(self, on: bool) -> None:
+        if on == (self.session.recording is not None):
+            return
+        if on:
+            path, _ = QFileDialog.getSaveFileName(self, "Record session to", "session.h5", "HDF5 (*.h5)")
+            if not path:
+                self.connection_bar.record_button.setChecked(False)
+                return
+            try:
+                self.session.start_recording(path)
+            except Exception as exc:
+                self.connection_bar.record_button.setChecked(False)
+                self.reporter.report(exc, "could not start recording")
+        else:
+            self.session.stop_recording()
+
+    def _on_recording_changed(self, path) -> None:
+        self.recording_label.setText(f"● recording {Path(path).name}" if path else "")
+        button = self.connection_bar.record_button
+        button.blockSignals(True)
+        button.setChecked(path is not None)
+        button.blockSignals(False)
+
+    # --- layout ----------------------------------------------------------------------------
+    def layout_state(self) -> dict:
+        return {
+            "version": LAYOUT_VERSION,
+            "state": base64.b64encode(bytes(self.saveState(LAYOUT_VERSION))).decode(),
+            "geometry": base64.b64encode(bytes(self.saveGeometry())).decode(),
+            "raster": self.raster_panel.settings(),
+        }
+
+    def save_layout(self, path: Path | None = None) -> Path:
+        path = Path(path) if path is not None else self.layout_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.layout_state(), indent=1))
+        return path
+
+    def restore_layout(self, path: Path | None = None) -> bool:
+        """Restore a saved layout; False (and a log line) if the file is missing or unusable."""
+        path = Path(path) if path is not None else self.layout_path
+        if not path.exists():
+            return False
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("version") != LAYOUT_VERSION:
+                raise ValueError(f"layout version {doc.get('version')} is not {LAYOUT_VERSION}")
+            self.restoreGeometry(QByteArray(base64.b64decode(doc["geometry"])))
+            ok = self.restoreState(QByteArray(base64.b64decode(doc["state"])), LAYOUT_VERSION)
+            if "raster" in doc:
+                self.raster_panel.apply_settings(doc["raster"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring saved layout %s: %s", path, exc)
+            return False
+        return bool(ok)
+
+    def closeEvent(self, event) -> None:
+        try:
+            self.save_layout()
+        except OSError as exc:
+            log.warning("could not save the layout: %s", exc)
+        self._status_timer.stop()
+        self.raster_panel.stop()
+        self.membrane_panel.stop()
+        super().closeEvent(event)

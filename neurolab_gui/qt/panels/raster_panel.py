@@ -1,0 +1,272 @@
+"""Raster monitor: live scrolling raster of chosen neurons, coloured by core, with per-neuron rates.
+
+Rendering runs on its own QTimer (default 30 Hz), decoupled from acquisition:
+each frame copies a time window out of the session's ring buffer and the Qt-free
+:class:`~neurolab_gui.core.monitors.RasterBuilder` turns it into either ticks
+(one ``PlotCurveItem`` per core with ``connect='pairs'``, never an item per
+spike) or, above ``max_ticks`` spikes, a binned density image whose cost does
+not depend on the event rate.  Pausing freezes the view; the scroll-back slider
+moves the window into the past as far as the ring buffer reaches.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
+from neurolab_gui.core.monitors import NeuronSelection, RasterBuilder, RasterFrame
+from neurolab_gui.core.session import Session
+
+from ..bridge import relay
+
+#: One colour per core index (chip*4 + core): 4 hues per chip, chips shifted in lightness.
+CORE_COLOURS = [pg.intColor(i % 4, hues=4, values=1, minValue=255, maxValue=255, sat=255 - 40 * (i // 4)) for i in range(16)]
+
+
+class RasterPanel(QWidget):
+    """Live raster with neuron selection, pause and scroll-back.
+
+    Parameters
+    ----------
+    session : the session whose spike monitor is drawn
+    fps : redraw rate of the timer
+    max_ticks : spikes per frame above which the density image is drawn
+    """
+
+    def __init__(self, session: Session, fps: float = 30.0, max_ticks: int = 50_000) -> None:
+        super().__init__()
+        self.session = session
+        self.builder = RasterBuilder(NeuronSelection.core_range(0, 0), max_ticks=max_ticks)
+        self.paused = False
+        self.frames_rendered = 0
+        self.last_frame: RasterFrame | None = None
+        self.frame_times_s: list[float] = []
+        self._end_us = 0
+        self.layer_selections: dict[str, NeuronSelection] = {}
+
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItem("chip/core range", "range")
+        self.mode_combo.addItem("RNN layer", "layer")
+        self.mode_combo.addItem("all neurons", "all")
+        self.chip_spin = QSpinBox(prefix="chip ", maximum=N_CHIPS - 1)
+        self.core_spin = QSpinBox(prefix="core ", maximum=N_CORES_PER_CHIP - 1)
+        self.all_cores_check = QCheckBox("all cores of chip")
+        self.start_spin = QSpinBox(prefix="from ", maximum=N_NEURONS_PER_CORE - 1)
+        self.stop_spin = QSpinBox(prefix="to ", minimum=1, maximum=N_NEURONS_PER_CORE, value=N_NEURONS_PER_CORE)
+        self.layer_combo = QComboBox()
+        self.span_spin = QDoubleSpinBox(prefix="window ", suffix=" s", minimum=0.05, maximum=10.0, value=1.0, singleStep=0.25)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.back_slider = QSlider(Qt.Orientation.Horizontal)
+        self.back_slider.setRange(0, 1000)
+        self.back_slider.setToolTip("scroll back (only while paused): 0 = newest, right = as far back as the buffer reaches")
+        self.info_label = QLabel()
+
+        controls = QHBoxLayout()
+        for w in (self.mode_combo, self.chip_spin, self.core_spin, self.all_cores_check, self.start_spin, self.stop_spin,
+                  self.layer_combo, self.span_spin, self.pause_button):
+            controls.addWidget(w)
+        back = QHBoxLayout()
+        back.addWidget(QLabel("scroll back"))
+        back.addWidget(self.back_slider, 1)
+        back.addWidget(self.info_label)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.plot.setLabel("bottom", "board time", units="s")
+        self.plot.setLabel("left", "neuron (row)")
+        self.plot.disableAutoRange()
+        self.plot.setMouseEnabled(x=False, y=True)
+        self.rate_plot = self.graphics.addPlot(row=0, col=1)
+        self.rate_plot.setLabel("bottom", "rate", units="Hz")
+        self.rate_plot.setYLink(self.plot)
+        self.rate_plot.setMaximumWidth(160)
+        self.graphics.ci.layout.setColumnStretchFactor(0, 5)
+        self.tick_items: dict[int, pg.PlotCurveItem] = {}
+        for c in range(16):
+            item = pg.PlotCurveItem(pen=pg.mkPen(CORE_COLOURS[c], width=1), connect="pairs", skipFiniteCheck=True, antialias=False)
+            self.plot.addItem(item)
+            self.tick_items[c] = item
+        self.density_item = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.density_item)
+        self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), skipFiniteCheck=True)
+        self.rate_plot.addItem(self.rate_curve)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addWidget(self.graphics, 1)
+        layout.addLayout(back)
+
+        for w in (self.mode_combo, self.layer_combo):
+            w.currentIndexChanged.connect(self._selection_changed)
+        for w in (self.chip_spin, self.core_spin, self.start_spin, self.stop_spin):
+            w.valueChanged.connect(self._selection_changed)
+        self.all_cores_check.toggled.connect(self._selection_changed)
+        self.pause_button.toggled.connect(self.set_paused)
+        self.back_slider.valueChanged.connect(lambda *_: self.paused and self.render())
+        relay(session.conversion_changed, self._on_conversion, self)
+        self._update_mode_widgets()
+        self._selection_changed()
+
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.render)
+        self.timer.start(int(1000 / fps))
+
+    # --- selection ------------------------------------------------------------------------
+    def _update_mode_widgets(self) -> None:
+        mode = self.mode_combo.currentData()
+        for w in (self.chip_spin, self.core_spin, self.all_cores_check, self.start_spin, self.stop_spin):
+            w.setVisible(mode == "range")
+        self.core_spin.setEnabled(not self.all_cores_check.isChecked())
+        self.layer_combo.setVisible(mode == "layer")
+
+    def current_selection(self) -> NeuronSelection:
+        mode = self.mode_combo.currentData()
+        if mode == "all":
+            return NeuronSelection.all()
+        if mode == "layer":
+            name = self.layer_combo.currentData()
+            if name in self.layer_selections:
+                return self.layer_selections[name]
+            return NeuronSelection.from_ids([], "no RNN mapping loaded")
+        start, stop = self.start_spin.value(), max(self.start_spin.value() + 1, self.stop_spin.value())
+        chip = self.chip_spin.value()
+        cores = range(N_CORES_PER_CHIP) if self.all_cores_check.isChecked() else [self.core_spin.value()]
+        parts = [NeuronSelection.core_range(chip, c, start, stop).neurons for c in cores]
+        return NeuronSelection(np.concatenate(parts), f"chip {chip} cores {list(cores)} [{start}:{stop})")
+
+    def select(self, selection: NeuronSelection) -> None:
+        """Show an explicit selection (from a script or another panel)."""
+        self.layer_selections[selection.label or "custom"] = selection
+        self._refresh_layers()
+        self.mode_combo.setCurrentIndex(self.mode_combo.findData("layer"))
+        self.layer_combo.setCurrentIndex(self.layer_combo.findData(selection.label or "custom"))
+
+    def _selection_changed(self, *_: object) -> None:
+        self._update_mode_widgets()
+        selection = self.current_selection()
+        self.builder.set_selection(selection)
+        n = max(1, len(selection.neurons))
+        self.plot.setYRange(-0.5, n - 0.5, padding=0)
+        self.plot.setTitle(f"{selection.label}: {len(selection.neurons)} neurons")
+        if self.paused:
+            self.render()
+
+    def _on_conversion(self, result) -> None:
+        """Offer the RNN layers of a conversion result (its ``layer_neurons()`` mapping) as selections."""
+        layers = getattr(result, "layer_neurons", None)
+        if callable(layers):
+            for name, ids in layers().items():
+                self.layer_selections[name] = NeuronSelection.from_ids(ids, name)
+        self._refresh_layers()
+
+    def _refresh_layers(self) -> None:
+        current = self.layer_combo.currentData()
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        for name in self.layer_selections:
+            self.layer_combo.addItem(name, name)
+        i = self.layer_combo.findData(current)
+        self.layer_combo.setCurrentIndex(max(0, i))
+        self.layer_combo.blockSignals(False)
+
+    # --- pause / scroll ---------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        self.paused = bool(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if self.pause_button.isChecked() != self.paused:
+            self.pause_button.setChecked(self.paused)
+        if not paused:
+            self.back_slider.setValue(0)
+
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def settings(self) -> dict:
+        return {"span_s": self.span_spin.value(), "mode": self.mode_combo.currentData(), "chip": self.chip_spin.value(),
+                "core": self.core_spin.value(), "all_cores": self.all_cores_check.isChecked(),
+                "start": self.start_spin.value(), "stop": self.stop_spin.value()}
+
+    def apply_settings(self, s: dict) -> None:
+        self.span_spin.setValue(float(s.get("span_s", 1.0)))
+        self.chip_spin.setValue(int(s.get("chip", 0)))
+        self.core_spin.setValue(int(s.get("core", 0)))
+        self.all_cores_check.setChecked(bool(s.get("all_cores", False)))
+        self.start_spin.setValue(int(s.get("start", 0)))
+        self.stop_spin.setValue(int(s.get("stop", N_NEURONS_PER_CORE)))
+        i = self.mode_combo.findData(s.get("mode", "range"))
+        self.mode_combo.setCurrentIndex(max(0, i))
+
+    # --- drawing ----------------------------------------------------------------------------
+    def render(self) -> None:
+        """Draw one frame (timer slot)."""
+        if self.paused and self.last_frame is not None and self.back_slider.value() == 0 and self._end_us:
+            end_us = self._end_us
+        elif self.paused:
+            ring = self.session.spikes.ring
+            newest, oldest = ring.latest_us, ring.oldest_us
+            if newest is None or oldest is None:
+                return
+            span_us = int(self.span_spin.value() * 1e6)
+            back = (newest - oldest - span_us) * self.back_slider.value() / 1000.0
+            end_us = int(newest + 1 - max(0.0, back))
+        else:
+            end_us = None
+        started = time.perf_counter()
+        span = self.span_spin.value()
+        t, g, end = self.session.spikes.window(span, end_us)
+        if end == 0:
+            return
+        self._end_us = end
+        frame = self.builder.build(t, g, end, span)
+        self._draw(frame)
+        self.last_frame = frame
+        self.frames_rendered += 1
+        self.frame_times_s.append(time.perf_counter() - started)
+        del self.frame_times_s[:-300]
+        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})")
+
+    def _draw(self, frame: RasterFrame) -> None:
+        self.plot.setXRange(frame.t0_s, frame.t1_s, padding=0)
+        if frame.mode == "ticks":
+            self.density_item.setVisible(False)
+            for c, item in self.tick_items.items():
+                if c in frame.ticks:
+                    x, y = frame.ticks[c]
+                    item.setData(x, y, connect="pairs")
+                    item.setVisible(True)
+                elif item.isVisible():
+                    item.setData([], [])
+                    item.setVisible(False)
+        else:
+            for item in self.tick_items.values():
+                item.setVisible(False)
+            density = frame.density
+            top = max(1.0, float(density.max()))
+            colours = np.array([CORE_COLOURS[c].getRgb()[:3] for c in range(16)], np.float32)
+            rgb = (density[:, :, None] / top) * colours[frame.row_core][:, None, :]
+            self.density_item.setImage(rgb.astype(np.uint8), levels=(0, 255), autoLevels=False)
+            self.density_item.setRect(frame.t0_s, -0.5, frame.t1_s - frame.t0_s, frame.n_rows)
+            self.density_item.setVisible(True)
+        rows = np.arange(frame.n_rows, dtype=np.float64)
+        self.rate_curve.setData(frame.rates_hz.astype(np.float64), rows)

@@ -1,0 +1,171 @@
+"""Transfer-curve panel: measured f–I curves of selected neurons, the population band and the RNN's target.
+
+It draws a :class:`~neurolab_gui.core.session_sweep.TransferCurves` and redraws
+whenever a sweep or a calibration reports a new step (``show_curves`` is called
+through a queued relay, so it is safe to feed from worker threads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drivers.dynapse1.bias_table import closest_setting
+from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
+from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_sweep import TransferCurves, dc_sweep
+from neurolab_gui.core.session_tasks import BackgroundTask
+
+from ..bridge import relay
+from ..errors import ErrorReporter
+
+
+class _CurveSignal(QObject):
+    curves = pyqtSignal(object)
+
+
+class TransferPanel(QWidget):
+    """f–I curves with population band and target; runs a DC sweep on the chosen core."""
+
+    max_curves_drawn = 32  # individual neurons drawn; the band summarises all of them
+
+    def __init__(self, session: Session, reporter: ErrorReporter) -> None:
+        super().__init__()
+        self.session = session
+        self.reporter = reporter
+        self.curves: TransferCurves | None = None
+        self.updates = 0
+        self.task: BackgroundTask | None = None
+        self._signal = _CurveSignal(self)
+        self._signal.curves.connect(self.show_curves)
+
+        self.chip_spin = QSpinBox(prefix="chip ", maximum=N_CHIPS - 1)
+        self.core_spin = QSpinBox(prefix="core ", maximum=N_CORES_PER_CHIP - 1)
+        self.low_spin = QDoubleSpinBox(prefix="from ", suffix=" nA", decimals=3, minimum=0.001, maximum=20000, value=0.1)
+        self.high_spin = QDoubleSpinBox(prefix="to ", suffix=" nA", decimals=3, minimum=0.001, maximum=20000, value=50.0)
+        self.steps_spin = QSpinBox(prefix="steps ", minimum=2, maximum=200, value=12)
+        self.scale_combo = QComboBox()
+        self.scale_combo.addItems(["log x", "linear x"])
+        self.sweep_button = QPushButton("Sweep IF_DC_P")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel()
+        row = QHBoxLayout()
+        for w in (self.chip_spin, self.core_spin, self.low_spin, self.high_spin, self.steps_spin, self.scale_combo,
+                  self.sweep_button, self.cancel_button, self.progress):
+            row.addWidget(w)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("left", "rate", units="Hz")
+        self.plot.setLabel("bottom", "input")
+        self.plot.addLegend()
+        self.band_low = pg.PlotDataItem(pen=pg.mkPen(None))
+        self.band_high = pg.PlotDataItem(pen=pg.mkPen(None))
+        self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=pg.mkBrush(100, 150, 255, 60))
+        self.plot.addItem(self.band_low)
+        self.plot.addItem(self.band_high)
+        self.plot.addItem(self.band)
+        self.neuron_items: list[pg.PlotDataItem] = []
+        self.median_item = self.plot.plot(pen=pg.mkPen((100, 150, 255), width=2), name="population median (band 10–90 %)")
+        self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine), name="RNN target")
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+        self.sweep_button.clicked.connect(self.start_sweep)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.scale_combo.currentIndexChanged.connect(lambda *_: self.curves is not None and self.show_curves(self.curves))
+
+    # --- feeding -----------------------------------------------------------------------------
+    def post(self, curves: TransferCurves) -> None:
+        """Thread-safe: schedule a redraw with ``curves`` on the GUI thread."""
+        self._signal.curves.emit(curves)
+
+    def show_curves(self, curves: TransferCurves) -> None:
+        self.curves = curves
+        self.updates += 1
+        log_x = self.scale_combo.currentIndex() == 0
+        self.plot.setLogMode(x=log_x, y=False)
+        self.plot.setLabel("bottom", curves.x_label, units=curves.x_unit)
+        x = np.asarray(curves.x, np.float64)
+        m = curves.matrix()
+        if log_x:
+            ok = x > 0
+            x, m = x[ok], m[ok]
+        median, low, high = (np.median(m, axis=1), np.percentile(m, 10, axis=1), np.percentile(m, 90, axis=1)) if m.size else (x, x, x)
+        self.band_low.setData(x, low)
+        self.band_high.setData(x, high)
+        self.median_item.setData(x, median)
+        n_draw = min(self.max_curves_drawn, m.shape[1] if m.ndim == 2 else 0)
+        while len(self.neuron_items) < n_draw:
+            self.neuron_items.append(self.plot.plot(pen=pg.mkPen(200, 200, 200, 90)))
+        for i, item in enumerate(self.neuron_items):
+            if i < n_draw:
+                item.setData(x, m[:, i])
+            else:
+                item.setData([], [])
+        if curves.target_x is not None and curves.target_y is not None:
+            tx, ty = np.asarray(curves.target_x, np.float64), np.asarray(curves.target_y, np.float64)
+            if log_x:
+                tx, ty = tx[tx > 0], ty[tx > 0]
+            self.target_item.setData(tx, ty)
+        else:
+            self.target_item.setData([], [])
+        self.status.setText(f"{len(curves.x)} steps, {len(curves.neurons)} neurons")
+
+    # --- sweep -------------------------------------------------------------------------------
+    def sweep_settings(self) -> list[tuple[int, int]]:
+        currents = np.geomspace(self.low_spin.value() * 1e-9, self.high_spin.value() * 1e-9, self.steps_spin.value())
+        return [closest_setting(float(c)) for c in currents]
+
+    def start_sweep(self, duration_s: float = 0.2) -> BackgroundTask | None:
+        if self.task is not None and not self.task.done:
+            return self.task
+        if self.session.board is None:
+            self.reporter.report(RuntimeError("connect a board before sweeping"), "sweep")
+            return None
+        target = self.curves.target_x if self.curves is not None else None
+        chip, core = self.chip_spin.value(), self.core_spin.value()
+
+        def on_step(curves: TransferCurves) -> None:
+            if target is not None and self.curves is not None:
+                curves.target_x, curves.target_y = self.curves.target_x, self.curves.target_y
+            snapshot = TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit,
+                                      curves.target_x, curves.target_y)
+            self.post(snapshot)
+
+        task = BackgroundTask("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=on_step))
+        self.attach_task(task)
+        return task.start()
+
+    def attach_task(self, task: BackgroundTask) -> None:
+        """Show progress of ``task`` (a sweep or calibration) and enable its cancel button."""
+        self.task = task
+        self.sweep_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        relay(task.progress, lambda f, msg: (self.progress.setValue(int(100 * f)), self.status.setText(msg)), self)
+        relay(task.finished, lambda _r: self._task_done("finished"), self)
+        relay(task.cancelled_signal, lambda: self._task_done("cancelled"), self)
+        relay(task.failed, lambda exc: (self._task_done("failed"), self.reporter.report(exc, task.name)), self)
+
+    def _task_done(self, how: str) -> None:
+        self.sweep_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.status.setText(f"{self.task.name if self.task else 'task'} {how}")
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()

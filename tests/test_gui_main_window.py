@@ -1,0 +1,88 @@
+"""GUI smoke tests (offscreen): the window, every panel, slider → bias model, events → raster, layout."""
+
+import numpy as np
+import pytest
+
+from drivers.dynapse1.spikes import SpikeEvents
+from neurolab_gui.core.session import Session
+from neurolab_gui.qt.main_window import WINDOW_TITLE, MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    session = Session(spike_capacity=200_000)
+    w = MainWindow(session, layout_path=tmp_path / "layout.json")
+    w.reporter.show_messages = False
+    qtbot.addWidget(w)
+    yield w
+    w.close()
+
+
+def test_main_window_opens_with_title_and_closes(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.windowTitle() == WINDOW_TITLE
+    assert window.close()
+
+
+def test_every_panel_builds(window):
+    for key in ("bias", "raster", "transfer", "membrane", "stimulus", "model", "console", "log"):
+        assert window.docks[key].widget() is not None
+    assert window.state_label.text().startswith("disconnected")
+
+
+def test_slider_move_reaches_the_bias_model_and_console_changes_reach_the_slider(window, qtbot):
+    panel = window.bias_panel
+    panel.show_core(1, 2)
+    slider = panel.slider_widget("IF_DC_P")
+    slider.setValue(1000)
+    value = window.session.biases.value(1, 2, "IF_DC_P")
+    assert (value.coarse, value.fine) != (7, 0)
+    assert window.session.biases.log[-1].origin == "gui"
+    window.console_panel.execute("session.biases.set(1, 2, 'IF_DC_P', 2, 77, origin='console')")
+    qtbot.waitUntil(lambda: panel.params.child("IF_DC_P").child("fine").value() == 77)
+    assert "console" in panel.change_log.toPlainText()
+
+
+def test_fed_events_reach_the_raster(window, qtbot):
+    n = 2000
+    ev = SpikeEvents(np.arange(n) * 100, np.zeros(n), np.zeros(n), np.arange(n) % 256)
+    window.session.connection.feed(ev)
+    window.raster_panel.render()
+    frame = window.raster_panel.last_frame
+    assert frame is not None and frame.n_events == n and frame.mode == "ticks"
+    assert frame.rates_hz.sum() == pytest.approx(n / window.raster_panel.span_spin.value())
+
+
+def test_layout_round_trips(window, qtbot, tmp_path):
+    window.show()
+    window.docks["console"].setFloating(True)
+    window.docks["membrane"].hide()
+    window.raster_panel.span_spin.setValue(2.5)
+    path = window.save_layout(tmp_path / "saved.json")
+    other = MainWindow(Session(spike_capacity=1000), layout_path=path)
+    qtbot.addWidget(other)
+    other.show()
+    assert other.restore_layout()
+    assert other.docks["console"].isFloating()
+    assert not other.docks["membrane"].isVisible()
+    assert other.raster_panel.span_spin.value() == 2.5
+    other.close()
+
+
+def test_errors_reach_the_log_panel(window, qtbot):
+    window.reporter.report(ValueError("boom"), "test")
+    qtbot.waitUntil(lambda: "boom" in window.log_panel.contents())
+    assert window.reporter.errors[-1][0].startswith("test: ValueError")
+
+
+def test_unopenable_board_leaves_the_gui_up(qtbot, tmp_path):
+    def opener(target):
+        raise OSError("device unplugged")
+
+    w = MainWindow(Session(opener=opener, spike_capacity=1000), layout_path=tmp_path / "l.json")
+    qtbot.addWidget(w)
+    assert not w.connection_bar.connect_selected()
+    qtbot.waitUntil(lambda: w.state_label.text().startswith("error"))
+    assert "unplugged" in w.session.connection.status.message
+    w.close()
