@@ -271,3 +271,14 @@ def default_fpga_config(early_packet_delay_us: int = 1000) -> list[RegisterWrite
 def config_bus_off() -> list[RegisterWrite]:
     """Chip bus and AER off again after the default chip configuration (libcaer)."""
     return [RegisterWrite(Module.CHIP, ChipParam.RUN, 0), RegisterWrite(Module.AER, AerParam.RUN, 0)]
+
+
+def poisson_chip_id_value(chip: int) -> int:
+    """POISSONSPIKEGEN/CHIPID value that targets host chip ``chip``.
+
+    **Choice, unverified:** the reference does not say whether this register takes the host id
+    (0..3) or the CHIP/ID device encoding (0, 8, 4, 12).  We send the host id, as cAER's
+    PoissonSpikeGen module exposes a plain ``Chip_ID`` 0..3 setting; the virtual board decodes
+    the same way, so changing this function changes both ends.
+    """
+    return check_chip(chip)

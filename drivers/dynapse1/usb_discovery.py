@@ -74,3 +74,34 @@ def find_boards(backend: Any | None = None) -> list[FoundBoard]:
             )
             found.append(FoundBoard(dev.bus, dev.address, None, firmware, False, problem))
     return found
+
+
+def find_device(serial: str | None = None, backend: Any | None = None) -> Any:
+    """The ``usb.core.Device`` of the board with ``serial`` (or the only board) on ``backend``.
+
+    Raises ``LookupError`` naming what was found when there is no match or, without a serial,
+    more than one board.
+    """
+    import usb.core
+    import usb.util
+
+    backend = backend if backend is not None else libusb_backend()
+    if backend is None:
+        raise LookupError("no libusb backend available: pip install libusb-package, or apt install libusb-1.0-0")
+    devices = list(usb.core.find(find_all=True, idVendor=USB_VENDOR_ID, idProduct=USB_PRODUCT_ID, backend=backend) or [])
+    serials: list[str] = []
+    for dev in devices:
+        try:
+            dev_serial = usb.util.get_string(dev, dev.iSerialNumber) if dev.iSerialNumber else ""
+        except (usb.core.USBError, ValueError, NotImplementedError):
+            dev_serial = "?"
+        serials.append(dev_serial)
+        if serial is not None and dev_serial == serial:
+            return dev
+    if serial is None and len(devices) == 1:
+        return devices[0]
+    if not devices:
+        raise LookupError("no DYNAP-SE1 board found (VID 0x152A, PID 0x841D); run `neurolab devices`")
+    if serial is None:
+        raise LookupError(f"{len(devices)} DYNAP-SE1 boards found ({', '.join(serials)}); choose one by serial")
+    raise LookupError(f"no DYNAP-SE1 board with serial {serial!r}; found: {', '.join(serials)}")

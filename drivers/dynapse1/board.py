@@ -1,0 +1,609 @@
+"""``DynapseBoard``: the :class:`~drivers.dynapse1.board_api.Board` implementation over USB.
+
+One code path for silicon and the emulator: the board talks to a
+:class:`~drivers.dynapse1.usb_transport.UsbTransport` around a pyusb device and never asks
+which backend produced it.  Two facts about the *backend* are passed in by the opener, not
+discovered here:
+
+``prefetch``
+    Whether a reader thread may read bulk IN continuously.  True for silicon and for the
+    emulator in real-time mode (the board runs on its own clock and data must not pile up).
+    False for the emulator in *fast* mode, where reading bulk IN is what advances simulated
+    time: :meth:`DynapseBoard.read_events` then reads synchronously until the stream's clock
+    reaches the end of the requested span, so exactly that span is simulated (to the FPGA's
+    USB packet period, 1 ms by default).  Callbacks still fire from those reads;
+    :meth:`iter_events` and :meth:`start_streaming` start the reader thread in either mode
+    (streaming is then explicitly asked for).
+``membrane_channel``
+    ``callable(chip, core) -> (t_us, volts)``: the emulator's side channel for the analog
+    monitor.  Silicon has SMA outputs, not a USB path, so it is None there and
+    :meth:`read_membrane` returns None.
+
+Board time
+----------
+Timestamps come from the stream (µs since the last timestamp reset).  ``read_events(d)``
+returns the events in ``[t0, t0 + d)`` where ``t0`` is where the previous window ended
+(host-paced) or the latest board time received (prefetching); events beyond the window are
+kept for the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import chip_words as cw
+from . import fpga_registers as fr
+from . import spikegen_words as sg
+from .bias_table import CORE_BIASES, GLOBAL_BIASES, bias_spec, check_coarse_fine
+from .board_api import BiasValue, SpikeGenEvent, StreamCounters
+from .event_words import StreamDecoder
+from .netlist import Netlist
+from .netlist_compiler import CompiledNetlist, compile_netlist
+from .spikes import SpikeEvents
+from .topology import (
+    N_CHIPS,
+    N_CORES_PER_CHIP,
+    N_NEURONS_PER_CHIP,
+    N_NEURONS_PER_CORE,
+    check_chip,
+    check_core,
+    check_neuron,
+)
+from .usb_transport import DeviceGone, TransportTimeout, UsbTransport
+
+log = logging.getLogger(__name__)
+
+#: libcaer's silent biases (every core bias 7/0) and its low-power set (reference §7).
+SILENT_GLOBAL_BIASES = {"BUFFER": (1, 2), "SSP": (0, 7), "SSN": (0, 15)}
+LOW_POWER_BIASES: dict[str, BiasValue] = {
+    "IF_DC_P": BiasValue(1, 30),
+    "IF_THR_N": BiasValue(4, 120),
+    "IF_TAU1_N": BiasValue(7, 5, high=False),
+    "IF_TAU2_N": BiasValue(6, 100),
+    "IF_RFR_N": BiasValue(3, 3),
+    "IF_BUF_P": BiasValue(3, 80),
+    "IF_AHTAU_N": BiasValue(7, 35),
+    "PULSE_PWLK_P": BiasValue(3, 106),
+    "R2R_P": BiasValue(4, 85),
+    "NPDPIE_TAU_F_P": BiasValue(7, 40),
+    "NPDPII_TAU_S_P": BiasValue(7, 40),
+    "NPDPII_THR_S_P": BiasValue(7, 40),
+}
+_ITER_QUEUE_BATCHES = 1024
+_END = object()
+
+
+class BoardVersionError(RuntimeError):
+    """Firmware or FPGA logic version is not the one this driver speaks."""
+
+
+class DynapseBoard:
+    """A DYNAP-SE1 board (real or emulated) behind a :class:`UsbTransport`.
+
+    Use :func:`open_board` (silicon) or ``emulator.virtual_usb.open_emulated_board``.
+    """
+
+    def __init__(
+        self,
+        transport: UsbTransport,
+        *,
+        is_emulated: bool = False,
+        prefetch: bool = True,
+        membrane_channel: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
+        device_finder: Callable[[], Any] | None = None,
+        settle_s: float = 4.0,
+        stall_timeout_s: float = 2.0,
+        isi_base_cycles: int = sg.DEFAULT_ISI_BASE_CYCLES,
+    ) -> None:
+        self.transport = transport
+        self.is_emulated = is_emulated
+        self.prefetch = prefetch
+        self.counters = StreamCounters()
+        self.settle_s = settle_s
+        self.stall_timeout_s = stall_timeout_s
+        self.isi_base_cycles = isi_base_cycles
+        self._membrane_channel = membrane_channel
+        self._device_finder = device_finder
+        self._closed = False
+        self._selected_chip: int | None = None
+        self._biases: dict[tuple[int, int, str], BiasValue] = {}
+        self._global_biases: dict[tuple[int, str], tuple[int, int]] = {}
+        self._tau2: set[tuple[int, int, int]] = set()
+        self._netlist_words: dict[int, list[int]] = {}
+        self._bias_listeners: list[Callable[[int, int, str, BiasValue], None]] = []
+        self._event_callbacks: list[Callable[[SpikeEvents], None]] = []
+        self._disconnect_listeners: list[Callable[[str], None]] = []
+        self._iter_queues: list[queue.Queue] = []
+        self._decoder = StreamDecoder()
+        self._cond = threading.Condition(threading.RLock())
+        self._window_end: int | None = None
+        self._window_parts: list[SpikeEvents] = []
+        self._carry = SpikeEvents()
+        self._cursor: int | None = None
+        transport.on_disconnect = self._on_disconnect
+        self.serial = ""
+        self.firmware_version = 0
+        self.logic_version = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> DynapseBoard:
+        """Open the device, check versions, send libcaer's default configuration, start streaming."""
+        self.transport.open()
+        self.serial = self.transport.serial
+        self.firmware_version = self.transport.firmware_version
+        if self.firmware_version != fr.REQUIRED_FIRMWARE_VERSION:
+            raise BoardVersionError(
+                f"board {self.serial}: firmware version {self.firmware_version}, this driver needs "
+                f"{fr.REQUIRED_FIRMWARE_VERSION}; update it with iniVation's Flashy"
+            )
+        self.logic_version = self.transport.read_register(fr.Module.SYSINFO, fr.SysinfoParam.LOGIC_VERSION)
+        if self.logic_version != fr.REQUIRED_LOGIC_VERSION:
+            raise BoardVersionError(
+                f"board {self.serial}: FPGA logic version {self.logic_version}, this driver needs "
+                f"{fr.REQUIRED_LOGIC_VERSION}; update it with iniVation's Flashy"
+            )
+        self._send_default_configuration()
+        self._start_stream()
+        return self
+
+    def _send_default_configuration(self) -> None:
+        self._selected_chip = None
+        self.transport.write_registers(fr.default_fpga_config())
+        for chip in range(N_CHIPS):
+            self._write_chip_words(chip, self._silent_bias_words())
+            self._write_chip_words(chip, cw.clear_sram_words())
+            self._write_chip_words(chip, self._low_power_bias_words(chip))
+            self._write_chip_words(chip, [cw.host_route_sram_word(chip, n) for n in range(N_NEURONS_PER_CHIP)])
+            self._write_chip_words(chip, [cw.core_tau_word(core, tau2=False) for core in range(N_CORES_PER_CHIP)])
+        self.transport.write_registers(fr.config_bus_off())
+        if self.settle_s > 0:
+            time.sleep(self.settle_s)  # libcaer waits for the biases to settle
+
+    def _silent_bias_words(self) -> list[int]:
+        words = [cw.core_bias_word(core, name, 7, 0) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]
+        for name in GLOBAL_BIASES:
+            coarse, fine = SILENT_GLOBAL_BIASES[name.split("_", 1)[1]]
+            words.append(cw.global_bias_word(name, coarse, fine))
+        return words
+
+    def _low_power_bias_words(self, chip: int) -> list[int]:
+        words = []
+        for core in range(N_CORES_PER_CHIP):
+            for name in CORE_BIASES:
+                value = LOW_POWER_BIASES.get(name, BiasValue(7, 0))
+                words.append(cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high))
+                self._biases[(chip, core, name)] = value
+        for name in GLOBAL_BIASES:
+            self._global_biases[(chip, name)] = SILENT_GLOBAL_BIASES[name.split("_", 1)[1]]
+        return words
+
+    def _start_stream(self) -> None:
+        self.transport.write_registers(fr.start_streaming_sequence())
+        if self.prefetch:
+            self.start_streaming()
+
+    def close(self) -> None:
+        """Stop streaming and release the device; idempotent, safe after an unplug."""
+        if self._closed:
+            return
+        self._closed = True
+        self.transport.stop_reader()
+        if self.transport.connected:
+            try:
+                self.transport.write_registers(fr.stop_streaming_sequence())
+            except Exception as exc:  # closing must succeed even if the board just vanished
+                log.debug("stop sequence failed while closing: %s", exc)
+        self.transport.close()
+        self._end_iterators()
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> DynapseBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed and self.transport.connected
+
+    def add_disconnect_listener(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` when the board disappears (unplug, power loss)."""
+        self._disconnect_listeners.append(callback)
+
+    def _on_disconnect(self, reason: str) -> None:
+        self._end_iterators()
+        with self._cond:
+            self._cond.notify_all()
+        for callback in list(self._disconnect_listeners):
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("disconnect listener failed")
+
+    def reconnect(self, timeout_s: float = 10.0, poll_s: float = 0.5) -> None:
+        """Find the same board again (by serial) and restore everything the host configured.
+
+        Biases, tau2 switches and the last netlist are rewritten from the host's cache; the
+        spike and Poisson generators must be loaded again.  Raises :class:`DeviceGone` if the
+        board does not reappear within ``timeout_s``.
+        """
+        if self._device_finder is None:
+            raise DeviceGone("this board was opened without a way to find it again")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                device = self._device_finder()
+                break
+            except LookupError:
+                if time.monotonic() > deadline:
+                    raise DeviceGone(f"board {self.serial} did not reappear within {timeout_s} s") from None
+                time.sleep(poll_s)
+        biases, global_biases, tau2, netlist_words = dict(self._biases), dict(self._global_biases), set(self._tau2), dict(self._netlist_words)
+        self.transport.reattach(device)
+        self._closed = False
+        self._decoder.reset()
+        self._cursor = None
+        self._carry = SpikeEvents()
+        self.open_after_reattach()
+        for (chip, name), (coarse, fine) in global_biases.items():
+            self.set_global_bias(chip, name, coarse, fine)
+        self.apply_bias_set(biases)
+        for chip, words in netlist_words.items():
+            self._write_chip_words(chip, words)
+        self._netlist_words = netlist_words
+        for chip, core, neuron in sorted(tau2):
+            self.set_tau2(chip, core, neuron, True)
+
+    def open_after_reattach(self) -> None:
+        """Version checks, default configuration and stream start on a freshly attached device."""
+        self.firmware_version = self.transport.firmware_version
+        self.logic_version = self.transport.read_register(fr.Module.SYSINFO, fr.SysinfoParam.LOGIC_VERSION)
+        self._send_default_configuration()
+        self._start_stream()
+
+    # --- chip words --------------------------------------------------------------------------------
+
+    def _write_chip_words(self, chip: int, words: list[int]) -> None:
+        if not words:
+            return
+        if self._selected_chip != chip:
+            self.transport.write_register(fr.Module.CHIP, fr.ChipParam.ID, fr.chip_id_to_device(chip))
+            self._selected_chip = chip
+        self.transport.write_chip_words(words)
+
+    # --- biases ----------------------------------------------------------------------------------
+
+    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None:
+        """Write one per-core bias (libcaer coarse numbering) and remember it."""
+        self.apply_bias_set({(chip, core, name): BiasValue(coarse, fine, high)})
+
+    def get_bias(self, chip: int, core: int, name: str) -> BiasValue:
+        """The value last written (the chip cannot be read back)."""
+        check_chip(chip)
+        check_core(core)
+        bias_spec(name)
+        return self._biases[(chip, core, name)]
+
+    def set_global_bias(self, chip: int, name: str, coarse: int, fine: int) -> None:
+        """Write a chip-global bias (U_/D_ BUFFER, SSP, SSN)."""
+        check_chip(chip)
+        word = cw.global_bias_word(name, coarse, fine)
+        self._write_chip_words(chip, [word])
+        self._global_biases[(chip, name)] = (coarse, fine)
+
+    def get_global_bias(self, chip: int, name: str) -> tuple[int, int]:
+        return self._global_biases[(check_chip(chip), name)]
+
+    def apply_bias_set(self, biases: Mapping[tuple[int, int, str], BiasValue]) -> None:
+        """Validate every entry, then write all of them, one chip at a time."""
+        words_by_chip: dict[int, list[int]] = {}
+        for key, value in biases.items():
+            try:
+                chip, core, name = key
+                check_chip(chip)
+                check_core(core)
+                bias_spec(name)
+                check_coarse_fine(value.coarse, value.fine)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"bias {key!r} = {value!r} rejected, nothing written: {exc}") from exc
+            word = cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high, normal=value.normal, enabled=value.enabled)
+            words_by_chip.setdefault(chip, []).append(word)
+        for chip, words in sorted(words_by_chip.items()):
+            self._write_chip_words(chip, words)
+        for (chip, core, name), value in biases.items():
+            self._biases[(chip, core, name)] = value
+            for listener in list(self._bias_listeners):
+                listener(chip, core, name, value)
+
+    def add_bias_listener(self, callback: Callable[[int, int, str, BiasValue], None]) -> None:
+        self._bias_listeners.append(callback)
+
+    # --- connectivity ----------------------------------------------------------------------------
+
+    def write_netlist(self, netlist: Netlist) -> list[str]:
+        """Compile (limits checked first, nothing written on error) and write CAM/SRAM words."""
+        compiled: CompiledNetlist = compile_netlist(netlist)
+        for warning in compiled.warnings:
+            log.warning(warning)
+        for chip, words in compiled.words_by_chip().items():
+            self._write_chip_words(chip, words)
+            self._netlist_words[chip] = words
+        return compiled.warnings
+
+    def clear_connections(self, chips: list[int] | None = None) -> None:
+        """Clear every CAM and SRAM cell of ``chips`` (default all) and restore the host routes."""
+        chips = [check_chip(c) for c in (range(N_CHIPS) if chips is None else chips)]
+        for chip in chips:
+            self._write_chip_words(chip, cw.clear_cam_words())
+            self._write_chip_words(chip, cw.clear_sram_words())
+            self._write_chip_words(chip, [cw.host_route_sram_word(chip, n) for n in range(N_NEURONS_PER_CHIP)])
+            self._netlist_words.pop(chip, None)
+
+    def set_tau2(self, chip: int, core: int, neuron: int, use_tau2: bool = True) -> None:
+        """Switch one neuron to IF_TAU2_N, or back to IF_TAU1_N.
+
+        The chip has no per-neuron "back to tau1" word, so that resets the whole core to tau1
+        and switches the core's other tau2 neurons again.
+        """
+        key = (check_chip(chip), check_core(core), check_neuron(neuron))
+        if use_tau2:
+            self._write_chip_words(chip, [cw.neuron_tau2_word(core * N_NEURONS_PER_CORE + neuron)])
+            self._tau2.add(key)
+            return
+        self._tau2.discard(key)
+        others = [n for (c, k, n) in self._tau2 if (c, k) == (chip, core)]
+        words = [cw.core_tau_word(core, tau2=False)] + [cw.neuron_tau2_word(core * N_NEURONS_PER_CORE + n) for n in sorted(others)]
+        self._write_chip_words(chip, words)
+
+    # --- stimulus --------------------------------------------------------------------------------
+
+    def load_spike_generator(self, events: list[SpikeGenEvent], repeat: bool = False, base_address: int = 0) -> None:
+        """Write ``events`` into the FPGA SRAM (burst mode) and set up SPIKEGEN (variable ISI)."""
+        if not events:
+            raise ValueError("the spike generator needs at least one event")
+        items = []
+        for i, e in enumerate(events):
+            if e.source.core != 0:
+                raise ValueError(f"event {i}: FPGA spike-generator sources are core 0 only, got core {e.source.core}")
+            items.append((e.source.chip, e.source.neuron, e.core_mask, e.isi_us))
+        fpga_events = sg.events_from_delays(items, self.isi_base_cycles)
+        memory = sg.encode_generator_memory(fpga_events, variable_isi=True)
+        writes = [
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0),
+            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.RWCOMMAND, 1),
+            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.BURSTMODE, 1),
+            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.ADDRESS, base_address),
+            *(fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.WRITEDATA, v) for v in sg.pack_burst_words(memory)),
+            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.BURSTMODE, 0),
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.VARMODE, 1),
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.BASEADDR, base_address),
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.STIMCOUNT, len(fpga_events) - 1),
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.ISIBASE, self.isi_base_cycles),
+            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.REPEAT, int(repeat)),
+        ]
+        self.transport.write_registers(writes)
+
+    def start_spike_generator(self) -> None:
+        """A 0→1 edge on SPIKEGEN/RUN starts playback from the first event."""
+        self.transport.write_registers(
+            [fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0), fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 1)]
+        )
+
+    def stop_spike_generator(self) -> None:
+        self.transport.write_register(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0)
+
+    def set_poisson_rates(self, chip: int, rates_hz: Mapping[int, float]) -> None:
+        """Rates per Poisson source (0..1023) targeting ``chip``; validated first, then RUN on."""
+        check_chip(chip)
+        codes = []
+        for source, rate in rates_hz.items():
+            if not 0 <= int(source) < N_NEURONS_PER_CHIP:
+                raise ValueError(f"Poisson source {source} out of range 0..{N_NEURONS_PER_CHIP - 1}; nothing written")
+            codes.append((int(source), sg.poisson_rate_code(float(rate))))
+        writes = [fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.CHIPID, fr.poisson_chip_id_value(chip))]
+        for source, code in codes:
+            writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.WRITEDATA, code))
+            writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.WRITEADDRESS, source))
+        writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.RUN, 1))
+        self.transport.write_registers(writes)
+
+    def stop_poisson(self) -> None:
+        self.transport.write_register(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.RUN, 0)
+
+    # --- monitoring ----------------------------------------------------------------------------------
+
+    def monitor_neuron(self, chip: int, core: int, neuron: int) -> None:
+        self._write_chip_words(check_chip(chip), cw.monitor_words(core, neuron))
+
+    def read_membrane(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Emulator side channel only; None on silicon (its monitor is an SMA output)."""
+        if self._membrane_channel is None:
+            return None
+        return self._membrane_channel(check_chip(chip), check_core(core))
+
+    # --- event stream ----------------------------------------------------------------------------
+
+    def start_streaming(self) -> None:
+        """Start the reader thread (events then flow to callbacks and iterators continuously)."""
+        with self._cond:
+            self._cursor = None
+        self.transport.start_reader(self._ingest)
+
+    def _ingest(self, chunk: bytes) -> None:
+        """Decode one chunk and dispatch it (reader thread or a synchronous read)."""
+        with self._cond:
+            events, stats = self._decoder.decode(chunk)
+            self.counters.received_events += stats.events
+            self.counters.corrupt_words += stats.corrupt_words
+            if self._window_end is not None and len(events):
+                inside = events.timestamp_us < self._window_end
+                self._window_parts.append(events.select(inside))
+                if not inside.all():
+                    self._carry = SpikeEvents.concatenate([self._carry, events.select(~inside)])
+            self._cond.notify_all()
+        if len(events):
+            for callback in list(self._event_callbacks):
+                try:
+                    callback(events)
+                except Exception:
+                    log.exception("event callback failed")
+            for q in list(self._iter_queues):
+                try:
+                    q.put_nowait(events)
+                except queue.Full:
+                    self.counters.dropped_events += len(events)
+
+    def _check_alive(self, what: str) -> None:
+        if self._closed:
+            raise DeviceGone(f"{what}: the board is closed")
+        if not self.transport.connected:
+            raise DeviceGone(f"{what}: the board is disconnected ({self.transport.disconnect_reason})")
+
+    def read_events(self, duration_s: float) -> SpikeEvents:
+        """The events of the next ``duration_s`` of board time (see the module docstring)."""
+        if duration_s < 0:
+            raise ValueError(f"duration must be >= 0, got {duration_s}")
+        self._check_alive("read_events")
+        threaded = self.transport.reader_running
+        with self._cond:
+            t0 = self._decoder.now_us if (threaded or self._cursor is None) else self._cursor
+            t_end = t0 + round(duration_s * 1e6)
+            carry = self._carry
+            keep = (carry.timestamp_us >= t0) & (carry.timestamp_us < t_end)
+            self._window_parts = [carry.select(keep)]
+            self._carry = carry.select(carry.timestamp_us >= t_end)
+            self._window_end = t_end
+        try:
+            last_progress = time.monotonic()
+            while True:
+                with self._cond:
+                    if self._decoder.now_us >= t_end:
+                        break
+                self._check_alive("read_events")
+                if threaded:
+                    with self._cond:
+                        before = self._decoder.now_us
+                        self._cond.wait(0.05)
+                        progressed = self._decoder.now_us != before
+                    if not self.transport.reader_running and self.transport.connected:
+                        threaded = False  # the reader was stopped under us: continue synchronously
+                else:
+                    chunk = self.transport.read_bulk()
+                    progressed = bool(chunk)
+                    if chunk:
+                        self._ingest(chunk)
+                if progressed:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > self.stall_timeout_s:
+                    raise TransportTimeout(f"no data from board {self.serial} for {self.stall_timeout_s} s (board time stuck at {self._decoder.now_us} µs)")
+        finally:
+            with self._cond:
+                parts = self._window_parts
+                self._window_end = None
+                self._window_parts = []
+                self._cursor = t_end
+        return SpikeEvents.concatenate(parts)
+
+    def iter_events(self) -> Iterator[SpikeEvents]:
+        """Yield batches as they arrive; ends when the board is closed or unplugged."""
+        q: queue.Queue = queue.Queue(maxsize=_ITER_QUEUE_BATCHES)
+        self._iter_queues.append(q)
+        try:
+            self._check_alive("iter_events")
+            self.start_streaming()
+            while True:
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if not self.connected:
+                        return
+                    continue
+                if item is _END:
+                    return
+                yield item
+        finally:
+            if q in self._iter_queues:
+                self._iter_queues.remove(q)
+
+    def _end_iterators(self) -> None:
+        for q in list(self._iter_queues):
+            try:
+                q.put_nowait(_END)
+            except queue.Full:
+                pass
+
+    def add_event_callback(self, callback: Callable[[SpikeEvents], None]) -> None:
+        """``callback(batch)`` for every decoded batch (from the reader thread when prefetching)."""
+        self._event_callbacks.append(callback)
+        if self.prefetch and self.connected:
+            self.start_streaming()
+
+    def remove_event_callback(self, callback: Callable[[SpikeEvents], None]) -> None:
+        self._event_callbacks.remove(callback)
+
+    def reset_timestamps(self, timeout_s: float = 2.0) -> None:
+        """Zero the board clock; returns once the stream has delivered the reset."""
+        self._check_alive("reset_timestamps")
+        resets_before = self._decoder.total.timestamp_resets
+        self.transport.write_registers(fr.timestamp_reset_pulse())
+        deadline = time.monotonic() + timeout_s
+        while self._decoder.total.timestamp_resets == resets_before:
+            if time.monotonic() > deadline:
+                raise TransportTimeout(f"timestamp reset not seen in the stream within {timeout_s} s")
+            self._check_alive("reset_timestamps")
+            if self.transport.reader_running:
+                with self._cond:
+                    self._cond.wait(0.05)
+            else:
+                chunk = self.transport.read_bulk()
+                if chunk:
+                    self._ingest(chunk)
+        with self._cond:
+            self._cursor = None
+            self._carry = SpikeEvents()
+
+    @property
+    def board_time_us(self) -> int:
+        """The latest board time the stream has told the host."""
+        return self._decoder.now_us
+
+
+def open_board(serial: str | None = None, *, backend: Any | None = None, **board_options: Any) -> DynapseBoard:
+    """Open a DYNAP-SE1 by serial (or the only one present) on ``backend`` (default libusb).
+
+    ``board_options`` go to :class:`DynapseBoard` (e.g. ``settle_s``).  The backend may offer
+    ``membrane_channel(serial)`` (an emulator side channel), ``is_emulator`` and ``host_paced``;
+    silicon's libusb backend has none of them.
+    """
+    from .usb_discovery import find_device, libusb_backend
+
+    if backend is None:
+        backend = libusb_backend()
+        if backend is None:
+            raise RuntimeError("no libusb backend available: pip install libusb-package, or apt install libusb-1.0-0")
+    device = find_device(serial, backend)
+    transport = UsbTransport(device)
+    import usb.util
+
+    actual_serial = usb.util.get_string(device, device.iSerialNumber) or serial or ""
+    channel_factory = getattr(backend, "membrane_channel", None)
+    board_options.setdefault("is_emulated", bool(getattr(backend, "is_emulator", False)))
+    board_options.setdefault("prefetch", not bool(getattr(backend, "host_paced", False)))
+    board_options.setdefault("membrane_channel", channel_factory(actual_serial) if channel_factory else None)
+    board_options.setdefault("device_finder", lambda: find_device(actual_serial, backend))
+    board = DynapseBoard(transport, **board_options)
+    try:
+        return board.open()
+    except Exception:
+        board.close()
+        raise
