@@ -85,9 +85,9 @@ def open_board(target: ConnectionTarget) -> Board:
 
         config = EmulatorConfig(seed=target.seed, mismatch=MismatchConfig() if target.mismatch else MismatchConfig.ideal())
         return open_emulated_board(f"EMU{target.seed:05d}", config, clock=target.clock)
-    from drivers.dynapse1.board import DynapseBoard
+    from drivers.dynapse1.board import open_board as open_usb_board
 
-    return DynapseBoard.open(serial=target.board)
+    return open_usb_board(serial=target.board)
 
 
 def list_boards() -> list[BoardChoice]:
