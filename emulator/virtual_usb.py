@@ -47,6 +47,7 @@ import errno
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +187,11 @@ class VirtualFpga:
                 (fr.Module.USB, fr.UsbParam.EARLY_PACKET_DELAY): 8 * fr.USB_EARLY_PACKET_UNIT_CYCLES,
             }
         )
+
+    @property
+    def lag_s(self) -> float:
+        """How far simulated time trails the wall clock [s] (real-time clock only; 0 on the fast clock)."""
+        return self.lag_us / 1e6
 
     # --- registers ---
 
@@ -555,6 +561,19 @@ class VirtualDynapseBackend(usb.backend.IBackend):
         return len(data)
 
 
+#: The virtual FPGA behind every board opened by :func:`open_emulated_board` (weak: closed boards go).
+_FPGA_OF_BOARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def virtual_fpga_of(board: Any) -> VirtualFpga | None:
+    """The :class:`VirtualFpga` (and through it the simulator and the measured real-time lag)
+    behind a board opened by :func:`open_emulated_board`; None for any other board."""
+    try:
+        return _FPGA_OF_BOARD.get(board)
+    except TypeError:  # not weak-referenceable: certainly not ours
+        return None
+
+
 def open_emulated_board(serial: str = "EMU00000", config: Any = None, clock: str = "fast", **board_options: Any):
     """A :class:`~drivers.dynapse1.board.DynapseBoard` on a fresh emulated board.
 
@@ -566,6 +585,8 @@ def open_emulated_board(serial: str = "EMU00000", config: Any = None, clock: str
     from emulator.simulator import BoardSimulator
 
     backend = VirtualDynapseBackend()
-    backend.add_board(serial, BoardSimulator(serial, config), clock)
+    fpga = backend.add_board(serial, BoardSimulator(serial, config), clock)
     board_options.setdefault("settle_s", 0.0)
-    return open_board(serial, backend=backend, **board_options)
+    board = open_board(serial, backend=backend, **board_options)
+    _FPGA_OF_BOARD[board] = fpga
+    return board

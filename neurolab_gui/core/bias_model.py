@@ -384,6 +384,37 @@ class BiasModel:
         self.apply(values, origin="copy")
         return len(self.log) - before
 
+    # --- published bias sets -----------------------------------------------------------------
+    @staticmethod
+    def preset_names() -> list[str]:
+        """Names of the published DYNAP-SE1 bias sets (``emulator.bias_sets``: libcaer, UG, samna)."""
+        from emulator.bias_sets import BIAS_SETS
+
+        return list(BIAS_SETS)
+
+    def apply_preset(
+        self,
+        name: str,
+        cores: Iterable[tuple[int, int]] | None = None,
+        overrides: Mapping[str, tuple[int, int]] | None = None,
+        origin: str = "preset",
+    ) -> None:
+        """Write a published bias set (all 25 biases) to ``cores`` (default: every core) as one undo step.
+
+        Unknown set or bias names raise ``KeyError``, bad values ``ValueError``; nothing is written then.
+        """
+        from emulator.bias_sets import bias_set
+
+        settings = bias_set(name, overrides)
+        targets = [(check_chip(c), check_core(k)) for c, k in (cores if cores is not None else
+                   [(c, k) for c in range(N_CHIPS) for k in range(N_CORES_PER_CHIP)])]
+        values = {
+            (chip, core, bias): BiasValue(coarse, fine, high)
+            for chip, core in targets
+            for bias, (coarse, fine, high) in settings.items()
+        }
+        self.apply(values, origin=origin)
+
     # --- files ----------------------------------------------------------------------------
     def save(self, path: str | Path, cores: Iterable[tuple[int, int]] | None = None) -> Path:
         """Write the current biases (all cores, or ``cores``) to a JSON bias file."""

@@ -90,6 +90,22 @@ def open_board(target: ConnectionTarget) -> Board:
     return open_usb_board(serial=target.board)
 
 
+def emulator_lag_s(board: Board) -> float | None:
+    """How far an emulated board on the real-time clock trails the wall clock [s], else None.
+
+    Measured by the virtual FPGA (``emulator.virtual_usb.VirtualFpga.lag_s``); silicon and the
+    fast clock have no such lag.
+    """
+    if not getattr(board, "is_emulated", False):
+        return None
+    from emulator.virtual_usb import virtual_fpga_of
+
+    fpga = virtual_fpga_of(board)
+    if fpga is None or fpga.clock != "realtime":
+        return None
+    return float(fpga.lag_s)
+
+
 def list_boards() -> list[BoardChoice]:
     """The emulator first, then every DYNAP-SE1 on the USB bus (a missing libusb only hides real boards)."""
     choices = [BoardChoice(EMULATOR, "", "Emulator")]
@@ -122,7 +138,8 @@ class ConnectionManager:
         self._status = ConnectionStatus()
         self._lock = threading.RLock()
         self._reader: threading.Thread | None = None
-        self._stop_reading = threading.Event()
+        self._forwarding = threading.Event()
+        self._forward_lock = threading.Lock()
         self._received = 0
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
@@ -195,44 +212,50 @@ class ConnectionManager:
             self.stop_acquisition()
             self._board = None
         try:
-            board.close()
+            board.close()  # ends the board's iterator and so the acquisition thread
         except Exception as exc:  # an unplugged board may fail to close; it is gone either way
             log.info("closing the board raised %s", exc)
         self._set_status(state="disconnected", event_rate_hz=0.0, lag_s=None, message=reason)
         self.disconnected.emit(reason)
 
     # --- acquisition ------------------------------------------------------------------------
+    #
+    # One thread per open board consumes ``board.iter_events()`` for as long as the board is
+    # open; "acquiring" only gates whether its batches are forwarded to :attr:`events`.  Pausing
+    # therefore never has to wait for the iterator to yield (a silent board may not yield for a
+    # long time), and the thread ends by itself when the board is closed or unplugged.  While a
+    # measurement reads the board itself (:meth:`acquisition_paused`) the thread's batches are
+    # the very events the measurement collects with ``read_events``; they are dropped here and the
+    # measurement forwards its own copy through :meth:`feed`, so nothing is counted twice.
+
     @property
     def acquiring(self) -> bool:
-        return self._reader is not None and self._reader.is_alive()
+        return self._forwarding.is_set() and self._reader is not None and self._reader.is_alive()
 
     def start_acquisition(self) -> None:
-        """Start the reader thread that forwards every batch to :attr:`events`."""
+        """Forward every batch the board streams to :attr:`events` (starts the reader thread once)."""
         board = self._board
         if board is None:
             raise RuntimeError("no board connected")
-        if self.acquiring:
+        self._forwarding.set()
+        if self._reader is not None and self._reader.is_alive():
             return
-        self._stop_reading.clear()
         self._reader = threading.Thread(target=self._read_loop, args=(board,), name="neurolab-acquisition", daemon=True)
         self._reader.start()
 
-    def stop_acquisition(self, timeout_s: float = 5.0) -> None:
-        reader = self._reader
-        if reader is None:
-            return
-        self._stop_reading.set()
-        if reader is not threading.current_thread():
-            reader.join(timeout_s)
-        self._reader = None
+    def stop_acquisition(self) -> None:
+        """Stop forwarding batches; returns once no batch is being forwarded any more."""
+        self._forwarding.clear()
+        with self._forward_lock:  # wait for a batch that is being forwarded right now
+            pass
 
     @contextlib.contextmanager
     def acquisition_paused(self) -> Iterator[Board]:
-        """Stop the reader thread while a measurement reads the board itself, then resume."""
+        """Stop forwarding while a measurement reads the board itself, then resume."""
         board = self._board
         if board is None:
             raise RuntimeError("no board connected")
-        was_running = self.acquiring
+        was_running = self._forwarding.is_set()
         self.stop_acquisition()
         try:
             yield board
@@ -249,14 +272,15 @@ class ConnectionManager:
     def _read_loop(self, board: Board) -> None:
         try:
             for batch in board.iter_events():
-                if len(batch):
-                    self._received += len(batch)
-                    self.events.emit(batch)
-                if self._stop_reading.is_set():
-                    return
+                if not len(batch) or not self._forwarding.is_set():
+                    continue
+                with self._forward_lock:
+                    if self._forwarding.is_set() and self._board is board:
+                        self._received += len(batch)
+                        self.events.emit(batch)
         except Exception as exc:
             log.warning("acquisition stopped: %s", exc)
-        # iter_events ended on its own: the board was closed or unplugged
+        # iter_events ended on its own: the board was closed or unplugged; poll_status notices
 
     # --- status ---------------------------------------------------------------------------
     def poll_status(self) -> ConnectionStatus:
@@ -267,7 +291,7 @@ class ConnectionManager:
         if not board.connected:
             with self._lock:
                 if self._board is board:
-                    self._stop_reading.set()
+                    self._forwarding.clear()
                     self._reader = None
                     self._board = None
             self._set_status(state="unplugged", event_rate_hz=0.0, lag_s=None, message="board unplugged; reconnect when it is back")
@@ -279,12 +303,12 @@ class ConnectionManager:
             self._rate = (self._received - n0) / (now - t0)
             self._rate_mark = (now, self._received)
         counters = board.counters
-        lag = getattr(board, "lag_s", None)
+        lag = emulator_lag_s(board)
         self._set_status(
             event_rate_hz=self._rate,
             received_events=int(counters.received_events),
             dropped_events=int(counters.dropped_events),
             corrupt_words=int(counters.corrupt_words),
-            lag_s=None if lag is None else float(lag() if callable(lag) else lag),
+            lag_s=lag,
         )
         return self._status
