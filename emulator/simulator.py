@@ -1,0 +1,426 @@
+"""``BoardSimulator``: one emulated DYNAP-SE1 board (4 chips x 4 cores x 256 neurons).
+
+This is the facade the virtual USB device, calibration and conversion code talk to.  It holds
+what the host can write (biases, CAM, SRAM, tau2 flags, monitor choice, FPGA generators), the
+frozen mismatch of the board (from its serial) and the network state, and advances the board
+clock with :meth:`BoardSimulator.run` as fast as the machine allows.  For wall-clock pacing see
+:mod:`emulator.clock`.
+
+Physics: :mod:`emulator.engine` (equations), :mod:`emulator.neuron_params` (bias → parameter),
+:mod:`emulator.biasgen`, :mod:`emulator.mismatch`, routing semantics in :mod:`emulator.routing`,
+inputs in :mod:`emulator.stimulus`.
+
+Every configuration call validates all its arguments first and raises ``ValueError`` (bad value)
+or ``KeyError`` (unknown bias name) naming the problem; the board state is then unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivers.dynapse1.spikes import SpikeEvents
+from drivers.dynapse1.topology import (
+    N_CHIPS,
+    N_CORES_PER_CHIP,
+    N_NEURONS,
+    N_NEURONS_PER_CHIP,
+    N_NEURONS_PER_CORE,
+    check_chip,
+    check_core,
+    check_neuron,
+)
+
+from . import engine
+from .biasgen import BiasBank
+from .chip_state import ChipTables
+from .config import EmulatorConfig
+from .mismatch import MismatchFactors, rng_for
+from .neuron_params import NeuronParameters, derive_parameters
+from .routing import RoutingTables, build_routing
+from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
+
+#: Steps simulated per kernel call; bounds the memory of input and monitor buffers.
+_CHUNK_STEPS = 10_000
+#: Analog monitor output range [V] (the UG: 0-1.8 V on the SMA outputs).
+MONITOR_RANGE_V = (0.0, 1.8)
+
+
+@dataclass
+class NetworkState:
+    """Dynamic state of all 4096 neurons: one row per neuron, columns ``engine.S_*`` (SI units).
+
+    The properties return views, so writing to them changes the state.
+    """
+
+    values: np.ndarray  # (4096, engine.N_STATE)
+
+    @classmethod
+    def at_rest(cls, i0: float) -> NetworkState:
+        values = np.zeros((N_NEURONS, engine.N_STATE))
+        values[:, engine.S_MEM] = i0
+        return cls(values)
+
+    @property
+    def i_mem(self) -> np.ndarray:
+        return self.values[:, engine.S_MEM]
+
+    @property
+    def i_syn(self) -> np.ndarray:
+        """(4096, 4) synaptic currents in SynapseType order."""
+        return self.values[:, engine.S_SYN : engine.S_SYN + 4]
+
+    @property
+    def i_ahp(self) -> np.ndarray:
+        return self.values[:, engine.S_AHP]
+
+    @property
+    def refractory_steps_left(self) -> np.ndarray:
+        return self.values[:, engine.S_REF]
+
+    def copy(self) -> NetworkState:
+        return NetworkState(self.values.copy())
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or int(value) != value or not low <= int(value) <= high:
+        raise ValueError(f"{name} {value!r} out of range {low}..{high}")
+    return int(value)
+
+
+class BoardSimulator:
+    """An emulated DYNAP-SE1 board.
+
+    Parameters
+    ----------
+    serial : the board's serial string; with ``config.seed`` it fixes the board's mismatch
+    config : emulator configuration (time step, mismatch, circuit constants); defaults if None
+
+    Attributes
+    ----------
+    now_us : board clock, µs since the last timestamp reset
+    last_spikes : every neuron spike of the last :meth:`run` (physical chip, core, neuron),
+        whether or not an SRAM route sent it to the host
+    """
+
+    def __init__(self, serial: str = "EMU00000", config: EmulatorConfig | None = None) -> None:
+        self.serial = str(serial)
+        self.config = config if config is not None else EmulatorConfig()
+        self.mismatch = MismatchFactors.draw(self.serial, self.config.seed, self.config.mismatch)
+        self.biases = BiasBank(self.config, self.mismatch.biasgen)
+        self.tables = ChipTables()
+        self.spike_generator = SpikeGenerator()
+        self.poisson = PoissonGenerator()
+        self._host_spikes = HostSpikeQueue()
+        self.state = NetworkState.at_rest(self.config.circuit.i0)
+        self._step = 0  # steps simulated since power-up
+        self._requested_s = 0.0  # board time requested by run() since power-up
+        self._timestamp_origin_us = 0
+        self._poisson_rng = rng_for(self.serial, self.config.seed, "poisson")
+        self._noise_rng = rng_for(self.serial, self.config.seed, "noise")
+        self._params: NeuronParameters | None = None
+        self._params_key: tuple | None = None
+        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._routing: RoutingTables | None = None
+        self._routing_version = -1
+        self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
+        self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
+        self.last_spikes = SpikeEvents()
+
+    # --- clock ---------------------------------------------------------------------------------------
+    @property
+    def dt(self) -> float:
+        return self.config.dt
+
+    @property
+    def time_s(self) -> float:
+        """Board time since power-up [s] (not affected by timestamp resets)."""
+        return self._step * self.config.dt
+
+    @property
+    def now_us(self) -> int:
+        return self._step_to_us(self._step)
+
+    def _step_to_us(self, step: np.ndarray | int) -> np.ndarray | int:
+        return np.rint(np.asarray(step) * (self.config.dt * 1e6)).astype(np.int64) - self._timestamp_origin_us
+
+    def reset_timestamps(self) -> None:
+        """Board clock back to 0 µs (the network and the generators carry on)."""
+        self._timestamp_origin_us = int(round(self._step * self.config.dt * 1e6))
+
+    # --- biases --------------------------------------------------------------------------------------
+    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True,
+                 normal: bool = True, enabled: bool = True) -> None:
+        """Write a per-core bias (libcaer coarse numbering: 0 = largest current)."""
+        self.biases.set(chip, core, name, coarse, fine, high, normal, enabled)
+
+    def get_bias(self, chip: int, core: int, name: str) -> tuple[int, int, bool, bool, bool]:
+        """(coarse, fine, high, normal, enabled) as last written."""
+        return self.biases.get(chip, core, name)
+
+    def set_global_bias(self, chip: int, name: str, coarse: int, fine: int) -> None:
+        """Store a chip-global bias (U_/D_ BUFFER, SSP, SSN).  They do not change the physics:
+        they bias the bias generator's buffers and shifted sources, whose effect is undocumented."""
+        self.biases.set_global(chip, name, coarse, fine)
+
+    def get_global_bias(self, chip: int, name: str) -> tuple[int, int]:
+        return self.biases.get_global(chip, name)
+
+    def bias_current(self, chip: int, core: int, name: str) -> float:
+        """Current [A] the circuits of (chip, core) receive from bias ``name`` (mismatch included)."""
+        return self.biases.current(chip, core, name)
+
+    # --- connectivity --------------------------------------------------------------------------------
+    def write_cam(self, chip: int, neuron: int, cam_index: int, pre_core: int, pre_neuron: int,
+                  synapse_type: int) -> None:
+        """CAM entry ``cam_index`` of ``neuron`` (chip-local id 0..1023) listens to (pre_core, pre_neuron)."""
+        self.tables.write_cam(chip, neuron, cam_index, pre_core, pre_neuron, synapse_type)
+
+    def write_sram(self, chip: int, neuron: int, cell: int, virtual_core: int, sx: int, dx: int, sy: int,
+                   dy: int, core_mask: int) -> None:
+        """SRAM (fan-out) entry ``cell`` of ``neuron`` (chip-local id); see :mod:`emulator.routing`."""
+        self.tables.write_sram(chip, neuron, cell, virtual_core, sx, dx, sy, dy, core_mask)
+
+    def clear_cam(self, chip: int) -> None:
+        """Every CAM entry of ``chip`` to type 0 (GABA_B), address 0 - which still listens to (0, 0)."""
+        self.tables.clear_cam(chip)
+
+    def clear_sram(self, chip: int) -> None:
+        """Every SRAM cell of ``chip`` to 0: no routes at all, *not even* cell 0's host route."""
+        self.tables.clear_sram(chip)
+
+    def default_sram(self, chip: int) -> None:
+        """Restore the power-up SRAM of ``chip``: cell 0 routes each neuron to the host."""
+        self.tables.default_sram(chip)
+
+    def set_tau2(self, chip: int, neuron: int, use_tau2: bool) -> None:
+        """Leak through IF_TAU2_N (True) or IF_TAU1_N for one neuron (chip-local id)."""
+        self.tables.set_tau2(chip, neuron, use_tau2)
+
+    def set_core_tau(self, chip: int, core: int, use_tau2: bool) -> None:
+        """Leak through IF_TAU2_N (True) or IF_TAU1_N for all neurons of a core."""
+        self.tables.set_core_tau(chip, core, use_tau2)
+
+    def select_monitor(self, chip: int, core: int, neuron: int) -> None:
+        """Route ``neuron`` to (chip, core)'s analog monitor; that core's membrane buffer restarts."""
+        self.tables.select_monitor(chip, core, neuron)
+        slot = chip * N_CORES_PER_CHIP + core
+        self._monitor_t[slot].clear()
+        self._monitor_i[slot].clear()
+
+    # --- stimulus ------------------------------------------------------------------------------------
+    def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:
+        """A spike from the host arriving at ``chip``'s cores in ``core_mask`` as (source_core,
+        source_neuron); delivered at the current board time (first step of the next run)."""
+        chip, source_core, source_neuron = check_chip(chip), check_core(source_core), check_neuron(source_neuron)
+        core_mask = _check_int("core mask", core_mask, 0, 15)
+        self._host_spikes.push(chip, chip_local_address(source_core, source_neuron), core_mask)
+
+    def load_spike_generator(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
+        """Store FPGA spike-generator events (target_chip, neuron_id, core_mask, isi_us); stops playback."""
+        self.spike_generator.load(events, repeat)
+
+    def start_spike_generator(self) -> None:
+        self.spike_generator.start(self._step * self.config.dt)
+
+    def stop_spike_generator(self) -> None:
+        self.spike_generator.stop()
+
+    def set_poisson_rate(self, chip: int, source: int, rate_hz: float) -> None:
+        """Rate of Poisson source ``source`` (= core*256 + neuron) on ``chip``, seen by all 4 cores."""
+        self.poisson.set_rate(chip, source, rate_hz)
+
+    def set_poisson_running(self, running: bool) -> None:
+        self.poisson.running = bool(running)
+
+    # --- network state -------------------------------------------------------------------------------
+    def reset_network_state(self) -> None:
+        """All neurons to rest (I_mem = I_0), synapses and adaptation empty, no refractoriness."""
+        self.state = NetworkState.at_rest(self.config.circuit.i0)
+
+    def parameters(self) -> NeuronParameters:
+        """Equation parameters for the current biases, tau2 flags and temperature drift."""
+        drift = self._drift_factor()
+        key = (self.biases.version, self.tables.tau_version, drift)
+        if self._params is None or key != self._params_key:
+            self._params = derive_parameters(self.biases.currents(), self.tables.use_tau2, self.mismatch,
+                                             self.config, drift)
+            self._params_key = key
+            self._packed = None
+        return self._params
+
+    def _packed_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        params = self.parameters()
+        if self._packed is None:
+            self._packed = engine.pack_parameters(params)
+        return self._packed
+
+    def routing(self) -> RoutingTables:
+        """CSR routing tables for the current CAM and SRAM (rebuilt only after a change)."""
+        if self._routing is None or self._routing_version != self.tables.connectivity_version:
+            self._routing = build_routing(self.tables, self.config.cam_saturation_count,
+                                          self.config.cam_saturation_sharpness,
+                                          self.config.cleared_cam_listens_to_address_zero)
+            self._routing_version = self.tables.connectivity_version
+        return self._routing
+
+    def _drift_factor(self) -> float:
+        m = self.config.mismatch
+        if not m.enabled or m.temperature_drift_amplitude == 0.0:
+            return 1.0
+        return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
+
+    # --- running -------------------------------------------------------------------------------------
+    def pending_input_events(self, step0: int, n_steps: int, consume: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic input events (host spikes, spike generator) for steps [step0, step0+n).
+
+        Returns absolute steps and input keys, sorted by step.  With ``consume=False`` the host
+        spike queue is left as it is (used by the Brian2 reference to peek at the inputs).
+        """
+        parts_step, parts_key = [], []
+        if consume:
+            s, k = self._host_spikes.input_events(step0)
+        else:
+            saved = list(self._host_spikes._pending)
+            s, k = self._host_spikes.input_events(step0)
+            self._host_spikes._pending.extend(saved)
+        parts_step.append(s)
+        parts_key.append(k)
+        s, k = self.spike_generator.input_events(step0, n_steps, self.config.dt)
+        parts_step.append(s)
+        parts_key.append(k)
+        step = np.concatenate(parts_step)
+        key = np.concatenate(parts_key)
+        order = np.argsort(step, kind="stable")
+        return step[order], key[order]
+
+    def run(self, duration_s: float) -> SpikeEvents:
+        """Advance the board clock by ``duration_s`` and return the spikes routed to the host.
+
+        Durations that are not a multiple of ``dt`` are honoured on average: the clock keeps the
+        remainder and the next call simulates it.  Timestamps are µs since the last reset.
+        """
+        duration = float(duration_s)
+        if not (math.isfinite(duration) and duration >= 0):
+            raise ValueError(f"duration must be finite and >= 0 s, got {duration_s!r}")
+        self._requested_s += duration
+        end_step = int(math.floor(self._requested_s / self.config.dt + 1e-6))
+        host_batches: list[SpikeEvents] = []
+        all_batches: list[SpikeEvents] = []
+        while self._step < end_step:
+            n_steps = min(_CHUNK_STEPS, end_step - self._step)
+            host, every = self._run_chunk(n_steps)
+            host_batches.append(host)
+            all_batches.append(every)
+        self.last_spikes = SpikeEvents.concatenate(all_batches)
+        return SpikeEvents.concatenate(host_batches)
+
+    def _run_chunk(self, n_steps: int) -> tuple[SpikeEvents, SpikeEvents]:
+        params = self.parameters()
+        routing = self.routing()
+        step0 = self._step
+        det_step, det_key = self.pending_input_events(step0, n_steps)
+        poi_step, poi_key = self.poisson.input_events(step0, n_steps, self.config.dt, self._poisson_rng)
+        in_step = np.concatenate([det_step, poi_step]) - step0
+        in_key = np.concatenate([det_key, poi_key])
+        order = np.argsort(in_step, kind="stable")
+        in_step = np.ascontiguousarray(in_step[order], dtype=np.int64)
+        in_key = np.ascontiguousarray(in_key[order], dtype=np.int32)
+
+        monitor_gid = self.tables.monitored_gids()
+        monitor_out = np.zeros((n_steps, len(monitor_gid)))
+        noise = self.config.mismatch
+        noise_on = noise.enabled and noise.noise_std_a > 0
+        noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
+        noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
+        noise_seed = int(self._noise_rng.integers(0, 2**31 - 1))
+
+        packed, syn_jump, ahp_jump = self._packed_parameters()
+        capacity = max(4 * N_NEURONS, int(n_steps * N_NEURONS * 0.002))
+        steps_out: list[np.ndarray] = []
+        gids_out: list[np.ndarray] = []
+        done = 0
+        while done < n_steps:
+            spike_step = np.empty(capacity, np.int64)
+            spike_gid = np.empty(capacity, np.int32)
+            first = np.searchsorted(in_step, done)
+            n_spikes, steps_done = engine.simulate(
+                n_steps - done, self.config.dt, params.i0, params.i_reset, params.feedback_gain,
+                self.state.values, packed, syn_jump, ahp_jump,
+                noise_decay, noise_amplitude, noise_seed,
+                routing.key_ptr, routing.key_target, routing.key_type, routing.key_weight,
+                routing.neuron_key_ptr, routing.neuron_keys,
+                in_step[first:] - done, in_key[first:],
+                monitor_gid, monitor_out[done:],
+                spike_step, spike_gid,
+            )
+            steps_out.append(spike_step[:n_spikes] + done)
+            gids_out.append(spike_gid[:n_spikes])
+            done += steps_done
+            capacity *= 2
+            noise_seed += 1
+        self._step += n_steps
+        spike_steps = np.concatenate(steps_out) + step0
+        spike_gids = np.concatenate(gids_out).astype(np.int64)
+        self._record_monitor(step0, monitor_gid, monitor_out)
+        return self._host_events(spike_steps, spike_gids, routing), self._physical_events(spike_steps, spike_gids)
+
+    def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
+        return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,
+                           (gids % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE, gids % N_NEURONS_PER_CORE)
+
+    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
+        """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
+        chip = routing.host_chip[gids]  # (n_spikes, 4 cells)
+        core = routing.host_core[gids]
+        hit = chip >= 0
+        spike_index = np.nonzero(hit)[0]  # row-major: time order, then SRAM cell order
+        return SpikeEvents(self._step_to_us(steps[spike_index]), chip[hit], core[hit],
+                           gids[spike_index] % N_NEURONS_PER_CORE)
+
+    # --- analog monitor -----------------------------------------------------------------------------
+    def _record_monitor(self, step0: int, monitor_gid: np.ndarray, monitor_out: np.ndarray) -> None:
+        if not (monitor_gid >= 0).any():
+            return
+        t_us = self._step_to_us(np.arange(step0, step0 + len(monitor_out)))
+        limit = self.config.membrane_buffer_samples
+        for slot in np.nonzero(monitor_gid >= 0)[0]:
+            self._monitor_t[slot].append(t_us)
+            self._monitor_i[slot].append(monitor_out[:, slot].copy())
+            total = sum(len(a) for a in self._monitor_t[slot])
+            while total - len(self._monitor_t[slot][0]) >= limit:  # drop whole old chunks
+                total -= len(self._monitor_t[slot].pop(0))
+                self._monitor_i[slot].pop(0)
+
+    def membrane_voltage(self, i_mem: np.ndarray) -> np.ndarray:
+        """Membrane voltage [V] of a membrane current: (U_T / kappa) ln(I_mem / I_0), clipped to 0..1.8 V."""
+        c = self.config.circuit
+        volts = (c.ut / c.kappa) * np.log(np.maximum(i_mem, c.i0) / c.i0)
+        return np.clip(volts, *MONITOR_RANGE_V)
+
+    def read_membrane(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray]:
+        """(t_us, volts) of (chip, core)'s monitored neuron since the last call.
+
+        The buffer is bounded (``config.membrane_buffer_samples``; the oldest samples go first).
+        Empty arrays when no neuron of that core is monitored.
+        """
+        chip, core = check_chip(chip), check_core(core)
+        slot = chip * N_CORES_PER_CHIP + core
+        if not self._monitor_t[slot]:
+            return np.zeros(0, np.int64), np.zeros(0)
+        t_us = np.concatenate(self._monitor_t[slot])
+        i_mem = np.concatenate(self._monitor_i[slot])
+        limit = self.config.membrane_buffer_samples
+        t_us, i_mem = t_us[-limit:], i_mem[-limit:]
+        self._monitor_t[slot].clear()
+        self._monitor_i[slot].clear()
+        return t_us, self.membrane_voltage(i_mem)
+
+    # --- convenience ---------------------------------------------------------------------------------
+    def neuron_rates(self, events: SpikeEvents, duration_s: float) -> np.ndarray:
+        """Firing rate [Hz] of every board-wide neuron id in ``events`` over ``duration_s``."""
+        return events.counts(N_NEURONS) / float(duration_s)
+
