@@ -231,14 +231,14 @@ class _STEQuantiser:
         return ste[:, :f], ste[:, f], ste[:, f + 1 :]
 
 
-def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int) -> RateRNN:
+def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int, saturation: float | None = None) -> RateRNN:
     """A leaky copy of ``model`` with the retention and sub-steps of the spiking time mapping.
 
     A leaky model that already has them is copied unchanged; an Elman model keeps its weights
     and gets the leaky dynamics, which the QAT fine-tune then adapts to (train-and-constrain).
     """
     cfg = model.config
-    new_cfg = RNNConfig(cfg.n_inputs, cfg.n_hidden, cfg.n_outputs, "leaky", retention, steps_per_sample, cfg.readout)
+    new_cfg = RNNConfig(cfg.n_inputs, cfg.n_hidden, cfg.n_outputs, "leaky", retention, steps_per_sample, cfg.readout, saturation)
     out = RateRNN(new_cfg)
     out.load_state_dict(model.state_dict())
     return out
@@ -277,6 +277,7 @@ def constrain(
     steps_per_sample: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    saturation: float | None = None,
 ) -> ConstrainedNetwork:
     """Prune, quantise and fine-tune ``model`` (left unchanged) for DYNAP-SE1.
 
@@ -284,6 +285,8 @@ def constrain(
     ----------
     retention, steps_per_sample : dynamics of the spiking time mapping (default: the model's own;
         an Elman model gets ``0.8`` and ``4``)
+    saturation : activation saturation of the hardware neurons (default: the model's own, or
+        ``1.0`` for a model trained with a hard clip)
     """
     cfg = config or ConstraintConfig()
     src = copy.deepcopy(model).cpu()
@@ -291,7 +294,9 @@ def constrain(
         retention = src.config.retention if src.config.kind == "leaky" else 0.8
     if steps_per_sample is None:
         steps_per_sample = src.config.steps_per_sample if src.config.kind == "leaky" else 4
-    net = to_hardware_dynamics(src, retention, steps_per_sample)
+    if saturation is None:
+        saturation = src.config.saturation if src.config.saturation is not None else 1.0
+    net = to_hardware_dynamics(src, retention, steps_per_sample, saturation)
     groups = assign_core_groups(stacked_weights(net), cfg.precision, cfg.max_fan_in, cfg.n_core_groups)
     quantiser = _STEQuantiser(net, cfg, groups)
     net.weight_transform = quantiser

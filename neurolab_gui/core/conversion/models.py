@@ -1,8 +1,13 @@
 """Rate RNNs that a spiking network on DYNAP-SE1 can reproduce: Elman ReLU and leaky (low-pass) ReLU.
 
-Both use a *bounded* ReLU, ``r = clip(u, 0, 1)``: a silicon neuron's rate is non-negative and
-saturates at 1/t_refractory, so activation 1 is mapped to a rate ``r_max`` chosen well inside
-the linear part of the f-I curve (see :mod:`.mapping`).
+Both use a *bounded* non-negative activation: a silicon neuron's rate is non-negative and
+saturates at 1/t_refractory.  Two forms: the hard ``clip(u, 0, 1)`` (``saturation=None``), or the
+curve an integrate-and-fire neuron with refractory period ``t_ref`` actually has,
+``phi(u) = relu(u) / (1 + relu(u) / s)`` with ``s = 1 / (r_max t_ref)`` (``saturation=s``).  The
+second is what the conversion pipeline trains with: with a hard clip, the spiking network has no
+bound where the RNN has one and recurrent excitation can run away (measured: a network that
+was 90 % accurate as an RNN fired at > 1 kHz on the emulator).  Activation 1 is the rate
+``r_max`` on the chip (see :mod:`.mapping`).
 
 ``kind="elman"``::
 
@@ -51,6 +56,9 @@ class RNNConfig:
     retention: float = 0.8  # a, leaky only
     steps_per_sample: int = 1  # RNN steps per input sample
     readout: str = "mean"  # "mean" or "last"
+    #: None: hard bounded ReLU clip(u, 0, 1).  A number s: the refractory-saturating rate curve
+    #: of an integrate-and-fire neuron, relu(u) / (1 + relu(u) / s) (bounded by s).
+    saturation: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("elman", "leaky"):
@@ -59,6 +67,8 @@ class RNNConfig:
             raise ValueError(f"readout must be 'mean' or 'last', got {self.readout!r}")
         if not 0.0 <= self.retention < 1.0:
             raise ValueError(f"retention must lie in [0, 1), got {self.retention}")
+        if self.saturation is not None and not self.saturation > 0:
+            raise ValueError(f"saturation must be positive or None, got {self.saturation}")
         for name in ("n_inputs", "n_hidden", "n_outputs", "steps_per_sample"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -144,12 +154,20 @@ class RateRNN(nn.Module):
                 u = drive[:, t] + w_bias + h @ w_rec.T
             if noise_std > 0.0:
                 u = u + noise_std * torch.randn_like(u)
-            r = torch.clamp(u, 0.0, 1.0)
+            r = self.activation(u)
             h = a * h + (1.0 - a) * r if cfg.kind == "leaky" else r
             rates.append(r)
         rates_t = torch.stack(rates, dim=1)
         features = self.readout_features(rates_t, lengths)
         return self.readout(features), rates_t
+
+    def activation(self, u: torch.Tensor) -> torch.Tensor:
+        """Bounded, non-negative rate of a unit (activation 1 = ``r_max`` on the chip)."""
+        s = self.config.saturation
+        if s is None:
+            return torch.clamp(u, 0.0, 1.0)
+        r = torch.relu(u)
+        return r / (1.0 + r / s)
 
     def readout_features(self, rates: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """What the linear readout sees: mean rate over valid steps, or the filtered state at the end."""

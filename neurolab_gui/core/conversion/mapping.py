@@ -1,0 +1,388 @@
+"""Map a constrained network onto DYNAP-SE1: neurons, input sources, netlist, biases, time.
+
+Placement
+    Hidden units of core group ``g`` go to core ``CORE_ORDER[g]`` of one chip (cores 1, 2, 3,
+    then 0).  FPGA spike-generator sources are seen by the CAMs as (core 0, neuron id), so
+    physical neurons on core 0 would alias with inputs of the same id; placing units on cores
+    1-3 first avoids that, and on core 0 unit ids start above the highest input id.  Source
+    address (core 0, neuron 0) is never used at all: a *cleared* CAM entry holds exactly that
+    address (type GABA_B), so every neuron with spare CAM entries listens to it.
+    Inputs are ``InputAddress(chip, 1 + k)`` for feature ``k``; the bias channel comes next,
+    then the reset channel.
+    One chip holds up to 3 x 256 + (255 - inputs) units, which is plenty for the 32-256-unit
+    networks this pipeline targets; larger networks are refused with a message.
+
+Synapses
+    Positive multiplicities use AMPA (fast excitatory), negative ones GABA_B (slow inhibitory,
+    *subtractive*: a linear rate model needs subtraction, GABA_A is shunting).  Both synapse
+    time constants are set to the same ``tau`` so excitation and inhibition share one filter.
+
+Time mapping
+    One RNN step is ``dt_step`` seconds of chip time, every input sample is held for
+    ``steps_per_sample`` steps and the RNN retention ``a`` gives the synaptic time constant
+    ``tau = -dt_step / ln(a)``.  Activation 1 is a rate of ``r_max`` Hz (default 100 Hz, well
+    below the saturation 1/t_ref).  Sequences are separated by a silent gap of several ``tau``
+    so the network returns to rest (the RNN starts every sequence from zero).  Rest is enforced:
+    recurrent excitation can sustain activity after the input stops (measured on the emulator:
+    without a reset, activity carried from one sample into the next and accuracy fell to chance),
+    so a *reset channel* fires a burst at the start of every gap into one GABA_A (shunting) CAM
+    entry of every unit.  Its own short time constant and high gain clamp the membranes while the
+    AMPA/GABA_B currents decay, and it has vanished when the next sample starts.  It costs one
+    CAM entry per unit (constrain with ``max_fan_in=63``) and no change to the RNN.
+
+Neuron settings
+    The membrane leak is weak (``tau_mem`` much longer than ``tau``): the soma then integrates
+    its synaptic current and fires at a rate proportional to it (an integrate-and-fire neuron is
+    a ΣΔ modulator of its input current), with only a small rheobase offset.  The refractory
+    period is ``t_ref = 1 / (s r_max)`` for a model trained with the saturating activation
+    ``phi(u) = u / (1 + u / s)``: an integrator whose input is lost while refractory fires at
+    ``f0 / (1 + f0 t_ref)``, which is exactly ``r_max phi(u)`` for ``f0 = r_max u``.  (For a
+    hard-clip model it is short, ``NeuronSettings.t_ref_s``.)
+    Adaptation, NMDA, GABA_A and DC are off.  Bias currents follow the nominal circuit model of
+    the emulator (``emulator.config``: ``tau = C U_T / (kappa I)``, ``t_ref = C_ref V / I``
+    and the per-bias scale); on silicon these are starting points that
+    transfer-curve matching (:mod:`.transfer`) corrects by measurement.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from drivers.dynapse1.bias_table import CORE_BIASES, closest_setting, nominal_current
+from drivers.dynapse1.board_api import BiasValue
+from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
+from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
+
+from .constrain import ConstrainedNetwork
+from .models import tau_from_retention
+
+#: Cores that receive hidden-unit groups, in order of preference (core 0 last: input aliasing).
+CORE_ORDER = (1, 2, 3, 0)
+
+#: Synapse type of each sign, and the weight / time-constant / gain biases that go with it.
+EXCITATORY = SynapseType.AMPA
+INHIBITORY = SynapseType.GABA_B
+#: The reset channel silences units between samples by shunting (fast, strong, and gone quickly).
+RESET_SYNAPSE = SynapseType.GABA_A
+WEIGHT_BIAS = {SynapseType.AMPA: "PS_WEIGHT_EXC_F_N", SynapseType.GABA_B: "PS_WEIGHT_INH_S_N"}
+TAU_BIAS = {SynapseType.AMPA: "NPDPIE_TAU_F_P", SynapseType.GABA_B: "NPDPII_TAU_S_P"}
+GAIN_BIAS = {SynapseType.AMPA: "NPDPIE_THR_F_P", SynapseType.GABA_B: "NPDPII_THR_S_P"}
+
+
+@dataclass
+class TimeMapping:
+    """How RNN time becomes chip time."""
+
+    dt_step_s: float = 0.005
+    steps_per_sample: int = 4
+    retention: float = 0.85
+    r_max_hz: float = 150.0
+    gap_s: float = 0.15
+    #: Reset burst at the start of every gap (0 Hz: no reset channel), see :mod:`.encoding`.
+    reset_rate_hz: float = 1000.0
+    reset_s: float = 0.1
+
+    @property
+    def tau_s(self) -> float:
+        return tau_from_retention(self.dt_step_s, self.retention)
+
+    def sample_duration_s(self, length: int) -> float:
+        return length * self.steps_per_sample * self.dt_step_s
+
+
+@dataclass
+class CircuitModel:
+    """Nominal bias-to-circuit model used to turn time constants into bias settings.
+
+    Defaults are the emulator's (``emulator.config``); they are a model, not silicon facts.
+    """
+
+    ut: float = 0.025
+    kappa: float = 0.705
+    c_mem: float = 3e-12
+    c_syn: float = 2e-12
+    c_ref: float = 1.5e-12
+    c_pulse: float = 0.5e-12
+    v_switch: float = 0.7
+    subthreshold_scale: float = 3.4e-4
+    refractory_scale: float = 0.02
+    i_spike_threshold: float = 0.3e-9
+
+    @classmethod
+    def from_emulator(cls) -> CircuitModel:
+        from emulator.config import EmulatorConfig
+
+        cfg = EmulatorConfig()
+        c = cfg.circuit
+        return cls(
+            c.ut, c.kappa, c.c_mem, float(c.c_syn[SynapseType.AMPA]), c.c_ref, c.c_pulse, c.v_switch,
+            cfg.bias_scale.get("IF_TAU1_N", cls.subthreshold_scale), cfg.bias_scale.get("IF_RFR_N", cls.refractory_scale),
+            c.i_spike_threshold,
+        )
+
+    def tau_current(self, tau_s: float, capacitance: float) -> float:
+        """Nominal bias current for a DPI time constant ``tau = C U_T / (kappa I)``."""
+        return capacitance * self.ut / (self.kappa * tau_s) / self.subthreshold_scale
+
+    def refractory_current(self, t_ref_s: float) -> float:
+        return self.c_ref * self.v_switch / t_ref_s / self.refractory_scale
+
+    def pulse_current(self, t_pulse_s: float) -> float:
+        return self.c_pulse * self.v_switch / t_pulse_s
+
+    def copy_gain_per_weight_current(self, time: TimeMapping, settings: NeuronSettings) -> float:
+        """Nominal rate gain of one CAM copy, in (Hz out) / (Hz in) per ampere of weight bias.
+
+        Linear DPI synapse: each event adds ``g_syn I_w (1 - exp(-t_pulse / tau))`` (``g_syn`` =
+        the synapse gain ratio), so the mean synaptic current at input rate ``r`` is ``r tau``
+        times that.  A soma with a weak leak integrates its input, ``dI_mem/dt = I_gain kappa
+        I_in / (C U_T)``, and fires at ``I_gain kappa I_in / (C U_T I_spk)``.
+        """
+        import math
+
+        tau = time.tau_s
+        i_gain = self.tau_current(settings.tau_mem_s, self.c_mem) * self.subthreshold_scale * settings.soma_gain_ratio
+        jump_per_amp = settings.syn_gain_ratio * (1.0 - math.exp(-settings.t_pulse_s / tau))
+        soma_hz_per_amp = i_gain * self.kappa / (self.c_mem * self.ut * self.i_spike_threshold)
+        return jump_per_amp * tau * soma_hz_per_amp
+
+
+@dataclass
+class NeuronSettings:
+    """Physical targets for the neurons and synapses in use (see the module docstring)."""
+
+    tau_mem_s: float = 0.1  # long against tau_syn (near-integrator); the leak cannot go below I_0 (~0.2 s)
+    t_ref_s: float = 0.2e-3  # replaced by 1 / (s r_max) for a saturating model
+    t_pulse_s: float = 10e-6
+    soma_gain_ratio: float = 4.0  # I_th / I_tau of the soma DPI
+    syn_gain_ratio: float = 1.0  # I_g / I_tau of the synapse DPI (moderate: keeps the DPI near linear)
+    #: Reset synapse (GABA_A, shunting): short time constant, high gain and a weight that makes
+    #: the shunt current during a reset burst about ``reset_shunt_a`` (far above every leak).
+    reset_tau_s: float = 0.005
+    reset_gain_ratio: float = 100.0
+    reset_shunt_a: float = 10e-9
+
+
+@dataclass
+class MappedNetwork:
+    """A converted network in board terms, ready for a Board or the Brian2 model.
+
+    Attributes
+    ----------
+    netlist : connections (inputs and recurrent) and monitored neurons
+    unit_addresses : physical neuron of every hidden unit
+    input_addresses : FPGA source of every input feature, then the bias channel, then the reset
+        channel (when the time mapping has one)
+    core_masks : destination-core mask of every input source (where its targets live)
+    group_cores : ``(chip, core)`` of every core group
+    biases : full per-core bias set for the cores in use
+    time : the time mapping
+    multiplicity : signed CAM copies ``[H, F + 1 + H]`` (for counting synaptic events)
+    readout_weight, readout_bias : host-side linear readout
+    readout : ``"mean"`` or ``"last"``
+    unit_gain, unit_offset_hz : per-unit rate correction applied when decoding,
+        ``activation = (rate - offset) / (gain * r_max)``; identity by default.  This is the
+        hook for per-neuron calibration (mismatch compensation) on top of the nominal match.
+    """
+
+    netlist: Netlist
+    unit_addresses: list[NeuronAddress]
+    input_addresses: list[InputAddress]
+    core_masks: np.ndarray
+    group_cores: list[tuple[int, int]]
+    biases: dict[tuple[int, int, str], BiasValue]
+    time: TimeMapping
+    multiplicity: np.ndarray
+    readout_weight: np.ndarray
+    readout_bias: np.ndarray
+    readout: str = "mean"
+    unit_gain: np.ndarray = field(default=None)  # type: ignore[assignment]
+    unit_offset_hz: np.ndarray = field(default=None)  # type: ignore[assignment]
+    settings: NeuronSettings = field(default_factory=NeuronSettings)
+    #: Spikes added to every non-zero count when decoding mean rates (integrate-and-fire
+    #: neurons start each sample from rest and so under-count by half a spike on average).
+    count_correction: float = 0.5
+
+    def __post_init__(self) -> None:
+        h = len(self.unit_addresses)
+        if self.unit_gain is None:
+            self.unit_gain = np.ones(h)
+        if self.unit_offset_hz is None:
+            self.unit_offset_hz = np.zeros(h)
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.unit_addresses)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.multiplicity.shape[1] - self.n_hidden - 1
+
+    @property
+    def n_sources(self) -> int:
+        """FPGA sources: inputs, bias channel and (if used) the reset channel."""
+        return len(self.input_addresses)
+
+    @property
+    def chip(self) -> int:
+        return self.unit_addresses[0].chip
+
+    def set_unit_calibration(self, gain: np.ndarray, offset_hz: np.ndarray) -> None:
+        """Install per-unit gain/offset (calibration hook); validated before anything changes."""
+        gain, offset_hz = np.asarray(gain, float), np.asarray(offset_hz, float)
+        if gain.shape != (self.n_hidden,) or offset_hz.shape != (self.n_hidden,):
+            raise ValueError(f"unit calibration needs {self.n_hidden} gains and offsets, got {gain.shape} and {offset_hz.shape}")
+        if not np.all(gain > 0):
+            raise ValueError("unit gains must be positive")
+        self.unit_gain, self.unit_offset_hz = gain, offset_hz
+
+    def set_weight_bias(self, group: int, synapse: SynapseType, coarse: int, fine: int) -> None:
+        chip, core = self.group_cores[group]
+        self.biases[(chip, core, WEIGHT_BIAS[synapse])] = BiasValue(coarse, fine)
+
+    def synaptic_fanout(self) -> np.ndarray:
+        """CAM copies reached by one spike of every source: inputs, bias, [reset], then units."""
+        fan = np.abs(self.multiplicity).sum(0)
+        if self.has_reset:
+            f1 = self.n_inputs + 1
+            fan = np.concatenate([fan[:f1], [self.n_hidden], fan[f1:]])
+        return fan
+
+    @property
+    def has_reset(self) -> bool:
+        return len(self.input_addresses) == self.multiplicity.shape[1] - self.n_hidden + 1
+
+    def summary(self) -> dict:
+        return {
+            "chip": self.chip,
+            "group_cores": [list(gc) for gc in self.group_cores],
+            "n_connections": len(self.netlist.connections),
+            "cam_entries": int(np.abs(self.multiplicity).sum()),
+            "time": {**asdict(self.time), "tau_s": self.time.tau_s},
+            "settings": asdict(self.settings),
+            "weight_biases": {f"{c}/{k}/{n}": [v.coarse, v.fine] for (c, k, n), v in self.biases.items() if n.startswith("PS_WEIGHT")},
+        }
+
+
+def allocate_units(unit_group: np.ndarray, n_inputs_with_bias: int, chip: int = 0) -> tuple[list[NeuronAddress], list[tuple[int, int]]]:
+    """Physical neuron of every hidden unit, and the (chip, core) of every group."""
+    n_groups = int(unit_group.max()) + 1
+    if n_groups > len(CORE_ORDER):
+        raise ValueError(f"{n_groups} core groups do not fit on one chip (4 cores)")
+    addresses: list[NeuronAddress | None] = [None] * len(unit_group)
+    group_cores = []
+    for g in range(n_groups):
+        core = CORE_ORDER[g]
+        first_id = n_inputs_with_bias + 1 if core == 0 else 0  # core 0: above the input ids (and never id 0)
+        units = np.flatnonzero(unit_group == g)
+        if first_id + len(units) > N_NEURONS_PER_CORE:
+            raise ValueError(
+                f"core group {g} has {len(units)} units; core {core} offers {N_NEURONS_PER_CORE - first_id} neurons "
+                "(use more core groups or fewer hidden units)"
+            )
+        for i, u in enumerate(units):
+            addresses[u] = NeuronAddress(chip, core, first_id + i)
+        group_cores.append((chip, core))
+    return addresses, group_cores  # type: ignore[return-value]
+
+
+def core_bias_set(time: TimeMapping, settings: NeuronSettings, circuit: CircuitModel) -> dict[str, BiasValue]:
+    """The 25 biases of a core running converted units (weights at their initial setting)."""
+    off = BiasValue(7, 0)
+    tau_syn_i = circuit.tau_current(time.tau_s, circuit.c_syn)
+    tau_mem_i = circuit.tau_current(settings.tau_mem_s, circuit.c_mem)
+
+    def setting(current: float) -> BiasValue:
+        return BiasValue(*closest_setting(current))
+
+    out = {name: off for name in CORE_BIASES}
+    out.update(
+        {
+            "IF_TAU1_N": setting(tau_mem_i),
+            "IF_TAU2_N": setting(tau_mem_i),
+            "IF_THR_N": setting(tau_mem_i * settings.soma_gain_ratio),
+            "IF_RFR_N": setting(circuit.refractory_current(settings.t_ref_s)),
+            "PULSE_PWLK_P": setting(circuit.pulse_current(settings.t_pulse_s)),
+            "IF_BUF_P": BiasValue(4, 80),
+            "R2R_P": BiasValue(3, 85),
+        }
+    )
+    for syn in (EXCITATORY, INHIBITORY):
+        out[TAU_BIAS[syn]] = setting(tau_syn_i)
+        out[GAIN_BIAS[syn]] = setting(tau_syn_i * settings.syn_gain_ratio)
+        out[WEIGHT_BIAS[syn]] = off  # set per core group by map_network (nominal) and transfer matching
+    if time.reset_rate_hz > 0:
+        import math
+
+        reset_tau_i = circuit.tau_current(settings.reset_tau_s, circuit.c_syn)
+        out["NPDPII_TAU_F_P"] = setting(reset_tau_i)
+        out["NPDPII_THR_F_P"] = setting(reset_tau_i * settings.reset_gain_ratio)
+        per_event = settings.reset_gain_ratio * (1.0 - math.exp(-settings.t_pulse_s / settings.reset_tau_s))
+        i_w = settings.reset_shunt_a / (time.reset_rate_hz * settings.reset_tau_s * per_event)
+        out["PS_WEIGHT_INH_F_N"] = setting(i_w)
+    return out
+
+
+def map_network(
+    net: ConstrainedNetwork,
+    time: TimeMapping | None = None,
+    settings: NeuronSettings | None = None,
+    circuit: CircuitModel | None = None,
+    chip: int = 0,
+) -> MappedNetwork:
+    """Place ``net`` on ``chip``: netlist, input sources, biases and the time mapping."""
+    cfg = net.model.config
+    if time is None:
+        time = TimeMapping(retention=cfg.retention, steps_per_sample=cfg.steps_per_sample)
+    if abs(time.retention - cfg.retention) > 1e-9 or time.steps_per_sample != cfg.steps_per_sample:
+        raise ValueError(
+            f"time mapping (retention {time.retention}, {time.steps_per_sample} steps/sample) does not match the "
+            f"constrained model (retention {cfg.retention}, {cfg.steps_per_sample} steps/sample)"
+        )
+    settings = copy.copy(settings or NeuronSettings())
+    if cfg.saturation is not None:  # the refractory period makes the rate curve the model's phi
+        settings.t_ref_s = 1.0 / (cfg.saturation * time.r_max_hz)
+    circuit = circuit or CircuitModel.from_emulator()
+    f, h = net.n_inputs, net.n_hidden
+    if f + 2 > N_NEURONS_PER_CORE:
+        raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
+    units, group_cores = allocate_units(net.unit_group, f + 1, chip)
+    use_reset = time.reset_rate_hz > 0
+    inputs = [InputAddress(chip, 1 + k) for k in range(f + 1 + int(use_reset))]
+    sources: list[NeuronAddress | InputAddress] = [*inputs[: f + 1], *units]
+    netlist = Netlist(monitored=set(units))
+    m = net.multiplicity
+    if use_reset and net.fan_in().max() + 1 > 64:
+        raise ValueError(
+            f"a unit uses {net.fan_in().max()} CAM entries and the reset channel needs one more; "
+            "constrain with max_fan_in=63 (or disable the reset channel)"
+        )
+    core_masks = np.zeros(len(inputs), np.int64)
+    for i, post in enumerate(units):
+        for j in np.flatnonzero(m[i]):
+            syn = EXCITATORY if m[i, j] > 0 else INHIBITORY
+            netlist.add(sources[j], post, syn, int(abs(m[i, j])))
+            if j <= f:
+                core_masks[j] |= 1 << post.core
+        if use_reset:
+            netlist.add(inputs[f + 1], post, RESET_SYNAPSE, 1)
+            core_masks[f + 1] |= 1 << post.core
+    biases: dict[tuple[int, int, str], BiasValue] = {}
+    per_core = core_bias_set(time, settings, circuit)
+    per_amp = circuit.copy_gain_per_weight_current(time, settings)
+    for g, (chip_, core) in enumerate(group_cores):
+        for name, value in per_core.items():
+            biases[(chip_, core, name)] = value
+        weight = BiasValue(*closest_setting(float(net.scale[g]) / per_amp))
+        for syn in (EXCITATORY, INHIBITORY):
+            biases[(chip_, core, WEIGHT_BIAS[syn])] = weight
+    w_out = net.model.readout.weight.detach().cpu().numpy().astype(np.float64)
+    b_out = net.model.readout.bias.detach().cpu().numpy().astype(np.float64)
+    return MappedNetwork(netlist, units, inputs, core_masks, group_cores, biases, time, m.copy(), w_out, b_out, cfg.readout, settings=settings)
+
+
+def nominal_weight_current(value: BiasValue) -> float:
+    return nominal_current(value.coarse, value.fine)

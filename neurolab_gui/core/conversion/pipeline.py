@@ -1,0 +1,236 @@
+"""The whole conversion, stage by stage: float → constrained float → Brian2 SNN → board SNN.
+
+Python API (used by ``neurolab train/convert/demo`` and by the GUI)::
+
+    from neurolab_gui.core.conversion import pipeline, tasks
+    task = tasks.load_task("seq_digits")
+    cfg = pipeline.PipelineConfig()
+    model, _ = pipeline.train_model(task, cfg, progress=print_progress, cancel=event)
+    result = pipeline.convert(model, task, cfg, progress=print_progress, cancel=event)
+    print(result.report.table())
+
+Every long call takes ``progress(fraction, message)`` and a ``threading.Event`` ``cancel``
+(see :mod:`.training`).  Board stages go through the :class:`~drivers.dynapse1.board_api.Board`
+interface: by default two emulated boards (``board_ideal``: mismatch off, ``board_mismatch``:
+the emulator's default mismatch) opened with ``emulator.virtual_usb.open_emulated_board``; pass
+``boards={"board": opener}`` to run on silicon.  The Brian2 stage configures an
+``emulator.simulator.BoardSimulator`` directly with the same compiled tables and biases and runs
+``emulator.brian2_reference.run_brian2`` on it.
+
+Per stage the report holds test accuracy, spikes per inference and synaptic events per
+inference (see :mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from drivers.dynapse1.board_api import Board
+
+from .constrain import ConstrainedNetwork, ConstraintConfig, constrain, normalize_activations
+from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
+from .models import RateRNN, RNNConfig
+from .report import ConversionReport, StageResult
+from .tasks import Task
+from .training import ProgressCallback, TrainConfig, TrainResult, check_cancel, evaluate, mean_rates, train
+from .transfer import ProbeDesign, TransferFit, match_transfer
+
+#: A function that opens (and returns) a Board for a stage.
+BoardOpener = Callable[[], Board]
+
+SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
+
+
+@dataclass
+class PipelineConfig:
+    """Every choice of a conversion run; defaults are the ones the demo and the benchmark use."""
+
+    n_hidden: int = 64
+    kind: str = "leaky"
+    retention: float = 0.85
+    steps_per_sample: int = 4
+    readout: str = "mean"
+    saturation: float | None = 1.0  # phi(u) = u / (1 + u / s); sets t_ref = 1 / (s * r_max)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-2, noise_std=0.05))
+    #: 63 CAM entries for the network: the 64th of every unit is the reset channel's.
+    constraint: ConstraintConfig = field(default_factory=lambda: ConstraintConfig(max_fan_in=63))
+    dt_step_s: float = 0.005
+    r_max_hz: float = 150.0
+    gap_s: float = 0.15
+    settings: NeuronSettings = field(default_factory=NeuronSettings)
+    probe: ProbeDesign = field(default_factory=ProbeDesign)
+    transfer_rounds: int = 2
+    stages: tuple[str, ...] = ("board_ideal", "board_mismatch")
+    n_test_spiking: int | None = None  # test samples for the spiking stages (None: all)
+    brian2_samples: int | None = 60  # Brian2 is slow: a prefix of the spiking test samples
+    seed: int = 0
+    emulator_seed: int = 0
+
+    reset_rate_hz: float = 1000.0
+    reset_s: float = 0.1
+
+    def time_mapping(self) -> TimeMapping:
+        return TimeMapping(self.dt_step_s, self.steps_per_sample, self.retention, self.r_max_hz, self.gap_s,
+                           self.reset_rate_hz, self.reset_s)
+
+
+@dataclass
+class ConversionResult:
+    """The artefacts of :func:`convert` and its report."""
+
+    report: ConversionReport
+    constrained: ConstrainedNetwork
+    mapped: MappedNetwork
+    transfer_fits: dict[str, list[TransferFit]] = field(default_factory=dict)
+
+
+def build_model(task: Task, cfg: PipelineConfig) -> RateRNN:
+    return RateRNN(RNNConfig(task.n_features, cfg.n_hidden, task.n_classes, cfg.kind, cfg.retention, cfg.steps_per_sample, cfg.readout, cfg.saturation))
+
+
+def train_model(
+    task: Task,
+    cfg: PipelineConfig,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[RateRNN, TrainResult]:
+    """A fresh model of ``cfg`` trained on ``task`` with BPTT."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(task, cfg)
+    result = train(model, task, cfg.train, progress=progress, cancel=cancel)
+    return model, result
+
+
+def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None) -> StageResult:
+    """Accuracy and rate-implied spike / synaptic-event counts of a float model."""
+    t0 = time.perf_counter()
+    acc, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
+    rates = mean_rates(model, task.x_test, task.lengths_test)  # [N, T*k, H]
+    k = model.config.steps_per_sample
+    valid = np.arange(rates.shape[1])[None, :] < (task.lengths_test[:, None] * k)
+    hidden_spikes = (rates * valid[:, :, None]).sum(1) * cfg.r_max_hz * cfg.dt_step_s  # [N, H]
+    spikes = float(hidden_spikes.sum(1).mean())
+    syn = None
+    if fanout is not None:
+        f1 = task.n_features + 1
+        in_spikes = task.x_test[:, :, :].sum(1) * cfg.r_max_hz * k * cfg.dt_step_s  # [N, F]
+        bias_spikes = task.lengths_test * k * cfg.dt_step_s * cfg.r_max_hz
+        syn = float((in_spikes @ fanout[: f1 - 1] + bias_spikes * fanout[f1 - 1] + hidden_spikes @ fanout[f1:]).mean())
+    return StageResult(name, acc, len(task.x_test), spikes, syn, time.perf_counter() - t0, note="spikes implied by rates")
+
+
+def default_emulator_boards(seed: int = 0) -> dict[str, BoardOpener]:
+    """Two emulated boards reached through the USB emulation: mismatch off and the default mismatch."""
+    from emulator.config import EmulatorConfig, MismatchConfig
+    from emulator.virtual_usb import open_emulated_board
+
+    return {
+        "board_ideal": lambda: open_emulated_board("NLEMU-IDEAL", EmulatorConfig(seed=seed, mismatch=MismatchConfig.ideal()), clock="fast"),
+        "board_mismatch": lambda: open_emulated_board("NLEMU-MISMATCH", EmulatorConfig(seed=seed), clock="fast"),
+    }
+
+
+def convert(
+    model: RateRNN,
+    task: Task,
+    cfg: PipelineConfig | None = None,
+    boards: dict[str, BoardOpener] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ConversionResult:
+    """Constrain, map, match transfer curves and run every requested stage; see the module docstring."""
+    cfg = cfg or PipelineConfig()
+    report = ConversionReport(task.name)
+
+    def say(lo: float, hi: float) -> ProgressCallback | None:
+        if progress is None:
+            return None
+        return lambda f, m: progress(lo + (hi - lo) * f, m)
+
+    model = copy.deepcopy(model).cpu()
+    report.model = {**model.config.to_dict()}
+    float_model = model
+    if model.config.kind == "elman" and model.config.readout == "last" and _looks_unbounded(model, task):
+        lam = normalize_activations(model, task.x_train)
+        report.notes.append(f"imported unbounded-ReLU model rescaled by 1/{lam:.3g} so activations fit [0, 1]")
+    report.add(_rate_stage("float", float_model, task, cfg, None))
+
+    constrained = constrain(
+        model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, progress=say(0.0, 0.35), cancel=cancel,
+        saturation=cfg.saturation,
+    )
+    report.constraints = constrained.summary()
+    time_map = cfg.time_mapping()
+    mapped = map_network(constrained, time_map, cfg.settings)
+    report.add(_rate_stage("constrained", constrained.model, task, cfg, np.abs(mapped.multiplicity).sum(0)))
+
+    n_spk = len(task.x_test) if cfg.n_test_spiking is None else min(cfg.n_test_spiking, len(task.x_test))
+    x, y, lengths = task.x_test[:n_spk], task.y_test[:n_spk], task.lengths_test[:n_spk]
+    result = ConversionResult(report, constrained, mapped)
+
+    if boards is None:
+        boards = default_emulator_boards(cfg.emulator_seed) if any(s.startswith("board") for s in cfg.stages) else {}
+    stage_names = [s for s in cfg.stages if s == "brian2" or s in boards]
+    span = 0.65 / max(1, len(stage_names))
+    ideal_mapped: MappedNetwork | None = None
+    for i, stage in enumerate(stage_names):
+        check_cancel(cancel)
+        lo = 0.35 + i * span
+        if stage == "brian2":
+            continue  # runs after a board stage has matched the transfer curves (below)
+        from .spiking_run import run_on_board
+
+        board = boards[stage]()
+        try:
+            stage_mapped = copy.deepcopy(mapped)
+            fits = match_transfer(board, stage_mapped, constrained.scale, cfg.probe, cfg.transfer_rounds, say(lo, lo + span / 3), cancel)
+            result.transfer_fits[stage] = fits
+            run = run_on_board(board, stage_mapped, x, lengths, cfg.seed, say(lo + span / 3, lo + span), cancel)
+        finally:
+            board.close()
+        if ideal_mapped is None or stage == "board_ideal":
+            ideal_mapped = stage_mapped
+        note = f"transfer gains (exc/inh per core): {_fit_note(fits)}"
+        if run.warnings:
+            note += f"; {len(run.warnings)} netlist warnings"
+        report.add(
+            StageResult(stage, run.accuracy(y), n_spk, run.spikes_per_inference(), run.synaptic_events_per_inference(stage_mapped),
+                        run.wall_s, note, {"transfer": [f.__dict__ for f in fits], "netlist_warnings": run.warnings})
+        )
+        result.mapped = stage_mapped
+    if "brian2" in stage_names:
+        from .spiking_run import run_on_brian2
+
+        n_b = n_spk if cfg.brian2_samples is None else min(n_spk, cfg.brian2_samples)
+        b_mapped = ideal_mapped or mapped
+        run = run_on_brian2(b_mapped, x[:n_b], lengths[:n_b], cfg.seed, say(0.9, 1.0), cancel)
+        note = "mismatch off; weight biases from the board_ideal transfer match" if ideal_mapped else "nominal weight biases (no board stage ran)"
+        report.add(StageResult("brian2", run.accuracy(y[:n_b]), n_b, run.spikes_per_inference(), run.synaptic_events_per_inference(b_mapped), run.wall_s, note))
+        report.stages.sort(key=lambda s: ["float", "constrained", "brian2", "board_ideal", "board_mismatch", "board"].index(s.name) if s.name in ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board") else 99)
+    report.mapping = result.mapped.summary()
+    if progress:
+        progress(1.0, "conversion finished")
+    return result
+
+
+def _fit_note(fits: list[TransferFit]) -> str:
+    return ", ".join(f"c{f.core} {f.synapse[:4]} {f.gain / f.target_gain:.3f}x" for f in fits)
+
+
+def _looks_unbounded(model: RateRNN, task: Task) -> bool:
+    """True when the imported model's activations exceed 1 on training data (so clipping would distort it)."""
+    with torch.no_grad():
+        xt = torch.as_tensor(task.x_train[:256])
+        h = torch.zeros(len(xt), model.config.n_hidden)
+        peak = 0.0
+        for t in range(xt.shape[1]):
+            h = torch.relu(xt[:, t] @ model.w_in.T + model.w_bias + h @ model.w_rec.T)
+            peak = max(peak, float(h.max()))
+    return peak > 1.0

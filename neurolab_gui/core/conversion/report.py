@@ -1,0 +1,83 @@
+"""The conversion report: accuracy, spikes and synaptic events per inference at every stage.
+
+Stages, in order: ``float`` (the trained RNN), ``constrained`` (pruned, quantised, leaky-dynamics
+RNN in float arithmetic), ``brian2`` (the spiking network on the project's Brian2 model),
+``board_ideal`` / ``board_mismatch`` (the spiking network on a Board — the emulator with mismatch
+off / on, or silicon as ``board``).
+
+For the rate stages, spikes per inference are what the rates imply (``sum r_max * r_t * dt``
+over hidden units and the presentation time) and synaptic events are those spikes, plus the
+input spikes, times the CAM copies they hit; for spiking stages both are counted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class StageResult:
+    """One stage's measurements on the test set (or the part of it that was run)."""
+
+    name: str
+    accuracy: float
+    n_samples: int
+    spikes_per_inference: float | None = None
+    synaptic_events_per_inference: float | None = None
+    wall_s: float = 0.0
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ConversionReport:
+    """Everything a conversion measured, JSON-able, with a readable table."""
+
+    task: str
+    stages: list[StageResult] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
+    constraints: dict = field(default_factory=dict)
+    mapping: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, stage: StageResult) -> None:
+        self.stages = [s for s in self.stages if s.name != stage.name] + [stage]
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def accuracies(self) -> dict[str, float]:
+        return {s.name: s.accuracy for s in self.stages}
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "stages": [asdict(s) for s in self.stages],
+            "model": self.model,
+            "constraints": self.constraints,
+            "mapping": self.mapping,
+            "notes": self.notes,
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=float))
+        return path
+
+    def table(self) -> str:
+        """A fixed-width table; the loss column is against the constrained float RNN."""
+        ref = self.stage("constrained")
+        head = f"{'stage':<16}{'accuracy':>10}{'loss vs constr.':>17}{'spikes/inf':>12}{'syn.ev./inf':>13}{'samples':>9}{'wall s':>8}"
+        lines = [f"task: {self.task}", head, "-" * len(head)]
+        for s in self.stages:
+            loss = f"{100 * (ref.accuracy - s.accuracy):+.1f} pp" if ref is not None and s.name != "float" else ""
+            spikes = f"{s.spikes_per_inference:.0f}" if s.spikes_per_inference is not None else "-"
+            syn = f"{s.synaptic_events_per_inference:.0f}" if s.synaptic_events_per_inference is not None else "-"
+            lines.append(f"{s.name:<16}{s.accuracy:>10.4f}{loss:>17}{spikes:>12}{syn:>13}{s.n_samples:>9}{s.wall_s:>8.1f}")
+            if s.note:
+                lines.append(f"{'':<16}  {s.note}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)

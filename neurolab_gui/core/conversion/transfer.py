@@ -1,0 +1,194 @@
+"""Transfer-curve matching: measure how the neurons in use respond, and scale the weights so rate ≈ activation.
+
+The constrained RNN needs, for every core group ``g``, one CAM copy of weight ``q[g]``: a unit
+receiving copies ``m_j`` from sources firing at ``r_j`` should fire at ``q[g] * sum_j m_j r_j``
+(activation 1 = ``r_max`` everywhere, so the ratio is the same in Hz).  The nominal circuit model
+(:mod:`.mapping`) gives a first weight-bias setting; this module *measures* the result on the
+Board and corrects it, because the bias-to-current mapping of silicon is not known well and the
+emulator's per-core bias-generator mismatch shifts every core.
+
+Measurement (through the Board only, so it runs the same on silicon):
+
+- excitatory: probe neurons of the core receive ``m`` AMPA copies from an FPGA source firing a
+  regular train at ``r``, for several ``(m, r)``; a least-squares line through
+  ``rate_out = G_exc * (m r) - offset`` gives the copy gain ``G_exc`` (Hz/Hz per copy) and the
+  rheobase offset;
+- inhibitory: probes get a fixed excitatory drive plus ``m`` GABA_B copies at ``r``; the slope of
+  the rate decrease gives ``G_inh``.
+
+Both fits first undo the refractory saturation ``rate = f0 / (1 + f0 t_ref)`` with the
+nominal ``t_ref`` (the model was trained with exactly that curve).  The weight bias is then
+multiplied by ``q / G`` (the DPI synapse is linear in its weight current) and measured again; two rounds leave a residual well under the fine-step resolution
+on the emulator.  The fitted curves are returned for the report and for the calibration
+developer, who adds per-neuron compensation on top via :meth:`MappedNetwork.set_unit_calibration`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.dynapse1.bias_table import closest_setting, nominal_current
+from drivers.dynapse1.board_api import Board, BiasValue, SpikeGenEvent
+from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
+from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
+
+from .mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork
+from .training import ProgressCallback, check_cancel
+
+
+@dataclass
+class TransferFit:
+    """Fitted copy gain of one synapse type on one core.
+
+    With ``x = m r`` the drive in Hz and ``f0 = rate / (1 - rate t_ref)`` (saturation undone):
+    excitatory ``f0 = gain x - offset_hz``; inhibitory ``f0 = -offset_hz - gain x``.
+    """
+
+    chip: int
+    core: int
+    synapse: str
+    gain: float
+    offset_hz: float
+    target_gain: float
+    weight_bias: tuple[int, int]
+    t_ref_s: float = float("nan")  # refractory period assumed when undoing the saturation
+    points: list[tuple[float, float]] = field(default_factory=list)  # (drive m*r in Hz, mean rate out)
+
+
+@dataclass
+class ProbeDesign:
+    """Operating points of the measurement."""
+
+    multiplicities: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
+    rates_hz: tuple[float, ...] = (50.0, 100.0, 150.0)
+    duration_s: float = 1.2
+    settle_s: float = 0.2  # discarded start (synaptic current builds up with tau)
+    min_rate_hz: float = 10.0  # points below are near the rheobase corner and left out of the fit
+    inhibitory_drive_rate_out_hz: float = 120.0  # excitatory drive under the inhibition probes
+    max_probe_rate_hz: float = 200.0  # operating points beyond this are skipped (saturation)
+
+
+def _regular_program(sources: list[InputAddress], rates: list[float], masks: list[int], duration_s: float) -> list[SpikeGenEvent]:
+    times, idx = [], []
+    for k, r in enumerate(rates):
+        if r <= 0:
+            continue
+        t = (np.arange(int(duration_s * r)) + 0.5 + 0.37 * k / max(1, len(rates))) / r
+        times.append(t)
+        idx.append(np.full(len(t), k))
+    t_all = np.concatenate(times)
+    k_all = np.concatenate(idx)
+    order = np.argsort(t_all, kind="stable")
+    t_us = np.rint(t_all[order] * 1e6)
+    isi = np.diff(np.concatenate([[0.0], t_us]))
+    return [SpikeGenEvent(sources[k], masks[k], float(d)) for k, d in zip(k_all[order].tolist(), isi.tolist(), strict=True)]
+
+
+def _measure(board: Board, mapped: MappedNetwork, group: int, synapse: SynapseType, design: ProbeDesign, q: float) -> TransferFit:
+    chip, core = mapped.group_cores[group]
+    first_id = mapped.n_inputs + 2 if core == 0 else 0
+    rates = list(design.rates_hz)
+    n_rate = len(rates)
+    sources = [InputAddress(chip, 1 + k) for k in range(n_rate + 1)]  # last: excitatory drive
+    netlist = Netlist()
+    probes: list[tuple[NeuronAddress, float]] = []
+    drive_rate = max(rates)
+    m_drive = 0
+    if synapse == INHIBITORY:  # enough excitation that the inhibited rate stays measurable
+        m_drive = int(np.clip(np.ceil(design.inhibitory_drive_rate_out_hz / (q * drive_rate)), 1, 60))
+    pid = first_id
+    for m in design.multiplicities:
+        for k, r in enumerate(rates):
+            drive = m * r
+            if synapse == EXCITATORY and q * drive > design.max_probe_rate_hz:
+                continue
+            if synapse == INHIBITORY and m + m_drive > 64:
+                continue
+            if pid >= N_NEURONS_PER_CORE:
+                break
+            post = NeuronAddress(chip, core, pid)
+            netlist.add(sources[k], post, synapse, m)
+            if m_drive:
+                netlist.add(sources[n_rate], post, EXCITATORY, m_drive)
+            probes.append((post, drive))
+            pid += 1
+    netlist.monitored = {p for p, _ in probes}
+    board.stop_spike_generator()
+    board.clear_connections([chip])
+    board.apply_bias_set(mapped.biases)
+    board.write_netlist(netlist)
+    mask = 1 << core
+    all_rates = rates + ([drive_rate] if m_drive else [])
+    program = _regular_program(sources, all_rates, [mask] * len(all_rates), design.duration_s)
+    board.reset_timestamps()
+    board.load_spike_generator(program)
+    board.start_spike_generator()
+    events = board.read_events(design.duration_s)
+    board.stop_spike_generator()
+    keep = events.timestamp_us >= design.settle_s * 1e6
+    counts = events.select(keep).counts()
+    window = design.duration_s - design.settle_s
+    x = np.array([d for _, d in probes])
+    y = np.array([counts[p.chip * 1024 + p.core * 256 + p.neuron] / window for p, _ in probes])
+    # Undo the refractory compression rate = f0 / (1 + f0 t_ref) with the nominal t_ref, then fit a
+    # straight line to the points clearly above the rheobase corner.  (Fitting t_ref as well,
+    # from 1/rate against 1/drive, proved too noisy at these spike counts.)
+    t_ref = float(mapped.settings.t_ref_s)
+    y_lin = y / np.clip(1.0 - y * t_ref, 1e-3, None)
+    ok = y > design.min_rate_hz
+    if ok.sum() >= 2:
+        slope, intercept = np.polyfit(x[ok], y_lin[ok], 1)
+    else:
+        slope, intercept = np.nan, np.nan
+    gain = float(slope) if synapse == EXCITATORY else float(-slope)
+    offset = float(-intercept)
+    value = mapped.biases[(chip, core, WEIGHT_BIAS[synapse])]
+    return TransferFit(chip, core, synapse.name, gain, offset, q, (value.coarse, value.fine), float(t_ref),
+                       list(zip(x.tolist(), y.tolist(), strict=True)))
+
+
+def match_transfer(
+    board: Board,
+    mapped: MappedNetwork,
+    scales: np.ndarray,
+    design: ProbeDesign | None = None,
+    rounds: int = 2,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[TransferFit]:
+    """Measure and correct the weight bias of every core group and synapse type (in place).
+
+    ``scales[g]`` is the copy weight ``q`` the constrained network expects on group ``g``.
+    Returns the fits of the last measurement round (taken after the last correction).
+    Leaves the board holding the probe netlist: write the network afterwards.
+    """
+    design = design or ProbeDesign()
+    fits: list[TransferFit] = []
+    jobs = [(g, s) for g in range(len(mapped.group_cores)) for s in (EXCITATORY, INHIBITORY)]
+    total = len(jobs) * (rounds + 1)
+    step = 0
+    for g, syn in jobs:
+        q = float(scales[g])
+        fit = None
+        for r in range(rounds + 1):
+            check_cancel(cancel)
+            fit = _measure(board, mapped, g, syn, design, q)
+            step += 1
+            if progress:
+                progress(step / total, f"transfer core {fit.core} {fit.synapse}: gain {fit.gain:.4f} (target {q:.4f})")
+            if r == rounds or not np.isfinite(fit.gain) or fit.gain <= 0:
+                break
+            value = mapped.biases[(fit.chip, fit.core, WEIGHT_BIAS[syn])]
+            current = nominal_current(value.coarse, value.fine) * q / fit.gain
+            mapped.set_weight_bias(g, syn, *closest_setting(current))
+        assert fit is not None
+        fits.append(fit)
+    return fits
+
+
+def weight_bias_value(mapped: MappedNetwork, group: int, synapse: SynapseType) -> BiasValue:
+    chip, core = mapped.group_cores[group]
+    return mapped.biases[(chip, core, WEIGHT_BIAS[synapse])]
