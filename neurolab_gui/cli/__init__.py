@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "train",
     "convert",
     "calibrate",
+    "robot",
     "doctor",
 )
 

@@ -1,0 +1,133 @@
+"""``neurolab robot``: the PushBot robot on the serial port.
+
+``neurolab robot demo`` runs the closed-loop phototaxis demo (turn toward a blinking LED)
+through the DYNAP-SE1 board: by default the simulated PushBot and the emulated board;
+``--port`` names a real robot (``/dev/ttyUSB0``, ``socket://192.168.1.10:56000``) and
+``--board`` a real board.  ``neurolab robot ports`` lists the serial ports of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("robot", help="PushBot robot: closed-loop demo, serial ports")
+    sub = p.add_subparsers(dest="robot_command", metavar="ACTION")
+    sub.required = True
+    demo = sub.add_parser("demo", help="phototaxis through the board: turn toward a blinking LED")
+    demo.add_argument("--port", metavar="URL", help="robot serial URL (default: a simulated PushBot)")
+    demo.add_argument(
+        "--baud", type=int, default=4_000_000, help="baud rate of a real robot (4M for 613xx, 12M for 126xx)"
+    )
+    demo.add_argument(
+        "--board", default="emulator", help="'emulator' (default) or the serial number of a real DYNAP-SE1"
+    )
+    demo.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of closed loop (default 10)")
+    demo.add_argument(
+        "--rate", type=float, default=40.0, metavar="HZ", help="motor update rate, 20..100 Hz (default 40)"
+    )
+    demo.add_argument("--record", metavar="FILE", help="write the session report (trajectory, rates, log) as JSON")
+    demo.set_defaults(func=run_demo)
+    ports = sub.add_parser("ports", help="list serial ports (USB-serial adapters, ptys are not listed)")
+    ports.set_defaults(func=run_ports)
+
+
+def run_ports(args: argparse.Namespace) -> int:
+    from serial.tools import list_ports
+
+    found = sorted(list_ports.comports(), key=lambda p: p.device)
+    if not found:
+        print("no serial ports found (a PushBot over WLAN is reached as socket://<ip>:56000)")
+        return 0
+    for port in found:
+        ids = f"{port.vid:04X}:{port.pid:04X}" if port.vid is not None else "-"
+        print(f"{port.device:20s} {ids:10s} {port.serial_number or '-':12s} {port.description}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from drivers.robot import PushBotConfig, PushBotError
+    from neurolab_gui.core.robot_demo import PhototaxisConfig, PhototaxisSession, run_simulated_phototaxis
+
+    if not 20.0 <= args.rate <= 100.0:
+        print(f"error: --rate must be 20..100 Hz, got {args.rate}", file=sys.stderr)
+        return 2
+    config = PhototaxisConfig(duration_s=args.duration, control_period_s=1.0 / args.rate)
+    try:
+        config.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    last_print = [-1.0]
+
+    def progress(report) -> None:
+        t = report.t_s[-1]
+        if t - last_print[0] >= 0.5:
+            last_print[0] = t
+            column = report.led_column[-1]
+            seen = f"{column:5.1f}" if column == column else "  -  "
+            print(
+                f"t={t:5.2f} s  LED column {seen}  motors {report.motor_left_hz[-1]:5.0f}/{report.motor_right_hz[-1]:5.0f} Hz"
+                f"  !MVD {report.command_left[-1]:4d}/{report.command_right[-1]:4d}",
+                flush=True,
+            )
+
+    holder: list[PhototaxisSession] = []
+
+    def on_interrupt(signum, frame) -> None:
+        # Ctrl-C during the loop cancels the session: the robot is stopped and the report kept.
+        if not holder:
+            raise KeyboardInterrupt
+        holder[0].cancel()
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    board = None
+    try:
+        if args.board != "emulator":
+            from drivers.dynapse1.board import open_board
+
+            board = open_board(args.board)
+        if args.port:
+            # A real robot: same session, our PushBot settings.
+            report = _run_real_robot(args.port, PushBotConfig(baudrate=args.baud), board, config, progress, holder)
+        else:
+            report = run_simulated_phototaxis(config, board=board, progress=progress, session_ready=holder.append)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except PushBotError as exc:
+        print(f"robot error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        if board is not None:
+            board.close()
+    print(report.summary())
+    if args.record:
+        report.save(args.record)
+        print(f"report written to {args.record}")
+    return 0 if report.status in ("completed", "cancelled") else 1
+
+
+def _run_real_robot(url, robot_config, board, config, progress, holder):
+    from drivers.robot import PushBot
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.robot_demo import PhototaxisSession
+
+    own_board = board is None
+    if own_board:
+        board = open_emulated_board(config=EmulatorConfig(dt=5e-4))
+    try:
+        with PushBot(url, robot_config) as robot:
+            session = PhototaxisSession(board, robot, config)
+            session.report.note(f"robot: {url} (real); board: {board.serial}")
+            holder.append(session)
+            return session.run(progress)
+    finally:
+        if own_board:
+            board.close()
