@@ -1,8 +1,10 @@
 """Raster monitor throughput: feed synthetic events at a target rate while the raster panel redraws.
 
 A producer thread pushes 1 ms batches (uniform over 1024 neurons of chip 0) through the
-session's event path (``ConnectionManager.feed`` → ring buffer) at ``--rate`` events/s;
-the raster panel redraws from its own timer (offscreen Qt).  Reported:
+session's event path (``ConnectionManager.feed`` → event ring + per-bin counts) at ``--rate``
+events/s; the raster panel redraws from its own timer (offscreen Qt).  Above the tick cap a frame
+only slices the pre-binned counts (``monitors.BinnedCounts``, filled as events arrive) and
+uploads them as an ARGB image, so its cost does not grow with the event rate.  Reported:
 
 * ``events_per_s``: events actually delivered per wall-clock second;
 * ``fps``: raster frames drawn per second;
@@ -92,7 +94,7 @@ def main() -> None:
     span_us = int(args.window * 1e6)
     dropped = 0
     per_us = args.rate / 1e6
-    for a, b in zip(ends, ends[1:]):
+    for a, b in zip(ends[:-1], ends[1:], strict=True):
         gap = (b - span_us) - a
         if gap > 0:
             dropped += int(gap * per_us)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from drivers.dynapse1.spikes import SpikeEvents
-from neurolab_gui.core.monitors import EventRing, NeuronSelection, RasterBuilder, SpikeMonitor
+from neurolab_gui.core.monitors import BinnedCounts, EventRing, NeuronSelection, RasterBuilder, SpikeMonitor
 
 
 def test_ring_wraps_and_windows_in_time_order():
@@ -62,3 +62,46 @@ def test_selection_rejects_out_of_range():
         NeuronSelection.core_range(0, 0, 10, 300)
     with pytest.raises(ValueError):
         NeuronSelection.from_ids([4096])
+
+
+def test_binned_counts_match_the_events_and_roll_over():
+    binned = BinnedCounts(bin_us=1000, n_columns=4, n_neurons=8)
+    t = np.array([0, 10, 999, 1000, 2500, 3999])
+    g = np.array([1, 1, 2, 1, 7, 0])
+    binned.push(t, g)
+    counts, t0, t1 = binned.window(np.arange(8), 0, 4000)
+    assert (t0, t1) == (0, 4000) and counts.shape == (8, 4)
+    assert counts[1].tolist() == [2, 1, 0, 0] and counts[2, 0] == 1 and counts[7, 2] == 1 and counts[0, 3] == 1
+    # two more bins: the two oldest columns are reused (zeroed), a late event for them is dropped
+    binned.push(np.array([5000, 5001]), np.array([3, 3]))
+    binned.push(np.array([500]), np.array([4]))
+    assert binned.too_old == 1
+    counts, t0, _ = binned.window(np.array([1, 3, 7]), 2000, 6000)  # wraps around the buffer end
+    assert t0 == 2000 and counts.tolist() == [[0, 0, 0, 0], [0, 0, 0, 2], [1, 0, 0, 0]]
+    counts, _, _ = binned.window(np.array([1]), 0, 2000)  # beyond the history: zeros, not stale counts
+    assert counts.sum() == 0
+
+
+def test_binned_counts_restart_after_a_timestamp_reset():
+    binned = BinnedCounts(bin_us=1000, n_columns=8, n_neurons=4)
+    binned.push(np.array([5_000_000]), np.array([1]))
+    binned.push(np.array([10]), np.array([2]))
+    counts, _, _ = binned.window(np.arange(4), 0, 8000)
+    assert counts.sum() == 1 and counts[2, 0] == 1
+
+
+def test_monitor_frame_uses_ticks_when_few_and_prebinned_counts_when_many():
+    monitor = SpikeMonitor(capacity=100_000, bin_us=1000, n_columns=100)
+    sel = NeuronSelection.core_range(0, 1, 0, 4)
+    builder = RasterBuilder(sel, max_ticks=10, scan_factor=2)
+    monitor.on_events(SpikeEvents(np.array([100, 200]), np.zeros(2), np.ones(2), np.array([0, 3])))
+    frame = builder.frame(monitor, span_s=0.01)
+    assert frame.mode == "ticks" and frame.n_events == 2
+    n = 1000
+    t = 1000 + np.arange(n) * 5  # 5 ms of events every 5 µs, all on neuron 257 (row 1)
+    monitor.on_events(SpikeEvents(t, np.zeros(n), np.ones(n), np.ones(n)))
+    frame = builder.frame(monitor, span_s=0.01)
+    assert frame.mode == "density" and frame.density.shape[0] == 4
+    assert frame.density[1].sum() == n and frame.density[[0, 2, 3]].sum() == 2  # the two early spikes
+    assert frame.rates_hz[1] == pytest.approx(n / (frame.density_t1_s - frame.density_t0_s))
+    assert builder.frame(SpikeMonitor(capacity=10), span_s=1.0) is None  # nothing arrived yet

@@ -112,6 +112,15 @@ class EventRing:
             return [(self._t[:n], self._gid[:n])]
         return [(self._t[end:], self._gid[end:]), (self._t[:end], self._gid[:end])]
 
+    def count(self, t_start_us: int, t_end_us: int) -> int:
+        """Number of events with ``t_start_us <= t < t_end_us`` (binary search, no copy)."""
+        n = 0
+        with self._lock:
+            for t, _ in self._segments():
+                a, b = np.searchsorted(t, [t_start_us, t_end_us])
+                n += int(max(0, b - a))
+        return n
+
     def window(self, t_start_us: int, t_end_us: int) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the events with ``t_start_us <= t < t_end_us``, in time order."""
         ts, gs = [], []
@@ -124,6 +133,104 @@ class EventRing:
         if not ts:
             return np.zeros(0, np.int64), np.zeros(0, np.uint16)
         return np.concatenate(ts), np.concatenate(gs)
+
+
+class BinnedCounts:
+    """Spike counts per (time bin, neuron), binned as events arrive, in a rolling uint16 buffer.
+
+    This is what makes the raster's density view cheap at high event rates: the acquisition
+    thread adds each batch's counts into the columns it covers (one ``bincount`` per batch), so
+    a frame only slices the columns of its window and uploads them as an image; its cost depends
+    on the window and the number of rows, never on the event rate.
+
+    Parameters
+    ----------
+    bin_us : width of one time bin (one image column), µs
+    n_columns : bins kept; history = ``bin_us * n_columns`` (default 2 ms x 2048 ≈ 4.1 s, 16.8 MB
+        for all 4096 neurons, about what the default event ring holds at 1 M events/s)
+
+    Counts saturate at 65535 per bin and neuron (a neuron cannot fire that often in a bin).
+    Events older than the history, and late events for columns already reused, are dropped and
+    counted in :attr:`too_old`.
+    """
+
+    def __init__(self, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_NEURONS) -> None:
+        if bin_us < 1 or n_columns < 2:
+            raise ValueError(f"need bin_us >= 1 and n_columns >= 2, got {bin_us} and {n_columns}")
+        self.bin_us = int(bin_us)
+        self.n_columns = int(n_columns)
+        self.n_neurons = int(n_neurons)
+        self._counts = np.zeros((self.n_columns, self.n_neurons), np.uint16)
+        self._newest: int | None = None  # absolute column index of the newest bin written
+        self._lock = threading.Lock()
+        self.too_old = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts[:] = 0
+            self._newest = None
+
+    @property
+    def newest_column(self) -> int | None:
+        return self._newest
+
+    def push(self, timestamp_us: np.ndarray, global_id: np.ndarray) -> None:
+        """Add one time-ordered batch."""
+        if len(timestamp_us) == 0:
+            return
+        cols = np.asarray(timestamp_us, np.int64) // self.bin_us
+        gid = np.asarray(global_id, np.int64)
+        with self._lock:
+            first, last = int(cols[0]), int(cols[-1])
+            if self._newest is not None and first < self._newest - TIMESTAMP_RESET_JUMP_US // self.bin_us:
+                self._counts[:] = 0  # the board's timestamps were reset
+                self._newest = None
+            newest = self._newest
+            if newest is None or last > newest:
+                # columns (newest, last] are reused for new bins: zero them first
+                start = last - self.n_columns + 1 if newest is None else max(newest + 1, last - self.n_columns + 1)
+                reused = np.arange(start, last + 1) % self.n_columns
+                self._counts[reused] = 0
+                self._newest = newest = last
+            oldest = newest - self.n_columns + 1
+            if first < oldest:
+                keep = cols >= oldest
+                self.too_old += int((~keep).sum())
+                cols, gid = cols[keep], gid[keep]
+                if len(cols) == 0:
+                    return
+                first = int(cols[0])
+            span = last - first + 1
+            counts = np.bincount((cols - first) * self.n_neurons + gid, minlength=span * self.n_neurons)
+            counts = counts.reshape(span, self.n_neurons)
+            rows = np.arange(first, last + 1) % self.n_columns
+            self._counts[rows] = np.minimum(self._counts[rows] + counts, 65535).astype(np.uint16)
+
+    def window(self, neurons: np.ndarray, t_start_us: int, t_end_us: int) -> tuple[np.ndarray, int, int]:
+        """Counts of ``neurons`` in the bins overlapping ``[t_start_us, t_end_us)``.
+
+        Returns ``(counts, t0_us, t1_us)``: ``counts`` is (len(neurons), n_bins) uint16 (row =
+        neuron, column = time), ``[t0_us, t1_us)`` the span the bins cover.  Bins outside the
+        history are zero.
+        """
+        c0 = int(t_start_us) // self.bin_us
+        c1 = max(c0, (int(t_end_us) - 1) // self.bin_us)
+        neurons = np.asarray(neurons, np.int64)
+        contiguous = len(neurons) > 0 and neurons[-1] - neurons[0] + 1 == len(neurons) and bool(np.all(np.diff(neurons) == 1))
+        cols = slice(neurons[0], neurons[-1] + 1) if contiguous else neurons
+        out = np.zeros((c1 - c0 + 1, len(neurons)), np.uint16)
+        with self._lock:
+            if self._newest is not None:
+                lo, hi = max(c0, self._newest - self.n_columns + 1), min(c1, self._newest)
+                if hi >= lo:
+                    a, b = lo % self.n_columns, hi % self.n_columns
+                    if a <= b:
+                        out[lo - c0 : hi - c0 + 1] = self._counts[a : b + 1, cols]
+                    else:  # the window wraps around the end of the buffer
+                        n_tail = self.n_columns - a
+                        out[lo - c0 : lo - c0 + n_tail] = self._counts[a:, cols]
+                        out[lo - c0 + n_tail : hi - c0 + 1] = self._counts[: b + 1, cols]
+        return out.T, c0 * self.bin_us, (c1 + 1) * self.bin_us
 
 
 @dataclass(frozen=True)
@@ -174,8 +281,9 @@ class SpikeMonitor:
     acquisition.
     """
 
-    def __init__(self, capacity: int = 4_000_000) -> None:
+    def __init__(self, capacity: int = 4_000_000, bin_us: int = 2000, n_columns: int = 2048) -> None:
         self.ring = EventRing(capacity)
+        self.binned = BinnedCounts(bin_us, n_columns)
         self.total_events = 0
         self._rate_lock = threading.Lock()
         self._rate_mark = (time.monotonic(), 0)
@@ -184,11 +292,14 @@ class SpikeMonitor:
         self.cleared = Signal("spike monitor cleared")
 
     def on_events(self, events: SpikeEvents) -> None:
-        self.ring.push_events(events)
+        gid = events.global_id
+        self.ring.push(events.timestamp_us, gid.astype(np.uint16))
+        self.binned.push(events.timestamp_us, gid)
         self.total_events += len(events)
 
     def clear(self) -> None:
         self.ring.clear()
+        self.binned.clear()
         self.cleared.emit()
 
     def event_rate(self) -> float:
@@ -294,8 +405,10 @@ class RasterFrame:
     """What the raster draws for one frame (computed off the Qt side so it can be benchmarked and tested).
 
     ``mode`` is ``"ticks"`` (one vertical tick per spike, grouped per core for colouring; x/y in
-    ``connect='pairs'`` layout) or ``"density"`` (a rows × bins count image, used when the window holds
-    more spikes than ``max_ticks``; its cost does not depend on the event rate).
+    ``connect='pairs'`` layout) or ``"density"`` (a rows × bins count image, used when the window
+    holds more spikes than ``max_ticks``; taken from the pre-binned counts, so its cost does not
+    depend on the event rate).  ``density_t0_s``/``density_t1_s`` are the span the image's bins
+    cover (bin edges, so slightly wider than the window).
     """
 
     mode: str
@@ -303,25 +416,33 @@ class RasterFrame:
     t1_s: float
     n_rows: int
     ticks: dict[int, tuple[np.ndarray, np.ndarray]]  # core index (chip*4+core) -> (x pairs, y pairs)
-    density: np.ndarray | None  # (n_rows, n_bins) float32 counts
+    density: np.ndarray | None  # (n_rows, n_bins) counts
     row_core: np.ndarray  # core index of every row
     rates_hz: np.ndarray  # per row
     n_events: int
+    density_t0_s: float = 0.0
+    density_t1_s: float = 0.0
 
 
 class RasterBuilder:
-    """Turn a window of events into a :class:`RasterFrame` for a neuron selection.
+    """Turn a window of a :class:`SpikeMonitor` into a :class:`RasterFrame` for a neuron selection.
 
     Parameters
     ----------
     selection : the neurons shown, row 0 first
-    max_ticks : above this many spikes in the window, draw a density image instead
-    n_bins : time bins of the density image
+    max_ticks : most spikes drawn as ticks; above this the frame is a density image
+    n_bins : time bins of a density image built from events (:meth:`build`); frames from a
+        monitor (:meth:`frame`) use the monitor's own bins instead
+    scan_factor : :meth:`frame` copies a window out of the event ring only when the ring holds
+        at most ``scan_factor * max_ticks`` events in it (the selection may be a small part of
+        them); beyond that it goes straight to the binned counts, so a frame never touches a
+        number of events that grows with the event rate.
     """
 
-    def __init__(self, selection: NeuronSelection, max_ticks: int = 50_000, n_bins: int = 500) -> None:
+    def __init__(self, selection: NeuronSelection, max_ticks: int = 50_000, n_bins: int = 500, scan_factor: int = 2) -> None:
         self.max_ticks = int(max_ticks)
         self.n_bins = int(n_bins)
+        self.scan_factor = int(scan_factor)
         self.set_selection(selection)
 
     def set_selection(self, selection: NeuronSelection) -> None:
@@ -329,7 +450,27 @@ class RasterBuilder:
         self._rows = selection.row_lookup()
         self.row_core = (selection.neurons // N_NEURONS_PER_CORE).astype(np.int64)
 
+    def frame(self, monitor: SpikeMonitor, span_s: float, end_us: int | None = None) -> RasterFrame | None:
+        """The frame for the ``span_s`` seconds before ``end_us`` (default: the newest event); None when empty."""
+        if end_us is None:
+            latest = monitor.ring.latest_us
+            if latest is None:
+                return None
+            end_us = latest + 1
+        span_us = max(1, int(span_s * 1e6))
+        start_us = end_us - span_us
+        if monitor.ring.count(start_us, end_us) <= self.scan_factor * self.max_ticks:
+            t, g = monitor.ring.window(start_us, end_us)
+            if int((self._rows[g] >= 0).sum()) <= self.max_ticks:
+                return self.build(t, g, end_us, span_s)
+        counts, c0_us, c1_us = monitor.binned.window(self.selection.neurons, start_us, end_us)
+        per_row = counts.sum(axis=1, dtype=np.int64)
+        rates = per_row / ((c1_us - c0_us) / 1e6)
+        return RasterFrame("density", start_us / 1e6, end_us / 1e6, len(self.selection.neurons), {}, counts,
+                           self.row_core, rates, int(per_row.sum()), c0_us / 1e6, c1_us / 1e6)
+
     def build(self, t_us: np.ndarray, gid: np.ndarray, t_end_us: int, span_s: float) -> RasterFrame:
+        """The frame of explicit events (ticks, or a density binned here when there are too many)."""
         n_rows = len(self.selection.neurons)
         rows = self._rows[gid] if len(gid) else np.zeros(0, np.int64)
         keep = rows >= 0
@@ -354,5 +495,5 @@ class RasterBuilder:
         start_us = t_end_us - int(span_s * 1e6)
         bins = ((t_us - start_us) * self.n_bins // max(1, int(span_s * 1e6))).clip(0, self.n_bins - 1)
         flat = np.bincount(rows * self.n_bins + bins, minlength=n_rows * self.n_bins)
-        density = flat.reshape(n_rows, self.n_bins).astype(np.float32)
-        return RasterFrame("density", t0, t1, n_rows, {}, density, self.row_core, rates, len(rows))
+        density = np.minimum(flat, 65535).astype(np.uint16).reshape(n_rows, self.n_bins)
+        return RasterFrame("density", t0, t1, n_rows, {}, density, self.row_core, rates, len(rows), t0, t1)
