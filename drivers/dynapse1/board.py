@@ -516,10 +516,11 @@ class DynapseBoard:
 
     def iter_events(self) -> Iterator[SpikeEvents]:
         """Yield batches as they arrive; ends when the board is closed or unplugged."""
+        if not self.connected:
+            return
         q: queue.Queue = queue.Queue(maxsize=_ITER_QUEUE_BATCHES)
         self._iter_queues.append(q)
         try:
-            self._check_alive("iter_events")
             self.start_streaming()
             while True:
                 try:

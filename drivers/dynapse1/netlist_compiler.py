@@ -10,10 +10,11 @@ Rules
 * **SRAM (fan-out).** A physical source neuron needs one SRAM cell per destination chip; the
   cell's core mask is the union of the destination cores on that chip and its virtual core is
   the neuron's own core (so the CAM address is the real one).  Cell 0 stays the host route
-  (libcaer's default) for every monitored neuron, so its spikes still reach the host; a neuron
-  may use at most 4 cells in all.  FPGA/Poisson inputs need no SRAM.
-* **Monitored neurons** are ``netlist.monitored``, or every post neuron when it is empty
-  (the :class:`Netlist` contract).
+  (libcaer's default) for every neuron whose SRAM is written, so its spikes still reach the
+  host: that leaves 3 cells, i.e. at most 3 destination chips per source neuron.  FPGA/Poisson
+  inputs need no SRAM.
+* **Monitored neurons** (``netlist.monitored``, or every post neuron when it is empty, the
+  :class:`Netlist` contract) get their host route in cell 0 written even if they send nowhere.
 * **Aliasing.** The CAM does not store the source chip, so two different sources with the same
   (core, neuron) address that both reach a destination core are indistinguishable there.
   Every such pair is reported as a warning (not an error: it is sometimes intended).
@@ -88,18 +89,15 @@ def compile_netlist(netlist: Netlist) -> CompiledNetlist:
     sources = set(destinations) | monitored
     for src in sorted(sources, key=lambda n: (n.chip, n.core, n.neuron)):
         routes = sorted(destinations.get(src, {}).items())
-        host = src in monitored
-        needed = len(routes) + int(host)
+        needed = len(routes) + 1
         if needed > SRAM_ENTRIES_PER_NEURON:
             raise NetlistError(
-                f"{_label(src)} needs {needed} SRAM cells ({len(routes)} destination chips"
-                f"{' + the host route' if host else ''}); the limit is {SRAM_ENTRIES_PER_NEURON}"
+                f"{_label(src)} needs {needed} SRAM cells ({len(routes)} destination chips + the host route "
+                f"in cell 0); the limit is {SRAM_ENTRIES_PER_NEURON}"
             )
     for src in sorted(sources, key=lambda n: (n.chip, n.core, n.neuron)):
         gid = _chip_global(src)
-        cells: list[int] = []
-        if src in monitored:
-            cells.append(cw.host_route_sram_word(src.chip, gid))
+        cells: list[int] = [cw.host_route_sram_word(src.chip, gid)]
         for dest_chip, mask in sorted(destinations.get(src, {}).items()):
             cells.append(cw.encode_sram_word(gid, len(cells), src.core, cw.route_between(src.chip, dest_chip), mask))
         while len(cells) < SRAM_ENTRIES_PER_NEURON:

@@ -1,0 +1,286 @@
+"""DynapseBoard over the virtual USB backend, with a recording stand-in for the simulator.
+
+The stand-in records every facade call and replays a scheduled list of spikes, so these tests
+check the wire path (driver → control transfers → virtual FPGA → simulator calls, and
+simulator spikes → bulk IN bytes → decoder) independently of the emulator physics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from drivers.dynapse1.board import DynapseBoard, open_board
+from drivers.dynapse1.board_api import BiasValue, Board, SpikeGenEvent
+from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
+from drivers.dynapse1.netlist_compiler import NetlistError
+from drivers.dynapse1.spikes import SpikeEvents
+from drivers.dynapse1.topology import SynapseType
+from drivers.dynapse1.usb_discovery import find_boards
+from drivers.dynapse1.usb_transport import AckError, DeviceGone, TransportTimeout
+from emulator.virtual_usb import VirtualDynapseBackend
+
+
+class RecordingSimulator:
+    """The BoardSimulator facade, recording calls and emitting ``scheduled`` spikes on time."""
+
+    def __init__(self, scheduled: SpikeEvents | None = None) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.now_us = 0
+        self.scheduled = scheduled if scheduled is not None else SpikeEvents()
+
+    def __getattr__(self, name: str):
+        def record(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+
+        return record
+
+    def named(self, name: str) -> list[tuple]:
+        return [args for n, args, _ in self.calls if n == name]
+
+    def reset_timestamps(self) -> None:
+        self.calls.append(("reset_timestamps", (), {}))
+        self.scheduled = self.scheduled.select(self.scheduled.timestamp_us >= self.now_us)
+        self.scheduled.timestamp_us -= self.now_us
+        self.now_us = 0
+
+    def run(self, duration_s: float) -> SpikeEvents:
+        start, end = self.now_us, self.now_us + round(duration_s * 1e6)
+        ts = self.scheduled.timestamp_us
+        self.now_us = end
+        return self.scheduled.select((ts >= start) & (ts < end))
+
+    def read_membrane(self, chip: int, core: int):
+        return np.array([0.0, 1.0]), np.array([0.1, 0.2])
+
+
+def _scheduled(n: int, span_us: int, seed: int = 0) -> SpikeEvents:
+    rng = np.random.default_rng(seed)
+    return SpikeEvents(np.sort(rng.integers(0, span_us, n)), rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n))
+
+
+def _open(scheduled: SpikeEvents | None = None, clock: str = "fast", **options) -> tuple[DynapseBoard, RecordingSimulator, VirtualDynapseBackend]:
+    sim = RecordingSimulator(scheduled)
+    backend = VirtualDynapseBackend()
+    backend.add_board("EMUTEST1", sim, clock)
+    options.setdefault("settle_s", 0.0)
+    board = open_board("EMUTEST1", backend=backend, **options)
+    return board, sim, backend
+
+
+def test_discovery_and_open_report_serial_and_versions():
+    board, sim, backend = _open()
+    try:
+        found = find_boards(backend)
+        assert [(b.serial, b.firmware_version, b.accessible) for b in found] == [("EMUTEST1", 3, True)]
+        assert isinstance(board, Board)
+        assert (board.serial, board.firmware_version, board.logic_version) == ("EMUTEST1", 3, 5)
+        assert board.is_emulated and not board.prefetch and board.connected
+        # libcaer start-up reached the simulator: silent + low-power biases, SRAM defaults
+        assert ("set_bias", (0, 0, "IF_DC_P", 1, 30), {"high": True, "normal": True, "enabled": True}) in sim.calls
+        host_routes = [a for a in sim.named("write_sram") if a[2] == 0 and a[8] != 0]
+        assert len(host_routes) == 4096
+        assert host_routes[0] == (0, 0, 0, 0, 0, 0, 1, 2, 1)  # chip 0: sy=1 dy=2, mask = chip + 1
+    finally:
+        board.close()
+    assert not board.connected
+
+
+def test_bias_write_reaches_simulator_and_is_cached_with_listeners():
+    board, sim, _ = _open()
+    seen = []
+    board.add_bias_listener(lambda *a: seen.append(a))
+    board.set_bias(2, 3, "IF_TAU1_N", 6, 77, high=False)
+    assert sim.calls[-1] == ("set_bias", (2, 3, "IF_TAU1_N", 6, 77), {"high": False, "normal": True, "enabled": True})
+    assert board.get_bias(2, 3, "IF_TAU1_N") == BiasValue(6, 77, high=False)
+    assert seen == [(2, 3, "IF_TAU1_N", BiasValue(6, 77, high=False))]
+    board.set_global_bias(1, "D_SSN", 0, 20)
+    assert sim.calls[-1] == ("set_global_bias", (1, "D_SSN", 0, 20), {})
+    n_calls = len(sim.calls)
+    with pytest.raises(ValueError, match="coarse"):
+        board.apply_bias_set({(0, 0, "IF_DC_P"): BiasValue(1, 1), (0, 1, "IF_DC_P"): BiasValue(9, 1)})
+    with pytest.raises(ValueError, match="unknown bias"):
+        board.apply_bias_set({(0, 0, "IF_NOPE"): BiasValue(1, 1)})
+    assert len(sim.calls) == n_calls and board.get_bias(0, 0, "IF_DC_P") == BiasValue(1, 30)  # nothing half-applied
+    board.close()
+
+
+def test_read_events_returns_exactly_the_emitted_spikes_in_windows():
+    scheduled = _scheduled(3000, 400_000)
+    board, sim, _ = _open(scheduled)
+    first = board.read_events(0.25)
+    assert sim.now_us == 250_000  # fast clock: exactly the span asked for
+    second = board.read_events(0.15)
+    assert sim.now_us == 400_000 and board.board_time_us == 400_000
+    got = SpikeEvents.concatenate([first, second])
+    for column in ("timestamp_us", "chip", "core", "neuron"):
+        np.testing.assert_array_equal(getattr(got, column), getattr(scheduled, column))
+    assert first.timestamp_us.max() < 250_000 <= second.timestamp_us.min()
+    assert board.counters.received_events == 3000 and board.counters.corrupt_words == 0
+    empty = board.read_events(0.1)  # nothing fires: wrap words still advance the clock
+    assert len(empty) == 0 and board.board_time_us == 500_000
+    board.close()
+
+
+def test_callbacks_iterator_and_timestamp_reset():
+    scheduled = _scheduled(500, 100_000, seed=3)
+    board, sim, _ = _open(scheduled)
+    batches = []
+    board.add_event_callback(batches.append)
+    board.read_events(0.05)
+    assert sum(len(b) for b in batches) == int((scheduled.timestamp_us < 50_000).sum())
+    board.reset_timestamps()
+    assert sim.named("reset_timestamps") and board.board_time_us == 0
+    after = board.read_events(0.01)
+    assert np.all(after.timestamp_us < 10_000)
+    remaining = int((sim.scheduled.timestamp_us >= sim.now_us).sum())
+    total = 0
+    for batch in board.iter_events():  # streaming starts the reader thread even on the fast clock
+        total += len(batch)
+        if total == remaining:
+            break
+    assert total == remaining > 0
+    board.close()
+    assert list(board.iter_events()) == []
+
+
+def test_netlist_is_written_as_cam_and_sram_and_limits_are_checked():
+    board, sim, _ = _open()
+    a, b = NeuronAddress(0, 1, 5), NeuronAddress(2, 3, 7)
+    net = Netlist()
+    net.add(a, b, SynapseType.AMPA, multiplicity=3)
+    net.add(InputAddress(2, 5), b, SynapseType.GABA_B)
+    sim.calls.clear()
+    warnings = board.write_netlist(net)
+    assert warnings == []
+    cams = [c for c in sim.named("write_cam") if c[0] == 2 and c[1] == 3 * 256 + 7]
+    assert len(cams) == 64
+    assert cams[:4] == [(2, 775, 0, 1, 5, 3), (2, 775, 1, 1, 5, 3), (2, 775, 2, 1, 5, 3), (2, 775, 3, 0, 5, 0)]
+    srams = [s for s in sim.named("write_sram") if s[0] == 0 and s[1] == 256 + 5]
+    assert srams[0] == (0, 261, 0, 1, 0, 0, 1, 2, 1)  # cell 0 keeps the host route (mask = chip + 1)
+    assert srams[1] == (0, 261, 1, 1, 0, 0, 1, 1, 8)  # chip 0 → chip 2: one hop south, core mask 1<<3
+    assert srams[2][8] == srams[3][8] == 0
+    too_many = Netlist()
+    too_many.add(a, b, SynapseType.AMPA, multiplicity=65)
+    n = len(sim.calls)
+    with pytest.raises(NetlistError, match=r"neuron \(chip 2, core 3, neuron 7\) needs 65 CAM"):
+        board.write_netlist(too_many)
+    assert len(sim.calls) == n
+    aliased = Netlist()
+    aliased.add(NeuronAddress(0, 0, 9), b, SynapseType.AMPA)
+    aliased.add(NeuronAddress(1, 0, 9), b, SynapseType.AMPA)
+    assert any("aliasing on chip 2 core 3" in w for w in board.write_netlist(aliased))
+    board.close()
+
+
+def test_sram_limit_names_the_neuron():
+    board, _, _ = _open()
+    src = NeuronAddress(0, 0, 1)
+    net = Netlist()
+    for chip in range(4):
+        net.add(src, NeuronAddress(chip, 0, 2), SynapseType.AMPA)
+    with pytest.raises(NetlistError, match=r"neuron \(chip 0, core 0, neuron 1\) needs 5 SRAM"):
+        board.write_netlist(net)
+    board.close()
+
+
+def test_spike_generator_poisson_tau_monitor_and_membrane():
+    board, sim, _ = _open()
+    events = [SpikeGenEvent(InputAddress(1, 10), 0b0011, 5.0), SpikeGenEvent(InputAddress(3, 255), 0b1000, 100_000.0)]
+    board.load_spike_generator(events, repeat=True)
+    board.start_spike_generator()
+    assert sim.named("load_spike_generator") == [([(1, 10, 3, 5.0), (3, 255, 8, 100_000.0)], True)]
+    assert sim.named("start_spike_generator")
+    board.stop_spike_generator()
+    assert sim.named("stop_spike_generator")
+    with pytest.raises(ValueError, match="core 0 only"):
+        board.load_spike_generator([SpikeGenEvent(InputAddress(1, 10, core=2), 1, 1.0)])
+    board.set_poisson_rates(2, {7: 100.0, 1023: 0.0})
+    rates = sim.named("set_poisson_rate")
+    assert [(c, s) for c, s, _ in rates] == [(2, 7), (2, 1023)] and abs(rates[0][2] - 100.0) < 0.04
+    assert sim.named("set_poisson_running") == [(True,)]
+    with pytest.raises(ValueError, match="Poisson source 1024"):
+        board.set_poisson_rates(0, {1024: 1.0})
+    board.set_tau2(0, 1, 3)
+    board.set_tau2(0, 1, 4)
+    board.set_tau2(0, 1, 3, use_tau2=False)
+    assert sim.named("set_tau2")[-3:] == [(0, 259, True), (0, 260, True), (0, 260, True)]
+    assert sim.named("set_core_tau")[-1] == (0, 1, False)
+    board.monitor_neuron(3, 2, 17)
+    assert sim.named("select_monitor")[-1] == (3, 2, 17)
+    t, v = board.read_membrane(3, 2)
+    assert list(v) == [0.1, 0.2]
+    board.close()
+
+
+def test_read_membrane_is_none_without_a_side_channel():
+    board, _, _ = _open(membrane_channel=None)
+    assert board.read_membrane(0, 0) is None
+    board.close()
+
+
+def test_unplug_during_read_gives_clear_error_and_disconnected_state():
+    board, _, backend = _open(_scheduled(100, 10_000_000))
+    reasons = []
+    board.add_disconnect_listener(reasons.append)
+    board.read_events(0.01)
+    threading.Timer(0.05, backend.unplug, args=("EMUTEST1",)).start()
+    start = time.monotonic()
+    with pytest.raises(DeviceGone):
+        board.read_events(1000.0)  # would take long; the unplug must end it promptly
+    assert time.monotonic() - start < 5
+    assert not board.connected and len(reasons) == 1
+    with pytest.raises(DeviceGone):
+        board.set_bias(0, 0, "IF_DC_P", 1, 1)
+    board.close()  # closing an unplugged board is fine
+
+
+def test_unplug_while_streaming_ends_the_iterator_and_reconnect_restores_state():
+    board, sim, backend = _open()
+    board.set_bias(1, 1, "IF_THR_N", 2, 99)
+    stream = board.iter_events()
+    threading.Timer(0.1, backend.unplug, args=("EMUTEST1",)).start()
+    start = time.monotonic()
+    for _ in stream:
+        pass
+    assert time.monotonic() - start < 5 and not board.connected
+    backend.replug("EMUTEST1")
+    sim.calls.clear()
+    board.reconnect(timeout_s=2.0)
+    assert board.connected
+    assert ("set_bias", (1, 1, "IF_THR_N", 2, 99), {"high": True, "normal": True, "enabled": True}) in sim.calls
+    assert len(board.read_events(0.01)) == 0
+    board.close()
+
+
+@pytest.mark.parametrize("fault", ["missing", "wrong", "timeout"])
+def test_missing_or_wrong_acknowledgement_raises_ack_error(fault):
+    board, _, backend = _open()
+    backend.board("EMUTEST1").ack_fault = fault
+    with pytest.raises(AckError, match="acknowledg"):
+        board.set_bias(0, 0, "IF_DC_P", 1, 1)
+    board.close()
+
+
+def test_stalled_stream_times_out_instead_of_hanging():
+    board, _, backend = _open(stall_timeout_s=0.3)
+    backend.board("EMUTEST1").stall_bulk = True
+    start = time.monotonic()
+    with pytest.raises(TransportTimeout, match="no data"):
+        board.read_events(1.0)
+    assert time.monotonic() - start < 3
+    board.close()
+
+
+def test_realtime_clock_follows_the_wall_clock():
+    board, sim, backend = _open(clock="realtime")
+    assert board.prefetch  # real-time boards stream through the reader thread
+    start = time.monotonic()
+    board.read_events(0.2)
+    elapsed = time.monotonic() - start
+    assert 0.15 < elapsed < 2.0
+    assert backend.board("EMUTEST1").lag_us >= 0
+    board.close()
