@@ -21,6 +21,7 @@ The simulator itself is not changed: neither its state nor its clock nor its hos
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 
 import numpy as np
@@ -89,7 +90,7 @@ def _key_entries(sim: BoardSimulator, keys: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def run_brian2(sim: BoardSimulator, duration_s: float, dt: float = 1e-4, target: str = "numpy",
-               host_only: bool = True) -> SpikeEvents:
+               host_only: bool = True, timings: dict[str, float] | None = None) -> SpikeEvents:
     """Simulate the simulator's current network for ``duration_s`` with Brian2.
 
     Parameters
@@ -100,6 +101,8 @@ def run_brian2(sim: BoardSimulator, duration_s: float, dt: float = 1e-4, target:
     target : Brian2 code-generation target ('numpy' starts fastest; 'cython' runs faster)
     host_only : return only spikes an SRAM route sends to the host, like ``sim.run`` (True),
         or every neuron spike with its physical address (False)
+    timings : if given, receives ``build_s`` (network construction) and ``run_s`` (``Network.run``,
+        which includes Brian2's code generation) wall times
 
     Returns
     -------
@@ -118,6 +121,7 @@ def run_brian2(sim: BoardSimulator, duration_s: float, dt: float = 1e-4, target:
     routing = sim.routing()
     n_steps = int(np.floor(duration_s / dt + 1e-6))
 
+    started = time.perf_counter()
     b2.start_scope()
     previous_target = b2.prefs.codegen.target
     b2.prefs.codegen.target = target
@@ -138,7 +142,11 @@ def run_brian2(sim: BoardSimulator, duration_s: float, dt: float = 1e-4, target:
         monitor = b2.SpikeMonitor(group)
         objects.append(monitor)
         net = b2.Network(*objects)
+        built = time.perf_counter()
         net.run(n_steps * dt * b2.second)
+        if timings is not None:
+            timings["build_s"] = built - started
+            timings["run_s"] = time.perf_counter() - built
         steps = np.rint(np.asarray(monitor.t / b2.second) / dt).astype(np.int64) + sim._step
         gids = np.asarray(monitor.i, dtype=np.int64)
     finally:

@@ -1,0 +1,170 @@
+"""Speed and memory of the DYNAP-SE1 emulator on a full board, against Brian2 (and rockpool if installed).
+
+The network: all 4096 neurons, all 64 CAM entries of every neuron used (random sources on the
+same chip, all four synapse types), SRAM cell 0 to the host and cell 1 back to the own chip's four
+cores, mismatch on, dt = 0.1 ms.  The DC bias is adjusted in a few short runs until the mean rate
+is about 20 Hz.  Then 1 s of board time is timed (after the kernel is compiled/loaded).
+
+Brian2 runs the identical network (``emulator.brian2_reference.run_brian2``, numpy target) for two
+durations; the difference of the two ``Network.run`` times gives its cost per simulated second
+without network construction and code generation.  rockpool's DynapSim is timed only when the ``bench``
+extra is installed; it has one lumped synapse, so the comparison uses a dense recurrent weight
+matrix of the same fan-in.
+
+Usage: ``.venv/bin/python bench/emulator_speed.py [--brian2-seconds 0.1 0.3]``.
+The last printed line is one JSON object.  Timings on a shared 2-core machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+
+from drivers.dynapse1.topology import N_NEURONS, N_NEURONS_PER_CHIP, SynapseType
+from emulator.bias_sets import apply_bias_set
+from emulator.config import EmulatorConfig
+from emulator.simulator import BoardSimulator
+
+SYNAPSE_BIASES = {
+    "NPDPIE_THR_F_P": (2, 80), "PS_WEIGHT_EXC_F_N": (5, 60),
+    "NPDPIE_THR_S_P": (2, 80), "PS_WEIGHT_EXC_S_N": (5, 60),
+    "NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (5, 60),
+    "NPDPII_THR_S_P": (2, 80), "PS_WEIGHT_INH_S_N": (5, 60),
+}
+TYPE_SHARES = {SynapseType.AMPA: 0.5, SynapseType.NMDA: 0.15, SynapseType.GABA_A: 0.2, SynapseType.GABA_B: 0.15}
+
+
+def build_board(seed: int = 1) -> BoardSimulator:
+    sim = BoardSimulator("BENCH001", EmulatorConfig())
+    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSE_BIASES, "IF_DC_P": (5, 40)})
+    rng = np.random.default_rng(seed)
+    types = rng.choice(list(TYPE_SHARES), p=list(TYPE_SHARES.values()), size=(N_NEURONS, 64))
+    sources = rng.integers(0, N_NEURONS_PER_CHIP, size=(N_NEURONS, 64))
+    t = sim.tables
+    t.cam_core[:] = sources // 256  # bulk write of validated values (same effect as 262144 write_cam calls)
+    t.cam_neuron[:] = sources % 256
+    t.cam_type[:] = types
+    t.cam_written[:] = True
+    t.sram[:, 1] = 0
+    t.sram[:, 1, 0] = (np.arange(N_NEURONS) % N_NEURONS_PER_CHIP) // 256  # virtual core = own core
+    t.sram[:, 1, 5] = 15  # dx = dy = 0: own chip, all four cores
+    t.connectivity_version += 1
+    return sim
+
+
+def tune_rate(sim: BoardSimulator, target_hz: float = 20.0) -> float:
+    """Adjust IF_DC_P's fine value on every core until the mean rate is near ``target_hz``."""
+    fine = 40
+    rate = 0.0
+    for _ in range(8):
+        for chip in range(4):
+            for core in range(4):
+                sim.set_bias(chip, core, "IF_DC_P", 5, fine)
+        sim.reset_network_state()
+        sim.run(0.2)
+        rate = len(sim.last_spikes) / N_NEURONS / 0.2
+        if abs(rate - target_hz) < 0.15 * target_hz:
+            break
+        fine = int(np.clip(round(fine * (target_hz / max(rate, 1.0)) ** 0.5), 1, 255))
+    return rate
+
+
+def time_emulator(sim: BoardSimulator, seconds: float = 1.0) -> tuple[float, float]:
+    sim.run(0.05)  # compile / load the cached kernel, build routing
+    start = time.perf_counter()
+    sim.run(seconds)
+    wall = time.perf_counter() - start
+    return wall, len(sim.last_spikes) / N_NEURONS / seconds
+
+
+def time_brian2(sim: BoardSimulator, durations: tuple[float, float]) -> float | None:
+    from emulator.brian2_reference import run_brian2
+
+    runs = []
+    for duration in durations:
+        timings: dict[str, float] = {}
+        run_brian2(sim, duration, timings=timings)
+        runs.append(timings["run_s"])
+        print(f"brian2 (numpy target), {duration} s: build {timings['build_s']:.2f} s, run {timings['run_s']:.2f} s")
+    # The difference removes the fixed code-generation cost inside Network.run.
+    per_second = max(runs[1] - runs[0], 1e-9) / (durations[1] - durations[0])
+    print(f"brian2: {per_second:.2f} s per simulated second (run time, construction excluded)")
+    return per_second
+
+
+def time_rockpool(sim: BoardSimulator, seconds: float) -> float | None:
+    try:
+        import jax
+        from rockpool.devices.dynapse import DynapSim
+    except Exception as exc:  # the optional `bench` extra is not installed
+        print(f"rockpool not available ({type(exc).__name__}: {exc}); vs_rockpool = null")
+        return None
+    dt = sim.dt
+    n_steps = int(seconds / dt)
+    routing = sim.routing()
+    w = np.zeros((N_NEURONS, N_NEURONS), np.float32)  # same fan-in as the CAMs, one lumped synapse
+    counts = np.diff(routing.neuron_key_ptr)
+    src = np.repeat(np.arange(N_NEURONS), counts)
+    for s, key in zip(src, routing.neuron_keys, strict=True):
+        lo, hi = routing.key_ptr[key], routing.key_ptr[key + 1]
+        w[s, routing.key_target[lo:hi]] += routing.key_weight[lo:hi]
+    mod = DynapSim((N_NEURONS, N_NEURONS), has_rec=True, dt=dt, percent_mismatch=0.3, w_rec=w * 1e-3)
+    evolve = jax.jit(mod)
+    x = np.zeros((1, n_steps, N_NEURONS), np.float32)
+    evolve(x[:, :10])  # compile
+    start = time.perf_counter()
+    out = evolve(x)
+    jax.block_until_ready(out[0])
+    wall = time.perf_counter() - start
+    print(f"rockpool DynapSim (jit, dt {dt}): {wall:.2f} s for {seconds} s")
+    return wall / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.0, help="board time timed for the emulator")
+    parser.add_argument("--brian2-seconds", type=float, nargs=2, default=(0.1, 0.3))
+    parser.add_argument("--rockpool-seconds", type=float, default=0.2)
+    parser.add_argument("--skip-peers", action="store_true", help="time the emulator only")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    sim = build_board()
+    routing = sim.routing()
+    print(f"board built in {time.perf_counter() - t0:.2f} s: {N_NEURONS} neurons, "
+          f"{int((sim.tables.cam_written).sum())} CAM entries, {routing.n_synapses} CAM groups")
+    tuned = tune_rate(sim)
+    print(f"tuned mean rate {tuned:.1f} Hz")
+    wall, rate = time_emulator(sim, args.seconds)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before Brian2 is imported
+    emulator_per_second = wall / args.seconds
+    print(f"emulator: {wall:.3f} s wall for {args.seconds} s board time ({args.seconds / wall:.1f}x real time), "
+          f"mean rate {rate:.1f} Hz, peak RSS {peak_mb:.0f} MB")
+
+    vs_brian2 = vs_rockpool = None
+    if not args.skip_peers:
+        brian2_per_second = time_brian2(sim, tuple(args.brian2_seconds))
+        if brian2_per_second is not None:
+            vs_brian2 = brian2_per_second / emulator_per_second
+        rockpool_per_second = time_rockpool(sim, args.rockpool_seconds)
+        if rockpool_per_second is not None:
+            vs_rockpool = rockpool_per_second / emulator_per_second
+    print(json.dumps({
+        "realtime_factor": round(args.seconds / wall, 2),
+        "wall_s_per_board_s": round(emulator_per_second, 4),
+        "vs_brian2": None if vs_brian2 is None else round(vs_brian2, 1),
+        "vs_rockpool": None if vs_rockpool is None else round(vs_rockpool, 1),
+        "neurons": N_NEURONS,
+        "synapses": int(sim.tables.cam_written.sum()),
+        "mean_rate_hz": round(rate, 1),
+        "peak_mb": round(peak_mb, 1),
+        "dt_s": sim.dt,
+    }))
+
+
+if __name__ == "__main__":
+    main()
