@@ -48,6 +48,8 @@ class Session:
         self._recorder_lock = threading.Lock()
         #: The loaded or trained network (conversion pipeline object), if any.
         self.model: Any = None
+        #: The data set (``conversion.tasks.Task``) the model is trained and evaluated on, if loaded.
+        self.task: Any = None
         #: The latest conversion result (mapping, quantised weights, stage accuracies), if any.
         self.conversion: Any = None
         #: ``recording_changed(path or None)`` when recording started (path) or stopped (None).

@@ -1,26 +1,33 @@
-"""Model and conversion panel: load or train a network, constrain it, see weights, mapping and accuracies.
+"""Model and conversion panel: load or train a network, convert it, see weights, mapping and accuracies.
 
-Everything runs in :class:`~neurolab_gui.core.session_tasks.BackgroundTask` s
-(never on the GUI thread) with a progress bar and a cancel button; results go
-into the session (``session.set_model`` / ``session.set_conversion``), which the
-panel and the raster's RNN-layer selection follow.  The work functions are the
-conversion developer's (``neurolab_gui.core.conversion``) and the calibration
-developer's (``neurolab_gui.core.calibration``); this panel only calls them.
+Everything long runs in a :class:`~neurolab_gui.core.session_tasks.BackgroundTask` (never on
+the GUI thread) with a progress bar and a cancel button.  The work is the conversion
+developer's pipeline (:mod:`neurolab_gui.core.conversion.pipeline`: ``train_model`` and
+``convert``); results go into the session (``session.set_model`` / ``session.set_conversion``),
+which this panel, the raster's "RNN layer" selection and the transfer panel follow.  What is
+drawn is computed by :mod:`neurolab_gui.core.session_conversion`.
+
+Calibration: the calibration engine (``neurolab_gui.core.calibration``) had not landed when this
+panel was wired, so "Start calibration" runs the f–I characterisation that exists — a DC sweep
+(:func:`~neurolab_gui.core.session_sweep.dc_sweep`) of every core the mapped network uses (or
+the transfer panel's core when nothing is mapped) — through the same task / progress / cancel
+path, with the curves growing live in the transfer panel.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -32,34 +39,59 @@ from PyQt6.QtWidgets import (
 )
 
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_conversion import accuracy_rows, mapping_image
+from neurolab_gui.core.session_sweep import TransferCurves, dc_sweep
 from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
 from ..errors import ErrorReporter
 
+ACCURACY_COLUMNS = ["stage", "accuracy", "loss vs constr.", "spikes/inf", "syn. events/inf", "samples", "note"]
+SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
+
 
 class ModelPanel(QWidget):
+    """Network source, constraints, conversion, calibration, and the views of their results.
+
+    Parameters
+    ----------
+    session : the application session (model, task and conversion live there)
+    reporter : where background errors go
+    transfer_panel : the transfer-curve panel that shows calibration sweeps live (optional)
+    """
+
     def __init__(self, session: Session, reporter: ErrorReporter, transfer_panel=None) -> None:
         super().__init__()
+        from neurolab_gui.core.conversion.tasks import BUILTIN_TASKS
+
         self.session = session
         self.reporter = reporter
         self.transfer_panel = transfer_panel
         self.task: BackgroundTask | None = None
-        self.constrained = None
-        # model source
+        # network source
         self.load_button = QPushButton("Load checkpoint…")
         self.task_combo = QComboBox()
-        self.task_combo.addItems(["seq_digits", "ecg", "mnist1d"])
+        self.task_combo.addItems(list(BUILTIN_TASKS))
         self.hidden_spin = QSpinBox(prefix="hidden ", minimum=2, maximum=1024, value=64)
-        self.epochs_spin = QSpinBox(prefix="epochs ", minimum=1, maximum=1000, value=10)
+        self.epochs_spin = QSpinBox(prefix="epochs ", minimum=0, maximum=1000, value=30)
         self.train_button = QPushButton("Train")
-        # constraints
-        self.fan_in_spin = QSpinBox(minimum=1, maximum=64, value=64)
-        self.groups_spin = QSpinBox(minimum=1, maximum=16, value=3)
-        self.qat_spin = QSpinBox(minimum=0, maximum=200, value=5)
-        self.constrain_button = QPushButton("Constrain")
+        # constraints and conversion
+        self.fan_in_spin = QSpinBox(minimum=1, maximum=64, value=63)
+        self.fan_in_spin.setToolTip("CAM entries per neuron for the network (one is kept for the reset channel)")
+        self.groups_spin = QSpinBox(minimum=1, maximum=4, value=3)
+        self.qat_spin = QSpinBox(minimum=0, maximum=200, value=10)
+        self.stage_checks = {name: QCheckBox(name) for name in SPIKING_STAGES}
+        for name in ("board_ideal", "board_mismatch"):
+            self.stage_checks[name].setChecked(True)
+        self.samples_spin = QSpinBox(minimum=1, maximum=100_000, value=200)
+        self.samples_spin.setToolTip("test sequences run on the spiking stages")
+        self.convert_button = QPushButton("Convert")
         # calibration
         self.calibrate_button = QPushButton("Start calibration")
+        self.calibrate_button.setToolTip(
+            "The calibration engine (neurolab_gui.core.calibration) is not in this build yet: this measures the "
+            "f–I curves of the cores in use with a DC sweep, live in the transfer panel"
+        )
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
@@ -69,12 +101,17 @@ class ModelPanel(QWidget):
         sl = QHBoxLayout(src)
         for w in (self.load_button, self.task_combo, self.hidden_spin, self.epochs_spin, self.train_button):
             sl.addWidget(w)
-        con = QGroupBox("Constraints")
+        con = QGroupBox("Constraints and conversion")
         cf = QFormLayout(con)
         cf.addRow("max fan-in (CAM entries)", self.fan_in_spin)
         cf.addRow("core groups (weight scales)", self.groups_spin)
         cf.addRow("QAT epochs", self.qat_spin)
-        cf.addRow(self.constrain_button)
+        stages = QHBoxLayout()
+        for check in self.stage_checks.values():
+            stages.addWidget(check)
+        cf.addRow("spiking stages", stages)
+        cf.addRow("test samples (spiking)", self.samples_spin)
+        cf.addRow(self.convert_button)
         run = QHBoxLayout()
         for w in (self.calibrate_button, self.cancel_button, self.progress):
             run.addWidget(w)
@@ -82,17 +119,22 @@ class ModelPanel(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.before_plot = self.graphics.addPlot(title="weights before quantisation")
         self.after_plot = self.graphics.addPlot(title="after (scale × CAM copies)")
-        self.mapping_plot = self.graphics.addPlot(title="RNN units → core groups")
+        self.graphics.nextRow()
+        self.mapping_plot = self.graphics.addPlot(title="RNN units on the chip", colspan=2)
+        self.mapping_plot.setLabel("bottom", "core 0 | core 1 | core 2 | core 3 (16 × 16 neurons each)")
+        self.mapping_plot.hideAxis("left")
         self.before_img, self.after_img, self.mapping_img = pg.ImageItem(), pg.ImageItem(), pg.ImageItem()
         self.before_plot.addItem(self.before_img)
         self.after_plot.addItem(self.after_img)
         self.mapping_plot.addItem(self.mapping_img)
+        self.mapping_plot.setAspectLocked(True)
         cmap = pg.colormap.get("CET-D1")
         for img in (self.before_img, self.after_img):
             img.setColorMap(cmap)
-        self.mapping_img.setColorMap(pg.colormap.get("CET-C6"))
-        self.accuracy_table = QTableWidget(0, 3)
-        self.accuracy_table.setHorizontalHeaderLabels(["stage", "accuracy", "spikes/inference"])
+        self.accuracy_table = QTableWidget(0, len(ACCURACY_COLUMNS))
+        self.accuracy_table.setHorizontalHeaderLabels(ACCURACY_COLUMNS)
+        self.accuracy_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.accuracy_table.horizontalHeader().setStretchLastSection(True)
 
         layout = QVBoxLayout(self)
         layout.addWidget(src)
@@ -103,29 +145,27 @@ class ModelPanel(QWidget):
         layout.addWidget(self.accuracy_table, 1)
 
         self.load_button.clicked.connect(self.load_dialog)
-        self.train_button.clicked.connect(lambda: self.start_training())
-        self.constrain_button.clicked.connect(lambda: self.start_constrain())
-        self.calibrate_button.clicked.connect(lambda: self.start_calibration())
+        self.train_button.clicked.connect(lambda: self._guarded(self.start_training))
+        self.convert_button.clicked.connect(lambda: self._guarded(self.start_conversion))
+        self.calibrate_button.clicked.connect(lambda: self._guarded(self.start_calibration))
         self.cancel_button.clicked.connect(self.cancel)
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
-        self._calibration = self._find_calibration()
-        if self._calibration is None:
-            self.calibrate_button.setEnabled(False)
-            self.calibrate_button.setToolTip("the calibration engine (neurolab_gui.core.calibration) is not in this build")
-
-    @staticmethod
-    def _find_calibration():
-        try:
-            return importlib.import_module("neurolab_gui.core.calibration")
-        except ModuleNotFoundError:
-            return None
 
     # --- tasks ------------------------------------------------------------------------------
-    def _run(self, name: str, work, on_done) -> BackgroundTask:
+    def _guarded(self, start) -> None:
+        """Button slot: a refusal (no model, a task still running) becomes a message, not a crash."""
+        try:
+            start()
+        except (RuntimeError, ValueError) as exc:
+            self.reporter.report(exc, "model panel")
+
+    def _run(self, name: str, work, on_done, before_start=None) -> BackgroundTask:
         if self.task is not None and not self.task.done:
             raise RuntimeError(f"{self.task.name} is still running; cancel it first")
         task = BackgroundTask(name, work)
+        if before_start is not None:
+            before_start(task)
         self.task = task
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -149,33 +189,56 @@ class ModelPanel(QWidget):
         event = threading.Event()
 
         def watch() -> None:
-            while not event.is_set():
+            while not event.wait(0.1):
                 if cancelled():
                     event.set()
-                    return
-                threading.Event().wait(0.1)
 
-        threading.Thread(target=watch, daemon=True).start()
+        threading.Thread(target=watch, name="neurolab-cancel-watch", daemon=True).start()
         return event
 
-    def start_training(self, n_train: int | None = None) -> BackgroundTask:
-        from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
-        from neurolab_gui.core.conversion.tasks import load_task
-        from neurolab_gui.core.conversion.training import TrainConfig, train
+    def pipeline_config(self):
+        """A :class:`~neurolab_gui.core.conversion.pipeline.PipelineConfig` from the panel's settings."""
+        from neurolab_gui.core.conversion.constrain import ConstraintConfig
+        from neurolab_gui.core.conversion.pipeline import PipelineConfig
+        from neurolab_gui.core.conversion.training import TrainConfig
 
-        task_name, hidden, epochs = self.task_combo.currentText(), self.hidden_spin.value(), self.epochs_spin.value()
+        defaults = PipelineConfig()
+        return PipelineConfig(
+            n_hidden=self.hidden_spin.value(),
+            train=TrainConfig(epochs=self.epochs_spin.value(), lr=defaults.train.lr, noise_std=defaults.train.noise_std),
+            constraint=ConstraintConfig(max_fan_in=self.fan_in_spin.value(), n_core_groups=self.groups_spin.value(),
+                                        qat=TrainConfig(epochs=self.qat_spin.value(), lr=2e-3)),
+            stages=tuple(name for name, check in self.stage_checks.items() if check.isChecked()),
+            n_test_spiking=self.samples_spin.value(),
+        )
+
+    def _load_task(self):
+        """The session's data set if it matches the chosen task, else load it (worker thread)."""
+        from neurolab_gui.core.conversion.tasks import load_task
+
+        name = self.task_combo.currentText()
+        current = self.session.task
+        if current is not None and getattr(current, "name", None) == name:
+            return current
+        task = load_task(name)
+        self.session.task = task
+        return task
+
+    def start_training(self, n_train: int | None = None) -> BackgroundTask:
+        """Train a fresh RNN of the panel's size on the chosen task (``n_train``: a quick run on a prefix)."""
+        from neurolab_gui.core.conversion.pipeline import train_model
+
+        cfg = self.pipeline_config()
 
         def work(progress, cancelled):
-            task = load_task(task_name)
-            if n_train is not None:  # a quick run (tests, demos)
-                task.x_train, task.y_train, task.lengths_train = task.x_train[:n_train], task.y_train[:n_train], task.lengths_train[:n_train]
-            model = RateRNN(RNNConfig(task.x_train.shape[2], hidden, task.n_classes))
+            task = self._load_task()
+            if n_train is not None:
+                task = task.subset(n_train, None)
             cancel = self._cancel_event(cancelled)
             try:
-                train(model, task, TrainConfig(epochs=epochs), progress=progress, cancel=cancel)
+                model, _ = train_model(task, cfg, progress=progress, cancel=cancel)
             finally:
                 cancel.set()
-            self._task_data = task
             return model
 
         return self._run("training", work, self.session.set_model)
@@ -195,33 +258,64 @@ class ModelPanel(QWidget):
             return
         self.session.set_model(loaded.model)
 
-    def start_constrain(self) -> BackgroundTask:
-        from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
-        from neurolab_gui.core.conversion.tasks import load_task
-        from neurolab_gui.core.conversion.training import TrainConfig
+    def start_conversion(self, n_test: int | None = None) -> BackgroundTask:
+        """Constrain, map and run the chosen stages (``n_test``: only a prefix of the test set)."""
+        from neurolab_gui.core.conversion.pipeline import convert
 
         model = self.session.model
         if model is None:
-            raise RuntimeError("load or train a model first")
-        config = ConstraintConfig(max_fan_in=self.fan_in_spin.value(), n_core_groups=self.groups_spin.value(),
-                                  qat=TrainConfig(epochs=self.qat_spin.value(), lr=2e-3))
-        task_name = self.task_combo.currentText()
+            raise RuntimeError("load or train a model before converting")
+        cfg = self.pipeline_config()
 
         def work(progress, cancelled):
-            data = getattr(self, "_task_data", None) or load_task(task_name)
+            task = self._load_task()
+            if n_test is not None:
+                task = task.subset(None, n_test)
             cancel = self._cancel_event(cancelled)
             try:
-                return constrain(model, data, config, progress=progress, cancel=cancel)
+                return convert(model, task, cfg, progress=progress, cancel=cancel)
             finally:
                 cancel.set()
 
-        return self._run("constrain", work, self._show_constrained)
+        return self._run("conversion", work, self.session.set_conversion)
 
-    def start_calibration(self) -> BackgroundTask | None:
-        # The calibration engine (neurolab_gui.core.calibration) had not landed when this panel was
-        # written; until it is wired here the button stays disabled and this reports why.
-        self.reporter.report(RuntimeError("the calibration engine is not wired into this build"), "calibration")
-        return None
+    def calibration_cores(self) -> list[tuple[int, int]]:
+        """Cores the calibration measures: those of the mapped network, else the transfer panel's core."""
+        result = self.session.conversion
+        mapped = getattr(result, "mapped", None)
+        if mapped is not None:
+            return [tuple(gc) for gc in mapped.group_cores]
+        if self.transfer_panel is not None:
+            return [(self.transfer_panel.chip_spin.value(), self.transfer_panel.core_spin.value())]
+        return [(0, 0)]
+
+    def start_calibration(self, duration_s: float = 0.2) -> BackgroundTask:
+        """Measure the f–I curves of the cores in use (DC sweep per core), live in the transfer panel."""
+        if self.session.board is None:
+            raise RuntimeError("connect a board before calibrating")
+        cores = self.calibration_cores()
+        settings = self.transfer_panel.sweep_settings() if self.transfer_panel is not None else None
+        if not settings:
+            raise RuntimeError("calibration needs the transfer panel's sweep range")
+        post = self.transfer_panel.post
+
+        def work(progress, cancelled):
+            results: dict[tuple[int, int], TransferCurves] = {}
+            for i, (chip, core) in enumerate(cores):
+                def core_progress(f: float, msg: str, i=i, chip=chip, core=core) -> None:
+                    progress((i + f) / len(cores), f"chip {chip} core {core}: {msg}")
+
+                def on_step(curves: TransferCurves) -> None:
+                    post(TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit))
+
+                sweep = dc_sweep(self.session, chip, core, settings, duration_s, on_step=on_step)
+                results[(chip, core)] = sweep(core_progress, cancelled)
+            return results
+
+        def show_in_transfer_panel(task: BackgroundTask) -> None:
+            self.transfer_panel.attach_task(task, report_errors=False)  # errors are reported once, here
+
+        return self._run("calibration", work, lambda _results: None, show_in_transfer_panel)
 
     # --- views -------------------------------------------------------------------------------
     def _show_model(self, model) -> None:
@@ -230,33 +324,28 @@ class ModelPanel(QWidget):
             return
         from neurolab_gui.core.conversion.constrain import stacked_weights
 
-        w = stacked_weights(model)
-        self._set_weights(self.before_img, w)
+        self._set_weights(self.before_img, stacked_weights(model))
         cfg = getattr(model, "config", None)
-        self.status.setText(f"model: {cfg}" if cfg is not None else "model loaded")
+        self.status.setText(
+            f"model: {cfg.kind} RNN, {cfg.n_inputs} inputs, {cfg.n_hidden} hidden, {cfg.n_outputs} outputs" if cfg is not None else "model loaded"
+        )
 
     @staticmethod
     def _set_weights(img: pg.ImageItem, w: np.ndarray) -> None:
         top = float(np.abs(w).max()) or 1.0
         img.setImage(np.asarray(w, np.float32).T, levels=(-top, top), autoLevels=False)
 
-    def _show_constrained(self, constrained) -> None:
-        self.constrained = constrained
-        self._set_weights(self.after_img, constrained.weights())
-        groups = np.asarray(constrained.unit_group, np.float32)
-        side = int(np.ceil(np.sqrt(len(groups))))
-        grid = np.full(side * side, np.nan, np.float32)
-        grid[: len(groups)] = groups
-        self.mapping_img.setImage(grid.reshape(side, side).T, levels=(0, max(1, groups.max())), autoLevels=False)
-        self.mapping_plot.setTitle(f"{len(groups)} units → {len(constrained.scale)} core groups")
-        self.session.set_conversion(constrained)
-
     def _show_conversion(self, result) -> None:
-        accuracies = getattr(result, "stages", None)
-        if accuracies is None:
+        if result is None:
             return
-        self.accuracy_table.setRowCount(len(accuracies))
-        for i, s in enumerate(accuracies):
-            spikes = "-" if s.spikes_per_inference is None else f"{s.spikes_per_inference:.0f}"
-            for j, text in enumerate((s.name, f"{s.accuracy:.4f}", spikes)):
+        self._set_weights(self.after_img, result.constrained.weights())
+        image = mapping_image(result.mapped)
+        n_groups = len(result.mapped.group_cores)
+        lut = np.vstack([[25, 25, 25, 255], pg.colormap.get("CET-C6").getLookupTable(nPts=max(2, n_groups), alpha=True)])
+        self.mapping_img.setImage(image.T, levels=(0, len(lut) - 1), lut=lut, autoLevels=False)
+        self.mapping_plot.setTitle(f"{len(result.mapped.unit_addresses)} RNN units → {n_groups} cores of chip {result.mapped.chip}")
+        rows = accuracy_rows(result.report)
+        self.accuracy_table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row):
                 self.accuracy_table.setItem(i, j, QTableWidgetItem(text))

@@ -33,6 +33,7 @@ from PyQt6.QtWidgets import (
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
 from neurolab_gui.core.monitors import NeuronSelection, RasterBuilder, RasterFrame
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_conversion import layer_selections
 
 from ..bridge import relay
 
@@ -225,12 +226,14 @@ class RasterPanel(QWidget):
             self.render()
 
     def _on_conversion(self, result) -> None:
-        """Offer the RNN layers of a conversion result (its ``layer_neurons()`` mapping) as selections."""
-        layers = getattr(result, "layer_neurons", None)
-        if callable(layers):
-            for name, ids in layers().items():
-                self.layer_selections[name] = NeuronSelection.from_ids(ids, name)
+        """Offer the RNN layers of a conversion result (hidden units, per core group) as selections."""
+        mapped = getattr(result, "mapped", None)
+        if mapped is not None:
+            self.layer_selections = {k: v for k, v in self.layer_selections.items() if not k.startswith("RNN ")}
+            self.layer_selections.update(layer_selections(mapped))
         self._refresh_layers()
+        if self.mode_combo.currentData() == "layer":
+            self._selection_changed()
 
     def _refresh_layers(self) -> None:
         current = self.layer_combo.currentData()

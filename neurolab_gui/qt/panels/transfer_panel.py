@@ -3,6 +3,12 @@
 It draws a :class:`~neurolab_gui.core.session_sweep.TransferCurves` and redraws
 whenever a sweep or a calibration reports a new step (``show_curves`` is called
 through a queued relay, so it is safe to feed from worker threads).
+
+Two kinds of curves share it: DC sweeps (rate against injected current; every neuron of a core,
+drawn as a population band) and the transfer fits a conversion measured on a board (mean rate
+against synaptic drive ``m·r``, with the RNN's target curve for that core; chosen in the
+"conversion fit" box once a conversion has run).  A DC sweep has no RNN target: the RNN's
+activation is defined against synaptic drive, not injected current.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from PyQt6.QtWidgets import (
 from drivers.dynapse1.bias_table import closest_setting
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_conversion import fit_choices, fit_curves
 from neurolab_gui.core.session_sweep import TransferCurves, dc_sweep
 from neurolab_gui.core.session_tasks import BackgroundTask
 
@@ -63,10 +70,17 @@ class TransferPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel()
+        self.fit_combo = QComboBox()
+        self.fit_combo.setToolTip("transfer fits measured by the last conversion, with the RNN's target curve")
+        self.fit_combo.setMinimumContentsLength(24)
+        self.fits: dict = {}
         row = QHBoxLayout()
         for w in (self.chip_spin, self.core_spin, self.low_spin, self.high_spin, self.steps_spin, self.scale_combo,
                   self.sweep_button, self.cancel_button, self.progress):
             row.addWidget(w)
+        fit_row = QHBoxLayout()
+        fit_row.addWidget(QLabel("conversion fit"))
+        fit_row.addWidget(self.fit_combo, 1)
         self.plot = pg.PlotWidget()
         self.plot.setLabel("left", "rate", units="Hz")
         self.plot.setLabel("bottom", "input")
@@ -82,11 +96,32 @@ class TransferPanel(QWidget):
         self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine), name="RNN target")
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addLayout(fit_row)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
         self.sweep_button.clicked.connect(self.start_sweep)
         self.cancel_button.clicked.connect(self.cancel)
         self.scale_combo.currentIndexChanged.connect(lambda *_: self.curves is not None and self.show_curves(self.curves))
+        self.fit_combo.activated.connect(lambda *_: self.show_fit(self.fit_combo.currentText()))
+        relay(session.conversion_changed, self._on_conversion, self)
+        self._on_conversion(session.conversion)
+
+    # --- conversion fits ---------------------------------------------------------------------
+    def _on_conversion(self, result) -> None:
+        self.fits = fit_choices(result) if result is not None else {}
+        self.fit_combo.clear()
+        self.fit_combo.addItems(list(self.fits))
+        self.fit_combo.setEnabled(bool(self.fits))
+        if not self.fits:
+            self.fit_combo.setPlaceholderText("no conversion with board stages yet")
+
+    def show_fit(self, label: str) -> None:
+        """Draw one measured conversion fit against the RNN's target (linear axes)."""
+        if label not in self.fits:
+            raise KeyError(f"no transfer fit {label!r}; available: {', '.join(self.fits) or 'none'}")
+        self.scale_combo.setCurrentIndex(1)  # drive starts at 0: linear x
+        self.show_curves(fit_curves(self.fits[label]))
+        self.status.setText(f"{label}: measured mean rate (band = one value per point) and the RNN target")
 
     # --- feeding -----------------------------------------------------------------------------
     def post(self, curves: TransferCurves) -> None:
@@ -136,22 +171,21 @@ class TransferPanel(QWidget):
         if self.session.board is None:
             self.reporter.report(RuntimeError("connect a board before sweeping"), "sweep")
             return None
-        target = self.curves.target_x if self.curves is not None else None
         chip, core = self.chip_spin.value(), self.core_spin.value()
 
         def on_step(curves: TransferCurves) -> None:
-            if target is not None and self.curves is not None:
-                curves.target_x, curves.target_y = self.curves.target_x, self.curves.target_y
-            snapshot = TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit,
-                                      curves.target_x, curves.target_y)
-            self.post(snapshot)
+            # a copy: the worker keeps appending to ``curves`` while the GUI thread draws this one
+            self.post(TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit))
 
         task = BackgroundTask("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=on_step))
         self.attach_task(task)
         return task.start()
 
-    def attach_task(self, task: BackgroundTask) -> None:
-        """Show progress of ``task`` (a sweep or calibration) and enable its cancel button."""
+    def attach_task(self, task: BackgroundTask, report_errors: bool = True) -> None:
+        """Show progress of ``task`` (a sweep or calibration) and enable its cancel button.
+
+        ``report_errors=False`` when whoever started the task reports its failure already.
+        """
         self.task = task
         self.sweep_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -159,7 +193,7 @@ class TransferPanel(QWidget):
         relay(task.progress, lambda f, msg: (self.progress.setValue(int(100 * f)), self.status.setText(msg)), self)
         relay(task.finished, lambda _r: self._task_done("finished"), self)
         relay(task.cancelled_signal, lambda: self._task_done("cancelled"), self)
-        relay(task.failed, lambda exc: (self._task_done("failed"), self.reporter.report(exc, task.name)), self)
+        relay(task.failed, lambda exc: (self._task_done("failed"), report_errors and self.reporter.report(exc, task.name)), self)
 
     def _task_done(self, how: str) -> None:
         self.sweep_button.setEnabled(True)

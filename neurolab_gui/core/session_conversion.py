@@ -1,0 +1,117 @@
+"""What the GUI shows of a conversion, computed from the conversion pipeline's own objects.
+
+The conversion developer's :mod:`neurolab_gui.core.conversion.pipeline` returns a
+``ConversionResult`` (``report``: a ``ConversionReport`` of ``StageResult`` s; ``constrained``:
+the ``ConstrainedNetwork``; ``mapped``: the ``MappedNetwork`` with ``unit_addresses`` and
+``group_cores``; ``transfer_fits``: measured ``TransferFit`` s per board stage).  This module
+turns those into plain data for the panels, Qt-free so scripts and tests can use it too:
+
+* :func:`layer_selections` — the raster's "by RNN layer" choices (board-wide neuron ids);
+* :func:`mapping_image` — the picture of RNN units on the chip's cores;
+* :func:`accuracy_rows` — the per-stage accuracy table;
+* :func:`fit_curves` — a measured transfer fit and the RNN's target curve for the transfer panel.
+
+Everything reads attributes the pipeline defines; nothing here invents fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
+
+from .monitors import NeuronSelection
+from .session_sweep import TransferCurves
+
+#: Neurons per side of a core's tile in :func:`mapping_image` (256 = 16 x 16).
+TILE = int(math.isqrt(N_NEURONS_PER_CORE))
+
+#: Order of the stages in the accuracy table (the report's own order is kept for others).
+STAGE_ORDER = ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board")
+
+
+def unit_neuron_ids(mapped: Any) -> np.ndarray:
+    """Board-wide neuron id of every hidden unit, in unit order."""
+    return np.array([global_neuron_id(a.chip, a.core, a.neuron) for a in mapped.unit_addresses], np.int64)
+
+
+def layer_selections(mapped: Any) -> dict[str, NeuronSelection]:
+    """Raster selections for a mapped network: all hidden units, then each core group.
+
+    Inputs are FPGA spike-generator sources, not chip neurons, so they produce no output events
+    and have no raster rows.
+    """
+    ids = unit_neuron_ids(mapped)
+    out = {"RNN hidden layer (all units)": NeuronSelection(ids, "RNN hidden layer")}
+    cores = np.array([(a.chip, a.core) for a in mapped.unit_addresses], np.int64).reshape(-1, 2)
+    for g, (chip, core) in enumerate(mapped.group_cores):
+        in_group = (cores[:, 0] == chip) & (cores[:, 1] == core)
+        label = f"RNN group {g} (chip {chip} core {core})"
+        out[label] = NeuronSelection(ids[in_group], label)
+    return out
+
+
+def mapping_image(mapped: Any) -> np.ndarray:
+    """The chip holding the network as a (16, 64) image: four 16 x 16 core tiles side by side.
+
+    Pixel (row, col) is neuron ``row * 16 + col % 16`` of core ``col // 16``; its value is the
+    core group + 1 of the hidden unit placed there, 0 where no unit sits.
+    """
+    image = np.zeros((TILE, TILE * N_CORES_PER_CHIP), np.int64)
+    group_of_core = {gc: g for g, gc in enumerate(mapped.group_cores)}
+    for a in mapped.unit_addresses:
+        row, col = divmod(a.neuron, TILE)
+        image[row, a.core * TILE + col] = group_of_core.get((a.chip, a.core), -1) + 1
+    return image
+
+
+def accuracy_rows(report: Any) -> list[tuple[str, str, str, str, str, str, str]]:
+    """One row per stage: name, accuracy, loss against the constrained RNN, spikes per inference,
+    synaptic events per inference, samples, note (strings, ready for a table)."""
+    ref = report.stage("constrained")
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    stages = sorted(report.stages, key=lambda s: order.get(s.name, len(order)))
+    rows = []
+    for s in stages:
+        loss = f"{100 * (ref.accuracy - s.accuracy):+.1f} pp" if ref is not None and s.name not in ("float", "constrained") else ""
+        spikes = "-" if s.spikes_per_inference is None else f"{s.spikes_per_inference:.0f}"
+        syn = "-" if s.synaptic_events_per_inference is None else f"{s.synaptic_events_per_inference:.0f}"
+        rows.append((s.name, f"{s.accuracy:.4f}", loss, spikes, syn, str(s.n_samples), s.note))
+    return rows
+
+
+def fit_choices(result: Any) -> dict[str, Any]:
+    """Every measured transfer fit of a conversion, labelled ``stage: chip/core synapse``."""
+    return {
+        f"{stage}: chip {f.chip} core {f.core} {f.synapse}": f
+        for stage, fits in getattr(result, "transfer_fits", {}).items()
+        for f in fits
+    }
+
+
+def fit_curves(fit: Any, n_target: int = 60) -> TransferCurves:
+    """A measured transfer fit as curves: mean output rate against synaptic drive ``m·r`` (Hz),
+    with the RNN's target.
+
+    The target is what the constrained RNN asks of a unit with this copy gain: before
+    saturation ``f0 = target_gain · x`` (excitatory) or ``f0 = -offset - target_gain · x``
+    (inhibitory, around the fit's own drive point), then the refractory saturation the model
+    was trained with, ``rate = f0 / (1 + f0 · t_ref)`` (skipped when ``t_ref`` is unknown).
+    """
+    points = sorted(fit.points)
+    x = [float(p[0]) for p in points]
+    rates = [np.array([float(p[1])]) for p in points]
+    curves = TransferCurves(x, rates, np.zeros(1, np.int64), "synaptic drive m·r", "Hz")
+    if x:
+        tx = np.linspace(0.0, max(x) * 1.05, n_target)
+        if SynapseType[fit.synapse].is_excitatory:
+            f0 = np.maximum(0.0, fit.target_gain * tx)
+        else:
+            f0 = np.maximum(0.0, -fit.offset_hz - fit.target_gain * tx)
+        t_ref = float(fit.t_ref_s)
+        ty = f0 / (1.0 + f0 * t_ref) if math.isfinite(t_ref) and t_ref > 0 else f0
+        curves.target_x, curves.target_y = tx, ty
+    return curves
