@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from drivers.dynapse1.bias_files import BiasFileError, BiasSet
 from drivers.dynapse1.bias_table import CORE_BIASES, nominal_current
 from drivers.dynapse1.board_api import BiasValue
-from neurolab_gui.core.bias_model import LADDER, BiasModel, diff_bias_sets, load_bias_file
+from neurolab_gui.core.bias_model import LADDER, BiasModel, diff_bias_sets, read_bias_file
+from neurolab_gui.core.resources import resource_path
 
 
 def test_ladder_is_strictly_increasing_and_spans_the_generator():
@@ -58,7 +60,8 @@ def test_copy_core_and_file_round_trip_and_diff(tmp_path):
     assert changed == 4
     assert m.value(3, 3, "IF_TAU1_N") == BiasValue(5, 80)
     path = m.save(tmp_path / "set.json", cores=[(0, 0)])
-    loaded = load_bias_file(path)
+    assert BiasSet.load(path).cores[(0, 0)]["IF_DC_P"] == BiasValue(2, 50)  # the driver's format
+    loaded = read_bias_file(path)
     assert len(loaded) == len(CORE_BIASES)
     fresh = BiasModel()
     assert {k for k, _, _ in fresh.diff(loaded)} == {(0, 0, "IF_DC_P"), (0, 0, "IF_TAU1_N")}
@@ -70,5 +73,35 @@ def test_copy_core_and_file_round_trip_and_diff(tmp_path):
 def test_load_rejects_a_foreign_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match="not a NeuroLab bias file"):
-        load_bias_file(bad)
+    with pytest.raises(BiasFileError, match="no parameters"):  # neither NeuroLab nor samna
+        read_bias_file(bad)
+    m = BiasModel()
+    m.set(0, 0, "IF_DC_P", 2, 50)
+    with pytest.raises(ValueError):
+        m.load(bad)
+    assert m.value(0, 0, "IF_DC_P") == BiasValue(2, 50) and len(m.log) == 1  # nothing changed
+
+
+def test_yaml_files_and_cortexcontrol_imports_load_through_the_driver(tmp_path):
+    m = BiasModel()
+    m.set(1, 2, "IF_THR_N", 3, 99)
+    m.save(tmp_path / "set.yaml", cores=[(1, 2)])
+    fresh = BiasModel()
+    fresh.load(tmp_path / "set.yaml")
+    assert fresh.value(1, 2, "IF_THR_N") == BiasValue(3, 99)
+    script = tmp_path / "ctx.py"
+    script.write_text("model.get_bias_groups()[6].set_bias('IF_DC_P', 30, 2)\n")  # group 6 = chip 1 core 2
+    fresh.load(script)
+    assert fresh.value(1, 2, "IF_DC_P") == BiasValue(5, 30)  # ctxctl coarse 2 = libcaer 5
+
+
+def test_presets_come_from_the_shipped_bias_files():
+    m = BiasModel()
+    assert {"samna_recommended", "libcaer_low_power", "silent"} <= set(m.preset_names())
+    m.apply_preset("samna_recommended", cores=[(2, 1)], overrides={"IF_DC_P": (5, 60)})
+    shipped = BiasSet.load(resource_path("biases", "samna_recommended.json"))
+    assert m.value(2, 1, "IF_THR_N") == shipped.value(2, 1, "IF_THR_N")
+    assert m.value(2, 1, "IF_DC_P") == BiasValue(5, 60) and m.value(2, 0, "IF_DC_P") == BiasValue(7, 0)
+    assert m.undo() and m.value(2, 1, "IF_THR_N") == BiasValue(7, 0)  # one undo step
+    with pytest.raises(FileNotFoundError):
+        m.apply_preset("no_such_set")

@@ -23,15 +23,15 @@ positions are monotonic in current, so a slider over it is a current axis.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from drivers.dynapse1.bias_files import BiasSet, load_bias_file
 from drivers.dynapse1.bias_table import (
     COARSE_MAX_CURRENT_A,
     CORE_BIASES,
@@ -48,14 +48,12 @@ from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
 
 from .events import Signal
+from .resources import resource_path
 
 BiasKey = tuple[int, int, str]
 
 #: Value every bias has before a board reports one: libcaer's "silent" setting.
 SILENT = BiasValue(coarse=N_COARSE - 1, fine=0)
-
-BIAS_FILE_FORMAT = "neurolab-biases"
-BIAS_FILE_VERSION = 1
 
 
 class BiasLadder:
@@ -387,10 +385,8 @@ class BiasModel:
     # --- published bias sets -----------------------------------------------------------------
     @staticmethod
     def preset_names() -> list[str]:
-        """Names of the published DYNAP-SE1 bias sets (``emulator.bias_sets``: libcaer, UG, samna)."""
-        from emulator.bias_sets import BIAS_SETS
-
-        return list(BIAS_SETS)
+        """Names of the bias sets shipped in ``resources/biases`` (libcaer, UG, samna, ...)."""
+        return sorted(p.stem for p in resource_path("biases").glob("*.json"))
 
     def apply_preset(
         self,
@@ -399,36 +395,56 @@ class BiasModel:
         overrides: Mapping[str, tuple[int, int]] | None = None,
         origin: str = "preset",
     ) -> None:
-        """Write a published bias set (all 25 biases) to ``cores`` (default: every core) as one undo step.
+        """Write a shipped bias set (all 25 biases) to ``cores`` (default: every core) as one undo step.
 
-        Unknown set or bias names raise ``KeyError``, bad values ``ValueError``; nothing is written then.
+        ``overrides`` replaces single biases of the set, ``{name: (coarse, fine)}``.  An unknown
+        set raises ``FileNotFoundError``, a bad bias name ``KeyError``, a bad value ``ValueError``;
+        nothing is written then.
         """
-        from emulator.bias_sets import bias_set
-
-        settings = bias_set(name, overrides)
+        preset = BiasSet.load(resource_path("biases", f"{name}.json"))
+        extra = {}
+        for bias, (coarse, fine) in (overrides or {}).items():
+            bias_spec(bias)
+            extra[bias] = BiasValue(*check_coarse_fine(coarse, fine))
         targets = [(check_chip(c), check_core(k)) for c, k in (cores if cores is not None else
                    [(c, k) for c in range(N_CHIPS) for k in range(N_CORES_PER_CHIP)])]
-        values = {
-            (chip, core, bias): BiasValue(coarse, fine, high)
-            for chip, core in targets
-            for bias, (coarse, fine, high) in settings.items()
-        }
-        self.apply(values, origin=origin)
+        self.apply({(c, k, n): extra.get(n, preset.value(c, k, n)) for c, k in targets for n in CORE_BIASES}, origin=origin)
 
     # --- files ----------------------------------------------------------------------------
-    def save(self, path: str | Path, cores: Iterable[tuple[int, int]] | None = None) -> Path:
-        """Write the current biases (all cores, or ``cores``) to a JSON bias file."""
-        return save_bias_file(path, self.snapshot(cores))
+    # One bias-set format in the project: the driver's (drivers.dynapse1.bias_files).
+
+    def save(self, path: str | Path, cores: Iterable[tuple[int, int]] | None = None, name: str = "") -> Path:
+        """Write the current biases (all cores, or ``cores``) as a bias file (JSON, or YAML by suffix)."""
+        path = Path(path)
+        by_core: dict[tuple[int, int], dict[str, BiasValue]] = {}
+        for (chip, core, bias), value in self.snapshot(cores).items():
+            by_core.setdefault((chip, core), {})[bias] = value
+        BiasSet(name=name or path.stem, source="NeuroLab bias panel", cores=by_core).save(path)
+        return path
 
     def load(self, path: str | Path, origin: str = "file") -> dict[BiasKey, BiasValue]:
-        """Apply a bias file as one undo step; returns what it contained."""
-        values = load_bias_file(path)
+        """Apply a bias file (NeuroLab JSON/YAML, samna JSON or a CortexControl script) as one undo
+        step; returns the values it set.  A bad file raises ``BiasFileError`` and changes nothing."""
+        values = read_bias_file(path)
         self.apply(values, origin=origin)
         return values
 
     def diff(self, other: Mapping[BiasKey, BiasValue]) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
         """Entries of ``other`` that differ from the current values: ``(key, current, other)``."""
         return diff_bias_sets(self.snapshot(), other)
+
+
+def read_bias_file(path: str | Path) -> dict[BiasKey, BiasValue]:
+    """The per-core values a bias file sets, read with :func:`drivers.dynapse1.bias_files.load_bias_file`.
+
+    Following that format: a file with ``defaults`` sets all 16 cores; one with only ``cores``
+    (what the bias panel saves, and what the importers produce) sets just those cores.  Either
+    way each core gets all 25 biases, unnamed ones being libcaer's silent 7/0.
+    """
+    bias_set = load_bias_file(path)
+    if bias_set.defaults:
+        return bias_set.to_board_mapping()
+    return {(c, k, n): bias_set.value(c, k, n) for c, k in sorted(bias_set.cores) for n in CORE_BIASES}
 
 
 def diff_bias_sets(a: Mapping[BiasKey, BiasValue], b: Mapping[BiasKey, BiasValue]) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
@@ -438,45 +454,6 @@ def diff_bias_sets(a: Mapping[BiasKey, BiasValue], b: Mapping[BiasKey, BiasValue
         va = a.get(key, SILENT)
         if va != b[key]:
             out.append((key, va, b[key]))
-    return out
-
-
-def save_bias_file(path: str | Path, values: Mapping[BiasKey, BiasValue]) -> Path:
-    """Write ``values`` as a declarative JSON bias set (never executable code, unlike CortexControl's)."""
-    path = Path(path)
-    doc = {
-        "format": BIAS_FILE_FORMAT,
-        "version": BIAS_FILE_VERSION,
-        "coarse_numbering": "libcaer (0 = largest current)",
-        "biases": [
-            {"chip": k[0], "core": k[1], "name": k[2], **asdict(v), "current_a": nominal_current(v.coarse, v.fine)}
-            for k, v in sorted(values.items())
-        ],
-    }
-    path.write_text(json.dumps(doc, indent=1))
-    return path
-
-
-def load_bias_file(path: str | Path) -> dict[BiasKey, BiasValue]:
-    """Read a JSON bias set written by :func:`save_bias_file`; errors name the file and the bad entry."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a JSON bias file ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != BIAS_FILE_FORMAT:
-        raise ValueError(f"{path}: not a NeuroLab bias file (expected format {BIAS_FILE_FORMAT!r})")
-    out: dict[BiasKey, BiasValue] = {}
-    for i, entry in enumerate(doc.get("biases", [])):
-        try:
-            chip, core, name = check_chip(entry["chip"]), check_core(entry["core"]), entry["name"]
-            bias_spec(name)
-            coarse, fine = check_coarse_fine(entry["coarse"], entry["fine"])
-            out[(chip, core, name)] = BiasValue(
-                coarse, fine, bool(entry.get("high", True)), bool(entry.get("normal", True)), bool(entry.get("enabled", True))
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: bias entry {i} is invalid: {exc}") from None
     return out
 
 

@@ -33,10 +33,14 @@ from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 
 from drivers.dynapse1.bias_table import CORE_BIASES, nominal_current
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-from neurolab_gui.core.bias_model import LADDER, BiasChange, BiasKey, BiasValue, load_bias_file
+from neurolab_gui.core.bias_model import LADDER, BiasChange, BiasKey, BiasModel, BiasValue, read_bias_file
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
+
+#: File dialogs: the driver's bias-set format (drivers.dynapse1.bias_files) and its importers.
+SAVE_FILTER = "Bias sets (*.json *.yaml *.yml)"
+OPEN_FILTER = "Bias sets and imports (*.json *.yaml *.yml *.py);;All files (*)"
 
 
 def describe(value: BiasValue) -> str:
@@ -93,6 +97,11 @@ class BiasPanel(QWidget):
         self.save_button = QPushButton("Save…")
         self.load_button = QPushButton("Load…")
         self.diff_button = QPushButton("Diff…")
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(BiasModel.preset_names())
+        self.preset_combo.setToolTip("published bias sets shipped in resources/biases")
+        self.preset_button = QPushButton("Apply to this core")
+        self.preset_all_button = QPushButton("… to all cores")
 
         self.params = Parameter.create(name="biases", type="group", children=[self._bias_param_spec(n) for n in CORE_BIASES])
         for name in CORE_BIASES:
@@ -113,6 +122,11 @@ class BiasPanel(QWidget):
         copy_row = QHBoxLayout()
         copy_row.addWidget(self.copy_button)
         copy_row.addWidget(self.copy_combo, 1)
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(QLabel("preset"))
+        preset_row.addWidget(self.preset_combo, 1)
+        preset_row.addWidget(self.preset_button)
+        preset_row.addWidget(self.preset_all_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tree)
         splitter.addWidget(self.change_log)
@@ -120,6 +134,7 @@ class BiasPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(copy_row)
+        layout.addLayout(preset_row)
         layout.addWidget(splitter)
 
         self.chip_combo.currentIndexChanged.connect(self.refresh)
@@ -130,6 +145,8 @@ class BiasPanel(QWidget):
         self.save_button.clicked.connect(self.save_dialog)
         self.load_button.clicked.connect(self.load_dialog)
         self.diff_button.clicked.connect(self.diff_dialog)
+        self.preset_button.clicked.connect(lambda: self.model.apply_preset(self.preset_combo.currentText(), cores=[(self.chip, self.core)]))
+        self.preset_all_button.clicked.connect(lambda: self.model.apply_preset(self.preset_combo.currentText()))
         relay(self.model.changed, self._on_model_change, self)
         relay(self.model.history_changed, self._update_history_buttons, self)
         self.refresh()
@@ -228,20 +245,20 @@ class BiasPanel(QWidget):
 
     # --- files -----------------------------------------------------------------------------
     def save_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save bias set", "biases.json", "Bias sets (*.json)")
+        path, _ = QFileDialog.getSaveFileName(self, "Save bias set", "biases.json", SAVE_FILTER)
         if path:
             self.model.save(path)
 
     def load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", "Bias sets (*.json)")
+        path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", OPEN_FILTER)
         if path:
             self.model.load(path)
 
     def diff_rows(self, path: str) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
-        return self.model.diff(load_bias_file(path))
+        return self.model.diff(read_bias_file(path))
 
     def diff_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Compare with bias set", "", "Bias sets (*.json)")
+        path, _ = QFileDialog.getOpenFileName(self, "Compare with bias set", "", OPEN_FILTER)
         if path:
             self.show_diff(self.diff_rows(path), path)
 
