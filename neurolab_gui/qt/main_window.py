@@ -157,10 +157,12 @@ class MainWindow(QMainWindow):
         self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
         self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
         self.tabifyDockWidget(self.docks["transfer"], self.docks["membrane"])
+        # the left column is one tab group, so the bias tree gets its full height
+        self.tabifyDockWidget(self.docks["bias"], self.docks["model"])
         self.tabifyDockWidget(self.docks["model"], self.docks["stimulus"])
         self.tabifyDockWidget(self.docks["console"], self.docks["log"])
         self.docks["transfer"].raise_()
-        self.docks["model"].raise_()
+        self.docks["bias"].raise_()
         self.docks["console"].raise_()
 
         self._build_status_bar()

@@ -99,6 +99,7 @@ class BiasPanel(QWidget):
         self.diff_button = QPushButton("Diff…")
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(BiasModel.preset_names())
+        self.preset_combo.setCurrentText("samna_recommended")  # the usual starting point (no-op if absent)
         self.preset_combo.setToolTip("published bias sets shipped in resources/biases")
         self.preset_button = QPushButton("Apply to this core")
         self.preset_all_button = QPushButton("… to all cores")
