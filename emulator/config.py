@@ -147,6 +147,10 @@ class EmulatorConfig:
     cleared_cam_listens_to_address_zero: bool = True
     #: Samples kept per monitored neuron by the membrane buffer (bounded; oldest dropped).
     membrane_buffer_samples: int = 200_000
+    #: Threads the kernel may use: groups of chips that no route connects run in parallel
+    #: (:mod:`emulator.partition`; results identical to one thread).  0 = one per available CPU
+    #: core.  Runs with trial-to-trial noise always use one thread.
+    kernel_threads: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.dt <= 1e-3:
@@ -160,6 +164,9 @@ class EmulatorConfig:
             raise ValueError("cam_saturation_count and cam_saturation_sharpness must be > 0")
         if self.membrane_buffer_samples < 1:
             raise ValueError("membrane_buffer_samples must be >= 1")
+        if isinstance(self.kernel_threads, bool) or int(self.kernel_threads) != self.kernel_threads \
+                or self.kernel_threads < 0:
+            raise ValueError(f"kernel_threads must be an integer >= 0, got {self.kernel_threads!r}")
         self.mismatch.validate()
 
     def scale_of(self, bias_name: str) -> float:

@@ -20,7 +20,7 @@ reference §1)::
 * Positive feedback: teili and the INI simulator use a logistic sigmoid, rockpool the transistor
   exponential.  We keep the sigmoid's two parameters (onset I_ath, width I_anorm) but use the
   cubic smoothstep over I_ath +- 2 I_anorm: the same shape to within a few percent, exactly zero
-  well below onset, and no exponential per neuron and step (the kernel's largest cost otherwise).
+  well below onset, and no exponential per neuron and step.
 * Spike when I_mem > I_spk; then I_mem = I_reset, I_ahp += ahp_jump, and I_mem is **frozen** for
   the refractory period (the teili / Brian2 "unless refractory" choice; rockpool zeroes the
   input instead).  Synapses and adaptation keep evolving during the refractory period.
@@ -41,28 +41,74 @@ Integration (one step of ``dt``), identical in :mod:`emulator.brian2_reference`
 5. reset and refractory counter of the neurons that spiked.
 
 That is Brian2's schedule (start, groups, thresholds, synapses, resets) with its
-``exponential_euler`` method, so the Brian2 reference reproduces the emulator to rounding error.
-e^x and (e^x - 1)/x use a Taylor series where |x| < 0.05 (typical |B dt| is 0.005; relative error
-< 1e-10), libm elsewhere.  Currents decaying below 1e-30 A are flushed to 0 (no subnormals).
+``exponential_euler`` method.  Steps 4 and 5 touch disjoint variables (4 the synapses, 5 the
+membrane, refractory counter and adaptation), so the kernel folds the reset into the update pass
+and delivers afterwards: the same result as Brian2's order.
 
-Memory layout
--------------
-The state is one (N, 8) array and the parameters one (N, 16) array, one row per neuron (columns
-below), so one neuron's update touches three consecutive cache lines.  The loop is scalar: LLVM
-did not vectorise it in any layout we tried (it needs too many runtime alias checks).
+Numerics: float32
+-----------------
+State and parameters are float32 (the currents span 1e-30..1e-7 A, well inside float32's range;
+relative rounding 6e-8 per operation).  ``e^x`` and ``(e^x - 1)/x`` come from one branch-free
+routine (:func:`relax_factors`): Cody-Waite range reduction x = n ln 2 + r, |r| <= ln2/2, a
+degree-7 Taylor polynomial for (e^r - 1)/r, 2^n built from the exponent bits.  Relative error
+about 1e-7 over the whole range (x clipped to [-87, 80], where float32 ends), no cancellation for
+small x (there the polynomial *is* (e^x - 1)/x).  Brian2 computes the same scheme in float64 with
+libm's exp, so the two agree to float32 rounding: a spike now and then moves by one step, rates
+agree far inside the 2 % the reference test allows (``tests/test_emulator_brian2.py``).
+Currents decaying below 1e-30 A are flushed to 0 (float32 subnormals are ~100x slower).
+Refractory counters are integers held in float32, exact up to 2^24 steps (1677 s at 0.1 ms; the
+longest physical refractory period, IF_RFR_N at I_0, is about 2 s).
+
+Memory layout and vectorisation
+-------------------------------
+Structure of arrays: the state is one flat float32 array of ``N_STATE`` rows and the parameters
+one of ``N_PARAM`` rows, each row ``ROW`` = 4096 + 80 floats long.  Row ``k`` of neuron ``i`` is
+element ``k * ROW + i``.  Two details make the update loop vectorise and run at cache speed:
+
+* ``ROW`` is a compile-time constant, so every access of a loop is a constant offset from one of
+  two base pointers (state, parameters).  LLVM then needs a single runtime alias check per pair
+  of arrays instead of one per pair of rows (which made it give up on the earlier (N, 8) / (N, 16)
+  layout), and emits 8-wide AVX2 code (``<8 x float>``).
+* The 80-float padding: with rows exactly 4096 floats (16 KiB) apart, the ~24 rows one loop
+  iteration touches all map to the same L1 set and alias each other in the 4 KiB store-forwarding
+  check; padding made the loop 4x faster on the development machine.
+
+The update of one neuron is branch-free (selects for refractoriness, threshold, reset, clipping
+and flushing), so it runs as one pass over all rows per step.  Spikes are written as flags and
+collected 8 at a time through a uint64 view of the flag bytes.
+
+Event delivery
+--------------
+``key_offset`` / ``key_amount`` (:func:`delivery_table`) list for every input key the flat state
+index (synapse row, target neuron) and the current added (n_eff * syn_jump), precomputed once per
+(routing, parameters) pair.  A spike walks its neuron's keys (``neuron_key_ptr``/``neuron_keys``)
+and adds each key's amounts; external input events (pre-binned per step) add theirs.
+
+Partitions
+----------
+:func:`simulate` advances one *partition*: a set of chips (``block_start``) whose spikes only reach
+chips of the same set.  Partitions share no state, so they run in parallel threads (the kernel
+releases the GIL) for the whole call without synchronisation and with results identical to one
+thread; :mod:`emulator.partition` finds them.
 """
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from drivers.dynapse1.topology import N_NEURONS
 
 N_SYNAPSE_TYPES = 4
 GABA_B, GABA_A, NMDA, AMPA = 0, 1, 2, 3
 
-# --- state columns ---------------------------------------------------------------------------------
+#: Row length of the state and parameter arrays: the 4096 neurons plus padding (see module doc).
+ROW = N_NEURONS + 80
+
+# --- state rows ------------------------------------------------------------------------------------
 S_MEM = 0
 S_SYN = 1  # 1..4: GABA_B, GABA_A, NMDA, AMPA (SynapseType order)
 S_AHP = 5
@@ -70,117 +116,181 @@ S_REF = 6  # refractory steps left, counting the current one (a float holding an
 S_NOISE = 7
 N_STATE = 8
 
-# --- parameter columns -----------------------------------------------------------------------------
-P_FB_ONSET = 0  # I_ath
-P_FB_INV4W = 1  # 1 / (4 I_anorm)
+# --- parameter rows --------------------------------------------------------------------------------
+P_FB_SCALE = 0  # 1 / (4 I_anorm)
+P_FB_OFFSET = 1  # 1/2 - I_ath / (4 I_anorm):  u = I_mem * P_FB_SCALE + P_FB_OFFSET
 P_NMDA_GATE = 2
 P_DC = 3
 P_TAU = 4  # I_tau
 P_INV_TAU_I = 5  # 1 / I_tau
-P_INV_TAU_MEM = 6  # 1 / tau_mem
-P_GAIN_RATIO = 7  # I_gain / I_tau
-P_GAIN = 8
-P_SPK = 9
-P_SYN_DECAY = 10  # 10..13
-P_AHP_DECAY = 14
-P_N_REF = 15
+P_DT_OVER_TAU = 6  # dt / tau_mem
+P_GAIN = 7  # I_gain
+P_SPK = 8
+P_SYN_DECAY = 9  # 9..12
+P_AHP_DECAY = 13
+P_N_REF = 14
+P_AHP_JUMP = 15
 N_PARAM = 16
 
 #: Currents that decay below this are set to 0, so long idle runs never reach subnormal floats
 #: (which are ~100x slower).  Far below I_0, so without effect on the dynamics.
 FLUSH_TO_ZERO_A = 1e-30
+#: Largest refractory counter a float32 holds exactly.
+MAX_REFRACTORY_STEPS = 2**24
+
+_F = np.float32
+_LOG2E = _F(1.4426950408889634)
+_LN2_HI = _F(0.693359375)  # ln 2 split so that n * _LN2_HI is exact (Cody-Waite)
+_LN2_LO = _F(-2.12194440e-4)
+_X_MIN = _F(-87.0)  # e^-87 ~ 1.6e-38: the smallest normal float32 scale 2^-126 still fits
+_X_MAX = _F(80.0)
+_FLUSH = _F(FLUSH_TO_ZERO_A)
+_ONE = _F(1.0)
+_ZERO = _F(0.0)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def relax_factors(x: float) -> tuple[float, float]:
-    """(e^x, (e^x - 1)/x): Taylor series for |x| < 0.05 (relative error < 1e-10), else libm."""
-    if -0.05 < x < 0.05:
-        phi = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0 + x * (1.0 / 720.0)))))
-        return 1.0 + x * phi, phi
-    e = math.exp(x)
-    return e, (e - 1.0) / x
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32 as float32 (an LLVM bitcast, which vectorises)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _decay(x: float, factor: float) -> float:
-    y = x * factor
-    return y if y > FLUSH_TO_ZERO_A else 0.0
+@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def relax_factors(x):
+    """(e^x, (e^x - 1)/x) in float32 without branches; x is clipped to [-87, 80].
 
-
-@numba.njit(cache=True, error_model="numpy")
-def _integrate(n: int, dt: float, i0: float, feedback_gain: float, state: np.ndarray, params: np.ndarray,
-               spiking: np.ndarray) -> int:
-    """Steps 1-3 for every neuron; the ids of neurons crossing threshold go to ``spiking``."""
-    n_spiking = 0
-    for i in range(n):
-        i_gabab = state[i, S_SYN + GABA_B]
-        i_gabaa = state[i, S_SYN + GABA_A]
-        i_nmda = state[i, S_SYN + NMDA]
-        i_ampa = state[i, S_SYN + AMPA]
-        ahp = state[i, S_AHP]
-        ref = state[i, S_REF]
-        if ref > 0.0:
-            ref -= 1.0
-            state[i, S_REF] = ref
-        if ref == 0.0:
-            v = state[i, S_MEM]
-            u = (v - params[i, P_FB_ONSET]) * params[i, P_FB_INV4W] + 0.5
-            p = 0.0
-            if u > 0.0:
-                u = min(u, 1.0)
-                p = feedback_gain * u * u * (3.0 - 2.0 * u)
-            nmda_in = 0.0
-            if i_nmda != 0.0:
-                nmda_in = i_nmda * v / (v + params[i, P_NMDA_GATE])
-            drive = i_ampa + nmda_in - i_gabab + params[i, P_DC] + state[i, S_NOISE] - ahp - params[i, P_TAU]
-            if drive < 0.0:
-                drive = 0.0
-            s = (i_gabaa + ahp) * params[i, P_INV_TAU_I]
-            inv_tau = params[i, P_INV_TAU_MEM]
-            b = (p - 1.0 - s) * inv_tau
-            a = ((1.0 + s) * i0 + params[i, P_GAIN_RATIO] * drive + p * params[i, P_GAIN]) * inv_tau
-            e, phi = relax_factors(b * dt)
-            v = v * e + a * phi * dt
-            state[i, S_MEM] = v
-            if v > params[i, P_SPK]:
-                spiking[n_spiking] = i
-                n_spiking += 1
-        if i_gabab != 0.0:
-            state[i, S_SYN + GABA_B] = _decay(i_gabab, params[i, P_SYN_DECAY + GABA_B])
-        if i_gabaa != 0.0:
-            state[i, S_SYN + GABA_A] = _decay(i_gabaa, params[i, P_SYN_DECAY + GABA_A])
-        if i_nmda != 0.0:
-            state[i, S_SYN + NMDA] = _decay(i_nmda, params[i, P_SYN_DECAY + NMDA])
-        if i_ampa != 0.0:
-            state[i, S_SYN + AMPA] = _decay(i_ampa, params[i, P_SYN_DECAY + AMPA])
-        if ahp != 0.0:
-            state[i, S_AHP] = _decay(ahp, params[i, P_AHP_DECAY])
-    return n_spiking
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _deliver(key: int, state: np.ndarray, syn_jump: np.ndarray, key_ptr: np.ndarray, key_target: np.ndarray,
-             key_type: np.ndarray, key_weight: np.ndarray) -> None:
-    """Add the synaptic jumps of one event arriving as input key ``key``."""
-    for e in range(key_ptr[key], key_ptr[key + 1]):
-        t = key_target[e]
-        syn = key_type[e]
-        state[t, S_SYN + syn] += key_weight[e] * syn_jump[t, syn]
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def simulate(n_steps, dt, i0, i_reset, feedback_gain, state, params, syn_jump, ahp_jump,
-             noise_decay, noise_amplitude, noise_seed,
-             key_ptr, key_target, key_type, key_weight, neuron_key_ptr, neuron_keys,
-             in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid):
-    """Advance the network by ``n_steps``; return (number of spikes, steps done).
-
-    ``state`` (N, 8) is modified in place.  ``in_step`` (sorted, relative to this call) and
-    ``in_key`` are the external input events.  Stops early when the spike buffers could overflow;
-    the caller grows them and continues.
+    x = n ln2 + r with |r| <= ln2/2; q(r) = (e^r - 1)/r by its Taylor series to r^6 (truncation
+    < 3e-8), evaluated in Estrin's scheme (shorter dependency chain than Horner's); e^x =
+    2^n (1 + r q).  For n = 0 (|x| < 0.35) r = x and (e^x - 1)/x = q exactly, so the small-x case
+    has no cancellation; elsewhere (e^x - 1)/x = (e^x - 1)/x computed directly.
     """
-    n = state.shape[0]
-    spiking = np.empty(n, np.int64)
+    x = min(max(x, _X_MIN), _X_MAX)
+    n = np.floor(x * _LOG2E + _F(0.5))
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    q = ((_ONE + r * _F(1 / 2)) + r2 * (_F(1 / 6) + r * _F(1 / 24))) \
+        + r4 * ((_F(1 / 120) + r * _F(1 / 720)) + r2 * _F(1 / 5040))
+    scale = _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    e = scale + scale * (r * q)
+    small = n == _ZERO
+    denominator = _ONE if small else x
+    phi = q if small else (e - _ONE) / denominator
+    return e, phi
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+def _coefficients_pass(st, pr, work, n, i0, feedback_gain):
+    """Pass 1 over neurons 0..n-1 of the views: step 1; the membrane's B dt, A dt and I_mem into
+    rows 0, 1, 2 of ``work`` (``ROW`` apart); the four synapses decayed in place."""
+    for j in range(n):
+        v = st[S_MEM * ROW + j]
+        i_gabab = st[(S_SYN + GABA_B) * ROW + j]
+        i_gabaa = st[(S_SYN + GABA_A) * ROW + j]
+        i_nmda = st[(S_SYN + NMDA) * ROW + j]
+        i_ampa = st[(S_SYN + AMPA) * ROW + j]
+        ahp = st[S_AHP * ROW + j]
+        # 1. sampled feedback and NMDA gate
+        u = min(max(v * pr[P_FB_SCALE * ROW + j] + pr[P_FB_OFFSET * ROW + j], _ZERO), _ONE)
+        p = feedback_gain * u * u * (_F(3.0) - _F(2.0) * u)
+        nmda_in = i_nmda * v / (v + pr[P_NMDA_GATE * ROW + j])
+        # 2. coefficients of the exponential Euler step of the membrane
+        drive = max(i_ampa + nmda_in - i_gabab + pr[P_DC * ROW + j] + st[S_NOISE * ROW + j] - ahp
+                    - pr[P_TAU * ROW + j], _ZERO)
+        inv_tau_i = pr[P_INV_TAU_I * ROW + j]
+        s = (i_gabaa + ahp) * inv_tau_i
+        dt_over_tau = pr[P_DT_OVER_TAU * ROW + j]
+        work[j] = (p - _ONE - s) * dt_over_tau
+        work[ROW + j] = ((_ONE + s) * i0 + pr[P_GAIN * ROW + j] * (drive * inv_tau_i + p)) \
+            * dt_over_tau
+        # synapses: exact decay, flushed before they turn subnormal
+        y = i_gabab * pr[(P_SYN_DECAY + GABA_B) * ROW + j]
+        st[(S_SYN + GABA_B) * ROW + j] = y if y > _FLUSH else _ZERO
+        y = i_gabaa * pr[(P_SYN_DECAY + GABA_A) * ROW + j]
+        st[(S_SYN + GABA_A) * ROW + j] = y if y > _FLUSH else _ZERO
+        y = i_nmda * pr[(P_SYN_DECAY + NMDA) * ROW + j]
+        st[(S_SYN + NMDA) * ROW + j] = y if y > _FLUSH else _ZERO
+        y = i_ampa * pr[(P_SYN_DECAY + AMPA) * ROW + j]
+        st[(S_SYN + AMPA) * ROW + j] = y if y > _FLUSH else _ZERO
+        work[2 * ROW + j] = v
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+def _membrane_pass(st, pr, work, spiked, n, i_reset):
+    """Pass 2: the membrane step from ``work``, the adaptation's decay, step 3 (threshold) and
+    step 5 (reset).
+
+    Step 5 commutes with step 4, which only touches the synapses.  Flags spikes in ``spiked``;
+    returns their number as a float32 (an int64 counter would halve LLVM's vector width).
+    """
+    count = _ZERO
+    for j in range(n):
+        # Every load unconditional and every store plain: a load or store under a condition
+        # becomes a masked AVX move (vmaskmovps), microcoded and slow on AMD.  LLVM also turns a
+        # store that may write back the value just loaded from the same place (the frozen
+        # membrane, the adaptation without a spike) into one; hence I_mem comes from ``work``
+        # and the adaptation decays here, not in pass 1.
+        v = work[2 * ROW + j]
+        ref_left = st[S_REF * ROW + j]
+        ahp = st[S_AHP * ROW + j] * pr[P_AHP_DECAY * ROW + j]
+        b_dt = work[j]
+        a_dt = work[ROW + j]
+        threshold = pr[P_SPK * ROW + j]
+        n_ref = pr[P_N_REF * ROW + j]
+        ahp_jump = pr[P_AHP_JUMP * ROW + j]
+        ref = max(ref_left - _ONE, _ZERO)
+        active = ref == _ZERO
+        e, phi = relax_factors(b_dt)
+        v_new = v * e + a_dt * phi
+        spike = active & (v_new > threshold)
+        v_out = v_new if active else v
+        v_out = i_reset if spike else v_out
+        ref_out = n_ref if spike else ref
+        ahp_out = (ahp if ahp > _FLUSH else _ZERO) + (ahp_jump if spike else _ZERO)
+        flag = _ONE if spike else _ZERO
+        st[S_MEM * ROW + j] = v_out
+        st[S_REF * ROW + j] = ref_out
+        st[S_AHP * ROW + j] = ahp_out
+        spiked[j] = spike
+        count += flag
+    return count
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def _add_key(key, st, key_ptr, key_offset, key_amount):
+    """Step 4 for one event arriving as input key ``key``."""
+    for e in range(key_ptr[key], key_ptr[key + 1]):
+        st[key_offset[e]] += key_amount[e]
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, st, pr,
+             noise_decay, noise_amplitude, noise_seed,
+             key_ptr, key_offset, key_amount, neuron_key_ptr, neuron_keys,
+             in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words):
+    """Advance the neurons of one partition by ``n_steps``; return (number of spikes, steps done).
+
+    Parameters
+    ----------
+    block_start, block_len : the partition's neurons, ``block_start[b] + 0..block_len-1``
+    st, pr : flat float32 state (``N_STATE * ROW``, modified in place) and parameters
+    noise_* : Ornstein-Uhlenbeck input noise (amplitude 0 = off); seeds numba's per-thread
+        generator, so only a single partition may run with noise on
+    key_ptr, key_offset, key_amount : delivery table (:func:`delivery_table`)
+    neuron_key_ptr, neuron_keys : keys each neuron's spike reaches (:mod:`emulator.routing`)
+    in_step, in_key : external input events of this partition, steps relative to this call, sorted
+    monitor_gid, monitor_out : neuron per monitor slot (-1 = none or not in this partition) and
+        the (n_steps, slots) output of their membrane current
+    spike_step, spike_gid : output buffers; the call stops early when they could overflow and
+        the caller grows them and continues
+    spiked, spiked_words : scratch flag bytes of all 4096 neurons and a uint64 view of them
+    """
+    n_blocks = block_start.shape[0]
     capacity = spike_step.shape[0]
     n_spikes = 0
     use_noise = noise_amplitude > 0.0
@@ -188,54 +298,89 @@ def simulate(n_steps, dt, i0, i_reset, feedback_gain, state, params, syn_jump, a
         np.random.seed(noise_seed)
     next_input = 0
     n_inputs = in_step.shape[0]
+    f_i0, f_reset, f_gain = np.float32(i0), np.float32(i_reset), np.float32(feedback_gain)
+    work = np.empty(3 * ROW, np.float32)  # (B dt, A dt, I_mem) of one block
+    f_noise_decay, f_noise_amplitude = np.float32(noise_decay), np.float32(noise_amplitude)
     for step in range(n_steps):
-        if n_spikes + n > capacity:
+        if n_spikes + n_blocks * block_len > capacity:
             return n_spikes, step
-        n_spiking = _integrate(n, dt, i0, feedback_gain, state, params, spiking)
+        n_spiking = _ZERO
+        for b in range(n_blocks):
+            lo = block_start[b]
+            _coefficients_pass(st[lo:], pr[lo:], work, block_len, f_i0, f_gain)
+            n_spiking += _membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], block_len, f_reset)
         if use_noise:
-            for i in range(n):
-                state[i, S_NOISE] = state[i, S_NOISE] * noise_decay + noise_amplitude * np.random.standard_normal()
-        # step 4: deliver spikes routed inside the grid and external input events
-        for j in range(n_spiking):
-            src = spiking[j]
-            for kk in range(neuron_key_ptr[src], neuron_key_ptr[src + 1]):
-                _deliver(neuron_keys[kk], state, syn_jump, key_ptr, key_target, key_type, key_weight)
+            for b in range(n_blocks):
+                for i in range(block_start[b], block_start[b] + block_len):
+                    st[S_NOISE * ROW + i] = (st[S_NOISE * ROW + i] * f_noise_decay
+                                             + f_noise_amplitude * np.float32(np.random.standard_normal()))
+        # step 4: this step's spikes (in neuron order), then the external input events
+        if n_spiking > _ZERO:
+            for b in range(n_blocks):
+                lo = block_start[b]
+                for w in range(lo // 8, (lo + block_len) // 8):
+                    if spiked_words[w] == 0:
+                        continue
+                    for i in range(8 * w, 8 * w + 8):
+                        if spiked[i]:
+                            spike_step[n_spikes] = step
+                            spike_gid[n_spikes] = i
+                            n_spikes += 1
+                            for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
+                                _add_key(neuron_keys[kk], st, key_ptr, key_offset, key_amount)
         while next_input < n_inputs and in_step[next_input] == step:
-            _deliver(in_key[next_input], state, syn_jump, key_ptr, key_target, key_type, key_weight)
+            _add_key(in_key[next_input], st, key_ptr, key_offset, key_amount)
             next_input += 1
-        # step 5: reset
-        for j in range(n_spiking):
-            i = spiking[j]
-            state[i, S_MEM] = i_reset
-            state[i, S_REF] = params[i, P_N_REF]
-            state[i, S_AHP] += ahp_jump[i]
-            spike_step[n_spikes] = step
-            spike_gid[n_spikes] = i
-            n_spikes += 1
         for m in range(monitor_gid.shape[0]):
             if monitor_gid[m] >= 0:
-                monitor_out[step, m] = state[monitor_gid[m], S_MEM]
+                monitor_out[step, m] = st[S_MEM * ROW + monitor_gid[m]]
     return n_spikes, n_steps
 
 
-def pack_parameters(params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(params (N, 16), syn_jump (N, 4), ahp_jump (N,)) arrays for :func:`simulate`.
+def empty_state(i0: float) -> np.ndarray:
+    """Flat float32 state of a network at rest: I_mem = I_0, everything else 0."""
+    state = np.zeros(N_STATE * ROW, np.float32)
+    state[S_MEM * ROW : S_MEM * ROW + N_NEURONS] = i0
+    return state
+
+
+def state_rows(state: np.ndarray) -> np.ndarray:
+    """(N_STATE, 4096) view of a flat state array (the padding left out)."""
+    return state.reshape(N_STATE, ROW)[:, :N_NEURONS]
+
+
+def pack_parameters(params) -> np.ndarray:
+    """Flat float32 parameter array (``N_PARAM`` rows of ``ROW``) for :func:`simulate`.
 
     ``params`` is a :class:`emulator.neuron_params.NeuronParameters`.
     """
-    n = len(params.i_tau)
-    packed = np.empty((n, N_PARAM))
-    packed[:, P_FB_ONSET] = params.i_feedback_onset
-    packed[:, P_FB_INV4W] = 1.0 / (4.0 * params.i_feedback_width)
-    packed[:, P_NMDA_GATE] = params.i_nmda_gate
-    packed[:, P_DC] = params.i_dc
-    packed[:, P_TAU] = params.i_tau
-    packed[:, P_INV_TAU_I] = 1.0 / params.i_tau
-    packed[:, P_INV_TAU_MEM] = 1.0 / params.tau_mem
-    packed[:, P_GAIN_RATIO] = params.i_gain / params.i_tau
-    packed[:, P_GAIN] = params.i_gain
-    packed[:, P_SPK] = params.i_spk
-    packed[:, P_SYN_DECAY : P_SYN_DECAY + 4] = params.syn_decay.T
-    packed[:, P_AHP_DECAY] = params.ahp_decay
-    packed[:, P_N_REF] = params.n_ref
-    return packed, np.ascontiguousarray(params.syn_jump.T), np.ascontiguousarray(params.ahp_jump)
+    packed = np.zeros((N_PARAM, ROW), np.float32)
+    rows = packed[:, :N_NEURONS]
+    fb_scale = 1.0 / (4.0 * params.i_feedback_width)
+    rows[P_FB_SCALE] = fb_scale
+    rows[P_FB_OFFSET] = 0.5 - params.i_feedback_onset * fb_scale
+    rows[P_NMDA_GATE] = params.i_nmda_gate
+    rows[P_DC] = params.i_dc
+    rows[P_TAU] = params.i_tau
+    rows[P_INV_TAU_I] = 1.0 / params.i_tau
+    rows[P_DT_OVER_TAU] = params.dt / params.tau_mem
+    rows[P_GAIN] = params.i_gain
+    rows[P_SPK] = params.i_spk
+    rows[P_SYN_DECAY : P_SYN_DECAY + N_SYNAPSE_TYPES] = params.syn_decay
+    rows[P_AHP_DECAY] = params.ahp_decay
+    rows[P_N_REF] = np.minimum(params.n_ref, MAX_REFRACTORY_STEPS)
+    rows[P_AHP_JUMP] = params.ahp_jump
+    return packed.ravel()
+
+
+def delivery_table(routing, params) -> tuple[np.ndarray, np.ndarray]:
+    """(key_offset int32, key_amount float32) aligned with ``routing.key_target``.
+
+    For every CSR entry of the routing tables: the flat state index of its (synapse row, target)
+    and the current one event adds there, n_eff * syn_jump[type, target].
+    """
+    target = routing.key_target.astype(np.int64)
+    syn_type = routing.key_type.astype(np.int64)
+    offset = ((S_SYN + syn_type) * ROW + target).astype(np.int32)
+    amount = (routing.key_weight * params.syn_jump[syn_type, target]).astype(np.float32)
+    return offset, amount

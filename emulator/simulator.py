@@ -17,7 +17,9 @@ or ``KeyError`` (unknown bias name) naming the problem; the board state is then 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,29 +42,59 @@ from .chip_state import ChipTables
 from .config import EmulatorConfig
 from .mismatch import MismatchFactors, rng_for
 from .neuron_params import NeuronParameters, derive_parameters
+from .partition import assign_partitions, chip_groups
 from .routing import RoutingTables, build_routing
 from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Steps simulated per kernel call; bounds the memory of input and monitor buffers.
 _CHUNK_STEPS = 10_000
+#: Below this many steps a chunk runs on the calling thread only (handing work to a thread costs
+#: tens of µs, more than a few steps of simulation).
+_MIN_PARALLEL_STEPS = 20
+#: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
+_KEYS_PER_CHIP = N_CORES_PER_CHIP * N_NEURONS_PER_CHIP
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_worker_pool: ThreadPoolExecutor | None = None
+
+
+def _workers() -> ThreadPoolExecutor:
+    """Threads shared by all simulators for partitions beyond the first (which runs on the caller)."""
+    global _worker_pool
+    if _worker_pool is None:
+        _worker_pool = ThreadPoolExecutor(max_workers=max(1, _available_cores() - 1),
+                                          thread_name_prefix="emulator-kernel")
+    return _worker_pool
 #: Analog monitor output range [V] (the UG: 0-1.8 V on the SMA outputs).
 MONITOR_RANGE_V = (0.0, 1.8)
 
 
 @dataclass
 class NetworkState:
-    """Dynamic state of all 4096 neurons: one row per neuron, columns ``engine.S_*`` (SI units).
+    """Dynamic state of all 4096 neurons (float32, SI units).
 
-    The properties return views, so writing to them changes the state.
+    ``buffer`` is the kernel's flat structure-of-arrays (``engine.N_STATE`` rows of ``engine.ROW``
+    floats, see :mod:`emulator.engine`).  :attr:`values` shows it as one row per neuron, columns
+    ``engine.S_*``; it and the other properties are views, so writing to them changes the state.
     """
 
-    values: np.ndarray  # (4096, engine.N_STATE)
+    buffer: np.ndarray  # (engine.N_STATE * engine.ROW,) float32
 
     @classmethod
     def at_rest(cls, i0: float) -> NetworkState:
-        values = np.zeros((N_NEURONS, engine.N_STATE))
-        values[:, engine.S_MEM] = i0
-        return cls(values)
+        return cls(engine.empty_state(i0))
+
+    @property
+    def values(self) -> np.ndarray:
+        """(4096, engine.N_STATE) view: one row per neuron, columns ``engine.S_*``."""
+        return engine.state_rows(self.buffer).T
 
     @property
     def i_mem(self) -> np.ndarray:
@@ -82,7 +114,7 @@ class NetworkState:
         return self.values[:, engine.S_REF]
 
     def copy(self) -> NetworkState:
-        return NetworkState(self.values.copy())
+        return NetworkState(self.buffer.copy())
 
 
 def _check_int(name: str, value: int, low: int, high: int) -> int:
@@ -123,9 +155,13 @@ class BoardSimulator:
         self._noise_rng = rng_for(self.serial, self.config.seed, "noise")
         self._params: NeuronParameters | None = None
         self._params_key: tuple | None = None
-        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._packed: np.ndarray | None = None
         self._routing: RoutingTables | None = None
         self._routing_version = -1
+        self._delivery: tuple[np.ndarray, np.ndarray] | None = None
+        self._delivery_key: tuple | None = None
+        self._groups: list[list[int]] | None = None
+        self._spiked = np.zeros(N_NEURONS, np.uint8)  # kernel scratch: spike flags
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
@@ -252,11 +288,20 @@ class BoardSimulator:
             self._packed = None
         return self._params
 
-    def _packed_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _packed_parameters(self) -> np.ndarray:
         params = self.parameters()
         if self._packed is None:
             self._packed = engine.pack_parameters(params)
         return self._packed
+
+    def _delivery_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per routing entry: flat state index and current added (rebuilt with routing or parameters)."""
+        params, routing = self.parameters(), self.routing()
+        key = (id(params), id(routing))
+        if self._delivery is None or key != self._delivery_key:
+            self._delivery = engine.delivery_table(routing, params)
+            self._delivery_key = key
+        return self._delivery
 
     def routing(self) -> RoutingTables:
         """CSR routing tables for the current CAM and SRAM (rebuilt only after a change)."""
@@ -265,7 +310,18 @@ class BoardSimulator:
                                           self.config.cam_saturation_sharpness,
                                           self.config.cleared_cam_listens_to_address_zero)
             self._routing_version = self.tables.connectivity_version
+            self._groups = None
         return self._routing
+
+    def _partitions(self, n_steps: int, noise_on: bool) -> list[list[int]]:
+        """Chips each thread simulates (one list per thread, the caller's first)."""
+        routing = self.routing()
+        if self._groups is None:
+            self._groups = chip_groups(routing)
+        threads = self.config.kernel_threads or _available_cores()
+        if noise_on or n_steps < _MIN_PARALLEL_STEPS:
+            threads = 1
+        return assign_partitions(self._groups, threads)
 
     def _drift_factor(self) -> float:
         m = self.config.mismatch
@@ -331,15 +387,47 @@ class BoardSimulator:
         in_key = np.ascontiguousarray(in_key[order], dtype=np.int32)
 
         monitor_gid = self.tables.monitored_gids()
-        monitor_out = np.zeros((n_steps, len(monitor_gid)))
+        monitor_out = np.zeros((n_steps, len(monitor_gid)), np.float32)
         noise = self.config.mismatch
         noise_on = noise.enabled and noise.noise_std_a > 0
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
         noise_seed = int(self._noise_rng.integers(0, 2**31 - 1))
+        shared = (params, routing, self._packed_parameters(), self._delivery_table(), noise_decay,
+                  noise_amplitude, noise_seed, monitor_out)
 
-        packed, syn_jump, ahp_jump = self._packed_parameters()
-        capacity = max(4 * N_NEURONS, int(n_steps * N_NEURONS * 0.002))
+        partitions = self._partitions(n_steps, noise_on)
+        key_chip = in_key // _KEYS_PER_CHIP
+        jobs = []
+        for chips in partitions:
+            mine = np.isin(key_chip, chips)
+            monitor_mine = np.where(np.isin(monitor_gid // N_NEURONS_PER_CHIP, chips), monitor_gid, -1)
+            jobs.append((chips, n_steps, in_step[mine], in_key[mine], monitor_mine.astype(np.int32)))
+        futures: list[Future] = [_workers().submit(self._run_partition, shared, *job) for job in jobs[1:]]
+        results = [self._run_partition(shared, *jobs[0])]
+        results += [f.result() for f in futures]
+        self._step += n_steps
+        spike_steps = np.concatenate([r[0] for r in results])
+        spike_gids = np.concatenate([r[1] for r in results]).astype(np.int64)
+        if len(results) > 1:  # the one-thread order: by step, then by neuron
+            order = np.lexsort((spike_gids, spike_steps))
+            spike_steps, spike_gids = spike_steps[order], spike_gids[order]
+        spike_steps += step0
+        self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
+        return self._host_events(spike_steps, spike_gids, routing), self._physical_events(spike_steps, spike_gids)
+
+    def _run_partition(self, shared: tuple, chips: list[int], n_steps: int, in_step: np.ndarray,
+                       in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the chips of one partition for ``n_steps``; (steps, gids) of their spikes.
+
+        Safe to run concurrently with the other partitions of the same chunk: they touch
+        disjoint neurons of the state, flags and monitor columns.
+        """
+        params, routing, packed, (key_offset, key_amount), noise_decay, noise_amplitude, noise_seed, \
+            monitor_out = shared
+        block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
+        capacity = max(4 * N_NEURONS_PER_CHIP * len(chips), int(n_steps * N_NEURONS_PER_CHIP * len(chips) * 0.002))
+        spiked_words = self._spiked.view(np.uint64)
         steps_out: list[np.ndarray] = []
         gids_out: list[np.ndarray] = []
         done = 0
@@ -348,25 +436,18 @@ class BoardSimulator:
             spike_gid = np.empty(capacity, np.int32)
             first = np.searchsorted(in_step, done)
             n_spikes, steps_done = engine.simulate(
-                n_steps - done, self.config.dt, params.i0, params.i_reset, params.feedback_gain,
-                self.state.values, packed, syn_jump, ahp_jump,
-                noise_decay, noise_amplitude, noise_seed,
-                routing.key_ptr, routing.key_target, routing.key_type, routing.key_weight,
-                routing.neuron_key_ptr, routing.neuron_keys,
-                in_step[first:] - done, in_key[first:],
-                monitor_gid, monitor_out[done:],
-                spike_step, spike_gid,
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, params.i0, params.i_reset, params.feedback_gain,
+                self.state.buffer, packed, noise_decay, noise_amplitude, noise_seed,
+                routing.key_ptr, key_offset, key_amount, routing.neuron_key_ptr, routing.neuron_keys,
+                in_step[first:] - done, in_key[first:], monitor_gid, monitor_out[done:],
+                spike_step, spike_gid, self._spiked, spiked_words,
             )
             steps_out.append(spike_step[:n_spikes] + done)
             gids_out.append(spike_gid[:n_spikes])
             done += steps_done
             capacity *= 2
             noise_seed += 1
-        self._step += n_steps
-        spike_steps = np.concatenate(steps_out) + step0
-        spike_gids = np.concatenate(gids_out).astype(np.int64)
-        self._record_monitor(step0, monitor_gid, monitor_out)
-        return self._host_events(spike_steps, spike_gids, routing), self._physical_events(spike_steps, spike_gids)
+        return np.concatenate(steps_out), np.concatenate(gids_out)
 
     def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
         return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,
