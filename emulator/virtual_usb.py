@@ -403,11 +403,16 @@ class VirtualDynapseBackend(usb.backend.IBackend):
 
     def add_board(self, serial: str, simulator: Any, clock: str = "fast") -> VirtualFpga:
         """Plug a board with ``serial`` backed by ``simulator``."""
+        return self.plug(VirtualFpga(serial, simulator, clock))
+
+    def plug(self, fpga: Any) -> Any:
+        """Plug a board whose FPGA already exists: a :class:`VirtualFpga`, or a
+        :class:`~emulator.fpga_process.RemoteVirtualFpga` running in its own process."""
+        serial = fpga.serial
         if len(serial) > 126:
             raise ValueError("serial number too long for a USB string descriptor")
         if any(d.fpga.serial == serial and d.plugged for d in self._devices):
             raise ValueError(f"a virtual board with serial {serial!r} is already plugged in")
-        fpga = VirtualFpga(serial, simulator, clock)
         self._devices.append(_VirtualDevice(fpga, _DeviceDescriptor(bus=0, address=len(self._devices) + 1)))
         return fpga
 
@@ -574,19 +579,37 @@ def virtual_fpga_of(board: Any) -> VirtualFpga | None:
         return None
 
 
-def open_emulated_board(serial: str = "EMU00000", config: Any = None, clock: str = "fast", **board_options: Any):
+def open_emulated_board(
+    serial: str = "EMU00000", config: Any = None, clock: str = "fast", *, separate_process: bool = False, **board_options: Any
+):
     """A :class:`~drivers.dynapse1.board.DynapseBoard` on a fresh emulated board.
 
     The board is opened through the same driver path as silicon (libcaer start-up, version
     checks, streaming); only the bias settling wait is skipped (``settle_s=0``) because the
-    emulator's biases take effect at once.
+    emulator's biases take effect at once.  With ``separate_process`` the FPGA and simulator run
+    in a child process (:mod:`emulator.fpga_process`), which the GUI uses so that simulating a
+    full board never competes with drawing; the child ends when the board is garbage-collected
+    or the program exits.
     """
     from drivers.dynapse1.board import open_board
-    from emulator.simulator import BoardSimulator
 
     backend = VirtualDynapseBackend()
-    fpga = backend.add_board(serial, BoardSimulator(serial, config), clock)
+    if separate_process:
+        from emulator.fpga_process import RemoteVirtualFpga
+
+        fpga: Any = backend.plug(RemoteVirtualFpga(serial, config, clock))
+    else:
+        from emulator.simulator import BoardSimulator
+
+        fpga = backend.add_board(serial, BoardSimulator(serial, config), clock)
     board_options.setdefault("settle_s", 0.0)
-    board = open_board(serial, backend=backend, **board_options)
+    try:
+        board = open_board(serial, backend=backend, **board_options)
+    except BaseException:
+        if separate_process:
+            fpga.close()
+        raise
     _FPGA_OF_BOARD[board] = fpga
+    if separate_process:
+        weakref.finalize(board, fpga.close)
     return board

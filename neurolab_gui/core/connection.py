@@ -51,6 +51,8 @@ class ConnectionTarget:
     seed: int = 0
     mismatch: bool = True
     clock: str = "realtime"  # emulator only: "realtime" for live use, "fast" for batch work
+    #: emulator only: simulate in a child process so a full board never competes with the GUI thread
+    separate_process: bool = False
 
     def describe(self) -> str:
         if self.board == EMULATOR:
@@ -84,7 +86,9 @@ def open_board(target: ConnectionTarget) -> Board:
         from emulator.virtual_usb import open_emulated_board
 
         config = EmulatorConfig(seed=target.seed, mismatch=MismatchConfig() if target.mismatch else MismatchConfig.ideal())
-        return open_emulated_board(f"EMU{target.seed:05d}", config, clock=target.clock)
+        return open_emulated_board(
+            f"EMU{target.seed:05d}", config, clock=target.clock, separate_process=target.separate_process
+        )
     from drivers.dynapse1.board import open_board as open_usb_board
 
     return open_usb_board(serial=target.board)

@@ -46,6 +46,9 @@ class Session:
         self.stimulus = StimulusController(self)
         self._recorder: Recorder | None = None
         self._recorder_lock = threading.Lock()
+        #: Run emulated boards in a child process (the desktop app does; scripts and tests that
+        #: inspect the simulator directly keep it in-process).
+        self.emulator_in_separate_process = False
         #: The loaded or trained network (conversion pipeline object), if any.
         self.model: Any = None
         #: The data set (``conversion.tasks.Task``) the model is trained and evaluated on, if loaded.
@@ -72,7 +75,8 @@ class Session:
 
     def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
         """Connect to ``"emulator"`` or a board serial; False (and an ``error`` status) if it cannot be opened."""
-        return self.connection.connect(ConnectionTarget(board, int(seed), bool(mismatch), clock), acquire=acquire)
+        target = ConnectionTarget(board, int(seed), bool(mismatch), clock, separate_process=self.emulator_in_separate_process)
+        return self.connection.connect(target, acquire=acquire)
 
     def disconnect(self) -> None:
         self.connection.disconnect()

@@ -43,10 +43,11 @@ def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> in
     app.setApplicationName("NeuroLab")
     app.setOrganizationName("NeuroLab")
     session = Session()
+    session.emulator_in_separate_process = True  # a full emulated board must never stall drawing
     window = create_main_window(session)
     window.connection_bar.select(board, seed, mismatch)
     window.show()
-    if not session.connection.connect(ConnectionTarget(board, seed, mismatch)):
+    if not session.connection.connect(window.connection_bar.target()):
         log.warning("%s", session.connection.status.message)
 
     async def main() -> None:

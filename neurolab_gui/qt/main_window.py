@@ -109,7 +109,12 @@ class ConnectionBar(QToolBar):
         self.mismatch_check.setChecked(mismatch)
 
     def target(self) -> ConnectionTarget:
-        return ConnectionTarget(self.board_combo.currentData() or EMULATOR, self.seed_spin.value(), self.mismatch_check.isChecked())
+        return ConnectionTarget(
+            self.board_combo.currentData() or EMULATOR,
+            self.seed_spin.value(),
+            self.mismatch_check.isChecked(),
+            separate_process=self.session.emulator_in_separate_process,
+        )
 
     def connect_selected(self) -> bool:
         return self.session.connection.connect(self.target())
