@@ -77,6 +77,24 @@ LOW_POWER_BIASES: dict[str, BiasValue] = {
     "NPDPII_THR_S_P": BiasValue(7, 40),
 }
 _ITER_QUEUE_BATCHES = 1024
+#: USB packet period the board streams with outside batch reads (libcaer's default, 8 × 125 µs).
+STREAMING_PACKET_PERIOD_UNITS = 8
+#: Longest packet period a synchronous batch read asks for (128 × 125 µs = 16 ms).
+BATCH_PACKET_PERIOD_MAX_UNITS = 128
+
+
+def batch_packet_period_units(duration_us: int) -> int:
+    """USB early-packet delay (in 125 µs units) for a synchronous read of ``duration_us``.
+
+    A batch read does not need 1 ms latency, so it asks the FPGA for fewer, fuller packets: the
+    longest period ≤ 16 ms that divides the window exactly, so the window still ends on a
+    packet boundary.  Silicon sends fewer USB transfers; the emulator on its fast clock simulates
+    one packet period per read, so this also cuts its per-read overhead by up to 16×.
+    """
+    units, remainder = divmod(int(duration_us), fr.USB_EARLY_PACKET_UNIT_US)
+    if remainder or units <= STREAMING_PACKET_PERIOD_UNITS:
+        return STREAMING_PACKET_PERIOD_UNITS
+    return max(d for d in range(1, BATCH_PACKET_PERIOD_MAX_UNITS + 1) if units % d == 0)
 _END = object()
 
 
@@ -483,6 +501,9 @@ class DynapseBoard:
             self._window_parts = [carry.select(keep)]
             self._carry = carry.select(carry.timestamp_us >= t_end)
             self._window_end = t_end
+        packet_units = STREAMING_PACKET_PERIOD_UNITS if threaded else batch_packet_period_units(t_end - t0)
+        if packet_units != STREAMING_PACKET_PERIOD_UNITS:
+            self._set_packet_period(packet_units)
         try:
             last_progress = time.monotonic()
             while True:
@@ -512,7 +533,12 @@ class DynapseBoard:
                 self._window_end = None
                 self._window_parts = []
                 self._cursor = t_end
+            if packet_units != STREAMING_PACKET_PERIOD_UNITS and self.transport.connected:
+                self._set_packet_period(STREAMING_PACKET_PERIOD_UNITS)
         return SpikeEvents.concatenate(parts)
+
+    def _set_packet_period(self, units: int) -> None:
+        self.transport.write_register(fr.Module.USB, fr.UsbParam.EARLY_PACKET_DELAY, units * fr.USB_EARLY_PACKET_UNIT_CYCLES)
 
     def iter_events(self) -> Iterator[SpikeEvents]:
         """Yield batches as they arrive; ends when the board is closed or unplugged."""
