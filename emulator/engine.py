@@ -79,10 +79,11 @@ collected 8 at a time through a uint64 view of the flag bytes.
 
 Event delivery
 --------------
-``key_offset`` / ``key_amount`` (:func:`delivery_table`) list for every input key the flat state
-index (synapse row, target neuron) and the current added (n_eff * syn_jump), precomputed once per
-(routing, parameters) pair.  A spike walks its neuron's keys (``neuron_key_ptr``/``neuron_keys``)
-and adds each key's amounts; external input events (pre-binned per step) add theirs.
+The routing CSR (:mod:`emulator.routing`) lists for every input key the (target, synapse type,
+CAM count) groups listening to it; :func:`delivery_table` packs each into 16 bits, so the whole
+table stays mostly in cache, and an event adds ``n_eff(count) * syn_jump[type, target]``.  A spike
+walks its neuron's keys (``neuron_key_ptr``/``neuron_keys``); external input events (pre-binned
+per step) add theirs.  Deliveries go straight into the synapse rows of the state.
 
 Partitions
 ----------
@@ -94,17 +95,21 @@ thread; :mod:`emulator.partition` finds them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from drivers.dynapse1.topology import N_NEURONS
+from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS, N_NEURONS_PER_CORE
 
 N_SYNAPSE_TYPES = 4
 GABA_B, GABA_A, NMDA, AMPA = 0, 1, 2, 3
 
+#: Input keys arriving at one core (``emulator.routing``: key = (chip*4 + core)*1024 + address).
+KEYS_PER_CORE = N_CORES_PER_CHIP * N_NEURONS_PER_CORE
 #: Row length of the state and parameter arrays: the 4096 neurons plus padding (see module doc).
 ROW = N_NEURONS + 80
 
@@ -117,20 +122,20 @@ S_NOISE = 7
 N_STATE = 8
 
 # --- parameter rows --------------------------------------------------------------------------------
-P_FB_SCALE = 0  # 1 / (4 I_anorm)
-P_FB_OFFSET = 1  # 1/2 - I_ath / (4 I_anorm):  u = I_mem * P_FB_SCALE + P_FB_OFFSET
-P_NMDA_GATE = 2
-P_DC = 3
-P_TAU = 4  # I_tau
-P_INV_TAU_I = 5  # 1 / I_tau
-P_DT_OVER_TAU = 6  # dt / tau_mem
-P_GAIN = 7  # I_gain
-P_SPK = 8
-P_SYN_DECAY = 9  # 9..12
-P_AHP_DECAY = 13
-P_N_REF = 14
-P_AHP_JUMP = 15
-N_PARAM = 16
+# Every row costs memory bandwidth, the update's limit, so what is uniform or follows from another
+# row is a scalar (:class:`KernelParameters`): the feedback offset, and dt / tau_mem, which is
+# I_tau times dt kappa / (C_mem U_T); 1 / I_tau is computed.
+P_FB_SCALE = 0  # 1 / (4 I_anorm):  u = I_mem * P_FB_SCALE + KernelParameters.fb_offset
+P_NMDA_GATE = 1
+P_DC = 2
+P_TAU = 3  # I_tau
+P_GAIN = 4  # I_gain
+P_SPK = 5
+P_SYN_DECAY = 6  # 6..9
+P_AHP_DECAY = 10
+P_N_REF = 11
+P_AHP_JUMP = 12
+N_PARAM = 13
 
 #: Currents that decay below this are set to 0, so long idle runs never reach subnormal floats
 #: (which are ~100x slower).  Far below I_0, so without effect on the dynamics.
@@ -185,7 +190,7 @@ def relax_factors(x):
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
-def _coefficients_pass(st, pr, work, n, i0, feedback_gain):
+def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_tau_per_amp):
     """Pass 1 over neurons 0..n-1 of the views: step 1; the membrane's B dt, A dt and I_mem into
     rows 0, 1, 2 of ``work`` (``ROW`` apart); the four synapses decayed in place."""
     for j in range(n):
@@ -196,15 +201,15 @@ def _coefficients_pass(st, pr, work, n, i0, feedback_gain):
         i_ampa = st[(S_SYN + AMPA) * ROW + j]
         ahp = st[S_AHP * ROW + j]
         # 1. sampled feedback and NMDA gate
-        u = min(max(v * pr[P_FB_SCALE * ROW + j] + pr[P_FB_OFFSET * ROW + j], _ZERO), _ONE)
+        u = min(max(v * pr[P_FB_SCALE * ROW + j] + fb_offset, _ZERO), _ONE)
         p = feedback_gain * u * u * (_F(3.0) - _F(2.0) * u)
         nmda_in = i_nmda * v / (v + pr[P_NMDA_GATE * ROW + j])
         # 2. coefficients of the exponential Euler step of the membrane
-        drive = max(i_ampa + nmda_in - i_gabab + pr[P_DC * ROW + j] + st[S_NOISE * ROW + j] - ahp
-                    - pr[P_TAU * ROW + j], _ZERO)
-        inv_tau_i = pr[P_INV_TAU_I * ROW + j]
+        i_tau = pr[P_TAU * ROW + j]
+        drive = max(i_ampa + nmda_in - i_gabab + pr[P_DC * ROW + j] + st[S_NOISE * ROW + j] - ahp - i_tau, _ZERO)
+        inv_tau_i = _ONE / i_tau
         s = (i_gabaa + ahp) * inv_tau_i
-        dt_over_tau = pr[P_DT_OVER_TAU * ROW + j]
+        dt_over_tau = i_tau * dt_over_tau_per_amp
         work[j] = (p - _ONE - s) * dt_over_tau
         work[ROW + j] = ((_ONE + s) * i0 + pr[P_GAIN * ROW + j] * (drive * inv_tau_i + p)) \
             * dt_over_tau
@@ -262,26 +267,31 @@ def _membrane_pass(st, pr, work, spiked, n, i_reset):
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
-def _add_key(key, st, key_ptr, key_offset, key_amount):
-    """Step 4 for one event arriving as input key ``key``."""
+def _add_key(key, st, key_ptr, key_entry, weight_of_count, jump):
+    """Step 4 for one event arriving as input key ``key`` (entries: :class:`DeliveryTable`)."""
+    core_base = (key // KEYS_PER_CORE) * N_NEURONS_PER_CORE
     for e in range(key_ptr[key], key_ptr[key + 1]):
-        st[key_offset[e]] += key_amount[e]
+        code = np.int64(key_entry[e])
+        syn_type = code >> 14
+        target = core_base + (code & 255)
+        st[(S_SYN + syn_type) * ROW + target] += weight_of_count[(code >> 8) & 63] * jump[syn_type * ROW + target]
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
-def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, st, pr,
+def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st, pr,
              noise_decay, noise_amplitude, noise_seed,
-             key_ptr, key_offset, key_amount, neuron_key_ptr, neuron_keys,
+             key_ptr, key_entry, weight_of_count, jump, neuron_key_ptr, neuron_keys,
              in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words):
     """Advance the neurons of one partition by ``n_steps``; return (number of spikes, steps done).
 
     Parameters
     ----------
     block_start, block_len : the partition's neurons, ``block_start[b] + 0..block_len-1``
-    st, pr : flat float32 state (``N_STATE * ROW``, modified in place) and parameters
+    i0 .. dt_over_tau_per_amp, pr : a :class:`KernelParameters`'s scalars and rows
+    st : flat float32 state (``N_STATE * ROW``), modified in place
     noise_* : Ornstein-Uhlenbeck input noise (amplitude 0 = off); seeds numba's per-thread
         generator, so only a single partition may run with noise on
-    key_ptr, key_offset, key_amount : delivery table (:func:`delivery_table`)
+    key_ptr, key_entry, weight_of_count, jump : routing CSR pointers and :class:`DeliveryTable`
     neuron_key_ptr, neuron_keys : keys each neuron's spike reaches (:mod:`emulator.routing`)
     in_step, in_key : external input events of this partition, steps relative to this call, sorted
     monitor_gid, monitor_out : neuron per monitor slot (-1 = none or not in this partition) and
@@ -299,6 +309,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, st, pr
     next_input = 0
     n_inputs = in_step.shape[0]
     f_i0, f_reset, f_gain = np.float32(i0), np.float32(i_reset), np.float32(feedback_gain)
+    f_offset, f_dt_over_tau = np.float32(fb_offset), np.float32(dt_over_tau_per_amp)
     work = np.empty(3 * ROW, np.float32)  # (B dt, A dt, I_mem) of one block
     f_noise_decay, f_noise_amplitude = np.float32(noise_decay), np.float32(noise_amplitude)
     for step in range(n_steps):
@@ -307,7 +318,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, st, pr
         n_spiking = _ZERO
         for b in range(n_blocks):
             lo = block_start[b]
-            _coefficients_pass(st[lo:], pr[lo:], work, block_len, f_i0, f_gain)
+            _coefficients_pass(st[lo:], pr[lo:], work, block_len, f_i0, f_gain, f_offset, f_dt_over_tau)
             n_spiking += _membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], block_len, f_reset)
         if use_noise:
             for b in range(n_blocks):
@@ -327,9 +338,9 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, st, pr
                             spike_gid[n_spikes] = i
                             n_spikes += 1
                             for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                                _add_key(neuron_keys[kk], st, key_ptr, key_offset, key_amount)
+                                _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
         while next_input < n_inputs and in_step[next_input] == step:
-            _add_key(in_key[next_input], st, key_ptr, key_offset, key_amount)
+            _add_key(in_key[next_input], st, key_ptr, key_entry, weight_of_count, jump)
             next_input += 1
         for m in range(monitor_gid.shape[0]):
             if monitor_gid[m] >= 0:
@@ -349,38 +360,81 @@ def state_rows(state: np.ndarray) -> np.ndarray:
     return state.reshape(N_STATE, ROW)[:, :N_NEURONS]
 
 
-def pack_parameters(params) -> np.ndarray:
-    """Flat float32 parameter array (``N_PARAM`` rows of ``ROW``) for :func:`simulate`.
+@dataclass(frozen=True)
+class KernelParameters:
+    """The equation parameters as :func:`simulate` takes them."""
 
-    ``params`` is a :class:`emulator.neuron_params.NeuronParameters`.
+    rows: np.ndarray  # flat float32, N_PARAM rows of ROW
+    i0: float
+    i_reset: float
+    feedback_gain: float
+    fb_offset: float  # 1/2 - I_ath / (4 I_anorm), the same for every neuron
+    dt_over_tau_per_amp: float  # dt / (tau_mem I_tau), the same for every neuron
+
+
+def _uniform(name: str, values: np.ndarray) -> float:
+    first = float(values.flat[0])
+    if not np.allclose(values, first, rtol=1e-9, atol=0.0):
+        raise ValueError(f"the kernel needs {name} equal for all neurons; it ranges "
+                         f"{values.min():.6g}..{values.max():.6g}")
+    return first
+
+
+def pack_parameters(params) -> KernelParameters:
+    """The kernel's form of a :class:`emulator.neuron_params.NeuronParameters`.
+
+    Raises ``ValueError`` if the parameters break what the packed form relies on: feedback onset
+    and width in the same ratio to the threshold for every neuron, and tau_mem I_tau the same for
+    every neuron (tau_mem = C_mem U_T / (kappa I_tau), one capacitance for all).
     """
     packed = np.zeros((N_PARAM, ROW), np.float32)
     rows = packed[:, :N_NEURONS]
     fb_scale = 1.0 / (4.0 * params.i_feedback_width)
+    fb_offset = _uniform("the feedback offset I_ath / (4 I_anorm)", 0.5 - params.i_feedback_onset * fb_scale)
+    dt_over_tau_per_amp = _uniform("tau_mem * I_tau", params.dt / (params.tau_mem * params.i_tau))
     rows[P_FB_SCALE] = fb_scale
-    rows[P_FB_OFFSET] = 0.5 - params.i_feedback_onset * fb_scale
     rows[P_NMDA_GATE] = params.i_nmda_gate
     rows[P_DC] = params.i_dc
     rows[P_TAU] = params.i_tau
-    rows[P_INV_TAU_I] = 1.0 / params.i_tau
-    rows[P_DT_OVER_TAU] = params.dt / params.tau_mem
     rows[P_GAIN] = params.i_gain
     rows[P_SPK] = params.i_spk
     rows[P_SYN_DECAY : P_SYN_DECAY + N_SYNAPSE_TYPES] = params.syn_decay
     rows[P_AHP_DECAY] = params.ahp_decay
     rows[P_N_REF] = np.minimum(params.n_ref, MAX_REFRACTORY_STEPS)
     rows[P_AHP_JUMP] = params.ahp_jump
-    return packed.ravel()
+    return KernelParameters(packed.ravel(), float(params.i0), float(params.i_reset), float(params.feedback_gain),
+                            fb_offset, dt_over_tau_per_amp)
 
 
-def delivery_table(routing, params) -> tuple[np.ndarray, np.ndarray]:
-    """(key_offset int32, key_amount float32) aligned with ``routing.key_target``.
+@dataclass(frozen=True)
+class DeliveryTable:
+    """What one event adds, per routing entry, in 2 bytes (see :func:`delivery_table`)."""
 
-    For every CSR entry of the routing tables: the flat state index of its (synapse row, target)
-    and the current one event adds there, n_eff * syn_jump[type, target].
+    entry: np.ndarray  # uint16 per routing entry: type << 14 | (CAM count - 1) << 8 | target within its core
+    weight_of_count: np.ndarray  # float32 (64,): n_eff of 1..64 matching CAM entries
+    jump: np.ndarray  # flat float32, N_SYNAPSE_TYPES rows of ROW: syn_jump per type and neuron
+
+
+def delivery_table(routing, params) -> DeliveryTable:
+    """The routing entries packed for the kernel.
+
+    Every entry of key k reaches a neuron of the core k // 1024 names (its chip and core), so
+    the target within that core (8 bits), the synapse type (2 bits) and the CAM count (6 bits)
+    fit in 16 bits.  The table for a full board is then 0.5 MB instead of 2 MB as (int32 index,
+    float32 amount): mostly cache-resident, which made delivery about twice as fast.  An event
+    adds ``weight_of_count[count - 1] * jump[type, target]``.
     """
     target = routing.key_target.astype(np.int64)
-    syn_type = routing.key_type.astype(np.int64)
-    offset = ((S_SYN + syn_type) * ROW + target).astype(np.int32)
-    amount = (routing.key_weight * params.syn_jump[syn_type, target]).astype(np.float32)
-    return offset, amount
+    key_of_entry = np.repeat(np.arange(len(routing.key_ptr) - 1), np.diff(routing.key_ptr))
+    core_of_key = key_of_entry // KEYS_PER_CORE
+    if not np.array_equal(target // N_NEURONS_PER_CORE, core_of_key):
+        raise ValueError("routing entry outside the core its input key arrives at")
+    count = routing.key_count.astype(np.int64)
+    if len(count) and not (count.min() >= 1 and count.max() <= 64):
+        raise ValueError("CAM count per routing entry must be 1..64")
+    entry = (routing.key_type.astype(np.int64) << 14) | ((count - 1) << 8) | (target % N_NEURONS_PER_CORE)
+    weight_of_count = np.zeros(64, np.float32)
+    weight_of_count[count - 1] = routing.key_weight  # one value per count (the saturation curve)
+    jump = np.zeros((N_SYNAPSE_TYPES, ROW), np.float32)
+    jump[:, :N_NEURONS] = params.syn_jump
+    return DeliveryTable(entry.astype(np.uint16), weight_of_count, jump.ravel())

@@ -67,9 +67,9 @@ def saturated_count(n: np.ndarray, saturation_count: float, sharpness: float) ->
 class RoutingTables:
     """CSR tables used by the engine.
 
-    key_ptr, key_target, key_type, key_weight
+    key_ptr, key_target, key_type, key_weight, key_count
         For input key k, entries ``key_ptr[k]:key_ptr[k+1]`` list target neuron (gid), synapse
-        type and effective multiplicity (saturated CAM count).
+        type, effective multiplicity (saturated CAM count) and the CAM count itself (1..64).
     neuron_key_ptr, neuron_keys
         For neuron gid, the input keys its spike reaches inside the grid (all SRAM cells, all
         cores of each mask).
@@ -82,6 +82,7 @@ class RoutingTables:
     key_target: np.ndarray
     key_type: np.ndarray
     key_weight: np.ndarray
+    key_count: np.ndarray
     neuron_key_ptr: np.ndarray
     neuron_keys: np.ndarray
     host_chip: np.ndarray
@@ -151,6 +152,7 @@ def build_routing(tables: ChipTables, saturation_count: float, sharpness: float,
         key_target=key_target,
         key_type=key_type,
         key_weight=key_weight,
+        key_count=counts.astype(np.uint8),
         neuron_key_ptr=neuron_key_ptr,
         neuron_keys=key_all[order].astype(np.int32),
         host_chip=host_chip,

@@ -155,13 +155,15 @@ class BoardSimulator:
         self._noise_rng = rng_for(self.serial, self.config.seed, "noise")
         self._params: NeuronParameters | None = None
         self._params_key: tuple | None = None
-        self._packed: np.ndarray | None = None
+        self._packed: engine.KernelParameters | None = None
         self._routing: RoutingTables | None = None
         self._routing_version = -1
-        self._delivery: tuple[np.ndarray, np.ndarray] | None = None
+        self._delivery: engine.DeliveryTable | None = None
         self._delivery_key: tuple | None = None
         self._groups: list[list[int]] | None = None
         self._spiked = np.zeros(N_NEURONS, np.uint8)  # kernel scratch: spike flags
+        self._host_route_of: RoutingTables | None = None
+        self._host_route: tuple[np.ndarray, np.ndarray] | None = None
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
@@ -288,14 +290,14 @@ class BoardSimulator:
             self._packed = None
         return self._params
 
-    def _packed_parameters(self) -> np.ndarray:
+    def _packed_parameters(self) -> engine.KernelParameters:
         params = self.parameters()
         if self._packed is None:
             self._packed = engine.pack_parameters(params)
         return self._packed
 
-    def _delivery_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per routing entry: flat state index and current added (rebuilt with routing or parameters)."""
+    def _delivery_table(self) -> engine.DeliveryTable:
+        """What each routing entry adds per event (rebuilt with routing or parameters)."""
         params, routing = self.parameters(), self.routing()
         key = (id(params), id(routing))
         if self._delivery is None or key != self._delivery_key:
@@ -375,7 +377,6 @@ class BoardSimulator:
         return SpikeEvents.concatenate(host_batches)
 
     def _run_chunk(self, n_steps: int) -> tuple[SpikeEvents, SpikeEvents]:
-        params = self.parameters()
         routing = self.routing()
         step0 = self._step
         det_step, det_key = self.pending_input_events(step0, n_steps)
@@ -393,7 +394,7 @@ class BoardSimulator:
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
         noise_seed = int(self._noise_rng.integers(0, 2**31 - 1))
-        shared = (params, routing, self._packed_parameters(), self._delivery_table(), noise_decay,
+        shared = (routing, self._packed_parameters(), self._delivery_table(), noise_decay,
                   noise_amplitude, noise_seed, monitor_out)
 
         partitions = self._partitions(n_steps, noise_on)
@@ -423,10 +424,12 @@ class BoardSimulator:
         Safe to run concurrently with the other partitions of the same chunk: they touch
         disjoint neurons of the state, flags and monitor columns.
         """
-        params, routing, packed, (key_offset, key_amount), noise_decay, noise_amplitude, noise_seed, \
+        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, \
             monitor_out = shared
         block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
-        capacity = max(4 * N_NEURONS_PER_CHIP * len(chips), int(n_steps * N_NEURONS_PER_CHIP * len(chips) * 0.002))
+        # room for a mean rate of 50 Hz at 0.1 ms; more spikes cost one restart with twice the room
+        n_neurons = N_NEURONS_PER_CHIP * len(chips)
+        capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
         spiked_words = self._spiked.view(np.uint64)
         steps_out: list[np.ndarray] = []
         gids_out: list[np.ndarray] = []
@@ -436,9 +439,10 @@ class BoardSimulator:
             spike_gid = np.empty(capacity, np.int32)
             first = np.searchsorted(in_step, done)
             n_spikes, steps_done = engine.simulate(
-                n_steps - done, block_start, N_NEURONS_PER_CHIP, params.i0, params.i_reset, params.feedback_gain,
-                self.state.buffer, packed, noise_decay, noise_amplitude, noise_seed,
-                routing.key_ptr, key_offset, key_amount, routing.neuron_key_ptr, routing.neuron_keys,
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, packed.i0, packed.i_reset, packed.feedback_gain,
+                packed.fb_offset, packed.dt_over_tau_per_amp, self.state.buffer, packed.rows, noise_decay, noise_amplitude, noise_seed,
+                routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+                routing.neuron_key_ptr, routing.neuron_keys,
                 in_step[first:] - done, in_key[first:], monitor_gid, monitor_out[done:],
                 spike_step, spike_gid, self._spiked, spiked_words,
             )
@@ -455,12 +459,31 @@ class BoardSimulator:
 
     def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
         """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
+        single = self._single_host_route(routing)
+        if single is not None:  # at most one host cell per neuron (the usual case): 1-D lookups
+            chip_of, core_of = single
+            chip = chip_of[gids]
+            hit = chip >= 0
+            routed = gids[hit]
+            return SpikeEvents(self._step_to_us(steps[hit]), chip[hit], core_of[routed], routed % N_NEURONS_PER_CORE)
         chip = routing.host_chip[gids]  # (n_spikes, 4 cells)
         core = routing.host_core[gids]
         hit = chip >= 0
         spike_index = np.nonzero(hit)[0]  # row-major: time order, then SRAM cell order
         return SpikeEvents(self._step_to_us(steps[spike_index]), chip[hit], core[hit],
                            gids[spike_index] % N_NEURONS_PER_CORE)
+
+    def _single_host_route(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray] | None:
+        """(host chip, host core) per neuron (-1 = none) when no neuron has two host routes, else None."""
+        if self._host_route_of is not routing:
+            self._host_route_of = routing
+            hit = routing.host_chip >= 0
+            self._host_route = None
+            if hit.sum(axis=1).max() <= 1:
+                cell = np.argmax(hit, axis=1)
+                rows = np.arange(N_NEURONS)
+                self._host_route = (routing.host_chip[rows, cell], routing.host_core[rows, cell])
+        return self._host_route
 
     # --- analog monitor -----------------------------------------------------------------------------
     def _record_monitor(self, step0: int, monitor_gid: np.ndarray, monitor_out: np.ndarray) -> None:
