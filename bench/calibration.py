@@ -1,0 +1,112 @@
+"""Benchmark: closed-loop calibration of converted networks on the emulator with its default mismatch.
+
+For each task: train the RNN, constrain it (the conversion pipeline's defaults), map it, then on a
+fresh emulated board (default mismatch, ``--seed``) run :func:`calibrate_network` (measurement,
+per-core bias tuning, neuron selection, CAM compensation, chip-in-the-loop fine-tuning) and
+evaluate on the board both the uncompensated network (``board_before``: nominal neurons, core
+weight biases tuned to the population, i.e. transfer matching alone) and the calibrated one
+(``board_after``), on the same test samples as the constrained float RNN.
+
+Prints progress lines; the last line is one JSON object::
+
+    {"gain_cv_before": ..., "gain_cv_after": ..., "chip_seconds": ...,
+     "seq_digits": {"constrained": ..., "board_before": ..., "board_after": ...}, "mnist1d": {...}, ...}
+
+``gain_cv_*`` and ``chip_seconds`` are the worst over the tasks run (one chip per task);
+``chip_seconds`` is the calibration measurement's chip time (transfer curves and bias tuning).
+The chip-in-the-loop validation runs and the test evaluation are reported separately
+(``chip_seconds_loop``, ``chip_seconds_test``).  Timings on the shared 2-core machine are noisy.
+
+Usage: ``python bench/calibration.py [--tasks seq_digits mnist1d] [--n-test N] [--seed S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def run_task(name: str, args: argparse.Namespace) -> dict:
+
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
+    from neurolab_gui.core.calibration.progress import metered
+    from neurolab_gui.core.conversion import pipeline, tasks
+    from neurolab_gui.core.conversion.constrain import constrain
+    from neurolab_gui.core.conversion.mapping import map_network
+    from neurolab_gui.core.conversion.spiking_run import run_on_board
+    from neurolab_gui.core.conversion.training import evaluate
+
+    t0 = time.perf_counter()
+    task = tasks.load_task(name)
+    cfg = pipeline.PipelineConfig()
+    if args.epochs is not None:
+        cfg.train.epochs = args.epochs
+    model, _ = pipeline.train_model(task, cfg)
+    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
+    mapped = map_network(net, cfg.time_mapping(), cfg.settings)
+    print(f"[{name}] trained and constrained in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    n = min(args.n_test, len(task.x_test))
+    x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+    board = metered(open_emulated_board(f"NLBENCH-{name.upper()}", EmulatorConfig(seed=args.seed)))
+    try:
+        def show(e) -> None:
+            if e.message:
+                print(f"[{name}] {e.fraction:5.1%} {e.step}: {e.message} (chip {e.chip_s:.1f} s)", flush=True)
+
+        cal = calibrate_network(board, mapped, net, task, CalibrationConfig(n_validation=args.n_validation, seed=args.seed), progress=show)
+        chip_before_test = board.chip_s
+        before = run_on_board(board, cal.mapped_before, x, lengths, args.seed)
+        after = run_on_board(board, cal.mapped, x, lengths, args.seed)
+        chip_test = board.chip_s - chip_before_test
+    finally:
+        board.close()
+    constrained_acc, _ = evaluate(net.model, x, y, lengths)
+    constrained_full, _ = evaluate(net.model, task.x_test, task.y_test, task.lengths_test)
+    finetuned_acc, _ = evaluate(cal.constrained.model, x, y, lengths)
+    out = {
+        "constrained": constrained_acc,
+        "constrained_full_test": constrained_full,
+        "constrained_finetuned": finetuned_acc,
+        "board_before": before.accuracy(y),
+        "board_after": after.accuracy(y),
+        "n_test": n,
+        "gain_cv_before": cal.gain_cv_before,
+        "gain_cv_after": cal.gain_cv_after,
+        "inh_gain_cv_before": cal.inh_gain_cv_before,
+        "inh_gain_cv_after": cal.inh_gain_cv_after,
+        "chip_seconds": cal.chip_s_measurement,
+        "chip_seconds_loop": cal.chip_s_loop,
+        "chip_seconds_test": chip_test,
+        "loop": cal.loop_history,
+        "wall_s": time.perf_counter() - t0,
+    }
+    print(f"[{name}] {json.dumps(out)}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["seq_digits", "mnist1d"])
+    parser.add_argument("--n-test", type=int, default=300, help="test samples run on the board per task")
+    parser.add_argument("--n-validation", type=int, default=100, help="training samples for the in-the-loop validation")
+    parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick runs)")
+    parser.add_argument("--seed", type=int, default=0, help="emulator mismatch seed")
+    args = parser.parse_args(argv)
+    results = {name: run_task(name, args) for name in args.tasks}
+    summary = {
+        "gain_cv_before": max(r["gain_cv_before"] for r in results.values()),
+        "gain_cv_after": max(r["gain_cv_after"] for r in results.values()),
+        "chip_seconds": max(r["chip_seconds"] for r in results.values()),
+        **results,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

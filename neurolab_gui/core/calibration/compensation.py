@@ -1,0 +1,194 @@
+"""Mismatch compensation with measured per-neuron gains and offsets.
+
+Three levers, applied in this order by :mod:`.engine`:
+
+(a) :func:`select_neurons` - which physical neurons carry the RNN units.  A core has 256 neurons
+    and a converted network uses a few dozen of them, so every core group picks the neurons
+    whose measured gains lie closest to the core's median (log distance, the excitatory gain
+    weighted fully and the inhibitory gain by ``inhibitory_weight``: the excitatory transfer
+    gain is the one the effective-gain target is about; the residual inhibitory spread is left
+    to the fine-tuning, which knows every neuron's measured inhibitory gain).
+(b) :func:`compensate_multiplicities` - integer CAM multiplicities divided by the unit's
+    relative gain (separately for excitatory and inhibitory inputs) and projected back onto the
+    grid and the fan-in budget.  With selected neurons the correction is mostly below half a
+    copy, so it changes few entries; it matters where a unit is far from its target.
+(c) :class:`MeasuredTransfer` + :func:`fine_tune` - chip-in-the-loop training: the constrained
+    RNN is fine-tuned in torch with every unit's *measured* transfer function in the forward pass
+    (``w_eff = g_exc * W+ + g_inh * W-`` per row, rheobase offset subtracted through the bias
+    channel), its weights kept on the DYNAP-SE1 grid by a straight-through quantiser with the
+    core scales fixed (the weight biases were tuned to them).  The engine then redeploys the
+    network, measures its accuracy on the board and repeats while the accuracy improves.
+
+Modelling choices of (c), parameters of the functions: the refractory saturation of every unit
+is the model's (the per-neuron spread of ``t_ref``, 8 % on silicon, is not modelled), and the
+offset enters through the bias channel, which reaches its full value after a few ``tau``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from drivers.dynapse1.netlist import Netlist, NeuronAddress
+
+from ..conversion.constrain import ConstrainedNetwork, project_row_multiplicities, stacked_weights
+from ..conversion.mapping import MappedNetwork
+from ..conversion.models import RateRNN
+from ..conversion.tasks import Task
+from ..conversion.training import ProgressCallback, TrainConfig, train
+from .measure import GainFit
+
+
+def select_neurons(
+    mapped: MappedNetwork,
+    exc: GainFit,
+    inh: GainFit | None = None,
+    inhibitory_weight: float = 0.05,
+) -> list[NeuronAddress]:
+    """The physical neuron for every unit of ``mapped``: the best-matched ones of each core.
+
+    Candidates are the neurons of the group's core measured in ``exc`` (and ``inh``) with valid
+    fits; on core 0, ids up to the highest input-source id are excluded (they alias with the
+    FPGA sources).  Raises ``ValueError`` when a core has fewer valid neurons than units.
+    """
+    idx_e = {a: i for i, a in enumerate(exc.addresses)}
+    idx_i = {a: i for i, a in enumerate(inh.addresses)} if inh is not None else {}
+    first_free_core0 = mapped.n_sources + 1
+    out: list[NeuronAddress | None] = [None] * mapped.n_hidden
+    unit_core = [(a.chip, a.core) for a in mapped.unit_addresses]
+    for chip, core in sorted(set(unit_core)):
+        units = [u for u, k in enumerate(unit_core) if k == (chip, core)]
+        cands = [a for a in exc.addresses if (a.chip, a.core) == (chip, core) and exc.valid[idx_e[a]]
+                 and (core != 0 or a.neuron >= first_free_core0)]
+        if inh is not None:
+            cands = [a for a in cands if a in idx_i and inh.valid[idx_i[a]]]
+        if len(cands) < len(units):
+            raise ValueError(f"core {chip}/{core}: {len(units)} units but only {len(cands)} neurons with valid measurements")
+        le = np.log([exc.gain[idx_e[a]] for a in cands])
+        dist = ((le - np.median(le)) / max(np.std(le), 1e-9)) ** 2
+        if inh is not None and inhibitory_weight > 0:
+            li = np.log([inh.gain[idx_i[a]] for a in cands])
+            dist += inhibitory_weight * ((li - np.median(li)) / max(np.std(li), 1e-9)) ** 2
+        chosen = [cands[i] for i in np.argsort(dist, kind="stable")[: len(units)]]
+        chosen.sort(key=lambda a: a.neuron)
+        for u, a in zip(units, chosen, strict=True):
+            out[u] = a
+    return out  # type: ignore[return-value]
+
+
+def relocate_units(mapped: MappedNetwork, addresses: list[NeuronAddress]) -> MappedNetwork:
+    """A copy of ``mapped`` whose units sit on ``addresses`` (netlist rewritten, biases kept)."""
+    if len(addresses) != mapped.n_hidden or len(set(addresses)) != len(addresses):
+        raise ValueError(f"need {mapped.n_hidden} distinct neuron addresses, got {len(set(addresses))}")
+    for old, new in zip(mapped.unit_addresses, addresses, strict=True):
+        if (old.chip, old.core) != (new.chip, new.core):
+            raise ValueError(f"a unit may only move within its core: {old} -> {new}")
+    move = dict(zip(mapped.unit_addresses, addresses, strict=True))
+    netlist = Netlist(monitored={move.get(a, a) for a in mapped.netlist.monitored})
+    for c in mapped.netlist.connections:
+        pre = move.get(c.pre, c.pre) if isinstance(c.pre, NeuronAddress) else c.pre
+        netlist.add(pre, move[c.post], c.synapse, c.multiplicity)
+    out = copy.deepcopy(mapped)
+    out.netlist = netlist
+    out.unit_addresses = list(addresses)
+    return out
+
+
+def compensate_multiplicities(
+    net: ConstrainedNetwork, gain_exc_rel: np.ndarray, gain_inh_rel: np.ndarray
+) -> np.ndarray:
+    """Multiplicities with every row's excitatory part divided by ``gain_exc_rel`` and inhibitory by ``gain_inh_rel``.
+
+    Relative gains are measured gain / target gain per unit.  The result stays on the
+    precision grid and within the fan-in budget (the conversion's projection).
+    """
+    m = net.multiplicity.astype(float)
+    ge = np.asarray(gain_exc_rel, float)[:, None]
+    gi = np.asarray(gain_inh_rel, float)[:, None]
+    if ge.shape[0] != m.shape[0] or gi.shape[0] != m.shape[0] or not (np.all(ge > 0) and np.all(gi > 0)):
+        raise ValueError("relative gains must be positive, one per hidden unit")
+    v = np.where(m > 0, m / ge, m / gi)
+    return project_row_multiplicities(v, net.precision, net.max_fan_in)
+
+
+@dataclass
+class UnitTransfer:
+    """Measured transfer function of every unit relative to its target: gains and offset."""
+
+    gain_exc: np.ndarray  # measured / target excitatory gain
+    gain_inh: np.ndarray  # measured / target inhibitory gain
+    offset: np.ndarray  # rheobase offset in activation units (offset_hz / r_max)
+
+    def to_dict(self) -> dict:
+        return {k: np.asarray(v).round(5).tolist() for k, v in dataclasses.asdict(self).items()}
+
+
+class MeasuredTransfer:
+    """RNN weight transform: DYNAP-SE1 grid (straight-through) then the measured per-unit transfer.
+
+    ``scales[group]`` stay fixed (the core weight biases realise them).  Used as
+    ``RateRNN.weight_transform`` during chip-in-the-loop fine-tuning and evaluation.
+    """
+
+    def __init__(self, net: ConstrainedNetwork, transfer: UnitTransfer | None) -> None:
+        self.net = net
+        self.q = net.scale[net.unit_group][:, None]
+        self.transfer = transfer
+
+    def multiplicities(self, stacked: np.ndarray) -> np.ndarray:
+        return project_row_multiplicities(stacked / self.q, self.net.precision, self.net.max_fan_in)
+
+    def __call__(self, w_in: torch.Tensor, w_bias: torch.Tensor, w_rec: torch.Tensor):
+        f = w_in.shape[1]
+        stacked = torch.cat([w_in, w_bias[:, None], w_rec], dim=1)
+        m = self.multiplicities(stacked.detach().cpu().numpy())
+        wq = torch.as_tensor(self.q * m, dtype=stacked.dtype, device=stacked.device)
+        w = stacked + (wq - stacked).detach()
+        if self.transfer is not None:
+            ge = torch.as_tensor(self.transfer.gain_exc, dtype=w.dtype, device=w.device)[:, None]
+            gi = torch.as_tensor(self.transfer.gain_inh, dtype=w.dtype, device=w.device)[:, None]
+            w = torch.where(wq > 0, w * ge, w * gi)
+            off = torch.as_tensor(self.transfer.offset, dtype=w.dtype, device=w.device)
+            w = torch.cat([w[:, :f], (w[:, f] - off)[:, None], w[:, f + 1 :]], dim=1)
+        return w[:, :f], w[:, f], w[:, f + 1 :]
+
+
+def with_multiplicities(net: ConstrainedNetwork, m: np.ndarray, model: RateRNN | None = None) -> ConstrainedNetwork:
+    """A constrained network with multiplicities ``m`` (same groups and scales); weights = q m exactly."""
+    model = copy.deepcopy(model if model is not None else net.model)
+    model.weight_transform = None
+    w = net.scale[net.unit_group][:, None] * m
+    f = net.n_inputs
+    with torch.no_grad():
+        model.w_in.copy_(torch.as_tensor(w[:, :f]))
+        model.w_bias.copy_(torch.as_tensor(w[:, f]))
+        model.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
+    return ConstrainedNetwork(model, np.asarray(m, np.int64), net.unit_group.copy(), net.scale.copy(), net.precision, net.max_fan_in)
+
+
+def hardware_model(net: ConstrainedNetwork, transfer: UnitTransfer | None) -> RateRNN:
+    """The constrained model with the measured transfer in its forward pass (for evaluation)."""
+    model = copy.deepcopy(net.model)
+    model.weight_transform = MeasuredTransfer(net, transfer)
+    return model
+
+
+def fine_tune(
+    net: ConstrainedNetwork,
+    transfer: UnitTransfer,
+    task: Task,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ConstrainedNetwork:
+    """Fine-tune ``net`` (left unchanged) with the measured transfer in the loop; see the module docstring."""
+    model = copy.deepcopy(net.model)
+    model.weight_transform = MeasuredTransfer(net, transfer)
+    train(model, task, config, progress=progress, cancel=cancel)
+    m = model.weight_transform.multiplicities(stacked_weights(model))
+    return with_multiplicities(net, m, model)

@@ -1,0 +1,313 @@
+"""The closed-loop calibration of a converted network on a board (silicon or emulator alike).
+
+:func:`calibrate_network` runs, through the Board API only:
+
+1. per-neuron transfer curves of every neuron of the cores in use, through AMPA and through
+   GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`.measure`);
+2. selection of the best-matched neurons for the units (:func:`.compensation.select_neurons`);
+3. per-core tuning of the AMPA and GABA_B weight biases so that the *selected* neurons' median
+   gain equals the copy weight ``q`` the constrained network expects (:mod:`.bias_tuning`,
+   discrete ladder search), each round measuring all cores at once;
+4. a final measurement with the tuned biases: the "after" per-neuron gains (measured, not
+   predicted) and the unit transfer functions;
+5. CAM-multiplicity compensation and chip-in-the-loop fine-tuning: redeploy, measure accuracy on a
+   validation split of the training set on the board, repeat while it improves.
+
+Cancellation (``cancel.set()``) stops at the next step and leaves the board in a known state: the
+spike generator stopped, the chip's connections cleared and the biases of the calibrated cores
+back to what they were when the calibration started.
+
+Gain definitions: a neuron's gain is the slope of its rate (refractory compression undone with
+the network's nominal ``t_ref``) against its input drive in Hz per CAM copy, over the operating
+range (output 20-120 Hz by default); the *effective gain CV* reported is the excitatory (AMPA)
+gain's, the inhibitory one is reported beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.dynapse1.board_api import BiasValue, Board
+from drivers.dynapse1.netlist import NeuronAddress
+
+from ..conversion.constrain import ConstrainedNetwork
+from ..conversion.mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork, map_network
+from ..conversion.tasks import Task
+from ..conversion.training import TrainConfig, evaluate
+from .bias_tuning import TuningKnob, tune_core_biases
+from .compensation import (
+    UnitTransfer,
+    compensate_multiplicities,
+    fine_tune,
+    hardware_model,
+    relocate_units,
+    select_neurons,
+    with_multiplicities,
+)
+from .measure import GainFit, TransferCurves, fit_gains, measure_synaptic_curves, probe_neurons
+from .progress import CalibrationCancelled, MeteredBoard, ProgressReporter, ProgressSink, metered
+
+
+@dataclass
+class CalibrationConfig:
+    """Choices of a network calibration; defaults are the ones the benchmark uses."""
+
+    multiplicity: int = 4  # CAM copies of the probe source (well below the ~8-copy saturation)
+    exc_levels_hz: tuple[float, ...] = (20.0, 45.0, 70.0, 95.0, 120.0)  # target output f0 per level
+    inh_drive_hz: float = 150.0  # f0 of the AMPA drive under the inhibition probe
+    inh_levels_hz: tuple[float, ...] = (15.0, 40.0, 65.0, 90.0, 110.0)  # f0 decrease per level
+    level_s: float = 0.5
+    settle_s: float = 0.1
+    min_rate_hz: float = 5.0
+    weight_rounds: int = 4
+    weight_tolerance: float = 0.01
+    inhibitory_weight: float = 0.05
+    fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4, lr=1e-3, noise_std=0.05))
+    loop_iterations: int = 3
+    min_improvement: float = 0.0
+    n_validation: int = 100
+    seed: int = 0
+
+
+@dataclass
+class NetworkCalibration:
+    """Everything a network calibration produced (see :func:`calibrate_network`)."""
+
+    mapped: MappedNetwork  # final network on the selected neurons with the tuned biases
+    #: the uncompensated network (nominal neurons, core weight biases tuned to the population):
+    #: the state transfer-curve matching alone reaches, for before/after comparisons
+    mapped_before: MappedNetwork
+    constrained: ConstrainedNetwork  # final (fine-tuned) constrained network
+    selected: list[NeuronAddress]
+    curves_before: dict[str, TransferCurves]
+    curves_after: dict[str, TransferCurves]
+    fits_before: dict[str, GainFit]
+    fits_after: dict[str, GainFit]
+    transfer: UnitTransfer
+    gain_cv_before: float
+    gain_cv_after: float
+    inh_gain_cv_before: float
+    inh_gain_cv_after: float
+    chip_s_measurement: float
+    chip_s_loop: float
+    loop_history: list[dict] = field(default_factory=list)
+    weight_biases: dict[str, list[int]] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def chip_s(self) -> float:
+        return self.chip_s_measurement + self.chip_s_loop
+
+    def summary(self) -> dict:
+        return {
+            "gain_cv_before": self.gain_cv_before,
+            "gain_cv_after": self.gain_cv_after,
+            "inh_gain_cv_before": self.inh_gain_cv_before,
+            "inh_gain_cv_after": self.inh_gain_cv_after,
+            "chip_s_measurement": self.chip_s_measurement,
+            "chip_s_loop": self.chip_s_loop,
+            "loop": self.loop_history,
+            "weight_biases": self.weight_biases,
+            "wall_s": self.wall_s,
+        }
+
+
+def relative_cv(gains: np.ndarray, targets: np.ndarray) -> float:
+    """CV of ``gains / targets`` (a unit's gain relative to what its core group asks for).
+
+    Neurons without a valid fit (nan) count as missing; they are reported by the callers.
+    """
+    rel = np.asarray(gains, float) / np.asarray(targets, float)
+    rel = rel[np.isfinite(rel)]
+    return float(np.std(rel) / np.mean(rel)) if len(rel) > 1 else float("nan")
+
+
+def _group_of_core(mapped: MappedNetwork) -> dict[tuple[int, int], int]:
+    return {gc: g for g, gc in enumerate(mapped.group_cores)}
+
+
+class _SynapticProbe:
+    """Measures AMPA and GABA_B curves of all neurons of the network's cores at once."""
+
+    def __init__(self, board: Board, mapped: MappedNetwork, scales: np.ndarray, cfg: CalibrationConfig) -> None:
+        self.board, self.mapped, self.cfg = board, mapped, cfg
+        cores = sorted({c for _, c in mapped.group_cores})
+        self.addresses = probe_neurons(mapped.chip, cores, exclude_core0_below=max(mapped.n_sources + 1, 3 + cfg.multiplicity))
+        self.q = float(np.median(scales))  # one probe source for all cores: levels from the median q
+        self.t_ref = float(mapped.settings.t_ref_s)
+
+    def run(self) -> tuple[dict[str, TransferCurves], dict[str, GainFit]]:
+        cfg, m = self.cfg, self.cfg.multiplicity
+        exc_rates = [lvl / self.q / m for lvl in cfg.exc_levels_hz]
+        exc = measure_synaptic_curves(self.board, self.addresses, EXCITATORY, exc_rates, m, level_s=cfg.level_s, settle_s=cfg.settle_s)
+        drive_x = cfg.inh_drive_hz / self.q
+        m_drive = int(np.clip(np.ceil(drive_x / 250.0), 1, 64 - m))
+        inh_rates = [lvl / self.q / m for lvl in cfg.inh_levels_hz]
+        inh = measure_synaptic_curves(self.board, self.addresses, INHIBITORY, inh_rates, m, drive_x / m_drive, m_drive,
+                                      level_s=cfg.level_s, settle_s=cfg.settle_s)
+        fits = {
+            "AMPA": fit_gains(exc, self.t_ref, cfg.min_rate_hz),
+            "GABA_B": fit_gains(inh, self.t_ref, cfg.min_rate_hz, inhibitory=True),
+        }
+        return {"AMPA": exc, "GABA_B": inh}, fits
+
+
+def _restore(board: Board, chip: int, start: dict[tuple[int, int, str], BiasValue]) -> None:
+    board.stop_spike_generator()
+    board.clear_connections([chip])
+    board.apply_bias_set(start)
+
+
+def deploy(mapped_template: MappedNetwork, net: ConstrainedNetwork, selected: list[NeuronAddress]) -> MappedNetwork:
+    """``net`` mapped like ``mapped_template`` (time, settings, tuned biases) onto ``selected`` neurons."""
+    fresh = map_network(net, copy.deepcopy(mapped_template.time), copy.deepcopy(mapped_template.settings), chip=mapped_template.chip)
+    fresh.biases = dict(mapped_template.biases)
+    return relocate_units(fresh, selected)
+
+
+def calibrate_network(
+    board: Board,
+    mapped: MappedNetwork,
+    net: ConstrainedNetwork,
+    task: Task | None = None,
+    config: CalibrationConfig | None = None,
+    progress: ProgressSink | None = None,
+    cancel: threading.Event | None = None,
+) -> NetworkCalibration:
+    """Calibrate ``mapped`` (the conversion of ``net``) on ``board``; see the module docstring.
+
+    ``task`` enables the chip-in-the-loop stage (fine-tuning on its training set, validation on a
+    held-out part of it on the board); without it the calibration stops after step 4.
+    ``mapped`` is left unchanged.  Progress events carry intermediate curves as ``payload``.
+    """
+    from ..conversion.spiking_run import run_on_board
+
+    cfg = config or CalibrationConfig()
+    t_start = time.perf_counter()
+    mboard: MeteredBoard = metered(board)
+    report = ProgressReporter(progress, cancel, mboard)
+    work = copy.deepcopy(mapped)
+    chip = work.chip
+    start_biases = {key: board.get_bias(*key) for key in work.biases}
+    probe = _SynapticProbe(mboard, work, net.scale, cfg)
+    group_of = _group_of_core(work)
+    try:
+        report(0.0, "apply biases", "writing the network's nominal bias set")
+        mboard.apply_bias_set(work.biases)
+        report(0.02, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
+        cores = list(work.group_cores)
+        state: dict = {"curves": None, "fits": None, "members": None}
+
+        def measure_ratios() -> dict[tuple[int, int], dict[str, float]]:
+            state["curves"], state["fits"] = probe.run()
+            fits = state["fits"]
+            out = {}
+            for core in cores:
+                q = float(net.scale[group_of[core]])
+                members = [a for a in (state["members"] or probe.addresses) if (a.chip, a.core) == core]
+                out[core] = {
+                    WEIGHT_BIAS[EXCITATORY]: float(np.nanmedian(fits["AMPA"].gains_of(members))) / q,
+                    WEIGHT_BIAS[INHIBITORY]: float(np.nanmedian(fits["GABA_B"].gains_of(members))) / q,
+                }
+            return out
+
+        def on_round(lo: float, hi: float, what: str):
+            def report_round(k: int, values: dict) -> None:
+                worst = max((abs(v - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
+                report(lo + (hi - lo) * k / cfg.weight_rounds, f"tune weight biases ({what})", f"round {k}: worst gain error {worst:.2%}",
+                       curves=state["curves"])
+            return report_round
+
+        knobs = [TuningKnob(WEIGHT_BIAS[EXCITATORY], 1.0, 1.0, cfg.weight_tolerance),
+                 TuningKnob(WEIGHT_BIAS[INHIBITORY], 1.0, 1.0, cfg.weight_tolerance)]
+        # (1) population tuning: the core medians to the targets (what transfer matching does);
+        # the last round's curves are the "before" state: nominal neurons, tuned core biases.
+        tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.02, 0.3, "population"))
+        curves_before, fits_before = probe.run()
+        mapped_before = copy.deepcopy(work)
+        for (c, k, name) in list(mapped_before.biases):
+            if name.startswith("PS_WEIGHT"):
+                mapped_before.biases[(c, k, name)] = mboard.get_bias(c, k, name)
+        report(0.35, "measure transfer curves", "before per-neuron compensation", curves=curves_before)
+        # (2) choose the best-matched neurons, then (3) tune the cores for the selected ones
+        selected = select_neurons(work, fits_before["AMPA"], fits_before["GABA_B"], cfg.inhibitory_weight)
+        state["members"] = selected
+        report(0.37, "select neurons", f"{len(selected)} best-matched neurons chosen")
+        tuning = tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.37, 0.5, "selected neurons"))
+        for core, settings in tuning.settings.items():
+            for bias, (coarse, fine) in settings.items():
+                work.biases[(core[0], core[1], bias)] = BiasValue(coarse, fine)
+        report(0.5, "measure transfer curves", "after tuning (final biases)")
+        curves_after, fits_after = probe.run()
+        report(0.6, "measure transfer curves", "after calibration", curves=curves_after)
+        chip_s_measurement = mboard.chip_s
+
+        q_unit = net.scale[net.unit_group]
+        ge = fits_after["AMPA"].gains_of(selected) / q_unit
+        gi = fits_after["GABA_B"].gains_of(selected) / q_unit
+        off = fits_after["AMPA"].offsets_of(selected) / work.time.r_max_hz
+        transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0))
+        result = NetworkCalibration(
+            mapped=relocate_units(work, selected), mapped_before=mapped_before, constrained=net, selected=selected,
+            curves_before=curves_before, curves_after=curves_after, fits_before=fits_before, fits_after=fits_after,
+            transfer=transfer,
+            gain_cv_before=relative_cv(fits_before["AMPA"].gains_of(list(mapped.unit_addresses)), q_unit),
+            gain_cv_after=relative_cv(fits_after["AMPA"].gains_of(selected), q_unit),
+            inh_gain_cv_before=relative_cv(fits_before["GABA_B"].gains_of(list(mapped.unit_addresses)), q_unit),
+            inh_gain_cv_after=relative_cv(fits_after["GABA_B"].gains_of(selected), q_unit),
+            chip_s_measurement=chip_s_measurement, chip_s_loop=0.0,
+            weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), s in tuning.settings.items() for b, v in s.items()},
+        )
+        report(0.62, "compensate", f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}")
+        if task is not None:
+            _in_the_loop(mboard, result, work, net, task, cfg, report, run_on_board)
+        result.chip_s_loop = mboard.chip_s - chip_s_measurement
+        result.wall_s = time.perf_counter() - t_start
+        report(1.0, "done", f"chip time {mboard.chip_s:.1f} s")
+        return result
+    except CalibrationCancelled:
+        _restore(board, chip, start_biases)
+        raise
+    except BaseException:
+        _restore(board, chip, start_biases)
+        raise
+
+
+def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, net: ConstrainedNetwork, task: Task,
+                 cfg: CalibrationConfig, report: ProgressReporter, run_on_board) -> None:
+    """Multiplicity compensation, then fine-tune / redeploy / validate while accuracy improves."""
+    rng = np.random.default_rng(cfg.seed)
+    n_val = min(cfg.n_validation, len(task.x_train))
+    val = rng.choice(len(task.x_train), n_val, replace=False)
+    xv, yv, lv = task.x_train[val], task.y_train[val], task.lengths_train[val]
+    train_idx = np.setdiff1d(np.arange(len(task.x_train)), val)
+    fit_task = copy.copy(task)
+    fit_task.x_train, fit_task.y_train, fit_task.lengths_train = task.x_train[train_idx], task.y_train[train_idx], task.lengths_train[train_idx]
+
+    m_comp = compensate_multiplicities(net, result.transfer.gain_exc, result.transfer.gain_inh)
+    candidate = with_multiplicities(net, m_comp)
+    span = (0.62, 0.98)
+    n_steps = cfg.loop_iterations + 1
+    best_net, best_acc, best_mapped = None, -1.0, None
+    for it in range(n_steps):
+        lo = span[0] + (span[1] - span[0]) * it / n_steps
+        if it > 0:
+            candidate = fine_tune(best_net, result.transfer, fit_task, cfg.fine_tune, progress=report.span(lo, lo + 0.5 / n_steps * (span[1] - span[0]), "fine-tune"), cancel=report.cancel)
+        deployed = deploy(work, candidate, result.selected)
+        report(lo, "redeploy", f"iteration {it}: validating on {n_val} training samples on the board")
+        run = run_on_board(board, deployed, xv, lv, cfg.seed + it, report.span(lo, lo + (span[1] - span[0]) / n_steps, "validate on board"), report.cancel)
+        acc = run.accuracy(yv)
+        model_acc, _ = evaluate(hardware_model(candidate, result.transfer), xv, yv, lv)
+        result.loop_history.append({"iteration": it, "board_val_accuracy": acc, "model_val_accuracy": model_acc, "chip_s": board.chip_s})
+        report(lo, "redeploy", f"iteration {it}: board validation accuracy {acc:.3f} (model with measured transfer {model_acc:.3f})")
+        if acc > best_acc + cfg.min_improvement:
+            best_net, best_acc, best_mapped = candidate, acc, deployed
+        else:
+            break
+    assert best_net is not None and best_mapped is not None
+    result.constrained, result.mapped = best_net, best_mapped
