@@ -110,6 +110,7 @@ GABA_B, GABA_A, NMDA, AMPA = 0, 1, 2, 3
 
 #: Input keys arriving at one core (``emulator.routing``: key = (chip*4 + core)*1024 + address).
 KEYS_PER_CORE = N_CORES_PER_CHIP * N_NEURONS_PER_CORE
+assert KEYS_PER_CORE == 1 << 10 and N_NEURONS_PER_CORE == 1 << 8  # _add_key shifts by 10 and 8
 #: Row length of the state and parameter arrays: the 4096 neurons plus padding (see module doc).
 ROW = N_NEURONS + 80
 
@@ -192,7 +193,10 @@ def relax_factors(x):
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
 def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_tau_per_amp):
     """Pass 1 over neurons 0..n-1 of the views: step 1; the membrane's B dt, A dt and I_mem into
-    rows 0, 1, 2 of ``work`` (``ROW`` apart); the four synapses decayed in place."""
+    rows 0, 1, 2 of ``work`` (``ROW`` apart); the four synapses decayed in place.  Returns how many
+    neurons have |B dt| >= ``SMALL_STEP`` (which relaxation routine pass 2 may use), as a float32
+    sum: LLVM vectorises that reduction but not a maximum."""
+    n_large = _ZERO
     for j in range(n):
         v = st[S_MEM * ROW + j]
         i_gabab = st[(S_SYN + GABA_B) * ROW + j]
@@ -210,7 +214,9 @@ def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_ta
         inv_tau_i = _ONE / i_tau
         s = (i_gabaa + ahp) * inv_tau_i
         dt_over_tau = i_tau * dt_over_tau_per_amp
-        work[j] = (p - _ONE - s) * dt_over_tau
+        b_dt = (p - _ONE - s) * dt_over_tau
+        work[j] = b_dt
+        n_large += _ONE if abs(b_dt) >= _F(SMALL_STEP) else _ZERO
         work[ROW + j] = ((_ONE + s) * i0 + pr[P_GAIN * ROW + j] * (drive * inv_tau_i + p)) \
             * dt_over_tau
         # synapses: exact decay, flushed before they turn subnormal
@@ -223,58 +229,105 @@ def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_ta
         y = i_ampa * pr[(P_SYN_DECAY + AMPA) * ROW + j]
         st[(S_SYN + AMPA) * ROW + j] = y if y > _FLUSH else _ZERO
         work[2 * ROW + j] = v
+    return n_large
+
+
+#: Below this |B dt| the range reduction of :func:`relax_factors` has n = 0 (|x| log2(e) < 1/2).
+SMALL_STEP = 0.34
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def small_relax_factors(x):
+    """:func:`relax_factors` for |x| < ``SMALL_STEP``, where its range reduction is the identity
+    (n = 0, r = x): the same polynomial, without the reduction, the exponent bits and the division.
+    Agrees with :func:`relax_factors` to the last bit up to how LLVM fuses the final multiply-add."""
+    x2 = x * x
+    x4 = x2 * x2
+    q = ((_ONE + x * _F(1 / 2)) + x2 * (_F(1 / 6) + x * _F(1 / 24))) \
+        + x4 * ((_F(1 / 120) + x * _F(1 / 720)) + x2 * _F(1 / 5040))
+    return _ONE + x * q, q
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _membrane_neuron(v, ref_left, ahp, a_dt, threshold, n_ref, ahp_jump, i_reset, e, phi):
+    """Pass 2 for one neuron from its loaded values: (I_mem, refractory steps, I_ahp, spiked).
+
+    ``ahp`` is already decayed; (e, phi) = (e^{B dt}, (e^{B dt} - 1)/(B dt)).  Scalars only: an
+    inlined function taking arrays brings reference counting calls into the loop, which stops
+    vectorisation.
+    """
+    ref = max(ref_left - _ONE, _ZERO)
+    active = ref == _ZERO
+    v_new = v * e + a_dt * phi
+    spike = active & (v_new > threshold)
+    v_out = v_new if active else v
+    v_out = i_reset if spike else v_out
+    ref_out = n_ref if spike else ref
+    ahp_out = (ahp if ahp > _FLUSH else _ZERO) + (ahp_jump if spike else _ZERO)
+    return v_out, ref_out, ahp_out, spike
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
-def _membrane_pass(st, pr, work, spiked, n, i_reset):
+def _membrane_pass(st, pr, work, spiked, n, i_reset, n_large):
     """Pass 2: the membrane step from ``work``, the adaptation's decay, step 3 (threshold) and
-    step 5 (reset).
+    step 5 (reset); step 5 commutes with step 4, which only touches the synapses.
 
-    Step 5 commutes with step 4, which only touches the synapses.  Flags spikes in ``spiked``;
-    returns their number as a float32 (an int64 counter would halve LLVM's vector width).
+    Flags spikes in ``spiked``; returns their number as a float32 (an int64 counter would halve
+    LLVM's vector width).  When no neuron of the block has |B dt| >= ``SMALL_STEP`` (``n_large``
+    = 0, the usual case) the cheaper :func:`small_relax_factors` is exact and used.
+
+    Every load is unconditional and every store plain: a load or store under a condition becomes
+    a masked AVX move (vmaskmovps), microcoded and slow on AMD.  LLVM also turns a store that may
+    write back the value just loaded from the same place (the frozen membrane, the adaptation
+    without a spike) into one; hence I_mem comes from ``work`` and the adaptation decays here,
+    not in pass 1.
     """
     count = _ZERO
-    for j in range(n):
-        # Every load unconditional and every store plain: a load or store under a condition
-        # becomes a masked AVX move (vmaskmovps), microcoded and slow on AMD.  LLVM also turns a
-        # store that may write back the value just loaded from the same place (the frozen
-        # membrane, the adaptation without a spike) into one; hence I_mem comes from ``work``
-        # and the adaptation decays here, not in pass 1.
-        v = work[2 * ROW + j]
-        ref_left = st[S_REF * ROW + j]
-        ahp = st[S_AHP * ROW + j] * pr[P_AHP_DECAY * ROW + j]
-        b_dt = work[j]
-        a_dt = work[ROW + j]
-        threshold = pr[P_SPK * ROW + j]
-        n_ref = pr[P_N_REF * ROW + j]
-        ahp_jump = pr[P_AHP_JUMP * ROW + j]
-        ref = max(ref_left - _ONE, _ZERO)
-        active = ref == _ZERO
-        e, phi = relax_factors(b_dt)
-        v_new = v * e + a_dt * phi
-        spike = active & (v_new > threshold)
-        v_out = v_new if active else v
-        v_out = i_reset if spike else v_out
-        ref_out = n_ref if spike else ref
-        ahp_out = (ahp if ahp > _FLUSH else _ZERO) + (ahp_jump if spike else _ZERO)
-        flag = _ONE if spike else _ZERO
-        st[S_MEM * ROW + j] = v_out
-        st[S_REF * ROW + j] = ref_out
-        st[S_AHP * ROW + j] = ahp_out
-        spiked[j] = spike
-        count += flag
+    if n_large == _ZERO:
+        for j in range(n):
+            e, phi = small_relax_factors(work[j])
+            v, ref, ahp, spike = _membrane_neuron(
+                work[2 * ROW + j], st[S_REF * ROW + j], st[S_AHP * ROW + j] * pr[P_AHP_DECAY * ROW + j],
+                work[ROW + j], pr[P_SPK * ROW + j], pr[P_N_REF * ROW + j], pr[P_AHP_JUMP * ROW + j], i_reset, e, phi)
+            st[S_MEM * ROW + j] = v
+            st[S_REF * ROW + j] = ref
+            st[S_AHP * ROW + j] = ahp
+            spiked[j] = spike
+            count += _ONE if spike else _ZERO
+    else:
+        for j in range(n):
+            e, phi = relax_factors(work[j])
+            v, ref, ahp, spike = _membrane_neuron(
+                work[2 * ROW + j], st[S_REF * ROW + j], st[S_AHP * ROW + j] * pr[P_AHP_DECAY * ROW + j],
+                work[ROW + j], pr[P_SPK * ROW + j], pr[P_N_REF * ROW + j], pr[P_AHP_JUMP * ROW + j], i_reset, e, phi)
+            st[S_MEM * ROW + j] = v
+            st[S_REF * ROW + j] = ref
+            st[S_AHP * ROW + j] = ahp
+            spiked[j] = spike
+            count += _ONE if spike else _ZERO
     return count
+
+
+_U = np.uint64
+_U8, _U10, _U14, _U63, _U255 = _U(8), _U(10), _U(14), _U(63), _U(255)
+_U_ROW, _U_S_SYN = _U(ROW), _U(S_SYN)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _add_key(key, st, key_ptr, key_entry, weight_of_count, jump):
-    """Step 4 for one event arriving as input key ``key`` (entries: :class:`DeliveryTable`)."""
-    core_base = (key // KEYS_PER_CORE) * N_NEURONS_PER_CORE
-    for e in range(key_ptr[key], key_ptr[key + 1]):
-        code = np.int64(key_entry[e])
-        syn_type = code >> 14
-        target = core_base + (code & 255)
-        st[(S_SYN + syn_type) * ROW + target] += weight_of_count[(code >> 8) & 63] * jump[syn_type * ROW + target]
+    """Step 4 for one event arriving as input key ``key`` (entries: :class:`DeliveryTable`).
+
+    All index arithmetic is unsigned: numba then drops its negative-index wraparound code, which
+    made this loop a third slower.  ``KEYS_PER_CORE`` = 1024 and 256 neurons per core.
+    """
+    k = _U(key)
+    core_base = (k >> _U10) << _U8
+    for e in range(_U(key_ptr[k]), _U(key_ptr[k + _U(1)])):
+        code = _U(key_entry[e])
+        syn_type = code >> _U14
+        target = core_base + (code & _U255)
+        st[(_U_S_SYN + syn_type) * _U_ROW + target] += weight_of_count[(code >> _U8) & _U63] \
+            * jump[syn_type * _U_ROW + target]
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
@@ -318,8 +371,8 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
         n_spiking = _ZERO
         for b in range(n_blocks):
             lo = block_start[b]
-            _coefficients_pass(st[lo:], pr[lo:], work, block_len, f_i0, f_gain, f_offset, f_dt_over_tau)
-            n_spiking += _membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], block_len, f_reset)
+            n_large = _coefficients_pass(st[lo:], pr[lo:], work, block_len, f_i0, f_gain, f_offset, f_dt_over_tau)
+            n_spiking += _membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], block_len, f_reset, n_large)
         if use_noise:
             for b in range(n_blocks):
                 for i in range(block_start[b], block_start[b] + block_len):
