@@ -1,0 +1,142 @@
+"""``neurolab calibrate``: calibrate a board (the emulator by default) and write its profile.
+
+Without a model: per-core bias tuning from a published bias set and per-neuron f-I curves
+(:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`).  With ``--task``
+(and optionally ``--checkpoint``; otherwise a model is trained with the pipeline's defaults):
+the full network calibration (transfer curves, bias tuning, neuron selection, CAM compensation,
+chip-in-the-loop fine-tuning) and the board accuracy before and after.
+Progress goes to stdout; Ctrl-C cancels and leaves the board in its starting state.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("calibrate", help="calibrate a board (emulator by default) and write its profile",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--board", metavar="SERIAL", help="calibrate this real DYNAP-SE1 (default: an emulated board)")
+    p.add_argument("--seed", type=int, default=0, help="emulator mismatch seed (emulated board only)")
+    p.add_argument("--emulator-serial", default="NLEMU-CAL", help="serial of the emulated board")
+    p.add_argument("--chip", type=int, default=0)
+    p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 3], help="cores to calibrate (board mode)")
+    p.add_argument("--start-set", default="samna_recommended", help="published bias set to start from (board mode)")
+    p.add_argument("--saturation-hz", type=float, default=300.0, help="target saturation rate 1/t_ref (board mode)")
+    p.add_argument("--task", help="calibrate for a converted network on this task (seq_digits, mnist1d, ecg, file.npz)")
+    p.add_argument("--checkpoint", help="trained model for --task (default: train one with the pipeline defaults)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs when no checkpoint is given")
+    p.add_argument("--n-test", type=int, default=200, help="test samples for the before/after board accuracy (network mode)")
+    p.add_argument("--profile", help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
+    p.add_argument("--figures", metavar="DIR", help="write before/after figures here")
+    p.set_defaults(func=run)
+
+
+def _printer(event) -> None:
+    eta = f", ETA {event.eta_s:.0f} s" if event.eta_s == event.eta_s else ""
+    print(f"{event.fraction:6.1%}  {event.step}: {event.message}  [chip {event.chip_s:.1f} s{eta}]", flush=True)
+
+
+def _open(args: argparse.Namespace):
+    if args.board:
+        from drivers.dynapse1.board import open_board
+
+        return open_board(args.board)
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+
+    return open_emulated_board(args.emulator_serial, EmulatorConfig(seed=args.seed))
+
+
+def run(args: argparse.Namespace) -> int:
+    import threading
+
+    from neurolab_gui.core.calibration.profile import save_profile
+    from neurolab_gui.core.calibration.progress import CalibrationCancelled
+
+    cancel = threading.Event()
+    try:
+        board = _open(args)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        print(f"error: cannot open the board: {exc}")
+        return 1
+    try:
+        if args.task:
+            profile = _network(args, board, cancel)
+        else:
+            profile = _board(args, board, cancel)
+        path = save_profile(profile, args.profile)
+        print(f"profile written to {path}")
+        return 0
+    except KeyboardInterrupt:
+        cancel.set()
+        print("cancelled; the board was restored to its starting biases")
+        return 130
+    except CalibrationCancelled:
+        print("cancelled; the board was restored to its starting biases")
+        return 130
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 2
+    finally:
+        board.close()
+
+
+def _board(args: argparse.Namespace, board, cancel):
+    from neurolab_gui.core.calibration.board_calibration import BoardTargets, calibrate_board
+
+    result = calibrate_board(board, args.chip, args.cores, args.start_set, BoardTargets(saturation_hz=args.saturation_hz),
+                             progress=_printer, cancel=cancel)
+    s = result.summary()
+    print(f"cores {s['cores']}: median saturation {s['median_saturation_hz']:.1f} Hz (target {args.saturation_hz:.1f}), "
+          f"f-I gain CV {s['dc_gain_cv']:.1%} over {s['neurons_fitted']} neurons, chip time {s['chip_s']:.1f} s")
+    if args.figures:
+        from neurolab_gui.core.calibration.figures import board_figures
+
+        for p in board_figures(result, args.figures):
+            print(f"figure: {p}")
+    return result.to_profile(board.serial, board.is_emulated)
+
+
+def _network(args: argparse.Namespace, board, cancel):
+    from neurolab_gui.core.calibration.engine import calibrate_network
+    from neurolab_gui.core.calibration.profile import profile_from_network_calibration
+    from neurolab_gui.core.conversion import pipeline, tasks
+    from neurolab_gui.core.conversion.constrain import constrain
+    from neurolab_gui.core.conversion.mapping import map_network
+    from neurolab_gui.core.conversion.spiking_run import run_on_board
+    from neurolab_gui.core.conversion.training import evaluate
+
+    task = tasks.load_task(args.task)
+    cfg = pipeline.PipelineConfig()
+    if args.epochs is not None:
+        cfg.train.epochs = args.epochs
+    if args.checkpoint:
+        from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint).model
+    else:
+        print(f"training a model on {task.name} ({cfg.train.epochs} epochs)...", flush=True)
+        model, _ = pipeline.train_model(task, cfg, progress=lambda f, m: print(f"  {m}", flush=True), cancel=cancel)
+    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation, cancel=cancel)
+    mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
+    result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
+    n = min(args.n_test, len(task.x_test))
+    x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+    acc = {
+        "constrained": evaluate(net.model, x, y, lengths)[0],
+        "board_before": run_on_board(board, result.mapped_before, x, lengths, cancel=cancel).accuracy(y),
+        "board_after": run_on_board(board, result.mapped, x, lengths, cancel=cancel).accuracy(y),
+    }
+    print(f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%} (inhibitory {result.inh_gain_cv_before:.1%} -> "
+          f"{result.inh_gain_cv_after:.1%}); chip time {result.chip_s_measurement:.1f} s measurement + {result.chip_s_loop:.1f} s in the loop")
+    print(f"test accuracy on {n} samples: constrained {acc['constrained']:.3f}, board before {acc['board_before']:.3f}, "
+          f"board after {acc['board_after']:.3f}")
+    if args.figures:
+        from neurolab_gui.core.calibration.figures import network_figures
+
+        for p in network_figures(result, args.figures, acc):
+            print(f"figure: {p}")
+    profile = profile_from_network_calibration(board.serial, result, board.is_emulated)
+    profile.summary["accuracy"] = acc
+    return profile
