@@ -10,10 +10,16 @@ Equivalence.  The membrane equation is written as a Brian2 differential equation
 with Brian2's ``exponential_euler`` method.  That method needs each equation to be linear in its
 own variable, so the two voltage-dependent factors (positive feedback ``p`` and NMDA gate
 ``g_nmda``) are sampled at the start of each step by a ``run_regularly`` operation, exactly the
-emulator's scheme (:mod:`emulator.engine`).  With mismatch off, deterministic inputs and the same
-``dt`` the two agree to rounding error; Poisson inputs are drawn by Brian2's own generator
-(``PoissonGroup``) and agree only statistically.  Trial-to-trial noise and temperature drift are
-not modelled here (the drift factor at the current board time is applied as a constant).
+emulator's scheme (:mod:`emulator.engine`).  The equations and the step scheme are the same; the
+arithmetic is not: Brian2 computes in float64 with libm's exp, the emulator's kernel in float32
+with its own range-reduced exp (relative error ~1e-7) and with the membrane coefficient written
+as I_gain (drive / I_tau + p) instead of (I_gain / I_tau) drive + p I_gain.  With mismatch off,
+deterministic inputs and the same ``dt`` the two therefore agree to float32 rounding: a spike
+moves by one step only where a threshold crossing falls within that rounding (on the reference
+test network, ``tests/test_emulator_brian2.py``, every spike coincides).  Poisson inputs are drawn
+by Brian2's own generator (``PoissonGroup``) and agree only statistically.  Trial-to-trial noise
+and temperature drift are not modelled here (the drift factor at the current board time is
+applied as a constant).
 
 The simulator itself is not changed: neither its state nor its clock nor its host-spike queue.
 """

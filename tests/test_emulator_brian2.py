@@ -57,6 +57,11 @@ def test_fi_sweep_and_small_recurrent_network_agree_with_brian2():
     assert net_e.sum() > 50
     assert abs(int(net_b.sum()) - int(net_e.sum())) <= 0.02 * net_e.sum()
     assert np.all(np.abs(net_b - net_e) <= np.maximum(1, 0.02 * net_e))
+    # float32 kernel vs float64 Brian2: a spike may move by a step where a threshold crossing is
+    # within rounding, but nearly every spike coincides exactly (all of them on this network today)
+    same = set(zip(brian.timestamp_us.tolist(), brian.global_id.tolist(), strict=True)) & \
+        set(zip(emulated.timestamp_us.tolist(), emulated.global_id.tolist(), strict=True))
+    assert len(same) >= 0.99 * len(emulated)
 
 
 def test_brian2_reference_leaves_the_simulator_alone():

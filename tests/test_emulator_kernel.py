@@ -1,0 +1,145 @@
+"""The float32 kernel's numerics, its packed tables, and parallel chip groups (exactly one thread's result)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from drivers.dynapse1.topology import SynapseType
+from emulator import engine
+from emulator.bias_sets import apply_bias_set
+from emulator.config import EmulatorConfig, MismatchConfig
+from emulator.partition import assign_partitions, chip_groups
+from emulator.simulator import BoardSimulator
+
+AMPA = SynapseType.AMPA
+SYNAPSES_ON = {
+    "NPDPIE_THR_F_P": (2, 80), "PS_WEIGHT_EXC_F_N": (5, 60), "NPDPIE_THR_S_P": (2, 80), "PS_WEIGHT_EXC_S_N": (5, 60),
+    "NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (5, 60), "NPDPII_THR_S_P": (2, 80), "PS_WEIGHT_INH_S_N": (5, 60),
+    "IF_AHTHR_N": (3, 80), "IF_AHW_P": (5, 60),
+}
+
+
+def test_relaxation_factors_match_float64_over_the_whole_range():
+    x = np.concatenate([-np.logspace(-8, np.log10(87), 4000), [0.0], np.logspace(-8, np.log10(80), 4000)])
+    x = x.astype(np.float32)
+    e, phi = np.array([engine.relax_factors(v) for v in x], dtype=np.float64).T
+    x64 = x.astype(np.float64)
+    exact_phi = np.where(x64 == 0, 1.0, np.expm1(x64) / np.where(x64 == 0, 1.0, x64))
+    assert np.max(np.abs(e / np.exp(x64) - 1)) < 5e-7
+    assert np.max(np.abs(phi / exact_phi - 1)) < 5e-7  # no cancellation near 0
+    small = np.abs(x) < engine.SMALL_STEP
+    e_small, phi_small = np.array([engine.small_relax_factors(v) for v in x[small]], dtype=np.float64).T
+    assert np.max(np.abs(e_small / e[small] - 1)) < 2e-7 and np.max(np.abs(phi_small / phi[small] - 1)) < 2e-7
+    # clipped beyond float32's range instead of overflowing
+    assert np.isfinite(engine.relax_factors(np.float32(200.0))).all()
+    assert engine.relax_factors(np.float32(-200.0))[0] < 1e-37
+
+
+def test_state_view_is_the_kernel_buffer():
+    sim = BoardSimulator("KERNEL01", EmulatorConfig.ideal())
+    values = sim.state.values
+    assert values.shape == (4096, engine.N_STATE) and values.dtype == np.float32
+    sim.state.i_syn[7, AMPA] = 1e-12
+    assert sim.state.buffer[(engine.S_SYN + AMPA) * engine.ROW + 7] == np.float32(1e-12)
+    copy = sim.state.copy()
+    sim.state.i_mem[:] = 2e-12
+    assert copy.i_mem[0] == np.float32(sim.config.circuit.i0)
+
+
+def test_pack_parameters_refuses_what_the_kernel_cannot_represent():
+    sim = BoardSimulator("KERNEL02", EmulatorConfig())
+    params = sim.parameters()
+    packed = engine.pack_parameters(params)
+    assert packed.rows.dtype == np.float32 and len(packed.rows) == engine.N_PARAM * engine.ROW
+    onset = params.i_feedback_onset.copy()
+    onset[5] *= 1.1
+    with pytest.raises(ValueError, match="feedback offset"):
+        engine.pack_parameters(dataclasses.replace(params, i_feedback_onset=onset))
+    tau_mem = params.tau_mem.copy()
+    tau_mem[9] *= 2
+    with pytest.raises(ValueError, match="tau_mem"):
+        engine.pack_parameters(dataclasses.replace(params, tau_mem=tau_mem))
+
+
+def test_delivery_table_reproduces_weight_times_jump():
+    sim = BoardSimulator("KERNEL03", EmulatorConfig())
+    for k in range(12):  # 12 entries of one neuron on one source: a saturated CAM count
+        sim.write_cam(1, 300, k, 2, 17, AMPA)
+    sim.write_cam(1, 301, 0, 2, 17, SynapseType.GABA_A)
+    routing, params = sim.routing(), sim.parameters()
+    table = engine.delivery_table(routing, params)
+    entry = table.entry.astype(np.int64)
+    syn_type, count, local = entry >> 14, ((entry >> 8) & 63) + 1, entry & 255
+    assert np.array_equal(syn_type, routing.key_type) and np.array_equal(count, routing.key_count)
+    assert np.array_equal(local, routing.key_target % 256)
+    jump = table.jump.reshape(4, engine.ROW)[syn_type, routing.key_target]
+    amount = table.weight_of_count[count - 1] * jump
+    expected = routing.key_weight * params.syn_jump[routing.key_type, routing.key_target]
+    assert np.allclose(amount, expected, rtol=1e-6)
+    assert 12 in set(count.tolist())
+
+
+def test_chip_groups_follow_the_routes_between_chips():
+    sim = BoardSimulator("KERNEL04", EmulatorConfig.ideal())
+    assert chip_groups(sim.routing()) == [[0], [1], [2], [3]]  # default SRAM: host routes only
+    sim.write_sram(1, 10, 1, 0, 1, 1, 0, 0, 1)  # chip 1 -> one hop west = chip 0
+    sim.write_sram(3, 10, 1, 0, 1, 1, 0, 0, 1)  # chip 3 -> chip 2
+    assert chip_groups(sim.routing()) == [[0, 1], [2, 3]]
+    sim.write_sram(0, 10, 1, 0, 0, 0, 1, 1, 1)  # chip 0 -> one hop south = chip 2: everything joins
+    assert chip_groups(sim.routing()) == [[0, 1, 2, 3]]
+    assert assign_partitions([[0], [1], [2], [3]], 2) == [[0, 2], [1, 3]]
+    assert assign_partitions([[0, 1, 2], [3]], 2) == [[0, 1, 2], [3]]
+    assert assign_partitions([[0], [1], [2], [3]], 8) == [[0], [1], [2], [3]]
+    with pytest.raises(ValueError, match="n_threads"):
+        assign_partitions([[0]], 0)
+
+
+def _busy_board(threads: int) -> BoardSimulator:
+    """Recurrent networks on every chip, one route from chip 1 into chip 0, Poisson and
+    spike-generator input, monitors on two chips."""
+    sim = BoardSimulator("KERNEL05", EmulatorConfig(kernel_threads=threads))
+    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSES_ON, "IF_DC_P": (5, 40)})
+    rng = np.random.default_rng(3)
+    t = sim.tables
+    t.cam_core[:, :16] = rng.integers(0, 4, size=(4096, 16))
+    t.cam_neuron[:, :16] = rng.integers(0, 256, size=(4096, 16))
+    t.cam_type[:, :16] = rng.integers(0, 4, size=(4096, 16))
+    t.cam_written[:, :16] = True
+    t.sram[:, 1] = 0
+    t.sram[:, 1, 0] = (np.arange(4096) % 1024) // 256
+    t.sram[:, 1, 5] = 15
+    t.connectivity_version += 1
+    sim.write_sram(1, 5, 2, 0, 1, 1, 0, 0, 15)  # chip 1 neuron 5 also reaches chip 0
+    sim.set_poisson_rate(2, 7, 400.0)
+    sim.set_poisson_running(True)
+    sim.load_spike_generator([(3, 9, 15, 700.0)], repeat=True)
+    sim.start_spike_generator()
+    sim.select_monitor(0, 1, 3)
+    sim.select_monitor(3, 2, 8)
+    return sim
+
+
+def test_parallel_chip_groups_give_exactly_the_one_thread_result():
+    one, two = _busy_board(1), _busy_board(2)
+    assert one._partitions(1000, noise_on=False) == [[0, 1, 2, 3]]
+    assert two._partitions(1000, noise_on=False) == [[0, 1], [2, 3]]
+    for duration in (0.1, 0.0015, 0.2):  # the short run takes the one-thread path
+        a, b = one.run(duration), two.run(duration)
+        assert np.array_equal(a.timestamp_us, b.timestamp_us) and np.array_equal(a.global_id, b.global_id)
+        assert np.array_equal(one.last_spikes.global_id, two.last_spikes.global_id)
+    assert len(one.last_spikes) > 1000
+    assert np.array_equal(one.state.buffer, two.state.buffer)
+    for chip, core in ((0, 1), (3, 2)):
+        (t1, v1), (t2, v2) = one.read_membrane(chip, core), two.read_membrane(chip, core)
+        assert len(t1) == 3015 and np.array_equal(t1, t2) and np.array_equal(v1, v2)
+
+
+def test_noise_runs_on_one_thread_and_kernel_threads_is_validated():
+    sim = BoardSimulator("KERNEL06", EmulatorConfig(kernel_threads=4, mismatch=MismatchConfig(noise_std_a=1e-12)))
+    assert sim._partitions(1000, noise_on=True) == [[0, 1, 2, 3]]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="kernel_threads"):
+            EmulatorConfig(kernel_threads=bad)
