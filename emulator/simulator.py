@@ -53,6 +53,8 @@ _CHUNK_STEPS = 10_000
 _MIN_PARALLEL_STEPS = 20
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
 _KEYS_PER_CHIP = N_CORES_PER_CHIP * N_NEURONS_PER_CHIP
+#: First neuron of each (chip, core) monitor slot.
+_SLOT_BASE_GID = np.arange(N_CHIPS * N_CORES_PER_CHIP) * N_NEURONS_PER_CORE
 
 
 def _available_cores() -> int:
@@ -63,6 +65,16 @@ def _available_cores() -> int:
 
 
 _worker_pool: ThreadPoolExecutor | None = None
+
+
+def _forget_workers() -> None:
+    """After fork the child has none of the parent's threads: start a fresh pool when needed."""
+    global _worker_pool
+    _worker_pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _workers() -> ThreadPoolExecutor:
@@ -387,7 +399,8 @@ class BoardSimulator:
         in_step = np.ascontiguousarray(in_step[order], dtype=np.int64)
         in_key = np.ascontiguousarray(in_key[order], dtype=np.int32)
 
-        monitor_gid = self.tables.monitored_gids()
+        monitor = self.tables.monitor.ravel()  # (what ChipTables.monitored_gids computes, without its meshgrid)
+        monitor_gid = np.where(monitor >= 0, _SLOT_BASE_GID + monitor, -1).astype(np.int32)
         monitor_out = np.zeros((n_steps, len(monitor_gid)), np.float32)
         noise = self.config.mismatch
         noise_on = noise.enabled and noise.noise_std_a > 0
@@ -398,12 +411,19 @@ class BoardSimulator:
                   noise_amplitude, noise_seed, monitor_out)
 
         partitions = self._partitions(n_steps, noise_on)
-        key_chip = in_key // _KEYS_PER_CHIP
-        jobs = []
-        for chips in partitions:
-            mine = np.isin(key_chip, chips)
-            monitor_mine = np.where(np.isin(monitor_gid // N_NEURONS_PER_CHIP, chips), monitor_gid, -1)
-            jobs.append((chips, n_steps, in_step[mine], in_key[mine], monitor_mine.astype(np.int32)))
+        if len(partitions) == 1:
+            jobs = [(partitions[0], n_steps, in_step, in_key, monitor_gid)]
+        else:
+            partition_of_chip = np.empty(N_CHIPS, np.int64)
+            for index, chips in enumerate(partitions):
+                partition_of_chip[chips] = index
+            key_partition = partition_of_chip[in_key // _KEYS_PER_CHIP]
+            slot_partition = np.repeat(partition_of_chip, N_CORES_PER_CHIP)
+            jobs = []
+            for index, chips in enumerate(partitions):
+                mine = key_partition == index
+                monitor_mine = np.where(slot_partition == index, monitor_gid, -1).astype(np.int32)
+                jobs.append((chips, n_steps, in_step[mine], in_key[mine], monitor_mine))
         futures: list[Future] = [_workers().submit(self._run_partition, shared, *job) for job in jobs[1:]]
         results = [self._run_partition(shared, *jobs[0])]
         results += [f.result() for f in futures]
@@ -411,7 +431,8 @@ class BoardSimulator:
         spike_steps = np.concatenate([r[0] for r in results])
         spike_gids = np.concatenate([r[1] for r in results]).astype(np.int64)
         if len(results) > 1:  # the one-thread order: by step, then by neuron
-            order = np.lexsort((spike_gids, spike_steps))
+            # each partition's list is sorted already: timsort merges the runs in linear time
+            order = np.argsort(spike_steps * N_NEURONS + spike_gids, kind="stable")
             spike_steps, spike_gids = spike_steps[order], spike_gids[order]
         spike_steps += step0
         self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
