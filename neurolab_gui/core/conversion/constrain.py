@@ -82,6 +82,10 @@ class ConstraintConfig:
     max_fan_in: int = CAM_ENTRIES_PER_NEURON
     n_core_groups: int = 3
     qat: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=2e-3))
+    #: Std of a random log-normal gain per unit and sign (excitatory / inhibitory), drawn anew for
+    #: every batch during QAT: trains for the per-neuron synaptic-weight and soma-gain mismatch of
+    #: analog hardware (DYNAP-SE1: synaptic weight CV 14-30 %).  0 disables it.
+    gain_noise_std: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_fan_in <= CAM_ENTRIES_PER_NEURON:
@@ -227,18 +231,26 @@ class _STEQuantiser:
         q = self.scales[self.groups][:, None]
         m = project_row_multiplicities(stacked.detach().cpu().numpy() / q, self.cfg.precision, self.cfg.max_fan_in)
         wq = torch.as_tensor(q * m, dtype=stacked.dtype, device=stacked.device)
+        sigma = self.cfg.gain_noise_std
+        if sigma > 0 and self.model.training:
+            h = wq.shape[0]
+            f_exc = torch.exp(sigma * torch.randn(h, 1, device=wq.device) - 0.5 * sigma**2)
+            f_inh = torch.exp(sigma * torch.randn(h, 1, device=wq.device) - 0.5 * sigma**2)
+            wq = torch.where(wq > 0, wq * f_exc, wq * f_inh)
         ste = stacked + (wq - stacked).detach()
         return ste[:, :f], ste[:, f], ste[:, f + 1 :]
 
 
-def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int, saturation: float | None = None) -> RateRNN:
+def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int, saturation: float | None = None,
+                         integrator: str = "heun") -> RateRNN:
     """A leaky copy of ``model`` with the retention and sub-steps of the spiking time mapping.
 
     A leaky model that already has them is copied unchanged; an Elman model keeps its weights
     and gets the leaky dynamics, which the QAT fine-tune then adapts to (train-and-constrain).
     """
     cfg = model.config
-    new_cfg = RNNConfig(cfg.n_inputs, cfg.n_hidden, cfg.n_outputs, "leaky", retention, steps_per_sample, cfg.readout, saturation)
+    new_cfg = RNNConfig(cfg.n_inputs, cfg.n_hidden, cfg.n_outputs, "leaky", retention, steps_per_sample, cfg.readout, saturation,
+                        integrator)
     out = RateRNN(new_cfg)
     out.load_state_dict(model.state_dict())
     return out

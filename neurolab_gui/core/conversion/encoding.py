@@ -116,9 +116,12 @@ def chunk_samples(stimulus: Stimulus, max_events: int) -> list[np.ndarray]:
     Each chunk is re-encoded from time 0 and played as one spike-generator program.
     """
     n = len(stimulus.sample_start_us)
-    counts = np.searchsorted(stimulus.times_us, stimulus.sample_end_us, side="right") - np.searchsorted(
-        stimulus.times_us, stimulus.sample_start_us, side="left"
-    )
+    next_start = np.append(stimulus.sample_start_us[1:], stimulus.duration_us + 1)
+    lead = int(stimulus.sample_start_us[0]) if n else 0
+    counts = np.searchsorted(stimulus.times_us, next_start - lead, side="left") - np.searchsorted(
+        stimulus.times_us, stimulus.sample_start_us - lead, side="left"
+    )  # everything from a sample's lead-in to the next one's: window, reset burst and gap
+    counts = counts + max(4, n // 1000)  # margin for the dummy events that split long gaps
     if n and counts.max() > max_events:
         raise ValueError(f"one sample needs {counts.max()} input spikes, more than the generator holds ({max_events})")
     chunks: list[np.ndarray] = []

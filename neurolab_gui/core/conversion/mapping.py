@@ -79,7 +79,7 @@ class TimeMapping:
     dt_step_s: float = 0.005
     steps_per_sample: int = 4
     retention: float = 0.85
-    r_max_hz: float = 150.0
+    r_max_hz: float = 300.0
     gap_s: float = 0.15
     #: Reset burst at the start of every gap (0 Hz: no reset channel), see :mod:`.encoding`.
     reset_rate_hz: float = 1000.0
@@ -346,7 +346,7 @@ def map_network(
     if cfg.saturation is not None:  # the refractory period makes the rate curve the model's phi
         settings.t_ref_s = 1.0 / (cfg.saturation * time.r_max_hz)
     circuit = circuit or CircuitModel.from_emulator()
-    f, h = net.n_inputs, net.n_hidden
+    f, _h = net.n_inputs, net.n_hidden
     if f + 2 > N_NEURONS_PER_CORE:
         raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
     units, group_cores = allocate_units(net.unit_group, f + 1, chip)

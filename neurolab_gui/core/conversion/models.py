@@ -59,10 +59,17 @@ class RNNConfig:
     #: None: hard bounded ReLU clip(u, 0, 1).  A number s: the refractory-saturating rate curve
     #: of an integrate-and-fire neuron, relu(u) / (1 + relu(u) / s) (bounded by s).
     saturation: float | None = None
+    #: "euler": r_t from the state at the start of the step (the classic RNN recursion);
+    #: "heun": second-order — the rate over a step is the mean of the rates at its start and at a
+    #: predicted end.  Heun tracks the continuous-time system the spiking network *is* much more
+    #: closely at the same step (leaky only; see the module docstring).
+    integrator: str = "euler"
 
     def __post_init__(self) -> None:
         if self.kind not in ("elman", "leaky"):
             raise ValueError(f"RNN kind must be 'elman' or 'leaky', got {self.kind!r}")
+        if self.integrator not in ("euler", "heun"):
+            raise ValueError(f"integrator must be 'euler' or 'heun', got {self.integrator!r}")
         if self.readout not in ("mean", "last"):
             raise ValueError(f"readout must be 'mean' or 'last', got {self.readout!r}")
         if not 0.0 <= self.retention < 1.0:
@@ -145,17 +152,24 @@ class RateRNN(nn.Module):
         drive_f = x.new_zeros(n, cfg.n_hidden)
         bias_f = 0.0
         rates = []
+        heun = cfg.kind == "leaky" and cfg.integrator == "heun"
         for t in range(t_in * k):
+            noise = noise_std * torch.randn_like(h) if noise_std > 0.0 else 0.0
             if cfg.kind == "leaky":
+                drive_start, bias_start = drive_f, bias_f
                 drive_f = a * drive_f + (1.0 - a) * drive[:, t]
                 bias_f = a * bias_f + (1.0 - a)
-                u = drive_f + bias_f * w_bias + h @ w_rec.T
+                if heun:
+                    r0 = self.activation(drive_start + bias_start * w_bias + h @ w_rec.T + noise)
+                    h_pred = a * h + (1.0 - a) * r0
+                    r1 = self.activation(drive_f + bias_f * w_bias + h_pred @ w_rec.T + noise)
+                    r = 0.5 * (r0 + r1)
+                else:
+                    r = self.activation(drive_f + bias_f * w_bias + h @ w_rec.T + noise)
+                h = a * h + (1.0 - a) * r
             else:
-                u = drive[:, t] + w_bias + h @ w_rec.T
-            if noise_std > 0.0:
-                u = u + noise_std * torch.randn_like(u)
-            r = self.activation(u)
-            h = a * h + (1.0 - a) * r if cfg.kind == "leaky" else r
+                r = self.activation(drive[:, t] + w_bias + h @ w_rec.T + noise)
+                h = r
             rates.append(r)
         rates_t = torch.stack(rates, dim=1)
         features = self.readout_features(rates_t, lengths)

@@ -58,12 +58,22 @@ class PipelineConfig:
     steps_per_sample: int = 4
     readout: str = "mean"
     saturation: float | None = 1.0  # phi(u) = u / (1 + u / s); sets t_ref = 1 / (s * r_max)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-2, noise_std=0.05))
+    #: Heun tracks the continuous-time spiking network closely at 4 steps per sample (measured on
+    #: sequential digits: Euler loses 2 points against the step -> 0 limit, Heun 0.6).
+    integrator: str = "heun"
+    #: Pre-activation noise 0.1 in training makes the RNN robust to spike-count noise (measured on
+    #: sequential digits: feature correlation RNN/SNN 0.92 with 0.05 and r_max 150 Hz, 0.98 with 0.1
+    #: and 300 Hz).
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-2, noise_std=0.1))
     #: 63 CAM entries for the network: the 64th of every unit is the reset channel's.
-    constraint: ConstraintConfig = field(default_factory=lambda: ConstraintConfig(max_fan_in=63))
+    constraint: ConstraintConfig = field(
+        default_factory=lambda: ConstraintConfig(max_fan_in=63, qat=TrainConfig(epochs=10, lr=2e-3, noise_std=0.1), gain_noise_std=0.2)
+    )
     dt_step_s: float = 0.005
-    r_max_hz: float = 150.0
-    gap_s: float = 0.15
+    #: Rate of activation 1.  Higher rates mean more spikes per synaptic time constant and so less
+    #: spike-count noise in the recurrent currents (see ``train``).
+    r_max_hz: float = 300.0
+    gap_s: float | None = None  # default: reset burst + 30 ms
     settings: NeuronSettings = field(default_factory=NeuronSettings)
     probe: ProbeDesign = field(default_factory=ProbeDesign)
     transfer_rounds: int = 2
@@ -74,11 +84,14 @@ class PipelineConfig:
     emulator_seed: int = 0
 
     reset_rate_hz: float = 1000.0
-    reset_s: float = 0.1
+    reset_s: float | None = None  # default: 4 synaptic time constants
 
     def time_mapping(self) -> TimeMapping:
-        return TimeMapping(self.dt_step_s, self.steps_per_sample, self.retention, self.r_max_hz, self.gap_s,
-                           self.reset_rate_hz, self.reset_s)
+        tau = TimeMapping(self.dt_step_s, self.steps_per_sample, self.retention).tau_s
+        reset_s = 4.0 * tau if self.reset_s is None else self.reset_s
+        gap_s = reset_s + 0.03 if self.gap_s is None else self.gap_s
+        return TimeMapping(self.dt_step_s, self.steps_per_sample, self.retention, self.r_max_hz, gap_s,
+                           self.reset_rate_hz, reset_s)
 
 
 @dataclass
@@ -92,7 +105,8 @@ class ConversionResult:
 
 
 def build_model(task: Task, cfg: PipelineConfig) -> RateRNN:
-    return RateRNN(RNNConfig(task.n_features, cfg.n_hidden, task.n_classes, cfg.kind, cfg.retention, cfg.steps_per_sample, cfg.readout, cfg.saturation))
+    return RateRNN(RNNConfig(task.n_features, cfg.n_hidden, task.n_classes, cfg.kind, cfg.retention, cfg.steps_per_sample, cfg.readout, cfg.saturation,
+                             cfg.integrator if cfg.kind == "leaky" else "euler"))
 
 
 def train_model(

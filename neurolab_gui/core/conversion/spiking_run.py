@@ -168,3 +168,31 @@ def run_on_board(
     result = stream_samples(board, mapped, x, lengths, seed, progress, cancel)
     result.warnings = warnings
     return result
+
+
+def run_on_brian2(
+    mapped: MappedNetwork,
+    x: np.ndarray,
+    lengths: np.ndarray,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    target: str = "cython",
+    emulator_config=None,
+) -> SpikingResult:
+    """Run ``mapped`` on the project's Brian2 model (mismatch off unless ``emulator_config`` says otherwise).
+
+    A fresh ``BoardSimulator`` receives exactly the tables and biases a board would (see
+    :mod:`.sim_board`); ``emulator.brian2_reference.run_brian2`` then simulates each stimulus
+    chunk from that configuration.  ``target`` is Brian2's code-generation target.
+    """
+    from emulator.brian2_reference import run_brian2
+    from emulator.config import EmulatorConfig, MismatchConfig
+    from emulator.simulator import BoardSimulator
+
+    from .sim_board import SimulatorBoard
+
+    config = emulator_config or EmulatorConfig(mismatch=MismatchConfig.ideal())
+    sim = BoardSimulator("BRIAN2-REF", config)
+    board = SimulatorBoard(sim, runner=lambda s, d: run_brian2(s, d, dt=s.config.dt, target=target))
+    return run_on_board(board, mapped, x, lengths, seed, progress, cancel)

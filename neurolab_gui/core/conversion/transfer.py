@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drivers.dynapse1.bias_table import closest_setting, nominal_current
-from drivers.dynapse1.board_api import Board, BiasValue, SpikeGenEvent
+from drivers.dynapse1.board_api import BiasValue, Board, SpikeGenEvent
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
 
@@ -87,67 +87,78 @@ def _regular_program(sources: list[InputAddress], rates: list[float], masks: lis
     return [SpikeGenEvent(sources[k], masks[k], float(d)) for k, d in zip(k_all[order].tolist(), isi.tolist(), strict=True)]
 
 
-def _measure(board: Board, mapped: MappedNetwork, group: int, synapse: SynapseType, design: ProbeDesign, q: float) -> TransferFit:
-    chip, core = mapped.group_cores[group]
-    first_id = mapped.n_inputs + 2 if core == 0 else 0
+def _probe_netlist(mapped: MappedNetwork, synapse: SynapseType, design: ProbeDesign, scales: np.ndarray,
+                   sources: list[InputAddress]) -> tuple[Netlist, list[list[tuple[NeuronAddress, float]]]]:
+    """Probe neurons on every group's core for one synapse type; returns the netlist and, per group, (probe, drive)."""
     rates = list(design.rates_hz)
     n_rate = len(rates)
-    sources = [InputAddress(chip, 1 + k) for k in range(n_rate + 1)]  # last: excitatory drive
     netlist = Netlist()
-    probes: list[tuple[NeuronAddress, float]] = []
-    drive_rate = max(rates)
-    m_drive = 0
-    if synapse == INHIBITORY:  # enough excitation that the inhibited rate stays measurable
-        m_drive = int(np.clip(np.ceil(design.inhibitory_drive_rate_out_hz / (q * drive_rate)), 1, 60))
-    pid = first_id
-    for m in design.multiplicities:
-        for k, r in enumerate(rates):
-            drive = m * r
-            if synapse == EXCITATORY and q * drive > design.max_probe_rate_hz:
-                continue
-            if synapse == INHIBITORY and m + m_drive > 64:
-                continue
-            if pid >= N_NEURONS_PER_CORE:
-                break
-            post = NeuronAddress(chip, core, pid)
-            netlist.add(sources[k], post, synapse, m)
-            if m_drive:
-                netlist.add(sources[n_rate], post, EXCITATORY, m_drive)
-            probes.append((post, drive))
-            pid += 1
-    netlist.monitored = {p for p, _ in probes}
+    per_group: list[list[tuple[NeuronAddress, float]]] = []
+    for g, (chip, core) in enumerate(mapped.group_cores):
+        q = float(scales[g])
+        m_drive = 0
+        if synapse == INHIBITORY:  # enough excitation that the inhibited rate stays measurable
+            m_drive = int(np.clip(np.ceil(design.inhibitory_drive_rate_out_hz / (q * max(rates))), 1, 60))
+        pid = mapped.n_sources + 1 if core == 0 else 0  # core 0: above the input ids
+        probes = []
+        for m in design.multiplicities:
+            for k, r in enumerate(rates):
+                drive = m * r
+                if synapse == EXCITATORY and q * drive > design.max_probe_rate_hz:
+                    continue
+                if synapse == INHIBITORY and m + m_drive > 64:
+                    continue
+                if pid >= N_NEURONS_PER_CORE:
+                    continue
+                post = NeuronAddress(chip, core, pid)
+                netlist.add(sources[k], post, synapse, m)
+                if m_drive:
+                    netlist.add(sources[n_rate], post, EXCITATORY, m_drive)
+                probes.append((post, drive))
+                pid += 1
+        per_group.append(probes)
+    netlist.monitored = {p for probes in per_group for p, _ in probes}
+    return netlist, per_group
+
+
+def _measure(board: Board, mapped: MappedNetwork, synapse: SynapseType, design: ProbeDesign, scales: np.ndarray) -> list[TransferFit]:
+    """One run measuring ``synapse`` on every core group at once; one fit per group."""
+    chip = mapped.chip
+    rates = list(design.rates_hz)
+    sources = [InputAddress(chip, 1 + k) for k in range(len(rates) + 1)]  # last: excitatory drive
+    netlist, per_group = _probe_netlist(mapped, synapse, design, scales, sources)
     board.stop_spike_generator()
-    board.clear_connections([chip])
     board.apply_bias_set(mapped.biases)
     board.write_netlist(netlist)
-    mask = 1 << core
-    all_rates = rates + ([drive_rate] if m_drive else [])
+    mask = 0
+    for _, core in mapped.group_cores:
+        mask |= 1 << core
+    all_rates = rates + ([max(rates)] if synapse == INHIBITORY else [])
     program = _regular_program(sources, all_rates, [mask] * len(all_rates), design.duration_s)
     board.reset_timestamps()
     board.load_spike_generator(program)
     board.start_spike_generator()
     events = board.read_events(design.duration_s)
     board.stop_spike_generator()
-    keep = events.timestamp_us >= design.settle_s * 1e6
-    counts = events.select(keep).counts()
+    counts = events.select(events.timestamp_us >= design.settle_s * 1e6).counts()
     window = design.duration_s - design.settle_s
-    x = np.array([d for _, d in probes])
-    y = np.array([counts[p.chip * 1024 + p.core * 256 + p.neuron] / window for p, _ in probes])
-    # Undo the refractory compression rate = f0 / (1 + f0 t_ref) with the nominal t_ref, then fit a
-    # straight line to the points clearly above the rheobase corner.  (Fitting t_ref as well,
-    # from 1/rate against 1/drive, proved too noisy at these spike counts.)
-    t_ref = float(mapped.settings.t_ref_s)
-    y_lin = y / np.clip(1.0 - y * t_ref, 1e-3, None)
-    ok = y > design.min_rate_hz
-    if ok.sum() >= 2:
-        slope, intercept = np.polyfit(x[ok], y_lin[ok], 1)
-    else:
-        slope, intercept = np.nan, np.nan
-    gain = float(slope) if synapse == EXCITATORY else float(-slope)
-    offset = float(-intercept)
-    value = mapped.biases[(chip, core, WEIGHT_BIAS[synapse])]
-    return TransferFit(chip, core, synapse.name, gain, offset, q, (value.coarse, value.fine), float(t_ref),
-                       list(zip(x.tolist(), y.tolist(), strict=True)))
+    fits = []
+    for g, probes in enumerate(per_group):
+        c_chip, core = mapped.group_cores[g]
+        x = np.array([d for _, d in probes])
+        y = np.array([counts[p.chip * 1024 + p.core * 256 + p.neuron] / window for p, _ in probes])
+        # Undo the refractory compression rate = f0 / (1 + f0 t_ref) with the nominal t_ref, then fit
+        # a straight line to the points clearly above the rheobase corner.  (Fitting t_ref as well,
+        # from 1/rate against 1/drive, proved too noisy at these spike counts.)
+        t_ref = float(mapped.settings.t_ref_s)
+        y_lin = y / np.clip(1.0 - y * t_ref, 1e-3, None)
+        ok = y > design.min_rate_hz
+        slope, intercept = np.polyfit(x[ok], y_lin[ok], 1) if ok.sum() >= 2 else (np.nan, np.nan)
+        gain = float(slope) if synapse == EXCITATORY else float(-slope)
+        value = mapped.biases[(c_chip, core, WEIGHT_BIAS[synapse])]
+        fits.append(TransferFit(c_chip, core, synapse.name, gain, float(-intercept), float(scales[g]), (value.coarse, value.fine),
+                                t_ref, list(zip(x.tolist(), y.tolist(), strict=True))))
+    return fits
 
 
 def match_transfer(
@@ -161,31 +172,33 @@ def match_transfer(
 ) -> list[TransferFit]:
     """Measure and correct the weight bias of every core group and synapse type (in place).
 
-    ``scales[g]`` is the copy weight ``q`` the constrained network expects on group ``g``.
-    Returns the fits of the last measurement round (taken after the last correction).
-    Leaves the board holding the probe netlist: write the network afterwards.
+    ``scales[g]`` is the copy weight ``q`` the constrained network expects on group ``g``.  Each
+    run measures one synapse type on all core groups at once.  Returns the fits of the last
+    measurement round (taken after the last correction).  Leaves the board holding the probe
+    netlist: write the network afterwards.
     """
     design = design or ProbeDesign()
     fits: list[TransferFit] = []
-    jobs = [(g, s) for g in range(len(mapped.group_cores)) for s in (EXCITATORY, INHIBITORY)]
-    total = len(jobs) * (rounds + 1)
+    board.stop_spike_generator()
+    board.clear_connections([mapped.chip])
+    total = 2 * (rounds + 1)
     step = 0
-    for g, syn in jobs:
-        q = float(scales[g])
-        fit = None
+    for syn in (EXCITATORY, INHIBITORY):
         for r in range(rounds + 1):
             check_cancel(cancel)
-            fit = _measure(board, mapped, g, syn, design, q)
+            round_fits = _measure(board, mapped, syn, design, scales)
             step += 1
             if progress:
-                progress(step / total, f"transfer core {fit.core} {fit.synapse}: gain {fit.gain:.4f} (target {q:.4f})")
-            if r == rounds or not np.isfinite(fit.gain) or fit.gain <= 0:
+                progress(step / total, f"transfer {syn.name} round {r + 1}: gain/target "
+                         + ", ".join(f"core {f.core} {f.gain / f.target_gain:.3f}" for f in round_fits))
+            if r == rounds:
                 break
-            value = mapped.biases[(fit.chip, fit.core, WEIGHT_BIAS[syn])]
-            current = nominal_current(value.coarse, value.fine) * q / fit.gain
-            mapped.set_weight_bias(g, syn, *closest_setting(current))
-        assert fit is not None
-        fits.append(fit)
+            for g, fit in enumerate(round_fits):
+                if np.isfinite(fit.gain) and fit.gain > 0:
+                    value = mapped.biases[(fit.chip, fit.core, WEIGHT_BIAS[syn])]
+                    current = nominal_current(value.coarse, value.fine) * fit.target_gain / fit.gain
+                    mapped.set_weight_bias(g, syn, *closest_setting(current))
+        fits.extend(round_fits)
     return fits
 
 

@@ -1,0 +1,72 @@
+"""``neurolab convert``: constrain, map and run a checkpoint on Brian2 and the board; write the report."""
+
+from __future__ import annotations
+
+import argparse
+
+from .train import print_progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("convert", help="convert a checkpoint to a spiking network and report every stage")
+    p.add_argument("checkpoint", help="NeuroLab checkpoint or a plain nn.RNN(relu)+nn.Linear state_dict")
+    p.add_argument("--task", default=None, help="task to evaluate on (default: the one stored in the checkpoint)")
+    p.add_argument("--stages", default="board_ideal,board_mismatch",
+                   help="comma-separated spiking stages: brian2, board_ideal, board_mismatch")
+    p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
+    p.add_argument("--brian2-samples", type=int, default=60, help="test samples for the (slow) Brian2 stage")
+    p.add_argument("--levels", type=int, default=16, help="weight levels (16: signed 4-bit; 3: ternary)")
+    p.add_argument("--qat-epochs", type=int, default=10)
+    p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
+    p.add_argument("--steps-per-sample", type=int, default=None)
+    p.add_argument("--json", default="conversion_report.json", help="where to write the JSON report")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
+    from neurolab_gui.core.conversion.constrain import ConstraintConfig, WeightPrecision
+    from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, PipelineConfig, convert
+    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.training import TrainConfig
+
+    torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    bad = [s for s in stages if s not in SPIKING_STAGES]
+    if bad:
+        print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}")
+        return 2
+    try:
+        loaded = load_checkpoint(args.checkpoint)
+        task_name = args.task or loaded.metadata.get("task")
+        if not task_name:
+            print("error: the checkpoint does not name its task; pass --task")
+            return 2
+        task = load_task(task_name)
+        precision = WeightPrecision(args.levels)
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 2
+    mc = loaded.model.config
+    if (mc.n_inputs, mc.n_outputs) != (task.n_features, task.n_classes):
+        print(f"error: the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
+              f"{task.n_features} features / {task.n_classes} classes")
+        return 2
+    retention = args.retention or (mc.retention if mc.kind == "leaky" else 0.85)
+    steps = args.steps_per_sample or (mc.steps_per_sample if mc.kind == "leaky" else 4)
+    cfg = PipelineConfig(
+        n_hidden=mc.n_hidden, kind=mc.kind, retention=retention, steps_per_sample=steps, readout=mc.readout,
+        constraint=ConstraintConfig(precision=precision, max_fan_in=63,
+                                    qat=TrainConfig(epochs=args.qat_epochs, lr=2e-3, noise_std=0.1, seed=args.seed)),
+        stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples, seed=args.seed,
+    )
+    print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
+    result = convert(loaded.model, task, cfg, progress=print_progress)
+    print()
+    print(result.report.table())
+    path = result.report.write_json(args.json)
+    print(f"\nJSON report written to {path}")
+    return 0

@@ -1,0 +1,61 @@
+"""``neurolab demo``: the headless main job — train, constrain, map and run on the emulator, print the table.
+
+Sequential digits (row by row) by default.  Runs on the emulated board through the USB
+emulation (mismatch off and the default mismatch); ``--brian2`` adds the Brian2 reference stage
+on a few test samples.  Designed to finish within 5 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .train import print_progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="train -> constrain -> map -> run on the emulator, print the stage table")
+    p.add_argument("--task", default="seq_digits", help="seq_digits (default), mnist1d, ecg or a .npz file")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--no-mismatch-stage", action="store_true", help="skip the emulator run with mismatch")
+    p.add_argument("--brian2", action="store_true", help="also run the Brian2 reference model")
+    p.add_argument("--brian2-samples", type=int, default=30)
+    p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
+    p.add_argument("--json", default=None, help="also write the JSON report here")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from neurolab_gui.core.conversion.pipeline import PipelineConfig, convert, train_model
+    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.training import TrainConfig
+
+    torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
+    t0 = time.perf_counter()
+    try:
+        task = load_task(args.task)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 2
+    stages = ("brian2",) if args.brian2 else ()
+    stages += ("board_ideal",) + (() if args.no_mismatch_stage else ("board_mismatch",))
+    cfg = PipelineConfig(
+        n_hidden=args.hidden, seed=args.seed, stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples,
+        train=TrainConfig(epochs=args.epochs, lr=1e-2, noise_std=0.1, seed=args.seed),
+    )
+    print(f"NeuroLab demo: {task.description}")
+    print("1/2 training the leaky ReLU RNN with BPTT")
+    model, trained = train_model(task, cfg, progress=print_progress)
+    print("2/2 constrain -> map -> transfer-curve matching -> run on the emulated board")
+    result = convert(model, task, cfg, progress=print_progress)
+    print()
+    print(result.report.table())
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        print(f"JSON report written to {result.report.write_json(args.json)}")
+    return 0

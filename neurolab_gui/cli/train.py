@@ -1,0 +1,66 @@
+"""``neurolab train``: train an RNN with BPTT on a built-in or user task and save a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train an Elman or leaky ReLU RNN with BPTT and save a checkpoint")
+    p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, or a .npz file")
+    p.add_argument("--out", default="model.pt", help="checkpoint path (NeuroLab format)")
+    p.add_argument("--kind", choices=("leaky", "elman"), default="leaky")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--noise", type=float, default=0.1, help="pre-activation noise during training")
+    p.add_argument("--retention", type=float, default=0.85, help="leaky RNN retention a (tau = -dt/ln a)")
+    p.add_argument("--steps-per-sample", type=int, default=4, help="RNN steps per input sample")
+    p.add_argument("--readout", choices=("mean", "last"), default="mean")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+_T0: list[float] = []
+
+
+def print_progress(fraction: float, message: str) -> None:
+    """Progress callback of the CLI: percentage, elapsed seconds, message."""
+    import time
+
+    if not _T0:
+        _T0.append(time.perf_counter())
+    print(f"[{100 * fraction:5.1f} % {time.perf_counter() - _T0[0]:6.1f} s] {message}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurolab_gui.core.conversion.checkpoint import save_checkpoint
+    from neurolab_gui.core.conversion.pipeline import PipelineConfig, train_model
+    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.training import TrainConfig
+
+    torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
+    try:
+        task = load_task(args.task)
+        cfg = PipelineConfig(
+            n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
+            readout=args.readout, seed=args.seed,
+            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, noise_std=args.noise,
+                              seed=args.seed, device=args.device),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"task {task.name}: {task.description}; {len(task.x_train)} train / {len(task.x_test)} test")
+    model, result = train_model(task, cfg, progress=print_progress)
+    path = save_checkpoint(
+        args.out, model.cpu(),
+        {"task": task.name, "train_loss": result.train_loss, "train_accuracy": result.train_accuracy,
+         "test_accuracy": result.test_accuracy, "seed": args.seed},
+    )
+    print(f"test accuracy {result.test_accuracy:.4f}; checkpoint written to {path}")
+    return 0
