@@ -85,7 +85,8 @@ NMDA gate, the membrane's A dt and B dt into a small work array, synapse decays)
 than one long one (more iterations in flight).  Every load and store in them is unconditional
 (see :func:`_membrane_pass` for why that matters on AMD).  Measured on the development machine
 (Zen 3, AVX2): about 1.0 + 0.7 ns per neuron and step for the two passes, from 16 ns before.
-Spikes are written as flags and collected 8 at a time through a uint64 view of the flag bytes.
+Spikes are written as flag bytes and collected through a uint64 view of them, one trailing-zero
+count per spike.
 
 Event delivery
 --------------
@@ -105,12 +106,14 @@ thread; :mod:`emulator.partition` finds them.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS, N_NEURONS_PER_CORE
@@ -121,6 +124,7 @@ GABA_B, GABA_A, NMDA, AMPA = 0, 1, 2, 3
 #: Input keys arriving at one core (``emulator.routing``: key = (chip*4 + core)*1024 + address).
 KEYS_PER_CORE = N_CORES_PER_CHIP * N_NEURONS_PER_CORE
 assert KEYS_PER_CORE == 1 << 10 and N_NEURONS_PER_CORE == 1 << 8  # _add_key shifts by 10 and 8
+assert sys.byteorder == "little"  # simulate reads the spike flag bytes as uint64 words
 #: Row length of the state and parameter arrays: the 4096 neurons plus padding (see module doc).
 ROW = N_NEURONS + 80
 
@@ -393,15 +397,15 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
             for b in range(n_blocks):
                 lo = block_start[b]
                 for w in range(lo // 8, (lo + block_len) // 8):
-                    if spiked_words[w] == 0:
-                        continue
-                    for i in range(8 * w, 8 * w + 8):
-                        if spiked[i]:
-                            spike_step[n_spikes] = step
-                            spike_gid[n_spikes] = i
-                            n_spikes += 1
-                            for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                                _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
+                    word = spiked_words[w]  # flag byte k of the word is bit 8k (little-endian)
+                    while word != _U(0):
+                        i = 8 * w + np.int64(trailing_zeros(word) >> _U(3))
+                        word &= word - _U(1)
+                        spike_step[n_spikes] = step
+                        spike_gid[n_spikes] = i
+                        n_spikes += 1
+                        for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
+                            _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
         while next_input < n_inputs and in_step[next_input] == step:
             _add_key(in_key[next_input], st, key_ptr, key_entry, weight_of_count, jump)
             next_input += 1
