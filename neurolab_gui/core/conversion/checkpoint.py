@@ -92,9 +92,11 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # not a pickled object, just bytes torch cannot read
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({str(exc).splitlines()[0][:200]}). {SUPPORTED}") from None
         raise CheckpointError(
             f"{path} holds pickled Python objects (for example a whole nn.Module saved with "
-            f"torch.save(model)), which are not loaded for safety; save model.state_dict() instead. {SUPPORTED}. ({exc})"
+            f"torch.save(model)), which are not loaded for safety; save model.state_dict() instead. {SUPPORTED}."
         ) from None
     except Exception as exc:  # zip/pickle framing errors: not a torch file at all
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {exc}). {SUPPORTED}") from None

@@ -304,6 +304,8 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     all_y = [np.asarray(y)] + ([np.asarray(y_test)] if y_test is not None else [])
     n_classes_arr = get("n_classes")
     n_classes = int(n_classes_arr) if n_classes_arr is not None else int(max(int(v.max()) for v in all_y)) + 1
+    if len(np.asarray(x)) != len(np.asarray(y)):
+        raise ValueError(f"{path}: 'x' holds {len(x)} sequences but 'labels' has shape {np.asarray(y).shape}")
     if x_test is None:
         x = np.asarray(x)
         if x.ndim == 2:

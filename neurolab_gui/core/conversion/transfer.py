@@ -13,8 +13,9 @@ Measurement (through the Board only, so it runs the same on silicon):
   regular train at ``r``, for several ``(m, r)``; a least-squares line through
   ``rate_out = G_exc * (m r) - offset`` gives the copy gain ``G_exc`` (Hz/Hz per copy) and the
   rheobase offset;
-- inhibitory: probes get a fixed excitatory drive plus ``m`` GABA_B copies at ``r``; the slope of
-  the rate decrease gives ``G_inh``.
+- inhibitory: probes get a fixed excitatory drive plus ``m`` GABA_B copies at ``r``; the rate
+  decrease against each probe's own drive-only rate (a second run), regressed on ``m r``
+  through the origin, gives ``G_inh``.
 
 Both fits first undo the refractory saturation ``rate = f0 / (1 + f0 t_ref)`` with the
 nominal ``t_ref`` (the model was trained with exactly that curve).  The weight bias is then
@@ -134,29 +135,46 @@ def _measure(board: Board, mapped: MappedNetwork, synapse: SynapseType, design: 
     for _, core in mapped.group_cores:
         mask |= 1 << core
     all_rates = rates + ([max(rates)] if synapse == INHIBITORY else [])
-    program = _regular_program(sources, all_rates, [mask] * len(all_rates), design.duration_s)
-    board.reset_timestamps()
-    board.load_spike_generator(program)
-    board.start_spike_generator()
-    events = board.read_events(design.duration_s)
-    board.stop_spike_generator()
-    counts = events.select(events.timestamp_us >= design.settle_s * 1e6).counts()
     window = design.duration_s - design.settle_s
+
+    def play(active_rates: list[float]) -> np.ndarray:
+        program = _regular_program(sources, active_rates, [mask] * len(active_rates), design.duration_s)
+        board.reset_timestamps()
+        board.load_spike_generator(program)
+        board.start_spike_generator()
+        events = board.read_events(design.duration_s)
+        board.stop_spike_generator()
+        return events.select(events.timestamp_us >= design.settle_s * 1e6).counts() / window
+
+    rate_of = play(all_rates)
+    # Inhibition is measured against each probe's own drive-only rate (a second run with the
+    # inhibitory sources silent): under mismatch every neuron's baseline differs.
+    base_of = play([0.0] * len(rates) + [max(rates)]) if synapse == INHIBITORY else None
     fits = []
+    t_ref = float(mapped.settings.t_ref_s)
+
+    def unsaturate(rate: np.ndarray) -> np.ndarray:
+        # undo the refractory compression rate = f0 / (1 + f0 t_ref) with the nominal t_ref (the model
+        # was trained with that curve; fitting t_ref too proved too noisy at these spike counts)
+        return rate / np.clip(1.0 - rate * t_ref, 1e-3, None)
+
     for g, probes in enumerate(per_group):
         c_chip, core = mapped.group_cores[g]
+        gids = np.array([p.chip * 1024 + p.core * 256 + p.neuron for p, _ in probes])
         x = np.array([d for _, d in probes])
-        y = np.array([counts[p.chip * 1024 + p.core * 256 + p.neuron] / window for p, _ in probes])
-        # Undo the refractory compression rate = f0 / (1 + f0 t_ref) with the nominal t_ref, then fit
-        # a straight line to the points clearly above the rheobase corner.  (Fitting t_ref as well,
-        # from 1/rate against 1/drive, proved too noisy at these spike counts.)
-        t_ref = float(mapped.settings.t_ref_s)
-        y_lin = y / np.clip(1.0 - y * t_ref, 1e-3, None)
-        ok = y > design.min_rate_hz
-        slope, intercept = np.polyfit(x[ok], y_lin[ok], 1) if ok.sum() >= 2 else (np.nan, np.nan)
-        gain = float(slope) if synapse == EXCITATORY else float(-slope)
+        y = rate_of[gids]
+        if synapse == EXCITATORY:
+            ok = y > design.min_rate_hz  # above the rheobase corner
+            slope, intercept = np.polyfit(x[ok], unsaturate(y[ok]), 1) if ok.sum() >= 2 else (np.nan, np.nan)
+            gain, offset = float(slope), float(-intercept)
+        else:
+            base = base_of[gids]
+            ok = (y > design.min_rate_hz) & (base > design.min_rate_hz)  # inhibition not clipped at zero
+            drop = unsaturate(base) - unsaturate(y)
+            gain = float(np.sum(drop[ok] * x[ok]) / np.sum(x[ok] ** 2)) if ok.sum() >= 2 else float("nan")
+            offset = float(-np.mean(unsaturate(base[ok]))) if ok.any() else float("nan")
         value = mapped.biases[(c_chip, core, WEIGHT_BIAS[synapse])]
-        fits.append(TransferFit(c_chip, core, synapse.name, gain, float(-intercept), float(scales[g]), (value.coarse, value.fine),
+        fits.append(TransferFit(c_chip, core, synapse.name, gain, offset, float(scales[g]), (value.coarse, value.fine),
                                 t_ref, list(zip(x.tolist(), y.tolist(), strict=True))))
     return fits
 

@@ -1,0 +1,97 @@
+"""Constraint invariants (fan-in budget counting multiplicity, weight grid, per-core scale, precision)
+and a valid, alias-free netlist from the mapping."""
+
+import numpy as np
+import pytest
+import torch
+
+from drivers.dynapse1.netlist import InputAddress, NeuronAddress
+from drivers.dynapse1.netlist_compiler import compile_netlist
+from drivers.dynapse1.topology import SynapseType
+from neurolab_gui.core.conversion.constrain import (
+    ConstraintConfig,
+    WeightPrecision,
+    constrain,
+    project_row_multiplicities,
+    stacked_weights,
+)
+from neurolab_gui.core.conversion.mapping import TimeMapping, map_network
+from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
+from neurolab_gui.core.conversion.tasks import seq_digits
+from neurolab_gui.core.conversion.training import TrainConfig
+
+
+def test_precision_levels():
+    assert list(WeightPrecision(16).levels()) == list(range(-8, 8))
+    assert list(WeightPrecision(3).levels()) == [-1, 0, 1]
+    assert len(WeightPrecision(9).levels()) == 9
+    with pytest.raises(ValueError, match="at least 3"):
+        WeightPrecision(2)
+
+
+@pytest.mark.parametrize("levels", [3, 16])
+def test_projection_respects_grid_and_cam_budget(levels):
+    rng = np.random.default_rng(1)
+    v = rng.normal(0, 3, (20, 90))
+    p = WeightPrecision(levels)
+    m = project_row_multiplicities(v, p, 64)
+    assert m.min() >= p.m_min and m.max() <= p.m_max
+    assert np.abs(m).sum(1).max() <= 64
+    small = project_row_multiplicities(np.array([[0.4, -1.6, 2.2]]), WeightPrecision(16), 64)
+    assert small.tolist() == [[0, -2, 2]]  # plain rounding when the budget allows
+
+
+@pytest.fixture(scope="module")
+def small_constrained():
+    task = seq_digits().subset(300, 60)
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(8, 40, 10, kind="leaky", retention=0.85, steps_per_sample=2, saturation=1.0))
+    cfg = ConstraintConfig(precision=WeightPrecision(16), max_fan_in=63, n_core_groups=3, qat=TrainConfig(epochs=1))
+    return constrain(model, task, cfg), task
+
+
+def test_constrained_weights_are_on_the_per_core_grid(small_constrained):
+    net, _ = small_constrained
+    assert net.fan_in().max() <= 63
+    w = stacked_weights(net.model)
+    assert np.allclose(w, net.scale[net.unit_group][:, None] * net.multiplicity, atol=1e-6)
+    assert net.multiplicity.min() >= -8 and net.multiplicity.max() <= 7
+    assert len(net.scale) == 3 and np.all(net.scale > 0)
+
+
+def test_ternary_constraint(small_constrained):
+    _, task = small_constrained
+    model = RateRNN(RNNConfig(8, 16, 10, kind="leaky", retention=0.85, steps_per_sample=2, saturation=1.0))
+    net = constrain(model, task, ConstraintConfig(precision=WeightPrecision(3), max_fan_in=20, qat=TrainConfig(epochs=0)))
+    assert set(np.unique(net.multiplicity)) <= {-1, 0, 1}
+    assert net.fan_in().max() <= 20
+
+
+def test_mapping_gives_a_valid_netlist_without_aliasing(small_constrained):
+    net, _ = small_constrained
+    mapped = map_network(net, TimeMapping(steps_per_sample=2, retention=0.85))
+    compiled = compile_netlist(mapped.netlist)  # raises on CAM/SRAM limit violations
+    assert compiled.warnings == []
+    assert all(v <= 64 for v in mapped.netlist.fan_in().values())
+    sources = {(c.pre.core, c.pre.neuron) for c in mapped.netlist.connections}
+    assert (0, 0) not in sources, "source address (core 0, neuron 0) is what cleared CAM entries listen to"
+    assert all(a.core != 0 for a in mapped.unit_addresses)  # inputs arrive as core 0: no aliasing
+    assert all(isinstance(a, InputAddress) for a in mapped.input_addresses)
+    reset = mapped.input_addresses[-1]
+    resets = [c for c in mapped.netlist.connections if c.pre == reset]
+    assert len(resets) == net.n_hidden and all(c.synapse == SynapseType.GABA_A for c in resets)
+    # every nonzero multiplicity appears with the right sign convention
+    signs = {(c.pre, c.post): c.synapse for c in mapped.netlist.connections}
+    u0 = mapped.unit_addresses[0]
+    for j in np.flatnonzero(net.multiplicity[0]):
+        pre = mapped.input_addresses[j] if j <= net.n_inputs else mapped.unit_addresses[j - net.n_inputs - 1]
+        assert signs[(pre, u0)] == (SynapseType.AMPA if net.multiplicity[0, j] > 0 else SynapseType.GABA_B)
+    assert isinstance(u0, NeuronAddress)
+    # a weight bias per core group, from the nominal circuit model
+    assert {(c, k) for (c, k, n) in mapped.biases if n == "PS_WEIGHT_EXC_F_N"} == set(mapped.group_cores)
+
+
+def test_mapping_refuses_time_mapping_that_does_not_match(small_constrained):
+    net, _ = small_constrained
+    with pytest.raises(ValueError, match="does not match"):
+        map_network(net, TimeMapping(steps_per_sample=4, retention=0.85))

@@ -1,0 +1,64 @@
+"""Offline tasks load with the right shapes; user .npz tasks are validated."""
+
+import numpy as np
+import pytest
+
+from neurolab_gui.core.conversion import tasks
+
+
+def test_seq_digits_row_and_pixel_shapes():
+    row = tasks.seq_digits("row")
+    assert row.x_train.shape[1:] == (8, 8) and row.n_classes == 10
+    assert len(row.x_train) + len(row.x_test) == 1797
+    assert 0.0 <= row.x_train.min() and row.x_train.max() <= 1.0
+    pix = tasks.seq_digits("pixel")
+    assert pix.x_test.shape[1:] == (64, 1)
+    assert set(np.unique(row.y_test)) == set(range(10))
+
+
+def test_mnist1d_generated_locally_as_on_off_channels():
+    t = tasks.mnist1d(num_samples=400)
+    assert t.x_train.shape == (320, 40, 2) and t.x_test.shape == (80, 40, 2)
+    assert np.all((t.x_train[..., 0] == 0) | (t.x_train[..., 1] == 0))  # ON and OFF never both active
+    state = np.random.get_state()[1][:4].copy()
+    tasks.mnist1d(num_samples=100)
+    assert np.array_equal(np.random.get_state()[1][:4], state), "global numpy RNG must be restored"
+
+
+def test_ecg_task_is_balanced_and_bounded():
+    t = tasks.ecg(n_train=200, n_test=100)
+    assert t.x_train.shape == (200, 48, 1) and t.n_classes == 2
+    assert 0.3 < t.y_train.mean() < 0.7
+
+
+def test_npz_task_round_trip_and_split(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 12, 3)).astype(np.float32)
+    labels = np.arange(50) % 5
+    lengths = rng.integers(4, 13, 50)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=x, labels=labels, lengths=lengths)
+    t = tasks.load_task(str(path))
+    assert t.name == "mine" and t.n_classes == 5 and t.n_features == 3
+    assert len(t.x_train) + len(t.x_test) == 50
+    assert t.lengths_test.max() <= 12
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x": np.zeros((4, 3, 2))}, "labels"),
+        ({"x": np.full((4, 3, 2), 2.0), "labels": np.zeros(4, int)}, "must lie in"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(3, int)}, "shape"),
+    ],
+)
+def test_npz_task_errors_name_the_problem(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=message):
+        tasks.load_npz_task(path)
+
+
+def test_unknown_task_lists_the_built_in_ones():
+    with pytest.raises(ValueError, match="seq_digits"):
+        tasks.load_task("imagenet")
