@@ -12,8 +12,8 @@ own variable, so the two voltage-dependent factors (positive feedback ``p`` and 
 ``g_nmda``) are sampled at the start of each step by a ``run_regularly`` operation, exactly the
 emulator's scheme (:mod:`emulator.engine`).  The equations and the step scheme are the same; the
 arithmetic is not: Brian2 computes in float64 with libm's exp, the emulator's kernel in float32
-with its own range-reduced exp (relative error ~1e-7) and with the membrane coefficient written
-as I_gain (drive / I_tau + p) instead of (I_gain / I_tau) drive + p I_gain.  With mismatch off,
+with its own range-reduced exp (relative error ~1e-7) and with the step's coefficients multiplied
+out so that they need no division (:mod:`emulator.engine`).  With mismatch off,
 deterministic inputs and the same ``dt`` the two therefore agree to float32 rounding: a spike
 moves by one step only where a threshold crossing falls within that rounding (on the reference
 test network, ``tests/test_emulator_brian2.py``, every spike coincides).  Poisson inputs are drawn

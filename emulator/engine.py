@@ -43,8 +43,10 @@ Integration (one step of ``dt``), identical in :mod:`emulator.brian2_reference`
 That is Brian2's schedule (start, groups, thresholds, synapses, resets) with its
 ``exponential_euler`` method.  Steps 4 and 5 touch disjoint variables (4 the synapses, 5 the
 membrane, refractory counter and adaptation), so the kernel folds the reset into the update passes
-and delivers afterwards: the same result as Brian2's order.  The membrane coefficient is computed
-as I_gain (drive / I_tau + p), algebraically the (I_gain / I_tau) drive + p I_gain above.
+and delivers afterwards: the same result as Brian2's order.  The step's coefficients are computed
+multiplied out by tau_mem = C_mem U_T / (kappa I_tau), which needs no division:
+B dt = k ((p - 1) I_tau - I_gabaA - I_ahp), A dt = k ((I_tau + I_gabaA + I_ahp) I_0 +
+I_gain (drive + p I_tau)) with k = dt kappa / (C_mem U_T); algebraically the equations above.
 
 Numerics: float32
 -----------------
@@ -225,14 +227,15 @@ def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_ta
         # 2. coefficients of the exponential Euler step of the membrane
         i_tau = pr[P_TAU * ROW + j]
         drive = max(i_ampa + nmda_in - i_gabab + pr[P_DC * ROW + j] + st[S_NOISE * ROW + j] - ahp - i_tau, _ZERO)
-        inv_tau_i = _ONE / i_tau
-        s = (i_gabaa + ahp) * inv_tau_i
-        dt_over_tau = i_tau * dt_over_tau_per_amp
-        b_dt = (p - _ONE - s) * dt_over_tau
+        # with dt / tau_mem = k I_tau (k = dt_over_tau_per_amp) and s = (I_gabaA + I_ahp) / I_tau:
+        #   B dt = (p - 1 - s) dt / tau_mem = k ((p - 1) I_tau - I_gabaA - I_ahp)
+        #   A dt = ((1 + s) I_0 + (I_gain / I_tau) drive + p I_gain) dt / tau_mem
+        #        = k ((I_tau + I_gabaA + I_ahp) I_0 + I_gain (drive + p I_tau))     (no division)
+        shunt = i_gabaa + ahp
+        b_dt = ((p - _ONE) * i_tau - shunt) * dt_over_tau_per_amp
         work[j] = b_dt
         n_large += _ONE if abs(b_dt) >= _F(SMALL_STEP) else _ZERO
-        work[ROW + j] = ((_ONE + s) * i0 + pr[P_GAIN * ROW + j] * (drive * inv_tau_i + p)) \
-            * dt_over_tau
+        work[ROW + j] = ((i_tau + shunt) * i0 + pr[P_GAIN * ROW + j] * (drive + p * i_tau)) * dt_over_tau_per_amp
         # synapses: exact decay, flushed before they turn subnormal
         y = i_gabab * pr[(P_SYN_DECAY + GABA_B) * ROW + j]
         st[(S_SYN + GABA_B) * ROW + j] = y if y > _FLUSH else _ZERO
