@@ -1,0 +1,178 @@
+"""Calibration engine: compensation on a small network, progress, cancellation, profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from drivers.dynapse1.netlist import NeuronAddress
+from emulator.config import EmulatorConfig
+from emulator.virtual_usb import open_emulated_board
+from neurolab_gui.core.calibration.compensation import compensate_multiplicities, relocate_units
+from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
+from neurolab_gui.core.calibration.profile import (
+    CalibrationProfile,
+    NeuronCalibration,
+    ProfileError,
+    load_profile,
+    profile_from_network_calibration,
+    save_profile,
+)
+from neurolab_gui.core.calibration.progress import CalibrationCancelled, CalibrationJob
+from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
+from neurolab_gui.core.conversion.mapping import NeuronSettings, TimeMapping, map_network
+from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
+from neurolab_gui.core.conversion.tasks import Task
+from neurolab_gui.core.conversion.training import TrainConfig
+
+FAST = CalibrationConfig(exc_levels_hz=(30.0, 75.0, 120.0), inh_levels_hz=(20.0, 60.0, 100.0), level_s=0.25, settle_s=0.06,
+                         weight_rounds=2, weight_tolerance=0.03)
+
+
+def tiny_network(n_hidden: int = 12):
+    """A random 12-unit network on one core group, constrained without fine-tuning (fast)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    task = Task("tiny", x, y, x[:10], y[:10], 3)
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(4, n_hidden, 3, "leaky", 0.85, 4, "mean", 1.0))
+    net = constrain(model, task, ConstraintConfig(max_fan_in=63, n_core_groups=1, qat=TrainConfig(epochs=0)), 0.85, 4, saturation=1.0)
+    mapped = map_network(net, TimeMapping(retention=0.85, steps_per_sample=4), NeuronSettings())
+    return net, mapped, task
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    net, mapped, _ = tiny_network()
+    board = open_emulated_board("NLTEST-ENGINE", EmulatorConfig(seed=5))
+    events = []
+    result = calibrate_network(board, mapped, net, None, FAST, progress=events.append)
+    yield result, events, board, mapped
+    board.close()
+
+
+def test_compensation_reduces_the_gain_spread_measured_again(calibrated):
+    result, _, _, mapped = calibrated
+    assert result.gain_cv_before > 0.08  # the chip's spread on the nominal neurons
+    assert result.gain_cv_after < 0.5 * result.gain_cv_before, (result.gain_cv_before, result.gain_cv_after)
+    assert len(set(result.selected)) == mapped.n_hidden
+    assert {(a.chip, a.core) for a in result.selected} == {(a.chip, a.core) for a in mapped.unit_addresses}
+    assert result.chip_s_measurement < 60.0
+    # the deployed network's netlist uses the selected neurons only
+    posts = {c.post for c in result.mapped.netlist.connections}
+    assert posts == set(result.selected)
+
+
+def test_progress_events_carry_fraction_step_eta_and_curves(calibrated):
+    _, events, _, _ = calibrated
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("curves" in e.payload for e in events)
+    assert any(np.isfinite(e.eta_s) for e in events)
+    assert {e.step for e in events} >= {"measure transfer curves", "select neurons", "done"}
+
+
+def test_cancel_leaves_the_board_in_its_starting_state():
+    net, mapped, _ = tiny_network()
+    board = open_emulated_board("NLTEST-CANCEL", EmulatorConfig(seed=6))
+    try:
+        core = mapped.group_cores[0][1]
+        board.apply_bias_set(mapped.biases)  # the user's state: no DC on the network's core ...
+        board.set_bias(0, core, "PS_WEIGHT_EXC_F_N", 2, 17)  # ... and a weight of their own
+        start = {k: board.get_bias(*k) for k in mapped.biases}
+        cancel = threading.Event()
+
+        def progress(event):
+            if event.step.startswith("tune weight biases"):
+                cancel.set()
+
+        with pytest.raises(CalibrationCancelled):
+            calibrate_network(board, mapped, net, None, FAST, progress=progress, cancel=cancel)
+        assert {k: board.get_bias(*k) for k in mapped.biases} == start
+        board.read_events(0.3)  # synaptic currents left from the probe decay (tau ~ 30 ms)
+        events = board.read_events(0.1)
+        assert not np.any((events.chip == 0) & (events.core == core))  # generator stopped, connections cleared, no DC: silence
+    finally:
+        board.close()
+
+
+def test_job_streams_events_asynchronously_and_cancels():
+    def slow(progress, cancel):
+        from neurolab_gui.core.calibration.progress import ProgressReporter
+
+        report = ProgressReporter(progress, cancel)
+        for k in range(1000):
+            report(k / 1000, "step", f"{k}")
+            threading.Event().wait(0.001)
+        return "finished"
+
+    job = CalibrationJob(slow)
+
+    async def consume():
+        seen = []
+        async for event in job.events():
+            seen.append(event)
+            if len(seen) == 5:
+                job.cancel()
+        return seen
+
+    seen = asyncio.run(consume())
+    assert 5 <= len(seen) < 1000
+    with pytest.raises(CalibrationCancelled):
+        job.wait()
+
+
+def test_multiplicity_compensation_divides_by_the_relative_gain():
+    net, mapped, _ = tiny_network()
+    h = net.n_hidden
+    same = compensate_multiplicities(net, np.ones(h), np.ones(h))
+    assert np.array_equal(same, net.multiplicity)
+    weak = compensate_multiplicities(net, np.full(h, 0.5), np.ones(h))
+    pos = net.multiplicity > 0
+    assert np.all(weak[pos] >= net.multiplicity[pos]) and np.abs(weak).sum(1).max() <= net.max_fan_in
+    assert np.array_equal(weak[net.multiplicity < 0], net.multiplicity[net.multiplicity < 0])
+    with pytest.raises(ValueError):
+        compensate_multiplicities(net, np.zeros(h), np.ones(h))
+    with pytest.raises(ValueError, match="within its core"):
+        relocate_units(mapped, [NeuronAddress(0, 3, i) if i == 0 else a for i, a in enumerate(mapped.unit_addresses)])
+
+
+def test_profile_round_trip_and_validation(calibrated, tmp_path):
+    result, _, board, _ = calibrated
+    profile = profile_from_network_calibration(board.serial, result, emulated=True)
+    path = save_profile(profile, tmp_path)
+    assert path.name == f"{board.serial}.json"
+    loaded = load_profile(path, expected_serial=board.serial)
+    assert loaded.biases == profile.biases and loaded.selected == profile.selected
+    assert len(loaded.neurons) == len(profile.neurons) > 0 and loaded.chip_s == pytest.approx(profile.chip_s)
+
+    data = json.loads(path.read_text())
+    for mutate, message in [
+        (lambda d: d.update(schema=99), "schema"),
+        (lambda d: d.update(serial="bad serial!"), "serial"),
+        (lambda d: d["biases"][0].update(name="NOPE"), "unknown bias"),
+        (lambda d: d["biases"][0].update(fine=300), "fine value"),
+        (lambda d: d["neurons"][0].update(neuron=999), "neuron id"),
+        (lambda d: d.update(selected=[[0, 1, 2], [0, 1, 2]]), "distinct"),
+        (lambda d: d.update(chip_s=-1), "chip_s"),
+    ]:
+        bad = json.loads(json.dumps(data))
+        mutate(bad)
+        with pytest.raises(ProfileError, match=message):
+            CalibrationProfile.from_dict(bad)
+    with pytest.raises(ProfileError, match="not 'OTHER'"):
+        load_profile(path, expected_serial="OTHER")
+    with pytest.raises(ProfileError, match="no calibration profile"):
+        load_profile(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile(tmp_path / "broken.json")
+    # default location follows XDG_DATA_HOME
+    p = CalibrationProfile("SER1", {}, [NeuronCalibration(0, 1, 2, 0.3, 0.2, 1.0)])
+    assert save_profile(p, tmp_path / "x.json").name == "x.json"
