@@ -26,9 +26,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict:
+    import torch
 
     from emulator.config import EmulatorConfig
     from emulator.virtual_usb import open_emulated_board
@@ -45,8 +47,15 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     cfg = pipeline.PipelineConfig()
     if args.epochs is not None:
         cfg.train.epochs = args.epochs
-    model, _ = pipeline.train_model(task, cfg)
-    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
+    cache = Path(args.model_cache) / f"{name}.pt" if args.model_cache else None
+    if cache is not None and cache.exists():  # re-runs of the calibration need not retrain
+        net = torch.load(cache, weights_only=False)
+    else:
+        model, _ = pipeline.train_model(task, cfg)
+        net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(net, cache)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings)
     print(f"[{name}] trained and constrained in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -96,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-validation", type=int, default=100, help="training samples for the in-the-loop validation")
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="emulator mismatch seed")
+    parser.add_argument("--model-cache", metavar="DIR", help="keep the trained, constrained networks here and reuse them")
     args = parser.parse_args(argv)
     results = {name: run_task(name, args) for name in args.tasks}
     summary = {

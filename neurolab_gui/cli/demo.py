@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
     p.add_argument("--json", default=None, help="also write the JSON report here")
     p.add_argument("--seed", type=int, default=0)
+    # --- calibration step (calibration developer; neurolab_gui.core.calibration.demo_step) ---
+    p.add_argument("--no-calibration", action="store_true", help="skip the closed-loop calibration step")
+    p.add_argument("--figures", default="neurolab_demo_figures", help="directory for the calibration before/after figures")
     p.set_defaults(func=run)
 
 
@@ -58,4 +61,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     if args.json:
         print(f"JSON report written to {result.report.write_json(args.json)}")
+    if not args.no_calibration:
+        _calibration_step(args, result, task, cfg)
     return 0
+
+
+def _calibration_step(args: argparse.Namespace, result, task, cfg) -> None:
+    """Closed-loop calibration on the mismatched emulator, before/after figures (calibration API)."""
+    from neurolab_gui.core.calibration.demo_step import run_calibration_step
+
+    print("\ncalibration: measure per-neuron transfer curves, tune biases, select neurons, compensate")
+    summary = run_calibration_step(
+        result, task, cfg, args.figures, n_test=args.n_test or 120, emulator_seed=args.seed,
+        progress=lambda e: print(f"  {e.fraction:5.1%} {e.step}: {e.message}", flush=True) if e.message else None,
+    )
+    acc = summary["accuracy"]
+    print(f"gain CV {summary['gain_cv_before']:.1%} -> {summary['gain_cv_after']:.1%}; chip time {summary['chip_s_measurement']:.1f} s "
+          f"(+ {summary['chip_s_loop']:.1f} s in the loop)")
+    print(f"test accuracy on {summary['n_test']} samples: constrained {acc['constrained']:.3f}, board before {acc['board_before']:.3f}, "
+          f"board after {acc['board_after']:.3f}")
+    print("figures: " + ", ".join(summary["figures"]))

@@ -192,3 +192,33 @@ def fine_tune(
     train(model, task, config, progress=progress, cancel=cancel)
     m = model.weight_transform.multiplicities(stacked_weights(model))
     return with_multiplicities(net, m, model)
+
+
+def refit_readout(
+    features: np.ndarray,
+    labels: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    l2_to_start: float = 1e-3,
+    steps: int = 300,
+    lr: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Readout ``(weight, bias)`` re-fitted by softmax regression on board ``features [N, H]``.
+
+    Starts from the current readout and is pulled towards it by ``l2_to_start`` (few board
+    samples must not undo what the float training learned).  Deterministic (full-batch Adam).
+    """
+    x = torch.as_tensor(np.asarray(features, np.float32))
+    y = torch.as_tensor(np.asarray(labels, np.int64))
+    w0 = torch.as_tensor(np.asarray(weight, np.float32))
+    b0 = torch.as_tensor(np.asarray(bias, np.float32))
+    if x.shape[0] != y.shape[0] or x.shape[1] != w0.shape[1]:
+        raise ValueError(f"features {tuple(x.shape)} do not match labels {tuple(y.shape)} and readout {tuple(w0.shape)}")
+    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2_to_start * ((w - w0) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)

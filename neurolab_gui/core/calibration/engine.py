@@ -45,6 +45,7 @@ from .compensation import (
     compensate_multiplicities,
     fine_tune,
     hardware_model,
+    refit_readout,
     relocate_units,
     select_neurons,
     with_multiplicities,
@@ -68,9 +69,11 @@ class CalibrationConfig:
     weight_tolerance: float = 0.01
     inhibitory_weight: float = 0.05
     fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4, lr=1e-3, noise_std=0.05))
-    loop_iterations: int = 3
+    loop_iterations: int = 2
     min_improvement: float = 0.0
-    n_validation: int = 100
+    n_validation: int = 100  # training samples held out to validate on the board
+    n_readout_fit: int = 200  # training samples run on the board to re-fit the readout
+    refit_readout: bool = True
     seed: int = 0
 
 
@@ -185,8 +188,6 @@ def calibrate_network(
     held-out part of it on the board); without it the calibration stops after step 4.
     ``mapped`` is left unchanged.  Progress events carry intermediate curves as ``payload``.
     """
-    from ..conversion.spiking_run import run_on_board
-
     cfg = config or CalibrationConfig()
     t_start = time.perf_counter()
     mboard: MeteredBoard = metered(board)
@@ -265,7 +266,7 @@ def calibrate_network(
         )
         report(0.62, "compensate", f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}")
         if task is not None:
-            _in_the_loop(mboard, result, work, net, task, cfg, report, run_on_board)
+            _in_the_loop(mboard, result, work, net, task, cfg, report)
         result.chip_s_loop = mboard.chip_s - chip_s_measurement
         result.wall_s = time.perf_counter() - t_start
         report(1.0, "done", f"chip time {mboard.chip_s:.1f} s")
@@ -279,32 +280,54 @@ def calibrate_network(
 
 
 def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, net: ConstrainedNetwork, task: Task,
-                 cfg: CalibrationConfig, report: ProgressReporter, run_on_board) -> None:
-    """Multiplicity compensation, then fine-tune / redeploy / validate while accuracy improves."""
+                 cfg: CalibrationConfig, report: ProgressReporter) -> None:
+    """CAM compensation, then per iteration: (fine-tune,) redeploy, run training samples on the
+    board, re-fit the readout on the board's features, validate; stop when accuracy stops improving."""
+    from ..conversion.spiking_run import run_on_board, stream_samples
+
     rng = np.random.default_rng(cfg.seed)
-    n_val = min(cfg.n_validation, len(task.x_train))
-    val = rng.choice(len(task.x_train), n_val, replace=False)
+    n = len(task.x_train)
+    n_val = min(cfg.n_validation, n // 3)
+    n_fit = min(cfg.n_readout_fit, n - n_val)
+    perm = rng.permutation(n)
+    val, fit_idx = perm[:n_val], perm[n_val : n_val + n_fit]
     xv, yv, lv = task.x_train[val], task.y_train[val], task.lengths_train[val]
-    train_idx = np.setdiff1d(np.arange(len(task.x_train)), val)
+    xf, yf, lf = task.x_train[fit_idx], task.y_train[fit_idx], task.lengths_train[fit_idx]
+    train_idx = perm[n_val:]  # the fine-tuning never sees the validation samples
     fit_task = copy.copy(task)
     fit_task.x_train, fit_task.y_train, fit_task.lengths_train = task.x_train[train_idx], task.y_train[train_idx], task.lengths_train[train_idx]
 
-    m_comp = compensate_multiplicities(net, result.transfer.gain_exc, result.transfer.gain_inh)
-    candidate = with_multiplicities(net, m_comp)
-    span = (0.62, 0.98)
+    candidate = with_multiplicities(net, compensate_multiplicities(net, result.transfer.gain_exc, result.transfer.gain_inh))
+    lo_all, hi_all = 0.62, 0.98
     n_steps = cfg.loop_iterations + 1
+    width = (hi_all - lo_all) / n_steps
     best_net, best_acc, best_mapped = None, -1.0, None
     for it in range(n_steps):
-        lo = span[0] + (span[1] - span[0]) * it / n_steps
+        lo = lo_all + width * it
         if it > 0:
-            candidate = fine_tune(best_net, result.transfer, fit_task, cfg.fine_tune, progress=report.span(lo, lo + 0.5 / n_steps * (span[1] - span[0]), "fine-tune"), cancel=report.cancel)
+            candidate = fine_tune(best_net, result.transfer, fit_task, cfg.fine_tune, progress=report.span(lo, lo + width / 3, "fine-tune"),
+                                  cancel=report.cancel)
         deployed = deploy(work, candidate, result.selected)
-        report(lo, "redeploy", f"iteration {it}: validating on {n_val} training samples on the board")
-        run = run_on_board(board, deployed, xv, lv, cfg.seed + it, report.span(lo, lo + (span[1] - span[0]) / n_steps, "validate on board"), report.cancel)
-        acc = run.accuracy(yv)
-        model_acc, _ = evaluate(hardware_model(candidate, result.transfer), xv, yv, lv)
-        result.loop_history.append({"iteration": it, "board_val_accuracy": acc, "model_val_accuracy": model_acc, "chip_s": board.chip_s})
-        report(lo, "redeploy", f"iteration {it}: board validation accuracy {acc:.3f} (model with measured transfer {model_acc:.3f})")
+        entry: dict = {"iteration": it}
+        if n_fit > 0 and cfg.refit_readout:
+            report(lo + width / 3, "redeploy", f"iteration {it}: {n_fit} training samples on the board for the readout")
+            fit_run = run_on_board(board, deployed, xf, lf, cfg.seed + 101 * it, report.span(lo + width / 3, lo + 2 * width / 3, "readout samples on board"), report.cancel)
+            val_run = stream_samples(board, deployed, xv, lv, cfg.seed + 101 * it + 1, report.span(lo + 2 * width / 3, lo + width, "validate on board"), report.cancel)
+            plain = float(np.mean(val_run.predictions == yv))
+            w, b = refit_readout(fit_run.features, yf, deployed.readout_weight, deployed.readout_bias)
+            refit = float(np.mean((val_run.features @ w.T + b).argmax(1) == yv))
+            entry.update(board_val_accuracy_model_readout=plain, board_val_accuracy_refit_readout=refit)
+            if refit >= plain:
+                deployed.readout_weight, deployed.readout_bias = w, b
+            acc = max(plain, refit)
+        else:
+            val_run = run_on_board(board, deployed, xv, lv, cfg.seed + 101 * it, report.span(lo + width / 3, lo + width, "validate on board"), report.cancel)
+            acc = val_run.accuracy(yv)
+        entry.update(board_val_accuracy=acc, model_val_accuracy=evaluate(hardware_model(candidate, result.transfer), xv, yv, lv)[0],
+                     chip_s=board.chip_s)
+        result.loop_history.append(entry)
+        report(lo + width, "redeploy", f"iteration {it}: board validation accuracy {acc:.3f} (model with measured transfer "
+               f"{entry['model_val_accuracy']:.3f})")
         if acc > best_acc + cfg.min_improvement:
             best_net, best_acc, best_mapped = candidate, acc, deployed
         else:
