@@ -3,8 +3,10 @@
 This is the facade the virtual USB device, calibration and conversion code talk to.  It holds
 what the host can write (biases, CAM, SRAM, tau2 flags, monitor choice, FPGA generators), the
 frozen mismatch of the board (from its serial) and the network state, and advances the board
-clock with :meth:`BoardSimulator.run` as fast as the machine allows.  For wall-clock pacing see
-:mod:`emulator.clock`.
+clock with :meth:`BoardSimulator.run` as fast as the machine allows: groups of chips that no
+SRAM route connects run in parallel threads (:mod:`emulator.partition`, up to
+``EmulatorConfig.kernel_threads``), with exactly the result of one thread.  For wall-clock pacing
+see :mod:`emulator.clock`.
 
 Physics: :mod:`emulator.engine` (equations), :mod:`emulator.neuron_params` (bias → parameter),
 :mod:`emulator.biasgen`, :mod:`emulator.mismatch`, routing semantics in :mod:`emulator.routing`,
@@ -56,6 +58,9 @@ _KEYS_PER_CHIP = N_CORES_PER_CHIP * N_NEURONS_PER_CHIP
 #: First neuron of each (chip, core) monitor slot.
 _SLOT_BASE_GID = np.arange(N_CHIPS * N_CORES_PER_CHIP) * N_NEURONS_PER_CORE
 
+#: Analog monitor output range [V] (the UG: 0-1.8 V on the SMA outputs).
+MONITOR_RANGE_V = (0.0, 1.8)
+
 
 def _available_cores() -> int:
     try:
@@ -81,11 +86,9 @@ def _workers() -> ThreadPoolExecutor:
     """Threads shared by all simulators for partitions beyond the first (which runs on the caller)."""
     global _worker_pool
     if _worker_pool is None:
-        _worker_pool = ThreadPoolExecutor(max_workers=max(1, _available_cores() - 1),
-                                          thread_name_prefix="emulator-kernel")
+        # at most one partition per chip, the first on the caller; threads start only when used
+        _worker_pool = ThreadPoolExecutor(max_workers=N_CHIPS - 1, thread_name_prefix="emulator-kernel")
     return _worker_pool
-#: Analog monitor output range [V] (the UG: 0-1.8 V on the SMA outputs).
-MONITOR_RANGE_V = (0.0, 1.8)
 
 
 @dataclass
@@ -171,7 +174,7 @@ class BoardSimulator:
         self._routing: RoutingTables | None = None
         self._routing_version = -1
         self._delivery: engine.DeliveryTable | None = None
-        self._delivery_key: tuple | None = None
+        self._delivery_for: tuple[NeuronParameters, RoutingTables] | None = None
         self._groups: list[list[int]] | None = None
         self._spiked = np.zeros(N_NEURONS, np.uint8)  # kernel scratch: spike flags
         self._host_route_of: RoutingTables | None = None
@@ -311,10 +314,10 @@ class BoardSimulator:
     def _delivery_table(self) -> engine.DeliveryTable:
         """What each routing entry adds per event (rebuilt with routing or parameters)."""
         params, routing = self.parameters(), self.routing()
-        key = (id(params), id(routing))
-        if self._delivery is None or key != self._delivery_key:
+        built_for = self._delivery_for
+        if self._delivery is None or built_for is None or built_for[0] is not params or built_for[1] is not routing:
             self._delivery = engine.delivery_table(routing, params)
-            self._delivery_key = key
+            self._delivery_for = (params, routing)
         return self._delivery
 
     def routing(self) -> RoutingTables:
@@ -445,8 +448,7 @@ class BoardSimulator:
         Safe to run concurrently with the other partitions of the same chunk: they touch
         disjoint neurons of the state, flags and monitor columns.
         """
-        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, \
-            monitor_out = shared
+        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out = shared
         block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
         # room for a mean rate of 50 Hz at 0.1 ms; more spikes cost one restart with twice the room
         n_neurons = N_NEURONS_PER_CHIP * len(chips)
@@ -460,8 +462,9 @@ class BoardSimulator:
             spike_gid = np.empty(capacity, np.int32)
             first = np.searchsorted(in_step, done)
             n_spikes, steps_done = engine.simulate(
-                n_steps - done, block_start, N_NEURONS_PER_CHIP, packed.i0, packed.i_reset, packed.feedback_gain,
-                packed.fb_offset, packed.dt_over_tau_per_amp, self.state.buffer, packed.rows, noise_decay, noise_amplitude, noise_seed,
+                n_steps - done, block_start, N_NEURONS_PER_CHIP,
+                packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp,
+                self.state.buffer, packed.rows, noise_decay, noise_amplitude, noise_seed,
                 routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
                 routing.neuron_key_ptr, routing.neuron_keys,
                 in_step[first:] - done, in_key[first:], monitor_gid, monitor_out[done:],
