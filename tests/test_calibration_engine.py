@@ -176,3 +176,27 @@ def test_profile_round_trip_and_validation(calibrated, tmp_path):
     # default location follows XDG_DATA_HOME
     p = CalibrationProfile("SER1", {}, [NeuronCalibration(0, 1, 2, 0.3, 0.2, 1.0)])
     assert save_profile(p, tmp_path / "x.json").name == "x.json"
+
+
+def test_readout_refit_learns_from_board_features():
+    from neurolab_gui.core.calibration.compensation import refit_readout
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 300)
+    features = rng.normal(0, 0.3, (300, 5)) + np.eye(3, 5)[labels] * 1.5  # class k lights feature k
+    w0 = np.roll(np.eye(3, 5), 1, axis=0)  # a readout that is wrong for these features
+    b0 = np.zeros(3)
+    w, b = refit_readout(features, labels, w0, b0)
+    before = np.mean((features @ w0.T + b0).argmax(1) == labels)
+    after = np.mean((features @ w.T + b).argmax(1) == labels)
+    assert before < 0.5 < 0.9 < after
+    with pytest.raises(ValueError, match="do not match"):
+        refit_readout(features[:, :4], labels, w0, b0)
+
+
+def test_calibrate_cli_reports_a_bad_task_without_touching_files(tmp_path):
+    from neurolab_gui.cli import main
+
+    target = tmp_path / "p.json"
+    assert main(["calibrate", "--task", "no_such_task", "--profile", str(target)]) == 2
+    assert not target.exists()
