@@ -117,3 +117,20 @@ def test_core_tuning_converges_from_a_published_set(board):
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(e.chip_s >= 0 for e in events) and events[-1].chip_s == pytest.approx(result.chip_s)
+
+
+def test_time_constants_from_step_responses(board):
+    from drivers.dynapse1.board_api import BiasValue
+    from neurolab_gui.core.calibration.measure import measure_membrane_tau, measure_synaptic_tau
+
+    board.apply_bias_set(network_biases())
+    neurons = [NeuronAddress(CHIP, CORE, n) for n in range(32)]
+    syn = measure_synaptic_tau(board, neurons, SynapseType.AMPA, 100.0, 4, on_s=0.2, off_s=0.2, repeats=3)
+    nominal_tau = TimeMapping().tau_s
+    assert np.isfinite(syn.tau_s).mean() > 0.9 and syn.chip_s == pytest.approx(1.2)
+    # the rate's rise time tracks the synaptic time constant in magnitude (population median)
+    assert 0.4 * nominal_tau < np.nanmedian(syn.tau_s) < 1.6 * nominal_tau
+    mem = measure_membrane_tau(board, CHIP, CORE, 5, BiasValue(5, 30))
+    assert mem is not None  # the emulator has the membrane side channel; silicon returns None
+    true_tau = virtual_fpga_of(board.inner).simulator.parameters().tau_mem[CHIP * 1024 + CORE * 256 + 5]
+    assert mem.tau_s[0] == pytest.approx(true_tau, rel=0.25)

@@ -404,6 +404,11 @@ def measure_synaptic_tau(
     fitted with ``r_inf (1 - exp(-(t - d) / tau))`` (grid search over ``tau``, linear ``r_inf``).
     The rate follows the synaptic current when the soma's leak is weak and its rate is well
     above the rheobase, which is the regime of the converted network.
+
+    Limitation (measured on the emulator): the fitted rise time includes the soma's integration
+    to its first spikes, so it tracks the synaptic time constant in magnitude (population median)
+    but does not resolve its per-neuron mismatch (7-10 % on silicon) at a few repetitions; use
+    many repetitions, or the membrane monitor, for per-neuron synaptic time constants.
     """
     if not SynapseType(synapse).is_excitatory:
         raise ValueError("the step-response method needs an excitatory synapse (it reads the rise of the rate)")
