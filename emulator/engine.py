@@ -381,6 +381,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
     f_i0, f_reset, f_gain = np.float32(i0), np.float32(i_reset), np.float32(feedback_gain)
     f_offset, f_dt_over_tau = np.float32(fb_offset), np.float32(dt_over_tau_per_amp)
     work = np.empty(3 * ROW, np.float32)  # (B dt, A dt, I_mem) of one block
+    touch_sink = np.zeros(1, np.int64)
     f_noise_decay, f_noise_amplitude = np.float32(noise_decay), np.float32(noise_amplitude)
     for step in range(n_steps):
         if n_spikes + n_blocks * block_len > capacity:
@@ -396,6 +397,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
                     st[S_NOISE * ROW + i] = (st[S_NOISE * ROW + i] * f_noise_decay
                                              + f_noise_amplitude * np.float32(np.random.standard_normal()))
         # step 4: this step's spikes (in neuron order), then the external input events
+        first_spike = n_spikes
         if n_spiking > _ZERO:
             for b in range(n_blocks):
                 lo = block_start[b]
@@ -407,8 +409,18 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
                         spike_step[n_spikes] = step
                         spike_gid[n_spikes] = i
                         n_spikes += 1
-                        for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                            _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
+            # Touch the first routing entry of every key this step's spikes reach before delivering:
+            # independent loads whose cache misses overlap, where delivery would meet them one by one.
+            touched = 0
+            for s in range(first_spike, n_spikes):
+                i = np.int64(spike_gid[s])
+                for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
+                    touched += key_entry[key_ptr[neuron_keys[kk]]]
+            touch_sink[0] = touched
+            for s in range(first_spike, n_spikes):
+                i = np.int64(spike_gid[s])
+                for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
+                    _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
         while next_input < n_inputs and in_step[next_input] == step:
             _add_key(in_key[next_input], st, key_ptr, key_entry, weight_of_count, jump)
             next_input += 1
