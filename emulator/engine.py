@@ -115,7 +115,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
-from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS, N_NEURONS_PER_CORE
@@ -178,6 +177,17 @@ def _float32_from_bits(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, word):
+    """Number of trailing zero bits of a uint64 (LLVM cttz: one tzcnt/bsf instruction)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
 
     return sig, codegen
 
@@ -404,7 +414,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
                 for w in range(lo // 8, (lo + block_len) // 8):
                     word = spiked_words[w]  # flag byte k of the word is bit 8k (little-endian)
                     while word != _U(0):
-                        i = 8 * w + np.int64(trailing_zeros(word) >> _U(3))
+                        i = 8 * w + np.int64(_trailing_zeros(word) >> _U(3))
                         word &= word - _U(1)
                         spike_step[n_spikes] = step
                         spike_gid[n_spikes] = i
