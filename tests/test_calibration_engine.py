@@ -30,7 +30,7 @@ from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
 from neurolab_gui.core.conversion.tasks import Task
 from neurolab_gui.core.conversion.training import TrainConfig
 
-FAST = CalibrationConfig(exc_levels_hz=(30.0, 75.0, 120.0), inh_levels_hz=(20.0, 60.0, 100.0), level_s=0.25, settle_s=0.06,
+FAST = CalibrationConfig(exc_levels_hz=(30.0, 75.0, 120.0), inh_levels_hz=(20.0, 60.0, 100.0), level_s=0.2, settle_s=0.05,
                          weight_rounds=2, weight_tolerance=0.03)
 
 

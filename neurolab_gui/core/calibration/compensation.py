@@ -216,9 +216,14 @@ def refit_readout(
         raise ValueError(f"features {tuple(x.shape)} do not match labels {tuple(y.shape)} and readout {tuple(w0.shape)}")
     w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
     opt = torch.optim.Adam([w, b], lr=lr)
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2_to_start * ((w - w0) ** 2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a busy machine
+    try:
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2_to_start * ((w - w0) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
