@@ -40,8 +40,8 @@ SYNAPSE_BIASES = {
 TYPE_SHARES = {SynapseType.AMPA: 0.5, SynapseType.NMDA: 0.15, SynapseType.GABA_A: 0.2, SynapseType.GABA_B: 0.15}
 
 
-def build_board(seed: int = 1) -> BoardSimulator:
-    sim = BoardSimulator("BENCH001", EmulatorConfig())
+def build_board(seed: int = 1, threads: int = 0) -> BoardSimulator:
+    sim = BoardSimulator("BENCH001", EmulatorConfig(kernel_threads=threads))
     apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSE_BIASES, "IF_DC_P": (5, 40)})
     rng = np.random.default_rng(seed)
     types = rng.choice(list(TYPE_SHARES), p=list(TYPE_SHARES.values()), size=(N_NEURONS, 64))
@@ -163,10 +163,11 @@ def main() -> None:
     parser.add_argument("--brian2-seconds", type=float, nargs=2, default=(0.1, 0.3))
     parser.add_argument("--rockpool-seconds", type=float, default=0.2)
     parser.add_argument("--skip-peers", action="store_true", help="time the emulator only")
+    parser.add_argument("--threads", type=int, default=0, help="EmulatorConfig.kernel_threads (0 = one per core)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    sim = build_board()
+    sim = build_board(threads=args.threads)
     routing = sim.routing()
     print(f"board built in {time.perf_counter() - t0:.2f} s: {N_NEURONS} neurons, "
           f"{int((sim.tables.cam_written).sum())} CAM entries, {routing.n_synapses} CAM groups")
