@@ -64,6 +64,32 @@ def test_fi_sweep_and_small_recurrent_network_agree_with_brian2():
     assert len(same) >= 0.99 * len(emulated)
 
 
+def test_strong_shunting_inhibition_agrees_with_brian2():
+    """GABA_A shunting large enough that |B dt| > 1: the kernel's range-reduced exp path."""
+    sim = BoardSimulator("B2REF004", EmulatorConfig.ideal())
+    apply_bias_set(sim, "samna_recommended", overrides={"NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (3, 60),
+                                                          "IF_DC_P": (6, 50)})
+    sim.set_bias(0, 0, "IF_DC_P", 4, 60)
+    for post in range(16):  # 1..16 CAM entries on the same inhibitory source
+        for k in range(1 + post):
+            sim.write_cam(0, post, k, 0, 200, SynapseType.GABA_A)
+    sim.load_spike_generator([(0, 200, 1, 20000.0)], repeat=True)
+    sim.start_spike_generator()
+    params = sim.parameters()
+    n_eff = sim.routing().key_weight.max()  # 16 entries, saturated
+    shunt = params.syn_jump[SynapseType.GABA_A, 15] * n_eff / params.i_tau[15]
+    assert shunt * sim.dt / params.tau_mem[15] > 1.0  # one event makes |B dt| = (1 + s - p) dt / tau_mem > 1
+
+    brian = run_brian2(sim, 0.2, host_only=False)
+    sim.run(0.2)
+    counts_b, counts_e = brian.counts()[:256], sim.last_spikes.counts()[:256]
+    assert counts_e[100] > 3 * counts_e[15] > 0  # unshunted control vs the most shunted neuron
+    assert np.all(np.abs(counts_b - counts_e) <= np.maximum(1, 0.02 * counts_e))
+    same = set(zip(brian.timestamp_us.tolist(), brian.global_id.tolist(), strict=True)) & \
+        set(zip(sim.last_spikes.timestamp_us.tolist(), sim.last_spikes.global_id.tolist(), strict=True))
+    assert len(same) >= 0.99 * len(sim.last_spikes)
+
+
 def test_brian2_reference_leaves_the_simulator_alone():
     sim = BoardSimulator("B2REF002", EmulatorConfig.ideal())
     apply_bias_set(sim, "samna_recommended", overrides={"IF_DC_P": (5, 60)})
