@@ -425,7 +425,9 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
             for s in range(first_spike, n_spikes):
                 i = np.int64(spike_gid[s])
                 for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                    touched += key_entry[key_ptr[neuron_keys[kk]]]
+                    key = neuron_keys[kk]
+                    if key_ptr[key] < key_ptr[key + 1]:  # a key nobody listens to has no entry to touch
+                        touched += key_entry[key_ptr[key]]
             touch_sink[0] = touched
             for s in range(first_spike, n_spikes):
                 i = np.int64(spike_gid[s])

@@ -143,3 +143,14 @@ def test_noise_runs_on_one_thread_and_kernel_threads_is_validated():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="kernel_threads"):
             EmulatorConfig(kernel_threads=bad)
+
+
+def test_spikes_routed_to_keys_nobody_listens_to():
+    """SRAM routes into the grid but no CAM entry listening: the routing table has no entries."""
+    sim = BoardSimulator("KERNEL07", EmulatorConfig(cleared_cam_listens_to_address_zero=False))
+    apply_bias_set(sim, "samna_recommended", overrides={"IF_DC_P": (4, 100)})
+    for chip in range(4):
+        sim.write_sram(chip, 3, 1, 0, 0, 0, 0, 0, 15)
+    assert len(sim.routing().key_target) == 0 and len(sim.routing().neuron_keys) == 16
+    sim.run(0.05)
+    assert len(sim.last_spikes) > 1000 and np.all(sim.state.i_syn == 0)
