@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - t0:.0f} s (2-core machine shared with other jobs: timings are noisy)\n", flush=True)
         acc = report.accuracies()
         summary[name] = acc
-        if "constrained" in acc:
-            for stage in ("board_ideal", "board_mismatch"):
-                if stage in acc:
-                    summary[name][f"{stage}_loss_pp"] = round(100 * (acc["constrained"] - acc[stage]), 2)
+        for stage in ("brian2", "board_ideal", "board_mismatch"):
+            s = report.stage(stage)
+            if s is not None and s.loss_pp() is not None:
+                summary[name][f"{stage}_loss_pp"] = round(s.loss_pp(), 2)
+                summary[name][f"{stage}_samples"] = s.n_samples
     print(json.dumps(summary))
     return 0
 

@@ -20,8 +20,9 @@ Synapses
 Time mapping
     One RNN step is ``dt_step`` seconds of chip time, every input sample is held for
     ``steps_per_sample`` steps and the RNN retention ``a`` gives the synaptic time constant
-    ``tau = -dt_step / ln(a)``.  Activation 1 is a rate of ``r_max`` Hz (default 100 Hz, well
-    below the saturation 1/t_ref).  Sequences are separated by a silent gap of several ``tau``
+    ``tau = -dt_step / ln(a)``.  Activation 1 is a rate of ``r_max`` Hz (default 600 Hz: many
+    spikes per synaptic time constant keep the recurrent currents smooth; the refractory period
+    bounds the rate, see below).  Sequences are separated by a silent gap of several ``tau``
     so the network returns to rest (the RNN starts every sequence from zero).  Rest is enforced:
     recurrent excitation can sustain activity after the input stops (measured on the emulator:
     without a reset, activity carried from one sample into the next and accuracy fell to chance),
@@ -79,7 +80,7 @@ class TimeMapping:
     dt_step_s: float = 0.005
     steps_per_sample: int = 4
     retention: float = 0.85
-    r_max_hz: float = 300.0
+    r_max_hz: float = 600.0
     gap_s: float = 0.15
     #: Reset burst at the start of every gap (0 Hz: no reset channel), see :mod:`.encoding`.
     reset_rate_hz: float = 1000.0

@@ -29,6 +29,12 @@ class StageResult:
     wall_s: float = 0.0
     note: str = ""
     extra: dict = field(default_factory=dict)
+    #: Accuracy of the constrained float RNN on the same samples (spiking stages may run a subset).
+    reference_accuracy: float | None = None
+
+    def loss_pp(self) -> float | None:
+        """Accuracy lost against the constrained float RNN on the same samples, percentage points."""
+        return None if self.reference_accuracy is None else 100.0 * (self.reference_accuracy - self.accuracy)
 
 
 @dataclass
@@ -68,12 +74,17 @@ class ConversionReport:
         return path
 
     def table(self) -> str:
-        """A fixed-width table; the loss column is against the constrained float RNN."""
+        """A fixed-width table; the loss column is against the constrained float RNN on the same samples."""
         ref = self.stage("constrained")
         head = f"{'stage':<16}{'accuracy':>10}{'loss vs constr.':>17}{'spikes/inf':>12}{'syn.ev./inf':>13}{'samples':>9}{'wall s':>8}"
         lines = [f"task: {self.task}", head, "-" * len(head)]
         for s in self.stages:
-            loss = f"{100 * (ref.accuracy - s.accuracy):+.1f} pp" if ref is not None and s.name != "float" else ""
+            if s.loss_pp() is not None:
+                loss = f"{s.loss_pp():+.1f} pp"
+            elif ref is not None and s.name != "float":
+                loss = f"{100 * (ref.accuracy - s.accuracy):+.1f} pp"
+            else:
+                loss = ""
             spikes = f"{s.spikes_per_inference:.0f}" if s.spikes_per_inference is not None else "-"
             syn = f"{s.synaptic_events_per_inference:.0f}" if s.synaptic_events_per_inference is not None else "-"
             lines.append(f"{s.name:<16}{s.accuracy:>10.4f}{loss:>17}{spikes:>12}{syn:>13}{s.n_samples:>9}{s.wall_s:>8.1f}")
