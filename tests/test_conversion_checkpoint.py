@@ -76,3 +76,13 @@ def test_garbage_and_pickled_modules_are_refused(tmp_path):
         load_checkpoint(tmp_path / "module.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_convert_cli_refuses_a_bad_file_with_a_message(tmp_path, capsys):
+    from neurolab_gui.cli import main
+
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    assert main(["convert", str(tmp_path / "junk.pt"), "--task", "seq_digits"]) == 2
+    assert "supported checkpoints" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "junk.pt"), "--stages", "gpu"]) == 2
+    assert "unknown stage" in capsys.readouterr().out
