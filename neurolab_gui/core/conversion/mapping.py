@@ -20,7 +20,7 @@ Synapses
 Time mapping
     One RNN step is ``dt_step`` seconds of chip time, every input sample is held for
     ``steps_per_sample`` steps and the RNN retention ``a`` gives the synaptic time constant
-    ``tau = -dt_step / ln(a)``.  Activation 1 is a rate of ``r_max`` Hz (default 600 Hz: many
+    ``tau = -dt_step / ln(a)``.  Activation 1 is a rate of ``r_max`` Hz (default 900 Hz: many
     spikes per synaptic time constant keep the recurrent currents smooth; the refractory period
     bounds the rate, see below).  Sequences are separated by a silent gap of several ``tau``
     so the network returns to rest (the RNN starts every sequence from zero).  Rest is enforced:
@@ -80,7 +80,7 @@ class TimeMapping:
     dt_step_s: float = 0.005
     steps_per_sample: int = 4
     retention: float = 0.85
-    r_max_hz: float = 600.0
+    r_max_hz: float = 900.0
     gap_s: float = 0.15
     #: Reset burst at the start of every gap (0 Hz: no reset channel), see :mod:`.encoding`.
     reset_rate_hz: float = 1000.0

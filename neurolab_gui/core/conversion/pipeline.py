@@ -72,9 +72,9 @@ class PipelineConfig:
     dt_step_s: float = 0.005
     #: Rate of activation 1.  Higher rates mean more spikes per synaptic time constant and so less
     #: spike-count noise in the recurrent currents (sequential digits, mismatch off: RNN/SNN feature
-    #: correlation 0.967 and -5.8 points at 300 Hz, 0.989 and 0.0 points at 600 Hz; the price is
-    #: twice the spikes per inference).
-    r_max_hz: float = 600.0
+    #: correlation 0.967 and -5.8 points at 300 Hz, 0.991 and -2.5 at 600 Hz, 0.992 and -0.6 at
+    #: 900 Hz on one model; the price is proportionally more spikes per inference).
+    r_max_hz: float = 900.0
     gap_s: float | None = None  # default: reset burst + 30 ms
     settings: NeuronSettings = field(default_factory=NeuronSettings)
     probe: ProbeDesign = field(default_factory=ProbeDesign)
