@@ -37,6 +37,22 @@ class TransferCurves:
     target_x: np.ndarray | None = None
     target_y: np.ndarray | None = None
 
+    @classmethod
+    def from_measurement(cls, measured) -> TransferCurves:
+        """The display form of a calibration measurement
+        (:class:`neurolab_gui.core.calibration.measure.TransferCurves`: ``x [P]``, ``rates_hz [N, P]``)."""
+        from drivers.dynapse1.topology import global_neuron_id
+
+        rates = np.asarray(measured.rates_hz, dtype=float)
+        label = "DC current" if measured.kind == "dc" else f"{measured.kind} drive"
+        return cls(
+            [float(v) for v in np.asarray(measured.x)],
+            [rates[:, k] for k in range(rates.shape[1])],
+            np.array([global_neuron_id(a.chip, a.core, a.neuron) for a in measured.addresses], dtype=np.int64),
+            label,
+            "A" if measured.kind == "dc" else "Hz",
+        )
+
     def matrix(self) -> np.ndarray:
         """Rates as (steps, neurons)."""
         if not self.rates_hz:

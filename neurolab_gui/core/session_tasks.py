@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .cancellation import Cancelled
 from .events import Signal
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,12 @@ ProgressFn = Callable[[float, str], None]
 CancelledFn = Callable[[], bool]
 
 
-class TaskCancelled(Exception):
-    """Raised by work that noticed :meth:`BackgroundTask.cancel`."""
+class TaskCancelled(Cancelled):
+    """Raised by work that noticed :meth:`BackgroundTask.cancel`.
+
+    A task counts as cancelled (not failed) when its work raises any :class:`Cancelled`, e.g. the
+    conversion's or the calibration engine's own cancellation.
+    """
 
 
 class BackgroundTask:
@@ -82,7 +87,7 @@ class BackgroundTask:
     def _run(self) -> None:
         try:
             result = self._work(self._report, self._cancel.is_set)
-        except TaskCancelled as exc:
+        except Cancelled as exc:
             self._future.set_exception(exc)
             self.cancelled_signal.emit()
             return

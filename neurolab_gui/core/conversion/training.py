@@ -18,15 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cancellation import Cancelled  # re-exported: the conversion API's cancel exception
 from .models import RateRNN
 from .tasks import Task
 
 #: ``progress(fraction, message)``
 ProgressCallback = Callable[[float, str], None]
-
-
-class Cancelled(RuntimeError):
-    """A long operation stopped because its cancel event was set."""
 
 
 def check_cancel(cancel: threading.Event | None) -> None:

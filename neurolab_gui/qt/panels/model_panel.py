@@ -7,11 +7,11 @@ developer's pipeline (:mod:`neurolab_gui.core.conversion.pipeline`: ``train_mode
 which this panel, the raster's "RNN layer" selection and the transfer panel follow.  What is
 drawn is computed by :mod:`neurolab_gui.core.session_conversion`.
 
-Calibration: the calibration engine (``neurolab_gui.core.calibration``) had not landed when this
-panel was wired, so "Start calibration" runs the f–I characterisation that exists — a DC sweep
-(:func:`~neurolab_gui.core.session_sweep.dc_sweep`) of every core the mapped network uses (or
-the transfer panel's core when nothing is mapped) — through the same task / progress / cancel
-path, with the curves growing live in the transfer panel.
+Calibration: "Start calibration" runs the calibration engine
+(:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`) on every core the
+mapped network uses (or the transfer panel's core when nothing is mapped), with its
+intermediate transfer curves growing live in the transfer panel; network-level calibration with
+the stage accuracies is ``neurolab calibrate --task`` (or the calibration API).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from PyQt6.QtWidgets import (
 
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import accuracy_rows, mapping_image
-from neurolab_gui.core.session_sweep import TransferCurves, dc_sweep
+from neurolab_gui.core.session_sweep import TransferCurves
 from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
@@ -89,8 +89,8 @@ class ModelPanel(QWidget):
         # calibration
         self.calibrate_button = QPushButton("Start calibration")
         self.calibrate_button.setToolTip(
-            "The calibration engine (neurolab_gui.core.calibration) is not in this build yet: this measures the "
-            "f–I curves of the cores in use with a DC sweep, live in the transfer panel"
+            "Tune the cores in use from the samna_recommended set and fit every neuron's f–I curve "
+            "(curves live in the transfer panel)"
         )
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -289,31 +289,43 @@ class ModelPanel(QWidget):
             return [(self.transfer_panel.chip_spin.value(), self.transfer_panel.core_spin.value())]
         return [(0, 0)]
 
-    def start_calibration(self, duration_s: float = 0.2) -> BackgroundTask:
-        """Measure the f–I curves of the cores in use (DC sweep per core), live in the transfer panel."""
-        if self.session.board is None:
+    def start_calibration(self) -> BackgroundTask:
+        """Run the calibration engine on the cores in use, curves live in the transfer panel.
+
+        Per chip, :func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board` tunes
+        the cores from the published ``samna_recommended`` set to the default population targets
+        and fits every neuron's f–I curve; its intermediate curves stream into the transfer panel.
+        Cancel restores the starting biases and clears the chip's connections (a known state).
+        """
+        from neurolab_gui.core.calibration.board_calibration import calibrate_board
+
+        board = self.session.board
+        if board is None:
             raise RuntimeError("connect a board before calibrating")
-        cores = self.calibration_cores()
-        settings = self.transfer_panel.sweep_settings() if self.transfer_panel is not None else None
-        if not settings:
-            raise RuntimeError("calibration needs the transfer panel's sweep range")
-        post = self.transfer_panel.post
+        cores_by_chip: dict[int, list[int]] = {}
+        for chip, core in self.calibration_cores():
+            cores_by_chip.setdefault(int(chip), []).append(int(core))
+        post = self.transfer_panel.post if self.transfer_panel is not None else (lambda _curves: None)
 
         def work(progress, cancelled):
-            results: dict[tuple[int, int], TransferCurves] = {}
-            for i, (chip, core) in enumerate(cores):
-                def core_progress(f: float, msg: str, i=i, chip=chip, core=core) -> None:
-                    progress((i + f) / len(cores), f"chip {chip} core {core}: {msg}")
+            cancel = self._cancel_event(cancelled)
+            results = {}
+            try:
+                for i, (chip, cores) in enumerate(cores_by_chip.items()):
+                    def sink(event, i=i, chip=chip) -> None:
+                        progress((i + event.fraction) / len(cores_by_chip), f"chip {chip}: {event.step} {event.message}".strip())
+                        curves = event.payload.get("curves")
+                        if curves is not None:
+                            post(TransferCurves.from_measurement(curves))
 
-                def on_step(curves: TransferCurves) -> None:
-                    post(TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit))
-
-                sweep = dc_sweep(self.session, chip, core, settings, duration_s, on_step=on_step)
-                results[(chip, core)] = sweep(core_progress, cancelled)
+                    results[chip] = calibrate_board(board, chip, cores, progress=sink, cancel=cancel)
+            finally:
+                cancel.set()
             return results
 
         def show_in_transfer_panel(task: BackgroundTask) -> None:
-            self.transfer_panel.attach_task(task, report_errors=False)  # errors are reported once, here
+            if self.transfer_panel is not None:
+                self.transfer_panel.attach_task(task, report_errors=False)  # errors are reported once, here
 
         return self._run("calibration", work, lambda _results: None, show_in_transfer_panel)
 
