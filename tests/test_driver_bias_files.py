@@ -86,3 +86,18 @@ def test_shipped_low_power_set_matches_libcaer():
     assert biases.defaults["IF_TAU1_N"] == BiasValue(7, 5, high=False)
     samna = BiasSet.load(resource_path("biases", "samna_recommended.json"))
     assert samna.defaults["IF_THR_N"] == BiasValue(2, 80)  # samna 5/80 → libcaer 2/80
+
+
+def test_published_sets_are_one_source_for_emulator_and_gui():
+    from drivers.dynapse1.bias_files import published_bias_set, published_bias_set_names
+    from emulator.bias_sets import bias_set
+
+    names = published_bias_set_names()
+    assert {"silent", "libcaer_low_power", "ug_default", "samna_recommended", "ctxctl_test"} <= set(names)
+    for name in names:
+        shipped = published_bias_set(name)
+        assert {k: (v.coarse, v.fine, v.high) for k, v in shipped.defaults.items()} == {
+            k: v for k, v in bias_set(name).items() if k in shipped.defaults
+        }
+    with pytest.raises(KeyError, match="unknown bias set 'nope'"):
+        published_bias_set("nope")

@@ -254,3 +254,34 @@ def load_bias_file(path: str | Path) -> BiasSet:
             return BiasSet.from_dict(data, str(path))
         return import_samna_json(text, name=path.stem)
     return BiasSet.load(path)
+
+
+# --- the published sets shipped with NeuroLab -------------------------------------------------------
+
+
+def published_bias_dir() -> Path:
+    """Folder of the published bias sets (``resources/biases``, installed as ``neurolab_gui.resources``).
+
+    This is the single source of those sets: the emulator, calibration, the robot demo and the GUI's
+    presets all read them from here.
+    """
+    from importlib.resources import files
+
+    try:
+        root = Path(str(files("neurolab_gui.resources")))
+    except ModuleNotFoundError:  # drivers used from a source tree without neurolab_gui installed
+        root = Path(__file__).resolve().parents[2] / "resources"
+    return root / "biases"
+
+
+def published_bias_set_names() -> list[str]:
+    """Names of the shipped published sets (reference §7), e.g. ``samna_recommended``."""
+    return sorted(p.stem for p in published_bias_dir().glob("*.json"))
+
+
+def published_bias_set(name: str) -> BiasSet:
+    """One shipped published set; ``KeyError`` naming the known sets for an unknown name."""
+    path = published_bias_dir() / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown bias set {name!r}; known: {', '.join(published_bias_set_names())}")
+    return BiasSet.load(path)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.dynapse1.bias_files import BiasSet, load_bias_file
+from drivers.dynapse1.bias_files import BiasSet, load_bias_file, published_bias_set, published_bias_set_names
 from drivers.dynapse1.bias_table import (
     COARSE_MAX_CURRENT_A,
     CORE_BIASES,
@@ -48,7 +48,6 @@ from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
 
 from .events import Signal
-from .resources import resource_path
 
 BiasKey = tuple[int, int, str]
 
@@ -386,7 +385,7 @@ class BiasModel:
     @staticmethod
     def preset_names() -> list[str]:
         """Names of the bias sets shipped in ``resources/biases`` (libcaer, UG, samna, ...)."""
-        return sorted(p.stem for p in resource_path("biases").glob("*.json"))
+        return published_bias_set_names()
 
     def apply_preset(
         self,
@@ -398,10 +397,10 @@ class BiasModel:
         """Write a shipped bias set (all 25 biases) to ``cores`` (default: every core) as one undo step.
 
         ``overrides`` replaces single biases of the set, ``{name: (coarse, fine)}``.  An unknown
-        set raises ``FileNotFoundError``, a bad bias name ``KeyError``, a bad value ``ValueError``;
+        set raises ``KeyError`` naming the known sets, a bad bias name ``KeyError``, a bad value ``ValueError``;
         nothing is written then.
         """
-        preset = BiasSet.load(resource_path("biases", f"{name}.json"))
+        preset = published_bias_set(name)
         extra = {}
         for bias, (coarse, fine) in (overrides or {}).items():
             bias_spec(bias)
