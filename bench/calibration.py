@@ -30,13 +30,13 @@ from pathlib import Path
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict:
-    import torch
 
     from emulator.config import EmulatorConfig
     from emulator.virtual_usb import open_emulated_board
     from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion import pipeline, tasks
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint, save_checkpoint
     from neurolab_gui.core.conversion.constrain import constrain
     from neurolab_gui.core.conversion.mapping import map_network
     from neurolab_gui.core.conversion.spiking_run import run_on_board
@@ -48,14 +48,16 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     if args.epochs is not None:
         cfg.train.epochs = args.epochs
     cache = Path(args.model_cache) / f"{name}.pt" if args.model_cache else None
-    if cache is not None and cache.exists():  # re-runs of the calibration need not retrain
-        net = torch.load(cache, weights_only=False)
+    # Re-runs need not retrain: the trained model is cached in NeuroLab's checkpoint format (loaded
+    # with weights_only=True like every checkpoint); constraining is repeated, it is deterministic.
+    if cache is not None and cache.exists():
+        model = load_checkpoint(cache).model
     else:
         model, _ = pipeline.train_model(task, cfg)
-        net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(net, cache)
+            save_checkpoint(cache, model)
+    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings)
     print(f"[{name}] trained and constrained in {time.perf_counter() - t0:.0f} s", flush=True)
 

@@ -46,6 +46,7 @@ import select
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -104,21 +105,22 @@ class Pose:
     heading_rad: float
 
 
-class _Link:
+class _Link(ABC):
     """The host-facing end: reads commands, writes the stream, knows whether a host is there."""
 
     address = ""
 
+    @abstractmethod
     def read(self, timeout_s: float) -> bytes | None:
         """Bytes from the host, b"" for none yet, None when no host is attached."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self, data: bytes) -> int:
         """Write what the link accepts now; return the number of bytes taken (-1: no host)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the link (idempotent)."""
 
 
 class _PtyLink(_Link):
