@@ -14,6 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from neurolab_gui.cli.doctor import display_available
+
+    shown, why = display_available()
+    if not shown and not os.environ.get("QT_QPA_PLATFORM"):
+        # Qt would abort the process with a platform-plugin error; say what to do instead.
+        print(f"neurolab gui: cannot open a window here ({why}).\n"
+              "Run the headless end-to-end job with `neurolab demo`, or start the GUI under Xvfb "
+              "(xvfb-run neurolab gui).", file=sys.stderr)
+        return 2
     from neurolab_gui.qt.app import run_app
 
     return run_app(board=args.board, seed=args.seed, mismatch=not args.no_mismatch)

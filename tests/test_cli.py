@@ -1,0 +1,36 @@
+"""The `neurolab` command: version, doctor, usage errors, and a clear refusal to open a window without a display."""
+
+from __future__ import annotations
+
+import pytest
+
+from neurolab_gui import __version__
+from neurolab_gui.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_unknown_subcommand_and_bad_option_exit_2(capsys):
+    for argv in (["bogus"], ["doctor", "--no-such-option"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "usage: neurolab" in capsys.readouterr().err
+
+
+def test_doctor_reports_versions_libusb_boards_and_display(capsys):
+    main(["doctor"])
+    out = capsys.readouterr().out
+    for item in ("Python", "Qt", "torch", "brian2", "numpy", "libusb", "DYNAP-SE1", "display"):
+        assert item in out
+
+
+def test_gui_without_a_display_says_what_to_do(monkeypatch, capsys):
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["gui"]) == 2
+    assert "neurolab demo" in capsys.readouterr().err
