@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brian2-samples", type=int, default=40)
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--mnist1d-test", type=int, default=500, help="MNIST-1D test samples for the spiking stages")
+    parser.add_argument("--mnist1d-hidden", type=int, default=64, help="hidden units of the MNIST-1D RNN")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -39,19 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     per_task = {
         # MNIST-1D has 40 samples per sequence: 2 RNN steps per sample keep training affordable
-        "seq_digits": dict(steps_per_sample=4, epochs=40, qat=10, n_test=None),
-        "mnist1d": dict(steps_per_sample=2, epochs=30, qat=8, n_test=args.mnist1d_test),
+        "seq_digits": dict(steps_per_sample=4, epochs=40, qat=10, n_test=None, n_hidden=64),
+        "mnist1d": dict(steps_per_sample=2, epochs=30, qat=8, n_test=args.mnist1d_test, n_hidden=args.mnist1d_hidden),
     }
     summary: dict[str, dict[str, float]] = {}
     for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
-        opts = per_task.get(name, dict(steps_per_sample=4, epochs=30, qat=8, n_test=None))
+        opts = per_task.get(name, dict(steps_per_sample=4, epochs=30, qat=8, n_test=None, n_hidden=64))
         epochs, qat, n_test = opts["epochs"], opts["qat"], opts["n_test"]
         if args.quick:
             epochs, qat, n_test = max(5, epochs // 4), 2, 100
         task = load_task(name)
         stages = (() if args.no_brian2 else ("brian2",)) + ("board_ideal", "board_mismatch")
         cfg = PipelineConfig(
-            steps_per_sample=opts["steps_per_sample"], seed=args.seed, stages=stages, n_test_spiking=n_test,
+            steps_per_sample=opts["steps_per_sample"], n_hidden=opts["n_hidden"], seed=args.seed, stages=stages, n_test_spiking=n_test,
             brian2_samples=args.brian2_samples,
             train=TrainConfig(epochs=epochs, lr=1e-2, noise_std=0.1, seed=args.seed),
             constraint=ConstraintConfig(max_fan_in=63, qat=TrainConfig(epochs=qat, lr=2e-3, noise_std=0.1, seed=args.seed),
