@@ -3,7 +3,7 @@
 The Brian2 stage runs the project's Brian2 model (``emulator.brian2_reference.run_brian2``) on
 a simulator's current configuration.  To make sure that configuration is *exactly* what a board
 would hold, the netlist goes through the driver's compiler (``drivers.dynapse1.netlist_compiler``)
-and the resulting CAM/SRAM words are decoded and written into the simulator, biases are set by
+and the resulting CAM/SRAM words are applied to the simulator by the emulator's virtual FPGA, biases are set by
 name, and the stimulus is the same spike-generator program.  :class:`SimulatorBoard` wraps this
 behind the subset of the Board interface the conversion uses (biases, ``write_netlist``,
 spike generator, ``read_events``), so the same streaming and transfer-matching code serves it;
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from drivers.dynapse1 import chip_words as cw
 from drivers.dynapse1.board_api import BiasValue, SpikeGenEvent, StreamCounters
 from drivers.dynapse1.netlist import Netlist
 from drivers.dynapse1.netlist_compiler import compile_netlist
@@ -58,17 +57,15 @@ class SimulatorBoard:
             self._biases[(chip, core, name)] = v
 
     def write_netlist(self, netlist: Netlist) -> list[str]:
+        # The driver's compiler produces the exact CAM/SRAM words a board would receive, and the
+        # virtual FPGA applies them to the simulator the way it does for words arriving over USB.
+        from emulator.virtual_usb import VirtualFpga
+
         compiled = compile_netlist(netlist)
+        fpga = VirtualFpga(self.serial, self.sim)
         for chip, words in compiled.words_by_chip().items():
             for word in words:
-                kind = cw.classify_chip_word(word)
-                if kind is cw.ChipWordKind.CAM:
-                    c = cw.decode_cam_word(word)
-                    self.sim.write_cam(chip, c.neuron, c.cam_index, c.pre_core, c.pre_neuron, int(c.synapse))
-                elif kind is cw.ChipWordKind.SRAM:
-                    s = cw.decode_sram_word(word)
-                    r = s.route
-                    self.sim.write_sram(chip, s.neuron, s.cell, s.virtual_core, r.sx, r.dx, r.sy, r.dy, s.core_mask)
+                fpga.apply_chip_word(chip, word)
         return compiled.warnings
 
     def clear_connections(self, chips: list[int] | None = None) -> None:
