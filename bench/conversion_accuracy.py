@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brian2-samples", type=int, default=40)
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--mnist1d-test", type=int, default=500, help="MNIST-1D test samples for the spiking stages")
-    parser.add_argument("--mnist1d-hidden", type=int, default=64, help="hidden units of the MNIST-1D RNN")
+    parser.add_argument("--mnist1d-hidden", type=int, default=128, help="hidden units of the MNIST-1D RNN (128 measured better than 64 at every stage)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
