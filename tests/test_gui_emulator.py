@@ -117,8 +117,9 @@ def test_calibration_started_from_the_gui_finishes_and_updates_the_transfer_curv
     results = task.result()
     assert list(results) == [0] and results[0].cores == [2]
     assert results[0].summary()["neurons_fitted"] > 200  # every neuron of the core got an f–I fit
-    qtbot.waitUntil(lambda: model.progress.value() == 100)
-    assert "calibration finished" in model.status.text() and not model.cancel_button.isEnabled()
+    # the finished signal reaches the GUI thread after the last progress report: wait for it
+    qtbot.waitUntil(lambda: model.progress.value() == 100 and "calibration finished" in model.status.text())
+    assert not model.cancel_button.isEnabled()
     assert transfer.updates >= 1  # intermediate curves reached the panel
     final = results[0].curves
     assert transfer.curves.x == [float(v) for v in final.x]
