@@ -310,6 +310,8 @@ def _membrane_pass(st, pr, work, spiked, n, i_reset, n_large):
     not in pass 1.
     """
     count = _ZERO
+    # Two copies of one loop on purpose: choosing the exp variant per element would put a branch
+    # in the body and stop LLVM from vectorising it; choosing it once per block keeps both SIMD.
     if n_large == _ZERO:
         for j in range(n):
             e, phi = small_relax_factors(work[j])

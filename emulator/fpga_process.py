@@ -180,7 +180,7 @@ class RemoteVirtualFpga:
                     if self._conn.poll(timeout_s):
                         self._conn.recv()
                 except (EOFError, OSError, BrokenPipeError):
-                    pass
+                    log.debug("emulator process for %s already gone while closing", self.serial)
             self._alive = False
         self._process.join(timeout_s)
         if self._process.is_alive():

@@ -479,7 +479,7 @@ class VirtualDynapseBackend(usb.backend.IBackend):
         return _Handle(dev)
 
     def close_device(self, dev_handle):
-        pass
+        """Nothing to release: a virtual handle holds no OS resource."""
 
     def set_configuration(self, dev_handle, config_value):
         self._live(dev_handle)
@@ -497,7 +497,7 @@ class VirtualDynapseBackend(usb.backend.IBackend):
         self._live(dev_handle)
 
     def release_interface(self, dev_handle, intf):
-        pass
+        """Interfaces of a virtual device need no release."""
 
     def clear_halt(self, dev_handle, ep):
         self._live(dev_handle)
@@ -509,10 +509,10 @@ class VirtualDynapseBackend(usb.backend.IBackend):
         return False
 
     def detach_kernel_driver(self, dev_handle, intf):
-        pass
+        """No kernel driver is bound to a virtual device."""
 
     def attach_kernel_driver(self, dev_handle, intf):
-        pass
+        """No kernel driver is bound to a virtual device."""
 
     def _string_descriptor(self, fpga: VirtualFpga, index: int) -> bytes:
         if index == 0:
