@@ -26,38 +26,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brian2-samples", type=int, default=40)
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--mnist1d-test", type=int, default=500, help="MNIST-1D test samples for the spiking stages")
-    parser.add_argument("--mnist1d-hidden", type=int, default=128, help="hidden units of the MNIST-1D RNN (128 measured better than 64 at every stage)")
+    parser.add_argument("--mnist1d-hidden", type=int, default=None, help="hidden units of the MNIST-1D RNN (default: pipeline.TASK_DEFAULTS)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     import torch
 
-    from neurolab_gui.core.conversion.constrain import ConstraintConfig
-    from neurolab_gui.core.conversion.pipeline import PipelineConfig, convert, train_model
+    from neurolab_gui.core.conversion.pipeline import config_for_task, convert, train_model
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.conversion.training import TrainConfig
 
     torch.set_num_threads(1)
-    per_task = {
-        # MNIST-1D has 40 samples per sequence: 2 RNN steps per sample keep training affordable
-        "seq_digits": dict(steps_per_sample=4, epochs=40, qat=10, n_test=None, n_hidden=64),
-        "mnist1d": dict(steps_per_sample=2, epochs=30, qat=8, n_test=args.mnist1d_test, n_hidden=args.mnist1d_hidden),
-    }
     summary: dict[str, dict[str, float]] = {}
     for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
-        opts = per_task.get(name, dict(steps_per_sample=4, epochs=30, qat=8, n_test=None, n_hidden=64))
-        epochs, qat, n_test = opts["epochs"], opts["qat"], opts["n_test"]
-        if args.quick:
-            epochs, qat, n_test = max(5, epochs // 4), 2, 100
         task = load_task(name)
         stages = (() if args.no_brian2 else ("brian2",)) + ("board_ideal", "board_mismatch")
-        cfg = PipelineConfig(
-            steps_per_sample=opts["steps_per_sample"], n_hidden=opts["n_hidden"], seed=args.seed, stages=stages, n_test_spiking=n_test,
-            brian2_samples=args.brian2_samples,
-            train=TrainConfig(epochs=epochs, lr=1e-2, noise_std=0.1, seed=args.seed),
-            constraint=ConstraintConfig(max_fan_in=63, qat=TrainConfig(epochs=qat, lr=2e-3, noise_std=0.1, seed=args.seed),
-                                        gain_noise_std=0.2),
-        )
+        # the task's defaults (pipeline.TASK_DEFAULTS), as the CLI and the GUI use them
+        cfg = config_for_task(name, seed=args.seed, stages=stages, brian2_samples=args.brian2_samples,
+                              n_test_spiking=args.mnist1d_test if name == "mnist1d" else None,
+                              n_hidden=args.mnist1d_hidden if name == "mnist1d" else None)
+        if args.quick:
+            cfg.train.epochs, cfg.constraint.qat.epochs, cfg.n_test_spiking = max(5, cfg.train.epochs // 4), 2, 100
         t0 = time.perf_counter()
         model, _ = train_model(task, cfg)
         result = convert(model, task, cfg)

@@ -62,3 +62,30 @@ def test_npz_task_errors_name_the_problem(tmp_path, arrays, message):
 def test_unknown_task_lists_the_built_in_ones():
     with pytest.raises(ValueError, match="seq_digits"):
         tasks.load_task("imagenet")
+
+
+def test_config_for_task_layers_task_defaults_model_dynamics_and_overrides():
+    from neurolab_gui.core.conversion.models import RNNConfig
+    from neurolab_gui.core.conversion.pipeline import TASK_DEFAULTS, config_for_task
+
+    cfg = config_for_task("mnist1d")
+    assert (cfg.n_hidden, cfg.steps_per_sample) == (TASK_DEFAULTS["mnist1d"]["n_hidden"], TASK_DEFAULTS["mnist1d"]["steps_per_sample"])
+    assert cfg.train.epochs == TASK_DEFAULTS["mnist1d"]["epochs"]
+    # a trained model's dynamics win over the task's defaults (the time mapping must be the trained one)
+    trained = RNNConfig(2, 32, 10, "leaky", 0.9, 3, "last", 1.0, "heun")
+    cfg = config_for_task("mnist1d", trained)
+    assert (cfg.n_hidden, cfg.retention, cfg.steps_per_sample, cfg.readout) == (32, 0.9, 3, "last")
+    # explicit options win over both; None means "not given"
+    cfg = config_for_task("mnist1d", trained, retention=0.8, epochs=None, qat_epochs=3, seed=5, noise_std=0.2)
+    assert cfg.retention == 0.8 and cfg.constraint.qat.epochs == 3
+    assert cfg.seed == cfg.train.seed == cfg.constraint.qat.seed == 5
+    assert cfg.train.noise_std == cfg.constraint.qat.noise_std == 0.2
+    # configurations are independent objects
+    assert config_for_task("seq_digits").train is not config_for_task("seq_digits").train
+
+
+def test_config_for_task_names_an_unknown_option():
+    from neurolab_gui.core.conversion.pipeline import config_for_task
+
+    with pytest.raises(ValueError, match="n_hiden"):
+        config_for_task("seq_digits", n_hiden=12)

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
     p.add_argument("--brian2-samples", type=int, default=60, help="test samples for the (slow) Brian2 stage")
     p.add_argument("--levels", type=int, default=16, help="weight levels (16: signed 4-bit; 3: ternary)")
-    p.add_argument("--qat-epochs", type=int, default=10)
+    p.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default: the task's)")
     p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
     p.add_argument("--steps-per-sample", type=int, default=None)
     p.add_argument("--json", default="conversion_report.json", help="where to write the JSON report")
@@ -28,10 +28,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
-    from neurolab_gui.core.conversion.constrain import ConstraintConfig, WeightPrecision
-    from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, PipelineConfig, convert
+    from neurolab_gui.core.conversion.constrain import WeightPrecision
+    from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, config_for_task, convert
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.conversion.training import TrainConfig
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -55,14 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
               f"{task.n_features} features / {task.n_classes} classes")
         return 2
-    retention = args.retention or (mc.retention if mc.kind == "leaky" else 0.85)
-    steps = args.steps_per_sample or (mc.steps_per_sample if mc.kind == "leaky" else 4)
-    cfg = PipelineConfig(
-        n_hidden=mc.n_hidden, kind=mc.kind, retention=retention, steps_per_sample=steps, readout=mc.readout,
-        constraint=ConstraintConfig(precision=precision, max_fan_in=63,
-                                    qat=TrainConfig(epochs=args.qat_epochs, lr=2e-3, noise_std=0.1, seed=args.seed)),
+    cfg = config_for_task(
+        task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
         stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples, seed=args.seed,
     )
+    cfg.constraint.precision = precision
     print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
     result = convert(loaded.model, task, cfg, progress=print_progress)
     print()

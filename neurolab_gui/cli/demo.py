@@ -15,8 +15,8 @@ from .train import print_progress
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="train -> constrain -> map -> run on the emulator, print the stage table")
     p.add_argument("--task", default="seq_digits", help="seq_digits (default), mnist1d, ecg or a .npz file")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (30 keeps the demo within 5 minutes)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
     p.add_argument("--no-mismatch-stage", action="store_true", help="skip the emulator run with mismatch")
     p.add_argument("--brian2", action="store_true", help="also run the Brian2 reference model")
     p.add_argument("--brian2-samples", type=int, default=30)
@@ -34,9 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from neurolab_gui.core.conversion.pipeline import PipelineConfig, convert, train_model
+    from neurolab_gui.core.conversion.pipeline import config_for_task, convert, train_model
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.conversion.training import TrainConfig
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     t0 = time.perf_counter()
@@ -47,10 +46,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stages = ("brian2",) if args.brian2 else ()
     stages += ("board_ideal",) + (() if args.no_mismatch_stage else ("board_mismatch",))
-    cfg = PipelineConfig(
-        n_hidden=args.hidden, seed=args.seed, stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples,
-        train=TrainConfig(epochs=args.epochs, lr=1e-2, noise_std=0.1, seed=args.seed),
-    )
+    cfg = config_for_task(task.name, n_hidden=args.hidden, epochs=args.epochs, seed=args.seed, stages=stages,
+                          n_test_spiking=args.n_test, brian2_samples=args.brian2_samples)
     print(f"NeuroLab demo: {task.description}")
     print("1/2 training the leaky ReLU RNN with BPTT")
     model, trained = train_model(task, cfg, progress=print_progress)

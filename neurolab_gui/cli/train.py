@@ -10,13 +10,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, or a .npz file")
     p.add_argument("--out", default="model.pt", help="checkpoint path (NeuroLab format)")
     p.add_argument("--kind", choices=("leaky", "elman"), default="leaky")
-    p.add_argument("--hidden", type=int, default=64, help="hidden units")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--noise", type=float, default=0.1, help="pre-activation noise during training")
-    p.add_argument("--retention", type=float, default=0.85, help="leaky RNN retention a (tau = -dt/ln a)")
-    p.add_argument("--steps-per-sample", type=int, default=4, help="RNN steps per input sample")
+    p.add_argument("--noise", type=float, default=None, help="pre-activation noise during training (default 0.1)")
+    p.add_argument("--retention", type=float, default=None, help="leaky RNN retention a (tau = -dt/ln a; default 0.85)")
+    p.add_argument("--steps-per-sample", type=int, default=None, help="RNN steps per input sample (default: the task's)")
     p.add_argument("--readout", choices=("mean", "last"), default="mean")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0)
@@ -39,19 +39,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from neurolab_gui.core.conversion.checkpoint import save_checkpoint
-    from neurolab_gui.core.conversion.pipeline import PipelineConfig, train_model
+    from neurolab_gui.core.conversion.pipeline import config_for_task, train_model
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.conversion.training import TrainConfig
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     try:
         task = load_task(args.task)
-        cfg = PipelineConfig(
-            n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
-            readout=args.readout, seed=args.seed,
-            train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, noise_std=args.noise,
-                              seed=args.seed, device=args.device),
+        cfg = config_for_task(
+            task.name, n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
+            readout=args.readout, seed=args.seed, epochs=args.epochs, lr=args.lr, noise_std=args.noise,
         )
+        cfg.train.batch_size, cfg.train.device = args.batch_size, args.device
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}")
         return 2

@@ -196,21 +196,23 @@ class ModelPanel(QWidget):
         threading.Thread(target=watch, name="neurolab-cancel-watch", daemon=True).start()
         return event
 
-    def pipeline_config(self):
-        """A :class:`~neurolab_gui.core.conversion.pipeline.PipelineConfig` from the panel's settings."""
-        from neurolab_gui.core.conversion.constrain import ConstraintConfig
-        from neurolab_gui.core.conversion.pipeline import PipelineConfig
-        from neurolab_gui.core.conversion.training import TrainConfig
+    def pipeline_config(self, model=None):
+        """The pipeline configuration from the panel's settings (the task's defaults underneath).
 
-        defaults = PipelineConfig()
-        return PipelineConfig(
-            n_hidden=self.hidden_spin.value(),
-            train=TrainConfig(epochs=self.epochs_spin.value(), lr=defaults.train.lr, noise_std=defaults.train.noise_std),
-            constraint=ConstraintConfig(max_fan_in=self.fan_in_spin.value(), n_core_groups=self.groups_spin.value(),
-                                        qat=TrainConfig(epochs=self.qat_spin.value(), lr=2e-3)),
+        With ``model`` (converting a trained or loaded network) its own dynamics and size win over
+        the panel's hidden-unit count; without it (training) the panel's size is used.
+        """
+        from neurolab_gui.core.conversion.pipeline import config_for_task
+
+        cfg = config_for_task(
+            self.task_combo.currentText(), model.config if model is not None else None,
+            n_hidden=None if model is not None else self.hidden_spin.value(), epochs=self.epochs_spin.value(),
+            qat_epochs=self.qat_spin.value(), n_test_spiking=self.samples_spin.value(),
             stages=tuple(name for name, check in self.stage_checks.items() if check.isChecked()),
-            n_test_spiking=self.samples_spin.value(),
         )
+        cfg.constraint.max_fan_in = self.fan_in_spin.value()
+        cfg.constraint.n_core_groups = self.groups_spin.value()
+        return cfg
 
     def _load_task(self):
         """The session's data set if it matches the chosen task, else load it (worker thread)."""
@@ -265,7 +267,7 @@ class ModelPanel(QWidget):
         model = self.session.model
         if model is None:
             raise RuntimeError("load or train a model before converting")
-        cfg = self.pipeline_config()
+        cfg = self.pipeline_config(model)
 
         def work(progress, cancelled):
             task = self._load_task()
