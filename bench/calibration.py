@@ -9,10 +9,11 @@ weight biases tuned to the population, i.e. transfer matching alone) and the cal
 
 Prints progress lines; the last line is one JSON object::
 
-    {"gain_cv_before": ..., "gain_cv_after": ..., "chip_seconds": ...,
-     "seq_digits": {"constrained": ..., "board_before": ..., "board_after": ...}, "mnist1d": {...}, ...}
+    {"gain_cv_before": ..., "gain_cv_after": ..., "chip_seconds": ..., "tau_rel_error_before": ..., "tau_rel_error_after": ...,
+     "seq_digits": {"constrained": ..., "board_before": ..., "board_after": ..., "tau_ms_before": {...}, ...}, "mnist1d": {...}, ...}
 
-``gain_cv_*`` and ``chip_seconds`` are the worst over the tasks run (one chip per task);
+``gain_cv_*``, ``tau_rel_error_*`` (largest ``|median synaptic tau / target - 1|`` over cores and
+synapse types) and ``chip_seconds`` are the worst over the tasks run (one chip per task);
 ``chip_seconds`` is the calibration measurement's chip time (transfer curves and bias tuning).
 The chip-in-the-loop validation runs and the test evaluation are reported separately
 (``chip_seconds_loop``, ``chip_seconds_test``).  Timings on the shared 2-core machine are noisy.
@@ -90,6 +91,11 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
         "gain_cv_after": cal.gain_cv_after,
         "inh_gain_cv_before": cal.inh_gain_cv_before,
         "inh_gain_cv_after": cal.inh_gain_cv_after,
+        # synaptic time constants per "chip/core" and synapse type: [median, standard error] in ms
+        "tau_ms_before": cal.summary().get("tau_ms_before", {}),
+        "tau_ms_after": cal.summary().get("tau_ms_after", {}),
+        "tau_rel_error_before": cal.tau.worst_error("before") if cal.tau is not None else None,
+        "tau_rel_error_after": cal.tau.worst_error("after") if cal.tau is not None else None,
         "chip_seconds": cal.chip_s_measurement,
         "chip_seconds_loop": cal.chip_s_loop,
         "chip_seconds_test": chip_test,
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "gain_cv_before": max(r["gain_cv_before"] for r in results.values()),
         "gain_cv_after": max(r["gain_cv_after"] for r in results.values()),
         "chip_seconds": max(r["chip_seconds"] for r in results.values()),
+        "tau_rel_error_before": max((r["tau_rel_error_before"] for r in results.values() if r["tau_rel_error_before"] is not None), default=None),
+        "tau_rel_error_after": max((r["tau_rel_error_after"] for r in results.values() if r["tau_rel_error_after"] is not None), default=None),
         **results,
     }
     print(json.dumps(summary))

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from drivers.dynapse1.netlist import NeuronAddress
+from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig
-from emulator.virtual_usb import open_emulated_board
+from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.calibration.compensation import compensate_multiplicities, relocate_units
 from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
 from neurolab_gui.core.calibration.profile import (
@@ -25,7 +26,7 @@ from neurolab_gui.core.calibration.profile import (
 )
 from neurolab_gui.core.calibration.progress import CalibrationCancelled, CalibrationJob
 from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
-from neurolab_gui.core.conversion.mapping import NeuronSettings, TimeMapping, map_network
+from neurolab_gui.core.conversion.mapping import TAU_BIAS, NeuronSettings, TimeMapping, map_network
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
 from neurolab_gui.core.conversion.tasks import Task
 from neurolab_gui.core.conversion.training import TrainConfig
@@ -67,6 +68,29 @@ def test_compensation_reduces_the_gain_spread_measured_again(calibrated):
     # the deployed network's netlist uses the selected neurons only
     posts = {c.post for c in result.mapped.netlist.connections}
     assert posts == set(result.selected)
+
+
+def test_synaptic_time_constants_are_tuned_first_to_the_conversion_tau(calibrated):
+    result, events, board, mapped = calibrated
+    tau = result.tau
+    assert tau is not None and tau.target_s == pytest.approx(mapped.time.tau_s)
+    assert tau.worst_error("after") < 0.025 < tau.worst_error("before")  # seed 5: AMPA ~9 % off with the nominal bias
+    params = virtual_fpga_of(board).simulator.parameters()
+    for chip, core in mapped.group_cores:
+        neurons = np.arange(chip * 1024 + core * 256, chip * 1024 + core * 256 + 256)
+        for synapse in (SynapseType.AMPA, SynapseType.GABA_B):
+            # the chip's (hidden) population median, not only what the probe reads
+            assert np.median(params.tau_syn[int(synapse)][neurons]) == pytest.approx(mapped.time.tau_s, rel=0.03)
+            assert result.mapped.biases[(chip, core, TAU_BIAS[synapse])] == board.get_bias(chip, core, TAU_BIAS[synapse])
+            median, err = result.tau_after[(chip, core)][synapse.name].median_s, result.tau_after[(chip, core)][synapse.name].err_s
+            assert 0 < err < 0.02 * median
+    summary = result.summary()
+    key = f"{mapped.group_cores[0][0]}/{mapped.group_cores[0][1]}"
+    assert set(summary["tau_ms_after"][key]) == {"AMPA", "GABA_B"} and len(summary["tau_ms_before"][key]["AMPA"]) == 2
+    json.dumps(summary)  # the profile and the benchmark write it
+    steps = [e.step for e in events]
+    # tau before the weights: a synapse's mean current (its gain) is rate * tau * jump
+    assert steps.index("tune synaptic time constants") < min(i for i, s in enumerate(steps) if s.startswith("tune weight biases"))
 
 
 def test_progress_events_carry_fraction_step_eta_and_curves(calibrated):
@@ -199,4 +223,6 @@ def test_calibrate_cli_reports_a_bad_task_without_touching_files(tmp_path):
 
     target = tmp_path / "p.json"
     assert main(["calibrate", "--task", "no_such_task", "--profile", str(target)]) == 2
+    assert not target.exists()
+    assert main(["calibrate", "--tau-ms", "900", "--profile", str(target)]) == 2  # outside what the probe resolves
     assert not target.exists()

@@ -1,10 +1,11 @@
 """``neurolab calibrate``: calibrate a board (the emulator by default) and write its profile.
 
-Without a model: per-core bias tuning from a published bias set and per-neuron f-I curves
+Without a model: per-core bias tuning from a published bias set and per-neuron f-I curves, and
+with ``--tau-ms`` the synaptic time constants
 (:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`).  With ``--task``
 (and optionally ``--checkpoint``; otherwise a model is trained with the pipeline's defaults):
-the full network calibration (transfer curves, bias tuning, neuron selection, CAM compensation,
-chip-in-the-loop fine-tuning) and the board accuracy before and after.
+the full network calibration (synaptic time constants, transfer curves, bias tuning, neuron
+selection, CAM compensation, chip-in-the-loop fine-tuning) and the board accuracy before and after.
 Progress goes to stdout; Ctrl-C cancels and leaves the board in its starting state.
 """
 
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 3], help="cores to calibrate (board mode)")
     p.add_argument("--start-set", default="samna_recommended", help="published bias set to start from (board mode)")
     p.add_argument("--saturation-hz", type=float, default=300.0, help="target saturation rate 1/t_ref (board mode)")
+    p.add_argument("--tau-ms", type=float, default=None,
+                   help="target AMPA and GABA_B synaptic time constant in ms (board mode; default: not tuned)")
     p.add_argument("--task", help="calibrate for a converted network on this task (seq_digits, mnist1d, ecg, file.npz)")
     p.add_argument("--checkpoint", help="trained model for --task (default: train one with the pipeline defaults)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs when no checkpoint is given")
@@ -82,14 +85,27 @@ def run(args: argparse.Namespace) -> int:
         board.close()
 
 
+def _print_taus(summary: dict) -> None:
+    """One line per core: synaptic time constants before and after tuning, with standard errors."""
+    if "tau_ms_after" not in summary:
+        return
+    for core, after in summary["tau_ms_after"].items():
+        before = summary["tau_ms_before"][core]
+        text = ", ".join(f"{syn} {before[syn][0]:.1f}±{before[syn][1]:.1f} -> {v[0]:.1f}±{v[1]:.1f} ms" for syn, v in after.items())
+        print(f"synaptic tau, chip/core {core}: {text} (target {summary['tau_target_ms']:.1f} ms)")
+    print(f"worst tau error {summary['tau_rel_error_before']:.1%} -> {summary['tau_rel_error_after']:.1%}")
+
+
 def _board(args: argparse.Namespace, board, cancel):
     from neurolab_gui.core.calibration.board_calibration import BoardTargets, calibrate_board
 
-    result = calibrate_board(board, args.chip, args.cores, args.start_set, BoardTargets(saturation_hz=args.saturation_hz),
-                             progress=_printer, cancel=cancel)
+    tau_s = None if args.tau_ms is None else args.tau_ms * 1e-3
+    targets = BoardTargets(saturation_hz=args.saturation_hz, synaptic_tau_s=tau_s)  # validated before any bias is written
+    result = calibrate_board(board, args.chip, args.cores, args.start_set, targets, progress=_printer, cancel=cancel)
     s = result.summary()
     print(f"cores {s['cores']}: median saturation {s['median_saturation_hz']:.1f} Hz (target {args.saturation_hz:.1f}), "
           f"f-I gain CV {s['dc_gain_cv']:.1%} over {s['neurons_fitted']} neurons, chip time {s['chip_s']:.1f} s")
+    _print_taus(s)
     if args.figures:
         from neurolab_gui.core.calibration.figures import board_figures
 
@@ -128,6 +144,7 @@ def _network(args: argparse.Namespace, board, cancel):
         "board_before": run_on_board(board, result.mapped_before, x, lengths, cancel=cancel).accuracy(y),
         "board_after": run_on_board(board, result.mapped, x, lengths, cancel=cancel).accuracy(y),
     }
+    _print_taus(result.summary())
     print(f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%} (inhibitory {result.inh_gain_cv_before:.1%} -> "
           f"{result.inh_gain_cv_after:.1%}); chip time {result.chip_s_measurement:.1f} s measurement + {result.chip_s_loop:.1f} s in the loop")
     print(f"test accuracy on {n} samples: constrained {acc['constrained']:.3f}, board before {acc['board_before']:.3f}, "

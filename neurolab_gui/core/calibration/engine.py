@@ -2,6 +2,16 @@
 
 :func:`calibrate_network` runs, through the Board API only:
 
+0. per-core tuning of the synaptic time-constant biases (``NPDPIE_TAU_F_P`` for AMPA,
+   ``NPDPII_TAU_S_P`` for GABA_B) until the core population's median tau equals the conversion's
+   ``time.tau_s``.  It comes first because a synapse's mean current is ``rate * tau * jump``: the
+   weights' effective gain depends on tau, so weights tuned before would be off again.  Both
+   types are measured in one run on alternate neurons of every core
+   (:func:`.measure.measure_synaptic_taus`): AMPA from the rise and fall of the rate under an
+   input step, GABA_B from the drop and recovery of an AMPA-driven neuron's rate under an
+   inhibitory step (measured rather than copied from AMPA: the two DPI circuits have their own
+   bias-generator mismatch).  The synapse gain biases stay nominal; step 3 absorbs the small
+   change of gain;
 1. per-neuron transfer curves of every neuron of the cores in use, through AMPA and through
    GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`.measure`);
 2. selection of the best-matched neurons for the units (:func:`.compensation.select_neurons`);
@@ -36,10 +46,17 @@ from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import NeuronAddress
 
 from ..conversion.constrain import ConstrainedNetwork
-from ..conversion.mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork, map_network
+from ..conversion.mapping import EXCITATORY, INHIBITORY, TAU_BIAS, WEIGHT_BIAS, MappedNetwork, map_network
 from ..conversion.tasks import Task
 from ..conversion.training import TrainConfig, evaluate
-from .bias_tuning import TuningKnob, tune_core_biases
+from .bias_tuning import (
+    TauProbeConfig,
+    TauStatistics,
+    TauTuningResult,
+    TuningKnob,
+    tune_core_biases,
+    tune_synaptic_taus,
+)
 from .compensation import (
     UnitTransfer,
     compensate_multiplicities,
@@ -50,7 +67,7 @@ from .compensation import (
     select_neurons,
     with_multiplicities,
 )
-from .measure import GainFit, TransferCurves, fit_gains, measure_synaptic_curves, probe_neurons
+from .measure import GainFit, TransferCurves, fit_gains, measure_synaptic_curves, probe_neurons, tau_probe_source_end
 from .progress import CalibrationCancelled, MeteredBoard, ProgressReporter, ProgressSink, metered
 
 
@@ -67,6 +84,10 @@ class CalibrationConfig:
     min_rate_hz: float = 5.0
     weight_rounds: int = 4
     weight_tolerance: float = 0.01
+    tune_tau: bool = True  # step 0: synaptic time constants to the conversion's tau
+    tau_rounds: int = 5
+    tau_tolerance: float = 0.02  # below one ladder rung there (~3 % at fine 35): the search stops when bracketed
+    tau_probe: TauProbeConfig = field(default_factory=TauProbeConfig)
     inhibitory_weight: float = 0.05
     fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4, lr=1e-3, noise_std=0.05))
     loop_iterations: int = 2
@@ -82,8 +103,9 @@ class NetworkCalibration:
     """Everything a network calibration produced (see :func:`calibrate_network`)."""
 
     mapped: MappedNetwork  # final network on the selected neurons with the tuned biases
-    #: the uncompensated network (nominal neurons, core weight biases tuned to the population):
-    #: the state transfer-curve matching alone reaches, for before/after comparisons
+    #: the uncompensated network (nominal neurons, core weight biases tuned to the population,
+    #: with the tuned synaptic time constants the weights were tuned under): the state
+    #: transfer-curve matching alone reaches, for before/after comparisons
     mapped_before: MappedNetwork
     constrained: ConstrainedNetwork  # final (fine-tuned) constrained network
     selected: list[NeuronAddress]
@@ -101,13 +123,26 @@ class NetworkCalibration:
     loop_history: list[dict] = field(default_factory=list)
     weight_biases: dict[str, list[int]] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: step 0: the synaptic time constants' tuning (None when it is switched off)
+    tau: TauTuningResult | None = None
 
     @property
     def chip_s(self) -> float:
         return self.chip_s_measurement + self.chip_s_loop
 
+    @property
+    def tau_before(self) -> dict[tuple[int, int], dict[str, TauStatistics]]:
+        """Population synaptic tau per core and synapse type with the nominal biases (empty: step 0 off)."""
+        return self.tau.before if self.tau is not None else {}
+
+    @property
+    def tau_after(self) -> dict[tuple[int, int], dict[str, TauStatistics]]:
+        """Population synaptic tau per core and synapse type with the tuned biases (empty: step 0 off)."""
+        return self.tau.after if self.tau is not None else {}
+
     def summary(self) -> dict:
         return {
+            **(self.tau.summary() if self.tau is not None else {}),
             "gain_cv_before": self.gain_cv_before,
             "gain_cv_after": self.gain_cv_after,
             "inh_gain_cv_before": self.inh_gain_cv_before,
@@ -160,6 +195,39 @@ class _SynapticProbe:
         return {"AMPA": exc, "GABA_B": inh}, fits
 
 
+def _tune_time_constants(board: MeteredBoard, work: MappedNetwork, net: ConstrainedNetwork, cores: list[tuple[int, int]],
+                         cfg: CalibrationConfig, report: ProgressReporter, lo: float, hi: float) -> TauTuningResult:
+    """Step 0 (module docstring): tune each core's AMPA and GABA_B tau biases to ``work.time.tau_s``.
+
+    The kept settings go into ``work.biases`` (so the deployed network, and ``mapped_before``,
+    run with them).
+    """
+    target = work.time.tau_s
+    probe_cfg = cfg.tau_probe
+    m = probe_cfg.multiplicity
+    # every neuron of the used cores except, on core 0, the ids the network's and the probe's
+    # FPGA sources alias with (the probe uses m step and m drive sources per synapse type)
+    first_free = max(work.n_sources + 1, tau_probe_source_end(2, m))
+    addresses = probe_neurons(work.chip, sorted({k for _, k in cores}), exclude_core0_below=first_free)
+    q = float(np.median(net.scale))  # nominal copy weight: input rates for the aimed-at output rates
+    types = (EXCITATORY, INHIBITORY)
+    step_hz = {s: (probe_cfg.high_hz - probe_cfg.low_hz) / q / m for s in types}
+    drive_hz = {s: probe_cfg.drive_hz(s) / q / m for s in types}
+
+    def on_round(k: int, values: dict) -> None:
+        worst = max((abs(v / target - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
+        report(lo + (hi - lo) * k / cfg.tau_rounds, "tune synaptic time constants",
+               f"round {k}: worst tau error {worst:.1%} (target {target * 1e3:.1f} ms)")
+
+    report(lo, "tune synaptic time constants", f"{len(addresses)} neurons, AMPA and GABA_B, target {target * 1e3:.1f} ms")
+    result = tune_synaptic_taus(board, cores, addresses, target, {s: TAU_BIAS[s] for s in types}, step_hz, drive_hz,
+                                work.settings.t_ref_s, probe_cfg, cfg.tau_tolerance, cfg.tau_rounds, on_round)
+    for chip, core in cores:
+        for s in types:
+            work.biases[(chip, core, TAU_BIAS[s])] = board.get_bias(chip, core, TAU_BIAS[s])
+    return result
+
+
 def _restore(board: Board, chip: int, start: dict[tuple[int, int, str], BiasValue]) -> None:
     board.stop_spike_generator()
     board.clear_connections([chip])
@@ -200,8 +268,9 @@ def calibrate_network(
     try:
         report(0.0, "apply biases", "writing the network's nominal bias set")
         mboard.apply_bias_set(work.biases)
-        report(0.02, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
         cores = list(work.group_cores)
+        tau_result = _tune_time_constants(mboard, work, net, cores, cfg, report, 0.02, 0.1) if cfg.tune_tau else None
+        report(0.1, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
         state: dict = {"curves": None, "fits": None, "members": None}
 
         def measure_ratios() -> dict[tuple[int, int], dict[str, float]]:
@@ -228,7 +297,7 @@ def calibrate_network(
                  TuningKnob(WEIGHT_BIAS[INHIBITORY], 1.0, 1.0, cfg.weight_tolerance)]
         # (1) population tuning: the core medians to the targets (what transfer matching does);
         # the last round's curves are the "before" state: nominal neurons, tuned core biases.
-        tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.02, 0.3, "population"))
+        tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.1, 0.3, "population"))
         curves_before, fits_before = probe.run()
         mapped_before = copy.deepcopy(work)
         for (c, k, name) in list(mapped_before.biases):
@@ -263,6 +332,7 @@ def calibrate_network(
             inh_gain_cv_after=relative_cv(fits_after["GABA_B"].gains_of(selected), q_unit),
             chip_s_measurement=chip_s_measurement, chip_s_loop=0.0,
             weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), s in tuning.settings.items() for b, v in s.items()},
+            tau=tau_result,
         )
         report(0.62, "compensate", f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}")
         if task is not None:
