@@ -38,27 +38,25 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion import pipeline, tasks
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint, save_checkpoint
-    from neurolab_gui.core.conversion.constrain import constrain
     from neurolab_gui.core.conversion.mapping import map_network
     from neurolab_gui.core.conversion.spiking_run import run_on_board
     from neurolab_gui.core.conversion.training import evaluate
 
     t0 = time.perf_counter()
     task = tasks.load_task(name)
-    cfg = pipeline.PipelineConfig()
-    if args.epochs is not None:
-        cfg.train.epochs = args.epochs
+    cfg = pipeline.config_for_task(name, epochs=args.epochs)  # the task's defaults, as the CLI uses them
     cache = Path(args.model_cache) / f"{name}.pt" if args.model_cache else None
     # Re-runs need not retrain: the trained model is cached in NeuroLab's checkpoint format (loaded
     # with weights_only=True like every checkpoint); constraining is repeated, it is deterministic.
     if cache is not None and cache.exists():
         model = load_checkpoint(cache).model
+        cfg = pipeline.config_for_task(name, model.config, epochs=args.epochs)
     else:
         model, _ = pipeline.train_model(task, cfg)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(cache, model)
-    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation)
+    net = pipeline.constrain_model(model, task, cfg)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings)
     print(f"[{name}] trained and constrained in {time.perf_counter() - t0:.0f} s", flush=True)
 

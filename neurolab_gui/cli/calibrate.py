@@ -118,23 +118,22 @@ def _network(args: argparse.Namespace, board, cancel):
     from neurolab_gui.core.calibration.engine import calibrate_network
     from neurolab_gui.core.calibration.profile import profile_from_network_calibration
     from neurolab_gui.core.conversion import pipeline, tasks
-    from neurolab_gui.core.conversion.constrain import constrain
     from neurolab_gui.core.conversion.mapping import map_network
     from neurolab_gui.core.conversion.spiking_run import run_on_board
     from neurolab_gui.core.conversion.training import evaluate
 
     task = tasks.load_task(args.task)
-    cfg = pipeline.PipelineConfig()
-    if args.epochs is not None:
-        cfg.train.epochs = args.epochs
+    model = None
     if args.checkpoint:
         from neurolab_gui.core.conversion.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint).model
-    else:
+    # the task's defaults, or the loaded model's own dynamics (the time mapping it was trained for)
+    cfg = pipeline.config_for_task(task.name, model.config if model is not None else None, epochs=args.epochs)
+    if model is None:
         print(f"training a model on {task.name} ({cfg.train.epochs} epochs)...", flush=True)
         model, _ = pipeline.train_model(task, cfg, progress=lambda f, m: print(f"  {m}", flush=True), cancel=cancel)
-    net = constrain(model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, saturation=cfg.saturation, cancel=cancel)
+    net = pipeline.constrain_model(model, task, cfg, cancel=cancel)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
     result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
     n = min(args.n_test, len(task.x_test))

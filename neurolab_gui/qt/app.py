@@ -14,7 +14,6 @@ from pathlib import Path
 
 from PyQt6.QtWidgets import QApplication
 
-from neurolab_gui.core.connection import ConnectionTarget
 from neurolab_gui.core.session import Session
 
 from .main_window import MainWindow
