@@ -95,3 +95,29 @@ def test_mapping_refuses_time_mapping_that_does_not_match(small_constrained):
     net, _ = small_constrained
     with pytest.raises(ValueError, match="does not match"):
         map_network(net, TimeMapping(steps_per_sample=4, retention=0.85))
+
+
+def test_count_noise_has_the_variance_of_a_spike_count():
+    """Rates reaching the synapses get variance count_noise * r (Fano factor over spikes per step)."""
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(1, 2, 2, "leaky", 0.85, 1, "mean", 1.0, "euler"))
+    with torch.no_grad():
+        model.w_in.zero_()
+        model.w_rec.zero_()
+        model.w_bias.copy_(torch.tensor([0.25, 1.0]))  # steady rates phi(u) = u / (1 + u): 0.2 and 0.5
+    x = torch.zeros(4000, 40, 1)
+    _, quiet = model(x)
+    _, noisy = model(x, count_noise=0.1)
+    r0 = quiet[:, -1]
+    assert torch.allclose(r0[0], torch.tensor([0.2, 0.5]), atol=0.01)
+    var = noisy[:, -1].var(0)
+    assert torch.allclose(var, 0.1 * r0[0], rtol=0.1)
+    assert torch.allclose(noisy[:, -1].mean(0), r0[0], atol=0.01)
+
+
+def test_pipeline_count_noise_follows_the_time_mapping():
+    from neurolab_gui.core.conversion.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(spike_fano=0.5, r_max_hz=800.0, dt_step_s=0.005)
+    assert cfg.count_noise() == pytest.approx(0.5 / 4.0)
+    assert PipelineConfig().count_noise() == 0.0

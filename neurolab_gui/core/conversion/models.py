@@ -124,6 +124,7 @@ class RateRNN(nn.Module):
         x: torch.Tensor,
         lengths: torch.Tensor | None = None,
         noise_std: float = 0.0,
+        count_noise: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the RNN.
 
@@ -133,6 +134,12 @@ class RateRNN(nn.Module):
         lengths : ``[N]`` valid samples per sequence (default: all ``T``)
         noise_std : std of Gaussian noise added to the pre-activation during training
             (makes the network robust to spike-count noise and mismatch)
+        count_noise : spike-count noise of the spiking network, leaky model only: the rate that
+            enters the synaptic filter ``h`` becomes ``r + sqrt(count_noise * r) * xi``, the
+            Gaussian limit of a spike count with Fano factor ``F`` when ``count_noise = F /
+            (r_max dt_step)`` (spikes per step at activation 1).  Unlike pre-activation noise it
+            grows with the rate and is filtered like the spikes are, so the network learns margins
+            against the error the spiking network actually makes.
 
         Returns
         -------
@@ -166,6 +173,8 @@ class RateRNN(nn.Module):
                     r = 0.5 * (r0 + r1)
                 else:
                     r = self.activation(drive_f + bias_f * w_bias + h @ w_rec.T + noise)
+                if count_noise > 0.0:  # the spikes, not the rate, reach the synapses and the readout
+                    r = r + torch.sqrt(count_noise * r + 1e-12) * torch.randn_like(r)
                 h = a * h + (1.0 - a) * r
             else:
                 r = self.activation(drive[:, t] + w_bias + h @ w_rec.T + noise)

@@ -24,6 +24,7 @@ inference (see :mod:`.report`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,14 @@ class PipelineConfig:
 
     reset_rate_hz: float = 1000.0
     reset_s: float | None = None  # default: 4 synaptic time constants
+    #: Fano factor of the spike-count noise trained for (training and QAT): the leaky RNN's
+    #: filtered rates get the count noise of ``r_max * dt_step`` spikes per step at activation 1
+    #: (see ``RateRNN.forward``).  0 turns it off.
+    spike_fano: float = 0.0
+
+    def count_noise(self) -> float:
+        """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
+        return self.spike_fano / (self.r_max_hz * self.dt_step_s)
 
     def time_mapping(self) -> TimeMapping:
         tau = TimeMapping(self.dt_step_s, self.steps_per_sample, self.retention).tau_s
@@ -169,8 +178,21 @@ def train_model(
     """A fresh model of ``cfg`` trained on ``task`` with BPTT."""
     torch.manual_seed(cfg.seed)
     model = build_model(task, cfg)
-    result = train(model, task, cfg.train, progress=progress, cancel=cancel)
+    result = train(model, task, dataclasses.replace(cfg.train, count_noise=cfg.count_noise()), progress=progress, cancel=cancel)
     return model, result
+
+
+def constrain_model(
+    model: RateRNN,
+    task: Task,
+    cfg: PipelineConfig,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ConstrainedNetwork:
+    """:func:`.constrain.constrain` with ``cfg``'s constraints, dynamics and spike-count noise."""
+    qat = dataclasses.replace(cfg.constraint.qat, count_noise=cfg.count_noise())
+    return constrain(model, task, dataclasses.replace(cfg.constraint, qat=qat), cfg.retention, cfg.steps_per_sample,
+                     progress=progress, cancel=cancel, saturation=cfg.saturation)
 
 
 def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None) -> StageResult:
@@ -227,10 +249,7 @@ def convert(
         report.notes.append(f"imported unbounded-ReLU model rescaled by 1/{lam:.3g} so activations fit [0, 1]")
     report.add(_rate_stage("float", float_model, task, cfg, None))
 
-    constrained = constrain(
-        model, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, progress=say(0.0, 0.35), cancel=cancel,
-        saturation=cfg.saturation,
-    )
+    constrained = constrain_model(model, task, cfg, progress=say(0.0, 0.35), cancel=cancel)
     report.constraints = constrained.summary()
     time_map = cfg.time_mapping()
     mapped = map_network(constrained, time_map, cfg.settings)

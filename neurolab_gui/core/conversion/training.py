@@ -48,6 +48,9 @@ class TrainConfig:
     lr: float = 3e-3
     batch_size: int = 64
     noise_std: float = 0.05  # pre-activation noise (activation units), for robustness to spike noise
+    #: Spike-count noise of the leaky model's synaptic filter (see ``RateRNN.forward``); the
+    #: conversion pipeline sets it from its time mapping (``PipelineConfig.spike_fano``).
+    count_noise: float = 0.0
     rate_penalty: float = 0.0  # L2 on mean rates: fewer spikes per inference
     weight_decay: float = 0.0
     seed: int = 0
@@ -133,7 +136,7 @@ def train(
         for b in range(n_batches):
             check_cancel(cancel)
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            logits, rates = model(x_all[idx], l_all[idx], noise_std=cfg.noise_std)
+            logits, rates = model(x_all[idx], l_all[idx], noise_std=cfg.noise_std, count_noise=cfg.count_noise)
             loss = loss_fn(logits, y_all[idx])
             if cfg.rate_penalty > 0:
                 loss = loss + cfg.rate_penalty * (rates.mean(dim=(0, 1)) ** 2).sum()
