@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer epochs and test samples (a smoke run)")
     parser.add_argument("--brian2-samples", type=int, default=40)
     parser.add_argument("--no-brian2", action="store_true")
-    parser.add_argument("--mnist1d-test", type=int, default=500, help="MNIST-1D test samples for the spiking stages")
+    parser.add_argument("--mnist1d-test", type=int, default=1000, help="MNIST-1D test samples for the spiking stages (1000: the whole test set)")
     parser.add_argument("--mnist1d-hidden", type=int, default=None, help="hidden units of the MNIST-1D RNN (default: pipeline.TASK_DEFAULTS)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -120,4 +120,4 @@ def test_pipeline_count_noise_follows_the_time_mapping():
 
     cfg = PipelineConfig(spike_fano=0.5, r_max_hz=800.0, dt_step_s=0.005)
     assert cfg.count_noise() == pytest.approx(0.5 / 4.0)
-    assert PipelineConfig().count_noise() == 0.0
+    assert PipelineConfig(spike_fano=0.0).count_noise() == 0.0
