@@ -21,7 +21,8 @@ def test_fit_curves_target_follows_the_trained_saturation():
     fit = TransferFit(0, 1, "AMPA", gain=0.9, offset_hz=2.0, target_gain=1.0, weight_bias=(3, 40), t_ref_s=0.005,
                       points=[(200.0, 90.0), (50.0, 40.0), (100.0, 62.0)])
     curves = fit_curves(fit)
-    assert curves.x == [50.0, 100.0, 200.0] and [r[0] for r in curves.rates_hz] == [40.0, 62.0, 90.0]
+    assert curves.x.tolist() == [50.0, 100.0, 200.0] and curves.matrix()[:, 0].tolist() == [40.0, 62.0, 90.0]
+    assert (curves.x_label, curves.x_unit) == ("AMPA drive m·r", "Hz")
     x = 100.0
     expected = x / (1 + x * 0.005)  # f0 = target_gain * x, then rate = f0 / (1 + f0 t_ref)
     assert np.interp(x, curves.target_x, curves.target_y) == pytest.approx(expected, rel=1e-3)

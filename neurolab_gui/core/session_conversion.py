@@ -23,8 +23,8 @@ import numpy as np
 
 from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
 
+from .calibration.measure import TransferCurves
 from .monitors import NeuronSelection
-from .session_sweep import TransferCurves
 
 #: Neurons per side of a core's tile in :func:`mapping_image` (256 = 16 x 16).
 TILE = int(math.isqrt(N_NEURONS_PER_CORE))
@@ -102,10 +102,12 @@ def fit_curves(fit: Any, n_target: int = 60) -> TransferCurves:
     was trained with, ``rate = f0 / (1 + f0 · t_ref)`` (skipped when ``t_ref`` is unknown).
     """
     points = sorted(fit.points)
-    x = [float(p[0]) for p in points]
-    rates = [np.array([float(p[1])]) for p in points]
-    curves = TransferCurves(x, rates, np.zeros(1, np.int64), "synaptic drive m·r", "Hz")
-    if x:
+    x = np.array([float(p[0]) for p in points])
+    rates = np.array([[float(p[1]) for p in points]])  # one row: the core's mean rate
+    # a conversion keeps no per-point uncertainty or chip time: NaN says "not measured here"
+    curves = TransferCurves(fit.synapse, [], x, rates, np.full_like(rates, np.nan), float("nan"),
+                            {"chip": fit.chip, "core": fit.core, "weight_bias": list(fit.weight_bias)})
+    if len(x):
         tx = np.linspace(0.0, max(x) * 1.05, n_target)
         if SynapseType[fit.synapse].is_excitatory:
             f0 = np.maximum(0.0, fit.target_gain * tx)

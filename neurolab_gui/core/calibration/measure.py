@@ -52,15 +52,20 @@ MAX_GENERATOR_EVENTS = 0x7FFF
 class TransferCurves:
     """Per-neuron responses to a swept input.
 
+    The one curve type of NeuroLab: calibration measures it, and the GUI's transfer panel draws it
+    (DC sweeps, calibration progress, and a conversion's transfer fits with the RNN's target).
+
     Attributes
     ----------
     kind : ``"dc"`` or a synapse type name (``"AMPA"``, ``"GABA_B"``, ...)
-    addresses : the measured neurons
+    addresses : the measured neurons, one per row of ``rates_hz``; empty when the single row is
+        a population mean (a conversion's transfer fit)
     x : ``[P]`` input of every point (DC: nominal amperes; synapses: drive in Hz per CAM copy,
         ``multiplicity * rate``)
     rates_hz, rate_err_hz : ``[N, P]`` output rate and its uncertainty
     chip_s : chip time the measurement used
     settings : what was held fixed (bias values, multiplicity, drive)
+    target_x, target_y : optional curve the rates should follow (the RNN's target), drawn with them
     """
 
     kind: str
@@ -70,6 +75,20 @@ class TransferCurves:
     rate_err_hz: np.ndarray
     chip_s: float
     settings: dict = field(default_factory=dict)
+    target_x: np.ndarray | None = None
+    target_y: np.ndarray | None = None
+
+    @property
+    def x_label(self) -> str:
+        return "DC current" if self.kind == "dc" else f"{self.kind} drive m·r"
+
+    @property
+    def x_unit(self) -> str:
+        return "A" if self.kind == "dc" else "Hz"
+
+    def matrix(self) -> np.ndarray:
+        """Rates as ``[P, N]`` (points, neurons): one row per input level, as plotted."""
+        return np.asarray(self.rates_hz, float).T
 
     def index(self) -> dict[NeuronAddress, int]:
         return {a: i for i, a in enumerate(self.addresses)}
@@ -77,7 +96,8 @@ class TransferCurves:
     def subset(self, addresses: list[NeuronAddress]) -> TransferCurves:
         idx = self.index()
         rows = [idx[a] for a in addresses]
-        return TransferCurves(self.kind, list(addresses), self.x.copy(), self.rates_hz[rows], self.rate_err_hz[rows], self.chip_s, dict(self.settings))
+        return TransferCurves(self.kind, list(addresses), self.x.copy(), self.rates_hz[rows], self.rate_err_hz[rows], self.chip_s,
+                              dict(self.settings), self.target_x, self.target_y)
 
     def to_dict(self) -> dict:
         return {
@@ -256,46 +276,90 @@ def measure_synaptic_curves(
     return TransferCurves(synapse.name, list(addresses), x, rates, errs, total, settings)
 
 
+#: ``on_level(curves_so_far, events)``: see :func:`measure_dc_curves`.
+LevelCallback = Callable[[TransferCurves, SpikeEvents], None]
+#: ``set_bias(chip, core, name, coarse, fine, high)``, the signature of :meth:`Board.set_bias`.
+BiasSetter = Callable[[int, int, str, int, int, bool], None]
+
+
 def measure_dc_curves(
     board: Board,
     addresses: list[NeuronAddress],
     dc_settings: list[tuple[int, int]],
     level_s: float = 0.4,
     settle_s: float = 0.1,
+    *,
+    clear_connections: bool = True,
+    set_bias: BiasSetter | None = None,
+    on_level: LevelCallback | None = None,
 ) -> TransferCurves:
     """f-I curves of ``addresses`` by stepping ``IF_DC_P`` of their cores through ``dc_settings``.
 
-    Connections on the chip are cleared (only DC drives the neurons).  ``IF_DC_P`` is restored to
-    its previous value afterwards, also when the measurement fails.
+    Each level lasts ``level_s``; its first ``settle_s`` is read and discarded (the membrane
+    settles after the step).  ``IF_DC_P`` is restored to its previous value afterwards, also when
+    the measurement fails or ``on_level`` raises.
+
+    Parameters
+    ----------
+    board : the board to measure on
+    addresses : the neurons to measure (any chips and cores; every listed core is stepped)
+    dc_settings : ``IF_DC_P`` (coarse, fine) levels, in order
+    level_s, settle_s : board time per level and the discarded start of it
+    clear_connections : True (calibration): stop the spike generator and clear the chips'
+        connections so that only DC drives the neurons.  False (the GUI's interactive sweep):
+        leave the user's network and stimulus as they are.
+    set_bias : writes ``IF_DC_P`` (default ``board.set_bias``); the GUI passes its bias model's
+        setter so that every step lands in the undo history and the change log.
+    on_level : called after every level with the curves measured so far (a new object each time,
+        safe to hand to another thread) and that level's counted events.  It may raise (e.g.
+        :class:`~neurolab_gui.core.cancellation.Cancelled`) to stop the sweep.
+
+    Returns
+    -------
+    TransferCurves
+        ``kind="dc"``; x is the nominal current of every setting.
     """
     if not addresses:
         raise ValueError("no neurons to measure")
+    if not dc_settings:
+        raise ValueError("a DC sweep needs at least one (coarse, fine) setting")
+    if not 0 <= settle_s < level_s:
+        raise ValueError(f"settle_s ({settle_s}) must be at least 0 and shorter than level_s ({level_s})")
+    write_bias = board.set_bias if set_bias is None else set_bias
     cores = sorted({(a.chip, a.core) for a in addresses})
-    chips = {c for c, _ in cores}
     previous = {(c, k): board.get_bias(c, k, "IF_DC_P") for c, k in cores}
-    board.stop_spike_generator()
-    board.clear_connections(sorted(chips))
-    board.write_netlist(Netlist(monitored=set(addresses)))
-    board.reset_timestamps()
+    if clear_connections:
+        board.stop_spike_generator()
+        board.clear_connections(sorted({c for c, _ in cores}))
+        board.write_netlist(Netlist(monitored=set(addresses)))
+    x = np.array([nominal_current(c, f) for c, f in dc_settings])
     rates = np.zeros((len(addresses), len(dc_settings)))
     errs = np.zeros_like(rates)
-    cursor_us = 0
+    settings = {"dc_settings": [list(s) for s in dc_settings], "level_s": level_s, "settle_s": settle_s}
+    counted_us = round(level_s * 1e6) - round(settle_s * 1e6)
+
+    def measured(levels: int) -> TransferCurves:
+        return TransferCurves("dc", list(addresses), x[:levels].copy(), rates[:, :levels].copy(), errs[:, :levels].copy(),
+                              levels * level_s, dict(settings))
+
     try:
         for p, (coarse, fine) in enumerate(dc_settings):
             for c, k in cores:
-                board.set_bias(c, k, "IF_DC_P", coarse, fine)
+                write_bias(c, k, "IF_DC_P", coarse, fine, True)
             board.read_events(settle_s)
             events = board.read_events(level_s - settle_s)
-            start_us = cursor_us + round(settle_s * 1e6)
-            cursor_us += round(level_s * 1e6)
-            r, e = window_rates(events, addresses, [(start_us, cursor_us)])
+            # read_events returns exactly the requested span of board time, so the counting window
+            # is anchored on the batch itself, not on a reset clock: the board's timestamps are
+            # left alone, which a live session's raster and recorder rely on.
+            start_us = int(events.timestamp_us.min()) if len(events) else 0
+            r, e = window_rates(events, addresses, [(start_us, start_us + counted_us)])
             rates[:, p], errs[:, p] = r[:, 0], e[:, 0]
+            if on_level is not None:
+                on_level(measured(p + 1), events)
     finally:
         for (c, k), v in previous.items():
-            board.set_bias(c, k, "IF_DC_P", v.coarse, v.fine, v.high)
-    x = np.array([nominal_current(c, f) for c, f in dc_settings])
-    return TransferCurves("dc", list(addresses), x, rates, errs, len(dc_settings) * level_s,
-                          {"dc_settings": [list(s) for s in dc_settings], "level_s": level_s, "settle_s": settle_s})
+            write_bias(c, k, "IF_DC_P", v.coarse, v.fine, v.high)
+    return measured(len(dc_settings))
 
 
 def fit_gains(curves: TransferCurves, t_ref_s: float = 0.0, min_rate_hz: float = 5.0, max_rate_hz: float = np.inf,

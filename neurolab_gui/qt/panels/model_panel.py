@@ -40,7 +40,6 @@ from PyQt6.QtWidgets import (
 
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import accuracy_rows, mapping_image
-from neurolab_gui.core.session_sweep import TransferCurves
 from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
@@ -318,7 +317,7 @@ class ModelPanel(QWidget):
                         progress((i + event.fraction) / len(cores_by_chip), f"chip {chip}: {event.step} {event.message}".strip())
                         curves = event.payload.get("curves")
                         if curves is not None:
-                            post(TransferCurves.from_measurement(curves))
+                            post(curves)
 
                     results[chip] = calibrate_board(board, chip, cores, progress=sink, cancel=cancel)
             finally:

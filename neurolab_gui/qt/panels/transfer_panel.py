@@ -1,6 +1,6 @@
 """Transfer-curve panel: measured f–I curves of selected neurons, the population band and the RNN's target.
 
-It draws a :class:`~neurolab_gui.core.session_sweep.TransferCurves` and redraws
+It draws a :class:`~neurolab_gui.core.calibration.measure.TransferCurves` and redraws
 whenever a sweep or a calibration reports a new step (``show_curves`` is called
 through a queued relay, so it is safe to feed from worker threads).
 
@@ -30,9 +30,10 @@ from PyQt6.QtWidgets import (
 
 from drivers.dynapse1.bias_table import closest_setting
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
+from neurolab_gui.core.calibration.measure import TransferCurves
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import fit_choices, fit_curves
-from neurolab_gui.core.session_sweep import TransferCurves, dc_sweep
+from neurolab_gui.core.session_sweep import dc_sweep
 from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
@@ -143,7 +144,7 @@ class TransferPanel(QWidget):
         self.band_low.setData(x, low)
         self.band_high.setData(x, high)
         self.median_item.setData(x, median)
-        n_draw = min(self.max_curves_drawn, m.shape[1] if m.ndim == 2 else 0)
+        n_draw = min(self.max_curves_drawn, m.shape[1])
         while len(self.neuron_items) < n_draw:
             self.neuron_items.append(self.plot.plot(pen=pg.mkPen(200, 200, 200, 90)))
         for i, item in enumerate(self.neuron_items):
@@ -158,7 +159,7 @@ class TransferPanel(QWidget):
             self.target_item.setData(tx, ty)
         else:
             self.target_item.setData([], [])
-        self.status.setText(f"{len(curves.x)} steps, {len(curves.neurons)} neurons")
+        self.status.setText(f"{len(curves.x)} steps, {m.shape[1]} neurons")
 
     # --- sweep -------------------------------------------------------------------------------
     def sweep_settings(self) -> list[tuple[int, int]]:
@@ -172,12 +173,8 @@ class TransferPanel(QWidget):
             self.reporter.report(RuntimeError("connect a board before sweeping"), "sweep")
             return None
         chip, core = self.chip_spin.value(), self.core_spin.value()
-
-        def on_step(curves: TransferCurves) -> None:
-            # a copy: the worker keeps appending to ``curves`` while the GUI thread draws this one
-            self.post(TransferCurves(list(curves.x), list(curves.rates_hz), curves.neurons, curves.x_label, curves.x_unit))
-
-        task = BackgroundTask("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=on_step))
+        # every step's curves are a new object, so the GUI thread may draw them while the sweep goes on
+        task = BackgroundTask("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=self.post))
         self.attach_task(task)
         return task.start()
 

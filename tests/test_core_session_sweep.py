@@ -1,0 +1,86 @@
+"""The GUI's DC sweep (session_sweep.dc_sweep) on an emulated board, without Qt.
+
+The sweep is the calibration's ``measure_dc_curves`` run inside a session: these tests check what
+the session adds to it (the user's network stays, the bias model records the steps, cancel
+restores IF_DC_P) and read the simulator only to see what arrived on the chip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
+from drivers.dynapse1.topology import SynapseType
+from emulator.virtual_usb import virtual_fpga_of
+from neurolab_gui.core.calibration.measure import TransferCurves
+from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_sweep import dc_sweep
+from neurolab_gui.core.session_tasks import TaskCancelled
+
+CHIP, CORE = 1, 2
+SETTINGS = [(5, 40), (5, 120), (5, 250), (4, 120)]
+
+
+@pytest.fixture
+def session():
+    s = Session(spike_capacity=200_000)
+    assert s.connect("emulator", seed=5, mismatch=True, clock="fast", acquire=False), s.connection.status.message
+    s.biases.apply_preset("samna_recommended", cores=[(CHIP, CORE)])
+    yield s
+    s.close()
+
+
+def test_sweep_keeps_the_users_network_and_logs_its_steps_in_the_bias_model(session):
+    network = Netlist()
+    network.add(InputAddress(CHIP, 9), NeuronAddress(CHIP, CORE, 17), SynapseType.AMPA, 3)
+    network.add(NeuronAddress(CHIP, CORE, 17), NeuronAddress(CHIP, CORE, 40), SynapseType.GABA_B, 2)
+    session.board.write_netlist(network)
+    tables = virtual_fpga_of(session.board).simulator.tables
+    cam_before = (tables.cam_written.copy(), tables.cam_core.copy(), tables.cam_neuron.copy(), tables.cam_type.copy())
+    assert cam_before[0].sum() == 2 * 64  # both target neurons' CAMs were written (unused entries as cleared ones)
+    original = session.biases.value(CHIP, CORE, "IF_DC_P")
+    log_before = len(session.biases.log)
+    steps: list[TransferCurves] = []
+
+    curves = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.1, on_step=steps.append)(lambda f, m: None, lambda: False)
+
+    cam_after = (tables.cam_written, tables.cam_core, tables.cam_neuron, tables.cam_type)
+    assert all(np.array_equal(a, b) for a, b in zip(cam_before, cam_after, strict=True))  # nothing cleared or rewritten
+    assert [len(c.x) for c in steps] == [1, 2, 3, 4] and steps[-1] is not curves
+    assert curves.kind == "dc" and curves.rates_hz.shape == (256, len(SETTINGS))
+    assert len(curves.addresses) == 256 and curves.addresses[17] == NeuronAddress(CHIP, CORE, 17)
+    median = np.median(curves.rates_hz, axis=0)
+    assert median[2] > median[0]  # more DC current, faster firing
+    # every step and the restore went through the bias model (undo history and change log)
+    sweep_log = [c for c in session.biases.log[log_before:] if c.origin == "sweep"]
+    assert len(sweep_log) == len(SETTINGS) + 1
+    assert session.biases.value(CHIP, CORE, "IF_DC_P") == original
+    assert session.biases.undo()  # undoing the restore brings back the last step of the sweep
+    value = session.biases.value(CHIP, CORE, "IF_DC_P")
+    assert (value.coarse, value.fine) == SETTINGS[-1]
+
+
+def test_cancelling_mid_sweep_restores_if_dc_p_on_the_model_and_the_chip(session):
+    simulator = virtual_fpga_of(session.board).simulator
+    original = session.biases.value(CHIP, CORE, "IF_DC_P")
+    assert (original.coarse, original.fine) not in SETTINGS  # so a restore is visible
+    steps: list[TransferCurves] = []
+    work = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.05, on_step=steps.append)
+
+    with pytest.raises(TaskCancelled, match="sweep cancelled"):
+        work(lambda f, m: None, lambda: len(steps) >= 2)  # the user presses cancel during the second level
+
+    assert len(steps) == 2  # stopped after the level in progress, not at the end
+    assert session.biases.value(CHIP, CORE, "IF_DC_P") == original
+    assert simulator.get_bias(CHIP, CORE, "IF_DC_P")[:2] == (original.coarse, original.fine)
+    assert len(session.spikes.ring) > 0  # the levels measured before the cancel reached the raster
+
+
+def test_sweep_refuses_bad_requests_naming_the_problem(session):
+    with pytest.raises(ValueError, match="at least one"):
+        dc_sweep(session, CHIP, CORE, [])
+    with pytest.raises(ValueError, match="duration must be positive"):
+        dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.0)
+    with pytest.raises(ValueError, match=r"0\.\.255, got \[256\]"):
+        dc_sweep(session, CHIP, CORE, SETTINGS, neurons=[3, 256])
