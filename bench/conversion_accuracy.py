@@ -5,7 +5,8 @@ QAT), map, then run the spiking network on the Brian2 reference (a prefix of the
 slow), on the emulated board through the USB emulation with mismatch off (``board_ideal``) and
 with the emulator's default mismatch (``board_mismatch``).  Prints each task's table; the last
 line is one JSON object ``{task: {stage: test accuracy as a fraction}}`` plus the losses against
-the constrained float RNN in percentage points.
+the constrained float RNN in percentage points, their paired standard errors and each spiking
+stage's agreement with the RNN's predictions.
 
     .venv/bin/python bench/conversion_accuracy.py                # both tasks, full test sets
     .venv/bin/python bench/conversion_accuracy.py --quick        # fewer epochs and test samples
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             if s is not None and s.loss_pp() is not None:
                 summary[name][f"{stage}_loss_pp"] = round(s.loss_pp(), 2)
                 summary[name][f"{stage}_samples"] = s.n_samples
+                if s.loss_se_pp is not None:  # paired standard error of the loss, and agreement with the RNN
+                    summary[name][f"{stage}_loss_se_pp"] = round(s.loss_se_pp, 2)
+                    summary[name][f"{stage}_agreement"] = round(s.agreement, 4)
     print(json.dumps(summary))
     return 0
 

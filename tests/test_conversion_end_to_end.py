@@ -34,3 +34,22 @@ def test_tiny_conversion_on_the_emulator_is_well_above_chance(tmp_path):
     data = json.loads(report.write_json(tmp_path / "r.json").read_text())
     assert data["stages"][2]["name"] == "board_ideal"
     assert "loss vs constr." in report.table()
+
+
+def test_paired_comparison_gives_agreement_and_the_paired_standard_error():
+    import numpy as np
+    import pytest
+
+    from neurolab_gui.core.conversion.report import StageResult, paired_comparison
+
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    reference = np.array([0, 1, 2, 3, 0, 1, 2, 0])  # 7 correct
+    stage = np.array([0, 1, 2, 0, 0, 1, 1, 3])  # 6 correct; differs from the reference on 3 samples
+    agreement, se = paired_comparison(stage, reference, labels)
+    assert agreement == pytest.approx(5 / 8)
+    d = np.array([0, 0, 0, 1, 0, 0, 1, -1], float)  # reference correct minus stage correct
+    assert se == pytest.approx(100 * d.std(ddof=1) / np.sqrt(8))
+    row = StageResult("board_ideal", 6 / 8, 8, reference_accuracy=7 / 8, agreement=agreement, loss_se_pp=se)
+    assert row.loss_pp() == pytest.approx(12.5)
+    with pytest.raises(ValueError, match="one length"):
+        paired_comparison(stage[:3], reference, labels)

@@ -38,7 +38,7 @@ from drivers.dynapse1.board_api import Board
 from .constrain import ConstrainedNetwork, ConstraintConfig, constrain, normalize_activations
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
 from .models import RateRNN, RNNConfig
-from .report import ConversionReport, StageResult
+from .report import ConversionReport, StageResult, paired_comparison
 from .tasks import Task
 from .training import ProgressCallback, TrainConfig, TrainResult, check_cancel, evaluate, mean_rates, train
 from .transfer import ProbeDesign, TransferFit, match_transfer
@@ -270,6 +270,11 @@ def convert(
         """Constrained-RNN accuracy on the first ``n`` test samples (what a spiking stage ran)."""
         return float(constrained_correct[:n].mean())
 
+    def paired(predictions: np.ndarray) -> dict[str, float]:
+        n = len(predictions)
+        agreement, se = paired_comparison(predictions, constrained_pred[:n], task.y_test[:n])
+        return {"reference_accuracy": reference(n), "agreement": agreement, "loss_se_pp": se}
+
     if boards is None:
         boards = default_emulator_boards(cfg.emulator_seed) if any(s.startswith("board") for s in cfg.stages) else {}
     stage_names = [s for s in cfg.stages if s == "brian2" or s in boards]
@@ -298,7 +303,7 @@ def convert(
         report.add(
             StageResult(stage, run.accuracy(y), n_spk, run.spikes_per_inference(), run.synaptic_events_per_inference(stage_mapped),
                         run.wall_s, note, {"transfer": [f.__dict__ for f in fits], "netlist_warnings": run.warnings},
-                        reference_accuracy=reference(n_spk))
+                        **paired(run.predictions))
         )
         result.mapped = stage_mapped
     if "brian2" in stage_names:
@@ -309,7 +314,7 @@ def convert(
         run = run_on_brian2(b_mapped, x[:n_b], lengths[:n_b], cfg.seed, say(0.9, 1.0), cancel)
         note = "mismatch off; weight biases from the board_ideal transfer match" if ideal_mapped else "nominal weight biases (no board stage ran)"
         report.add(StageResult("brian2", run.accuracy(y[:n_b]), n_b, run.spikes_per_inference(), run.synaptic_events_per_inference(b_mapped),
-                               run.wall_s, note, reference_accuracy=reference(n_b)))
+                               run.wall_s, note, **paired(run.predictions)))
         report.stages.sort(key=lambda s: ["float", "constrained", "brian2", "board_ideal", "board_mismatch", "board"].index(s.name) if s.name in ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board") else 99)
     report.mapping = result.mapped.summary()
     if progress:
