@@ -226,3 +226,23 @@ def test_calibrate_cli_reports_a_bad_task_without_touching_files(tmp_path):
     assert not target.exists()
     assert main(["calibrate", "--tau-ms", "900", "--profile", str(target)]) == 2  # outside what the probe resolves
     assert not target.exists()
+
+
+def test_readout_refit_cross_validates_its_pull_towards_the_float_readout():
+    from neurolab_gui.core.calibration.compensation import refit_readout_cv
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 200)
+    features = rng.normal(0, 0.3, (200, 5)) + np.eye(3, 5)[labels] * 1.5
+    wrong = np.roll(np.eye(3, 5), 1, axis=0)
+    w, b, l2, scores = refit_readout_cv(features, labels, wrong, np.zeros(3))
+    assert np.isfinite(l2) and scores[l2] > 0.9 > scores[float("inf")]  # a wrong readout is refitted
+    assert np.mean((features @ w.T + b).argmax(1) == labels) > 0.9
+    # a right readout and few samples with 40 % wrong labels: refitting cannot beat keeping it
+    noisy = np.where(rng.random(200) < 0.4, rng.integers(0, 3, 200), labels)[:40]
+    right = np.eye(3, 5) * 3
+    w, b, l2, scores = refit_readout_cv(features[:40], noisy, right, np.zeros(3))
+    clean = np.mean((features @ w.T + b).argmax(1) == labels)
+    assert clean >= np.mean((features @ right.T).argmax(1) == labels) - 0.02
+    with pytest.raises(ValueError, match="cross-validation"):
+        refit_readout_cv(features[:6], labels[:6], right, np.zeros(3))

@@ -227,3 +227,46 @@ def refit_readout(
     finally:
         torch.set_num_threads(threads)
     return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
+
+
+#: Pulls towards the float readout tried by :func:`refit_readout_cv`; ``inf`` keeps it unchanged.
+READOUT_L2_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, float("inf"))
+
+
+def refit_readout_cv(
+    features: np.ndarray,
+    labels: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    l2_grid: tuple[float, ...] = READOUT_L2_GRID,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
+    """:func:`refit_readout` with its pull towards the float readout chosen by k-fold cross-validation.
+
+    A few hundred board samples against a readout of ``H x C`` weights over-fit with a weak pull
+    (measured on MNIST-1D, 128 units, 200 samples: board validation accuracy 0.49 refitted vs
+    0.56 unchanged), so the strength is chosen on the fit samples themselves — host computation
+    only, no chip time.  ``inf`` in the grid stands for the unchanged readout.
+
+    Returns the readout refitted on all samples with the chosen strength, that strength and the
+    cross-validated accuracy of every strength tried.
+    """
+    x, y = np.asarray(features, float), np.asarray(labels, np.int64)
+    if len(x) != len(y) or len(y) < 2 * folds:
+        raise ValueError(f"need matching features and labels, at least {2 * folds} samples for {folds}-fold cross-validation; got {len(x)} and {len(y)}")
+    fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
+    scores: dict[float, float] = {}
+    for l2 in l2_grid:
+        correct = 0
+        for k in range(folds):
+            train, test = fold_of != k, fold_of == k
+            w, b = (weight, bias) if np.isinf(l2) else refit_readout(x[train], y[train], weight, bias, l2_to_start=l2)
+            correct += int(np.sum((x[test] @ np.asarray(w).T + b).argmax(1) == y[test]))
+        scores[l2] = correct / len(y)
+    # ties go to the stronger pull (closer to what the float training learned)
+    best = max(sorted(scores, reverse=True), key=lambda l2: scores[l2])
+    if np.isinf(best):
+        return np.asarray(weight, float), np.asarray(bias, float), best, scores
+    w, b = refit_readout(x, y, weight, bias, l2_to_start=best)
+    return w, b, best, scores

@@ -62,7 +62,7 @@ from .compensation import (
     compensate_multiplicities,
     fine_tune,
     hardware_model,
-    refit_readout,
+    refit_readout_cv,
     relocate_units,
     select_neurons,
     with_multiplicities,
@@ -384,9 +384,10 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
             fit_run = run_on_board(board, deployed, xf, lf, cfg.seed + 101 * it, report.span(lo + width / 3, lo + 2 * width / 3, "readout samples on board"), report.cancel)
             val_run = stream_samples(board, deployed, xv, lv, cfg.seed + 101 * it + 1, report.span(lo + 2 * width / 3, lo + width, "validate on board"), report.cancel)
             plain = float(np.mean(val_run.predictions == yv))
-            w, b = refit_readout(fit_run.features, yf, deployed.readout_weight, deployed.readout_bias)
+            w, b, l2, cv_scores = refit_readout_cv(fit_run.features, yf, deployed.readout_weight, deployed.readout_bias, seed=cfg.seed)
             refit = float(np.mean((val_run.features @ w.T + b).argmax(1) == yv))
-            entry.update(board_val_accuracy_model_readout=plain, board_val_accuracy_refit_readout=refit)
+            entry.update(board_val_accuracy_model_readout=plain, board_val_accuracy_refit_readout=refit, readout_l2=l2,
+                         readout_cv_accuracy={str(k): v for k, v in cv_scores.items()})
             if refit >= plain:
                 deployed.readout_weight, deployed.readout_bias = w, b
             acc = max(plain, refit)
