@@ -89,6 +89,7 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
         "gain_cv_after": cal.gain_cv_after,
         "inh_gain_cv_before": cal.inh_gain_cv_before,
         "inh_gain_cv_after": cal.inh_gain_cv_after,
+        "gain_cv_after_single_measurement": cal.gain_cv_after_single,
         # synaptic time constants per "chip/core" and synapse type: [median, standard error] in ms
         "tau_ms_before": cal.summary().get("tau_ms_before", {}),
         "tau_ms_after": cal.summary().get("tau_ms_after", {}),

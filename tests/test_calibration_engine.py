@@ -246,3 +246,32 @@ def test_readout_refit_cross_validates_its_pull_towards_the_float_readout():
     assert clean >= np.mean((features @ right.T).argmax(1) == labels) - 0.02
     with pytest.raises(ValueError, match="cross-validation"):
         refit_readout_cv(features[:6], labels[:6], right, np.zeros(3))
+
+
+def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_settings():
+    from drivers.dynapse1.netlist import NeuronAddress
+    from neurolab_gui.core.calibration.engine import pool_relative_gains
+    from neurolab_gui.core.calibration.measure import GainFit
+
+    rng = np.random.default_rng(3)
+    addresses = [NeuronAddress(0, core, n) for core in (1, 2) for n in range(200)]
+    true_rel = rng.lognormal(0.0, 0.2, len(addresses))
+    fits = []
+    for core_scale in ((1.0, 2.0), (1.3, 1.7), (0.9, 2.2), (1.1, 1.9)):  # each round: other core biases
+        scale = np.where(np.array([a.core for a in addresses]) == 1, *core_scale)
+        gain = true_rel * scale * rng.lognormal(0.0, 0.05, len(addresses))  # 5 % measurement noise
+        fits.append(GainFit(addresses, gain, np.full(len(addresses), 0.05), np.zeros(len(addresses)), np.ones(len(addresses), bool)))
+    fits[0].valid[7] = False
+    pooled = pool_relative_gains(fits)
+    on_last = fits[-1].gain / pooled.gain
+    assert np.allclose(np.median(on_last[:200]), 1.0, atol=0.02) and np.allclose(np.median(on_last[200:]), 1.0, atol=0.02)
+
+    def error(g: np.ndarray) -> float:
+        rel = np.concatenate([g[:200] / np.median(g[:200]), g[200:] / np.median(g[200:])])
+        truth = np.concatenate([true_rel[:200] / np.median(true_rel[:200]), true_rel[200:] / np.median(true_rel[200:])])
+        return float(np.std(np.log(rel / truth)))
+
+    assert error(pooled.gain) < 0.7 * error(fits[-1].gain)  # four measurements: about half the noise
+    assert not pooled.valid[7] and pooled.valid[8]
+    with pytest.raises(ValueError, match="different neurons"):
+        pool_relative_gains([fits[0], GainFit(addresses[:5], *(np.ones(5),) * 3, np.ones(5, bool))])

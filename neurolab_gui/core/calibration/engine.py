@@ -120,6 +120,9 @@ class NetworkCalibration:
     inh_gain_cv_after: float
     chip_s_measurement: float
     chip_s_loop: float
+    #: ``gain_cv_after`` from the last measurement alone (the reported one pools the measurements
+    #: of the final tuning rounds, see :func:`pool_relative_gains`); the difference is measurement noise.
+    gain_cv_after_single: float = float("nan")
     loop_history: list[dict] = field(default_factory=list)
     weight_biases: dict[str, list[int]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -147,6 +150,7 @@ class NetworkCalibration:
             "gain_cv_after": self.gain_cv_after,
             "inh_gain_cv_before": self.inh_gain_cv_before,
             "inh_gain_cv_after": self.inh_gain_cv_after,
+            "gain_cv_after_single_measurement": self.gain_cv_after_single,
             "chip_s_measurement": self.chip_s_measurement,
             "chip_s_loop": self.chip_s_loop,
             "loop": self.loop_history,
@@ -193,6 +197,42 @@ class _SynapticProbe:
             "GABA_B": fit_gains(inh, self.t_ref, cfg.min_rate_hz, inhibitory=True),
         }
         return {"AMPA": exc, "GABA_B": inh}, fits
+
+
+def pool_relative_gains(fits: list[GainFit]) -> GainFit:
+    """One fit from several measurements of the same neurons at different core weight biases.
+
+    A core's weight bias scales all its neurons alike, so each neuron's gain *relative to its
+    core's median* is a property of the neuron; it is averaged over the measurements and put
+    back on the scale of the last one.  A neuron is valid where it was valid in every
+    measurement.  The uncertainty is the spread of the relative gains over the measurements.
+    """
+    if not fits:
+        raise ValueError("no measurements to pool")
+    last = fits[-1]
+    for f in fits:
+        if f.addresses != last.addresses:
+            raise ValueError("measurements of different neurons cannot be pooled")
+    cores = np.array([(a.chip, a.core) for a in last.addresses])
+    core_key = cores[:, 0] * 4 + cores[:, 1]
+    valid = np.logical_and.reduce([f.valid for f in fits])
+
+    def relative(f: GainFit) -> np.ndarray:
+        rel = np.full(len(f.gain), np.nan)
+        for key in np.unique(core_key):
+            rows = (core_key == key) & valid
+            if rows.any():
+                rel[core_key == key] = f.gain[core_key == key] / np.median(f.gain[rows])
+        return rel
+
+    rel = np.array([relative(f) for f in fits])
+    scale = np.ones(len(last.gain))
+    for key in np.unique(core_key):
+        rows = (core_key == key) & valid
+        if rows.any():
+            scale[core_key == key] = np.median(last.gain[rows])
+    spread = rel.std(0, ddof=1) / np.sqrt(len(fits)) if len(fits) > 1 else last.gain_err / np.where(scale > 0, scale, 1.0)
+    return GainFit(list(last.addresses), rel.mean(0) * scale, spread * scale, last.offset.copy(), valid)
 
 
 def _tune_time_constants(board: MeteredBoard, work: MappedNetwork, net: ConstrainedNetwork, cores: list[tuple[int, int]],
@@ -271,10 +311,11 @@ def calibrate_network(
         cores = list(work.group_cores)
         tau_result = _tune_time_constants(mboard, work, net, cores, cfg, report, 0.02, 0.1) if cfg.tune_tau else None
         report(0.1, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
-        state: dict = {"curves": None, "fits": None, "members": None}
+        state: dict = {"curves": None, "fits": None, "members": None, "history": []}
 
         def measure_ratios() -> dict[tuple[int, int], dict[str, float]]:
             state["curves"], state["fits"] = probe.run()
+            state["history"].append(state["fits"])
             fits = state["fits"]
             out = {}
             for core in cores:
@@ -305,9 +346,14 @@ def calibrate_network(
                 mapped_before.biases[(c, k, name)] = mboard.get_bias(c, k, name)
         report(0.35, "measure transfer curves", "before per-neuron compensation", curves=curves_before)
         # (2) choose the best-matched neurons, then (3) tune the cores for the selected ones
-        selected = select_neurons(work, fits_before["AMPA"], fits_before["GABA_B"], cfg.inhibitory_weight)
+        # every population-tuning round measured all neurons: pool their relative gains (the first
+        # round's far-off biases left out) so the selection sees less measurement noise, free of chip time
+        pooled = state["history"][1:] + [fits_before]
+        selected = select_neurons(work, pool_relative_gains([f["AMPA"] for f in pooled]),
+                                  pool_relative_gains([f["GABA_B"] for f in pooled]), cfg.inhibitory_weight)
         state["members"] = selected
         report(0.37, "select neurons", f"{len(selected)} best-matched neurons chosen")
+        first_final_round = len(state["history"])
         tuning = tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.37, 0.5, "selected neurons"))
         for core, settings in tuning.settings.items():
             for bias, (coarse, fine) in settings.items():
@@ -316,10 +362,14 @@ def calibrate_network(
         curves_after, fits_after = probe.run()
         report(0.6, "measure transfer curves", "after calibration", curves=curves_after)
         chip_s_measurement = mboard.chip_s
+        # the per-neuron gains used from here on pool every measurement at the (near-)final biases:
+        # the selected-neuron tuning rounds and the last run (less noise in compensation and CV)
+        final = state["history"][first_final_round:] + [fits_after]
+        pooled_after = {syn: pool_relative_gains([f[syn] for f in final]) for syn in ("AMPA", "GABA_B")}
 
         q_unit = net.scale[net.unit_group]
-        ge = fits_after["AMPA"].gains_of(selected) / q_unit
-        gi = fits_after["GABA_B"].gains_of(selected) / q_unit
+        ge = pooled_after["AMPA"].gains_of(selected) / q_unit
+        gi = pooled_after["GABA_B"].gains_of(selected) / q_unit
         off = fits_after["AMPA"].offsets_of(selected) / work.time.r_max_hz
         transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0))
         result = NetworkCalibration(
@@ -327,9 +377,10 @@ def calibrate_network(
             curves_before=curves_before, curves_after=curves_after, fits_before=fits_before, fits_after=fits_after,
             transfer=transfer,
             gain_cv_before=relative_cv(fits_before["AMPA"].gains_of(list(mapped.unit_addresses)), q_unit),
-            gain_cv_after=relative_cv(fits_after["AMPA"].gains_of(selected), q_unit),
+            gain_cv_after=relative_cv(ge, np.ones_like(ge)),
             inh_gain_cv_before=relative_cv(fits_before["GABA_B"].gains_of(list(mapped.unit_addresses)), q_unit),
-            inh_gain_cv_after=relative_cv(fits_after["GABA_B"].gains_of(selected), q_unit),
+            inh_gain_cv_after=relative_cv(gi, np.ones_like(gi)),
+            gain_cv_after_single=relative_cv(fits_after["AMPA"].gains_of(selected), q_unit),
             chip_s_measurement=chip_s_measurement, chip_s_loop=0.0,
             weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), s in tuning.settings.items() for b, v in s.items()},
             tau=tau_result,
