@@ -121,3 +121,26 @@ def test_pipeline_count_noise_follows_the_time_mapping():
     cfg = PipelineConfig(spike_fano=0.5, r_max_hz=800.0, dt_step_s=0.005)
     assert cfg.count_noise() == pytest.approx(0.5 / 4.0)
     assert PipelineConfig(spike_fano=0.0).count_noise() == 0.0
+
+
+def test_refractory_matching_brings_each_cores_saturation_to_the_model(small_constrained):
+    """Default mismatch leaves the cores' effective t_ref well off the model's; matching fixes it."""
+    import copy
+
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.conversion.transfer import match_refractory
+
+    net, _ = small_constrained
+    mapped = map_network(net, TimeMapping(0.005, 2, 0.85, 900.0, 0.15, 1000.0, 0.12))
+    board = open_emulated_board("NLTEST-RFR", EmulatorConfig(seed=3), clock="fast")
+    try:
+        untouched = match_refractory(board, copy.deepcopy(mapped), max_rounds=1)  # one round: measure only
+        tuned = match_refractory(board, mapped)
+    finally:
+        board.close()
+    assert max(abs(f.t_ref_s / f.target_s - 1) for f in untouched) > 0.1
+    for f in tuned:
+        assert abs(f.t_ref_s / f.target_s - 1) < 0.05 and f.n_neurons > 5
+        value = mapped.biases[(f.chip, f.core, "IF_RFR_N")]
+        assert (value.coarse, value.fine) == f.setting

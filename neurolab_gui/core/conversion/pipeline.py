@@ -41,7 +41,7 @@ from .models import RateRNN, RNNConfig
 from .report import ConversionReport, StageResult, paired_comparison
 from .tasks import Task
 from .training import ProgressCallback, TrainConfig, TrainResult, check_cancel, evaluate, mean_rates, train
-from .transfer import ProbeDesign, TransferFit, match_transfer
+from .transfer import ProbeDesign, TransferFit, match_refractory, match_transfer
 
 #: A function that opens (and returns) a Board for a stage.
 BoardOpener = Callable[[], Board]
@@ -80,6 +80,9 @@ class PipelineConfig:
     settings: NeuronSettings = field(default_factory=NeuronSettings)
     probe: ProbeDesign = field(default_factory=ProbeDesign)
     transfer_rounds: int = 2
+    #: tune each core's refractory bias on DC f-I curves so the units saturate like the model
+    #: (:func:`.transfer.match_refractory`; default mismatch leaves them 23-40 % slow otherwise)
+    match_saturation: bool = True
     stages: tuple[str, ...] = ("board_ideal", "board_mismatch")
     n_test_spiking: int | None = None  # test samples for the spiking stages (None: all)
     brian2_samples: int | None = 60  # Brian2 is slow: a prefix of the spiking test samples
@@ -290,6 +293,8 @@ def convert(
         board = boards[stage]()
         try:
             stage_mapped = copy.deepcopy(mapped)
+            # saturation first: the gain fits undo the refractory compression with the model's t_ref
+            refractory = match_refractory(board, stage_mapped, cancel=cancel) if cfg.match_saturation else []
             fits = match_transfer(board, stage_mapped, constrained.scale, cfg.probe, cfg.transfer_rounds, say(lo, lo + span / 3), cancel)
             result.transfer_fits[stage] = fits
             run = run_on_board(board, stage_mapped, x, lengths, cfg.seed, say(lo + span / 3, lo + span), cancel)
@@ -298,11 +303,14 @@ def convert(
         if ideal_mapped is None or stage == "board_ideal":
             ideal_mapped = stage_mapped
         note = f"transfer gains (exc/inh per core): {_fit_note(fits)}"
+        if refractory:
+            note += "; t_ref/target per core: " + ", ".join(f"c{f.core} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
         if run.warnings:
             note += f"; {len(run.warnings)} netlist warnings"
         report.add(
             StageResult(stage, run.accuracy(y), n_spk, run.spikes_per_inference(), run.synaptic_events_per_inference(stage_mapped),
-                        run.wall_s, note, {"transfer": [f.__dict__ for f in fits], "netlist_warnings": run.warnings},
+                        run.wall_s, note, {"transfer": [f.__dict__ for f in fits], "refractory": [f.__dict__ for f in refractory],
+                                           "netlist_warnings": run.warnings},
                         **paired(run.predictions))
         )
         result.mapped = stage_mapped

@@ -36,6 +36,7 @@ from drivers.dynapse1.board_api import BiasValue, Board, SpikeGenEvent
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
 
+from ..calibration.measure import fit_saturation, measure_dc_curves
 from .mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork
 from .training import ProgressCallback, check_cancel
 
@@ -223,3 +224,70 @@ def match_transfer(
 def weight_bias_value(mapped: MappedNetwork, group: int, synapse: SynapseType) -> BiasValue:
     chip, core = mapped.group_cores[group]
     return mapped.biases[(chip, core, WEIGHT_BIAS[synapse])]
+
+
+#: DC currents of the refractory probe: from near the rheobase to ~0.6 of the saturation rate of
+#: the converted network's neurons (measured on the emulator: 10 to 560 Hz at r_max 900 Hz).
+REFRACTORY_PROBE_CURRENTS_A: tuple[float, ...] = tuple(float(c) for c in np.geomspace(2e-10, 2e-8, 10))
+
+
+@dataclass
+class RefractoryFit:
+    """Effective refractory period of a core's units, fitted on their DC f-I curves."""
+
+    chip: int
+    core: int
+    t_ref_s: float  # median over the core's units of ``1/rate = 1/f0 + t_ref``
+    target_s: float
+    setting: tuple[int, int]  # IF_RFR_N (coarse, fine) it was measured with
+    n_neurons: int
+
+
+def match_refractory(
+    board: Board,
+    mapped: MappedNetwork,
+    max_rounds: int = 4,
+    tolerance: float = 0.02,
+    currents_a: tuple[float, ...] = REFRACTORY_PROBE_CURRENTS_A,
+    level_s: float = 0.4,
+    settle_s: float = 0.1,
+    cancel: threading.Event | None = None,
+) -> list[RefractoryFit]:
+    """Tune each core's ``IF_RFR_N`` until its units saturate as the model's activation does (in place).
+
+    The model's rate curve is ``f0 / (1 + f0 t_ref)`` with ``t_ref = mapped.settings.t_ref_s``, and
+    the nominal refractory bias misses it on silicon and under the emulator's mismatch (measured,
+    default mismatch: the cores' median effective ``t_ref`` 23-40 % long).  Each round steps every
+    core's ``IF_DC_P`` together through ``currents_a`` (connections cleared), fits ``t_ref`` per unit
+    on its DC f-I curve (:func:`~neurolab_gui.core.calibration.measure.fit_saturation`) and moves
+    each core's bias with the calibration's secant search on the coarse/fine ladder
+    (:func:`~neurolab_gui.core.calibration.bias_tuning.tune_core_biases`, ``t_ref ∝ 1/I``).
+    Returns the fits at the kept settings.  Leaves the chip's connections cleared.
+    """
+    from ..calibration.bias_tuning import TuningKnob, tune_core_biases
+
+    target = float(mapped.settings.t_ref_s)
+    cores = sorted({(a.chip, a.core) for a in mapped.unit_addresses})
+    settings = [closest_setting(c) for c in currents_a]
+    units_of = {core: [i for i, a in enumerate(mapped.unit_addresses) if (a.chip, a.core) == core] for core in cores}
+    counts: dict[tuple[int, int], int] = {}
+    board.stop_spike_generator()
+    board.apply_bias_set(mapped.biases)
+
+    def measure() -> dict[tuple[int, int], dict[str, float]]:
+        check_cancel(cancel)
+        t_ref = fit_saturation(measure_dc_curves(board, list(mapped.unit_addresses), settings, level_s, settle_s)).t_ref_s
+        out = {}
+        for core, rows in units_of.items():
+            ok = [i for i in rows if np.isfinite(t_ref[i]) and t_ref[i] > 0]
+            counts[core] = len(ok)
+            out[core] = {"IF_RFR_N": float(np.median(t_ref[ok])) if ok else float("nan")}
+        return out
+
+    result = tune_core_biases(board, cores, [TuningKnob("IF_RFR_N", target, -1.0, tolerance)], measure, max_rounds)
+    fits = []
+    for chip, core in cores:
+        coarse, fine = result.settings[(chip, core)]["IF_RFR_N"]
+        mapped.biases[(chip, core, "IF_RFR_N")] = BiasValue(coarse, fine)
+        fits.append(RefractoryFit(chip, core, result.measured[(chip, core)]["IF_RFR_N"], target, (coarse, fine), counts.get((chip, core), 0)))
+    return fits
