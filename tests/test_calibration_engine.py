@@ -93,6 +93,17 @@ def test_synaptic_time_constants_are_tuned_first_to_the_conversion_tau(calibrate
     assert steps.index("tune synaptic time constants") < min(i for i, s in enumerate(steps) if s.startswith("tune weight biases"))
 
 
+def test_refractory_bias_is_tuned_to_the_models_saturation_before_the_weights(calibrated):
+    result, events, board, mapped = calibrated
+    assert result.refractory and all(abs(f.t_ref_s / f.target_s - 1) < 0.05 for f in result.refractory)
+    for f in result.refractory:  # the deployed network and the board carry the kept setting
+        value = result.mapped.biases[(f.chip, f.core, "IF_RFR_N")]
+        assert (value.coarse, value.fine) == f.setting
+    steps = [e.step for e in events]
+    assert steps.index("tune refractory period") < steps.index("tune weight biases (population)")
+    assert set(result.summary()["t_ref_ms_after"]) == {f"{f.chip}/{f.core}" for f in result.refractory}
+
+
 def test_progress_events_carry_fraction_step_eta_and_curves(calibrated):
     _, events, _, _ = calibrated
     fractions = [e.fraction for e in events]

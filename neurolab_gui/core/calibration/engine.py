@@ -12,14 +12,20 @@
    inhibitory step (measured rather than copied from AMPA: the two DPI circuits have their own
    bias-generator mismatch).  The synapse gain biases stay nominal; step 3 absorbs the small
    change of gain;
+0b. per-core tuning of the refractory bias ``IF_RFR_N`` until the units' median effective
+   ``t_ref`` (fitted on DC f-I curves) is the model's, so units saturate like its activation
+   (:func:`neurolab_gui.core.conversion.transfer.match_refractory`, the same search the
+   conversion runs);
 1. per-neuron transfer curves of every neuron of the cores in use, through AMPA and through
    GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`.measure`);
-2. selection of the best-matched neurons for the units (:func:`.compensation.select_neurons`);
+2. selection of the best-matched neurons for the units (:func:`.compensation.select_neurons`), on
+   relative gains pooled over every measurement of step 3's population rounds
+   (:func:`pool_relative_gains`: less measurement noise, no extra chip time);
 3. per-core tuning of the AMPA and GABA_B weight biases so that the *selected* neurons' median
    gain equals the copy weight ``q`` the constrained network expects (:mod:`.bias_tuning`,
    discrete ladder search), each round measuring all cores at once;
 4. a final measurement with the tuned biases: the "after" per-neuron gains (measured, not
-   predicted) and the unit transfer functions;
+   predicted, pooled with the final tuning rounds' measurements) and the unit transfer functions;
 5. CAM-multiplicity compensation and chip-in-the-loop fine-tuning: redeploy, measure accuracy on a
    validation split of the training set on the board, repeat while it improves.
 
@@ -49,6 +55,7 @@ from ..conversion.constrain import ConstrainedNetwork
 from ..conversion.mapping import EXCITATORY, INHIBITORY, TAU_BIAS, WEIGHT_BIAS, MappedNetwork, map_network
 from ..conversion.tasks import Task
 from ..conversion.training import TrainConfig, evaluate
+from ..conversion.transfer import RefractoryFit, match_refractory
 from .bias_tuning import (
     TauProbeConfig,
     TauStatistics,
@@ -85,6 +92,10 @@ class CalibrationConfig:
     weight_rounds: int = 4
     weight_tolerance: float = 0.01
     tune_tau: bool = True  # step 0: synaptic time constants to the conversion's tau
+    #: step 0b: each core's refractory bias to the model's saturation (conversion.transfer.match_refractory),
+    #: on a shorter DC probe than the conversion's (6 levels of 0.3 s: ~1.8 s of chip time per round)
+    tune_refractory: bool = True
+    refractory_currents_a: tuple[float, ...] = tuple(float(c) for c in np.geomspace(2.5e-10, 1.6e-8, 6))
     tau_rounds: int = 5
     tau_tolerance: float = 0.02  # below one ladder rung there (~3 % at fine 35): the search stops when bracketed
     tau_probe: TauProbeConfig = field(default_factory=TauProbeConfig)
@@ -123,6 +134,8 @@ class NetworkCalibration:
     #: ``gain_cv_after`` from the last measurement alone (the reported one pools the measurements
     #: of the final tuning rounds, see :func:`pool_relative_gains`); the difference is measurement noise.
     gain_cv_after_single: float = float("nan")
+    #: step 0b: effective refractory period per core at the kept IF_RFR_N (empty when switched off)
+    refractory: list[RefractoryFit] = field(default_factory=list)
     loop_history: list[dict] = field(default_factory=list)
     weight_biases: dict[str, list[int]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -151,6 +164,8 @@ class NetworkCalibration:
             "inh_gain_cv_before": self.inh_gain_cv_before,
             "inh_gain_cv_after": self.inh_gain_cv_after,
             "gain_cv_after_single_measurement": self.gain_cv_after_single,
+            "t_ref_ms_after": {f"{f.chip}/{f.core}": round(f.t_ref_s * 1e3, 4) for f in self.refractory},
+            "t_ref_ms_target": self.refractory[0].target_s * 1e3 if self.refractory else None,
             "chip_s_measurement": self.chip_s_measurement,
             "chip_s_loop": self.chip_s_loop,
             "loop": self.loop_history,
@@ -310,6 +325,13 @@ def calibrate_network(
         mboard.apply_bias_set(work.biases)
         cores = list(work.group_cores)
         tau_result = _tune_time_constants(mboard, work, net, cores, cfg, report, 0.02, 0.1) if cfg.tune_tau else None
+        refractory: list[RefractoryFit] = []
+        if cfg.tune_refractory:
+            report(0.1, "tune refractory period", f"DC f-I curves of the units, target t_ref {work.settings.t_ref_s * 1e3:.3f} ms")
+            refractory = match_refractory(mboard, work, currents_a=cfg.refractory_currents_a, level_s=0.3, settle_s=0.1,
+                                          cancel=report.cancel)
+            report(0.12, "tune refractory period", "t_ref/target per core: " + ", ".join(
+                f"{f.core}: {f.t_ref_s / f.target_s:.3f}" for f in refractory))
         report(0.1, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
         state: dict = {"curves": None, "fits": None, "members": None, "history": []}
 
@@ -384,6 +406,7 @@ def calibrate_network(
             chip_s_measurement=chip_s_measurement, chip_s_loop=0.0,
             weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), s in tuning.settings.items() for b, v in s.items()},
             tau=tau_result,
+            refractory=refractory,
         )
         report(0.62, "compensate", f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}")
         if task is not None:
