@@ -46,6 +46,9 @@ from .transfer import ProbeDesign, TransferFit, match_refractory, match_transfer
 #: A function that opens (and returns) a Board for a stage.
 BoardOpener = Callable[[], Board]
 
+#: Fano factor of the spike-count noise the RNN is trained for (see ``PipelineConfig.spike_fano``).
+DEFAULT_SPIKE_FANO = 0.4
+
 SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
 
 
@@ -99,7 +102,7 @@ class PipelineConfig:
     #: digits unchanged within its test-set noise (board 0.833 -> 0.836).  The SNN's feature error
     #: (rms 0.016 at 900 Hz, 0.009 at 1800 Hz) scales like count noise, and pre-activation noise,
     #: being white per step, averages out of the mean-rate readout and did not teach margins against it.
-    spike_fano: float = 0.4
+    spike_fano: float = DEFAULT_SPIKE_FANO
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
