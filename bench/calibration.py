@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    # one thread, as the conversion benchmark: QAT is sensitive to the summation order of threaded
-    # reductions (measured: the same cached MNIST-1D model constrained to 0.551 with one thread,
-    # 0.512 with the default two)
+    # one thread, as the conversion benchmark, so runs repeat: the same cached MNIST-1D model was
+    # constrained to 0.551 in one-thread runs and to 0.512 here with torch's default threads (QAT
+    # follows the summation order of threaded reductions; the cause is inferred, not isolated)
     torch.set_num_threads(1)
     results = {name: run_task(name, args) for name in args.tasks}
     summary = {
