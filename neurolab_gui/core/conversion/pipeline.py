@@ -84,7 +84,10 @@ class PipelineConfig:
     probe: ProbeDesign = field(default_factory=ProbeDesign)
     transfer_rounds: int = 2
     #: tune each core's refractory bias on DC f-I curves so the units saturate like the model
-    #: (:func:`.transfer.match_refractory`; default mismatch leaves them 23-40 % slow otherwise)
+    #: (:func:`.transfer.match_refractory`; default mismatch leaves them 23-55 % slow otherwise).
+    #: Measured cost: the *uncalibrated* mismatched network, no longer held down by the slow
+    #: saturation, gets more excitable (sequential digits board_mismatch 0.624 -> 0.574, 1921 ->
+    #: 2877 spikes per inference); the calibration step then recovers it (demo: 0.842 after).
     match_saturation: bool = True
     stages: tuple[str, ...] = ("board_ideal", "board_mismatch")
     n_test_spiking: int | None = None  # test samples for the spiking stages (None: all)
