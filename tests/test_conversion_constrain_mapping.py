@@ -144,3 +144,18 @@ def test_refractory_matching_brings_each_cores_saturation_to_the_model(small_con
         assert abs(f.t_ref_s / f.target_s - 1) < 0.05 and f.n_neurons > 5
         value = mapped.biases[(f.chip, f.core, "IF_RFR_N")]
         assert (value.coarse, value.fine) == f.setting
+
+
+def test_core0_units_sit_above_every_fpga_source_the_network_or_calibration_uses():
+    from neurolab_gui.core.calibration.engine import CalibrationConfig
+    from neurolab_gui.core.calibration.measure import tau_probe_source_end
+    from neurolab_gui.core.conversion.mapping import CORE0_FIRST_UNIT_ID, allocate_units
+
+    groups = np.repeat(np.arange(4), 40)  # four groups: the last one lands on core 0
+    for n_sources in (4, 10, 60):
+        addresses, cores = allocate_units(groups, n_sources)
+        assert cores[-1] == (0, 0)
+        core0_ids = [a.neuron for a in addresses if a.core == 0]
+        assert len(core0_ids) == 40 and min(core0_ids) == max(n_sources + 1, CORE0_FIRST_UNIT_ID)
+    # the calibration's probe sources (tau probe: the highest ids) stay below the first core-0 unit
+    assert tau_probe_source_end(2, CalibrationConfig().multiplicity) <= CORE0_FIRST_UNIT_ID

@@ -62,6 +62,11 @@ from .models import tau_from_retention
 
 #: Cores that receive hidden-unit groups, in order of preference (core 0 last: input aliasing).
 CORE_ORDER = (1, 2, 3, 0)
+#: Lowest core-0 neuron id a unit may take.  FPGA sources reach the CAMs as core-0 neurons, so a
+#: core-0 unit whose id equals a source id would also hear that source: the network's own sources
+#: (inputs, bias, reset) and the calibration's probe sources (up to id 18 with the default
+#: multiplicity, ``calibration.measure.tau_probe_source_end``) all lie below this.
+CORE0_FIRST_UNIT_ID = 32
 
 #: Synapse type of each sign, and the weight / time-constant / gain biases that go with it.
 EXCITATORY = SynapseType.AMPA
@@ -268,8 +273,12 @@ class MappedNetwork:
         }
 
 
-def allocate_units(unit_group: np.ndarray, n_inputs_with_bias: int, chip: int = 0) -> tuple[list[NeuronAddress], list[tuple[int, int]]]:
-    """Physical neuron of every hidden unit, and the (chip, core) of every group."""
+def allocate_units(unit_group: np.ndarray, n_sources: int, chip: int = 0) -> tuple[list[NeuronAddress], list[tuple[int, int]]]:
+    """Physical neuron of every hidden unit, and the (chip, core) of every group.
+
+    ``n_sources`` FPGA sources use ids ``1..n_sources``; core-0 units start above them and at
+    :data:`CORE0_FIRST_UNIT_ID` at the lowest.
+    """
     n_groups = int(unit_group.max()) + 1
     if n_groups > len(CORE_ORDER):
         raise ValueError(f"{n_groups} core groups do not fit on one chip (4 cores)")
@@ -277,7 +286,7 @@ def allocate_units(unit_group: np.ndarray, n_inputs_with_bias: int, chip: int = 
     group_cores = []
     for g in range(n_groups):
         core = CORE_ORDER[g]
-        first_id = n_inputs_with_bias + 1 if core == 0 else 0  # core 0: above the input ids (and never id 0)
+        first_id = max(n_sources + 1, CORE0_FIRST_UNIT_ID) if core == 0 else 0  # core 0: above every source id
         units = np.flatnonzero(unit_group == g)
         if first_id + len(units) > N_NEURONS_PER_CORE:
             raise ValueError(
@@ -350,7 +359,7 @@ def map_network(
     f, _h = net.n_inputs, net.n_hidden
     if f + 2 > N_NEURONS_PER_CORE:
         raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
-    units, group_cores = allocate_units(net.unit_group, f + 1, chip)
+    units, group_cores = allocate_units(net.unit_group, f + 2, chip)  # inputs, bias and the reset channel's id
     use_reset = time.reset_rate_hz > 0
     inputs = [InputAddress(chip, 1 + k) for k in range(f + 1 + int(use_reset))]
     sources: list[NeuronAddress | InputAddress] = [*inputs[: f + 1], *units]
