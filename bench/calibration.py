@@ -2,7 +2,8 @@
 
 For each task: train the RNN, constrain it (the conversion pipeline's defaults), map it, then on a
 fresh emulated board (default mismatch, ``--seed``) run :func:`calibrate_network` (measurement,
-per-core bias tuning, neuron selection, CAM compensation, chip-in-the-loop fine-tuning) and
+per-core bias tuning, neuron selection, CAM compensation, network-level gain matching,
+chip-in-the-loop fine-tuning) and
 evaluate on the board both the uncompensated network (``board_before``: nominal neurons, core
 weight biases tuned to the population, i.e. transfer matching alone) and the calibrated one
 (``board_after``), on the same test samples as the constrained float RNN.
@@ -39,6 +40,7 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     from neurolab_gui.core.conversion import pipeline, tasks
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint, save_checkpoint
     from neurolab_gui.core.conversion.mapping import map_network
+    from neurolab_gui.core.conversion.report import paired_comparison
     from neurolab_gui.core.conversion.spiking_run import run_on_board
     from neurolab_gui.core.conversion.training import evaluate
 
@@ -75,7 +77,8 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
         chip_test = board.chip_s - chip_before_test
     finally:
         board.close()
-    constrained_acc, _ = evaluate(net.model, x, y, lengths)
+    constrained_acc, constrained_pred = evaluate(net.model, x, y, lengths)
+    agreement, loss_se_pp = paired_comparison(after.predictions, constrained_pred, y)
     constrained_full, _ = evaluate(net.model, task.x_test, task.y_test, task.lengths_test)
     finetuned_acc, _ = evaluate(cal.constrained.model, x, y, lengths)
     out = {
@@ -84,12 +87,16 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
         "constrained_finetuned": finetuned_acc,
         "board_before": before.accuracy(y),
         "board_after": after.accuracy(y),
+        # paired over the same test samples: loss = constrained - board_after, its standard error in points
+        "loss_pp": 100.0 * (constrained_acc - after.accuracy(y)),
+        "loss_se_pp": loss_se_pp,
+        "agreement_after": agreement,  # fraction of test samples where board and constrained RNN predict alike
         "n_test": n,
         "gain_cv_before": cal.gain_cv_before,
         "gain_cv_after": cal.gain_cv_after,
         "inh_gain_cv_before": cal.inh_gain_cv_before,
         "inh_gain_cv_after": cal.inh_gain_cv_after,
-        "gain_cv_after_single_measurement": cal.gain_cv_after_single,
+        "gain_cv_at_selection": cal.gain_cv_at_selection,
         # synaptic time constants per "chip/core" and synapse type: [median, standard error] in ms
         "tau_ms_before": cal.summary().get("tau_ms_before", {}),
         "tau_ms_after": cal.summary().get("tau_ms_after", {}),
@@ -98,6 +105,7 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
         "chip_seconds": cal.chip_s_measurement,
         "chip_seconds_loop": cal.chip_s_loop,
         "chip_seconds_test": chip_test,
+        "network_gain_match": cal.network_gain_match,  # per round: slope of board features on the model's, per core
         "loop": cal.loop_history,
         "wall_s": time.perf_counter() - t0,
     }

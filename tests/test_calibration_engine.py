@@ -286,3 +286,60 @@ def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_setti
     assert not pooled.valid[7] and pooled.valid[8]
     with pytest.raises(ValueError, match="different neurons"):
         pool_relative_gains([fits[0], GainFit(addresses[:5], *(np.ones(5),) * 3, np.ones(5, bool))])
+
+
+def test_final_selection_centres_on_the_target_and_keeps_the_excitatory_budget():
+    from neurolab_gui.core.calibration.compensation import INHIBITORY_WEIGHTS, select_within_budget
+    from neurolab_gui.core.calibration.measure import GainFit
+
+    _, mapped, _ = tiny_network()
+    (chip, core), = set(mapped.group_cores)
+    addresses = [NeuronAddress(chip, core, n) for n in range(40, 256)]
+    rng = np.random.default_rng(1)
+    exc = rng.lognormal(0.0, 0.25, len(addresses))
+    inh = rng.lognormal(0.0, 0.25, len(addresses))  # independent of the excitatory gain, as on the chip
+    ones, valid = np.ones(len(addresses)), np.ones(len(addresses), bool)
+    fit_e, fit_i = GainFit(addresses, exc, 0.01 * ones, 0 * ones, valid), GainFit(addresses, inh, 0.01 * ones, 0 * ones, valid)
+    centre = {(chip, core): (1.2, 1.0)}  # the target, off the population's median (1.0)
+
+    def exc_cv(sel):
+        g = fit_e.gains_of(sel) / 1.2
+        return np.std(g) / np.mean(g), np.mean(g)
+
+    loose, w_loose = select_within_budget(mapped, fit_e, fit_i, centre, exc_cv_budget=1.0)
+    tight, w_tight = select_within_budget(mapped, fit_e, fit_i, centre, exc_cv_budget=0.0)
+    assert w_loose == INHIBITORY_WEIGHTS[0] and w_tight == INHIBITORY_WEIGHTS[-1] == 0.0
+    cv_tight, mean_tight = exc_cv(tight)
+    assert cv_tight < exc_cv(loose)[0] and abs(mean_tight - 1.0) < 0.01  # centred on the target, not the median
+    inh_spread = [np.std(np.log(fit_i.gains_of(s))) for s in (loose, tight)]
+    assert inh_spread[0] < inh_spread[1]  # the weight buys inhibitory match
+    middle, w_middle = select_within_budget(mapped, fit_e, fit_i, centre, exc_cv_budget=0.5 * (cv_tight + exc_cv(loose)[0]))
+    assert exc_cv(middle)[0] <= 0.5 * (cv_tight + exc_cv(loose)[0]) and 0.0 <= w_middle < w_loose
+
+
+def test_network_gain_matching_brings_the_board_features_onto_the_model(calibrated):
+    import copy
+
+    from neurolab_gui.core.calibration.engine import _match_network_gains
+    from neurolab_gui.core.calibration.progress import ProgressReporter, metered
+    from neurolab_gui.core.conversion.mapping import WEIGHT_BIAS
+
+    result, _, board, _ = calibrated
+    result = copy.deepcopy(result)
+    result.network_gain_match = []
+    work = copy.deepcopy(result.mapped)
+    (chip, core), = set(work.group_cores)
+    for syn in (SynapseType.AMPA, SynapseType.GABA_B):  # both weight biases ~30 % too strong
+        v = work.biases[(chip, core, WEIGHT_BIAS[syn])]
+        work.biases[(chip, core, WEIGHT_BIAS[syn])] = type(v)(v.coarse, min(255, round(v.fine * 1.3)), v.high)
+    _, _, task = tiny_network()
+    cfg = CalibrationConfig(gain_match_rounds=4, gain_match_tolerance=0.03)
+    mboard = metered(board)
+    _match_network_gains(mboard, result, work, result.constrained, task.x_train[:16], task.lengths_train[:16], cfg,
+                         ProgressReporter(None, None, mboard), 0.0, 1.0)
+    slopes = [r[f"{chip}/{core}"] for r in result.network_gain_match]
+    assert slopes[0] > 1.1, slopes  # the stronger weights show as features above the model's
+    assert min(abs(np.log(s)) for s in slopes[1:]) < 0.5 * abs(np.log(slopes[0])), slopes
+    kept = work.biases[(chip, core, WEIGHT_BIAS[SynapseType.AMPA])]
+    on_board = board.get_bias(chip, core, WEIGHT_BIAS[SynapseType.AMPA])
+    assert (on_board.coarse, on_board.fine) == (kept.coarse, kept.fine)  # the kept setting is the one left on the board

@@ -36,7 +36,9 @@ def run_calibration_step(
     from ..conversion.training import evaluate
     from .figures import network_figures
 
-    cfg = config or CalibrationConfig(loop_iterations=0, n_validation=60, n_readout_fit=120)
+    # the demo's five minutes leave no room for the fine-tuning or the network-level gain matching
+    # (4 rounds of 60 samples, ~150 s of chip time on sequential digits); `neurolab calibrate` runs both
+    cfg = config or CalibrationConfig(loop_iterations=0, n_validation=60, n_readout_fit=120, n_gain_match=0)
     net = conversion.constrained
     mapped = map_network(net, pipeline_config.time_mapping(), pipeline_config.settings)
     n = min(n_test, len(task.x_test))

@@ -100,6 +100,20 @@ def mean_rates(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None,
     return np.concatenate(out)
 
 
+def readout_features(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+    """What the readout of ``model`` sees on ``x``, ``[N, H]`` (no noise): the RNN's side of a board's decoded features."""
+    device = next(model.parameters()).device
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i : i + batch_size], device=device)
+            lb = (torch.full((len(xb),), xb.shape[1], device=device) if lengths is None
+                  else torch.as_tensor(lengths[i : i + batch_size], device=device))
+            out.append(model.readout_features(model(xb, lb)[1], lb).cpu().numpy())
+    return np.concatenate(out)
+
+
 def train(
     model: RateRNN,
     task: Task,
