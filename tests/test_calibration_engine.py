@@ -14,7 +14,7 @@ from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig
 from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
-from neurolab_gui.core.calibration.compensation import compensate_multiplicities, relocate_units
+from neurolab_gui.core.calibration.compensation import READOUT_L2_GRID, compensate_multiplicities, relocate_units
 from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
 from neurolab_gui.core.calibration.profile import (
     CalibrationProfile,
@@ -343,3 +343,31 @@ def test_network_gain_matching_brings_the_board_features_onto_the_model(calibrat
     kept = work.biases[(chip, core, WEIGHT_BIAS[SynapseType.AMPA])]
     on_board = board.get_bias(chip, core, WEIGHT_BIAS[SynapseType.AMPA])
     assert (on_board.coarse, on_board.fine) == (kept.coarse, kept.fine)  # the kept setting is the one left on the board
+
+
+def test_in_the_loop_stage_matches_gains_validates_and_keeps_the_best_network(calibrated):
+    import copy
+
+    from neurolab_gui.core.calibration.engine import _in_the_loop
+    from neurolab_gui.core.calibration.progress import ProgressReporter, metered
+
+    result, _, board, _ = calibrated
+    result = copy.deepcopy(result)
+    result.network_gain_match, result.loop_history = [], []
+    original = result.constrained
+    _, _, task = tiny_network()
+    cfg = CalibrationConfig(n_gain_match=8, gain_match_rounds=1, loop_iterations=1, n_validation=10, n_readout_fit=12,
+                            fine_tune=TrainConfig(epochs=1, lr=3e-3))
+    mboard = metered(board)
+    _in_the_loop(mboard, result, copy.deepcopy(result.mapped), original, task, cfg, ProgressReporter(None, None, mboard))
+    assert len(result.network_gain_match) == 1 and np.isfinite(list(result.network_gain_match[0].values())).all()
+    history = result.loop_history
+    assert [e["iteration"] for e in history] == [0, 1]
+    for entry in history:
+        assert 0.0 <= entry["board_val_accuracy"] <= 1.0 and entry["readout_l2"] in READOUT_L2_GRID
+    compensated = compensate_multiplicities(original, result.transfer.gain_exc, result.transfer.gain_inh)
+    # the fine-tuned network is kept only when it validated better on the board
+    if history[1]["board_val_accuracy"] <= history[0]["board_val_accuracy"]:
+        assert np.array_equal(result.constrained.multiplicity, compensated)
+    assert {c.post for c in result.mapped.netlist.connections} <= set(result.selected)  # deployed on the selected neurons
+    assert mboard.chip_s > 0
