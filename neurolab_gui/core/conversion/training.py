@@ -11,7 +11,7 @@ step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,46 +72,33 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def evaluate(model: RateRNN, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> tuple[float, np.ndarray]:
-    """Test accuracy and the predicted labels of ``model`` (no noise, no gradient)."""
+def _batches(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(logits, rates, lengths)`` of ``model`` on ``x``, batch by batch (eval mode, no noise, no gradient)."""
     device = next(model.parameters()).device
-    preds = []
     model.eval()
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = torch.as_tensor(x[i : i + batch_size], device=device)
-            lb = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=device)
-            logits, _ = model(xb, lb)
-            preds.append(logits.argmax(1).cpu().numpy())
-    pred = np.concatenate(preds)
+            lb = (torch.full((len(xb),), xb.shape[1], dtype=torch.long, device=device) if lengths is None
+                  else torch.as_tensor(lengths[i : i + batch_size], device=device))
+            logits, rates = model(xb, lb)
+            yield logits, rates, lb
+
+
+def evaluate(model: RateRNN, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> tuple[float, np.ndarray]:
+    """Test accuracy and the predicted labels of ``model`` (no noise, no gradient)."""
+    pred = np.concatenate([logits.argmax(1).cpu().numpy() for logits, _, _ in _batches(model, x, lengths, batch_size)])
     return float(np.mean(pred == y)), pred
 
 
 def mean_rates(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
     """Activations ``r_t`` ``[N, T*k, H]`` of ``model`` on ``x`` (no noise)."""
-    device = next(model.parameters()).device
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i : i + batch_size], device=device)
-            lb = None if lengths is None else torch.as_tensor(lengths[i : i + batch_size], device=device)
-            out.append(model(xb, lb)[1].cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([rates.cpu().numpy() for _, rates, _ in _batches(model, x, lengths, batch_size)])
 
 
 def readout_features(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
     """What the readout of ``model`` sees on ``x``, ``[N, H]`` (no noise): the RNN's side of a board's decoded features."""
-    device = next(model.parameters()).device
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i : i + batch_size], device=device)
-            lb = (torch.full((len(xb),), xb.shape[1], device=device) if lengths is None
-                  else torch.as_tensor(lengths[i : i + batch_size], device=device))
-            out.append(model.readout_features(model(xb, lb)[1], lb).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([model.readout_features(rates, lb).cpu().numpy() for _, rates, lb in _batches(model, x, lengths, batch_size)])
 
 
 def train(
