@@ -4,10 +4,12 @@ Three levers, applied in this order by :mod:`.engine`:
 
 (a) :func:`select_neurons` - which physical neurons carry the RNN units.  A core has 256 neurons
     and a converted network uses a few dozen of them, so every core group picks the neurons
-    whose measured gains lie closest to the core's median (log distance, the excitatory gain
-    weighted fully and the inhibitory gain by ``inhibitory_weight``: the excitatory transfer
-    gain is the one the effective-gain target is about; the residual inhibitory spread is left
-    to the fine-tuning, which knows every neuron's measured inhibitory gain).
+    whose measured gains lie closest to a centre (log distance, the excitatory gain weighted
+    fully and the inhibitory gain by ``inhibitory_weight``): the core's median for the first
+    pick, the target gains once the core's weight biases are tuned.  :func:`select_within_budget`
+    sets that weight as high as a budget for the excitatory gain CV allows (the effective-gain
+    target is about the excitatory transfer gain; the inhibitory spread left is known per neuron
+    to (b) and (c)).
 (b) :func:`compensate_multiplicities` - integer CAM multiplicities divided by the unit's
     relative gain (separately for excitatory and inhibitory inputs) and projected back onto the
     grid and the fan-in budget.  With selected neurons the correction is mostly below half a

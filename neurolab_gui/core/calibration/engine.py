@@ -478,7 +478,9 @@ def _match_network_gains(board: MeteredBoard, result: NetworkCalibration, work: 
     ideal board too).  Both weight biases of a core scale every input of its units alike, so
     their common factor is tuned on the ladder (:func:`.bias_tuning.tune_core_biases`) until the
     slope of the board's features on the hardware model's is 1 per core group.  The kept settings
-    go into ``work.biases``; the slopes of every round into ``result.network_gain_match``.
+    go into ``work.biases``; the slopes of every round into ``result.network_gain_match``.  The
+    measured transfer stays the fine-tuning's model: the matching makes the board follow it, and
+    a core's weight bias scales all its neurons alike, so the reported gain CV is unchanged.
     """
     from ..conversion.spiking_run import configure_board, stream_samples
 
