@@ -116,7 +116,9 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["seq_digits", "mnist1d"])
-    parser.add_argument("--n-test", type=int, default=300, help="test samples run on the board per task")
+    # the whole test sets (359 and 1000 samples): the first 300 of MNIST-1D are easier for the
+    # board than the rest (loss -0.3 pp on them, +2.8 pp on all 1000, the same calibration)
+    parser.add_argument("--n-test", type=int, default=1000, help="test samples run on the board per task (at most the test set)")
     parser.add_argument("--n-validation", type=int, default=100, help="training samples for the in-the-loop validation")
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="emulator mismatch seed")

@@ -371,3 +371,22 @@ def test_in_the_loop_stage_matches_gains_validates_and_keeps_the_best_network(ca
         assert np.array_equal(result.constrained.multiplicity, compensated)
     assert {c.post for c in result.mapped.netlist.connections} <= set(result.selected)  # deployed on the selected neurons
     assert mboard.chip_s > 0
+
+
+def test_fine_tuning_keeps_its_best_epoch_on_the_held_out_samples():
+    from neurolab_gui.core.calibration.compensation import UnitTransfer, fine_tune, hardware_model
+    from neurolab_gui.core.conversion.training import evaluate
+
+    net, _, task = tiny_network()
+    h = net.model.config.n_hidden
+    transfer = UnitTransfer(np.full(h, 1.1), np.full(h, 0.9), np.zeros(h))
+    # held-out samples labelled by the starting model itself: it scores 1.0 there, no epoch can do better
+    x_held = np.random.default_rng(7).random((30, 6, 4)).astype(np.float32)
+    _, labels = evaluate(hardware_model(net, transfer), x_held, np.zeros(30))
+    held = (x_held, labels, None)
+    wrecking = TrainConfig(epochs=3, lr=5.0, batch_size=8)  # moves the weights far every epoch
+    moved = fine_tune(net, transfer, task, wrecking)
+    kept = fine_tune(net, transfer, task, wrecking, validation=held)
+    assert not np.array_equal(moved.multiplicity, net.multiplicity)
+    assert np.array_equal(kept.multiplicity, net.multiplicity)  # the starting state, restored after training
+    assert evaluate(hardware_model(kept, transfer), *held)[0] == 1.0

@@ -42,7 +42,7 @@ from ..conversion.constrain import ConstrainedNetwork, project_row_multiplicitie
 from ..conversion.mapping import MappedNetwork
 from ..conversion.models import RateRNN
 from ..conversion.tasks import Task
-from ..conversion.training import ProgressCallback, TrainConfig, train
+from ..conversion.training import ProgressCallback, TrainConfig, evaluate, train
 from .measure import GainFit
 
 
@@ -227,11 +227,35 @@ def fine_tune(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> ConstrainedNetwork:
-    """Fine-tune ``net`` (left unchanged) with the measured transfer in the loop; see the module docstring."""
+    """Fine-tune ``net`` (left unchanged) with the measured transfer in the loop; see the module docstring.
+
+    With ``validation = (x, y, lengths)`` (samples the training does not see) the model with the
+    measured transfer is scored on it before training and after every epoch, and the best state
+    is kept, the starting one included (early stopping: at lr 3e-3 on MNIST-1D, 4 epochs gave
+    test accuracy 0.548 with the measured transfer, 10 epochs 0.531, and one 4-epoch run fell to
+    0.50 on the board's validation samples).
+    """
     model = copy.deepcopy(net.model)
     model.weight_transform = MeasuredTransfer(net, transfer)
-    train(model, task, config, progress=progress, cancel=cancel)
+    after_epoch = None
+    if validation is not None:
+        x_val, y_val, l_val = validation
+
+        def snapshot() -> dict[str, torch.Tensor]:
+            return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+        best = [evaluate(model, x_val, y_val, l_val)[0], snapshot()]
+
+        def after_epoch(epoch: int) -> None:
+            acc = evaluate(model, x_val, y_val, l_val)[0]
+            if acc > best[0]:
+                best[:] = [acc, snapshot()]
+
+    train(model, task, config, progress=progress, cancel=cancel, after_epoch=after_epoch)
+    if validation is not None:
+        model.load_state_dict(best[1])
     m = model.weight_transform.multiplicities(stacked_weights(model))
     return with_multiplicities(net, m, model)
 
