@@ -366,9 +366,12 @@ def test_in_the_loop_stage_matches_gains_validates_and_keeps_the_best_network(ca
     for entry in history:
         assert 0.0 <= entry["board_val_accuracy"] <= 1.0 and entry["readout_l2"] in READOUT_L2_GRID
     compensated = compensate_multiplicities(original, result.transfer.gain_exc, result.transfer.gain_inh)
-    # the fine-tuned network is kept only when it validated better on the board
-    if history[1]["board_val_accuracy"] <= history[0]["board_val_accuracy"]:
+    # the fine-tuned network is kept only when it validated better
+    assert history[0]["kept"]
+    if not history[1]["kept"]:  # rejected: the model did not validate better, or the board contradicted it
         assert np.array_equal(result.constrained.multiplicity, compensated)
+        assert (history[1]["model_val_accuracy"] <= history[0]["model_val_accuracy"]
+                or history[1]["board_val_accuracy"] < history[0]["board_val_accuracy"] - 2 * history[1]["board_val_change_se"])
     assert {c.post for c in result.mapped.netlist.connections} <= set(result.selected)  # deployed on the selected neurons
     assert mboard.chip_s > 0
 
