@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
+from drivers.dynapse1.bias_sets import apply_bias_set
 from drivers.dynapse1.topology import N_CHIPS, N_NEURONS, N_NEURONS_PER_CHIP, SynapseType
 from emulator import engine
-from emulator.bias_sets import apply_bias_set
 from emulator.config import EmulatorConfig
 from emulator.simulator import BoardSimulator
 

@@ -3,21 +3,15 @@
 Everything that is a modelling *choice* rather than a fact about the wire lives here, as a field
 with a default and a comment saying where the number comes from (``shared/reference/emulator.md``,
 § numbers in brackets).  The defaults were chosen so that the published bias sets behave
-plausibly (see :mod:`emulator.bias_sets`): the samna-recommended start with a moderate DC
+plausibly (see :mod:`drivers.dynapse1.bias_sets`): the samna-recommended start with a moderate DC
 (IF_DC_P libcaer coarse 5, fine 30) fires at tens of Hz, a large DC (coarse 2) drives the neurons
 towards 1/refractory period, and the libcaer start-up set makes every neuron fire.
 
 Bias → circuit current
 ----------------------
-The bias generator delivers ``fine/255 * Imax[coarse]`` (libcaer numbering, ``bias_table``).  The
-current a circuit actually sees is that value times a per-bias *scale*.  The absolute SE1 mapping
-is not established ([U] in the reference §3; rockpool's SE1 code scaled IF_TAU1_N by 1e-4 and
-called it "neither experimental nor theoretical").  Taken at face value, the published sets would
-give membrane time constants of microseconds, so the subthreshold DPI biases (leak, gain, synapse
-time constants and gains, adaptation, NMDA gate) get a common scale ``3.4e-4``.  That number makes
-the samna-recommended leak (libcaer 3/80 = 15.7 nA nominal) a 20 ms membrane with C_mem = 3 pF.
-Refractory currents are scaled by 0.02 (samna's IF_RFR_N 3/128 → about 2 ms).  DC, weights, the
-adaptation weight and the pulse width are used as they are.
+The circuit constants and the per-bias scale from the bias generator's nominal current to the
+current a circuit sees are the nominal circuit model of :mod:`drivers.dynapse1.circuit`, which
+the conversion reads too; an ``EmulatorConfig`` takes them as its defaults.
 
 "Low" current mode (the bias word's HighBias flag cleared) multiplies the current by
 ``low_current_factor`` (0.1, a choice; the real SE1 low-mode ratio is unknown [U]).
@@ -28,54 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from drivers.dynapse1.bias_table import CORE_BIASES
+from drivers.dynapse1.circuit import DEFAULT_BIAS_SCALE, CircuitConstants
 
-#: Per-bias scale from the bias generator's nominal current to the current the circuit sees.
-#: See the module docstring for why these numbers.
-_SUBTHRESHOLD_SCALE = 3.4e-4
-DEFAULT_BIAS_SCALE: dict[str, float] = {
-    "IF_TAU1_N": _SUBTHRESHOLD_SCALE,
-    "IF_TAU2_N": _SUBTHRESHOLD_SCALE,
-    "IF_THR_N": _SUBTHRESHOLD_SCALE,
-    "IF_AHTAU_N": _SUBTHRESHOLD_SCALE,
-    "IF_AHTHR_N": _SUBTHRESHOLD_SCALE,
-    "IF_NMDA_N": _SUBTHRESHOLD_SCALE,
-    "NPDPIE_TAU_F_P": _SUBTHRESHOLD_SCALE,
-    "NPDPIE_TAU_S_P": _SUBTHRESHOLD_SCALE,
-    "NPDPII_TAU_F_P": _SUBTHRESHOLD_SCALE,
-    "NPDPII_TAU_S_P": _SUBTHRESHOLD_SCALE,
-    "NPDPIE_THR_F_P": _SUBTHRESHOLD_SCALE,
-    "NPDPIE_THR_S_P": _SUBTHRESHOLD_SCALE,
-    "NPDPII_THR_F_P": _SUBTHRESHOLD_SCALE,
-    "NPDPII_THR_S_P": _SUBTHRESHOLD_SCALE,
-    "IF_RFR_N": 0.02,
-}
-
-
-@dataclass(frozen=True)
-class CircuitConstants:
-    """Physical constants of the DPI circuits (model constants, not layout values; reference §1, §2)."""
-
-    ut: float = 0.025  # thermal voltage U_T [V]
-    kappa: float = 0.705  # subthreshold slope, mean of kappa_n 0.75 and kappa_p 0.66
-    i0: float = 0.5e-12  # dark current I_0 [A]; the membrane never goes below it
-    c_mem: float = 3e-12  # membrane capacitance [F] (rockpool 3 pF)
-    c_syn: tuple[float, float, float, float] = (2e-12, 2e-12, 2e-12, 2e-12)  # GABA_B, GABA_A, NMDA, AMPA [F]
-    c_ahp: float = 4e-12  # adaptation capacitance [F] (INI dynapse-simulator)
-    c_ref: float = 1.5e-12  # refractory capacitor [F] (rockpool)
-    c_pulse: float = 0.5e-12  # pulse-extender capacitor [F] (rockpool)
-    v_switch: float = 0.7  # switching voltage of the refractory / pulse circuits [V] (rockpool V_th)
-    #: Spike threshold current I_spkthr [A]: fixed by layout on SE1 (no bias).  Chosen with the
-    #: bias scale so that the published sets fire at plausible rates.
-    i_spike_threshold: float = 0.6e-9
-    i_reset: float = 0.5e-12  # reset current [A] (= I_0)
-    #: Positive feedback (sigmoid form of teili / the INI simulator), relative to each neuron's
-    #: spike threshold and leak: f = feedback_gain * sigmoid((I_mem - I_ath)/I_anorm) * (I_mem + I_th),
-    #: with I_ath = feedback_onset * I_spkthr and I_anorm = feedback_width * I_spkthr.
-    feedback_gain: float = 2.0
-    feedback_onset: float = 0.8
-    feedback_width: float = 0.05
-    #: Duration of the spike-triggered pulse that charges the adaptation DPI [s].
-    ahp_pulse_s: float = 1e-3
+# CircuitConstants and DEFAULT_BIAS_SCALE are re-exported: an EmulatorConfig is built from them.
+__all__ = ["DEFAULT_BIAS_SCALE", "CircuitConstants", "EmulatorConfig", "MismatchConfig"]
 
 
 @dataclass(frozen=True)

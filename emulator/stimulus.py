@@ -27,12 +27,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from drivers.dynapse1.spikegen_words import MAX_EVENTS
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CHIP, N_NEURONS_PER_CORE, check_chip
 
 from .routing import input_key
 
-#: Largest event list the spike generator holds (ctxctl's limit, 2^16 - 1).
-MAX_SPIKEGEN_EVENTS = 2**16 - 1
 #: Largest Poisson rate the FPGA can encode: 16-bit code times 0.06706 Hz.
 MAX_POISSON_RATE_HZ = 65535 * 0.06706
 
@@ -72,8 +71,8 @@ class SpikeGenerator:
     def load(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
         """Store an event list (validated entirely before anything changes); stops playback."""
         arr = np.asarray(list(events), dtype=np.float64).reshape(-1, 4) if len(events) else np.zeros((0, 4))
-        if len(arr) > MAX_SPIKEGEN_EVENTS:
-            raise ValueError(f"spike generator holds at most {MAX_SPIKEGEN_EVENTS} events, got {len(arr)}")
+        if len(arr) > MAX_EVENTS:  # the driver's limit: the emulator refuses what the driver never sends
+            raise ValueError(f"spike generator holds at most {MAX_EVENTS} events, got {len(arr)}")
         for column, name, high in ((0, "target chip", N_CHIPS - 1), (1, "neuron id", N_NEURONS_PER_CORE - 1),
                                    (2, "core mask", 15)):
             values = arr[:, column]

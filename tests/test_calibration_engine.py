@@ -262,7 +262,7 @@ def test_readout_refit_cross_validates_its_pull_towards_the_float_readout():
 def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_settings():
     from drivers.dynapse1.netlist import NeuronAddress
     from neurolab_gui.core.calibration.engine import pool_relative_gains
-    from neurolab_gui.core.calibration.measure import GainFit
+    from neurolab_gui.core.fitting.fi import GainFit
 
     rng = np.random.default_rng(3)
     addresses = [NeuronAddress(0, core, n) for core in (1, 2) for n in range(200)]
@@ -290,7 +290,7 @@ def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_setti
 
 def test_final_selection_centres_on_the_target_and_keeps_the_excitatory_budget():
     from neurolab_gui.core.calibration.compensation import INHIBITORY_WEIGHTS, select_within_budget
-    from neurolab_gui.core.calibration.measure import GainFit
+    from neurolab_gui.core.fitting.fi import GainFit
 
     _, mapped, _ = tiny_network()
     (chip, core), = set(mapped.group_cores)

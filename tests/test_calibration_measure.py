@@ -15,11 +15,12 @@ from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig, MismatchConfig
 from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
-from neurolab_gui.core.calibration.bias_tuning import bias_ladder, snap_to_ladder
 from neurolab_gui.core.calibration.board_calibration import BoardTargets, calibrate_board
-from neurolab_gui.core.calibration.measure import fit_gains, fit_saturation, measure_dc_curves, measure_synaptic_curves
 from neurolab_gui.core.calibration.progress import metered
 from neurolab_gui.core.conversion.mapping import CircuitModel, NeuronSettings, TimeMapping, core_bias_set
+from neurolab_gui.core.fitting.fi import fit_gains, fit_saturation
+from neurolab_gui.core.probing.bias_tuning import bias_ladder, snap_to_ladder
+from neurolab_gui.core.probing.curves import measure_dc_curves, measure_synaptic_curves
 
 CHIP, CORE = 0, 1
 Q = 0.25  # copy weight (Hz/Hz) the weight bias is set for
@@ -28,7 +29,7 @@ T_REF = 1.0 / 150.0
 
 def network_biases() -> dict[tuple[int, int, str], BiasValue]:
     """The conversion's core bias set with a nominal weight for copy weight Q."""
-    time, settings, circuit = TimeMapping(), NeuronSettings(t_ref_s=T_REF), CircuitModel.from_emulator()
+    time, settings, circuit = TimeMapping(), NeuronSettings(t_ref_s=T_REF), CircuitModel()
     per_core = core_bias_set(time, settings, circuit)
     weight = BiasValue(*closest_setting(Q / circuit.copy_gain_per_weight_current(time, settings)))
     per_core["PS_WEIGHT_EXC_F_N"] = weight
@@ -125,7 +126,7 @@ def hidden_tau(board, addresses, synapse):
 
 
 def test_time_constants_from_step_responses(board):
-    from neurolab_gui.core.calibration.measure import measure_membrane_tau, measure_synaptic_taus
+    from neurolab_gui.core.probing.taus import measure_membrane_tau, measure_synaptic_taus
 
     board.apply_bias_set(network_biases())
     neurons = [NeuronAddress(CHIP, CORE, n) for n in range(64)]
@@ -151,7 +152,7 @@ def test_time_constants_from_step_responses(board):
 
 def test_tau_estimator_is_unbiased_on_an_ideal_board():
     """With mismatch off the probe must read the nominal bias's own tau, or tuning would move a correct bias."""
-    from neurolab_gui.core.calibration.measure import measure_synaptic_tau
+    from neurolab_gui.core.probing.taus import measure_synaptic_tau
 
     ideal = open_emulated_board("NLTEST-IDEAL", EmulatorConfig(seed=0, mismatch=MismatchConfig.ideal()), clock="fast")
     try:
@@ -168,7 +169,7 @@ def test_tau_estimator_is_unbiased_on_an_ideal_board():
 
 def test_tau_tuning_brings_a_wrong_bias_to_the_target(board):
     """Start both synapses' tau biases far off; the core's measured and hidden medians must reach the target."""
-    from neurolab_gui.core.calibration.bias_tuning import TauProbeConfig, tune_synaptic_taus
+    from neurolab_gui.core.probing.bias_tuning import TauProbeConfig, tune_synaptic_taus
 
     core = 2
     board.apply_bias_set({(CHIP, core, name): v for (_, _, name), v in network_biases().items()})

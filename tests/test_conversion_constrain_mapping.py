@@ -148,8 +148,8 @@ def test_refractory_matching_brings_each_cores_saturation_to_the_model(small_con
 
 def test_core0_units_sit_above_every_fpga_source_the_network_or_calibration_uses():
     from neurolab_gui.core.calibration.engine import CalibrationConfig
-    from neurolab_gui.core.calibration.measure import tau_probe_source_end
     from neurolab_gui.core.conversion.mapping import CORE0_FIRST_UNIT_ID, allocate_units
+    from neurolab_gui.core.probing.taus import tau_probe_source_end
 
     groups = np.repeat(np.arange(4), 40)  # four groups: the last one lands on core 0
     for n_sources in (4, 10, 60):

@@ -6,8 +6,8 @@ import pytest
 from drivers.dynapse1.bias_files import BiasFileError, BiasSet
 from drivers.dynapse1.bias_table import CORE_BIASES, nominal_current
 from drivers.dynapse1.board_api import BiasValue
+from drivers.resources import resource_path
 from neurolab_gui.core.bias_model import LADDER, BiasModel, diff_bias_sets, read_bias_file
-from neurolab_gui.core.resources import resource_path
 
 
 def test_ladder_is_strictly_increasing_and_spans_the_generator():

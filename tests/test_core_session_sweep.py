@@ -13,7 +13,7 @@ import pytest
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.virtual_usb import virtual_fpga_of
-from neurolab_gui.core.calibration.measure import TransferCurves
+from neurolab_gui.core.fitting.transfer_curves import TransferCurves
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_sweep import dc_sweep
 from neurolab_gui.core.session_tasks import TaskCancelled

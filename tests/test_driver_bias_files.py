@@ -9,7 +9,7 @@ import pytest
 from drivers.dynapse1.bias_files import BiasFileError, BiasSet, import_cortexcontrol, import_samna_json, load_bias_file
 from drivers.dynapse1.bias_table import CORE_BIASES
 from drivers.dynapse1.board_api import BiasValue
-from neurolab_gui.core.resources import resource_path
+from drivers.resources import resource_path
 
 SHIPPED = ["silent", "libcaer_low_power", "ug_default", "samna_recommended", "ctxctl_test"]
 
@@ -90,7 +90,7 @@ def test_shipped_low_power_set_matches_libcaer():
 
 def test_published_sets_are_one_source_for_emulator_and_gui():
     from drivers.dynapse1.bias_files import published_bias_set, published_bias_set_names
-    from emulator.bias_sets import bias_set
+    from drivers.dynapse1.bias_sets import bias_set
 
     names = published_bias_set_names()
     assert {"silent", "libcaer_low_power", "ug_default", "samna_recommended", "ctxctl_test"} <= set(names)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from drivers.dynapse1.bias_sets import apply_bias_set
 from drivers.dynapse1.topology import SynapseType
-from emulator.bias_sets import apply_bias_set
 from emulator.brian2_reference import run_brian2
 from emulator.clock import RealTimePacer
 from emulator.config import EmulatorConfig

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from drivers.dynapse1.bias_sets import apply_bias_set
 from drivers.dynapse1.topology import SynapseType
 from emulator import engine
-from emulator.bias_sets import apply_bias_set
 from emulator.config import EmulatorConfig, MismatchConfig
 from emulator.partition import assign_partitions, chip_groups
 from emulator.simulator import BoardSimulator

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drivers.dynapse1.bias_sets import apply_bias_set
 from drivers.dynapse1.topology import SynapseType
-from emulator.bias_sets import apply_bias_set
 from emulator.config import EmulatorConfig
 from emulator.routing import route_destination
 from emulator.simulator import BoardSimulator

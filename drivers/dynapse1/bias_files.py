@@ -265,13 +265,9 @@ def published_bias_dir() -> Path:
     This is the single source of those sets: the emulator, calibration, the robot demo and the GUI's
     presets all read them from here.
     """
-    from importlib.resources import files
+    from ..resources import resource_path
 
-    try:
-        root = Path(str(files("neurolab_gui.resources")))
-    except ModuleNotFoundError:  # drivers used from a source tree without neurolab_gui installed
-        root = Path(__file__).resolve().parents[2] / "resources"
-    return root / "biases"
+    return resource_path("biases")
 
 
 def published_bias_set_names() -> list[str]:

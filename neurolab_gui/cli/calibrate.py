@@ -41,14 +41,11 @@ def _printer(event) -> None:
 
 
 def _open(args: argparse.Namespace):
+    from neurolab_gui.core.boards import open_emulator, open_silicon
+
     if args.board:
-        from drivers.dynapse1.board import open_board
-
-        return open_board(args.board)
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
-
-    return open_emulated_board(args.emulator_serial, EmulatorConfig(seed=args.seed))
+        return open_silicon(args.board)
+    return open_emulator(args.emulator_serial, seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
+from .boards import emulator_lag_s, open_emulator, open_silicon
 from .events import Signal
 
 log = logging.getLogger(__name__)
@@ -80,34 +81,11 @@ BoardOpener = Callable[[ConnectionTarget], Board]
 
 
 def open_board(target: ConnectionTarget) -> Board:
-    """Open the emulator or a real board (imports the driver/emulator only when needed)."""
+    """Open the emulator or a real board (through :mod:`.boards`, which imports them only when needed)."""
     if target.board == EMULATOR:
-        from emulator.config import EmulatorConfig, MismatchConfig
-        from emulator.virtual_usb import open_emulated_board
-
-        config = EmulatorConfig(seed=target.seed, mismatch=MismatchConfig() if target.mismatch else MismatchConfig.ideal())
-        return open_emulated_board(
-            f"EMU{target.seed:05d}", config, clock=target.clock, separate_process=target.separate_process
-        )
-    from drivers.dynapse1.board import open_board as open_usb_board
-
-    return open_usb_board(serial=target.board)
-
-
-def emulator_lag_s(board: Board) -> float | None:
-    """How far an emulated board on the real-time clock trails the wall clock [s], else None.
-
-    Measured by the virtual FPGA (``emulator.virtual_usb.VirtualFpga.lag_s``); silicon and the
-    fast clock have no such lag.
-    """
-    if not getattr(board, "is_emulated", False):
-        return None
-    from emulator.virtual_usb import virtual_fpga_of
-
-    fpga = virtual_fpga_of(board)
-    if fpga is None or fpga.clock != "realtime":
-        return None
-    return float(fpga.lag_s)
+        return open_emulator(f"EMU{target.seed:05d}", seed=target.seed, mismatch=target.mismatch, clock=target.clock,
+                             separate_process=target.separate_process)
+    return open_silicon(target.board)
 
 
 def list_boards() -> list[BoardChoice]:

@@ -140,7 +140,7 @@ def build_phototaxis_network(config: PhototaxisConfig) -> tuple[Netlist, Photota
 
 def phototaxis_biases(config: PhototaxisConfig) -> dict[tuple[int, int, str], BiasValue]:
     """Every core of the board silent except the demo core, which gets the tuned set."""
-    from emulator.bias_sets import bias_set
+    from drivers.dynapse1.bias_sets import bias_set
 
     silent = bias_set("silent")
     tuned = bias_set(config.bias_set, dict(config.bias_overrides))
@@ -469,9 +469,9 @@ def run_simulated_phototaxis(
     with the robot's real time; the motor neurons' 20 ms dynamics are still resolved).
     ``session_ready(session)`` receives the session before the loop starts (to cancel it).
     """
-    from emulator.config import EmulatorConfig
     from emulator.pushbot_sim import PushBotSimConfig, SimulatedPushBot
-    from emulator.virtual_usb import open_emulated_board
+
+    from .boards import open_emulator
 
     config = config or PhototaxisConfig()
     config.validate()
@@ -483,7 +483,7 @@ def run_simulated_phototaxis(
             sim = SimulatedPushBot(sim_config or PushBotSimConfig(led_x_m=2.0, led_y_m=0.8))
             robot_url = sim.serve_pty() if os.name == "posix" else sim.serve_tcp()
         if board is None:
-            board = open_emulated_board(config=EmulatorConfig(dt=emulator_dt_s))
+            board = open_emulator(mismatch=True, dt=emulator_dt_s)
         robot = PushBot(robot_url).open()
 
         def ground_truth() -> tuple[float | None, tuple[float, float, float]]:

@@ -43,7 +43,7 @@ class Session:
         self.biases = BiasModel()
         self.spikes = SpikeMonitor(spike_capacity)
         self.membrane = MembraneMonitor()
-        self.stimulus = StimulusController(self)
+        self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input)
         self._recorder: Recorder | None = None
         self._recorder_lock = threading.Lock()
         #: Run emulated boards in a child process (the desktop app does; scripts and tests that

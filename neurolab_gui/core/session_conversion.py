@@ -23,7 +23,7 @@ import numpy as np
 
 from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
 
-from .calibration.measure import TransferCurves
+from .fitting.transfer_curves import TransferCurves
 from .monitors import NeuronSelection
 
 #: Neurons per side of a core's tile in :func:`mapping_image` (256 = 16 x 16).

@@ -1,42 +1,52 @@
 """Stimulus controls for a session: the FPGA spike generator and the Poisson generator.
 
 The GUI's stimulus panel calls these; they validate, talk to the board and log
-what was sent to the session's recording (``/events/input``).
+what was sent to the session's recording (``/events/input``).  The controller reaches its
+session only through three callables (the board, the newest event time, the input log), so
+this module does not import the session that owns it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from drivers.dynapse1.board_api import Board, SpikeGenEvent
+from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.netlist import InputAddress
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip
 
 from .events import Signal
-
-if TYPE_CHECKING:
-    from .session import Session
-
-#: The FPGA spike generator holds at most this many events per upload.
-MAX_SPIKEGEN_EVENTS = 65_535
+from .probing.program import spike_program
 
 
 class StimulusController:
-    """Spike-generator and Poisson-generator operations on the session's board."""
+    """Spike-generator and Poisson-generator operations on the session's board.
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    Parameters
+    ----------
+    board : returns the connected board, or None
+    latest_timestamp_us : returns the newest event timestamp seen on the board [µs], or None
+    record_input : logs the input events sent (the session's recording)
+    """
+
+    def __init__(
+        self,
+        board: Callable[[], Board | None],
+        latest_timestamp_us: Callable[[], int | None],
+        record_input: Callable[[SpikeEvents], None],
+    ) -> None:
+        self._get_board = board
+        self._latest_timestamp_us = latest_timestamp_us
+        self._record_input = record_input
         self.poisson_rates: dict[tuple[int, int], float] = {}  # (chip, source id 0..1023) -> Hz
         self.spikegen_running = False
         #: ``changed()`` after any stimulus setting changed.
         self.changed = Signal("stimulus changed")
 
     def _board(self) -> Board:
-        board = self._session.board
+        board = self._get_board()
         if board is None:
             raise RuntimeError("no board connected: connect to the emulator or a DYNAP-SE1 first")
         return board
@@ -76,7 +86,8 @@ class StimulusController:
     ) -> int:
         """Load regular trains at ``rate_hz`` from virtual sources ``sources`` (0..255) for ``duration_s``.
 
-        Sources fire in turn within each period.  Returns the number of events loaded.
+        Sources fire in turn within each period.  Returns the number of events loaded; a train
+        longer than the generator holds is refused with ``ValueError`` before anything is sent.
         """
         chip = check_chip(chip)
         if not 1 <= core_mask <= 15:
@@ -88,15 +99,10 @@ class StimulusController:
         period_us = 1e6 / rate_hz
         n_periods = max(1, int(duration_s * rate_hz))
         n = n_periods * len(sources)
-        if n > MAX_SPIKEGEN_EVENTS:
-            raise ValueError(f"{n} events exceed the spike generator's {MAX_SPIKEGEN_EVENTS}; shorten the train")
         step = period_us / len(sources)
-        events = [
-            SpikeGenEvent(InputAddress(chip, int(s)), core_mask, step if i or p else 0.0)
-            for p in range(n_periods)
-            for i, s in enumerate(sources)
-        ]
-        self._board().load_spike_generator(events, repeat=repeat)
+        addresses = [InputAddress(chip, int(s)) for s in sources]
+        program = spike_program(np.arange(n) * step, np.arange(n) % len(sources), addresses, [core_mask] * len(sources))
+        self._board().load_spike_generator(program, repeat=repeat)
         self._loaded = (chip, list(sources), step, n)
         self.changed.emit()
         return n
@@ -111,10 +117,10 @@ class StimulusController:
             # train is placed at the newest event timestamp seen: exact on the emulator's fast clock
             # when idle, within one USB batch (~ms) otherwise.
             chip, sources, step, n = loaded
-            t0 = self._session.spikes.ring.latest_us or 0
+            t0 = self._latest_timestamp_us() or 0
             t = t0 + np.round(np.arange(n) * step).astype(np.int64)
             src = np.resize(np.asarray(sources, np.uint16), n)
-            self._session.record_input(SpikeEvents(t, np.full(n, chip, np.uint8), np.zeros(n, np.uint8), src))
+            self._record_input(SpikeEvents(t, np.full(n, chip, np.uint8), np.zeros(n, np.uint8), src))
         self.changed.emit()
 
     def stop_spike_generator(self) -> None:

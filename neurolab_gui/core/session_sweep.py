@@ -2,7 +2,7 @@
 
 This is the measurement behind the transfer-curve panel's "Sweep" button (the DC route of
 emulator.md §5: IF_DC_P injects the same current into all 256 neurons of a core).  It is
-:func:`~neurolab_gui.core.calibration.measure.measure_dc_curves`, with what an interactive session
+:func:`~neurolab_gui.core.probing.curves.measure_dc_curves`, with what an interactive session
 needs on top:
 
 * the bias is written through the session's bias model, so every step is in the undo history and
@@ -23,7 +23,8 @@ from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip, check_core
 
-from .calibration.measure import TransferCurves, measure_dc_curves
+from .fitting.transfer_curves import TransferCurves
+from .probing.curves import measure_dc_curves
 from .session_tasks import CancelledFn, ProgressFn, TaskCancelled
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def dc_sweep(
     -------
     Callable
         ``work(progress, cancelled)`` returning the measured
-        :class:`~neurolab_gui.core.calibration.measure.TransferCurves`.  The original IF_DC_P
+        :class:`~neurolab_gui.core.fitting.transfer_curves.TransferCurves`.  The original IF_DC_P
         value is restored at the end, also on error or cancel.
     """
     chip, core = check_chip(chip), check_core(core)

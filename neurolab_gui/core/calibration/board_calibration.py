@@ -1,7 +1,7 @@
 """Board-level calibration without a network: per-core DC-curve tuning and per-neuron f-I curves.
 
 :func:`calibrate_board` starts every listed core from a published bias set (reference §7,
-``emulator.bias_sets``; on silicon the same values are simply written), tunes ``IF_RFR_N`` and
+``drivers.dynapse1.bias_sets``; on silicon the same values are simply written), tunes ``IF_RFR_N`` and
 ``IF_TAU1_N`` on the bias ladder so that the core population's median saturation rate and
 rheobase reach the targets (:mod:`.bias_tuning`), then measures every neuron's f-I curve with an
 ``IF_DC_P`` sweep (all neurons of all cores at once) and fits gain, rheobase and refractory
@@ -27,7 +27,9 @@ from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.topology import SynapseType, check_chip, check_core
 
 from ..conversion.mapping import EXCITATORY, GAIN_BIAS, INHIBITORY, TAU_BIAS, WEIGHT_BIAS
-from .bias_tuning import (
+from ..fitting.fi import SaturationFit, fit_saturation
+from ..fitting.transfer_curves import TransferCurves
+from ..probing.bias_tuning import (
     TauProbeConfig,
     TauTuningResult,
     TuningKnob,
@@ -36,14 +38,8 @@ from .bias_tuning import (
     tune_core_biases,
     tune_synaptic_taus,
 )
-from .measure import (
-    SaturationFit,
-    TransferCurves,
-    fit_saturation,
-    measure_dc_curves,
-    probe_neurons,
-    tau_probe_source_end,
-)
+from ..probing.curves import measure_dc_curves, probe_neurons
+from ..probing.taus import tau_probe_source_end
 from .profile import CalibrationProfile, NeuronCalibration
 from .progress import CalibrationCancelled, ProgressReporter, ProgressSink, metered
 
@@ -173,7 +169,7 @@ def calibrate_board(
     On cancellation the biases of the cores are restored to ``start_set`` and the connections of
     the chip cleared (a known state), then :class:`CalibrationCancelled` propagates.
     """
-    from emulator.bias_sets import bias_set  # the published sets (data only; no emulator physics)
+    from drivers.dynapse1.bias_sets import bias_set
 
     check_chip(chip)
     cores = [check_core(c) for c in (cores if cores is not None else [0, 1, 2, 3])]

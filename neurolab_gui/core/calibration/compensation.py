@@ -43,7 +43,7 @@ from ..conversion.mapping import MappedNetwork
 from ..conversion.models import RateRNN
 from ..conversion.tasks import Task
 from ..conversion.training import ProgressCallback, TrainConfig, evaluate, train
-from .measure import GainFit
+from ..fitting.fi import GainFit
 
 
 def select_neurons(

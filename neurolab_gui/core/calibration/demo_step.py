@@ -28,9 +28,7 @@ def run_calibration_step(
     progress: Callable[[ProgressEvent], None] | None = None,
 ) -> dict:
     """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures)."""
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
-
+    from ..boards import open_emulator
     from ..conversion.mapping import map_network
     from ..conversion.spiking_run import run_on_board
     from ..conversion.training import evaluate
@@ -43,7 +41,7 @@ def run_calibration_step(
     mapped = map_network(net, pipeline_config.time_mapping(), pipeline_config.settings)
     n = min(n_test, len(task.x_test))
     x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
-    board = open_emulated_board("NLEMU-MISMATCH", EmulatorConfig(seed=emulator_seed))
+    board = open_emulator("NLEMU-MISMATCH", seed=emulator_seed)
     try:
         result = calibrate_network(board, mapped, net, task, cfg, progress=progress)
         acc = {

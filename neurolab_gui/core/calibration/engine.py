@@ -68,7 +68,9 @@ from ..conversion.pipeline import DEFAULT_SPIKE_FANO
 from ..conversion.tasks import Task
 from ..conversion.training import TrainConfig, evaluate, readout_features
 from ..conversion.transfer import RefractoryFit, match_refractory
-from .bias_tuning import (
+from ..fitting.fi import GainFit, fit_gains
+from ..fitting.transfer_curves import TransferCurves
+from ..probing.bias_tuning import (
     TauProbeConfig,
     TauStatistics,
     TauTuningResult,
@@ -76,6 +78,8 @@ from .bias_tuning import (
     tune_core_biases,
     tune_synaptic_taus,
 )
+from ..probing.curves import measure_synaptic_curves, probe_neurons
+from ..probing.taus import tau_probe_source_end
 from .compensation import (
     UnitTransfer,
     compensate_multiplicities,
@@ -87,7 +91,6 @@ from .compensation import (
     select_within_budget,
     with_multiplicities,
 )
-from .measure import GainFit, TransferCurves, fit_gains, measure_synaptic_curves, probe_neurons, tau_probe_source_end
 from .progress import CalibrationCancelled, MeteredBoard, ProgressReporter, ProgressSink, metered
 
 

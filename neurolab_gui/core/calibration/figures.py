@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .measure import TransferCurves
+from ..fitting.transfer_curves import TransferCurves
 
 
 def _pyplot():

@@ -39,21 +39,29 @@ Neuron settings
     ``phi(u) = u / (1 + u / s)``: an integrator whose input is lost while refractory fires at
     ``f0 / (1 + f0 t_ref)``, which is exactly ``r_max phi(u)`` for ``f0 = r_max u``.  (For a
     hard-clip model it is short, ``NeuronSettings.t_ref_s``.)
-    Adaptation, NMDA, GABA_A and DC are off.  Bias currents follow the nominal circuit model of
-    the emulator (``emulator.config``: ``tau = C U_T / (kappa I)``, ``t_ref = C_ref V / I``
-    and the per-bias scale); on silicon these are starting points that
+    Adaptation, NMDA, GABA_A and DC are off.  Bias currents follow the nominal circuit model that
+    the emulator simulates with (``drivers.dynapse1.circuit``: ``tau = C U_T / (kappa I)``,
+    ``t_ref = C_ref V / I`` and the per-bias scale); on silicon these are starting points that
     transfer-curve matching (:mod:`.transfer`) corrects by measurement.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from drivers.dynapse1.bias_table import CORE_BIASES, closest_setting, nominal_current
 from drivers.dynapse1.board_api import BiasValue
+from drivers.dynapse1.circuit import (
+    DEFAULT_BIAS_SCALE,
+    NOMINAL_CIRCUIT,
+    REFRACTORY_SCALE,
+    SUBTHRESHOLD_SCALE,
+    CircuitConstants,
+)
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
 
@@ -65,7 +73,7 @@ CORE_ORDER = (1, 2, 3, 0)
 #: Lowest core-0 neuron id a unit may take.  FPGA sources reach the CAMs as core-0 neurons, so a
 #: core-0 unit whose id equals a source id would also hear that source: the network's own sources
 #: (inputs, bias, reset) and the calibration's probe sources (up to id 18 with the default
-#: multiplicity, ``calibration.measure.tau_probe_source_end``) all lie below this.
+#: multiplicity, ``probing.taus.tau_probe_source_end``) all lie below this.
 CORE0_FIRST_UNIT_ID = 32
 
 #: Synapse type of each sign, and the weight / time-constant / gain biases that go with it.
@@ -103,30 +111,28 @@ class TimeMapping:
 class CircuitModel:
     """Nominal bias-to-circuit model used to turn time constants into bias settings.
 
-    Defaults are the emulator's (``emulator.config``); they are a model, not silicon facts.
+    Defaults are the nominal circuit model of :mod:`drivers.dynapse1.circuit`, which the emulator
+    simulates with too; they are a model, not silicon facts.
     """
 
-    ut: float = 0.025
-    kappa: float = 0.705
-    c_mem: float = 3e-12
-    c_syn: float = 2e-12
-    c_ref: float = 1.5e-12
-    c_pulse: float = 0.5e-12
-    v_switch: float = 0.7
-    subthreshold_scale: float = 3.4e-4
-    refractory_scale: float = 0.02
-    i_spike_threshold: float = 0.3e-9
+    ut: float = NOMINAL_CIRCUIT.ut
+    kappa: float = NOMINAL_CIRCUIT.kappa
+    c_mem: float = NOMINAL_CIRCUIT.c_mem
+    c_syn: float = NOMINAL_CIRCUIT.c_syn[SynapseType.AMPA]
+    c_ref: float = NOMINAL_CIRCUIT.c_ref
+    c_pulse: float = NOMINAL_CIRCUIT.c_pulse
+    v_switch: float = NOMINAL_CIRCUIT.v_switch
+    subthreshold_scale: float = SUBTHRESHOLD_SCALE
+    refractory_scale: float = REFRACTORY_SCALE
+    i_spike_threshold: float = NOMINAL_CIRCUIT.i_spike_threshold
 
     @classmethod
-    def from_emulator(cls) -> CircuitModel:
-        from emulator.config import EmulatorConfig
-
-        cfg = EmulatorConfig()
-        c = cfg.circuit
+    def from_circuit(cls, circuit: CircuitConstants, bias_scale: Mapping[str, float] = DEFAULT_BIAS_SCALE) -> CircuitModel:
+        """The model of other circuit constants and bias scales (e.g. an emulator configured differently)."""
         return cls(
-            c.ut, c.kappa, c.c_mem, float(c.c_syn[SynapseType.AMPA]), c.c_ref, c.c_pulse, c.v_switch,
-            cfg.bias_scale.get("IF_TAU1_N", cls.subthreshold_scale), cfg.bias_scale.get("IF_RFR_N", cls.refractory_scale),
-            c.i_spike_threshold,
+            circuit.ut, circuit.kappa, circuit.c_mem, float(circuit.c_syn[SynapseType.AMPA]), circuit.c_ref, circuit.c_pulse,
+            circuit.v_switch, bias_scale.get("IF_TAU1_N", SUBTHRESHOLD_SCALE), bias_scale.get("IF_RFR_N", REFRACTORY_SCALE),
+            circuit.i_spike_threshold,
         )
 
     def tau_current(self, tau_s: float, capacitance: float) -> float:
@@ -355,7 +361,7 @@ def map_network(
     settings = copy.copy(settings or NeuronSettings())
     if cfg.saturation is not None:  # the refractory period makes the rate curve the model's phi
         settings.t_ref_s = 1.0 / (cfg.saturation * time.r_max_hz)
-    circuit = circuit or CircuitModel.from_emulator()
+    circuit = circuit or CircuitModel()
     f, _h = net.n_inputs, net.n_hidden
     if f + 2 > N_NEURONS_PER_CORE:
         raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")

@@ -234,12 +234,11 @@ def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fano
 
 def default_emulator_boards(seed: int = 0) -> dict[str, BoardOpener]:
     """Two emulated boards reached through the USB emulation: mismatch off and the default mismatch."""
-    from emulator.config import EmulatorConfig, MismatchConfig
-    from emulator.virtual_usb import open_emulated_board
+    from ..boards import open_emulator
 
     return {
-        "board_ideal": lambda: open_emulated_board("NLEMU-IDEAL", EmulatorConfig(seed=seed, mismatch=MismatchConfig.ideal()), clock="fast"),
-        "board_mismatch": lambda: open_emulated_board("NLEMU-MISMATCH", EmulatorConfig(seed=seed), clock="fast"),
+        "board_ideal": lambda: open_emulator("NLEMU-IDEAL", seed=seed, mismatch=False),
+        "board_mismatch": lambda: open_emulator("NLEMU-MISMATCH", seed=seed),
     }
 
 

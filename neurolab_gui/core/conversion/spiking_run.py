@@ -25,12 +25,11 @@ import numpy as np
 from drivers.dynapse1.board_api import Board, SpikeGenEvent
 from drivers.dynapse1.spikes import SpikeEvents
 
+from ..probing.program import GENERATOR_CAPACITY, run_program, spike_program
 from .encoding import Stimulus, chunk_samples, sigma_delta_encode
 from .mapping import MappedNetwork
 from .training import ProgressCallback, check_cancel
 
-#: The FPGA spike generator's capacity (cAER generator script), events per program.
-MAX_GENERATOR_EVENTS = 0x7FFF
 #: Extra board time read after a chunk's last sample, so late spikes are not lost.
 TAIL_S = 0.02
 
@@ -68,12 +67,8 @@ def encode_for(mapped: MappedNetwork, x: np.ndarray, lengths: np.ndarray, seed: 
 
 
 def generator_program(mapped: MappedNetwork, stim: Stimulus) -> list[SpikeGenEvent]:
-    """Spike-generator events for a stimulus: source, destination cores and the ISI since the last event."""
-    isi = np.diff(np.concatenate([[0], stim.times_us])).astype(float)
-    return [
-        SpikeGenEvent(mapped.input_addresses[c], int(mapped.core_masks[c]), float(d))
-        for c, d in zip(stim.channels.tolist(), isi.tolist(), strict=True)
-    ]
+    """Spike-generator program of a stimulus: each channel's source address and destination cores."""
+    return spike_program(stim.times_us, stim.channels, mapped.input_addresses, mapped.core_masks)
 
 
 def decode(mapped: MappedNetwork, events: SpikeEvents, stim: Stimulus) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,7 +126,7 @@ def stream_samples(
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     lengths = np.asarray(lengths, np.int64)
-    plan = chunk_samples(encode_for(mapped, x, lengths, seed), MAX_GENERATOR_EVENTS)
+    plan = chunk_samples(encode_for(mapped, x, lengths, seed), GENERATOR_CAPACITY)
     n, h = len(x), mapped.n_hidden
     features, preds = np.zeros((n, h)), np.zeros(n, np.int64)
     counts, in_counts = np.zeros((n, h)), np.zeros((n, mapped.n_sources))
@@ -139,11 +134,7 @@ def stream_samples(
     for c, idx in enumerate(plan):
         check_cancel(cancel)
         stim = encode_for(mapped, x[idx], lengths[idx], seed + 7919 * (c + 1))
-        board.reset_timestamps()
-        board.load_spike_generator(generator_program(mapped, stim))
-        board.start_spike_generator()
-        events = board.read_events(stim.duration_us / 1e6 + TAIL_S)
-        board.stop_spike_generator()
+        events = run_program(board, generator_program(mapped, stim), stim.duration_us / 1e6 + TAIL_S)
         f_c, p_c, k_c = decode(mapped, events, stim)
         features[idx], preds[idx], counts[idx] = f_c, p_c, k_c
         sample_of_spike = np.searchsorted(stim.sample_start_us, stim.times_us, side="right") - 1
@@ -182,17 +173,12 @@ def run_on_brian2(
 ) -> SpikingResult:
     """Run ``mapped`` on the project's Brian2 model (mismatch off unless ``emulator_config`` says otherwise).
 
-    A fresh ``BoardSimulator`` receives exactly the tables and biases a board would (see
-    :mod:`.sim_board`); ``emulator.brian2_reference.run_brian2`` then simulates each stimulus
-    chunk from that configuration.  ``target`` is Brian2's code-generation target.
+    A fresh simulator receives exactly the tables and biases a board would
+    (:func:`~neurolab_gui.core.boards.open_brian2_board`); ``emulator.brian2_reference.run_brian2``
+    then simulates each stimulus chunk from that configuration.  ``target`` is Brian2's
+    code-generation target.
     """
-    from emulator.brian2_reference import run_brian2
-    from emulator.config import EmulatorConfig, MismatchConfig
-    from emulator.simulator import BoardSimulator
+    from ..boards import open_brian2_board
 
-    from .sim_board import SimulatorBoard
-
-    config = emulator_config or EmulatorConfig(mismatch=MismatchConfig.ideal())
-    sim = BoardSimulator("BRIAN2-REF", config)
-    board = SimulatorBoard(sim, runner=lambda s, d: run_brian2(s, d, dt=s.config.dt, target=target))
+    board = open_brian2_board(emulator_config, target)
     return run_on_board(board, mapped, x, lengths, seed, progress, cancel)

@@ -32,11 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from drivers.dynapse1.bias_table import closest_setting, nominal_current
-from drivers.dynapse1.board_api import BiasValue, Board, SpikeGenEvent
+from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
 
-from ..calibration.measure import fit_saturation, measure_dc_curves
+from ..fitting.fi import fit_saturation
+from ..probing.bias_tuning import TuningKnob, tune_core_biases
+from ..probing.curves import measure_dc_curves
+from ..probing.program import regular_train, run_program, trains_program
 from .mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork
 from .training import ProgressCallback, check_cancel
 
@@ -71,22 +74,6 @@ class ProbeDesign:
     min_rate_hz: float = 10.0  # points below are near the rheobase corner and left out of the fit
     inhibitory_drive_rate_out_hz: float = 120.0  # excitatory drive under the inhibition probes
     max_probe_rate_hz: float = 200.0  # operating points beyond this are skipped (saturation)
-
-
-def _regular_program(sources: list[InputAddress], rates: list[float], masks: list[int], duration_s: float) -> list[SpikeGenEvent]:
-    times, idx = [], []
-    for k, r in enumerate(rates):
-        if r <= 0:
-            continue
-        t = (np.arange(int(duration_s * r)) + 0.5 + 0.37 * k / max(1, len(rates))) / r
-        times.append(t)
-        idx.append(np.full(len(t), k))
-    t_all = np.concatenate(times)
-    k_all = np.concatenate(idx)
-    order = np.argsort(t_all, kind="stable")
-    t_us = np.rint(t_all[order] * 1e6)
-    isi = np.diff(np.concatenate([[0.0], t_us]))
-    return [SpikeGenEvent(sources[k], masks[k], float(d)) for k, d in zip(k_all[order].tolist(), isi.tolist(), strict=True)]
 
 
 def _probe_netlist(mapped: MappedNetwork, synapse: SynapseType, design: ProbeDesign, scales: np.ndarray,
@@ -139,12 +126,10 @@ def _measure(board: Board, mapped: MappedNetwork, synapse: SynapseType, design: 
     window = design.duration_s - design.settle_s
 
     def play(active_rates: list[float]) -> np.ndarray:
-        program = _regular_program(sources, active_rates, [mask] * len(active_rates), design.duration_s)
-        board.reset_timestamps()
-        board.load_spike_generator(program)
-        board.start_spike_generator()
-        events = board.read_events(design.duration_s)
-        board.stop_spike_generator()
+        # one regular train per source, phases offset so that the sources do not fire together
+        trains = [(k, regular_train(r, 0.0, design.duration_s, 0.5 + 0.37 * k / max(1, len(active_rates))))
+                  for k, r in enumerate(active_rates)]
+        events = run_program(board, trains_program(trains, sources, [mask] * len(sources)), design.duration_s)
         return events.select(events.timestamp_us >= design.settle_s * 1e6).counts() / window
 
     rate_of = play(all_rates)
@@ -259,13 +244,11 @@ def match_refractory(
     the nominal refractory bias misses it on silicon and under the emulator's mismatch (measured,
     default mismatch: the cores' median effective ``t_ref`` 23-40 % long).  Each round steps every
     core's ``IF_DC_P`` together through ``currents_a`` (connections cleared), fits ``t_ref`` per unit
-    on its DC f-I curve (:func:`~neurolab_gui.core.calibration.measure.fit_saturation`) and moves
+    on its DC f-I curve (:func:`~neurolab_gui.core.fitting.fi.fit_saturation`) and moves
     each core's bias with the calibration's secant search on the coarse/fine ladder
-    (:func:`~neurolab_gui.core.calibration.bias_tuning.tune_core_biases`, ``t_ref ∝ 1/I``).
+    (:func:`~neurolab_gui.core.probing.bias_tuning.tune_core_biases`, ``t_ref ∝ 1/I``).
     Returns the fits at the kept settings.  Leaves the chip's connections cleared.
     """
-    from ..calibration.bias_tuning import TuningKnob, tune_core_biases
-
     target = float(mapped.settings.t_ref_s)
     cores = sorted({(a.chip, a.core) for a in mapped.unit_addresses})
     settings = [closest_setting(c) for c in currents_a]

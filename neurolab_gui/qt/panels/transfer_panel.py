@@ -1,6 +1,6 @@
 """Transfer-curve panel: measured f–I curves of selected neurons, the population band and the RNN's target.
 
-It draws a :class:`~neurolab_gui.core.calibration.measure.TransferCurves` and redraws
+It draws a :class:`~neurolab_gui.core.fitting.transfer_curves.TransferCurves` and redraws
 whenever a sweep or a calibration reports a new step (``show_curves`` is called
 through a queued relay, so it is safe to feed from worker threads).
 
@@ -30,7 +30,7 @@ from PyQt6.QtWidgets import (
 
 from drivers.dynapse1.bias_table import closest_setting
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-from neurolab_gui.core.calibration.measure import TransferCurves
+from neurolab_gui.core.fitting.transfer_curves import TransferCurves
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import fit_choices, fit_curves
 from neurolab_gui.core.session_sweep import dc_sweep

@@ -211,7 +211,8 @@ def dc_targets_measure(board: Board, cores: list[CoreKey], dc_settings: list[tup
     DC current]; ``IF_THR_N`` → f-I gain above rheobase [Hz/A].  The sweep measures every core
     at once.
     """
-    from .measure import NeuronAddress, fit_saturation, measure_dc_curves
+    from ..fitting.fi import fit_saturation
+    from .curves import NeuronAddress, measure_dc_curves
 
     addresses = [NeuronAddress(c, k, n) for c, k in cores for n in range(3 if k == 0 else 0, neurons_per_core)]
 
@@ -331,21 +332,22 @@ def synaptic_tau_measure(
     ``tau_biases`` maps each probed synapse type to the bias that sets its time constant
     (``{AMPA: "NPDPIE_TAU_F_P", GABA_B: "NPDPII_TAU_S_P"}``); the ``addresses`` are dealt to the
     types in turn, so every core has neurons of each type and one run of
-    :func:`~.measure.measure_synaptic_taus` serves every core and type.  ``initial_step_hz`` and
+    :func:`~.taus.measure_synaptic_taus` serves every core and type.  ``initial_step_hz`` and
     ``initial_drive_hz`` (per source, per type) start the probe; afterwards each round's input
     rates are scaled towards the rates of :class:`TauProbeConfig`, and a round whose rates were
     far off (e.g. silent neurons) is run again, up to ``retries`` times, rather than handed to
     the tuner as unmeasurable.  The returned function keeps, per round,
     ``stats[round][core][type] = TauStatistics`` and ``last`` (the raw measurements).
     """
-    from .measure import MAX_GENERATOR_EVENTS, measure_synaptic_taus
+    from .program import GENERATOR_CAPACITY
+    from .taus import measure_synaptic_taus
 
     cfg = config or TauProbeConfig()
     types = list(tau_biases)
     groups = {syn: [a for i, a in enumerate(addresses) if i % len(types) == k] for k, syn in enumerate(types)}
     # the whole run (every type's step and drive sources) must fit in one generator program
     run_s = cfg.off_s + cfg.repeats * (cfg.on_s + cfg.off_s)
-    max_rate = min(cfg.max_source_rate_hz, 0.8 * MAX_GENERATOR_EVENTS / (cfg.multiplicity * run_s * 2 * len(types)))
+    max_rate = min(cfg.max_source_rate_hz, 0.8 * GENERATOR_CAPACITY / (cfg.multiplicity * run_s * 2 * len(types)))
     dead_values = np.array(list(dead_time_s.values()) if isinstance(dead_time_s, dict) else [dead_time_s], float)
     dead = float(np.nanmedian(dead_values)) if np.isfinite(dead_values).any() else 0.0
 

@@ -1,4 +1,7 @@
-"""Apply the published DYNAP-SE1 bias sets (libcaer coarse numbering, 0 = largest current).
+"""The published DYNAP-SE1 bias sets, expanded to every core bias and written to a board.
+
+Bias data, not emulator physics: the emulator, the calibration, the robot demo and the tests all
+start boards from these sets (libcaer coarse numbering, 0 = largest current).
 
 The sets themselves are the JSON files in ``resources/biases`` (read through
 :func:`drivers.dynapse1.bias_files.published_bias_set`; source: ``shared/reference/

@@ -1,0 +1,101 @@
+"""Where the core gets its boards: the one module of ``neurolab_gui.core`` that imports the emulator.
+
+Everything else in the core works on :class:`drivers.dynapse1.board_api.Board` objects and never
+learns whether silicon or the emulator answers.  The functions here open them:
+
+* :func:`open_silicon` - a DYNAP-SE1 on the USB bus (the driver's ``open_board``);
+* :func:`open_emulator` - an emulated board behind the virtual USB, reached through the very
+  same driver code path as silicon;
+* :func:`open_brian2_board` - the Brian2 reference stage: a simulator configured exactly like a
+  board (:class:`emulator.sim_board.SimulatorBoard`) whose time advances in the Brian2 model;
+* :func:`emulator_lag_s` - how far a real-time emulated board trails the wall clock.
+
+The emulator is imported inside the functions, so a core that only talks to silicon never loads
+it.  An import-linter contract (``pyproject.toml``) forbids ``neurolab_gui.core`` to import
+``emulator`` anywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.dynapse1.board_api import Board
+
+#: Serial of the emulated board that :func:`open_emulator` opens by default.
+DEFAULT_EMULATOR_SERIAL = "EMU00000"
+
+
+def emulator_config(*, seed: int = 0, mismatch: bool = True, dt: float | None = None) -> Any:
+    """An ``emulator.config.EmulatorConfig``: the default mismatch (or none), ``seed``, and ``dt`` if given."""
+    from emulator.config import EmulatorConfig, MismatchConfig
+
+    options: dict[str, Any] = {"seed": seed, "mismatch": MismatchConfig() if mismatch else MismatchConfig.ideal()}
+    if dt is not None:
+        options["dt"] = dt
+    return EmulatorConfig(**options)
+
+
+def open_emulator(
+    serial: str = DEFAULT_EMULATOR_SERIAL,
+    *,
+    seed: int = 0,
+    mismatch: bool = True,
+    dt: float | None = None,
+    clock: str = "fast",
+    separate_process: bool = False,
+    config: Any = None,
+) -> Board:
+    """A fresh emulated board, opened through the driver like silicon.
+
+    Parameters
+    ----------
+    serial : the board's serial number (it also seeds the mismatch, with ``seed``)
+    seed, mismatch, dt : the emulator configuration (:func:`emulator_config`), unless ``config``
+        gives a whole ``EmulatorConfig``
+    clock : ``"fast"`` (simulated time runs as fast as the CPU allows; batch work) or
+        ``"realtime"`` (paced to the wall clock; live use)
+    separate_process : simulate in a child process, so a full board never competes with the GUI
+    """
+    from emulator.virtual_usb import open_emulated_board
+
+    cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch, dt=dt)
+    return open_emulated_board(serial, cfg, clock=clock, separate_process=separate_process)
+
+
+def open_silicon(serial: str | None = None) -> Board:
+    """The DYNAP-SE1 with ``serial`` on the USB bus (the only one when None)."""
+    from drivers.dynapse1.board import open_board
+
+    return open_board(serial=serial)
+
+
+def open_brian2_board(config: Any = None, target: str = "cython") -> Board:
+    """A Board-like simulator for the Brian2 reference stage (mismatch off unless ``config`` says otherwise).
+
+    A fresh ``BoardSimulator`` receives exactly the tables and biases a board would (through the
+    driver's netlist compiler and the virtual FPGA); reading events then runs
+    ``emulator.brian2_reference.run_brian2`` on that configuration with code-generation ``target``.
+    """
+    from emulator.brian2_reference import run_brian2
+    from emulator.config import EmulatorConfig, MismatchConfig
+    from emulator.sim_board import SimulatorBoard
+    from emulator.simulator import BoardSimulator
+
+    sim = BoardSimulator("BRIAN2-REF", config or EmulatorConfig(mismatch=MismatchConfig.ideal()))
+    return SimulatorBoard(sim, runner=lambda s, d: run_brian2(s, d, dt=s.config.dt, target=target))
+
+
+def emulator_lag_s(board: Board) -> float | None:
+    """How far an emulated board on the real-time clock trails the wall clock [s], else None.
+
+    Measured by the virtual FPGA (``emulator.virtual_usb.VirtualFpga.lag_s``); silicon and the
+    fast clock have no such lag.
+    """
+    if not getattr(board, "is_emulated", False):
+        return None
+    from emulator.virtual_usb import virtual_fpga_of
+
+    fpga = virtual_fpga_of(board)
+    if fpga is None or fpga.clock != "realtime":
+        return None
+    return float(fpga.lag_s)
