@@ -2,11 +2,6 @@
 
 Modules, each with one job:
 
-- :mod:`.measure` - per-neuron transfer curves (DC sweeps through ``IF_DC_P``, input-rate sweeps
-  through any synapse type), synaptic and membrane time constants, refractory period; every
-  result carries its uncertainty and the chip time it cost.
-- :mod:`.bias_tuning` - per-core coarse/fine search on the discrete bias ladder towards target
-  quantities (saturation rate, rheobase, f-I gain, synaptic gain).
 - :mod:`.compensation` - neuron selection, CAM-multiplicity compensation, chip-in-the-loop
   fine-tuning of the constrained RNN with the measured per-neuron transfer functions.
 - :mod:`.engine` - :func:`~.engine.calibrate_network`, the whole loop for a converted network.
@@ -17,6 +12,9 @@ Modules, each with one job:
   with an async iterator for the GUI.
 - :mod:`.figures` - before/after figures (matplotlib, headless).
 
+The measurements it runs are in :mod:`neurolab_gui.core.probing` (transfer curves, time
+constants, the per-core coarse/fine search on the bias ladder) and their fits in
+:mod:`neurolab_gui.core.fitting`; the conversion's transfer matching uses the same packages.
 The engine never reads the emulator's hidden mismatch: it measures, as it would on silicon.
 Heavy modules (torch) are imported by the caller, not here.
 """

@@ -3,7 +3,7 @@
 :func:`calibrate_board` starts every listed core from a published bias set (reference §7,
 ``drivers.dynapse1.bias_sets``; on silicon the same values are simply written), tunes ``IF_RFR_N`` and
 ``IF_TAU1_N`` on the bias ladder so that the core population's median saturation rate and
-rheobase reach the targets (:mod:`.bias_tuning`), then measures every neuron's f-I curve with an
+rheobase reach the targets (:mod:`..probing.bias_tuning`), then measures every neuron's f-I curve with an
 ``IF_DC_P`` sweep (all neurons of all cores at once) and fits gain, rheobase and refractory
 period per neuron.  With a synaptic time-constant target it then tunes ``NPDPIE_TAU_F_P`` (AMPA)
 and ``NPDPII_TAU_S_P`` (GABA_B) per core the way the network calibration does

@@ -17,12 +17,12 @@
    (:func:`neurolab_gui.core.conversion.transfer.match_refractory`, the same search the
    conversion runs);
 1. per-neuron transfer curves of every neuron of the cores in use, through AMPA and through
-   GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`.measure`);
+   GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`..probing.curves`);
 2. a first selection of the best-matched neurons for the units
    (:func:`.compensation.select_neurons`), on relative gains pooled over the measurements of
    step 3's population rounds (:func:`pool_relative_gains`, no extra chip time);
 3. per-core tuning of the AMPA and GABA_B weight biases so that the *selected* neurons' median
-   gain equals the copy weight ``q`` the constrained network expects (:mod:`.bias_tuning`,
+   gain equals the copy weight ``q`` the constrained network expects (:mod:`..probing.bias_tuning`,
    discrete ladder search), each round measuring all cores at once;
 3b. the final selection: every neuron measured at the final biases, the units put on those
    nearest the target gains (not the core median: the tuned median is one ladder step off),
