@@ -115,13 +115,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run_real_robot(url, robot_config, board, config, progress, holder):
     from drivers.robot import PushBot
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.boards import open_emulator
     from neurolab_gui.core.robot_demo import PhototaxisSession
 
     own_board = board is None
     if own_board:
-        board = open_emulated_board(config=EmulatorConfig(dt=5e-4))
+        board = open_emulator(dt=5e-4)
     try:
         with PushBot(url, robot_config) as robot:
             session = PhototaxisSession(board, robot, config)
