@@ -1,0 +1,300 @@
+"""Jobs: every long operation (training, conversion, calibration, a DC sweep) is run, reported and
+cancelled one way, from the GUI, the CLI and scripts alike.
+
+* :class:`CancelToken`: the one cancel flag.  It is a :class:`threading.Event`, so the ``cancel``
+  parameter of every long call takes it; :meth:`CancelToken.check` raises
+  :class:`~neurolab_gui.core.cancellation.Cancelled` once it is set.
+* :class:`Progress`: the one progress report: a fraction in [0, 1], a message, the name of the
+  current step, an ETA when one can be estimated, the chip time used, and intermediate results
+  (``payload``, e.g. transfer curves as they are measured).
+* :data:`ProgressSink`: what every long call's ``progress`` parameter is: any callable taking a
+  :class:`Progress` (a job, a CLI printer, ``list.append``).  :func:`span` maps a part of the
+  work into a sub-range of the fraction; :class:`ProgressReporter` adds the ETA, the chip time
+  and a cancel check for calls that report named steps (the calibration engine).
+* :class:`Job`: runs ``work(progress, cancel)`` on a worker thread and announces what happens on
+  core :class:`~neurolab_gui.core.events.Signal` s: ``progress(Progress)``, ``log(str)``, then
+  exactly one of ``finished(result)``, ``failed(exc)``, ``cancelled(exc)``.  The Qt layer relays
+  them to the GUI thread (``neurolab_gui.qt.bridge.relay``); ``job.result()`` and ``await job``
+  serve scripts and asyncio (qasync in the GUI).  An error is never swallowed: ``result()``
+  re-raises it and ``failed`` carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from .cancellation import Cancelled
+from .events import Signal
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CancelToken(threading.Event):
+    """The cancel flag of a long operation: ``cancel()`` asks, the work ``check()`` s.
+
+    Being a :class:`threading.Event`, it is what every long call's ``cancel`` parameter takes.
+    """
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next check."""
+        self.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.is_set()
+
+    def check(self, message: str = "cancelled by the user") -> None:
+        """Raise :class:`Cancelled` when cancellation was asked for."""
+        if self.is_set():
+            raise Cancelled(message)
+
+
+def check_cancel(cancel: threading.Event | None, message: str = "cancelled by the user") -> None:
+    """Raise :class:`Cancelled` when ``cancel`` (a :class:`CancelToken` or any event) is set."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(message)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report.
+
+    Attributes
+    ----------
+    fraction : overall progress in [0, 1]
+    message : human-readable detail
+    step : name of the current step (e.g. ``"measure transfer curves"``; empty when the work has none)
+    eta_s : estimated wall-clock seconds left (nan until it can be estimated)
+    chip_s : chip time used so far (0 where no board is involved)
+    payload : intermediate results, e.g. ``{"curves": TransferCurves}`` as they are measured
+    """
+
+    fraction: float
+    message: str = ""
+    step: str = ""
+    eta_s: float = float("nan")
+    chip_s: float = 0.0
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """``"step: message (ETA 12 s)"``, the parts that are known."""
+        text = ": ".join(t for t in (self.step, self.message) if t)
+        return f"{text} (ETA {self.eta_s:.0f} s)" if math.isfinite(self.eta_s) else text
+
+    def line(self) -> str:
+        """One line for a terminal: ``" 42.0% step: message (ETA 12 s)"``."""
+        return f"{self.fraction:6.1%} {self.text()}"
+
+
+#: The ``progress`` parameter of every long call.
+ProgressSink = Callable[[Progress], None]
+
+
+def span(sink: ProgressSink | None, lo: float, hi: float, step: str | None = None) -> ProgressSink | None:
+    """A sink for a part of the work: its fractions in [0, 1] land in [lo, hi] of ``sink``.
+
+    ``step`` (when given) names the part in the reports that reach ``sink``.  None stays None,
+    so callers pass the result on without checking.
+    """
+    if sink is None:
+        return None
+
+    def report(event: Progress) -> None:
+        sink(dataclasses.replace(event, fraction=lo + (hi - lo) * float(event.fraction), step=step or event.step))
+
+    return report
+
+
+class _ChipClock(Protocol):
+    chip_s: float
+
+
+class ProgressReporter:
+    """Reports named steps of a long call: ``report(fraction, step, message, **payload)``.
+
+    Every report first checks the cancel token (raising ``cancelled_error``), keeps the fraction
+    from going backwards, estimates the ETA (elapsed wall time scaled by the remaining fraction)
+    and adds the chip time of ``board`` (a :class:`~.calibration.progress.MeteredBoard`), then
+    hands a :class:`Progress` to ``sink``.
+    """
+
+    def __init__(self, sink: ProgressSink | None, cancel: threading.Event | None, board: _ChipClock | None = None,
+                 cancelled_error: type[Cancelled] = Cancelled, cancel_message: str = "cancelled by the user") -> None:
+        self.sink = sink
+        self.cancel = cancel
+        self.board = board
+        self.cancelled_error = cancelled_error
+        self.cancel_message = cancel_message
+        self.t0 = time.perf_counter()
+        self.fraction = 0.0
+
+    def check(self) -> None:
+        """Raise ``cancelled_error`` when the cancel token is set."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.cancelled_error(self.cancel_message)
+
+    def __call__(self, fraction: float, step: str, message: str = "", **payload: Any) -> None:
+        self.emit(Progress(float(fraction), message, step, payload=dict(payload)))
+
+    def emit(self, event: Progress) -> None:
+        """Forward ``event`` (fraction already on this reporter's scale) with ETA and chip time."""
+        self.check()
+        self.fraction = min(1.0, max(self.fraction, float(event.fraction)))
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed * (1.0 - self.fraction) / self.fraction if self.fraction > 1e-3 else float("nan")
+        if self.sink is not None:
+            chip_s = self.board.chip_s if self.board is not None else event.chip_s
+            self.sink(dataclasses.replace(event, fraction=self.fraction, eta_s=eta, chip_s=chip_s))
+
+    def span(self, lo: float, hi: float, step: str) -> ProgressSink:
+        """A sink for a sub-call (e.g. the conversion's training) mapped into [lo, hi] as ``step``."""
+
+        def report(event: Progress) -> None:
+            self.emit(dataclasses.replace(event, fraction=lo + (hi - lo) * float(event.fraction), step=step))
+
+        return report
+
+
+class JobState:
+    PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "pending", "running", "finished", "failed", "cancelled"
+
+
+Work = Callable[[ProgressSink, CancelToken], T]
+
+
+class Job(Generic[T]):
+    """Run ``work(progress, cancel)`` on a daemon thread; subscribe to its signals before :meth:`start`.
+
+    Signals
+    -------
+    progress(Progress) : every report of the work, with the job's own ETA
+    log(str) : a line when the job starts, enters a new step and ends (also sent to :mod:`logging`)
+    finished(result), failed(exc), cancelled(exc) : exactly one of them, once
+
+    ``progress`` passed to the work raises :class:`Cancelled` once :meth:`cancel` was called, so
+    work that reports progress stops at its next report even where it does not check ``cancel``.
+    Work that returns although cancellation was asked for counts as cancelled (its result is kept
+    and returned by :meth:`result`).
+    """
+
+    def __init__(self, name: str, work: Work[T]) -> None:
+        self.name = name
+        self._work = work
+        self.cancel_token = CancelToken()
+        self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._thread: threading.Thread | None = None
+        self.state = JobState.PENDING
+        self.progress = Signal(f"{name} progress")
+        self.log = Signal(f"{name} log")
+        self.finished = Signal(f"{name} finished")
+        self.failed = Signal(f"{name} failed")
+        self.cancelled = Signal(f"{name} cancelled")
+        self.last_progress = Progress(0.0)
+        self._reporter = ProgressReporter(self._deliver, self.cancel_token, cancel_message=f"{name} cancelled")
+
+    # --- control ---------------------------------------------------------------------------------
+    def start(self) -> Job[T]:
+        if self._thread is not None:
+            raise RuntimeError(f"job {self.name!r} already started")
+        self.state = JobState.RUNNING
+        self._thread = threading.Thread(target=self._run, name=f"neurolab-{self.name}", daemon=True)
+        self._say(f"{self.name} started")
+        self._reporter.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the work to stop (at its next progress report or cancel check)."""
+        self.cancel_token.cancel()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancel_token.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block until done; the result, or the work's exception (:class:`Cancelled` when cancelled) raised."""
+        return self._future.result(timeout)
+
+    def __await__(self):
+        return asyncio.wrap_future(self._future).__await__()
+
+    def events(self) -> AsyncIterator[Progress]:
+        """The progress reports from now until the job ends, for ``async for`` (then see :meth:`result`)."""
+        inbox: queue.Queue[Progress | None] = queue.Queue()
+
+        def end(*_: object) -> None:
+            inbox.put(None)
+
+        self.progress.connect(inbox.put)
+        for signal in (self.finished, self.failed, self.cancelled):
+            signal.connect(end)
+        if self.done:
+            end()
+
+        async def stream() -> AsyncIterator[Progress]:
+            loop = asyncio.get_running_loop()
+            try:
+                while (event := await loop.run_in_executor(None, inbox.get)) is not None:
+                    yield event
+            finally:
+                self.progress.disconnect(inbox.put)
+                for signal in (self.finished, self.failed, self.cancelled):
+                    signal.disconnect(end)
+
+        return stream()
+
+    # --- the worker thread ---------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        log.info("%s", text)
+        self.log.emit(text)
+
+    def _deliver(self, event: Progress) -> None:
+        if event.step and event.step != self.last_progress.step:
+            self._say(f"{self.name}: {event.step}")
+        self.last_progress = event
+        self.progress.emit(event)
+
+    def _run(self) -> None:
+        try:
+            result = self._work(self._reporter.emit, self.cancel_token)
+        except Cancelled as exc:
+            self._end(JobState.CANCELLED, f"{self.name} cancelled", exc=exc)
+            return
+        except BaseException as exc:
+            log.exception("job %s failed", self.name)
+            self._end(JobState.FAILED, f"{self.name} failed: {exc}", exc=exc)
+            return
+        if self.cancel_token.is_set():
+            self._end(JobState.CANCELLED, f"{self.name} cancelled", result=result)
+        else:
+            self._end(JobState.FINISHED, f"{self.name} finished", result=result)
+
+    def _end(self, state: str, text: str, result: Any = None, exc: BaseException | None = None) -> None:
+        self.state = state
+        self._say(text)
+        if exc is not None:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(result)
+        if state == JobState.FINISHED:
+            self.finished.emit(result)
+        elif state == JobState.FAILED:
+            self.failed.emit(exc)
+        else:
+            self.cancelled.emit(exc if exc is not None else Cancelled(f"{self.name} cancelled"))
