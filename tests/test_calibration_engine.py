@@ -24,7 +24,8 @@ from neurolab_gui.core.calibration.profile import (
     profile_from_network_calibration,
     save_profile,
 )
-from neurolab_gui.core.calibration.progress import CalibrationCancelled, CalibrationJob
+from neurolab_gui.core.calibration.progress import CalibrationCancelled
+from neurolab_gui.core.cancellation import Cancelled
 from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
 from neurolab_gui.core.conversion.mapping import TAU_BIAS, NeuronSettings, TimeMapping, map_network
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
@@ -138,20 +139,22 @@ def test_cancel_leaves_the_board_in_its_starting_state():
 
 
 def test_job_streams_events_asynchronously_and_cancels():
-    def slow(progress, cancel):
-        from neurolab_gui.core.calibration.progress import ProgressReporter
+    from neurolab_gui.core.jobs import Job, ProgressReporter
 
+    def slow(progress, cancel):
         report = ProgressReporter(progress, cancel)
         for k in range(1000):
             report(k / 1000, "step", f"{k}")
             threading.Event().wait(0.001)
         return "finished"
 
-    job = CalibrationJob(slow)
+    job = Job("slow", slow)
 
     async def consume():
         seen = []
-        async for event in job.events():
+        events = job.events()
+        job.start()
+        async for event in events:
             seen.append(event)
             if len(seen) == 5:
                 job.cancel()
@@ -159,8 +162,8 @@ def test_job_streams_events_asynchronously_and_cancels():
 
     seen = asyncio.run(consume())
     assert 5 <= len(seen) < 1000
-    with pytest.raises(CalibrationCancelled):
-        job.wait()
+    with pytest.raises(Cancelled):
+        job.result()
 
 
 def test_multiplicity_compensation_divides_by_the_relative_gain():
@@ -321,8 +324,9 @@ def test_network_gain_matching_brings_the_board_features_onto_the_model(calibrat
     import copy
 
     from neurolab_gui.core.calibration.engine import _match_network_gains
-    from neurolab_gui.core.calibration.progress import ProgressReporter, metered
+    from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion.mapping import WEIGHT_BIAS
+    from neurolab_gui.core.jobs import ProgressReporter
 
     result, _, board, _ = calibrated
     result = copy.deepcopy(result)
@@ -349,7 +353,8 @@ def test_in_the_loop_stage_matches_gains_validates_and_keeps_the_best_network(ca
     import copy
 
     from neurolab_gui.core.calibration.engine import _in_the_loop
-    from neurolab_gui.core.calibration.progress import ProgressReporter, metered
+    from neurolab_gui.core.calibration.progress import metered
+    from neurolab_gui.core.jobs import ProgressReporter
 
     result, _, board, _ = calibrated
     result = copy.deepcopy(result)

@@ -23,7 +23,7 @@ def test_tiny_conversion_on_the_emulator_is_well_above_chance(tmp_path):
     model, trained = train_model(task, cfg)
     assert trained.test_accuracy > 0.5
     seen = []
-    result = convert(model, task, cfg, progress=lambda f, m: seen.append(f))
+    result = convert(model, task, cfg, progress=lambda p: seen.append(p.fraction))
     report = result.report
     board = report.stage("board_ideal")
     assert board is not None and board.n_samples == 40

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from emulator.virtual_usb import virtual_fpga_of
 from neurolab_gui.core.connection import ConnectionTarget, emulator_lag_s
-from neurolab_gui.core.session import Session
 
 
 def wait_for(condition, timeout_s: float = 15.0) -> None:
@@ -17,13 +14,6 @@ def wait_for(condition, timeout_s: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
-
-
-@pytest.fixture
-def session():
-    s = Session(spike_capacity=200_000)
-    yield s
-    s.close()
 
 
 def test_emulator_target_opens_a_board_with_that_seed_and_mismatch(session):

@@ -13,22 +13,19 @@ import pytest
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.virtual_usb import virtual_fpga_of
+from neurolab_gui.core.cancellation import Cancelled
 from neurolab_gui.core.fitting.transfer_curves import TransferCurves
-from neurolab_gui.core.session import Session
+from neurolab_gui.core.jobs import CancelToken
 from neurolab_gui.core.session_sweep import dc_sweep
-from neurolab_gui.core.session_tasks import TaskCancelled
 
 CHIP, CORE = 1, 2
 SETTINGS = [(5, 40), (5, 120), (5, 250), (4, 120)]
 
 
 @pytest.fixture
-def session():
-    s = Session(spike_capacity=200_000)
-    assert s.connect("emulator", seed=5, mismatch=True, clock="fast", acquire=False), s.connection.status.message
-    s.biases.apply_preset("samna_recommended", cores=[(CHIP, CORE)])
-    yield s
-    s.close()
+def session(emulator_session):
+    emulator_session.biases.apply_preset("samna_recommended", cores=[(CHIP, CORE)])
+    return emulator_session
 
 
 def test_sweep_keeps_the_users_network_and_logs_its_steps_in_the_bias_model(session):
@@ -43,7 +40,7 @@ def test_sweep_keeps_the_users_network_and_logs_its_steps_in_the_bias_model(sess
     log_before = len(session.biases.log)
     steps: list[TransferCurves] = []
 
-    curves = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.1, on_step=steps.append)(lambda f, m: None, lambda: False)
+    curves = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.1, on_step=steps.append)(lambda p: None, CancelToken())
 
     cam_after = (tables.cam_written, tables.cam_core, tables.cam_neuron, tables.cam_type)
     assert all(np.array_equal(a, b) for a, b in zip(cam_before, cam_after, strict=True))  # nothing cleared or rewritten
@@ -66,10 +63,17 @@ def test_cancelling_mid_sweep_restores_if_dc_p_on_the_model_and_the_chip(session
     original = session.biases.value(CHIP, CORE, "IF_DC_P")
     assert (original.coarse, original.fine) not in SETTINGS  # so a restore is visible
     steps: list[TransferCurves] = []
-    work = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.05, on_step=steps.append)
+    cancel = CancelToken()
 
-    with pytest.raises(TaskCancelled, match="sweep cancelled"):
-        work(lambda f, m: None, lambda: len(steps) >= 2)  # the user presses cancel during the second level
+    def on_step(curves: TransferCurves) -> None:
+        steps.append(curves)
+        if len(steps) == 2:  # the user presses cancel during the second level
+            cancel.cancel()
+
+    work = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.05, on_step=on_step)
+
+    with pytest.raises(Cancelled, match="sweep cancelled"):
+        work(lambda p: None, cancel)
 
     assert len(steps) == 2  # stopped after the level in progress, not at the end
     assert session.biases.value(CHIP, CORE, "IF_DC_P") == original

@@ -3,20 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
-from neurolab_gui.core.session import Session
-from neurolab_gui.qt.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    session = Session(spike_capacity=10_000)
-    w = MainWindow(session, layout_path=tmp_path / "layout.json")
-    w.reporter.show_messages = False
-    qtbot.addWidget(w)
-    yield w
-    w.close()
+from PyQt6.QtCore import Qt
 
 
 def test_conversion_from_the_panel_fills_table_mapping_and_raster_layers(window, qtbot):
@@ -54,3 +41,54 @@ def test_conversion_from_the_panel_fills_table_mapping_and_raster_layers(window,
 def test_convert_without_a_model_is_refused_with_a_message(window, qtbot):
     window.model_panel.convert_button.click()
     qtbot.waitUntil(lambda: "load or train a model" in window.log_panel.contents())
+
+
+def _tiny_seq_digits(window):
+    """The panel on a tiny network over a prefix of sequential digits (the session's data set: no loading)."""
+    from neurolab_gui.core.conversion.tasks import load_task
+
+    panel = window.model_panel
+    panel.task_combo.setCurrentText("seq_digits")
+    panel.hidden_spin.setValue(6)
+    panel.epochs_spin.setValue(1)
+    panel.qat_spin.setValue(0)
+    panel.groups_spin.setValue(1)
+    for check in panel.stage_checks.values():
+        check.setChecked(False)
+    window.session.task = load_task("seq_digits").subset(96, 24)
+    return panel
+
+
+def test_train_and_convert_buttons_run_jobs_whose_events_reach_the_panel(window, qtbot):
+    panel = _tiny_seq_digits(window)
+    qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+    training = panel.job
+    assert training is not None and training.name == "training" and panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: "training finished" in panel.status.text(), timeout=60_000)
+    model = training.result()
+    assert panel.last_result is model and window.session.model is model  # the result came through the job's signals
+    assert panel.progress.value() == 100 and not panel.cancel_button.isEnabled()
+    assert model.config.n_hidden == 6 and "6 hidden" in panel.model_label.text()
+
+    qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
+    conversion = panel.job
+    assert conversion is not training and conversion.name == "conversion"
+    qtbot.waitUntil(lambda: "conversion finished" in panel.status.text(), timeout=60_000)
+    result = conversion.result()
+    assert panel.last_result is result and window.session.conversion is result
+    assert result.constrained.n_hidden == 6 and len(result.mapped.group_cores) == 1
+    qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 2)
+    assert panel.accuracy_table.item(1, 1).text() == f"{result.report.stage('constrained').accuracy:.4f}"
+
+
+def test_cancel_button_stops_training_and_keeps_no_model(window, qtbot):
+    panel = _tiny_seq_digits(window)
+    panel.epochs_spin.setValue(1000)
+    qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+    job = panel.job
+    qtbot.waitUntil(lambda: panel.progress.value() > 0 or job.last_progress.fraction > 0, timeout=60_000)  # training runs
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "training cancelled" in panel.status.text(), timeout=30_000)
+    assert job.done and job.last_progress.fraction < 0.5  # stopped long before the 1000 epochs
+    assert window.session.model is None and panel.last_result is None
+    assert not panel.cancel_button.isEnabled()

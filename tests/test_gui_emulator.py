@@ -13,7 +13,6 @@ import pytest
 from drivers.dynapse1.bias_table import nominal_current
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE
 from emulator.virtual_usb import virtual_fpga_of
-from neurolab_gui.core.session import Session
 from neurolab_gui.qt.main_window import MainWindow
 
 
@@ -22,22 +21,13 @@ def model_value_pair(value) -> tuple[int, int]:
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path):
-    windows: list[MainWindow] = []
+def make_window(make_window):
+    """The shared window factory (conftest), connected to a mismatched emulator with seed 3."""
 
     def make(clock: str, acquire: bool) -> MainWindow:
-        session = Session(spike_capacity=500_000)
-        w = MainWindow(session, layout_path=tmp_path / "layout.json")
-        w.reporter.show_messages = False
-        qtbot.addWidget(w)
-        assert session.connect("emulator", seed=3, mismatch=True, clock=clock, acquire=acquire), session.connection.status.message
-        windows.append(w)
-        return w
+        return make_window(500_000, seed=3, mismatch=True, clock=clock, acquire=acquire)
 
-    yield make
-    for w in windows:
-        w.session.close()
-        w.close()
+    return make
 
 
 def test_slider_move_reaches_the_emulated_chip_as_bias_words(make_window, qtbot):
@@ -111,7 +101,7 @@ def test_calibration_started_from_the_gui_finishes_and_updates_the_transfer_curv
     transfer.chip_spin.setValue(0)
     transfer.core_spin.setValue(2)  # no conversion loaded: the calibration measures the transfer panel's core
     model.calibrate_button.click()
-    task = model.task
+    task = model.job
     assert task is not None and task.name == "calibration" and model.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: task.done, timeout=120_000)
     results = task.result()
@@ -131,7 +121,7 @@ def test_calibration_can_be_cancelled_from_the_gui(make_window, qtbot):
     model = window.model_panel
     window.transfer_panel.steps_spin.setValue(50)
     model.calibrate_button.click()
-    task = model.task
+    task = model.job
     model.cancel_button.click()
     qtbot.waitUntil(lambda: task.done, timeout=30_000)
     qtbot.waitUntil(lambda: "calibration cancelled" in model.status.text())

@@ -49,12 +49,11 @@ def _open(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import threading
-
     from neurolab_gui.core.calibration.profile import save_profile
     from neurolab_gui.core.calibration.progress import CalibrationCancelled
+    from neurolab_gui.core.jobs import CancelToken
 
-    cancel = threading.Event()
+    cancel = CancelToken()
     try:
         board = _open(args)
     except Exception as exc:  # noqa: BLE001 - reported to the user
@@ -129,7 +128,7 @@ def _network(args: argparse.Namespace, board, cancel):
     cfg = pipeline.config_for_task(task.name, model.config if model is not None else None, epochs=args.epochs)
     if model is None:
         print(f"training a model on {task.name} ({cfg.train.epochs} epochs)...", flush=True)
-        model, _ = pipeline.train_model(task, cfg, progress=lambda f, m: print(f"  {m}", flush=True), cancel=cancel)
+        model, _ = pipeline.train_model(task, cfg, progress=lambda p: print(f"  {p.message}", flush=True), cancel=cancel)
     net = pipeline.constrain_model(model, task, cfg, cancel=cancel)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
     result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)

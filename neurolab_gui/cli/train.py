@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neurolab_gui.core.jobs import Progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 _T0: list[float] = []
 
 
-def print_progress(fraction: float, message: str) -> None:
-    """Progress callback of the CLI: percentage, elapsed seconds, message."""
+def print_progress(progress: Progress) -> None:
+    """Progress sink of the CLI: percentage, elapsed seconds, step, message and ETA when known."""
     import time
 
     if not _T0:
         _T0.append(time.perf_counter())
-    print(f"[{100 * fraction:5.1f} % {time.perf_counter() - _T0[0]:6.1f} s] {message}", flush=True)
+    print(f"[{100 * progress.fraction:5.1f} % {time.perf_counter() - _T0[0]:6.1f} s] {progress.text()}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ needs on top:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,8 @@ from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip, check_core
 
 from .fitting.transfer_curves import TransferCurves
+from .jobs import Progress, ProgressSink, check_cancel
 from .probing.curves import measure_dc_curves
-from .session_tasks import CancelledFn, ProgressFn, TaskCancelled
 
 if TYPE_CHECKING:
     from .session import Session
@@ -42,8 +43,8 @@ def dc_sweep(
     duration_s: float = 0.2,
     neurons: Sequence[int] | None = None,
     on_step: Callable[[TransferCurves], None] | None = None,
-) -> Callable[[ProgressFn, CancelledFn], TransferCurves]:
-    """Work function for a :class:`~neurolab_gui.core.session_tasks.BackgroundTask`.
+) -> Callable[[ProgressSink, threading.Event], TransferCurves]:
+    """Work function for a :class:`~neurolab_gui.core.jobs.Job`.
 
     Parameters
     ----------
@@ -57,7 +58,7 @@ def dc_sweep(
     Returns
     -------
     Callable
-        ``work(progress, cancelled)`` returning the measured
+        ``work(progress, cancel)`` returning the measured
         :class:`~neurolab_gui.core.fitting.transfer_curves.TransferCurves`.  The original IF_DC_P
         value is restored at the end, also on error or cancel.
     """
@@ -78,19 +79,18 @@ def dc_sweep(
         # records the step for undo and the change log.
         session.biases.set(chip, core, name, coarse, fine, origin="sweep")
 
-    def work(progress: ProgressFn, cancelled: CancelledFn) -> TransferCurves:
+    def work(progress: ProgressSink, cancel: threading.Event) -> TransferCurves:
         def on_level(curves: TransferCurves, events: SpikeEvents) -> None:
             session.connection.feed(events)
             if on_step is not None:
                 on_step(curves)
             levels = len(curves.x)
             coarse, fine = settings[levels - 1]
-            progress(levels / len(settings), f"IF_DC_P c{coarse} f{fine}")
-            if levels < len(settings) and cancelled():
-                raise TaskCancelled("sweep cancelled")
+            progress(Progress(levels / len(settings), f"IF_DC_P c{coarse} f{fine}"))
+            if levels < len(settings):
+                check_cancel(cancel, "sweep cancelled")
 
-        if cancelled():
-            raise TaskCancelled("sweep cancelled")
+        check_cancel(cancel, "sweep cancelled")
         with session.connection.acquisition_paused() as board:
             return measure_dc_curves(board, addresses, settings, duration_s + SETTLE_S, SETTLE_S, clear_connections=False,
                                      set_bias=set_through_bias_model, on_level=on_level)

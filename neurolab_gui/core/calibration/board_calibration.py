@@ -29,6 +29,7 @@ from drivers.dynapse1.topology import SynapseType, check_chip, check_core
 from ..conversion.mapping import EXCITATORY, GAIN_BIAS, INHIBITORY, TAU_BIAS, WEIGHT_BIAS
 from ..fitting.fi import SaturationFit, fit_saturation
 from ..fitting.transfer_curves import TransferCurves
+from ..jobs import ProgressReporter, ProgressSink
 from ..probing.bias_tuning import (
     TauProbeConfig,
     TauTuningResult,
@@ -41,7 +42,7 @@ from ..probing.bias_tuning import (
 from ..probing.curves import measure_dc_curves, probe_neurons
 from ..probing.taus import tau_probe_source_end
 from .profile import CalibrationProfile, NeuronCalibration
-from .progress import CalibrationCancelled, ProgressReporter, ProgressSink, metered
+from .progress import CalibrationCancelled, calibration_reporter, metered
 
 #: IF_DC_P sweep used for the DC curves (libcaer coarse 5 = 820 pA full scale).
 DEFAULT_DC_SWEEP: tuple[tuple[int, int], ...] = ((5, 20), (5, 40), (5, 70), (5, 110), (5, 170), (5, 250))
@@ -176,7 +177,7 @@ def calibrate_board(
     targets = targets or BoardTargets()
     t0 = time.perf_counter()
     mboard = metered(board)
-    report = ProgressReporter(progress, cancel, mboard)
+    report = calibration_reporter(progress, cancel, mboard)
     start = {(chip, core, name): BiasValue(c, f, h) for core in cores for name, (c, f, h) in bias_set(start_set).items()}
     keys = [(chip, core) for core in cores]
     try:

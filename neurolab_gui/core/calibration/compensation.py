@@ -42,8 +42,9 @@ from ..conversion.constrain import ConstrainedNetwork, project_row_multiplicitie
 from ..conversion.mapping import MappedNetwork
 from ..conversion.models import RateRNN
 from ..conversion.tasks import Task
-from ..conversion.training import ProgressCallback, TrainConfig, evaluate, train
+from ..conversion.training import TrainConfig, evaluate, train
 from ..fitting.fi import GainFit
+from ..jobs import ProgressSink
 
 
 def select_neurons(
@@ -225,7 +226,7 @@ def fine_tune(
     transfer: UnitTransfer,
     task: Task,
     config: TrainConfig,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> ConstrainedNetwork:

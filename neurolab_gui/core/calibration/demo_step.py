@@ -10,11 +10,10 @@ summary and writes the figures.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from ..jobs import ProgressSink
 from .engine import CalibrationConfig, calibrate_network
-from .progress import ProgressEvent
 
 
 def run_calibration_step(
@@ -25,7 +24,7 @@ def run_calibration_step(
     n_test: int = 120,
     emulator_seed: int = 0,
     config: CalibrationConfig | None = None,
-    progress: Callable[[ProgressEvent], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> dict:
     """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures)."""
     from ..boards import open_emulator

@@ -70,6 +70,7 @@ from ..conversion.training import TrainConfig, evaluate, readout_features
 from ..conversion.transfer import RefractoryFit, match_refractory
 from ..fitting.fi import GainFit, fit_gains
 from ..fitting.transfer_curves import TransferCurves
+from ..jobs import ProgressReporter, ProgressSink
 from ..probing.bias_tuning import (
     TauProbeConfig,
     TauStatistics,
@@ -91,7 +92,7 @@ from .compensation import (
     select_within_budget,
     with_multiplicities,
 )
-from .progress import CalibrationCancelled, MeteredBoard, ProgressReporter, ProgressSink, metered
+from .progress import CalibrationCancelled, MeteredBoard, calibration_reporter, metered
 
 
 @dataclass
@@ -357,7 +358,7 @@ def calibrate_network(
     cfg = config or CalibrationConfig()
     t_start = time.perf_counter()
     mboard: MeteredBoard = metered(board)
-    report = ProgressReporter(progress, cancel, mboard)
+    report = calibration_reporter(progress, cancel, mboard)
     work = copy.deepcopy(mapped)
     chip = work.chip
     start_biases = {key: board.get_bias(*key) for key in work.biases}

@@ -45,9 +45,10 @@ import torch
 
 from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
 
+from ..jobs import Progress, ProgressSink
 from .models import RateRNN, RNNConfig
 from .tasks import Task
-from .training import ProgressCallback, TrainConfig, evaluate, train
+from .training import TrainConfig, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ def constrain(
     config: ConstraintConfig | None = None,
     retention: float | None = None,
     steps_per_sample: int | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     saturation: float | None = None,
 ) -> ConstrainedNetwork:
@@ -314,7 +315,7 @@ def constrain(
     net.weight_transform = quantiser
     if progress:
         acc, _ = evaluate(net, task.x_test, task.y_test, task.lengths_test)
-        progress(0.0, f"quantised before fine-tuning: test accuracy {acc:.3f}")
+        progress(Progress(0.0, f"quantised before fine-tuning: test accuracy {acc:.3f}"))
     if cfg.qat.epochs > 0:
         train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit)
     net.weight_transform = None

@@ -5,12 +5,13 @@ Python API (used by ``neurolab train/convert/demo`` and by the GUI)::
     from neurolab_gui.core.conversion import pipeline, tasks
     task = tasks.load_task("seq_digits")
     cfg = pipeline.PipelineConfig()
-    model, _ = pipeline.train_model(task, cfg, progress=print_progress, cancel=event)
-    result = pipeline.convert(model, task, cfg, progress=print_progress, cancel=event)
+    cancel = CancelToken()  # from neurolab_gui.core.jobs
+    model, _ = pipeline.train_model(task, cfg, progress=lambda p: print(p.line()), cancel=cancel)
+    result = pipeline.convert(model, task, cfg, progress=lambda p: print(p.line()), cancel=cancel)
     print(result.report.table())
 
-Every long call takes ``progress(fraction, message)`` and a ``threading.Event`` ``cancel``
-(see :mod:`.training`).  Board stages go through the :class:`~drivers.dynapse1.board_api.Board`
+Every long call takes ``progress`` (a sink of :class:`~neurolab_gui.core.jobs.Progress`) and a
+``cancel`` token (see :mod:`neurolab_gui.core.jobs`).  Board stages go through the :class:`~drivers.dynapse1.board_api.Board`
 interface: by default two emulated boards (``board_ideal``: mismatch off, ``board_mismatch``:
 the emulator's default mismatch) opened with ``emulator.virtual_usb.open_emulated_board``; pass
 ``boards={"board": opener}`` to run on silicon.  The Brian2 stage configures an
@@ -35,12 +36,14 @@ import torch
 
 from drivers.dynapse1.board_api import Board
 
+from .. import jobs
+from ..jobs import Progress, ProgressSink, check_cancel
 from .constrain import ConstrainedNetwork, ConstraintConfig, constrain, normalize_activations
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
 from .models import RateRNN, RNNConfig
 from .report import ConversionReport, StageResult, paired_comparison
 from .tasks import Task
-from .training import ProgressCallback, TrainConfig, TrainResult, check_cancel, evaluate, mean_rates, train
+from .training import TrainConfig, TrainResult, evaluate, mean_rates, train
 from .transfer import ProbeDesign, TransferFit, match_refractory, match_transfer
 
 #: A function that opens (and returns) a Board for a stage.
@@ -191,7 +194,7 @@ def build_model(task: Task, cfg: PipelineConfig) -> RateRNN:
 def train_model(
     task: Task,
     cfg: PipelineConfig,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> tuple[RateRNN, TrainResult]:
     """A fresh model of ``cfg`` trained on ``task`` with BPTT."""
@@ -205,7 +208,7 @@ def constrain_model(
     model: RateRNN,
     task: Task,
     cfg: PipelineConfig,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> ConstrainedNetwork:
     """:func:`.constrain.constrain` with ``cfg``'s constraints, dynamics and spike-count noise."""
@@ -247,17 +250,15 @@ def convert(
     task: Task,
     cfg: PipelineConfig | None = None,
     boards: dict[str, BoardOpener] | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> ConversionResult:
     """Constrain, map, match transfer curves and run every requested stage; see the module docstring."""
     cfg = cfg or PipelineConfig()
     report = ConversionReport(task.name)
 
-    def say(lo: float, hi: float) -> ProgressCallback | None:
-        if progress is None:
-            return None
-        return lambda f, m: progress(lo + (hi - lo) * f, m)
+    def say(lo: float, hi: float) -> ProgressSink | None:
+        return jobs.span(progress, lo, hi)
 
     model = copy.deepcopy(model).cpu()
     report.model = {**model.config.to_dict()}
@@ -336,7 +337,7 @@ def convert(
         report.stages.sort(key=lambda s: ["float", "constrained", "brian2", "board_ideal", "board_mismatch", "board"].index(s.name) if s.name in ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board") else 99)
     report.mapping = result.mapped.summary()
     if progress:
-        progress(1.0, "conversion finished")
+        progress(Progress(1.0, "conversion finished"))
     return result
 
 

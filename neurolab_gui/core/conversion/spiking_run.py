@@ -25,10 +25,10 @@ import numpy as np
 from drivers.dynapse1.board_api import Board, SpikeGenEvent
 from drivers.dynapse1.spikes import SpikeEvents
 
+from ..jobs import Progress, ProgressSink, check_cancel
 from ..probing.program import GENERATOR_CAPACITY, run_program, spike_program
 from .encoding import Stimulus, chunk_samples, sigma_delta_encode
 from .mapping import MappedNetwork
-from .training import ProgressCallback, check_cancel
 
 #: Extra board time read after a chunk's last sample, so late spikes are not lost.
 TAIL_S = 0.02
@@ -119,7 +119,7 @@ def stream_samples(
     x: np.ndarray,
     lengths: np.ndarray,
     seed: int = 0,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> SpikingResult:
     """Play ``x`` through a board that already holds ``mapped`` and decode every sample."""
@@ -141,7 +141,7 @@ def stream_samples(
         np.add.at(in_counts, (idx[sample_of_spike], stim.channels), 1.0)
         done += len(idx)
         if progress:
-            progress(done / n, f"board: {done}/{n} samples streamed")
+            progress(Progress(done / n, f"board: {done}/{n} samples streamed"))
     return SpikingResult(preds, features, counts, in_counts, time.perf_counter() - t0)
 
 
@@ -151,7 +151,7 @@ def run_on_board(
     x: np.ndarray,
     lengths: np.ndarray,
     seed: int = 0,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> SpikingResult:
     """Configure ``board`` with ``mapped``, stream ``x`` and decode (see the module docstring)."""
@@ -166,7 +166,7 @@ def run_on_brian2(
     x: np.ndarray,
     lengths: np.ndarray,
     seed: int = 0,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     target: str = "cython",
     emulator_config=None,

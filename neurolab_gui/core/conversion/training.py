@@ -2,10 +2,11 @@
 
 Seeded (torch, numpy) so that a run is repeatable on one machine; CPU by default, CUDA when
 present and asked for (``device="auto"``).  Long operations in the conversion package share one
-calling convention: ``progress(fraction, message)`` is called now and then with a fraction in
-[0, 1], and ``cancel`` is a :class:`threading.Event`; once it is set the loop stops at the next
-batch and raises :class:`Cancelled`, leaving the model with the weights of the last finished
-step.
+calling convention, the core's job model (:mod:`neurolab_gui.core.jobs`): ``progress`` receives a
+:class:`~neurolab_gui.core.jobs.Progress` now and then, and ``cancel`` is a
+:class:`~neurolab_gui.core.jobs.CancelToken` (any :class:`threading.Event`); once it is set the
+loop stops at the next batch and raises :class:`Cancelled`, leaving the model with the weights
+of the last finished step.
 """
 
 from __future__ import annotations
@@ -18,17 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cancellation import Cancelled  # re-exported: the conversion API's cancel exception
+from ..jobs import Progress, ProgressSink, check_cancel
 from .models import RateRNN
 from .tasks import Task
-
-#: ``progress(fraction, message)``
-ProgressCallback = Callable[[float, str], None]
-
-
-def check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled by the user")
 
 
 def pick_device(device: str = "cpu") -> torch.device:
@@ -105,15 +98,14 @@ def train(
     model: RateRNN,
     task: Task,
     config: TrainConfig | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     after_epoch: Callable[[int], None] | None = None,
-    progress_span: tuple[float, float] = (0.0, 1.0),
 ) -> TrainResult:
     """Train ``model`` on ``task`` with Adam and cross-entropy (BPTT through the whole sequence).
 
     ``after_epoch(epoch)`` runs after every epoch (quantisation-aware training uses it to refit
-    scales and masks).  ``progress_span`` maps this run's progress into a larger operation's.
+    scales and masks).  Progress is reported once per epoch.
     """
     cfg = config or TrainConfig()
     seed_everything(cfg.seed)
@@ -129,7 +121,6 @@ def train(
     result = TrainResult()
     n = len(x_all)
     n_batches = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
-    lo, hi = progress_span
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=gen).to(device)
@@ -154,9 +145,7 @@ def train(
         result.train_loss.append(total_loss / n)
         result.train_accuracy.append(correct / n)
         if progress is not None:
-            progress(
-                lo + (hi - lo) * (epoch + 1) / cfg.epochs,
-                f"epoch {epoch + 1}/{cfg.epochs}: loss {total_loss / n:.3f}, train accuracy {correct / n:.3f}",
-            )
+            progress(Progress((epoch + 1) / cfg.epochs,
+                              f"epoch {epoch + 1}/{cfg.epochs}: loss {total_loss / n:.3f}, train accuracy {correct / n:.3f}"))
     result.test_accuracy, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
     return result

@@ -37,11 +37,11 @@ from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
 
 from ..fitting.fi import fit_saturation
+from ..jobs import Progress, ProgressSink, check_cancel
 from ..probing.bias_tuning import TuningKnob, tune_core_biases
 from ..probing.curves import measure_dc_curves
 from ..probing.program import regular_train, run_program, trains_program
 from .mapping import EXCITATORY, INHIBITORY, WEIGHT_BIAS, MappedNetwork
-from .training import ProgressCallback, check_cancel
 
 
 @dataclass
@@ -171,7 +171,7 @@ def match_transfer(
     scales: np.ndarray,
     design: ProbeDesign | None = None,
     rounds: int = 2,
-    progress: ProgressCallback | None = None,
+    progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> list[TransferFit]:
     """Measure and correct the weight bias of every core group and synapse type (in place).
@@ -193,8 +193,8 @@ def match_transfer(
             round_fits = _measure(board, mapped, syn, design, scales)
             step += 1
             if progress:
-                progress(step / total, f"transfer {syn.name} round {r + 1}: gain/target "
-                         + ", ".join(f"core {f.core} {f.gain / f.target_gain:.3f}" for f in round_fits))
+                progress(Progress(step / total, f"transfer {syn.name} round {r + 1}: gain/target "
+                                  + ", ".join(f"core {f.core} {f.gain / f.target_gain:.3f}" for f in round_fits)))
             if r == rounds:
                 break
             for g, fit in enumerate(round_fits):

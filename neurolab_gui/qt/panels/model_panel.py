@@ -1,22 +1,20 @@
 """Model and conversion panel: load or train a network, convert it, see weights, mapping and accuracies.
 
-Everything long runs in a :class:`~neurolab_gui.core.session_tasks.BackgroundTask` (never on
-the GUI thread) with a progress bar and a cancel button.  The work is the conversion
-developer's pipeline (:mod:`neurolab_gui.core.conversion.pipeline`: ``train_model`` and
-``convert``); results go into the session (``session.set_model`` / ``session.set_conversion``),
-which this panel, the raster's "RNN layer" selection and the transfer panel follow.  What is
-drawn is computed by :mod:`neurolab_gui.core.session_conversion`.
+The panel holds no workflow: its buttons build the session's jobs
+(:mod:`neurolab_gui.core.workflows`: training, conversion, calibration), subscribe to their
+signals through the Qt bridge (progress bar, status line, result, errors to the reporter) and
+start them; the cancel button cancels the running job.  The workflows put their results into the
+session (``set_model`` / ``set_conversion``), which this panel, the raster's "RNN layer" selection
+and the transfer panel follow.  What is drawn is computed by
+:mod:`neurolab_gui.core.session_conversion`.
 
-Calibration: "Start calibration" runs the calibration engine
-(:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`) on every core the
-mapped network uses (or the transfer panel's core when nothing is mapped), with its
-intermediate transfer curves growing live in the transfer panel; network-level calibration with
-the stage accuracies is ``neurolab calibrate --task`` (or the calibration API).
+Calibration: "Start calibration" calibrates every core the mapped network uses (or the transfer
+panel's core when nothing is mapped), with its intermediate transfer curves growing live in the
+transfer panel; network-level calibration with the stage accuracies is ``neurolab calibrate
+--task`` (or the calibration API).
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -38,9 +36,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from neurolab_gui.core import workflows
+from neurolab_gui.core.jobs import Job, Progress
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import accuracy_rows, mapping_image
-from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
 from ..errors import ErrorReporter
@@ -66,7 +65,8 @@ class ModelPanel(QWidget):
         self.session = session
         self.reporter = reporter
         self.transfer_panel = transfer_panel
-        self.task: BackgroundTask | None = None
+        self.job: Job | None = None  # the running or last job
+        self.last_result = None  # what the last finished job returned
         # network source
         self.load_button = QPushButton("Load checkpoint…")
         self.task_combo = QComboBox()
@@ -94,7 +94,8 @@ class ModelPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.status = QLabel("no model loaded")
+        self.status = QLabel("")  # the last job's progress and outcome
+        self.model_label = QLabel("no model loaded")
 
         src = QGroupBox("Network")
         sl = QHBoxLayout(src)
@@ -140,6 +141,7 @@ class ModelPanel(QWidget):
         layout.addWidget(con)
         layout.addLayout(run)
         layout.addWidget(self.status)
+        layout.addWidget(self.model_label)
         layout.addWidget(self.graphics, 2)
         layout.addWidget(self.accuracy_table, 1)
 
@@ -151,98 +153,56 @@ class ModelPanel(QWidget):
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
 
-    # --- tasks ------------------------------------------------------------------------------
+    # --- jobs ---------------------------------------------------------------------------------
     def _guarded(self, start) -> None:
-        """Button slot: a refusal (no model, a task still running) becomes a message, not a crash."""
+        """Button slot: a refusal (no model, a job still running) becomes a message, not a crash."""
         try:
             start()
         except (RuntimeError, ValueError) as exc:
             self.reporter.report(exc, "model panel")
 
-    def _run(self, name: str, work, on_done, before_start=None) -> BackgroundTask:
-        if self.task is not None and not self.task.done:
-            raise RuntimeError(f"{self.task.name} is still running; cancel it first")
-        task = BackgroundTask(name, work)
-        if before_start is not None:
-            before_start(task)
-        self.task = task
+    def _start(self, job: Job) -> Job:
+        """Follow ``job``'s signals (on the GUI thread, through the bridge), then start it."""
+        if self.job is not None and not self.job.done:
+            raise RuntimeError(f"{self.job.name} is still running; cancel it first")
+        self.job = job
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        relay(task.progress, lambda f, msg: (self.progress.setValue(int(100 * f)), self.status.setText(f"{name}: {msg}")), self)
-        relay(task.finished, lambda r: (self._done(f"{name} finished"), on_done(r)), self)
-        relay(task.cancelled_signal, lambda: self._done(f"{name} cancelled"), self)
-        relay(task.failed, lambda exc: (self._done(f"{name} failed"), self.reporter.report(exc, name)), self)
-        return task.start()
+        relay(job.progress, lambda p: self._show_progress(job, p), self)
+        relay(job.finished, lambda result: self._finished(job, result), self)
+        relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
+        relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
+        return job.start()
+
+    def _show_progress(self, job: Job, progress: Progress) -> None:
+        self.progress.setValue(round(100 * progress.fraction))
+        self.status.setText(f"{job.name}: {progress.text()}")
+
+    def _finished(self, job: Job, result) -> None:
+        self.last_result = result
+        self._done(f"{job.name} finished")
 
     def _done(self, text: str) -> None:
         self.cancel_button.setEnabled(False)
         self.status.setText(text)
 
     def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-
-    @staticmethod
-    def _cancel_event(cancelled) -> threading.Event:
-        """The conversion API takes a threading.Event; mirror the task's cancel flag into one."""
-        event = threading.Event()
-
-        def watch() -> None:
-            while not event.wait(0.1):
-                if cancelled():
-                    event.set()
-
-        threading.Thread(target=watch, name="neurolab-cancel-watch", daemon=True).start()
-        return event
+        if self.job is not None:
+            self.job.cancel()
 
     def pipeline_config(self, model=None):
-        """The pipeline configuration from the panel's settings (the task's defaults underneath).
-
-        With ``model`` (converting a trained or loaded network) its own dynamics and size win over
-        the panel's hidden-unit count; without it (training) the panel's size is used.
-        """
-        from neurolab_gui.core.conversion.pipeline import config_for_task
-
-        cfg = config_for_task(
+        """The pipeline configuration from the panel's settings (:func:`~neurolab_gui.core.workflows.pipeline_config`)."""
+        return workflows.pipeline_config(
             self.task_combo.currentText(), model.config if model is not None else None,
-            n_hidden=None if model is not None else self.hidden_spin.value(), epochs=self.epochs_spin.value(),
-            qat_epochs=self.qat_spin.value(), n_test_spiking=self.samples_spin.value(),
-            stages=tuple(name for name, check in self.stage_checks.items() if check.isChecked()),
+            n_hidden=self.hidden_spin.value(), epochs=self.epochs_spin.value(), qat_epochs=self.qat_spin.value(),
+            n_test_spiking=self.samples_spin.value(),
+            stages=[name for name, check in self.stage_checks.items() if check.isChecked()],
+            max_fan_in=self.fan_in_spin.value(), n_core_groups=self.groups_spin.value(),
         )
-        cfg.constraint.max_fan_in = self.fan_in_spin.value()
-        cfg.constraint.n_core_groups = self.groups_spin.value()
-        return cfg
 
-    def _load_task(self):
-        """The session's data set if it matches the chosen task, else load it (worker thread)."""
-        from neurolab_gui.core.conversion.tasks import load_task
-
-        name = self.task_combo.currentText()
-        current = self.session.task
-        if current is not None and getattr(current, "name", None) == name:
-            return current
-        task = load_task(name)
-        self.session.task = task
-        return task
-
-    def start_training(self, n_train: int | None = None) -> BackgroundTask:
+    def start_training(self, n_train: int | None = None) -> Job:
         """Train a fresh RNN of the panel's size on the chosen task (``n_train``: a quick run on a prefix)."""
-        from neurolab_gui.core.conversion.pipeline import train_model
-
-        cfg = self.pipeline_config()
-
-        def work(progress, cancelled):
-            task = self._load_task()
-            if n_train is not None:
-                task = task.subset(n_train, None)
-            cancel = self._cancel_event(cancelled)
-            try:
-                model, _ = train_model(task, cfg, progress=progress, cancel=cancel)
-            finally:
-                cancel.set()
-            return model
-
-        return self._run("training", work, self.session.set_model)
+        return self._start(workflows.training_job(self.session, self.task_combo.currentText(), self.pipeline_config(), n_train))
 
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
@@ -259,87 +219,34 @@ class ModelPanel(QWidget):
             return
         self.session.set_model(loaded.model)
 
-    def start_conversion(self, n_test: int | None = None) -> BackgroundTask:
+    def start_conversion(self, n_test: int | None = None) -> Job:
         """Constrain, map and run the chosen stages (``n_test``: only a prefix of the test set)."""
-        from neurolab_gui.core.conversion.pipeline import convert
-
         model = self.session.model
-        if model is None:
-            raise RuntimeError("load or train a model before converting")
         cfg = self.pipeline_config(model)
-
-        def work(progress, cancelled):
-            task = self._load_task()
-            if n_test is not None:
-                task = task.subset(None, n_test)
-            cancel = self._cancel_event(cancelled)
-            try:
-                return convert(model, task, cfg, progress=progress, cancel=cancel)
-            finally:
-                cancel.set()
-
-        return self._run("conversion", work, self.session.set_conversion)
+        return self._start(workflows.conversion_job(self.session, self.task_combo.currentText(), cfg, n_test))
 
     def calibration_cores(self) -> list[tuple[int, int]]:
         """Cores the calibration measures: those of the mapped network, else the transfer panel's core."""
-        result = self.session.conversion
-        mapped = getattr(result, "mapped", None)
-        if mapped is not None:
-            return [tuple(gc) for gc in mapped.group_cores]
+        fallback = (self.transfer_panel.chip_spin.value(), self.transfer_panel.core_spin.value()) if self.transfer_panel is not None else (0, 0)
+        return workflows.calibration_cores(self.session, fallback)
+
+    def start_calibration(self) -> Job:
+        """Calibrate the cores in use (:func:`~neurolab_gui.core.workflows.calibrate_cores`), curves live in the transfer panel."""
+        job = workflows.calibration_job(self.session, self.calibration_cores())
         if self.transfer_panel is not None:
-            return [(self.transfer_panel.chip_spin.value(), self.transfer_panel.core_spin.value())]
-        return [(0, 0)]
-
-    def start_calibration(self) -> BackgroundTask:
-        """Run the calibration engine on the cores in use, curves live in the transfer panel.
-
-        Per chip, :func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board` tunes
-        the cores from the published ``samna_recommended`` set to the default population targets
-        and fits every neuron's f–I curve; its intermediate curves stream into the transfer panel.
-        Cancel restores the starting biases and clears the chip's connections (a known state).
-        """
-        from neurolab_gui.core.calibration.board_calibration import calibrate_board
-
-        board = self.session.board
-        if board is None:
-            raise RuntimeError("connect a board before calibrating")
-        cores_by_chip: dict[int, list[int]] = {}
-        for chip, core in self.calibration_cores():
-            cores_by_chip.setdefault(int(chip), []).append(int(core))
-        post = self.transfer_panel.post if self.transfer_panel is not None else (lambda _curves: None)
-
-        def work(progress, cancelled):
-            cancel = self._cancel_event(cancelled)
-            results = {}
-            try:
-                for i, (chip, cores) in enumerate(cores_by_chip.items()):
-                    def sink(event, i=i, chip=chip) -> None:
-                        progress((i + event.fraction) / len(cores_by_chip), f"chip {chip}: {event.step} {event.message}".strip())
-                        curves = event.payload.get("curves")
-                        if curves is not None:
-                            post(curves)
-
-                    results[chip] = calibrate_board(board, chip, cores, progress=sink, cancel=cancel)
-            finally:
-                cancel.set()
-            return results
-
-        def show_in_transfer_panel(task: BackgroundTask) -> None:
-            if self.transfer_panel is not None:
-                self.transfer_panel.attach_task(task, report_errors=False)  # errors are reported once, here
-
-        return self._run("calibration", work, lambda _results: None, show_in_transfer_panel)
+            self.transfer_panel.attach_job(job, report_errors=False)  # errors are reported once, here
+        return self._start(job)
 
     # --- views -------------------------------------------------------------------------------
     def _show_model(self, model) -> None:
         if model is None:
-            self.status.setText("no model loaded")
+            self.model_label.setText("no model loaded")
             return
         from neurolab_gui.core.conversion.constrain import stacked_weights
 
         self._set_weights(self.before_img, stacked_weights(model))
         cfg = getattr(model, "config", None)
-        self.status.setText(
+        self.model_label.setText(
             f"model: {cfg.kind} RNN, {cfg.n_inputs} inputs, {cfg.n_hidden} hidden, {cfg.n_outputs} outputs" if cfg is not None else "model loaded"
         )
 

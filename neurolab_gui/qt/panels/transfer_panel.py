@@ -31,10 +31,10 @@ from PyQt6.QtWidgets import (
 from drivers.dynapse1.bias_table import closest_setting
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.fitting.transfer_curves import TransferCurves
+from neurolab_gui.core.jobs import Job, Progress
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import fit_choices, fit_curves
 from neurolab_gui.core.session_sweep import dc_sweep
-from neurolab_gui.core.session_tasks import BackgroundTask
 
 from ..bridge import relay
 from ..errors import ErrorReporter
@@ -55,7 +55,7 @@ class TransferPanel(QWidget):
         self.reporter = reporter
         self.curves: TransferCurves | None = None
         self.updates = 0
-        self.task: BackgroundTask | None = None
+        self.task: Job | None = None
         self._signal = _CurveSignal(self)
         self._signal.curves.connect(self.show_curves)
 
@@ -166,7 +166,7 @@ class TransferPanel(QWidget):
         currents = np.geomspace(self.low_spin.value() * 1e-9, self.high_spin.value() * 1e-9, self.steps_spin.value())
         return [closest_setting(float(c)) for c in currents]
 
-    def start_sweep(self, duration_s: float = 0.2) -> BackgroundTask | None:
+    def start_sweep(self, duration_s: float = 0.2) -> Job | None:
         if self.task is not None and not self.task.done:
             return self.task
         if self.session.board is None:
@@ -174,12 +174,13 @@ class TransferPanel(QWidget):
             return None
         chip, core = self.chip_spin.value(), self.core_spin.value()
         # every step's curves are a new object, so the GUI thread may draw them while the sweep goes on
-        task = BackgroundTask("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=self.post))
-        self.attach_task(task)
+        task = Job("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=self.post))
+        self.attach_job(task)
         return task.start()
 
-    def attach_task(self, task: BackgroundTask, report_errors: bool = True) -> None:
-        """Show progress of ``task`` (a sweep or calibration) and enable its cancel button.
+    def attach_job(self, task: Job, report_errors: bool = True) -> None:
+        """Show progress of ``task`` (a sweep or calibration), the curves its reports carry, and enable
+        its cancel button.
 
         ``report_errors=False`` when whoever started the task reports its failure already.
         """
@@ -187,10 +188,17 @@ class TransferPanel(QWidget):
         self.sweep_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        relay(task.progress, lambda f, msg: (self.progress.setValue(int(100 * f)), self.status.setText(msg)), self)
+        relay(task.progress, self._show_progress, self)
         relay(task.finished, lambda _r: self._task_done("finished"), self)
-        relay(task.cancelled_signal, lambda: self._task_done("cancelled"), self)
+        relay(task.cancelled, lambda _exc: self._task_done("cancelled"), self)
         relay(task.failed, lambda exc: (self._task_done("failed"), report_errors and self.reporter.report(exc, task.name)), self)
+
+    def _show_progress(self, progress: Progress) -> None:
+        self.progress.setValue(round(100 * progress.fraction))
+        self.status.setText(progress.message)
+        curves = progress.payload.get("curves")
+        if curves is not None:
+            self.show_curves(curves)
 
     def _task_done(self, how: str) -> None:
         self.sweep_button.setEnabled(True)

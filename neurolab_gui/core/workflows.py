@@ -1,0 +1,167 @@
+"""The session's long workflows: train a network, convert it, calibrate the cores it uses.
+
+Each workflow is a plain function over a :class:`~neurolab_gui.core.session.Session` that takes
+``progress`` and ``cancel`` like every long call (:mod:`neurolab_gui.core.jobs`) and puts its
+result into the session (``set_model``, ``set_conversion``), where the panels follow it.  A
+script or the CLI calls the function directly; the GUI builds the matching :class:`~.jobs.Job`
+with :func:`training_job`, :func:`conversion_job` or :func:`calibration_job`, subscribes to its
+signals and starts it, so the panels hold no workflow logic.
+
+Bad requests (no model to convert, no board to calibrate) are refused when the job is built,
+before any thread starts, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .jobs import Job, Progress, ProgressSink
+
+if TYPE_CHECKING:
+    from .calibration.board_calibration import BoardCalibration
+    from .conversion.models import RateRNN, RNNConfig
+    from .conversion.pipeline import ConversionResult, PipelineConfig
+    from .conversion.tasks import Task
+    from .session import Session
+
+
+def pipeline_config(
+    task_name: str,
+    model_config: RNNConfig | None = None,
+    *,
+    n_hidden: int | None = None,
+    epochs: int | None = None,
+    qat_epochs: int | None = None,
+    n_test_spiking: int | None = None,
+    stages: Sequence[str] | None = None,
+    max_fan_in: int | None = None,
+    n_core_groups: int | None = None,
+) -> PipelineConfig:
+    """The pipeline configuration for ``task_name`` with a front end's choices on top.
+
+    With ``model_config`` (converting a trained or loaded network) the model's own dynamics and
+    size win over ``n_hidden``, since the spiking time mapping must be the one it was trained with
+    (:func:`~neurolab_gui.core.conversion.pipeline.config_for_task`).
+    """
+    from .conversion.pipeline import config_for_task
+
+    cfg = config_for_task(task_name, model_config, n_hidden=None if model_config is not None else n_hidden, epochs=epochs,
+                          qat_epochs=qat_epochs, n_test_spiking=n_test_spiking,
+                          stages=tuple(stages) if stages is not None else None)
+    if max_fan_in is not None:
+        cfg.constraint.max_fan_in = int(max_fan_in)
+    if n_core_groups is not None:
+        cfg.constraint.n_core_groups = int(n_core_groups)
+    return cfg
+
+
+def session_task(session: Session, task_name: str) -> Task:
+    """The session's data set when it is ``task_name``, else ``task_name`` loaded into the session."""
+    from .conversion.tasks import load_task
+
+    current = session.task
+    if current is not None and getattr(current, "name", None) == task_name:
+        return current
+    task = load_task(task_name)
+    session.task = task
+    return task
+
+
+# --- training -----------------------------------------------------------------------------------
+def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train: int | None = None,
+                  progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
+    """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
+    and make it the session's model."""
+    from .conversion.pipeline import train_model
+
+    task = session_task(session, task_name)
+    if n_train is not None:
+        task = task.subset(n_train, None)
+    model, _ = train_model(task, cfg, progress=progress, cancel=cancel)
+    session.set_model(model)
+    return model
+
+
+def training_job(session: Session, task_name: str, cfg: PipelineConfig, n_train: int | None = None) -> Job[RateRNN]:
+    """:func:`train_network` as a job (not started)."""
+    return Job("training", lambda progress, cancel: train_network(session, task_name, cfg, n_train, progress, cancel))
+
+
+# --- conversion ---------------------------------------------------------------------------------
+def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model: RateRNN | None = None,
+                    n_test: int | None = None, progress: ProgressSink | None = None,
+                    cancel: threading.Event | None = None) -> ConversionResult:
+    """Constrain, map and run ``cfg``'s stages for ``model`` (default: the session's) on
+    ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's."""
+    from .conversion.pipeline import convert
+
+    model = model if model is not None else _session_model(session)
+    task = session_task(session, task_name)
+    if n_test is not None:
+        task = task.subset(None, n_test)
+    result = convert(model, task, cfg, progress=progress, cancel=cancel)
+    session.set_conversion(result)
+    return result
+
+
+def conversion_job(session: Session, task_name: str, cfg: PipelineConfig, n_test: int | None = None) -> Job[ConversionResult]:
+    """:func:`convert_network` of the session's current model as a job (not started)."""
+    model = _session_model(session)
+    return Job("conversion", lambda progress, cancel: convert_network(session, task_name, cfg, model, n_test, progress, cancel))
+
+
+def _session_model(session: Session) -> Any:
+    if session.model is None:
+        raise RuntimeError("load or train a model before converting")
+    return session.model
+
+
+# --- calibration --------------------------------------------------------------------------------
+def calibration_cores(session: Session, fallback: tuple[int, int] = (0, 0)) -> list[tuple[int, int]]:
+    """The cores a calibration measures: those of the mapped network, else ``fallback``."""
+    mapped = getattr(session.conversion, "mapped", None)
+    if mapped is not None:
+        return [(int(c), int(k)) for c, k in mapped.group_cores]
+    return [(int(fallback[0]), int(fallback[1]))]
+
+
+def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress: ProgressSink | None = None,
+                    cancel: threading.Event | None = None) -> dict[int, BoardCalibration]:
+    """Tune ``cores`` of the session's board from the published ``samna_recommended`` set and fit
+    every neuron's f-I curve, chip by chip
+    (:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`).
+
+    Progress reports carry each step's intermediate curves as ``payload["curves"]``.  Cancel
+    restores the starting biases and clears the chip's connections (a known state).
+    """
+    from .calibration.board_calibration import calibrate_board
+
+    board = _session_board(session)
+    cores_by_chip: dict[int, list[int]] = {}
+    for chip, core in cores:
+        cores_by_chip.setdefault(int(chip), []).append(int(core))
+    results = {}
+    for i, (chip, chip_cores) in enumerate(cores_by_chip.items()):
+        def per_chip(event: Progress, i: int = i, chip: int = chip) -> None:
+            if progress is not None:
+                progress(dataclasses.replace(event, fraction=(i + event.fraction) / len(cores_by_chip),
+                                             message=f"chip {chip}: {event.message}"))
+
+        results[chip] = calibrate_board(board, chip, chip_cores, progress=per_chip, cancel=cancel)
+    return results
+
+
+def calibration_job(session: Session, cores: Sequence[tuple[int, int]]) -> Job[dict[int, BoardCalibration]]:
+    """:func:`calibrate_cores` as a job (not started)."""
+    _session_board(session)
+    cores = list(cores)
+    return Job("calibration", lambda progress, cancel: calibrate_cores(session, cores, progress, cancel))
+
+
+def _session_board(session: Session) -> Any:
+    if session.board is None:
+        raise RuntimeError("connect a board before calibrating")
+    return session.board
