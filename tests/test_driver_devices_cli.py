@@ -17,7 +17,21 @@ def test_lists_boards_on_a_bus_and_the_emulator():
     assert any(line.startswith("emulator  serial EMU00000 firmware 3 logic 5") for line in lines)
 
 
-def test_cli_entry_point_runs(capsys):
+def test_cli_entry_point_lists_the_emulator_and_exits_0_when_nothing_is_wrong(capsys, monkeypatch):
+    import drivers.dynapse1.usb_discovery as discovery
+
+    monkeypatch.setattr(discovery, "libusb_backend", lambda: VirtualDynapseBackend())  # a bus with no board on it
     code = main(["devices", "--no-open"])
     out = capsys.readouterr().out
-    assert "emulator  serial EMU00000" in out and code in (0, 1)
+    assert "emulator  serial EMU00000" in out and "real boards: none found" in out
+    assert code == 0
+
+
+def test_cli_entry_point_exits_1_and_says_how_to_fix_a_missing_libusb(capsys, monkeypatch):
+    import drivers.dynapse1.usb_discovery as discovery
+
+    monkeypatch.setattr(discovery, "libusb_backend", lambda: None)
+    code = main(["devices", "--no-open"])
+    out = capsys.readouterr().out
+    assert "libusb not available (pip install libusb-package" in out and "emulator  serial EMU00000" in out
+    assert code == 1

@@ -3,19 +3,10 @@
 import numpy as np
 import pytest
 
+from drivers.dynapse1.bias_table import nominal_current
 from drivers.dynapse1.spikes import SpikeEvents
 from neurolab_gui.core.session import Session
 from neurolab_gui.qt.main_window import WINDOW_TITLE, MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    session = Session(spike_capacity=200_000)
-    w = MainWindow(session, layout_path=tmp_path / "layout.json")
-    w.reporter.show_messages = False
-    qtbot.addWidget(w)
-    yield w
-    w.close()
 
 
 def test_main_window_opens_with_title_and_closes(window, qtbot):
@@ -27,7 +18,8 @@ def test_main_window_opens_with_title_and_closes(window, qtbot):
 
 def test_every_panel_builds(window):
     for key in ("bias", "raster", "transfer", "membrane", "stimulus", "model", "console", "log"):
-        assert window.docks[key].widget() is not None
+        panel = window.docks[key].widget()
+        assert panel is getattr(window, f"{key}_panel") and type(panel).__name__ == f"{key.capitalize()}Panel"
     assert window.state_label.text().startswith("disconnected")
 
 
@@ -37,7 +29,12 @@ def test_slider_move_reaches_the_bias_model_and_console_changes_reach_the_slider
     slider = panel.slider_widget("IF_DC_P")
     slider.setValue(1000)
     value = window.session.biases.value(1, 2, "IF_DC_P")
-    assert (value.coarse, value.fine) != (7, 0)
+    assert window.session.biases.parameter(1, 2, "IF_DC_P").ladder_index == 1000  # the setting at the slider's rung
+    shown = panel.params.child("IF_DC_P")
+    qtbot.waitUntil(lambda: (shown.child("coarse").value(), shown.child("fine").value()) == (value.coarse, value.fine))  # and shows it
+    slider.setValue(1001)
+    higher = window.session.biases.value(1, 2, "IF_DC_P")
+    assert nominal_current(higher.coarse, higher.fine) > nominal_current(value.coarse, value.fine)  # one rung up: more current
     assert window.session.biases.log[-1].origin == "gui"
     window.console_panel.execute("session.biases.set(1, 2, 'IF_DC_P', 2, 77, origin='console')")
     qtbot.waitUntil(lambda: panel.params.child("IF_DC_P").child("fine").value() == 77)
