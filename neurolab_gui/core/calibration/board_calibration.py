@@ -11,8 +11,8 @@ and ``NPDPII_TAU_S_P`` (GABA_B) per core the way the network calibration does
 probe the two synapses' gain biases are set equal to their tau biases (gain ratio 1, the DPI's
 linear regime) and their weights to :data:`PROBE_WEIGHT`; afterwards gains and weights go back to
 the start set, only the tuned time constants stay.  Each neuron's refractory period from the DC
-fits seeds the probe's dead time (the fit refines it within x0.5-1.5; on the emulator the DC
-estimate was ~20 % high).  This is what ``neurolab calibrate`` does when no model is given.
+fits seeds the probe's dead time (the fit refines it within x0.5-1.5: the DC estimate is close but
+biased, docs/decisions.md).  This is what ``neurolab calibrate`` does when no model is given.
 """
 
 from __future__ import annotations

@@ -1,45 +1,40 @@
 """The closed-loop calibration of a converted network on a board (silicon or emulator alike).
 
-:func:`calibrate_network` runs, through the Board API only:
+:func:`calibrate_network` runs :data:`NETWORK_CALIBRATION_STEPS`, named steps over one
+:class:`CalibrationState`, through the Board API only:
 
-0. per-core tuning of the synaptic time-constant biases (``NPDPIE_TAU_F_P`` for AMPA,
-   ``NPDPII_TAU_S_P`` for GABA_B) until the core population's median tau equals the conversion's
-   ``time.tau_s``.  It comes first because a synapse's mean current is ``rate * tau * jump``: the
-   weights' effective gain depends on tau, so weights tuned before would be off again.  Both
-   types are measured in one run on alternate neurons of every core
-   (:func:`.measure.measure_synaptic_taus`): AMPA from the rise and fall of the rate under an
-   input step, GABA_B from the drop and recovery of an AMPA-driven neuron's rate under an
-   inhibitory step (measured rather than copied from AMPA: the two DPI circuits have their own
-   bias-generator mismatch).  The synapse gain biases stay nominal; step 3 absorbs the small
-   change of gain;
-0b. per-core tuning of the refractory bias ``IF_RFR_N`` until the units' median effective
+1. :func:`apply_nominal_biases`: the network's nominal bias set.
+2. :func:`tune_time_constants`: each core's synaptic time-constant biases (``NPDPIE_TAU_F_P`` for
+   AMPA, ``NPDPII_TAU_S_P`` for GABA_B) until the core population's median tau is the
+   conversion's ``time.tau_s``.  First, because a synapse's mean current is
+   ``rate * tau * jump``: weights tuned before would be off again.  Both types are measured in
+   one run on alternate neurons (:func:`..probing.taus.measure_synaptic_taus`), GABA_B measured rather
+   than copied from AMPA since the two DPI circuits have their own bias-generator mismatch; the
+   gain biases stay nominal and the weight tuning absorbs the small change of gain.
+3. :func:`tune_refractory_periods`: each core's ``IF_RFR_N`` until the units' median effective
    ``t_ref`` (fitted on DC f-I curves) is the model's, so units saturate like its activation
-   (:func:`neurolab_gui.core.conversion.transfer.match_refractory`, the same search the
-   conversion runs);
-1. per-neuron transfer curves of every neuron of the cores in use, through AMPA and through
-   GABA_B (under a constant AMPA drive), all neurons in parallel (:mod:`..probing.curves`);
-2. a first selection of the best-matched neurons for the units
-   (:func:`.compensation.select_neurons`), on relative gains pooled over the measurements of
-   step 3's population rounds (:func:`pool_relative_gains`, no extra chip time);
-3. per-core tuning of the AMPA and GABA_B weight biases so that the *selected* neurons' median
-   gain equals the copy weight ``q`` the constrained network expects (:mod:`..probing.bias_tuning`,
-   discrete ladder search), each round measuring all cores at once;
-3b. the final selection: every neuron measured at the final biases, the units put on those
-   nearest the target gains (not the core median: the tuned median is one ladder step off),
-   weighing the inhibitory match as much as the excitatory gain CV's budget allows
-   (:func:`.compensation.select_within_budget`);
-4. a separate final measurement: the "after" per-neuron gains (measured, not predicted, and
-   independent of the measurement the selection was made on) and, pooled with 3b's, the unit
-   transfer functions;
-5. CAM-multiplicity compensation, then (5a) the network itself on the board: training samples
-   run through it and each core's two weight biases scaled together until the units' features
-   follow the hardware model's (regression slope 1 per core; the probe's operating point is not
-   the network's, see :func:`_match_network_gains`), then chip-in-the-loop fine-tuning: redeploy,
-   keep the fine-tuned network if the model with the measured transfer validates better on
-   held-out training samples and the board's validation does not contradict it beyond its
-   noise, repeat while networks are kept.
+   (:func:`neurolab_gui.core.conversion.transfer.match_refractory`, the conversion's search).
+4. :func:`tune_weights_to_population`: each core's AMPA and GABA_B weight biases until the
+   median gain of its neurons is the copy weight ``q`` (:mod:`..probing.bias_tuning`, a ladder search),
+   each round measuring every neuron of every core at once (:class:`_SynapticProbe`).
+5. :func:`measure_before_compensation`: the "before" state (nominal neurons, tuned core biases).
+6. :func:`select_on_pooled_gains`: a first choice of the best-matched neurons
+   (:func:`.compensation.select_neurons`) on relative gains pooled over step 4's rounds.
+7. :func:`tune_weights_to_selection`: the weight biases again, for the selected neurons' median.
+8. :func:`select_at_final_biases`: the final choice, at the final biases, of the neurons nearest
+   the target gains, weighing the inhibitory match as far as the excitatory gain CV's budget
+   allows (:func:`.compensation.select_within_budget`).
+9. :func:`measure_after_compensation`: a separate "after" measurement (measured, not predicted).
+10. :func:`fit_unit_transfer`: the units' transfer functions (both runs at the final biases
+    pooled) and the before/after gain CVs.
+11. :func:`run_chip_in_the_loop` (with a task): CAM-multiplicity compensation, then the network
+    itself on the board: each core's two weight biases scaled together until the units' features
+    follow the hardware model's (:func:`_match_network_gains`), then fine-tuning with the
+    measured transfer, redeployed and kept while it validates better (:func:`_in_the_loop`).
 
-Cancellation (``cancel.set()``) stops at the next step and leaves the board in a known state: the
+Why each choice, with the measurements behind it: ``docs/decisions.md``.
+
+Cancellation (``cancel.set()``) stops at the next progress report and leaves the board in a known state: the
 spike generator stopped, the chip's connections cleared and the biases of the calibrated cores
 back to what they were when the calibration started.
 
@@ -55,6 +50,7 @@ import copy
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +72,7 @@ from ..probing.bias_tuning import (
     TauStatistics,
     TauTuningResult,
     TuningKnob,
+    TuningResult,
     tune_core_biases,
     tune_synaptic_taus,
 )
@@ -92,7 +89,7 @@ from .compensation import (
     select_within_budget,
     with_multiplicities,
 )
-from .progress import CalibrationCancelled, MeteredBoard, calibration_reporter, metered
+from .progress import MeteredBoard, calibration_reporter, metered
 
 
 @dataclass
@@ -108,27 +105,25 @@ class CalibrationConfig:
     min_rate_hz: float = 5.0
     weight_rounds: int = 4
     weight_tolerance: float = 0.01
-    tune_tau: bool = True  # step 0: synaptic time constants to the conversion's tau
-    #: step 0b: each core's refractory bias to the model's saturation (conversion.transfer.match_refractory),
-    #: on a shorter DC probe than the conversion's (6 levels of 0.3 s: ~1.8 s of chip time per round)
+    tune_tau: bool = True  # tune_time_constants: synaptic time constants to the conversion's tau
+    #: tune_refractory_periods: each core's refractory bias to the model's saturation
+    #: (conversion.transfer.match_refractory), on a shorter DC probe than the conversion's (6 levels of 0.3 s)
     tune_refractory: bool = True
-    #: spike-count noise of the chip-in-the-loop fine-tuning, as in the conversion's training (a
-    #: fine-tune without it gave up the margins the network was trained with: sequential digits
-    #: 0.86 -> 0.84 as a float model)
+    #: spike-count noise of the chip-in-the-loop fine-tuning, as in the conversion's training: without
+    #: it the fine-tune gives up the margins the network was trained with (docs/decisions.md)
     spike_fano: float = DEFAULT_SPIKE_FANO
     refractory_currents_a: tuple[float, ...] = tuple(float(c) for c in np.geomspace(2.5e-10, 1.6e-8, 6))
     tau_rounds: int = 5
     tau_tolerance: float = 0.02  # below one ladder rung there (~3 % at fine 35): the search stops when bracketed
     tau_probe: TauProbeConfig = field(default_factory=TauProbeConfig)
-    inhibitory_weight: float = 0.05  # of the first selection (step 2), see compensation.select_neurons
-    #: the final selection's budget for the excitatory gain CV (step 3b, compensation.select_within_budget):
+    inhibitory_weight: float = 0.05  # of the first selection (select_on_pooled_gains), see compensation.select_neurons
+    #: the final selection's budget for the excitatory gain CV (select_at_final_biases, compensation.select_within_budget):
     #: half a point under the 3 % target, for the difference between the selection's run and the "after" one
     selection_gain_cv_budget: float = 0.025
-    #: lr 3e-3: at 1e-3, 4 epochs moved no CAM multiplicity at all on MNIST-1D (only the readout
-    #: learned; model with the measured transfer 0.523 on the test set, 0.548 at 3e-3); up to 6
-    #: epochs, the best of them on the held-out model validation kept (compensation.fine_tune)
+    #: lr 3e-3, because a smaller rate left the CAM multiplicities unchanged (only the readout learned);
+    #: up to 6 epochs, the best on the held-out model validation kept (docs/decisions.md, compensation.fine_tune)
     fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=3e-3, noise_std=0.05))
-    #: step 5a: board samples per round of the network-level gain matching, its rounds and tolerance
+    #: _match_network_gains: board samples per round of the network-level gain matching, its rounds and tolerance
     #: (0 samples: off)
     n_gain_match: int = 60
     gain_match_rounds: int = 4
@@ -173,15 +168,15 @@ class NetworkCalibration:
     gain_cv_at_selection: float = float("nan")
     #: the inhibitory match's weight in the final selection (compensation.select_within_budget)
     selection_inhibitory_weight: float = float("nan")
-    #: step 0b: effective refractory period per core at the kept IF_RFR_N (empty when switched off)
+    #: tune_refractory_periods: effective refractory period per core at the kept IF_RFR_N (empty when switched off)
     refractory: list[RefractoryFit] = field(default_factory=list)
     loop_history: list[dict] = field(default_factory=list)
-    #: step 5a: per round, each core's regression slope of the board's features on the hardware
+    #: _match_network_gains: per round, each core's regression slope of the board's features on the hardware
     #: model's ("chip/core" -> slope; 1 = the network reproduces the model)
     network_gain_match: list[dict[str, float]] = field(default_factory=list)
     weight_biases: dict[str, list[int]] = field(default_factory=dict)
     wall_s: float = 0.0
-    #: step 0: the synaptic time constants' tuning (None when it is switched off)
+    #: tune_time_constants: the synaptic time constants' tuning (None when it is switched off)
     tau: TauTuningResult | None = None
 
     @property
@@ -190,12 +185,12 @@ class NetworkCalibration:
 
     @property
     def tau_before(self) -> dict[tuple[int, int], dict[str, TauStatistics]]:
-        """Population synaptic tau per core and synapse type with the nominal biases (empty: step 0 off)."""
+        """Population synaptic tau per core and synapse type with the nominal biases (empty: tune_tau off)."""
         return self.tau.before if self.tau is not None else {}
 
     @property
     def tau_after(self) -> dict[tuple[int, int], dict[str, TauStatistics]]:
-        """Population synaptic tau per core and synapse type with the tuned biases (empty: step 0 off)."""
+        """Population synaptic tau per core and synapse type with the tuned biases (empty: tune_tau off)."""
         return self.tau.after if self.tau is not None else {}
 
     def summary(self) -> dict:
@@ -294,39 +289,6 @@ def pool_relative_gains(fits: list[GainFit]) -> GainFit:
     return GainFit(list(last.addresses), rel.mean(0) * scale, spread * scale, last.offset.copy(), valid)
 
 
-def _tune_time_constants(board: MeteredBoard, work: MappedNetwork, net: ConstrainedNetwork, cores: list[tuple[int, int]],
-                         cfg: CalibrationConfig, report: ProgressReporter, lo: float, hi: float) -> TauTuningResult:
-    """Step 0 (module docstring): tune each core's AMPA and GABA_B tau biases to ``work.time.tau_s``.
-
-    The kept settings go into ``work.biases`` (so the deployed network, and ``mapped_before``,
-    run with them).
-    """
-    target = work.time.tau_s
-    probe_cfg = cfg.tau_probe
-    m = probe_cfg.multiplicity
-    # every neuron of the used cores except, on core 0, the ids the network's and the probe's
-    # FPGA sources alias with (the probe uses m step and m drive sources per synapse type)
-    first_free = max(work.n_sources + 1, tau_probe_source_end(2, m))
-    addresses = probe_neurons(work.chip, sorted({k for _, k in cores}), exclude_core0_below=first_free)
-    q = float(np.median(net.scale))  # nominal copy weight: input rates for the aimed-at output rates
-    types = (EXCITATORY, INHIBITORY)
-    step_hz = {s: (probe_cfg.high_hz - probe_cfg.low_hz) / q / m for s in types}
-    drive_hz = {s: probe_cfg.drive_hz(s) / q / m for s in types}
-
-    def on_round(k: int, values: dict) -> None:
-        worst = max((abs(v / target - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
-        report(lo + (hi - lo) * k / cfg.tau_rounds, "tune synaptic time constants",
-               f"round {k}: worst tau error {worst:.1%} (target {target * 1e3:.1f} ms)")
-
-    report(lo, "tune synaptic time constants", f"{len(addresses)} neurons, AMPA and GABA_B, target {target * 1e3:.1f} ms")
-    result = tune_synaptic_taus(board, cores, addresses, target, {s: TAU_BIAS[s] for s in types}, step_hz, drive_hz,
-                                work.settings.t_ref_s, probe_cfg, cfg.tau_tolerance, cfg.tau_rounds, on_round)
-    for chip, core in cores:
-        for s in types:
-            work.biases[(chip, core, TAU_BIAS[s])] = board.get_bias(chip, core, TAU_BIAS[s])
-    return result
-
-
 def _restore(board: Board, chip: int, start: dict[tuple[int, int, str], BiasValue]) -> None:
     board.stop_spike_generator()
     board.clear_connections([chip])
@@ -340,6 +302,255 @@ def deploy(mapped_template: MappedNetwork, net: ConstrainedNetwork, selected: li
     return relocate_units(fresh, selected)
 
 
+@dataclass
+class CalibrationState:
+    """What the steps of :func:`calibrate_network` share: the inputs, and what each step leaves for the next.
+
+    ``work`` is the network being calibrated (a copy of the caller's ``mapped``): the steps write
+    the biases they tune into ``work.biases``, so the deployed network and ``mapped_before`` run
+    with them.
+    """
+
+    board: MeteredBoard
+    net: ConstrainedNetwork
+    mapped: MappedNetwork
+    work: MappedNetwork
+    task: Task | None
+    cfg: CalibrationConfig
+    report: ProgressReporter
+    probe: _SynapticProbe
+    cores: list[tuple[int, int]]
+    group_of: dict[tuple[int, int], int]
+    t_start: float
+    # --- left by the steps, in order
+    tau: TauTuningResult | None = None
+    refractory: list[RefractoryFit] = field(default_factory=list)
+    #: the neurons whose median gain the weight tuning aims at (None: every probed neuron)
+    members: list[NeuronAddress] | None = None
+    #: the probe's fits of every weight-tuning round, and its last curves (shown live)
+    history: list[dict[str, GainFit]] = field(default_factory=list)
+    last_curves: dict[str, TransferCurves] | None = None
+    curves_before: dict[str, TransferCurves] = field(default_factory=dict)
+    fits_before: dict[str, GainFit] = field(default_factory=dict)
+    mapped_before: MappedNetwork | None = None
+    weight_tuning: TuningResult | None = None
+    fits_final: dict[str, GainFit] = field(default_factory=dict)
+    selected: list[NeuronAddress] = field(default_factory=list)
+    inhibitory_weight: float = float("nan")
+    curves_after: dict[str, TransferCurves] = field(default_factory=dict)
+    fits_after: dict[str, GainFit] = field(default_factory=dict)
+    chip_s_measurement: float = 0.0
+    result: NetworkCalibration | None = None
+
+    def measure_weight_ratios(self) -> dict[tuple[int, int], dict[str, float]]:
+        """One probe run: per core, the members' median AMPA and GABA_B gain over the core's copy weight."""
+        self.last_curves, fits = self.probe.run()
+        self.history.append(fits)
+        out = {}
+        for core in self.cores:
+            q = float(self.net.scale[self.group_of[core]])
+            members = [a for a in (self.members or self.probe.addresses) if (a.chip, a.core) == core]
+            out[core] = {
+                WEIGHT_BIAS[EXCITATORY]: float(np.nanmedian(fits["AMPA"].gains_of(members))) / q,
+                WEIGHT_BIAS[INHIBITORY]: float(np.nanmedian(fits["GABA_B"].gains_of(members))) / q,
+            }
+        return out
+
+    def weight_round_reporter(self, lo: float, hi: float, what: str) -> Callable[[int, dict], None]:
+        """``on_round`` of a weight-bias tuning: the worst gain error, with the curves just measured."""
+
+        def report_round(k: int, values: dict) -> None:
+            worst = max((abs(v - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
+            self.report(lo + (hi - lo) * k / self.cfg.weight_rounds, f"tune weight biases ({what})",
+                        f"round {k}: worst gain error {worst:.2%}", curves=self.last_curves)
+
+        return report_round
+
+
+def _weight_knobs(cfg: CalibrationConfig) -> list[TuningKnob]:
+    return [TuningKnob(WEIGHT_BIAS[EXCITATORY], 1.0, 1.0, cfg.weight_tolerance),
+            TuningKnob(WEIGHT_BIAS[INHIBITORY], 1.0, 1.0, cfg.weight_tolerance)]
+
+
+def apply_nominal_biases(s: CalibrationState) -> None:
+    """Write the network's nominal bias set (the starting point of every tuning)."""
+    s.report(0.0, "apply biases", "writing the network's nominal bias set")
+    s.board.apply_bias_set(s.work.biases)
+
+
+def tune_time_constants(s: CalibrationState) -> None:
+    """Tune each core's AMPA and GABA_B tau biases to the conversion's ``time.tau_s`` (module docstring).
+
+    First because a synapse's mean current is ``rate * tau * jump``: weights tuned before would be
+    off again.  The kept settings go into ``work.biases``.
+    """
+    if not s.cfg.tune_tau:
+        return
+    lo, hi = 0.02, 0.1
+    cfg, work, report = s.cfg, s.work, s.report
+    target = work.time.tau_s
+    probe_cfg = cfg.tau_probe
+    m = probe_cfg.multiplicity
+    # every neuron of the used cores except, on core 0, the ids the network's and the probe's
+    # FPGA sources alias with (the probe uses m step and m drive sources per synapse type)
+    first_free = max(work.n_sources + 1, tau_probe_source_end(2, m))
+    addresses = probe_neurons(work.chip, sorted({k for _, k in s.cores}), exclude_core0_below=first_free)
+    q = float(np.median(s.net.scale))  # nominal copy weight: input rates for the aimed-at output rates
+    types = (EXCITATORY, INHIBITORY)
+    step_hz = {t: (probe_cfg.high_hz - probe_cfg.low_hz) / q / m for t in types}
+    drive_hz = {t: probe_cfg.drive_hz(t) / q / m for t in types}
+
+    def on_round(k: int, values: dict) -> None:
+        worst = max((abs(v / target - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
+        report(lo + (hi - lo) * k / cfg.tau_rounds, "tune synaptic time constants",
+               f"round {k}: worst tau error {worst:.1%} (target {target * 1e3:.1f} ms)")
+
+    report(lo, "tune synaptic time constants", f"{len(addresses)} neurons, AMPA and GABA_B, target {target * 1e3:.1f} ms")
+    s.tau = tune_synaptic_taus(s.board, s.cores, addresses, target, {t: TAU_BIAS[t] for t in types}, step_hz, drive_hz,
+                               work.settings.t_ref_s, probe_cfg, cfg.tau_tolerance, cfg.tau_rounds, on_round)
+    for chip, core in s.cores:
+        for t in types:
+            work.biases[(chip, core, TAU_BIAS[t])] = s.board.get_bias(chip, core, TAU_BIAS[t])
+
+
+def tune_refractory_periods(s: CalibrationState) -> None:
+    """Tune each core's ``IF_RFR_N`` until the units saturate like the model's activation.
+
+    The same search the conversion runs (:func:`neurolab_gui.core.conversion.transfer.match_refractory`),
+    on a shorter DC probe (``cfg.refractory_currents_a``, 0.3 s levels).
+    """
+    if not s.cfg.tune_refractory:
+        return
+    s.report(0.1, "tune refractory period", f"DC f-I curves of the units, target t_ref {s.work.settings.t_ref_s * 1e3:.3f} ms")
+    s.refractory = match_refractory(s.board, s.work, currents_a=s.cfg.refractory_currents_a, level_s=0.3, settle_s=0.1,
+                                    cancel=s.report.cancel)
+    s.report(0.12, "tune refractory period", "t_ref/target per core: " + ", ".join(
+        f"{f.core}: {f.t_ref_s / f.target_s:.3f}" for f in s.refractory))
+
+
+def tune_weights_to_population(s: CalibrationState) -> None:
+    """Tune each core's two weight biases until the median gain of all its neurons is the copy weight.
+
+    What transfer-curve matching alone does; its rounds' measurements feed the first selection.
+    """
+    s.report(0.1, "measure transfer curves", f"{len(s.probe.addresses)} neurons, AMPA and GABA_B")
+    tune_core_biases(s.board, s.cores, _weight_knobs(s.cfg), s.measure_weight_ratios, s.cfg.weight_rounds,
+                     on_round=s.weight_round_reporter(0.1, 0.3, "population"))
+
+
+def measure_before_compensation(s: CalibrationState) -> None:
+    """The "before" state: every neuron measured with nominal neurons and the population-tuned biases."""
+    s.curves_before, s.fits_before = s.probe.run()
+    s.mapped_before = copy.deepcopy(s.work)
+    for (c, k, name) in list(s.mapped_before.biases):
+        if name.startswith("PS_WEIGHT"):
+            s.mapped_before.biases[(c, k, name)] = s.board.get_bias(c, k, name)
+    s.report(0.35, "measure transfer curves", "before per-neuron compensation", curves=s.curves_before)
+
+
+def select_on_pooled_gains(s: CalibrationState) -> None:
+    """First choice of the best-matched neurons (:func:`.compensation.select_neurons`).
+
+    Every population-tuning round measured all neurons: their relative gains are pooled (the
+    first round's far-off biases left out), which lowers the measurement noise at no chip time.
+    """
+    pooled = s.history[1:] + [s.fits_before]
+    s.selected = select_neurons(s.work, pool_relative_gains([f["AMPA"] for f in pooled]),
+                                pool_relative_gains([f["GABA_B"] for f in pooled]), s.cfg.inhibitory_weight)
+    s.members = s.selected
+    s.report(0.37, "select neurons", f"{len(s.selected)} best-matched neurons chosen")
+
+
+def tune_weights_to_selection(s: CalibrationState) -> None:
+    """Tune the weight biases again so that the *selected* neurons' median gain is the copy weight."""
+    s.weight_tuning = tune_core_biases(s.board, s.cores, _weight_knobs(s.cfg), s.measure_weight_ratios, s.cfg.weight_rounds,
+                                       on_round=s.weight_round_reporter(0.37, 0.5, "selected neurons"))
+    for core, settings in s.weight_tuning.settings.items():
+        for bias, (coarse, fine) in settings.items():
+            s.work.biases[(core[0], core[1], bias)] = BiasValue(coarse, fine)
+
+
+def select_at_final_biases(s: CalibrationState) -> None:
+    """The final selection: every neuron measured at the final biases, units put on those nearest the
+    target gains (:func:`.compensation.select_within_budget`).
+
+    A neuron's gain relative to its core differs between weight biases (the pooled selection mixes
+    settings), and the tuned core median is within a ladder step of its target, not on it; at the
+    final biases the gains repeat closely, so choosing there removes both errors
+    (docs/decisions.md, "Final neuron selection at the final biases").
+    """
+    s.report(0.5, "select neurons", "all neurons at the final biases: the ones nearest the target gains")
+    _, s.fits_final = s.probe.run()
+    centre = {core: (float(s.net.scale[s.group_of[core]]),) * 2 for core in s.cores}
+    s.selected, s.inhibitory_weight = select_within_budget(s.work, s.fits_final["AMPA"], s.fits_final["GABA_B"], centre,
+                                                           s.cfg.selection_gain_cv_budget)
+
+
+def measure_after_compensation(s: CalibrationState) -> None:
+    """The "after" measurement, a run of its own: its gain CV is not flattered by the selection having
+    picked the neurons whose measurement happened to lie near the target."""
+    s.report(0.55, "measure transfer curves", "after calibration")
+    s.curves_after, s.fits_after = s.probe.run()
+    s.report(0.6, "measure transfer curves", "after calibration", curves=s.curves_after)
+    s.chip_s_measurement = s.board.chip_s
+
+
+def fit_unit_transfer(s: CalibrationState) -> None:
+    """Each unit's measured transfer (gains pooled over both runs at the final biases: less noise) and
+    the calibration's result with the before/after gain CVs."""
+    net, work, selected = s.net, s.work, s.selected
+    pooled_after = {syn: pool_relative_gains([s.fits_final[syn], s.fits_after[syn]]) for syn in ("AMPA", "GABA_B")}
+    q_unit = net.scale[net.unit_group]
+    ge = pooled_after["AMPA"].gains_of(selected) / q_unit
+    gi = pooled_after["GABA_B"].gains_of(selected) / q_unit
+    off = s.fits_after["AMPA"].offsets_of(selected) / work.time.r_max_hz
+    transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0))
+    assert s.mapped_before is not None and s.weight_tuning is not None
+    units = list(s.mapped.unit_addresses)
+    s.result = NetworkCalibration(
+        mapped=relocate_units(work, selected), mapped_before=s.mapped_before, constrained=net, selected=selected,
+        curves_before=s.curves_before, curves_after=s.curves_after, fits_before=s.fits_before, fits_after=s.fits_after,
+        transfer=transfer,
+        gain_cv_before=relative_cv(s.fits_before["AMPA"].gains_of(units), q_unit),
+        gain_cv_after=relative_cv(s.fits_after["AMPA"].gains_of(selected), q_unit),
+        inh_gain_cv_before=relative_cv(s.fits_before["GABA_B"].gains_of(units), q_unit),
+        inh_gain_cv_after=relative_cv(s.fits_after["GABA_B"].gains_of(selected), q_unit),
+        gain_cv_at_selection=relative_cv(s.fits_final["AMPA"].gains_of(selected), q_unit),
+        selection_inhibitory_weight=s.inhibitory_weight,
+        chip_s_measurement=s.chip_s_measurement, chip_s_loop=0.0,
+        weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), st in s.weight_tuning.settings.items() for b, v in st.items()},
+        tau=s.tau,
+        refractory=s.refractory,
+    )
+    s.report(0.62, "compensate", f"gain CV {s.result.gain_cv_before:.1%} -> {s.result.gain_cv_after:.1%}")
+
+
+def run_chip_in_the_loop(s: CalibrationState) -> None:
+    """With a task: CAM compensation, network gain matching and chip-in-the-loop fine-tuning (:func:`_in_the_loop`)."""
+    assert s.result is not None
+    if s.task is not None:
+        _in_the_loop(s.board, s.result, s.work, s.net, s.task, s.cfg, s.report)
+    s.result.chip_s_loop = s.board.chip_s - s.chip_s_measurement
+    s.result.wall_s = time.perf_counter() - s.t_start
+    s.report(1.0, "done", f"chip time {s.board.chip_s:.1f} s")
+
+
+#: The steps of :func:`calibrate_network`, in order (the module docstring tells why this order).
+NETWORK_CALIBRATION_STEPS: tuple[Callable[[CalibrationState], None], ...] = (
+    apply_nominal_biases,
+    tune_time_constants,
+    tune_refractory_periods,
+    tune_weights_to_population,
+    measure_before_compensation,
+    select_on_pooled_gains,
+    tune_weights_to_selection,
+    select_at_final_biases,
+    measure_after_compensation,
+    fit_unit_transfer,
+    run_chip_in_the_loop,
+)
+
+
 def calibrate_network(
     board: Board,
     mapped: MappedNetwork,
@@ -349,144 +560,41 @@ def calibrate_network(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> NetworkCalibration:
-    """Calibrate ``mapped`` (the conversion of ``net``) on ``board``; see the module docstring.
+    """Calibrate ``mapped`` (the conversion of ``net``) on ``board``: :data:`NETWORK_CALIBRATION_STEPS`
+    in order; see the module docstring.
 
     ``task`` enables the chip-in-the-loop stage (fine-tuning on its training set, validation on a
-    held-out part of it on the board); without it the calibration stops after step 4.
-    ``mapped`` is left unchanged.  Progress events carry intermediate curves as ``payload``.
+    held-out part of it on the board); without it the calibration stops after the final
+    measurement.  ``mapped`` is left unchanged.  Progress reports carry intermediate curves as
+    ``payload``.  On cancellation or error the board is restored (module docstring) and the
+    exception propagates (:class:`CalibrationCancelled` when cancelled).
     """
     cfg = config or CalibrationConfig()
     t_start = time.perf_counter()
     mboard: MeteredBoard = metered(board)
     report = calibration_reporter(progress, cancel, mboard)
     work = copy.deepcopy(mapped)
-    chip = work.chip
     start_biases = {key: board.get_bias(*key) for key in work.biases}
-    probe = _SynapticProbe(mboard, work, net.scale, cfg)
-    group_of = _group_of_core(work)
+    state = CalibrationState(mboard, net, mapped, work, task, cfg, report, _SynapticProbe(mboard, work, net.scale, cfg),
+                             list(work.group_cores), _group_of_core(work), t_start)
     try:
-        report(0.0, "apply biases", "writing the network's nominal bias set")
-        mboard.apply_bias_set(work.biases)
-        cores = list(work.group_cores)
-        tau_result = _tune_time_constants(mboard, work, net, cores, cfg, report, 0.02, 0.1) if cfg.tune_tau else None
-        refractory: list[RefractoryFit] = []
-        if cfg.tune_refractory:
-            report(0.1, "tune refractory period", f"DC f-I curves of the units, target t_ref {work.settings.t_ref_s * 1e3:.3f} ms")
-            refractory = match_refractory(mboard, work, currents_a=cfg.refractory_currents_a, level_s=0.3, settle_s=0.1,
-                                          cancel=report.cancel)
-            report(0.12, "tune refractory period", "t_ref/target per core: " + ", ".join(
-                f"{f.core}: {f.t_ref_s / f.target_s:.3f}" for f in refractory))
-        report(0.1, "measure transfer curves", f"{len(probe.addresses)} neurons, AMPA and GABA_B")
-        state: dict = {"curves": None, "fits": None, "members": None, "history": []}
-
-        def measure_ratios() -> dict[tuple[int, int], dict[str, float]]:
-            state["curves"], state["fits"] = probe.run()
-            state["history"].append(state["fits"])
-            fits = state["fits"]
-            out = {}
-            for core in cores:
-                q = float(net.scale[group_of[core]])
-                members = [a for a in (state["members"] or probe.addresses) if (a.chip, a.core) == core]
-                out[core] = {
-                    WEIGHT_BIAS[EXCITATORY]: float(np.nanmedian(fits["AMPA"].gains_of(members))) / q,
-                    WEIGHT_BIAS[INHIBITORY]: float(np.nanmedian(fits["GABA_B"].gains_of(members))) / q,
-                }
-            return out
-
-        def on_round(lo: float, hi: float, what: str):
-            def report_round(k: int, values: dict) -> None:
-                worst = max((abs(v - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
-                report(lo + (hi - lo) * k / cfg.weight_rounds, f"tune weight biases ({what})", f"round {k}: worst gain error {worst:.2%}",
-                       curves=state["curves"])
-            return report_round
-
-        knobs = [TuningKnob(WEIGHT_BIAS[EXCITATORY], 1.0, 1.0, cfg.weight_tolerance),
-                 TuningKnob(WEIGHT_BIAS[INHIBITORY], 1.0, 1.0, cfg.weight_tolerance)]
-        # (1) population tuning: the core medians to the targets (what transfer matching does);
-        # the last round's curves are the "before" state: nominal neurons, tuned core biases.
-        tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.1, 0.3, "population"))
-        curves_before, fits_before = probe.run()
-        mapped_before = copy.deepcopy(work)
-        for (c, k, name) in list(mapped_before.biases):
-            if name.startswith("PS_WEIGHT"):
-                mapped_before.biases[(c, k, name)] = mboard.get_bias(c, k, name)
-        report(0.35, "measure transfer curves", "before per-neuron compensation", curves=curves_before)
-        # (2) choose the best-matched neurons, then (3) tune the cores for the selected ones
-        # every population-tuning round measured all neurons: pool their relative gains (the first
-        # round's far-off biases left out) so the selection sees less measurement noise, free of chip time
-        pooled = state["history"][1:] + [fits_before]
-        selected = select_neurons(work, pool_relative_gains([f["AMPA"] for f in pooled]),
-                                  pool_relative_gains([f["GABA_B"] for f in pooled]), cfg.inhibitory_weight)
-        state["members"] = selected
-        report(0.37, "select neurons", f"{len(selected)} best-matched neurons chosen")
-        tuning = tune_core_biases(mboard, cores, knobs, measure_ratios, cfg.weight_rounds, on_round=on_round(0.37, 0.5, "selected neurons"))
-        for core, settings in tuning.settings.items():
-            for bias, (coarse, fine) in settings.items():
-                work.biases[(core[0], core[1], bias)] = BiasValue(coarse, fine)
-        # (3b) re-select around the targets at the final biases.  A neuron's gain relative to its
-        # core is not the same at every weight bias (the pooled selection above mixes settings),
-        # and the tuned core median is within the ladder's step of its target, not on it; the
-        # gains at the final biases repeat to 0.2 % (measured on the emulator), so choosing the
-        # neurons nearest the target gain there removes both errors (sequential digits: CV 2.7 %
-        # with the first selection).
-        report(0.5, "select neurons", "all neurons at the final biases: the ones nearest the target gains")
-        _, fits_final = probe.run()
-        centre = {core: (float(net.scale[group_of[core]]),) * 2 for core in cores}
-        selected, inhibitory_weight = select_within_budget(work, fits_final["AMPA"], fits_final["GABA_B"], centre,
-                                                           cfg.selection_gain_cv_budget)
-        # the "after" measurement is a separate run: the CV it reports is not flattered by the
-        # selection having picked the neurons whose measurement happened to lie near the target
-        report(0.55, "measure transfer curves", "after calibration")
-        curves_after, fits_after = probe.run()
-        report(0.6, "measure transfer curves", "after calibration", curves=curves_after)
-        chip_s_measurement = mboard.chip_s
-        # compensation and fine-tuning use both runs at the final biases (less noise)
-        pooled_after = {syn: pool_relative_gains([fits_final[syn], fits_after[syn]]) for syn in ("AMPA", "GABA_B")}
-
-        q_unit = net.scale[net.unit_group]
-        ge = pooled_after["AMPA"].gains_of(selected) / q_unit
-        gi = pooled_after["GABA_B"].gains_of(selected) / q_unit
-        off = fits_after["AMPA"].offsets_of(selected) / work.time.r_max_hz
-        transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0))
-        result = NetworkCalibration(
-            mapped=relocate_units(work, selected), mapped_before=mapped_before, constrained=net, selected=selected,
-            curves_before=curves_before, curves_after=curves_after, fits_before=fits_before, fits_after=fits_after,
-            transfer=transfer,
-            gain_cv_before=relative_cv(fits_before["AMPA"].gains_of(list(mapped.unit_addresses)), q_unit),
-            gain_cv_after=relative_cv(fits_after["AMPA"].gains_of(selected), q_unit),
-            inh_gain_cv_before=relative_cv(fits_before["GABA_B"].gains_of(list(mapped.unit_addresses)), q_unit),
-            inh_gain_cv_after=relative_cv(fits_after["GABA_B"].gains_of(selected), q_unit),
-            gain_cv_at_selection=relative_cv(fits_final["AMPA"].gains_of(selected), q_unit),
-            selection_inhibitory_weight=inhibitory_weight,
-            chip_s_measurement=chip_s_measurement, chip_s_loop=0.0,
-            weight_biases={f"{c}/{k}/{b}": [v[0], v[1]] for (c, k), s in tuning.settings.items() for b, v in s.items()},
-            tau=tau_result,
-            refractory=refractory,
-        )
-        report(0.62, "compensate", f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}")
-        if task is not None:
-            _in_the_loop(mboard, result, work, net, task, cfg, report)
-        result.chip_s_loop = mboard.chip_s - chip_s_measurement
-        result.wall_s = time.perf_counter() - t_start
-        report(1.0, "done", f"chip time {mboard.chip_s:.1f} s")
-        return result
-    except CalibrationCancelled:
-        _restore(board, chip, start_biases)
-        raise
+        for step in NETWORK_CALIBRATION_STEPS:
+            step(state)
     except BaseException:
-        _restore(board, chip, start_biases)
+        _restore(board, work.chip, start_biases)
         raise
+    assert state.result is not None
+    return state.result
 
 
 def _match_network_gains(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, candidate: ConstrainedNetwork,
                          x: np.ndarray, lengths: np.ndarray, cfg: CalibrationConfig, report: ProgressReporter,
                          lo: float, hi: float) -> None:
-    """Step 5a (module docstring): scale each core's weight biases until the network follows the model.
+    """Scale each core's weight biases until the network follows the model (module docstring, step 11).
 
     The probe measures a neuron's gain at 20-120 Hz out of a few inputs; in the network the units
-    run up to ``r_max`` under recurrent input, where the emulated chip's cores ran 7-21 % above
-    the hardware model's features (sequential digits, regression slope per core group; 7 % on the
-    ideal board too).  Both weight biases of a core scale every input of its units alike, so
+    run up to ``r_max`` under recurrent input, where the board's features run above the hardware
+    model's (docs/decisions.md, "Network-level gain matching").  Both weight biases of a core scale every input of its units alike, so
     their common factor is tuned on the ladder (:func:`.bias_tuning.tune_core_biases`) until the
     slope of the board's features on the hardware model's is 1 per core group.  The kept settings
     go into ``work.biases``; the slopes of every round into ``result.network_gain_match``.  The
@@ -585,8 +693,7 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
         model_acc = evaluate(hardware_model(candidate, result.transfer), *model_validation)[0]
         # keep a fine-tuned network when the model with the measured transfer validates better on
         # the held-out samples and the board does not contradict it beyond its noise: the board's
-        # validation samples alone resolve a difference between two networks only to ~3-4 points
-        # (paired standard error on 100 samples), the fine-tuning's effect is 1-3 points
+        # validation samples alone cannot resolve the fine-tuning's effect (docs/decisions.md, "Keep rule")
         d = correct.astype(float) - best_correct if best_net is not None else np.zeros(1)
         board_se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
         accept = best_net is None or (model_acc > best_model_acc + cfg.min_improvement and float(d.mean()) >= -2.0 * board_se)

@@ -65,12 +65,11 @@ class PipelineConfig:
     steps_per_sample: int = 4
     readout: str = "mean"
     saturation: float | None = 1.0  # phi(u) = u / (1 + u / s); sets t_ref = 1 / (s * r_max)
-    #: Heun tracks the continuous-time spiking network closely at 4 steps per sample (measured on
-    #: sequential digits: Euler loses 2 points against the step -> 0 limit, Heun 0.6).
+    #: Heun tracks the continuous-time spiking network closely at 4 steps per sample, Euler does not
+    #: (docs/decisions.md, "Heun integrator").
     integrator: str = "heun"
-    #: Pre-activation noise 0.1 in training makes the RNN robust to spike-count noise (measured on
-    #: sequential digits: feature correlation RNN/SNN 0.92 with 0.05 and r_max 150 Hz, 0.98 with 0.1
-    #: and 300 Hz).
+    #: Pre-activation noise 0.1 in training makes the RNN robust to spike-count noise
+    #: (docs/decisions.md, "Pre-activation noise").
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-2, noise_std=0.1))
     #: 63 CAM entries for the network: the 64th of every unit is the reset channel's.
     constraint: ConstraintConfig = field(
@@ -78,19 +77,16 @@ class PipelineConfig:
     )
     dt_step_s: float = 0.005
     #: Rate of activation 1.  Higher rates mean more spikes per synaptic time constant and so less
-    #: spike-count noise in the recurrent currents (sequential digits, mismatch off: RNN/SNN feature
-    #: correlation 0.967 and -5.8 points at 300 Hz, 0.991 and -2.5 at 600 Hz, 0.992 and -0.6 at
-    #: 900 Hz on one model; the price is proportionally more spikes per inference).
+    #: spike-count noise in the recurrent currents, at proportionally more spikes per inference
+    #: (docs/decisions.md, "r_max").
     r_max_hz: float = 900.0
     gap_s: float | None = None  # default: reset burst + 30 ms
     settings: NeuronSettings = field(default_factory=NeuronSettings)
     probe: ProbeDesign = field(default_factory=ProbeDesign)
     transfer_rounds: int = 2
     #: tune each core's refractory bias on DC f-I curves so the units saturate like the model
-    #: (:func:`.transfer.match_refractory`; default mismatch leaves them 23-55 % slow otherwise).
-    #: Measured cost: the *uncalibrated* mismatched network, no longer held down by the slow
-    #: saturation, gets more excitable (sequential digits board_mismatch 0.624 -> 0.574, 1921 ->
-    #: 2877 spikes per inference); the calibration step then recovers it (demo: 0.842 after).
+    #: (:func:`.transfer.match_refractory`); the uncalibrated mismatched network gets more excitable
+    #: for it, which the calibration recovers (docs/decisions.md, "Saturation matching").
     match_saturation: bool = True
     stages: tuple[str, ...] = ("board_ideal", "board_mismatch")
     n_test_spiking: int | None = None  # test samples for the spiking stages (None: all)
@@ -102,12 +98,8 @@ class PipelineConfig:
     reset_s: float | None = None  # default: 4 synaptic time constants
     #: Fano factor of the spike-count noise trained for (training and QAT): the leaky RNN's
     #: filtered rates get the count noise of ``r_max * dt_step`` spikes per step at activation 1
-    #: (see ``RateRNN.forward``).  0 turns it off.  Measured on the ideal emulated board (seed 0):
-    #: MNIST-1D board accuracy 0.511 -> 0.564 and loss against the constrained RNN 2.9 -> -0.8
-    #: points (0.4 vs 0; F = 1 closed the gap too but cost 6 points of float accuracy); sequential
-    #: digits unchanged within its test-set noise (board 0.833 -> 0.836).  The SNN's feature error
-    #: (rms 0.016 at 900 Hz, 0.009 at 1800 Hz) scales like count noise, and pre-activation noise,
-    #: being white per step, averages out of the mean-rate readout and did not teach margins against it.
+    #: (see ``RateRNN.forward``).  0 turns it off.  The SNN's feature error scales like count noise,
+    #: which pre-activation noise does not teach margins against (docs/decisions.md, "Fano factor 0.4").
     spike_fano: float = DEFAULT_SPIKE_FANO
 
     def count_noise(self) -> float:
@@ -123,11 +115,9 @@ class PipelineConfig:
 
 
 #: Per-task choices that differ from :class:`PipelineConfig`'s defaults, measured on the task
-#: (``bench/conversion_accuracy.py``).  MNIST-1D: 40 samples per sequence, so 2 RNN steps per
-#: sample keep training affordable (dt/tau = 0.16 with retention 0.85, where Heun is accurate),
-#: and 128 hidden units (measured better than 64 at every stage: float 0.616 vs 0.546) over all
-#: four cores (32 per core: the calibration picks them from more spare neurons; gain CV after
-#: calibration 4.1 % with three cores, 2.9 % with four, on the same model).
+#: (``bench/conversion_accuracy.py``; docs/decisions.md, "MNIST-1D task defaults").  MNIST-1D: 2 RNN
+#: steps per sample keep its 40-sample sequences affordable; 128 hidden units over all four cores
+#: leave the calibration more spare neurons per core.
 TASK_DEFAULTS: dict[str, dict] = {
     "seq_digits": {"n_hidden": 64, "steps_per_sample": 4, "epochs": 40, "qat_epochs": 10},
     "mnist1d": {"n_hidden": 128, "steps_per_sample": 2, "epochs": 30, "qat_epochs": 8, "n_core_groups": 4},
