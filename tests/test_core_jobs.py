@@ -111,3 +111,33 @@ def test_spans_and_the_reporter_map_parts_onto_the_whole():
 def test_progress_lines_for_the_terminal():
     assert Progress(0.5, "epoch 3/6", "train").line() == " 50.0% train: epoch 3/6"
     assert Progress(0.25, "round 1", eta_s=12.4).text() == "round 1 (ETA 12 s)"
+
+
+def test_ctrl_c_cancels_the_clis_training_job_and_writes_no_checkpoint(tmp_path):
+    """``neurolab train`` runs its work as a job: SIGINT cancels it cleanly (exit 130, no checkpoint)."""
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "task.npz", x=rng.random((64, 6, 3)), labels=rng.integers(0, 2, 64))
+    out = tmp_path / "model.pt"
+    cmd = [sys.executable, "-c", "import sys; from neurolab_gui.cli import main; sys.exit(main(sys.argv[1:]))",
+           "train", "--task", str(tmp_path / "task.npz"), "--epochs", "100000", "--hidden", "4", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # wait until the training reports its first epoch
+            lines.append(line)
+            if "epoch 1/100000" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "training cancelled; no checkpoint written" in rest
+    assert not out.exists()

@@ -27,10 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
     from neurolab_gui.core.conversion.constrain import WeightPrecision
     from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, config_for_task, convert
     from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.jobs import Job, run_in_foreground
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -60,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg.constraint.precision = precision
     print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
-    result = convert(loaded.model, task, cfg, progress=print_progress)
+    conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel))
+    try:
+        result = run_in_foreground(conversion, print_progress)
+    except Cancelled:
+        print("conversion cancelled")
+        return 130
     print()
     print(result.report.table())
     path = result.report.write_json(args.json)

@@ -298,3 +298,19 @@ class Job(Generic[T]):
             self.failed.emit(exc)
         else:
             self.cancelled.emit(exc if exc is not None else Cancelled(f"{self.name} cancelled"))
+
+
+def run_in_foreground(job: Job[T], sink: ProgressSink | None = None) -> T:
+    """Start ``job``, hand its progress (with the job's ETA) to ``sink`` and wait for its result.
+
+    What the CLI does with a long operation: Ctrl-C cancels the job and waits for its work to stop
+    (then :class:`Cancelled` is raised), so the work can leave the board in a known state.
+    """
+    if sink is not None:
+        job.progress.connect(sink)
+    job.start()
+    try:
+        return job.result()
+    except KeyboardInterrupt:
+        job.cancel()
+        return job.result()
