@@ -141,3 +141,22 @@ def test_ctrl_c_cancels_the_clis_training_job_and_writes_no_checkpoint(tmp_path)
     assert proc.returncode == 130, "".join(lines) + rest
     assert "training cancelled; no checkpoint written" in rest
     assert not out.exists()
+
+
+def test_an_async_consumer_may_give_up_waiting_without_hanging_its_loop():
+    import asyncio
+
+    job = Job("quiet", lambda progress, cancel: cancel.wait(60))  # reports nothing for a long time
+
+    async def give_up() -> None:
+        events = job.events()
+        job.start()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(anext(events), 0.1)
+
+    finished = threading.Event()
+    threading.Thread(target=lambda: (asyncio.run(give_up()), finished.set()), daemon=True).start()
+    assert finished.wait(20)  # asyncio.run joins its executor: no thread may be left waiting for an event
+    job.cancel()
+    job.result(timeout=10)
+    assert job.state == JobState.CANCELLED

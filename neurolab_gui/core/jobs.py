@@ -256,6 +256,7 @@ class Job(Generic[T]):
                 self.progress.disconnect(inbox.put)
                 for signal in (self.finished, self.failed, self.cancelled):
                     signal.disconnect(end)
+                inbox.put(None)  # a consumer that stopped early leaves no executor thread blocked on get()
 
         return stream()
 
