@@ -64,16 +64,18 @@ def test_train_and_convert_buttons_run_jobs_whose_events_reach_the_panel(window,
     qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
     training = panel.job
     assert training is not None and training.name == "training" and panel.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: "training finished" in panel.status.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: panel.status.text() == "training finished", timeout=60_000)  # the finished signal, relayed
     model = training.result()
     assert panel.last_result is model and window.session.model is model  # the result came through the job's signals
     assert panel.progress.value() == 100 and not panel.cancel_button.isEnabled()
     assert model.config.n_hidden == 6 and "6 hidden" in panel.model_label.text()
+    qtbot.waitUntil(lambda: "training finished" in window.log_panel.contents())  # the job's log lines reach the log panel
+    assert "training started" in window.log_panel.contents()
 
     qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
     conversion = panel.job
     assert conversion is not training and conversion.name == "conversion"
-    qtbot.waitUntil(lambda: "conversion finished" in panel.status.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: panel.status.text() == "conversion finished", timeout=60_000)  # not the progress line "conversion: …"
     result = conversion.result()
     assert panel.last_result is result and window.session.conversion is result
     assert result.constrained.n_hidden == 6 and len(result.mapped.group_cores) == 1

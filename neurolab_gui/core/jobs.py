@@ -180,7 +180,7 @@ class Job(Generic[T]):
     Signals
     -------
     progress(Progress) : every report of the work, with the job's own ETA
-    log(str) : a line when the job starts, enters a new step and ends (also sent to :mod:`logging`)
+    log(str) : a line when the job starts, enters a new step and ends (also sent to :mod:`logging` at DEBUG)
     finished(result), failed(exc), cancelled(exc) : exactly one of them, once
 
     ``progress`` passed to the work raises :class:`Cancelled` once :meth:`cancel` was called, so
@@ -262,7 +262,7 @@ class Job(Generic[T]):
 
     # --- the worker thread ---------------------------------------------------------------------------
     def _say(self, text: str) -> None:
-        log.info("%s", text)
+        log.debug("%s", text)  # the log signal is what subscribers show; logging keeps a debug trace
         self.log.emit(text)
 
     def _deliver(self, event: Progress) -> None:

@@ -16,6 +16,8 @@ transfer panel; network-level calibration with the stage accuracies is ``neurola
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import (
@@ -169,6 +171,7 @@ class ModelPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         relay(job.progress, lambda p: self._show_progress(job, p), self)
+        relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
         relay(job.finished, lambda result: self._finished(job, result), self)
         relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
         relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
