@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from .cancellation import Cancelled
@@ -167,8 +168,14 @@ class ProgressReporter:
         return report
 
 
-class JobState:
-    PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "pending", "running", "finished", "failed", "cancelled"
+class JobState(StrEnum):
+    """Where a :class:`Job` is: pending (not started), running, then finished, failed or cancelled."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 Work = Callable[[ProgressSink, CancelToken], T]
@@ -286,7 +293,7 @@ class Job(Generic[T]):
         else:
             self._end(JobState.FINISHED, f"{self.name} finished", result=result)
 
-    def _end(self, state: str, text: str, result: Any = None, exc: BaseException | None = None) -> None:
+    def _end(self, state: JobState, text: str, result: Any = None, exc: BaseException | None = None) -> None:
         self.state = state
         self._say(text)
         if exc is not None:
