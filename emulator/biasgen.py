@@ -24,6 +24,8 @@ from drivers.dynapse1.bias_table import (
     COARSE_MAX_CURRENT_A,
     GLOBAL_BIASES,
     N_FINE,
+    SILENT,
+    SILENT_GLOBAL,
     bias_spec,
     check_coarse_fine,
 )
@@ -32,12 +34,7 @@ from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, che
 from .config import EmulatorConfig
 from .mismatch import BIAS_INDEX, BIAS_NAMES
 
-#: Power-up / "silent" value of every per-core bias (libcaer's silent set): coarse 7, fine 0.
-SILENT_COARSE, SILENT_FINE = 7, 0
-#: Power-up values of the chip-global biases (libcaer's silent set): BUFFER 1/2, SSP fine 7, SSN fine 15.
-SILENT_GLOBAL: dict[str, tuple[int, int]] = {
-    "U_BUFFER": (1, 2), "D_BUFFER": (1, 2), "U_SSP": (0, 7), "D_SSP": (0, 7), "U_SSN": (0, 15), "D_SSN": (0, 15),
-}
+# Power-up values: libcaer's silent set, defined once in the driver (bias_table.SILENT, SILENT_GLOBAL).
 #: Shifted-source biases have a 6-bit fine value and no coarse.
 _SHIFTED_SOURCE_FINE_MAX = 63
 
@@ -57,8 +54,8 @@ class BiasBank:
 
     def __init__(self, config: EmulatorConfig, biasgen_mismatch: np.ndarray) -> None:
         shape = (N_CHIPS, N_CORES_PER_CHIP, len(BIAS_NAMES))
-        self.coarse = np.full(shape, SILENT_COARSE, dtype=np.int8)
-        self.fine = np.full(shape, SILENT_FINE, dtype=np.int16)
+        self.coarse = np.full(shape, SILENT.coarse, dtype=np.int8)
+        self.fine = np.full(shape, SILENT.fine, dtype=np.int16)
         self.high = np.ones(shape, dtype=bool)
         self.normal = np.ones(shape, dtype=bool)
         self.enabled = np.ones(shape, dtype=bool)

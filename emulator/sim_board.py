@@ -44,9 +44,8 @@ class SimulatorBoard:
         self._runner = runner or (lambda sim, d: sim.run(d))
         self._biases: dict[tuple[int, int, str], BiasValue] = {}
 
-    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None:
-        self.sim.set_bias(chip, core, name, coarse, fine, high=high)
-        self._biases[(chip, core, name)] = BiasValue(coarse, fine, high)
+    def set_bias(self, chip: int, core: int, name: str, value: BiasValue) -> None:
+        self.apply_bias_set({(chip, core, name): value})
 
     def get_bias(self, chip: int, core: int, name: str) -> BiasValue:
         return self._biases[(chip, core, name)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from drivers.dynapse1.bias_table import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig
@@ -120,7 +121,7 @@ def test_cancel_leaves_the_board_in_its_starting_state():
     try:
         core = mapped.group_cores[0][1]
         board.apply_bias_set(mapped.biases)  # the user's state: no DC on the network's core ...
-        board.set_bias(0, core, "PS_WEIGHT_EXC_F_N", 2, 17)  # ... and a weight of their own
+        board.set_bias(0, core, "PS_WEIGHT_EXC_F_N", BiasValue(2, 17))  # ... and a weight of their own
         start = {k: board.get_bias(*k) for k in mapped.biases}
         cancel = threading.Event()
 

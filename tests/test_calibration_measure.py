@@ -177,7 +177,7 @@ def test_tau_tuning_brings_a_wrong_bias_to_the_target(board):
     tau_biases = {SynapseType.AMPA: "NPDPIE_TAU_F_P", SynapseType.GABA_B: "NPDPII_TAU_S_P"}
     for synapse, factor in ((SynapseType.AMPA, 1.6), (SynapseType.GABA_B, 0.6)):  # tau ~ 1/I: 0.6x and 1.7x the target
         v = board.get_bias(CHIP, core, tau_biases[synapse])
-        board.set_bias(CHIP, core, tau_biases[synapse], *snap_to_ladder(nominal_current(v.coarse, v.fine) * factor))
+        board.set_bias(CHIP, core, tau_biases[synapse], v.with_setting(*snap_to_ladder(nominal_current(v.coarse, v.fine) * factor)))
     neurons = [NeuronAddress(CHIP, core, n) for n in range(0, 256, 2)]
     before = board.chip_s
     result = tune_synaptic_taus(board, [(CHIP, core)], neurons, target, tau_biases, {s: 150.0 for s in tau_biases},

@@ -38,6 +38,7 @@ def test_sweep_keeps_the_users_network_and_logs_its_steps_in_the_bias_model(sess
     assert cam_before[0].sum() == 2 * 64  # both target neurons' CAMs were written (unused entries as cleared ones)
     original = session.biases.value(CHIP, CORE, "IF_DC_P")
     log_before = len(session.biases.log)
+    undo_before = len(session.biases._undo)
     steps: list[TransferCurves] = []
 
     curves = dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.1, on_step=steps.append)(lambda p: None, CancelToken())
@@ -53,9 +54,13 @@ def test_sweep_keeps_the_users_network_and_logs_its_steps_in_the_bias_model(sess
     sweep_log = [c for c in session.biases.log[log_before:] if c.origin == "sweep"]
     assert len(sweep_log) == len(SETTINGS) + 1
     assert session.biases.value(CHIP, CORE, "IF_DC_P") == original
-    assert session.biases.undo()  # undoing the restore brings back the last step of the sweep
-    value = session.biases.value(CHIP, CORE, "IF_DC_P")
-    assert (value.coarse, value.fine) == SETTINGS[-1]
+    # ... but the whole sweep is one undo step, and undoing it leaves IF_DC_P as before the sweep
+    assert len(session.biases._undo) == undo_before + 1
+    assert session.biases.undo()
+    assert len(session.biases._undo) == undo_before
+    assert session.biases.value(CHIP, CORE, "IF_DC_P") == original
+    simulator = virtual_fpga_of(session.board).simulator
+    assert simulator.get_bias(CHIP, CORE, "IF_DC_P") == (original.coarse, original.fine, original.high, original.normal, original.enabled)
 
 
 def test_cancelling_mid_sweep_restores_if_dc_p_on_the_model_and_the_chip(session):

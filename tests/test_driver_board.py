@@ -93,7 +93,7 @@ def test_bias_write_reaches_simulator_and_is_cached_with_listeners():
     board, sim, _ = _open()
     seen = []
     board.add_bias_listener(lambda *a: seen.append(a))
-    board.set_bias(2, 3, "IF_TAU1_N", 6, 77, high=False)
+    board.set_bias(2, 3, "IF_TAU1_N", BiasValue(6, 77, high=False))
     assert sim.calls[-1] == ("set_bias", (2, 3, "IF_TAU1_N", 6, 77), {"high": False, "normal": True, "enabled": True})
     assert board.get_bias(2, 3, "IF_TAU1_N") == BiasValue(6, 77, high=False)
     assert seen == [(2, 3, "IF_TAU1_N", BiasValue(6, 77, high=False))]
@@ -234,13 +234,13 @@ def test_unplug_during_read_gives_clear_error_and_disconnected_state():
     assert time.monotonic() - start < 5
     assert not board.connected and len(reasons) == 1
     with pytest.raises(DeviceGone):
-        board.set_bias(0, 0, "IF_DC_P", 1, 1)
+        board.set_bias(0, 0, "IF_DC_P", BiasValue(1, 1))
     board.close()  # closing an unplugged board is fine
 
 
 def test_unplug_while_streaming_ends_the_iterator_and_reconnect_restores_state():
     board, sim, backend = _open()
-    board.set_bias(1, 1, "IF_THR_N", 2, 99)
+    board.set_bias(1, 1, "IF_THR_N", BiasValue(2, 99))
     stream = board.iter_events()
     threading.Timer(0.1, backend.unplug, args=("EMUTEST1",)).start()
     start = time.monotonic()
@@ -261,7 +261,7 @@ def test_missing_or_wrong_acknowledgement_raises_ack_error(fault):
     board, _, backend = _open()
     backend.board("EMUTEST1").ack_fault = fault
     with pytest.raises(AckError, match="acknowledg"):
-        board.set_bias(0, 0, "IF_DC_P", 1, 1)
+        board.set_bias(0, 0, "IF_DC_P", BiasValue(1, 1))
     board.close()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from drivers.dynapse1 import fpga_registers as fr
 from drivers.dynapse1.board import DynapseBoard
-from drivers.dynapse1.board_api import SpikeGenEvent
+from drivers.dynapse1.board_api import BiasValue, SpikeGenEvent
 from drivers.dynapse1.netlist import InputAddress
 from drivers.dynapse1.usb_transport import UsbTransport
 
@@ -65,8 +65,8 @@ def test_set_bias_selects_the_chip_once_then_sends_acknowledged_words():
             ACK,
         ]
     ) as board:
-        board.set_bias(1, 0, "IF_DC_P", 1, 30)
-        board.set_bias(1, 0, "IF_DC_P", 1, 30)
+        board.set_bias(1, 0, "IF_DC_P", BiasValue(1, 30))
+        board.set_bias(1, 0, "IF_DC_P", BiasValue(1, 30))
 
 
 def test_write_cam_words_in_batches_of_85():
@@ -127,4 +127,4 @@ def test_timestamp_reset_is_one_transfer_with_a_pulse():
 def test_wrong_transfer_is_detected():
     with pytest.raises(AssertionError):
         with expected_protocol([(OUT, 0xBF, 5, 1, (0).to_bytes(4, "big"), None)]) as board:
-            board.set_bias(1, 0, "IF_DC_P", 1, 30)
+            board.set_bias(1, 0, "IF_DC_P", BiasValue(1, 30))

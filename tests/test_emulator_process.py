@@ -22,7 +22,7 @@ def test_board_in_a_child_process_streams_the_same_spikes_as_in_process():
         fpga = virtual_fpga_of(remote)
         assert fpga is not None and fpga.pid is not None and fpga.lag_s == 0.0
         for board in (local, remote):  # same bias change through the same wire path
-            board.set_bias(0, 1, "IF_DC_P", 1, 30)
+            board.set_bias(0, 1, "IF_DC_P", BiasValue(1, 30))
         a, b = _window(local, 0.05), _window(remote, 0.05)
         assert len(a) > 100
         for column in ("timestamp_us", "chip", "core", "neuron"):

@@ -38,12 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bias_table import CORE_BIASES, bias_spec, check_coarse_fine
-from .board_api import BiasValue
+from .bias_table import CORE_BIASES, SILENT, BiasValue, bias_spec, check_coarse_fine
 from .topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
 
 FORMAT_TAG = "neurolab-biases"
-SILENT = BiasValue(7, 0)
 
 
 class BiasFileError(ValueError):

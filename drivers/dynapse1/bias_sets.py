@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from drivers.dynapse1.bias_files import SILENT, published_bias_set
-from drivers.dynapse1.bias_table import CORE_BIASES, bias_spec, check_coarse_fine
+from drivers.dynapse1.bias_files import published_bias_set
+from drivers.dynapse1.bias_table import CORE_BIASES, SILENT, bias_spec, check_coarse_fine
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
 
 BiasSetting = tuple[int, int, bool]  # coarse (libcaer), fine, high

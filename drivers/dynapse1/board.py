@@ -41,8 +41,8 @@ import numpy as np
 from . import chip_words as cw
 from . import fpga_registers as fr
 from . import spikegen_words as sg
-from .bias_table import CORE_BIASES, GLOBAL_BIASES, bias_spec, check_coarse_fine
-from .board_api import BiasValue, SpikeGenEvent, StreamCounters
+from .bias_table import CORE_BIASES, GLOBAL_BIASES, SILENT, SILENT_GLOBAL, BiasValue, bias_spec
+from .board_api import SpikeGenEvent, StreamCounters
 from .event_words import StreamDecoder
 from .netlist import Netlist
 from .netlist_compiler import CompiledNetlist, compile_netlist
@@ -56,12 +56,11 @@ from .topology import (
     check_core,
     check_neuron,
 )
-from .usb_transport import DeviceGone, TransportTimeout, UsbTransport
+from .usb_transport import AckError, DeviceGone, TransportError, TransportTimeout, UsbTransport
 
 log = logging.getLogger(__name__)
 
-#: libcaer's silent biases (every core bias 7/0) and its low-power set (reference §7).
-SILENT_GLOBAL_BIASES = {"BUFFER": (1, 2), "SSP": (0, 7), "SSN": (0, 15)}
+#: libcaer's low-power start-up set (reference §7); biases it does not name are silent.
 LOW_POWER_BIASES: dict[str, BiasValue] = {
     "IF_DC_P": BiasValue(1, 30),
     "IF_THR_N": BiasValue(4, 120),
@@ -102,6 +101,65 @@ class BoardVersionError(RuntimeError):
     """Firmware or FPGA logic version is not the one this driver speaks."""
 
 
+BiasKey = tuple[int, int, str]
+
+
+class BiasWriteError(TransportError):
+    """A bias write failed part-way through; what the board holds is spelled out.
+
+    The driver writes a bias set one USB batch at a time and, when a batch fails, writes the
+    previous values of every bias already sent (roll-back).  Then:
+
+    * ``rolled_back`` True: the board holds the previous values of every bias of the request and
+      the caches never changed;
+    * ``rolled_back`` False (the roll-back failed too, e.g. the board is gone): ``on_board`` maps
+      each bias of the request that was sent to the value the board was *last sent*, which is
+      also what the driver's cache (and so the bias model and the sliders) now shows;
+      ``unconfirmed`` are those whose last batch was not acknowledged.  Reconnecting rewrites the
+      cache to the board.
+
+    Attributes
+    ----------
+    requested : the bias set that was asked for
+    on_board : last value sent, for every bias of the request that was sent at all
+    unconfirmed : biases whose last batch was not acknowledged
+    rolled_back : whether every bias sent was restored
+    cause : the transport error of the write
+    """
+
+    def __init__(self, message: str, *, requested: Mapping[BiasKey, BiasValue], on_board: Mapping[BiasKey, BiasValue],
+                 unconfirmed: set[BiasKey], rolled_back: bool, cause: Exception) -> None:
+        super().__init__(message)
+        self.requested = dict(requested)
+        self.on_board = dict(on_board)
+        self.unconfirmed = set(unconfirmed)
+        self.rolled_back = rolled_back
+        self.cause = cause
+
+    @staticmethod
+    def kind_for(cause: Exception) -> type[BiasWriteError]:
+        """The subclass that is also the cause's kind, so ``except AckError``/``DeviceGone`` still match."""
+        for base, kind in _BIAS_WRITE_ERROR_KINDS:
+            if isinstance(cause, base):
+                return kind
+        return BiasWriteError
+
+
+class BiasWriteAckError(BiasWriteError, AckError):
+    """A bias write failed on a missing or wrong acknowledgement."""
+
+
+class BiasWriteTimeout(BiasWriteError, TransportTimeout):
+    """A bias write failed on a transfer timeout."""
+
+
+class BiasWriteDeviceGone(BiasWriteError, DeviceGone):
+    """The board disappeared during a bias write."""
+
+
+_BIAS_WRITE_ERROR_KINDS = ((AckError, BiasWriteAckError), (TransportTimeout, BiasWriteTimeout), (DeviceGone, BiasWriteDeviceGone))
+
+
 class DynapseBoard:
     """A DYNAP-SE1 board (real or emulated) behind a :class:`UsbTransport`.
 
@@ -131,7 +189,8 @@ class DynapseBoard:
         self._device_finder = device_finder
         self._closed = False
         self._selected_chip: int | None = None
-        self._biases: dict[tuple[int, int, str], BiasValue] = {}
+        self._biases: dict[BiasKey, BiasValue] = {}
+        self._unconfirmed_biases: set[BiasKey] = set()
         self._global_biases: dict[tuple[int, str], tuple[int, int]] = {}
         self._tau2: set[tuple[int, int, int]] = set()
         self._netlist_words: dict[int, list[int]] = {}
@@ -186,21 +245,26 @@ class DynapseBoard:
             time.sleep(self.settle_s)  # libcaer waits for the biases to settle
 
     def _silent_bias_words(self) -> list[int]:
-        words = [cw.core_bias_word(core, name, 7, 0) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]
+        words = [self._bias_word(core, name, SILENT) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]
         for name in GLOBAL_BIASES:
-            coarse, fine = SILENT_GLOBAL_BIASES[name.split("_", 1)[1]]
-            words.append(cw.global_bias_word(name, coarse, fine))
+            words.append(cw.global_bias_word(name, *SILENT_GLOBAL[name]))
         return words
+
+    @staticmethod
+    def _bias_word(core: int, name: str, value: BiasValue) -> int:
+        """The bias word of ``value``: every field of the value goes onto the wire."""
+        return cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high, normal=value.normal, enabled=value.enabled)
 
     def _low_power_bias_words(self, chip: int) -> list[int]:
         words = []
         for core in range(N_CORES_PER_CHIP):
             for name in CORE_BIASES:
-                value = LOW_POWER_BIASES.get(name, BiasValue(7, 0))
-                words.append(cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high))
+                value = LOW_POWER_BIASES.get(name, SILENT)
+                words.append(self._bias_word(core, name, value))
                 self._biases[(chip, core, name)] = value
+        self._unconfirmed_biases = {k for k in self._unconfirmed_biases if k[0] != chip}
         for name in GLOBAL_BIASES:
-            self._global_biases[(chip, name)] = SILENT_GLOBAL_BIASES[name.split("_", 1)[1]]
+            self._global_biases[(chip, name)] = SILENT_GLOBAL[name]
         return words
 
     def _start_stream(self) -> None:
@@ -301,9 +365,9 @@ class DynapseBoard:
 
     # --- biases ----------------------------------------------------------------------------------
 
-    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None:
-        """Write one per-core bias (libcaer coarse numbering) and remember it."""
-        self.apply_bias_set({(chip, core, name): BiasValue(coarse, fine, high)})
+    def set_bias(self, chip: int, core: int, name: str, value: BiasValue) -> None:
+        """Write one per-core bias, all of ``value`` (flags included), and remember it."""
+        self.apply_bias_set({(chip, core, name): value})
 
     def get_bias(self, chip: int, core: int, name: str) -> BiasValue:
         """The value last written (the chip cannot be read back)."""
@@ -322,24 +386,97 @@ class DynapseBoard:
     def get_global_bias(self, chip: int, name: str) -> tuple[int, int]:
         return self._global_biases[(check_chip(chip), name)]
 
-    def apply_bias_set(self, biases: Mapping[tuple[int, int, str], BiasValue]) -> None:
-        """Validate every entry, then write all of them, one chip at a time."""
-        words_by_chip: dict[int, list[int]] = {}
+    @property
+    def unconfirmed_biases(self) -> set[BiasKey]:
+        """Biases whose last write was not acknowledged by the board (see :class:`BiasWriteError`)."""
+        return set(self._unconfirmed_biases)
+
+    def apply_bias_set(self, biases: Mapping[BiasKey, BiasValue]) -> None:
+        """Write a bias set as one transaction: validated first, then written one chip at a time.
+
+        Nothing is written when an entry is invalid (``ValueError`` naming it).  When a transfer
+        fails part-way the biases already sent are written back to their previous values and
+        :class:`BiasWriteError` says what the board holds; the cache and the listeners follow
+        what the board was last sent, so board, cache and everything listening agree.
+        """
+        requested: dict[BiasKey, BiasValue] = {}
+        words: dict[BiasKey, int] = {}
         for key, value in biases.items():
             try:
                 chip, core, name = key
-                check_chip(chip)
-                check_core(core)
+                chip, core = check_chip(chip), check_core(core)
                 bias_spec(name)
-                check_coarse_fine(value.coarse, value.fine)
+                if not isinstance(value, BiasValue):
+                    raise TypeError(f"expected a BiasValue, got {type(value).__name__}")
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"bias {key!r} = {value!r} rejected, nothing written: {exc}") from exc
-            word = cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high, normal=value.normal, enabled=value.enabled)
-            words_by_chip.setdefault(chip, []).append(word)
-        for chip, words in sorted(words_by_chip.items()):
-            self._write_chip_words(chip, words)
-        for (chip, core, name), value in biases.items():
-            self._biases[(chip, core, name)] = value
+            requested[(chip, core, name)] = value
+            words[(chip, core, name)] = self._bias_word(core, name, value)
+        if not requested:
+            return
+        self._check_alive("bias write")
+        order = sorted(requested, key=lambda k: k[0])  # one chip selection per chip
+        previous = {key: self._biases.get(key, SILENT) for key in order}
+        acked, unacked, error = self._send_bias_words([(key, words[key]) for key in order])
+        if error is None:
+            self._commit_biases(requested, acked)
+            return
+        # Roll back every bias that may have reached the chip, in the same order.
+        sent = acked + unacked
+        back_acked, back_unacked, back_error = self._send_bias_words(
+            [(key, self._bias_word(key[1], key[2], previous[key])) for key in sent]
+        )
+        restored = set(back_acked) | set(back_unacked)
+        on_board = {key: previous[key] if key in restored else requested[key] for key in sent}
+        confirmed = [key for key in sent if key in back_acked or (key not in restored and key in acked)]
+        self._commit_biases(on_board, confirmed)
+        failed_chip = unacked[0][0]
+        if back_error is None:
+            message = (f"bias write failed on chip {failed_chip} ({error}); the {len(sent)} biases already sent were "
+                       "written back: the board holds the previous values, nothing changed")
+        else:
+            changed = sum(on_board[k] != previous[k] for k in sent)
+            message = (f"bias write failed on chip {failed_chip} ({error}) and so did the roll-back ({back_error}): "
+                       f"{changed} of {len(requested)} biases hold the new value, the others the previous one; "
+                       f"{len(self._unconfirmed_biases & set(sent))} writes are unconfirmed. "
+                       "The caches show what the board was last sent; reconnect to write them all again")
+        log.error(message)
+        raise BiasWriteError.kind_for(error)(message, requested=requested, on_board=on_board, unconfirmed=self._unconfirmed_biases & set(sent),
+                             rolled_back=back_error is None, cause=error) from error
+
+    def _send_bias_words(self, items: list[tuple[BiasKey, int]]) -> tuple[list[BiasKey], list[BiasKey], TransportError | None]:
+        """Send bias words (grouped by chip) one USB batch at a time, stopping at the first failure.
+
+        Returns the keys of the acknowledged batches, the keys of the batch that failed (its words
+        may have reached the chip: an acknowledgement can be lost after the data went out) and the
+        error, or None.
+        """
+        acked: list[BiasKey] = []
+        i = 0
+        while i < len(items):
+            chip = items[i][0][0]
+            batch = [items[i]]
+            while i + len(batch) < len(items) and len(batch) < fr.MAX_ENTRIES_PER_TRANSFER and items[i + len(batch)][0][0] == chip:
+                batch.append(items[i + len(batch)])
+            try:
+                self._write_chip_words(chip, [word for _, word in batch])
+            except TransportError as exc:
+                self._selected_chip = None  # the selection may not have reached the board either
+                return acked, [key for key, _ in batch], exc
+            acked.extend(key for key, _ in batch)
+            i += len(batch)
+        return acked, [], None
+
+    def _commit_biases(self, values: Mapping[BiasKey, BiasValue], confirmed: list[BiasKey]) -> None:
+        """Cache what the board was sent and tell the listeners (every key, as after any write)."""
+        confirmed_set = set(confirmed)
+        for key, value in values.items():
+            self._biases[key] = value
+            if key in confirmed_set:
+                self._unconfirmed_biases.discard(key)
+            else:
+                self._unconfirmed_biases.add(key)
+        for (chip, core, name), value in values.items():
             for listener in list(self._bias_listeners):
                 listener(chip, core, name, value)
 

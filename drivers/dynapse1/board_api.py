@@ -19,19 +19,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .bias_table import BiasValue
 from .netlist import InputAddress, Netlist
 from .spikes import SpikeEvents
 
-
-@dataclass(frozen=True)
-class BiasValue:
-    """One bias setting as the host last wrote it (the chip cannot read biases back)."""
-
-    coarse: int  # libcaer numbering: 0 = largest current
-    fine: int
-    high: bool = True  # "HighBias" current level
-    normal: bool = True  # Normal (True) or Cascode (False) type
-    enabled: bool = True
+__all__ = ["BiasValue", "Board", "SpikeGenEvent", "StreamCounters"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +55,21 @@ class Board(Protocol):
     counters: StreamCounters
 
     # --- biases -----------------------------------------------------------------
-    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None: ...
+    def set_bias(self, chip: int, core: int, name: str, value: BiasValue) -> None:
+        """Write one per-core bias: the whole :class:`BiasValue`, flags included."""
+        ...
 
-    def get_bias(self, chip: int, core: int, name: str) -> BiasValue: ...
+    def get_bias(self, chip: int, core: int, name: str) -> BiasValue:
+        """The value last written (the chip cannot be read back)."""
+        ...
 
     def apply_bias_set(self, biases: Mapping[tuple[int, int, str], BiasValue]) -> None:
-        """Validate every entry first, then write all of them (nothing half-applied)."""
+        """Validate every entry first, then write all of them as one transaction.
+
+        A transfer that fails part-way is rolled back (the previous values are written again);
+        the cache then holds what the board was last sent and a ``BiasWriteError`` says which
+        biases hold which value.  Listeners hear of every bias whose cached value changed.
+        """
         ...
 
     def add_bias_listener(self, callback: Callable[[int, int, str, BiasValue], None]) -> None:

@@ -14,94 +14,56 @@ changes made outside the GUI reach the sliders.  Writes made through the model
 carry an *origin* ("gui", "file", "copy", "undo", ...); writes that arrive
 from the board without one are logged as ``"external"``.
 
-The slider axis.  The panel shows each bias on the *linear bias ladder*
-(:class:`BiasLadder`): every coarse/fine setting ordered by nominal current,
-keeping for each current the setting with the finest resolution (the
-"linear bias" of the INI Bias Slider GUI, Zendrikov's thesis ch. 2).  Its
-positions are monotonic in current, so a slider over it is a current axis.
+Values.  Every value is a :class:`~drivers.dynapse1.bias_table.BiasValue` (coarse, fine, high/low,
+normal/cascode, enabled), validated when it is made and passed on whole down to
+``Board.set_bias``, so moving a slider keeps the flags that were set.  Changing
+only the setting goes through :meth:`BiasValue.with_setting`, changing only a
+flag through :meth:`BiasModel.set_flags`.
+
+Failed writes.  The board writes a set as one transaction (``BiasWriteError``
+when a transfer fails, after rolling back); the model's cache follows the
+board's listener, so it always holds what the board holds.  A failed write adds
+no undo step when it was rolled back, and an undo step for what did change when
+the roll-back failed too.
+
+The slider axis is the driver's :data:`~drivers.dynapse1.bias_table.LADDER` (see there
+why that ladder).  A DC sweep or another scripted series of writes is one undo
+step (:meth:`BiasModel.undo_group`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from drivers.dynapse1.bias_files import BiasSet, load_bias_file, published_bias_set, published_bias_set_names
 from drivers.dynapse1.bias_table import (
-    COARSE_MAX_CURRENT_A,
     CORE_BIASES,
-    N_COARSE,
-    N_FINE,
+    LADDER,
+    SILENT,
+    BiasLadder,
     BiasSpec,
+    BiasValue,
     bias_spec,
-    check_coarse_fine,
     closest_setting,
     core_bias_address,
     nominal_current,
 )
-from drivers.dynapse1.board_api import BiasValue, Board
+from drivers.dynapse1.board import BiasWriteError
+from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, check_core
 
 from .events import Signal
 
+__all__ = ["LADDER", "SILENT", "BiasChange", "BiasKey", "BiasLadder", "BiasModel", "BiasParameter", "BiasValue", "BiasWriteError",
+           "diff_bias_sets", "read_bias_file"]
+
 BiasKey = tuple[int, int, str]
-
-#: Value every bias has before a board reports one: libcaer's "silent" setting.
-SILENT = BiasValue(coarse=N_COARSE - 1, fine=0)
-
-
-class BiasLadder:
-    """The monotonic "linear bias" axis: coarse/fine settings sorted by nominal current.
-
-    Walks coarse from the smallest full scale to the largest and keeps a setting only
-    if its current exceeds every current already kept, so the ladder is strictly
-    increasing and prefers the finest resolution for each current.
-    """
-
-    def __init__(self) -> None:
-        coarse_list: list[int] = [N_COARSE - 1]
-        fine_list: list[int] = [0]
-        currents: list[float] = [0.0]
-        for coarse in range(N_COARSE - 1, -1, -1):
-            for fine in range(1, N_FINE):
-                current = nominal_current(coarse, fine)
-                if current > currents[-1] * (1 + 1e-12):
-                    coarse_list.append(coarse)
-                    fine_list.append(fine)
-                    currents.append(current)
-        self.coarse = np.array(coarse_list, dtype=np.int64)
-        self.fine = np.array(fine_list, dtype=np.int64)
-        self.currents = np.array(currents, dtype=np.float64)
-
-    def __len__(self) -> int:
-        return len(self.currents)
-
-    def setting(self, index: int) -> tuple[int, int]:
-        """Coarse/fine pair at ladder position ``index``."""
-        if not 0 <= int(index) < len(self):
-            raise ValueError(f"ladder index {index} out of range 0..{len(self) - 1}")
-        return int(self.coarse[index]), int(self.fine[index])
-
-    def index_of_current(self, current_a: float) -> int:
-        """Ladder position whose current is closest to ``current_a``."""
-        i = int(np.searchsorted(self.currents, current_a))
-        if i <= 0:
-            return 0
-        if i >= len(self):
-            return len(self) - 1
-        return i if abs(self.currents[i] - current_a) < abs(current_a - self.currents[i - 1]) else i - 1
-
-    def index_of(self, coarse: int, fine: int) -> int:
-        """Ladder position closest to the current of ``(coarse, fine)`` (settings off the ladder snap)."""
-        return self.index_of_current(nominal_current(coarse, fine))
-
-
-LADDER = BiasLadder()
+_Step = list[tuple[BiasKey, BiasValue, BiasValue]]  # (key, value before, value after)
 
 
 @dataclass(frozen=True)
@@ -127,9 +89,6 @@ class BiasParameter:
     Writes go through the owning :class:`BiasModel` so that they are logged and undoable.
     """
 
-    unit = "A"
-    limits = (0.0, COARSE_MAX_CURRENT_A[0])
-
     def __init__(self, model: BiasModel, chip: int, core: int, name: str) -> None:
         self._model = model
         self.chip = check_chip(chip)
@@ -137,6 +96,8 @@ class BiasParameter:
         self.spec: BiasSpec = bias_spec(name)
         self.name = name
         self.address = core_bias_address(core, name)
+        self.unit = self.spec.unit
+        self.limits = self.spec.limits
         self._value = SILENT
         #: Emitted as ``changed(parameter, change)`` after the cached value changed.
         self.changed = Signal(f"bias {chip}/{core}/{name}")
@@ -160,7 +121,17 @@ class BiasParameter:
         return LADDER.index_of(self._value.coarse, self._value.fine)
 
     def set(self, coarse: int, fine: int, origin: str = "script") -> None:
+        """Write another coarse/fine setting, keeping the flags."""
         self._model.set(self.chip, self.core, self.name, coarse, fine, origin=origin)
+
+    def set_value(self, value: BiasValue, origin: str = "script") -> None:
+        """Write a whole value, flags included."""
+        self._model.set_value(self.chip, self.core, self.name, value, origin=origin)
+
+    def set_flags(self, *, high: bool | None = None, normal: bool | None = None, enabled: bool | None = None,
+                  origin: str = "script") -> None:
+        """Change flags (None: keep), keeping the setting."""
+        self._model.set_flags(self.chip, self.core, self.name, high=high, normal=normal, enabled=enabled, origin=origin)
 
     def set_current(self, current_a: float, origin: str = "script") -> None:
         """Write the setting whose nominal current is closest to ``current_a``."""
@@ -175,7 +146,8 @@ class BiasParameter:
 
     def __repr__(self) -> str:
         v = self._value
-        return f"<BiasParameter {self.chip}/{self.core}/{self.name} coarse={v.coarse} fine={v.fine} ≈{self.current:.3g} A>"
+        flags = f" {v.flags_text()}" if v.flags_text() else ""
+        return f"<BiasParameter {self.chip}/{self.core}/{self.name} coarse={v.coarse} fine={v.fine} ≈{self.current:.3g} A{flags}>"
 
 
 class BiasModel:
@@ -203,8 +175,8 @@ class BiasModel:
         }
         self._lock = threading.RLock()
         self._local = threading.local()  # origin of the write in progress on this thread
-        self._undo: list[list[tuple[BiasKey, BiasValue, BiasValue]]] = []
-        self._redo: list[list[tuple[BiasKey, BiasValue, BiasValue]]] = []
+        self._undo: list[_Step] = []
+        self._redo: list[_Step] = []
         self._max_log = max_log
         self.log: list[BiasChange] = []
         #: ``changed(change: BiasChange)`` after any bias changed, whoever changed it.
@@ -263,49 +235,106 @@ class BiasModel:
     def set(
         self, chip: int, core: int, name: str, coarse: int, fine: int, origin: str = "script", coalesce: bool = False
     ) -> None:
-        """Write one bias (keeping its high/low and type flags); one undo step (see :meth:`apply`)."""
+        """Write another coarse/fine setting of one bias, keeping its flags; one undo step (see :meth:`apply`)."""
         param = self.parameter(chip, core, name)
-        coarse, fine = check_coarse_fine(coarse, fine)
-        old = param.value
-        new = BiasValue(coarse, fine, old.high, old.normal, old.enabled)
-        self.apply({param.key: new}, origin=origin, coalesce=coalesce)
+        self.apply({param.key: param.value.with_setting(coarse, fine)}, origin=origin, coalesce=coalesce)
+
+    def set_value(
+        self, chip: int, core: int, name: str, value: BiasValue, origin: str = "script", coalesce: bool = False
+    ) -> None:
+        """Write one bias's whole value, flags included; one undo step."""
+        self.apply({self.parameter(chip, core, name).key: value}, origin=origin, coalesce=coalesce)
+
+    def set_flags(
+        self, chip: int, core: int, name: str, *, high: bool | None = None, normal: bool | None = None,
+        enabled: bool | None = None, origin: str = "script",
+    ) -> None:
+        """Change the flags of one bias (None: keep), keeping its setting; one undo step."""
+        param = self.parameter(chip, core, name)
+        changes = {k: v for k, v in (("high", high), ("normal", normal), ("enabled", enabled)) if v is not None}
+        self.apply({param.key: param.value.replace(**changes)}, origin=origin)
 
     def apply(
         self, values: Mapping[BiasKey, BiasValue], origin: str = "script", undoable: bool = True, coalesce: bool = False
     ) -> None:
-        """Write several biases at once, validated first (nothing half-applied); one undo step.
+        """Write several biases at once, checked first (nothing half-applied); one undo step.
 
         ``coalesce=True`` merges this write into the previous undo step when that step touched
         the same biases less than :attr:`COALESCE_S` ago, so dragging a slider is one undo step.
-        Raises ``KeyError``/``ValueError`` naming the bad entry and changes nothing.
+        Raises ``KeyError``/``ValueError``/``TypeError`` naming the bad entry and changes nothing.
+        A failed transfer raises the board's :class:`BiasWriteError` (the cache then holds what
+        the board holds; whatever did change is one undo step).
         """
         checked: dict[BiasKey, BiasValue] = {}
         for key, value in values.items():
             chip, core, name = key
-            self.parameter(chip, core, name)
-            check_coarse_fine(value.coarse, value.fine)
-            checked[(int(chip), int(core), name)] = value
+            param = self.parameter(chip, core, name)
+            if not isinstance(value, BiasValue):  # a BiasValue validated itself when it was made
+                raise TypeError(f"bias {key!r}: expected a BiasValue, got {type(value).__name__}")
+            checked[param.key] = value
         with self._lock:
-            step = [(k, self.parameters[k].value, v) for k, v in checked.items() if self.parameters[k].value != v]
+            before = {k: self.parameters[k].value for k in checked}
+            step = [(k, before[k], v) for k, v in checked.items() if before[k] != v]
             if not step:
                 return
-            self._write({k: new for k, _, new in step}, origin)
+            try:
+                self._write({k: new for k, _, new in step}, origin)
+            except BiasWriteError:
+                # The cache followed the board: keep whatever did change as an undo step.
+                done = [(k, before[k], self.parameters[k].value) for k, _, _ in step if self.parameters[k].value != before[k]]
+                if undoable and done:
+                    self._push_step(done, coalesce=False)
+                    self.history_changed.emit()
+                raise
             if undoable:
-                now = time.monotonic()
-                last = self._undo[-1] if self._undo else None
-                if (
-                    coalesce
-                    and last is not None
-                    and now - self._last_step_time < self.COALESCE_S
-                    and {k for k, _, _ in last} == {k for k, _, _ in step}
-                ):
-                    first_old = {k: old for k, old, _ in last}
-                    self._undo[-1] = [(k, first_old[k], new) for k, _, new in step]
-                else:
-                    self._undo.append(step)
-                self._last_step_time = now
-                self._redo.clear()
-        self.history_changed.emit()
+                self._push_step(step, coalesce)
+        if undoable:
+            self.history_changed.emit()
+
+    def _push_step(self, step: _Step, coalesce: bool) -> None:
+        group = getattr(self._local, "group", None)
+        if group is not None:  # inside undo_group: remember only the first old value of each bias
+            for key, old, _ in step:
+                group.setdefault(key, old)
+            return
+        now = time.monotonic()
+        last = self._undo[-1] if self._undo else None
+        if (
+            coalesce
+            and last is not None
+            and now - self._last_step_time < self.COALESCE_S
+            and {k for k, _, _ in last} == {k for k, _, _ in step}
+        ):
+            first_old = {k: old for k, old, _ in last}
+            self._undo[-1] = [(k, first_old[k], new) for k, _, new in step]
+        else:
+            self._undo.append(step)
+        self._last_step_time = now
+        self._redo.clear()
+
+    @contextlib.contextmanager
+    def undo_group(self) -> Iterator[None]:
+        """Make every model write of this thread inside the block one undo step.
+
+        Undoing it restores the values from before the block; the change log still lists every
+        write.  Used by the DC sweep, whose levels are one action for the person who started it.
+        Writes from other threads (the GUI while a sweep runs) stay steps of their own.
+        """
+        if getattr(self._local, "group", None) is not None:  # nested: the outer group collects
+            yield
+            return
+        self._local.group = {}
+        try:
+            yield
+        finally:
+            group: dict[BiasKey, BiasValue] = self._local.group
+            self._local.group = None
+            if group:
+                with self._lock:
+                    self._undo.append([(k, old, self.parameters[k].value) for k, old in group.items()])
+                    self._last_step_time = time.monotonic()
+                    self._redo.clear()
+                self.history_changed.emit()
 
     def _write(self, values: Mapping[BiasKey, BiasValue], origin: str) -> None:
         board = self._board
@@ -316,8 +345,8 @@ class BiasModel:
         self._local.origin = origin
         try:
             if len(values) == 1:
-                (chip, core, name), v = next(iter(values.items()))
-                board.set_bias(chip, core, name, v.coarse, v.fine, v.high)
+                (chip, core, name), value = next(iter(values.items()))
+                board.set_bias(chip, core, name, value)
             else:
                 board.apply_bias_set(dict(values))
         finally:
@@ -351,7 +380,11 @@ class BiasModel:
             if not self._undo:
                 return False
             step = self._undo.pop()
-            self._write({k: old for k, old, _ in step}, "undo")
+            try:
+                self._write({k: old for k, old, _ in step}, "undo")
+            except BiasWriteError:
+                self._undo.append(step)  # still undoable: the board holds (or was rolled back to) the cache
+                raise
             self._redo.append(step)
         self.history_changed.emit()
         return True
@@ -361,7 +394,11 @@ class BiasModel:
             if not self._redo:
                 return False
             step = self._redo.pop()
-            self._write({k: new for k, _, new in step}, "redo")
+            try:
+                self._write({k: new for k, _, new in step}, "redo")
+            except BiasWriteError:
+                self._redo.append(step)
+                raise
             self._undo.append(step)
         self.history_changed.emit()
         return True
@@ -396,15 +433,15 @@ class BiasModel:
     ) -> None:
         """Write a shipped bias set (all 25 biases) to ``cores`` (default: every core) as one undo step.
 
-        ``overrides`` replaces single biases of the set, ``{name: (coarse, fine)}``.  An unknown
+        ``overrides`` replaces single biases of the set, ``{name: (coarse, fine)}`` or ``{name: BiasValue}``.  An unknown
         set raises ``KeyError`` naming the known sets, a bad bias name ``KeyError``, a bad value ``ValueError``;
         nothing is written then.
         """
         preset = published_bias_set(name)
         extra = {}
-        for bias, (coarse, fine) in (overrides or {}).items():
+        for bias, value in (overrides or {}).items():
             bias_spec(bias)
-            extra[bias] = BiasValue(*check_coarse_fine(coarse, fine))
+            extra[bias] = value if isinstance(value, BiasValue) else BiasValue(*value)
         targets = [(check_chip(c), check_core(k)) for c, k in (cores if cores is not None else
                    [(c, k) for c in range(N_CHIPS) for k in range(N_CORES_PER_CHIP)])]
         self.apply({(c, k, n): extra.get(n, preset.value(c, k, n)) for c, k in targets for n in CORE_BIASES}, origin=origin)

@@ -5,8 +5,9 @@ emulator.md §5: IF_DC_P injects the same current into all 256 neurons of a core
 :func:`~neurolab_gui.core.probing.curves.measure_dc_curves`, with what an interactive session
 needs on top:
 
-* the bias is written through the session's bias model, so every step is in the undo history and
-  the change log, and the sliders follow it;
+* the bias is written through the session's bias model, so every level is in the change log and
+  the sliders follow it, and the whole sweep is *one* undo step (:meth:`BiasModel.undo_group`):
+  undoing it restores IF_DC_P as it was before the sweep, flags included;
 * the user's network and stimulus stay on the chip (calibration clears the connections);
 * every level is reported through ``on_step`` as it finishes, so the curves grow live;
 * the event batches read are fed to the session's subscribers (raster, recorder), since the
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from drivers.dynapse1.bias_table import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip, check_core
@@ -74,10 +76,9 @@ def dc_sweep(
         raise ValueError(f"neuron ids within a core are 0..{N_NEURONS_PER_CORE - 1}, got {bad}")
     addresses = [NeuronAddress(chip, core, int(n)) for n in local]
 
-    def set_through_bias_model(chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True) -> None:
-        # The bias model keeps the parameter's high/low flag (the sweep never changes it), and
-        # records the step for undo and the change log.
-        session.biases.set(chip, core, name, coarse, fine, origin="sweep")
+    def set_through_bias_model(chip: int, core: int, name: str, value: BiasValue) -> None:
+        # whole values: the levels are high/normal/enabled, the restore puts back the user's flags
+        session.biases.set_value(chip, core, name, value, origin="sweep")
 
     def work(progress: ProgressSink, cancel: threading.Event) -> TransferCurves:
         def on_level(curves: TransferCurves, events: SpikeEvents) -> None:
@@ -91,7 +92,7 @@ def dc_sweep(
                 check_cancel(cancel, "sweep cancelled")
 
         check_cancel(cancel, "sweep cancelled")
-        with session.connection.acquisition_paused() as board:
+        with session.connection.acquisition_paused() as board, session.biases.undo_group():
             return measure_dc_curves(board, addresses, settings, duration_s + SETTLE_S, SETTLE_S, clear_connections=False,
                                      set_bias=set_through_bias_model, on_level=on_level)
 

@@ -127,8 +127,8 @@ def _tune_synaptic_taus(board: Board, chip: int, keys: list[tuple[int, int]], ta
     for core_key in keys:  # the probe's synapses: gain = tau current, a moderate weight
         for tau_name, gain_name, weight_name in TAU_PROBE_SYNAPSES.values():
             v = board.get_bias(*core_key, tau_name)
-            board.set_bias(*core_key, gain_name, v.coarse, v.fine, v.high)
-            board.set_bias(*core_key, weight_name, PROBE_WEIGHT.coarse, PROBE_WEIGHT.fine, PROBE_WEIGHT.high)
+            board.set_bias(*core_key, gain_name, v)
+            board.set_bias(*core_key, weight_name, PROBE_WEIGHT)
     first_free = tau_probe_source_end(len(TAU_PROBE_SYNAPSES), probe.multiplicity)  # ids the probe's sources alias with on core 0
     addresses = probe_neurons(chip, [k for _, k in keys], exclude_core0_below=first_free)
     t_ref = {a: float(t) for a, t in zip(fits.addresses, fits.t_ref_s, strict=True) if np.isfinite(t) and t > 0}
@@ -150,7 +150,7 @@ def _tune_synaptic_taus(board: Board, chip: int, keys: list[tuple[int, int]], ta
         for _, gain_name, weight_name in TAU_PROBE_SYNAPSES.values():
             for name in (gain_name, weight_name):
                 v = start[(c, k, name)]
-                board.set_bias(c, k, name, v.coarse, v.fine, v.high)
+                board.set_bias(c, k, name, v)
     return result
 
 

@@ -1,8 +1,8 @@
 """Per-core bias tuning: find coarse/fine values that bring a core's population response to a target.
 
-The search runs over the *bias ladder*: every distinct (coarse, fine) pair ordered by nominal
-current (libcaer numbering; ranges overlap, so many currents have several spellings and the
-ladder keeps the one with the finest resolution).  Each tuned quantity ``y`` is modelled locally
+The search runs over the driver's *bias ladder* (:data:`drivers.dynapse1.bias_table.LADDER`, the
+same axis as the bias panel's sliders: settings ordered by nominal current, each current spelled
+on the smallest full scale that reaches it).  Each tuned quantity ``y`` is modelled locally
 as a power law of its bias current, ``y ∝ I^p``: from the current setting a secant step in
 log-log space proposes a new current, which is snapped to the ladder.  ``p`` starts at the
 knob's ``exponent`` (1 for weights, refractory rate and leak: the DPI circuits are linear in
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivers.dynapse1.bias_table import COARSE_MAX_CURRENT_A, N_COARSE, N_FINE, nominal_current
-from drivers.dynapse1.board_api import BiasValue, Board
+from drivers.dynapse1.bias_table import LADDER, BiasValue, nominal_current
+from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 
@@ -37,44 +37,16 @@ CoreKey = tuple[int, int]  # (chip, core)
 Measurement = dict[CoreKey, dict[str, float]]
 
 
-def bias_ladder() -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Nominal currents (ascending) and their (coarse, fine) settings; one setting per current.
-
-    Among settings with (almost) the same current the one on the smallest full scale wins (finest
-    resolution around it).
-    """
-    pairs = []
-    for coarse in range(N_COARSE):
-        for fine in range(1, N_FINE):
-            pairs.append((nominal_current(coarse, fine), COARSE_MAX_CURRENT_A[coarse], coarse, fine))
-    pairs.sort(key=lambda p: (p[0], p[1]))
-    currents, settings = [], []
-    for cur, _, coarse, fine in pairs:
-        if currents and cur <= currents[-1] * (1 + 1e-9):
-            continue
-        currents.append(cur)
-        settings.append((coarse, fine))
-    return np.array(currents), settings
-
-
-_LADDER = bias_ladder()
-
-
 def snap_to_ladder(current_a: float) -> tuple[int, int]:
-    """The ladder setting closest to ``current_a`` in log current."""
-    currents, settings = _LADDER
-    current_a = float(np.clip(current_a, currents[0], currents[-1]))
-    i = int(np.searchsorted(currents, current_a))
-    cand = [j for j in (i - 1, i) if 0 <= j < len(currents)]
-    j = min(cand, key=lambda k: abs(math.log(currents[k] / current_a)))
-    return settings[j]
+    """The ladder setting nearest to ``current_a`` in log current (never silent: the search needs a
+    current to take the logarithm of)."""
+    return LADDER.setting(max(1, LADDER.index_of_current(current_a)))
 
 
 def ladder_neighbour(setting: tuple[int, int], steps: int) -> tuple[int, int]:
-    """The setting ``steps`` rungs above (positive) or below ``setting`` on the ladder."""
-    currents, settings = _LADDER
-    i = int(np.argmin(np.abs(np.log(currents / max(nominal_current(*setting), currents[0])))))
-    return settings[int(np.clip(i + steps, 0, len(settings) - 1))]
+    """The setting ``steps`` rungs above (positive) or below ``setting`` on the ladder (not below rung 1)."""
+    index = max(1, LADDER.index_of(*setting))
+    return LADDER.setting(min(max(1, index + steps), len(LADDER) - 1))
 
 
 @dataclass
@@ -140,8 +112,8 @@ def tune_core_biases(
     names = [k.bias for k in knobs]
     if len(set(names)) != len(names):
         raise ValueError(f"each bias may be tuned towards one quantity only, got {names}")
-    current = {core: {k.bias: (board.get_bias(*core, k.bias).coarse, board.get_bias(*core, k.bias).fine) for k in knobs} for core in cores}
-    high = {core: {k.bias: board.get_bias(*core, k.bias).high for k in knobs} for core in cores}
+    start = {core: {k.bias: board.get_bias(*core, k.bias) for k in knobs} for core in cores}  # flags are kept
+    current = {core: {bias: (v.coarse, v.fine) for bias, v in start[core].items()} for core in cores}
     exponent = {core: {k.bias: k.exponent for k in knobs} for core in cores}
     last: dict[CoreKey, dict[str, tuple[float, float]]] = {core: {} for core in cores}  # bias -> (log I, log y)
     best: dict[CoreKey, tuple[float, dict[str, tuple[int, int]], dict[str, float], int]] = {}
@@ -189,7 +161,7 @@ def tune_core_biases(
                     visited[core][k.bias].add(new)
                 if new != setting:
                     current[core][k.bias] = new
-                    board.set_bias(*core, k.bias, new[0], new[1], high[core][k.bias])
+                    board.set_bias(*core, k.bias, start[core][k.bias].with_setting(*new))
                     moved = True
         if all_ok:
             converged = True
@@ -198,7 +170,7 @@ def tune_core_biases(
             break
     for core in cores:  # keep the best measured settings
         for bias, (coarse, fine) in best[core][1].items():
-            board.set_bias(*core, bias, coarse, fine, high[core][bias])
+            board.set_bias(*core, bias, start[core][bias].with_setting(coarse, fine))
     return TuningResult({c: best[c][1] for c in cores}, {c: best[c][2] for c in cores}, history, converged, rounds,
                         {c: best[c][3] for c in cores})
 

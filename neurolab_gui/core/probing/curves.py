@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.dynapse1.bias_table import nominal_current
+from drivers.dynapse1.bias_table import BiasValue, nominal_current
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.spikes import SpikeEvents
@@ -111,8 +111,8 @@ def measure_synaptic_curves(
 
 #: ``on_level(curves_so_far, events)``: see :func:`measure_dc_curves`.
 LevelCallback = Callable[[TransferCurves, SpikeEvents], None]
-#: ``set_bias(chip, core, name, coarse, fine, high)``, the signature of :meth:`Board.set_bias`.
-BiasSetter = Callable[[int, int, str, int, int, bool], None]
+#: ``set_bias(chip, core, name, value)``, the signature of :meth:`Board.set_bias`.
+BiasSetter = Callable[[int, int, str, BiasValue], None]
 
 
 def measure_dc_curves(
@@ -178,7 +178,7 @@ def measure_dc_curves(
     try:
         for p, (coarse, fine) in enumerate(dc_settings):
             for c, k in cores:
-                write_bias(c, k, "IF_DC_P", coarse, fine, True)
+                write_bias(c, k, "IF_DC_P", BiasValue(coarse, fine))  # high, normal, enabled: the nominal current
             board.read_events(settle_s)
             events = board.read_events(level_s - settle_s)
             # read_events returns exactly the requested span of board time, so the counting window
@@ -191,5 +191,5 @@ def measure_dc_curves(
                 on_level(measured(p + 1), events)
     finally:
         for (c, k), v in previous.items():
-            write_bias(c, k, "IF_DC_P", v.coarse, v.fine, v.high)
+            write_bias(c, k, "IF_DC_P", v)
     return measured(len(dc_settings))

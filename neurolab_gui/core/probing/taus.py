@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from drivers.dynapse1.board_api import BiasValue, Board
+from drivers.dynapse1.bias_table import SILENT, BiasValue
+from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.circuit import NOMINAL_CIRCUIT
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import SynapseType
@@ -192,14 +193,14 @@ def measure_membrane_tau(board: Board, chip: int, core: int, neuron: int, dc: Bi
     board.monitor_neuron(chip, core, neuron)
     board.read_membrane(chip, core)  # drop old samples
     try:
-        board.set_bias(chip, core, "IF_DC_P", dc.coarse, dc.fine, dc.high)
+        board.set_bias(chip, core, "IF_DC_P", dc)
         board.read_events(on_s)
-        board.set_bias(chip, core, "IF_DC_P", 7, 0)
+        board.set_bias(chip, core, "IF_DC_P", SILENT)
         t0_trace = board.read_membrane(chip, core)
         board.read_events(off_s)
         trace = board.read_membrane(chip, core)
     finally:
-        board.set_bias(chip, core, "IF_DC_P", previous.coarse, previous.fine, previous.high)
+        board.set_bias(chip, core, "IF_DC_P", previous)
     addr = [NeuronAddress(chip, core, neuron)]
     if trace is None or t0_trace is None or len(trace[0]) < 10:
         return None

@@ -11,6 +11,7 @@ import numpy as np
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from pyqtgraph.console import ConsoleWidget
 
+from drivers.dynapse1.bias_table import BiasValue
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
@@ -18,7 +19,7 @@ from ..bridge import relay
 BANNER = (
     "NeuroLab console.  session = the application core, board = the connected board (or None),\n"
     "model = the loaded network (or None), np = numpy.  Bias changes made here show up in the sliders:\n"
-    "    session.biases.set(0, 0, 'IF_DC_P', 1, 30)      board.set_bias(0, 0, 'IF_DC_P', 1, 30)\n"
+    "    session.biases.set(0, 0, 'IF_DC_P', 1, 30)      board.set_bias(0, 0, 'IF_DC_P', BiasValue(1, 30))\n"
 )
 
 
@@ -26,7 +27,7 @@ class ConsolePanel(QWidget):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
-        self.namespace: dict = {"session": session, "np": np, "board": session.board, "model": session.model}
+        self.namespace: dict = {"session": session, "np": np, "board": session.board, "model": session.model, "BiasValue": BiasValue}
         self.console = ConsoleWidget(namespace=self.namespace, text=BANNER)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
