@@ -19,7 +19,7 @@ from neurolab_gui.core.calibration.board_calibration import BoardTargets, calibr
 from neurolab_gui.core.calibration.progress import metered
 from neurolab_gui.core.conversion.mapping import CircuitModel, NeuronSettings, TimeMapping, core_bias_set
 from neurolab_gui.core.fitting.fi import fit_gains, fit_saturation
-from neurolab_gui.core.probing.bias_tuning import bias_ladder, snap_to_ladder
+from neurolab_gui.core.probing.bias_tuning import snap_to_ladder
 from neurolab_gui.core.probing.curves import measure_dc_curves, measure_synaptic_curves
 
 CHIP, CORE = 0, 1
@@ -98,7 +98,9 @@ def test_dc_curves_give_refractory_periods_that_follow_the_mismatch(board):
 
 
 def test_bias_ladder_is_monotonic_and_snaps_to_the_nearest_rung():
-    currents, settings = bias_ladder()
+    from drivers.dynapse1.bias_table import LADDER
+
+    currents, settings = LADDER.currents, [LADDER.setting(i) for i in range(len(LADDER))]
     assert np.all(np.diff(currents) > 0) and len(settings) == len(currents)
     c, f = snap_to_ladder(1e-9)
     from drivers.dynapse1.bias_table import nominal_current

@@ -167,6 +167,7 @@ class BiasModel:
 
     def __init__(self, board: Board | None = None, max_log: int = 100_000) -> None:
         self._last_step_time = 0.0
+        self._last_step_coalescable = False
         self.parameters: dict[BiasKey, BiasParameter] = {
             (chip, core, name): BiasParameter(self, chip, core, name)
             for chip in range(N_CHIPS)
@@ -183,6 +184,9 @@ class BiasModel:
         self.changed = Signal("bias model changed")
         #: ``history_changed()`` when undo/redo availability changed.
         self.history_changed = Signal("bias history changed")
+        #: ``write_failed(error: BiasWriteError)`` when a write through the model failed on the board
+        #: (emitted before the error is raised to the caller, so a panel can say what happened).
+        self.write_failed = Signal("bias write failed")
         self._board: Board | None = None
         self._listening: set[int] = set()
         if board is not None:
@@ -279,12 +283,13 @@ class BiasModel:
                 return
             try:
                 self._write({k: new for k, _, new in step}, origin)
-            except BiasWriteError:
+            except BiasWriteError as exc:
                 # The cache followed the board: keep whatever did change as an undo step.
                 done = [(k, before[k], self.parameters[k].value) for k, _, _ in step if self.parameters[k].value != before[k]]
                 if undoable and done:
                     self._push_step(done, coalesce=False)
                     self.history_changed.emit()
+                self.write_failed.emit(exc)
                 raise
             if undoable:
                 self._push_step(step, coalesce)
@@ -301,6 +306,7 @@ class BiasModel:
         last = self._undo[-1] if self._undo else None
         if (
             coalesce
+            and self._last_step_coalescable
             and last is not None
             and now - self._last_step_time < self.COALESCE_S
             and {k for k, _, _ in last} == {k for k, _, _ in step}
@@ -310,6 +316,7 @@ class BiasModel:
         else:
             self._undo.append(step)
         self._last_step_time = now
+        self._last_step_coalescable = coalesce  # only a drag merges into a drag, never into a flag or file step
         self._redo.clear()
 
     @contextlib.contextmanager
@@ -333,6 +340,7 @@ class BiasModel:
                 with self._lock:
                     self._undo.append([(k, old, self.parameters[k].value) for k, old in group.items()])
                     self._last_step_time = time.monotonic()
+                    self._last_step_coalescable = False
                     self._redo.clear()
                 self.history_changed.emit()
 
@@ -380,10 +388,12 @@ class BiasModel:
             if not self._undo:
                 return False
             step = self._undo.pop()
+            self._last_step_coalescable = False
             try:
                 self._write({k: old for k, old, _ in step}, "undo")
-            except BiasWriteError:
+            except BiasWriteError as exc:
                 self._undo.append(step)  # still undoable: the board holds (or was rolled back to) the cache
+                self.write_failed.emit(exc)
                 raise
             self._redo.append(step)
         self.history_changed.emit()
@@ -396,8 +406,9 @@ class BiasModel:
             step = self._redo.pop()
             try:
                 self._write({k: new for k, _, new in step}, "redo")
-            except BiasWriteError:
+            except BiasWriteError as exc:
                 self._redo.append(step)
+                self.write_failed.emit(exc)
                 raise
             self._undo.append(step)
         self.history_changed.emit()

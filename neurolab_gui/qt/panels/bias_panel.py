@@ -1,15 +1,24 @@
 """Bias panel: the 25 biases of one chip/core in a pyqtgraph ParameterTree, applied live.
 
 Each bias is a :class:`BiasSliderParameter` (pyqtgraph's slider parameter whose
-span is the linear bias ladder of :mod:`neurolab_gui.core.bias_model`, so the
-slider is a current axis) with ``coarse`` and ``fine`` children.  The label
-shows the estimated current and the coarse/fine pair.  The panel only
-translates: user edits call :class:`BiasModel`; model changes (from here, the
-console, calibration or a file) come back through ``BiasModel.changed`` and
-move the sliders.
+span is the driver's bias ladder, so the slider is a current axis) with children
+for every field of its :class:`~drivers.dynapse1.bias_table.BiasValue`: ``coarse``
+and ``fine`` spin boxes, and the three flags CortexControl offers -- current level
+(high/low), type (normal/cascode) and enabled.  Title and slider label both show
+the value the board holds (current, coarse/fine, non-default flags); while the
+slider is between that value and another rung, the label shows the rung.
+
+The panel only translates: user edits call :class:`BiasModel` (the slider and the
+spin boxes change the setting and keep the flags, the flag controls change one
+flag and keep the setting); model changes (from here, the console, calibration,
+a file or a failed write's roll-back) come back through ``BiasModel.changed`` and
+move the controls.  A write the board refused is shown in the panel's status line
+and the log; the controls then show what the board holds.
 """
 
 from __future__ import annotations
+
+import logging
 
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt
@@ -31,9 +40,9 @@ from pyqtgraph.parametertree import Parameter, ParameterTree, registerParameterI
 from pyqtgraph.parametertree.parameterTypes import SliderParameter
 from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 
-from drivers.dynapse1.bias_table import CORE_BIASES, nominal_current
+from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, BiasValue
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-from neurolab_gui.core.bias_model import LADDER, BiasChange, BiasKey, BiasModel, BiasValue, read_bias_file
+from neurolab_gui.core.bias_model import BiasChange, BiasKey, BiasModel, BiasWriteError, read_bias_file
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
@@ -43,20 +52,37 @@ SAVE_FILTER = "Bias sets (*.json *.yaml *.yml)"
 OPEN_FILTER = "Bias sets and imports (*.json *.yaml *.yml *.py);;All files (*)"
 
 
+log = logging.getLogger("neurolab.gui.biases")
+
+#: The flag controls: child name -> (BiasValue field, choices as (label, flag value)) or None for a check box.
+LEVEL_CHOICES = {"high": True, "low": False}
+TYPE_CHOICES = {"normal": True, "cascode": False}
+
+
 def describe(value: BiasValue) -> str:
-    return f"{pg.siFormat(nominal_current(value.coarse, value.fine), suffix='A', precision=3)}  (c{value.coarse} f{value.fine})"
+    """"376 nA  (c1 f30)", plus the non-default flags ("low cascode disabled")."""
+    flags = value.flags_text()
+    text = f"{pg.siFormat(value.current, suffix='A', precision=3)}  (c{value.coarse} f{value.fine})"
+    return f"{text}  {flags}" if flags else text
 
 
 class BiasSliderItem(SliderParameterItem):
-    """Slider over the bias ladder, labelled with the current in SI units and coarse/fine."""
+    """Slider over the bias ladder, labelled with the current in SI units and coarse/fine.
+
+    At the position of the value the board holds the label describes that value (which may be
+    spelled off the ladder, e.g. c1 f30 where the ladder's rung is c2 f240), so it agrees with the
+    title; elsewhere it describes the rung the slider would write.
+    """
 
     def optsChanged(self, param, opts) -> None:
         # pyqtgraph rebuilds the span from 'limits' when only the limits change; the ladder is fixed.
         super().optsChanged(param, {**opts, "span": LADDER.currents, "precision": None})
 
     def prettyTextValue(self, v: int) -> str:
-        coarse, fine = LADDER.setting(int(v))
-        return describe(BiasValue(coarse, fine))
+        shown: BiasValue | None = self.param.opts.get("bias_value")
+        if shown is not None and LADDER.index_of(shown.coarse, shown.fine) == int(v):
+            return describe(shown)
+        return describe(LADDER.value(int(v), like=shown or BiasValue(7, 0)))
 
     def updateDisplayLabel(self, value=None) -> None:
         text = self.prettyTextValue(self.slider.value())
@@ -103,6 +129,22 @@ class BiasPanel(QWidget):
         self.preset_combo.setToolTip("published bias sets shipped in resources/biases")
         self.preset_button = QPushButton("Apply to this core")
         self.preset_all_button = QPushButton("… to all cores")
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #c0392b")
+        self.status_label.setToolTip("the last bias write the board did not acknowledge, and what the board holds now")
+        self.copy_button.setToolTip("copy all 25 biases of this core (flags included) to the cores chosen on the right")
+        self.copy_combo.setToolTip("which cores 'Copy core' writes to")
+        self.undo_button.setToolTip("undo the last bias change (a drag, a file, a preset or a whole sweep is one step)")
+        self.redo_button.setToolTip("redo the bias change just undone")
+        self.save_button.setToolTip("save every core's biases (with their flags) as a JSON or YAML bias file")
+        self.load_button.setToolTip("load a bias file (NeuroLab JSON/YAML, samna JSON or a CortexControl script); "
+                                    "it is checked completely before anything is written")
+        self.diff_button.setToolTip("compare the current biases with a bias file")
+        self.chip_combo.setToolTip("chip whose biases are shown")
+        self.core_combo.setToolTip("core whose biases are shown (a core's 256 neurons share them)")
+        self.preset_button.setToolTip("write the selected published set to the core shown")
+        self.preset_all_button.setToolTip("write the selected published set to all 16 cores")
 
         self.params = Parameter.create(name="biases", type="group", children=[self._bias_param_spec(n) for n in CORE_BIASES])
         for name in CORE_BIASES:
@@ -110,6 +152,8 @@ class BiasPanel(QWidget):
             p.sigValueChanged.connect(self._on_slider)
             p.child("coarse").sigValueChanged.connect(self._on_coarse_fine)
             p.child("fine").sigValueChanged.connect(self._on_coarse_fine)
+            for flag in ("level", "type", "enabled"):
+                p.child(flag).sigValueChanged.connect(self._on_flag)
         self.tree = ParameterTree(showHeader=False)
         self.tree.setParameters(self.params, showTop=False)
         self.change_log = QPlainTextEdit()
@@ -136,20 +180,23 @@ class BiasPanel(QWidget):
         layout.addLayout(top)
         layout.addLayout(copy_row)
         layout.addLayout(preset_row)
+        layout.addWidget(self.status_label)
         layout.addWidget(splitter)
 
         self.chip_combo.currentIndexChanged.connect(self.refresh)
         self.core_combo.currentIndexChanged.connect(self.refresh)
         self.copy_button.clicked.connect(self.copy_core)
-        self.undo_button.clicked.connect(self.model.undo)
-        self.redo_button.clicked.connect(self.model.redo)
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button.clicked.connect(self.redo)
         self.save_button.clicked.connect(self.save_dialog)
         self.load_button.clicked.connect(self.load_dialog)
         self.diff_button.clicked.connect(self.diff_dialog)
-        self.preset_button.clicked.connect(lambda: self.model.apply_preset(self.preset_combo.currentText(), cores=[(self.chip, self.core)]))
-        self.preset_all_button.clicked.connect(lambda: self.model.apply_preset(self.preset_combo.currentText()))
+        self.preset_button.clicked.connect(
+            lambda: self._guarded(self.model.apply_preset, self.preset_combo.currentText(), cores=[(self.chip, self.core)]))
+        self.preset_all_button.clicked.connect(lambda: self._guarded(self.model.apply_preset, self.preset_combo.currentText()))
         relay(self.model.changed, self._on_model_change, self)
         relay(self.model.history_changed, self._update_history_buttons, self)
+        relay(self.model.write_failed, self._on_write_failed, self)
         self.refresh()
         self._update_history_buttons()
 
@@ -162,11 +209,21 @@ class BiasPanel(QWidget):
             "span": LADDER.currents,
             "precision": None,
             "value": 0.0,
-            "tip": f"{spec.description} ({spec.polarity}-type); slider = nominal current on the linear bias ladder",
+            "tip": f"{spec.description} ({spec.polarity}-type, address {spec.offset} on core 0); "
+                   "slider = nominal current on the bias ladder (finest coarse range for each current)",
             "expanded": False,
             "children": [
-                {"name": "coarse", "type": "int", "limits": (0, 7), "value": 7, "tip": "libcaer numbering: 0 = largest current"},
-                {"name": "fine", "type": "int", "limits": (0, 255), "value": 0},
+                {"name": "coarse", "type": "int", "limits": (0, 7), "value": 7,
+                 "tip": "coarse range, libcaer numbering: 0 = largest current (24 µA full scale), 7 = smallest (15 pA)"},
+                {"name": "fine", "type": "int", "limits": (0, 255), "value": 0,
+                 "tip": "fine value: the current is fine/255 of the coarse range's full scale"},
+                {"name": "level", "title": "current level", "type": "list", "limits": list(LEVEL_CHOICES), "value": "high",
+                 "tip": "HighBias or LowBias: 'low' scales the generator's output down to a much smaller current "
+                        "(CortexControl's HighBias/LowBias)"},
+                {"name": "type", "title": "type", "type": "list", "limits": list(TYPE_CHOICES), "value": "normal",
+                 "tip": "Normal or Cascode bias type (CortexControl's Normal/Cascode); libcaer always writes Normal"},
+                {"name": "enabled", "title": "enabled", "type": "bool", "value": True,
+                 "tip": "when off the bias generator drives no current into this bias (the setting is kept)"},
             ],
         }
 
@@ -194,28 +251,87 @@ class BiasPanel(QWidget):
 
     def _show_value(self, name: str, value: BiasValue) -> None:
         p = self.params.child(name)
+        p.opts["bias_value"] = value  # read by the slider label (before the slider moves)
         p.setValue(float(LADDER.currents[LADDER.index_of(value.coarse, value.fine)]))
         p.child("coarse").setValue(value.coarse)
         p.child("fine").setValue(value.fine)
+        p.child("level").setValue("high" if value.high else "low")
+        p.child("type").setValue("normal" if value.normal else "cascode")
+        p.child("enabled").setValue(value.enabled)
         p.setOpts(title=f"{name}   {describe(value)}")
+        for item in p.items:
+            item.updateDisplayLabel()
+
+    def _item(self, name: str, child: str | None = None):
+        param = self.params.child(name) if child is None else self.params.child(name, child)
+        return next(iter(param.items))
 
     def slider_widget(self, name: str):
         """The QSlider of bias ``name`` (for tests and keyboard focus)."""
-        item = next(iter(self.params.child(name).items))
-        return item.slider
+        return self._item(name).slider
+
+    def slider_label(self, name: str) -> str:
+        """The text beside the slider of bias ``name``."""
+        return self._item(name).sliderLabel.text()
+
+    def title(self, name: str) -> str:
+        """The title of bias ``name`` in the tree."""
+        return self._item(name).text(0)
+
+    def control_widget(self, name: str, child: str):
+        """The editor of one field of bias ``name``: ``coarse``/``fine`` (spin boxes), ``level`` and
+        ``type`` (combo boxes), ``enabled`` (check box).  Expands the bias so it is visible."""
+        self.params.child(name).setOpts(expanded=True)
+        return self._item(name, child).widget
 
     # --- view -> model -------------------------------------------------------------------
     def _on_slider(self, param: Parameter, current: float) -> None:
         if self._updating:
             return
         coarse, fine = LADDER.setting(LADDER.index_of_current(float(current)))
-        self.model.set(self.chip, self.core, param.name(), coarse, fine, origin="gui", coalesce=True)
+        # the model keeps the bias's flags: only the setting changes
+        self._guarded(self.model.set, self.chip, self.core, param.name(), coarse, fine, origin="gui", coalesce=True)
 
-    def _on_coarse_fine(self, param: Parameter, _value: int) -> None:
+    def _on_coarse_fine(self, param: Parameter, value: int) -> None:
         if self._updating:
             return
-        bias = param.parent()
-        self.model.set(self.chip, self.core, bias.name(), bias.child("coarse").value(), bias.child("fine").value(), origin="gui")
+        # only the field that was edited changes: the other comes from the model, which may be
+        # newer than this view (model changes reach the view through the event queue)
+        name = param.parent().name()
+        current = self.model.value(self.chip, self.core, name)
+        coarse, fine = (int(value), current.fine) if param.name() == "coarse" else (current.coarse, int(value))
+        self._guarded(self.model.set, self.chip, self.core, name, coarse, fine, origin="gui")
+
+    def _on_flag(self, param: Parameter, value: object) -> None:
+        if self._updating:
+            return
+        flag = {"level": ("high", LEVEL_CHOICES.get), "type": ("normal", TYPE_CHOICES.get), "enabled": ("enabled", bool)}
+        field, convert = flag[param.name()]
+        self._guarded(self.model.set_flags, self.chip, self.core, param.parent().name(), **{field: convert(value)}, origin="gui")
+
+    def _guarded(self, write, *args, **kwargs) -> bool:
+        """Run a model write; a write the board refused was reported by ``write_failed``: show the board's state."""
+        try:
+            write(*args, **kwargs)
+            return True
+        except BiasWriteError:
+            self.refresh()  # the control the user moved goes back to what the board holds
+            return False
+
+    def undo(self) -> bool:
+        """Undo the last bias change (the Undo button and Ctrl+Z)."""
+        return self._guarded(self.model.undo)
+
+    def redo(self) -> bool:
+        return self._guarded(self.model.redo)
+
+    def _on_write_failed(self, error: BiasWriteError) -> None:
+        what = "the board was rolled back and holds the previous values" if error.rolled_back else (
+            "the roll-back failed too; the controls show what the board was last sent")
+        self.status_label.setText(f"Bias write failed: {error.cause}. {what[0].upper()}{what[1:]}.")
+        self.change_log.appendPlainText(f"{'FAILED':>9}  {error}")
+        log.error("bias write failed: %s", error)
+        self.refresh()
 
     def copy_core(self) -> int:
         target = self.copy_combo.currentData()
@@ -225,13 +341,17 @@ class BiasPanel(QWidget):
             targets = [(ch, c) for ch in range(N_CHIPS) for c in range(N_CORES_PER_CHIP)]
         else:
             targets = [tuple(target)]
-        return self.model.copy_core((self.chip, self.core), targets)
+        before = len(self.model.log)
+        self._guarded(self.model.copy_core, (self.chip, self.core), targets)
+        return len(self.model.log) - before
 
     # --- model -> view -------------------------------------------------------------------
     def _on_model_change(self, change: BiasChange) -> None:
         self.change_log.appendPlainText(
             f"{change.origin:>9}  chip {change.chip} core {change.core} {change.name}: {describe(change.old)} → {describe(change.new)}"
         )
+        if change.origin not in ("board", "external"):
+            self.status_label.clear()  # a write went through: the failure shown is history
         if (change.chip, change.core) != (self.chip, self.core):
             return
         self._updating = True
@@ -253,7 +373,7 @@ class BiasPanel(QWidget):
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", OPEN_FILTER)
         if path:
-            self.model.load(path)
+            self._guarded(self.model.load, path)
 
     def diff_rows(self, path: str) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
         return self.model.diff(read_bias_file(path))

@@ -1,0 +1,151 @@
+"""Bias flags, labels, undo and failed writes, pressed on the real bias panel of the main window.
+
+Every test drives the widgets a person touches (QTest keys and clicks on the combo boxes, the
+check box, the slider, the spin boxes, Ctrl+Z) and then checks what the emulated chip holds: the
+simulator's bias bank, which the virtual FPGA fills by decoding the bias words that arrived over
+the (virtual) USB -- not the driver's or the model's cache.
+"""
+
+from __future__ import annotations
+
+import pytest
+from PyQt6.QtCore import QPoint, Qt
+from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QStyle, QStyleOptionButton
+
+from drivers.dynapse1.bias_table import BiasValue
+from emulator.virtual_usb import virtual_fpga_of
+from neurolab_gui.core.session import Session
+from neurolab_gui.qt.main_window import MainWindow
+
+CHIP, CORE, BIAS = 1, 2, "IF_DC_P"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    session = Session(spike_capacity=100_000)
+    w = MainWindow(session, layout_path=tmp_path / "layout.json")
+    w.reporter.show_messages = False
+    qtbot.addWidget(w)
+    assert session.connect("emulator", seed=3, mismatch=False, clock="fast", acquire=False), session.connection.status.message
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    w.bias_panel.show_core(CHIP, CORE)
+    yield w
+    session.close()
+    w.close()
+
+
+def chip_value(window, chip=CHIP, core=CORE, name=BIAS) -> BiasValue:
+    """What the emulated chip holds (decoded from the bias words it received)."""
+    coarse, fine, high, normal, enabled = virtual_fpga_of(window.session.board).simulator.get_bias(chip, core, name)
+    return BiasValue(coarse, fine, high, normal, enabled)
+
+
+def click_check_box(box) -> None:
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    indicator = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+    QTest.mouseClick(box, Qt.MouseButton.LeftButton, pos=indicator.center() if indicator.isValid() else QPoint(5, box.height() // 2))
+
+
+def press_ctrl_z(window) -> None:
+    QTest.keyClick(window.bias_panel.slider_widget(BIAS), Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_flags_set_in_the_panel_survive_slider_spin_boxes_undo_and_scripts(window, qtbot):
+    panel, model = window.bias_panel, window.session.biases
+    model.set_value(CHIP, CORE, BIAS, BiasValue(5, 100), origin="test")
+    # cascode, then low, then disabled: each a control of the panel
+    type_box = panel.control_widget(BIAS, "type")
+    type_box.setFocus()
+    QTest.keyClick(type_box, Qt.Key.Key_Down)
+    assert type_box.currentText() == "cascode"
+    assert chip_value(window) == BiasValue(5, 100, high=True, normal=False, enabled=True)
+    level_box = panel.control_widget(BIAS, "level")
+    QTest.keyClick(level_box, Qt.Key.Key_Down)
+    assert chip_value(window) == BiasValue(5, 100, high=False, normal=False, enabled=True)
+    click_check_box(panel.control_widget(BIAS, "enabled"))
+    flags_off = dict(high=False, normal=False, enabled=False)
+    assert chip_value(window) == BiasValue(5, 100, **flags_off)
+    qtbot.waitUntil(lambda: "low cascode disabled" in panel.title(BIAS), timeout=2000)  # the view follows the model
+
+    # the slider: a page step up changes the setting on the chip, not the flags
+    slider = panel.slider_widget(BIAS)
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_PageUp)
+    qtbot.waitUntil(lambda: model.value(CHIP, CORE, BIAS).current > BiasValue(5, 100).current, timeout=2000)
+    after_slider = chip_value(window)
+    assert (after_slider.coarse, after_slider.fine) != (5, 100)
+    assert after_slider == model.value(CHIP, CORE, BIAS).replace(**flags_off)
+
+    # the fine spin box: one step up (pyqtgraph delays the spin box's signal a little)
+    fine_box = panel.control_widget(BIAS, "fine")
+    qtbot.waitUntil(lambda: fine_box.value() == after_slider.fine, timeout=2000)  # the box shows the slider's value
+    fine_box.setFocus()
+    QTest.keyClick(fine_box, Qt.Key.Key_Up)
+    qtbot.waitUntil(lambda: chip_value(window).fine == after_slider.fine + 1, timeout=3000)
+    assert chip_value(window) == after_slider.with_setting(after_slider.coarse, after_slider.fine + 1)
+
+    # Ctrl+Z undoes the spin box step, and the flags stay off on the chip
+    press_ctrl_z(window)
+    qtbot.waitUntil(lambda: chip_value(window) == after_slider, timeout=3000)
+
+    # a single-bias write from the console / a script keeps the flags too
+    window.console_panel.execute(f"session.biases.set({CHIP}, {CORE}, '{BIAS}', 2, 77, origin='console')")
+    assert chip_value(window) == BiasValue(2, 77, **flags_off)
+    # and the panel's controls show the chip's flags
+    qtbot.waitUntil(lambda: "(c2 f77)" in panel.title(BIAS), timeout=2000)
+    assert (panel.control_widget(BIAS, "level").currentText(), panel.control_widget(BIAS, "type").currentText(),
+            panel.control_widget(BIAS, "enabled").isChecked()) == ("low", "cascode", False)
+
+    # Ctrl+Z back through the flag changes re-enables the bias on the chip step by step
+    press_ctrl_z(window)  # the console write
+    press_ctrl_z(window)  # the slider step
+    assert chip_value(window) == BiasValue(5, 100, **flags_off)
+    press_ctrl_z(window)  # "disabled"
+    assert chip_value(window) == BiasValue(5, 100, high=False, normal=False, enabled=True)
+    qtbot.waitUntil(lambda: panel.control_widget(BIAS, "enabled").isChecked(), timeout=2000)
+
+
+def test_title_and_slider_label_describe_the_same_setting(window, qtbot):
+    panel, model = window.bias_panel, window.session.biases
+    model.set_value(CHIP, CORE, BIAS, BiasValue(1, 30), origin="test")  # 376 nA, spelled off the ladder (c2 f240)
+    qtbot.wait(50)
+    assert "(c1 f30)" in panel.title(BIAS) and "(c1 f30)" in panel.slider_label(BIAS)
+    assert "376" in panel.title(BIAS) and "376" in panel.slider_label(BIAS)
+    # moving the slider: both show the new rung
+    slider = panel.slider_widget(BIAS)
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_Right)
+    qtbot.waitUntil(lambda: model.value(CHIP, CORE, BIAS) != BiasValue(1, 30), timeout=2000)
+    qtbot.wait(50)
+    value = model.value(CHIP, CORE, BIAS)
+    spelled = f"(c{value.coarse} f{value.fine})"
+    assert spelled in panel.title(BIAS) and spelled in panel.slider_label(BIAS)
+    assert chip_value(window) == value
+
+
+def test_one_ctrl_z_after_a_sweep_restores_the_value_before_the_sweep(window, qtbot):
+    model, transfer = window.session.biases, window.transfer_panel
+    before = BiasValue(6, 40, high=True, normal=False, enabled=False)  # off: "DC on" after the undo would show
+    model.set_value(CHIP, CORE, BIAS, before, origin="test")
+    transfer.chip_spin.setValue(CHIP)
+    transfer.core_spin.setValue(CORE)
+    transfer.steps_spin.setValue(3)
+    undo_depth, log_length = len(model._undo), len(model.log)
+    # (the Sweep button's clicked(bool) bug is the app lane's; this starts the sweep the way the button does)
+    task = transfer.start_sweep(duration_s=0.05)
+    assert task is not None
+    qtbot.waitUntil(lambda: task.done and transfer.sweep_button.isEnabled(), timeout=60_000)
+    levels = [c.new for c in model.log[log_length:] if c.origin == "sweep"]
+    assert len(levels) == 3 + 1  # every level and the restore are in the change log ...
+    assert len(model._undo) == undo_depth + 1  # ... but the sweep is one undo step
+    assert chip_value(window) == before
+    press_ctrl_z(window)
+    # one Ctrl+Z: IF_DC_P as before the sweep, off and cascode, on the chip -- not the last level
+    assert chip_value(window) == before == model.value(CHIP, CORE, BIAS)
+    assert len(model._undo) == undo_depth
+    press_ctrl_z(window)  # the next Ctrl+Z undoes what came before the sweep
+    assert chip_value(window) != before
