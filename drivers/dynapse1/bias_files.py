@@ -182,16 +182,26 @@ def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
         raise BiasFileError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be decoded)") from None
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-
-
 def _check_json_depth(text: str, origin: str) -> None:
-    """Refuse nesting deeper than :data:`MAX_DEPTH` before the parser recurses into it."""
-    structural = np.frombuffer(_JSON_STRING.sub(b"", text.encode("utf-8", "surrogatepass")), dtype=np.uint8)
+    """Refuse nesting deeper than :data:`MAX_DEPTH` before the parser recurses into it.
+
+    Linear in the text (numpy): a quote opens or closes a string unless an odd run of
+    backslashes precedes it; brackets count only outside strings.  (Text that is not JSON may be
+    miscounted after its first error, where the parser stops anyway.)
+    """
+    chars = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    if not chars.size:
+        return
+    positions = np.arange(chars.size)
+    backslash = chars == ord("\\")
+    last_other = np.maximum.accumulate(np.where(backslash, -1, positions))  # last non-backslash at or before i
+    run_before = positions - 1 - np.concatenate(([-1], last_other[:-1]))  # backslashes right before i
+    quote = (chars == ord('"')) & (run_before % 2 == 0)
+    in_string = (np.cumsum(quote) - quote) % 2 == 1
     step = np.zeros(256, dtype=np.int8)
     step[[ord("["), ord("{")]] = 1
     step[[ord("]"), ord("}")]] = -1
-    steps = step[structural]
+    steps = np.where(in_string | quote, 0, step[chars])
     if steps.any() and int(np.cumsum(steps, dtype=np.int64).max()) > MAX_DEPTH:
         raise BiasFileError(f"{origin}: nested deeper than {MAX_DEPTH} levels (rule: nesting limit)")
 
