@@ -147,3 +147,40 @@ def test_failed_slider_move_and_failed_preset_are_reported_and_the_panel_shows_t
     finally:
         session.close()
         window.close()
+
+
+def test_writes_from_two_threads_land_on_their_own_chips(board):
+    """A worker thread writing the board directly while another writes through the model (the GUI
+    during a sweep or a calibration): the chip select and its words are not interleaved, and the
+    caches end up equal to the chip."""
+    import threading
+    import time
+
+    from drivers.dynapse1 import fpga_registers as fr
+
+    transport = board.transport
+    write_register = transport.write_register
+
+    def slow_chip_select(module: int, param: int, value: int) -> None:  # widen the select -> words window
+        write_register(module, param, value)
+        if (module, param) == (fr.Module.CHIP, fr.ChipParam.ID):
+            time.sleep(0.002)
+
+    transport.write_register = slow_chip_select
+    model = BiasModel(board)
+    before = {key: chip_holds(board, key) for key in ALL_KEYS}
+    values = [BiasValue(4, fine) for fine in range(20, 220, 5)]
+
+    def direct() -> None:
+        for value in values:
+            board.set_bias(0, 1, "IF_THR_N", value)
+
+    worker = threading.Thread(target=direct)
+    worker.start()
+    for value in values:
+        model.set_value(3, 2, "IF_DC_P", value.replace(enabled=False), origin="test")
+    worker.join(timeout=30)
+    assert chip_holds(board, (0, 1, "IF_THR_N")) == values[-1] == board.get_bias(0, 1, "IF_THR_N") == model.value(0, 1, "IF_THR_N")
+    assert chip_holds(board, (3, 2, "IF_DC_P")) == values[-1].replace(enabled=False) == model.value(3, 2, "IF_DC_P")
+    touched = {(0, 1, "IF_THR_N"), (3, 2, "IF_DC_P")}
+    assert all(chip_holds(board, k) == before[k] for k in ALL_KEYS if k not in touched)  # nothing landed elsewhere

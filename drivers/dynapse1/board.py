@@ -200,6 +200,10 @@ class DynapseBoard:
         self._iter_queues: list[queue.Queue] = []
         self._decoder = StreamDecoder()
         self._cond = threading.Condition(threading.RLock())
+        #: Held while selecting a chip and writing its words, and across a whole bias transaction, so
+        #: that writes from two threads (a sweep and the GUI) neither land on the wrong chip nor
+        #: interleave with a roll-back.
+        self._chip_write_lock = threading.RLock()
         self._window_end: int | None = None
         self._window_parts: list[SpikeEvents] = []
         self._carry = SpikeEvents()
@@ -358,10 +362,12 @@ class DynapseBoard:
     def _write_chip_words(self, chip: int, words: list[int]) -> None:
         if not words:
             return
-        if self._selected_chip != chip:
-            self.transport.write_register(fr.Module.CHIP, fr.ChipParam.ID, fr.chip_id_to_device(chip))
-            self._selected_chip = chip
-        self.transport.write_chip_words(words)
+        with self._chip_write_lock:
+            if self._selected_chip != chip:
+                self._selected_chip = None  # unknown until the selection went through
+                self.transport.write_register(fr.Module.CHIP, fr.ChipParam.ID, fr.chip_id_to_device(chip))
+                self._selected_chip = chip
+            self.transport.write_chip_words(words)
 
     # --- biases ----------------------------------------------------------------------------------
 
@@ -415,12 +421,25 @@ class DynapseBoard:
         if not requested:
             return
         self._check_alive("bias write")
+        with self._chip_write_lock:
+            cached, failure = self._write_bias_transaction(requested, words)
+        # listeners run outside the lock (a listener may take its own lock, e.g. the bias model's)
+        for (chip, core, name), value in cached.items():
+            for listener in list(self._bias_listeners):
+                listener(chip, core, name, value)
+        if failure is not None:
+            raise failure
+
+    def _write_bias_transaction(
+        self, requested: dict[BiasKey, BiasValue], words: dict[BiasKey, int]
+    ) -> tuple[dict[BiasKey, BiasValue], BiasWriteError | None]:
+        """Send, roll back on failure, update the cache; returns what was cached and the error to raise."""
         order = sorted(requested, key=lambda k: k[0])  # one chip selection per chip
         previous = {key: self._biases.get(key, SILENT) for key in order}
         acked, unacked, error = self._send_bias_words([(key, words[key]) for key in order])
         if error is None:
-            self._commit_biases(requested, acked)
-            return
+            self._cache_biases(requested, acked)
+            return requested, None
         # Roll back every bias that may have reached the chip, in the same order.
         sent = acked + unacked
         back_acked, back_unacked, back_error = self._send_bias_words(
@@ -429,7 +448,7 @@ class DynapseBoard:
         restored = set(back_acked) | set(back_unacked)
         on_board = {key: previous[key] if key in restored else requested[key] for key in sent}
         confirmed = [key for key in sent if key in back_acked or (key not in restored and key in acked)]
-        self._commit_biases(on_board, confirmed)
+        self._cache_biases(on_board, confirmed)
         failed_chip = unacked[0][0]
         if back_error is None:
             message = (f"bias write failed on chip {failed_chip} ({error}); the {len(sent)} biases already sent were "
@@ -441,8 +460,11 @@ class DynapseBoard:
                        f"{len(self._unconfirmed_biases & set(sent))} writes are unconfirmed. "
                        "The caches show what the board was last sent; reconnect to write them all again")
         log.error(message)
-        raise BiasWriteError.kind_for(error)(message, requested=requested, on_board=on_board, unconfirmed=self._unconfirmed_biases & set(sent),
-                             rolled_back=back_error is None, cause=error) from error
+        failure = BiasWriteError.kind_for(error)(message, requested=requested, on_board=on_board,
+                                                 unconfirmed=self._unconfirmed_biases & set(sent), rolled_back=back_error is None,
+                                                 cause=error)
+        failure.__cause__ = error
+        return on_board, failure
 
     def _send_bias_words(self, items: list[tuple[BiasKey, int]]) -> tuple[list[BiasKey], list[BiasKey], TransportError | None]:
         """Send bias words (grouped by chip) one USB batch at a time, stopping at the first failure.
@@ -467,8 +489,8 @@ class DynapseBoard:
             i += len(batch)
         return acked, [], None
 
-    def _commit_biases(self, values: Mapping[BiasKey, BiasValue], confirmed: list[BiasKey]) -> None:
-        """Cache what the board was sent and tell the listeners (every key, as after any write)."""
+    def _cache_biases(self, values: Mapping[BiasKey, BiasValue], confirmed: list[BiasKey]) -> None:
+        """Cache what the board was sent; ``confirmed`` are the keys whose batch was acknowledged."""
         confirmed_set = set(confirmed)
         for key, value in values.items():
             self._biases[key] = value
@@ -476,9 +498,6 @@ class DynapseBoard:
                 self._unconfirmed_biases.discard(key)
             else:
                 self._unconfirmed_biases.add(key)
-        for (chip, core, name), value in values.items():
-            for listener in list(self._bias_listeners):
-                listener(chip, core, name, value)
 
     def add_bias_listener(self, callback: Callable[[int, int, str, BiasValue], None]) -> None:
         self._bias_listeners.append(callback)

@@ -219,7 +219,10 @@ class BiasModel:
             return
         origin = getattr(self._local, "origin", None) or "external"
         with self._lock:
-            self._record((chip, core, name), value, origin)
+            # the board's cache, not the notified value: notifications from two threads may arrive
+            # out of order, the cache read under our lock is the latest
+            latest = board.get_bias(chip, core, name)
+            self._record((chip, core, name), latest, origin)
 
     # --- reading ------------------------------------------------------------------------
     def parameter(self, chip: int, core: int, name: str) -> BiasParameter:
