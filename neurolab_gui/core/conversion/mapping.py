@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from drivers.dynapse1.bias_table import CORE_BIASES, closest_setting, nominal_current
+from drivers.dynapse1.bias_table import CORE_BIASES, SILENT, closest_setting, nominal_current
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.circuit import (
     DEFAULT_BIAS_SCALE,
@@ -307,7 +307,7 @@ def allocate_units(unit_group: np.ndarray, n_sources: int, chip: int = 0) -> tup
 
 def core_bias_set(time: TimeMapping, settings: NeuronSettings, circuit: CircuitModel) -> dict[str, BiasValue]:
     """The 25 biases of a core running converted units (weights at their initial setting)."""
-    off = BiasValue(7, 0)
+    off = SILENT
     tau_syn_i = circuit.tau_current(time.tau_s, circuit.c_syn)
     tau_mem_i = circuit.tau_current(settings.tau_mem_s, circuit.c_mem)
 

@@ -40,7 +40,7 @@ from pyqtgraph.parametertree import Parameter, ParameterTree, registerParameterI
 from pyqtgraph.parametertree.parameterTypes import SliderParameter
 from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 
-from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, BiasValue
+from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, SILENT, BiasValue
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.bias_model import BiasChange, BiasKey, BiasModel, BiasWriteError, read_bias_file
 from neurolab_gui.core.session import Session
@@ -82,7 +82,7 @@ class BiasSliderItem(SliderParameterItem):
         shown: BiasValue | None = self.param.opts.get("bias_value")
         if shown is not None and LADDER.index_of(shown.coarse, shown.fine) == int(v):
             return describe(shown)
-        return describe(LADDER.value(int(v), like=shown or BiasValue(7, 0)))
+        return describe(LADDER.value(int(v), like=shown or SILENT))
 
     def updateDisplayLabel(self, value=None) -> None:
         text = self.prettyTextValue(self.slider.value())
