@@ -149,3 +149,25 @@ def test_one_ctrl_z_after_a_sweep_restores_the_value_before_the_sweep(window, qt
     assert len(model._undo) == undo_depth
     press_ctrl_z(window)  # the next Ctrl+Z undoes what came before the sweep
     assert chip_value(window) != before
+
+
+def test_load_button_refuses_a_bad_file_and_loads_flags_from_a_good_one(window, qtbot, tmp_path, monkeypatch):
+    import json
+
+    from PyQt6.QtWidgets import QFileDialog
+
+    panel = window.bias_panel
+    before = chip_value(window)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "neurolab-biases", "cores": {"1/2": {BIAS: {"coarse": 3.9, "fine": 10}}}}))
+    good = tmp_path / "good.yaml"
+    good.write_text(f"format: neurolab-biases\ncores:\n  '1/2':\n    {BIAS}: {{coarse: 4, fine: 77, normal: false, enabled: false}}\n")
+    chosen = [str(bad)]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (chosen[0], "")))
+    QTest.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
+    assert "bad.json: cores['1/2'].IF_DC_P: coarse must be an integer" in panel.status_label.text()
+    assert chip_value(window) == before  # nothing was sent
+    chosen[0] = str(good)
+    QTest.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
+    assert chip_value(window) == BiasValue(4, 77, normal=False, enabled=False)
+    qtbot.waitUntil(lambda: "cascode disabled" in panel.title(BIAS), timeout=2000)

@@ -40,6 +40,7 @@ from pyqtgraph.parametertree import Parameter, ParameterTree, registerParameterI
 from pyqtgraph.parametertree.parameterTypes import SliderParameter
 from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 
+from drivers.dynapse1.bias_files import BiasFileError
 from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, SILENT, BiasValue
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.bias_model import BiasChange, BiasKey, BiasModel, BiasWriteError, read_bias_file
@@ -373,7 +374,10 @@ class BiasPanel(QWidget):
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", OPEN_FILTER)
         if path:
-            self._guarded(self.model.load, path)
+            try:
+                self._guarded(self.model.load, path)
+            except BiasFileError as exc:  # checked before anything was written: nothing changed
+                self._report_file_error(exc)
 
     def diff_rows(self, path: str) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
         return self.model.diff(read_bias_file(path))
@@ -381,7 +385,16 @@ class BiasPanel(QWidget):
     def diff_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Compare with bias set", "", OPEN_FILTER)
         if path:
-            self.show_diff(self.diff_rows(path), path)
+            try:
+                rows = self.diff_rows(path)
+            except BiasFileError as exc:
+                self._report_file_error(exc)
+                return
+            self.show_diff(rows, path)
+
+    def _report_file_error(self, error: BiasFileError) -> None:
+        self.status_label.setText(f"Bias file refused, nothing written: {error}")
+        log.error("bias file refused: %s", error)
 
     def show_diff(self, rows: list[tuple[BiasKey, BiasValue, BiasValue]], title: str) -> QDialog:
         """Non-modal table of differences (current vs file)."""
