@@ -37,7 +37,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 from pyqtgraph.parametertree import Parameter, ParameterTree, registerParameterItemType
-from pyqtgraph.parametertree.parameterTypes import SliderParameter
+from pyqtgraph.parametertree.parameterTypes import SliderParameter, WidgetParameterItem
 from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 
 from drivers.dynapse1.bias_files import BiasFileError
@@ -76,8 +76,18 @@ class BiasSliderItem(SliderParameterItem):
     """
 
     def optsChanged(self, param, opts) -> None:
-        # pyqtgraph rebuilds the span from 'limits' when only the limits change; the ladder is fixed.
-        super().optsChanged(param, {**opts, "span": LADDER.currents, "precision": None})
+        # The span is the fixed ladder, set once.  pyqtgraph's slider item would rebuild it (and a
+        # 1812-entry string array of it) at every option change, a title change included: 10 ms
+        # per bias change and ~0.3 s per core switch.  Labels come from prettyTextValue instead.
+        try:
+            WidgetParameterItem.optsChanged(self, param, opts)
+        except AttributeError:  # called while pyqtgraph is still building the widget
+            pass
+        slider = getattr(self, "slider", None)
+        if slider is not None and getattr(self, "span", None) is not LADDER.currents:
+            self.span = LADDER.currents
+            slider.setMinimum(0)
+            slider.setMaximum(len(LADDER) - 1)
 
     def prettyTextValue(self, v: int) -> str:
         shown: BiasValue | None = self.param.opts.get("bias_value")
