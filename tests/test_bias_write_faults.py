@@ -17,7 +17,7 @@ from PyQt6.QtTest import QTest
 from drivers.dynapse1.bias_table import CORE_BIASES, BiasValue
 from drivers.dynapse1.board import BiasWriteError
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-from drivers.dynapse1.usb_transport import AckError
+from drivers.dynapse1.usb_transport import AckError, DeviceGone
 from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.bias_model import BiasModel
 from neurolab_gui.core.session import Session
@@ -184,3 +184,46 @@ def test_writes_from_two_threads_land_on_their_own_chips(board):
     assert chip_holds(board, (3, 2, "IF_DC_P")) == values[-1].replace(enabled=False) == model.value(3, 2, "IF_DC_P")
     touched = {(0, 1, "IF_THR_N"), (3, 2, "IF_DC_P")}
     assert all(chip_holds(board, k) == before[k] for k in ALL_KEYS if k not in touched)  # nothing landed elsewhere
+
+
+def test_unplug_half_way_leaves_caches_equal_to_the_chip_and_reconnect_rewrites_them():
+    from drivers.dynapse1.board import open_board
+    from emulator.simulator import BoardSimulator
+    from emulator.virtual_usb import VirtualDynapseBackend
+
+    backend = VirtualDynapseBackend()
+    fpga = backend.add_board("EMUUNPLUG", BoardSimulator("EMUUNPLUG"), "fast")
+    board = open_board("EMUUNPLUG", backend=backend, settle_s=0.0, prefetch=False)
+    try:
+        model = BiasModel(board)
+        before = {key: board.get_bias(*key) for key in ALL_KEYS}
+        acks, original = {"n": 0}, fpga.take_ack
+
+        def take_ack_then_unplug() -> bytes:
+            acks["n"] += 1
+            if acks["n"] == 3:  # the cable is pulled right after chip 1's first batch
+                backend.unplug("EMUUNPLUG")
+            return original()
+
+        fpga.take_ack = take_ack_then_unplug
+        with pytest.raises(BiasWriteError) as caught:
+            model.apply(new_values(), origin="test")
+        assert isinstance(caught.value, DeviceGone) and not caught.value.rolled_back
+        on_chip = {key: chip_holds_sim(fpga.simulator, key) for key in ALL_KEYS}
+        assert sum(on_chip[k] != before[k] for k in ALL_KEYS) == 185  # chip 0 and chip 1's first batch ...
+        for key in ALL_KEYS:  # ... and the caches say exactly which half
+            assert on_chip[key] == board.get_bias(*key) == model.value(*key), key
+        # replugged, reconnect rewrites the cache: the chip agrees again (the emulated chip kept its
+        # state while unplugged; silicon loses it with its power, which the rewrite covers too)
+        fpga.take_ack = original
+        backend.replug("EMUUNPLUG")
+        board.reconnect(timeout_s=2.0)
+        for key in ALL_KEYS:
+            assert chip_holds_sim(fpga.simulator, key) == board.get_bias(*key) == model.value(*key), key
+    finally:
+        board.close()
+
+
+def chip_holds_sim(simulator, key) -> BiasValue:
+    coarse, fine, high, normal, enabled = simulator.get_bias(*key)
+    return BiasValue(coarse, fine, high, normal, enabled)

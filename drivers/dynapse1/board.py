@@ -449,7 +449,7 @@ class DynapseBoard:
         on_board = {key: previous[key] if key in restored else requested[key] for key in sent}
         confirmed = [key for key in sent if key in back_acked or (key not in restored and key in acked)]
         self._cache_biases(on_board, confirmed)
-        failed_chip = unacked[0][0]
+        failed_chip = unacked[0][0] if unacked else order[len(acked)][0]
         if back_error is None:
             message = (f"bias write failed on chip {failed_chip} ({error}); the {len(sent)} biases already sent were "
                        "written back: the board holds the previous values, nothing changed")
@@ -470,8 +470,8 @@ class DynapseBoard:
         """Send bias words (grouped by chip) one USB batch at a time, stopping at the first failure.
 
         Returns the keys of the acknowledged batches, the keys of the batch that failed (its words
-        may have reached the chip: an acknowledgement can be lost after the data went out) and the
-        error, or None.
+        may have reached the chip: an acknowledgement can be lost after the data went out; empty
+        when the board is gone) and the error, or None.
         """
         acked: list[BiasKey] = []
         i = 0
@@ -480,8 +480,13 @@ class DynapseBoard:
             batch = [items[i]]
             while i + len(batch) < len(items) and len(batch) < fr.MAX_ENTRIES_PER_TRANSFER and items[i + len(batch)][0][0] == chip:
                 batch.append(items[i + len(batch)])
+            if not self.transport.connected:  # gone: this batch cannot have been sent
+                return acked, [], DeviceGone(f"bias write: the board is disconnected ({self.transport.disconnect_reason})")
             try:
                 self._write_chip_words(chip, [word for _, word in batch])
+            except DeviceGone as exc:  # unplugged or powered off: the transfer did not arrive (and the
+                self._selected_chip = None  # chip loses its biases with its power; reconnect rewrites them)
+                return acked, [], exc
             except TransportError as exc:
                 self._selected_chip = None  # the selection may not have reached the board either
                 return acked, [key for key, _ in batch], exc
