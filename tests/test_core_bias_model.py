@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.dynapse1.bias_files import BiasFileError, BiasSet
 from drivers.dynapse1.bias_table import CORE_BIASES, nominal_current
@@ -105,3 +107,38 @@ def test_presets_come_from_the_shipped_bias_files():
     assert m.undo() and m.value(2, 1, "IF_THR_N") == BiasValue(7, 0)  # one undo step
     with pytest.raises(KeyError, match="unknown bias set 'no_such_set'; known: .*samna_recommended"):
         m.apply_preset("no_such_set")
+
+
+# --- undo history as a property: any sequence of edits unwinds to the start and replays to the end ---
+
+_KEYS = [(0, 0, "IF_DC_P"), (0, 0, "IF_THR_N"), (1, 3, "IF_DC_P")]
+_edit = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(_KEYS), st.integers(0, 7), st.integers(0, 255), st.booleans()),
+    st.tuples(st.just("flags"), st.sampled_from(_KEYS), st.booleans(), st.booleans(), st.booleans()),
+    st.tuples(st.just("group"), st.lists(st.tuples(st.sampled_from(_KEYS), st.integers(0, 7), st.integers(0, 255)), max_size=4)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(_edit, max_size=12))
+def test_any_edit_sequence_unwinds_to_the_start_and_replays_to_the_end(edits):
+    model = BiasModel()
+    start = model.snapshot()
+    for edit in edits:
+        if edit[0] == "set":
+            _, key, coarse, fine, drag = edit
+            model.set(*key, coarse, fine, coalesce=drag)
+        elif edit[0] == "flags":
+            _, key, high, normal, enabled = edit
+            model.set_flags(*key, high=high, normal=normal, enabled=enabled)
+        else:
+            with model.undo_group():
+                for key, coarse, fine in edit[1]:
+                    model.set_value(*key, BiasValue(coarse, fine))
+    end = model.snapshot()
+    while model.undo():
+        pass
+    assert model.snapshot() == start
+    while model.redo():
+        pass
+    assert model.snapshot() == end
