@@ -78,8 +78,8 @@ class BiasSliderItem(SliderParameterItem):
     def optsChanged(self, param, opts) -> None:
         # The span is the fixed ladder, set once.  pyqtgraph's slider item would rebuild it, and a
         # string array of all its rungs, at every option change -- every title change included --
-        # which made each bias change and each core switch visibly slow (numbers in the closing
-        # note of the bias lane).  Labels come from prettyTextValue instead.
+        # which made each bias change and each core switch visibly slow (docs/ARCHITECTURE.md,
+        # "Biases").  Labels come from prettyTextValue instead.
         try:
             WidgetParameterItem.optsChanged(self, param, opts)
         except AttributeError:  # called while pyqtgraph is still building the widget
