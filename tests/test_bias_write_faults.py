@@ -144,6 +144,12 @@ def test_failed_slider_move_and_failed_preset_are_reported_and_the_panel_shows_t
             value = on_chip[(1, 2, name)]
             assert f"(c{value.coarse} f{value.fine})" in panel.title(name), name
         assert panel.change_log.toPlainText().count("FAILED") == 2  # both failures are in the panel's log
+        # the board answers again: the next slider step goes through and the failure line goes away
+        fpga.take_ack = first.original
+        slider.setFocus()
+        QTest.keyClick(slider, Qt.Key.Key_PageUp)
+        assert chip_holds(board, (1, 2, "IF_DC_P")) == session.biases.value(1, 2, "IF_DC_P") != on_chip[(1, 2, "IF_DC_P")]
+        assert panel.status_label.text() == ""
     finally:
         session.close()
         window.close()

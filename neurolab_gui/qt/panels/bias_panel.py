@@ -325,10 +325,11 @@ class BiasPanel(QWidget):
         """Run a model write; a write the board refused was reported by ``write_failed``: show the board's state."""
         try:
             write(*args, **kwargs)
-            return True
         except BiasWriteError:
             self.refresh()  # the control the user moved goes back to what the board holds
             return False
+        self.status_label.clear()  # this write went through: a failure shown before is history
+        return True
 
     def undo(self) -> bool:
         """Undo the last bias change (the Undo button and Ctrl+Z)."""
@@ -362,8 +363,6 @@ class BiasPanel(QWidget):
         self.change_log.appendPlainText(
             f"{change.origin:>9}  chip {change.chip} core {change.core} {change.name}: {describe(change.old)} → {describe(change.new)}"
         )
-        if change.origin not in ("board", "external"):
-            self.status_label.clear()  # a write went through: the failure shown is history
         if (change.chip, change.core) != (self.chip, self.core):
             return
         self._updating = True
