@@ -88,3 +88,35 @@ def test_flags_reach_the_wire_in_the_bias_word():
                             (address_thr << 18) | common | 0b1111]  # high, normal, N-type, enabled
     finally:
         board.close()
+
+
+_keys = st.tuples(st.integers(-1, 4), st.integers(-1, 4), st.sampled_from(["IF_DC_P", "IF_THR_N", "IF_NOPE", "R2R_P"]))
+_values = st.one_of(st.builds(BiasValue, st.integers(0, 7), st.integers(0, 255), st.booleans(), st.booleans(), st.booleans()),
+                    st.tuples(st.integers(0, 7), st.integers(0, 255)), st.none())
+
+
+@pytest.fixture(scope="module")
+def recorded_board():
+    board = open_emulated_board("EMUHOSTILE", clock="fast", prefetch=False)
+    fpga = virtual_fpga_of(board)
+    received: list[int] = []
+    apply = fpga.apply_chip_word
+    fpga.apply_chip_word = lambda chip, word: (received.append(word), apply(chip, word))[1]
+    yield board, received
+    board.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(entries=st.dictionaries(_keys, _values, max_size=6))
+def test_a_bias_set_with_any_bad_entry_sends_nothing(recorded_board, entries):
+    board, received = recorded_board
+    received.clear()
+    valid = all(0 <= c < 4 and 0 <= k < 4 and n != "IF_NOPE" and isinstance(v, BiasValue) for (c, k, n), v in entries.items())
+    if valid:
+        board.apply_bias_set(entries)
+        assert len(received) == len(entries)
+        assert all(board.get_bias(*key) == value for key, value in entries.items())
+    else:
+        with pytest.raises(ValueError, match="rejected, nothing written"):
+            board.apply_bias_set(entries)
+        assert received == []
