@@ -20,8 +20,6 @@ from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from drivers.dynapse1.usb_transport import AckError, DeviceGone
 from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.bias_model import BiasModel
-from neurolab_gui.core.session import Session
-from neurolab_gui.qt.main_window import MainWindow
 
 ALL_KEYS = [(chip, core, name) for chip in range(N_CHIPS) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]
 
@@ -104,55 +102,48 @@ def test_failed_roll_back_leaves_caches_equal_to_what_the_chip_holds(board):
     assert model.can_undo  # what did change is one undo step
 
 
-def test_failed_slider_move_and_failed_preset_are_reported_and_the_panel_shows_the_board(qtbot, tmp_path):
-    session = Session(spike_capacity=100_000)
-    window = MainWindow(session, layout_path=tmp_path / "layout.json")
-    window.reporter.show_messages = False
-    qtbot.addWidget(window)
-    try:
-        assert session.connect("emulator", seed=3, mismatch=False, clock="fast", acquire=False)
-        window.show()
-        qtbot.waitExposed(window)
-        board, panel = session.board, window.bias_panel
-        panel.show_core(1, 2)
-        before = {key: chip_holds(board, key) for key in ALL_KEYS}
-        fpga = virtual_fpga_of(board)
+def test_failed_slider_move_and_failed_preset_are_reported_and_the_panel_shows_the_board(make_window, qtbot):
+    window = make_window(spike_capacity=100_000, seed=3, mismatch=False, clock="fast", acquire=False)
+    session = window.session
+    window.show()
+    qtbot.waitExposed(window)
+    board, panel = session.board, window.bias_panel
+    panel.show_core(1, 2)
+    before = {key: chip_holds(board, key) for key in ALL_KEYS}
+    fpga = virtual_fpga_of(board)
 
-        # one slider step with the acknowledgement lost: the chip and the slider keep the old value
-        first = AckFault(fpga, good=0)
-        slider = panel.slider_widget("IF_DC_P")
-        position = slider.value()
-        slider.setFocus()
-        QTest.keyClick(slider, Qt.Key.Key_PageUp)
-        assert chip_holds(board, (1, 2, "IF_DC_P")) == before[(1, 2, "IF_DC_P")] == session.biases.value(1, 2, "IF_DC_P")
-        qtbot.waitUntil(lambda: "Bias write failed" in panel.status_label.text(), timeout=2000)
-        assert "previous values" in panel.status_label.text()
-        assert slider.value() == position
-        fpga.take_ack = first.original
+    # one slider step with the acknowledgement lost: the chip and the slider keep the old value
+    first = AckFault(fpga, good=0)
+    slider = panel.slider_widget("IF_DC_P")
+    position = slider.value()
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_PageUp)
+    assert chip_holds(board, (1, 2, "IF_DC_P")) == before[(1, 2, "IF_DC_P")] == session.biases.value(1, 2, "IF_DC_P")
+    qtbot.waitUntil(lambda: "Bias write failed" in panel.status_label.text(), timeout=2000)
+    assert "previous values" in panel.status_label.text()
+    assert slider.value() == position
+    fpga.take_ack = first.original
 
-        # "… to all cores": the first batch (chip 0) is acknowledged, then nothing, roll-back included
-        AckFault(fpga, good=1, bad=None)
-        QTest.mouseClick(panel.preset_all_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: "roll-back failed" in panel.status_label.text(), timeout=2000)
-        on_chip = {key: chip_holds(board, key) for key in ALL_KEYS}
-        assert any(on_chip[k] != before[k] for k in ALL_KEYS)
-        for key in ALL_KEYS:
-            assert board.get_bias(*key) == on_chip[key] == session.biases.value(*key), key
-        # the sliders of the core shown agree with the chip
-        qtbot.wait(100)
-        for name in CORE_BIASES:
-            value = on_chip[(1, 2, name)]
-            assert f"(c{value.coarse} f{value.fine})" in panel.title(name), name
-        assert panel.change_log.toPlainText().count("FAILED") == 2  # both failures are in the panel's log
-        # the board answers again: the next slider step goes through and the failure line goes away
-        fpga.take_ack = first.original
-        slider.setFocus()
-        QTest.keyClick(slider, Qt.Key.Key_PageUp)
-        assert chip_holds(board, (1, 2, "IF_DC_P")) == session.biases.value(1, 2, "IF_DC_P") != on_chip[(1, 2, "IF_DC_P")]
-        assert panel.status_label.text() == ""
-    finally:
-        session.close()
-        window.close()
+    # "… to all cores": the first batch (chip 0) is acknowledged, then nothing, roll-back included
+    AckFault(fpga, good=1, bad=None)
+    QTest.mouseClick(panel.preset_all_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "roll-back failed" in panel.status_label.text(), timeout=2000)
+    on_chip = {key: chip_holds(board, key) for key in ALL_KEYS}
+    assert any(on_chip[k] != before[k] for k in ALL_KEYS)
+    for key in ALL_KEYS:
+        assert board.get_bias(*key) == on_chip[key] == session.biases.value(*key), key
+    # the sliders of the core shown agree with the chip
+    qtbot.wait(100)
+    for name in CORE_BIASES:
+        value = on_chip[(1, 2, name)]
+        assert f"(c{value.coarse} f{value.fine})" in panel.title(name), name
+    assert panel.change_log.toPlainText().count("FAILED") == 2  # both failures are in the panel's log
+    # the board answers again: the next slider step goes through and the failure line goes away
+    fpga.take_ack = first.original
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_PageUp)
+    assert chip_holds(board, (1, 2, "IF_DC_P")) == session.biases.value(1, 2, "IF_DC_P") != on_chip[(1, 2, "IF_DC_P")]
+    assert panel.status_label.text() == ""
 
 
 def test_writes_from_two_threads_land_on_their_own_chips(board):

@@ -15,26 +15,19 @@ from PyQt6.QtWidgets import QStyle, QStyleOptionButton
 
 from drivers.dynapse1.bias_table import BiasValue
 from emulator.virtual_usb import virtual_fpga_of
-from neurolab_gui.core.session import Session
-from neurolab_gui.qt.main_window import MainWindow
 
 CHIP, CORE, BIAS = 1, 2, "IF_DC_P"
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    session = Session(spike_capacity=100_000)
-    w = MainWindow(session, layout_path=tmp_path / "layout.json")
-    w.reporter.show_messages = False
-    qtbot.addWidget(w)
-    assert session.connect("emulator", seed=3, mismatch=False, clock="fast", acquire=False), session.connection.status.message
+def window(make_window, qtbot):
+    """The main window on a connected fast emulator, shown, with chip 1 core 2 in the bias panel."""
+    w = make_window(spike_capacity=100_000, seed=3, mismatch=False, clock="fast", acquire=False)
     w.show()
     qtbot.waitExposed(w)
     w.activateWindow()
     w.bias_panel.show_core(CHIP, CORE)
-    yield w
-    session.close()
-    w.close()
+    return w
 
 
 def chip_value(window, chip=CHIP, core=CORE, name=BIAS) -> BiasValue:
