@@ -1,6 +1,18 @@
-"""Checkpoint files: NeuroLab's own format, and plain PyTorch ``state_dict`` imports.
+"""Checkpoint files: NeuroLab's own format, and imports of plain PyTorch ReLU RNNs.
 
-Every file is read with ``torch.load(..., weights_only=True)``: a checkpoint cannot execute code.
+Reading is safe against hostile and damaged files:
+
+- nothing pickled is executed: ``torch.load(..., weights_only=True)``;
+- the file is looked at before torch reads it: empty, truncated (a zip without its directory),
+  not a zip at all, PyTorch's legacy pre-1.6 format (which allocates the storage sizes its
+  header declares before reading them, so it is refused) and archives over
+  :data:`MAX_FILE_BYTES` unpacked are refused with a message that says so; torch itself checks
+  every zip record's size against the storage size the pickle declares;
+- every tensor is checked before a model is allocated: floating point, storing its own values
+  (no stride-0 view that declares 30 000 x 30 000 weights in 4 bytes), finite, with shapes that
+  fit together and at most :data:`~.torch_import.MAX_HIDDEN` (4096) hidden units.
+
+Every failure is a :class:`CheckpointError` naming the file and the problem.
 
 Own format (written by :func:`save_checkpoint`)::
 
@@ -8,50 +20,47 @@ Own format (written by :func:`save_checkpoint`)::
      "state_dict": {name: tensor},            # RateRNN parameters
      "metadata_json": "<JSON text>"}         # RNNConfig, task, training history, constraint info
 
-Plain ``state_dict`` import (:func:`load_checkpoint` on a file saved as
-``torch.save(model.state_dict(), path)``), for a model built from
-``nn.RNN(input_size, hidden, nonlinearity='relu', batch_first=...)`` plus an ``nn.Linear``
-readout.  Supported key names:
+Imports of a model built from ``nn.RNN(input_size, hidden, nonlinearity='relu')`` plus an
+``nn.Linear`` readout, in any common layout (a bare ``state_dict``, ``{"model": ...}``,
+``{"state_dict": ...}``, ``{"rnn": ..., "readout": ..., "meta": ...}``, ``module.``/``model.``
+prefixes): see :mod:`.torch_import`.  An imported model becomes an Elman
+:class:`.models.RateRNN` with the two biases summed.  Its ReLU is unbounded while ours clips at
+1, so the conversion pipeline rescales the hidden units on data before constraining
+(:func:`.constrain.normalize_activations`).
 
-- recurrent layer: ``rnn.weight_ih_l0``, ``rnn.weight_hh_l0``, ``rnn.bias_ih_l0``,
-  ``rnn.bias_hh_l0`` — or the same without the ``rnn.`` prefix (a bare ``nn.RNN``);
-  the biases are optional (``bias=False``);
-- readout: ``fc.weight``/``fc.bias``, ``readout.weight``/``readout.bias``,
-  ``linear.weight``/``linear.bias``, ``out.weight``/``out.bias``, ``classifier.weight``/``classifier.bias``;
-- a wrapper dict ``{"state_dict": {...}}`` or ``{"model_state_dict": {...}}`` is unwrapped; if it
-  carries ``"nonlinearity"`` it must be ``"relu"``.
-
-An imported model becomes an Elman :class:`.models.RateRNN` with the two biases summed.  Its
-ReLU is unbounded while ours clips at 1, so the conversion pipeline rescales the hidden units
-on data before constraining (:func:`.constrain.normalize_activations`).
-
-Refused, with a message that says what is supported: LSTM and GRU weights (4H or 3H gate rows,
-or ``lstm``/``gru`` in key names), multi-layer (``_l1``) and bidirectional (``_reverse``) RNNs,
-tanh RNNs (declared by the file), pickled whole models, and files that are not checkpoints.
+Refused, with a message that says what is supported: LSTM and GRU weights, multi-layer and
+bidirectional RNNs, tanh RNNs (declared by the file), extra layers, pickled whole models, and
+files that are not checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
+import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .models import RateRNN, RNNConfig
+from .torch_import import MAX_CHANNELS, MAX_HIDDEN, ImportRefused, check_weight, find_relu_rnn
 
 FORMAT_NAME = "neurolab-rate-rnn"
 FORMAT_VERSION = 1
+#: Largest checkpoint read (unpacked): a 4096-unit network in float64 needs ~0.3 GB.
+MAX_FILE_BYTES = 1 << 30
+#: Largest ``metadata_json`` text of the own format.
+MAX_METADATA_CHARS = 1 << 22
 
 SUPPORTED = (
-    "supported checkpoints: NeuroLab's own format (neurolab train), or a plain state_dict of "
-    "nn.RNN(nonlinearity='relu', num_layers=1, bidirectional=False) with keys "
-    "[rnn.]weight_ih_l0, [rnn.]weight_hh_l0, [rnn.]bias_ih_l0, [rnn.]bias_hh_l0 plus an nn.Linear "
-    "readout fc.|readout.|linear.|out.|classifier. weight/bias"
+    "supported checkpoints: NeuroLab's own format (neurolab train), or a state_dict of "
+    "nn.RNN(nonlinearity='relu', num_layers=1, bidirectional=False) plus one nn.Linear readout, "
+    "bare or nested ({'model': sd}, {'state_dict': sd}, {'rnn': ..., 'readout': ...}, 'module.' prefixes)"
 )
-
-_READOUT_PREFIXES = ("fc.", "readout.", "linear.", "out.", "classifier.")
 
 
 class CheckpointError(ValueError):
@@ -87,96 +96,171 @@ def save_checkpoint(path: str | Path, model: RateRNN, metadata: dict | None = No
 def load_checkpoint(path: str | Path) -> LoadedModel:
     """Read a NeuroLab checkpoint or a plain ReLU-RNN ``state_dict``; see the module docstring."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "global" not in str(exc).lower():  # not a pickled object, just bytes torch cannot read
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({str(exc).splitlines()[0][:200]}). {SUPPORTED}") from None
-        raise CheckpointError(
-            f"{path} holds pickled Python objects (for example a whole nn.Module saved with "
-            f"torch.save(model)), which are not loaded for safety; save model.state_dict() instead. {SUPPORTED}."
-        ) from None
-    except Exception as exc:  # zip/pickle framing errors: not a torch file at all
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {exc}). {SUPPORTED}") from None
+    obj = read_checkpoint_file(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT_NAME:
         return _load_own(obj, path)
-    return _load_state_dict(obj, path)
+    try:
+        rnn = find_relu_rnn(obj)
+    except ImportRefused as exc:
+        raise CheckpointError(f"{path} {exc}. {SUPPORTED}") from None
+    model = RateRNN(RNNConfig(n_inputs=rnn.w_ih.shape[1], n_hidden=rnn.w_hh.shape[0], n_outputs=rnn.w_out.shape[0],
+                              kind="elman", readout="last"))
+    with torch.no_grad():
+        model.w_in.copy_(rnn.w_ih)
+        model.w_rec.copy_(rnn.w_hh)
+        model.w_bias.copy_(rnn.bias)
+        model.readout.weight.copy_(rnn.w_out)
+        model.readout.bias.copy_(rnn.b_out)
+    meta = {"imported_from": str(path), "prefix": rnn.rnn_prefix, "readout_prefix": rnn.readout_prefix,
+            "unbounded_relu": True, "ignored_tensors": rnn.ignored, "file_metadata": rnn.meta}
+    return LoadedModel(model, meta, "torch-state-dict")
+
+
+def read_checkpoint_file(path: Path) -> object:
+    """What ``torch.load(path, weights_only=True)`` returns, after checking the file; see the module docstring."""
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes). {SUPPORTED}")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        _check_archive(path)
+    elif head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path} is a plain pickle or PyTorch's legacy (before 1.6) format, which NeuroLab does not read: its "
+            "header declares storage sizes that would be allocated before they can be checked. If you trust the "
+            "file, re-save it with a current PyTorch: torch.save(torch.load(old, weights_only=True), new)"
+        )
+    else:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head!r}, a PyTorch file is a zip "
+                              f"archive (starts with b'PK'). {SUPPORTED}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols it reads fine
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)", str(exc))
+        if blocked:
+            raise CheckpointError(
+                f"{path} holds pickled Python objects ({blocked.group(1)}), which are not loaded because unpickling "
+                "could run code; save tensors, numbers and strings only (for a model: model.state_dict(), not the "
+                f"model itself; numpy arrays as tensors). {SUPPORTED}"
+            ) from None
+        raise CheckpointError(f"{path} is damaged: its pickled index cannot be read ({_first_sentence(exc)})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} nests its contents too deeply to be a checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/KeyError/... for damaged archives
+        raise CheckpointError(f"{path} is truncated or damaged ({_first_sentence(exc)})") from None
+
+
+def _check_archive(path: Path) -> None:
+    """A zip that torch can read without unpacking more than :data:`MAX_FILE_BYTES`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or damaged: it starts like a PyTorch (zip) checkpoint but its zip "
+                              f"directory cannot be read ({exc}); was the copy or download cut off?") from None
+    if not any(e.filename == "data.pkl" or e.filename.endswith("/data.pkl") for e in entries):
+        names = ", ".join(e.filename for e in entries[:8])
+        raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl; holds {names}). {SUPPORTED}")
+    unpacked = sum(e.file_size for e in entries)
+    if unpacked > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path} unpacks to {unpacked / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
+                              f"a network of {MAX_HIDDEN} units needs")
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0][:200] if text else "no details"
+    return f"{type(exc).__name__}: {first}"
+
+
+_CONFIG_INTS = ("n_inputs", "n_hidden", "n_outputs", "steps_per_sample")
+_CONFIG_LIMITS = {"n_inputs": MAX_CHANNELS, "n_hidden": MAX_HIDDEN, "n_outputs": MAX_CHANNELS, "steps_per_sample": 1000}
 
 
 def _load_own(obj: dict, path: Path) -> LoadedModel:
-    if obj.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: NeuroLab checkpoint version {obj.get('version')} is not supported (expected {FORMAT_VERSION})")
+    def bad(message: str) -> CheckpointError:
+        return CheckpointError(f"{path}: NeuroLab checkpoint {message}")
+
+    version = obj.get("version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise bad(f"version {version!r} is not supported (expected {FORMAT_VERSION})")
+    text = obj.get("metadata_json")
+    if not isinstance(text, str) or len(text) > MAX_METADATA_CHARS:
+        raise bad(f"metadata_json must be JSON text of at most {MAX_METADATA_CHARS} characters, got {_describe(text)}")
     try:
-        meta = json.loads(obj["metadata_json"])
-        config = RNNConfig(**meta["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged NeuroLab checkpoint metadata ({exc})") from None
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"metadata_json is not valid JSON ({_first_sentence(exc)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise bad("metadata_json has no 'config' object")
+    config = _checked_config(meta["config"], bad)
     if meta.get("nonlinearity", "bounded_relu") not in ("bounded_relu", "relu"):
-        raise CheckpointError(f"{path}: nonlinearity {meta.get('nonlinearity')!r} cannot be converted; {SUPPORTED}")
-    model = RateRNN(config)
-    try:
-        model.load_state_dict(obj["state_dict"])
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: tensors do not match the stored configuration ({exc})") from None
+        raise bad(f"declares nonlinearity {meta.get('nonlinearity')!r}, which cannot be converted; {SUPPORTED}")
+    state = obj.get("state_dict")
+    if not isinstance(state, dict):
+        raise bad(f"state_dict is {_describe(state)}, not a dict of named tensors")
+    h, f, c = config.n_hidden, config.n_inputs, config.n_outputs
+    expected = {"w_in": (h, f), "w_bias": (h,), "w_rec": (h, h), "readout.weight": (c, h), "readout.bias": (c,)}
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(map(str, set(state) - set(expected)))
+        raise bad(f"state_dict does not match a RateRNN (missing {missing or 'nothing'}, unexpected {extra or 'nothing'})")
+    for name, shape in expected.items():
+        t = state[name]
+        if not isinstance(t, torch.Tensor):
+            raise bad(f"state_dict[{name!r}] is {_describe(t)}, not a tensor")
+        if tuple(t.shape) != shape:
+            raise bad(f"tensor {name} has shape {list(t.shape)}, expected {list(shape)} for the stored configuration "
+                      f"({f} inputs, {h} hidden units, {c} outputs)")
+        try:
+            check_weight(name, t)
+        except ImportRefused as exc:
+            raise bad(str(exc)) from None
+    model = RateRNN(config)  # sizes are now known to be what the file really stores
+    model.load_state_dict({k: v.float() for k, v in state.items()})
     return LoadedModel(model, meta, FORMAT_NAME)
 
 
-def _load_state_dict(obj: object, path: Path) -> LoadedModel:
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict. {SUPPORTED}")
-    nonlinearity = obj.get("nonlinearity")
-    for wrapper in ("state_dict", "model_state_dict"):
-        if isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    nonlinearity = nonlinearity or obj.get("nonlinearity")
-    if nonlinearity is not None and str(nonlinearity).lower() != "relu":
-        raise CheckpointError(
-            f"{path} declares nonlinearity {nonlinearity!r}: only ReLU RNNs map onto spiking neurons "
-            f"(a rate cannot be negative). {SUPPORTED}"
-        )
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{path} contains no tensors. {SUPPORTED}")
-    lowered = " ".join(tensors).lower()
-    if "lstm" in lowered or "gru" in lowered:
-        raise CheckpointError(f"{path} looks like an LSTM/GRU (key names); only Elman ReLU RNNs are supported. {SUPPORTED}")
-    if any("_reverse" in k for k in tensors):
-        raise CheckpointError(f"{path} holds a bidirectional RNN; it cannot run causally on the chip. {SUPPORTED}")
-    if any(k.endswith(("_l1", "_l2", "_l3")) or "_l1" in k for k in tensors):
-        raise CheckpointError(f"{path} holds a multi-layer RNN; only num_layers=1 is supported. {SUPPORTED}")
-    prefix = "rnn." if "rnn.weight_ih_l0" in tensors else ""
-    if prefix + "weight_ih_l0" not in tensors or prefix + "weight_hh_l0" not in tensors:
-        raise CheckpointError(f"{path}: no recurrent layer found (keys: {sorted(tensors)[:8]}). {SUPPORTED}")
-    w_ih, w_hh = tensors[prefix + "weight_ih_l0"].float(), tensors[prefix + "weight_hh_l0"].float()
-    hidden = w_hh.shape[1] if w_hh.ndim == 2 else -1
-    if w_hh.ndim != 2 or w_ih.ndim != 2:
-        raise CheckpointError(f"{path}: recurrent weights must be matrices, got {tuple(w_ih.shape)} and {tuple(w_hh.shape)}")
-    if w_hh.shape[0] == 4 * hidden:
-        raise CheckpointError(f"{path} holds an LSTM (weight_hh_l0 has 4 x {hidden} rows); only Elman ReLU RNNs are supported. {SUPPORTED}")
-    if w_hh.shape[0] == 3 * hidden:
-        raise CheckpointError(f"{path} holds a GRU (weight_hh_l0 has 3 x {hidden} rows); only Elman ReLU RNNs are supported. {SUPPORTED}")
-    if w_hh.shape[0] != hidden or w_ih.shape[0] != hidden:
-        raise CheckpointError(f"{path}: inconsistent RNN shapes weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}. {SUPPORTED}")
-    bias = torch.zeros(hidden)
-    for name in ("bias_ih_l0", "bias_hh_l0"):
-        if prefix + name in tensors:
-            bias = bias + tensors[prefix + name].float()
-    readout = next((p for p in _READOUT_PREFIXES if p + "weight" in tensors), None)
-    if readout is None:
-        raise CheckpointError(f"{path}: no nn.Linear readout found (looked for {', '.join(p + 'weight' for p in _READOUT_PREFIXES)}). {SUPPORTED}")
-    w_out = tensors[readout + "weight"].float()
-    if w_out.ndim != 2 or w_out.shape[1] != hidden:
-        raise CheckpointError(f"{path}: readout weight shape {tuple(w_out.shape)} does not take {hidden} hidden units")
-    b_out = tensors.get(readout + "bias", torch.zeros(w_out.shape[0])).float()
-    model = RateRNN(RNNConfig(n_inputs=w_ih.shape[1], n_hidden=hidden, n_outputs=w_out.shape[0], kind="elman", readout="last"))
-    with torch.no_grad():
-        model.w_in.copy_(w_ih)
-        model.w_rec.copy_(w_hh)
-        model.w_bias.copy_(bias)
-        model.readout.weight.copy_(w_out)
-        model.readout.bias.copy_(b_out)
-    meta = {"imported_from": str(path), "prefix": prefix, "readout_prefix": readout, "unbounded_relu": True}
-    return LoadedModel(model, meta, "torch-state-dict")
+def _checked_config(raw: dict, bad) -> RNNConfig:
+    """An :class:`RNNConfig` from stored JSON, with types and sizes checked before anything is allocated."""
+    known = set(RNNConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise bad(f"config has unknown field(s) {unknown}")
+    for name in _CONFIG_INTS:
+        value = raw.get(name)
+        if name in ("n_inputs", "n_hidden", "n_outputs") and value is None:
+            raise bad(f"config lacks {name}")
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad(f"config {name} must be an integer, got {value!r} ({type(value).__name__})")
+        if not 1 <= value <= _CONFIG_LIMITS[name]:
+            what = f"; a DYNAP-SE1 board has {MAX_HIDDEN} neurons" if name == "n_hidden" else ""
+            raise bad(f"config {name} = {value} is outside 1..{_CONFIG_LIMITS[name]}{what}")
+    for name in ("retention", "saturation"):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"config {name} must be a finite number, got {value!r}")
+    for name in ("kind", "readout", "integrator"):
+        if name in raw and not isinstance(raw[name], str):
+            raise bad(f"config {name} must be a string, got {raw[name]!r}")
+    try:
+        return RNNConfig(**raw)
+    except (TypeError, ValueError) as exc:
+        raise bad(f"config is invalid ({exc})") from None
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (list, tuple, dict, str)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
