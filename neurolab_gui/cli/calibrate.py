@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.jobs import CancelToken
 
     cancel = CancelToken()
+    try:  # bad input files are refused before the board is touched
+        inputs = _network_inputs(args) if args.task else None
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        print(f"error: {exc}")
+        return 2
     try:
         board = _open(args)
     except Exception as exc:  # noqa: BLE001 - reported to the user
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.task:
-            profile = _network(args, board, cancel)
+            profile = _network(args, board, cancel, *inputs)
         else:
             profile = _board(args, board, cancel)
         path = save_profile(profile, args.profile)
@@ -110,20 +115,29 @@ def _board(args: argparse.Namespace, board, cancel):
     return result.to_profile(board.serial, board.is_emulated)
 
 
-def _network(args: argparse.Namespace, board, cancel):
+def _network_inputs(args: argparse.Namespace):
+    """The task and the checkpoint's model (or None), read and checked before a board is opened."""
+    from neurolab_gui.core.conversion import tasks
+
+    task = tasks.load_task(args.task)
+    if not args.checkpoint:
+        return task, None
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+    from neurolab_gui.core.conversion.constrain import check_convertible
+
+    model = load_checkpoint(args.checkpoint).model
+    check_convertible(model, task)
+    return task, model
+
+
+def _network(args: argparse.Namespace, board, cancel, task, model):
     from neurolab_gui.core.calibration.engine import calibrate_network
     from neurolab_gui.core.calibration.profile import profile_from_network_calibration
-    from neurolab_gui.core.conversion import pipeline, tasks
+    from neurolab_gui.core.conversion import pipeline
     from neurolab_gui.core.conversion.mapping import map_network
     from neurolab_gui.core.conversion.spiking_run import run_on_board
     from neurolab_gui.core.conversion.training import evaluate
 
-    task = tasks.load_task(args.task)
-    model = None
-    if args.checkpoint:
-        from neurolab_gui.core.conversion.checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.checkpoint).model
     # the task's defaults, or the loaded model's own dynamics (the time mapping it was trained for)
     cfg = pipeline.config_for_task(task.name, model.config if model is not None else None, epochs=args.epochs)
     if model is None:

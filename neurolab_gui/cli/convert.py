@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import traceback
 
 from .train import print_progress
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
-    from neurolab_gui.core.conversion.constrain import WeightPrecision
+    from neurolab_gui.core.conversion.constrain import WeightPrecision, check_convertible
     from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, config_for_task, convert
     from neurolab_gui.core.conversion.tasks import load_task
     from neurolab_gui.core.jobs import Job, run_in_foreground
@@ -52,22 +53,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 2
     mc = loaded.model.config
-    if (mc.n_inputs, mc.n_outputs) != (task.n_features, task.n_classes):
-        print(f"error: the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
-              f"{task.n_features} features / {task.n_classes} classes")
-        return 2
-    cfg = config_for_task(
-        task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
-        stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples, seed=args.seed,
-    )
-    cfg.constraint.precision = precision
-    print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
-    conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel))
     try:
+        cfg = config_for_task(
+            task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
+            stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples, seed=args.seed,
+        )
+        cfg.constraint.precision = precision
+        check_convertible(loaded.model, task)
+        print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
+        conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel))
         result = run_in_foreground(conversion, print_progress)
     except Cancelled:
         print("conversion cancelled")
         return 130
+    except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
+        print(f"\nerror: {exc}")
+        if args.verbose:
+            traceback.print_exc()
+        return 2
     print()
     print(result.report.table())
     path = result.report.write_json(args.json)

@@ -51,6 +51,32 @@ from .tasks import Task
 from .training import TrainConfig, evaluate, train
 
 
+class NonFiniteWeightsError(ValueError):
+    """A model whose weights (or activations) are NaN or infinite: it cannot be constrained or mapped."""
+
+
+def check_finite_weights(model: RateRNN, what: str = "the model") -> None:
+    """Raise :class:`NonFiniteWeightsError` naming every parameter of ``model`` with NaN or inf values."""
+    bad = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            finite = torch.isfinite(p)
+            if not bool(finite.all()):
+                n_nan = int(torch.isnan(p).sum())
+                bad.append(f"{name}: {n_nan} NaN, {int((~finite).sum()) - n_nan} inf of {p.numel()}")
+    if bad:
+        raise NonFiniteWeightsError(f"{what} has non-finite weights ({'; '.join(bad)}); it cannot be put on the chip")
+
+
+def check_convertible(model: RateRNN, task: Task) -> None:
+    """Raise ``ValueError`` unless ``model`` has finite weights and the inputs and classes of ``task``."""
+    check_finite_weights(model)
+    mc = model.config
+    if (mc.n_inputs, mc.n_outputs) != (task.n_features, task.n_classes):
+        raise ValueError(f"the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
+                         f"{task.n_features} features / {task.n_classes} classes")
+
+
 @dataclass(frozen=True)
 class WeightPrecision:
     """Integer multiplicity grid: ``n_levels`` signed levels including zero."""
@@ -155,14 +181,21 @@ def stacked_weights(model: RateRNN) -> np.ndarray:
 def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget: int) -> np.ndarray:
     """Integer multiplicities close to ``v`` (in copies) on the grid with ``sum |m| <= budget`` per row.
 
-    ``v`` is ``[rows, n]``; see the module docstring for the greedy rule.
+    ``v`` is ``[rows, n]`` and must be finite; see the module docstring for the greedy rule.  Every
+    pass takes one copy from every row still over budget, so the loop ends after at most
+    ``max(excess)`` passes (never more than ``n * max(|m_min|, m_max)``).
     """
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
+    if not np.isfinite(v).all():  # NaN cast to int64 is INT64_MIN: |m| sums would wrap around
+        raise NonFiniteWeightsError(f"cannot quantise non-finite weights ({int(np.isnan(v).sum())} NaN, "
+                                    f"{int(np.isinf(v).sum())} infinite of {v.size})")
     m = np.clip(np.rint(v), precision.m_min, precision.m_max).astype(np.int64)
     av = np.abs(v)
     excess = np.abs(m).sum(1) - budget
     rows = np.flatnonzero(excess > 0)
-    while rows.size:
+    for _ in range(int(excess.max(initial=0))):
+        if not rows.size:
+            break
         mag = np.abs(m[rows])
         cost = 2.0 * (av[rows] - mag) + 1.0
         cost[mag == 0] = np.inf
@@ -176,6 +209,8 @@ def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget
 def _best_scale(w: np.ndarray, precision: WeightPrecision, budget: int, n_grid: int = 40) -> float:
     """Scale on a geometric grid minimising the squared error of ``w`` after projection."""
     peak = float(np.max(np.abs(w)))
+    if not np.isfinite(peak):
+        raise NonFiniteWeightsError("cannot choose a weight scale for non-finite weights")
     if peak == 0.0:
         return 1.0
     top = peak / 0.5  # even a 1-copy weight at this scale rounds most weights to zero
@@ -275,6 +310,9 @@ def normalize_activations(model: RateRNN, x: np.ndarray, percentile: float = 99.
             h = torch.relu(xt[:, t] @ model.w_in.T + model.w_bias + h @ model.w_rec.T)
             acts.append(h)
         lam = float(np.percentile(torch.stack(acts).numpy(), percentile))
+        if not np.isfinite(lam):
+            raise NonFiniteWeightsError(f"the imported model's activations overflow on the task's data (percentile "
+                                        f"{percentile}: {lam}); its weights are too large to rescale")
         lam = max(lam, 1e-6)
         model.w_in /= lam
         model.w_bias /= lam
@@ -302,6 +340,7 @@ def constrain(
         ``1.0`` for a model trained with a hard clip)
     """
     cfg = config or ConstraintConfig()
+    check_finite_weights(model)
     src = copy.deepcopy(model).cpu()
     if retention is None:
         retention = src.config.retention if src.config.kind == "leaky" else 0.8
@@ -319,6 +358,7 @@ def constrain(
     if cfg.qat.epochs > 0:
         train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit)
     net.weight_transform = None
+    check_finite_weights(net, "the fine-tuned model (QAT diverged)")
     scales, m = quantise(stacked_weights(net), groups, cfg.precision, cfg.max_fan_in)
     w = scales[groups][:, None] * m
     f = net.config.n_inputs

@@ -38,7 +38,7 @@ from drivers.dynapse1.board_api import Board
 
 from .. import jobs
 from ..jobs import Progress, ProgressSink, check_cancel
-from .constrain import ConstrainedNetwork, ConstraintConfig, constrain, normalize_activations
+from .constrain import ConstrainedNetwork, ConstraintConfig, check_convertible, constrain, normalize_activations
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
 from .models import RateRNN, RNNConfig
 from .report import ConversionReport, StageResult, paired_comparison
@@ -243,8 +243,13 @@ def convert(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
 ) -> ConversionResult:
-    """Constrain, map, match transfer curves and run every requested stage; see the module docstring."""
+    """Constrain, map, match transfer curves and run every requested stage; see the module docstring.
+
+    Raises ``ValueError`` (:class:`.constrain.NonFiniteWeightsError` among them) for a model that
+    cannot be converted: NaN/inf weights, or inputs/classes that do not match ``task``.
+    """
     cfg = cfg or PipelineConfig()
+    check_convertible(model, task)
     report = ConversionReport(task.name)
 
     def say(lo: float, hi: float) -> ProgressSink | None:

@@ -67,13 +67,15 @@ def flatten_tensors(obj: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     tensors: dict[str, torch.Tensor] = {}
     others: dict[str, str] = {}
     stack: list[tuple[str, dict, int]] = [("", obj, 0)]
-    while stack:  # iterative: depth is bounded by MAX_DEPTH, not by Python's recursion limit
+    seen = {id(obj)}  # a pickle can make a dict contain itself
+    while stack:  # iterative, every dict once: ends on any input
         prefix, node, depth = stack.pop()
         for key, value in node.items():
             name = f"{prefix}{key}"
             if isinstance(value, torch.Tensor):
                 tensors[name] = value
-            elif isinstance(value, dict) and depth + 1 < MAX_DEPTH:
+            elif isinstance(value, dict) and depth + 1 < MAX_DEPTH and id(value) not in seen:
+                seen.add(id(value))
                 stack.append((name + ".", value, depth + 1))
             else:
                 others[name] = _kind(value)
