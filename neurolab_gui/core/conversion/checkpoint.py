@@ -143,7 +143,7 @@ def read_checkpoint_file(path: Path) -> object:
             warnings.simplefilter("ignore")  # torch warns about pickle protocols it reads fine
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        blocked = re.search(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)", str(exc))
+        blocked = re.search(r"(?:Unsupported global: GLOBAL|Unsupported class|unsupported GLOBAL) ([\w.]+)", str(exc))
         if blocked:
             raise CheckpointError(
                 f"{path} holds pickled Python objects ({blocked.group(1)}), which are not loaded because unpickling "
