@@ -340,8 +340,8 @@ def test_property_damaged_bytes_never_escape_as_other_errors(tmp_path, data, kee
 # ---- the CLI: exit 2 and the message, before any board is opened ------------------------------
 
 def test_cli_convert_and_calibrate_exit_2_with_the_message(tmp_path, capsys, monkeypatch):
-    from neurolab_gui.cli import main
     from neurolab_gui.cli import calibrate as calibrate_cli
+    from neurolab_gui.cli import main
 
     def no_board(_args):
         raise AssertionError("the board must not be opened for a bad checkpoint")
