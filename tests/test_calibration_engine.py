@@ -196,8 +196,8 @@ def test_profile_round_trip_and_validation(calibrated, tmp_path):
         (lambda d: d.update(schema=99), "schema"),
         (lambda d: d.update(serial="bad serial!"), "serial"),
         (lambda d: d["biases"][0].update(name="NOPE"), "unknown bias"),
-        (lambda d: d["biases"][0].update(fine=300), "fine value"),
-        (lambda d: d["neurons"][0].update(neuron=999), "neuron id"),
+        (lambda d: d["biases"][0].update(fine=300), r"biases\[0\].fine: 300 is outside 0..255"),
+        (lambda d: d["neurons"][0].update(neuron=999), r"neurons\[0\].neuron: 999 is outside"),
         (lambda d: d.update(selected=[[0, 1, 2], [0, 1, 2]]), "distinct"),
         (lambda d: d.update(chip_s=-1), "chip_s"),
     ]:

@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=200, help="test samples for the before/after board accuracy (network mode)")
     p.add_argument("--profile", help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
     p.add_argument("--figures", metavar="DIR", help="write before/after figures here")
+    p.add_argument("--apply-profile", metavar="PROFILE",
+                   help="instead of calibrating: write a saved profile's biases to the board (its serial must match)")
+    p.add_argument("--allow-other-board", action="store_true",
+                   help="with --apply-profile: apply a profile measured on another board (its mismatch differs)")
     p.set_defaults(func=run)
 
 
@@ -49,14 +53,15 @@ def _open(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurolab_gui.core.calibration.profile import save_profile
+    from neurolab_gui.core.calibration.profile import apply_profile, load_profile, save_profile
     from neurolab_gui.core.calibration.progress import CalibrationCancelled
     from neurolab_gui.core.jobs import CancelToken
 
     cancel = CancelToken()
     try:  # bad input files are refused before the board is touched
         inputs = _network_inputs(args) if args.task else None
-    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
+        stored = load_profile(args.apply_profile) if args.apply_profile else None
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError and ProfileError are ValueErrors
         print(f"error: {exc}")
         return 2
     try:
@@ -65,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot open the board: {exc}")
         return 1
     try:
+        if stored is not None:
+            apply_profile(board, stored, allow_other_board=args.allow_other_board, log=print)
+            print(f"applied {len(stored.biases)} biases of {args.apply_profile} (board {stored.serial}) to board {board.serial}")
+            return 0
         if args.task:
             profile = _network(args, board, cancel, *inputs)
         else:

@@ -3,9 +3,17 @@
 Default location ``~/.local/share/neurolab/calibration/<serial>.json`` (``$XDG_DATA_HOME`` is
 honoured); any path can be given instead.  A profile holds the bias set of the calibrated cores,
 the per-neuron gains and offsets measured, the neurons selected for the network's units, the
-chip time used, the date and the summary numbers.  :func:`load_profile` validates everything
-(schema version, serial, bias names and ranges, addresses, array lengths) and raises
-:class:`ProfileError` naming the first problem; nothing is half-loaded.
+chip time used, the date and the summary numbers.
+
+One strict schema (:data:`SCHEMA_VERSION`), checked in full before anything is used; nothing is
+half-loaded.  The file is UTF-8 JSON of at most :data:`MAX_FILE_BYTES`, nested at most
+:data:`MAX_DEPTH` deep, without ``NaN``/``Infinity`` literals or numbers beyond float range
+(``1e400``); every object has exactly its known fields; booleans are JSON ``true``/``false`` (not
+``"false"`` or ``1``), integers are JSON integers (not ``3.9`` or ``true``), gains and offsets are
+finite.  A :class:`ProfileError` names the file, the entry (``neurons[12].gain_exc``) and the rule.
+
+A profile belongs to one board: :func:`apply_profile` refuses a profile whose serial is not the
+board's unless the caller passes ``allow_other_board=True`` (the user's explicit override).
 """
 
 from __future__ import annotations
@@ -14,20 +22,32 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drivers.dynapse1.bias_table import CORE_BIASES, check_coarse_fine
+from drivers.dynapse1.bias_table import CORE_BIASES, N_COARSE, N_FINE
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
+from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS
 
 SCHEMA_VERSION = 1
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: A profile of a whole board (4096 neurons) is ~0.5 MB; anything far bigger is not a profile.
+MAX_FILE_BYTES = 8 << 20
+#: JSON nesting: the schema itself needs 3 levels; ``summary`` may nest a few more.
+MAX_DEPTH = 12
+#: Largest gain (Hz/Hz per CAM copy) or offset (Hz) a real neuron can show.
+MAX_ABS_VALUE = 1e6
+_MAX_BIASES = N_CHIPS * N_CORES_PER_CHIP * len(CORE_BIASES)
+_TOP_FIELDS = {"schema", "serial", "created", "emulated", "chip_s", "biases", "neurons", "selected", "summary"}
+_BIAS_FIELDS = ("chip", "core", "name", "coarse", "fine", "high")
+_NEURON_FIELDS = ("chip", "core", "neuron", "gain_exc", "gain_inh", "offset_hz")
 
 
 class ProfileError(ValueError):
-    """A calibration profile that cannot be used, with the reason."""
+    """A calibration profile that cannot be used, with the file, the entry and the rule."""
 
 
 @dataclass
@@ -70,64 +90,152 @@ class CalibrationProfile:
                        for (c, k, n), v in sorted(self.biases.items())],
             "neurons": [asdict(n) for n in self.neurons],
             "selected": [[a.chip, a.core, a.neuron] for a in self.selected],
-            "summary": self.summary,
+            "summary": _finite_or_null(self.summary),
         }
 
     @classmethod
-    def from_dict(cls, data: object, expected_serial: str | None = None) -> CalibrationProfile:
-        """Validate and build a profile; raises :class:`ProfileError` naming the first problem."""
-        if not isinstance(data, dict):
-            raise ProfileError("a calibration profile must be a JSON object")
-        if data.get("schema") != SCHEMA_VERSION:
-            raise ProfileError(f"unsupported profile schema {data.get('schema')!r} (this NeuroLab reads {SCHEMA_VERSION})")
-        serial = data.get("serial")
+    def from_dict(cls, data: object, expected_serial: str | None = None, origin: str = "profile") -> CalibrationProfile:
+        """Validate and build a profile; raises :class:`ProfileError` naming ``origin``, the entry and the rule."""
+        return _Reader(origin).profile(data, expected_serial)
+
+
+class _Reader:
+    """The schema check; every error names the file (``origin``), the entry and the rule."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def error(self, entry: str, rule: str) -> ProfileError:
+        return ProfileError(f"{self.origin}: {entry}: {rule}" if entry else f"{self.origin}: {rule}")
+
+    def obj(self, value: object, entry: str, fields: tuple[str, ...] | set[str], required: bool = True) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(entry, f"must be an object, got {_json_type(value)}")
+        unknown = sorted(str(k) for k in set(value) - set(fields))
+        if unknown:
+            raise self.error(entry, f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        missing = [f for f in fields if f not in value] if required else []
+        if missing:
+            raise self.error(entry, f"missing field(s) {', '.join(missing)}")
+        return value
+
+    def integer(self, value: object, entry: str, lo: int, hi: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(entry, f"must be an integer in {lo}..{hi}, got {_json_repr(value)}")
+        if not lo <= value <= hi:
+            raise self.error(entry, f"{value} is outside {lo}..{hi}")
+        return value
+
+    def number(self, value: object, entry: str, lo: float = -MAX_ABS_VALUE, hi: float = MAX_ABS_VALUE) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self.error(entry, f"must be a number, got {_json_repr(value)}")
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise self.error(entry, f"{value!r} is not a finite number in [{lo:g}, {hi:g}]")
+        return float(value)
+
+    def boolean(self, value: object, entry: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(entry, f"must be true or false, got {_json_repr(value)}")
+        return value
+
+    def array(self, value: object, entry: str, limit: int) -> list:
+        if not isinstance(value, list):
+            raise self.error(entry, f"must be an array, got {_json_type(value)}")
+        if len(value) > limit:
+            raise self.error(entry, f"has {len(value)} entries, more than the {limit} a board can hold")
+        return value
+
+    def address(self, chip: object, core: object, neuron: object, entry: str) -> tuple[int, int, int]:
+        return (self.integer(chip, f"{entry}.chip", 0, N_CHIPS - 1), self.integer(core, f"{entry}.core", 0, N_CORES_PER_CHIP - 1),
+                self.integer(neuron, f"{entry}.neuron", 0, N_NEURONS // (N_CHIPS * N_CORES_PER_CHIP) - 1))
+
+    def finite_tree(self, value: object, entry: str) -> None:
+        """Every number in a free-form object is finite (null stands for "not measured")."""
+        stack = [(value, entry)]
+        while stack:  # visits every node once; depth was bounded when the file was parsed
+            node, where = stack.pop()
+            if isinstance(node, float) and not math.isfinite(node):
+                raise self.error(where, f"{node!r} is not a finite number (write null for a missing value)")
+            if isinstance(node, dict):
+                stack.extend((v, f"{where}.{k}") for k, v in node.items())
+            elif isinstance(node, list):
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+
+    def profile(self, data: object, expected_serial: str | None) -> CalibrationProfile:
+        data = self.obj(data, "", _TOP_FIELDS, required=False)
+        for key in ("schema", "serial"):
+            if key not in data:
+                raise self.error(key, "missing")
+        if data["schema"] != SCHEMA_VERSION or isinstance(data["schema"], bool):
+            raise self.error("schema", f"unsupported profile schema {_json_repr(data['schema'])} (this NeuroLab reads {SCHEMA_VERSION})")
+        serial = data["serial"]
         if not isinstance(serial, str) or not _SERIAL_RE.match(serial):
-            raise ProfileError(f"bad board serial {serial!r}")
+            raise self.error("serial", f"bad board serial {_json_repr(serial)} (1-64 letters, digits, '_', '.', '-')")
         if expected_serial is not None and serial != expected_serial:
-            raise ProfileError(f"profile is for board {serial!r}, not {expected_serial!r}")
-        chip_s = data.get("chip_s", 0.0)
-        if not isinstance(chip_s, (int, float)) or not math.isfinite(chip_s) or chip_s < 0:
-            raise ProfileError(f"chip_s must be a non-negative number, got {chip_s!r}")
+            raise self.error("serial", f"profile is for board {serial!r}, not {expected_serial!r}")
+        chip_s = self.number(data.get("chip_s", 0.0), "chip_s", 0.0, 1e9)
+        created = data.get("created", "")
+        if not isinstance(created, str) or len(created) > 64:
+            raise self.error("created", f"must be a date text of at most 64 characters, got {_json_type(created)}")
+        emulated = self.boolean(data.get("emulated", False), "emulated")
         biases: dict[tuple[int, int, str], BiasValue] = {}
-        for i, b in enumerate(_list(data, "biases")):
-            try:
-                name = b["name"]
-                if name not in CORE_BIASES:
-                    raise ProfileError(f"biases[{i}]: unknown bias name {name!r}")
-                NeuronAddress(int(b["chip"]), int(b["core"]), 0)
-                coarse, fine = check_coarse_fine(int(b["coarse"]), int(b["fine"]))
-                biases[(int(b["chip"]), int(b["core"]), name)] = BiasValue(coarse, fine, bool(b.get("high", True)))
-            except ProfileError:
-                raise
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ProfileError(f"biases[{i}]: {exc}") from None
+        for i, raw in enumerate(self.array(data.get("biases", []), "biases", _MAX_BIASES)):
+            entry = f"biases[{i}]"
+            b = self.obj(raw, entry, _BIAS_FIELDS)
+            chip, core, _ = self.address(b["chip"], b["core"], 0, entry)
+            name = b["name"]
+            if not isinstance(name, str) or name not in CORE_BIASES:
+                raise self.error(f"{entry}.name", f"unknown bias name {_json_repr(name)}")
+            coarse = self.integer(b["coarse"], f"{entry}.coarse", 0, N_COARSE - 1)
+            fine = self.integer(b["fine"], f"{entry}.fine", 0, N_FINE - 1)
+            if (chip, core, name) in biases:
+                raise self.error(entry, f"duplicate bias {name} of chip {chip} core {core}")
+            biases[(chip, core, name)] = BiasValue(coarse, fine, self.boolean(b["high"], f"{entry}.high"))
         neurons = []
-        for i, n in enumerate(_list(data, "neurons")):
-            try:
-                nc = NeuronCalibration(int(n["chip"]), int(n["core"]), int(n["neuron"]), float(n["gain_exc"]),
-                                       float(n["gain_inh"]), float(n["offset_hz"]))
-                NeuronAddress(nc.chip, nc.core, nc.neuron)  # range check
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ProfileError(f"neurons[{i}]: {exc}") from None
-            neurons.append(nc)
+        seen: set[tuple[int, int, int]] = set()
+        for i, raw in enumerate(self.array(data.get("neurons", []), "neurons", N_NEURONS)):
+            entry = f"neurons[{i}]"
+            n = self.obj(raw, entry, _NEURON_FIELDS)
+            addr = self.address(n["chip"], n["core"], n["neuron"], entry)
+            if addr in seen:
+                raise self.error(entry, f"duplicate neuron chip {addr[0]} core {addr[1]} neuron {addr[2]}")
+            seen.add(addr)
+            neurons.append(NeuronCalibration(*addr, self.number(n["gain_exc"], f"{entry}.gain_exc"),
+                                             self.number(n["gain_inh"], f"{entry}.gain_inh"),
+                                             self.number(n["offset_hz"], f"{entry}.offset_hz")))
         selected = []
-        for i, s in enumerate(_list(data, "selected")):
-            try:
-                selected.append(NeuronAddress(*[int(v) for v in s]))
-            except (TypeError, ValueError) as exc:
-                raise ProfileError(f"selected[{i}]: {exc}") from None
+        for i, raw in enumerate(self.array(data.get("selected", []), "selected", N_NEURONS)):
+            if not isinstance(raw, list) or len(raw) != 3:
+                raise self.error(f"selected[{i}]", f"must be [chip, core, neuron], got {_json_repr(raw)}")
+            selected.append(NeuronAddress(*self.address(*raw, f"selected[{i}]")))
         if len(set(selected)) != len(selected):
-            raise ProfileError("selected neurons must be distinct")
+            raise self.error("selected", "selected neurons must be distinct")
         summary = data.get("summary", {})
         if not isinstance(summary, dict):
-            raise ProfileError("summary must be an object")
-        return cls(serial, biases, neurons, selected, float(chip_s), str(data.get("created", "")), bool(data.get("emulated", False)), summary)
+            raise self.error("summary", f"must be an object, got {_json_type(summary)}")
+        self.finite_tree(summary, "summary")
+        return CalibrationProfile(serial, biases, neurons, selected, chip_s, created, emulated, summary)
 
 
-def _list(data: dict, key: str) -> list:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise ProfileError(f"{key} must be a list")
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _json_repr(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _json_type(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite_or_null(value: object) -> object:
+    """``value`` with NaN/inf floats replaced by None: the strict reader refuses non-finite literals."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
     return value
 
 
@@ -145,26 +253,87 @@ def profile_path(serial: str, directory: str | Path | None = None) -> Path:
 
 def save_profile(profile: CalibrationProfile, path: str | Path | None = None) -> Path:
     """Write ``profile`` as JSON (atomically: a temporary file renamed into place); returns the path."""
-    CalibrationProfile.from_dict(json.loads(json.dumps(profile.to_dict(), default=_jsonable)))  # validate first
+    text = json.dumps(_finite_or_null(json.loads(json.dumps(profile.to_dict(), default=_jsonable))), indent=1, allow_nan=False)
     target = profile_path(profile.serial, path)
+    parse_profile_text(text.encode(), str(target))  # validate first: what is written can be read back
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(profile.to_dict(), indent=1, default=_jsonable))
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
     return target
 
 
 def load_profile(serial_or_path: str | Path, expected_serial: str | None = None) -> CalibrationProfile:
-    """Load a profile by board serial (default location) or by path, validated."""
+    """Load a profile by board serial (default location) or by path, validated (see the module docstring)."""
     p = Path(serial_or_path)
     path = p if p.suffix == ".json" else profile_path(str(serial_or_path))
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ProfileError(f"no calibration profile at {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path} is not valid JSON: {exc}") from None
-    return CalibrationProfile.from_dict(data, expected_serial)
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return CalibrationProfile.from_dict(parse_profile_text(raw, str(path)), expected_serial, str(path))
+
+
+def parse_profile_text(raw: bytes, origin: str) -> object:
+    """The JSON value of a profile file, or a :class:`ProfileError` naming ``origin`` and the rule broken."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise ProfileError(f"{origin}: larger than {MAX_FILE_BYTES >> 20} MiB; not a calibration profile")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{origin}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        # NaN/Infinity/1e400 parse to non-finite floats, refused by the schema with their entry's name
+        value = json.loads(text, parse_constant=float, parse_int=_bounded_int)
+    except ProfileError as exc:
+        raise ProfileError(f"{origin}: {exc}") from None
+    except RecursionError:  # the C scanner stops at Python's recursion limit
+        raise ProfileError(f"{origin}: JSON nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:
+        raise ProfileError(f"{origin} is not valid JSON: {exc}") from None
+    depth = _depth(value)
+    if depth > MAX_DEPTH:
+        raise ProfileError(f"{origin}: JSON nested {depth} levels deep, more than {MAX_DEPTH}")
+    return value
+
+
+def _depth(value: object) -> int:
+    """Deepest array/object nesting of a parsed JSON value (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:  # visits every node once
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 18:
+        raise ProfileError(f"integer {text[:40]}... is out of range")
+    return int(text)
+
+
+def apply_profile(board, profile: CalibrationProfile, *, allow_other_board: bool = False,
+                  log: Callable[[str], None] | None = None) -> None:
+    """Write ``profile``'s biases to ``board``, after checking that the profile is this board's.
+
+    A profile measured on another board describes another chip's mismatch: it is refused with a
+    :class:`ProfileError` unless ``allow_other_board`` (the user's explicit override), and then
+    ``log`` is told.  The bias set is validated in full by the board before anything is written.
+    """
+    if profile.serial != board.serial:
+        if not allow_other_board:
+            raise ProfileError(
+                f"profile is for board {profile.serial!r}, but the connected board is {board.serial!r}: its gains and "
+                "biases describe another chip's mismatch (override only on purpose: allow_other_board / --allow-other-board)"
+            )
+        if log is not None:
+            log(f"warning: applying board {profile.serial!r}'s profile to board {board.serial!r} (override)")
+    board.apply_bias_set(profile.biases)
 
 
 def _jsonable(value: object) -> object:

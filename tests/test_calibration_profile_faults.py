@@ -1,0 +1,208 @@
+"""Calibration profiles against hostile and foreign files (issue 14 item 2, profile half, and its row).
+
+Every bad profile must give a ProfileError that names the file, the entry and the rule -- never a
+raw OverflowError/RecursionError/UnicodeDecodeError and never a silently coerced value -- and a
+profile of another board must not be applied unless the user overrides on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drivers.dynapse1.board_api import BiasValue
+from drivers.dynapse1.netlist import NeuronAddress
+from neurolab_gui.core.calibration.profile import (
+    CalibrationProfile,
+    NeuronCalibration,
+    ProfileError,
+    apply_profile,
+    load_profile,
+    save_profile,
+)
+
+SERIAL = "NLEMU-PROF"
+
+
+def _profile() -> CalibrationProfile:
+    biases = {(0, 1, "IF_DC_P"): BiasValue(3, 50, True), (0, 2, "IF_TAU1_N"): BiasValue(1, 200, False)}
+    neurons = [NeuronCalibration(0, 1, n, 0.3 + 0.01 * n, 0.2, -1.5) for n in range(4)]
+    return CalibrationProfile(SERIAL, biases, neurons, [NeuronAddress(0, 1, 2)], chip_s=12.5,
+                              summary={"gain_cv": 0.12, "eta": float("nan"), "per_core": {"1": [0.1, 0.2]}})
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    path = save_profile(_profile(), tmp_path / "p.json")
+    return path, json.loads(path.read_text())
+
+
+def test_round_trip_keeps_everything(saved):
+    path, _ = saved
+    loaded = load_profile(path, expected_serial=SERIAL)
+    ref = _profile()
+    assert loaded.biases == ref.biases and loaded.neurons == ref.neurons and loaded.selected == ref.selected
+    assert loaded.summary["eta"] is None  # NaN in a summary is written as null, which the strict reader accepts
+
+
+def _write(path, data) -> None:
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("mutate, entry, rule", [
+    (lambda d: d["neurons"][1].update(gain_exc=float("nan")), r"neurons\[1\]\.gain_exc", r"nan is not a finite number"),
+    (lambda d: d["neurons"][0].update(gain_inh=float("inf")), r"neurons\[0\]\.gain_inh", r"inf is not a finite number"),
+    (lambda d: d["neurons"][0].update(offset_hz=1e12), r"neurons\[0\]\.offset_hz", r"not a finite number in"),
+    (lambda d: d["neurons"][0].update(gain_exc="0.3"), r"neurons\[0\]\.gain_exc", r'must be a number, got "0.3"'),
+    (lambda d: d["neurons"][0].update(gain_exc=True), r"neurons\[0\]\.gain_exc", r"must be a number, got true"),
+    (lambda d: d["neurons"][0].update(chip=1.0), r"neurons\[0\]\.chip", r"must be an integer in 0..3, got 1.0"),
+    (lambda d: d["neurons"][0].update(extra=1), r"neurons\[0\]", r"unknown field\(s\) extra"),
+    (lambda d: d["neurons"][0].pop("offset_hz"), r"neurons\[0\]", r"missing field\(s\) offset_hz"),
+    (lambda d: d["neurons"].append(dict(d["neurons"][0])), r"neurons\[4\]", r"duplicate neuron"),
+    (lambda d: d["biases"][0].update(high="false"), r"biases\[0\]\.high", r'must be true or false, got "false"'),
+    (lambda d: d["biases"][0].update(high=1), r"biases\[0\]\.high", r"must be true or false, got 1"),
+    (lambda d: d["biases"][0].update(coarse=3.9), r"biases\[0\]\.coarse", r"must be an integer in 0..7, got 3.9"),
+    (lambda d: d["biases"][0].update(fine=True), r"biases\[0\]\.fine", r"must be an integer in 0..255, got true"),
+    (lambda d: d["biases"][0].update(name="IF_DC"), r"biases\[0\]\.name", r'unknown bias name "IF_DC"'),
+    (lambda d: d["biases"].append(dict(d["biases"][0])), r"biases\[2\]", r"duplicate bias IF_DC_P"),
+    (lambda d: d.update(biases={"0": 1}), r"biases", r"must be an array, got an object"),
+    (lambda d: d.update(emulated="yes"), r"emulated", r'must be true or false, got "yes"'),
+    (lambda d: d.update(chip_s=float("nan")), r"chip_s", r"nan is not a finite number"),
+    (lambda d: d["summary"]["per_core"].update(x=[1.0, float("-inf")]), r"summary\.per_core\.x\[1\]", r"-inf is not a finite number"),
+    (lambda d: d.update(selected=[[0, 1]]), r"selected\[0\]", r"must be \[chip, core, neuron\]"),
+    (lambda d: d.update(selected=[[0, 1, 2]] * 5000), r"selected", r"has 5000 entries, more than the 4096"),
+    (lambda d: d.update(schema=True), r"schema", r"unsupported profile schema true"),
+    (lambda d: d.update(unknown_top=1), r"", r"unknown field\(s\) unknown_top"),
+])
+def test_each_rule_names_the_file_the_entry_and_the_rule(saved, tmp_path, mutate, entry, rule):
+    _, data = saved
+    mutate(data)
+    bad = tmp_path / "bad.json"
+    _write(bad, data)
+    with pytest.raises(ProfileError, match=rf"^{bad}: {entry}.*{rule}" if entry else rf"^{bad}: .*{rule}"):
+        load_profile(bad)
+
+
+@pytest.mark.parametrize("raw, rule", [
+    (b'{"schema": 1, "serial": "A", "chip_s": 1e400}', r"chip_s: inf is not a finite number"),
+    (b"[" * 200_000 + b"]" * 200_000, r"nested more than 12 levels deep"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, r"nested more than 12 levels deep"),
+    (b'{"schema": 1, "serial": "A", "summary": ' + b'{"x": ' * 14 + b"1" + b"}" * 15, r"nested 15 levels deep, more than 12"),
+    ('{"schema": 1, "serial": "café"}'.encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 28\)"),
+    (b'{"schema": 1, "serial": "A", "chip_s": ' + b"9" * 5000 + b"}", r"integer 9+\.\.\. is out of range"),
+    (b'{"schema": 1, "serial": "A", "chip_s": -Infinity}', r"chip_s: -inf is not a finite number"),
+    (b"{", r"is not valid JSON"),
+    (b"", r"is not valid JSON"),
+    (b"[1, 2]", r"must be an object, got an array"),
+])
+def test_hostile_files_give_profile_errors_not_raw_exceptions(tmp_path, raw, rule):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(raw)
+    with pytest.raises(ProfileError, match=rule) as info:
+        load_profile(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_oversized_file_is_refused_without_parsing(tmp_path):
+    bad = tmp_path / "big.json"
+    bad.write_bytes(b" " * (9 << 20))
+    with pytest.raises(ProfileError, match="larger than 8 MiB"):
+        load_profile(bad)
+
+
+class _Board:
+    """Records what an applied profile writes; the real Board validates the same mapping."""
+
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        self.written: list[dict] = []
+
+    def apply_bias_set(self, biases) -> None:
+        self.written.append(dict(biases))
+
+
+def test_another_boards_profile_is_refused_unless_overridden(saved):
+    path, _ = saved
+    profile = load_profile(path)
+    other = _Board("OTHER-BOARD")
+    with pytest.raises(ProfileError, match="profile is for board 'NLEMU-PROF', but the connected board is 'OTHER-BOARD'"):
+        apply_profile(other, profile)
+    assert other.written == []
+    messages: list[str] = []
+    apply_profile(other, profile, allow_other_board=True, log=messages.append)
+    assert other.written == [profile.biases] and "override" in messages[0]
+    own = _Board(SERIAL)
+    apply_profile(own, profile)
+    assert own.written == [profile.biases]
+    with pytest.raises(ProfileError, match="not 'OTHER-BOARD'"):
+        load_profile(path, expected_serial="OTHER-BOARD")
+
+
+def test_cli_apply_profile_checks_the_serial(saved, capsys):
+    """``neurolab calibrate --apply-profile`` on the emulator: another board's profile exits 2; the override applies it."""
+    from neurolab_gui.cli import main
+
+    path, _ = saved
+    assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", "NLEMU-OTHER"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and "profile is for board 'NLEMU-PROF'" in out
+    assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", "NLEMU-OTHER", "--allow-other-board"]) == 0
+    out = capsys.readouterr().out
+    assert "override" in out and "2 biases" in out
+    (path.parent / "bad.json").write_bytes(b"[" * 100_000)
+    assert main(["calibrate", "--apply-profile", str(path.parent / "bad.json")]) == 2
+    assert "nested" in capsys.readouterr().out
+
+
+# ---- property-based -----------------------------------------------------------------------------
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 300), st.floats(allow_nan=False, allow_infinity=False),
+                     st.text(max_size=6), st.sampled_from(["IF_DC_P", "false", "true", "1"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                       max_leaves=8)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.lists(st.one_of(st.integers(0, 5), st.sampled_from(
+    ["biases", "neurons", "selected", "summary", "chip", "core", "neuron", "name", "coarse", "fine", "high",
+     "gain_exc", "gain_inh", "offset_hz", "chip_s", "emulated", "serial", "schema"])), min_size=1, max_size=3),
+       value=_values)
+def test_property_any_mutation_loads_exactly_or_is_refused(tmp_path, path, value):
+    """Set one entry anywhere to any JSON value: either a ProfileError or a profile whose fields have their exact types."""
+    data = _profile().to_dict()
+    node = data
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    try:
+        node[path[-1]] = value
+    except (IndexError, TypeError):
+        pass
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps(data))
+    try:
+        p = load_profile(f)
+    except ProfileError as exc:
+        assert str(exc).startswith(str(f))
+        return
+    for (chip, core, _name), b in p.biases.items():
+        assert type(chip) is int and type(core) is int and type(b.coarse) is int and type(b.fine) is int and type(b.high) is bool
+    for n in p.neurons:
+        assert all(type(v) is float for v in (n.gain_exc, n.gain_inh, n.offset_hz))
+    assert type(p.emulated) is bool and isinstance(p.chip_s, float)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300))
+def test_property_random_bytes_only_raise_profile_errors(tmp_path, raw):
+    f = tmp_path / "r.json"
+    f.write_bytes(raw)
+    try:
+        load_profile(f)
+    except ProfileError:
+        pass
