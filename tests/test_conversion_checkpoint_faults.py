@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -239,9 +240,46 @@ def _damaged_files(tmp_path) -> dict[str, tuple[bytes, str]]:
         "truncated tail": (good[:-20], r"is truncated or damaged"),
         "garbage": (bytes(range(7, 250)), r"is not a PyTorch checkpoint: it starts with"),
         "text": (b"hello, I am a text file\n", r"is not a PyTorch checkpoint"),
-        "legacy format": (legacy.getvalue(), r"legacy \(before 1\.6\) format"),
+        "legacy format, not an RNN": (legacy.getvalue(), r"has no recurrent layer.*found: w \[2\]"),
+        "plain pickle": (pickle.dumps({"w": [1.0, 2.0]}, protocol=4), r"plain Python pickle, not a file written by torch.save"),
         "zip without data.pkl": (_zip_bytes(tmp_path), r"zip archive but not a PyTorch checkpoint"),
     }
+
+
+def _legacy_storage_bomb(numel: int) -> bytes:
+    """A 300-byte legacy-format file whose header declares ``numel`` float32 values for a 4-value tensor."""
+    import collections
+    import io
+    import struct
+
+    marker = object()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "k1", "cpu", numel, None) if obj is marker else None
+
+    class Tensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, (marker, 0, (4,), (1,), False, collections.OrderedDict()))
+
+    out = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
+                                                  "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+        pickle.dump(header, out, protocol=2)
+    Pickler(out, protocol=2).dump({"w": Tensor()})
+    pickle.dump(["k1"], out, protocol=2)
+    out.write(struct.pack("<q", numel) + bytes(16))
+    return out.getvalue()
+
+
+def test_legacy_format_is_read_and_its_declared_sizes_are_checked_first(tmp_path):
+    ref = _foreign()
+    torch.save({"model": ref.state_dict()}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    _assert_same_function(load_checkpoint(tmp_path / "old.pt"), ref)
+    (tmp_path / "bomb.pt").write_bytes(_legacy_storage_bomb(10_000_000_000))
+    assert os.path.getsize(tmp_path / "bomb.pt") < 1024
+    with pytest.raises(CheckpointError, match=r"declares 40000000000 bytes of tensor storage but the file has \d+ bytes"):
+        load_checkpoint(tmp_path / "bomb.pt")
 
 
 def _zip_bytes(tmp_path) -> bytes:

@@ -4,10 +4,12 @@ Reading is safe against hostile and damaged files:
 
 - nothing pickled is executed: ``torch.load(..., weights_only=True)``;
 - the file is looked at before torch reads it: empty, truncated (a zip without its directory),
-  not a zip at all, PyTorch's legacy pre-1.6 format (which allocates the storage sizes its
-  header declares before reading them, so it is refused) and archives over
-  :data:`MAX_FILE_BYTES` unpacked are refused with a message that says so; torch itself checks
-  every zip record's size against the storage size the pickle declares;
+  neither a zip nor a pickle, a plain pickle not written by ``torch.save``, and archives over
+  :data:`MAX_FILE_BYTES` unpacked are refused with a message that says so.  In the zip format
+  torch itself checks every record's size against the storage size the pickle declares; in the
+  legacy (pre-1.6) format torch allocates the declared sizes before reading them, so its header
+  is read first with an unpickler that imports and calls nothing (:class:`_HeaderReader`) and the
+  declared storage bytes must fit in the file;
 - every tensor is checked before a model is allocated: floating point, storing its own values
   (no stride-0 view that declares 30 000 x 30 000 weights in 4 bytes), finite, with shapes that
   fit together and at most :data:`~.torch_import.MAX_HIDDEN` (4096) hidden units.
@@ -35,6 +37,7 @@ files that are not checkpoints.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -130,11 +133,7 @@ def read_checkpoint_file(path: Path) -> object:
     if head.startswith(b"PK"):
         _check_archive(path)
     elif head[:1] == b"\x80":
-        raise CheckpointError(
-            f"{path} is a plain pickle or PyTorch's legacy (before 1.6) format, which NeuroLab does not read: its "
-            "header declares storage sizes that would be allocated before they can be checked. If you trust the "
-            "file, re-save it with a current PyTorch: torch.save(torch.load(old, weights_only=True), new)"
-        )
+        _check_legacy_header(path, size)
     else:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head!r}, a PyTorch file is a zip "
                               f"archive (starts with b'PK'). {SUPPORTED}")
@@ -172,6 +171,75 @@ def _check_archive(path: Path) -> None:
     if unpacked > MAX_FILE_BYTES:
         raise CheckpointError(f"{path} unpacks to {unpacked / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
                               f"a network of {MAX_HIDDEN} units needs")
+
+
+#: ``torch.save``'s legacy (pre-1.6) format starts with this number, pickled.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_ELEMENT_BYTES = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+                  "Byte": 1, "Bool": 1, "ComplexFloat": 8, "ComplexDouble": 16, "Untyped": 1}
+
+
+class _Inert:
+    """Stands in for every class and function a pickle names: builds nothing, runs nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+    def append(self, item: object) -> None:
+        pass
+
+    def extend(self, items: object) -> None:
+        pass
+
+
+class _HeaderReader(pickle.Unpickler):
+    """Reads a legacy checkpoint's pickles without importing or calling anything; records storage declarations."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file)
+        self.storages: dict[str, tuple[str, object]] = {}  # key -> (storage type name, declared elements)
+
+    def find_class(self, module: str, name: str) -> type:
+        return type(name, (_Inert,), {"qualname": f"{module}.{name}"})
+
+    def persistent_load(self, pid: object) -> object:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            self.storages[str(pid[2])] = (getattr(pid[1], "qualname", "?"), pid[4])
+        return _Inert()
+
+
+def _check_legacy_header(path: Path, size: int) -> None:
+    """Refuse a legacy-format file whose declared storages exceed what it stores (torch allocates them first)."""
+    reader = None
+    try:
+        # from memory: a file object's read(n) would reserve n bytes for a hostile length field
+        with io.BytesIO(path.read_bytes()) as f:
+            reader = _HeaderReader(f)
+            magic = reader.load()
+            if magic != _LEGACY_MAGIC:
+                raise CheckpointError(f"{path} is a plain Python pickle, not a file written by torch.save; it is not "
+                                      f"loaded (unpickling can run code). {SUPPORTED}")
+            for _ in range(3):  # protocol version, system info, the object itself
+                reader.load()
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any framing error of a damaged pickle
+        raise CheckpointError(f"{path} is truncated or damaged: its pickled header cannot be read ({_first_sentence(exc)})") from None
+    declared = 0
+    for key, (kind, numel) in reader.storages.items():
+        element = _ELEMENT_BYTES.get(kind.rsplit(".", 1)[-1].removesuffix("Storage"))
+        if element is None or not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+            raise CheckpointError(f"{path}: storage {key} has an unsupported declaration ({kind}, {numel!r} elements)")
+        declared += numel * element
+    if declared > size:
+        raise CheckpointError(f"{path} declares {declared} bytes of tensor storage but the file has {size} bytes: "
+                              "truncated, or crafted to make the loader allocate memory")
 
 
 def _first_sentence(exc: BaseException) -> str:
