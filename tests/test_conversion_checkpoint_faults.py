@@ -404,3 +404,18 @@ def test_save_then_load_round_trip_still_works(tmp_path):
     model = RateRNN(RNNConfig(F, H, C, kind="leaky", saturation=1.0, integrator="heun"))
     loaded = load_checkpoint(save_checkpoint(tmp_path / "own.pt", model, {"task": "seq_digits"}))
     assert loaded.model.config == model.config and loaded.metadata["task"] == "seq_digits"
+
+
+
+def test_views_of_one_shared_buffer_are_accepted(tmp_path):
+    """Weights saved as views into one flat buffer (cuDNN's flatten_parameters layout) store all their values."""
+    ref = _foreign()
+    sd = ref.state_dict()
+    flat = torch.cat([v.reshape(-1) for v in sd.values()])
+    views, start = {}, 0
+    for k, v in sd.items():
+        views[k] = flat[start : start + v.numel()].view(v.shape)
+        start += v.numel()
+    views["rnn.weight_hh_l0"] = views["rnn.weight_hh_l0"].t().contiguous().t()  # a transposed layout, too
+    torch.save(views, tmp_path / "flat.pt")
+    _assert_same_function(load_checkpoint(tmp_path / "flat.pt"), ref)

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)
         print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
+        if loaded.metadata.get("ignored_tensors"):
+            print(f"note: tensors in the file that are not weights were ignored: {', '.join(loaded.metadata['ignored_tensors'])}")
         conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel))
         result = run_in_foreground(conversion, print_progress)
     except Cancelled:
