@@ -48,6 +48,21 @@ def test_round_trip_keeps_everything(saved):
     assert loaded.summary["eta"] is None  # NaN in a summary is written as null, which the strict reader accepts
 
 
+def test_not_measured_values_are_written_as_null_and_read_back(tmp_path):
+    """Board-level profiles have no inhibitory gain: NaN in memory, null in the file, NaN again after loading."""
+    import math
+
+    p = _profile()
+    p.neurons[0].gain_inh = float("nan")
+    path = save_profile(p, tmp_path / "b.json")
+    assert json.loads(path.read_text())["neurons"][0]["gain_inh"] is None and "NaN" not in path.read_text()
+    assert math.isnan(load_profile(path).neurons[0].gain_inh)
+    p.neurons[1].gain_exc = float("inf")
+    with pytest.raises(ProfileError, match=r"neurons\[1\]\.gain_exc: inf is not a finite number"):
+        save_profile(p, tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()
+
+
 def _write(path, data) -> None:
     path.write_text(json.dumps(data))
 
@@ -55,7 +70,7 @@ def _write(path, data) -> None:
 @pytest.mark.parametrize("mutate, entry, rule", [
     (lambda d: d["neurons"][1].update(gain_exc=float("nan")), r"neurons\[1\]\.gain_exc", r"nan is not a finite number"),
     (lambda d: d["neurons"][0].update(gain_inh=float("inf")), r"neurons\[0\]\.gain_inh", r"inf is not a finite number"),
-    (lambda d: d["neurons"][0].update(offset_hz=1e12), r"neurons\[0\]\.offset_hz", r"not a finite number in"),
+    (lambda d: d["neurons"][0].update(offset_hz=1e300), r"neurons\[0\]\.offset_hz", r"not a finite number in"),
     (lambda d: d["neurons"][0].update(gain_exc="0.3"), r"neurons\[0\]\.gain_exc", r'must be a number, got "0.3"'),
     (lambda d: d["neurons"][0].update(gain_exc=True), r"neurons\[0\]\.gain_exc", r"must be a number, got true"),
     (lambda d: d["neurons"][0].update(chip=1.0), r"neurons\[0\]\.chip", r"must be an integer in 0..3, got 1.0"),

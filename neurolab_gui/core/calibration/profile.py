@@ -10,7 +10,7 @@ half-loaded.  The file is UTF-8 JSON of at most :data:`MAX_FILE_BYTES`, nested a
 :data:`MAX_DEPTH` deep, without ``NaN``/``Infinity`` literals or numbers beyond float range
 (``1e400``); every object has exactly its known fields; booleans are JSON ``true``/``false`` (not
 ``"false"`` or ``1``), integers are JSON integers (not ``3.9`` or ``true``), gains and offsets are
-finite.  A :class:`ProfileError` names the file, the entry (``neurons[12].gain_exc``) and the rule.
+finite (``null`` where a value was not measured).  A :class:`ProfileError` names the file, the entry (``neurons[12].gain_exc``) and the rule.
 
 A profile belongs to one board: :func:`apply_profile` refuses a profile whose serial is not the
 board's unless the caller passes ``allow_other_board=True`` (the user's explicit override).
@@ -38,8 +38,9 @@ _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FILE_BYTES = 8 << 20
 #: JSON nesting: the schema itself needs 3 levels; ``summary`` may nest a few more.
 MAX_DEPTH = 12
-#: Largest gain (Hz/Hz per CAM copy) or offset (Hz) a real neuron can show.
-MAX_ABS_VALUE = 1e6
+#: Bound on a stored gain or offset: network profiles hold Hz/Hz per CAM copy and Hz, board-level
+#: profiles the DC gain in Hz/A (~1e12) and the rheobase in A; beyond this a value is corrupt.
+MAX_ABS_VALUE = 1e18
 _MAX_BIASES = N_CHIPS * N_CORES_PER_CHIP * len(CORE_BIASES)
 _TOP_FIELDS = {"schema", "serial", "created", "emulated", "chip_s", "biases", "neurons", "selected", "summary"}
 _BIAS_FIELDS = ("chip", "core", "name", "coarse", "fine", "high")
@@ -52,7 +53,11 @@ class ProfileError(ValueError):
 
 @dataclass
 class NeuronCalibration:
-    """Measured transfer parameters of one neuron (gains in Hz/Hz per CAM copy, offset in Hz)."""
+    """Measured transfer parameters of one neuron (gains in Hz/Hz per CAM copy, offset in Hz).
+
+    NaN means "not measured" (board-level profiles have no inhibitory gain); the file stores it as
+    ``null``, never as a ``NaN`` literal.
+    """
 
     chip: int
     core: int
@@ -88,7 +93,8 @@ class CalibrationProfile:
             "chip_s": self.chip_s,
             "biases": [{"chip": c, "core": k, "name": n, "coarse": v.coarse, "fine": v.fine, "high": v.high}
                        for (c, k, n), v in sorted(self.biases.items())],
-            "neurons": [asdict(n) for n in self.neurons],
+            "neurons": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(n).items()}
+                        for n in self.neurons],
             "selected": [[a.chip, a.core, a.neuron] for a in self.selected],
             "summary": _finite_or_null(self.summary),
         }
@@ -126,7 +132,10 @@ class _Reader:
             raise self.error(entry, f"{value} is outside {lo}..{hi}")
         return value
 
-    def number(self, value: object, entry: str, lo: float = -MAX_ABS_VALUE, hi: float = MAX_ABS_VALUE) -> float:
+    def number(self, value: object, entry: str, lo: float = -MAX_ABS_VALUE, hi: float = MAX_ABS_VALUE,
+               allow_null: bool = False) -> float:
+        if value is None and allow_null:
+            return math.nan  # "not measured"
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise self.error(entry, f"must be a number, got {_json_repr(value)}")
         if not (math.isfinite(value) and lo <= value <= hi):
@@ -200,9 +209,8 @@ class _Reader:
             if addr in seen:
                 raise self.error(entry, f"duplicate neuron chip {addr[0]} core {addr[1]} neuron {addr[2]}")
             seen.add(addr)
-            neurons.append(NeuronCalibration(*addr, self.number(n["gain_exc"], f"{entry}.gain_exc"),
-                                             self.number(n["gain_inh"], f"{entry}.gain_inh"),
-                                             self.number(n["offset_hz"], f"{entry}.offset_hz")))
+            neurons.append(NeuronCalibration(*addr, *(self.number(n[k], f"{entry}.{k}", allow_null=True)
+                                                      for k in ("gain_exc", "gain_inh", "offset_hz"))))
         selected = []
         for i, raw in enumerate(self.array(data.get("selected", []), "selected", N_NEURONS)):
             if not isinstance(raw, list) or len(raw) != 3:
@@ -253,9 +261,11 @@ def profile_path(serial: str, directory: str | Path | None = None) -> Path:
 
 def save_profile(profile: CalibrationProfile, path: str | Path | None = None) -> Path:
     """Write ``profile`` as JSON (atomically: a temporary file renamed into place); returns the path."""
-    text = json.dumps(_finite_or_null(json.loads(json.dumps(profile.to_dict(), default=_jsonable))), indent=1, allow_nan=False)
+    data = json.loads(json.dumps(profile.to_dict(), default=_jsonable))  # numpy values become plain JSON
+    data["summary"] = _finite_or_null(data["summary"])  # NaN inside numpy arrays, too
     target = profile_path(profile.serial, path)
-    parse_profile_text(text.encode(), str(target))  # validate first: what is written can be read back
+    CalibrationProfile.from_dict(data, origin=str(target))  # validate first: what is written can be read back
+    text = json.dumps(data, indent=1, allow_nan=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(text, encoding="utf-8")

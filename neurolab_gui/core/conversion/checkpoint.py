@@ -128,6 +128,9 @@ def read_checkpoint_file(path: Path) -> object:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes). {SUPPORTED}")
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path} has {size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
+                              f"a network of {MAX_HIDDEN} units needs")
     with path.open("rb") as f:
         head = f.read(4)
     if head.startswith(b"PK"):
