@@ -54,7 +54,9 @@ def test_not_measured_values_are_written_as_null_and_read_back(tmp_path):
 
     p = _profile()
     p.neurons[0].gain_inh = float("nan")
+    p.neurons.append(NeuronCalibration(0, 1, 9, 3.2e12, float("nan"), 8e-11))  # board level: DC gain Hz/A, rheobase A
     path = save_profile(p, tmp_path / "b.json")
+    assert load_profile(path).neurons[-1].gain_exc == 3.2e12
     assert json.loads(path.read_text())["neurons"][0]["gain_inh"] is None and "NaN" not in path.read_text()
     assert math.isnan(load_profile(path).neurons[0].gain_inh)
     p.neurons[1].gain_exc = float("inf")
