@@ -419,3 +419,22 @@ def test_views_of_one_shared_buffer_are_accepted(tmp_path):
     views["rnn.weight_hh_l0"] = views["rnn.weight_hh_l0"].t().contiguous().t()  # a transposed layout, too
     torch.save(views, tmp_path / "flat.pt")
     _assert_same_function(load_checkpoint(tmp_path / "flat.pt"), ref)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stored=st.integers(1, 40), stride=st.tuples(st.integers(0, 7), st.integers(0, 7)), offset=st.integers(0, 5))
+def test_property_declared_sizes_against_stored_values(tmp_path, stored, stride, offset):
+    """Any strided view as weight_hh: refused when it declares more values than the file stores, else read exactly."""
+    ref = _foreign()
+    sd = ref.state_dict()
+    extent = offset + stride[0] * (H - 1) + stride[1] * (H - 1) + 1
+    storage = torch.randn(max(stored, extent)) * 0.1
+    view = storage.as_strided((H, H), stride, offset)
+    sd["rnn.weight_hh_l0"] = view
+    torch.save(sd, tmp_path / "v.pt")
+    try:
+        loaded = load_checkpoint(tmp_path / "v.pt")
+    except CheckpointError as exc:
+        assert view.numel() > len(storage) and "declares shape [6, 6] (36 values)" in str(exc)
+        return
+    assert view.numel() <= len(storage) and torch.equal(loaded.model.w_rec.detach(), view)
