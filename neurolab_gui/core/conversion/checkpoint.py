@@ -152,7 +152,9 @@ def read_checkpoint_file(path: Path) -> object:
                 "could run code; save tensors, numbers and strings only (for a model: model.state_dict(), not the "
                 f"model itself; numpy arrays as tensors). {SUPPORTED}"
             ) from None
-        raise CheckpointError(f"{path} is damaged: its pickled index cannot be read ({_first_sentence(exc)})") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        detail = reason.group(1).strip()[:200] if reason else _first_sentence(exc)
+        raise CheckpointError(f"{path} is damaged: its pickled index cannot be read ({detail})") from None
     except RecursionError:
         raise CheckpointError(f"{path} nests its contents too deeply to be a checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/KeyError/... for damaged archives
