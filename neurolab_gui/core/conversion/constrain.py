@@ -309,10 +309,11 @@ def normalize_activations(model: RateRNN, x: np.ndarray, percentile: float = 99.
         for t in range(xt.shape[1]):
             h = torch.relu(xt[:, t] @ model.w_in.T + model.w_bias + h @ model.w_rec.T)
             acts.append(h)
-        lam = float(np.percentile(torch.stack(acts).numpy(), percentile))
-        if not np.isfinite(lam):
-            raise NonFiniteWeightsError(f"the imported model's activations overflow on the task's data (percentile "
-                                        f"{percentile}: {lam}); its weights are too large to rescale")
+        stacked = torch.stack(acts)
+        if not bool(torch.isfinite(stacked).all()):
+            raise NonFiniteWeightsError("the imported model's activations overflow to inf/NaN on the task's data; "
+                                        "its weights are too large to rescale")
+        lam = float(np.percentile(stacked.numpy(), percentile))
         lam = max(lam, 1e-6)
         model.w_in /= lam
         model.w_bias /= lam
