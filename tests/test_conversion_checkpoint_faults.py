@@ -438,3 +438,28 @@ def test_property_declared_sizes_against_stored_values(tmp_path, stored, stride,
         assert view.numel() > len(storage) and "declares shape [6, 6] (36 values)" in str(exc)
         return
     assert view.numel() <= len(storage) and torch.equal(loaded.model.w_rec.detach(), view)
+
+
+_names = st.sampled_from(["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l1", "weight", "bias",
+                          "weight_hh_l0_reverse", "mean", "lstm.weight_ih_l0"])
+_leaf_tensors = st.builds(lambda shape, dtype: torch.zeros(shape, dtype=dtype),
+                          st.lists(st.sampled_from([0, 1, 3, 6, 12, 18, 24]), max_size=3).map(tuple),
+                          st.sampled_from([torch.float32, torch.float64, torch.int64, torch.bool, torch.float16]))
+_trees = st.recursive(st.one_of(_leaf_tensors, st.integers(), st.text(max_size=3)),
+                      lambda inner: st.dictionaries(st.one_of(_names, st.sampled_from(["rnn", "fc", "model", "module", "meta"])), inner, max_size=5),
+                      max_leaves=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(tree=st.dictionaries(st.one_of(_names, st.sampled_from(["rnn", "fc", "model", "nonlinearity"])), _trees, max_size=6))
+def test_property_any_dict_of_tensors_is_imported_or_refused_by_name(tree):
+    """find_relu_rnn on arbitrary nested dicts: an ImportRefused or a consistent set of weights, nothing else."""
+    from neurolab_gui.core.conversion.torch_import import ImportRefused, find_relu_rnn
+
+    try:
+        rnn = find_relu_rnn(tree)
+    except ImportRefused:
+        return
+    h = rnn.w_hh.shape[0]
+    assert rnn.w_hh.shape == (h, h) and rnn.w_ih.shape[0] == h and rnn.bias.shape == (h,)
+    assert rnn.w_out.shape[1] == h and rnn.b_out.shape == (rnn.w_out.shape[0],) and 1 <= h <= 4096
