@@ -1,4 +1,7 @@
-"""HDF5 session recording round trip."""
+"""Session recording: round trip, plain-h5py access, epochs, drops, non-blocking stop, fan-out order."""
+
+import threading
+import time
 
 import h5py
 import numpy as np
@@ -7,21 +10,34 @@ import pytest
 from drivers.dynapse1.spikes import SpikeEvents
 from neurolab_gui.core.bias_model import BiasModel
 from neurolab_gui.core.recording import Recorder, read_session
+from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_file import SessionFile, segments_dir
 
 
-def test_recording_round_trips_events_biases_and_metadata(tmp_path):
+def _batch(rng, t0_us, t1_us, n=5000):
+    return SpikeEvents(np.sort(rng.integers(t0_us, t1_us, n)), rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n))
+
+
+def _recorder(path, **kw):
+    kw.setdefault("segment_s", 0.02)
+    kw.setdefault("tick_s", 0.005)
+    return Recorder(path, software_version="9.9", board_serial="EMU00001", board_emulated=True, **kw)
+
+
+def test_recording_round_trips_events_biases_and_metadata(tmp_path, monkeypatch):
     biases = BiasModel()
     path = tmp_path / "s.h5"
-    rec = Recorder(path, software_version="9.9", board_serial="EMU00001", board_emulated=True, initial_biases=biases.snapshot(), flush_interval_s=0.05)
+    rec = _recorder(path, initial_biases=biases.snapshot())
     biases.changed.connect(rec.record_bias_change)
     rec.start()
     rng = np.random.default_rng(0)
     batches = []
-    for i in range(5):
-        n = 70_000  # crosses a chunk boundary
-        batch = SpikeEvents(np.sort(rng.integers(i * 10**6, (i + 1) * 10**6, n)), rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n))
+    for i in range(40):
+        batch = _batch(rng, i * 10**5, (i + 1) * 10**5, 7000)
         batches.append(batch)
         rec.record_spikes(batch)
+        if i % 10 == 0:
+            time.sleep(0.03)  # several segments, merged into bigger ones on the way
     rec.record_input(SpikeEvents([5, 6], [0, 0], [0, 0], [1, 2]))
     biases.set(2, 3, "IF_DC_P", 1, 30, origin="gui")
     assert rec.stop() == path
@@ -30,21 +46,143 @@ def test_recording_round_trips_events_biases_and_metadata(tmp_path):
     expected = SpikeEvents.concatenate(batches)
     assert np.array_equal(data["spikes"].timestamp_us, expected.timestamp_us)
     assert np.array_equal(data["spikes"].neuron, expected.neuron)
+    assert np.array_equal(data["spikes"].chip, expected.chip)
     assert list(data["input"].neuron) == [1, 2]
     change = data["bias_changes"][0]
     assert (change["chip"], change["core"], change["name"].decode(), change["new_coarse"], change["new_fine"]) == (2, 3, "IF_DC_P", 1, 30)
     assert change["origin"].decode() == "gui"
     assert len(data["bias_initial"]) == 400
     attrs = data["attrs"]
-    assert attrs["software_version"] == "9.9" and attrs["board_serial"] == "EMU00001"
+    assert attrs["software_version"] == "9.9" and attrs["board_serial"] == "EMU00001" and attrs["complete"]
     assert attrs["timestamp_unit"] == "us" and "T" in attrs["start_time"] and "+" in attrs["start_time"]
+
+    # plain h5py, from another working directory: the virtual datasets hold every event
+    monkeypatch.chdir("/")
     with h5py.File(path) as f:
-        ds = f["events/spikes/t"]
-        assert ds.compression == "lzf" and ds.chunks is not None and ds.maxshape == (None,)
+        assert np.array_equal(f["events/spikes/t"][:], expected.timestamp_us)
+        assert np.array_equal(f["events/spikes/core"][:], expected.core)
+        assert f["events/input/neuron"][:].tolist() == [1, 2]
+        assert len(f["segments"]) < 40  # merged
 
 
 def test_recorder_refuses_to_overwrite(tmp_path):
     path = tmp_path / "x.h5"
     path.write_bytes(b"")
     with pytest.raises(FileExistsError):
-        Recorder(path, software_version="1", board_serial="", board_emulated=False)
+        _recorder(path)
+
+
+def test_timestamp_reset_starts_an_epoch_and_the_session_timeline_stays_monotonic(tmp_path):
+    path = tmp_path / "reset.h5"
+    rec = _recorder(path)
+    rec.start()
+    rng = np.random.default_rng(1)
+    rec.record_spikes(_batch(rng, 5_000_000, 6_000_000))
+    rec.record_spikes(_batch(rng, 0, 1_000_000))  # the board's clock was reset
+    rec.stop()
+    s = SessionFile(path)
+    assert [e["reason"].decode() for e in s.epochs] == ["recording started", "timestamp reset"]
+    assert [m["kind"].decode() for m in s.markers] == ["timestamp_reset"]
+    ts, ev = s.events_in(0, 1e9)
+    assert len(ev) == 10_000 and np.all(np.diff(ts) >= 0)
+
+
+def test_full_queue_drops_whole_batches_counts_and_marks_them(tmp_path, monkeypatch):
+    path = tmp_path / "drops.h5"
+    rec = _recorder(path, max_queue_events=1000)
+    slow_disk = threading.Event()
+    original = rec._process
+
+    def slow_process(items):
+        slow_disk.wait(10)
+        original(items)
+
+    monkeypatch.setattr(rec, "_process", slow_process)
+    rec.start()
+    rng = np.random.default_rng(2)
+    assert rec.record_spikes(_batch(rng, 0, 1000, 600))
+    assert not rec.record_spikes(_batch(rng, 1000, 2000, 600))  # 1200 > 1000 queued rows
+    assert rec.record_spikes(_batch(rng, 2000, 3000, 300))
+    assert rec.status().dropped_events == 600
+    slow_disk.set()
+    rec.stop()
+    s = SessionFile(path)
+    assert s.rows("events/spikes") == 900 and s.dropped_events == 600
+    assert any(m["kind"] == b"dropped" and b"600 events" in m["text"] for m in s.markers)
+
+
+def test_typed_streams_for_robot_sessions(tmp_path):
+    path = tmp_path / "robot.h5"
+    rec = _recorder(path)
+    rec.add_stream("robot/motor", {"time_s": "f8", "left": "i2", "right": "i2"}, description="motor commands")
+    rec.start()
+    rec.append("robot/motor", {"time_s": [1.0, 2.0], "left": [10, -5], "right": [10, 5]})
+    with pytest.raises(ValueError, match="takes columns"):
+        rec.append("robot/motor", {"time_s": [1.0]})
+    rec.stop()
+    with h5py.File(path) as f:
+        assert f["streams/robot/motor/left"][:].tolist() == [10, -5]
+        assert f["streams/robot/motor"].attrs["description"] == "motor commands"
+    assert SessionFile(path).summary()["streams"] == {"streams/robot/motor": 2}
+
+
+def test_stop_returns_at_once_stamps_the_users_stop_time_and_finishes_in_the_background(tmp_path, monkeypatch):
+    session = Session()
+    path = tmp_path / "stop.h5"
+    session.start_recording(path)
+    recorder = session.recorder
+    slow_disk = threading.Event()
+    original = recorder._process
+    monkeypatch.setattr(recorder, "_process", lambda items: (slow_disk.wait(10), original(items)))
+    finished = []
+    session.recording_finished.connect(lambda p, err: finished.append((p, err)))
+    session.connection.feed(_batch(np.random.default_rng(3), 0, 10**6))
+    stopped_at = time.time()
+    assert session.stop_recording() == path  # returns while the writer is still stuck
+    assert session.recording is None and not finished
+    assert session.recording_status().state == "finishing"
+    time.sleep(0.05)
+    slow_disk.set()
+    recorder.wait(10)
+    assert finished == [(path, None)]
+    s = SessionFile(path)
+    from datetime import datetime
+
+    assert abs(datetime.fromisoformat(s.attrs["stop_time"]).timestamp() - stopped_at) < 0.04
+    assert s.rows("events/spikes") == 5000
+
+
+def test_recorder_is_fed_before_a_monitor_that_raises(tmp_path, monkeypatch):
+    session = Session()
+    path = tmp_path / "fanout.h5"
+    session.start_recording(path)
+
+    def broken_monitor(batch):
+        raise ValueError("monitor cannot take this batch")
+
+    monkeypatch.setattr(session.spikes, "on_events", broken_monitor)
+    batch = SpikeEvents([30, 20, 10], [0, 1, 2], [0, 0, 0], [1, 2, 3])  # time going backwards
+    session.connection.feed(batch)
+    session.stop_recording(wait=True)
+    assert read_session(path)["spikes"].timestamp_us.tolist() == [30, 20, 10]
+
+
+def test_reconnect_and_unplug_are_marked_and_start_a_new_epoch(tmp_path):
+    from neurolab_gui.core.connection import ConnectionTarget, open_board
+
+    session = Session(opener=lambda t: open_board(ConnectionTarget(t.board, t.seed, t.mismatch, "fast")))
+    assert session.connect(acquire=False)
+    path = tmp_path / "replug.h5"
+    session.start_recording(path)
+    session.connection.feed(SpikeEvents([100, 200], [0, 0], [0, 0], [1, 2]))
+    session.connection.disconnect("unplugged")
+    assert session.connect(acquire=False)
+    session.connection.feed(SpikeEvents([50], [0], [0], [3]))  # the new board's clock starts again
+    session.stop_recording(wait=True)
+    session.close()
+    s = SessionFile(path)
+    assert [m["kind"].decode() for m in s.markers] == ["connected", "unplugged", "connected"]
+    assert [e["reason"].decode() for e in s.epochs] == ["recording started", "connected"]
+    ts, ev = s.events_in(0, 1e9)
+    assert ev.timestamp_us.tolist() == [100, 200, 50] and np.all(np.diff(ts) > 0)
+    assert segments_dir(path).is_dir()

@@ -1,27 +1,37 @@
-"""Session recording: one HDF5 file per session, written by a background thread.
+"""Session recording: spikes, stimulus, bias changes, markers and typed streams to a session file.
 
-Layout (format ``neurolab-session`` version 1)::
+Producers (the acquisition thread, the GUI, the robot loop) call the ``record_*`` /
+:meth:`Recorder.append` methods from any thread; those only put the batch on a
+bounded queue and return.  One writer thread takes everything queued every
+``tick_s``, *coalesces* consecutive batches of a stream into one array per column
+and appends them to the open segment with one HDF5 write per column, so the cost
+per USB batch is a list append, not an HDF5 call.
 
-    /                       attrs: format, format_version, software_version, board_serial,
-                                   board_emulated, start_time (ISO 8601 with time zone),
-                                   stop_time, timestamp_unit ("us"), clock_source, notes
-    /events/spikes/{t,chip,core,neuron}   int64 µs, uint8, uint8, uint16 — what the board emitted
-    /events/input/{t,chip,core,neuron}    the stimulus sent, same columns, so input and output align
-    /biases/initial         compound table: chip, core, name, coarse, fine, high, current_a
-    /biases/changes         compound table: time_s (Unix), chip, core, name, old/new coarse+fine, origin
+Crash safety (see :mod:`neurolab_gui.core.session_file` for the layout and why):
+the writer closes the open segment every ``segment_s`` seconds and then atomically
+replaces the index file, so after ``SIGKILL`` the file holds everything received
+up to about ``segment_s + tick_s`` before the kill.  Closed segments are merged
+``MERGE_FANOUT`` at a time into bigger ones (levels, like a log-structured merge),
+so an hour-long recording has tens of files, not thousands, and the index stays
+cheap to rewrite.
 
-Every dataset is chunked, resizable along its only axis and lzf-compressed (lzf
-is the fast choice for live writing; gzip is too slow).  Producers call the
-``record_*`` methods from any thread; those only enqueue.  A writer thread
-appends and flushes about once a second, so a crash loses at most ~1 s.
+Back-pressure: the queue holds at most ``max_queue_events`` rows; a batch that
+does not fit is dropped whole, counted in :attr:`Recorder.dropped_events` and
+marked in the file (``/markers``, kind ``dropped``) so the gap is visible.
+
+Stopping never blocks: :meth:`Recorder.request_stop` stamps ``stop_time`` (the
+moment the user stopped), stops accepting data and returns; the writer drains
+what is queued (bounded, so well under a second), writes the final index and sets
+:attr:`Recorder.finished`.  :meth:`Recorder.stop` is request + wait, for scripts.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,32 +44,67 @@ from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.spikes import SpikeEvents
 
 from .bias_model import BiasChange, BiasKey
+from .events import Signal
+from .session_file import (
+    BIAS_INITIAL_DTYPE,
+    EVENT_COLUMNS,
+    FORMAT,
+    FORMAT_VERSION,
+    INPUT,
+    SPIKES,
+    IndexState,
+    StreamSpec,
+    read_session,
+    segments_dir,
+    write_index,
+)
+
+__all__ = ["Recorder", "RecorderStatus", "read_session"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "neurolab-session"
-FORMAT_VERSION = 1
-CHUNK_EVENTS = 65_536
-NAME_DTYPE = h5py.string_dtype("utf-8", 32)
-ORIGIN_DTYPE = h5py.string_dtype("utf-8", 16)
+#: A jump back of board time larger than this (µs) within a stream is a timestamp reset.
+TIMESTAMP_RESET_JUMP_US = 1_000_000
+#: Closed segments merged into one of the next level.
+MERGE_FANOUT = 16
+#: Largest merge (rows): merging blocks the writer, so a high-rate recording keeps its segments.
+MERGE_MAX_ROWS = 4_000_000
+CHUNK_ROWS = 65_536
 
-BIAS_INITIAL_DTYPE = np.dtype(
-    [("chip", "u1"), ("core", "u1"), ("name", NAME_DTYPE), ("coarse", "u1"), ("fine", "u1"), ("high", "?"), ("current_a", "f8")]
-)
-BIAS_CHANGE_DTYPE = np.dtype(
-    [
-        ("time_s", "f8"),
-        ("chip", "u1"),
-        ("core", "u1"),
-        ("name", NAME_DTYPE),
-        ("old_coarse", "u1"),
-        ("old_fine", "u1"),
-        ("new_coarse", "u1"),
-        ("new_fine", "u1"),
-        ("origin", ORIGIN_DTYPE),
-    ]
-)
-_EVENT_COLUMNS = (("t", np.int64), ("chip", np.uint8), ("core", np.uint8), ("neuron", np.uint16))
+
+@dataclass(frozen=True)
+class RecorderStatus:
+    """What the status bar shows about a recording."""
+
+    state: str  # recording, finishing, finished, failed
+    written_events: int
+    dropped_events: int
+    queued_events: int
+    segments: int
+
+
+@dataclass
+class _Part:
+    """Rows of one stream and epoch inside a segment."""
+
+    epoch: int
+    row0: int
+    rows: int
+    t_first: int
+    t_last: int
+
+
+@dataclass
+class _Segment:
+    file: str
+    level: int
+    epoch: int
+    wall_open: float
+    wall_close: float = 0.0
+    parts: dict[str, list[_Part]] = field(default_factory=dict)
+
+    def rows(self, stream: str) -> int:
+        return sum(p.rows for p in self.parts.get(stream, []))
 
 
 class Recorder:
@@ -67,12 +112,17 @@ class Recorder:
 
     Parameters
     ----------
-    path : path of the ``.h5`` file to create (an existing file is refused, never overwritten)
+    path : the ``.h5`` index file to create (an existing file is refused, never overwritten)
     software_version, board_serial : metadata stored as root attributes
     board_emulated : whether the events come from the emulator
     initial_biases : the full bias table at the start
-    clock_source : what the timestamps count (FPGA 1 µs ticks on silicon, simulated time on the emulator)
-    flush_interval_s : how often the writer flushes to disk
+    clock_source : what the timestamps count
+    segment_s : how often the open segment is closed (the most a crash can lose, plus ``tick_s``)
+    tick_s : how often the writer takes what is queued
+    max_queue_events : rows the queue may hold before batches are dropped (memory bound:
+        about 12 bytes per spike)
+    compression : HDF5 filter of the segments (None, or "lzf"; lzf halves the size and
+        measured ~6x slower, see ``docs/ARCHITECTURE.md``)
     """
 
     def __init__(
@@ -85,12 +135,21 @@ class Recorder:
         initial_biases: Mapping[BiasKey, BiasValue] | None = None,
         clock_source: str = "board timestamp, 1 µs ticks",
         notes: str = "",
-        flush_interval_s: float = 1.0,
+        segment_s: float = 0.5,
+        tick_s: float = 0.1,
+        max_queue_events: int = 4_000_000,
+        compression: str | None = None,
     ) -> None:
         self.path = Path(path)
-        if self.path.exists():
+        if self.path.exists() or segments_dir(self.path).exists():
             raise FileExistsError(f"recording file {self.path} already exists; choose a new name")
-        self._meta = {
+        if segment_s <= 0 or tick_s <= 0 or max_queue_events < 1:
+            raise ValueError("segment_s and tick_s must be positive and max_queue_events at least 1")
+        self.segment_s = float(segment_s)
+        self.tick_s = float(tick_s)
+        self.max_queue_events = int(max_queue_events)
+        self.compression = compression
+        self._attrs: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "software_version": software_version,
@@ -99,146 +158,411 @@ class Recorder:
             "timestamp_unit": "us",
             "clock_source": clock_source,
             "notes": notes,
+            "stop_time": "",
+            "complete": False,
+            "dropped_events": 0,
         }
-        self._initial = dict(initial_biases or {})
-        self._flush_interval_s = flush_interval_s
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        initial = np.array(
+            [(k[0], k[1], k[2], v.coarse, v.fine, v.high, nominal_current(v.coarse, v.fine)) for k, v in sorted((initial_biases or {}).items())],
+            dtype=BIAS_INITIAL_DTYPE,
+        )
+        self._streams: dict[str, StreamSpec] = {
+            SPIKES: StreamSpec(SPIKES, EVENT_COLUMNS, "t", "spikes the board emitted: board time µs, chip, core, neuron"),
+            INPUT: StreamSpec(INPUT, EVENT_COLUMNS, "t", "stimulus events sent to the board, same columns"),
+        }
+        self._state = IndexState(attrs=self._attrs, streams=self._streams, bias_initial=initial)
+        # producer side
+        self._cond = threading.Condition()
+        self._items: list[tuple] = []
+        self._queued = 0
+        self._accepting = False
+        self._stopping = False
+        self._drop_run = 0
+        self.dropped_events = 0
+        # writer side
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self.counts = {"spikes": 0, "input": 0, "bias_changes": 0}
+        self._segments: list[_Segment] = []
+        self._open: _Segment | None = None
+        self._open_file: h5py.File | None = None
+        self._next_file = 0
+        self._epoch = -1
+        self._last_t: int | None = None
+        self._start_wall = 0.0
+        self.written = {SPIKES: 0, INPUT: 0}
+        #: Set when the file is complete (or the writer failed); see :meth:`wait`.
+        self.finished = threading.Event()
+        #: ``finished_signal(path, error or None)`` from the writer thread when it is done.
+        self.finished_signal = Signal("recording finished")
 
     # --- producer side (any thread) ------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and not self.finished.is_set()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows written so far (compatibility name)."""
+        return {"spikes": self.written.get(SPIKES, 0), "input": self.written.get(INPUT, 0), "bias_changes": len(self._state.bias_changes)}
 
     def start(self) -> None:
-        """Create the file and start the writer thread."""
+        """Create the index file and the segment folder and start the writer thread."""
         if self._thread is not None:
             raise RuntimeError("this recorder was already started; make a new Recorder per session")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = h5py.File(self.path, "w-")
+        segments_dir(self.path).mkdir()
+        now = datetime.now(UTC).astimezone()
+        self._start_wall = now.timestamp()
+        self._attrs["start_time"] = now.isoformat()
+        self._attrs["start_time_unix"] = self._start_wall
+        self._new_epoch("recording started", self._start_wall)
         try:
-            self._create_layout(file)
+            write_index(self.path, self._state)
         except BaseException:
-            file.close()
-            self.path.unlink(missing_ok=True)
+            segments_dir(self.path).rmdir()
             raise
-        self._thread = threading.Thread(target=self._run, args=(file,), name="neurolab-recorder", daemon=True)
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="neurolab-recorder", daemon=True)
         self._thread.start()
 
-    def record_spikes(self, events: SpikeEvents) -> None:
-        if len(events):
-            self._queue.put(("spikes", events))
+    def add_stream(self, path: str, columns: Mapping[str, Any], time_column: str | None = None, description: str = "") -> StreamSpec:
+        """Declare a typed table (e.g. ``"robot/motor"`` with ``{"time_s": "f8", "left": "i2", "right": "i2"}``).
 
-    def record_input(self, events: SpikeEvents) -> None:
-        if len(events):
-            self._queue.put(("input", events))
+        Rows are appended with :meth:`append`; they go into the segments like spikes do and are
+        readable as ``/streams/<path>/<column>`` with plain h5py.  Declaring the same stream
+        again with the same columns is a no-op.
+        """
+        spec = StreamSpec(f"streams/{path}", {k: np.dtype(v) for k, v in columns.items()}, time_column, description)
+        with self._cond:
+            old = self._streams.get(spec.path)
+            if old is not None:
+                if dict(old.columns) != dict(spec.columns):
+                    raise ValueError(f"stream {path!r} already declared with columns {dict(old.columns)}")
+                return old
+            self._streams[spec.path] = spec
+        return spec
+
+    def append(self, path: str, columns: Mapping[str, Any]) -> bool:
+        """Queue rows of a declared stream (columns of equal length); False if they were dropped."""
+        spec = self._streams.get(f"streams/{path}")
+        if spec is None:
+            raise KeyError(f"stream {path!r} was not declared; call add_stream first")
+        if set(columns) != set(spec.columns):
+            raise ValueError(f"stream {path!r} takes columns {list(spec.columns)}, got {sorted(columns)}")
+        arrays = {c: np.atleast_1d(np.asarray(columns[c], dtype=spec.columns[c])) for c in spec.columns}
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValueError(f"stream {path!r}: columns differ in length {sorted(n)}")
+        return self._put(("data", spec.path, arrays, n.pop(), time.time()))
+
+    def record_spikes(self, events: SpikeEvents) -> bool:
+        """Queue a batch of board spikes; False if the queue was full and the batch was dropped."""
+        return self._put_events(SPIKES, events)
+
+    def record_input(self, events: SpikeEvents) -> bool:
+        return self._put_events(INPUT, events)
 
     def record_bias_change(self, change: BiasChange) -> None:
-        self._queue.put(("bias", change))
+        self._put(("bias", change, time.time()), small=True)
 
-    def stop(self, timeout_s: float = 30.0) -> Path:
-        """Write everything queued, close the file and return its path; re-raises a writer error."""
+    def mark(self, kind: str, text: str = "", new_epoch: bool = False) -> None:
+        """Add a marker at this moment; ``new_epoch`` starts a new board clock (connect, reconnect)."""
+        self._put(("mark", kind, text, new_epoch, time.time()), small=True)
+
+    def _put_events(self, stream: str, events: SpikeEvents) -> bool:
+        n = len(events)
+        if not n:
+            return True
+        cols = {"t": events.timestamp_us, "chip": events.chip, "core": events.core, "neuron": events.neuron}
+        return self._put(("data", stream, cols, n, time.time()))
+
+    def _put(self, item: tuple, small: bool = False) -> bool:
+        with self._cond:
+            if not self._accepting:
+                return False
+            if not small:
+                n = item[3]
+                if self._queued + n > self.max_queue_events:
+                    self._drop_run += n
+                    self.dropped_events += n
+                    return False
+                self._queued += n
+            if self._drop_run:
+                self._items.append(("mark", "dropped", f"{self._drop_run} events dropped: the writer's queue was full", False, time.time()))
+                self._drop_run = 0
+            self._items.append(item)
+            if self._queued >= self.max_queue_events // 4:
+                self._cond.notify()
+        return True
+
+    def status(self) -> RecorderStatus:
+        if self._error is not None:
+            state = "failed"
+        elif self.finished.is_set():
+            state = "finished"
+        elif self._stopping:
+            state = "finishing"
+        else:
+            state = "recording"
+        return RecorderStatus(state, sum(self.written.values()), self.dropped_events, self._queued, len(self._segments))
+
+    def request_stop(self) -> None:
+        """Stop accepting data now (this is ``stop_time``) and let the writer finish; returns at once."""
         if self._thread is None:
             raise RuntimeError("recorder was never started")
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        with self._cond:
+            if self._stopping:
+                return
+            self._accepting = False
+            if self._drop_run:
+                self._items.append(("mark", "dropped", f"{self._drop_run} events dropped: the writer's queue was full", False, time.time()))
+                self._drop_run = 0
+            self._attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
+            self._stopping = True
+            self._cond.notify()
+
+    def wait(self, timeout_s: float | None = None) -> Path:
+        """Wait until the file is complete; returns its path, re-raises a writer error."""
+        if not self.finished.wait(timeout_s):
             raise TimeoutError(f"recorder did not finish writing {self.path} within {timeout_s} s")
         if self._error is not None:
             raise RuntimeError(f"recording to {self.path} failed: {self._error}") from self._error
         return self.path
 
+    def stop(self, timeout_s: float | None = 10.0) -> Path:
+        """:meth:`request_stop`, then :meth:`wait` (for scripts and the CLI, never the GUI thread)."""
+        self.request_stop()
+        return self.wait(timeout_s)
+
     # --- writer thread ----------------------------------------------------------------
-    def _create_layout(self, f: h5py.File) -> None:
-        for key, value in self._meta.items():
-            f.attrs[key] = value
-        f.attrs["start_time"] = datetime.now(UTC).astimezone().isoformat()
-        for group in ("events/spikes", "events/input"):
-            g = f.create_group(group)
-            for column, dtype in _EVENT_COLUMNS:
-                g.create_dataset(column, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(CHUNK_EVENTS,), compression="lzf")
-        initial = np.array(
-            [
-                (k[0], k[1], k[2], v.coarse, v.fine, v.high, nominal_current(v.coarse, v.fine))
-                for k, v in sorted(self._initial.items())
-            ],
-            dtype=BIAS_INITIAL_DTYPE,
-        )
-        f.create_dataset("biases/initial", data=initial, maxshape=(None,), chunks=True, compression="lzf")
-        f.create_dataset("biases/changes", shape=(0,), maxshape=(None,), dtype=BIAS_CHANGE_DTYPE, chunks=(1024,), compression="lzf")
-
-    def _run(self, f: h5py.File) -> None:
-        import time
-
-        last_flush = time.monotonic()
+    def _run(self) -> None:
         try:
+            last_index = time.monotonic()
             while True:
-                try:
-                    item = self._queue.get(timeout=self._flush_interval_s)
-                except queue.Empty:
-                    item = ("flush", None)
-                if item is None:
+                with self._cond:
+                    if not self._items and not self._stopping:
+                        self._cond.wait(self.tick_s)
+                    items, self._items = self._items, []
+                    stopping = self._stopping and not self._items
+                self._process(items)
+                with self._cond:
+                    self._queued -= sum(it[3] for it in items if it[0] == "data")
+                now = time.monotonic()
+                if self._open is not None and now - self._open.wall_open_mono >= self.segment_s:  # type: ignore[attr-defined]
+                    self._close_segment()
+                if stopping:
                     break
-                kind, payload = item
-                if kind in ("spikes", "input"):
-                    self._append_events(f[f"events/{kind}"], payload)
-                    self.counts[kind] += len(payload)
-                elif kind == "bias":
-                    self._append_bias_change(f["biases/changes"], payload)
-                    self.counts["bias_changes"] += 1
-                if time.monotonic() - last_flush >= self._flush_interval_s:
-                    f.flush()
-                    last_flush = time.monotonic()
-        except BaseException as exc:  # reported by stop(); the producer threads must not die with us
+                if now - last_index >= self.segment_s:
+                    self._merge()
+                    write_index(self.path, self._state)
+                    last_index = time.monotonic()
+        except BaseException as exc:  # reported by wait(); producer threads must not die with us
             log.exception("recorder failed")
             self._error = exc
         finally:
             try:
-                f.attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
-            finally:
-                f.close()
+                if self._open is not None:
+                    self._close_segment()
+                self._attrs["complete"] = self._error is None
+                self._attrs["dropped_events"] = self.dropped_events
+                if not self._attrs.get("stop_time"):
+                    self._attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
+                self._merge()
+                write_index(self.path, self._state)
+            except BaseException as exc:
+                log.exception("recorder could not finish its index")
+                self._error = self._error or exc
+            self._accepting = False
+            self.finished.set()
+            self.finished_signal.emit(self.path, self._error)
 
-    @staticmethod
-    def _append_events(group: h5py.Group, events: SpikeEvents) -> None:
-        columns = {"t": events.timestamp_us, "chip": events.chip, "core": events.core, "neuron": events.neuron}
-        for name, data in columns.items():
-            ds = group[name]
-            n0 = ds.shape[0]
-            ds.resize((n0 + len(data),))
-            ds[n0:] = data
+    def _process(self, items: list[tuple]) -> None:
+        buffered: dict[str, list[dict[str, np.ndarray]]] = {}
+        first_wall: dict[str, float] = {}
+        for item in items:
+            kind = item[0]
+            if kind == "data":
+                _, stream, cols, _n, wall = item
+                buffered.setdefault(stream, []).append(cols)
+                first_wall.setdefault(stream, wall)
+                continue
+            self._flush(buffered, first_wall)
+            buffered, first_wall = {}, {}
+            if kind == "bias":
+                c: BiasChange = item[1]
+                self._state.bias_changes.append(
+                    (c.time_s, c.chip, c.core, c.name, c.old.coarse, c.old.fine, c.new.coarse, c.new.fine, c.origin[:16])
+                )
+            elif kind == "mark":
+                _, mkind, text, new_epoch, wall = item
+                if new_epoch:
+                    if self._open is not None:
+                        self._close_segment()
+                    self._new_epoch(mkind, wall)
+                self._marker(mkind, text, wall)
+        self._flush(buffered, first_wall)
 
-    @staticmethod
-    def _append_bias_change(ds: h5py.Dataset, c: BiasChange) -> None:
-        row = np.array(
-            [(c.time_s, c.chip, c.core, c.name, c.old.coarse, c.old.fine, c.new.coarse, c.new.fine, c.origin[:16])],
-            dtype=BIAS_CHANGE_DTYPE,
-        )
-        n0 = ds.shape[0]
-        ds.resize((n0 + 1,))
-        ds[n0:] = row
+    def _flush(self, buffered: dict[str, list[dict[str, np.ndarray]]], first_wall: dict[str, float]) -> None:
+        # spikes first: they decide epoch boundaries (timestamp resets)
+        for stream in sorted(buffered, key=lambda s: s != SPIKES):
+            chunks = buffered[stream]
+            spec = self._streams[stream]
+            cols = {c: (np.concatenate([ch[c] for ch in chunks]) if len(chunks) > 1 else np.asarray(chunks[0][c])) for c in spec.columns}
+            if stream == SPIKES:
+                self._write_spikes(cols, first_wall[stream])
+            else:
+                self._write_rows(stream, cols, first_wall[stream])
 
+    def _write_spikes(self, cols: dict[str, np.ndarray], wall: float) -> None:
+        t = cols["t"].astype(np.int64, copy=False)
+        prev = np.empty_like(t)
+        prev[0] = t[0] if self._last_t is None else self._last_t
+        prev[1:] = t[:-1]
+        resets = np.flatnonzero(t < prev - TIMESTAMP_RESET_JUMP_US)
+        start = 0
+        for r in [*resets.tolist(), len(t)]:
+            if r > start:
+                self._write_rows(SPIKES, {c: a[start:r] for c, a in cols.items()}, wall)
+            if r < len(t):
+                if r > 0:
+                    self._last_t = int(t[r - 1])
+                if self._open is not None:
+                    self._close_segment()
+                self._new_epoch("timestamp reset", wall)
+                self._marker("timestamp_reset", f"board time jumped back from {int(prev[r])} µs to {int(t[r])} µs", wall)
+            start = r
+        self._last_t = int(t[-1])
 
-def read_session(path: str | Path) -> dict[str, Any]:
-    """Load a whole session file into memory: ``{"attrs", "spikes", "input", "bias_initial", "bias_changes"}``.
+    def _write_rows(self, stream: str, cols: dict[str, np.ndarray], wall: float) -> None:
+        spec = self._streams[stream]
+        n = len(next(iter(cols.values())))
+        if n == 0:
+            return
+        epoch = self._state.epochs[-1]
+        if spec.time_column is not None and stream in (SPIKES, INPUT) and epoch[3] < 0:
+            # first board timestamp of this epoch: anchor board time to the session timeline
+            self._state.epochs[-1] = (epoch[0], epoch[1], epoch[2], int(cols[spec.time_column][0]), epoch[4])
+        seg = self._open or self._open_segment()
+        f = self._open_file
+        assert f is not None
+        row0 = seg.rows(stream)
+        for column in spec.columns:
+            data = cols[column]
+            name = f"{stream}/{column}"
+            if name in f:
+                ds = f[name]
+                ds.resize((row0 + n,))
+                ds[row0:] = data
+            else:
+                f.create_dataset(name, data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, n)),), compression=self.compression)
+        tcol = cols[spec.time_column] if spec.time_column else None
+        t_first = int(tcol[0]) if tcol is not None else 0
+        t_last = int(tcol.max()) if tcol is not None else 0
+        parts = seg.parts.setdefault(stream, [])
+        if parts and parts[-1].epoch == self._epoch:
+            p = parts[-1]
+            p.rows += n
+            p.t_last = max(p.t_last, t_last)
+        else:
+            parts.append(_Part(self._epoch, row0, n, t_first, t_last))
+        self.written[stream] = self.written.get(stream, 0) + n
 
-    ``spikes`` and ``input`` are :class:`SpikeEvents`.  Raises ``ValueError`` for a file that is not a
-    NeuroLab session.
-    """
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a NeuroLab session file (format attribute {f.attrs.get('format')!r})")
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    # --- segments, epochs, index ---------------------------------------------------------
+    def _open_segment(self) -> _Segment:
+        name = f"seg-{self._next_file:06d}.h5"
+        self._next_file += 1
+        self._open_file = h5py.File(segments_dir(self.path) / name, "w")
+        seg = _Segment(name, 0, self._epoch, time.time())
+        seg.wall_open_mono = time.monotonic()  # type: ignore[attr-defined]
+        self._open = seg
+        return seg
 
-        def events(group: str) -> SpikeEvents:
-            g = f[group]
-            return SpikeEvents(g["t"][:], g["chip"][:], g["core"][:], g["neuron"][:])
+    def _close_segment(self) -> None:
+        seg, f = self._open, self._open_file
+        self._open, self._open_file = None, None
+        if seg is None or f is None:
+            return
+        f.attrs["epoch"] = seg.epoch
+        f.close()
+        seg.wall_close = time.time()
+        self._segments.append(seg)
+        self._rebuild_index()
 
-        return {
-            "attrs": attrs,
-            "spikes": events("events/spikes"),
-            "input": events("events/input"),
-            "bias_initial": f["biases/initial"][:],
-            "bias_changes": f["biases/changes"][:],
-        }
+    def _new_epoch(self, reason: str, wall: float) -> None:
+        self._epoch += 1
+        offset = wall - self._start_wall
+        if self._state.epochs:
+            # keep the timeline monotonic: after the previous epoch's last event, even when its
+            # board clock ran faster than the wall clock (the emulator's fast mode) or the wall
+            # clock stepped back
+            prev = self._state.epochs[-1]
+            prev_end = prev[2] + (self._last_t - prev[3]) / 1e6 if self._last_t is not None and prev[3] >= 0 else prev[2]
+            offset = max(offset, prev_end + 1e-3)
+        self._last_t = None
+        self._state.epochs.append((self._epoch, wall, offset, -1, reason[:32].encode()))
+
+    def _marker(self, kind: str, text: str, wall: float) -> None:
+        epoch = self._state.epochs[-1]
+        session_t = max(epoch[2], wall - self._start_wall)
+        self._state.markers.append((wall, session_t, self._epoch, kind[:24].encode(), text.encode()[:160]))
+
+    def _rebuild_index(self) -> None:
+        self._state.segments = [(s.file.encode(), s.epoch, s.wall_open, s.wall_close) for s in self._segments]
+        index: dict[str, list[tuple]] = {}
+        for i, seg in enumerate(self._segments):
+            for stream, parts in seg.parts.items():
+                index.setdefault(stream, []).extend((i, p.epoch, p.row0, p.rows, p.t_first, p.t_last) for p in parts)
+        self._state.index = index
+
+    def _merge(self) -> None:
+        """Merge runs of ``MERGE_FANOUT`` closed segments of one level into one of the next level."""
+        changed = True
+        while changed:
+            changed = False
+            for level in sorted({s.level for s in self._segments}):
+                run = [i for i, s in enumerate(self._segments) if s.level == level]
+                if len(run) < MERGE_FANOUT:
+                    continue
+                first = run[0]
+                group = self._segments[first : first + MERGE_FANOUT]
+                if any(s.level != level for s in group) or sum(sum(s.rows(k) for k in s.parts) for s in group) > MERGE_MAX_ROWS:
+                    continue
+                merged = self._merge_files(group, level + 1)
+                old = [s.file for s in group]
+                self._segments[first : first + MERGE_FANOUT] = [merged]
+                self._rebuild_index()
+                write_index(self.path, self._state)  # the new index names the merged file only
+                for name in old:
+                    (segments_dir(self.path) / name).unlink(missing_ok=True)
+                changed = True
+                break
+
+    def _merge_files(self, group: list[_Segment], level: int) -> _Segment:
+        name = f"seg-{self._next_file:06d}.h5"
+        self._next_file += 1
+        merged = _Segment(name, level, group[0].epoch, group[0].wall_open, group[-1].wall_close)
+        seg_dir = segments_dir(self.path)
+        with h5py.File(seg_dir / name, "w") as out:
+            out.attrs["epoch"] = merged.epoch
+            for stream in {s for seg in group for s in seg.parts}:
+                spec = self._streams[stream]
+                pieces: dict[str, list[np.ndarray]] = {c: [] for c in spec.columns}
+                row = 0
+                for seg in group:
+                    if stream not in seg.parts:
+                        continue
+                    with h5py.File(seg_dir / seg.file, "r") as src:
+                        for c in spec.columns:
+                            pieces[c].append(src[f"{stream}/{c}"][:])
+                    for p in seg.parts[stream]:
+                        parts = merged.parts.setdefault(stream, [])
+                        if parts and parts[-1].epoch == p.epoch:
+                            parts[-1].rows += p.rows
+                            parts[-1].t_last = max(parts[-1].t_last, p.t_last)
+                        else:
+                            parts.append(_Part(p.epoch, row, p.rows, p.t_first, p.t_last))
+                        row += p.rows
+                for c in spec.columns:
+                    data = np.concatenate(pieces[c])
+                    out.create_dataset(f"{stream}/{c}", data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, len(data))),), compression=self.compression)
+        return merged

@@ -6,8 +6,10 @@ and the loaded model / conversion / calibration state, and wires them together:
 
 * a newly connected board is attached to the bias model (its biases fill the
   sliders) and the membrane monitor, and the spike buffer starts afresh;
-* every event batch goes to the spike monitor and, while recording, to the recorder;
-* every bias change goes to the recorder's bias log.
+* every event batch goes first to the recorder (while recording), then to the spike
+  monitor: a monitor that raises on a batch can never cost the recording that batch;
+* every bias change goes to the recorder's bias log; connecting, unplugging and
+  reconnecting are marked in the recording (a reconnect starts a new epoch: a new board clock).
 
 It is the ``session`` object of the GUI's console.  It never imports Qt.
 """
@@ -25,7 +27,7 @@ from .bias_model import BiasChange, BiasModel
 from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarget, open_board
 from .events import Signal
 from .monitors import MembraneMonitor, SpikeMonitor
-from .recording import Recorder
+from .recording import Recorder, RecorderStatus
 from .session_stimulus import StimulusController
 
 
@@ -45,6 +47,8 @@ class Session:
         self.membrane = MembraneMonitor()
         self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input)
         self._recorder: Recorder | None = None
+        #: The recorder that was stopped last (its writer may still be finishing the file).
+        self.last_recorder: Recorder | None = None
         self._recorder_lock = threading.Lock()
         #: Run emulated boards in a child process (the desktop app does; scripts and tests that
         #: inspect the simulator directly keep it in-process).
@@ -57,6 +61,9 @@ class Session:
         self.conversion: Any = None
         #: ``recording_changed(path or None)`` when recording started (path) or stopped (None).
         self.recording_changed = Signal("recording changed")
+        #: ``recording_finished(path, error or None)`` when a stopped recording's file is complete
+        #: (from the writer thread, well under a second after the stop).
+        self.recording_finished = Signal("recording finished")
         #: ``model_changed(model)`` when a network was loaded or trained.
         self.model_changed = Signal("model changed")
         #: ``conversion_changed(result)`` when a conversion or calibration produced new results.
@@ -82,19 +89,25 @@ class Session:
         self.connection.disconnect()
 
     def _on_connected(self, board: Board) -> None:
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected", new_epoch=True)
         self.spikes.clear()
         self.biases.attach(board)
         self.membrane.attach(board)
 
     def _on_disconnected(self, reason: str) -> None:
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.mark("unplugged" if reason == "unplugged" else "disconnected", reason)
         self.biases.detach()
         self.membrane.detach()
 
     def _on_events(self, batch: SpikeEvents) -> None:
-        self.spikes.on_events(batch)
         recorder = self._recorder
-        if recorder is not None:
+        if recorder is not None:  # first: the recorder only queues, and must not depend on the views
             recorder.record_spikes(batch)
+        self.spikes.on_events(batch)
 
     def _on_bias_change(self, change: BiasChange) -> None:
         recorder = self._recorder
@@ -111,6 +124,17 @@ class Session:
         self.conversion_changed.emit(result)
 
     # --- recording --------------------------------------------------------------------
+    @property
+    def recorder(self) -> Recorder | None:
+        """The active recorder (None when not recording): streams such as the robot's are added
+        with ``recorder.add_stream`` / ``recorder.append``."""
+        return self._recorder
+
+    def recording_status(self) -> RecorderStatus | None:
+        """The active recording's counters, or the last one's while its writer finishes."""
+        recorder = self._recorder or self.last_recorder
+        return recorder.status() if recorder is not None else None
+
     @property
     def recording(self) -> Path | None:
         """Path of the file being recorded, or None."""
@@ -136,21 +160,31 @@ class Session:
                 ),
                 notes=notes,
             )
+            recorder.finished_signal.connect(self.recording_finished.emit)
             recorder.start()
+            if board is not None:
+                recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected")
             self._recorder = recorder
         self.recording_changed.emit(recorder.path)
         return recorder.path
 
-    def stop_recording(self) -> Path:
-        """Finish the file; returns its path."""
+    def stop_recording(self, wait: bool = False) -> Path:
+        """Stop recording now (the file's ``stop_time``) and return the file's path at once.
+
+        The writer finishes the file in the background (``recording_finished`` then fires);
+        ``wait=True`` also waits for that, for scripts that open the file right away.
+        """
         with self._recorder_lock:
             recorder = self._recorder
             if recorder is None:
                 raise RuntimeError("not recording")
             self._recorder = None
-        path = recorder.stop()
+            self.last_recorder = recorder
+        recorder.request_stop()
         self.recording_changed.emit(None)
-        return path
+        if wait:
+            recorder.wait(10.0)
+        return recorder.path
 
     def record_input(self, events: SpikeEvents) -> None:
         """Log stimulus events that were sent, so input and output align in the recording."""
@@ -161,5 +195,5 @@ class Session:
     def close(self) -> None:
         """Stop recording and close the board."""
         if self._recorder is not None:
-            self.stop_recording()
+            self.stop_recording(wait=True)
         self.connection.disconnect("session closed")
