@@ -403,6 +403,11 @@ class Recorder:
         self._flush(buffered, first_wall)
 
     def _flush(self, buffered: dict[str, list[dict[str, np.ndarray]]], first_wall: dict[str, float]) -> None:
+        epoch = self._state.epochs[-1]
+        if epoch[3] < 0:  # anchor the epoch's board clock at its earliest spike or stimulus event
+            firsts = [int(np.min(ch["t"])) for s in (SPIKES, INPUT) for ch in buffered.get(s, []) if len(ch["t"])]
+            if firsts:
+                self._state.epochs[-1] = (epoch[0], epoch[1], epoch[2], min(firsts), epoch[4])
         # spikes first: they decide epoch boundaries (timestamp resets)
         for stream in sorted(buffered, key=lambda s: s != SPIKES):
             chunks = buffered[stream]
