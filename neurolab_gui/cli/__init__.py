@@ -25,6 +25,9 @@ SUBCOMMAND_MODULES = (
     "convert",
     "calibrate",
     "robot",
+    "record",
+    "export",
+    "info",
     "doctor",
 )
 

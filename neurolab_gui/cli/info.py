@@ -1,0 +1,39 @@
+"""``neurolab info``: what a session file holds (board, times, counts, epochs, markers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="summarise a session file")
+    p.add_argument("file", help="session file (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurolab_gui.core.session_file import SessionFile
+
+    try:
+        summary = SessionFile(args.file).summary()
+    except (ValueError, OSError) as exc:
+        print(f"neurolab info: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{summary['path']}: {'complete' if summary['complete'] else 'INCOMPLETE (the recording process ended without finishing it)'}")
+    print(f"  board {summary['board_serial']} ({'emulator' if summary['board_emulated'] else 'silicon'}), NeuroLab {summary['software_version']}")
+    print(f"  started {summary['start_time']}, stopped {summary['stop_time'] or '-'}, {summary['duration_s']:.3f} s of events")
+    print(f"  {summary['spikes']:,} spikes, {summary['input_events']:,} stimulus events, {summary['bias_changes']} bias changes, "
+          f"{summary['dropped_events']:,} dropped, {summary['segments']} segment files")
+    for e in summary["epochs"]:
+        print(f"  epoch {e['epoch']} at {e['session_offset_s']:.3f} s: {e['reason']}")
+    for m in summary["markers"]:
+        print(f"  {m['session_time_s']:10.3f} s  {m['kind']}: {m['text']}")
+    for name, rows in summary["streams"].items():
+        print(f"  stream {name}: {rows:,} rows")
+    return 0
