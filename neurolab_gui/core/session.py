@@ -47,6 +47,8 @@ class Session:
         self.membrane = MembraneMonitor()
         self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input)
         self._recorder: Recorder | None = None
+        #: The recording being replayed as the event source (instead of a board), if any.
+        self.replay: Any = None
         #: The recorder that was stopped last (its writer may still be finishing the file).
         self.last_recorder: Recorder | None = None
         self._recorder_lock = threading.Lock()
@@ -61,6 +63,8 @@ class Session:
         self.conversion: Any = None
         #: ``recording_changed(path or None)`` when recording started (path) or stopped (None).
         self.recording_changed = Signal("recording changed")
+        #: ``replay_changed(replay source or None)`` when a recording was opened for replay or closed.
+        self.replay_changed = Signal("replay changed")
         #: ``recording_finished(path, error or None)`` when a stopped recording's file is complete
         #: (from the writer thread, well under a second after the stop).
         self.recording_finished = Signal("recording finished")
@@ -80,8 +84,26 @@ class Session:
         """The connected board, or None."""
         return self.connection.board
 
+    def open_recording(self, path: str | Path):
+        """Replay a session file as the event source: closes the board, returns the paused
+        :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``)."""
+        from .replay import ReplaySource
+
+        self.close_replay()
+        self.connection.disconnect("replaying a recording")
+        self.replay = ReplaySource(self, path)
+        self.replay_changed.emit(self.replay)
+        return self.replay
+
+    def close_replay(self) -> None:
+        replay, self.replay = self.replay, None
+        if replay is not None:
+            replay.close()
+            self.replay_changed.emit(None)
+
     def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
         """Connect to ``"emulator"`` or a board serial; False (and an ``error`` status) if it cannot be opened."""
+        self.close_replay()
         target = ConnectionTarget(board, int(seed), bool(mismatch), clock, separate_process=self.emulator_in_separate_process)
         return self.connection.connect(target, acquire=acquire)
 
@@ -89,6 +111,8 @@ class Session:
         self.connection.disconnect()
 
     def _on_connected(self, board: Board) -> None:
+        if self.replay is not None:  # a live board replaces the replayed recording as the source
+            self.close_replay()
         recorder = self._recorder
         if recorder is not None:
             recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected", new_epoch=True)
@@ -194,6 +218,7 @@ class Session:
 
     def close(self) -> None:
         """Stop recording and close the board."""
+        self.close_replay()
         if self._recorder is not None:
             self.stop_recording(wait=True)
         self.connection.disconnect("session closed")

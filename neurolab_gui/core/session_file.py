@@ -218,6 +218,7 @@ class SessionFile:
             f.visititems(visit)
             for name in self.streams:
                 self.index[name] = f[f"index/{name}"][:]
+        self._time_cache: dict[tuple[str, str, int], np.ndarray] = {}
         self.segments_dir = self.path.with_name(str(self.attrs.get("segments_dir", segments_dir(self.path).name)))
         missing = [row["file"].decode() for row in self.segments if not (self.segments_dir / row["file"].decode()).exists()]
         if missing:
@@ -278,18 +279,41 @@ class SessionFile:
         return SpikeEvents(cols["t"], cols["chip"], cols["core"], cols["neuron"])
 
     def events_in(self, start_s: float, stop_s: float, stream: str = SPIKES) -> tuple[np.ndarray, SpikeEvents]:
-        """Events with ``start_s <= session time < stop_s``: ``(session_time_s, events)``."""
+        """Events with ``start_s <= session time < stop_s``: ``(session_time_s, events)``.
+
+        Reads only the rows of the window: each part's timestamps are read once and cached
+        (a replay asks for a few tens of milliseconds at a time).
+        """
         idx = self.index.get(stream)
         if idx is None or not len(idx):
             return np.zeros(0), SpikeEvents()
         first = self.session_time_s(idx["t_first"], idx["epoch"])
         last = self.session_time_s(idx["t_last"], idx["epoch"])
-        wanted = idx[(last >= start_s) & (first < stop_s)]
-        cols = self.read_stream(stream, wanted)
-        ts = self.session_time_s(cols["t"], cols["_epoch"]) if len(cols["t"]) else np.zeros(0)
-        keep = (ts >= start_s) & (ts < stop_s)
-        ev = SpikeEvents(cols["t"][keep], cols["chip"][keep], cols["core"][keep], cols["neuron"][keep])
-        return ts[keep], ev
+        times, cols = [], {c: [] for c in ("chip", "core", "neuron")}
+        ts_list = []
+        for row in idx[(last >= start_s) & (first < stop_s)]:
+            file = self.segments_dir / self.segments[int(row["segment"])]["file"].decode()
+            row0, n = int(row["row0"]), int(row["rows"])
+            key = (str(file), stream, row0)
+            ts = self._time_cache.get(key)
+            with h5py.File(file, "r") as seg:
+                if ts is None:
+                    ts = self.session_time_s(seg[f"{stream}/t"][row0 : row0 + n], int(row["epoch"]))
+                    if len(self._time_cache) >= 8:
+                        self._time_cache.pop(next(iter(self._time_cache)))
+                    self._time_cache[key] = ts
+                hit = np.flatnonzero((ts >= start_s) & (ts < stop_s))
+                if not len(hit):
+                    continue
+                a, b = int(hit[0]), int(hit[-1]) + 1
+                keep = hit - a
+                ts_list.append(ts[a:b][keep])
+                times.append(seg[f"{stream}/t"][row0 + a : row0 + b][keep])
+                for c in cols:
+                    cols[c].append(seg[f"{stream}/{c}"][row0 + a : row0 + b][keep])
+        if not times:
+            return np.zeros(0), SpikeEvents()
+        return np.concatenate(ts_list), SpikeEvents(np.concatenate(times), *(np.concatenate(cols[c]) for c in ("chip", "core", "neuron")))
 
     def summary(self) -> dict[str, Any]:
         """What ``neurolab info`` prints."""

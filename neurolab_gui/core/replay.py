@@ -1,0 +1,202 @@
+"""Replay a session file into a :class:`~neurolab_gui.core.session.Session` as if a board sent it.
+
+:class:`ReplaySource` is a source of event batches like the acquisition thread: its own thread
+reads the recording window by window and forwards the batches through the session's event
+fan-out (``ConnectionManager.feed``), so the raster, rates, transfer views and even a new
+recording receive them exactly as they receive a live board's.  Bias changes of the recording
+are applied to the session's (board-less) bias model when the play head crosses them, so the
+bias panel shows the settings of the moment being replayed.
+
+Timestamps are the recording's session time in µs (one monotonic timeline over reconnects and
+timestamp resets, see :mod:`neurolab_gui.core.session_file`).  Seeking clears the spike
+monitor and feeds the ``preroll_s`` seconds before the new position, so the views show the
+moment scrubbed to at once.  Qt-free; the Qt replay bar only calls these methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from drivers.dynapse1.board_api import BiasValue
+from drivers.dynapse1.spikes import SpikeEvents
+
+from .events import Signal
+from .session_file import SessionFile
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+MIN_SPEED, MAX_SPEED = 0.1, 10.0
+
+
+class ReplaySource:
+    """Play, pause, seek and change the speed of a recording fed into ``session``.
+
+    Parameters
+    ----------
+    session : the session whose monitors receive the events (no board may be connected)
+    path : the session file
+    preroll_s : history fed before the play head after a seek
+    tick_s : how often the replay thread forwards a batch (wall-clock seconds)
+    """
+
+    def __init__(self, session: Session, path: str | Path, preroll_s: float = 2.0, tick_s: float = 0.02) -> None:
+        self.session = session
+        self.file = SessionFile(path)
+        self.path = self.file.path
+        self.duration_s = self.file.duration_s()
+        self.preroll_s = float(preroll_s)
+        self.tick_s = float(tick_s)
+        self._position = 0.0
+        self._speed = 1.0
+        self._playing = False
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+        start_unix = float(self.file.attrs.get("start_time_unix", 0.0))
+        changes = self.file.bias_changes
+        #: Session times (s) of the recorded bias changes, in order.
+        self.bias_change_times = np.asarray(changes["time_s"] - start_unix, np.float64) if len(changes) else np.zeros(0)
+        self._initial_biases = {
+            (int(r["chip"]), int(r["core"]), _s(r["name"])): BiasValue(int(r["coarse"]), int(r["fine"]), bool(r["high"]))
+            for r in self.file.bias_initial
+        }
+        self._bias_applied = -1  # index of the last recorded change applied to the bias model
+        #: ``position_changed(seconds)`` from the replay thread or the caller.
+        self.position_changed = Signal("replay position")
+        #: ``state_changed(playing: bool)``.
+        self.state_changed = Signal("replay state")
+        self._thread = threading.Thread(target=self._run, name="neurolab-replay", daemon=True)
+        self._thread.start()
+        self.seek(0.0)
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def position_s(self) -> float:
+        return self._position
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def timeline(self) -> list[tuple[float, str, str]]:
+        """``(session time s, kind, text)`` of every bias change and marker, for a timeline view."""
+        items = []
+        for t, c in zip(self.bias_change_times, self.file.bias_changes, strict=True):
+            items.append((float(t), "bias", f"{_s(c['name'])} chip {c['chip']} core {c['core']}: "
+                          f"({c['old_coarse']}, {c['old_fine']}) → ({c['new_coarse']}, {c['new_fine']}) [{_s(c['origin'])}]"))
+        for m in self.file.markers:
+            items.append((float(m["session_time_s"]), _s(m["kind"]), _s(m["text"])))
+        return sorted(items, key=lambda x: x[0])
+
+    # --- control --------------------------------------------------------------------------
+    def play(self) -> None:
+        with self._lock:
+            if self._position >= self.duration_s:
+                self.seek(0.0)
+            self._playing = True
+        self._wake.set()
+        self.state_changed.emit(True)
+
+    def pause(self) -> None:
+        with self._lock:
+            self._playing = False
+        self.state_changed.emit(False)
+
+    def toggle(self) -> None:
+        self.pause() if self._playing else self.play()
+
+    def set_speed(self, speed: float) -> None:
+        speed = float(speed)
+        if not MIN_SPEED <= speed <= MAX_SPEED or not np.isfinite(speed):
+            raise ValueError(f"replay speed must lie in {MIN_SPEED}..{MAX_SPEED}x, got {speed}")
+        self._speed = speed
+
+    def seek(self, t_s: float) -> None:
+        """Move the play head to ``t_s`` (clamped to the recording) and show the moment."""
+        if not np.isfinite(t_s):
+            raise ValueError(f"cannot seek to {t_s}")
+        with self._lock:
+            t_s = min(max(0.0, float(t_s)), self.duration_s)
+            self.session.spikes.clear()
+            self._feed(max(0.0, t_s - self.preroll_s), t_s)
+            self._position = t_s
+            self._apply_biases_until(t_s)
+        self.position_changed.emit(t_s)
+
+    def close(self) -> None:
+        self._closed = True
+        self._playing = False
+        self._wake.set()
+        self._thread.join(2.0)
+
+    # --- the replay thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._closed:
+            if not self._playing:
+                self._wake.wait(0.2)
+                self._wake.clear()
+                last = time.monotonic()
+                continue
+            time.sleep(self.tick_s)
+            now = time.monotonic()
+            try:
+                with self._lock:
+                    if not self._playing:
+                        continue
+                    start = self._position
+                    stop = min(self.duration_s + 1e-6, start + (now - last) * self._speed)
+                    self._feed(start, stop)
+                    self._position = min(stop, self.duration_s)
+                    self._apply_biases_until(self._position)
+                    finished = self._position >= self.duration_s
+                    if finished:
+                        self._playing = False
+                self.position_changed.emit(self._position)
+                if finished:
+                    self.state_changed.emit(False)
+            except Exception:  # a damaged segment must not kill the thread silently
+                log.exception("replay of %s failed", self.path)
+                self._playing = False
+                self.state_changed.emit(False)
+            last = now
+
+    def _feed(self, start_s: float, stop_s: float) -> None:
+        if stop_s <= start_s:
+            return
+        ts, ev = self.file.events_in(start_s, stop_s)
+        if len(ev):
+            order = np.argsort(ts, kind="stable")
+            t_us = np.rint(ts[order] * 1e6).astype(np.int64)
+            self.session.connection.feed(SpikeEvents(t_us, ev.chip[order], ev.core[order], ev.neuron[order]))
+
+    def _apply_biases_until(self, t_s: float) -> None:
+        """Bring the bias model to the recorded settings at ``t_s`` (initial table + changes so far)."""
+        target = int(np.searchsorted(self.bias_change_times, t_s, side="right")) - 1
+        if target == self._bias_applied or self.session.board is not None or not self._initial_biases:
+            return
+        values = dict(self._initial_biases)
+        for c in self.file.bias_changes[: target + 1]:
+            key = (int(c["chip"]), int(c["core"]), _s(c["name"]))
+            old = values.get(key, BiasValue(0, 0))
+            values[key] = BiasValue(int(c["new_coarse"]), int(c["new_fine"]), old.high, old.normal, old.enabled)
+        known = {k: v for k, v in values.items() if k in self.session.biases.parameters}
+        self.session.biases.apply(known, origin="replay", undoable=False)
+        self._bias_applied = target
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
