@@ -39,6 +39,7 @@ from .panels.log_panel import LogPanel
 from .panels.membrane_panel import MembranePanel
 from .panels.model_panel import ModelPanel
 from .panels.raster_panel import RasterPanel
+from .panels.replay_panel import ReplayPanel
 from .panels.stimulus_panel import StimulusPanel
 from .panels.transfer_panel import TransferPanel
 
@@ -151,6 +152,7 @@ class MainWindow(QMainWindow):
         self.stimulus_panel = StimulusPanel(session, self.reporter)
         self.model_panel = ModelPanel(session, self.reporter, self.transfer_panel)
         self.console_panel = ConsolePanel(session)
+        self.replay_panel = ReplayPanel(session)
         self.docks: dict[str, QDockWidget] = {}
         area = Qt.DockWidgetArea
         self._add_dock("bias", "Biases", self.bias_panel, area.LeftDockWidgetArea)
@@ -161,11 +163,13 @@ class MainWindow(QMainWindow):
         self._add_dock("stimulus", "Stimulus", self.stimulus_panel, area.LeftDockWidgetArea)
         self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
         self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
+        self._add_dock("replay", "Replay", self.replay_panel, area.BottomDockWidgetArea)
         self.tabifyDockWidget(self.docks["transfer"], self.docks["membrane"])
         # the left column is one tab group, so the bias tree gets its full height
         self.tabifyDockWidget(self.docks["bias"], self.docks["model"])
         self.tabifyDockWidget(self.docks["model"], self.docks["stimulus"])
         self.tabifyDockWidget(self.docks["console"], self.docks["log"])
+        self.tabifyDockWidget(self.docks["log"], self.docks["replay"])
         self.docks["transfer"].raise_()
         self.docks["bias"].raise_()
         self.docks["console"].raise_()
@@ -174,6 +178,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         relay(session.connection.status_changed, self._show_status, self)
         relay(session.recording_changed, self._on_recording_changed, self)
+        relay(session.recording_finished, self._on_recording_finished, self)
         self._status_timer = QTimer(self)
         self._status_timer.timeout.connect(self._poll)
         self._status_timer.start(500)
@@ -208,6 +213,8 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
+        file = mb.addMenu("&File")
+        self.open_recording_action = self._action(file, "&Open recording…", self.open_recording_dialog, "Ctrl+Shift+O")
         board = mb.addMenu("&Board")
         self.connect_action = self._action(board, "&Connect", self.connection_bar.connect_selected, "Ctrl+K")
         self._action(board, "&Reconnect", self._reconnect, "Ctrl+Shift+K")
@@ -234,6 +241,12 @@ class MainWindow(QMainWindow):
     # --- status ---------------------------------------------------------------------------
     def _poll(self) -> None:
         self.session.connection.poll_status()
+        status = self.session.recording_status()
+        if status is not None and self.session.recording is not None:
+            self.recording_label.setText(
+                f"● recording {self.session.recording.name}: {status.written_events:,} events"
+                + (f", {status.dropped_events:,} DROPPED" if status.dropped_events else "")
+            )
 
     def _show_status(self, status: ConnectionStatus) -> None:
         self.state_label.setText(f"{status.state}: {status.target}" if status.target else status.state)
@@ -270,11 +283,33 @@ class MainWindow(QMainWindow):
             self.session.stop_recording()
 
     def _on_recording_changed(self, path) -> None:
-        self.recording_label.setText(f"● recording {Path(path).name}" if path else "")
+        self.recording_label.setText(f"● recording {Path(path).name}" if path else "finishing the recording…")
         button = self.connection_bar.record_button
         button.blockSignals(True)
         button.setChecked(path is not None)
         button.blockSignals(False)
+
+    def _on_recording_finished(self, path, error) -> None:
+        if error is not None:
+            self.recording_label.setText("recording FAILED")
+            self.reporter.report(error, f"recording to {path} failed")
+            return
+        status = self.session.recording_status()
+        dropped = status.dropped_events if status is not None else 0
+        self.recording_label.setText(f"saved {Path(path).name}" + (f" ({dropped:,} events dropped)" if dropped else ""))
+
+    def open_recording_dialog(self) -> None:
+        """File → Open recording: replay a session file through the same panels as a live board."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open recording", "", "NeuroLab session (*.h5)")
+        if not path:
+            return
+        try:
+            self.session.open_recording(path)
+        except (ValueError, OSError) as exc:
+            self.reporter.report(exc, f"could not open the recording {path}")
+            return
+        self.docks["replay"].show()
+        self.docks["replay"].raise_()
 
     # --- layout ----------------------------------------------------------------------------
     def layout_state(self) -> dict:
@@ -317,4 +352,5 @@ class MainWindow(QMainWindow):
         self._status_timer.stop()
         self.raster_panel.stop()
         self.membrane_panel.stop()
+        self.replay_panel.stop()
         super().closeEvent(event)

@@ -1,0 +1,76 @@
+"""Replay in the app: File → Open recording, then the real Play button, speed box and time slider."""
+
+from __future__ import annotations
+
+import pytest
+from PyQt6.QtCore import Qt
+from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QFileDialog
+from test_core_replay import make_recording
+
+from neurolab_gui.core.session import Session
+from neurolab_gui.qt.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    session = Session(spike_capacity=200_000)
+    w = MainWindow(session, layout_path=tmp_path / "layout.json")
+    w.reporter.show_messages = False
+    qtbot.addWidget(w)
+    yield w
+    w.close()
+    session.close()
+
+
+def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, monkeypatch):
+    path = tmp_path / "replay.h5"
+    events = make_recording(path, seconds=2.0)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.open_recording_action.trigger()
+    replay = window.session.replay
+    panel = window.replay_panel
+    assert replay is not None
+    qtbot.waitUntil(panel.play_button.isEnabled)  # the panel hears of the replay on the GUI thread
+    assert "replay.h5" in panel.file_label.text() and "1 bias changes" in panel.file_label.text()
+
+    window.raster_panel.chip_spin.setValue(0)
+    window.raster_panel.all_cores_check.setChecked(True)  # the recording's neurons are on core 2
+    QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+    assert replay.playing
+    qtbot.waitUntil(lambda: window.raster_panel.last_frame is not None and window.raster_panel.last_frame.n_events > 0, timeout=10_000)
+    QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+    assert not replay.playing and panel.play_button.text() == "Play"
+    paused_at = replay.position_s
+    qtbot.wait(100)
+    assert replay.position_s == paused_at and 0 < paused_at < replay.duration_s
+
+    panel.speed_spin.selectAll()
+    QTest.keyClicks(panel.speed_spin, "8")
+    QTest.keyClick(panel.speed_spin, Qt.Key.Key_Return)
+    assert replay.speed == pytest.approx(8.0)
+
+    panel.slider.setFocus()
+    QTest.keyClick(panel.slider, Qt.Key.Key_End)  # scrub to the end
+    assert replay.position_s == pytest.approx(replay.duration_s, abs=1e-3)
+    v = window.session.biases.value(0, 2, "IF_DC_P")
+    assert (v.coarse, v.fine) == (3, 77)  # the bias change at 1 s was replayed
+    QTest.keyClick(panel.slider, Qt.Key.Key_Home)  # and back to the start
+    assert replay.position_s == 0 and len(window.session.spikes.ring) == 0
+    v = window.session.biases.value(0, 2, "IF_DC_P")
+    assert (v.coarse, v.fine) != (3, 77)
+
+    QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)  # 8x: plays to the end by itself
+    qtbot.waitUntil(lambda: not replay.playing, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.play_button.text() == "Play" and not panel.play_button.isChecked())
+    assert len(window.session.spikes.ring) == len(events)  # every event once since the scrub to 0
+    assert panel.time_label.text().startswith(f"{replay.duration_s:.3f}")
+
+
+def test_a_file_that_is_not_a_recording_is_reported_not_opened(window, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    window.open_recording_action.trigger()
+    assert window.session.replay is None and not window.replay_panel.play_button.isEnabled()
+    assert "cannot be opened as HDF5" in window.reporter.errors[-1][0]
