@@ -186,3 +186,50 @@ def test_reconnect_and_unplug_are_marked_and_start_a_new_epoch(tmp_path):
     ts, ev = s.events_in(0, 1e9)
     assert ev.timestamp_us.tolist() == [100, 200, 50] and np.all(np.diff(ts) > 0)
     assert segments_dir(path).is_dir()
+
+
+def test_a_failing_disk_fails_the_recording_loudly_and_keeps_what_was_closed(tmp_path, monkeypatch):
+    path = tmp_path / "full.h5"
+    rec = _recorder(path)
+    errors = []
+    rec.finished_signal.connect(lambda p, err: errors.append(err))
+    rec.start()
+    rng = np.random.default_rng(4)
+    rec.record_spikes(_batch(rng, 0, 10**6, 1000))
+    while SessionFile(path).rows("events/spikes") < 1000:  # closed into a segment and indexed
+        time.sleep(0.01)
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", disk_full)
+    rec.record_spikes(_batch(rng, 10**6, 2 * 10**6, 1000))
+    rec.finished.wait(10)
+    assert rec.status().state == "failed" and isinstance(errors[0], OSError)
+    assert not rec.record_spikes(_batch(rng, 0, 1, 10))
+    with pytest.raises(RuntimeError, match="No space left on device"):
+        rec.stop()
+    monkeypatch.undo()
+    s = SessionFile(path)
+    assert not s.complete and s.rows("events/spikes") == 1000
+
+
+def test_reader_names_the_problem_with_foreign_damaged_or_incomplete_files(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(ValueError, match="not a NeuroLab session file"):
+        SessionFile(foreign)
+    path = tmp_path / "ok.h5"
+    rec = _recorder(path)
+    rec.start()
+    rec.record_spikes(SpikeEvents([1, 2], [0, 0], [0, 0], [0, 1]))
+    rec.stop()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="cannot be opened as HDF5"):
+        SessionFile(truncated)
+    for seg in segments_dir(path).iterdir():
+        seg.unlink()
+    with pytest.raises(ValueError, match="segment files are missing"):
+        SessionFile(path)

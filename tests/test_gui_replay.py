@@ -74,3 +74,31 @@ def test_a_file_that_is_not_a_recording_is_reported_not_opened(window, tmp_path,
     window.open_recording_action.trigger()
     assert window.session.replay is None and not window.replay_panel.play_button.isEnabled()
     assert "cannot be opened as HDF5" in window.reporter.errors[-1][0]
+
+
+def test_stopping_a_recording_with_the_record_button_never_waits_for_the_writer(window, qtbot, tmp_path, monkeypatch):
+    """Issue 15.3: the stop click returns at once even while the disk is stuck; the file completes later."""
+    import threading
+
+    import numpy as np
+
+    from drivers.dynapse1.spikes import SpikeEvents
+    from neurolab_gui.core.session_file import SessionFile
+
+    path = tmp_path / "rec.h5"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    button = window.connection_bar.record_button
+    QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+    recorder = window.session.recorder
+    assert recorder is not None and button.isChecked()
+    stuck = threading.Event()
+    original = recorder._process
+    monkeypatch.setattr(recorder, "_process", lambda items: (stuck.wait(30), original(items)))
+    window.session.connection.feed(SpikeEvents(np.arange(1000), np.zeros(1000), np.zeros(1000), np.arange(1000) % 256))
+    QTest.mouseClick(button, Qt.MouseButton.LeftButton)  # stop: must not wait for the stuck writer
+    assert window.session.recording is None and not recorder.finished.is_set()
+    qtbot.waitUntil(lambda: "finishing" in window.recording_label.text())
+    assert not button.isChecked()
+    stuck.set()
+    qtbot.waitUntil(lambda: window.recording_label.text() == "saved rec.h5", timeout=10_000)
+    assert SessionFile(path).rows("events/spikes") == 1000
