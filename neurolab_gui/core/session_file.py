@@ -144,7 +144,7 @@ def write_index(path: Path, state: IndexState) -> None:
         f.create_dataset("epochs", data=np.array(state.epochs, dtype=EPOCH_DTYPE))
         f.create_dataset("markers", data=np.array(state.markers, dtype=MARKER_DTYPE))
         files = [row[0].decode() for row in state.segments]
-        for spec in state.streams.values():
+        for spec in list(state.streams.values()):  # a producer may declare a stream meanwhile
             rows = state.index.get(spec.path, [])
             f.create_dataset(f"index/{spec.path}", data=np.array(rows, dtype=INDEX_DTYPE))
             group = f.require_group(spec.path)
