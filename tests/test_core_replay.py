@@ -69,3 +69,35 @@ def test_replay_feeds_the_live_monitors_seeks_and_restores_the_biases_of_the_mom
     assert replay.position_s == paused_at
     session.close()
     assert session.replay is None
+
+
+def test_membrane_is_recorded_while_monitored_and_replayed_into_the_membrane_monitor(tmp_path):
+    from neurolab_gui.core.session_file import SessionFile
+
+    session = Session()
+    assert session.connect(clock="realtime", acquire=True)
+    session.biases.set(0, 1, "IF_DC_P", 5, 60, origin="test")
+    session.membrane.select(0, 1, 5)
+    path = tmp_path / "membrane.h5"
+    session.start_recording(path)
+    for _ in range(15):
+        session.membrane.poll()  # what the membrane panel's timer does
+        time.sleep(0.1)
+    session.stop_recording(wait=True)
+    session.disconnect()
+    s = SessionFile(path)
+    rows = s.read_stream("streams/analog/membrane")
+    assert len(rows["v"]) > 100 and set(rows["neuron"].tolist()) == {5} and np.ptp(rows["v"]) > 0
+
+    replay = session.open_recording(path)
+    assert replay.membrane.recorded == [(0, 1, 5)] and session.membrane.available
+    replay.set_speed(10)
+    replay.play()
+    deadline = time.monotonic() + 10
+    while replay.playing and time.monotonic() < deadline:
+        session.membrane.poll()
+        time.sleep(0.02)
+    session.membrane.poll()
+    t, v = session.membrane.trace(0, 1)
+    assert len(v) == len(rows["v"]) and np.allclose(v, rows["v"])
+    session.close()

@@ -347,6 +347,8 @@ class MembraneMonitor:
         self._lock = threading.Lock()
         #: ``selection_changed(chip, core, neuron)``.
         self.selection_changed = Signal("membrane selection changed")
+        #: ``samples(chip, core, neuron, t_us, volts)`` for every fetch (the recorder listens).
+        self.samples = Signal("membrane samples")
 
     def attach(self, board) -> None:
         with self._lock:
@@ -359,6 +361,12 @@ class MembraneMonitor:
     def detach(self) -> None:
         with self._lock:
             self._board = None
+
+    def clear(self) -> None:
+        """Forget the traces collected so far (a replay that jumped)."""
+        with self._lock:
+            self._t.clear()
+            self._v.clear()
 
     def select(self, chip: int, core: int, neuron: int) -> None:
         """Route ``neuron`` of (chip, core) to the analog monitor (one neuron per core)."""
@@ -376,7 +384,7 @@ class MembraneMonitor:
     def available(self) -> bool:
         """Whether the board can read membranes back (the emulator can, silicon cannot)."""
         board = self._board
-        return board is not None and bool(getattr(board, "is_emulated", False))
+        return board is not None and bool(getattr(board, "has_membrane_readback", getattr(board, "is_emulated", False)))
 
     def poll(self) -> None:
         """Fetch new samples of every selected core from the board."""
@@ -388,6 +396,8 @@ class MembraneMonitor:
             if got is None:
                 continue
             t, v = np.asarray(got[0], np.float64), np.asarray(got[1], np.float64)
+            if len(t):
+                self.samples.emit(chip, core, self.selected.get((chip, core), 0), t, v)
             with self._lock:
                 old_t = self._t.get((chip, core), np.zeros(0))
                 old_v = self._v.get((chip, core), np.zeros(0))

@@ -27,7 +27,7 @@ from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.spikes import SpikeEvents
 
 from .events import Signal
-from .session_file import SessionFile
+from .session_file import MEMBRANE_STREAM, SessionFile
 
 if TYPE_CHECKING:
     from .session import Session
@@ -70,6 +70,8 @@ class ReplaySource:
             for r in self.file.bias_initial
         }
         self._bias_applied = -1  # index of the last recorded change applied to the bias model
+        #: What the session's membrane monitor reads during a replay (the recorded samples).
+        self.membrane = ReplayMembrane(self)
         #: ``position_changed(seconds)`` from the replay thread or the caller.
         self.position_changed = Signal("replay position")
         #: ``state_changed(playing: bool)``.
@@ -132,6 +134,8 @@ class ReplaySource:
             t_s = min(max(0.0, float(t_s)), self.duration_s)
             self.session.spikes.clear()
             self._feed(max(0.0, t_s - self.preroll_s), t_s)
+            self.membrane.rewind(max(0.0, t_s - self.preroll_s))
+            self.session.membrane.clear()
             self._position = t_s
             self._apply_biases_until(t_s)
         self.position_changed.emit(t_s)
@@ -196,6 +200,54 @@ class ReplaySource:
         known = {k: v for k, v in values.items() if k in self.session.biases.parameters}
         self.session.biases.apply(known, origin="replay", undoable=False)
         self._bias_applied = target
+
+
+class ReplayMembrane:
+    """The recorded analog-monitor samples, served to the membrane monitor up to the play head.
+
+    Stands where a board stands for :class:`~neurolab_gui.core.monitors.MembraneMonitor`:
+    ``read_membrane(chip, core)`` returns the samples between the last read and the play head
+    (session time, µs).  Only the neuron that was monitored while recording can be shown.
+    """
+
+    has_membrane_readback = True
+    is_emulated = False
+
+    def __init__(self, replay: ReplaySource) -> None:
+        self._replay = replay
+        f = replay.file
+        self.by_core: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.recorded: list[tuple[int, int, int]] = []
+        stream = f"streams/{MEMBRANE_STREAM}"
+        if stream in f.streams and f.rows(stream):
+            c = f.read_stream(stream)
+            t_s = f.session_time_s(c["t_us"], c["_epoch"])
+            for chip, core in sorted({(int(a), int(b)) for a, b in zip(c["chip"], c["core"], strict=True)}):
+                sel = (c["chip"] == chip) & (c["core"] == core)
+                order = np.argsort(t_s[sel], kind="stable")
+                self.by_core[(chip, core)] = (t_s[sel][order] * 1e6, c["v"][sel][order].astype(np.float64))
+                self.recorded.append((chip, core, int(c["neuron"][sel][-1])))
+        self._cursor_s: dict[tuple[int, int], float] = {}
+
+    def rewind(self, t_s: float) -> None:
+        """Serve samples from ``t_s`` on (from the very first when ``t_s`` is the start)."""
+        self._cursor_s = {key: (t_s if t_s > 0 else -np.inf) for key in self.by_core}
+
+    def monitor_neuron(self, chip: int, core: int, neuron: int) -> None:
+        """Nothing to route: a recording holds the neuron that was monitored then."""
+
+    def read_membrane(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray] | None:
+        got = self.by_core.get((chip, core))
+        if got is None:
+            return None
+        t_us, v = got
+        head = self._replay.position_s
+        start = self._cursor_s.get((chip, core), -np.inf)
+        a, b = np.searchsorted(t_us, [start * 1e6, head * 1e6])
+        if head >= self._replay.duration_s:  # the end: include what follows the last spike
+            b = len(t_us)
+        self._cursor_s[(chip, core)] = head
+        return t_us[a:b], v[a:b]
 
 
 def _s(value) -> str:

@@ -28,6 +28,7 @@ from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarg
 from .events import Signal
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
+from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM
 from .session_stimulus import StimulusController
 
 
@@ -77,6 +78,7 @@ class Session:
         self.connection.disconnected.connect(self._on_disconnected)
         self.connection.events.connect(self._on_events)
         self.biases.changed.connect(self._on_bias_change)
+        self.membrane.samples.connect(self._on_membrane_samples)
 
     # --- board ------------------------------------------------------------------------
     @property
@@ -92,6 +94,9 @@ class Session:
         self.close_replay()
         self.connection.disconnect("replaying a recording")
         self.replay = ReplaySource(self, path)
+        self.membrane.attach(self.replay.membrane)
+        for chip, core, neuron in self.replay.membrane.recorded:
+            self.membrane.select(chip, core, neuron)
         self.replay_changed.emit(self.replay)
         return self.replay
 
@@ -99,6 +104,7 @@ class Session:
         replay, self.replay = self.replay, None
         if replay is not None:
             replay.close()
+            self.membrane.detach()
             self.replay_changed.emit(None)
 
     def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
@@ -132,6 +138,12 @@ class Session:
         if recorder is not None:  # first: the recorder only queues, and must not depend on the views
             recorder.record_spikes(batch)
         self.spikes.on_events(batch)
+
+    def _on_membrane_samples(self, chip: int, core: int, neuron: int, t_us, volts) -> None:
+        recorder = self._recorder
+        if recorder is not None and self.replay is None:
+            n = len(t_us)
+            recorder.append(MEMBRANE_STREAM, {"t_us": t_us, "chip": [chip] * n, "core": [core] * n, "neuron": [neuron] * n, "v": volts})
 
     def _on_bias_change(self, change: BiasChange) -> None:
         recorder = self._recorder
@@ -184,6 +196,7 @@ class Session:
                 ),
                 notes=notes,
             )
+            recorder.add_stream(MEMBRANE_STREAM, MEMBRANE_COLUMNS, description="analog monitor (membrane) samples, board time µs, volts")
             recorder.finished_signal.connect(self.recording_finished.emit)
             recorder.start()
             if board is not None:

@@ -91,6 +91,11 @@ MARKER_DTYPE = np.dtype([("wall_time_s", "f8"), ("session_time_s", "f8"), ("epoc
 EVENT_COLUMNS: dict[str, np.dtype] = {"t": np.dtype("i8"), "chip": np.dtype("u1"), "core": np.dtype("u1"), "neuron": np.dtype("u2")}
 SPIKES = "events/spikes"
 INPUT = "events/input"
+#: The analog monitor's samples (membrane potential) while a membrane view polled them.
+MEMBRANE_STREAM = "analog/membrane"
+MEMBRANE_COLUMNS: dict[str, np.dtype] = {
+    "t_us": np.dtype("i8"), "chip": np.dtype("u1"), "core": np.dtype("u1"), "neuron": np.dtype("u2"), "v": np.dtype("f4")
+}
 
 
 @dataclass(frozen=True)
