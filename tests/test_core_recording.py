@@ -233,3 +233,33 @@ def test_reader_names_the_problem_with_foreign_damaged_or_incomplete_files(tmp_p
         seg.unlink()
     with pytest.raises(ValueError, match="segment files are missing"):
         SessionFile(path)
+
+
+@pytest.mark.parametrize("max_copy_rows", [0, 10**9])
+def test_merged_segments_nest_and_read_back_whether_copied_or_virtual(tmp_path, monkeypatch, max_copy_rows):
+    from neurolab_gui.core import recording
+
+    monkeypatch.setattr(recording, "MERGE_FANOUT", 2)  # levels 1, 2, 3 … after a few segments
+    monkeypatch.setattr(recording, "MERGE_MAX_ROWS", max_copy_rows)  # 0: every merge is virtual
+    path = tmp_path / f"nest{max_copy_rows}.h5"
+    rec = _recorder(path)
+    rec.start()
+    rng = np.random.default_rng(6)
+    batches = []
+    for i in range(12):
+        batches.append(_batch(rng, i * 10**5, (i + 1) * 10**5, 500))
+        rec.record_spikes(batches[-1])
+        time.sleep(0.03)  # one segment each
+    rec.stop()
+    expected = SpikeEvents.concatenate(batches)
+    s = SessionFile(path)
+    assert len(s.segments) < 6  # 12 segments merged in a binary tree
+    assert np.array_equal(s.events().timestamp_us, expected.timestamp_us)
+    ts, ev = s.events_in(0.35, 0.75)
+    t_all = s.session_time_s(expected.timestamp_us, 0)
+    assert np.array_equal(ev.timestamp_us, expected.timestamp_us[(t_all >= 0.35) & (t_all < 0.75)])
+    monkeypatch.chdir("/")
+    with h5py.File(path) as f:
+        assert np.array_equal(f["events/spikes/neuron"][:], expected.neuron)
+    n_files = len(list(segments_dir(path).iterdir()))
+    assert n_files == len(s.segments) if max_copy_rows else n_files > len(s.segments)  # virtual: originals stay

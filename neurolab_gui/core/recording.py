@@ -54,6 +54,7 @@ from .session_file import (
     SPIKES,
     IndexState,
     StreamSpec,
+    virtual_column,
     read_session,
     segments_dir,
     write_index,
@@ -101,6 +102,7 @@ class _Segment:
     epoch: int
     wall_open: float
     wall_close: float = 0.0
+    virtual: bool = False  # a file of virtual datasets over other segments (see Recorder._merge)
     parts: dict[str, list[_Part]] = field(default_factory=dict)
 
     def rows(self, stream: str) -> int:
@@ -520,45 +522,52 @@ class Recorder:
         self._state.index = index
 
     def _merge(self) -> None:
-        """Merge runs of ``MERGE_FANOUT`` closed segments of one level into one of the next level."""
+        """Merge the oldest ``MERGE_FANOUT`` closed segments of a level into one of the next level.
+
+        Small groups (at most ``MERGE_MAX_ROWS`` rows) are copied into one file and the originals
+        deleted, so a long low-rate recording has few files.  Bigger groups are merged
+        *virtually*: a small file of virtual datasets over the 16 originals, so the index (rewritten
+        twice a second) names one file instead of 16 and its cost stays flat at high rates, while
+        the data is never copied (copying 16 big segments would stall the writer into drops).
+        """
         changed = True
         while changed:
             changed = False
             for level in sorted({s.level for s in self._segments}):
                 run = [i for i, s in enumerate(self._segments) if s.level == level]
-                if len(run) < MERGE_FANOUT:
+                if len(run) < MERGE_FANOUT or run[MERGE_FANOUT - 1] - run[0] != MERGE_FANOUT - 1:
                     continue
                 first = run[0]
                 group = self._segments[first : first + MERGE_FANOUT]
-                if any(s.level != level for s in group) or sum(sum(s.rows(k) for k in s.parts) for s in group) > MERGE_MAX_ROWS:
-                    continue
-                merged = self._merge_files(group, level + 1)
-                old = [s.file for s in group]
+                rows = sum(s.rows(k) for s in group for k in s.parts)
+                copy = rows <= MERGE_MAX_ROWS and not any(s.virtual for s in group)
+                merged = self._merge_files(group, level + 1, copy)
                 self._segments[first : first + MERGE_FANOUT] = [merged]
                 self._rebuild_index()
                 write_index(self.path, self._state)  # the new index names the merged file only
-                for name in old:
-                    (segments_dir(self.path) / name).unlink(missing_ok=True)
+                if copy:
+                    for seg in group:
+                        (segments_dir(self.path) / seg.file).unlink(missing_ok=True)
                 changed = True
                 break
 
-    def _merge_files(self, group: list[_Segment], level: int) -> _Segment:
+    def _merge_files(self, group: list[_Segment], level: int, copy: bool) -> _Segment:
         name = f"seg-{self._next_file:06d}.h5"
         self._next_file += 1
-        merged = _Segment(name, level, group[0].epoch, group[0].wall_open, group[-1].wall_close)
+        merged = _Segment(name, level, group[0].epoch, group[0].wall_open, group[-1].wall_close, virtual=not copy)
         seg_dir = segments_dir(self.path)
-        with h5py.File(seg_dir / name, "w") as out:
+        with h5py.File(seg_dir / name, "w", libver="latest") as out:
             out.attrs["epoch"] = merged.epoch
-            for stream in {s for seg in group for s in seg.parts}:
+            out.attrs["merged_from"] = [s.file for s in group] if not copy else []
+            for stream in sorted({s for seg in group for s in seg.parts}):
                 spec = self._streams[stream]
-                pieces: dict[str, list[np.ndarray]] = {c: [] for c in spec.columns}
+                sources: list[tuple[str, int, int]] = []  # (file, row0, rows) in order
                 row = 0
                 for seg in group:
-                    if stream not in seg.parts:
+                    n = seg.rows(stream)
+                    if not n:
                         continue
-                    with h5py.File(seg_dir / seg.file, "r") as src:
-                        for c in spec.columns:
-                            pieces[c].append(src[f"{stream}/{c}"][:])
+                    sources.append((seg.file, 0, n))
                     for p in seg.parts[stream]:
                         parts = merged.parts.setdefault(stream, [])
                         if parts and parts[-1].epoch == p.epoch:
@@ -567,7 +576,18 @@ class Recorder:
                         else:
                             parts.append(_Part(p.epoch, row, p.rows, p.t_first, p.t_last))
                         row += p.rows
-                for c in spec.columns:
-                    data = np.concatenate(pieces[c])
-                    out.create_dataset(f"{stream}/{c}", data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, len(data))),), compression=self.compression)
+                group_ = out.require_group(stream)
+                for c, dtype in spec.columns.items():
+                    if copy:
+                        pieces = []
+                        for file, _r0, _n in sources:
+                            with h5py.File(seg_dir / file, "r") as src:
+                                pieces.append(src[f"{stream}/{c}"][:])
+                        data = np.concatenate(pieces)
+                        group_.create_dataset(c, data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, len(data))),),
+                                              compression=self.compression)
+                    else:
+                        files = [f for f, _, _ in sources]
+                        rows_ = [(i, 0, 0, n, 0, 0) for i, (_f, _r0, n) in enumerate(sources)]
+                        virtual_column(group_, c, np.dtype(dtype), row, rows_, files, ".", f"{stream}/{c}")
         return merged
