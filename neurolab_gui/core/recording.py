@@ -54,9 +54,9 @@ from .session_file import (
     SPIKES,
     IndexState,
     StreamSpec,
-    virtual_column,
     read_session,
     segments_dir,
+    virtual_column,
     write_index,
 )
 
@@ -102,6 +102,7 @@ class _Segment:
     epoch: int
     wall_open: float
     wall_close: float = 0.0
+    opened_mono: float = 0.0
     virtual: bool = False  # a file of virtual datasets over other segments (see Recorder._merge)
     parts: dict[str, list[_Part]] = field(default_factory=dict)
 
@@ -201,11 +202,6 @@ class Recorder:
     @property
     def running(self) -> bool:
         return self._thread is not None and not self.finished.is_set()
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Rows written so far (compatibility name)."""
-        return {"spikes": self.written.get(SPIKES, 0), "input": self.written.get(INPUT, 0), "bias_changes": len(self._state.bias_changes)}
 
     def start(self) -> None:
         """Create the index file and the segment folder and start the writer thread."""
@@ -345,16 +341,19 @@ class Recorder:
                     if not self._items and not self._stopping:
                         self._cond.wait(self.tick_s)
                     items, self._items = self._items, []
-                    stopping = self._stopping and not self._items
+                    stopping = self._stopping  # nothing more can be queued once this is set
                 self._process(items)
                 with self._cond:
                     self._queued -= sum(it[3] for it in items if it[0] == "data")
                 now = time.monotonic()
-                if self._open is not None and now - self._open.wall_open_mono >= self.segment_s:  # type: ignore[attr-defined]
+                closed = False
+                if self._open is not None and now - self._open.opened_mono >= self.segment_s:
                     self._close_segment()
+                    closed = True
                 if stopping:
                     break
-                if now - last_index >= self.segment_s:
+                # a closed segment is named in the index at once: that bounds what a crash loses
+                if closed or now - last_index >= self.segment_s:
                     self._merge()
                     write_index(self.path, self._state)
                     last_index = time.monotonic()
@@ -479,8 +478,7 @@ class Recorder:
         name = f"seg-{self._next_file:06d}.h5"
         self._next_file += 1
         self._open_file = h5py.File(segments_dir(self.path) / name, "w")
-        seg = _Segment(name, 0, self._epoch, time.time())
-        seg.wall_open_mono = time.monotonic()  # type: ignore[attr-defined]
+        seg = _Segment(name, 0, self._epoch, time.time(), opened_mono=time.monotonic())
         self._open = seg
         return seg
 
