@@ -55,7 +55,7 @@ def test_replay_feeds_the_live_monitors_seeks_and_restores_the_biases_of_the_mom
     assert (v.coarse, v.fine) == (3, 77)
 
     replay.set_speed(1.0)
-    replay.seek(0.5)  # scrub back: the view shows the 0.5 s before, the biases of then
+    replay.seek(0.5, wait=True)  # scrub back: the view shows the 0.5 s before, the biases of then
     t, _, _ = session.spikes.window(10.0)
     assert t.max() < 500_000 and len(t) == np.count_nonzero(events.timestamp_us < 500_000)
     v = session.biases.value(0, 2, "IF_DC_P")

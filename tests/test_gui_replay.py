@@ -53,12 +53,12 @@ def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, mo
     panel.slider.setFocus()
     QTest.keyClick(panel.slider, Qt.Key.Key_End)  # scrub to the end
     assert replay.position_s == pytest.approx(replay.duration_s, abs=1e-3)
-    v = window.session.biases.value(0, 2, "IF_DC_P")
-    assert (v.coarse, v.fine) == (3, 77)  # the bias change at 1 s was replayed
+    dc = lambda: window.session.biases.value(0, 2, "IF_DC_P")  # noqa: E731
+    qtbot.waitUntil(lambda: (dc().coarse, dc().fine) == (3, 77))  # the bias change at 1 s was replayed
+    qtbot.waitUntil(lambda: window.session.spikes.ring.latest_us is not None and window.session.spikes.ring.latest_us > 1_900_000)
     QTest.keyClick(panel.slider, Qt.Key.Key_Home)  # and back to the start
-    assert replay.position_s == 0 and len(window.session.spikes.ring) == 0
-    v = window.session.biases.value(0, 2, "IF_DC_P")
-    assert (v.coarse, v.fine) != (3, 77)
+    assert replay.position_s == 0
+    qtbot.waitUntil(lambda: len(window.session.spikes.ring) == 0 and (dc().coarse, dc().fine) != (3, 77))
 
     QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)  # 8x: plays to the end by itself
     qtbot.waitUntil(lambda: not replay.playing, timeout=10_000)

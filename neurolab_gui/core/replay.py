@@ -60,6 +60,8 @@ class ReplaySource:
         self._playing = False
         self._lock = threading.RLock()
         self._wake = threading.Event()
+        self._seek_to: float | None = None
+        self._seek_done = threading.Event()
         self._closed = False
         start_unix = float(self.file.attrs.get("start_time_unix", 0.0))
         changes = self.file.bias_changes
@@ -78,7 +80,7 @@ class ReplaySource:
         self.state_changed = Signal("replay state")
         self._thread = threading.Thread(target=self._run, name="neurolab-replay", daemon=True)
         self._thread.start()
-        self.seek(0.0)
+        self.seek(0.0, wait=True)
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -104,17 +106,16 @@ class ReplaySource:
         return sorted(items, key=lambda x: x[0])
 
     # --- control --------------------------------------------------------------------------
+    # play/pause/seek only set flags and wake the replay thread: they never wait for a feed
     def play(self) -> None:
-        with self._lock:
-            if self._position >= self.duration_s:
-                self.seek(0.0)
-            self._playing = True
+        if self._position >= self.duration_s:
+            self.seek(0.0)
+        self._playing = True
         self._wake.set()
         self.state_changed.emit(True)
 
     def pause(self) -> None:
-        with self._lock:
-            self._playing = False
+        self._playing = False
         self.state_changed.emit(False)
 
     def toggle(self) -> None:
@@ -126,19 +127,40 @@ class ReplaySource:
             raise ValueError(f"replay speed must lie in {MIN_SPEED}..{MAX_SPEED}x, got {speed}")
         self._speed = speed
 
-    def seek(self, t_s: float) -> None:
-        """Move the play head to ``t_s`` (clamped to the recording) and show the moment."""
+    def seek(self, t_s: float, wait: bool = False) -> None:
+        """Move the play head to ``t_s`` (clamped to the recording); the views follow.
+
+        The head moves at once; reading the preroll and feeding the monitors happens on the
+        replay thread, so dragging the slider over a dense recording never stalls the caller
+        (the GUI thread).  ``wait=True`` returns only when the views show the new moment.
+        """
         if not np.isfinite(t_s):
             raise ValueError(f"cannot seek to {t_s}")
+        t_s = min(max(0.0, float(t_s)), self.duration_s)
+        # no lock here: the replay thread may hold it while it feeds, and the caller must not wait
+        self._seek_done.clear()
+        self._seek_to = t_s
+        self._position = t_s
+        self._wake.set()
+        if wait and not self._seek_done.wait(10.0):
+            raise TimeoutError(f"replay of {self.path} did not reach {t_s} s")
+
+    def _do_seek(self) -> bool:
+        """Replay thread: carry out a pending seek; True if there was one."""
+        t_s, self._seek_to = self._seek_to, None
+        if t_s is None:
+            return False
         with self._lock:
-            t_s = min(max(0.0, float(t_s)), self.duration_s)
             self.session.spikes.clear()
             self._feed(max(0.0, t_s - self.preroll_s), t_s)
             self.membrane.rewind(max(0.0, t_s - self.preroll_s))
             self.session.membrane.clear()
-            self._position = t_s
             self._apply_biases_until(t_s)
+            if self._seek_to is None:  # no newer seek meanwhile
+                self._position = t_s
+                self._seek_done.set()
         self.position_changed.emit(t_s)
+        return True
 
     def close(self) -> None:
         self._closed = True
@@ -150,16 +172,20 @@ class ReplaySource:
     def _run(self) -> None:
         last = time.monotonic()
         while not self._closed:
-            if not self._playing:
-                self._wake.wait(0.2)
-                self._wake.clear()
-                last = time.monotonic()
-                continue
-            time.sleep(self.tick_s)
-            now = time.monotonic()
             try:
+                if self._do_seek():
+                    last = time.monotonic()
+                    continue
+                if not self._playing:
+                    self._wake.wait(0.2)
+                    self._wake.clear()
+                    last = time.monotonic()
+                    continue
+                self._wake.wait(self.tick_s)
+                self._wake.clear()
+                now = time.monotonic()
                 with self._lock:
-                    if not self._playing:
+                    if not self._playing or self._seek_to is not None:
                         continue
                     start = self._position
                     stop = min(self.duration_s + 1e-6, start + (now - last) * self._speed)
@@ -169,14 +195,15 @@ class ReplaySource:
                     finished = self._position >= self.duration_s
                     if finished:
                         self._playing = False
+                last = now
                 self.position_changed.emit(self._position)
                 if finished:
                     self.state_changed.emit(False)
             except Exception:  # a damaged segment must not kill the thread silently
                 log.exception("replay of %s failed", self.path)
                 self._playing = False
+                self._seek_done.set()
                 self.state_changed.emit(False)
-            last = now
 
     def _feed(self, start_s: float, stop_s: float) -> None:
         if stop_s <= start_s:
