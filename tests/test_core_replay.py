@@ -80,9 +80,10 @@ def test_membrane_is_recorded_while_monitored_and_replayed_into_the_membrane_mon
     session.membrane.select(0, 1, 5)
     path = tmp_path / "membrane.h5"
     session.start_recording(path)
-    for _ in range(15):
+    deadline = time.monotonic() + 30
+    while len(session.membrane.trace(0, 1)[0]) < 500 and time.monotonic() < deadline:
         session.membrane.poll()  # what the membrane panel's timer does
-        time.sleep(0.1)
+        time.sleep(0.05)
     session.stop_recording(wait=True)
     session.disconnect()
     s = SessionFile(path)
