@@ -106,7 +106,7 @@ class ReplaySource:
         return sorted(items, key=lambda x: x[0])
 
     # --- control --------------------------------------------------------------------------
-    # play/pause/seek only set flags and wake the replay thread: they never wait for a feed
+    # play and seek only set flags and wake the replay thread: they never wait for a feed
     def play(self) -> None:
         if self._position >= self.duration_s:
             self.seek(0.0)
@@ -115,7 +115,10 @@ class ReplaySource:
         self.state_changed.emit(True)
 
     def pause(self) -> None:
+        """Stop at the current position; when this returns the position no longer moves."""
         self._playing = False
+        with self._lock:  # let a tick that is feeding right now finish (at most one tick's events)
+            pass
         self.state_changed.emit(False)
 
     def toggle(self) -> None:
