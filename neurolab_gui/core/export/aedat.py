@@ -12,11 +12,13 @@ aedat-3.1.html, and libcaer's ``events/common.h`` and ``events/spike.h``):
   id, bits 12–31 neuron id — and an int32 timestamp in µs; the full timestamp is
   ``eventTSOverflow << 31 | timestamp``, so a packet never spans an overflow boundary.
 
-Chip ids are written 0–3 (libcaer's current DYNAP-SE translation subtracts the routing shift
-of 1 from the hardware field, as our driver does); neuron ids are within the core (0–255).
-Timestamps are session time in µs (monotonic across reconnects and timestamp resets), not the
-board's raw counter.  The source description "DYNAPSE" follows cAER's device naming
-[unverified: the published page only requires "an element from the list of supported devices"].
+Chip ids are written 0–3: libcaer's latest DYNAP-SE event translator subtracts the routing
+shift of 1 (``DYNAPSE_CHIPID_SHIFT``) from the hardware field, as our driver does (older libcaer
+versions wrote the raw field); neuron ids are within the core (0–255).  The source line is what
+cAER's Dynap-se input module writes, ``#Source <module id>: `` + ``chipIDToName(DYNAPSE_CHIP_DYNAPSE)``
+= ``DYNAPSE`` (cAER ``modules/ini/dynapse_utils.h``; older cAER versions wrote ``DYNAPSEFX2``),
+with module id 1.  Timestamps are session time in µs (monotonic across reconnects and timestamp
+resets), not the board's raw counter.
 """
 
 from __future__ import annotations
