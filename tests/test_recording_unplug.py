@@ -42,6 +42,7 @@ def test_killed_emulator_process_is_marked_and_the_reconnect_starts_a_new_epoch(
         assert session.connection.poll_status().state == "unplugged"
         # the file is readable while the recorder still runs, and says what happened
         _wait(lambda: "unplugged" in [m["kind"].decode() for m in SessionFile(path).markers])
+        _wait(lambda: SessionFile(path).rows("events/spikes") > 500)  # the segment open at the unplug closes
         with h5py.File(path) as f:
             before = len(f["events/spikes/t"])
         assert before > 500

@@ -28,6 +28,7 @@ what is queued (bounded, so well under a second), writes the final index and set
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -105,6 +106,7 @@ class _Segment:
     opened_mono: float = 0.0
     virtual: bool = False  # a file of virtual datasets over other segments (see Recorder._merge)
     parts: dict[str, list[_Part]] = field(default_factory=dict)
+    datasets: dict[str, h5py.Dataset] = field(default_factory=dict)  # of the open segment
 
     def rows(self, stream: str) -> int:
         return sum(p.rows for p in self.parts.get(stream, []))
@@ -184,6 +186,12 @@ class Recorder:
         self.dropped_events = 0
         # writer side
         self._thread: threading.Thread | None = None
+        self._publisher: threading.Thread | None = None
+        self._pub_cond = threading.Condition()
+        self._pub_pending: tuple[Path, list[str]] | None = None
+        self._pub_busy = False
+        self._pub_stop = False
+        self._pub_count = 0
         self._error: BaseException | None = None
         self._segments: list[_Segment] = []
         self._open: _Segment | None = None
@@ -220,6 +228,8 @@ class Recorder:
             segments_dir(self.path).rmdir()
             raise
         self._accepting = True
+        self._publisher = threading.Thread(target=self._publish_loop, name="neurolab-recorder-index", daemon=True)
+        self._publisher.start()
         self._thread = threading.Thread(target=self._run, name="neurolab-recorder", daemon=True)
         self._thread.start()
 
@@ -354,22 +364,23 @@ class Recorder:
                     break
                 # a closed segment is named in the index at once: that bounds what a crash loses
                 if closed or now - last_index >= self.segment_s:
-                    self._merge()
-                    write_index(self.path, self._state)
+                    self._publish(self._merge(publish=False))
                     last_index = time.monotonic()
         except BaseException as exc:  # reported by wait(); producer threads must not die with us
             log.exception("recorder failed")
             self._error = exc
         finally:
             try:
+                deletions = self._stop_publisher()
                 if self._open is not None:
                     self._close_segment()
                 self._attrs["complete"] = self._error is None
                 self._attrs["dropped_events"] = self.dropped_events
                 if not self._attrs.get("stop_time"):
                     self._attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
-                self._merge()
+                deletions += self._merge(publish=False)
                 write_index(self.path, self._state)
+                self._delete(deletions)
             except BaseException as exc:
                 log.exception("recorder could not finish its index")
                 self._error = self._error or exc
@@ -420,22 +431,21 @@ class Recorder:
                 self._write_rows(stream, cols, first_wall[stream])
 
     def _write_spikes(self, cols: dict[str, np.ndarray], wall: float) -> None:
-        t = cols["t"].astype(np.int64, copy=False)
-        prev = np.empty_like(t)
-        prev[0] = t[0] if self._last_t is None else self._last_t
-        prev[1:] = t[:-1]
-        resets = np.flatnonzero(t < prev - TIMESTAMP_RESET_JUMP_US)
+        t = cols["t"]
+        resets = np.flatnonzero(np.diff(t) < -TIMESTAMP_RESET_JUMP_US) + 1
+        if self._last_t is not None and t[0] < self._last_t - TIMESTAMP_RESET_JUMP_US:
+            resets = np.concatenate([[0], resets])
         start = 0
         for r in [*resets.tolist(), len(t)]:
             if r > start:
                 self._write_rows(SPIKES, {c: a[start:r] for c, a in cols.items()}, wall)
             if r < len(t):
-                if r > 0:
-                    self._last_t = int(t[r - 1])
+                before = int(t[r - 1]) if r > 0 else self._last_t
+                self._last_t = before
                 if self._open is not None:
                     self._close_segment()
                 self._new_epoch("timestamp reset", wall)
-                self._marker("timestamp_reset", f"board time jumped back from {int(prev[r])} µs to {int(t[r])} µs", wall)
+                self._marker("timestamp_reset", f"board time jumped back from {before} µs to {int(t[r])} µs", wall)
             start = r
         self._last_t = int(t[-1])
 
@@ -455,19 +465,23 @@ class Recorder:
         for column in spec.columns:
             data = cols[column]
             name = f"{stream}/{column}"
-            if name in f:
-                ds = f[name]
+            ds = seg.datasets.get(name)  # cached: an HDF5 name lookup costs ~0.25 ms
+            if ds is not None:
                 ds.resize((row0 + n,))
                 ds[row0:] = data
             else:
-                f.create_dataset(name, data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, n)),), compression=self.compression)
+                seg.datasets[name] = f.create_dataset(
+                    name, data=data, maxshape=(None,), chunks=(min(CHUNK_ROWS, max(1024, n)),), compression=self.compression
+                )
         tcol = cols[spec.time_column] if spec.time_column else None
-        t_first = int(tcol[0]) if tcol is not None else 0
+        # min/max, not first/last: batches may be slightly out of order, and readers prune by range
+        t_first = int(tcol.min()) if tcol is not None else 0
         t_last = int(tcol.max()) if tcol is not None else 0
         parts = seg.parts.setdefault(stream, [])
         if parts and parts[-1].epoch == self._epoch:
             p = parts[-1]
             p.rows += n
+            p.t_first = min(p.t_first, t_first)
             p.t_last = max(p.t_last, t_last)
         else:
             parts.append(_Part(self._epoch, row0, n, t_first, t_last))
@@ -488,6 +502,7 @@ class Recorder:
         if seg is None or f is None:
             return
         f.attrs["epoch"] = seg.epoch
+        seg.datasets.clear()
         f.close()
         seg.wall_close = time.time()
         self._segments.append(seg)
@@ -519,7 +534,61 @@ class Recorder:
                 index.setdefault(stream, []).extend((i, p.epoch, p.row0, p.rows, p.t_first, p.t_last) for p in parts)
         self._state.index = index
 
-    def _merge(self) -> None:
+    # --- publishing the index: renaming can take ~0.2 s on a busy disk, so a second thread does it
+    def _publish(self, deletions: list[str] | None = None) -> None:
+        """Write the index to a new temporary file and let the publisher rename it over the file.
+
+        ``deletions``: segment files no index names any more; deleted after the rename.
+        """
+        self._pub_count += 1
+        tmp = write_index(self.path, self._state, self.path.with_name(f"{self.path.name}.tmp{self._pub_count}"), publish=False)
+        with self._pub_cond:
+            deletions = list(deletions or [])
+            if self._pub_pending is not None:  # superseded before it was renamed
+                old_tmp, old_deletions = self._pub_pending
+                old_tmp.unlink(missing_ok=True)
+                deletions = old_deletions + deletions
+            self._pub_pending = (tmp, deletions)
+            self._pub_cond.notify()
+
+    def _publish_loop(self) -> None:
+        while True:
+            with self._pub_cond:
+                while self._pub_pending is None and not self._pub_stop:
+                    self._pub_cond.wait()
+                if self._pub_pending is None:
+                    return
+                (tmp, deletions), self._pub_pending = self._pub_pending, None
+                self._pub_busy = True
+            try:
+                os.replace(tmp, self.path)
+                self._delete(deletions)
+            except OSError as exc:  # the writer reports the failure when it finishes
+                log.exception("could not publish the recording index")
+                self._error = self._error or exc
+            finally:
+                with self._pub_cond:
+                    self._pub_busy = False
+                    self._pub_cond.notify_all()
+
+    def _stop_publisher(self) -> list[str]:
+        """Stop the publisher after its current rename; returns deletions it did not get to."""
+        with self._pub_cond:
+            self._pub_stop = True
+            pending, self._pub_pending = self._pub_pending, None
+            self._pub_cond.notify_all()
+        if self._publisher is not None:
+            self._publisher.join()
+        if pending is None:
+            return []
+        pending[0].unlink(missing_ok=True)
+        return pending[1]
+
+    def _delete(self, files: list[str]) -> None:
+        for name in files:
+            (segments_dir(self.path) / name).unlink(missing_ok=True)
+
+    def _merge(self, publish: bool = True) -> list[str]:
         """Merge the oldest ``MERGE_FANOUT`` closed segments of a level into one of the next level.
 
         Small groups (at most ``MERGE_MAX_ROWS`` rows) are copied into one file and the originals
@@ -528,6 +597,7 @@ class Recorder:
         twice a second) names one file instead of 16 and its cost stays flat at high rates, while
         the data is never copied (copying 16 big segments would stall the writer into drops).
         """
+        deletions: list[str] = []
         changed = True
         while changed:
             changed = False
@@ -542,12 +612,14 @@ class Recorder:
                 merged = self._merge_files(group, level + 1, copy)
                 self._segments[first : first + MERGE_FANOUT] = [merged]
                 self._rebuild_index()
-                write_index(self.path, self._state)  # the new index names the merged file only
-                if copy:
-                    for seg in group:
-                        (segments_dir(self.path) / seg.file).unlink(missing_ok=True)
+                if copy:  # the originals go once an index that names only the merged file is in place
+                    deletions += [seg.file for seg in group]
                 changed = True
                 break
+        if publish and deletions:
+            self._publish(deletions)
+            return []
+        return deletions
 
     def _merge_files(self, group: list[_Segment], level: int, copy: bool) -> _Segment:
         name = f"seg-{self._next_file:06d}.h5"
@@ -570,6 +642,7 @@ class Recorder:
                         parts = merged.parts.setdefault(stream, [])
                         if parts and parts[-1].epoch == p.epoch:
                             parts[-1].rows += p.rows
+                            parts[-1].t_first = min(parts[-1].t_first, p.t_first)
                             parts[-1].t_last = max(parts[-1].t_last, p.t_last)
                         else:
                             parts.append(_Part(p.epoch, row, p.rows, p.t_first, p.t_last))

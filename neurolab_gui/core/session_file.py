@@ -135,9 +135,10 @@ class IndexState:
     markers: list[tuple] = field(default_factory=list)
 
 
-def write_index(path: Path, state: IndexState) -> None:
-    """Write the index file next to ``path`` and rename it over ``path`` (atomic on POSIX)."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_index(path: Path, state: IndexState, tmp: Path | None = None, publish: bool = True) -> Path:
+    """Write the index file to ``tmp`` (default: next to ``path``) and, with ``publish``, rename it
+    over ``path`` (atomic on POSIX).  Returns the file written."""
+    tmp = tmp if tmp is not None else path.with_name(path.name + ".tmp")
     seg_dir = segments_dir(path).name
     with h5py.File(tmp, "w", libver="latest") as f:
         for key, value in state.attrs.items():
@@ -159,7 +160,10 @@ def write_index(path: Path, state: IndexState) -> None:
             total = int(sum(r[3] for r in rows))
             for column, dtype in spec.columns.items():
                 virtual_column(group, column, np.dtype(dtype), total, rows, files, seg_dir, f"{spec.path}/{column}")
-    os.replace(tmp, path)
+    if publish:
+        os.replace(tmp, path)
+        return path
+    return tmp
 
 
 def virtual_column(group: h5py.Group, column: str, dtype: np.dtype, total: int, rows: list[tuple], files: list[str], seg_dir: str, source: str) -> None:
