@@ -8,12 +8,13 @@ and appends them to the open segment with one HDF5 write per column, so the cost
 per USB batch is a list append, not an HDF5 call.
 
 Crash safety (see :mod:`neurolab_gui.core.session_file` for the layout and why):
-the writer closes the open segment every ``segment_s`` seconds and then atomically
-replaces the index file, so after ``SIGKILL`` the file holds everything received
-up to about ``segment_s + tick_s`` before the kill.  Closed segments are merged
-``MERGE_FANOUT`` at a time into bigger ones (levels, like a log-structured merge),
-so an hour-long recording has tens of files, not thousands, and the index stays
-cheap to rewrite.
+the writer closes the open segment every ``segment_s`` seconds and then writes a new
+index, which a second thread renames over the old one (atomic; a rename can take a
+while on a busy disk and the writer must not wait for it), so after ``SIGKILL`` the
+file holds everything received up to about ``segment_s + tick_s`` (plus one rename)
+before the kill.  Closed segments are merged ``MERGE_FANOUT`` at a time into the next
+level (log-structured): small groups are copied into one file, big ones merged
+virtually, so the index stays cheap to rewrite however long the recording.
 
 Back-pressure: the queue holds at most ``max_queue_events`` rows; a batch that
 does not fit is dropped whole, counted in :attr:`Recorder.dropped_events` and
