@@ -80,7 +80,7 @@ class RecorderStatus:
     """What the status bar shows about a recording."""
 
     state: str  # recording, finishing, finished, failed
-    written_events: int
+    written_events: int  # spikes and stimulus events
     dropped_events: int
     queued_events: int
     segments: int
@@ -190,13 +190,13 @@ class Recorder:
         self._publisher: threading.Thread | None = None
         self._pub_cond = threading.Condition()
         self._pub_pending: tuple[Path, list[str]] | None = None
-        self._pub_busy = False
         self._pub_stop = False
         self._pub_count = 0
         self._error: BaseException | None = None
         self._segments: list[_Segment] = []
         self._open: _Segment | None = None
         self._open_file: h5py.File | None = None
+        self._unpublished = False  # a segment closed since the index was last written
         self._next_file = 0
         self._epoch = -1
         self._last_t: int | None = None
@@ -296,13 +296,17 @@ class Recorder:
                     self.dropped_events += n
                     return False
                 self._queued += n
-            if self._drop_run:
-                self._items.append(("mark", "dropped", f"{self._drop_run} events dropped: the writer's queue was full", False, time.time()))
-                self._drop_run = 0
+            self._mark_drops_locked()
             self._items.append(item)
             if self._queued >= self.max_queue_events // 4:
                 self._cond.notify()
         return True
+
+    def _mark_drops_locked(self) -> None:
+        """Queue a marker for the batches dropped since the last accepted one (caller holds the lock)."""
+        if self._drop_run:
+            self._items.append(("mark", "dropped", f"{self._drop_run} events dropped: the writer's queue was full", False, time.time()))
+            self._drop_run = 0
 
     def status(self) -> RecorderStatus:
         if self._error is not None:
@@ -313,7 +317,8 @@ class Recorder:
             state = "finishing"
         else:
             state = "recording"
-        return RecorderStatus(state, sum(self.written.values()), self.dropped_events, self._queued, len(self._segments))
+        written = self.written.get(SPIKES, 0) + self.written.get(INPUT, 0)
+        return RecorderStatus(state, written, self.dropped_events, self._queued, len(self._segments))
 
     def request_stop(self) -> None:
         """Stop accepting data now (this is ``stop_time``) and let the writer finish; returns at once."""
@@ -323,9 +328,7 @@ class Recorder:
             if self._stopping:
                 return
             self._accepting = False
-            if self._drop_run:
-                self._items.append(("mark", "dropped", f"{self._drop_run} events dropped: the writer's queue was full", False, time.time()))
-                self._drop_run = 0
+            self._mark_drops_locked()
             self._attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
             self._stopping = True
             self._cond.notify()
@@ -357,14 +360,13 @@ class Recorder:
                 with self._cond:
                     self._queued -= sum(it[3] for it in items if it[0] == "data")
                 now = time.monotonic()
-                closed = False
                 if self._open is not None and now - self._open.opened_mono >= self.segment_s:
                     self._close_segment()
-                    closed = True
                 if stopping:
                     break
                 # a closed segment is named in the index at once: that bounds what a crash loses
-                if closed or now - last_index >= self.segment_s:
+                if self._unpublished or now - last_index >= self.segment_s:
+                    self._unpublished = False
                     self._publish(self._merge(publish=False))
                     last_index = time.monotonic()
         except BaseException as exc:  # reported by wait(); producer threads must not die with us
@@ -399,8 +401,9 @@ class Recorder:
                 buffered.setdefault(stream, []).append(cols)
                 first_wall.setdefault(stream, wall)
                 continue
-            self._flush(buffered, first_wall)
-            buffered, first_wall = {}, {}
+            if kind == "mark" and item[3]:  # a new epoch: the data before it goes to the old one
+                self._flush(buffered, first_wall)
+                buffered, first_wall = {}, {}
             if kind == "bias":
                 c: BiasChange = item[1]
                 self._state.bias_changes.append(
@@ -507,6 +510,7 @@ class Recorder:
         f.close()
         seg.wall_close = time.time()
         self._segments.append(seg)
+        self._unpublished = True
         self._rebuild_index()
 
     def _new_epoch(self, reason: str, wall: float) -> None:
@@ -560,17 +564,12 @@ class Recorder:
                 if self._pub_pending is None:
                     return
                 (tmp, deletions), self._pub_pending = self._pub_pending, None
-                self._pub_busy = True
             try:
                 os.replace(tmp, self.path)
                 self._delete(deletions)
             except OSError as exc:  # the writer reports the failure when it finishes
                 log.exception("could not publish the recording index")
                 self._error = self._error or exc
-            finally:
-                with self._pub_cond:
-                    self._pub_busy = False
-                    self._pub_cond.notify_all()
 
     def _stop_publisher(self) -> list[str]:
         """Stop the publisher after its current rename; returns deletions it did not get to."""
