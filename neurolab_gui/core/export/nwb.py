@@ -29,7 +29,7 @@ from ..session_file import INPUT, SPIKES, SessionFile
 
 def export_nwb(session_path: str | Path, out: str | Path) -> int:
     """Write an NWB file; returns the number of units (neurons that fired)."""
-    from hdmf.common import DynamicTable, VectorData, VectorIndex
+    from hdmf.common import VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.misc import Units
 
@@ -93,68 +93,64 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
             )
         )
 
-    module = nwb.create_processing_module(name="dynapse", description="DYNAP-SE1 biases during the recording")
+    module = nwb.create_processing_module(name="dynapse", description="DYNAP-SE1 biases and recording markers")
     bi = session.bias_initial
     if len(bi):
-        module.add(
-            DynamicTable(
-                name="bias_initial",
-                description="the full bias table when recording started (libcaer coarse numbering: 0 = largest current)",
-                columns=[
-                    VectorData(name="chip", description="chip", data=bi["chip"].astype(np.int64)),
-                    VectorData(name="core", description="core", data=bi["core"].astype(np.int64)),
-                    VectorData(name="bias_name", description="bias name", data=[_s(x) for x in bi["name"]]),
-                    VectorData(name="coarse", description="coarse value 0-7", data=bi["coarse"].astype(np.int64)),
-                    VectorData(name="fine", description="fine value 0-255", data=bi["fine"].astype(np.int64)),
-                    VectorData(name="high", description="high-current bias", data=bi["high"].astype(bool)),
-                    VectorData(name="current_a", description="nominal current (A)", data=bi["current_a"].astype(np.float64)),
-                ],
-            )
-        )
+        module.add(_table("bias_initial", "the full bias table when recording started (libcaer coarse numbering: 0 = largest current)", [
+            ("chip", "chip", bi["chip"]),
+            ("core", "core", bi["core"]),
+            ("bias_name", "bias name", bi["name"]),
+            ("coarse", "coarse value 0-7", bi["coarse"]),
+            ("fine", "fine value 0-255", bi["fine"]),
+            ("high", "high-current bias", bi["high"]),
+            ("current_a", "nominal current (A)", bi["current_a"]),
+        ]))
     ch = session.bias_changes
     if len(ch):
         start_unix = float(attrs.get("start_time_unix", start.timestamp()))
-        module.add(
-            DynamicTable(
-                name="bias_changes",
-                description="every bias write during the recording, in order",
-                columns=[
-                    VectorData(name="time", description="session time (s)", data=ch["time_s"] - start_unix),
-                    VectorData(name="unix_time", description="wall-clock time (s since 1970)", data=ch["time_s"].astype(np.float64)),
-                    VectorData(name="chip", description="chip", data=ch["chip"].astype(np.int64)),
-                    VectorData(name="core", description="core", data=ch["core"].astype(np.int64)),
-                    VectorData(name="bias_name", description="bias name", data=[_s(x) for x in ch["name"]]),
-                    VectorData(name="old_coarse", description="coarse before", data=ch["old_coarse"].astype(np.int64)),
-                    VectorData(name="old_fine", description="fine before", data=ch["old_fine"].astype(np.int64)),
-                    VectorData(name="new_coarse", description="coarse after", data=ch["new_coarse"].astype(np.int64)),
-                    VectorData(name="new_fine", description="fine after", data=ch["new_fine"].astype(np.int64)),
-                    VectorData(name="origin", description="who changed it (gui, script, file, calibration, ...)", data=[_s(x) for x in ch["origin"]]),
-                ],
-            )
-        )
+        module.add(_table("bias_changes", "every bias write during the recording, in order", [
+            ("time", "session time (s)", ch["time_s"] - start_unix),
+            ("unix_time", "wall-clock time (s since 1970)", ch["time_s"]),
+            ("chip", "chip", ch["chip"]),
+            ("core", "core", ch["core"]),
+            ("bias_name", "bias name", ch["name"]),
+            ("old_coarse", "coarse before", ch["old_coarse"]),
+            ("old_fine", "fine before", ch["old_fine"]),
+            ("new_coarse", "coarse after", ch["new_coarse"]),
+            ("new_fine", "fine after", ch["new_fine"]),
+            ("origin", "who changed it (gui, script, file, calibration, ...)", ch["origin"]),
+        ]))
 
     duration = session.duration_s()
     offsets = [float(e["session_offset_s"]) for e in session.epochs]
     for i, e in enumerate(session.epochs):
         stop = offsets[i + 1] if i + 1 < len(offsets) else max(duration, offsets[i])
         nwb.add_epoch(start_time=offsets[i], stop_time=max(stop, offsets[i]), tags=[_s(e["reason"]).replace(" ", "_")])
-    if len(session.markers):
-        m = session.markers
-        module.add(
-            DynamicTable(
-                name="markers",
-                description="recording markers: connect, unplug, reconnect, timestamp reset, dropped events",
-                columns=[
-                    VectorData(name="time", description="session time (s)", data=m["session_time_s"].astype(np.float64)),
-                    VectorData(name="epoch", description="board-clock epoch", data=m["epoch"].astype(np.int64)),
-                    VectorData(name="kind", description="what happened", data=[_s(x) for x in m["kind"]]),
-                    VectorData(name="text", description="details", data=[_s(x) for x in m["text"]]),
-                ],
-            )
-        )
+    m = session.markers
+    if len(m):
+        module.add(_table("markers", "recording markers: connect, unplug, reconnect, timestamp reset, dropped events", [
+            ("time", "session time (s)", m["session_time_s"]),
+            ("epoch", "board-clock epoch", m["epoch"]),
+            ("kind", "what happened", m["kind"]),
+            ("text", "details", m["text"]),
+        ]))
     with NWBHDF5IO(str(out), "w") as io:
         io.write(nwb)
     return n_units
+
+
+def _table(name: str, description: str, columns: list[tuple[str, str, np.ndarray]]):
+    """A ``DynamicTable`` of numpy columns: integers as int64, floats as float64, bytes as str."""
+    from hdmf.common import DynamicTable, VectorData
+
+    def convert(a: np.ndarray):
+        kind = a.dtype.kind
+        if kind in "SO":
+            return [_s(x) for x in a]
+        return a.astype({"b": bool, "f": np.float64}.get(kind, np.int64))
+
+    return DynamicTable(name=name, description=description,
+                        columns=[VectorData(name=n, description=d, data=convert(np.asarray(a))) for n, d, a in columns])
 
 
 def _s(value) -> str:
