@@ -263,3 +263,25 @@ def test_merged_segments_nest_and_read_back_whether_copied_or_virtual(tmp_path, 
         assert np.array_equal(f["events/spikes/neuron"][:], expected.neuron)
     n_files = len(list(segments_dir(path).iterdir()))
     assert n_files == len(s.segments) if max_copy_rows else n_files > len(s.segments)  # virtual: originals stay
+
+
+def test_time_windows_find_events_of_batches_that_went_back_in_time(tmp_path):
+    """Issue 14: decoded batches whose timestamps go backwards (less than a reset) are kept and found."""
+    path = tmp_path / "jitter.h5"
+    rec = _recorder(path)
+    rec.start()
+    rng = np.random.default_rng(7)
+    batches = []
+    for i in range(30):
+        t0 = i * 200_000 - (600_000 if i % 3 == 2 else 0)  # every third batch starts 0.6 s in the past
+        batches.append(_batch(rng, max(0, t0), max(0, t0) + 200_000, 3000))
+        rec.record_spikes(batches[-1])
+    rec.stop()
+    s = SessionFile(path)
+    assert len(s.epochs) == 1  # not a reset
+    all_events = SpikeEvents.concatenate(batches)
+    t_all = s.session_time_s(all_events.timestamp_us, 0)
+    for a, b in ((0.0, 0.05), (1.0, 1.7), (2.5, 6.0), (-1.0, 100.0)):
+        ts, ev = s.events_in(a, b)
+        want = (t_all >= a) & (t_all < b)
+        assert np.array_equal(np.sort(ev.timestamp_us), np.sort(all_events.timestamp_us[want]))

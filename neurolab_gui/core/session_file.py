@@ -91,6 +91,8 @@ MARKER_DTYPE = np.dtype([("wall_time_s", "f8"), ("session_time_s", "f8"), ("epoc
 EVENT_COLUMNS: dict[str, np.dtype] = {"t": np.dtype("i8"), "chip": np.dtype("u1"), "core": np.dtype("u1"), "neuron": np.dtype("u2")}
 SPIKES = "events/spikes"
 INPUT = "events/input"
+#: Rows per block of the readers' time index (see SessionFile.events_in).
+BLOCK_ROWS = 4096
 #: The analog monitor's samples (membrane potential) while a membrane view polled them.
 MEMBRANE_STREAM = "analog/membrane"
 MEMBRANE_COLUMNS: dict[str, np.dtype] = {
@@ -227,7 +229,7 @@ class SessionFile:
             f.visititems(visit)
             for name in self.streams:
                 self.index[name] = f[f"index/{name}"][:]
-        self._time_cache: dict[tuple[str, str, int], np.ndarray] = {}
+        self._bounds_cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
         self.segments_dir = self.path.with_name(str(self.attrs.get("segments_dir", segments_dir(self.path).name)))
         missing = [row["file"].decode() for row in self.segments if not (self.segments_dir / row["file"].decode()).exists()]
         if missing:
@@ -290,39 +292,59 @@ class SessionFile:
     def events_in(self, start_s: float, stop_s: float, stream: str = SPIKES) -> tuple[np.ndarray, SpikeEvents]:
         """Events with ``start_s <= session time < stop_s``: ``(session_time_s, events)``.
 
-        Reads only the rows of the window: each part's timestamps are read once and cached
-        (a replay asks for a few tens of milliseconds at a time).
+        Reads only the blocks of rows that can hold the window: each part gets, once, the
+        earliest and latest time of every ``BLOCK_ROWS`` rows (so batches slightly out of
+        order are still found), and a replay's tens of milliseconds read tens of kilobytes.
         """
         idx = self.index.get(stream)
         if idx is None or not len(idx):
             return np.zeros(0), SpikeEvents()
         first = self.session_time_s(idx["t_first"], idx["epoch"])
         last = self.session_time_s(idx["t_last"], idx["epoch"])
-        times, cols = [], {c: [] for c in ("chip", "core", "neuron")}
+        names = ("t", "chip", "core", "neuron")
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in names}
         ts_list = []
         for row in idx[(last >= start_s) & (first < stop_s)]:
             file = self.segments_dir / self.segments[int(row["segment"])]["file"].decode()
-            row0, n = int(row["row0"]), int(row["rows"])
-            key = (str(file), stream, row0)
-            ts = self._time_cache.get(key)
+            row0, n, epoch = int(row["row0"]), int(row["rows"]), int(row["epoch"])
             with h5py.File(file, "r") as seg:
-                if ts is None:
-                    ts = self.session_time_s(seg[f"{stream}/t"][row0 : row0 + n], int(row["epoch"]))
-                    if len(self._time_cache) >= 8:
-                        self._time_cache.pop(next(iter(self._time_cache)))
-                    self._time_cache[key] = ts
-                hit = np.flatnonzero((ts >= start_s) & (ts < stop_s))
-                if not len(hit):
+                lo, hi = self._block_bounds(seg, str(file), stream, row0, n, epoch)
+                blocks = np.flatnonzero((hi >= start_s) & (lo < stop_s))
+                if not len(blocks):
                     continue
-                a, b = int(hit[0]), int(hit[-1]) + 1
-                keep = hit - a
-                ts_list.append(ts[a:b][keep])
-                times.append(seg[f"{stream}/t"][row0 + a : row0 + b][keep])
-                for c in cols:
-                    cols[c].append(seg[f"{stream}/{c}"][row0 + a : row0 + b][keep])
-        if not times:
+                a, b = int(blocks[0]) * BLOCK_ROWS, min(n, (int(blocks[-1]) + 1) * BLOCK_ROWS)
+                t = seg[f"{stream}/t"][row0 + a : row0 + b]
+                ts = self.session_time_s(t, epoch)
+                keep = (ts >= start_s) & (ts < stop_s)
+                ts_list.append(ts[keep])
+                parts["t"].append(t[keep])
+                for c in names[1:]:
+                    parts[c].append(seg[f"{stream}/{c}"][row0 + a : row0 + b][keep])
+        if not ts_list:
             return np.zeros(0), SpikeEvents()
-        return np.concatenate(ts_list), SpikeEvents(np.concatenate(times), *(np.concatenate(cols[c]) for c in ("chip", "core", "neuron")))
+        return np.concatenate(ts_list), SpikeEvents(*(np.concatenate(parts[c]) for c in names))
+
+    def _block_bounds(self, seg: h5py.File, file: str, stream: str, row0: int, n: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Earliest and latest session time of each block of ``BLOCK_ROWS`` rows of a part (cached)."""
+        key = (file, stream, row0)
+        got = self._bounds_cache.get(key)
+        if got is None:
+            n_blocks = -(-n // BLOCK_ROWS)
+            lo, hi = np.empty(n_blocks), np.empty(n_blocks)
+            ds = seg[f"{stream}/t"]
+            step = BLOCK_ROWS * 256  # read in slices of 1 M rows: bounded memory for any part
+            for a in range(0, n, step):
+                t = ds[row0 + a : row0 + min(n, a + step)]
+                pad = (-len(t)) % BLOCK_ROWS
+                blocks = np.pad(t, (0, pad), mode="edge").reshape(-1, BLOCK_ROWS)
+                k = a // BLOCK_ROWS
+                lo[k : k + len(blocks)] = blocks.min(axis=1)
+                hi[k : k + len(blocks)] = blocks.max(axis=1)
+            got = (self.session_time_s(lo.astype(np.int64), epoch), self.session_time_s(hi.astype(np.int64), epoch))
+            if len(self._bounds_cache) >= 256:
+                self._bounds_cache.pop(next(iter(self._bounds_cache)))
+            self._bounds_cache[key] = got
+        return got
 
     def summary(self) -> dict[str, Any]:
         """What ``neurolab info`` prints."""
