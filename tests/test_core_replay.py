@@ -81,7 +81,11 @@ def test_membrane_is_recorded_while_monitored_and_replayed_into_the_membrane_mon
     path = tmp_path / "membrane.h5"
     session.start_recording(path)
     deadline = time.monotonic() + 30
-    while len(session.membrane.trace(0, 1)[0]) < 500 and time.monotonic() < deadline:
+    def enough():
+        _, v = session.membrane.trace(0, 1)
+        return len(v) >= 500 and np.ptp(v) > 0  # the neuron integrates (not just the resting samples)
+
+    while not enough() and time.monotonic() < deadline:
         session.membrane.poll()  # what the membrane panel's timer does
         time.sleep(0.05)
     session.stop_recording(wait=True)
