@@ -175,13 +175,15 @@ def test_reconnect_and_unplug_are_marked_and_start_a_new_epoch(tmp_path):
     path = tmp_path / "replug.h5"
     session.start_recording(path)
     session.connection.feed(SpikeEvents([100, 200], [0, 0], [0, 0], [1, 2]))
+    session.stimulus.set_poisson(0, [1, 2], 50.0)  # stimulus settings are marked too
     session.connection.disconnect("unplugged")
     assert session.connect(acquire=False)
     session.connection.feed(SpikeEvents([50], [0], [0], [3]))  # the new board's clock starts again
     session.stop_recording(wait=True)
     session.close()
     s = SessionFile(path)
-    assert [m["kind"].decode() for m in s.markers] == ["connected", "unplugged", "connected"]
+    assert [m["kind"].decode() for m in s.markers] == ["connected", "stimulus", "unplugged", "connected"]
+    assert b"2 sources at 50 Hz" in s.markers[1]["text"]
     assert [e["reason"].decode() for e in s.epochs] == ["recording started", "connected"]
     ts, ev = s.events_in(0, 1e9)
     assert ev.timestamp_us.tolist() == [100, 200, 50] and np.all(np.diff(ts) > 0)

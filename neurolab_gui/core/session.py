@@ -223,6 +223,12 @@ class Session:
             recorder.wait(10.0)
         return recorder.path
 
+    def mark(self, kind: str, text: str = "") -> None:
+        """Put a marker in the recording, if one is running (stimulus changes, demo phases, notes)."""
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.mark(kind, text)
+
     def record_input(self, events: SpikeEvents) -> None:
         """Log stimulus events that were sent, so input and output align in the recording."""
         recorder = self._recorder

@@ -67,6 +67,7 @@ class StimulusController:
                 self.poisson_rates[(chip, s)] = float(rate_hz)
             else:
                 self.poisson_rates.pop((chip, s), None)
+        self._session.mark("stimulus", f"Poisson chip {chip}: {len(ids)} sources at {float(rate_hz):g} Hz (first {ids[:4]})")
         self.changed.emit()
 
     def stop_poisson(self) -> None:
@@ -78,6 +79,7 @@ class StimulusController:
         for chip, rates in by_chip.items():
             board.set_poisson_rates(chip, rates)
         self.poisson_rates.clear()
+        self._session.mark("stimulus", "Poisson sources off")
         self.changed.emit()
 
     # --- FPGA spike generator --------------------------------------------------------
