@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_SPEED, MAX_SPEED = 0.1, 10.0
+#: Session seconds read and forwarded at a time (see ReplaySource._feed).
+FEED_PIECE_S = 0.05
 
 
 class ReplaySource:
@@ -209,13 +211,18 @@ class ReplaySource:
                 self.state_changed.emit(False)
 
     def _feed(self, start_s: float, stop_s: float) -> None:
-        if stop_s <= start_s:
-            return
-        ts, ev = self.file.events_in(start_s, stop_s)
-        if len(ev):
-            order = np.argsort(ts, kind="stable")
-            t_us = np.rint(ts[order] * 1e6).astype(np.int64)
-            self.session.connection.feed(SpikeEvents(t_us, ev.chip[order], ev.core[order], ev.neuron[order]))
+        """Forward the events of ``[start_s, stop_s)`` in pieces of ``FEED_PIECE_S``: a seek's preroll
+        of a dense recording read and binned in one go holds the GIL long enough to stall the GUI."""
+        a = start_s
+        while a < stop_s:
+            b = min(stop_s, a + FEED_PIECE_S)
+            ts, ev = self.file.events_in(a, b)
+            if len(ev):
+                order = np.argsort(ts, kind="stable")
+                t_us = np.rint(ts[order] * 1e6).astype(np.int64)
+                self.session.connection.feed(SpikeEvents(t_us, ev.chip[order], ev.core[order], ev.neuron[order]))
+            a = b
+            time.sleep(0)  # let the GUI thread take the GIL between pieces
 
     def _apply_biases_until(self, t_s: float) -> None:
         """Bring the bias model to the recorded settings at ``t_s`` (initial table + changes so far)."""
