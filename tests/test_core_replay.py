@@ -37,6 +37,10 @@ def test_replay_feeds_the_live_monitors_seeks_and_restores_the_biases_of_the_mom
     path = tmp_path / "r.h5"
     events = make_recording(path)
     session = Session()
+    session.start_recording(tmp_path / "busy.h5")
+    with pytest.raises(RuntimeError, match="stop recording"):
+        session.open_recording(path)  # replaying into a running recording would mix two sessions
+    session.stop_recording(wait=True)
     replay = session.open_recording(path)
     assert replay.duration_s == pytest.approx(events.timestamp_us[-1] / 1e6)
     assert session.spikes.total_events == 0 and not replay.playing

@@ -33,6 +33,8 @@ def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, mo
     assert replay is not None
     qtbot.waitUntil(panel.play_button.isEnabled)  # the panel hears of the replay on the GUI thread
     assert "replay.h5" in panel.file_label.text() and "1 bias changes" in panel.file_label.text()
+    assert [line.value() for line in panel.timeline_lines] == [pytest.approx(1.0, abs=0.01)]  # the change, on the timeline
+    assert "IF_DC_P" in panel.timeline_lines[0].toolTip()
 
     window.raster_panel.chip_spin.setValue(0)
     window.raster_panel.all_cores_check.setChecked(True)  # the recording's neurons are on core 2

@@ -91,6 +91,8 @@ class Session:
         :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``)."""
         from .replay import ReplaySource
 
+        if self._recorder is not None:
+            raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
         self.close_replay()
         self.connection.disconnect("replaying a recording")
         self.replay = ReplaySource(self, path)

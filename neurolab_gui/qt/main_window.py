@@ -305,7 +305,7 @@ class MainWindow(QMainWindow):
             return
         try:
             self.session.open_recording(path)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RuntimeError) as exc:
             self.reporter.report(exc, f"could not open the recording {path}")
             return
         self.docks["replay"].show()

@@ -61,7 +61,7 @@ class ReplayPanel(QWidget):
         self.slider.valueChanged.connect(self._slider_moved)
         relay(session.replay_changed, self._replay_changed, self)
         self._updating = False
-        self._timeline_items: list = []
+        self.timeline_lines: list = []
         self._timeline: list[tuple[float, str, str]] = []
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
@@ -70,9 +70,9 @@ class ReplayPanel(QWidget):
 
     # --- from the core ------------------------------------------------------------------
     def _replay_changed(self, replay) -> None:
-        for item in self._timeline_items:
+        for item in self.timeline_lines:
             self.timeline.removeItem(item)
-        self._timeline_items = []
+        self.timeline_lines = []
         self._timeline = [] if replay is None else replay.timeline()
         enabled = replay is not None
         for w in (self.play_button, self.speed_spin, self.slider):
@@ -95,7 +95,7 @@ class ReplayPanel(QWidget):
             line = pg.InfiniteLine(t, pen=pg.mkPen(TIMELINE_COLOURS.get(kind, (180, 180, 180))), label=None)
             line.setToolTip(f"{t:.3f} s {kind}: {text}")
             self.timeline.addItem(line)
-            self._timeline_items.append(line)
+            self.timeline_lines.append(line)
         self.timeline.setXRange(0, max(replay.duration_s, 1e-3))
         self.refresh()
 
