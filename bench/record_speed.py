@@ -15,6 +15,11 @@ then the recording is stopped.  Measured:
 * ``peer_per_batch_events_per_s``: the peer, the previous writer's method (one resize + write
   per USB batch per column into lzf datasets), fed the same way for the same time.
 
+With ``--emulator-seconds S`` it also records the real app path for S s: a ``Session`` with the
+emulator in its child process on the real-time clock, every core driven hard (IF_DC_P 3/255 over
+samna_recommended), acquisition → fan-out → recorder, and reports ``emulator_events_per_s``,
+``emulator_lost`` (dropped by the recorder), ``emulator_stop_s``.
+
 The target is 4 M events/s sustained with nothing lost (twice the emulated board's ~2 M).
 Timings on a shared 2-core machine are noisy; run it under ``nice`` when others work.
 
@@ -122,11 +127,40 @@ def run_peer(path: Path, batches, seconds) -> float:
         return offered / (time.perf_counter() - start)
 
 
+def run_emulator(path: Path, seconds: float) -> dict:
+    """Record the emulated board at full activity through the app's own path."""
+    from neurolab_gui.core.session import Session
+
+    session = Session()
+    session.emulator_in_separate_process = True
+    if not session.connect(clock="realtime"):
+        raise RuntimeError(session.connection.status.message)
+    try:
+        session.biases.apply_preset("samna_recommended")
+        for chip in range(4):
+            for core in range(4):
+                session.biases.set(chip, core, "IF_DC_P", 3, 255, origin="bench")
+        time.sleep(2.0)  # let the neurons charge up
+        session.start_recording(path)
+        start = time.perf_counter()
+        time.sleep(seconds)
+        offered_s = time.perf_counter() - start
+        session.stop_recording()
+        t_stop = time.perf_counter()
+        session.last_recorder.wait(60)
+        stop_s = time.perf_counter() - t_stop
+    finally:
+        session.close()
+    f = SessionFile(path)
+    return {"events_per_s": f.rows("events/spikes") / offered_s, "lost": f.dropped_events, "stop_s": stop_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=4e6)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--emulator-seconds", type=float, default=0.0, help="also record the emulated board this long")
     args = parser.parse_args()
     batches = make_batches(args.batch)
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,10 +172,19 @@ def main() -> None:
         flat_out = run_recorder(tmp / "max.h5", batches, None, min(args.seconds, 3.0))
         print(f"as fast as offered: {flat_out['written_per_s']:,.0f} ev/s written (offered {flat_out['offered'] / min(args.seconds, 3.0):,.0f}/s, "
               f"dropped {flat_out['lost']:,}, stop {flat_out['stop_s'] * 1e3:.0f} ms)")
+        emulator = run_emulator(tmp / "emulator.h5", args.emulator_seconds) if args.emulator_seconds > 0 else None
+        if emulator is not None:
+            print(f"emulated board at full activity for {args.emulator_seconds} s: {emulator['events_per_s']:,.0f} ev/s recorded, "
+                  f"lost {emulator['lost']:,}, stop {emulator['stop_s'] * 1e3:.0f} ms")
         peer = run_peer(tmp / "peer.h5", batches, min(args.seconds, 3.0))
         print(f"peer (per-batch lzf appends, the previous writer): {peer:,.0f} ev/s; "
               f"ratio {flat_out['written_per_s'] / peer:.1f}x")
+    extra = {} if emulator is None else {
+        "emulator_events_per_s": round(emulator["events_per_s"]), "emulator_lost": int(emulator["lost"]),
+        "emulator_stop_s": round(emulator["stop_s"], 3),
+    }
     print(json.dumps({
+        **extra,
         "events_per_s": round(paced["events_per_s"]),
         "stop_s": round(paced["stop_s"], 3),
         "peak_mb": round(paced["peak_mb"], 1),
