@@ -104,3 +104,17 @@ def test_stopping_a_recording_with_the_record_button_never_waits_for_the_writer(
     stuck.set()
     qtbot.waitUntil(lambda: window.recording_label.text() == "saved rec.h5", timeout=10_000)
     assert SessionFile(path).rows("events/spikes") == 1000
+
+
+def test_the_status_bar_shows_dropped_events_while_recording(window, qtbot, tmp_path):
+    import numpy as np
+
+    from drivers.dynapse1.spikes import SpikeEvents
+
+    window.session.start_recording(tmp_path / "drops.h5")
+    recorder = window.session.recorder
+    recorder.max_queue_events = 10  # a writer that cannot keep up
+    window.session.connection.feed(SpikeEvents(np.arange(100), np.zeros(100), np.zeros(100), np.zeros(100)))
+    qtbot.waitUntil(lambda: "100 DROPPED" in window.recording_label.text(), timeout=5_000)
+    window.session.stop_recording()
+    qtbot.waitUntil(lambda: window.recording_label.text() == "saved drops.h5 (100 events dropped)", timeout=10_000)

@@ -241,12 +241,6 @@ class MainWindow(QMainWindow):
     # --- status ---------------------------------------------------------------------------
     def _poll(self) -> None:
         self.session.connection.poll_status()
-        status = self.session.recording_status()
-        if status is not None and self.session.recording is not None:
-            self.recording_label.setText(
-                f"● recording {self.session.recording.name}: {status.written_events:,} events"
-                + (f", {status.dropped_events:,} DROPPED" if status.dropped_events else "")
-            )
 
     def _show_status(self, status: ConnectionStatus) -> None:
         self.state_label.setText(f"{status.state}: {status.target}" if status.target else status.state)
@@ -284,10 +278,23 @@ class MainWindow(QMainWindow):
 
     def _on_recording_changed(self, path) -> None:
         self.recording_label.setText(f"● recording {Path(path).name}" if path else "finishing the recording…")
+        if path and getattr(self, "_recording_timer", None) is None:
+            self._recording_timer = QTimer(self)
+            self._recording_timer.timeout.connect(self._show_recording)
+            self._recording_timer.start(500)
         button = self.connection_bar.record_button
         button.blockSignals(True)
         button.setChecked(path is not None)
         button.blockSignals(False)
+
+    def _show_recording(self) -> None:
+        """While recording: events written and, loudly, any dropped (timer)."""
+        status = self.session.recording_status()
+        if status is not None and self.session.recording is not None:
+            self.recording_label.setText(
+                f"● recording {self.session.recording.name}: {status.written_events:,} events"
+                + (f", {status.dropped_events:,} DROPPED" if status.dropped_events else "")
+            )
 
     def _on_recording_finished(self, path, error) -> None:
         if error is not None:
