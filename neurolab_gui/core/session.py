@@ -46,7 +46,7 @@ class Session:
         self.biases = BiasModel()
         self.spikes = SpikeMonitor(spike_capacity)
         self.membrane = MembraneMonitor()
-        self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input)
+        self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input, self.mark)
         self._recorder: Recorder | None = None
         #: The recording being replayed as the event source (instead of a board), if any.
         self.replay: Any = None

@@ -29,6 +29,7 @@ class StimulusController:
     board : returns the connected board, or None
     latest_timestamp_us : returns the newest event timestamp seen on the board [µs], or None
     record_input : logs the input events sent (the session's recording)
+    mark : ``mark(kind, text)`` puts a marker in the session's recording (Poisson settings)
     """
 
     def __init__(
@@ -36,10 +37,12 @@ class StimulusController:
         board: Callable[[], Board | None],
         latest_timestamp_us: Callable[[], int | None],
         record_input: Callable[[SpikeEvents], None],
+        mark: Callable[[str, str], None] = lambda kind, text: None,
     ) -> None:
         self._get_board = board
         self._latest_timestamp_us = latest_timestamp_us
         self._record_input = record_input
+        self._mark = mark
         self.poisson_rates: dict[tuple[int, int], float] = {}  # (chip, source id 0..1023) -> Hz
         self.spikegen_running = False
         #: ``changed()`` after any stimulus setting changed.
@@ -67,7 +70,7 @@ class StimulusController:
                 self.poisson_rates[(chip, s)] = float(rate_hz)
             else:
                 self.poisson_rates.pop((chip, s), None)
-        self._session.mark("stimulus", f"Poisson chip {chip}: {len(ids)} sources at {float(rate_hz):g} Hz (first {ids[:4]})")
+        self._mark("stimulus", f"Poisson chip {chip}: {len(ids)} sources at {float(rate_hz):g} Hz (first {ids[:4]})")
         self.changed.emit()
 
     def stop_poisson(self) -> None:
@@ -79,7 +82,7 @@ class StimulusController:
         for chip, rates in by_chip.items():
             board.set_poisson_rates(chip, rates)
         self.poisson_rates.clear()
-        self._session.mark("stimulus", "Poisson sources off")
+        self._mark("stimulus", "Poisson sources off")
         self.changed.emit()
 
     # --- FPGA spike generator --------------------------------------------------------
