@@ -60,7 +60,7 @@ class ReplaySource:
         self._position = 0.0
         self._speed = 1.0
         self._playing = False
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # held by a play tick while it feeds (pause waits for it)
         self._wake = threading.Event()
         self._seek_to: float | None = None
         self._seek_done = threading.Event()
@@ -155,15 +155,15 @@ class ReplaySource:
         t_s, self._seek_to = self._seek_to, None
         if t_s is None:
             return False
-        with self._lock:
-            self.session.spikes.clear()
-            self._feed(max(0.0, t_s - self.preroll_s), t_s)
-            self.membrane.rewind(max(0.0, t_s - self.preroll_s))
-            self.session.membrane.clear()
-            self._apply_biases_until(t_s)
-            if self._seek_to is None:  # no newer seek meanwhile
-                self._position = t_s
-                self._seek_done.set()
+        # no lock: only this thread feeds, and pause() need not wait for a preroll (the head is set)
+        self.session.spikes.clear()
+        self._feed(max(0.0, t_s - self.preroll_s), t_s)
+        self.membrane.rewind(max(0.0, t_s - self.preroll_s))
+        self.session.membrane.clear()
+        self._apply_biases_until(t_s)
+        if self._seek_to is None:  # no newer seek meanwhile
+            self._position = t_s
+            self._seek_done.set()
         self.position_changed.emit(t_s)
         return True
 
