@@ -231,6 +231,12 @@ def test_reader_names_the_problem_with_foreign_damaged_or_incomplete_files(tmp_p
     truncated.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ValueError, match="cannot be opened as HDF5"):
         SessionFile(truncated)
+    crafted = tmp_path / "crafted.h5"
+    crafted.write_bytes(path.read_bytes())
+    with h5py.File(crafted, "a") as f:
+        f.attrs["segments_dir"] = "../../etc"
+    with pytest.raises(ValueError, match="plain file names"):
+        SessionFile(crafted)
     for seg in segments_dir(path).iterdir():
         seg.unlink()
     with pytest.raises(ValueError, match="segment files are missing"):
@@ -287,3 +293,15 @@ def test_time_windows_find_events_of_batches_that_went_back_in_time(tmp_path):
         ts, ev = s.events_in(a, b)
         want = (t_all >= a) & (t_all < b)
         assert np.array_equal(np.sort(ev.timestamp_us), np.sort(all_events.timestamp_us[want]))
+
+
+def test_file_names_with_spaces_and_accents_record_and_read(tmp_path, monkeypatch):
+    path = tmp_path / "my sessión 1.h5"
+    rec = _recorder(path)
+    rec.start()
+    rec.record_spikes(SpikeEvents([1, 2, 3], [0, 0, 0], [0, 0, 0], [0, 1, 2]))
+    rec.stop()
+    assert SessionFile(path).rows("events/spikes") == 3
+    monkeypatch.chdir(tmp_path)
+    with h5py.File(path.name) as f:
+        assert f["events/spikes/neuron"][:].tolist() == [0, 1, 2]

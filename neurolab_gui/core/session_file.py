@@ -46,6 +46,7 @@ An *epoch* is a stretch of one board clock: a new one starts when the board is
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ from drivers.dynapse1.spikes import SpikeEvents
 FORMAT = "neurolab-session"
 FORMAT_VERSION = 2
 SEGMENTS_SUFFIX = ".segments"
+_PLAIN_NAME = re.compile(r"(?!\.\.?$)[^/\\\x00]+")  # a file name: no separators, not "." or ".."
 
 NAME_DTYPE = h5py.string_dtype("utf-8", 32)
 ORIGIN_DTYPE = h5py.string_dtype("utf-8", 16)
@@ -230,7 +232,11 @@ class SessionFile:
             for name in self.streams:
                 self.index[name] = f[f"index/{name}"][:]
         self._bounds_cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
-        self.segments_dir = self.path.with_name(str(self.attrs.get("segments_dir", segments_dir(self.path).name)))
+        seg_dir_name = str(self.attrs.get("segments_dir", segments_dir(self.path).name))
+        bad = [n for n in [seg_dir_name, *(row["file"].decode(errors="replace") for row in self.segments)] if not _PLAIN_NAME.fullmatch(n)]
+        if bad:  # a crafted index must not make the reader open files elsewhere
+            raise ValueError(f"{self.path}: segment names must be plain file names, got {bad[0]!r}")
+        self.segments_dir = self.path.with_name(seg_dir_name)
         missing = [row["file"].decode() for row in self.segments if not (self.segments_dir / row["file"].decode()).exists()]
         if missing:
             raise ValueError(
