@@ -40,6 +40,8 @@ def test_recording_round_trips_events_biases_and_metadata(tmp_path, monkeypatch)
             time.sleep(0.03)  # several segments, merged into bigger ones on the way
     rec.record_input(SpikeEvents([5, 6], [0, 0], [0, 0], [1, 2]))
     biases.set(2, 3, "IF_DC_P", 1, 30, origin="gui")
+    biases.set(2, 3, "IF_DC_P", 1, 31, origin="script élève µ")  # non-ASCII, longer than the column
+    rec.mark("note", "µ" * 200)
     assert rec.stop() == path
 
     data = read_session(path)
@@ -51,6 +53,8 @@ def test_recording_round_trips_events_biases_and_metadata(tmp_path, monkeypatch)
     change = data["bias_changes"][0]
     assert (change["chip"], change["core"], change["name"].decode(), change["new_coarse"], change["new_fine"]) == (2, 3, "IF_DC_P", 1, 30)
     assert change["origin"].decode() == "gui"
+    assert data["bias_changes"][1]["origin"].decode() == "script élève µ"[:13]
+    assert data["markers"][-1]["text"].decode() == "µ" * 80
     assert len(data["bias_initial"]) == 400
     attrs = data["attrs"]
     assert attrs["software_version"] == "9.9" and attrs["board_serial"] == "EMU00001" and attrs["complete"]

@@ -407,7 +407,7 @@ class Recorder:
             if kind == "bias":
                 c: BiasChange = item[1]
                 self._state.bias_changes.append(
-                    (c.time_s, c.chip, c.core, c.name, c.old.coarse, c.old.fine, c.new.coarse, c.new.fine, c.origin[:16])
+                    (c.time_s, c.chip, c.core, _fit(c.name, 32), c.old.coarse, c.old.fine, c.new.coarse, c.new.fine, _fit(c.origin, 16))
                 )
             elif kind == "mark":
                 _, mkind, text, new_epoch, wall = item
@@ -524,12 +524,12 @@ class Recorder:
             prev_end = prev[2] + (self._last_t - prev[3]) / 1e6 if self._last_t is not None and prev[3] >= 0 else prev[2]
             offset = max(offset, prev_end + 1e-3)
         self._last_t = None
-        self._state.epochs.append((self._epoch, wall, offset, -1, reason[:32].encode()))
+        self._state.epochs.append((self._epoch, wall, offset, -1, _fit(reason, 32)))
 
     def _marker(self, kind: str, text: str, wall: float) -> None:
         epoch = self._state.epochs[-1]
         session_t = max(epoch[2], wall - self._start_wall)
-        self._state.markers.append((wall, session_t, self._epoch, kind[:24].encode(), text.encode()[:160]))
+        self._state.markers.append((wall, session_t, self._epoch, _fit(kind, 24), _fit(text, 160)))
 
     def _rebuild_index(self) -> None:
         self._state.segments = [(s.file.encode(), s.epoch, s.wall_open, s.wall_close) for s in self._segments]
@@ -662,3 +662,8 @@ class Recorder:
                         rows_ = [(i, 0, 0, n, 0, 0) for i, (_f, _r0, n) in enumerate(sources)]
                         virtual_column(group_, c, np.dtype(dtype), row, rows_, files, ".", f"{stream}/{c}")
         return merged
+
+
+def _fit(text: str, size: int) -> bytes:
+    """UTF-8 bytes of ``text`` cut to ``size`` without splitting a character."""
+    return text.encode()[:size].decode("utf-8", "ignore").encode()
