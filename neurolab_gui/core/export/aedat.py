@@ -64,6 +64,7 @@ def export_aedat(session_path: str | Path, out: str | Path) -> int:
         t_us = np.rint(session.session_time_s(cols["t"], cols["_epoch"]) * 1e6).astype(np.int64)
         order = np.argsort(t_us, kind="stable")
         t_us = t_us[order]
+        t_us -= min(0, int(t_us[0]))  # AEDAT timestamps are non-negative; batches that went back can start before 0
         data = (
             1
             | (cols["core"][order].astype(np.uint32) << 1)
