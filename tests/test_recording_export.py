@@ -24,7 +24,13 @@ def recording(tmp_path_factory):
     rec = Recorder(path, software_version="t", board_serial="EMU00007", board_emulated=True, initial_biases=biases.snapshot(),
                    notes="export test", segment_s=0.02, tick_s=0.005)
     biases.changed.connect(rec.record_bias_change)
+    from neurolab_gui.core.session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM
+
+    rec.add_stream(MEMBRANE_STREAM, MEMBRANE_COLUMNS)
+    rec.add_stream("robot/motor", {"time_s": "f8", "left": "i2", "right": "i2"}, description="motor commands")
     rec.start()
+    rec.append(MEMBRANE_STREAM, {"t_us": [2_000_000, 2_000_010], "chip": [0, 0], "core": [1, 1], "neuron": [5, 5], "v": [0.1, 0.2]})
+    rec.append("robot/motor", {"time_s": [1.5, 2.5], "left": [10, -3], "right": [10, 3]})
     rng = np.random.default_rng(5)
     n = 3000
     rec.record_spikes(SpikeEvents(np.sort(rng.integers(2_000_000, 3_000_000, n)), rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n)))
@@ -100,6 +106,9 @@ def test_nwb_export_passes_pynwbs_validator_and_holds_units_stimulus_and_biases(
         assert (change["chip"], change["core"], change["bias_name"], change["new_coarse"], change["new_fine"]) == (1, 2, "IF_THR_N", 3, 99)
         assert list(nwb.epochs.to_dataframe()["tags"].map(tuple)) == [("recording_started",), ("timestamp_reset",)]
         assert "EMU00007" in nwb.devices["DYNAP-SE1"].description
+        trace = nwb.acquisition["membrane_chip0_core1_neuron5"]
+        assert list(trace.data[:]) == pytest.approx([0.1, 0.2]) and trace.unit == "volts"
+        assert nwb.processing["streams"]["robot_motor"].to_dataframe()["left"].tolist() == [10, -3]
         all_times = np.concatenate(units["spike_times"].to_list())
         assert all_times.min() >= 0 and all_times.max() <= session.duration_s() + 1e-9
 

@@ -13,6 +13,10 @@ What goes where (NWB 2.x core schema only, so pynwb's validator checks all of it
 * ``epochs``: one interval per board-clock epoch, tagged with why it began (start, reconnect,
   timestamp reset); ``processing/dynapse/markers``: the markers (unplug, reconnect, dropped
   events, …) as a ``DynamicTable``;
+* ``acquisition/membrane_chipC_coreK_neuronN``: a ``TimeSeries`` (volts, session time) per
+  neuron whose analog monitor was recorded;
+* ``processing/streams``: every other typed stream (robot commands, sensor readings, …) as a
+  ``DynamicTable`` with its own columns;
 * the device (board serial, emulated or silicon) and the recording's notes and start time.
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..session_file import INPUT, SPIKES, SessionFile
+from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, SessionFile
 
 
 def export_nwb(session_path: str | Path, out: str | Path) -> int:
@@ -134,6 +138,28 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
             ("kind", "what happened", m["kind"]),
             ("text", "details", m["text"]),
         ]))
+    membrane = f"streams/{MEMBRANE_STREAM}"
+    if membrane in session.streams and session.rows(membrane):
+        c = session.read_stream(membrane)
+        times = session.session_time_s(c["t_us"], c["_epoch"])
+        for chip, core, neuron in sorted({(int(a), int(b), int(n)) for a, b, n in zip(c["chip"], c["core"], c["neuron"], strict=True)}):
+            sel = (c["chip"] == chip) & (c["core"] == core) & (c["neuron"] == neuron)
+            order = np.argsort(times[sel], kind="stable")
+            nwb.add_acquisition(TimeSeries(
+                name=f"membrane_chip{chip}_core{core}_neuron{neuron}",
+                data=c["v"][sel][order].astype(np.float64),
+                timestamps=times[sel][order],
+                unit="volts",
+                description=f"analog monitor (membrane potential) of chip {chip} core {core} neuron {neuron}",
+            ))
+    others = [name for name in session.streams if name.startswith("streams/") and name != membrane and session.rows(name)]
+    if others:
+        extra = nwb.create_processing_module(name="streams", description="other streams of the session (robot, …)")
+        for name in others:
+            spec = session.streams[name]
+            c = session.read_stream(name)
+            extra.add(_table(name.removeprefix("streams/").replace("/", "_"), spec.description or name,
+                             [(col, col, c[col]) for col in spec.columns]))
     with NWBHDF5IO(str(out), "w") as io:
         io.write(nwb)
     return n_units
