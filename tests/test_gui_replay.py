@@ -8,20 +8,7 @@ from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QFileDialog
 from test_core_replay import make_recording
 
-from neurolab_gui.core.session import Session
-from neurolab_gui.qt.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    session = Session(spike_capacity=200_000)
-    w = MainWindow(session, layout_path=tmp_path / "layout.json")
-    w.reporter.show_messages = False
-    qtbot.addWidget(w)
-    yield w
-    w.close()
-    session.close()
-
+# ``window``: the shared main-window fixture (tests/conftest.py)
 
 def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, monkeypatch):
     path = tmp_path / "replay.h5"
