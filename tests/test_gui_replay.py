@@ -10,6 +10,7 @@ from test_core_replay import make_recording
 
 # ``window``: the shared main-window fixture (tests/conftest.py)
 
+
 def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, monkeypatch):
     path = tmp_path / "replay.h5"
     events = make_recording(path, seconds=2.0)
