@@ -41,6 +41,7 @@ def test_recording_round_trips_events_biases_and_metadata(tmp_path, monkeypatch)
     rec.record_input(SpikeEvents([5, 6], [0, 0], [0, 0], [1, 2]))
     biases.set(2, 3, "IF_DC_P", 1, 30, origin="gui")
     biases.set(2, 3, "IF_DC_P", 1, 31, origin="script élève µ")  # non-ASCII, longer than the column
+    biases.set_flags(2, 3, "IF_DC_P", normal=False, enabled=False, origin="gui")  # the flags are recorded too
     rec.mark("note", "µ" * 200)
     assert rec.stop() == path
 
@@ -54,6 +55,8 @@ def test_recording_round_trips_events_biases_and_metadata(tmp_path, monkeypatch)
     assert (change["chip"], change["core"], change["name"].decode(), change["new_coarse"], change["new_fine"]) == (2, 3, "IF_DC_P", 1, 30)
     assert change["origin"].decode() == "gui"
     assert data["bias_changes"][1]["origin"].decode() == "script élève µ"[:13]
+    flags = data["bias_changes"][2]
+    assert (flags["new_coarse"], flags["new_fine"], flags["new_high"], flags["new_normal"], flags["new_enabled"]) == (1, 31, True, False, False)
     assert data["markers"][-1]["text"].decode() == "µ" * 80
     assert len(data["bias_initial"]) == 400
     attrs = data["attrs"]

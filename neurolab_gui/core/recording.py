@@ -169,7 +169,8 @@ class Recorder:
             "dropped_events": 0,
         }
         initial = np.array(
-            [(k[0], k[1], k[2], v.coarse, v.fine, v.high, nominal_current(v.coarse, v.fine)) for k, v in sorted((initial_biases or {}).items())],
+            [(k[0], k[1], k[2], v.coarse, v.fine, v.high, v.normal, v.enabled, nominal_current(v.coarse, v.fine))
+             for k, v in sorted((initial_biases or {}).items())],
             dtype=BIAS_INITIAL_DTYPE,
         )
         self._streams: dict[str, StreamSpec] = {
@@ -407,7 +408,8 @@ class Recorder:
             if kind == "bias":
                 c: BiasChange = item[1]
                 self._state.bias_changes.append(
-                    (c.time_s, c.chip, c.core, _fit(c.name, 32), c.old.coarse, c.old.fine, c.new.coarse, c.new.fine, _fit(c.origin, 16))
+                    (c.time_s, c.chip, c.core, _fit(c.name, 32), c.old.coarse, c.old.fine, c.new.coarse, c.new.fine,
+                     c.new.high, c.new.normal, c.new.enabled, _fit(c.origin, 16))
                 )
             elif kind == "mark":
                 _, mkind, text, new_epoch, wall = item

@@ -70,7 +70,9 @@ class ReplaySource:
         #: Session times (s) of the recorded bias changes, in order.
         self.bias_change_times = np.asarray(changes["time_s"] - start_unix, np.float64) if len(changes) else np.zeros(0)
         self._initial_biases = {
-            (int(r["chip"]), int(r["core"]), _s(r["name"])): BiasValue(int(r["coarse"]), int(r["fine"]), bool(r["high"]))
+            (int(r["chip"]), int(r["core"]), _s(r["name"])): BiasValue(
+                int(r["coarse"]), int(r["fine"]), bool(r["high"]), bool(r["normal"]), bool(r["enabled"])
+            )
             for r in self.file.bias_initial
         }
         self._bias_applied = -1  # index of the last recorded change applied to the bias model
@@ -232,8 +234,9 @@ class ReplaySource:
         values = dict(self._initial_biases)
         for c in self.file.bias_changes[: target + 1]:
             key = (int(c["chip"]), int(c["core"]), _s(c["name"]))
-            old = values.get(key, BiasValue(0, 0))
-            values[key] = BiasValue(int(c["new_coarse"]), int(c["new_fine"]), old.high, old.normal, old.enabled)
+            values[key] = BiasValue(
+                int(c["new_coarse"]), int(c["new_fine"]), bool(c["new_high"]), bool(c["new_normal"]), bool(c["new_enabled"])
+            )
         known = {k: v for k, v in values.items() if k in self.session.biases.parameters}
         self.session.biases.apply(known, origin="replay", undoable=False)
         self._bias_applied = target

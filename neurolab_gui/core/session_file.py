@@ -34,8 +34,8 @@ Layout of the index file (``format`` = ``neurolab-session``, ``format_version`` 
     /segments               file, epoch, wall_open, wall_close
     /epochs                 epoch, wall_start (Unix s), session_offset_s, first_t_us, reason
     /markers                wall_time_s, session_time_s, epoch, kind, text
-    /biases/initial         chip, core, name, coarse, fine, high, current_a
-    /biases/changes         time_s (Unix), chip, core, name, old/new coarse+fine, origin
+    /biases/initial         chip, core, name, coarse, fine, high, normal, enabled, current_a
+    /biases/changes         time_s (Unix), chip, core, name, old/new coarse+fine, new flags, origin
 
 An *epoch* is a stretch of one board clock: a new one starts when the board is
 (re)connected or its timestamps jump back (reset), and each is marked in
@@ -67,7 +67,8 @@ NAME_DTYPE = h5py.string_dtype("utf-8", 32)
 ORIGIN_DTYPE = h5py.string_dtype("utf-8", 16)
 
 BIAS_INITIAL_DTYPE = np.dtype(
-    [("chip", "u1"), ("core", "u1"), ("name", NAME_DTYPE), ("coarse", "u1"), ("fine", "u1"), ("high", "?"), ("current_a", "f8")]
+    [("chip", "u1"), ("core", "u1"), ("name", NAME_DTYPE), ("coarse", "u1"), ("fine", "u1"), ("high", "?"), ("normal", "?"),
+     ("enabled", "?"), ("current_a", "f8")]
 )
 BIAS_CHANGE_DTYPE = np.dtype(
     [
@@ -79,6 +80,9 @@ BIAS_CHANGE_DTYPE = np.dtype(
         ("old_fine", "u1"),
         ("new_coarse", "u1"),
         ("new_fine", "u1"),
+        ("new_high", "?"),
+        ("new_normal", "?"),
+        ("new_enabled", "?"),
         ("origin", ORIGIN_DTYPE),
     ]
 )

@@ -106,7 +106,9 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
             ("bias_name", "bias name", bi["name"]),
             ("coarse", "coarse value 0-7", bi["coarse"]),
             ("fine", "fine value 0-255", bi["fine"]),
-            ("high", "high-current bias", bi["high"]),
+            ("high", "high current level (False: low)", bi["high"]),
+            ("normal", "normal type (False: cascode)", bi["normal"]),
+            ("enabled", "enabled", bi["enabled"]),
             ("current_a", "nominal current (A)", bi["current_a"]),
         ]))
     ch = session.bias_changes
@@ -122,6 +124,9 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
             ("old_fine", "fine before", ch["old_fine"]),
             ("new_coarse", "coarse after", ch["new_coarse"]),
             ("new_fine", "fine after", ch["new_fine"]),
+            ("new_high", "high current level after", ch["new_high"]),
+            ("new_normal", "normal type after (False: cascode)", ch["new_normal"]),
+            ("new_enabled", "enabled after", ch["new_enabled"]),
             ("origin", "who changed it (gui, script, file, calibration, ...)", ch["origin"]),
         ]))
 
