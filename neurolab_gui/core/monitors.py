@@ -32,8 +32,19 @@ from drivers.dynapse1.topology import (
 
 from .events import Signal
 
-#: A jump back in time larger than this (µs) means the board's timestamps were reset.
+#: A batch lying wholly this far (µs) before the newest event means the board's timestamps were reset.
 TIMESTAMP_RESET_JUMP_US = 1_000_000
+
+#: Most events of the ring's tail that a late batch is merged with (bounds the cost of one push).
+MERGE_TAIL_MAX = 1 << 18
+
+
+def sorted_by_time(t_us: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The columns sorted by time (stable; no copy when they already are)."""
+    if len(t_us) > 1 and bool((t_us[1:] < t_us[:-1]).any()):
+        order = np.argsort(t_us, kind="stable")
+        return (t_us[order], *(c[order] for c in columns))
+    return (t_us, *columns)
 
 
 class EventRing:
@@ -54,6 +65,7 @@ class EventRing:
         self._written = 0  # events ever pushed since the last clear
         self._lock = threading.Lock()
         self.overwritten = 0  # events pushed out before any reader could have needed them
+        self.late_dropped = 0  # events that arrived too late to be placed in time order
 
     def __len__(self) -> int:
         return min(self._written, self.capacity)
@@ -63,27 +75,81 @@ class EventRing:
             self._written = 0
 
     def push(self, timestamp_us: np.ndarray, global_id: np.ndarray) -> None:
-        """Append one time-ordered batch (columns of equal length)."""
-        n = len(timestamp_us)
+        """Add one batch, in any time order (columns of equal length).
+
+        The ring stays sorted by time: a batch is sorted first, and events older than the
+        newest one held are merged into the ring's tail (at most :data:`MERGE_TAIL_MAX` events
+        are moved for that; events older still are dropped and counted in :attr:`late_dropped`).
+        A batch lying wholly more than :data:`TIMESTAMP_RESET_JUMP_US` before the newest event
+        means the board's timestamps were reset: the ring starts afresh.
+        """
+        t = np.asarray(timestamp_us, np.int64).ravel()
+        g = np.asarray(global_id).ravel()
+        n = len(t)
         if n == 0:
             return
-        if len(global_id) != n:
+        if len(g) != n:
             raise ValueError("timestamp and neuron columns differ in length")
+        g = g.astype(np.uint16, copy=False)
+        t, g = sorted_by_time(t, g)
         with self._lock:
-            if self._written and timestamp_us[0] < self._last_t() - TIMESTAMP_RESET_JUMP_US:
-                self._written = 0  # timestamps were reset on the board: old window is meaningless
-            if n > self.capacity:  # only the newest events fit
-                self.overwritten += n - self.capacity
-                timestamp_us, global_id, n = timestamp_us[-self.capacity :], global_id[-self.capacity :], self.capacity
-            start = self._written % self.capacity
-            first = min(n, self.capacity - start)
-            self._t[start : start + first] = timestamp_us[:first]
-            self._gid[start : start + first] = global_id[:first]
-            if first < n:
-                self._t[: n - first] = timestamp_us[first:]
-                self._gid[: n - first] = global_id[first:]
-            self.overwritten += max(0, self._written + n - self.capacity) - max(0, self._written - self.capacity)
-            self._written += n
+            old_written = self._written
+            if self._written and t[-1] < self._last_t() - TIMESTAMP_RESET_JUMP_US:
+                self._written = old_written = 0  # timestamps were reset on the board: old window is meaningless
+            start = self._written
+            if self._written and t[0] < self._last_t():
+                start, t, g = self._merge_with_tail(t, g)
+            m = len(t)
+            keep = min(m, self.capacity)  # only the newest events fit
+            self._write_at(start + m - keep, t[m - keep :], g[m - keep :])
+            self._written = start + m
+            self.overwritten += max(0, self._written - self.capacity) - max(0, old_written - self.capacity)
+
+    def _merge_with_tail(self, t: np.ndarray, g: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """Merge a sorted batch that reaches back before the newest event with the ring's tail.
+
+        Returns the logical position to write from and the merged columns.
+        """
+        held = len(self)
+        first = self._written - held  # logical index of the oldest event held
+        tail_from = max(first, self._written - MERGE_TAIL_MAX)
+        tail_idx = np.arange(tail_from, self._written) % self.capacity
+        tail_t, tail_g = self._t[tail_idx], self._gid[tail_idx]
+        # events of the batch older than the mergeable tail cannot be placed in order: drop them
+        if tail_from > first or self._written > self.capacity:
+            too_late = int(np.searchsorted(t, tail_t[0], side="left"))
+            if too_late:
+                self.late_dropped += too_late
+                t, g = t[too_late:], g[too_late:]
+        # equal timestamps: events already held stay first
+        cut = int(np.searchsorted(tail_t, t[0], side="right")) if len(t) else len(tail_t)
+        merged_t = np.concatenate([tail_t[cut:], t])
+        merged_g = np.concatenate([tail_g[cut:], g])
+        order = np.argsort(merged_t, kind="stable")
+        return tail_from + cut, merged_t[order], merged_g[order]
+
+    def _write_at(self, logical_start: int, t: np.ndarray, g: np.ndarray) -> None:
+        """Write ``len(t) <= capacity`` events at logical positions ``logical_start ...`` (wrapping)."""
+        n = len(t)
+        if n == 0:
+            return
+        start = logical_start % self.capacity
+        first = min(n, self.capacity - start)
+        self._t[start : start + first] = t[:first]
+        self._gid[start : start + first] = g[:first]
+        if first < n:
+            self._t[: n - first] = t[first:]
+            self._gid[: n - first] = g[first:]
+
+    def copy(self) -> EventRing:
+        """A frozen copy (what a paused view keeps however long it stays paused)."""
+        other = object.__new__(EventRing)
+        with self._lock:
+            other.capacity = self.capacity
+            other._t, other._gid = self._t.copy(), self._gid.copy()
+            other._written, other.overwritten, other.late_dropped = self._written, self.overwritten, self.late_dropped
+        other._lock = threading.Lock()
+        return other
 
     def push_events(self, events: SpikeEvents) -> None:
         self.push(events.timestamp_us, events.global_id.astype(np.uint16))
@@ -170,19 +236,41 @@ class BinnedCounts:
             self._counts[:] = 0
             self._newest = None
 
+    def copy(self) -> BinnedCounts:
+        """A frozen copy."""
+        other = object.__new__(BinnedCounts)
+        with self._lock:
+            other.bin_us, other.n_columns, other.n_neurons = self.bin_us, self.n_columns, self.n_neurons
+            other._counts, other._newest, other.too_old = self._counts.copy(), self._newest, self.too_old
+        other._lock = threading.Lock()
+        return other
+
     @property
     def newest_column(self) -> int | None:
         return self._newest
 
     def push(self, timestamp_us: np.ndarray, global_id: np.ndarray) -> None:
-        """Add one time-ordered batch."""
-        if len(timestamp_us) == 0:
+        """Add one batch, in any time order.
+
+        Work and memory are bounded by the history (``n_columns``), whatever the timestamps:
+        events older than the history are dropped and counted in :attr:`too_old`; a batch lying
+        wholly more than :data:`TIMESTAMP_RESET_JUMP_US` before the newest bin restarts the counts
+        (the board's timestamps were reset); neuron ids outside ``0..n_neurons-1`` are ignored.
+        """
+        cols = np.asarray(timestamp_us, np.int64).ravel() // self.bin_us
+        gid = np.asarray(global_id, np.int64).ravel()
+        if len(cols) == 0:
             return
-        cols = np.asarray(timestamp_us, np.int64) // self.bin_us
-        gid = np.asarray(global_id, np.int64)
+        if len(gid) != len(cols):
+            raise ValueError("timestamp and neuron columns differ in length")
+        valid = (gid >= 0) & (gid < self.n_neurons)
+        if not valid.all():
+            cols, gid = cols[valid], gid[valid]
+            if len(cols) == 0:
+                return
         with self._lock:
-            first, last = int(cols[0]), int(cols[-1])
-            if self._newest is not None and first < self._newest - TIMESTAMP_RESET_JUMP_US // self.bin_us:
+            first, last = int(cols.min()), int(cols.max())
+            if self._newest is not None and last < self._newest - TIMESTAMP_RESET_JUMP_US // self.bin_us:
                 self._counts[:] = 0  # the board's timestamps were reset
                 self._newest = None
             newest = self._newest
@@ -199,8 +287,8 @@ class BinnedCounts:
                 cols, gid = cols[keep], gid[keep]
                 if len(cols) == 0:
                     return
-                first = int(cols[0])
-            span = last - first + 1
+                first = int(cols.min())
+            span = last - first + 1  # at most n_columns
             counts = np.bincount((cols - first) * self.n_neurons + gid, minlength=span * self.n_neurons)
             counts = counts.reshape(span, self.n_neurons)
             rows = np.arange(first, last + 1) % self.n_columns
@@ -211,10 +299,11 @@ class BinnedCounts:
 
         Returns ``(counts, t0_us, t1_us)``: ``counts`` is (len(neurons), n_bins) uint16 (row =
         neuron, column = time), ``[t0_us, t1_us)`` the span the bins cover.  Bins outside the
-        history are zero.
+        history are zero; a window longer than the history is cut to its newest ``n_columns`` bins
+        (so its size never depends on the times asked for).
         """
-        c0 = int(t_start_us) // self.bin_us
-        c1 = max(c0, (int(t_end_us) - 1) // self.bin_us)
+        c1 = (int(t_end_us) - 1) // self.bin_us
+        c0 = min(c1, max(int(t_start_us) // self.bin_us, c1 - self.n_columns + 1))
         neurons = np.asarray(neurons, np.int64)
         contiguous = len(neurons) > 0 and neurons[-1] - neurons[0] + 1 == len(neurons) and bool(np.all(np.diff(neurons) == 1))
         cols = slice(neurons[0], neurons[-1] + 1) if contiguous else neurons
@@ -273,17 +362,67 @@ def rates_hz(global_id: np.ndarray, span_s: float, n_neurons: int = N_NEURONS) -
     return np.bincount(global_id.astype(np.int64), minlength=n_neurons)[:n_neurons] / span_s
 
 
-class SpikeMonitor:
-    """The live event stream: a ring buffer plus rate statistics.
+class BoardClock:
+    """The board's time now, as the live views need it, from the timestamps that arrive.
 
-    Feed it with :meth:`on_events` (from any thread).  It emits nothing per batch:
-    views poll :meth:`window` on their own timers, which decouples rendering from
-    acquisition.
+    A board that stops firing sends no timestamps, but its time goes on: a view anchored to
+    the newest event would keep showing the last spikes and their rates.  This clock is the
+    newest timestamp seen, advanced by the wall-clock time since it arrived (the board's clock
+    runs in real time; an emulator on its real-time clock too).  Every new batch re-anchors it,
+    so it never drifts from the stream while events flow.  :meth:`stop` freezes it (board
+    closed or lost); a batch from long before the anchor (a timestamp reset) re-anchors it.
+    """
+
+    def __init__(self, wall_clock=time.monotonic) -> None:
+        self._wall = wall_clock
+        self._lock = threading.Lock()
+        self._anchor: tuple[int, float] | None = None  # (board µs, wall s)
+        self._frozen_us: int | None = None
+
+    def observe(self, newest_us: int) -> None:
+        """A batch whose newest event is at ``newest_us`` arrived now."""
+        with self._lock:
+            anchor = self._anchor
+            late = anchor is not None and newest_us < anchor[0]
+            if late and newest_us >= anchor[0] - TIMESTAMP_RESET_JUMP_US:
+                return  # a late batch: the clock has already passed it
+            self._anchor = (int(newest_us), self._wall())
+            self._frozen_us = None
+
+    def now_us(self) -> int | None:
+        """The board's time now (µs), or None before the first event."""
+        with self._lock:
+            if self._frozen_us is not None:
+                return self._frozen_us
+            if self._anchor is None:
+                return None
+            board_us, wall = self._anchor
+            return board_us + int((self._wall() - wall) * 1e6)
+
+    def stop(self) -> None:
+        """Freeze the clock at the current time (the board is gone: its time no longer advances)."""
+        now = self.now_us()
+        with self._lock:
+            self._frozen_us = now
+
+    def reset(self) -> None:
+        with self._lock:
+            self._anchor = None
+            self._frozen_us = None
+
+
+class SpikeMonitor:
+    """The live event stream: a ring buffer, binned counts, the board's clock and rate statistics.
+
+    Feed it with :meth:`on_events` (from any thread; batches in any time order).  It emits
+    nothing per batch: views poll :meth:`window` on their own timers, which decouples rendering
+    from acquisition.  :meth:`snapshot` freezes a copy for a paused view.
     """
 
     def __init__(self, capacity: int = 4_000_000, bin_us: int = 2000, n_columns: int = 2048) -> None:
         self.ring = EventRing(capacity)
         self.binned = BinnedCounts(bin_us, n_columns)
+        self.clock = BoardClock()
         self.total_events = 0
         self._rate_lock = threading.Lock()
         self._rate_mark = (time.monotonic(), 0)
@@ -292,15 +431,39 @@ class SpikeMonitor:
         self.cleared = Signal("spike monitor cleared")
 
     def on_events(self, events: SpikeEvents) -> None:
+        if not len(events):
+            return
         gid = events.global_id
         self.ring.push(events.timestamp_us, gid.astype(np.uint16))
         self.binned.push(events.timestamp_us, gid)
+        self.clock.observe(int(events.timestamp_us.max()))
         self.total_events += len(events)
 
     def clear(self) -> None:
         self.ring.clear()
         self.binned.clear()
+        self.clock.reset()
         self.cleared.emit()
+
+    def now_us(self) -> int | None:
+        """The board's time now (see :class:`BoardClock`), or None before the first event."""
+        return self.clock.now_us()
+
+    def snapshot(self) -> SpikeMonitor:
+        """A frozen copy of the buffers, its clock stopped at the board's time now."""
+        frozen = object.__new__(SpikeMonitor)
+        now = self.clock.now_us()
+        frozen.ring, frozen.binned = self.ring.copy(), self.binned.copy()
+        frozen.clock = BoardClock()
+        if now is not None:
+            frozen.clock.observe(now)
+            frozen.clock.stop()
+        frozen.total_events = self.total_events
+        frozen._rate_lock = threading.Lock()
+        frozen._rate_mark = (time.monotonic(), frozen.total_events)
+        frozen._event_rate = 0.0
+        frozen.cleared = Signal("spike monitor cleared")
+        return frozen
 
     def event_rate(self) -> float:
         """Events per wall-clock second since the previous call (at most ~1 s smoothing)."""
@@ -326,7 +489,8 @@ class SpikeMonitor:
         return t, g, end_us
 
     def rates(self, span_s: float = 1.0, end_us: int | None = None) -> np.ndarray:
-        """Rate per board-wide neuron over the last ``span_s`` seconds of board time."""
+        """Rate per board-wide neuron over the ``span_s`` seconds of board time before ``end_us``
+        (default: the newest event)."""
         _, g, _ = self.window(span_s, end_us)
         return rates_hz(g, span_s)
 
