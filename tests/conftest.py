@@ -65,3 +65,76 @@ def make_window(qtbot, tmp_path):
 @pytest.fixture
 def window(make_window):
     return make_window()
+
+# --- heartbeat: event-loop stall detector (app lane; any GUI test may use it) -----------------
+#
+# A QTimer ticks every 10 ms on the GUI thread while an action runs; any gap between ticks is
+# time the event loop could not answer (work on the GUI thread, or a worker holding the GIL).
+# Usage:
+#
+#     def test_x(heartbeat, qtbot):
+#         with heartbeat.watch("connect"):
+#             QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+#             qtbot.waitUntil(lambda: ...)
+#         heartbeat.assert_no_stall()          # no gap over 100 ms in any watched action
+#
+# The limit is the product's bar (100 ms); NEUROLAB_STALL_LIMIT_MS overrides it on a machine
+# known to be overloaded, and the failure message names the action and the worst gaps.
+
+import contextlib  # noqa: E402
+import time  # noqa: E402
+
+STALL_LIMIT_MS = float(os.environ.get("NEUROLAB_STALL_LIMIT_MS", "100"))
+
+
+class Heartbeat:
+    """Gaps between the ticks of a 10 ms GUI-thread timer, per watched action."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from PyQt6.QtCore import Qt, QTimer
+
+        self.interval_ms = interval_ms
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.gaps_ms: dict[str, list[float]] = {}
+        self._action: str | None = None
+        self._last = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._action is not None:
+            self.gaps_ms[self._action].append((now - self._last) * 1e3)
+        self._last = now
+
+    @contextlib.contextmanager
+    def watch(self, action: str):
+        """Record the event loop's gaps while the body runs (synchronous slot work included)."""
+        self.gaps_ms.setdefault(action, [])
+        self._action = action
+        self._last = time.perf_counter()
+        self.timer.start(self.interval_ms)
+        try:
+            yield self
+        finally:
+            self._tick()  # the time since the last tick counts too
+            self.timer.stop()
+            self._action = None
+
+    def worst_ms(self, action: str | None = None) -> float:
+        gaps = self.gaps_ms.get(action, []) if action else [g for v in self.gaps_ms.values() for g in v]
+        return max(gaps, default=0.0)
+
+    def assert_no_stall(self, limit_ms: float = STALL_LIMIT_MS) -> None:
+        bad = {a: sorted(g, reverse=True)[:5] for a, g in self.gaps_ms.items() if max(g, default=0.0) > limit_ms}
+        assert not bad, f"event loop stalled over {limit_ms:.0f} ms: " + "; ".join(
+            f"{a}: worst gaps {', '.join(f'{x:.0f}' for x in gaps)} ms" for a, gaps in bad.items()
+        )
+
+
+@pytest.fixture
+def heartbeat(qtbot):
+    """A :class:`Heartbeat` on the GUI thread (see the block comment above)."""
+    beat = Heartbeat()
+    yield beat
+    beat.timer.stop()

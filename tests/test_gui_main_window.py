@@ -79,7 +79,7 @@ def test_unopenable_board_leaves_the_gui_up(qtbot, tmp_path):
 
     w = MainWindow(Session(opener=opener, spike_capacity=1000), layout_path=tmp_path / "l.json")
     qtbot.addWidget(w)
-    assert not w.connection_bar.connect_selected()
+    assert not w.connection_bar.connect_selected().result(timeout=10)
     qtbot.waitUntil(lambda: w.state_label.text().startswith("error"))
     assert "unplugged" in w.session.connection.status.message
     w.close()

@@ -9,12 +9,17 @@ an unplugged board: a failed open or a lost board becomes a ``disconnected`` /
 
 Threads: the acquisition thread emits :attr:`ConnectionManager.events` with
 whole :class:`SpikeEvents` batches; subscribers (monitors, recorder) must be
-cheap and thread-safe.  Everything else is called from the GUI thread or a
-script.  :meth:`poll_status` is meant for a ~2 Hz timer.
+cheap and thread-safe.  Opening a board takes seconds (an emulator child
+process starts, every bias is read back), so the GUI calls
+:meth:`ConnectionManager.connect_in_background`, which opens it on a worker
+thread and emits ``connected``/``status_changed`` from there (the Qt layer
+relays them to the GUI thread).  Everything else is called from the GUI thread
+or a script.  :meth:`poll_status` is meant for a ~2 Hz timer.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -119,6 +124,8 @@ class ConnectionManager:
         self._target: ConnectionTarget | None = None
         self._status = ConnectionStatus()
         self._lock = threading.RLock()
+        self._connect_lock = threading.Lock()  # one open at a time (a worker's or a script's)
+        self._generation = 0  # bumped by disconnect(): an open still in flight is then discarded
         self._reader: threading.Thread | None = None
         self._forwarding = threading.Event()
         self._forward_lock = threading.Lock()
@@ -153,31 +160,70 @@ class ConnectionManager:
 
     # --- connect / disconnect -------------------------------------------------------------
     def connect(self, target: ConnectionTarget, acquire: bool = True) -> bool:
-        """Close any open board, then open ``target``.  Returns False (state ``error``) if it cannot be opened."""
-        self.disconnect("switching boards")
-        self._target = target
+        """Close any open board, then open ``target``.  Returns False (state ``error``) if it cannot be opened.
+
+        Blocks while the board opens (seconds); the GUI uses :meth:`connect_in_background`.
+        """
+        with self._connect_lock:
+            self.disconnect("switching boards")
+            generation = self._generation
+            self._target = target
+            self._set_status(state="connecting", target=target.describe(), message="")
+            try:
+                board = self._opener(target)
+            except Exception as exc:
+                log.warning("could not open %s: %s", target.describe(), exc)
+                self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
+                return False
+            with self._lock:
+                if generation != self._generation:  # disconnected while it was opening
+                    superseded = True
+                else:
+                    superseded = False
+                    self._board = board
+                    self._received = 0
+                    self._rate_mark = (time.monotonic(), 0)
+                    self._rate = 0.0
+            if superseded:
+                with contextlib.suppress(Exception):
+                    board.close()
+                self._set_status(state="disconnected", message="connection cancelled")
+                return False
+            self._set_status(
+                state="connected",
+                serial=str(getattr(board, "serial", "")),
+                emulated=bool(getattr(board, "is_emulated", False)),
+                message=f"connected to {target.describe()}",
+            )
+            self.connected.emit(board)
+            if acquire:
+                self.start_acquisition()
+            return True
+
+    @property
+    def connecting(self) -> bool:
+        """Whether a board is being opened right now."""
+        return self._connect_lock.locked()
+
+    def connect_in_background(self, target: ConnectionTarget, acquire: bool = True) -> concurrent.futures.Future:
+        """:meth:`connect` on a worker thread; returns a future of its bool result.
+
+        The status turns ``connecting`` at once; ``connected``/``status_changed`` are emitted from
+        the worker.  A second request waits for the first to finish, then switches boards.
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
         self._set_status(state="connecting", target=target.describe(), message="")
-        try:
-            board = self._opener(target)
-        except Exception as exc:
-            log.warning("could not open %s: %s", target.describe(), exc)
-            self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
-            return False
-        with self._lock:
-            self._board = board
-            self._received = 0
-            self._rate_mark = (time.monotonic(), 0)
-            self._rate = 0.0
-        self._set_status(
-            state="connected",
-            serial=str(getattr(board, "serial", "")),
-            emulated=bool(getattr(board, "is_emulated", False)),
-            message=f"connected to {target.describe()}",
-        )
-        self.connected.emit(board)
-        if acquire:
-            self.start_acquisition()
-        return True
+
+        def run() -> None:
+            try:
+                future.set_result(self.connect(target, acquire))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                log.exception("connecting to %s failed", target.describe())
+                self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="neurolab-connect", daemon=True).start()
+        return future
 
     def reconnect(self) -> bool:
         """Open the last target again (after an unplug or an error)."""
@@ -185,9 +231,19 @@ class ConnectionManager:
             raise RuntimeError("nothing to reconnect to: no board was ever chosen")
         return self.connect(self._target)
 
+    def reconnect_in_background(self) -> concurrent.futures.Future:
+        """:meth:`reconnect` on a worker thread (see :meth:`connect_in_background`)."""
+        if self._target is None:
+            raise RuntimeError("nothing to reconnect to: no board was ever chosen")
+        return self.connect_in_background(self._target)
+
     def disconnect(self, reason: str = "closed by user") -> None:
-        """Stop acquisition and close the board; a no-op when none is open."""
+        """Stop acquisition and close the board; a no-op when none is open.
+
+        A board still being opened in the background is closed as soon as it is open.
+        """
         with self._lock:
+            self._generation += 1
             board = self._board
             if board is None:
                 return

@@ -129,6 +129,7 @@ class Session:
         self.membrane.attach(board)
 
     def _on_disconnected(self, reason: str) -> None:
+        self.spikes.clock.stop()  # the board's time no longer advances: the raster stays where it was
         recorder = self._recorder
         if recorder is not None:
             recorder.mark("unplugged" if reason == "unplugged" else "disconnected", reason)

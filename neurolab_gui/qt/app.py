@@ -46,8 +46,10 @@ def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> in
     window = create_main_window(session)
     window.connection_bar.select(board, seed, mismatch)
     window.show()
-    if not session.connection.connect(window.connection_bar.target()):
-        log.warning("%s", session.connection.status.message)
+    # opened on a worker thread: the window draws and answers while the board (or emulator) starts
+    window.connection_bar.connect_selected().add_done_callback(
+        lambda done: done.exception() is None and not done.result() and log.warning("%s", session.connection.status.message)
+    )
 
     async def main() -> None:
         closed = asyncio.Event()

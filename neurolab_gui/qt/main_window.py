@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 
 from PyQt6.QtCore import QByteArray, QStandardPaths, Qt, QTimer
-from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtGui import QAction, QGuiApplication, QKeySequence
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +30,7 @@ from PyQt6.QtWidgets import (
 )
 
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
+from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
 
 from .bridge import relay
@@ -47,6 +49,18 @@ log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "NeuroLab"
 LAYOUT_VERSION = 1
+
+
+#: The smallest window every control still fits in (a 1366 x 768 laptop screen, less a task bar).
+MINIMUM_SIZE = (1024, 640)
+
+
+def default_size() -> tuple[int, int]:
+    """1600 x 1000, or the screen's free area when that is smaller (never below the minimum)."""
+    screen = QGuiApplication.primaryScreen()
+    free = screen.availableGeometry() if screen is not None else None
+    width, height = (1600, 1000) if free is None else (min(1600, free.width()), min(1000, free.height()))
+    return max(width, MINIMUM_SIZE[0]), max(height, MINIMUM_SIZE[1])
 
 
 def default_layout_path() -> Path:
@@ -69,11 +83,16 @@ class ConnectionBar(QToolBar):
         self.seed_spin.setToolTip("mismatch seed of the emulated board")
         self.mismatch_check = QCheckBox("mismatch")
         self.mismatch_check.setChecked(True)
+        self.mismatch_check.setToolTip("emulate the chip's device mismatch (off: every neuron and synapse ideal)")
         self.refresh_button = QPushButton("Rescan")
+        self.refresh_button.setToolTip("look for DYNAP-SE1 boards on the USB bus again (F5)")
         self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("open the chosen board and start streaming its events (Ctrl+K); runs in the background")
         self.disconnect_button = QPushButton("Disconnect")
+        self.disconnect_button.setToolTip("stop streaming and close the board (Ctrl+D)")
         self.record_button = QPushButton("Record")
         self.record_button.setCheckable(True)
+        self.record_button.setToolTip("record events, stimulus and bias changes to an HDF5 file (Ctrl+R)")
         for w in (QLabel(" Board "), self.board_combo, self.seed_spin, self.mismatch_check, self.refresh_button,
                   self.connect_button, self.disconnect_button, self.record_button):
             self.addWidget(w)
@@ -117,8 +136,9 @@ class ConnectionBar(QToolBar):
             separate_process=self.session.emulator_in_separate_process,
         )
 
-    def connect_selected(self) -> bool:
-        return self.session.connection.connect(self.target())
+    def connect_selected(self) -> Future:
+        """Open the chosen board on a worker thread (the window stays responsive); a future of the bool result."""
+        return self.session.connection.connect_in_background(self.target())
 
 
 class MainWindow(QMainWindow):
@@ -135,7 +155,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.session = session
         self.setWindowTitle(WINDOW_TITLE)
-        self.resize(1600, 1000)
+        self.setMinimumSize(*MINIMUM_SIZE)
+        self.resize(*default_size())
         self.setDockNestingEnabled(True)
         self.layout_path = Path(layout_path) if layout_path is not None else default_layout_path()
         self.reporter = reporter or ErrorReporter(self)
@@ -179,9 +200,8 @@ class MainWindow(QMainWindow):
         relay(session.connection.status_changed, self._show_status, self)
         relay(session.recording_changed, self._on_recording_changed, self)
         relay(session.recording_finished, self._on_recording_finished, self)
-        self._status_timer = QTimer(self)
-        self._status_timer.timeout.connect(self._poll)
-        self._status_timer.start(500)
+        # the poll asks the board (an emulator's child process may take a while to answer): never on this thread
+        self._status_poller = Periodic("status-poll", 0.5, session.connection.poll_status).start()
         self._show_status(session.connection.status)
 
     # --- construction ----------------------------------------------------------------
@@ -199,7 +219,18 @@ class MainWindow(QMainWindow):
         self.counter_label = QLabel()
         self.lag_label = QLabel()
         self.recording_label = QLabel()
-        for w in (self.state_label, self.rate_label, self.counter_label, self.lag_label, self.recording_label):
+        tips = ("connection state and board (hover: the last message)", "events per second received from the board",
+                "events the board dropped, and corrupt USB words skipped", "how far the emulator's simulated time trails the wall clock",
+                "the file being recorded")
+        # Widths fit the longest text each label shows, so nothing is clipped when the bar is short of room.
+        widest = ("connected: emulator (seed 2147483647, mismatch off, realtime clock)", "9,999,999 ev/s",
+                  "dropped 9,999,999  corrupt 9,999,999", "emulator lag 9999 ms", "")
+        metrics = self.fontMetrics()
+        for w, tip, text in zip((self.state_label, self.rate_label, self.counter_label, self.lag_label, self.recording_label),
+                                tips, widest, strict=True):
+            w.setToolTip(tip)
+            if text:
+                w.setMinimumWidth(metrics.horizontalAdvance(text) + 8)
             bar.addPermanentWidget(w)
 
     def _action(self, menu, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None) -> QAction:
@@ -239,12 +270,10 @@ class MainWindow(QMainWindow):
             view.addAction(action)
 
     # --- status ---------------------------------------------------------------------------
-    def _poll(self) -> None:
-        self.session.connection.poll_status()
-
     def _show_status(self, status: ConnectionStatus) -> None:
         self.state_label.setText(f"{status.state}: {status.target}" if status.target else status.state)
-        self.state_label.setToolTip(status.message)
+        self.state_label.setToolTip(status.message or "connection state and board")
+        self.connection_bar.connect_button.setEnabled(status.state != "connecting")
         self.rate_label.setText(f"{status.event_rate_hz:,.0f} ev/s")
         self.counter_label.setText(f"dropped {status.dropped_events:,}  corrupt {status.corrupt_words:,}")
         self.lag_label.setText("" if status.lag_s is None else f"emulator lag {status.lag_s * 1e3:.0f} ms")
@@ -257,7 +286,7 @@ class MainWindow(QMainWindow):
         if self.session.connection.target is None:
             self.connection_bar.connect_selected()
         else:
-            self.session.connection.reconnect()
+            self.session.connection.reconnect_in_background()
 
     # --- recording ---------------------------------------------------------------------------
     def _toggle_recording(self, on: bool) -> None:
@@ -356,7 +385,7 @@ class MainWindow(QMainWindow):
             self.save_layout()
         except OSError as exc:
             log.warning("could not save the layout: %s", exc)
-        self._status_timer.stop()
+        self._status_poller.stop()
         self.raster_panel.stop()
         self.membrane_panel.stop()
         self.replay_panel.stop()

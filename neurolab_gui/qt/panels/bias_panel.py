@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 
 import pyqtgraph as pg
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -117,6 +117,7 @@ class BiasPanel(QWidget):
         self.session = session
         self.model = session.biases
         self._updating = False
+        self._pending_changes: list[BiasChange] = []
         self.chip_combo = QComboBox()
         self.core_combo = QComboBox()
         for i in range(N_CHIPS):
@@ -360,14 +361,22 @@ class BiasPanel(QWidget):
 
     # --- model -> view -------------------------------------------------------------------
     def _on_model_change(self, change: BiasChange) -> None:
-        self.change_log.appendPlainText(
-            f"{change.origin:>9}  chip {change.chip} core {change.core} {change.name}: {describe(change.old)} → {describe(change.new)}"
-        )
-        if (change.chip, change.core) != (self.chip, self.core):
-            return
+        # Changes come in bursts (a board's 400 biases read back on connect, a preset, a file):
+        # they are drawn together once the burst has been delivered, not one relayout each.
+        self._pending_changes.append(change)
+        if len(self._pending_changes) == 1:
+            QTimer.singleShot(0, self._show_pending_changes)
+
+    def _show_pending_changes(self) -> None:
+        changes, self._pending_changes = self._pending_changes, []
+        self.change_log.appendPlainText("\n".join(
+            f"{c.origin:>9}  chip {c.chip} core {c.core} {c.name}: {describe(c.old)} → {describe(c.new)}" for c in changes
+        ))
+        shown = {c.name for c in changes if (c.chip, c.core) == (self.chip, self.core)}
         self._updating = True
         try:
-            self._show_value(change.name, self.model.value(change.chip, change.core, change.name))
+            for name in shown:
+                self._show_value(name, self.model.value(self.chip, self.core, name))
         finally:
             self._updating = False
 
