@@ -195,6 +195,8 @@ class MainWindow(QMainWindow):
         self.docks["bias"].raise_()
         self.docks["console"].raise_()
 
+        self.raster_panel.neuron_clicked.connect(self.watch_membrane)
+
         self._build_status_bar()
         self._build_menus()
         relay(session.connection.status_changed, self._show_status, self)
@@ -268,6 +270,12 @@ class MainWindow(QMainWindow):
             action = dock.toggleViewAction()
             action.setShortcut(QKeySequence(f"Alt+{i + 1}"))
             view.addAction(action)
+
+    def watch_membrane(self, global_id: int) -> None:
+        """Show the membrane of a board-wide neuron (a click on its raster row)."""
+        self.membrane_panel.show_neuron(global_id)
+        self.docks["membrane"].show()
+        self.docks["membrane"].raise_()
 
     # --- status ---------------------------------------------------------------------------
     def _show_status(self, status: ConnectionStatus) -> None:

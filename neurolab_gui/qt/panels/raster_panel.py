@@ -5,8 +5,15 @@ each frame copies a time window out of the session's ring buffer and the Qt-free
 :class:`~neurolab_gui.core.monitors.RasterBuilder` turns it into either ticks
 (one ``PlotCurveItem`` per core with ``connect='pairs'``, never an item per
 spike) or, above ``max_ticks`` spikes, a binned density image whose cost does
-not depend on the event rate.  Pausing freezes the view; the scroll-back slider
-moves the window into the past as far as the ring buffer reaches.
+not depend on the event rate.
+
+The window ends at the board's time now (:class:`~neurolab_gui.core.monitors.BoardClock`),
+not at the newest event: when the board goes quiet the spikes scroll out and the rates fall to
+zero.  Pausing freezes a copy of the buffers (:meth:`SpikeMonitor.snapshot`), so the paused
+moment stays however long the pause lasts and however fast events arrive; the scroll-back
+slider moves back from the paused time as far as that copy reaches.  The y axis names each
+row's board-wide neuron id, the rate column shares the raster's rows, the mouse wheel zooms
+the time window, and a click on a row emits :attr:`RasterPanel.neuron_clicked`.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt, QTimer
+from PyQt6.QtCore import QRectF, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QImage, QPainter
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -31,7 +38,7 @@ from PyQt6.QtWidgets import (
 )
 
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
-from neurolab_gui.core.monitors import NeuronSelection, RasterBuilder, RasterFrame
+from neurolab_gui.core.monitors import NeuronSelection, RasterBuilder, RasterFrame, SpikeMonitor
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import layer_selections
 
@@ -95,6 +102,37 @@ class DensityImageItem(pg.GraphicsObject):
 DENSITY_LUT = _density_lut()
 
 
+class NeuronAxis(pg.AxisItem):
+    """Left axis of the raster: ticks on whole rows, labelled with the row's board-wide neuron id."""
+
+    def __init__(self) -> None:
+        super().__init__("left")
+        self.neurons = np.zeros(0, np.int64)
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's name
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            spacing = max(1.0, float(np.ceil(spacing)))
+            rows = np.unique(np.round(np.asarray(values, np.float64)))
+            rows = rows[(rows >= 0) & (rows < len(self.neurons))]
+            out.append((spacing, rows.tolist()))
+        return out
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        n = len(self.neurons)
+        return [str(int(self.neurons[int(v)])) if 0 <= int(round(v)) < n and float(v).is_integer() else "" for v in values]
+
+
+def core_legend_html(cores: np.ndarray) -> str:
+    """Coloured squares naming the cores (chip·core) a selection shows, in the raster's colours."""
+    parts = []
+    for c in np.unique(cores):
+        colour = CORE_COLOURS[int(c) % 16].name()
+        parts.append(f'<span style="color:{colour}">&#9632;</span>&nbsp;chip&nbsp;{int(c) // N_CORES_PER_CHIP}&nbsp;core&nbsp;{int(c) % N_CORES_PER_CHIP}')
+    return "&nbsp;&nbsp; ".join(parts)
+
+
 class RasterPanel(QWidget):
     """Live raster with neuron selection, pause and scroll-back.
 
@@ -105,53 +143,83 @@ class RasterPanel(QWidget):
     max_ticks : spikes per frame above which the density image is drawn
     """
 
+    #: ``neuron_clicked(global_id)`` when the user clicks a raster row.
+    neuron_clicked = pyqtSignal(int)
+
     def __init__(self, session: Session, fps: float = 30.0, max_ticks: int = 50_000) -> None:
         super().__init__()
         self.session = session
         self.builder = RasterBuilder(NeuronSelection.core_range(0, 0), max_ticks=max_ticks)
         self.paused = False
+        self.frozen: SpikeMonitor | None = None  # the buffers as they were when paused
         self.frames_rendered = 0
         self.last_frame: RasterFrame | None = None
         self.frame_times_s: list[float] = []
-        self._end_us = 0
         self.layer_selections: dict[str, NeuronSelection] = {}
+        self._drawing = False
 
         self.mode_combo = QComboBox()
         self.mode_combo.addItem("chip/core range", "range")
         self.mode_combo.addItem("RNN layer", "layer")
         self.mode_combo.addItem("all neurons", "all")
+        self.mode_combo.setToolTip("which neurons get a row: a range of one core (or of all cores of a chip), a mapped RNN layer, or all 4096")
         self.chip_spin = QSpinBox(prefix="chip ", maximum=N_CHIPS - 1)
+        self.chip_spin.setToolTip("chip shown")
         self.core_spin = QSpinBox(prefix="core ", maximum=N_CORES_PER_CHIP - 1)
+        self.core_spin.setToolTip("core shown")
         self.all_cores_check = QCheckBox("all cores of chip")
+        self.all_cores_check.setToolTip("show the range in all four cores of the chip")
         self.start_spin = QSpinBox(prefix="from ", maximum=N_NEURONS_PER_CORE - 1)
+        self.start_spin.setToolTip("first neuron of the range (within the core)")
         self.stop_spin = QSpinBox(prefix="to ", minimum=1, maximum=N_NEURONS_PER_CORE, value=N_NEURONS_PER_CORE)
+        self.stop_spin.setToolTip("end of the range (exclusive, within the core)")
         self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("RNN layer or core group of the last conversion")
         self.span_spin = QDoubleSpinBox(prefix="window ", suffix=" s", minimum=0.05, maximum=10.0, value=1.0, singleStep=0.25)
+        self.span_spin.setToolTip("seconds of board time shown (the mouse wheel over the raster zooms it too)")
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("freeze the raster at this moment (Space); scroll back from there with the slider below")
         self.back_slider = QSlider(Qt.Orientation.Horizontal)
         self.back_slider.setRange(0, 1000)
-        self.back_slider.setToolTip("scroll back (only while paused): 0 = newest, right = as far back as the buffer reaches")
+        self.back_slider.setToolTip("scroll back (only while paused): 0 = the paused moment, right = as far back as the buffer reaches")
+        self.back_slider.setEnabled(False)
         self.info_label = QLabel()
+        self.title_label = QLabel()
+        self.legend_label = QLabel()
+        self.legend_label.setToolTip("raster colours: one per core")
 
-        controls = QHBoxLayout()
+        # two rows of controls, so the panel (Pause included) fits a 1366-pixel-wide screen
+        selection_row = QHBoxLayout()
         for w in (self.mode_combo, self.chip_spin, self.core_spin, self.all_cores_check, self.start_spin, self.stop_spin,
-                  self.layer_combo, self.span_spin, self.pause_button):
-            controls.addWidget(w)
+                  self.layer_combo):
+            selection_row.addWidget(w)
+        selection_row.addStretch(1)
+        view_row = QHBoxLayout()
+        view_row.addWidget(self.span_spin)
+        view_row.addWidget(self.pause_button)
+        view_row.addWidget(self.title_label, 1)
+        legend_row = QHBoxLayout()
+        legend_row.addWidget(self.legend_label, 1)
         back = QHBoxLayout()
         back.addWidget(QLabel("scroll back"))
         back.addWidget(self.back_slider, 1)
         back.addWidget(self.info_label)
 
         self.graphics = pg.GraphicsLayoutWidget()
-        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.neuron_axis = NeuronAxis()
+        self.plot = self.graphics.addPlot(row=0, col=0, axisItems={"left": self.neuron_axis})
         self.plot.setLabel("bottom", "board time", units="s")
-        self.plot.setLabel("left", "neuron (row)")
+        self.plot.setLabel("left", "neuron id")
         self.plot.disableAutoRange()
-        self.plot.setMouseEnabled(x=False, y=True)
+        self.plot.setMouseEnabled(x=True, y=True)
+        self.plot.hideButtons()
         self.rate_plot = self.graphics.addPlot(row=0, col=1)
         self.rate_plot.setLabel("bottom", "rate", units="Hz")
-        self.rate_plot.setYLink(self.plot)
+        self.rate_plot.setYLink(self.plot)  # same rows; no title on either plot, so the view boxes line up
+        self.rate_plot.hideAxis("left")
+        self.rate_plot.setMouseEnabled(x=False, y=True)
+        self.rate_plot.hideButtons()
         self.rate_plot.setMaximumWidth(160)
         self.graphics.ci.layout.setColumnStretchFactor(0, 5)
         self.tick_items: dict[int, pg.PlotCurveItem] = {}
@@ -161,11 +229,14 @@ class RasterPanel(QWidget):
             self.tick_items[c] = item
         self.density_item = DensityImageItem()
         self.plot.addItem(self.density_item)
-        self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), skipFiniteCheck=True)
+        # one horizontal bar per row, from 0 to its rate, at the row's height
+        self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), connect="pairs", skipFiniteCheck=True)
         self.rate_plot.addItem(self.rate_curve)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(controls)
+        layout.addLayout(selection_row)
+        layout.addLayout(view_row)
+        layout.addLayout(legend_row)
         layout.addWidget(self.graphics, 1)
         layout.addLayout(back)
 
@@ -176,6 +247,8 @@ class RasterPanel(QWidget):
         self.all_cores_check.toggled.connect(self._selection_changed)
         self.pause_button.toggled.connect(self.set_paused)
         self.back_slider.valueChanged.connect(lambda *_: self.paused and self.render())
+        self.plot.sigXRangeChanged.connect(self._on_x_zoom)
+        self.plot.scene().sigMouseClicked.connect(self._on_click)
         relay(session.conversion_changed, self._on_conversion, self)
         self._update_mode_widgets()
         self._selection_changed()
@@ -219,9 +292,13 @@ class RasterPanel(QWidget):
         self._update_mode_widgets()
         selection = self.current_selection()
         self.builder.set_selection(selection)
+        self.neuron_axis.neurons = selection.neurons
+        self.neuron_axis.picture = None  # pyqtgraph caches the drawn axis: relabel it
+        self.neuron_axis.update()
         n = max(1, len(selection.neurons))
         self.plot.setYRange(-0.5, n - 0.5, padding=0)
-        self.plot.setTitle(f"{selection.label}: {len(selection.neurons)} neurons")
+        self.title_label.setText(f"{selection.label}: {len(selection.neurons)} neurons")
+        self.legend_label.setText(core_legend_html(self.builder.row_core))
         if self.paused:
             self.render()
 
@@ -245,14 +322,44 @@ class RasterPanel(QWidget):
         self.layer_combo.setCurrentIndex(max(0, i))
         self.layer_combo.blockSignals(False)
 
+    # --- mouse ------------------------------------------------------------------------------
+    def row_at(self, scene_pos) -> int | None:
+        """The raster row under a scene position, or None outside the rows."""
+        if not self.plot.vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        row = int(np.floor(self.plot.vb.mapSceneToView(scene_pos).y() + 0.5))
+        return row if 0 <= row < len(self.builder.selection.neurons) else None
+
+    def _on_click(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        row = self.row_at(event.scenePos())
+        if row is not None:
+            self.neuron_clicked.emit(int(self.builder.selection.neurons[row]))
+
+    def _on_x_zoom(self, _view, x_range) -> None:
+        """The user zoomed the time axis (mouse wheel, drag): the window follows."""
+        if self._drawing:
+            return
+        width = float(x_range[1] - x_range[0])
+        if width > 0:
+            self.span_spin.setValue(min(self.span_spin.maximum(), max(self.span_spin.minimum(), width)))
+
     # --- pause / scroll ---------------------------------------------------------------------
     def set_paused(self, paused: bool) -> None:
-        self.paused = bool(paused)
+        """Pause (freeze a copy of the buffers at the board's time now) or resume the live view."""
+        paused = bool(paused)
+        if paused and not self.paused:
+            self.frozen = self.session.spikes.snapshot()
+        self.paused = paused
         self.pause_button.setText("Resume" if paused else "Pause")
         if self.pause_button.isChecked() != self.paused:
             self.pause_button.setChecked(self.paused)
+        self.back_slider.setEnabled(paused)
         if not paused:
+            self.frozen = None
             self.back_slider.setValue(0)
+        self.render()
 
     def toggle_pause(self) -> None:
         self.set_paused(not self.paused)
@@ -276,35 +383,41 @@ class RasterPanel(QWidget):
         self.mode_combo.setCurrentIndex(max(0, i))
 
     # --- drawing ----------------------------------------------------------------------------
+    def view_end_us(self) -> int | None:
+        """Where the window ends: the board's time now, or (paused) the paused moment minus the scroll-back."""
+        monitor = self.frozen if self.paused and self.frozen is not None else self.session.spikes
+        now = monitor.now_us()
+        if now is None or not self.paused:
+            return now
+        oldest = monitor.ring.oldest_us
+        span_us = int(self.span_spin.value() * 1e6)
+        reach = 0 if oldest is None else max(0, now - oldest - span_us)
+        return int(now - reach * self.back_slider.value() / 1000)
+
     def render(self) -> None:
         """Draw one frame (timer slot)."""
-        if self.paused and self.last_frame is not None and self.back_slider.value() == 0 and self._end_us:
-            end_us = self._end_us
-        elif self.paused:
-            ring = self.session.spikes.ring
-            newest, oldest = ring.latest_us, ring.oldest_us
-            if newest is None or oldest is None:
-                return
-            span_us = int(self.span_spin.value() * 1e6)
-            back = (newest - oldest - span_us) * self.back_slider.value() / 1000.0
-            end_us = int(newest + 1 - max(0.0, back))
-        else:
-            end_us = None
+        monitor = self.frozen if self.paused and self.frozen is not None else self.session.spikes
+        end_us = self.view_end_us()
+        if end_us is None:
+            return
         started = time.perf_counter()
         span = self.span_spin.value()
-        frame = self.builder.frame(self.session.spikes, span, end_us)
+        frame = self.builder.frame(monitor, span, end_us + 1)
         if frame is None:
             return
-        self._end_us = int(round(frame.t1_s * 1e6))
         self._draw(frame)
         self.last_frame = frame
         self.frames_rendered += 1
         self.frame_times_s.append(time.perf_counter() - started)
         del self.frame_times_s[:-300]
-        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})")
+        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})" + (" — paused" if self.paused else ""))
 
     def _draw(self, frame: RasterFrame) -> None:
-        self.plot.setXRange(frame.t0_s, frame.t1_s, padding=0)
+        self._drawing = True
+        try:
+            self.plot.setXRange(frame.t0_s, frame.t1_s, padding=0)
+        finally:
+            self._drawing = False
         if frame.mode == "ticks":
             self.density_item.setVisible(False)
             for c, item in self.tick_items.items():
@@ -325,5 +438,8 @@ class RasterPanel(QWidget):
             rect = QRectF(frame.density_t0_s, -0.5, frame.density_t1_s - frame.density_t0_s, frame.n_rows)
             self.density_item.set_pixels(np.take(DENSITY_LUT, index), rect)
             self.density_item.setVisible(True)
-        rows = np.arange(frame.n_rows, dtype=np.float64)
-        self.rate_curve.setData(frame.rates_hz.astype(np.float64), rows)
+        rows = np.repeat(np.arange(frame.n_rows, dtype=np.float64), 2)
+        bars = np.zeros(2 * frame.n_rows)
+        bars[1::2] = frame.rates_hz
+        self.rate_curve.setData(bars, rows, connect="pairs")
+        self.rate_plot.setXRange(0.0, max(1.0, float(frame.rates_hz.max(initial=0.0))) * 1.05, padding=0)

@@ -60,32 +60,48 @@ class TransferPanel(QWidget):
         self._signal.curves.connect(self.show_curves)
 
         self.chip_spin = QSpinBox(prefix="chip ", maximum=N_CHIPS - 1)
+        self.chip_spin.setToolTip("chip of the core to sweep (also the core a calibration measures when no network is mapped)")
         self.core_spin = QSpinBox(prefix="core ", maximum=N_CORES_PER_CHIP - 1)
+        self.core_spin.setToolTip("core whose IF_DC_P is swept: the same DC current goes into all its 256 neurons")
         self.low_spin = QDoubleSpinBox(prefix="from ", suffix=" nA", decimals=3, minimum=0.001, maximum=20000, value=0.1)
+        self.low_spin.setToolTip("lowest IF_DC_P current of the sweep (nominal, before mismatch)")
         self.high_spin = QDoubleSpinBox(prefix="to ", suffix=" nA", decimals=3, minimum=0.001, maximum=20000, value=50.0)
+        self.high_spin.setToolTip("highest IF_DC_P current of the sweep (nominal, before mismatch)")
         self.steps_spin = QSpinBox(prefix="steps ", minimum=2, maximum=200, value=12)
+        self.steps_spin.setToolTip("number of currents, spaced logarithmically between 'from' and 'to'")
+        self.duration_spin = QDoubleSpinBox(prefix="", suffix=" s/step", decimals=2, minimum=0.02, maximum=10.0, value=0.2, singleStep=0.05)
+        self.duration_spin.setToolTip("board time counted at every step (after a short settling time)")
         self.scale_combo = QComboBox()
         self.scale_combo.addItems(["log x", "linear x"])
+        self.scale_combo.setToolTip("logarithmic or linear input axis")
         self.sweep_button = QPushButton("Sweep IF_DC_P")
+        self.sweep_button.setToolTip("measure every neuron's firing rate at each IF_DC_P step; the bias is restored afterwards")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("stop the running sweep or calibration after its current step")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
+        self.progress.setToolTip("progress of the running sweep or calibration")
         self.status = QLabel()
         self.fit_combo = QComboBox()
         self.fit_combo.setToolTip("transfer fits measured by the last conversion, with the RNN's target curve")
         self.fit_combo.setMinimumContentsLength(24)
+        self.fit_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.fits: dict = {}
+        # two rows, so the panel (Cancel and the progress bar included) fits a 1366-pixel-wide screen
         row = QHBoxLayout()
-        for w in (self.chip_spin, self.core_spin, self.low_spin, self.high_spin, self.steps_spin, self.scale_combo,
-                  self.sweep_button, self.cancel_button, self.progress):
+        for w in (self.chip_spin, self.core_spin, self.low_spin, self.high_spin, self.steps_spin, self.duration_spin):
             row.addWidget(w)
+        row.addStretch(1)
+        run_row = QHBoxLayout()
+        for w in (self.scale_combo, self.sweep_button, self.cancel_button):
+            run_row.addWidget(w)
+        run_row.addWidget(self.progress, 1)
         fit_row = QHBoxLayout()
         fit_row.addWidget(QLabel("conversion fit"))
         fit_row.addWidget(self.fit_combo, 1)
         self.plot = pg.PlotWidget()
-        self.plot.setLabel("left", "rate", units="Hz")
-        self.plot.setLabel("bottom", "input")
         self.plot.addLegend()
+        self._show_empty()
         self.band_low = pg.PlotDataItem(pen=pg.mkPen(None))
         self.band_high = pg.PlotDataItem(pen=pg.mkPen(None))
         self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=pg.mkBrush(100, 150, 255, 60))
@@ -97,24 +113,52 @@ class TransferPanel(QWidget):
         self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine), name="RNN target")
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addLayout(run_row)
         layout.addLayout(fit_row)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.status)
-        self.sweep_button.clicked.connect(self.start_sweep)
+        # clicked(bool) must not reach start_sweep's parameters
+        self.sweep_button.clicked.connect(lambda _checked=False: self.start_sweep())
         self.cancel_button.clicked.connect(self.cancel)
-        self.scale_combo.currentIndexChanged.connect(lambda *_: self.curves is not None and self.show_curves(self.curves))
+        self.scale_combo.currentIndexChanged.connect(self._rescale)
+        for spin in (self.low_spin, self.high_spin):
+            spin.valueChanged.connect(lambda *_: self.curves is None and self._show_empty())
         self.fit_combo.activated.connect(lambda *_: self.show_fit(self.fit_combo.currentText()))
         relay(session.conversion_changed, self._on_conversion, self)
         self._on_conversion(session.conversion)
 
     # --- conversion fits ---------------------------------------------------------------------
+    def _show_empty(self) -> None:
+        """Before any measurement: the axes of a DC sweep over the chosen range, and what to press."""
+        self.plot.setLogMode(x=self.scale_combo.currentIndex() == 0, y=False)
+        self.plot.setLabel("left", "firing rate", units="Hz")
+        self.plot.setLabel("bottom", "IF_DC_P", units="A")
+        low, high = self.low_spin.value() * 1e-9, self.high_spin.value() * 1e-9
+        if self.scale_combo.currentIndex() == 0:
+            self.plot.setXRange(np.log10(low), np.log10(high), padding=0.02)
+        else:
+            self.plot.setXRange(0.0, high, padding=0.02)
+        self.plot.setYRange(0.0, 200.0, padding=0)
+        self.status.setText("no curves yet: press \u201cSweep IF_DC_P\u201d, or run a calibration or a conversion")
+
     def _on_conversion(self, result) -> None:
         self.fits = fit_choices(result) if result is not None else {}
         self.fit_combo.clear()
         self.fit_combo.addItems(list(self.fits))
         self.fit_combo.setEnabled(bool(self.fits))
-        if not self.fits:
-            self.fit_combo.setPlaceholderText("no conversion with board stages yet")
+        if result is None:
+            self.fit_combo.setPlaceholderText("no conversion yet")
+        elif not self.fits:
+            self.fit_combo.setPlaceholderText("the last conversion ran no board stage: no transfer fits")
+        else:
+            self.fit_combo.setCurrentIndex(0)
+            self.fit_combo.setToolTip(f"{len(self.fits)} transfer fits measured by the last conversion, with the RNN's target curve")
+
+    def _rescale(self, *_: object) -> None:
+        if self.curves is None:
+            self._show_empty()
+        else:
+            self.show_curves(self.curves)
 
     def show_fit(self, label: str) -> None:
         """Draw one measured conversion fit against the RNN's target (linear axes)."""
@@ -134,6 +178,7 @@ class TransferPanel(QWidget):
         self.updates += 1
         log_x = self.scale_combo.currentIndex() == 0
         self.plot.setLogMode(x=log_x, y=False)
+        self.plot.enableAutoRange()  # the empty view's fixed range gives way to the data
         self.plot.setLabel("bottom", curves.x_label, units=curves.x_unit)
         x = np.asarray(curves.x, np.float64)
         m = curves.matrix()
@@ -166,7 +211,9 @@ class TransferPanel(QWidget):
         currents = np.geomspace(self.low_spin.value() * 1e-9, self.high_spin.value() * 1e-9, self.steps_spin.value())
         return [closest_setting(float(c)) for c in currents]
 
-    def start_sweep(self, duration_s: float = 0.2) -> Job | None:
+    def start_sweep(self, duration_s: float | None = None) -> Job | None:
+        """Start a DC sweep of the chosen core (``duration_s``: board time per step, default the spin box)."""
+        duration_s = self.duration_spin.value() if duration_s is None else duration_s
         if self.task is not None and not self.task.done:
             return self.task
         if self.session.board is None:
