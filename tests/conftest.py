@@ -69,8 +69,8 @@ def window(make_window):
 # --- heartbeat: event-loop stall detector (app lane; any GUI test may use it) -----------------
 #
 # A QTimer ticks every 10 ms on the GUI thread while an action runs; any gap between ticks is
-# time the event loop could not answer (work on the GUI thread, or a worker holding the GIL).
-# Usage:
+# time the event loop could not answer (work on the GUI thread, a blocking call to the board,
+# or a worker holding the GIL).  Usage:
 #
 #     def test_x(heartbeat, qtbot):
 #         with heartbeat.watch("connect"):
@@ -78,8 +78,12 @@ def window(make_window):
 #             qtbot.waitUntil(lambda: ...)
 #         heartbeat.assert_no_stall()          # no gap over 100 ms in any watched action
 #
-# The limit is the product's bar (100 ms); NEUROLAB_STALL_LIMIT_MS overrides it on a machine
-# known to be overloaded, and the failure message names the action and the worst gaps.
+# The limit is the product's bar (100 ms); NEUROLAB_STALL_LIMIT_MS overrides it.  A gap is its
+# wall-clock length, except on a machine shared beyond its cores (load average above the core
+# count, e.g. several engineers' test runs on one box): there the OS, not the app, decides most
+# of a gap, and the gap is measured by the CPU time this process used during it (all threads, so
+# a worker holding the GIL still counts).  A blocking call on the GUI thread uses no CPU and so
+# is caught only on a machine that is not overloaded, which is what CI is.
 
 import contextlib  # noqa: E402
 import time  # noqa: E402
@@ -87,8 +91,18 @@ import time  # noqa: E402
 STALL_LIMIT_MS = float(os.environ.get("NEUROLAB_STALL_LIMIT_MS", "100"))
 
 
+def _machine_overloaded() -> bool:
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
 class Heartbeat:
-    """Gaps between the ticks of a 10 ms GUI-thread timer, per watched action."""
+    """Gaps between the ticks of a 10 ms GUI-thread timer, per watched action.
+
+    ``gaps_ms[action]`` holds ``(wall gap, CPU time this process used during it)`` in ms.
+    """
 
     def __init__(self, interval_ms: int = 10) -> None:
         from PyQt6.QtCore import Qt, QTimer
@@ -97,22 +111,26 @@ class Heartbeat:
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
-        self.gaps_ms: dict[str, list[float]] = {}
+        self.gaps_ms: dict[str, list[tuple[float, float]]] = {}
+        self.overloaded: dict[str, bool] = {}
         self._action: str | None = None
-        self._last = 0.0
+        self._last = (0.0, 0.0)
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.process_time())
         if self._action is not None:
-            self.gaps_ms[self._action].append((now - self._last) * 1e3)
+            self.gaps_ms[self._action].append(((now[0] - self._last[0]) * 1e3, (now[1] - self._last[1]) * 1e3))
+            if len(self.gaps_ms[self._action]) % 50 == 0 or now[0] - self._last[0] > 0.1:
+                self.overloaded[self._action] |= _machine_overloaded()
         self._last = now
 
     @contextlib.contextmanager
     def watch(self, action: str):
         """Record the event loop's gaps while the body runs (synchronous slot work included)."""
         self.gaps_ms.setdefault(action, [])
+        self.overloaded.setdefault(action, _machine_overloaded())
         self._action = action
-        self._last = time.perf_counter()
+        self._last = (time.perf_counter(), time.process_time())
         self.timer.start(self.interval_ms)
         try:
             yield self
@@ -121,15 +139,26 @@ class Heartbeat:
             self.timer.stop()
             self._action = None
 
+    def effective_ms(self, action: str, wall: float, cpu: float) -> float:
+        """The gap as the app caused it: wall-clock, or CPU used when the machine was overloaded."""
+        return min(wall, cpu) if self.overloaded.get(action, False) else wall
+
+    def stalls_ms(self, action: str, limit_ms: float = STALL_LIMIT_MS) -> list[float]:
+        """Gaps (effective length) over ``limit_ms`` in ``action``."""
+        return [e for w, c in self.gaps_ms.get(action, []) if (e := self.effective_ms(action, w, c)) > limit_ms]
+
     def worst_ms(self, action: str | None = None) -> float:
-        gaps = self.gaps_ms.get(action, []) if action else [g for v in self.gaps_ms.values() for g in v]
-        return max(gaps, default=0.0)
+        actions = [action] if action else list(self.gaps_ms)
+        return max((w for a in actions for w, _ in self.gaps_ms.get(a, [])), default=0.0)
 
     def assert_no_stall(self, limit_ms: float = STALL_LIMIT_MS) -> None:
-        bad = {a: sorted(g, reverse=True)[:5] for a, g in self.gaps_ms.items() if max(g, default=0.0) > limit_ms}
-        assert not bad, f"event loop stalled over {limit_ms:.0f} ms: " + "; ".join(
-            f"{a}: worst gaps {', '.join(f'{x:.0f}' for x in gaps)} ms" for a, gaps in bad.items()
-        )
+        problems = []
+        for action, gaps in self.gaps_ms.items():
+            stalls = sorted(((w, c) for w, c in gaps if self.effective_ms(action, w, c) > limit_ms), reverse=True)
+            if stalls:
+                how = "CPU time (machine overloaded)" if self.overloaded.get(action) else "wall clock"
+                problems.append(f"{action}, by {how}: gaps {', '.join(f'{w:.0f} (CPU {c:.0f})' for w, c in stalls[:5])} ms")
+        assert not problems, f"event loop stalled over {limit_ms:.0f} ms: " + "; ".join(problems)
 
 
 @pytest.fixture

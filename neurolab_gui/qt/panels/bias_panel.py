@@ -44,6 +44,7 @@ from drivers.dynapse1.bias_files import BiasFileError
 from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, SILENT, BiasValue
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.bias_model import BiasChange, BiasKey, BiasModel, BiasWriteError, read_bias_file
+from neurolab_gui.core.preset_match import matching_preset
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
@@ -138,8 +139,9 @@ class BiasPanel(QWidget):
         self.diff_button = QPushButton("Diff…")
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(BiasModel.preset_names())
-        self.preset_combo.setCurrentText("samna_recommended")  # the usual starting point (no-op if absent)
-        self.preset_combo.setToolTip("published bias sets shipped in resources/biases")
+        self.preset_combo.setToolTip("published bias sets shipped in resources/biases; shows the set this core runs, if any")
+        self.preset_status = QLabel()
+        self.preset_status.setToolTip("whether this core's biases are exactly one of the shipped sets")
         self.preset_button = QPushButton("Apply to this core")
         self.preset_all_button = QPushButton("… to all cores")
         self.status_label = QLabel()
@@ -185,6 +187,7 @@ class BiasPanel(QWidget):
         preset_row.addWidget(self.preset_combo, 1)
         preset_row.addWidget(self.preset_button)
         preset_row.addWidget(self.preset_all_button)
+        preset_row.addWidget(self.preset_status)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tree)
         splitter.addWidget(self.change_log)
@@ -261,6 +264,14 @@ class BiasPanel(QWidget):
                 self._show_value(name, self.model.value(self.chip, self.core, name))
         finally:
             self._updating = False
+        self._show_matching_preset()
+
+    def _show_matching_preset(self) -> None:
+        """Point the preset box at the set this core runs (libcaer's start-up set on a fresh board)."""
+        name = matching_preset(self.model, self.chip, self.core)
+        if name is not None:
+            self.preset_combo.setCurrentText(name)
+        self.preset_status.setText("running" if name is not None else "custom (no shipped set)")
 
     def _show_value(self, name: str, value: BiasValue) -> None:
         p = self.params.child(name)
@@ -379,6 +390,8 @@ class BiasPanel(QWidget):
                 self._show_value(name, self.model.value(self.chip, self.core, name))
         finally:
             self._updating = False
+        if shown:
+            self._show_matching_preset()
 
     def _update_history_buttons(self) -> None:
         self.undo_button.setEnabled(self.model.can_undo)

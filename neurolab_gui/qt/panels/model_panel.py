@@ -84,6 +84,10 @@ class ModelPanel(QWidget):
         self.stage_checks = {name: QCheckBox(name) for name in SPIKING_STAGES}
         for name in ("board_ideal", "board_mismatch"):
             self.stage_checks[name].setChecked(True)
+        for name, check in self.stage_checks.items():
+            check.setToolTip({"brian2": "run the network in a Brian2 simulation of the chip's neurons",
+                              "board_ideal": "run it on an emulated board without mismatch",
+                              "board_mismatch": "run it on an emulated board with device mismatch"}[name])
         self.samples_spin = QSpinBox(minimum=1, maximum=100_000, value=200)
         self.samples_spin.setToolTip("test sequences run on the spiking stages")
         self.convert_button = QPushButton("Convert")
@@ -99,6 +103,16 @@ class ModelPanel(QWidget):
         self.status = QLabel("")  # the last job's progress and outcome
         self.model_label = QLabel("no model loaded")
 
+        self.load_button.setToolTip('load a trained RNN checkpoint (.pt/.pth; weights only, no pickled code is run)')
+        self.task_combo.setToolTip('data set to train on and to evaluate every stage with')
+        self.hidden_spin.setToolTip("hidden units of a network trained here (at most the chip's neurons)")
+        self.epochs_spin.setToolTip('training epochs')
+        self.train_button.setToolTip('train a fresh RNN of this size on the chosen task (in the background)')
+        self.groups_spin.setToolTip('core groups: each has its own shared weight biases (the per-core weight scales)')
+        self.qat_spin.setToolTip('quantisation-aware fine-tuning epochs after the constraints are applied')
+        self.convert_button.setToolTip('constrain, map and run the chosen stages; accuracies fill the table below')
+        self.cancel_button.setToolTip('stop the running training, conversion or calibration')
+        self.progress.setToolTip('progress of the running task')
         src = QGroupBox("Network")
         sl = QHBoxLayout(src)
         for w in (self.load_button, self.task_combo, self.hidden_spin, self.epochs_spin, self.train_button):

@@ -108,7 +108,7 @@ class TransferPanel(QWidget):
         self.plot.addItem(self.band_low)
         self.plot.addItem(self.band_high)
         self.plot.addItem(self.band)
-        self.neuron_items: list[pg.PlotDataItem] = []
+        self.neuron_item = self.plot.plot(pen=pg.mkPen(200, 200, 200, 90), connect="finite")  # log mode is handled per item
         self.median_item = self.plot.plot(pen=pg.mkPen((100, 150, 255), width=2), name="population median (band 10–90 %)")
         self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine), name="RNN target")
         layout = QVBoxLayout(self)
@@ -189,14 +189,14 @@ class TransferPanel(QWidget):
         self.band_low.setData(x, low)
         self.band_high.setData(x, high)
         self.median_item.setData(x, median)
+        # the individual neurons: one item, curves separated by NaN (one draw call, nothing created per sweep)
         n_draw = min(self.max_curves_drawn, m.shape[1])
-        while len(self.neuron_items) < n_draw:
-            self.neuron_items.append(self.plot.plot(pen=pg.mkPen(200, 200, 200, 90)))
-        for i, item in enumerate(self.neuron_items):
-            if i < n_draw:
-                item.setData(x, m[:, i])
-            else:
-                item.setData([], [])
+        if n_draw and len(x):
+            xs = np.tile(np.append(x, np.nan), n_draw)
+            ys = np.vstack([m[:, :n_draw], np.full((1, n_draw), np.nan)]).T.ravel()
+            self.neuron_item.setData(xs, ys, connect="finite")
+        else:
+            self.neuron_item.setData([], [])
         if curves.target_x is not None and curves.target_y is not None:
             tx, ty = np.asarray(curves.target_x, np.float64), np.asarray(curves.target_y, np.float64)
             if log_x:

@@ -1,0 +1,294 @@
+"""The app as a user meets it: real clicks and keys on the widgets people touch, checked on the chip.
+
+Every action here is a ``QTest`` mouse click or key press on the widget a user would use (not a
+call to the method behind it), what the board received is read from the emulator's chip state
+(not from the app's caches), and the ``heartbeat`` fixture (tests/conftest.py) fails a test whose
+action stalls the event loop over 100 ms.  Tasks are kept tiny (a few levels, a few hundred ms of
+board time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QPoint, QPointF, Qt
+from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QApplication, QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QSlider, QTabBar
+
+from drivers.dynapse1.spikes import SpikeEvents
+from emulator.virtual_usb import virtual_fpga_of
+from neurolab_gui.core.connection import ConnectionStatus
+from neurolab_gui.core.session import Session
+from neurolab_gui.qt.main_window import MINIMUM_SIZE, MainWindow
+
+LEFT = Qt.MouseButton.LeftButton
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    windows: list[MainWindow] = []
+
+    def make(spike_capacity: int = 200_000) -> MainWindow:
+        w = MainWindow(Session(spike_capacity=spike_capacity), layout_path=tmp_path / "layout.json")
+        w.reporter.show_messages = False
+        qtbot.addWidget(w)
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        w.session.close()
+        w.close()
+
+
+def connect_fast_emulator(window: MainWindow, seed: int = 3):
+    """An in-process emulated board on the fast clock (tests that click on what it runs)."""
+    assert window.session.connect("emulator", seed=seed, clock="fast", acquire=False), window.session.connection.status.message
+    return virtual_fpga_of(window.session.board).simulator
+
+
+def feed(window: MainWindow, t_us, neurons, chip: int = 0, core: int = 0) -> None:
+    t_us = np.asarray(t_us, np.int64)
+    n = len(t_us)
+    window.session.connection.feed(SpikeEvents(t_us, np.full(n, chip), np.full(n, core), np.asarray(neurons) % 256))
+
+
+# --- connect -----------------------------------------------------------------------------------
+def test_connect_button_opens_the_board_in_the_background_and_events_flow(make_window, qtbot, heartbeat):
+    window = make_window()
+    window.session.emulator_in_separate_process = True  # as `neurolab gui` runs it
+    window.show()
+    qtbot.waitExposed(window)
+    QTest.qWait(50)  # the first paint of the window is not part of connecting
+    with heartbeat.watch("connect"):
+        QTest.mouseClick(window.connection_bar.connect_button, LEFT)
+        assert window.session.connection.status.state == "connecting"  # the click returned at once
+        qtbot.waitUntil(lambda: window.session.connection.status.state == "connected", timeout=20_000)
+        qtbot.waitUntil(lambda: len(window.session.spikes.ring) > 0, timeout=20_000)
+        qtbot.waitUntil(lambda: window.raster_panel.last_frame is not None and window.raster_panel.last_frame.n_events > 0)
+    heartbeat.assert_no_stall()
+    # the bias panel shows what the board runs: libcaer's start-up set, not a default of its own
+    qtbot.waitUntil(lambda: window.bias_panel.preset_combo.currentText() == "libcaer_low_power")
+    assert window.bias_panel.preset_status.text() == "running"
+
+
+# --- sweep -------------------------------------------------------------------------------------
+def set_up_sweep(panel) -> None:
+    panel.chip_spin.setValue(2)
+    panel.core_spin.setValue(3)
+    panel.low_spin.setValue(0.03)
+    panel.high_spin.setValue(0.3)
+    panel.steps_spin.setValue(3)
+    panel.duration_spin.setValue(0.1)
+
+
+def test_sweep_button_sweeps_if_dc_p_on_the_chip_and_restores_it(make_window, qtbot):
+    window = make_window()
+    simulator = connect_fast_emulator(window)
+    window.session.biases.apply_preset("samna_recommended", cores=[(2, 3)])
+    panel = window.transfer_panel
+    set_up_sweep(panel)
+    before = simulator.get_bias(2, 3, "IF_DC_P")[:2]
+    on_chip: list[tuple[int, int]] = []
+    post = panel.post
+    panel.post = lambda curves: (on_chip.append(simulator.get_bias(2, 3, "IF_DC_P")[:2]), post(curves))
+    QTest.mouseClick(panel.sweep_button, LEFT)
+    assert panel.task is not None, "the Sweep button did not start a sweep"
+    qtbot.waitUntil(lambda: panel.task.done and panel.sweep_button.isEnabled(), timeout=30_000)
+    qtbot.waitUntil(lambda: panel.updates == 3)
+    panel.task.result()  # raises if the sweep failed
+    assert window.reporter.errors == []
+    assert on_chip == panel.sweep_settings()  # the chip ran every level, in order
+    assert simulator.get_bias(2, 3, "IF_DC_P")[:2] == before  # and got its IF_DC_P back
+    median = np.median(panel.curves.matrix(), axis=1)
+    assert median[-1] > median[0]
+
+
+def test_a_sweep_never_stalls_the_window(make_window, qtbot, heartbeat):
+    """As ``neurolab gui`` runs it: the emulator in its own process, the window shown."""
+    window = make_window()
+    window.session.emulator_in_separate_process = True
+    assert window.session.connect("emulator", seed=3, clock="fast", acquire=False)
+    window.session.biases.apply_preset("samna_recommended", cores=[(2, 3)])
+    panel = window.transfer_panel
+    set_up_sweep(panel)
+    window.show()
+    qtbot.waitExposed(window)
+    QTest.qWait(50)
+    with heartbeat.watch("sweep"):
+        QTest.mouseClick(panel.sweep_button, LEFT)
+        qtbot.waitUntil(lambda: panel.task.done and panel.sweep_button.isEnabled(), timeout=30_000)
+        qtbot.waitUntil(lambda: panel.updates == 3)
+    heartbeat.assert_no_stall()
+    assert window.reporter.errors == [] and len(panel.task.result().x) == 3
+
+
+# --- raster ------------------------------------------------------------------------------------
+def test_quiet_board_empties_the_raster_and_its_rates(make_window, qtbot):
+    window = make_window()
+    raster = window.raster_panel
+    raster.span_spin.setValue(0.1)
+    feed(window, np.arange(0, 100_000, 500), np.arange(200))
+    raster.render()
+    assert raster.last_frame.n_events > 0 and raster.last_frame.rates_hz.sum() > 0
+    QTest.qWait(250)  # the board stays quiet longer than the window
+    raster.render()
+    assert raster.last_frame.n_events == 0 and raster.last_frame.rates_hz.sum() == 0
+    assert raster.last_frame.t1_s > 0.3  # the window moved on with the board's time
+
+
+def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qtbot):
+    window = make_window(spike_capacity=5_000)
+    window.show()
+    window.activateWindow()
+    qtbot.waitActive(window)
+    raster = window.raster_panel
+    raster.span_spin.setValue(0.5)
+    feed(window, np.arange(0, 1_000_000, 1000), np.arange(1000))  # 1 s, neuron = ms % 256
+    raster.render()
+    raster.graphics.setFocus()  # the user looks at the raster and presses Space
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is raster.graphics and QApplication.activeWindow() is window)
+    QTest.keyClick(raster.graphics, Qt.Key.Key_Space)
+    assert raster.paused and raster.pause_button.text() == "Resume"
+    paused_events, paused_at = raster.last_frame.n_events, raster.last_frame.t1_s
+    assert paused_events > 0 and paused_at < 5
+    for k in range(1, 12):  # the live ring is overwritten many times over
+        feed(window, 1_000_000 * k + np.arange(0, 1_000_000, 200), np.zeros(5000))
+    QTest.qWait(100)
+    assert raster.last_frame.n_events == paused_events and raster.last_frame.t1_s == paused_at
+    # scroll back from the paused moment: all the way back shows the first half second
+    raster.back_slider.setFocus()
+    QTest.keyClick(raster.back_slider, Qt.Key.Key_End)
+    assert raster.back_slider.value() == 1000
+    assert raster.last_frame.t0_s == pytest.approx(0.0, abs=0.01) and raster.last_frame.n_events > 0
+    QTest.mouseClick(raster.pause_button, LEFT)  # resume: live again
+    QTest.qWait(100)
+    assert not raster.paused and raster.last_frame.t1_s > 10
+
+
+def test_raster_axes_name_neurons_and_the_wheel_zooms_time(make_window, qtbot):
+    window = make_window()
+    window.resize(1366, 740)
+    window.show()
+    qtbot.waitExposed(window)
+    raster = window.raster_panel
+    raster.chip_spin.setValue(1)
+    raster.core_spin.setValue(2)
+    raster.start_spin.setValue(10)
+    raster.stop_spin.setValue(20)
+    assert raster.neuron_axis.tickStrings([0, 9, 0.5], 1, 1) == [str(1024 + 512 + 10), str(1024 + 512 + 19), ""]
+    assert "chip 1 core 2" in raster.legend_label.text().replace("&nbsp;", " ")
+    feed(window, np.arange(0, 200_000, 1000), np.full(200, 12), chip=1, core=2)
+    raster.render()
+    # the rate bar of neuron 12 lies on its raster row (row 2), in the same view coordinates
+    x, y = raster.rate_curve.getData()
+    assert y[4] == y[5] == 2 and x[5] == pytest.approx(raster.last_frame.rates_hz[2])
+    assert raster.rate_plot.vb.viewRange()[1] == pytest.approx(raster.plot.vb.viewRange()[1])
+    assert raster.rate_plot.vb.sceneBoundingRect().top() == pytest.approx(raster.plot.vb.sceneBoundingRect().top(), abs=1)
+    span = raster.span_spin.value()
+    viewport = raster.graphics.viewport()
+    centre = raster.graphics.mapFromScene(raster.plot.vb.sceneBoundingRect().center())
+    wheel(viewport, centre, -120)  # scroll down = zoom out
+    assert raster.span_spin.value() > span
+
+
+def wheel(widget, pos: QPoint, delta: int) -> None:
+    from PyQt6.QtCore import QPointF as _P
+    from PyQt6.QtGui import QWheelEvent
+    from PyQt6.QtWidgets import QApplication
+
+    global_pos = widget.mapToGlobal(pos)
+    event = QWheelEvent(_P(pos), _P(global_pos), QPoint(0, 0), QPoint(0, delta), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_clicking_a_raster_row_routes_that_neuron_to_the_membrane_panel_and_the_chip(make_window, qtbot):
+    window = make_window()
+    simulator = connect_fast_emulator(window)
+    window.resize(1366, 740)
+    window.show()
+    qtbot.waitExposed(window)
+    raster, membrane = window.raster_panel, window.membrane_panel
+    raster.chip_spin.setValue(0)
+    raster.core_spin.setValue(1)
+    raster.start_spin.setValue(0)
+    raster.stop_spin.setValue(16)
+    QTest.qWait(50)
+    vb = raster.plot.vb
+    x_mid = sum(vb.viewRange()[0]) / 2
+    point = raster.graphics.mapFromScene(vb.mapViewToScene(QPointF(x_mid, 8.0)))
+    QTest.mouseClick(raster.graphics.viewport(), LEFT, pos=point)
+    assert membrane.neuron == (0, 1, 8)
+    assert "chip 0 core 1 neuron 8 (id 264)" in membrane.plot.plotItem.titleLabel.text
+    assert simulator.tables.monitor[0, 1] == 8  # the chip routes it to the analog monitor
+    # the spin box is the selection: one step up, and the chip monitors neuron 9
+    membrane.neuron_spin.setFocus()
+    QTest.keyClick(membrane.neuron_spin, Qt.Key.Key_Up)
+    assert simulator.tables.monitor[0, 1] == 9 and "neuron 9 (id 265)" in membrane.plot.plotItem.titleLabel.text
+
+
+# --- window ------------------------------------------------------------------------------------
+def test_the_window_fits_a_1366x768_screen_with_every_control_visible(make_window, qtbot):
+    window = make_window()
+    assert window.minimumSizeHint().width() <= 1366 and window.minimumSizeHint().height() <= 740
+    assert MINIMUM_SIZE[0] <= 1366 and MINIMUM_SIZE[1] <= 740
+    window.resize(1366, 740)  # a 1366 x 768 screen less its task bar
+    window.show()
+    qtbot.waitExposed(window)
+    QTest.qWait(50)
+    assert window.width() <= 1366 and window.height() <= 740
+    rect = window.rect()
+    for widget in (window.raster_panel.pause_button, window.transfer_panel.cancel_button, window.transfer_panel.progress,
+                   window.transfer_panel.sweep_button, window.raster_panel.back_slider, window.connection_bar.record_button):
+        assert widget.isVisible(), widget
+        top_left = widget.mapTo(window, QPoint(0, 0))
+        assert rect.contains(top_left) and rect.contains(top_left + QPoint(widget.width() - 1, widget.height() - 1)), widget
+        assert widget.width() >= widget.minimumSizeHint().width(), widget  # not squeezed below its text
+    rate_box = window.raster_panel.rate_plot.vb.sceneBoundingRect()
+    assert rate_box.width() > 40  # the rate column is there
+    status = window.session.connection.status
+    window._show_status(ConnectionStatus("connected", "emulator (seed 3, mismatch on, realtime clock)", event_rate_hz=1.6e6,
+                                         dropped_events=12_345, corrupt_words=0, lag_s=0.013))
+    for label in (window.state_label, window.rate_label, window.counter_label, window.lag_label):
+        assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width(), label.text()
+    assert window.lag_label.text() == "emulator lag 13 ms"
+    window._show_status(status)
+
+
+def built_by_a_library(widget) -> bool:
+    """Qt's own pieces (dock title buttons, tab scrollers) and pyqtgraph's (parameter-tree rows,
+    whose tips are on the tree items, the console's buttons) are not controls this app made."""
+    w = widget
+    while w is not None:
+        if w.objectName().startswith("qt_") or isinstance(w, QTabBar) or type(w).__module__.startswith("pyqtgraph"):
+            return True
+        w = w.parent()
+    return False
+
+
+def interactive_widgets(window):
+    for cls in (QAbstractButton, QAbstractSpinBox, QComboBox, QSlider, QLineEdit):
+        for w in window.findChildren(cls):
+            if not built_by_a_library(w) and not isinstance(w.parent(), (QAbstractSpinBox, QComboBox)):
+                yield w
+
+
+def test_every_control_has_a_tooltip(make_window):
+    window = make_window()
+    controls = list(interactive_widgets(window))
+    assert len(controls) > 60
+    missing = [f"{type(w).__name__} {getattr(w, 'text', lambda: '')() or w.objectName()!r} in {type(w.parent()).__name__}"
+               for w in controls if not w.toolTip()]
+    assert not missing, "controls without a tooltip: " + "; ".join(missing)
+
+
+def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_window):
+    window = make_window()
+    panel = window.transfer_panel
+    plot = panel.plot.getPlotItem()
+    assert "IF_DC_P" in plot.getAxis("bottom").labelText and "rate" in plot.getAxis("left").labelText
+    y_low, y_high = plot.vb.viewRange()[1]
+    assert y_low == 0 and y_high >= 100  # Hz, not mHz around zero
+    assert "Sweep" in panel.status.text()
+    assert "no conversion" in panel.fit_combo.placeholderText()
