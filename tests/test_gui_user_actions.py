@@ -292,3 +292,41 @@ def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_win
     assert y_low == 0 and y_high >= 100  # Hz, not mHz around zero
     assert "Sweep" in panel.status.text()
     assert "no conversion" in panel.fit_combo.placeholderText()
+
+
+# --- conversion ----------------------------------------------------------------------------------
+def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(make_window, qtbot, heartbeat):
+    from neurolab_gui.core.conversion.pipeline import build_model
+    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.transfer import TransferFit
+
+    window = make_window(spike_capacity=10_000)
+    panel, transfer = window.model_panel, window.transfer_panel
+    panel.task_combo.setCurrentText("seq_digits")
+    panel.qat_spin.setValue(0)
+    panel.groups_spin.setValue(2)
+    for check in panel.stage_checks.values():
+        check.setChecked(False)
+    task = load_task("seq_digits")
+    window.session.task = task
+    panel.hidden_spin.setValue(12)
+    window.session.set_model(build_model(task, panel.pipeline_config()))  # untrained: the wiring is under test
+    window.show()
+    qtbot.waitExposed(window)
+    QTest.qWait(50)
+    with heartbeat.watch("conversion"):
+        QTest.mouseClick(panel.convert_button, LEFT)
+        qtbot.waitUntil(lambda: panel.task is not None and panel.task.done, timeout=60_000)
+        qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 2)
+    heartbeat.assert_no_stall()
+    result = panel.task.result()
+    # no board stage ran: the chooser says so, rather than "no conversion yet"
+    assert not transfer.fit_combo.isEnabled() and "no board stage" in transfer.fit_combo.placeholderText()
+    # a conversion with a board stage: its fits are offered and the first is drawn against its target
+    result.transfer_fits["board_ideal"] = [TransferFit(0, 1, "AMPA", 0.8, 2.0, 1.0, (5, 100), 0.004,
+                                                       [(10.0, 9.0), (50.0, 40.0), (100.0, 70.0)])]
+    window.session.set_conversion(result)
+    qtbot.waitUntil(lambda: transfer.fit_combo.isEnabled())
+    assert transfer.fit_combo.currentText() == "board_ideal: chip 0 core 1 AMPA"
+    assert transfer.curves is not None and transfer.curves.x.tolist() == [10.0, 50.0, 100.0]
+    assert len(transfer.target_item.getData()[0]) > 0

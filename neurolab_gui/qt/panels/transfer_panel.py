@@ -153,6 +153,8 @@ class TransferPanel(QWidget):
         else:
             self.fit_combo.setCurrentIndex(0)
             self.fit_combo.setToolTip(f"{len(self.fits)} transfer fits measured by the last conversion, with the RNN's target curve")
+            if self.curves is None:  # nothing measured here yet: show what the conversion measured
+                self.show_fit(self.fit_combo.currentText())
 
     def _rescale(self, *_: object) -> None:
         if self.curves is None:
