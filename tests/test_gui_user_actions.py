@@ -69,7 +69,10 @@ def test_connect_button_opens_the_board_in_the_background_and_events_flow(make_w
     heartbeat.assert_no_stall()
     # the bias panel shows what the board runs: libcaer's start-up set, not a default of its own
     qtbot.waitUntil(lambda: window.bias_panel.preset_combo.currentText() == "libcaer_low_power")
-    assert window.bias_panel.preset_status.text() == "running"
+    # a core that runs none of them reads "custom", and a preset must be chosen before it is applied
+    window.session.biases.set(0, 0, "IF_DC_P", 1, 1, origin="test")
+    qtbot.waitUntil(lambda: window.bias_panel.preset_combo.currentIndex() == -1)
+    assert "custom" in window.bias_panel.preset_combo.placeholderText() and not window.bias_panel.preset_button.isEnabled()
 
 
 # --- sweep -------------------------------------------------------------------------------------

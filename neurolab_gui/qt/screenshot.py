@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("output", type=Path)
     ap.add_argument("--seconds", type=float, default=16.0, help="wall time before the grab")
+    ap.add_argument("--size", default="1800x1100", help="window size WIDTHxHEIGHT (1366x740: a laptop screen less its task bar)")
     args = ap.parse_args(argv)
 
     from PyQt6.QtCore import Qt, QTimer
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication(sys.argv[:1])
     session = Session()
     window = create_main_window(session, layout_path=Path(tempfile.mkdtemp()) / "layout.json")
-    window.resize(1800, 1100)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    window.resize(width, height)
     window.show()
     if not session.connect("emulator", seed=0, mismatch=True, clock="realtime"):
         print(session.connection.status.message, file=sys.stderr)
@@ -44,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     raster = window.raster_panel
     raster.chip_spin.setValue(0)
     raster.all_cores_check.setChecked(True)
-    session.membrane.select(0, 2, 7)
-    window.resizeDocks([window.docks["bias"], window.docks["raster"]], [620, 1180], Qt.Orientation.Horizontal)
+    window.membrane_panel.show_neuron(2 * 256 + 7)  # chip 0 core 2 neuron 7, as a click on its raster row does
+    window.resizeDocks([window.docks["bias"], window.docks["raster"]], [int(width * 0.34), int(width * 0.66)], Qt.Orientation.Horizontal)
     transfer = window.transfer_panel
     transfer.chip_spin.setValue(0)
     transfer.core_spin.setValue(1)

@@ -140,8 +140,7 @@ class BiasPanel(QWidget):
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(BiasModel.preset_names())
         self.preset_combo.setToolTip("published bias sets shipped in resources/biases; shows the set this core runs, if any")
-        self.preset_status = QLabel()
-        self.preset_status.setToolTip("whether this core's biases are exactly one of the shipped sets")
+        self.preset_combo.setPlaceholderText("custom (none of the shipped sets)")
         self.preset_button = QPushButton("Apply to this core")
         self.preset_all_button = QPushButton("… to all cores")
         self.status_label = QLabel()
@@ -187,7 +186,6 @@ class BiasPanel(QWidget):
         preset_row.addWidget(self.preset_combo, 1)
         preset_row.addWidget(self.preset_button)
         preset_row.addWidget(self.preset_all_button)
-        preset_row.addWidget(self.preset_status)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tree)
         splitter.addWidget(self.change_log)
@@ -207,6 +205,7 @@ class BiasPanel(QWidget):
         self.save_button.clicked.connect(self.save_dialog)
         self.load_button.clicked.connect(self.load_dialog)
         self.diff_button.clicked.connect(self.diff_dialog)
+        self.preset_combo.currentIndexChanged.connect(self._update_preset_buttons)
         self.preset_button.clicked.connect(
             lambda: self._guarded(self.model.apply_preset, self.preset_combo.currentText(), cores=[(self.chip, self.core)]))
         self.preset_all_button.clicked.connect(lambda: self._guarded(self.model.apply_preset, self.preset_combo.currentText()))
@@ -267,11 +266,15 @@ class BiasPanel(QWidget):
         self._show_matching_preset()
 
     def _show_matching_preset(self) -> None:
-        """Point the preset box at the set this core runs (libcaer's start-up set on a fresh board)."""
+        """Point the preset box at the set this core runs (libcaer's start-up set on a fresh board),
+        or leave it empty, reading "custom", when the core runs none of them."""
         name = matching_preset(self.model, self.chip, self.core)
-        if name is not None:
-            self.preset_combo.setCurrentText(name)
-        self.preset_status.setText("running" if name is not None else "custom (no shipped set)")
+        self.preset_combo.setCurrentIndex(-1 if name is None else self.preset_combo.findText(name))
+
+    def _update_preset_buttons(self) -> None:
+        chosen = self.preset_combo.currentIndex() >= 0
+        self.preset_button.setEnabled(chosen)
+        self.preset_all_button.setEnabled(chosen)
 
     def _show_value(self, name: str, value: BiasValue) -> None:
         p = self.params.child(name)
