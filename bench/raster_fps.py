@@ -74,8 +74,8 @@ def main() -> None:
 
     def render() -> None:
         original_render()
-        if panel._end_us:
-            ends.append(panel._end_us)
+        if panel.last_frame is not None:
+            ends.append(int(round(panel.last_frame.t1_s * 1e6)))
 
     panel.timer.timeout.disconnect()
     panel.timer.timeout.connect(render)

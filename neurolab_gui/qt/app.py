@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PyQt6.QtWidgets import QApplication
 
+from neurolab_gui.core.connection import ConnectionTarget
 from neurolab_gui.core.session import Session
 
 from .main_window import MainWindow
@@ -31,6 +32,29 @@ def create_main_window(session: Session | None = None, layout_path: Path | None 
     return window
 
 
+def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout_path: Path | None = None,
+           install_hooks: bool = True) -> tuple[QApplication, Session, MainWindow]:
+    """Start opening ``board`` and build and show the window; returns at once (the board opens on a worker).
+
+    The board (an emulator child process, or USB) starts opening before the window is built, so
+    the two overlap; the panels read the session's state when they are built and follow its
+    events after, so none of them misses the connection.
+    """
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("NeuroLab")
+    app.setOrganizationName("NeuroLab")
+    session = Session()
+    session.emulator_in_separate_process = True  # a full emulated board must never stall drawing
+    target = ConnectionTarget(board, int(seed), bool(mismatch), separate_process=True)
+    session.connection.connect_in_background(target).add_done_callback(
+        lambda done: done.exception() is None and not done.result() and log.warning("%s", session.connection.status.message)
+    )
+    window = create_main_window(session, layout_path=layout_path, install_hooks=install_hooks)
+    window.connection_bar.select(board, seed, mismatch)
+    window.show()
+    return app, session, window
+
+
 def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> int:
     """Open the NeuroLab window connected to ``board`` ("emulator" or a serial) and run until it closes.
 
@@ -38,18 +62,7 @@ def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> in
     """
     import qasync  # imported after PyQt6 so qasync picks the PyQt6 binding
 
-    app = QApplication.instance() or QApplication(sys.argv)
-    app.setApplicationName("NeuroLab")
-    app.setOrganizationName("NeuroLab")
-    session = Session()
-    session.emulator_in_separate_process = True  # a full emulated board must never stall drawing
-    window = create_main_window(session)
-    window.connection_bar.select(board, seed, mismatch)
-    window.show()
-    # opened on a worker thread: the window draws and answers while the board (or emulator) starts
-    window.connection_bar.connect_selected().add_done_callback(
-        lambda done: done.exception() is None and not done.result() and log.warning("%s", session.connection.status.message)
-    )
+    app, session, window = launch(board, seed, mismatch)
 
     async def main() -> None:
         closed = asyncio.Event()
@@ -62,4 +75,3 @@ def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> in
         session.close()
         window.reporter.uninstall()
     return 0
-
