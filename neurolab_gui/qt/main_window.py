@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolBar,
     QWidget,
@@ -180,8 +181,8 @@ class MainWindow(QMainWindow):
         self._add_dock("raster", "Raster", self.raster_panel, area.RightDockWidgetArea)
         self._add_dock("transfer", "Transfer curves", self.transfer_panel, area.RightDockWidgetArea)
         self._add_dock("membrane", "Membrane", self.membrane_panel, area.RightDockWidgetArea)
-        self._add_dock("model", "Model and conversion", self.model_panel, area.LeftDockWidgetArea)
-        self._add_dock("stimulus", "Stimulus", self.stimulus_panel, area.LeftDockWidgetArea)
+        self._add_dock("model", "Model and conversion", self.model_panel, area.LeftDockWidgetArea, scroll=True)
+        self._add_dock("stimulus", "Stimulus", self.stimulus_panel, area.LeftDockWidgetArea, scroll=True)
         self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
         self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
         self._add_dock("replay", "Replay", self.replay_panel, area.BottomDockWidgetArea)
@@ -207,10 +208,18 @@ class MainWindow(QMainWindow):
         self._show_status(session.connection.status)
 
     # --- construction ----------------------------------------------------------------
-    def _add_dock(self, key: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+    def _add_dock(self, key: str, title: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False) -> None:
+        """Add ``widget`` as a dock; ``scroll``: inside a scroll area, for panels taller than a laptop screen."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{key}")  # saveState identifies docks by objectName
-        dock.setWidget(widget)
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QScrollArea.Shape.NoFrame)
+            area_widget.setWidget(widget)
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         self.addDockWidget(area, dock)
         self.docks[key] = dock
 

@@ -143,7 +143,7 @@ class ModelPanel(QWidget):
         self.mapping_plot.getAxis("bottom").setTicks([[(8 + 16 * k, f"core {k}") for k in range(4)], []])
         self.mapping_plot.getAxis("left").setTicks([[(r + 0.5, f"{16 * r}–{16 * r + 15}") for r in range(0, 16, 3)], []])
         self.mapping_plot.setMouseEnabled(x=False, y=False)
-        self.mapping_plot.setMinimumHeight(160)
+        self.graphics.setMinimumHeight(340)  # weights and mapping readable; the dock scrolls on small screens
         self.before_img, self.after_img, self.mapping_img = pg.ImageItem(), pg.ImageItem(), pg.ImageItem()
         self.before_plot.addItem(self.before_img)
         self.after_plot.addItem(self.after_img)

@@ -221,6 +221,7 @@ class RasterPanel(QWidget):
         self.rate_plot.setMouseEnabled(x=False, y=True)
         self.rate_plot.hideButtons()
         self.rate_plot.setMaximumWidth(160)
+        self.rate_plot.setXRange(0.0, 10.0, padding=0)
         self.graphics.ci.layout.setColumnStretchFactor(0, 5)
         self.tick_items: dict[int, pg.PlotCurveItem] = {}
         for c in range(16):
@@ -442,4 +443,4 @@ class RasterPanel(QWidget):
         bars = np.zeros(2 * frame.n_rows)
         bars[1::2] = frame.rates_hz
         self.rate_curve.setData(bars, rows, connect="pairs")
-        self.rate_plot.setXRange(0.0, max(1.0, float(frame.rates_hz.max(initial=0.0))) * 1.05, padding=0)
+        self.rate_plot.setXRange(0.0, max(10.0, float(frame.rates_hz.max(initial=0.0))) * 1.05, padding=0)
