@@ -208,7 +208,8 @@ def wheel(widget, pos: QPoint, delta: int) -> None:
 
 def test_clicking_a_raster_row_routes_that_neuron_to_the_membrane_panel_and_the_chip(make_window, qtbot):
     window = make_window()
-    simulator = connect_fast_emulator(window)
+    assert window.session.connect("emulator", seed=3, clock="realtime", acquire=True)
+    simulator = virtual_fpga_of(window.session.board).simulator
     window.resize(1366, 740)
     window.show()
     qtbot.waitExposed(window)
@@ -229,6 +230,8 @@ def test_clicking_a_raster_row_routes_that_neuron_to_the_membrane_panel_and_the_
     membrane.neuron_spin.setFocus()
     QTest.keyClick(membrane.neuron_spin, Qt.Key.Key_Up)
     assert simulator.tables.monitor[0, 1] == 9 and "neuron 9 (id 265)" in membrane.plot.plotItem.titleLabel.text
+    # and its trace is drawn: samples of neuron 9 only (the old trace was dropped with the change)
+    qtbot.waitUntil(lambda: membrane.curve.getData()[0] is not None and len(membrane.curve.getData()[0]) > 10, timeout=15_000)
 
 
 # --- window ------------------------------------------------------------------------------------
