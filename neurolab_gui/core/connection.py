@@ -200,11 +200,6 @@ class ConnectionManager:
                 self.start_acquisition()
             return True
 
-    @property
-    def connecting(self) -> bool:
-        """Whether a board is being opened right now."""
-        return self._connect_lock.locked()
-
     def connect_in_background(self, target: ConnectionTarget, acquire: bool = True) -> concurrent.futures.Future:
         """:meth:`connect` on a worker thread; returns a future of its bool result.
 

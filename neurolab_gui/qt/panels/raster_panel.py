@@ -31,6 +31,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -188,6 +189,8 @@ class RasterPanel(QWidget):
         self.title_label = QLabel()
         self.legend_label = QLabel()
         self.legend_label.setToolTip("raster colours: one per core")
+        self.legend_label.setWordWrap(True)  # all 16 cores wrap instead of widening the window
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         # two rows of controls, so the panel (Pause included) fits a 1366-pixel-wide screen
         selection_row = QHBoxLayout()
