@@ -508,6 +508,7 @@ class MembraneMonitor:
         self.selected: dict[tuple[int, int], int] = {}
         self._t: dict[tuple[int, int], np.ndarray] = {}
         self._v: dict[tuple[int, int], np.ndarray] = {}
+        self._generation: dict[tuple[int, int], int] = {}  # bumped by select(): polls in flight are dropped
         self._lock = threading.Lock()
         #: ``selection_changed(chip, core, neuron)``.
         self.selection_changed = Signal("membrane selection changed")
@@ -542,6 +543,7 @@ class MembraneMonitor:
             self.selected[(chip, core)] = neuron
             self._t.pop((chip, core), None)
             self._v.pop((chip, core), None)
+            self._generation[(chip, core)] = self._generation.get((chip, core), 0) + 1
         self.selection_changed.emit(chip, core, neuron)
 
     @property
@@ -556,6 +558,7 @@ class MembraneMonitor:
         if board is None:
             return
         for chip, core in list(self.selected):
+            generation = self._generation.get((chip, core), 0)
             got = board.read_membrane(chip, core)
             if got is None:
                 continue
@@ -563,6 +566,8 @@ class MembraneMonitor:
             if len(t):
                 self.samples.emit(chip, core, self.selected.get((chip, core), 0), t, v)
             with self._lock:
+                if self._generation.get((chip, core), 0) != generation:
+                    continue  # another neuron was selected while these samples were read: not its trace
                 old_t = self._t.get((chip, core), np.zeros(0))
                 old_v = self._v.get((chip, core), np.zeros(0))
                 self._t[(chip, core)] = np.concatenate([old_t, t])[-self.capacity :]
