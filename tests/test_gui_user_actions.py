@@ -267,9 +267,11 @@ def test_the_window_fits_a_1366x768_screen_with_every_control_visible(make_windo
 def built_by_a_library(widget) -> bool:
     """Qt's own pieces (dock title buttons, tab scrollers) and pyqtgraph's (parameter-tree rows,
     whose tips are on the tree items, the console's buttons) are not controls this app made."""
+    if widget.objectName().startswith("qt_"):
+        return True
     w = widget
     while w is not None:
-        if w.objectName().startswith("qt_") or isinstance(w, QTabBar) or type(w).__module__.startswith("pyqtgraph"):
+        if isinstance(w, QTabBar) or type(w).__module__.startswith("pyqtgraph"):
             return True
         w = w.parent()
     return False

@@ -55,6 +55,9 @@ LAYOUT_VERSION = 1
 #: The smallest window every control still fits in (a 1366 x 768 laptop screen, less a task bar).
 MINIMUM_SIZE = (1024, 640)
 
+#: Windows shorter than this start with the console and log tabbed beside the left-hand panels.
+COMPACT_BELOW_HEIGHT = 900
+
 
 def default_size() -> tuple[int, int]:
     """1600 x 1000, or the screen's free area when that is smaller (never below the minimum)."""
@@ -192,6 +195,11 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["model"], self.docks["stimulus"])
         self.tabifyDockWidget(self.docks["console"], self.docks["log"])
         self.tabifyDockWidget(self.docks["log"], self.docks["replay"])
+        if self.height() < COMPACT_BELOW_HEIGHT:
+            # a laptop screen: console, log and replay join the left tab group, so the raster and the
+            # transfer curves get the right column's full height
+            for key in ("console", "log", "replay"):
+                self.tabifyDockWidget(self.docks["stimulus"], self.docks[key])
         self.docks["transfer"].raise_()
         self.docks["bias"].raise_()
         self.docks["console"].raise_()
