@@ -201,8 +201,8 @@ class MainWindow(QMainWindow):
             for key in ("console", "log", "replay"):
                 self.tabifyDockWidget(self.docks["stimulus"], self.docks[key])
         self.docks["transfer"].raise_()
-        self.docks["bias"].raise_()
         self.docks["console"].raise_()
+        self.docks["bias"].raise_()
 
         self.raster_panel.neuron_clicked.connect(self.watch_membrane)
 
