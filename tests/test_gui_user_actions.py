@@ -302,6 +302,7 @@ def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_win
     assert y_low == 0 and y_high >= 100  # Hz, not mHz around zero
     assert "Sweep" in panel.status.text()
     assert "no conversion" in panel.fit_combo.placeholderText()
+    assert "RNN target" not in [label.text for _, label in panel.legend.items]  # nothing drawn, nothing named
 
 
 # --- conversion ----------------------------------------------------------------------------------
@@ -340,3 +341,4 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     assert transfer.fit_combo.currentText() == "board_ideal: chip 0 core 1 AMPA"
     assert transfer.curves is not None and transfer.curves.x.tolist() == [10.0, 50.0, 100.0]
     assert len(transfer.target_item.getData()[0]) > 0
+    assert "RNN target" in [label.text for _, label in transfer.legend.items]

@@ -100,7 +100,7 @@ class TransferPanel(QWidget):
         fit_row.addWidget(QLabel("conversion fit"))
         fit_row.addWidget(self.fit_combo, 1)
         self.plot = pg.PlotWidget()
-        self.plot.addLegend()
+        self.legend = self.plot.addLegend()
         self._show_empty()
         self.band_low = pg.PlotDataItem(pen=pg.mkPen(None))
         self.band_high = pg.PlotDataItem(pen=pg.mkPen(None))
@@ -110,7 +110,7 @@ class TransferPanel(QWidget):
         self.plot.addItem(self.band)
         self.neuron_item = self.plot.plot(pen=pg.mkPen(200, 200, 200, 90), connect="finite")  # log mode is handled per item
         self.median_item = self.plot.plot(pen=pg.mkPen((100, 150, 255), width=2), name="population median (band 10–90 %)")
-        self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine), name="RNN target")
+        self.target_item = self.plot.plot(pen=pg.mkPen("y", width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addLayout(run_row)
@@ -206,6 +206,10 @@ class TransferPanel(QWidget):
             self.target_item.setData(tx, ty)
         else:
             self.target_item.setData([], [])
+        # the legend names the RNN target only when one is drawn (a DC sweep has none)
+        self.legend.removeItem(self.target_item)
+        if len(self.target_item.getData()[0] if self.target_item.getData()[0] is not None else []):
+            self.legend.addItem(self.target_item, "RNN target")
         self.status.setText(f"{len(curves.x)} steps, {m.shape[1]} neurons")
 
     # --- sweep -------------------------------------------------------------------------------
