@@ -78,6 +78,10 @@ def window(make_window):
 #             qtbot.waitUntil(lambda: ...)
 #         heartbeat.assert_no_stall()          # no gap over 100 ms in any watched action
 #
+# Like the app (``qt.app.launch`` freezes its start-up heap), a watch starts by freezing the
+# heap that already exists: the test process carries every earlier test's objects, and a full
+# garbage collection walking them (120-220 ms measured in this suite) is not the watched action's.
+#
 # The limit is the product's bar (100 ms); NEUROLAB_STALL_LIMIT_MS overrides it.  A gap is its
 # wall-clock length, except on a machine shared beyond its cores (load average above the core
 # count, e.g. several engineers' test runs on one box): there the OS, not the app, decides most
@@ -86,6 +90,7 @@ def window(make_window):
 # is caught only on a machine that is not overloaded, which is what CI is.
 
 import contextlib  # noqa: E402
+import gc  # noqa: E402
 import time  # noqa: E402
 
 STALL_LIMIT_MS = float(os.environ.get("NEUROLAB_STALL_LIMIT_MS", "100"))
@@ -129,6 +134,8 @@ class Heartbeat:
         """Record the event loop's gaps while the body runs (synchronous slot work included)."""
         self.gaps_ms.setdefault(action, [])
         self.overloaded.setdefault(action, _machine_overloaded())
+        gc.collect()
+        gc.freeze()
         self._action = action
         self._last = (time.perf_counter(), time.process_time())
         self.timer.start(self.interval_ms)
@@ -167,3 +174,4 @@ def heartbeat(qtbot):
     beat = Heartbeat()
     yield beat
     beat.timer.stop()
+    gc.unfreeze()

@@ -8,6 +8,7 @@ the disconnected/error state and the connection bar can reconnect later.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -52,6 +53,10 @@ def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout
     window = create_main_window(session, layout_path=layout_path, install_hooks=install_hooks)
     window.connection_bar.select(board, seed, mismatch)
     window.show()
+    # Everything built so far lives as long as the app: keep it out of the garbage collector's
+    # full passes, which hold the GIL while they walk every tracked object (a stall of the
+    # window whoever triggers them).
+    gc.freeze()
     return app, session, window
 
 
