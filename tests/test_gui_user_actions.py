@@ -309,15 +309,15 @@ def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_win
 def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(make_window, qtbot, heartbeat):
     from neurolab_gui.core.conversion.pipeline import build_model
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.conversion.transfer import TransferFit
 
     window = make_window(spike_capacity=10_000)
     panel, transfer = window.model_panel, window.transfer_panel
     panel.task_combo.setCurrentText("seq_digits")
     panel.qat_spin.setValue(0)
     panel.groups_spin.setValue(2)
-    for check in panel.stage_checks.values():
-        check.setChecked(False)
+    for name, check in panel.stage_checks.items():
+        check.setChecked(name == "board_ideal")  # one board stage: transfer matching and a run on an emulated board
+    panel.samples_spin.setValue(5)
     task = load_task("seq_digits")
     window.session.task = task
     panel.hidden_spin.setValue(12)
@@ -328,17 +328,17 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     with heartbeat.watch("conversion"):
         QTest.mouseClick(panel.convert_button, LEFT)
         qtbot.waitUntil(lambda: panel.task is not None and panel.task.done, timeout=60_000)
-        qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 2)
+        qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 3)
     heartbeat.assert_no_stall()
     result = panel.task.result()
-    # no board stage ran: the chooser says so, rather than "no conversion yet"
-    assert not transfer.fit_combo.isEnabled() and "no board stage" in transfer.fit_combo.placeholderText()
-    # a conversion with a board stage: its fits are offered and the first is drawn against its target
-    result.transfer_fits["board_ideal"] = [TransferFit(0, 1, "AMPA", 0.8, 2.0, 1.0, (5, 100), 0.004,
-                                                       [(10.0, 9.0), (50.0, 40.0), (100.0, 70.0)])]
-    window.session.set_conversion(result)
+    # the board stage's transfer fits are offered, and the first is drawn against the RNN's target
     qtbot.waitUntil(lambda: transfer.fit_combo.isEnabled())
-    assert transfer.fit_combo.currentText() == "board_ideal: chip 0 core 1 AMPA"
-    assert transfer.curves is not None and transfer.curves.x.tolist() == [10.0, 50.0, 100.0]
-    assert len(transfer.target_item.getData()[0]) > 0
+    labels = [transfer.fit_combo.itemText(i) for i in range(transfer.fit_combo.count())]
+    assert labels == list(transfer.fits) and all(label.startswith("board_ideal: ") for label in labels)
+    assert transfer.curves is not None and len(transfer.target_item.getData()[0]) > 0
     assert "RNN target" in [label.text for _, label in transfer.legend.items]
+    # a conversion without a board stage: the chooser says so, rather than "no conversion yet"
+    result.transfer_fits.clear()
+    window.session.set_conversion(result)
+    qtbot.waitUntil(lambda: not transfer.fit_combo.isEnabled())
+    assert "no board stage" in transfer.fit_combo.placeholderText()
