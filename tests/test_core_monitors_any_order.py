@@ -137,3 +137,30 @@ def test_snapshot_keeps_the_paused_moment_while_the_live_ring_moves_on():
     t, g, _ = frozen.window(1.0, end_us=paused_at)
     assert t.tolist() == (np.arange(50) * 100).tolist() and g.tolist() == list(range(50))
     assert frozen.now_us() == paused_at
+
+
+def test_membrane_selection_can_leave_the_board_write_to_the_polling_thread():
+    class Board:
+        is_emulated = True
+
+        def __init__(self):
+            self.routed = []
+
+        def monitor_neuron(self, chip, core, neuron):
+            self.routed.append((chip, core, neuron))
+
+        def read_membrane(self, chip, core):
+            return np.array([1.0]), np.array([0.1])
+
+    from neurolab_gui.core.monitors import MembraneMonitor
+
+    monitor, board = MembraneMonitor(), Board()
+    monitor.select(0, 1, 7, route_now=False)  # before a board: attach routes it
+    monitor.attach(board)
+    assert board.routed == [(0, 1, 7)]
+    monitor.select(0, 1, 8, route_now=False)  # the caller is not held up by the board
+    assert board.routed == [(0, 1, 7)]
+    monitor.poll()
+    assert board.routed[-1] == (0, 1, 8) and len(monitor.trace(0, 1)[0]) == 1
+    monitor.select(2, 3, 4)  # a script: written at once
+    assert board.routed[-1] == (2, 3, 4)

@@ -225,11 +225,12 @@ def test_clicking_a_raster_row_routes_that_neuron_to_the_membrane_panel_and_the_
     QTest.mouseClick(raster.graphics.viewport(), LEFT, pos=point)
     assert membrane.neuron == (0, 1, 8)
     assert "chip 0 core 1 neuron 8 (id 264)" in membrane.plot.plotItem.titleLabel.text
-    assert simulator.tables.monitor[0, 1] == 8  # the chip routes it to the analog monitor
+    qtbot.waitUntil(lambda: simulator.tables.monitor[0, 1] == 8)  # the chip routes it to the analog monitor
     # the spin box is the selection: one step up, and the chip monitors neuron 9
     membrane.neuron_spin.setFocus()
     QTest.keyClick(membrane.neuron_spin, Qt.Key.Key_Up)
-    assert simulator.tables.monitor[0, 1] == 9 and "neuron 9 (id 265)" in membrane.plot.plotItem.titleLabel.text
+    assert "neuron 9 (id 265)" in membrane.plot.plotItem.titleLabel.text
+    qtbot.waitUntil(lambda: simulator.tables.monitor[0, 1] == 9)
     # and its trace is drawn: samples of neuron 9 only (the old trace was dropped with the change)
     qtbot.waitUntil(lambda: membrane.curve.getData()[0] is not None and len(membrane.curve.getData()[0]) > 10, timeout=15_000)
 

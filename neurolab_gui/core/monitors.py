@@ -509,6 +509,7 @@ class MembraneMonitor:
         self._t: dict[tuple[int, int], np.ndarray] = {}
         self._v: dict[tuple[int, int], np.ndarray] = {}
         self._generation: dict[tuple[int, int], int] = {}  # bumped by select(): polls in flight are dropped
+        self._unrouted: set[tuple[int, int]] = set()  # selections not yet written to the board
         self._lock = threading.Lock()
         #: ``selection_changed(chip, core, neuron)``.
         self.selection_changed = Signal("membrane selection changed")
@@ -520,8 +521,8 @@ class MembraneMonitor:
             self._board = board
             self._t.clear()
             self._v.clear()
-        for (chip, core), neuron in list(self.selected.items()):
-            board.monitor_neuron(chip, core, neuron)
+            self._unrouted = set(self.selected)
+        self._route()
 
     def detach(self) -> None:
         with self._lock:
@@ -533,18 +534,34 @@ class MembraneMonitor:
             self._t.clear()
             self._v.clear()
 
-    def select(self, chip: int, core: int, neuron: int) -> None:
-        """Route ``neuron`` of (chip, core) to the analog monitor (one neuron per core)."""
+    def select(self, chip: int, core: int, neuron: int, route_now: bool = True) -> None:
+        """Route ``neuron`` of (chip, core) to the analog monitor (one neuron per core).
+
+        ``route_now=False`` leaves the write to the board to the next :meth:`poll` (the GUI's
+        polling thread): a busy board, or an emulator child still starting, must not hold up the
+        caller.  Either way the trace starts afresh.
+        """
         chip, core, neuron = check_chip(chip), check_core(core), check_neuron(neuron)
-        board = self._board
-        if board is not None:
-            board.monitor_neuron(chip, core, neuron)
         with self._lock:
             self.selected[(chip, core)] = neuron
             self._t.pop((chip, core), None)
             self._v.pop((chip, core), None)
             self._generation[(chip, core)] = self._generation.get((chip, core), 0) + 1
+            self._unrouted.add((chip, core))
+        if route_now:
+            self._route()
         self.selection_changed.emit(chip, core, neuron)
+
+    def _route(self) -> None:
+        """Write the selections not yet on the board to it."""
+        board = self._board
+        if board is None:
+            return  # attach() routes every selection
+        with self._lock:
+            pending = {key: self.selected[key] for key in self._unrouted}
+            self._unrouted.clear()
+        for (chip, core), neuron in pending.items():
+            board.monitor_neuron(chip, core, neuron)
 
     @property
     def available(self) -> bool:
@@ -553,10 +570,11 @@ class MembraneMonitor:
         return board is not None and bool(getattr(board, "has_membrane_readback", getattr(board, "is_emulated", False)))
 
     def poll(self) -> None:
-        """Fetch new samples of every selected core from the board."""
+        """Route pending selections, then fetch new samples of every selected core from the board."""
         board = self._board
         if board is None:
             return
+        self._route()
         for chip, core in list(self.selected):
             generation = self._generation.get((chip, core), 0)
             got = board.read_membrane(chip, core)

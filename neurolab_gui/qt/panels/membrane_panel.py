@@ -56,11 +56,11 @@ class MembranePanel(QWidget):
         self._following_monitor = False
         for w in (self.chip_spin, self.core_spin, self.neuron_spin):
             w.valueChanged.connect(self.monitor_selected)
-        relay(session.connection.connected, lambda _b: (self.monitor_selected(), self._update_note()), self)
+        relay(session.connection.connected, lambda _b: self._update_note(), self)  # attach() routes the selection
         relay(session.connection.disconnected, lambda _r: self._update_note(), self)
         relay(session.membrane.selection_changed, self._on_selection, self)
         self._update_note()
-        self._update_title()
+        self.monitor_selected()
         self._poller = Periodic("membrane-poll", poll_ms / 1000, session.membrane.poll).start()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
@@ -102,7 +102,7 @@ class MembranePanel(QWidget):
             return
         self.curve.setData([], [])
         self._update_title()
-        self.session.membrane.select(*self.neuron)
+        self.session.membrane.select(*self.neuron, route_now=False)  # the polling thread writes it to the board
 
     def _on_selection(self, chip: int, core: int, neuron: int) -> None:
         """A script or the console routed another neuron of the core shown: follow it."""
