@@ -153,6 +153,7 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     qtbot.waitUntil(lambda: QApplication.focusWidget() is raster.graphics and QApplication.activeWindow() is window)
     QTest.keyClick(raster.graphics, Qt.Key.Key_Space)
     assert raster.paused and raster.pause_button.text() == "Resume"
+    qtbot.waitUntil(lambda: raster.frozen is not None)  # the copy is made on a worker thread
     paused_events, paused_at = raster.last_frame.n_events, raster.last_frame.t1_s
     assert paused_events > 0 and paused_at < 5
     for k in range(1, 12):  # the live ring is overwritten many times over
@@ -167,6 +168,23 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     QTest.mouseClick(raster.pause_button, LEFT)  # resume: live again
     QTest.qWait(100)
     assert not raster.paused and raster.last_frame.t1_s > 10
+
+
+def test_pausing_with_the_default_buffers_full_does_not_stall(make_window, qtbot, heartbeat):
+    window = make_window(spike_capacity=4_000_000)  # the app's default: 57 MB to copy
+    n = 4_000_000
+    t = np.arange(n, dtype=np.int64)  # 4 s at 1 M events/s
+    window.session.spikes.ring.push(t, (t % 4096).astype(np.uint16))
+    window.session.spikes.binned.push(t, t % 4096)
+    window.session.spikes.clock.observe(n)
+    raster = window.raster_panel
+    window.show()
+    qtbot.waitExposed(window)
+    with heartbeat.watch("pause"):
+        QTest.mouseClick(raster.pause_button, LEFT)
+        qtbot.waitUntil(lambda: raster.frozen is not None)
+    heartbeat.assert_no_stall()
+    assert len(raster.frozen.ring) == n and raster.last_frame.t1_s == pytest.approx(raster.frozen.now_us() / 1e6, abs=1e-5)
 
 
 def test_raster_axes_name_neurons_and_the_wheel_zooms_time(make_window, qtbot):
