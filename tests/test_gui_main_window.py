@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PyQt6.QtWidgets import QScrollArea
 
 from drivers.dynapse1.bias_table import nominal_current
 from drivers.dynapse1.spikes import SpikeEvents
@@ -19,6 +20,8 @@ def test_main_window_opens_with_title_and_closes(window, qtbot):
 def test_every_panel_builds(window):
     for key in ("bias", "raster", "transfer", "membrane", "stimulus", "model", "console", "log"):
         panel = window.docks[key].widget()
+        if isinstance(panel, QScrollArea):  # tall panels scroll on small screens
+            panel = panel.widget()
         assert panel is getattr(window, f"{key}_panel") and type(panel).__name__ == f"{key.capitalize()}Panel"
     assert window.state_label.text().startswith("disconnected")
 

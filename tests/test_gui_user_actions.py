@@ -346,10 +346,10 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     QTest.qWait(50)
     with heartbeat.watch("conversion"):
         QTest.mouseClick(panel.convert_button, LEFT)
-        qtbot.waitUntil(lambda: panel.task is not None and panel.task.done, timeout=60_000)
+        qtbot.waitUntil(lambda: panel.job is not None and panel.job.done, timeout=60_000)
         qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 3)
     heartbeat.assert_no_stall()
-    result = panel.task.result()
+    result = panel.job.result()
     # the board stage's transfer fits are offered, and the first is drawn against the RNN's target
     qtbot.waitUntil(lambda: transfer.fit_combo.isEnabled())
     labels = [transfer.fit_combo.itemText(i) for i in range(transfer.fit_combo.count())]
