@@ -126,6 +126,7 @@ def test_failed_slider_move_and_failed_preset_are_reported_and_the_panel_shows_t
 
     # "… to all cores": the first batch (chip 0) is acknowledged, then nothing, roll-back included
     AckFault(fpga, good=1, bad=None)
+    panel.preset_combo.setCurrentText("samna_recommended")  # the box shows the set the core runs: choose another
     QTest.mouseClick(panel.preset_all_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "roll-back failed" in panel.status_label.text(), timeout=2000)
     on_chip = {key: chip_holds(board, key) for key in ALL_KEYS}
