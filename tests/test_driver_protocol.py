@@ -28,6 +28,11 @@ def regs(*entries: tuple[int, int, int]) -> bytes:
     return b"".join(bytes([m, p]) + v.to_bytes(4, "big") for m, p, v in entries)
 
 
+def singles(*entries: tuple[int, int, int]) -> list[tuple]:
+    """One 0xBF write per register, as libcaer's ``spiConfigSend`` sends them."""
+    return [(OUT, 0xBF, m, p, v.to_bytes(4, "big"), None) for m, p, v in entries]
+
+
 class ScriptedDevice:
     """A pyusb ``Device`` stand-in that checks each control transfer against a script."""
 
@@ -87,34 +92,24 @@ def test_write_cam_words_in_batches_of_85():
 
 
 def test_start_and_stop_streaming_sequences():
-    start = regs((9, 0, 1), (0, 0, 1), (0, 1, 1), (5, 0, 1), (1, 3, 1))
-    stop = regs((1, 3, 0), (5, 0, 0), (0, 1, 0), (0, 3, 0), (0, 0, 0), (9, 0, 0))
-    with expected_protocol([(OUT, 0xC2, 5, 0, start, None), (OUT, 0xC2, 6, 0, stop, None)]) as board:
+    start = singles((9, 0, 1), (0, 0, 1), (0, 1, 1), (5, 0, 1), (1, 3, 1))
+    stop = singles((5, 0, 0), (1, 3, 0), (0, 3, 0), (0, 1, 0), (0, 0, 0), (9, 0, 0))
+    with expected_protocol(start + stop) as board:
         board._start_stream()
-        board.transport.write_registers(fr.stop_streaming_sequence())  # what close() sends first
+        board.transport.send(fr.single_writes(fr.stop_streaming_sequence()))  # what close() sends first
 
 
 def test_spike_generator_upload_and_start():
     events = [SpikeGenEvent(InputAddress(2, 200), 0b0101, 3.0), SpikeGenEvent(InputAddress(0, 1), 0b1000, 1.0)]
     word0 = (200 << 6) | (2 << 4) | 0b0101
     word1 = (1 << 6) | 0b1000
-    upload = regs(
-        (16, 0, 0),
-        (14, 4, 1),
-        (14, 5, 1),
-        (14, 1, 0),
-        (14, 3, (3 << 16) | word0),  # burst: event word, then its ISI (3 µs at ISIBase 90)
-        (14, 3, (1 << 16) | word1),
-        (14, 5, 0),
-        (16, 1, 1),
-        (16, 2, 0),
-        (16, 3, 1),
-        (16, 5, 90),
-        (16, 6, 0),
-    )
-    with expected_protocol(
-        [(OUT, 0xC2, 12, 0, upload, None), (OUT, 0xC2, 2, 0, regs((16, 0, 0), (16, 0, 1)), None)]
-    ) as board:
+    # libcaer caerDynapseWriteSramWords: the start address with burst mode off, then burst on
+    upload = [
+        *singles((16, 0, 0), (14, 4, 1), (14, 3, 0), (14, 1, 0), (14, 5, 1)),
+        (OUT, 0xC2, 2, 0, regs((14, 3, (3 << 16) | word0), (14, 3, (1 << 16) | word1)), None),  # event, ISI (3 µs)
+        *singles((14, 5, 0), (16, 1, 1), (16, 2, 0), (16, 3, 1), (16, 5, 90), (16, 6, 0)),
+    ]
+    with expected_protocol(upload + singles((16, 0, 0), (16, 0, 1))) as board:
         board.load_spike_generator(events)
         board.start_spike_generator()
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import chip_words as cw
 from . import fpga_registers as fr
+from . import libcaer_sequences as ls
 from . import spikegen_words as sg
 from .bias_table import CORE_BIASES, GLOBAL_BIASES, SILENT, SILENT_GLOBAL, BiasValue, bias_spec
 from .board_api import SpikeGenEvent, StreamCounters
@@ -76,6 +77,8 @@ LOW_POWER_BIASES: dict[str, BiasValue] = {
     "NPDPII_THR_S_P": BiasValue(7, 40),
 }
 _ITER_QUEUE_BATCHES = 1024
+#: How often the stream refreshes ``counters.fpga_dropped_events`` from the FPGA's statistics [s].
+FPGA_COUNTER_PERIOD_S = 1.0
 #: USB packet period the board streams with outside batch reads (libcaer's default, 8 × 125 µs).
 STREAMING_PACKET_PERIOD_UNITS = 8
 #: Longest packet period a synchronous batch read asks for (128 × 125 µs = 16 ms).
@@ -163,7 +166,7 @@ _BIAS_WRITE_ERROR_KINDS = ((AckError, BiasWriteAckError), (TransportTimeout, Bia
 class DynapseBoard:
     """A DYNAP-SE1 board (real or emulated) behind a :class:`UsbTransport`.
 
-    Use :func:`open_board` (silicon) or ``emulator.virtual_usb.open_emulated_board``.
+    Use :func:`open_board` (silicon) or ``emulator.virtual_board.open_emulated_board``.
     """
 
     def __init__(
@@ -199,6 +202,8 @@ class DynapseBoard:
         self._disconnect_listeners: list[Callable[[str], None]] = []
         self._iter_queues: list[queue.Queue] = []
         self._decoder = StreamDecoder()
+        self._fpga_statistics: list[tuple[int, int]] | None = None
+        self._fpga_counters_read_at = 0.0
         self._cond = threading.Condition(threading.RLock())
         #: Held while selecting a chip and writing its words, and across a whole bias transaction, so
         #: that writes from two threads (a sweep and the GUI) neither land on the wrong chip nor
@@ -236,43 +241,53 @@ class DynapseBoard:
         return self
 
     def _send_default_configuration(self) -> None:
-        self._selected_chip = None
-        self.transport.write_registers(fr.default_fpga_config())
+        """libcaer's start-up sequence (``libcaer_sequences.default_configuration``), plus every
+        core reset to tau1 so that the driver's tau cache is true from the start."""
+        with self._chip_write_lock:  # it selects every chip in turn
+            self._selected_chip = None
+            self.transport.send(
+                ls.default_configuration(
+                    self._silent_bias_words(),
+                    self._low_power_bias_words(),
+                    extra_chip_words=lambda chip: [cw.core_tau_word(core, tau2=False) for core in range(N_CORES_PER_CHIP)],
+                )
+            )
+            self._selected_chip = N_CHIPS - 1
         for chip in range(N_CHIPS):
-            self._write_chip_words(chip, self._silent_bias_words())
-            self._write_chip_words(chip, cw.clear_sram_words())
-            self._write_chip_words(chip, self._low_power_bias_words(chip))
-            self._write_chip_words(chip, [cw.host_route_sram_word(chip, n) for n in range(N_NEURONS_PER_CHIP)])
-            self._write_chip_words(chip, [cw.core_tau_word(core, tau2=False) for core in range(N_CORES_PER_CHIP)])
-        self.transport.write_registers(fr.config_bus_off())
+            for core in range(N_CORES_PER_CHIP):
+                for name in CORE_BIASES:
+                    self._biases[(chip, core, name)] = LOW_POWER_BIASES.get(name, SILENT)
+            for name in GLOBAL_BIASES:
+                self._global_biases[(chip, name)] = SILENT_GLOBAL[name]
+        self._unconfirmed_biases.clear()
         if self.settle_s > 0:
             time.sleep(self.settle_s)  # libcaer waits for the biases to settle
-
-    def _silent_bias_words(self) -> list[int]:
-        words = [self._bias_word(core, name, SILENT) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]
-        for name in GLOBAL_BIASES:
-            words.append(cw.global_bias_word(name, *SILENT_GLOBAL[name]))
-        return words
 
     @staticmethod
     def _bias_word(core: int, name: str, value: BiasValue) -> int:
         """The bias word of ``value``: every field of the value goes onto the wire."""
         return cw.core_bias_word(core, name, value.coarse, value.fine, high=value.high, normal=value.normal, enabled=value.enabled)
 
-    def _low_power_bias_words(self, chip: int) -> list[int]:
-        words = []
-        for core in range(N_CORES_PER_CHIP):
-            for name in CORE_BIASES:
-                value = LOW_POWER_BIASES.get(name, SILENT)
-                words.append(self._bias_word(core, name, value))
-                self._biases[(chip, core, name)] = value
-        self._unconfirmed_biases = {k for k in self._unconfirmed_biases if k[0] != chip}
-        for name in GLOBAL_BIASES:
-            self._global_biases[(chip, name)] = SILENT_GLOBAL[name]
-        return words
+    @staticmethod
+    def _global_bias_words() -> list[int]:
+        return [cw.global_bias_word(name, *SILENT_GLOBAL[name]) for name in ls.LIBCAER_GLOBAL_BIAS_ORDER]
+
+    def _silent_bias_words(self) -> list[int]:
+        """libcaer ``setSilentBiases``, in its order."""
+        words = [self._bias_word(core, name, SILENT) for core in range(N_CORES_PER_CHIP) for name in ls.LIBCAER_CORE_BIAS_ORDER]
+        return words + self._global_bias_words()
+
+    def _low_power_bias_words(self) -> list[int]:
+        """libcaer ``setLowPowerBiases``, in its order (the chip-global biases as in the silent set)."""
+        words = [
+            self._bias_word(core, name, LOW_POWER_BIASES.get(name, SILENT))
+            for core in range(N_CORES_PER_CHIP)
+            for name in ls.LIBCAER_CORE_BIAS_ORDER
+        ]
+        return words + self._global_bias_words()
 
     def _start_stream(self) -> None:
-        self.transport.write_registers(fr.start_streaming_sequence())
+        self.transport.send(fr.single_writes(fr.start_streaming_sequence()))
         if self.prefetch:
             self.start_streaming()
 
@@ -284,7 +299,7 @@ class DynapseBoard:
         self.transport.stop_reader()
         if self.transport.connected:
             try:
-                self.transport.write_registers(fr.stop_streaming_sequence())
+                self.transport.send(fr.single_writes(fr.stop_streaming_sequence()))
             except Exception as exc:  # closing must succeed even if the board just vanished
                 log.debug("stop sequence failed while closing: %s", exc)
         self.transport.close()
@@ -557,26 +572,26 @@ class DynapseBoard:
             items.append((e.source.chip, e.source.neuron, e.core_mask, e.isi_us))
         fpga_events = sg.events_from_delays(items, self.isi_base_cycles)
         memory = sg.encode_generator_memory(fpga_events, variable_isi=True)
-        writes = [
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0),
-            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.RWCOMMAND, 1),
-            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.BURSTMODE, 1),
-            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.ADDRESS, base_address),
-            *(fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.WRITEDATA, v) for v in sg.pack_burst_words(memory)),
-            fr.RegisterWrite(fr.Module.SRAM, fr.SramParam.BURSTMODE, 0),
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.VARMODE, 1),
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.BASEADDR, base_address),
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.STIMCOUNT, len(fpga_events) - 1),
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.ISIBASE, self.isi_base_cycles),
-            fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.REPEAT, int(repeat)),
-        ]
-        self.transport.write_registers(writes)
+        spikegen = fr.Module.SPIKEGEN
+        self.transport.send(
+            [
+                fr.single_write(spikegen, fr.SpikeGenParam.RUN, 0),
+                *ls.sram_write_words(base_address, memory),
+                *fr.single_writes(
+                    [
+                        fr.RegisterWrite(spikegen, fr.SpikeGenParam.VARMODE, 1),
+                        fr.RegisterWrite(spikegen, fr.SpikeGenParam.BASEADDR, base_address),
+                        fr.RegisterWrite(spikegen, fr.SpikeGenParam.STIMCOUNT, len(fpga_events) - 1),
+                        fr.RegisterWrite(spikegen, fr.SpikeGenParam.ISIBASE, self.isi_base_cycles),
+                        fr.RegisterWrite(spikegen, fr.SpikeGenParam.REPEAT, int(repeat)),
+                    ]
+                ),
+            ]
+        )
 
     def start_spike_generator(self) -> None:
         """A 0→1 edge on SPIKEGEN/RUN starts playback from the first event."""
-        self.transport.write_registers(
-            [fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0), fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 1)]
-        )
+        self.transport.send(fr.single_writes([fr.RegisterWrite(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, v) for v in (0, 1)]))
 
     def stop_spike_generator(self) -> None:
         self.transport.write_register(fr.Module.SPIKEGEN, fr.SpikeGenParam.RUN, 0)
@@ -589,15 +604,65 @@ class DynapseBoard:
             if not 0 <= int(source) < N_NEURONS_PER_CHIP:
                 raise ValueError(f"Poisson source {source} out of range 0..{N_NEURONS_PER_CHIP - 1}; nothing written")
             codes.append((int(source), sg.poisson_rate_code(float(rate))))
-        writes = [fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.CHIPID, fr.poisson_chip_id_value(chip))]
-        for source, code in codes:
-            writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.WRITEDATA, code))
-            writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.WRITEADDRESS, source))
-        writes.append(fr.RegisterWrite(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.RUN, 1))
-        self.transport.write_registers(writes)
+        run = fr.single_write(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.RUN, 1)
+        self.transport.send([*ls.poisson_rates(chip, codes), run])
 
     def stop_poisson(self) -> None:
         self.transport.write_register(fr.Module.POISSONSPIKEGEN, fr.PoissonParam.RUN, 0)
+
+    # --- FPGA memory, synapse reconfiguration, statistics ---------------------------------------
+
+    def write_fpga_sram(self, address: int, words: list[int] | np.ndarray) -> None:
+        """Write 16-bit words into the FPGA SRAM from ``address`` (libcaer ``caerDynapseWriteSramWords``;
+        a single word goes without burst mode).  The spike generator's program lives there."""
+        self.transport.send(ls.sram_write_words(address, words))
+
+    def configure_synapse_reconfig(
+        self, chip: int, *, run: bool, sram_base_address: int = 0, use_sram_kernels: bool = False, global_kernel: int | None = None
+    ) -> None:
+        """Set up the FPGA's synapse-reconfiguration (DVS mapper) module for ``chip``.
+
+        CHIPSELECT takes the device chip encoding (0/8/4/12) as libcaer sends it.
+        ``global_kernel`` is the raw GLOBALKERNEL value (table address 16–12, four 3-bit weights 11–0).
+        """
+        module = fr.Module.SYNAPSERECONFIG
+        p = fr.SynapseReconfigParam
+        writes = [fr.RegisterWrite(module, p.SRAMBASEADDR, sram_base_address), fr.RegisterWrite(module, p.USESRAMKERNELS, int(use_sram_kernels))]
+        if global_kernel is not None:
+            if not 0 <= int(global_kernel) < 1 << 17:
+                raise ValueError(f"global kernel 0x{int(global_kernel):X} does not fit 17 bits; nothing written")
+            writes.append(fr.RegisterWrite(module, p.GLOBALKERNEL, int(global_kernel)))
+        writes.append(fr.RegisterWrite(module, p.RUN, int(run)))
+        self.transport.send([ls.synapse_reconfig_select_chip(chip), *fr.single_writes(writes)])
+
+    def read_fpga_drop_counters(self) -> int | None:
+        """Events the FPGA itself dropped (MUX STATISTICS_AER_DROPPED + AER STATISTICS_EVENTS_DROPPED),
+        read as libcaer reads 64-bit counters; None when the logic has no statistics.  The total is
+        also kept in ``counters.fpga_dropped_events``, beside the host-side ``dropped_events``."""
+        read = self.transport.read_register
+        if self._fpga_statistics is None:  # which modules count drops is fixed by the logic: ask once
+            self._fpga_statistics = [
+                (module, counter)
+                for module, has_param, counter in (
+                    (fr.Module.MUX, fr.MuxParam.HAS_STATISTICS, fr.MuxParam.STATISTICS_AER_DROPPED),
+                    (fr.Module.AER, fr.AerParam.HAS_STATISTICS, fr.AerParam.STATISTICS_EVENTS_DROPPED),
+                )
+                if read(module, has_param)
+            ]
+        total = sum(ls.read64(module, counter, read) for module, counter in self._fpga_statistics)
+        self.counters.fpga_dropped_events = total if self._fpga_statistics else None
+        self._fpga_counters_read_at = time.monotonic()
+        return self.counters.fpga_dropped_events
+
+    def _refresh_fpga_counters(self) -> None:
+        """Read the FPGA's drop counters at most every :data:`FPGA_COUNTER_PERIOD_S` (from the stream)."""
+        if time.monotonic() - self._fpga_counters_read_at < FPGA_COUNTER_PERIOD_S or self._closed:
+            return
+        try:
+            self.read_fpga_drop_counters()
+        except (TransportError, RuntimeError) as exc:  # a lost board is reported by the stream itself
+            self._fpga_counters_read_at = time.monotonic()
+            log.debug("FPGA drop counters not read: %s", exc)
 
     # --- monitoring ----------------------------------------------------------------------------------
 
@@ -623,7 +688,7 @@ class DynapseBoard:
         with self._cond:
             events, stats = self._decoder.decode(chunk)
             self.counters.received_events += stats.events
-            self.counters.corrupt_words += stats.corrupt_words
+            self.counters.corrupt_words += stats.corrupt_words + stats.stray_bytes
             if self._window_end is not None and len(events):
                 inside = events.timestamp_us < self._window_end
                 self._window_parts.append(events.select(inside))
@@ -641,6 +706,7 @@ class DynapseBoard:
                     q.put_nowait(events)
                 except queue.Full:
                     self.counters.dropped_events += len(events)
+        self._refresh_fpga_counters()
 
     def _check_alive(self, what: str) -> None:
         if self._closed:

@@ -40,8 +40,9 @@ class StreamCounters:
     """Health of the event stream since the board was opened."""
 
     received_events: int = 0
-    dropped_events: int = 0  # reported by the FPGA statistics or lost in host buffers
+    dropped_events: int = 0  # lost in host buffers (a consumer's queue was full)
     corrupt_words: int = 0  # words the decoder could not interpret (counted, skipped)
+    fpga_dropped_events: int | None = None  # the FPGA's own drop counters at the last read; None: not exposed
 
 
 @runtime_checkable

@@ -2,9 +2,11 @@
 
 The host writes these words to CHIP/CONTENT after selecting a chip with CHIP/ID
 (reference ``dynapse_protocol.md`` §4.3 and §5; layouts from libcaer
-``dynapse.c``).  Every encoder has a decoder: the virtual board
-(``emulator.virtual_usb``) uses :func:`classify_chip_word` and the decoders to
-apply what the host sent, so the emulator sees exactly what silicon sees.
+``dynapse.c``).  Every encoder has a decoder (for tests and tools).  The encoders and the bias
+parser are checked against libcaer's own ``caerBiasDynapseGenerate``/``Parse``,
+``caerDynapseGenerateCamBits`` and ``caerDynapseGenerateSramBits``
+(``tests/data/libcaer``).  The virtual board decodes chip words with its own code
+(``emulator.fpga_decoding``), not with these functions.
 
 Classification of a word arriving on CHIP/CONTENT, first match wins:
 
@@ -130,17 +132,22 @@ def global_bias_word(name: str, coarse: int, fine: int) -> int:
 
 
 def decode_bias_word(word: int) -> BiasWord:
-    """Inverse of :func:`encode_bias_word`."""
+    """Inverse of :func:`encode_bias_word`, field for field as libcaer's ``caerBiasDynapseParse``.
+
+    BUFFER and SSP/SSN words carry no high/normal/type/enable bits, so those flags come back
+    False for them (as libcaer returns them); SSP/SSN also carry no coarse value (0).
+    """
     if not (word >> 16) & 1 or (word >> 17) & 1:
         raise ValueError(f"0x{word:08X} is not a bias word (bit 16 must be set, bit 17 clear)")
     address = (word >> 18) & 0x7F
     kind = bias_kind_of_address(address)
+    no_flags = {"high": False, "normal": False, "n_type": False, "enabled": False, "kind": kind}
     if kind is BiasKind.SHIFTED_SOURCE:
-        return BiasWord(address, 0, (word >> 4) & 0x3F, n_type=False, kind=kind)
+        return BiasWord(address, 0, (word >> 4) & 0x3F, **no_flags)
     coarse = _REVERSE3[(word >> 12) & 0x7]
     fine = (word >> 4) & 0xFF
     if kind is BiasKind.BUFFER:
-        return BiasWord(address, coarse, fine, kind=kind)
+        return BiasWord(address, coarse, fine, **no_flags)
     return BiasWord(
         address, coarse, fine, high=bool(word & 8), normal=bool(word & 4), n_type=bool(word & 2), enabled=bool(word & 1)
     )

@@ -1,4 +1,4 @@
-"""The DYNAP-SE1 bulk-IN event stream: a stateful vectorised decoder and the matching encoder.
+"""The DYNAP-SE1 bulk-IN event stream: a stateful vectorised decoder (the FPGA side is ``emulator.fpga_stream``).
 
 Wire format (reference ``dynapse_protocol.md`` §3, libcaer ``dynapse.c``): 16-bit
 little-endian words.
@@ -20,10 +20,19 @@ libcaer keeps a 31-bit timestamp plus an overflow counter; the full time is
 microsecond count, so the 2^31 overflow needs no special case
 (:attr:`StreamDecoder.overflow_count` reports it for diagnostics).
 
+Checked against libcaer's ``dynapseEventTranslator`` (``tests/data/libcaer``): same events and
+times for wraps, 2^31 overflows, timestamp resets and odd-length buffers.  Two deliberate
+differences: a spike whose chip field is outside 1–4 is counted as corrupt and skipped (libcaer
+emits it with chip id 63 or 4–14, which no board has), and an unknown word is counted.
+
+A USB buffer of odd length is cut to whole words and the stray byte dropped (and counted), as
+libcaer does: the FPGA only sends whole 16-bit words, so a stray byte is a lost byte, and
+cutting at the buffer boundary re-aligns the stream with the next buffer.
+
 The decoder is one numba-compiled pass over the words (the speed target is
 ≥ 30 M events/s on two cores, ``bench/decode_speed.py``).  It keeps the wrap
-base, the last timestamp and a dangling odd byte between calls, so a stream
-split at any byte boundary decodes to the same events.
+base and the last timestamp between calls, so a stream split at any word
+boundary decodes to the same events.
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ import numba
 import numpy as np
 
 from .spikes import SpikeEvents
-from .topology import N_CHIPS
 
 TIMESTAMP_FLAG = 0x8000
 WRAP_STEP_US = 0x8000  # one wrap unit = 2^15 µs
@@ -89,6 +97,7 @@ class DecodeStats:
     events: int = 0
     corrupt_words: int = 0
     timestamp_resets: int = 0
+    stray_bytes: int = 0  # trailing bytes of odd-length buffers, dropped as libcaer drops them
 
 
 class StreamDecoder:
@@ -106,7 +115,6 @@ class StreamDecoder:
     def __init__(self) -> None:
         self._base = 0
         self._low = 0
-        self._pending = b""
         self.total = DecodeStats()
 
     @property
@@ -119,18 +127,19 @@ class StreamDecoder:
         return self._base // OVERFLOW_US
 
     def reset(self) -> None:
-        """Forget all state, as after a timestamp reset, dropping a dangling odd byte."""
+        """Forget all state, as after a timestamp reset."""
         self._base = 0
         self._low = 0
-        self._pending = b""
 
     def decode(self, data: bytes | bytearray | memoryview | np.ndarray) -> tuple[SpikeEvents, DecodeStats]:
-        """Decode the next chunk of the stream; never raises on content, only on a non-bytes type."""
+        """Decode the next USB buffer; never raises on content, only on a non-bytes type.
+
+        An odd trailing byte is dropped and counted in ``stray_bytes`` (libcaer: "bytes received
+        via USB, which is not a multiple of two").
+        """
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data) if not isinstance(data, bytes) else data
-        if self._pending:
-            raw = self._pending + raw
         n_words = len(raw) // 2
-        self._pending = raw[2 * n_words :]
+        stray = len(raw) - 2 * n_words
         words = np.frombuffer(raw, dtype="<u2", count=n_words)
         ts = np.empty(n_words, np.int64)
         chip = np.empty(n_words, np.uint8)
@@ -140,96 +149,12 @@ class StreamDecoder:
             words, _CORE_OF_CODE, np.int64(self._base), np.int64(self._low), ts, chip, core, neuron
         )
         self._base, self._low = int(self._base), int(self._low)
-        stats = DecodeStats(int(n), int(n_corrupt), int(n_resets))
+        stats = DecodeStats(int(n), int(n_corrupt), int(n_resets), stray)
         self.total.events += stats.events
         self.total.corrupt_words += stats.corrupt_words
         self.total.timestamp_resets += stats.timestamp_resets
+        self.total.stray_bytes += stats.stray_bytes
         return SpikeEvents(ts[:n], chip[:n], core[:n], neuron[:n]), stats
-
-
-@numba.njit(cache=True, nogil=True)
-def _encode_kernel(ts, chip, core, neuron, spike_codes, base, low, out):  # pragma: no cover - compiled
-    k = 0
-    for i in range(ts.shape[0]):
-        t = ts[i]
-        if t < base + low:
-            t = base + low  # the wire cannot go back in time: clamp to the current clock
-        while t >= base + 0x8000:
-            out[k] = (7 << 12) | 1
-            k += 1
-            base += 0x8000
-            low = 0
-        if t - base != low:
-            low = t - base
-            out[k] = 0x8000 | low
-            k += 1
-        out[k] = (spike_codes[core[i]] << 12) | (neuron[i] << 4) | (chip[i] + 1)
-        k += 1
-    return k, base, low
-
-
-class StreamEncoder:
-    """What the FPGA puts on bulk IN: spikes with timestamp and wrap words (used by the virtual board).
-
-    Like the FPGA it sends one wrap word (data 1) per 2^15 µs boundary crossed, a timestamp word
-    whenever the time differs from the last one sent, then the spike word.  The first event after
-    construction or :meth:`reset` gets an explicit timestamp word only if its time is not 0.
-    """
-
-    def __init__(self) -> None:
-        self._base = 0
-        self._low = 0
-
-    @property
-    def now_us(self) -> int:
-        return self._base + self._low
-
-    def reset(self) -> bytes:
-        """Zero the clock and return the timestamp-reset word that tells the host."""
-        self._base = 0
-        self._low = 0
-        return np.array([TIMESTAMP_RESET_WORD], "<u2").tobytes()
-
-    def encode(self, events: SpikeEvents) -> bytes:
-        """Bytes for ``events`` (sorted by time; earlier-than-now times are clamped to now)."""
-        n = len(events)
-        if n == 0:
-            return b""
-        if np.any(events.chip >= N_CHIPS):
-            raise ValueError("event chip id out of range 0..3")
-        ts = events.timestamp_us.astype(np.int64)
-        span_wraps = max(0, int(ts.max() - self._base) // WRAP_STEP_US + 1)
-        out = np.empty(2 * n + span_wraps + 1, np.uint16)
-        k, self._base, self._low = _encode_kernel(
-            ts,
-            events.chip.astype(np.int64),
-            events.core.astype(np.int64),
-            events.neuron.astype(np.int64),
-            np.array(SPIKE_CODE_OF_CORE, np.int64),
-            np.int64(self._base),
-            np.int64(self._low),
-            out,
-        )
-        self._base, self._low = int(self._base), int(self._low)
-        return out[:k].astype("<u2").tobytes()
-
-    def advance_to(self, t_us: int) -> bytes:
-        """Wrap words for every 2^15 µs boundary up to ``t_us`` and a timestamp word marking ``t_us``.
-
-        This is how the host clock advances when no neuron fires; times before now are ignored.
-        """
-        t_us = int(t_us)
-        if t_us <= self.now_us:
-            return b""
-        words: list[int] = []
-        while t_us >= self._base + WRAP_STEP_US:
-            words.append((CODE_WRAP << 12) | 1)
-            self._base += WRAP_STEP_US
-            self._low = 0
-        if t_us - self._base != self._low:
-            self._low = t_us - self._base
-            words.append(TIMESTAMP_FLAG | self._low)
-        return np.asarray(words, "<u2").tobytes()
 
 
 def encode_words(words: list[int]) -> bytes:

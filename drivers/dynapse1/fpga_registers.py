@@ -2,8 +2,10 @@
 
 Everything here is a fact about the wire (reference ``dynapse_protocol.md`` §2):
 module and parameter addresses, the three vendor control requests and how their
-payloads are packed.  The transport sends these bytes; the virtual board parses
-them with the same helpers, so the two sides cannot drift apart.
+payloads are packed, as :class:`ControlTransfer` values the transport sends unchanged.
+The virtual board (``emulator.virtual_fpga``) does **not** use these helpers: it decodes the
+documented layout on its own, and both sides are checked against transfers recorded from
+libcaer itself (``tests/data/libcaer``), so a wrong encoding cannot round-trip unnoticed.
 
 Payload formats
 ---------------
@@ -53,6 +55,8 @@ DYNAPSE_CHIP_IDENTIFIER = 64  # SYSINFO / CHIP_IDENTIFIER
 #: FX2 clock that USB/EARLY_PACKET_DELAY counts in: 30 MHz, so 125 µs = 3750 cycles.
 USB_EARLY_PACKET_UNIT_CYCLES = 3750
 USB_EARLY_PACKET_UNIT_US = 125
+#: The FPGA's SRAM (ISSI 61WV102416): 1 Mi words of 16 bits, written through the SRAM module.
+FPGA_SRAM_WORDS = 1 << 20
 #: FPGA logic clock of the spike generator: ISIBase counts cycles of 90 MHz (11.11 ns).
 FPGA_LOGIC_CLOCK_MHZ = 90
 
@@ -114,11 +118,27 @@ class UsbParam(IntEnum):
 
 
 class SramParam(IntEnum):
+    """FPGA SRAM module.  RWCOMMAND takes :data:`SRAM_WRITE` (1) or :data:`SRAM_READ` (0)."""
+
     ADDRESS = 1
     READDATA = 2
     WRITEDATA = 3
     RWCOMMAND = 4
     BURSTMODE = 5
+
+
+SRAM_READ = 0
+SRAM_WRITE = 1
+
+
+class SynapseReconfigParam(IntEnum):
+    """SYNAPSERECONFIG (the DVS-to-synapse mapper); CHIPSELECT takes the CHIP/ID device encoding."""
+
+    RUN = 0
+    GLOBALKERNEL = 1
+    USESRAMKERNELS = 2
+    CHIPSELECT = 3
+    SRAMBASEADDR = 4
 
 
 class SpikeGenParam(IntEnum):
@@ -138,8 +158,9 @@ class PoissonParam(IntEnum):
     CHIPID = 3
 
 
-#: Host chip id → value of CHIP/ID (libcaer ``translateChipIdHostToDevice``; the user guide's
-#: table swaps U1 and U2, the code is trusted).
+#: Host chip id → value of CHIP/ID, POISSONSPIKEGEN/CHIPID and SYNAPSERECONFIG/CHIPSELECT
+#: (libcaer ``translateChipIdHostToDevice``, applied to all three; the user guide's table swaps
+#: U1 and U2, the code is trusted).
 CHIP_ID_HOST_TO_DEVICE: tuple[int, ...] = (0, 8, 4, 12)
 
 
@@ -211,11 +232,71 @@ def batches(items: Sequence, size: int = MAX_ENTRIES_PER_TRANSFER) -> Iterable[S
         yield items[start : start + size]
 
 
+# --- control transfers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlTransfer:
+    """One vendor control transfer exactly as it goes on the wire.
+
+    ``request`` is 0xBF, 0xC2 or 0xC6; OUT transfers carry ``data``; IN transfers (register
+    reads, the 0xC6 acknowledgement) carry ``length``, the number of bytes asked for.
+    """
+
+    request: int
+    value: int
+    index: int
+    data: bytes = b""
+    direction_in: bool = False
+    length: int = 0
+
+    @property
+    def is_chip_words(self) -> bool:
+        """A 0xC6 batch: the sender must read and check the two-byte acknowledgement after it."""
+        return self.request == VR_CHIP_CONFIG_MULTIPLE and not self.direction_in
+
+    def as_tuple(self) -> tuple[str, int, int, int, str]:
+        """``(direction, bRequest, wValue, wIndex, data hex)``: the form of libcaer's recorded vectors."""
+        return ("in" if self.direction_in else "out", self.request, self.value, self.index, self.data.hex())
+
+
+def single_write(module: int, param: int, value: int) -> ControlTransfer:
+    """0xBF OUT: one register (libcaer ``spiConfigSend``)."""
+    write = RegisterWrite(int(module), int(param), int(value))
+    return ControlTransfer(VR_FPGA_CONFIG, write.module, write.param, pack_register_value(write.value))
+
+
+def single_writes(writes: Iterable[RegisterWrite]) -> list[ControlTransfer]:
+    """One 0xBF OUT per register, in order (how libcaer sends every configuration write)."""
+    return [single_write(w.module, w.param, w.value) for w in writes]
+
+
+def register_read(module: int, param: int) -> ControlTransfer:
+    """0xBF IN: one register (libcaer ``spiConfigReceive``)."""
+    return ControlTransfer(VR_FPGA_CONFIG, int(module), int(param), direction_in=True, length=4)
+
+
+def multiple_writes(writes: Sequence[RegisterWrite]) -> list[ControlTransfer]:
+    """0xC2 OUT transfers of at most 85 entries each, no acknowledgement."""
+    return [ControlTransfer(VR_FPGA_CONFIG_MULTIPLE, len(b), 0, pack_entries(b)) for b in batches(list(writes))]
+
+
+def chip_word_transfers(words: Iterable[int]) -> list[ControlTransfer]:
+    """0xC6 OUT batches of at most 85 chip words (libcaer ``caerDynapseSendDataToUSB``).
+
+    The sender reads the ``0xC6 0x00`` acknowledgement after each (libcaer
+    ``sendUSBCommandVerifyMultiple``).  A single word is a batch of one, which is how libcaer
+    writes CHIP/CONTENT through ``dynapseConfigSet``.
+    """
+    entries = chip_word_entries(words)
+    return [ControlTransfer(VR_CHIP_CONFIG_MULTIPLE, len(b), 0, pack_entries(b)) for b in batches(entries)]
+
+
 # --- sequences (libcaer dynapse.c) -----------------------------------------------------------------
 
 
 def start_streaming_sequence() -> list[RegisterWrite]:
-    """libcaer ``dataStart``: USB, MUX, timestamps, chip bus and AER on, in that order."""
+    """libcaer ``dynapseDataStart``: USB, MUX, timestamps, chip bus and AER on, in that order."""
     return [
         RegisterWrite(Module.USB, UsbParam.RUN, 1),
         RegisterWrite(Module.MUX, MuxParam.RUN, 1),
@@ -226,12 +307,12 @@ def start_streaming_sequence() -> list[RegisterWrite]:
 
 
 def stop_streaming_sequence() -> list[RegisterWrite]:
-    """libcaer ``dataStop``: the start sequence reversed, also clearing FORCE_CHIP_BIAS_ENABLE."""
+    """libcaer ``dynapseDataStop``: chip bus, AER, FORCE_CHIP_BIAS_ENABLE, timestamps, MUX, USB off."""
     return [
-        RegisterWrite(Module.AER, AerParam.RUN, 0),
         RegisterWrite(Module.CHIP, ChipParam.RUN, 0),
-        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RUN, 0),
+        RegisterWrite(Module.AER, AerParam.RUN, 0),
         RegisterWrite(Module.MUX, MuxParam.FORCE_CHIP_BIAS_ENABLE, 0),
+        RegisterWrite(Module.MUX, MuxParam.TIMESTAMP_RUN, 0),
         RegisterWrite(Module.MUX, MuxParam.RUN, 0),
         RegisterWrite(Module.USB, UsbParam.RUN, 0),
     ]
@@ -245,15 +326,21 @@ def timestamp_reset_pulse() -> list[RegisterWrite]:
     ]
 
 
-def default_fpga_config(early_packet_delay_us: int = 1000) -> list[RegisterWrite]:
-    """libcaer ``sendDefaultConfiguration``, FPGA part, up to switching chip bus and AER on.
+def early_packet_delay_value(units: int) -> int:
+    """USB/EARLY_PACKET_DELAY register value for ``units`` × 125 µs (libcaer multiplies by 3750)."""
+    return int(units) * USB_EARLY_PACKET_UNIT_CYCLES
 
-    Chip words (silent biases, SRAM defaults, low-power biases) follow, written by the board.
-    ``early_packet_delay_us`` is rounded to the 125 µs host unit (libcaer default 8 units = 1 ms).
+
+def default_fpga_config(early_packet_delay_us: int = 1000) -> list[RegisterWrite]:
+    """libcaer ``dynapseSendDefaultConfig``, FPGA part, up to switching chip bus and AER on.
+
+    libcaer's first call, MUX/TIMESTAMP_RESET ← false, sends nothing (only a true value
+    sends the reset pulse), so the sequence starts with FORCE_CHIP_BIAS_ENABLE.  Chip words
+    (silent biases, SRAM defaults, low-power biases) follow.  ``early_packet_delay_us`` is
+    rounded to the 125 µs host unit (libcaer default 8 units = 1 ms).
     """
     units = max(1, round(early_packet_delay_us / USB_EARLY_PACKET_UNIT_US))
     return [
-        *timestamp_reset_pulse(),
         RegisterWrite(Module.MUX, MuxParam.FORCE_CHIP_BIAS_ENABLE, 0),
         RegisterWrite(Module.MUX, MuxParam.DROP_AER_ON_TRANSFER_STALL, 0),
         RegisterWrite(Module.AER, AerParam.ACK_DELAY, 0),
@@ -262,7 +349,7 @@ def default_fpga_config(early_packet_delay_us: int = 1000) -> list[RegisterWrite
         RegisterWrite(Module.AER, AerParam.EXTERNAL_AER_CONTROL, 0),
         RegisterWrite(Module.CHIP, ChipParam.REQ_DELAY, 30),
         RegisterWrite(Module.CHIP, ChipParam.REQ_EXTENSION, 30),
-        RegisterWrite(Module.USB, UsbParam.EARLY_PACKET_DELAY, units * USB_EARLY_PACKET_UNIT_CYCLES),
+        RegisterWrite(Module.USB, UsbParam.EARLY_PACKET_DELAY, early_packet_delay_value(units)),
         RegisterWrite(Module.CHIP, ChipParam.RUN, 1),
         RegisterWrite(Module.AER, AerParam.RUN, 1),
     ]
@@ -274,11 +361,15 @@ def config_bus_off() -> list[RegisterWrite]:
 
 
 def poisson_chip_id_value(chip: int) -> int:
-    """POISSONSPIKEGEN/CHIPID value that targets host chip ``chip``.
+    """POISSONSPIKEGEN/CHIPID value that targets host chip ``chip``: the device encoding 0/8/4/12.
 
-    **Choice, unverified:** the reference does not say whether this register takes the host id
-    (0..3) or the CHIP/ID device encoding (0, 8, 4, 12).  We send the host id, as cAER's
-    PoissonSpikeGen module exposes a plain ``Chip_ID`` 0..3 setting; the virtual board decodes
-    the same way, so changing this function changes both ends.
+    libcaer's ``dynapseConfigSet`` translates this parameter with ``translateChipIdHostToDevice``,
+    exactly as it does CHIP/ID; the register's meaning is not documented elsewhere, so we follow
+    libcaer (it is what has driven real boards).
     """
-    return check_chip(chip)
+    return chip_id_to_device(chip)
+
+
+def synapse_reconfig_chip_select_value(chip: int) -> int:
+    """SYNAPSERECONFIG/CHIPSELECT value for host chip ``chip``: the device encoding, as in libcaer."""
+    return chip_id_to_device(chip)

@@ -14,7 +14,8 @@ Spike generator (reference §5, cAER ``fpgaspikegen`` README and ctxctl tools)
     with dummy events whose core mask is 0 (they reach no core), as ctxctl does.
 
 Poisson generator
-    Rate code = rate in Hz / 0.06706, a 16-bit integer (so at most ≈ 4395 Hz).
+    Rate code = rate in Hz / 0.06706, a 16-bit integer (so at most ≈ 4395 Hz), computed as
+    libcaer's ``caerDynapseWritePoissonSpikeRate`` does: float32 division, truncated.
 """
 
 from __future__ import annotations
@@ -132,10 +133,12 @@ def poisson_rate_code(rate_hz: float) -> int:
     """16-bit POISSONSPIKEGEN/WRITEDATA code for ``rate_hz``; ``ValueError`` outside 0..≈4395 Hz."""
     if rate_hz < 0 or not np.isfinite(rate_hz):
         raise ValueError(f"Poisson rate {rate_hz} Hz must be a finite non-negative number")
-    code = round(rate_hz / POISSON_HZ_PER_CODE)
-    if code > MAX_POISSON_CODE:
+    # libcaer: U16T(rateHz / 0.06706f), a float32 division truncated toward zero.
+    with np.errstate(over="ignore"):
+        quotient = np.float32(rate_hz) / np.float32(POISSON_HZ_PER_CODE)
+    if not quotient < MAX_POISSON_CODE + 1:
         raise ValueError(f"Poisson rate {rate_hz} Hz exceeds the generator's maximum {MAX_POISSON_CODE * POISSON_HZ_PER_CODE:.0f} Hz")
-    return code
+    return int(quotient)
 
 
 def poisson_rate_hz(code: int) -> float:

@@ -156,6 +156,11 @@ class UsbTransport:
 
     # --- error handling -------------------------------------------------------------------------
 
+    def device_lost(self, reason: str) -> None:
+        """Declare the device gone without a failed transfer (its backend knows it disappeared,
+        e.g. an emulator process that died); behaves like an unplug noticed by a transfer."""
+        self._mark_gone(reason)
+
     def _mark_gone(self, reason: str) -> None:
         first = self._connected or not self._disconnect_reason
         self._connected = False
@@ -185,37 +190,61 @@ class UsbTransport:
 
     # --- control transfers ----------------------------------------------------------------------
 
+    def send(self, transfers: Sequence[fr.ControlTransfer]) -> list[int]:
+        """Send control transfers in order; returns the values of the register reads among them.
+
+        After every 0xC6 chip-word batch the two-byte acknowledgement is read and checked, as
+        libcaer's ``sendUSBCommandVerifyMultiple`` does; a missing or wrong one raises
+        :class:`AckError` (the transfers before it were applied).
+        """
+        values: list[int] = []
+        with self._io_lock:
+            for index, t in enumerate(transfers):
+                if t.direction_in:
+                    values.append(self._read(t))
+                    continue
+                self._guard(
+                    lambda t=t: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_OUT, t.request, t.value, t.index, t.data, self.timeout_ms),
+                    f"control transfer 0x{t.request:02X} {t.value}/{t.index}",
+                )
+                if t.is_chip_words:
+                    self._check_ack(index)
+        return values
+
+    def _read(self, t: fr.ControlTransfer) -> int:
+        data = self._guard(
+            lambda: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_IN, t.request, t.value, t.index, t.length, self.timeout_ms),
+            f"read register {t.value}/{t.index}",
+        )
+        if len(data) != 4:
+            raise TransportError(f"read register {t.value}/{t.index}: got {len(data)} bytes, expected 4")
+        return fr.unpack_register_value(data)
+
+    def _check_ack(self, index: int) -> None:
+        try:
+            ack = self._guard(
+                lambda: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_IN, fr.VR_CHIP_CONFIG_MULTIPLE, 0, 0, 2, self.timeout_ms),
+                "chip-word acknowledgement",
+            )
+        except TransportTimeout as exc:
+            raise AckError(f"chip-word batch {index} not acknowledged (timeout); is the board booted (ACT LED)?") from exc
+        if bytes(ack) != fr.CHIP_CONFIG_ACK:
+            raise AckError(
+                f"chip-word batch {index} acknowledged with {bytes(ack).hex() or 'nothing'}, expected c600; "
+                "check that the board is booted, the cable is short and the jumpers are right"
+            )
+
     def write_register(self, module: int, param: int, value: int) -> None:
         """0xBF OUT: one FPGA register."""
-        data = fr.pack_register_value(value)
-        with self._io_lock:
-            self._guard(
-                lambda: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_OUT, fr.VR_FPGA_CONFIG, int(module), int(param), data, self.timeout_ms),
-                f"write register {module}/{param}",
-            )
+        self.send([fr.single_write(module, param, value)])
 
     def read_register(self, module: int, param: int) -> int:
         """0xBF IN: one FPGA register."""
-        with self._io_lock:
-            data = self._guard(
-                lambda: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_IN, fr.VR_FPGA_CONFIG, int(module), int(param), 4, self.timeout_ms),
-                f"read register {module}/{param}",
-            )
-        if len(data) != 4:
-            raise TransportError(f"read register {module}/{param}: got {len(data)} bytes, expected 4")
-        return fr.unpack_register_value(data)
+        return self.send([fr.register_read(module, param)])[0]
 
     def write_registers(self, writes: Sequence[fr.RegisterWrite]) -> None:
         """0xC2 OUT: several register writes, in batches of at most 85, no acknowledgement."""
-        with self._io_lock:
-            for batch in fr.batches(list(writes)):
-                payload = fr.pack_entries(batch)
-                self._guard(
-                    lambda b=batch, p=payload: self.device.ctrl_transfer(
-                        fr.REQUEST_TYPE_VENDOR_OUT, fr.VR_FPGA_CONFIG_MULTIPLE, len(b), 0, p, self.timeout_ms
-                    ),
-                    "write registers",
-                )
+        self.send(fr.multiple_writes(writes))
 
     def write_chip_words(self, words: Sequence[int]) -> None:
         """0xC6 OUT + 2-byte IN acknowledgement per batch of at most 85 chip words.
@@ -223,28 +252,7 @@ class UsbTransport:
         The chip is the one last selected with CHIP/ID.  Raises :class:`AckError` when the
         acknowledgement is missing or wrong; the batches before it were applied.
         """
-        entries = fr.chip_word_entries(words)
-        with self._io_lock:
-            for index, batch in enumerate(fr.batches(entries)):
-                payload = fr.pack_entries(batch)
-                self._guard(
-                    lambda b=batch, p=payload: self.device.ctrl_transfer(
-                        fr.REQUEST_TYPE_VENDOR_OUT, fr.VR_CHIP_CONFIG_MULTIPLE, len(b), 0, p, self.timeout_ms
-                    ),
-                    "write chip words",
-                )
-                try:
-                    ack = self._guard(
-                        lambda: self.device.ctrl_transfer(fr.REQUEST_TYPE_VENDOR_IN, fr.VR_CHIP_CONFIG_MULTIPLE, 0, 0, 2, self.timeout_ms),
-                        "chip-word acknowledgement",
-                    )
-                except TransportTimeout as exc:
-                    raise AckError(f"chip-word batch {index} not acknowledged (timeout); is the board booted (ACT LED)?") from exc
-                if bytes(ack) != fr.CHIP_CONFIG_ACK:
-                    raise AckError(
-                        f"chip-word batch {index} acknowledged with {bytes(ack).hex() or 'nothing'}, expected c600; "
-                        "check that the board is booted, the cable is short and the jumpers are right"
-                    )
+        self.send(fr.chip_word_transfers(words))
 
     # --- bulk IN -----------------------------------------------------------------------------------
 
