@@ -34,7 +34,7 @@ from pathlib import Path
 def run_task(name: str, args: argparse.Namespace) -> dict:
 
     from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
+    from emulator.virtual_board import open_emulated_board
     from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion import pipeline, tasks

@@ -17,8 +17,9 @@ import time
 
 import numpy as np
 
-from drivers.dynapse1.event_words import StreamDecoder, StreamEncoder
+from drivers.dynapse1.event_words import StreamDecoder
 from drivers.dynapse1.spikes import SpikeEvents
+from emulator.fpga_stream import StreamEncoder
 
 N_EVENTS = 5_000_000
 CHUNK_BYTES = 8 * 8192

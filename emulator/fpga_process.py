@@ -1,15 +1,23 @@
 """Run an emulated board in its own process, so a full-board simulation never stalls the GUI.
 
 :class:`RemoteVirtualFpga` has the interface the virtual pyusb backend uses of a
-:class:`~emulator.virtual_usb.VirtualFpga` (registers, chip-config batches and their
-acknowledgement, bulk IN, the membrane side channel, the real-time lag), but the FPGA and its
-:class:`~emulator.simulator.BoardSimulator` live in a child process started with the ``spawn``
-method (safe with Qt and with the driver's reader threads, unlike ``fork``).  Every call is one
-request/reply over a pipe, so the wire traffic the driver produces is unchanged: it is still the
-same control and bulk transfers, only answered from another process.
+:class:`~emulator.virtual_fpga.VirtualFpga` (vendor requests, bulk IN, the membrane side
+channel, the real-time lag), but the FPGA and its :class:`~emulator.simulator.BoardSimulator`
+live in a child process started with the ``spawn`` method (safe with Qt and with the driver's
+reader threads, unlike ``fork``).  Every call is one request/reply over a pipe, so the wire
+traffic the driver produces is unchanged: the same control and bulk transfers, only answered
+from another process.
 
-If the child dies, every later transfer fails with ``ENODEV``, which the driver already treats
-as a board that was unplugged: the application shows a disconnected board and stays up.
+A child that dies or stops is an unplugged board
+------------------------------------------------
+Every request has a deadline, and while it waits the parent checks the child every
+:data:`LIVENESS_POLL_S`; a watchdog thread checks it between requests too.  A child that has
+exited, been killed, or been stopped (``SIGSTOP``: Linux ``/proc`` state ``T``) is declared lost
+within about :data:`LIVENESS_POLL_S`: it is killed, the pending and every later request fails
+with ``ENODEV`` (which the driver treats as an unplugged board), and the listeners registered
+with :meth:`RemoteVirtualFpga.add_lost_listener` are told, so the board reads as unplugged even
+when no transfer is in flight.  A child that is alive but does not answer within
+:data:`REQUEST_TIMEOUT_S` is treated the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ from __future__ import annotations
 import errno
 import logging
 import multiprocessing
+import os
 import threading
+import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,10 +36,15 @@ import usb.core
 
 log = logging.getLogger(__name__)
 
+#: How often a waiting request (and the watchdog) checks that the child is alive and running [s].
+LIVENESS_POLL_S = 0.2
+#: Longest a running child may take to answer one request (a full-board packet on a loaded machine) [s].
+REQUEST_TIMEOUT_S = 30.0
+
 #: VirtualFpga methods the backend calls, forwarded verbatim.
-_FORWARDED_CALLS = frozenset({"read_register", "write_register", "chip_config_batch", "take_ack", "bulk_read", "read_membrane"})
+_FORWARDED_CALLS = frozenset({"control_out", "control_in", "read_membrane", "clear_unexpected"})
 #: VirtualFpga attributes that may be read or (for fault injection) written remotely.
-_FORWARDED_ATTRIBUTES = frozenset({"lag_us", "lag_s", "streaming", "ack_fault", "stall_bulk"})
+_FORWARDED_ATTRIBUTES = frozenset({"streaming", "ack_fault", "stall_bulk", "unexpected_count", "dropped_aer_events", "dropped_transactions"})
 
 
 def _encode_exception(exc: BaseException) -> tuple[str, tuple]:
@@ -49,10 +65,14 @@ def _decode_exception(kind: str, fields: tuple) -> BaseException:
     return builtin.get(name, RuntimeError)(f"{message}" if name in builtin else f"{name}: {message}")
 
 
+def _gone(reason: str) -> usb.core.USBError:
+    return usb.core.USBError(f"emulator process {reason}", -4, errno.ENODEV)
+
+
 def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
     """Child process main loop: one VirtualFpga, one request at a time."""
     from emulator.simulator import BoardSimulator
-    from emulator.virtual_usb import VirtualFpga
+    from emulator.virtual_fpga import VirtualFpga
 
     try:
         fpga = VirtualFpga(serial, BoardSimulator(serial, config), clock)
@@ -69,10 +89,18 @@ def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
             conn.send(("ok", None))
             return
         try:
-            if op == "call" and name in _FORWARDED_CALLS:
+            if op == "bulk":
+                try:
+                    data = fpga.bulk_read(*args)
+                except usb.core.USBTimeoutError:
+                    data = None
+                result = (data, fpga.lag_us)
+            elif op == "call" and name in _FORWARDED_CALLS:
                 result = getattr(fpga, name)(*args)
             elif op == "get" and name in _FORWARDED_ATTRIBUTES:
                 result = getattr(fpga, name)
+            elif op == "get" and name == "unexpected_transfers":
+                result = list(fpga.unexpected_transfers)
             elif op == "set" and name in _FORWARDED_ATTRIBUTES:
                 setattr(fpga, name, args[0])
                 result = None
@@ -83,8 +111,28 @@ def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
             conn.send(("err", _encode_exception(exc)))
 
 
+def child_state(pid: int | None) -> str:
+    """``"running"``, ``"stopped"`` (SIGSTOP, traced) or ``"dead"`` (exited, zombie) from Linux
+    ``/proc``; ``"unknown"`` where there is no ``/proc`` (then only the deadline applies)."""
+    if pid is None:
+        return "dead"
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return "dead" if os.path.isdir("/proc/self") else "unknown"
+    except OSError:
+        return "unknown"
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    if state in (b"T", b"t"):
+        return "stopped"
+    if state in (b"Z", b"X", b"x"):
+        return "dead"
+    return "running"
+
+
 class RemoteVirtualFpga:
-    """A :class:`~emulator.virtual_usb.VirtualFpga` running in a child process (see module docstring).
+    """A :class:`~emulator.virtual_fpga.VirtualFpga` running in a child process (see module docstring).
 
     Parameters
     ----------
@@ -92,15 +140,23 @@ class RemoteVirtualFpga:
     config : an :class:`emulator.config.EmulatorConfig` (must be picklable), or None for defaults
     clock : ``"fast"`` or ``"realtime"``
     start_timeout_s : how long to wait for the child to import and build the board
+    request_timeout_s : longest a running child may take to answer one request
     """
 
-    def __init__(self, serial: str, config: Any = None, clock: str = "fast", start_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, serial: str, config: Any = None, clock: str = "fast", start_timeout_s: float = 120.0, request_timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         if clock not in ("fast", "realtime"):
             raise ValueError(f"clock must be 'fast' or 'realtime', got {clock!r}")
         self.serial = serial
         self.clock = clock
-        self._lock = threading.Lock()
+        self.request_timeout_s = float(request_timeout_s)
+        self._lock = threading.Lock()  # one request at a time on the pipe
+        self._state_lock = threading.Lock()
         self._alive = True
+        self._lost_reason = ""
+        self._listeners: list[Callable[[str], None]] = []
+        self._lag_us = 0.0
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
@@ -115,76 +171,153 @@ class RemoteVirtualFpga:
         if status != "ok":
             self.close()
             raise _decode_exception(*payload)
+        self._closing = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name=f"neurolab-emulator-watchdog-{serial}", daemon=True)
+        self._watchdog.start()
 
     @property
     def pid(self) -> int | None:
         return self._process.pid
 
+    @property
+    def alive(self) -> bool:
+        """False once the child has been declared lost (dead, stopped or unresponsive) or closed."""
+        return self._alive
+
+    @property
+    def lost_reason(self) -> str:
+        return self._lost_reason
+
+    def add_lost_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(reason)`` once, from whichever thread notices, when the child is lost."""
+        self._listeners.append(callback)
+
+    # --- liveness ---
+
+    def _health(self) -> str | None:
+        """Why the child can no longer serve (None while it is running)."""
+        if not self._process.is_alive():
+            return f"ended (exit code {self._process.exitcode})"
+        state = child_state(self._process.pid)
+        if state == "stopped":
+            return "is stopped (SIGSTOP) and does not answer"
+        if state == "dead":
+            return "has died"
+        return None
+
+    def _lose(self, reason: str) -> None:
+        with self._state_lock:
+            if not self._alive:
+                return
+            self._alive = False
+            self._lost_reason = reason
+        log.error("emulator process for %s %s; the board reads as unplugged", self.serial, reason)
+        try:
+            self._process.kill()  # a stopped child would otherwise linger; SIGKILL ends it too
+        except (OSError, ValueError):
+            pass
+        for callback in list(self._listeners):
+            try:
+                callback(f"emulator process {reason}")
+            except Exception:  # a faulty listener must not hide the loss from the others
+                log.exception("lost-listener failed")
+
+    def _watch(self) -> None:
+        while not self._closing.wait(LIVENESS_POLL_S):
+            if not self._alive:
+                return
+            reason = self._health()
+            if reason is not None:
+                self._lose(reason)
+                return
+
     def _request(self, op: str, name: str, *args: Any) -> Any:
         with self._lock:
             if not self._alive:
-                raise usb.core.USBError("emulator process has ended", -4, errno.ENODEV)
+                raise _gone(self._lost_reason or "has ended")
             try:
                 self._conn.send((op, name, args))
+                deadline = time.monotonic() + self.request_timeout_s
+                while not self._conn.poll(LIVENESS_POLL_S):
+                    reason = self._health() if self._alive else self._lost_reason
+                    if reason is None and time.monotonic() > deadline:
+                        reason = f"did not answer {op} {name} within {self.request_timeout_s:.0f} s"
+                    if reason is not None:
+                        self._lose(reason)
+                        raise _gone(reason)
                 status, payload = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError) as exc:
-                self._alive = False
-                log.error("emulator process for %s died: %s", self.serial, exc)
-                raise usb.core.USBError("emulator process has ended", -4, errno.ENODEV) from exc
+                self._lose(f"has ended ({exc.__class__.__name__})")
+                raise _gone("has ended") from exc
         if status != "ok":
             raise _decode_exception(*payload)
         return payload
 
     # --- the VirtualFpga interface used by the backend ---
 
-    def read_register(self, module: int, param: int) -> int:
-        return self._request("call", "read_register", module, param)
+    def control_out(self, request: int, value: int, index: int, data: bytes) -> None:
+        self._request("call", "control_out", request, value, index, data)
 
-    def write_register(self, module: int, param: int, value: int) -> None:
-        self._request("call", "write_register", module, param, value)
-
-    def chip_config_batch(self, payload: bytes) -> None:
-        self._request("call", "chip_config_batch", payload)
-
-    def take_ack(self) -> bytes:
-        return self._request("call", "take_ack")
+    def control_in(self, request: int, value: int, index: int, length: int) -> bytes:
+        return self._request("call", "control_in", request, value, index, length)
 
     def bulk_read(self, size: int, timeout_ms: int) -> bytes:
-        return self._request("call", "bulk_read", size, timeout_ms)
+        data, self._lag_us = self._request("bulk", "", size, timeout_ms)
+        if data is None:
+            raise usb.core.USBTimeoutError("Operation timed out (bulk IN)", -7, errno.ETIMEDOUT)
+        return data
 
     def read_membrane(self, chip: int, core: int):
         return self._request("call", "read_membrane", chip, core)
 
     @property
     def lag_us(self) -> float:
-        return self._request("get", "lag_us")
+        """The child's real-time lag as of the last bulk read (kept here: reading it never waits)."""
+        return self._lag_us
 
     @property
     def lag_s(self) -> float:
-        return self._request("get", "lag_s")
+        return self._lag_us / 1e6
 
     @property
     def streaming(self) -> bool:
         return self._request("get", "streaming")
 
+    @property
+    def unexpected_transfers(self) -> list[str]:
+        return self._request("get", "unexpected_transfers")
+
+    @property
+    def unexpected_count(self) -> int:
+        return self._request("get", "unexpected_count")
+
+    def clear_unexpected(self) -> None:
+        self._request("call", "clear_unexpected")
+
     def set_fault(self, name: str, value: Any) -> None:
-        """Fault injection for tests: ``ack_fault`` or ``stall_bulk`` on the remote FPGA."""
+        """Fault injection for tests: ``ack_fault``, ``stall_bulk`` or the FPGA drop counters."""
         self._request("set", name, value)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """End the child process (idempotent)."""
-        with self._lock:
-            if self._alive and self._process.is_alive():
-                try:
-                    self._conn.send(("close", "", ()))
-                    if self._conn.poll(timeout_s):
-                        self._conn.recv()
-                except (EOFError, OSError, BrokenPipeError):
-                    log.debug("emulator process for %s already gone while closing", self.serial)
-            self._alive = False
-        self._process.join(timeout_s)
+        """End the child process (idempotent); a stopped or unresponsive child is killed at once."""
+        closing = getattr(self, "_closing", None)
+        if closing is not None:
+            closing.set()
+        with self._state_lock:
+            was_alive, self._alive = self._alive, False
+        graceful = was_alive and self._process.is_alive() and child_state(self._process.pid) in ("running", "unknown")
+        if graceful and self._lock.acquire(timeout=timeout_s):
+            try:
+                self._conn.send(("close", "", ()))
+                if self._conn.poll(timeout_s):
+                    self._conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                log.debug("emulator process for %s already gone while closing", self.serial)
+            finally:
+                self._lock.release()
+            self._process.join(timeout_s)
         if self._process.is_alive():
-            self._process.terminate()
+            self._process.kill()
             self._process.join(timeout_s)
         self._conn.close()
 

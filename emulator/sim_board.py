@@ -58,7 +58,7 @@ class SimulatorBoard:
     def write_netlist(self, netlist: Netlist) -> list[str]:
         # The driver's compiler produces the exact CAM/SRAM words a board would receive, and the
         # virtual FPGA applies them to the simulator the way it does for words arriving over USB.
-        from .virtual_usb import VirtualFpga
+        from .virtual_fpga import VirtualFpga
 
         compiled = compile_netlist(netlist)
         fpga = VirtualFpga(self.serial, self.sim)

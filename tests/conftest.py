@@ -175,3 +175,16 @@ def heartbeat(qtbot):
     yield beat
     beat.timer.stop()
     gc.unfreeze()
+
+@pytest.fixture(autouse=True)
+def _no_transfer_libcaer_never_sends(request):
+    """Fail any test after which a virtual FPGA saw a transfer libcaer never sends (issue 13):
+    an order or encoding that works only on the emulator must not pass unnoticed."""
+    from emulator.virtual_fpga import UNEXPECTED_IN_PROCESS
+
+    UNEXPECTED_IN_PROCESS.clear()
+    yield
+    seen = list(UNEXPECTED_IN_PROCESS)
+    UNEXPECTED_IN_PROCESS.clear()
+    if seen and request.node.get_closest_marker("unexpected_transfers_ok") is None:
+        pytest.fail(f"virtual FPGA received {len(seen)} transfer(s) libcaer never sends, first: {seen[:3]}")

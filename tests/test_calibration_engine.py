@@ -14,7 +14,7 @@ from drivers.dynapse1.bias_table import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.calibration.compensation import READOUT_L2_GRID, compensate_multiplicities, relocate_units
 from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
 from neurolab_gui.core.calibration.profile import (

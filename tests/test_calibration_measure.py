@@ -14,7 +14,7 @@ from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.config import EmulatorConfig, MismatchConfig
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.calibration.board_calibration import BoardTargets, calibrate_board
 from neurolab_gui.core.calibration.progress import metered
 from neurolab_gui.core.conversion.mapping import CircuitModel, NeuronSettings, TimeMapping, core_bias_set

@@ -128,7 +128,7 @@ def test_refractory_matching_brings_each_cores_saturation_to_the_model(small_con
     import copy
 
     from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
+    from emulator.virtual_board import open_emulated_board
     from neurolab_gui.core.conversion.transfer import match_refractory
 
     net, _ = small_constrained

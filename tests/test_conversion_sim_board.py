@@ -8,7 +8,7 @@ from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import SynapseType
 from emulator.sim_board import SimulatorBoard
 from emulator.simulator import BoardSimulator
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 
 
 def test_netlist_written_through_usb_and_through_the_simulator_board_is_identical():

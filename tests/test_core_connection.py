@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.core.connection import ConnectionTarget, emulator_lag_s
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.topology import SynapseType
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.core.cancellation import Cancelled
 from neurolab_gui.core.fitting.transfer_curves import TransferCurves
 from neurolab_gui.core.jobs import CancelToken

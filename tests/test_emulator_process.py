@@ -7,7 +7,7 @@ import pytest
 
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.usb_transport import DeviceGone
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 
 
 def _window(board, seconds: float):

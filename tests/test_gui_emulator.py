@@ -1,7 +1,7 @@
 """The GUI against the real emulated board (board -> virtual USB -> emulator -> decoder -> GUI), offscreen.
 
 Every test opens a fresh emulated DYNAP-SE1 through the same driver path as silicon
-(``emulator.virtual_usb.open_emulated_board``) and reaches into its simulator only to check
+(``emulator.virtual_board.open_emulated_board``) and reaches into its simulator only to check
 what arrived on the "chip".  Runs are kept to a few hundred ms of board time.
 """
 
@@ -14,7 +14,7 @@ from PyQt6.QtTest import QTest
 
 from drivers.dynapse1.bias_table import nominal_current
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.qt.main_window import MainWindow
 
 

@@ -56,7 +56,7 @@ def open_emulator(
         ``"realtime"`` (paced to the wall clock; live use)
     separate_process : simulate in a child process, so a full board never competes with the GUI
     """
-    from emulator.virtual_usb import open_emulated_board
+    from emulator.virtual_board import open_emulated_board
 
     cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch, dt=dt)
     return open_emulated_board(serial, cfg, clock=clock, separate_process=separate_process)
@@ -88,12 +88,12 @@ def open_brian2_board(config: Any = None, target: str = "cython") -> Board:
 def emulator_lag_s(board: Board) -> float | None:
     """How far an emulated board on the real-time clock trails the wall clock [s], else None.
 
-    Measured by the virtual FPGA (``emulator.virtual_usb.VirtualFpga.lag_s``); silicon and the
+    Measured by the virtual FPGA (``emulator.virtual_fpga.VirtualFpga.lag_s``); silicon and the
     fast clock have no such lag.
     """
     if not getattr(board, "is_emulated", False):
         return None
-    from emulator.virtual_usb import virtual_fpga_of
+    from emulator.virtual_board import virtual_fpga_of
 
     fpga = virtual_fpga_of(board)
     if fpga is None or fpga.clock != "realtime":

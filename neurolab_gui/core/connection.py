@@ -76,7 +76,8 @@ class ConnectionStatus:
     emulated: bool = False
     event_rate_hz: float = 0.0
     received_events: int = 0
-    dropped_events: int = 0
+    dropped_events: int = 0  # lost in host queues
+    fpga_dropped_events: int | None = None  # the FPGA's own drop counters (None: the logic has none)
     corrupt_words: int = 0
     lag_s: float | None = None  # emulator in real-time mode: how far simulated time trails the wall clock
     message: str = ""
@@ -336,11 +337,16 @@ class ConnectionManager:
             self._rate = (self._received - n0) / (now - t0)
             self._rate_mark = (now, self._received)
         counters = board.counters
-        lag = emulator_lag_s(board)
+        try:
+            lag = emulator_lag_s(board)
+        except Exception as exc:  # a status poll must never raise; a lost board shows as unplugged next poll
+            log.debug("lag unavailable: %s", exc)
+            lag = None
         self._set_status(
             event_rate_hz=self._rate,
             received_events=int(counters.received_events),
             dropped_events=int(counters.dropped_events),
+            fpga_dropped_events=getattr(counters, "fpga_dropped_events", None),
             corrupt_words=int(counters.corrupt_words),
             lag_s=lag,
         )

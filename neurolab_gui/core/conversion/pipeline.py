@@ -13,7 +13,7 @@ Python API (used by ``neurolab train/convert/demo`` and by the GUI)::
 Every long call takes ``progress`` (a sink of :class:`~neurolab_gui.core.jobs.Progress`) and a
 ``cancel`` token (see :mod:`neurolab_gui.core.jobs`).  Board stages go through the :class:`~drivers.dynapse1.board_api.Board`
 interface: by default two emulated boards (``board_ideal``: mismatch off, ``board_mismatch``:
-the emulator's default mismatch) opened with ``emulator.virtual_usb.open_emulated_board``; pass
+the emulator's default mismatch) opened with ``emulator.virtual_board.open_emulated_board``; pass
 ``boards={"board": opener}`` to run on silicon.  The Brian2 stage configures an
 ``emulator.simulator.BoardSimulator`` directly with the same compiled tables and biases and runs
 ``emulator.brian2_reference.run_brian2`` on it.
