@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -49,3 +54,56 @@ def test_a_crashed_emulator_process_looks_like_an_unplugged_board():
 def test_a_bad_configuration_is_reported_by_the_parent():
     with pytest.raises(Exception, match="AttributeError"):
         open_emulated_board("EMUPROC3", config=object(), separate_process=True)
+
+
+def _poll_until_unplugged(manager, limit_s: float) -> float:
+    """Poll the status as the GUI's timer does; return how long until it read 'unplugged'."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        started = time.monotonic()
+        status = manager.poll_status()  # must never raise
+        assert time.monotonic() - started < 0.5, "poll_status blocked"
+        if status.state == "unplugged":
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"board still reads {manager.status.state!r} after {limit_s} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL], ids=["SIGSTOP", "kill-9"])
+def test_a_stopped_or_killed_emulator_child_reads_as_unplugged_within_2_s(sig):
+    from neurolab_gui.core.connection import ConnectionManager, ConnectionTarget
+
+    manager = ConnectionManager()
+    assert manager.connect(ConnectionTarget(seed=7, clock="realtime", separate_process=True))
+    fpga = virtual_fpga_of(manager.board)
+    try:
+        assert manager.poll_status().state == "connected"
+        os.kill(fpga.pid, sig)
+        assert _poll_until_unplugged(manager, 2.0) < 2.0
+        assert not fpga.alive and fpga.pid is not None
+        started = time.monotonic()
+        manager.disconnect()
+        assert time.monotonic() - started < 2.0
+    finally:
+        manager.disconnect()
+        fpga.close()
+
+
+def test_every_call_into_a_stopped_child_times_out_as_a_missing_device():
+    import usb.core
+
+    from emulator.fpga_process import RemoteVirtualFpga
+
+    fpga = RemoteVirtualFpga("EMUPROC4")
+    try:
+        assert fpga.control_in(0xBF, 6, 0, 4) == (5).to_bytes(4, "big")  # logic version
+        os.kill(fpga.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(usb.core.USBError) as excinfo:
+            fpga.control_in(0xBF, 6, 0, 4)
+        assert excinfo.value.errno == errno.ENODEV and time.monotonic() - started < 2.0
+        with pytest.raises(usb.core.USBError):  # and every later call, at once
+            fpga.bulk_read(512, 10)
+        assert "stopped" in fpga.lost_reason
+    finally:
+        fpga.close()
