@@ -55,6 +55,7 @@ import usb.core
 from . import fpga_decoding as fd
 from .clock import RealTimeClock
 from .fpga_stream import StreamEncoder
+from .routing import route_destination
 
 log = logging.getLogger(__name__)
 
@@ -403,8 +404,8 @@ class VirtualFpga:
                 sim.set_bias(chip, b.core, b.name, b.coarse, b.fine, high=b.high, normal=b.normal, enabled=b.enabled)
         elif kind == "input_spike":
             s = fd.decode_input_spike(word)
-            destination = _route_destination(chip, s.sx, s.dx, s.sy, s.dy)
-            if destination is not None:
+            destination = route_destination(chip, s.sx, s.dx, s.sy, s.dy)
+            if destination >= 0:  # a route off the grid reaches no chip
                 sim.inject_spike(destination, s.source_core, s.source_neuron, s.core_mask)
         elif kind == "core_tau":
             sim.set_core_tau(chip, (word >> 8) & 3, bool(word >> 11 & 1))
@@ -466,15 +467,3 @@ class VirtualFpga:
     def read_membrane(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             return self.simulator.read_membrane(chip, core)
-
-
-#: Chip positions (x, y) on the board, y growing south; the FPGA sits below U2.
-_CHIP_POSITION = ((0, 0), (1, 0), (0, 1), (1, 1))
-
-
-def _route_destination(chip: int, sx: int, dx: int, sy: int, dy: int) -> int | None:
-    """Chip a route from ``chip`` ends on (sx 1 = west, sy 1 = south); None when it leaves the board."""
-    x, y = _CHIP_POSITION[chip]
-    x += -dx if sx else dx
-    y += dy if sy else -dy
-    return _CHIP_POSITION.index((x, y)) if (x, y) in _CHIP_POSITION else None

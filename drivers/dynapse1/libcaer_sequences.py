@@ -19,6 +19,7 @@ import numpy as np
 
 from . import chip_words as cw
 from . import fpga_registers as fr
+from . import spikegen_words as sg
 from .fpga_registers import ControlTransfer, Module, RegisterWrite
 from .topology import N_CHIPS, N_NEURONS_PER_CHIP, SRAM_ENTRIES_PER_NEURON, check_chip
 
@@ -130,7 +131,7 @@ def sram_write_words(base_address: int, words16: Sequence[int] | np.ndarray) -> 
             RegisterWrite(sram, fr.SramParam.BURSTMODE, 1),
         ]
     )
-    pairs = [RegisterWrite(sram, fr.SramParam.WRITEDATA, words[i] | (words[i + 1] << 16)) for i in range(0, len(words), 2)]
+    pairs = [RegisterWrite(sram, fr.SramParam.WRITEDATA, v) for v in sg.pack_burst_words(np.asarray(words))]
     transfers += fr.multiple_writes(pairs)
     transfers.append(fr.single_write(sram, fr.SramParam.BURSTMODE, 0))
     return transfers
