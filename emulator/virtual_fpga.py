@@ -416,10 +416,6 @@ class VirtualFpga:
             sim.select_monitor(chip, neuron // N_NEURONS_PER_CORE, neuron % N_NEURONS_PER_CORE)
         # monitor_reset only disconnects the output until the next select: nothing to simulate.
 
-    def chip_config_batch(self, payload: bytes) -> None:
-        """A 0xC6 data stage (tools and tests; the backend goes through :meth:`control_out`)."""
-        self.control_out(fd.REQUEST_CHIP_MULTIPLE, len(payload) // fd.ENTRY_BYTES, 0, payload)
-
     # --- bulk IN ---
 
     @property

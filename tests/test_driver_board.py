@@ -216,6 +216,18 @@ def test_spike_generator_poisson_tau_monitor_and_membrane():
     board.close()
 
 
+def test_fpga_drop_counters_are_read_beside_the_host_queue_drops():
+    board, _, backend = _open()
+    try:
+        fpga = backend.board("EMUTEST1")
+        assert board.read_fpga_drop_counters() == 0 and board.counters.fpga_dropped_events == 0
+        fpga.dropped_aer_events, fpga.dropped_transactions = (3 << 32) | 5, 7  # 64-bit: high and low halves
+        assert board.read_fpga_drop_counters() == (3 << 32) + 5 + 7
+        assert board.counters.dropped_events == 0  # host-side drops are counted separately
+    finally:
+        board.close()
+
+
 def test_read_membrane_is_none_without_a_side_channel():
     board, _, _ = _open(membrane_channel=None)
     assert board.read_membrane(0, 0) is None

@@ -300,7 +300,8 @@ class MainWindow(QMainWindow):
         self.state_label.setToolTip(status.message or "connection state and board")
         self.connection_bar.connect_button.setEnabled(status.state != "connecting")
         self.rate_label.setText(f"{status.event_rate_hz:,.0f} ev/s")
-        self.counter_label.setText(f"dropped {status.dropped_events:,}  corrupt {status.corrupt_words:,}")
+        fpga = "" if status.fpga_dropped_events is None else f" (FPGA {status.fpga_dropped_events:,})"
+        self.counter_label.setText(f"dropped {status.dropped_events:,}{fpga}  corrupt {status.corrupt_words:,}")
         self.lag_label.setText("" if status.lag_s is None else f"emulator lag {status.lag_s * 1e3:.0f} ms")
         if status.message and status.state in ("error", "unplugged", "disconnected"):
             self.statusBar().showMessage(status.message, 10_000)
