@@ -107,3 +107,20 @@ def test_every_call_into_a_stopped_child_times_out_as_a_missing_device():
         assert "stopped" in fpga.lost_reason
     finally:
         fpga.close()
+
+
+def test_bias_write_and_close_on_a_stopped_child_fail_fast_as_unplugged():
+    board = open_emulated_board("EMUPROC5", separate_process=True)
+    fpga = virtual_fpga_of(board)
+    try:
+        os.kill(fpga.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(DeviceGone):
+            board.set_bias(0, 0, "IF_DC_P", 1, 30)
+        assert time.monotonic() - started < 2.0 and not board.connected
+        started = time.monotonic()
+        board.close()
+        assert time.monotonic() - started < 2.0
+    finally:
+        board.close()
+        fpga.close()
