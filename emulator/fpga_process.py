@@ -18,6 +18,10 @@ with ``ENODEV`` (which the driver treats as an unplugged board), and the listene
 with :meth:`RemoteVirtualFpga.add_lost_listener` are told, so the board reads as unplugged even
 when no transfer is in flight.  A child that is alive but does not answer within
 :data:`REQUEST_TIMEOUT_S` is treated the same way.
+
+When the child is closed it hands over the transfers libcaer never sends that its FPGA logged
+(``emulator.virtual_fpga.UNEXPECTED_IN_PROCESS``), so the test suite's check covers boards in a
+child process too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import usb.core
+
+from .virtual_fpga import UNEXPECTED_IN_PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +91,8 @@ def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
             op, name, args = conn.recv()
         except (EOFError, OSError):
             return  # parent gone
-        if op == "close":
-            conn.send(("ok", None))
+        if op == "close":  # hand the parent what libcaer would never have sent, for its checks
+            conn.send(("ok", list(fpga.unexpected_transfers)))
             return
         try:
             if op == "bulk":
@@ -310,7 +316,8 @@ class RemoteVirtualFpga:
             try:
                 self._conn.send(("close", "", ()))
                 if self._conn.poll(timeout_s):
-                    self._conn.recv()
+                    _, unexpected = self._conn.recv()
+                    UNEXPECTED_IN_PROCESS.extend((self.serial, what) for what in unexpected or ())
             except (EOFError, OSError, BrokenPipeError):
                 log.debug("emulator process for %s already gone while closing", self.serial)
             finally:

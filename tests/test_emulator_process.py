@@ -124,3 +124,15 @@ def test_bias_write_and_close_on_a_stopped_child_fail_fast_as_unplugged():
     finally:
         board.close()
         fpga.close()
+
+
+@pytest.mark.unexpected_transfers_ok
+def test_a_child_hands_its_unexpected_transfers_to_the_parent_when_closed():
+    from emulator.fpga_process import RemoteVirtualFpga
+    from emulator.virtual_fpga import UNEXPECTED_IN_PROCESS
+
+    fpga = RemoteVirtualFpga("EMUPROC6")
+    fpga.control_out(0xBF, 18, 3, (1).to_bytes(4, "big"))  # a host chip id where libcaer sends 8
+    assert fpga.unexpected_count == 1
+    fpga.close()
+    assert any(serial == "EMUPROC6" and "CHIPID 1" in what for serial, what in UNEXPECTED_IN_PROCESS)
