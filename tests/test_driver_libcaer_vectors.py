@@ -301,7 +301,11 @@ def test_drop_counters_are_read_high_then_low_like_libcaer():
     assert counter_reads == [(0, 11), (0, 12), (0, 11), (1, 45), (1, 46), (1, 45)]  # caerDeviceConfigGet64's order
 
 
-def test_startup_reads_are_ones_libcaer_makes():
-    libcaer_reads = {(t[2], t[3]) for t in sequence("open")}
-    assert (fr.Module.SYSINFO, fr.SysinfoParam.LOGIC_VERSION) in libcaer_reads
-    assert sequence("open")[0][2:4] == (fr.Module.SYSINFO, fr.SysinfoParam.LOGIC_VERSION)  # checked first, as we do
+def test_startup_reads_equal_libcaers_device_open():
+    registers = {(6, 0): 5, (6, 1): 64, (6, 2): 1, (6, 3): 90, (1, 40): 1, (0, 10): 1}
+    board, device = _recording_board(registers)
+    board.transport.read_register(6, 0)  # what open() checks first (the USB open itself is pyusb's)
+    board._read_device_info()  # then what open() reads next
+    assert device.transfers == sequence("open")  # logic version, then populateDeviceInfo's reads in order
+    assert board.logic_clock_mhz == 90 and board.is_master
+    assert board._fpga_statistics == [(0, 11), (1, 45)]

@@ -217,6 +217,8 @@ class DynapseBoard:
         self.serial = ""
         self.firmware_version = 0
         self.logic_version = 0
+        self.is_master = True
+        self.logic_clock_mhz = fr.FPGA_LOGIC_CLOCK_MHZ
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -236,9 +238,28 @@ class DynapseBoard:
                 f"board {self.serial}: FPGA logic version {self.logic_version}, this driver needs "
                 f"{fr.REQUIRED_LOGIC_VERSION}; update it with iniVation's Flashy"
             )
+        self._read_device_info()
         self._send_default_configuration()
         self._start_stream()
         return self
+
+    def _read_device_info(self) -> None:
+        """The reads libcaer's ``populateDeviceInfo`` makes at open, in its order: master flag,
+        logic clock, chip identifier, and whether the AER and MUX modules keep statistics."""
+        master, clock, chip_identifier, aer_statistics, mux_statistics = self.transport.send(
+            [fr.register_read(module, param) for module, param in ls.DEVICE_INFO_READS]
+        )
+        self.is_master, self.logic_clock_mhz = bool(master), int(clock)
+        if chip_identifier != fr.DYNAPSE_CHIP_IDENTIFIER:
+            log.warning("board %s reports chip identifier %d, not a Dynap-se's %d", self.serial, chip_identifier, fr.DYNAPSE_CHIP_IDENTIFIER)
+        self._fpga_statistics = [
+            (module, counter)
+            for has, module, counter in (
+                (mux_statistics, fr.Module.MUX, fr.MuxParam.STATISTICS_AER_DROPPED),
+                (aer_statistics, fr.Module.AER, fr.AerParam.STATISTICS_EVENTS_DROPPED),
+            )
+            if has
+        ]
 
     def _send_default_configuration(self) -> None:
         """libcaer's start-up sequence (``libcaer_sequences.default_configuration``), plus every

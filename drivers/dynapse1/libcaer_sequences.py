@@ -33,6 +33,15 @@ LIBCAER_CORE_BIAS_ORDER: tuple[str, ...] = (
 #: ... and the chip-global biases after the four cores.
 LIBCAER_GLOBAL_BIAS_ORDER: tuple[str, ...] = ("D_BUFFER", "D_SSP", "D_SSN", "U_BUFFER", "U_SSP", "U_SSN")
 
+#: What libcaer's ``populateDeviceInfo`` reads at open, after the logic version, in its order.
+DEVICE_INFO_READS: tuple[tuple[int, int], ...] = (
+    (Module.SYSINFO, fr.SysinfoParam.DEVICE_IS_MASTER),
+    (Module.SYSINFO, fr.SysinfoParam.LOGIC_CLOCK),
+    (Module.SYSINFO, fr.SysinfoParam.CHIP_IDENTIFIER),
+    (Module.AER, fr.AerParam.HAS_STATISTICS),
+    (Module.MUX, fr.MuxParam.HAS_STATISTICS),
+)
+
 #: ``chip -> chip words``: the driver's additions to the start-up sequence (see :func:`default_configuration`).
 ChipWordsOfChip = Callable[[int], Sequence[int]]
 
