@@ -196,14 +196,17 @@ class VirtualFpga:
             raise usb_stall(f"vendor request 0x{request:02X}")
 
     def take_ack(self) -> bytes:
+        """The 0xC6 acknowledgement; the host's read consumes the outstanding batch even when a
+        fault is injected (a failed acknowledgement is not a protocol error of the host)."""
         with self._lock:
+            pending, self._pending_ack = self._pending_ack, False
             if self.ack_fault == "timeout":
                 raise usb_timeout("chip-config acknowledgement")
-            if not self._pending_ack:
-                self._unexpected("0xC6 acknowledgement read with no chip-word batch outstanding")
-            if self.ack_fault == "missing" or not self._pending_ack:
+            if self.ack_fault == "missing":
                 return b""
-            self._pending_ack = False
+            if not pending:
+                self._unexpected("0xC6 acknowledgement read with no chip-word batch outstanding")
+                return b""
             return b"\xc6\x01" if self.ack_fault == "wrong" else fd.ACK
 
     def _multiple(self, entries: list[tuple[int, int, int]]) -> None:
