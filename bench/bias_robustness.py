@@ -65,7 +65,7 @@ def files() -> None:
 def half_failed_write() -> None:
     from drivers.dynapse1.bias_table import CORE_BIASES
     from drivers.dynapse1.board_api import BiasValue
-    from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+    from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 
     keys = [(c, k, n) for c in range(4) for k in range(4) for n in CORE_BIASES]
     for persistent in (False, True):

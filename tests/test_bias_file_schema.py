@@ -164,7 +164,7 @@ def test_importers_take_integers_only():
 
 
 def test_a_bad_file_sends_nothing_to_the_chip(tmp_path):
-    from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+    from emulator.virtual_board import open_emulated_board, virtual_fpga_of
     from neurolab_gui.core.bias_model import BiasModel
 
     board = open_emulated_board("EMUFILES", clock="fast", prefetch=False)

@@ -18,7 +18,7 @@ from drivers.dynapse1.bias_table import CORE_BIASES, BiasValue
 from drivers.dynapse1.board import BiasWriteError
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from drivers.dynapse1.usb_transport import AckError, DeviceGone
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 from neurolab_gui.core.bias_model import BiasModel
 
 ALL_KEYS = [(chip, core, name) for chip in range(N_CHIPS) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES]

@@ -17,7 +17,7 @@ from drivers.dynapse1.bias_table import (
     closest_setting,
     nominal_current,
 )
-from emulator.virtual_usb import open_emulated_board, virtual_fpga_of
+from emulator.virtual_board import open_emulated_board, virtual_fpga_of
 
 
 @pytest.mark.parametrize(("fields", "message"), [

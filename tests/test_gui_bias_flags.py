@@ -14,7 +14,7 @@ from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QStyle, QStyleOptionButton
 
 from drivers.dynapse1.bias_table import BiasValue
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 
 CHIP, CORE, BIAS = 1, 2, "IF_DC_P"
 
