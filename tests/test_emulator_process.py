@@ -116,7 +116,7 @@ def test_bias_write_and_close_on_a_stopped_child_fail_fast_as_unplugged():
         os.kill(fpga.pid, signal.SIGSTOP)
         started = time.monotonic()
         with pytest.raises(DeviceGone):
-            board.set_bias(0, 0, "IF_DC_P", 1, 30)
+            board.set_bias(0, 0, "IF_DC_P", BiasValue(1, 30))
         assert time.monotonic() - started < 2.0 and not board.connected
         started = time.monotonic()
         board.close()
