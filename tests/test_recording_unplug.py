@@ -9,7 +9,7 @@ import time
 import h5py
 import numpy as np
 
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_file import SessionFile
 
