@@ -16,7 +16,7 @@ from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QSlider, QTabBar
 
 from drivers.dynapse1.spikes import SpikeEvents
-from emulator.virtual_usb import virtual_fpga_of
+from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.core.connection import ConnectionStatus
 from neurolab_gui.core.session import Session
 from neurolab_gui.qt.main_window import MINIMUM_SIZE, MainWindow
