@@ -12,7 +12,7 @@ import pytest
 from drivers.robot import PushBot, PushBotConfig, PushBotDisconnectedError, PushBotError, PushBotState
 from drivers.robot import pushbot_protocol as proto
 from drivers.robot.pushbot_protocol import DvsEvents
-from emulator.pushbot_sim import PushBotSimConfig, SimulatedPushBot
+from robot_sim.pushbot import PushBotSimConfig, SimulatedPushBot
 
 OPEN_BYTES = b"\nR\n!E2\nE+\n!M+\n!MVD0=0\n!MVD1=0\n"
 CLOSE_BYTES = b"!MVD0=0\n!MVD1=0\n!M-\nE-\n!S-\n!PA=0\n!PA0=0\n!PB=0\n!PB0=0\n!PC=0\n!PC0=0\n!PC1=0\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drivers.robot.pushbot_protocol import EventFormat, PushBotStreamParser
-from emulator.pushbot_sim import BANNER_LINES, PushBotSimConfig, SimulatedPushBot
+from robot_sim.pushbot import BANNER_LINES, PushBotSimConfig, SimulatedPushBot
 
 
 def _robot(**overrides) -> SimulatedPushBot:

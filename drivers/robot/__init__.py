@@ -3,7 +3,7 @@
 ``pushbot_protocol`` holds the pure codecs (command encoders, DVS event encoder and the
 stateful parser of the mixed event/ASCII stream); ``pushbot`` holds :class:`PushBot`, the
 device object with its reader thread.  Neither imports Qt, and neither knows about the
-simulator in ``emulator.pushbot_sim``: the simulator is just another serial URL.
+simulator in ``robot_sim``: the simulator is just another serial URL.
 """
 
 from .pushbot import PushBot, PushBotConfig, PushBotDisconnectedError, PushBotError, PushBotState

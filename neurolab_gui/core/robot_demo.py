@@ -14,7 +14,7 @@ the forward bias drives the robot on.  Everything goes through public interfaces
 :class:`~drivers.dynapse1.board_api.Board` protocol (``apply_bias_set``, ``write_netlist``,
 ``set_poisson_rates``, ``read_events``) and :class:`drivers.robot.PushBot`.  The same code
 drives a real robot and a real board; :func:`run_simulated_phototaxis` wires it to the
-simulated PushBot (``emulator.pushbot_sim``) and the emulated board.
+simulated PushBot (``robot_sim``) and the emulated board.
 
 Timing: the loop runs every ``control_period_s`` (25 ms = 40 Hz by default) of wall clock,
 because the robot lives in real time.  Each step reads exactly one period of board time
@@ -469,7 +469,7 @@ def run_simulated_phototaxis(
     with the robot's real time; the motor neurons' 20 ms dynamics are still resolved).
     ``session_ready(session)`` receives the session before the loop starts (to cancel it).
     """
-    from emulator.pushbot_sim import PushBotSimConfig, SimulatedPushBot
+    from robot_sim.pushbot import PushBotSimConfig, SimulatedPushBot
 
     from .boards import open_emulator
 

@@ -635,7 +635,7 @@ def _bits(mask: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emulator.pushbot_sim [--tcp PORT | --pty]``: serve a simulated PushBot."""
+    """``python -m robot_sim [--tcp PORT | --pty]``: serve a simulated PushBot."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Serve a simulated PushBot (eDVS4337 protocol).")
