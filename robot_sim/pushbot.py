@@ -23,8 +23,15 @@ in the phototaxis demos).  It has
   ``P`` enters the bootloader: the simulator is then "bricked" (motors stop, no streaming,
   every command ignored) until ``R``.
 
-Choices where the reference is silent (all parameters): ``!MVD`` holds its value
-(``duty_decay_tau_s`` None) because the decay is unverified; the echo mode after reset
+**Motor fail-safe, as the firmware has it.** The eDVS4337 firmware (EDVSBoardOS 0.7.0,
+``motors.c``/``sensors.c``; ``shared/reference/interop.md`` §2) has no watchdog and no motor
+timeout; its only fail-safe is the *decay* of ``!MVD``: each ``!MVD<i>=v`` sets a hold of 10
+ticks of a free-running 10 Hz clock, and once the hold has run out ``|v|`` drops by 1 per
+tick, so an unrefreshed ``!MVD`` coasts for ~1 s + ``|v|``/10 s.  ``!MV`` (no decay) runs
+until reset.  The simulator models exactly that (``mvd_decay``) and invents nothing more:
+a host that dies without stopping the motors leaves this robot driving as a real one would.
+
+Choices where the reference is silent (all parameters): the echo mode after reset
 is 1 (each command line is echoed back, as edvstools observed); unknown commands get the
 reply ``unknown command: <text>``.
 
@@ -89,7 +96,9 @@ class PushBotSimConfig:
     events_per_edge: int = 6
     edge_jitter_us: float = 100.0
     noise_rate_hz: float = 2000.0
-    duty_decay_tau_s: float | None = None
+    mvd_decay: bool = True  # the firmware's !MVD decay (hold, then |v| -= 1 per tick)
+    decay_tick_s: float = 0.1  # the firmware's 10 Hz SysTick stage
+    decay_hold_ticks: int = 10
     echo_mode: int = 1
     format_numbering: Mapping[EventFormat, int] = field(default_factory=lambda: dict(proto.GUIDE_FORMAT_NUMBERS))
     battery_mv: int = 4100
@@ -284,6 +293,8 @@ class SimulatedPushBot:
         self.event_format = EventFormat.NO_TIMESTAMP
         self.motors_enabled = False
         self.motor_command = [0.0, 0.0]
+        self._motor_decays = [False, False]  # per motor: last set by !MVD (decays) or !MV (holds)
+        self._decay_hold = [0, 0]  # ticks left before the decay starts
         self.sensors: dict[int, tuple[float, float]] = {}  # bit -> (period s, next due time)
         self.timers: dict[str, int] = {}
         self.board_led = proto.BoardLed.OFF
@@ -454,6 +465,8 @@ class SimulatedPushBot:
                 if motor not in (0, 1):
                     raise ValueError(f"motor {motor} does not exist")
                 self.motor_command[motor] = float(proto.clamp_motor_value(int(value)))
+                self._motor_decays[motor] = prefix == "!MVD"
+                self._decay_hold[motor] = self.config.decay_hold_ticks
                 return True
         if cmd[:3] in ("!MD", "!MP", "!MC") or (cmd.startswith("!M") and cmd[2:3].isdigit()):
             return True  # duty width / PWM period / PID gains: accepted, no effect on the model
@@ -552,9 +565,35 @@ class SimulatedPushBot:
 
     def _move(self, dt_s: float) -> None:
         cfg = self.config
-        if cfg.duty_decay_tau_s:
-            decay = math.exp(-dt_s / cfg.duty_decay_tau_s)
-            self.motor_command = [c * decay for c in self.motor_command]
+        if cfg.mvd_decay:
+            # Ticks of the firmware's free-running 10 Hz clock inside (t, t + dt]: split the
+            # step there so the speed changes exactly at the ticks.
+            t, end = self._t_s, self._t_s + dt_s
+            tick = (math.floor(t / cfg.decay_tick_s) + 1) * cfg.decay_tick_s
+            while tick <= end:
+                self._integrate(tick - t)
+                self._decay_tick()
+                t = tick
+                tick += cfg.decay_tick_s
+            self._integrate(end - t)
+        else:
+            self._integrate(dt_s)
+
+    def _decay_tick(self) -> None:
+        for motor in (0, 1):
+            if not self._motor_decays[motor]:
+                continue
+            if self._decay_hold[motor] > 0:
+                self._decay_hold[motor] -= 1
+            elif self.motor_command[motor] > 0:
+                self.motor_command[motor] -= 1
+            elif self.motor_command[motor] < 0:
+                self.motor_command[motor] += 1
+
+    def _integrate(self, dt_s: float) -> None:
+        if dt_s <= 0:
+            return
+        cfg = self.config
         v_left, v_right = self.wheel_speeds()
         v = 0.5 * (v_left + v_right)
         omega = (v_right - v_left) / cfg.wheel_base_m

@@ -20,7 +20,7 @@ def _robot(**overrides) -> SimulatedPushBot:
 
 def test_equal_wheels_drive_straight_at_the_commanded_speed() -> None:
     robot = _robot(max_speed_m_s=0.2)
-    robot.handle_bytes(b"!MVD0=50\n!MVD1=50\n")
+    robot.handle_bytes(b"!MV0=50\n!MV1=50\n")  # !MV does not decay
     robot.advance(2.0)
     assert robot.pose.x_m == pytest.approx(0.2, rel=1e-6)
     assert robot.pose.y_m == pytest.approx(0.0, abs=1e-9)
@@ -91,3 +91,34 @@ def test_echo_mode_one_echoes_commands() -> None:
     robot._out.clear()
     robot.handle_bytes(b"!M+\n")
     assert bytes(robot._out) == b"!M+\n"
+
+
+def test_an_unrefreshed_mvd_holds_for_a_second_then_decays_by_one_per_tick_like_the_firmware() -> None:
+    robot = _robot()
+    robot.handle_bytes(b"!MVD0=30\n!MVD1=-20\n")
+    robot.advance(0.85)  # inside the 10-tick hold (0.9..1.0 s: the 10 Hz clock runs free)
+    assert robot.motor_command == [30.0, -20.0]
+    robot.advance(0.5)  # hold over: a few ticks of decay toward 0 from both sides
+    left, right = robot.motor_command
+    assert 24 <= left < 30 and -20 < right <= -14
+    robot.advance(3.5)  # 1 s + |v|/10 s after the command both wheels have stopped
+    assert robot.motor_command == [0.0, 0.0] and robot.wheel_speeds() == (0.0, 0.0)
+
+
+def test_a_refreshed_mvd_never_decays_and_mv_runs_until_reset() -> None:
+    robot = _robot()
+    robot.handle_bytes(b"!MV0=40\n!MVD1=40\n")
+    for _ in range(30):  # !MVD1 resent every 0.5 s restarts its hold; !MV0 holds on its own
+        robot.advance(0.5)
+        robot.handle_bytes(b"!MVD1=40\n")
+    assert robot.motor_command == [40.0, 40.0]
+    robot.handle_bytes(b"R\n")
+    assert robot.wheel_speeds() == (0.0, 0.0)
+
+
+def test_the_simulator_has_no_watchdog_a_lost_host_leaves_mv_driving() -> None:
+    """The firmware has no timeout: nothing but the !MVD decay stops the wheels."""
+    robot = _robot()
+    robot.handle_bytes(b"!MV0=50\n!MV1=50\n")
+    robot.advance(30.0)
+    assert robot.wheel_speeds()[0] > 0

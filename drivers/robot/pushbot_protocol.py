@@ -193,8 +193,9 @@ def clamp_motor_value(value: float) -> int:
 def encode_motor_duty_velocity(motor: int, value: float) -> bytes:
     """``!MVD<motor>=<value>``: duty velocity, clamped to -100..100 (motor 0 = left, 1 = right).
 
-    This is what nstbot and nengo_pushbot drive with and resend every ~10 ms.  Whether the
-    firmware lets it decay without refresh is unverified.
+    This is what nstbot and nengo_pushbot drive with and resend every ~10 ms.  In the
+    firmware's source (EDVSBoardOS 0.7.0) an unrefreshed ``!MVD`` holds for ~1 s and then
+    decays by 1 per 100 ms: the robot's only fail-safe when the host is gone.
     """
     return command_line(f"!MVD{_check_motor(motor)}={clamp_motor_value(value)}")
 
