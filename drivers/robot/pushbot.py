@@ -18,12 +18,18 @@ has passed, so the robot never keeps a stale speed).  A read or write failure (c
 pulled, TCP peer gone, pty closed) moves the device to :attr:`PushBotState.DISCONNECTED`
 and notifies the state listeners; later commands raise :class:`PushBotDisconnectedError`
 instead of blocking.
+
+The firmware has no watchdog, so by default (``watchdog_timeout_s``) an open robot gets a
+:class:`~drivers.robot.watchdog.MotorWatchdog` process: it holds a copy of the link's file
+descriptor and stops the motors when this process dies (SIGKILL included) or freezes; the
+reader thread feeds its heartbeat.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -35,6 +41,7 @@ import serial
 
 from . import pushbot_protocol as proto
 from .pushbot_protocol import DvsEvents, EventFormat, PushBotStreamParser, SensorReading
+from .watchdog import MotorWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ class PushBotConfig:
     read_timeout_s: float = 0.005
     write_timeout_s: float = 1.0
     read_size: int = 65536
+    #: Heartbeat silence after which the watchdog process stops the motors; None: no watchdog.
+    watchdog_timeout_s: float | None = 0.5
 
 
 @dataclass
@@ -119,6 +128,7 @@ class PushBot:
         self.last_sensor: dict[int, SensorReading] = {}
         self._serial_factory = serial_factory
         self._port: Any = None
+        self._watchdog: MotorWatchdog | None = None
         self._state = PushBotState.CLOSED
         self._parser = PushBotStreamParser(self.config.event_format, self.config.on_polarity_bit)
         self._reader: threading.Thread | None = None
@@ -206,6 +216,7 @@ class PushBot:
         self._reader.start()
         try:
             self._start_up()
+            self._start_watchdog()
         except Exception:
             self._shutdown_port()
             self._set_state(PushBotState.CLOSED, "start-up failed")
@@ -232,6 +243,31 @@ class PushBot:
         self._last_motor_send = time.monotonic()
         if cfg.sensor_mask:
             self._write(proto.encode_sensor_stream(cfg.sensor_mask, cfg.sensor_period_ms))
+
+    def _start_watchdog(self) -> None:
+        timeout = self.config.watchdog_timeout_s
+        if timeout is None:
+            return
+        fd = _link_fileno(self._port)
+        if fd is None or os.name != "posix":
+            log.warning("PushBot %s: no motor watchdog (the link has no file descriptor to hand over)", self.url)
+            return
+        motors_off = proto.encode_motor_duty_velocity(proto.LEFT_MOTOR, 0) + proto.encode_motor_duty_velocity(
+            proto.RIGHT_MOTOR, 0
+        )
+        self._watchdog = MotorWatchdog(
+            fd, b"\n" + motors_off + proto.encode_motor_driver(False), b"\n" + motors_off, timeout
+        ).start()
+
+    @property
+    def watchdog(self) -> MotorWatchdog | None:
+        """The motor watchdog process's handle while one runs."""
+        return self._watchdog
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.disarm()
 
     def _wait_for_banner(self, timeout_s: float) -> list[str]:
         deadline = time.monotonic() + timeout_s
@@ -278,10 +314,12 @@ class PushBot:
                 self._port.flush()
             except (PushBotError, serial.SerialException, OSError) as exc:
                 log.warning("PushBot %s: close sequence not delivered: %s", self.url, exc)
+        self._stop_watchdog()
         self._shutdown_port()
         self._set_state(PushBotState.CLOSED, "closed by host")
 
     def _shutdown_port(self) -> None:
+        self._stop_watchdog()
         self._stop.set()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=2.0)
@@ -400,6 +438,7 @@ class PushBot:
             return
         self.disconnect_reason = reason
         log.warning("PushBot %s disconnected: %s", self.url, reason)
+        self._stop_watchdog()  # the link is gone: nothing left for it to write to
         self._set_state(PushBotState.DISCONNECTED, reason)
         with self._lines_cond:
             self._lines_cond.notify_all()
@@ -418,6 +457,9 @@ class PushBot:
             if data:
                 self._dispatch(data)
             self._flush_deferred_motor_command()
+            watchdog = self._watchdog
+            if watchdog is not None:
+                watchdog.beat()
 
     def _dispatch(self, data: bytes) -> None:
         self.counters.bytes_received += len(data)
@@ -440,6 +482,19 @@ class PushBot:
             self.counters.events += len(result.events)
             for callback in list(self._event_callbacks):
                 _call_safely(callback, result.events)
+
+
+def _link_fileno(port: Any) -> int | None:
+    """The OS file descriptor under a pyserial port (tty/pty or ``socket://``), if it has one."""
+    try:
+        return int(port.fileno())
+    except (AttributeError, OSError, ValueError, TypeError, serial.SerialException):
+        pass
+    sock = getattr(port, "_socket", None)  # pyserial's socket:// handler keeps its socket here
+    try:
+        return int(sock.fileno()) if sock is not None else None
+    except OSError:
+        return None
 
 
 def _call_safely(callback: Callable[[Any], None], value: Any) -> None:
