@@ -44,6 +44,7 @@ import numpy as np
 
 from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
+from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType
 from drivers.robot import DvsEvents, PushBot, PushBotState
 from drivers.robot.pushbot_protocol import DVS_WIDTH
@@ -203,6 +204,27 @@ def locate_led(histogram: np.ndarray, significance: float = 6.0) -> float:
     return float(np.dot(np.arange(lo, hi), weights) / weights.sum())
 
 
+@dataclass(frozen=True)
+class PhototaxisStep:
+    """One step of the loop, as a live view shows it."""
+
+    t_s: float
+    led_column: float  # measured from the DVS (NaN: not seen)
+    dvs_left_hz: float
+    dvs_right_hz: float
+    input_left_hz: float
+    input_right_hz: float
+    motor_left_hz: float  # low-passed population rates
+    motor_right_hz: float
+    command_left: int
+    command_right: int
+    left_neuron_hz: np.ndarray  # this step's rate of every neuron of each population
+    right_neuron_hz: np.ndarray
+
+
+MotorSink = Callable[[int, int], object]
+
+
 @dataclass
 class PhototaxisReport:
     """What a phototaxis session did, step by step, and whether it reached the LED."""
@@ -265,6 +287,11 @@ class PhototaxisSession:
     config : demo parameters
     ground_truth : optional ``() -> (led column or None, (x, y, heading))`` from a simulator,
         recorded beside the measurements (never used for control)
+    motor_sink : ``sink(left, right)`` sends each step's motor command; default
+        ``robot.set_motors`` (the desktop app passes its stall guard's ``drive``)
+    on_spikes : ``on_spikes(SpikeEvents)`` with every batch the loop read from the board
+        (the app forwards them to its raster and recorder)
+    on_step : ``on_step(PhototaxisStep)`` after every step
     """
 
     def __init__(
@@ -273,12 +300,19 @@ class PhototaxisSession:
         robot: PushBot,
         config: PhototaxisConfig | None = None,
         ground_truth: Callable[[], tuple[float | None, tuple[float, float, float]]] | None = None,
+        *,
+        motor_sink: MotorSink | None = None,
+        on_spikes: Callable[[SpikeEvents], object] | None = None,
+        on_step: Callable[[PhototaxisStep], object] | None = None,
     ) -> None:
         self.board = board
         self.robot = robot
         self.config = config or PhototaxisConfig()
         self.config.validate()
         self.ground_truth = ground_truth
+        self._motor_sink = motor_sink or robot.set_motors
+        self._on_spikes = on_spikes
+        self._on_step = on_step
         self.report = PhototaxisReport()
         self._cancel = threading.Event()
         self._counter = DvsHalfCounter()
@@ -355,6 +389,8 @@ class PhototaxisSession:
                 )
                 # 2. Board: one period of spikes → population rates (low-passed).
                 spikes = self.board.read_events(period)
+                if self._on_spikes is not None and len(spikes):
+                    self._on_spikes(spikes)
                 counts = spikes.counts()
                 rate_left += smoothing * (counts[left_ids].mean() / period - rate_left)
                 rate_right += smoothing * (counts[right_ids].mean() / period - rate_right)
@@ -362,13 +398,20 @@ class PhototaxisSession:
                 observing = elapsed < cfg.observe_s
                 cmd_left = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_left), -100, 100))
                 cmd_right = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_right), -100, 100))
-                self.robot.set_motors(cmd_left, cmd_right)
+                self._motor_sink(cmd_left, cmd_right)
                 # 4. Record.
                 recent_histograms.append(histogram)
                 column = locate_led(np.sum(recent_histograms, axis=0))
                 self._record(
                     elapsed, column, dvs_left, dvs_right, in_left, in_right, rate_left, rate_right, cmd_left, cmd_right
                 )
+                if self._on_step is not None:
+                    self._on_step(
+                        PhototaxisStep(
+                            elapsed, column, dvs_left, dvs_right, in_left, in_right, rate_left, rate_right,
+                            cmd_left, cmd_right, counts[left_ids] / period, counts[right_ids] / period,
+                        )  # fmt: skip
+                    )
                 if progress is not None:
                     progress(report)
                 # 5. Pace to the wall clock (no catch-up burst after a slow step).

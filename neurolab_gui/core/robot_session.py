@@ -1,0 +1,405 @@
+"""The robot in the desktop app: connect a PushBot, watch it, drive it, close the loop through the board.
+
+:class:`RobotSession` is everything the Robot panel shows and does, without Qt:
+
+* **connect** a PushBot on a listed serial port, a ``socket://host:port`` URL, or the
+  simulated robot (:data:`SIMULATED_ROBOT`, served on a pty by :mod:`robot_sim`);
+* **watch** its DVS as a decaying two-colour event image with the event rate
+  (:class:`DvsFrame`, pulled by the view at its own frame rate) and its sensor readings;
+* **drive** it by hand (:meth:`RobotSession.set_motors`, :meth:`RobotSession.set_led`);
+* **close the loop** through the session's board (:meth:`RobotSession.start_loop`): the
+  phototaxis network of :mod:`.robot_demo` runs on a worker thread with the board's acquisition
+  paused (its spikes still reach the raster and the recorder), and every step is announced;
+* **stop** on every path the host can act on: the e-stop, a loop that stalls for more than
+  200 ms, a lost board or robot, a closed window, SIGTERM / SIGHUP / interpreter exit
+  (:mod:`.robot_safety`), and through the driver's watchdog process SIGKILL and a frozen host.
+
+While the session records, the robot's streams (DVS events, motor commands, sensor readings,
+loop steps and safety events) go into the session file (:meth:`Session.record_robot`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drivers.robot import DvsEvents, PushBot, PushBotConfig, PushBotError, PushBotState, SensorReading
+from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
+
+from .events import Signal
+from .robot_demo import PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
+from .robot_safety import STALL_TIMEOUT_S, MotorGuard, stop_motors_on_exit
+
+log = logging.getLogger(__name__)
+
+#: The connect target that starts the simulated PushBot.
+SIMULATED_ROBOT = "simulated"
+#: Networks that can drive the motors in the closed loop.
+PHOTOTAXIS = "phototaxis"
+NETWORKS = (PHOTOTAXIS,)
+
+
+@dataclass(frozen=True)
+class RobotPort:
+    """A serial port the connect box offers."""
+
+    device: str
+    description: str
+
+
+def list_robot_ports() -> list[RobotPort]:
+    """Serial ports of this machine (USB-serial adapters; a PushBot over WLAN is a ``socket://`` URL)."""
+    from serial.tools import list_ports
+
+    return [RobotPort(p.device, p.description or "") for p in sorted(list_ports.comports(), key=lambda p: p.device)]
+
+
+@dataclass(frozen=True)
+class RobotStatus:
+    state: str = "disconnected"  # disconnected | connecting | connected | lost | error
+    url: str = ""
+    simulated: bool = False
+    message: str = ""
+
+
+class DvsFrame:
+    """The DVS as an image: ON and OFF events accumulate per pixel and fade with ``tau_s``.
+
+    Fed from the robot's reader thread (:meth:`add`); a view pulls :meth:`snapshot` at its
+    own frame rate, so the cost per event is one ``bincount`` and nothing waits on the GUI.
+    """
+
+    def __init__(self, tau_s: float = 0.05, rate_window_s: float = 0.5) -> None:
+        if not tau_s > 0:
+            raise ValueError(f"decay time must be > 0 s, got {tau_s}")
+        self.tau_s = tau_s
+        self.rate_window_s = rate_window_s
+        self._lock = threading.Lock()
+        self._image = np.zeros((2, DVS_HEIGHT, DVS_WIDTH), np.float32)  # [OFF, ON][y, x]
+        self._t = time.monotonic()
+        self._counts: deque[tuple[float, int]] = deque()
+        self.total_events = 0
+
+    def add(self, events: DvsEvents) -> None:
+        n = len(events)
+        if not n:
+            return
+        index = (events.polarity.astype(np.int64) * DVS_HEIGHT + events.y) * DVS_WIDTH + events.x
+        hits = np.bincount(index, minlength=2 * DVS_HEIGHT * DVS_WIDTH).reshape(self._image.shape)
+        now = time.monotonic()
+        with self._lock:
+            self._decay_to(now)
+            self._image += hits
+            self._counts.append((now, n))
+            self.total_events += n
+
+    def _decay_to(self, now: float) -> None:
+        dt = now - self._t
+        if dt > 0:
+            self._image *= math.exp(-dt / self.tau_s)
+            self._t = now
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(ON image, OFF image, event rate in ev/s over the last ``rate_window_s``)."""
+        now = time.monotonic()
+        with self._lock:
+            self._decay_to(now)
+            while self._counts and self._counts[0][0] < now - self.rate_window_s:
+                self._counts.popleft()
+            rate = sum(n for _, n in self._counts) / self.rate_window_s
+            return self._image[1].copy(), self._image[0].copy(), rate
+
+    def clear(self) -> None:
+        with self._lock:
+            self._image[:] = 0
+            self._counts.clear()
+
+
+class RobotSession:
+    """One robot, its live views, its manual control and its closed loop.
+
+    Parameters
+    ----------
+    session : the application session (its board drives the loop; its recorder records)
+    robot_config : link settings (baud rate, sensor streaming, watchdog)
+    stall_timeout_s : longest gap between loop commands before the motors are stopped
+    """
+
+    def __init__(
+        self,
+        session: Any = None,
+        robot_config: PushBotConfig | None = None,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+    ) -> None:
+        self.session = session
+        self.robot_config = robot_config or PushBotConfig(sensor_mask=_DEFAULT_SENSORS, sensor_period_ms=100)
+        self.stall_timeout_s = stall_timeout_s
+        self.robot: PushBot | None = None
+        self.simulator: Any = None  # robot_sim.SimulatedPushBot while the simulated robot is connected
+        self.guard: MotorGuard | None = None
+        self.frame = DvsFrame()
+        self.sensors: dict[int, SensorReading] = {}
+        self.last_report: PhototaxisReport | None = None
+        self._status = RobotStatus()
+        self._loop: PhototaxisSession | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._unregister_exit: Callable[[], None] | None = None
+        #: ``status_changed(RobotStatus)``.
+        self.status_changed = Signal("robot status")
+        #: ``sensor(SensorReading)`` for every sensor line (reader thread).
+        self.sensor = Signal("robot sensor")
+        #: ``motors(left, right, origin)`` for every motor command ("loop", "manual", "stop").
+        self.motors = Signal("robot motors")
+        #: ``safety_stop(reason)`` when the motors were stopped by a guard or the e-stop.
+        self.safety_stop = Signal("robot safety stop")
+        #: ``loop_changed(running: bool, message: str)``.
+        self.loop_changed = Signal("robot loop")
+        #: ``loop_step(PhototaxisStep)`` after every closed-loop step (loop thread).
+        self.loop_step = Signal("robot loop step")
+
+    # --- state ------------------------------------------------------------------------------
+    @property
+    def status(self) -> RobotStatus:
+        return self._status
+
+    @property
+    def connected(self) -> bool:
+        return self.robot is not None and self.robot.connected
+
+    @property
+    def loop_running(self) -> bool:
+        return self._loop_thread is not None and self._loop_thread.is_alive()
+
+    @property
+    def motors_may_run(self) -> bool:
+        """True while a connected robot could move (the e-stop must be in reach)."""
+        return self.connected
+
+    def _set_status(self, **changes: Any) -> None:
+        values = {**self._status.__dict__, **changes}
+        self._status = RobotStatus(**values)
+        self.status_changed.emit(self._status)
+
+    # --- connect ------------------------------------------------------------------------------
+    def connect(self, target: str, baudrate: int | None = None) -> bool:
+        """Open ``target``: a serial device, a ``socket://`` URL or :data:`SIMULATED_ROBOT`.
+
+        Returns False (status ``error`` with the reason) when it cannot be opened.
+        """
+        self.disconnect("switching robots")
+        target = target.strip()
+        if not target:
+            self._set_status(state="error", message="no robot port given")
+            return False
+        simulated = target == SIMULATED_ROBOT
+        self._set_status(state="connecting", url=target, simulated=simulated, message=f"connecting to {target}")
+        sim = None
+        try:
+            url = target
+            if simulated:
+                from robot_sim import PushBotSimConfig, SimulatedPushBot
+
+                sim = SimulatedPushBot(PushBotSimConfig(led_x_m=2.0, led_y_m=0.8))
+                url = sim.serve_pty() if os.name == "posix" else sim.serve_tcp()
+            config = self.robot_config
+            if baudrate is not None:
+                config = PushBotConfig(**{**config.__dict__, "baudrate": int(baudrate)})
+            robot = PushBot(url, config)
+            robot.add_event_callback(self._on_dvs)
+            robot.add_sensor_callback(self._on_sensor)
+            robot.add_state_listener(self._on_robot_state)
+            robot.open()
+        except (PushBotError, OSError, ValueError) as exc:
+            if sim is not None:
+                sim.close()
+            self._set_status(state="error", message=f"could not open robot {target}: {exc}")
+            return False
+        with self._lock:
+            self.robot, self.simulator = robot, sim
+            self.sensors = {}
+            self.frame.clear()
+            self.guard = MotorGuard(robot, self.stall_timeout_s, board_alive=self._board_alive)
+            self.guard.commanded.connect(self._on_motor_command)
+            self.guard.stopped.connect(self._on_guard_stop)
+        self._unregister_exit = stop_motors_on_exit(self._stop_on_exit)
+        self._set_status(state="connected", url=url, message=f"connected to {'the simulated robot' if sim else url}")
+        return True
+
+    def disconnect(self, reason: str = "closed by user") -> None:
+        """Stop the loop and the motors, close the robot (motors 0, ``!M-``, streams off)."""
+        self.stop_loop()
+        with self._lock:
+            robot, sim, guard = self.robot, self.simulator, self.guard
+            self.robot = self.simulator = self.guard = None
+        if robot is None:
+            return
+        if guard is not None:
+            guard.close()
+        robot.close()
+        if sim is not None:
+            sim.close()
+        if self._unregister_exit is not None:
+            self._unregister_exit()
+            self._unregister_exit = None
+        self._set_status(state="disconnected", message=reason)
+
+    def close(self) -> None:
+        """The window closes: everything stops."""
+        self.disconnect("window closed")
+
+    # --- manual control -----------------------------------------------------------------------
+    def set_motors(self, left: float, right: float) -> None:
+        """Drive by hand (-100..100 each); refused while the closed loop drives."""
+        guard = self._require_guard()
+        if self.loop_running:
+            raise RuntimeError("the closed loop drives the motors: stop it first")
+        guard.hold(left, right)
+
+    def set_led(self, frequency_hz: float) -> None:
+        """Blink the robot's LEDs at ``frequency_hz`` (0: off)."""
+        robot = self._require_robot()
+        if frequency_hz > 0:
+            robot.set_leds(frequency_hz)
+        else:
+            robot.lights_off()
+
+    def emergency_stop(self, reason: str = "emergency stop") -> None:
+        """Motors to 0 at once and the loop stopped; safe in any state."""
+        loop = self._loop
+        if loop is not None:
+            loop.cancel()
+        guard = self.guard
+        if guard is not None:
+            guard.stop(reason)
+        else:
+            self.safety_stop.emit(reason)
+
+    def _require_robot(self) -> PushBot:
+        robot = self.robot
+        if robot is None or not robot.connected:
+            raise RuntimeError("no robot connected")
+        return robot
+
+    def _require_guard(self) -> MotorGuard:
+        self._require_robot()
+        guard = self.guard
+        if guard is None:
+            raise RuntimeError("no robot connected")
+        return guard
+
+    # --- closed loop --------------------------------------------------------------------------
+    def start_loop(self, network: str = PHOTOTAXIS, config: PhototaxisConfig | None = None) -> None:
+        """Run ``network`` between the robot and the session's board on a worker thread."""
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+        guard = self._require_guard()
+        robot = self._require_robot()
+        if self.loop_running:
+            raise RuntimeError("the closed loop is already running")
+        session = self.session
+        board = getattr(session, "board", None) if session is not None else None
+        if board is None:
+            raise RuntimeError("no board connected: connect the emulator or a DYNAP-SE1 first")
+        config = config or PhototaxisConfig(duration_s=3600.0)
+        sim = self.simulator
+
+        def ground_truth() -> tuple[float | None, tuple[float, float, float]]:
+            pose = sim.pose
+            return sim.led_column(), (pose.x_m, pose.y_m, pose.heading_rad)
+
+        loop = PhototaxisSession(
+            board, robot, config, ground_truth if sim is not None else None,
+            motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
+        )  # fmt: skip
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=self._run_loop, args=(loop,), name="neurolab-robot-loop", daemon=True)
+        self._loop_thread.start()
+        self.loop_changed.emit(True, f"{network} network driving the motors")
+
+    def stop_loop(self) -> None:
+        """Stop the closed loop (the robot stops); returns when the loop thread has ended."""
+        loop, thread = self._loop, self._loop_thread
+        if loop is not None:
+            loop.cancel()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    def _run_loop(self, loop: PhototaxisSession) -> None:
+        message = ""
+        try:
+            with self.session.connection.acquisition_paused():
+                report = loop.run()
+            message = report.summary()
+        except Exception as exc:
+            log.exception("closed loop stopped by an error")
+            message = f"closed loop stopped: {type(exc).__name__}: {exc}"
+        finally:
+            guard = self.guard
+            if guard is not None:
+                guard.stop("closed loop ended")
+            self.last_report = loop.report
+            self._loop = None
+            self._record("loop", {"event": "stopped", "message": message})
+            self.loop_changed.emit(False, message)
+
+    def _board_alive(self) -> bool:
+        board = getattr(self.session, "board", None) if self.session is not None else None
+        return board is not None and bool(getattr(board, "connected", True))
+
+    # --- callbacks (reader / loop / guard threads) --------------------------------------------
+    def _on_dvs(self, events: DvsEvents) -> None:
+        self.frame.add(events)
+        self._record("dvs", events)
+
+    def _on_sensor(self, reading: SensorReading) -> None:
+        self.sensors[reading.sensor] = reading
+        self._record("sensor", reading)
+        self.sensor.emit(reading)
+
+    def _on_robot_state(self, state: PushBotState, reason: str) -> None:
+        if state is PushBotState.DISCONNECTED:
+            loop = self._loop
+            if loop is not None:
+                loop.cancel()
+            self._set_status(state="lost", message=f"robot lost: {reason}")
+            self._record("safety", {"reason": f"robot lost: {reason}"})
+
+    def _on_motor_command(self, left: int, right: int, origin: str) -> None:
+        self._record("motor", (left, right, origin))
+        self.motors.emit(left, right, origin)
+
+    def _on_guard_stop(self, reason: str) -> None:
+        self._record("safety", {"reason": reason})
+        self.safety_stop.emit(reason)
+
+    def _on_step(self, step: PhototaxisStep) -> None:
+        self._record("step", step)
+        self.loop_step.emit(step)
+
+    def _stop_on_exit(self, reason: str) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.cancel()
+        guard = self.guard
+        if guard is not None:
+            guard.stop(reason)
+
+    def _record(self, stream: str, data: Any) -> None:
+        session = self.session
+        record = getattr(session, "record_robot", None) if session is not None else None
+        if record is not None:
+            record(stream, data)
+
+
+#: Battery, the two light sensors (ADC0/1) and the wheel ticks, every 100 ms.
+_DEFAULT_SENSORS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 28)
