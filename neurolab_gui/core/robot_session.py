@@ -46,6 +46,8 @@ SIMULATED_ROBOT = "simulated"
 #: Networks that can drive the motors in the closed loop.
 PHOTOTAXIS = "phototaxis"
 NETWORKS = (PHOTOTAXIS,)
+#: Battery, the two light sensors (ADC0/1) and the wheel ticks, every 100 ms.
+DEFAULT_SENSOR_MASK = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 28)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ def list_robot_ports() -> list[RobotPort]:
     from serial.tools import list_ports
 
     return [RobotPort(p.device, p.description or "") for p in sorted(list_ports.comports(), key=lambda p: p.device)]
+
+
+@dataclass(frozen=True)
+class ArenaView:
+    """What a top view of the simulated robot's arena draws."""
+
+    led_xy: tuple[float, float]
+    pose: tuple[float, float, float]  # x, y (m), heading (rad)
+    path: np.ndarray  # (n, 2) x, y of the recent path
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ class RobotSession:
         stall_timeout_s: float = STALL_TIMEOUT_S,
     ) -> None:
         self.session = session
-        self.robot_config = robot_config or PushBotConfig(sensor_mask=_DEFAULT_SENSORS, sensor_period_ms=100)
+        self.robot_config = robot_config or PushBotConfig(sensor_mask=DEFAULT_SENSOR_MASK, sensor_period_ms=100)
         self.stall_timeout_s = stall_timeout_s
         self.robot: PushBot | None = None
         self.simulator: Any = None  # robot_sim.SimulatedPushBot while the simulated robot is connected
@@ -352,6 +363,15 @@ class RobotSession:
             self._record("loop", {"event": "stopped", "message": message})
             self.loop_changed.emit(False, message)
 
+    def arena(self, max_points: int = 5000) -> ArenaView | None:
+        """The simulated robot's arena (None for a real robot)."""
+        sim = self.simulator
+        if sim is None:
+            return None
+        pose, cfg = sim.pose, sim.config
+        points = np.asarray(sim.trajectory[-max_points:], dtype=float).reshape(-1, 4)
+        return ArenaView((cfg.led_x_m, cfg.led_y_m), (pose.x_m, pose.y_m, pose.heading_rad), points[:, 1:3])
+
     def _board_alive(self) -> bool:
         board = getattr(self.session, "board", None) if self.session is not None else None
         return board is not None and bool(getattr(board, "connected", True))
@@ -400,6 +420,3 @@ class RobotSession:
         if record is not None:
             record(stream, data)
 
-
-#: Battery, the two light sensors (ADC0/1) and the wheel ticks, every 100 ms.
-_DEFAULT_SENSORS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 28)

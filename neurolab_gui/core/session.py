@@ -28,6 +28,7 @@ from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarg
 from .events import Signal
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
+from .robot_session import RobotSession
 from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM
 from .session_stimulus import StimulusController
 
@@ -47,6 +48,8 @@ class Session:
         self.spikes = SpikeMonitor(spike_capacity)
         self.membrane = MembraneMonitor()
         self.stimulus = StimulusController(lambda: self.board, lambda: self.spikes.ring.latest_us, self.record_input, self.mark)
+        #: The PushBot robot: connect, watch, drive, close the loop through :attr:`board`.
+        self.robot = RobotSession(self)
         self._recorder: Recorder | None = None
         #: The recording being replayed as the event source (instead of a board), if any.
         self.replay: Any = None
@@ -239,7 +242,8 @@ class Session:
             recorder.record_input(events)
 
     def close(self) -> None:
-        """Stop recording and close the board."""
+        """Stop the robot, stop recording and close the board."""
+        self.robot.close()
         self.close_replay()
         if self._recorder is not None:
             self.stop_recording(wait=True)

@@ -43,6 +43,7 @@ from .panels.membrane_panel import MembranePanel
 from .panels.model_panel import ModelPanel
 from .panels.raster_panel import RasterPanel
 from .panels.replay_panel import ReplayPanel
+from .panels.robot_panel import RobotPanel
 from .panels.stimulus_panel import StimulusPanel
 from .panels.transfer_panel import TransferPanel
 
@@ -178,6 +179,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(session, self.reporter, self.transfer_panel)
         self.console_panel = ConsolePanel(session)
         self.replay_panel = ReplayPanel(session)
+        self.robot_panel = RobotPanel(session.robot, self.reporter)
         self.docks: dict[str, QDockWidget] = {}
         area = Qt.DockWidgetArea
         self._add_dock("bias", "Biases", self.bias_panel, area.LeftDockWidgetArea)
@@ -189,7 +191,10 @@ class MainWindow(QMainWindow):
         self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
         self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
         self._add_dock("replay", "Replay", self.replay_panel, area.BottomDockWidgetArea)
+        self._add_dock("robot", "Robot", self.robot_panel, area.RightDockWidgetArea)
+        self.addToolBar(self.robot_panel.safety_bar)  # the e-stop, shown while a robot is connected
         self.tabifyDockWidget(self.docks["transfer"], self.docks["membrane"])
+        self.tabifyDockWidget(self.docks["membrane"], self.docks["robot"])
         # the left column is one tab group, so the bias tree gets its full height
         self.tabifyDockWidget(self.docks["bias"], self.docks["model"])
         self.tabifyDockWidget(self.docks["model"], self.docks["stimulus"])
@@ -415,4 +420,5 @@ class MainWindow(QMainWindow):
         self.raster_panel.stop()
         self.membrane_panel.stop()
         self.replay_panel.stop()
+        self.robot_panel.shutdown()
         super().closeEvent(event)

@@ -1,0 +1,400 @@
+"""Robot panel: a PushBot's DVS, sensors, manual drive and closed loop, over :class:`RobotSession`.
+
+The panel holds no logic: every button calls the core's :class:`RobotSession`, and the views
+follow its signals (relayed to the GUI thread) or pull its DVS frame at 25 Hz.  The emergency
+stop lives in a toolbar of its own (:attr:`RobotPanel.safety_bar`) that the main window shows
+while a robot is connected, so it stays in sight when the dock is tabbed away; Esc and Space
+anywhere in the application stop the motors then (Space is taken from text fields only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
+from PyQt6.QtGui import QKeyEvent
+from PyQt6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QTextEdit,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drivers.robot.pushbot_protocol import DVS_WIDTH, SENSOR_ADC0, SENSOR_BATTERY, SENSOR_WHEEL_TICKS, SensorReading
+from neurolab_gui.core.robot_demo import IMAGE_CENTRE, PhototaxisStep
+from neurolab_gui.core.robot_session import NETWORKS, SIMULATED_ROBOT, RobotSession, RobotStatus, list_robot_ports
+
+from ..bridge import relay
+from ..errors import ErrorReporter
+
+#: Motor command per arrow-key press.
+ARROW_STEP = 10
+FRAME_INTERVAL_MS = 40
+_TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
+_ON_COLOUR = np.array([40, 255, 90], np.float32)  # ON events green
+_OFF_COLOUR = np.array([255, 60, 200], np.float32)  # OFF events magenta
+
+
+class _EmergencyKeys(QObject):
+    """Application-wide Esc/Space → e-stop while a robot is connected."""
+
+    def __init__(self, panel: RobotPanel) -> None:
+        super().__init__(panel)
+        self.panel = panel
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        kind = event.type()
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) or not self.panel.robot.motors_may_run:
+            return False
+        assert isinstance(event, QKeyEvent)
+        key = event.key()
+        if key == Qt.Key.Key_Space and isinstance(QApplication.focusWidget(), _TEXT_INPUTS):
+            return False  # typing a space in a text field is not an emergency
+        if key not in (Qt.Key.Key_Escape, Qt.Key.Key_Space):
+            return False
+        if kind == QEvent.Type.ShortcutOverride:
+            event.accept()  # ours, not a window shortcut's (the raster's Space)
+            return True
+        if not event.isAutoRepeat():
+            self.panel.emergency_stop("emergency stop (keyboard)")
+        return True
+
+
+class RobotPanel(QWidget):
+    """Connect, watch, drive and close the loop; see the module docstring."""
+
+    def __init__(self, robot: RobotSession, reporter: ErrorReporter) -> None:
+        super().__init__()
+        self.robot = robot
+        self.reporter = reporter
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        # --- connection ---------------------------------------------------------------------
+        self.port_box = QComboBox(editable=True)
+        self.port_box.setToolTip("a serial port, socket://<ip>:56000 (WLAN), or 'simulated'")
+        self.refresh_button = QPushButton("Rescan")
+        self.connect_button = QPushButton("Connect")
+        self.disconnect_button = QPushButton("Disconnect")
+        self.status_label = QLabel("no robot")
+        self.status_label.setWordWrap(True)
+        conn = QGroupBox("Robot")
+        cl = QGridLayout(conn)
+        cl.addWidget(self.port_box, 0, 0, 1, 2)
+        cl.addWidget(self.refresh_button, 0, 2)
+        cl.addWidget(self.connect_button, 1, 0)
+        cl.addWidget(self.disconnect_button, 1, 1)
+        cl.addWidget(self.status_label, 2, 0, 1, 3)
+
+        # --- emergency stop (in the panel and in the always-visible safety bar) ---------------
+        self.estop_button = self._estop_button()
+        self.safety_bar = QToolBar("Robot safety")
+        self.safety_bar.setObjectName("robot_safety_bar")
+        self.bar_estop_button = self._estop_button()
+        self.safety_bar.addWidget(self.bar_estop_button)
+        self.safety_label = QLabel("")
+        self.safety_bar.addWidget(self.safety_label)
+
+        # --- DVS view -----------------------------------------------------------------------
+        self.dvs_view = pg.GraphicsLayoutWidget()
+        self.dvs_view.setMinimumSize(200, 200)
+        vb = self.dvs_view.addViewBox(lockAspect=True, invertY=True)
+        vb.setMouseEnabled(False, False)
+        self.dvs_image = pg.ImageItem(axisOrder="row-major")
+        vb.addItem(self.dvs_image)
+        vb.setRange(xRange=(0, DVS_WIDTH), yRange=(0, DVS_WIDTH), padding=0)
+        self.rate_label = QLabel("0 ev/s")
+        self.led_label = QLabel("LED column: –")
+        dvs = QGroupBox("DVS (ON green, OFF magenta, 50 ms decay)")
+        dl = QVBoxLayout(dvs)
+        dl.addWidget(self.dvs_view, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.rate_label)
+        row.addWidget(self.led_label)
+        dl.addLayout(row)
+
+        # --- sensors ------------------------------------------------------------------------
+        self.battery_label = QLabel("–")
+        self.light_label = QLabel("–")
+        self.ticks_label = QLabel("–")
+        sensors = QGroupBox("Sensors")
+        sl = QFormLayout(sensors)
+        sl.addRow("battery", self.battery_label)
+        sl.addRow("light left / right", self.light_label)
+        sl.addRow("wheel ticks", self.ticks_label)
+
+        # --- manual control -----------------------------------------------------------------
+        self.left_slider = self._motor_slider()
+        self.right_slider = self._motor_slider()
+        self.zero_button = QPushButton("Motors 0")
+        self.led_hz = QDoubleSpinBox(suffix=" Hz", minimum=0.0, maximum=2000.0, value=200.0, decimals=0)
+        self.led_on_button = QPushButton("LEDs on")
+        self.led_off_button = QPushButton("LEDs off")
+        self.command_label = QLabel("command 0 / 0")
+        manual = QGroupBox("Manual drive (sliders or arrow keys)")
+        ml = QGridLayout(manual)
+        ml.addWidget(QLabel("left"), 0, 0)
+        ml.addWidget(QLabel("right"), 0, 1)
+        ml.addWidget(self.left_slider, 1, 0)
+        ml.addWidget(self.right_slider, 1, 1)
+        ml.addWidget(self.zero_button, 2, 0, 1, 2)
+        ml.addWidget(self.command_label, 3, 0, 1, 2)
+        ml.addWidget(self.led_hz, 4, 0, 1, 2)
+        ml.addWidget(self.led_on_button, 5, 0)
+        ml.addWidget(self.led_off_button, 5, 1)
+
+        # --- closed loop --------------------------------------------------------------------
+        self.network_box = QComboBox()
+        for name in NETWORKS:
+            self.network_box.addItem(f"{name} network", name)
+        self.network_box.addItem("deployed converted network (not available)", "converted")
+        self.network_box.model().item(self.network_box.count() - 1).setEnabled(False)
+        self.start_button = QPushButton("Start loop")
+        self.stop_button = QPushButton("Stop loop")
+        self.loop_label = QLabel("loop stopped")
+        self.loop_label.setWordWrap(True)
+        self.rates_plot = pg.PlotWidget()
+        self.rates_plot.setMinimumHeight(120)
+        self.rates_plot.setLabel("left", "rate", units="Hz")
+        self.rates_plot.setLabel("bottom", "neuron (left motor population | right motor population)")
+        self.left_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4f9fe0")
+        self.right_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#e0a04f")
+        self.rates_plot.addItem(self.left_bars)
+        self.rates_plot.addItem(self.right_bars)
+        loop = QGroupBox("Closed loop through the board")
+        ll = QGridLayout(loop)
+        ll.addWidget(self.network_box, 0, 0, 1, 2)
+        ll.addWidget(self.start_button, 1, 0)
+        ll.addWidget(self.stop_button, 1, 1)
+        ll.addWidget(self.loop_label, 2, 0, 1, 2)
+        ll.addWidget(self.rates_plot, 3, 0, 1, 2)
+
+        # --- arena (simulated robot) ----------------------------------------------------------
+        self.arena = pg.PlotWidget()
+        self.arena.setAspectLocked(True)
+        self.arena.setLabel("bottom", "x", units="m")
+        self.arena.setLabel("left", "y", units="m")
+        self.path_curve = self.arena.plot([], [], pen=pg.mkPen("#88c", width=1))
+        self.led_marker = pg.ScatterPlotItem(size=14, brush="#ff0", symbol="star")
+        self.robot_marker = pg.ScatterPlotItem(size=12, brush="#f44")
+        self.heading_line = self.arena.plot([], [], pen=pg.mkPen("#f44", width=2))
+        self.arena.addItem(self.led_marker)
+        self.arena.addItem(self.robot_marker)
+        self.arena_box = QGroupBox("Arena (simulated robot; top view)")
+        al = QVBoxLayout(self.arena_box)
+        al.addWidget(self.arena)
+
+        left = QVBoxLayout()
+        left.addWidget(conn)
+        left.addWidget(self.estop_button)
+        left.addWidget(sensors)
+        left.addWidget(manual)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(dvs, 2)
+        right.addWidget(loop, 2)
+        right.addWidget(self.arena_box, 2)
+        top = QHBoxLayout(self)
+        top.addLayout(left, 0)
+        top.addLayout(right, 1)
+
+        # --- wiring ---------------------------------------------------------------------------
+        self.refresh_button.clicked.connect(self.refresh_ports)
+        self.connect_button.clicked.connect(self.connect_selected)
+        self.disconnect_button.clicked.connect(lambda: self.robot.disconnect())
+        self.left_slider.valueChanged.connect(self._send_sliders)
+        self.right_slider.valueChanged.connect(self._send_sliders)
+        self.zero_button.clicked.connect(lambda: self._set_sliders(0, 0))
+        self.led_on_button.clicked.connect(lambda: self._call(self.robot.set_led, self.led_hz.value()))
+        self.led_off_button.clicked.connect(lambda: self._call(self.robot.set_led, 0.0))
+        self.start_button.clicked.connect(self.start_loop)
+        self.stop_button.clicked.connect(lambda: self.robot.stop_loop())
+        relay(robot.status_changed, self._show_status, self)
+        relay(robot.sensor, self._show_sensor, self)
+        relay(robot.motors, self._show_command, self)
+        relay(robot.safety_stop, self._show_safety_stop, self)
+        relay(robot.loop_changed, self._show_loop, self)
+        relay(robot.loop_step, self._show_step, self)
+        self._keys = _EmergencyKeys(self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._keys)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._refresh_views)
+        self._timer.start(FRAME_INTERVAL_MS)
+        self.refresh_ports()
+        self._show_status(robot.status)
+        self._show_loop(False, "loop stopped")
+
+    # --- construction helpers -----------------------------------------------------------------
+    def _estop_button(self) -> QPushButton:
+        button = QPushButton("EMERGENCY STOP  (Esc / Space)")
+        button.setStyleSheet("QPushButton { background: #c00; color: white; font-weight: bold; padding: 8px; }")
+        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space must never "click" some other focused button
+        button.clicked.connect(lambda: self.emergency_stop("emergency stop (button)"))
+        return button
+
+    @staticmethod
+    def _motor_slider() -> QSlider:
+        slider = QSlider(Qt.Orientation.Vertical, minimum=-100, maximum=100, value=0)
+        slider.setTickPosition(QSlider.TickPosition.TicksBothSides)
+        slider.setTickInterval(25)
+        slider.setMinimumHeight(120)
+        return slider
+
+    def _call(self, fn, *args) -> bool:
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            self.reporter.report(exc, "robot")
+            return False
+
+    # --- actions --------------------------------------------------------------------------------
+    def refresh_ports(self) -> None:
+        current = self.port_box.currentText()
+        self.port_box.clear()
+        self.port_box.addItem(SIMULATED_ROBOT)
+        try:
+            ports = list_robot_ports()
+        except Exception as exc:  # no serial support on this machine: the simulated robot still works
+            ports = []
+            self.status_label.setText(f"cannot list serial ports: {exc}")
+        for port in ports:
+            self.port_box.addItem(port.device)
+            self.port_box.setItemData(self.port_box.count() - 1, port.description, Qt.ItemDataRole.ToolTipRole)
+        self.port_box.addItem("socket://192.168.1.1:56000")
+        if current:
+            self.port_box.setCurrentText(current)
+
+    def connect_selected(self) -> bool:
+        return self.robot.connect(self.port_box.currentText())
+
+    def start_loop(self) -> None:
+        self._set_sliders(0, 0, send=False)
+        self._call(self.robot.start_loop, self.network_box.currentData())
+
+    def emergency_stop(self, reason: str) -> None:
+        self._set_sliders(0, 0, send=False)
+        self.robot.emergency_stop(reason)
+
+    def _set_sliders(self, left: int, right: int, send: bool = True) -> None:
+        for slider, value in ((self.left_slider, left), (self.right_slider, right)):
+            slider.blockSignals(True)
+            slider.setValue(value)
+            slider.blockSignals(False)
+        if send:
+            self._send_sliders()
+
+    def _send_sliders(self) -> None:
+        if not self.robot.connected or self.robot.loop_running:
+            return
+        self._call(self.robot.set_motors, self.left_slider.value(), self.right_slider.value())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        steps = {
+            Qt.Key.Key_Up: (ARROW_STEP, ARROW_STEP),
+            Qt.Key.Key_Down: (-ARROW_STEP, -ARROW_STEP),
+            Qt.Key.Key_Left: (-ARROW_STEP, ARROW_STEP),  # right wheel faster: turn left
+            Qt.Key.Key_Right: (ARROW_STEP, -ARROW_STEP),
+        }
+        step = steps.get(Qt.Key(event.key()))
+        if step is None:
+            super().keyPressEvent(event)
+            return
+        self._set_sliders(self.left_slider.value() + step[0], self.right_slider.value() + step[1])
+
+    def shutdown(self) -> None:
+        """The window closes: stop the views and the robot."""
+        self._timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._keys)
+        self.robot.close()
+
+    # --- views ------------------------------------------------------------------------------------
+    def _show_status(self, status: RobotStatus) -> None:
+        connected = status.state == "connected"
+        self.status_label.setText(f"{status.state}: {status.message}")
+        self.connect_button.setEnabled(status.state != "connecting")
+        self.disconnect_button.setEnabled(status.state in ("connected", "lost"))
+        for widget in (self.left_slider, self.right_slider, self.zero_button, self.led_on_button, self.led_off_button):
+            widget.setEnabled(connected)
+        self.start_button.setEnabled(connected and not self.robot.loop_running)
+        may_run = self.robot.motors_may_run
+        self.estop_button.setVisible(may_run)
+        self.safety_bar.setVisible(may_run)
+        self.arena_box.setVisible(self.robot.simulator is not None)
+        if not connected:
+            self._set_sliders(0, 0, send=False)
+
+    def _show_sensor(self, reading: SensorReading) -> None:
+        sensors = self.robot.sensors
+        if reading.sensor == SENSOR_BATTERY and reading.values:
+            self.battery_label.setText(f"{reading.values[0]} mV")
+        elif reading.sensor in (SENSOR_ADC0, SENSOR_ADC0 + 1):
+            left, right = sensors.get(SENSOR_ADC0), sensors.get(SENSOR_ADC0 + 1)
+            self.light_label.setText(
+                f"{left.values[0] if left and left.values else '–'} / {right.values[0] if right and right.values else '–'}"
+            )
+        elif reading.sensor == SENSOR_WHEEL_TICKS and len(reading.values) >= 2:
+            self.ticks_label.setText(f"{reading.values[0]} / {reading.values[1]}")
+
+    def _show_command(self, left: int, right: int, origin: str) -> None:
+        self.command_label.setText(f"command {left} / {right} ({origin})")
+
+    def _show_safety_stop(self, reason: str) -> None:
+        self.safety_label.setText(f"  motors stopped: {reason}")
+        self.command_label.setText(f"command 0 / 0 ({reason})")
+        self._set_sliders(0, 0, send=False)
+
+    def _show_loop(self, running: bool, message: str) -> None:
+        self.loop_label.setText(message)
+        connected = self.robot.connected
+        self.start_button.setEnabled(connected and not running)
+        self.stop_button.setEnabled(running)
+        self.network_box.setEnabled(not running)
+        for widget in (self.left_slider, self.right_slider, self.zero_button):
+            widget.setEnabled(connected and not running)
+
+    def _show_step(self, step: PhototaxisStep) -> None:
+        column = "–" if math.isnan(step.led_column) else f"{step.led_column:.1f} (centre {IMAGE_CENTRE:.1f})"
+        self.led_label.setText(f"LED column: {column}")
+        self.loop_label.setText(
+            f"t = {step.t_s:.1f} s   motor populations {step.motor_left_hz:.0f} / {step.motor_right_hz:.0f} Hz"
+            f"   command {step.command_left} / {step.command_right}"
+        )
+        n = len(step.left_neuron_hz)
+        self.left_bars.setOpts(x=np.arange(n), height=step.left_neuron_hz, width=0.8)
+        self.right_bars.setOpts(x=np.arange(n, n + len(step.right_neuron_hz)) + 1, height=step.right_neuron_hz, width=0.8)
+
+    def _refresh_views(self) -> None:
+        if not self.robot.connected:
+            return
+        on, off, rate = self.robot.frame.snapshot()
+        on = np.clip(on / 3.0, 0.0, 1.0)[..., None]
+        off = np.clip(off / 3.0, 0.0, 1.0)[..., None]
+        rgb = np.clip(on * _ON_COLOUR + off * _OFF_COLOUR, 0, 255).astype(np.uint8)
+        self.dvs_image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.rate_label.setText(f"{rate:,.0f} ev/s")
+        arena = self.robot.arena()
+        if arena is not None:
+            x, y, heading = arena.pose
+            self.led_marker.setData([arena.led_xy[0]], [arena.led_xy[1]])
+            self.robot_marker.setData([x], [y])
+            self.heading_line.setData([x, x + 0.15 * math.cos(heading)], [y, y + 0.15 * math.sin(heading)])
+            self.path_curve.setData(arena.path[:, 0], arena.path[:, 1])
