@@ -219,6 +219,9 @@ def _start_wakeup_thread() -> None:
         log.info("wake-up fd in use: the motors stop on SIGTERM/SIGHUP when the main thread runs")
         return
 
+    main = threading.main_thread().ident
+    forwarded: dict[int, float] = {}
+
     def watch() -> None:
         while True:
             try:
@@ -227,9 +230,18 @@ def _start_wakeup_thread() -> None:
                 return
             if not data:
                 return
-            for signum in data:
-                if signum in _EXIT_SIGNALS:
-                    _run_stops(f"signal {signal.Signals(signum).name}")
+            for signum in set(data):
+                if signum not in _EXIT_SIGNALS:
+                    continue
+                _run_stops(f"signal {signal.Signals(signum).name}")
+                # The kernel may have handed the signal to a thread other than the main one;
+                # a main thread blocked in a lock or in C then never runs the Python handler
+                # that exits.  Hand it on to the main thread once (its delivery writes to
+                # this fd again, hence the once).
+                now = time.monotonic()
+                if now - forwarded.get(signum, -10.0) > 1.0 and main is not None:
+                    forwarded[signum] = now
+                    signal.pthread_kill(main, signum)
 
     threading.Thread(target=watch, name="neurolab-exit-signals", daemon=True).start()
     # keep both ends alive for the life of the process
