@@ -145,14 +145,20 @@ _EXIT_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(sign
 _stops: dict[int, Callable[[str], None]] = {}
 _stops_lock = threading.Lock()
 _installed = False
+_exit_hook = False
 _previous_handlers: dict[int, object] = {}
+
+
+def install_exit_handlers() -> None:
+    """Install the SIGTERM/SIGHUP handlers and the exit hook once (from the main thread: Python
+    allows signal handlers only there; from another thread only the exit hook is armed)."""
+    _install()
 
 
 def stop_motors_on_exit(stop: Callable[[str], None]) -> Callable[[], None]:
     """Call ``stop(reason)`` on SIGTERM, SIGHUP and interpreter exit; returns an unregister function.
 
-    The signal handlers are installed on the first call made from the main thread (Python
-    allows signal handlers only there); from another thread only the exit hook is armed.
+    Callable from any thread; the handlers are those of :func:`install_exit_handlers`.
     """
     key = id(stop)
     with _stops_lock:
@@ -177,14 +183,16 @@ def _run_stops(reason: str) -> None:
 
 
 def _install() -> None:
-    global _installed
+    global _installed, _exit_hook
+    if not _exit_hook:
+        _exit_hook = True
+        atexit.register(_run_stops, "interpreter exit")
     if _installed:
         return
-    _installed = True
-    atexit.register(_run_stops, "interpreter exit")
     if threading.current_thread() is not threading.main_thread():
         log.warning("motor stop on SIGTERM/SIGHUP not installed: not called from the main thread")
         return
+    _installed = True
     for signum in _EXIT_SIGNALS:
         _previous_handlers[signum] = signal.signal(signum, _on_exit_signal)
     _start_wakeup_thread()

@@ -37,7 +37,7 @@ from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
 
 from .events import Signal
 from .robot_demo import PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
-from .robot_safety import STALL_TIMEOUT_S, MotorGuard, stop_motors_on_exit
+from .robot_safety import STALL_TIMEOUT_S, MotorGuard, install_exit_handlers, stop_motors_on_exit
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ class RobotSession:
         self.loop_changed = Signal("robot loop")
         #: ``loop_step(PhototaxisStep)`` after every closed-loop step (loop thread).
         self.loop_step = Signal("robot loop step")
+        install_exit_handlers()  # now, from the thread that builds the session (the main one)
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -245,6 +246,13 @@ class RobotSession:
         self._unregister_exit = stop_motors_on_exit(self._stop_on_exit)
         self._set_status(state="connected", url=url, message=f"connected to {'the simulated robot' if sim else url}")
         return True
+
+    def connect_in_background(self, target: str, baudrate: int | None = None) -> threading.Thread:
+        """:meth:`connect` on a worker thread (a robot's reset and banner take up to 2 s); the
+        outcome arrives through :attr:`status_changed`."""
+        thread = threading.Thread(target=self.connect, args=(target, baudrate), name="neurolab-robot-connect", daemon=True)
+        thread.start()
+        return thread
 
     def disconnect(self, reason: str = "closed by user") -> None:
         """Stop the loop and the motors, close the robot (motors 0, ``!M-``, streams off)."""

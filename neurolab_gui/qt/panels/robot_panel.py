@@ -63,7 +63,7 @@ class _EmergencyKeys(QObject):
             return False
         assert isinstance(event, QKeyEvent)
         key = event.key()
-        if key == Qt.Key.Key_Space and isinstance(QApplication.focusWidget(), _TEXT_INPUTS):
+        if key == Qt.Key.Key_Space and isinstance(obj, _TEXT_INPUTS):
             return False  # typing a space in a text field is not an emergency
         if key not in (Qt.Key.Key_Escape, Qt.Key.Key_Space):
             return False
@@ -281,8 +281,10 @@ class RobotPanel(QWidget):
         if current:
             self.port_box.setCurrentText(current)
 
-    def connect_selected(self) -> bool:
-        return self.robot.connect(self.port_box.currentText())
+    def connect_selected(self) -> None:
+        """Connect on a worker thread; the status line and the controls follow the core's status."""
+        self.connect_button.setEnabled(False)
+        self.robot.connect_in_background(self.port_box.currentText())
 
     def start_loop(self) -> None:
         self._set_sliders(0, 0, send=False)

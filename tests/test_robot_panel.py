@@ -1,0 +1,147 @@
+"""The Robot panel in the main window, pressed like a user: simulated PushBot + emulated board.
+
+What the robot did is read from the simulator (pose, wheel speeds, received commands), never
+from the panel's own labels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt
+from PyQt6.QtTest import QTest
+
+from emulator.config import EmulatorConfig
+from emulator.virtual_usb import open_emulated_board
+from neurolab_gui.core.robot_demo import IMAGE_CENTRE
+from neurolab_gui.core.session import Session
+from neurolab_gui.qt.main_window import MainWindow
+
+
+def _fast_emulator(target):
+    # 0.5 ms steps and the fast clock, as `neurolab robot demo` uses, so a loaded 2-core
+    # machine keeps up with the robot's real time
+    return open_emulated_board(config=EmulatorConfig(dt=5e-4, seed=target.seed), clock="fast")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    session = Session(opener=_fast_emulator)
+    w = MainWindow(session, layout_path=tmp_path / "layout.json")
+    w.reporter.show_messages = False
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    session.close()
+    w.close()
+
+
+def _connect_simulated(w: MainWindow, qtbot):
+    panel = w.robot_panel
+    w.docks["robot"].raise_()  # the user brings the Robot tab to the front
+    qtbot.waitUntil(panel.isVisible, timeout=2000)
+    assert panel.safety_bar.isHidden() and panel.estop_button.isHidden()  # nothing can move yet
+    panel.port_box.setCurrentText("simulated")
+    QTest.mouseClick(panel.connect_button, Qt.MouseButton.LeftButton)
+    robot = w.session.robot
+    qtbot.waitUntil(lambda: robot.status.state not in ("disconnected", "connecting"), timeout=5000)
+    assert robot.status.state == "connected", robot.status.message
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled() and panel.left_slider.isEnabled(), timeout=2000)
+    assert not panel.safety_bar.isHidden() and not panel.estop_button.isHidden()
+    return panel, robot.simulator
+
+
+def test_the_panel_runs_the_closed_loop_until_the_led_is_centred(window, qtbot) -> None:
+    assert "robot" in window.docks
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    start_column = sim.led_column()
+    assert start_column is not None and abs(start_column - IMAGE_CENTRE) > 35  # far in the left half
+    columns: list[float] = []
+    window.session.robot.loop_step.connect(lambda step: columns.append(step.led_column))
+
+    assert panel.start_button.isVisible() and panel.start_button.isEnabled()
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert window.session.robot.loop_running
+
+    def centred() -> bool:
+        recent = np.asarray(columns[-8:], dtype=float)
+        truth = sim.led_column()
+        return (
+            len(recent) == 8 and not np.isnan(recent).any() and abs(np.median(recent) - IMAGE_CENTRE) < 10
+            and truth is not None and abs(truth - IMAGE_CENTRE) < 12
+        )  # fmt: skip
+
+    qtbot.waitUntil(centred, timeout=20_000)
+    assert sim.pose.heading_rad > 0.2  # it turned left, toward the LED
+    # the views followed: DVS image and rate, the motor neurons' rates, the arena's path
+    qtbot.waitUntil(lambda: panel.rate_label.text() != "0 ev/s", timeout=2000)
+    assert panel.dvs_image.image is not None and panel.dvs_image.image.max() > 0
+    assert "LED column:" in panel.led_label.text() and "–" not in panel.led_label.text()
+    heights = panel.left_bars.opts["height"]
+    assert len(heights) == 16 and len(panel.right_bars.opts["height"]) == 16
+    x, y = panel.path_curve.getData()
+    assert x is not None and len(x) > 10 and math.hypot(x[-1] - x[0], y[-1] - y[0]) > 0.02
+    assert not panel.start_button.isEnabled() and not panel.left_slider.isEnabled()
+
+    QTest.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.session.robot.loop_running, timeout=5000)
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.5)
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=2000)
+    assert "converged" in panel.loop_label.text()
+
+
+def test_escape_and_space_stop_the_motors_from_the_keyboard(window, qtbot) -> None:
+    panel, sim = _connect_simulated(window, qtbot)
+
+    def drive() -> None:
+        panel.left_slider.setValue(50)
+        panel.right_slider.setValue(50)
+        assert sim.wait_until(lambda s: s.wheel_speeds() == (0.125, 0.125), 1.0)
+
+    def stopped_within(seconds: float) -> bool:
+        return sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), seconds)
+
+    drive()
+    QTest.keyClick(panel, Qt.Key.Key_Escape)
+    assert stopped_within(0.2)
+    assert panel.left_slider.value() == 0 and panel.right_slider.value() == 0
+
+    drive()
+    QTest.keyClick(panel.right_slider, Qt.Key.Key_Space)  # Space wherever the focus is
+    assert stopped_within(0.2)
+
+    drive()
+    QTest.keyClick(window.raster_panel, Qt.Key.Key_Space)  # another panel: Space still stops
+    assert stopped_within(0.2)
+
+    drive()
+    line_edit = panel.port_box.lineEdit()
+    line_edit.setFocus()
+    QTest.keyClick(line_edit, Qt.Key.Key_Space)  # typing a space in a text field is not an e-stop
+    time.sleep(0.1)
+    assert sim.wheel_speeds() == (0.125, 0.125)
+    QTest.keyClick(line_edit, Qt.Key.Key_Escape)  # Esc is, everywhere
+    assert stopped_within(0.2)
+
+    drive()
+    QTest.mouseClick(panel.bar_estop_button, Qt.MouseButton.LeftButton)  # the toolbar's button
+    assert stopped_within(0.2)
+
+
+def test_arrow_keys_drive_and_closing_the_window_stops_and_releases_the_robot(window, qtbot) -> None:
+    panel, sim = _connect_simulated(window, qtbot)
+    panel.setFocus()
+    for _ in range(3):
+        QTest.keyClick(panel, Qt.Key.Key_Up)
+    QTest.keyClick(panel, Qt.Key.Key_Left)
+    assert (panel.left_slider.value(), panel.right_slider.value()) == (20, 40)
+    assert sim.wait_until(lambda s: s.motor_command == [20.0, 40.0], 1.0)
+    time.sleep(1.5)  # longer than the firmware's !MVD hold: the manual setting is refreshed
+    assert sim.motor_command == [20.0, 40.0]
+    window.close()
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0) and not s.motors_enabled, 0.5)
+    assert window.session.robot.status.state == "disconnected"
