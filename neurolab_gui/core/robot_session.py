@@ -15,7 +15,8 @@
   (:mod:`.robot_safety`), and through the driver's watchdog process SIGKILL and a frozen host.
 
 While the session records, the robot's streams (DVS events, motor commands, sensor readings,
-loop steps and safety events) go into the session file (:meth:`Session.record_robot`).
+loop steps, safety stops) go into the session file beside the board's spikes
+(:mod:`.robot_recording`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
 
 from .events import Signal
 from .robot_demo import PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
+from .robot_recording import RobotStreams
 from .robot_safety import STALL_TIMEOUT_S, MotorGuard, install_exit_handlers, stop_motors_on_exit
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,7 @@ class RobotSession:
         self._loop_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._unregister_exit: Callable[[], None] | None = None
+        self._streams: RobotStreams | None = None
         #: ``status_changed(RobotStatus)``.
         self.status_changed = Signal("robot status")
         #: ``sensor(SensorReading)`` for every sensor line (reader thread).
@@ -423,8 +426,18 @@ class RobotSession:
             guard.stop(reason)
 
     def _record(self, stream: str, data: Any) -> None:
-        session = self.session
-        record = getattr(session, "record_robot", None) if session is not None else None
-        if record is not None:
-            record(stream, data)
+        """Hand one item to the session's recorder while it records (robot streams, markers)."""
+        recorder = getattr(self.session, "recorder", None) if self.session is not None else None
+        if recorder is None:
+            return
+        streams = self._streams
+        if streams is None or streams.recorder is not recorder:
+            with self._lock:
+                streams = self._streams
+                if streams is None or streams.recorder is not recorder:
+                    streams = self._streams = RobotStreams(recorder)
+        try:
+            streams.write(stream, data)
+        except Exception:  # a recorder that stopped meanwhile must not break the robot's threads
+            log.debug("robot %s item not recorded", stream, exc_info=True)
 
