@@ -168,3 +168,28 @@ def test_a_stalled_loop_stops_the_motors_within_200_ms_and_they_stay_stopped(sim
             thread.join(5.0)
             guard.close()
             board.close()
+
+
+def test_losing_the_board_mid_loop_stops_the_motors_within_200_ms() -> None:
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.session import Session
+
+    session = Session(opener=lambda target: open_emulated_board(config=EmulatorConfig(dt=5e-4), clock="fast"))
+    try:
+        assert session.connect("emulator", acquire=False)
+        robot = session.robot
+        assert robot.connect("simulated"), robot.status.message
+        sim = robot.simulator
+        stops: list[str] = []
+        robot.safety_stop.connect(stops.append)
+        robot.start_loop(config=PhototaxisConfig(duration_s=30.0, observe_s=0.0, bias_rate_hz=60.0))
+        assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 10.0), "the loop never drove"
+        session.connection.board.close()  # unplugged under the running loop
+        took = _time_to_standstill(sim, 1.0)
+        assert took is not None and took < 0.2
+        robot.stop_loop()
+        assert not robot.loop_running and robot.last_report is not None
+        assert robot.last_report.status.startswith("error") or stops
+    finally:
+        session.close()
