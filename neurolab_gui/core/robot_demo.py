@@ -398,7 +398,8 @@ class PhototaxisSession:
                 observing = elapsed < cfg.observe_s
                 cmd_left = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_left), -100, 100))
                 cmd_right = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_right), -100, 100))
-                self._motor_sink(cmd_left, cmd_right)
+                if not self._cancel.is_set():  # a stop (e-stop, user) may have zeroed the motors meanwhile
+                    self._motor_sink(cmd_left, cmd_right)
                 # 4. Record.
                 recent_histograms.append(histogram)
                 column = locate_led(np.sum(recent_histograms, axis=0))

@@ -348,12 +348,16 @@ class RobotSession:
         self._loop_thread.start()
         self.loop_changed.emit(True, f"{network} network driving the motors")
 
-    def stop_loop(self) -> None:
-        """Stop the closed loop (the robot stops); returns when the loop thread has ended."""
+    def stop_loop(self, wait: bool = True) -> None:
+        """Stop the closed loop: the motors go to 0 now, the loop ends after its current step
+        (``wait``: return only when its thread has ended; ``loop_changed`` says so either way)."""
         loop, thread = self._loop, self._loop_thread
         if loop is not None:
             loop.cancel()
-        if thread is not None and thread is not threading.current_thread():
+            guard = self.guard
+            if guard is not None:
+                guard.stop("loop stopped by the user")
+        if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
 
     def _run_loop(self, loop: PhototaxisSession) -> None:

@@ -222,7 +222,7 @@ class RobotPanel(QWidget):
         self.led_on_button.clicked.connect(lambda: self._call(self.robot.set_led, self.led_hz.value()))
         self.led_off_button.clicked.connect(lambda: self._call(self.robot.set_led, 0.0))
         self.start_button.clicked.connect(self.start_loop)
-        self.stop_button.clicked.connect(lambda: self.robot.stop_loop())
+        self.stop_button.clicked.connect(lambda: self.robot.stop_loop(wait=False))
         relay(robot.status_changed, self._show_status, self)
         relay(robot.sensor, self._show_sensor, self)
         relay(robot.motors, self._show_command, self)
@@ -385,7 +385,7 @@ class RobotPanel(QWidget):
         self.right_bars.setOpts(x=np.arange(n, n + len(step.right_neuron_hz)) + 1, height=step.right_neuron_hz, width=0.8)
 
     def _refresh_views(self) -> None:
-        if not self.robot.connected:
+        if not self.robot.connected or not self.isVisible():
             return
         on, off, rate = self.robot.frame.snapshot()
         on = np.clip(on / 3.0, 0.0, 1.0)[..., None]
