@@ -142,6 +142,7 @@ def test_a_stalled_loop_stops_the_motors_within_200_ms_and_they_stay_stopped(sim
     commands: list[tuple[float, int, int]] = []
     with PushBot(sim.address, PushBotConfig(watchdog_timeout_s=None)) as robot:
         guard = MotorGuard(robot, stall_timeout_s=0.2)
+        guard.arm_loop()
         guard.commanded.connect(lambda left, right, origin: commands.append((time.monotonic(), left, right)))
         stops: list[str] = []
         guard.stopped.connect(stops.append)
@@ -193,3 +194,24 @@ def test_losing_the_board_mid_loop_stops_the_motors_within_200_ms() -> None:
         assert robot.last_report.status.startswith("error") or stops
     finally:
         session.close()
+
+
+def test_after_a_stall_the_loop_drives_again_after_an_e_stop_it_cannot(sim) -> None:
+    with PushBot(sim.address, PushBotConfig(watchdog_timeout_s=None)) as robot:
+        guard = MotorGuard(robot, stall_timeout_s=0.2)
+        try:
+            guard.drive(40, 40)  # not armed: a loop that was never started cannot drive
+            time.sleep(0.05)
+            assert sim.wheel_speeds() == (0.0, 0.0)
+            guard.arm_loop()
+            guard.drive(40, 40)
+            assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 1.0)
+            assert _time_to_standstill(sim, 0.4) is not None  # stalled: stopped
+            guard.drive(40, 40)  # the loop resumes
+            assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 1.0)
+            guard.stop("emergency stop")
+            guard.drive(40, 40)  # a step that was under way when the e-stop came
+            time.sleep(0.1)
+            assert sim.wheel_speeds() == (0.0, 0.0)
+        finally:
+            guard.close()

@@ -69,6 +69,7 @@ class MotorGuard:
         self.stalls = 0
         self._lock = threading.Lock()
         self._mode = "idle"  # idle | loop | manual
+        self._loop_armed = False
         self._command = (0, 0)
         self._last = 0.0
         self._closed = threading.Event()
@@ -79,18 +80,36 @@ class MotorGuard:
     def command(self) -> tuple[int, int]:
         return self._command
 
+    def arm_loop(self) -> None:
+        """Accept closed-loop commands (:meth:`drive`) until the next :meth:`stop`."""
+        with self._lock:
+            self._loop_armed = True
+
     def drive(self, left: float, right: float) -> None:
-        """A closed-loop command: valid for ``stall_timeout_s`` unless renewed."""
+        """A closed-loop command: valid for ``stall_timeout_s`` unless renewed.
+
+        Ignored unless armed (:meth:`arm_loop`): after a stop (e-stop, user, board lost) a loop
+        step that was already under way cannot start the wheels again.
+        """
+        with self._lock:
+            if not self._loop_armed:
+                return
         self._send(int(round(left)), int(round(right)), "loop")
 
     def hold(self, left: float, right: float) -> None:
         """A manual setting, kept (resent) until changed or stopped."""
         self._send(int(round(left)), int(round(right)), "manual")
 
-    def stop(self, reason: str) -> None:
-        """Motors to 0 now (not rate limited); errors on a dead link are logged, never raised."""
+    def stop(self, reason: str, *, disarm: bool = True) -> None:
+        """Motors to 0 now (not rate limited); errors on a dead link are logged, never raised.
+
+        ``disarm`` (default) also refuses further loop commands until :meth:`arm_loop`; a stall
+        stop keeps the loop armed, so a loop that resumes drives again.
+        """
         with self._lock:
             self._mode = "idle"
+            if disarm:
+                self._loop_armed = False
             self._command = (0, 0)
             self._last = time.monotonic()
         try:
@@ -112,6 +131,8 @@ class MotorGuard:
 
     def _send(self, left: int, right: int, mode: str) -> None:
         with self._lock:
+            if mode == "loop" and not self._loop_armed:
+                return
             self._mode = mode if (left, right) != (0, 0) else "idle"
             self._command = (left, right)
             self._last = time.monotonic()
@@ -121,11 +142,13 @@ class MotorGuard:
     def _watch(self) -> None:
         while not self._closed.wait(GUARD_PERIOD_S):
             reason = ""
+            stalled = False
             with self._lock:
                 age = time.monotonic() - self._last
                 mode = self._mode
                 if mode == "loop" and age > self.stall_timeout_s:
                     self.stalls += 1
+                    stalled = True
                     reason = f"loop stalled: no motor command for {age * 1e3:.0f} ms"
                 elif mode == "loop" and self.board_alive is not None and not self.board_alive():
                     reason = "board lost"
@@ -136,7 +159,7 @@ class MotorGuard:
                     except Exception as exc:
                         log.warning("manual motor refresh failed: %s", exc)
             if reason:
-                self.stop(reason)
+                self.stop(reason, disarm=not stalled)
 
 
 # --- process exit ---------------------------------------------------------------------------

@@ -344,6 +344,7 @@ class RobotSession:
             motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
         )  # fmt: skip
         self._loop = loop
+        guard.arm_loop()
         self._loop_thread = threading.Thread(target=self._run_loop, args=(loop,), name="neurolab-robot-loop", daemon=True)
         self._loop_thread.start()
         self.loop_changed.emit(True, f"{network} network driving the motors")
