@@ -10,6 +10,7 @@ anywhere in the application stop the motors then (Space is taken from text field
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -45,6 +46,7 @@ from ..errors import ErrorReporter
 #: Motor command per arrow-key press.
 ARROW_STEP = 10
 FRAME_INTERVAL_MS = 40
+STEP_DRAW_INTERVAL_S = 0.1
 _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 _ON_COLOUR = np.array([40, 255, 90], np.float32)  # ON events green
 _OFF_COLOUR = np.array([255, 60, 200], np.float32)  # OFF events magenta
@@ -83,6 +85,7 @@ class RobotPanel(QWidget):
         self.robot = robot
         self.reporter = reporter
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._last_step_drawn = 0.0
 
         # --- connection ---------------------------------------------------------------------
         self.port_box = QComboBox(editable=True)
@@ -374,6 +377,10 @@ class RobotPanel(QWidget):
             widget.setEnabled(connected and not running)
 
     def _show_step(self, step: PhototaxisStep) -> None:
+        now = time.monotonic()
+        if now - self._last_step_drawn < STEP_DRAW_INTERVAL_S:
+            return  # the loop runs at up to 100 Hz; people read ~10 updates a second
+        self._last_step_drawn = now
         column = "–" if math.isnan(step.led_column) else f"{step.led_column:.1f} (centre {IMAGE_CENTRE:.1f})"
         self.led_label.setText(f"LED column: {column}")
         self.loop_label.setText(
