@@ -109,6 +109,9 @@ def test_a_frozen_host_sigstop_is_stopped_by_the_watchdog_and_drives_again_after
         took = _time_to_standstill(sim, 2.0)
         assert took is not None and took < 0.5 + 0.2  # the heartbeat timeout, plus its polling
         assert sim.motors_enabled  # a hold, not a shutdown: the host may come back
+        os.kill(host.pid, signal.SIGCONT)
+        # the host's manual setting is resent: it drives again
+        assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 2.0)
     finally:
         os.kill(host.pid, signal.SIGCONT)
         host.terminate()
