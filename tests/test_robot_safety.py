@@ -43,6 +43,31 @@ HOST = textwrap.dedent(
 )
 
 
+GUI_HOST = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+    from neurolab_gui.core.session import Session
+    from neurolab_gui.qt.main_window import MainWindow
+
+    app = QApplication([])
+    session = Session()
+    window = MainWindow(session, layout_path=sys.argv[2])
+    window.show()
+
+    def drive():
+        assert session.robot.connect(sys.argv[1]), session.robot.status
+        session.robot.set_motors(60, 60)
+        print("driving", flush=True)
+
+    QTimer.singleShot(0, drive)
+    app.exec()  # the main thread sits in Qt's C++ event loop
+    """
+)
+
+
 def _time_to_standstill(sim: SimulatedPushBot, timeout_s: float) -> float | None:
     """Seconds until both wheels stand still, or None if they still turn after ``timeout_s``."""
     t0 = time.monotonic()
@@ -218,3 +243,46 @@ def test_after_a_stall_the_loop_drives_again_after_an_e_stop_it_cannot(sim) -> N
             assert sim.wheel_speeds() == (0.0, 0.0)
         finally:
             guard.close()
+
+
+def test_sigterm_of_the_desktop_app_stops_the_motors_while_qt_runs_its_event_loop(sim, tmp_path) -> None:
+    host = subprocess.Popen(
+        [sys.executable, "-c", GUI_HOST, sim.address, str(tmp_path / "layout.json")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = host.stdout.readline()
+        assert line.strip() == "driving", host.stderr.read()[-2000:]
+        assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 2.0)
+        os.kill(host.pid, signal.SIGTERM)
+        took = _time_to_standstill(sim, 2.0)
+        assert took is not None and took < 0.2, f"wheels still turning {took} s after SIGTERM"
+        host.wait(5.0)  # and the app still ends, as it did before
+        assert host.returncode == -signal.SIGTERM
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+
+
+def test_a_lost_robot_link_is_reported_and_ends_the_loop(sim) -> None:
+    from emulator.config import EmulatorConfig
+    from emulator.virtual_usb import open_emulated_board
+    from neurolab_gui.core.session import Session
+
+    session = Session(opener=lambda target: open_emulated_board(config=EmulatorConfig(dt=5e-4), clock="fast"))
+    try:
+        assert session.connect("emulator", acquire=False)
+        robot = session.robot
+        assert robot.connect(sim.address), robot.status.message
+        robot.start_loop(config=PhototaxisConfig(duration_s=30.0, observe_s=0.0, bias_rate_hz=60.0))
+        assert sim.wait_until(lambda s: s.wheel_speeds()[0] > 0, 10.0)
+        sim.unplug()  # the WLAN link drops
+        deadline = time.monotonic() + 5.0
+        while robot.loop_running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not robot.loop_running
+        assert robot.status.state == "lost" and "robot lost" in robot.status.message
+        assert robot.last_report.status == "robot disconnected"
+    finally:
+        session.close()

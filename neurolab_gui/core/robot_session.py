@@ -403,10 +403,7 @@ class RobotSession:
         self.sensor.emit(reading)
 
     def _on_robot_state(self, state: PushBotState, reason: str) -> None:
-        if state is PushBotState.DISCONNECTED:
-            loop = self._loop
-            if loop is not None:
-                loop.cancel()
+        if state is PushBotState.DISCONNECTED:  # a running loop sees it at its next step and ends
             self._set_status(state="lost", message=f"robot lost: {reason}")
             self._record("safety", {"reason": f"robot lost: {reason}"})
 
