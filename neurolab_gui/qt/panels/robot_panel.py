@@ -86,6 +86,7 @@ class RobotPanel(QWidget):
         self.reporter = reporter
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._last_step_drawn = 0.0
+        self._arena_range: tuple[np.ndarray, np.ndarray] | None = None
 
         # --- connection ---------------------------------------------------------------------
         self.port_box = QComboBox(editable=True)
@@ -189,6 +190,7 @@ class RobotPanel(QWidget):
         # --- arena (simulated robot) ----------------------------------------------------------
         self.arena = pg.PlotWidget()
         self.arena.setAspectLocked(True)
+        self.arena.setMinimumHeight(160)
         self.arena.setLabel("bottom", "x", units="m")
         self.arena.setLabel("left", "y", units="m")
         self.path_curve = self.arena.plot([], [], pen=pg.mkPen("#88c", width=1))
@@ -346,6 +348,7 @@ class RobotPanel(QWidget):
         self.arena_box.setVisible(self.robot.simulator is not None)
         if not connected:
             self._set_sliders(0, 0, send=False)
+            self._arena_range = None
 
     def _show_sensor(self, reading: SensorReading) -> None:
         sensors = self.robot.sensors
@@ -407,3 +410,14 @@ class RobotPanel(QWidget):
             self.robot_marker.setData([x], [y])
             self.heading_line.setData([x, x + 0.15 * math.cos(heading)], [y, y + 0.15 * math.sin(heading)])
             self.path_curve.setData(arena.path[:, 0], arena.path[:, 1])
+            self._fit_arena(np.vstack([arena.path, [arena.led_xy, (x, y)]]))
+
+    def _fit_arena(self, points: np.ndarray) -> None:
+        """Keep the LED, the robot and its path in view (the range only grows, so it does not jitter)."""
+        lo, hi = points.min(axis=0) - 0.3, points.max(axis=0) + 0.3
+        if self._arena_range is not None:
+            lo, hi = np.minimum(lo, self._arena_range[0]), np.maximum(hi, self._arena_range[1])
+            if np.array_equal(lo, self._arena_range[0]) and np.array_equal(hi, self._arena_range[1]):
+                return
+        self._arena_range = (lo, hi)
+        self.arena.setRange(xRange=(lo[0], hi[0]), yRange=(lo[1], hi[1]), padding=0)
