@@ -38,6 +38,9 @@ HOST = textwrap.dedent(
     assert robot.connect(url), robot.status
     robot.set_motors(60, 60)
     print("driving", flush=True)
+    if len(sys.argv) > 3:  # the program ends by an exception it does not catch
+        threading.Event().wait(float(sys.argv[3]))
+        raise RuntimeError("a bug in the host")
     threading.Event().wait()  # the main thread blocks, as in Qt's event loop
     """
 )
@@ -84,9 +87,9 @@ def sim():
     robot.close()
 
 
-def _start_host(sim: SimulatedPushBot, watchdog: bool) -> subprocess.Popen:
+def _start_host(sim: SimulatedPushBot, watchdog: bool, *extra: str) -> subprocess.Popen:
     host = subprocess.Popen(
-        [sys.executable, "-c", HOST, sim.address, "watchdog" if watchdog else "none"],
+        [sys.executable, "-c", HOST, sim.address, "watchdog" if watchdog else "none", *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = host.stdout.readline()
@@ -286,3 +289,11 @@ def test_a_lost_robot_link_is_reported_and_ends_the_loop(sim) -> None:
         assert robot.last_report.status == "robot disconnected"
     finally:
         session.close()
+
+
+def test_a_host_that_ends_by_an_uncaught_exception_stops_the_motors_on_its_way_out(sim) -> None:
+    host = _start_host(sim, False, "0.5")  # no watchdog: the exit hook alone
+    host.wait(10.0)
+    assert host.returncode == 1 and "a bug in the host" in host.stderr.read()
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.2)
+    assert "!MVD0=0" in sim.commands
