@@ -165,8 +165,6 @@ class RobotPanel(QWidget):
         self.network_box = QComboBox()
         for name in NETWORKS:
             self.network_box.addItem(f"{name} network", name)
-        self.network_box.addItem("deployed converted network (not available)", "converted")
-        self.network_box.model().item(self.network_box.count() - 1).setEnabled(False)
         self.start_button = QPushButton("Start loop")
         self.stop_button = QPushButton("Stop loop")
         self.loop_label = QLabel("loop stopped")
