@@ -3,8 +3,9 @@
 The panel holds no logic: every button calls the core's :class:`RobotSession`, and the views
 follow its signals (relayed to the GUI thread) or pull its DVS frame at 25 Hz.  The emergency
 stop lives in a toolbar of its own (:attr:`RobotPanel.safety_bar`) that the main window shows
-while a robot is connected, so it stays in sight when the dock is tabbed away; Esc and Space
-anywhere in the application stop the motors then (Space is taken from text fields only).
+while a robot is connected, so it stays in sight when the dock is tabbed away.  While a robot
+is connected, Esc anywhere in the application stops the motors, and so does Space anywhere but
+in a text field (where it types a space); Space then no longer pauses the raster.
 """
 
 from __future__ import annotations
