@@ -246,7 +246,7 @@ class RobotSession:
             self.guard = MotorGuard(robot, self.stall_timeout_s, board_alive=self._board_alive)
             self.guard.commanded.connect(self._on_motor_command)
             self.guard.stopped.connect(self._on_guard_stop)
-        self._unregister_exit = stop_motors_on_exit(self._stop_on_exit)
+        self._unregister_exit = stop_motors_on_exit(self.emergency_stop)
         self._set_status(state="connected", url=url, message=f"connected to {'the simulated robot' if sim else url}")
         return True
 
@@ -418,14 +418,6 @@ class RobotSession:
     def _on_step(self, step: PhototaxisStep) -> None:
         self._record("step", step)
         self.loop_step.emit(step)
-
-    def _stop_on_exit(self, reason: str) -> None:
-        loop = self._loop
-        if loop is not None:
-            loop.cancel()
-        guard = self.guard
-        if guard is not None:
-            guard.stop(reason)
 
     def _record(self, stream: str, data: Any) -> None:
         """Hand one item to the session's recorder while it records (robot streams, markers)."""
