@@ -131,6 +131,12 @@ def test_escape_and_space_stop_the_motors_from_the_keyboard(window, qtbot) -> No
     QTest.mouseClick(panel.bar_estop_button, Qt.MouseButton.LeftButton)  # the toolbar's button
     assert stopped_within(0.2)
 
+    drive()
+    panel.start_button.setFocus()
+    QTest.keyClick(panel.start_button, Qt.Key.Key_Space)  # stops, and does not also press "Start loop"
+    assert stopped_within(0.2)
+    assert not window.session.robot.loop_running and window.reporter.errors == []
+
 
 def test_arrow_keys_drive_and_closing_the_window_stops_and_releases_the_robot(window, qtbot) -> None:
     panel, sim = _connect_simulated(window, qtbot)

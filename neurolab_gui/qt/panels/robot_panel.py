@@ -75,7 +75,9 @@ class _EmergencyKeys(QObject):
             return True
         if not event.isAutoRepeat():
             self.panel.emergency_stop("emergency stop (keyboard)")
-        return True
+        # Space is consumed (it would also press whatever button has the focus, "Start loop"
+        # included); Esc goes on as well, so it still closes a dialog
+        return key == Qt.Key.Key_Space
 
 
 class RobotPanel(QWidget):
