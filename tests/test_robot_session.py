@@ -80,6 +80,15 @@ def test_manual_drive_is_refused_while_the_loop_drives_and_the_loop_needs_a_boar
             robot.start_loop("mystery")
         robot.set_motors(30, -30)
         assert robot.simulator.wait_until(lambda s: s.motor_command == [30.0, -30.0], 1.0)
+        for bad in (math.nan, math.inf):
+            with pytest.raises(ValueError, match="finite"):
+                robot.set_motors(bad, 0)
+            with pytest.raises(ValueError, match="LED frequency"):
+                robot.set_led(bad)
+        with pytest.raises(ValueError, match="LED frequency"):
+            robot.set_led(-5)
+        robot.set_motors(1e9, -1e9)  # clamped to the protocol's range, as the driver documents
+        assert robot.simulator.wait_until(lambda s: s.motor_command == [100.0, -100.0], 1.0)
     finally:
         robot.close()
     assert robot.status.state == "disconnected"

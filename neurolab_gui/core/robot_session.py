@@ -281,7 +281,9 @@ class RobotSession:
 
     # --- manual control -----------------------------------------------------------------------
     def set_motors(self, left: float, right: float) -> None:
-        """Drive by hand (-100..100 each); refused while the closed loop drives."""
+        """Drive by hand (-100..100 each, clamped); refused while the closed loop drives."""
+        if not (math.isfinite(left) and math.isfinite(right)):
+            raise ValueError(f"motor commands must be finite numbers, got {left!r} / {right!r}")
         guard = self._require_guard()
         if self.loop_running:
             raise RuntimeError("the closed loop drives the motors: stop it first")
@@ -289,6 +291,8 @@ class RobotSession:
 
     def set_led(self, frequency_hz: float) -> None:
         """Blink the robot's LEDs at ``frequency_hz`` (0: off)."""
+        if not (math.isfinite(frequency_hz) and frequency_hz >= 0):
+            raise ValueError(f"LED frequency must be a finite number >= 0 Hz (0: off), got {frequency_hz!r}")
         robot = self._require_robot()
         if frequency_hz > 0:
             robot.set_leds(frequency_hz)
