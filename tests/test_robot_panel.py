@@ -14,8 +14,7 @@ import pytest
 from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
 
-from emulator.config import EmulatorConfig
-from emulator.virtual_usb import open_emulated_board
+from neurolab_gui.core.boards import open_emulator
 from neurolab_gui.core.robot_demo import IMAGE_CENTRE
 from neurolab_gui.core.session import Session
 from neurolab_gui.qt.main_window import MainWindow
@@ -24,7 +23,7 @@ from neurolab_gui.qt.main_window import MainWindow
 def _fast_emulator(target):
     # 0.5 ms steps and the fast clock, as `neurolab robot demo` uses, so a loaded 2-core
     # machine keeps up with the robot's real time
-    return open_emulated_board(config=EmulatorConfig(dt=5e-4, seed=target.seed), clock="fast")
+    return open_emulator(seed=target.seed, dt=5e-4, clock="fast")
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ import time
 import h5py
 import numpy as np
 
-from emulator.config import EmulatorConfig
-from emulator.virtual_usb import open_emulated_board
+from neurolab_gui.core.boards import open_emulator
 from neurolab_gui.core.robot_demo import PhototaxisConfig
 from neurolab_gui.core.session import Session
 
 
 def test_the_robot_session_goes_into_the_session_file(tmp_path) -> None:
-    session = Session(opener=lambda target: open_emulated_board(config=EmulatorConfig(dt=5e-4), clock="fast"))
+    session = Session(opener=lambda target: open_emulator(dt=5e-4, clock="fast"))
     path = tmp_path / "robot.h5"
     try:
         assert session.connect("emulator", acquire=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from drivers.robot import PushBot, PushBotConfig
+from neurolab_gui.core.boards import open_emulator
 from neurolab_gui.core.robot_demo import PhototaxisConfig, PhototaxisSession
 from neurolab_gui.core.robot_safety import MotorGuard
 from robot_sim import PushBotSimConfig, SimulatedPushBot
@@ -166,10 +167,8 @@ class _StallingBoard:
 
 
 def test_a_stalled_loop_stops_the_motors_within_200_ms_and_they_stay_stopped(sim) -> None:
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
 
-    board = _StallingBoard(open_emulated_board(config=EmulatorConfig(dt=5e-4)), stall_at_call=30, stall_s=1.5)
+    board = _StallingBoard(open_emulator(dt=5e-4), stall_at_call=30, stall_s=1.5)
     commands: list[tuple[float, int, int]] = []
     with PushBot(sim.address, PushBotConfig(watchdog_timeout_s=None)) as robot:
         guard = MotorGuard(robot, stall_timeout_s=0.2)
@@ -203,11 +202,9 @@ def test_a_stalled_loop_stops_the_motors_within_200_ms_and_they_stay_stopped(sim
 
 
 def test_losing_the_board_mid_loop_stops_the_motors_within_200_ms() -> None:
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
     from neurolab_gui.core.session import Session
 
-    session = Session(opener=lambda target: open_emulated_board(config=EmulatorConfig(dt=5e-4), clock="fast"))
+    session = Session(opener=lambda target: open_emulator(dt=5e-4, clock="fast"))
     try:
         assert session.connect("emulator", acquire=False)
         robot = session.robot
@@ -269,11 +266,9 @@ def test_sigterm_of_the_desktop_app_stops_the_motors_while_qt_runs_its_event_loo
 
 
 def test_a_lost_robot_link_is_reported_and_ends_the_loop(sim) -> None:
-    from emulator.config import EmulatorConfig
-    from emulator.virtual_usb import open_emulated_board
     from neurolab_gui.core.session import Session
 
-    session = Session(opener=lambda target: open_emulated_board(config=EmulatorConfig(dt=5e-4), clock="fast"))
+    session = Session(opener=lambda target: open_emulator(dt=5e-4, clock="fast"))
     try:
         assert session.connect("emulator", acquire=False)
         robot = session.robot
