@@ -136,7 +136,7 @@ def test_a_frozen_host_sigstop_is_stopped_by_the_watchdog_and_drives_again_after
     try:
         os.kill(host.pid, signal.SIGSTOP)
         took = _time_to_standstill(sim, 2.0)
-        assert took is not None and took < 0.5 + 0.2  # the heartbeat timeout, plus its polling
+        assert took is not None and took < 0.5 + 0.35  # the heartbeat timeout, its polling, a loaded machine
         assert sim.motors_enabled  # a hold, not a shutdown: the host may come back
         os.kill(host.pid, signal.SIGCONT)
         # the host's manual setting is resent: it drives again

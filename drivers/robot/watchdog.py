@@ -145,7 +145,7 @@ def _watch(link_fd: int, beat_fd: int, timeout_s: float, stop_bytes: bytes, hold
     last_beat = time.monotonic()
     held = False
     while True:
-        ready, _, _ = select.select([beat_fd], [], [], timeout_s / 4)
+        ready, _, _ = select.select([beat_fd], [], [], timeout_s / 10)
         now = time.monotonic()
         if ready:
             try:

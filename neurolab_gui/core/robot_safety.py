@@ -166,7 +166,9 @@ class MotorGuard:
 
 _EXIT_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
 _stops: dict[int, Callable[[str], None]] = {}
-_stops_lock = threading.Lock()
+_stops_lock = threading.RLock()
+_stops_done = threading.Event()  # set by the wake-up thread once it has stopped the motors
+_wakeup_thread: threading.Thread | None = None
 _installed = False
 _exit_hook = False
 _previous_handlers: dict[int, object] = {}
@@ -222,8 +224,20 @@ def _install() -> None:
 
 
 def _on_exit_signal(signum: int, frame: object) -> None:
-    """Main thread: the motors (normally already stopped by the wake-up thread), then what was there before."""
-    _run_stops(f"signal {signal.Signals(signum).name}")
+    """Main thread: see that the motors are stopped, then do what was there before.
+
+    A Python signal handler runs between two bytecodes of the main thread, which may hold the
+    robot's or the guard's lock at that moment; so the stops never run *in* this handler.
+    The wake-up thread does them (this waits for it, bounded); without one, a helper thread
+    does, bounded too.  If a lock held here blocks them, the watchdog process still stops the
+    motors when this process is gone.
+    """
+    if _wakeup_thread is not None and _wakeup_thread.is_alive():
+        _stops_done.wait(0.5)
+    else:
+        helper = threading.Thread(target=_run_stops, args=(f"signal {signal.Signals(signum).name}",), daemon=True)
+        helper.start()
+        helper.join(0.5)
     previous = _previous_handlers.get(signum, signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)
@@ -265,6 +279,7 @@ def _start_wakeup_thread() -> None:
                 if signum not in _EXIT_SIGNALS:
                     continue
                 _run_stops(f"signal {signal.Signals(signum).name}")
+                _stops_done.set()
                 # The kernel may have handed the signal to a thread other than the main one;
                 # a main thread blocked in a lock or in C then never runs the Python handler
                 # that exits.  Hand it on to the main thread once (its delivery writes to
@@ -274,6 +289,8 @@ def _start_wakeup_thread() -> None:
                     forwarded[signum] = now
                     signal.pthread_kill(main, signum)
 
-    threading.Thread(target=watch, name="neurolab-exit-signals", daemon=True).start()
+    global _wakeup_thread
+    _wakeup_thread = threading.Thread(target=watch, name="neurolab-exit-signals", daemon=True)
+    _wakeup_thread.start()
     # keep both ends alive for the life of the process
     _start_wakeup_thread.sockets = (reader, writer)  # type: ignore[attr-defined]
