@@ -30,7 +30,10 @@ def test_the_robot_session_goes_into_the_session_file(tmp_path) -> None:
         robot.emergency_stop("test stop")
         steps = robot.last_report.steps
         time.sleep(0.2)
-        path = session.stop_recording(wait=True)
+        path = session.stop_recording()
+        writer = getattr(session, "last_recorder", None)  # a recorder that finishes in the background
+        if writer is not None:
+            writer.wait(10.0)
     finally:
         session.close()
 
@@ -54,3 +57,25 @@ def test_the_robot_session_goes_into_the_session_file(tmp_path) -> None:
         assert len(spikes) > 100 and set(np.unique(spikes)) <= set(range(32))
         kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in f["markers"]["kind"][:]]
         assert "robot stop" in kinds
+
+
+def test_robot_tables_are_declared_once_and_bad_rows_are_refused(tmp_path) -> None:
+    import pytest
+
+    from neurolab_gui.core.recording import Recorder
+    from neurolab_gui.core.robot_recording import MOTOR, RobotStreams
+
+    recorder = Recorder(tmp_path / "r.h5", software_version="test", board_serial="", board_emulated=True)
+    recorder.start()
+    try:
+        streams = RobotStreams(recorder)
+        RobotStreams(recorder)  # declaring the same tables again is harmless
+        with pytest.raises(KeyError, match="not declared"):
+            recorder.append("robot/nothing", {"x": [1]})
+        with pytest.raises(ValueError, match="takes columns"):
+            recorder.append(MOTOR, {"left": [1]})
+        streams.write("motor", (10, -10, "manual"))
+    finally:
+        recorder.stop()
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        assert f["streams/robot/motor/left"][:].tolist() == [10]
