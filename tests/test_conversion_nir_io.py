@@ -75,8 +75,14 @@ def foreign_graph(h=6, f=3, dt=1e-4, tau_mem=2e-3, tau_syn=5e-3, w_rec=None, **e
         "in": nir.Input(input_type={"input": np.array([f])}),
         "fc": nir.Linear(weight=rng.normal(0, 0.5, (h, f))),
         "rsyn": nir.CubaLIF(
-            tau_syn=np.full(h, tau_syn), tau_mem=np.full(h, tau_mem), r=np.full(h, tau_mem / dt), v_leak=np.zeros(h),
-            v_threshold=np.ones(h), v_reset=np.zeros(h), w_in=np.full(h, tau_syn / dt), **extra,
+            tau_syn=np.full(h, tau_syn),
+            tau_mem=np.full(h, tau_mem),
+            r=np.full(h, tau_mem / dt),
+            v_leak=np.zeros(h),
+            v_threshold=np.ones(h),
+            v_reset=np.zeros(h),
+            w_in=np.full(h, tau_syn / dt),
+            **extra,
         ),
         "rec": nir.Linear(weight=w_rec),
         "out": nir.Output(output_type={"output": np.array([h])}),
@@ -98,7 +104,9 @@ def test_foreign_recurrent_cubalif_imports_with_the_rate_gain(tmp_path):
 
 def test_foreign_graphs_that_do_not_fit_are_refused_by_name():
     dense = np.full((80, 80), 0.01)
-    with pytest.raises(NIRImportError, match="neuron 0 has 83 non-zero inputs; a DYNAP-SE1 neuron holds 64 CAM entries"):
+    with pytest.raises(
+        NIRImportError, match="neuron 0 has 83 non-zero inputs; a DYNAP-SE1 neuron holds 64 CAM entries"
+    ):
         import_nir(foreign_graph(h=80, w_rec=dense))
     g = foreign_graph()
     g.nodes["rsyn"].tau_syn = np.linspace(1e-3, 5e-3, 6)
@@ -120,3 +128,20 @@ def test_unreadable_file_is_refused_by_name(tmp_path):
     bad.write_bytes(b"not hdf5")
     with pytest.raises(NIRImportError, match="not a readable NIR file"):
         import_nir(bad)
+
+
+def test_convert_cli_writes_a_nir_file_that_nir_reads(tmp_path, capsys):
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.conversion.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    model = RateRNN(RNNConfig(8, 16, 10, kind="leaky", retention=0.85, steps_per_sample=2, saturation=1.0))
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, {"task": "seq_digits"})
+    out = tmp_path / "m.nir"
+    args = ["convert", str(ckpt), "--stages", "", "--qat-epochs", "0", "--json", str(tmp_path / "r.json"), "--nir", str(out)]
+    assert main(args) == 0
+    assert "NIR graph written to" in capsys.readouterr().out
+    g = nir.read(out)
+    assert g.nodes["w_rec"].weight.shape == (16, 16) and isinstance(g.nodes["lif"], nir.CubaLIF)
+    assert main([*args[:-1], str(tmp_path / "missing_dir" / "m.nir")]) == 1
+    assert "could not write the NIR file" in capsys.readouterr().out

@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-sample", type=int, default=None)
     p.add_argument("--json", default="conversion_report.json", help="where to write the JSON report")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nir", metavar="OUT", default=None, help="also write the constrained spiking network as a NIR file (HDF5)")
     p.set_defaults(func=run)
 
 
@@ -77,4 +78,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.report.table())
     path = result.report.write_json(args.json)
     print(f"\nJSON report written to {path}")
+    if args.nir:
+        from neurolab_gui.cli.nir_export import write_nir_file
+
+        return write_nir_file(result, args.nir)
     return 0

@@ -104,18 +104,28 @@ def export_nir(net: ConstrainedNetwork, time: TimeMapping | None = None, setting
     nodes = {
         INPUT: nir.Input(input_type={"input": np.array([f])}),
         W_IN: nir.Affine(
-            weight=w[:, :f].copy(), bias=r_max * w[:, f].copy(), metadata={"multiplicity": net.multiplicity[:, : f + 1].astype(np.int64)}
+            weight=w[:, :f].copy(),
+            bias=r_max * w[:, f].copy(),
+            metadata={"multiplicity": net.multiplicity[:, : f + 1].astype(np.int64)},
         ),
         LIF: lif,
-        W_REC: nir.Linear(weight=w[:, f + 1 :].copy(), metadata={"multiplicity": net.multiplicity[:, f + 1 :].astype(np.int64)}),
-        READOUT: nir.Affine(weight=w_out, bias=b_out, metadata={"applies_to": "mean activation (rate / r_max_hz)", "readout": cfg.readout}),
+        W_REC: nir.Linear(
+            weight=w[:, f + 1 :].copy(), metadata={"multiplicity": net.multiplicity[:, f + 1 :].astype(np.int64)}
+        ),
+        READOUT: nir.Affine(
+            weight=w_out,
+            bias=b_out,
+            metadata={"applies_to": "mean activation (rate / r_max_hz)", "readout": cfg.readout},
+        ),
         OUTPUT: nir.Output(output_type={"output": np.array([w_out.shape[0]])}),
     }
     edges = [(INPUT, W_IN), (W_IN, LIF), (LIF, W_REC), (W_REC, LIF), (LIF, READOUT), (READOUT, OUTPUT)]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
 
 
-def write_nir(net: ConstrainedNetwork, path: str | Path, time: TimeMapping | None = None, settings: NeuronSettings | None = None) -> Path:
+def write_nir(
+    net: ConstrainedNetwork, path: str | Path, time: TimeMapping | None = None, settings: NeuronSettings | None = None
+) -> Path:
     """Export ``net`` and write it with ``nir.write`` (HDF5); the file is read back and checked."""
     nir = _nir()
     path = Path(path)
@@ -191,7 +201,9 @@ def import_nir(
             )
     neurons = [n for n, node in nodes.items() if isinstance(node, (nir.CubaLIF, nir.LIF))]
     if len(neurons) != 1:
-        raise NIRImportError(f"expected one recurrent neuron population (CubaLIF or LIF), found {len(neurons)}: {neurons}")
+        raise NIRImportError(
+            f"expected one recurrent neuron population (CubaLIF or LIF), found {len(neurons)}: {neurons}"
+        )
     lif_name = neurons[0]
     lif = nodes[lif_name]
     preds = {d: [s for s, d2 in edges if d2 == d] for d in nodes}
@@ -202,7 +214,9 @@ def import_nir(
         w = np.asarray(node.weight, dtype=np.float64)
         b = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else np.zeros(w.shape[0])
         if w.ndim != 2 or b.shape != (w.shape[0],):
-            raise NIRImportError(f"node {name!r}: weight must be 2-D with one bias per row, got {w.shape} and {b.shape}")
+            raise NIRImportError(
+                f"node {name!r}: weight must be 2-D with one bias per row, got {w.shape} and {b.shape}"
+            )
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise NIRImportError(f"node {name!r} has NaN or infinite weights")
         return w, b
@@ -210,9 +224,13 @@ def import_nir(
     rec = [p for p in preds[lif_name] if isinstance(nodes[p], (nir.Affine, nir.Linear)) and preds[p] == [lif_name]]
     feed = [p for p in preds[lif_name] if p not in rec]
     if len(rec) != 1:
-        raise NIRImportError(f"neuron node {lif_name!r} needs exactly one recurrent Linear/Affine edge back from itself, found {len(rec)}")
+        raise NIRImportError(
+            f"neuron node {lif_name!r} needs exactly one recurrent Linear/Affine edge back from itself, found {len(rec)}"
+        )
     if len(feed) != 1 or not isinstance(nodes[feed[0]], (nir.Affine, nir.Linear)):
-        raise NIRImportError(f"neuron node {lif_name!r} needs exactly one feed-forward Affine/Linear input, found {feed}")
+        raise NIRImportError(
+            f"neuron node {lif_name!r} needs exactly one feed-forward Affine/Linear input, found {feed}"
+        )
     if not any(isinstance(nodes[p], nir.Input) for p in preds[feed[0]]):
         raise NIRImportError(f"input weights {feed[0]!r} are not fed by an Input node")
     w_in, b_in = weight_of(feed[0])
@@ -300,6 +318,8 @@ def _constrained_from_metadata(model: RateRNN, w_in_node, w_rec_node, meta: dict
     w = scale[groups][:, None] * m
     ours = torch.cat([model.w_in, model.w_bias[:, None], model.w_rec], dim=1).detach().cpu().numpy()
     if not np.allclose(w, ours, rtol=1e-6, atol=1e-9):
-        raise NIRImportError("the graph's weights differ from scale x multiplicity in its own metadata (edited after export?)")
+        raise NIRImportError(
+            "the graph's weights differ from scale x multiplicity in its own metadata (edited after export?)"
+        )
     precision = WeightPrecision(n_levels=int(meta.get("n_levels", 16)))
     return ConstrainedNetwork(model, m, groups, scale, precision, int(meta.get("max_fan_in", CAM_ENTRIES_PER_NEURON)))

@@ -1,0 +1,22 @@
+"""``neurolab convert --nir OUT``: write the constrained spiking network as a NIR graph.
+
+Kept out of :mod:`.convert` so that module only gains the option and one call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_nir_file(result, out: str | Path) -> int:
+    """Write ``result.constrained`` (with its mapped time constants) to ``out``; returns an exit code."""
+    from neurolab_gui.core.conversion.nir_io import write_nir
+
+    try:
+        path = write_nir(result.constrained, out, result.mapped.time, result.mapped.settings)
+    except (OSError, ValueError) as exc:
+        print(f"error: could not write the NIR file {out}: {exc}")
+        return 1
+    net = result.constrained
+    print(f"NIR graph written to {path} (CubaLIF, {net.n_hidden} units, {net.n_inputs} inputs, tau_syn {result.mapped.time.tau_s * 1e3:.1f} ms)")
+    return 0
