@@ -138,10 +138,48 @@ def test_convert_cli_writes_a_nir_file_that_nir_reads(tmp_path, capsys):
     model = RateRNN(RNNConfig(8, 16, 10, kind="leaky", retention=0.85, steps_per_sample=2, saturation=1.0))
     ckpt = save_checkpoint(tmp_path / "m.pt", model, {"task": "seq_digits"})
     out = tmp_path / "m.nir"
-    args = ["convert", str(ckpt), "--stages", "", "--qat-epochs", "0", "--json", str(tmp_path / "r.json"), "--nir", str(out)]
+    args = [
+        "convert",
+        str(ckpt),
+        "--stages",
+        "",
+        "--qat-epochs",
+        "0",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--nir",
+        str(out),
+    ]
     assert main(args) == 0
     assert "NIR graph written to" in capsys.readouterr().out
     g = nir.read(out)
     assert g.nodes["w_rec"].weight.shape == (16, 16) and isinstance(g.nodes["lif"], nir.CubaLIF)
     assert main([*args[:-1], str(tmp_path / "missing_dir" / "m.nir")]) == 1
     assert "could not write the NIR file" in capsys.readouterr().out
+
+
+def test_exported_units_make_a_cubalif_fire_at_r_max_times_its_preactivation(constrained, tmp_path):
+    """A foreign backend's view: simulate the file with NIR's own CubaLIF equations (Euler, written
+    here from the NIR docs, nothing from this package) and check rate / r_max = relu(u), with u the
+    pre-activation the exported weights give for the measured rates (the NIR neuron has no
+    refractory period, so no saturation)."""
+    g = nir.read(write_nir(constrained, tmp_path / "net.nir"))
+    lif, w_in, w_rec = g.nodes["lif"], g.nodes["w_in"], g.nodes["w_rec"]
+    r_max = 1.0 / lif.w_in[0]  # our export writes w_in = 1 / r_max
+    x = np.random.default_rng(3).uniform(0, 1, w_in.weight.shape[1])
+    drive = w_in.weight @ (r_max * x) + w_in.bias  # input spike rates r_max * x, as continuous rates
+    h = len(lif.tau_syn)
+    dt, t_end, t_count = 2e-5, 0.6, 0.3
+    i_syn, v, counts = np.zeros(h), np.zeros(h), np.zeros(h)
+    spikes = np.zeros(h)
+    for step in range(int(t_end / dt)):
+        i_syn += dt * (-i_syn + lif.w_in * drive) / lif.tau_syn + lif.w_in * (w_rec.weight @ spikes) / lif.tau_syn
+        v += dt * ((lif.v_leak - v) + lif.r * i_syn) / lif.tau_mem
+        spikes = (v > lif.v_threshold).astype(float)
+        v = np.where(spikes > 0, lif.v_reset, v)
+        if step * dt >= t_end - t_count:
+            counts += spikes
+    rate = counts / t_count / r_max
+    u = (drive / r_max) + w_rec.weight @ rate
+    assert rate.max() > 0.05  # the network is active, not trivially silent
+    np.testing.assert_allclose(rate, np.maximum(u, 0.0), atol=0.04)
