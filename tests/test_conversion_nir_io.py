@@ -183,3 +183,21 @@ def test_exported_units_make_a_cubalif_fire_at_r_max_times_its_preactivation(con
     u = (drive / r_max) + w_rec.weight @ rate
     assert rate.max() > 0.05  # the network is active, not trivially silent
     np.testing.assert_allclose(rate, np.maximum(u, 0.0), atol=0.04)
+
+
+def test_nir_import_cli_writes_a_checkpoint_convert_can_load_and_refuses_misfits(tmp_path, capsys):
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+
+    nir.write(tmp_path / "ok.nir", foreign_graph())
+    assert (
+        main(["nir-import", str(tmp_path / "ok.nir"), str(tmp_path / "ok.pt"), "--task", "seq_digits", "--dt", "0.005"])
+        == 0
+    )
+    loaded = load_checkpoint(tmp_path / "ok.pt")
+    assert loaded.model.config.n_hidden == 6 and loaded.metadata["task"] == "seq_digits"
+    nir.write(tmp_path / "dense.nir", foreign_graph(h=80, w_rec=np.full((80, 80), 0.01)))
+    capsys.readouterr()
+    assert main(["nir-import", str(tmp_path / "dense.nir"), str(tmp_path / "dense.pt")]) == 2
+    assert "holds 64 CAM entries" in capsys.readouterr().out
+    assert not (tmp_path / "dense.pt").exists()

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "devices",
     "train",
     "convert",
+    "nir_import",
     "calibrate",
     "robot",
     "record",

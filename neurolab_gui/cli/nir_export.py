@@ -18,5 +18,7 @@ def write_nir_file(result, out: str | Path) -> int:
         print(f"error: could not write the NIR file {out}: {exc}")
         return 1
     net = result.constrained
-    print(f"NIR graph written to {path} (CubaLIF, {net.n_hidden} units, {net.n_inputs} inputs, tau_syn {result.mapped.time.tau_s * 1e3:.1f} ms)")
+    print(
+        f"NIR graph written to {path} (CubaLIF, {net.n_hidden} units, {net.n_inputs} inputs, tau_syn {result.mapped.time.tau_s * 1e3:.1f} ms)"
+    )
     return 0
