@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drivers.dynapse1.netlist import Netlist, NeuronAddress
+from drivers.dynapse1.netlist import NeuronAddress
 
 from ..conversion.constrain import ConstrainedNetwork, project_row_multiplicities, stacked_weights
-from ..conversion.mapping import MappedNetwork
+from ..conversion.mapping import MappedNetwork, relocate_units  # noqa: F401 - re-exported (it moved to mapping)
 from ..conversion.models import RateRNN
 from ..conversion.tasks import Task
 from ..conversion.training import TrainConfig, evaluate, train
@@ -122,24 +122,6 @@ def select_within_budget(
         if np.std(rel) / np.mean(rel) <= exc_cv_budget:
             break
     return selected, w
-
-
-def relocate_units(mapped: MappedNetwork, addresses: list[NeuronAddress]) -> MappedNetwork:
-    """A copy of ``mapped`` whose units sit on ``addresses`` (netlist rewritten, biases kept)."""
-    if len(addresses) != mapped.n_hidden or len(set(addresses)) != len(addresses):
-        raise ValueError(f"need {mapped.n_hidden} distinct neuron addresses, got {len(set(addresses))}")
-    for old, new in zip(mapped.unit_addresses, addresses, strict=True):
-        if (old.chip, old.core) != (new.chip, new.core):
-            raise ValueError(f"a unit may only move within its core: {old} -> {new}")
-    move = dict(zip(mapped.unit_addresses, addresses, strict=True))
-    netlist = Netlist(monitored={move.get(a, a) for a in mapped.netlist.monitored})
-    for c in mapped.netlist.connections:
-        pre = move.get(c.pre, c.pre) if isinstance(c.pre, NeuronAddress) else c.pre
-        netlist.add(pre, move[c.post], c.synapse, c.multiplicity)
-    out = copy.deepcopy(mapped)
-    out.netlist = netlist
-    out.unit_addresses = list(addresses)
-    return out
 
 
 def compensate_multiplicities(

@@ -346,6 +346,18 @@ def apply_profile(board, profile: CalibrationProfile, *, allow_other_board: bool
     board.apply_bias_set(profile.biases)
 
 
+def find_profile(serial: str, directory: str | Path | None = None) -> CalibrationProfile | None:
+    """The profile saved for board ``serial`` (in ``directory``, default :func:`default_profile_dir`), or None.
+
+    A profile that exists but is broken, or was written for another board, raises
+    :class:`ProfileError` rather than being silently skipped.
+    """
+    path = profile_path(serial, Path(directory) / f"{serial}.json" if directory is not None else None)
+    if not path.exists():
+        return None
+    return load_profile(path, expected_serial=serial)
+
+
 def _jsonable(value: object) -> object:
     try:
         import numpy as np

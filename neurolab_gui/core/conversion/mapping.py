@@ -402,3 +402,22 @@ def map_network(
 
 def nominal_weight_current(value: BiasValue) -> float:
     return nominal_current(value.coarse, value.fine)
+
+
+def relocate_units(mapped: MappedNetwork, addresses: list[NeuronAddress]) -> MappedNetwork:
+    """A copy of ``mapped`` whose units sit on ``addresses`` (netlist rewritten, biases kept)."""
+    if len(addresses) != mapped.n_hidden or len(set(addresses)) != len(addresses):
+        raise ValueError(f"need {mapped.n_hidden} distinct neuron addresses, got {len(set(addresses))}")
+    for old, new in zip(mapped.unit_addresses, addresses, strict=True):
+        if (old.chip, old.core) != (new.chip, new.core):
+            raise ValueError(f"a unit may only move within its core: {old} -> {new}")
+    move = dict(zip(mapped.unit_addresses, addresses, strict=True))
+    netlist = Netlist(monitored={move.get(a, a) for a in mapped.netlist.monitored})
+    for c in mapped.netlist.connections:
+        pre = move.get(c.pre, c.pre) if isinstance(c.pre, NeuronAddress) else c.pre
+        netlist.add(pre, move[c.post], c.synapse, c.multiplicity)
+    out = copy.deepcopy(mapped)
+    out.netlist = netlist
+    out.unit_addresses = list(addresses)
+    return out
+

@@ -39,12 +39,13 @@ from drivers.dynapse1.board_api import Board
 from .. import jobs
 from ..jobs import Progress, ProgressSink, check_cancel
 from .constrain import ConstrainedNetwork, ConstraintConfig, check_convertible, constrain, normalize_activations
+from .deployment import BoardProfile, TransferMatching
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
 from .models import RateRNN, RNNConfig
 from .report import ConversionReport, StageResult, paired_comparison
 from .tasks import Task
 from .training import TrainConfig, TrainResult, evaluate, mean_rates, train
-from .transfer import ProbeDesign, TransferFit, match_refractory, match_transfer
+from .transfer import ProbeDesign, TransferFit
 
 #: A function that opens (and returns) a Board for a stage.
 BoardOpener = Callable[[], Board]
@@ -52,7 +53,9 @@ BoardOpener = Callable[[], Board]
 #: Fano factor of the spike-count noise the RNN is trained for (see ``PipelineConfig.spike_fano``).
 DEFAULT_SPIKE_FANO = 0.4
 
-SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
+#: ``board_ideal`` / ``board_mismatch``: reference emulators the pipeline opens itself (mismatch
+#: off / on); ``board``: the board the caller passes (silicon or the app's connected emulator).
+SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch", "board")
 
 
 @dataclass
@@ -225,6 +228,11 @@ def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fano
     return StageResult(name, acc, len(task.x_test), spikes, syn, time.perf_counter() - t0, note="spikes implied by rates")
 
 
+def matching_of(cfg: PipelineConfig) -> TransferMatching:
+    """How the board stages match a network to their board without a profile (``cfg``'s probe and rounds)."""
+    return TransferMatching(cfg.probe, cfg.transfer_rounds, cfg.match_saturation)
+
+
 def default_emulator_boards(seed: int = 0) -> dict[str, BoardOpener]:
     """Two emulated boards reached through the USB emulation: mismatch off and the default mismatch."""
     from ..boards import open_emulator
@@ -242,8 +250,14 @@ def convert(
     boards: dict[str, BoardOpener] | None = None,
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
+    board: Board | None = None,
+    profile: BoardProfile | None = None,
 ) -> ConversionResult:
     """Constrain, map, match transfer curves and run every requested stage; see the module docstring.
+
+    ``board`` is the board of the stage ``"board"`` (the CLI's ``--board``, the app's connected
+    board; left open), ``profile`` its calibration profile (applied instead of transfer matching).
+    Every board stage writes and runs the network with :mod:`.deployment`.
 
     Raises ``ValueError`` (:class:`.constrain.NonFiniteWeightsError` among them) for a model that
     cannot be converted: NaN/inf weights, or inputs/classes that do not match ``task``.
@@ -285,8 +299,10 @@ def convert(
         return {"reference_accuracy": reference(n), "agreement": agreement, "loss_se_pp": se}
 
     if boards is None:
-        boards = default_emulator_boards(cfg.emulator_seed) if any(s.startswith("board") for s in cfg.stages) else {}
-    stage_names = [s for s in cfg.stages if s == "brian2" or s in boards]
+        boards = default_emulator_boards(cfg.emulator_seed) if any(s.startswith("board_") for s in cfg.stages) else {}
+    if "board" in cfg.stages and board is None:
+        raise ValueError("the stage 'board' needs a board: pass board= (the CLI's --board, the app's connected board)")
+    stage_names = [s for s in cfg.stages if s == "brian2" or s in boards or (s == "board" and board is not None)]
     span = 0.65 / max(1, len(stage_names))
     ideal_mapped: MappedNetwork | None = None
     for i, stage in enumerate(stage_names):
@@ -294,29 +310,38 @@ def convert(
         lo = 0.35 + i * span
         if stage == "brian2":
             continue  # runs after a board stage has matched the transfer curves (below)
-        from .spiking_run import run_on_board
+        from .deployment import deploy_and_run
 
-        board = boards[stage]()
+        # the emulator reference stages open (and close) their own boards; "board" is the caller's
+        stage_board = board if stage == "board" else boards[stage]()
+        stage_profile = profile if stage == "board" else None
         try:
-            stage_mapped = copy.deepcopy(mapped)
-            # saturation first: the gain fits undo the refractory compression with the model's t_ref
-            refractory = match_refractory(board, stage_mapped, cancel=cancel) if cfg.match_saturation else []
-            fits = match_transfer(board, stage_mapped, constrained.scale, cfg.probe, cfg.transfer_rounds, say(lo, lo + span / 3), cancel)
-            result.transfer_fits[stage] = fits
-            run = run_on_board(board, stage_mapped, x, lengths, cfg.seed, say(lo + span / 3, lo + span), cancel)
+            deployment, run = deploy_and_run(stage_board, mapped, x, y, lengths, profile=stage_profile,
+                                             scales=constrained.scale, matching=matching_of(cfg), seed=cfg.seed,
+                                             progress=say(lo, lo + span), cancel=cancel)
         finally:
-            board.close()
+            if stage != "board":
+                stage_board.close()
+        stage_mapped, fits, refractory = deployment.mapped, deployment.transfer_fits, deployment.refractory
+        if fits:
+            result.transfer_fits[stage] = fits
         if ideal_mapped is None or stage == "board_ideal":
             ideal_mapped = stage_mapped
-        note = f"transfer gains (exc/inh per core): {_fit_note(fits)}"
+        note = "; ".join(deployment.notes)
+        if fits:
+            note += f"; transfer gains (exc/inh per core): {_fit_note(fits)}"
         if refractory:
             note += "; t_ref/target per core: " + ", ".join(f"c{f.core} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
-        if run.warnings:
-            note += f"; {len(run.warnings)} netlist warnings"
+        if deployment.warnings:
+            note += f"; {len(deployment.warnings)} netlist warnings"
+        if stage == "board":
+            note = f"{deployment.serial}: {note}"
         report.add(
-            StageResult(stage, run.accuracy(y), n_spk, run.spikes_per_inference(), run.synaptic_events_per_inference(stage_mapped),
+            StageResult(stage, run.accuracy, n_spk, run.spiking.spikes_per_inference(),
+                        run.spiking.synaptic_events_per_inference(stage_mapped),
                         run.wall_s, note, {"transfer": [f.__dict__ for f in fits], "refractory": [f.__dict__ for f in refractory],
-                                           "netlist_warnings": run.warnings},
+                                           "netlist_warnings": deployment.warnings, "board_serial": deployment.serial,
+                                           "profile_applied": deployment.profile_applied},
                         **paired(run.predictions))
         )
         result.mapped = stage_mapped

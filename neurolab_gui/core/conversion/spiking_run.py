@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,8 +122,12 @@ def stream_samples(
     seed: int = 0,
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
+    on_events: Callable[[SpikeEvents], None] | None = None,
 ) -> SpikingResult:
-    """Play ``x`` through a board that already holds ``mapped`` and decode every sample."""
+    """Play ``x`` through a board that already holds ``mapped`` and decode every sample.
+
+    ``on_events`` receives every batch of events the board returned (e.g. the session's monitors).
+    """
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     lengths = np.asarray(lengths, np.int64)
@@ -135,6 +140,8 @@ def stream_samples(
         check_cancel(cancel)
         stim = encode_for(mapped, x[idx], lengths[idx], seed + 7919 * (c + 1))
         events = run_program(board, generator_program(mapped, stim), stim.duration_us / 1e6 + TAIL_S)
+        if on_events is not None:
+            on_events(events)
         f_c, p_c, k_c = decode(mapped, events, stim)
         features[idx], preds[idx], counts[idx] = f_c, p_c, k_c
         sample_of_spike = np.searchsorted(stim.sample_start_us, stim.times_us, side="right") - 1

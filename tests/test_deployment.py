@@ -1,0 +1,127 @@
+"""Deployment: a converted network written onto a given board and run there (core, no Qt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drivers.dynapse1.netlist import NeuronAddress
+from neurolab_gui.core.boards import open_emulator
+from neurolab_gui.core.calibration.profile import CalibrationProfile, find_profile, save_profile
+from neurolab_gui.core.cancellation import Cancelled
+from neurolab_gui.core.conversion import pipeline
+from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
+from neurolab_gui.core.conversion.deployment import deploy_network, run_deployment
+from neurolab_gui.core.conversion.mapping import NeuronSettings, TimeMapping, map_network
+from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
+from neurolab_gui.core.conversion.tasks import Task
+from neurolab_gui.core.conversion.training import TrainConfig
+from neurolab_gui.core.jobs import CancelToken
+
+
+def tiny():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    task = Task("tiny", x, y, x[:20], y[:20], 3)
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(4, 12, 3, "leaky", 0.85, 4, "mean", 1.0))
+    net = constrain(model, task, ConstraintConfig(max_fan_in=63, n_core_groups=2, qat=TrainConfig(epochs=0)), 0.85, 4, saturation=1.0)
+    mapped = map_network(net, TimeMapping(retention=0.85, steps_per_sample=4), NeuronSettings())
+    return net, mapped, task
+
+
+def test_deploy_writes_the_netlist_and_runs_reporting_every_batch():
+    _, mapped, task = tiny()
+    board = open_emulator("NLTEST-DEPLOY", seed=3)
+    try:
+        deployment = deploy_network(board, mapped)
+        assert not deployment.profile_applied
+        # the board holds the network's biases, exactly
+        for (chip, core, name), value in mapped.biases.items():
+            assert board.get_bias(chip, core, name) == value
+        events, seen = [], []
+        run = run_deployment(deployment, task.x_test, task.y_test, task.lengths_test, seed=1, batch=8,
+                             progress=events.append, on_events=seen.append)
+    finally:
+        board.close()
+    assert len(events) == 3 and [e.payload["done"] for e in events] == [8, 16, 20]
+    assert events[-1].payload["accuracy"] == pytest.approx(run.accuracy)
+    assert events[-1].payload["confusion"].sum() == 20 and np.array_equal(events[-1].payload["confusion"], run.confusion())
+    assert np.array_equal(run.scores.argmax(1), run.predictions)
+    # the hidden spikes decoded are the mapped neurons' spikes in the events the board returned
+    ids = {a.chip * 1024 + a.core * 256 + a.neuron for a in mapped.unit_addresses}
+    spikes = sum(int(np.isin(b.global_id, list(ids)).sum()) for b in seen)
+    assert run.spiking.spike_counts.sum() > 0 and spikes >= run.spiking.spike_counts.sum()
+
+
+def test_same_samples_and_seed_give_the_same_predictions_on_a_fresh_board():
+    _, mapped, task = tiny()
+    preds = []
+    for _ in range(2):
+        board = open_emulator("NLTEST-DEPLOY", seed=3)
+        try:
+            run = run_deployment(deploy_network(board, mapped), task.x_test[:10], task.y_test[:10], task.lengths_test[:10], seed=4)
+        finally:
+            board.close()
+        preds.append((run.predictions.copy(), run.spiking.spike_counts.copy()))
+    assert np.array_equal(preds[0][0], preds[1][0]) and np.array_equal(preds[0][1], preds[1][1])
+
+
+def test_cancel_stops_between_batches():
+    _, mapped, task = tiny()
+    board = open_emulator("NLTEST-DEPLOY", seed=3)
+    cancel = CancelToken()
+    try:
+        deployment = deploy_network(board, mapped)
+        with pytest.raises(Cancelled):
+            run_deployment(deployment, task.x_test, task.y_test, task.lengths_test, batch=4,
+                           progress=lambda p: cancel.cancel(), cancel=cancel)
+    finally:
+        board.close()
+
+
+def test_profile_round_trips_and_is_applied_on_the_next_deploy(tmp_path):
+    _, mapped, _ = tiny()
+    # a profile as a calibration leaves it: other neurons in the same cores, one tuned weight bias
+    selected = [NeuronAddress(a.chip, a.core, 255 - a.neuron) for a in mapped.unit_addresses]
+    key = next(k for k in mapped.biases if k[2] == "PS_WEIGHT_EXC_F_N")
+    tuned = dict(mapped.biases)
+    tuned[key] = type(mapped.biases[key])(mapped.biases[key].coarse, (mapped.biases[key].fine + 17) % 256, mapped.biases[key].high)
+    save_profile(CalibrationProfile("NLTEST-PROFILE", tuned, [], selected), tmp_path / "NLTEST-PROFILE.json")
+    assert find_profile("NLTEST-OTHER", tmp_path) is None
+    profile = find_profile("NLTEST-PROFILE", tmp_path)
+    assert profile is not None and profile.selected == selected and profile.biases == tuned
+    board = open_emulator("NLTEST-PROFILE", seed=3)
+    try:
+        deployment = deploy_network(board, mapped, profile=profile)
+        assert deployment.profile_applied
+        assert board.get_bias(*key) == tuned[key] != mapped.biases[key]
+        assert deployment.mapped.unit_addresses == selected
+        assert {c.post for c in deployment.mapped.netlist.connections} == set(selected)
+    finally:
+        board.close()
+    other = open_emulator("NLTEST-OTHER", seed=3)
+    try:
+        with pytest.raises(ValueError, match="NLTEST-PROFILE"):
+            deploy_network(other, mapped, profile=profile)  # another board's profile is refused
+    finally:
+        other.close()
+
+
+def test_conversion_board_stage_runs_on_the_given_board_and_leaves_it_open():
+    net, _, task = tiny()
+    cfg = pipeline.PipelineConfig(n_hidden=12, stages=("board",), n_test_spiking=8, transfer_rounds=1, match_saturation=False)
+    cfg.constraint.qat.epochs = 0
+    cfg.constraint.n_core_groups = 2
+    with pytest.raises(ValueError, match="needs a board"):
+        pipeline.convert(net.model, task, cfg)
+    board = open_emulator("NLTEST-STAGE", seed=2)
+    try:
+        result = pipeline.convert(net.model, task, cfg, board=board)
+        stage = result.report.stage("board")
+        assert stage is not None and stage.n_samples == 8 and "NLTEST-STAGE" in stage.note
+        assert board.connected
+    finally:
+        board.close()
