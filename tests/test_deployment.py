@@ -125,3 +125,47 @@ def test_conversion_board_stage_runs_on_the_given_board_and_leaves_it_open():
         assert board.connected
     finally:
         board.close()
+
+
+def test_one_board_grammar_for_every_command():
+    from neurolab_gui.cli import build_parser
+    from neurolab_gui.core.boards import BoardSpec, parse_board
+
+    assert parse_board("emulator") == BoardSpec() and parse_board("emulator:7") == BoardSpec(None, 7)
+    assert parse_board("ABC-123") == BoardSpec("ABC-123") and str(parse_board("emulator:7")) == "emulator:7"
+    for bad in ("emulator:x", "emulator:-1", "", "a b"):
+        with pytest.raises(ValueError):
+            parse_board(bad)
+    parser = build_parser()
+    for argv in (["convert", "c.pt"], ["calibrate"], ["robot", "demo"], ["deploy", "c.pt"]):
+        assert parser.parse_args([*argv, "--board", "emulator:4"]).board == BoardSpec(None, 4)
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args([*argv, "--board", "emulator:four"])
+        assert exit_.value.code == 2
+
+
+def _tiny_checkpoint(tmp_path):
+    from neurolab_gui.core.conversion.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    model = RateRNN(RNNConfig(8, 8, 10, "leaky", 0.85, 4, "mean", 1.0))  # seq_digits: 8 features, 10 classes
+    return save_checkpoint(tmp_path / "tiny.pt", model, {"task": "seq_digits"})
+
+
+def test_cli_deploy_and_convert_run_on_the_named_board(tmp_path, capsys, monkeypatch):
+    from neurolab_gui.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # no profile for the emulated board
+    ckpt = str(_tiny_checkpoint(tmp_path))
+    assert main(["deploy", ckpt, "--board", "emulator:2", "--n-test", "12", "--qat-epochs", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "no calibration profile" in out and "accuracy on 12 test samples: " in out and "12/12 samples" in out
+    assert main(["convert", ckpt, "--stages", "board", "--qat-epochs", "0", "--n-test", "8"]) == 2
+    assert "needs --board" in capsys.readouterr().out
+    report = tmp_path / "r.json"
+    assert main(["convert", ckpt, "--board", "emulator:2", "--stages", "board", "--qat-epochs", "0", "--n-test", "8",
+                 "--json", str(report)]) == 0
+    import json
+
+    stages = {s["name"]: s for s in json.loads(report.read_text())["stages"]}
+    assert stages["board"]["n_samples"] == 8 and "board_mismatch" not in stages

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "convert",
     "nir_import",
     "calibrate",
+    "deploy",
     "robot",
     "record",
     "export",

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+from .board_option import add_board_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="calibrate a board (emulator by default) and write its profile",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--board", metavar="SERIAL", help="calibrate this real DYNAP-SE1 (default: an emulated board)")
-    p.add_argument("--seed", type=int, default=0, help="emulator mismatch seed (emulated board only)")
+    add_board_option(p, what="calibrate")
     p.add_argument("--emulator-serial", default="NLEMU-CAL", help="serial of the emulated board")
     p.add_argument("--chip", type=int, default=0)
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 3], help="cores to calibrate (board mode)")
@@ -45,11 +46,7 @@ def _printer(event) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from neurolab_gui.core.boards import open_emulator, open_silicon
-
-    if args.board:
-        return open_silicon(args.board)
-    return open_emulator(args.emulator_serial, seed=args.seed)
+    return args.board.open(emulator_serial=args.emulator_serial)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,8 +140,8 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     from neurolab_gui.core.calibration.engine import calibrate_network
     from neurolab_gui.core.calibration.profile import profile_from_network_calibration
     from neurolab_gui.core.conversion import pipeline
+    from neurolab_gui.core.conversion.deployment import deploy_network, run_deployment
     from neurolab_gui.core.conversion.mapping import map_network
-    from neurolab_gui.core.conversion.spiking_run import run_on_board
     from neurolab_gui.core.conversion.training import evaluate
 
     # the task's defaults, or the loaded model's own dynamics (the time mapping it was trained for)
@@ -157,10 +154,14 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
     n = min(args.n_test, len(task.x_test))
     x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+
+    def board_accuracy(network) -> float:  # written and run like `neurolab deploy` does
+        return run_deployment(deploy_network(board, network, cancel=cancel), x, y, lengths, cancel=cancel).accuracy
+
     acc = {
         "constrained": evaluate(net.model, x, y, lengths)[0],
-        "board_before": run_on_board(board, result.mapped_before, x, lengths, cancel=cancel).accuracy(y),
-        "board_after": run_on_board(board, result.mapped, x, lengths, cancel=cancel).accuracy(y),
+        "board_before": board_accuracy(result.mapped_before),
+        "board_after": board_accuracy(result.mapped),
     }
     _print_taus(result.summary())
     print(f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%} (inhibitory {result.inh_gain_cv_before:.1%} -> "

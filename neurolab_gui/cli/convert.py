@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import traceback
 
+from .board_option import add_board_option
 from .train import print_progress
 
 
@@ -13,7 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="NeuroLab checkpoint or a plain nn.RNN(relu)+nn.Linear state_dict")
     p.add_argument("--task", default=None, help="task to evaluate on (default: the one stored in the checkpoint)")
     p.add_argument("--stages", default="board_ideal,board_mismatch",
-                   help="comma-separated spiking stages: brian2, board_ideal, board_mismatch")
+                   help="comma-separated spiking stages: brian2, board_ideal, board_mismatch (reference emulators), "
+                        "board (the --board; added when --board is given)")
+    add_board_option(p, default=None, what="run the stage 'board' on")
+    p.add_argument("--no-profile", action="store_true", help="do not apply the board's calibration profile")
     p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
     p.add_argument("--brian2-samples", type=int, default=60, help="test samples for the (slow) Brian2 stage")
     p.add_argument("--levels", type=int, default=16, help="weight levels (16: signed 4-bit; 3: ternary)")
@@ -26,22 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
+    """Checkpoint, task and pipeline configuration of a ``convert``/``deploy`` command line, the
+    model checked convertible (no NaN/inf weights, inputs/classes of the task).
 
-    from neurolab_gui.core.cancellation import Cancelled
+    Returns ``(loaded, task, cfg)``, or an exit code after printing what is wrong.
+    """
     from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
     from neurolab_gui.core.conversion.constrain import WeightPrecision, check_convertible
-    from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, config_for_task, convert
+    from neurolab_gui.core.conversion.pipeline import config_for_task
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.jobs import Job, run_in_foreground
 
-    torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    bad = [s for s in stages if s not in SPIKING_STAGES]
-    if bad:
-        print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}")
-        return 2
     try:
         loaded = load_checkpoint(args.checkpoint)
         task_name = args.task or loaded.metadata.get("task")
@@ -57,14 +56,72 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_for_task(
             task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
-            stages=stages, n_test_spiking=args.n_test, brian2_samples=args.brian2_samples, seed=args.seed,
+            stages=stages, n_test_spiking=args.n_test, brian2_samples=getattr(args, "brian2_samples", None), seed=args.seed,
         )
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)
-        print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
-        if loaded.metadata.get("ignored_tensors"):
-            print(f"note: tensors in the file that are not weights were ignored: {', '.join(loaded.metadata['ignored_tensors'])}")
-        conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel))
+    except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
+        print(f"error: {exc}")
+        if getattr(args, "verbose", 0):
+            traceback.print_exc()
+        return 2
+    if loaded.metadata.get("ignored_tensors"):
+        print(f"note: tensors in the file that are not weights were ignored: {', '.join(loaded.metadata['ignored_tensors'])}")
+    return loaded, task, cfg
+
+
+def open_with_profile(args: argparse.Namespace):
+    """The ``--board`` opened, and its calibration profile unless ``--no-profile`` (None when it has none)."""
+    from neurolab_gui.core.calibration.profile import find_profile
+
+    board = args.board.open()
+    try:
+        profile = None if args.no_profile else find_profile(board.serial)
+    except Exception:
+        board.close()
+        raise
+    return board, profile
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurolab_gui.core.calibration.profile import ProfileError
+    from neurolab_gui.core.cancellation import Cancelled
+    from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, convert
+    from neurolab_gui.core.jobs import Job, run_in_foreground
+
+    torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    bad = [s for s in stages if s not in SPIKING_STAGES]
+    if bad:
+        print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}")
+        return 2
+    if args.board is not None and "board" not in stages:
+        stages = (*stages, "board")
+    if "board" in stages and args.board is None:
+        print("error: the stage 'board' needs --board emulator[:SEED] or --board SERIAL")
+        return 2
+    inputs = load_conversion_inputs(args, stages)
+    if isinstance(inputs, int):
+        return inputs
+    loaded, task, cfg = inputs
+    mc = loaded.model.config
+    board = profile = None
+    if args.board is not None:
+        try:
+            board, profile = open_with_profile(args)
+        except ProfileError as exc:
+            print(f"error: {exc} (pass --no-profile to run without it)")
+            return 2
+        except Exception as exc:  # noqa: BLE001 - reported to the user
+            print(f"error: cannot open the board {args.board}: {exc}")
+            return 1
+        print(f"board {board.serial}: " + (f"calibration profile of {profile.created} applied" if profile else "no calibration profile"))
+    print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
+    conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel,
+                                                                    board=board, profile=profile))
+    try:
         result = run_in_foreground(conversion, print_progress)
     except Cancelled:
         print("conversion cancelled")
@@ -74,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             traceback.print_exc()
         return 2
+    finally:
+        if board is not None:
+            board.close()
     print()
     print(result.report.table())
     path = result.report.write_json(args.json)

@@ -3,7 +3,7 @@
 ``neurolab robot demo`` runs the closed-loop phototaxis demo (turn toward a blinking LED)
 through the DYNAP-SE1 board: by default the simulated PushBot and the emulated board;
 ``--port`` names a real robot (``/dev/ttyUSB0``, ``socket://192.168.1.10:56000``) and
-``--board`` a real board.  ``neurolab robot ports`` lists the serial ports of this machine.
+``--board`` the board (``emulator[:SEED]`` or a serial).  ``neurolab robot ports`` lists the serial ports of this machine.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+
+from .board_option import add_board_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--baud", type=int, default=4_000_000, help="baud rate of a real robot (4M for 613xx, 12M for 126xx)"
     )
-    demo.add_argument(
-        "--board", default="emulator", help="'emulator' (default) or the serial number of a real DYNAP-SE1"
-    )
+    add_board_option(demo, what="drive the robot with")
     demo.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of closed loop (default 10)")
     demo.add_argument(
         "--rate", type=float, default=40.0, metavar="HZ", help="motor update rate, 20..100 Hz (default 40)"
@@ -87,10 +87,8 @@ def run_demo(args: argparse.Namespace) -> int:
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     board = None
     try:
-        if args.board != "emulator":
-            from drivers.dynapse1.board import open_board
-
-            board = open_board(args.board)
+        # the same 0.5 ms emulator time step the demo uses when it opens its own board
+        board = args.board.open(dt=5e-4)
         if args.port:
             # A real robot: same session, our PushBot settings.
             report = _run_real_robot(args.port, PushBotConfig(baudrate=args.baud), board, config, progress, holder)
@@ -115,18 +113,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run_real_robot(url, robot_config, board, config, progress, holder):
     from drivers.robot import PushBot
-    from neurolab_gui.core.boards import open_emulator
     from neurolab_gui.core.robot_demo import PhototaxisSession
 
-    own_board = board is None
-    if own_board:
-        board = open_emulator(dt=5e-4)
-    try:
-        with PushBot(url, robot_config) as robot:
-            session = PhototaxisSession(board, robot, config)
-            session.report.note(f"robot: {url} (real); board: {board.serial}")
-            holder.append(session)
-            return session.run(progress)
-    finally:
-        if own_board:
-            board.close()
+    with PushBot(url, robot_config) as robot:
+        session = PhototaxisSession(board, robot, config)
+        session.report.note(f"robot: {url} (real); board: {board.serial}")
+        holder.append(session)
+        return session.run(progress)

@@ -8,7 +8,9 @@ learns whether silicon or the emulator answers.  The functions here open them:
   same driver code path as silicon;
 * :func:`open_brian2_board` - the Brian2 reference stage: a simulator configured exactly like a
   board (:class:`emulator.sim_board.SimulatorBoard`) whose time advances in the Brian2 model;
-* :func:`emulator_lag_s` - how far a real-time emulated board trails the wall clock.
+* :func:`emulator_lag_s` - how far a real-time emulated board trails the wall clock;
+* :func:`parse_board` - the one ``--board`` grammar of every command (``emulator[:SEED]`` or a
+  board serial) as a :class:`BoardSpec`, whose :meth:`BoardSpec.open` opens it.
 
 The emulator is imported inside the functions, so a core that only talks to silicon never loads
 it.  An import-linter contract (``pyproject.toml``) forbids ``neurolab_gui.core`` to import
@@ -17,12 +19,58 @@ it.  An import-linter contract (``pyproject.toml``) forbids ``neurolab_gui.core`
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from drivers.dynapse1.board_api import Board
 
 #: Serial of the emulated board that :func:`open_emulator` opens by default.
 DEFAULT_EMULATOR_SERIAL = "EMU00000"
+
+#: What a board serial may contain (also the calibration profile's file name).
+_SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A board named on a command line: the emulator with a mismatch ``seed``, or silicon by ``serial``."""
+
+    serial: str | None = None  # None: the emulator
+    seed: int = 0
+
+    @property
+    def emulated(self) -> bool:
+        return self.serial is None
+
+    def open(self, *, emulator_serial: str = DEFAULT_EMULATOR_SERIAL, **emulator_options: Any) -> Board:
+        """Open the board: :func:`open_silicon`, or :func:`open_emulator` with this seed (``emulator_options``
+        such as ``dt`` or ``clock`` apply to the emulator only)."""
+        if self.serial is not None:
+            return open_silicon(self.serial)
+        return open_emulator(emulator_serial, seed=self.seed, **emulator_options)
+
+    def __str__(self) -> str:
+        return self.serial if self.serial is not None else f"emulator:{self.seed}"
+
+
+def parse_board(text: str) -> BoardSpec:
+    """``"emulator"``, ``"emulator:SEED"`` or a board serial as a :class:`BoardSpec`.
+
+    Raises ``ValueError`` naming the problem (an empty name, a seed that is not a non-negative
+    integer, a serial with characters a DYNAP-SE1 serial does not have).
+    """
+    text = text.strip()
+    name, sep, seed = text.partition(":")
+    if name.lower() == "emulator":
+        if not sep:
+            return BoardSpec()
+        if not seed.isdigit():
+            raise ValueError(f"bad emulator seed {seed!r} in --board {text!r}: use emulator:SEED with SEED an integer >= 0")
+        return BoardSpec(None, int(seed))
+    if not _SERIAL.match(text):
+        raise ValueError(f"bad board {text!r}: use 'emulator', 'emulator:SEED' or a board serial (letters, digits, '_', '.', '-')")
+    return BoardSpec(text)
 
 
 def emulator_config(*, seed: int = 0, mismatch: bool = True, dt: float | None = None) -> Any:

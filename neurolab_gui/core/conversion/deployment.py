@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from ..jobs import Progress, ProgressSink, check_cancel, span
 from .mapping import MappedNetwork, relocate_units
 from .spiking_run import SpikingResult, configure_board, stream_samples
 from .transfer import ProbeDesign, RefractoryFit, TransferFit, match_refractory, match_transfer
+
+if TYPE_CHECKING:
+    from .pipeline import ConversionResult
 
 #: Samples per generator program in :func:`run_deployment`: small enough that a panel sees
 #: results every fraction of a second of board time, large enough that uploads stay rare.
@@ -258,5 +261,30 @@ def deploy_and_run(
     return deployment, run
 
 
+def deploy_conversion(
+    board: Board,
+    conversion: ConversionResult,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    lengths: np.ndarray,
+    *,
+    profile: BoardProfile | None = None,
+    seed: int = 0,
+    batch: int = DEFAULT_BATCH,
+    progress: ProgressSink | None = None,
+    cancel: threading.Event | None = None,
+    on_events: Callable[[SpikeEvents], None] | None = None,
+) -> tuple[Deployment, DeploymentRun]:
+    """A conversion's network (as mapped, before any board matched it) deployed on ``board`` and run.
+
+    What ``neurolab deploy`` and the app's "Deploy to connected board" both call, so the same
+    checkpoint, board, samples and seed give the same predictions from either.
+    """
+    mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
+    return deploy_and_run(board, mapped, x, labels, lengths, profile=profile, scales=conversion.constrained.scale,
+                          matching=conversion.matching, seed=seed, batch=batch, progress=progress, cancel=cancel,
+                          on_events=on_events)
+
+
 __all__ = ["DEFAULT_BATCH", "BoardProfile", "Deployment", "DeploymentRun", "TransferMatching", "apply_profile",
-           "confusion_matrix", "deploy_and_run", "deploy_network", "run_deployment"]
+           "confusion_matrix", "deploy_and_run", "deploy_conversion", "deploy_network", "run_deployment"]

@@ -177,6 +177,10 @@ class ConversionResult:
     constrained: ConstrainedNetwork
     mapped: MappedNetwork
     transfer_fits: dict[str, list[TransferFit]] = field(default_factory=dict)
+    #: the network as mapped, before any board matched it (what :mod:`.deployment` writes on a new board)
+    nominal_mapped: MappedNetwork | None = None
+    #: how a board without a profile is matched (``cfg``'s probe, rounds, saturation matching)
+    matching: TransferMatching = field(default_factory=TransferMatching)
 
 
 def build_model(task: Task, cfg: PipelineConfig) -> RateRNN:
@@ -285,7 +289,7 @@ def convert(
 
     n_spk = len(task.x_test) if cfg.n_test_spiking is None else min(cfg.n_test_spiking, len(task.x_test))
     x, y, lengths = task.x_test[:n_spk], task.y_test[:n_spk], task.lengths_test[:n_spk]
-    result = ConversionResult(report, constrained, mapped)
+    result = ConversionResult(report, constrained, mapped, nominal_mapped=mapped, matching=matching_of(cfg))
     _, constrained_pred = evaluate(constrained.model, task.x_test, task.y_test, task.lengths_test)
     constrained_correct = constrained_pred == task.y_test
 
