@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="calibrate a board (emulator by default) and write its profile",
                               description=__doc__.splitlines()[0])
     add_board_option(p, what="calibrate")
-    p.add_argument("--emulator-serial", default="NLEMU-CAL", help="serial of the emulated board")
+    p.add_argument("--emulator-serial", default=None,
+                   help="serial of the emulated board (default: EMU<seed>, as the app names it, so the app finds its profile)")
     p.add_argument("--chip", type=int, default=0)
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 3], help="cores to calibrate (board mode)")
     p.add_argument("--start-set", default="samna_recommended", help="published bias set to start from (board mode)")

@@ -43,15 +43,25 @@ class BoardSpec:
     def emulated(self) -> bool:
         return self.serial is None
 
-    def open(self, *, emulator_serial: str = DEFAULT_EMULATOR_SERIAL, **emulator_options: Any) -> Board:
+    def open(self, *, emulator_serial: str | None = None, **emulator_options: Any) -> Board:
         """Open the board: :func:`open_silicon`, or :func:`open_emulator` with this seed (``emulator_options``
-        such as ``dt`` or ``clock`` apply to the emulator only)."""
+        such as ``dt`` or ``clock`` apply to the emulator only).
+
+        The emulated board's serial is :func:`emulator_serial_for` the seed unless ``emulator_serial``
+        says otherwise: the serial the app's connection bar gives the same emulator, so a
+        calibration profile saved from either is found by the other.
+        """
         if self.serial is not None:
             return open_silicon(self.serial)
-        return open_emulator(emulator_serial, seed=self.seed, **emulator_options)
+        return open_emulator(emulator_serial or emulator_serial_for(self.seed), seed=self.seed, **emulator_options)
 
     def __str__(self) -> str:
         return self.serial if self.serial is not None else f"emulator:{self.seed}"
+
+
+def emulator_serial_for(seed: int) -> str:
+    """The serial of the emulated board with mismatch ``seed`` (``EMU00005`` for seed 5)."""
+    return f"EMU{int(seed):05d}"
 
 
 def parse_board(text: str) -> BoardSpec:

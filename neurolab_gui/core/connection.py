@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
-from .boards import emulator_lag_s, open_emulator, open_silicon
+from .boards import emulator_lag_s, emulator_serial_for, open_emulator, open_silicon
 from .events import Signal
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ BoardOpener = Callable[[ConnectionTarget], Board]
 def open_board(target: ConnectionTarget) -> Board:
     """Open the emulator or a real board (through :mod:`.boards`, which imports them only when needed)."""
     if target.board == EMULATOR:
-        return open_emulator(f"EMU{target.seed:05d}", seed=target.seed, mismatch=target.mismatch, clock=target.clock,
+        return open_emulator(emulator_serial_for(target.seed), seed=target.seed, mismatch=target.mismatch, clock=target.clock,
                              separate_process=target.separate_process)
     return open_silicon(target.board)
 

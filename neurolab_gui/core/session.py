@@ -76,6 +76,10 @@ class Session:
         self.model_changed = Signal("model changed")
         #: ``conversion_changed(result)`` when a conversion or calibration produced new results.
         self.conversion_changed = Signal("conversion changed")
+        #: The network as written on the connected board (``conversion.deployment.Deployment``), if any.
+        self.deployment: Any = None
+        #: ``deployment_changed(deployment or None)`` when a network was written on the board (None: gone).
+        self.deployment_changed = Signal("deployment changed")
 
         self.connection.connected.connect(self._on_connected)
         self.connection.disconnected.connect(self._on_disconnected)
@@ -138,6 +142,8 @@ class Session:
             recorder.mark("unplugged" if reason == "unplugged" else "disconnected", reason)
         self.biases.detach()
         self.membrane.detach()
+        if self.deployment is not None:  # the network left with the board
+            self.set_deployment(None)
 
     def _on_events(self, batch: SpikeEvents) -> None:
         recorder = self._recorder
@@ -164,6 +170,10 @@ class Session:
     def set_conversion(self, result: Any) -> None:
         self.conversion = result
         self.conversion_changed.emit(result)
+
+    def set_deployment(self, deployment: Any) -> None:
+        self.deployment = deployment
+        self.deployment_changed.emit(deployment)
 
     # --- recording --------------------------------------------------------------------
     @property

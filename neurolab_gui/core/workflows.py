@@ -1,4 +1,4 @@
-"""The session's long workflows: train a network, convert it, calibrate the cores it uses.
+"""The session's long workflows: train a network, convert it, deploy it on the connected board, calibrate.
 
 Each workflow is a plain function over a :class:`~neurolab_gui.core.session.Session` that takes
 ``progress`` and ``cancel`` like every long call (:mod:`neurolab_gui.core.jobs`) and puts its
@@ -22,6 +22,7 @@ from .jobs import Job, Progress, ProgressSink
 
 if TYPE_CHECKING:
     from .calibration.board_calibration import BoardCalibration
+    from .conversion.deployment import Deployment, DeploymentRun
     from .conversion.models import RateRNN, RNNConfig
     from .conversion.pipeline import ConversionResult, PipelineConfig
     from .conversion.tasks import Task
@@ -119,6 +120,79 @@ def _session_model(session: Session) -> Any:
     return session.model
 
 
+# --- deployment on the connected board ----------------------------------------------------------
+def deploy_to_board(session: Session, use_profile: bool = True, progress: ProgressSink | None = None,
+                    cancel: threading.Event | None = None) -> Deployment:
+    """Write the session's converted network onto the session's board (its calibration profile when
+    one exists for the board's serial and ``use_profile``; otherwise the weight biases are matched on
+    the board) with :func:`~neurolab_gui.core.conversion.deployment.deploy_network`; it becomes
+    ``session.deployment``.  The same call as ``neurolab deploy``'s, so both write the same network.
+    """
+    from .calibration.profile import find_profile
+    from .conversion.deployment import deploy_network
+
+    board, conversion = _session_board(session, "deploying"), _session_conversion(session)
+    profile = find_profile(board.serial) if use_profile else None
+    mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
+    with session.connection.acquisition_paused():
+        deployment = deploy_network(board, mapped, profile=profile, scales=conversion.constrained.scale,
+                                    matching=conversion.matching, progress=progress, cancel=cancel)
+    session.set_deployment(deployment)
+    return deployment
+
+
+def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, progress: ProgressSink | None = None,
+                 cancel: threading.Event | None = None) -> DeploymentRun:
+    """Run the first ``n_test`` test samples (all when None) through the network on the session's board.
+
+    The board's events of every batch reach the session's monitors (the raster shows the
+    network's spikes as they come); every batch's progress carries the predictions, class scores,
+    running accuracy and confusion matrix (:func:`~neurolab_gui.core.conversion.deployment.run_deployment`).
+    At the end the conversion's stage table gets (or replaces) its row "board".
+    """
+    from .conversion.deployment import run_deployment
+    from .conversion.report import StageResult
+
+    deployment = session.deployment
+    if deployment is None or deployment.board is not session.board:
+        raise RuntimeError("deploy the network to the connected board first")
+    task = session.task
+    if task is None:
+        raise RuntimeError("load a data set (train, convert or load a model) before running the network")
+    n = len(task.x_test) if n_test is None else min(int(n_test), len(task.x_test))
+    with session.connection.acquisition_paused():
+        run = run_deployment(deployment, task.x_test[:n], task.y_test[:n], task.lengths_test[:n], seed=seed,
+                             progress=progress, cancel=cancel, on_events=session.connection.feed)
+    conversion = session.conversion
+    if conversion is not None:
+        note = f"{deployment.serial} (connected board): " + "; ".join(deployment.notes)
+        conversion.report.add(StageResult("board", run.accuracy, n, run.spiking.spikes_per_inference(),
+                                          run.spiking.synaptic_events_per_inference(deployment.mapped), run.wall_s, note,
+                                          {"board_serial": deployment.serial, "profile_applied": deployment.profile_applied}))
+        session.set_conversion(conversion)
+    return run
+
+
+def deployment_job(session: Session, use_profile: bool = True) -> Job[Deployment]:
+    """:func:`deploy_to_board` as a job (not started); refused at once without a board or a conversion."""
+    _session_board(session, "deploying")
+    _session_conversion(session)
+    return Job("deployment", lambda progress, cancel: deploy_to_board(session, use_profile, progress, cancel))
+
+
+def run_job(session: Session, n_test: int | None = None, seed: int = 0) -> Job[DeploymentRun]:
+    """:func:`run_deployed` as a job (not started); refused at once when nothing is deployed."""
+    if session.deployment is None:
+        raise RuntimeError("deploy the network to the connected board first")
+    return Job("board run", lambda progress, cancel: run_deployed(session, n_test, seed, progress, cancel))
+
+
+def _session_conversion(session: Session) -> Any:
+    if session.conversion is None:
+        raise RuntimeError("convert (or load a converted) network before deploying it")
+    return session.conversion
+
+
 # --- calibration --------------------------------------------------------------------------------
 def calibration_cores(session: Session, fallback: tuple[int, int] = (0, 0)) -> list[tuple[int, int]]:
     """The cores a calibration measures: those of the mapped network, else ``fallback``."""
@@ -161,7 +235,7 @@ def calibration_job(session: Session, cores: Sequence[tuple[int, int]]) -> Job[d
     return Job("calibration", lambda progress, cancel: calibrate_cores(session, cores, progress, cancel))
 
 
-def _session_board(session: Session) -> Any:
+def _session_board(session: Session, doing: str = "calibrating") -> Any:
     if session.board is None:
-        raise RuntimeError("connect a board before calibrating")
+        raise RuntimeError(f"connect a board before {doing}")
     return session.board

@@ -8,6 +8,12 @@ session (``set_model`` / ``set_conversion``), which this panel, the raster's "RN
 and the transfer panel follow.  What is drawn is computed by
 :mod:`neurolab_gui.core.session_conversion`.
 
+Board: "Deploy to connected board" writes the converted network onto the session's board
+(:func:`~neurolab_gui.core.workflows.deploy_to_board`; the raster switches to its layers) and
+"Run test set on board" runs it there (:func:`~neurolab_gui.core.workflows.run_deployed`): each
+batch's progress payload updates the running accuracy, the latest sample's class scores and the
+confusion matrix, and the stage table gets its "board" row.
+
 Calibration: "Start calibration" calibrates every core the mapped network uses (or the transfer
 panel's core when nothing is mapped), with its intermediate transfer curves growing live in the
 transfer panel; network-level calibration with the stage accuracies is ``neurolab calibrate
@@ -102,6 +108,18 @@ class ModelPanel(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")  # the last job's progress and outcome
         self.model_label = QLabel("no model loaded")
+        # the network on the connected board: deploy, run the test set, live accuracy / scores / confusion
+        self.deploy_button = QPushButton("Deploy to connected board")
+        self.deploy_button.setToolTip("write the converted network onto the board of the connection bar")
+        self.profile_check = QCheckBox("use the board's calibration profile")
+        self.profile_check.setChecked(True)
+        self.run_button = QPushButton("Run test set on board")
+        self.run_samples_spin = QSpinBox(prefix="samples ", minimum=1, maximum=100_000, value=100)
+        self.deployment_label = QLabel("nothing deployed")
+        self.board_accuracy_label = QLabel("")
+        self.scores_label = QLabel("")
+        self.confusion_table = QTableWidget(0, 0)
+        self.confusion_table.setToolTip("rows: true class, columns: predicted class")
 
         self.load_button.setToolTip('load a trained RNN checkpoint (.pt/.pth; weights only, no pickled code is run)')
         self.task_combo.setToolTip('data set to train on and to evaluate every stage with')
@@ -131,6 +149,14 @@ class ModelPanel(QWidget):
         run = QHBoxLayout()
         for w in (self.calibrate_button, self.cancel_button, self.progress):
             run.addWidget(w)
+        board = QGroupBox("On the connected board")
+        bl = QVBoxLayout(board)
+        brow = QHBoxLayout()
+        for w in (self.deploy_button, self.profile_check, self.run_button, self.run_samples_spin):
+            brow.addWidget(w)
+        bl.addLayout(brow)
+        for w in (self.deployment_label, self.board_accuracy_label, self.scores_label, self.confusion_table):
+            bl.addWidget(w)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.before_plot = self.graphics.addPlot(title="weights before quantisation")
@@ -161,6 +187,7 @@ class ModelPanel(QWidget):
         layout.addWidget(src)
         layout.addWidget(con)
         layout.addLayout(run)
+        layout.addWidget(board)
         layout.addWidget(self.status)
         layout.addWidget(self.model_label)
         layout.addWidget(self.graphics, 2)
@@ -170,9 +197,12 @@ class ModelPanel(QWidget):
         self.train_button.clicked.connect(lambda: self._guarded(self.start_training))
         self.convert_button.clicked.connect(lambda: self._guarded(self.start_conversion))
         self.calibrate_button.clicked.connect(lambda: self._guarded(self.start_calibration))
+        self.deploy_button.clicked.connect(lambda: self._guarded(self.start_deployment))
+        self.run_button.clicked.connect(lambda: self._guarded(self.start_board_run))
         self.cancel_button.clicked.connect(self.cancel)
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
+        relay(session.deployment_changed, self._show_deployment, self)
 
     # --- jobs ---------------------------------------------------------------------------------
     def _guarded(self, start) -> None:
@@ -259,7 +289,45 @@ class ModelPanel(QWidget):
             self.transfer_panel.attach_job(job, report_errors=False)  # errors are reported once, here
         return self._start(job)
 
+    def start_deployment(self) -> Job:
+        """Write the converted network onto the connected board (:func:`~neurolab_gui.core.workflows.deploy_to_board`)."""
+        return self._start(workflows.deployment_job(self.session, self.profile_check.isChecked()))
+
+    def start_board_run(self, n_test: int | None = None) -> Job:
+        """Run test samples on the board (:func:`~neurolab_gui.core.workflows.run_deployed`), results shown live."""
+        job = workflows.run_job(self.session, n_test if n_test is not None else self.run_samples_spin.value())
+        relay(job.progress, self._show_run_progress, self)
+        return self._start(job)
+
     # --- views -------------------------------------------------------------------------------
+    def _show_deployment(self, deployment) -> None:
+        if deployment is None:
+            self.deployment_label.setText("nothing deployed")
+            return
+        self.deployment_label.setText(f"deployed on {deployment.serial}: {len(deployment.mapped.unit_addresses)} units; "
+                                      + "; ".join(deployment.notes))
+
+    def _show_run_progress(self, progress: Progress) -> None:
+        """A batch of the board run: running accuracy, the latest sample's class scores, the confusion matrix."""
+        payload = progress.payload or {}
+        if "confusion" not in payload:
+            return
+        accuracy = payload["accuracy"]
+        self.board_accuracy_label.setText(f"board accuracy {accuracy:.3f} after {payload['done']} samples" if accuracy is not None
+                                          else f"{payload['done']} samples")
+        scores, labels = payload["scores"][-1], payload["labels"]
+        truth = f", true {int(labels[-1])}" if labels is not None else ""
+        self.scores_label.setText(f"sample {int(payload['indices'][-1])}: predicted {int(payload['predictions'][-1])}{truth}; "
+                                  "class scores " + " ".join(f"{v:.2f}" for v in scores))
+        confusion = payload["confusion"]
+        n = len(confusion)
+        if self.confusion_table.rowCount() != n:
+            self.confusion_table.setRowCount(n)
+            self.confusion_table.setColumnCount(n)
+        for i in range(n):
+            for j in range(n):
+                self.confusion_table.setItem(i, j, QTableWidgetItem(str(int(confusion[i, j]))))
+
     def _show_model(self, model) -> None:
         if model is None:
             self.model_label.setText("no model loaded")

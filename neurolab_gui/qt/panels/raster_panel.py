@@ -260,6 +260,7 @@ class RasterPanel(QWidget):
         self.plot.sigXRangeChanged.connect(self._on_x_zoom)
         self.plot.scene().sigMouseClicked.connect(self._on_click)
         relay(session.conversion_changed, self._on_conversion, self)
+        relay(session.deployment_changed, self._on_deployment, self)
         self._update_mode_widgets()
         self._selection_changed()
 
@@ -313,14 +314,29 @@ class RasterPanel(QWidget):
             self.render()
 
     def _on_conversion(self, result) -> None:
-        """Offer the RNN layers of a conversion result (hidden units, per core group) as selections."""
-        mapped = getattr(result, "mapped", None)
+        """Offer the RNN layers (hidden units, per core group) as selections: those of the network
+        deployed on the connected board, else those of the conversion result."""
+        deployed = self.session.deployment
+        mapped = deployed.mapped if deployed is not None else getattr(result, "mapped", None)
+        self._offer_layers(mapped)
+        if self.mode_combo.currentData() == "layer":
+            self._selection_changed()
+
+    def _on_deployment(self, deployment) -> None:
+        """A network was written on the board: show its hidden layer, on the neurons it really uses."""
+        if deployment is None:
+            return
+        self._offer_layers(deployment.mapped)
+        first = next(iter(layer_selections(deployment.mapped)))
+        self.layer_combo.setCurrentIndex(self.layer_combo.findData(first))
+        self.mode_combo.setCurrentIndex(self.mode_combo.findData("layer"))
+        self._selection_changed()
+
+    def _offer_layers(self, mapped) -> None:
         if mapped is not None:
             self.layer_selections = {k: v for k, v in self.layer_selections.items() if not k.startswith("RNN ")}
             self.layer_selections.update(layer_selections(mapped))
         self._refresh_layers()
-        if self.mode_combo.currentData() == "layer":
-            self._selection_changed()
 
     def _refresh_layers(self) -> None:
         current = self.layer_combo.currentData()
