@@ -85,3 +85,106 @@ def test_deploy_and_run_from_the_buttons_match_neurolab_deploy(make_window, qtbo
 def test_run_without_a_deployment_is_refused_with_a_message(window, qtbot):
     qtbot.mouseClick(window.model_panel.run_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "deploy the network" in window.log_panel.contents())
+
+
+FAST = None  # set in _converted (CalibrationConfig imported lazily)
+
+
+def _converted(make_window, qtbot):
+    """A window on emulator seed 5 with a tiny untrained network converted (12 units on one core)."""
+    from neurolab_gui.core.calibration.engine import CalibrationConfig
+    from neurolab_gui.core.conversion.pipeline import build_model
+    from neurolab_gui.core.conversion.tasks import load_task
+
+    window = make_window(seed=SEED, mismatch=True, clock="fast", acquire=True)
+    panel = window.model_panel
+    panel.task_combo.setCurrentText("seq_digits")
+    panel.hidden_spin.setValue(12)
+    panel.qat_spin.setValue(0)
+    panel.groups_spin.setValue(1)
+    for check in panel.stage_checks.values():
+        check.setChecked(False)
+    task = load_task("seq_digits").subset(96, 24)
+    window.session.task = task
+    window.session.set_model(build_model(task, panel.pipeline_config()))
+    qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.status.text() == "conversion finished", timeout=60_000)
+    panel.calibration_config = CalibrationConfig(exc_levels_hz=(30.0, 75.0, 120.0), inh_levels_hz=(20.0, 60.0, 100.0),
+                                                 level_s=0.2, settle_s=0.05, weight_rounds=2, weight_tolerance=0.03,
+                                                 tune_tau=False, tune_refractory=False)
+    panel.in_the_loop_check.setChecked(False)
+    panel.run_samples_spin.setValue(8)
+    return window, panel
+
+
+def _bias_table(window):
+    board = window.session.board
+    return {key: board.get_bias(*key) for key in window.session.biases.snapshot()}
+
+
+def test_network_calibration_from_the_app_is_one_undo_step_saves_the_profile_and_is_applied_next(make_window, qtbot, tmp_path,
+                                                                                                 monkeypatch):
+    from neurolab_gui.core.calibration.profile import find_profile
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    window, panel = _converted(make_window, qtbot)
+    biases = window.session.biases
+    start, n_log, n_steps = _bias_table(window), len(biases.log), len(biases._undo)
+    events = []
+    qtbot.mouseClick(panel.calibrate_network_button, Qt.MouseButton.LeftButton)
+    job = panel.job
+    job.progress.connect(events.append)
+    qtbot.waitUntil(lambda: panel.status.text() == "network calibration finished", timeout=300_000)
+    summary = window.session.calibration_summary
+    assert summary is not None and summary["serial"] == "EMU00005" and "accuracy_after" in summary
+    assert summary["gain_cv_after"] < summary["gain_cv_before"]
+    assert "calibrated EMU00005" in panel.calibration_label.text()
+    # every bias write of the calibration is logged as "calibration", and the run is one undo step
+    origins = {c.origin for c in biases.log[n_log:]}
+    assert origins == {"calibration"}, origins
+    assert len(biases._undo) == n_steps + 1
+    # the profile is saved for the board's serial and the calibrated network is on the board
+    profile = find_profile("EMU00005")
+    assert profile is not None and len(profile.selected) == 12
+    assert window.session.deployment.mapped.unit_addresses == profile.selected
+    # undo returns the whole table to the user's biases
+    assert biases.undo()
+    assert _bias_table(window) == start
+    # the next deploy applies the saved profile
+    panel.profile_check.setChecked(True)
+    qtbot.mouseClick(panel.deploy_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.status.text() == "deployment finished", timeout=60_000)
+    deployment = window.session.deployment
+    assert deployment.profile_applied and deployment.mapped.unit_addresses == profile.selected
+    for key, value in deployment.mapped.biases.items():
+        assert window.session.board.get_bias(*key) == profile.biases.get(key, value)
+
+
+def test_cancelling_the_network_calibration_restores_the_bias_table_bit_exactly(make_window, qtbot, tmp_path, monkeypatch):
+    import time
+
+    from drivers.dynapse1.board_api import BiasValue
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    window, panel = _converted(make_window, qtbot)
+    board = window.session.board
+    # the user's own settings, flags included: a disabled bias and a low-current one
+    key = next(iter(window.session.biases.snapshot()))
+    old = board.get_bias(*key)
+    board.set_bias(key[0], key[1], key[2], old.coarse, (old.fine + 3) % 256, not old.high)
+    start, n_steps = _bias_table(window), len(window.session.biases._undo)
+    qtbot.mouseClick(panel.calibrate_network_button, Qt.MouseButton.LeftButton)
+    job = panel.job
+    seen = []
+    job.progress.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=60_000)
+    t0 = time.monotonic()
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
+    latency = time.monotonic() - t0
+    qtbot.waitUntil(lambda: panel.status.text() == "network calibration cancelled")
+    print(f"cancel latency {latency:.2f} s")
+    assert latency < 2.0, latency
+    assert _bias_table(window) == start
+    assert len(window.session.biases._undo) == n_steps and window.session.calibration_summary is None
+    assert isinstance(start[key], BiasValue)

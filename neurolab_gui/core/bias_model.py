@@ -347,6 +347,28 @@ class BiasModel:
                     self._redo.clear()
                 self.history_changed.emit()
 
+    @contextlib.contextmanager
+    def external_step(self, origin: str) -> Iterator[None]:
+        """Writes a long job makes on the board itself, on this thread, inside the block: logged with
+        ``origin`` (not "external") and kept as one undo step of every bias that ended up changed.
+
+        A job that restores the biases it started from (a cancelled calibration) leaves no step.
+        """
+        before = self.snapshot()
+        self._local.origin = origin
+        try:
+            yield
+        finally:
+            self._local.origin = None
+            after = self.snapshot()
+            step = [(k, before[k], after[k]) for k in before if before[k] != after[k]]
+            if step:
+                with self._lock:
+                    self._undo.append(step)
+                    self._last_step_time = time.monotonic()
+                    self._redo.clear()
+                self.history_changed.emit()
+
     def _write(self, values: Mapping[BiasKey, BiasValue], origin: str) -> None:
         board = self._board
         if board is None:  # offline edit: the cache is all there is

@@ -78,6 +78,9 @@ class Session:
         self.conversion_changed = Signal("conversion changed")
         #: The network as written on the connected board (``conversion.deployment.Deployment``), if any.
         self.deployment: Any = None
+        #: What the last network calibration from the app found (gain CV, accuracy and chip time
+        #: before/after, the profile's path), or None.
+        self.calibration_summary: dict | None = None
         #: ``deployment_changed(deployment or None)`` when a network was written on the board (None: gone).
         self.deployment_changed = Signal("deployment changed")
 

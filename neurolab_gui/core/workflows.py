@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import jobs
 from .jobs import Job, Progress, ProgressSink
 
 if TYPE_CHECKING:
@@ -194,6 +195,70 @@ def _session_conversion(session: Session) -> Any:
 
 
 # --- calibration --------------------------------------------------------------------------------
+def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop: bool = True, n_test: int = 100,
+                               profile_dir: Any = None, progress: ProgressSink | None = None,
+                               cancel: threading.Event | None = None) -> dict:
+    """Calibrate the session's converted network on the session's board, with the engine of
+    ``neurolab calibrate --task`` (:func:`~neurolab_gui.core.calibration.engine.calibrate_network`).
+
+    It starts from the network as mapped (its nominal biases and neurons), with the chip-in-the-
+    loop fine-tuning on the session's data set when ``in_the_loop``.  Every bias it writes is
+    logged with origin ``"calibration"`` and the whole run is one undo step
+    (:meth:`~neurolab_gui.core.bias_model.BiasModel.external_step`); cancelled, the engine
+    restores the biases it started from, so nothing is left to undo.  Done, the calibrated network
+    is written on the board (it becomes ``session.deployment``), the profile is saved for the
+    board's serial (``profile_dir``: default location) and ``session.calibration_summary`` keeps gain CV,
+    accuracy on the first ``n_test`` test samples and chip time, before and after.
+    """
+    from .calibration.engine import calibrate_network
+    from .calibration.profile import profile_from_network_calibration, save_profile
+    from .conversion.deployment import deploy_network, run_deployment
+
+    board, conversion = _session_board(session), _session_conversion(session)
+    task = session.task
+    mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
+    start = session.biases.snapshot()
+    with session.connection.acquisition_paused(), session.biases.external_step("calibration"):
+        result = calibrate_network(board, mapped, conversion.constrained, task if in_the_loop else None, config,
+                                   progress=jobs.span(progress, 0.0, 0.9), cancel=cancel)
+        summary: dict[str, Any] = {
+            "serial": board.serial, "gain_cv_before": result.gain_cv_before, "gain_cv_after": result.gain_cv_after,
+            "inh_gain_cv_before": result.inh_gain_cv_before, "inh_gain_cv_after": result.inh_gain_cv_after,
+            "chip_s_measurement": result.chip_s_measurement, "chip_s_loop": result.chip_s_loop,
+        }
+        try:
+            if task is not None and n_test > 0:
+                n = min(int(n_test), len(task.x_test))
+                x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+                for when, network, lo in (("before", result.mapped_before, 0.9), ("after", result.mapped, 0.95)):
+                    deployed = deploy_network(board, network, cancel=cancel)
+                    summary[f"accuracy_{when}"] = run_deployment(deployed, x, y, lengths, cancel=cancel,
+                                                                 progress=jobs.span(progress, lo, lo + 0.05)).accuracy
+                summary["n_test"] = n
+            deployment = deploy_network(board, result.mapped, cancel=cancel)
+        except BaseException:  # cancelled while measuring the accuracies: back to the user's biases, like the engine
+            board.stop_spike_generator()
+            board.clear_connections([mapped.chip])
+            board.apply_bias_set({k: v for k, v in start.items() if board.get_bias(*k) != v})
+            raise
+    deployment.profile_applied = True
+    deployment.notes = [f"calibrated here: gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}"]
+    profile = profile_from_network_calibration(board.serial, result, board.is_emulated)
+    profile.summary["accuracy"] = {k: v for k, v in summary.items() if k.startswith("accuracy_")}
+    summary["profile"] = str(save_profile(profile, profile_dir))
+    session.calibration_summary = summary
+    session.set_deployment(deployment)
+    return summary
+
+
+def network_calibration_job(session: Session, config: Any = None, in_the_loop: bool = True, n_test: int = 100) -> Job[dict]:
+    """:func:`calibrate_deployed_network` as a job (not started); refused at once without a board or a conversion."""
+    _session_board(session)
+    _session_conversion(session)
+    return Job("network calibration", lambda progress, cancel: calibrate_deployed_network(
+        session, config, in_the_loop, n_test, progress=progress, cancel=cancel))
+
+
 def calibration_cores(session: Session, fallback: tuple[int, int] = (0, 0)) -> list[tuple[int, int]]:
     """The cores a calibration measures: those of the mapped network, else ``fallback``."""
     mapped = getattr(session.conversion, "mapped", None)

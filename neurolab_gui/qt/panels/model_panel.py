@@ -116,6 +116,13 @@ class ModelPanel(QWidget):
         self.run_button = QPushButton("Run test set on board")
         self.run_samples_spin = QSpinBox(prefix="samples ", minimum=1, maximum=100_000, value=100)
         self.deployment_label = QLabel("nothing deployed")
+        self.calibrate_network_button = QPushButton("Calibrate network on board")
+        self.calibrate_network_button.setToolTip("the network calibration of `neurolab calibrate --task` on the connected board")
+        self.in_the_loop_check = QCheckBox("chip-in-the-loop fine-tuning")
+        self.in_the_loop_check.setChecked(True)
+        #: the engine's CalibrationConfig (None: its defaults, those of ``neurolab calibrate``)
+        self.calibration_config = None
+        self.calibration_label = QLabel("")
         self.board_accuracy_label = QLabel("")
         self.scores_label = QLabel("")
         self.confusion_table = QTableWidget(0, 0)
@@ -155,7 +162,11 @@ class ModelPanel(QWidget):
         for w in (self.deploy_button, self.profile_check, self.run_button, self.run_samples_spin):
             brow.addWidget(w)
         bl.addLayout(brow)
-        for w in (self.deployment_label, self.board_accuracy_label, self.scores_label, self.confusion_table):
+        crow = QHBoxLayout()
+        for w in (self.calibrate_network_button, self.in_the_loop_check):
+            crow.addWidget(w)
+        bl.addLayout(crow)
+        for w in (self.deployment_label, self.calibration_label, self.board_accuracy_label, self.scores_label, self.confusion_table):
             bl.addWidget(w)
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -199,6 +210,7 @@ class ModelPanel(QWidget):
         self.calibrate_button.clicked.connect(lambda: self._guarded(self.start_calibration))
         self.deploy_button.clicked.connect(lambda: self._guarded(self.start_deployment))
         self.run_button.clicked.connect(lambda: self._guarded(self.start_board_run))
+        self.calibrate_network_button.clicked.connect(lambda: self._guarded(self.start_network_calibration))
         self.cancel_button.clicked.connect(self.cancel)
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
@@ -299,7 +311,22 @@ class ModelPanel(QWidget):
         relay(job.progress, self._show_run_progress, self)
         return self._start(job)
 
+    def start_network_calibration(self) -> Job:
+        """Calibrate the converted network on the connected board
+        (:func:`~neurolab_gui.core.workflows.calibrate_deployed_network`); its summary is shown when done."""
+        job = workflows.network_calibration_job(self.session, self.calibration_config, self.in_the_loop_check.isChecked(),
+                                                self.run_samples_spin.value())
+        relay(job.finished, self._show_calibration_summary, self)
+        return self._start(job)
+
     # --- views -------------------------------------------------------------------------------
+    def _show_calibration_summary(self, summary: dict) -> None:
+        text = (f"calibrated {summary['serial']}: gain CV {summary['gain_cv_before']:.1%} → {summary['gain_cv_after']:.1%}, "
+                f"chip time {summary['chip_s_measurement'] + summary['chip_s_loop']:.0f} s")
+        if "accuracy_after" in summary:
+            text += f", accuracy {summary['accuracy_before']:.3f} → {summary['accuracy_after']:.3f} on {summary['n_test']} samples"
+        self.calibration_label.setText(text + f"; profile {summary['profile']}")
+
     def _show_deployment(self, deployment) -> None:
         if deployment is None:
             self.deployment_label.setText("nothing deployed")
