@@ -87,16 +87,14 @@ def test_run_without_a_deployment_is_refused_with_a_message(window, qtbot):
     qtbot.waitUntil(lambda: "deploy the network" in window.log_panel.contents())
 
 
-FAST = None  # set in _converted (CalibrationConfig imported lazily)
-
-
 def _converted(make_window, qtbot):
     """A window on emulator seed 5 with a tiny untrained network converted (12 units on one core)."""
     from neurolab_gui.core.calibration.engine import CalibrationConfig
     from neurolab_gui.core.conversion.pipeline import build_model
     from neurolab_gui.core.conversion.tasks import load_task
 
-    window = make_window(seed=SEED, mismatch=True, clock="fast", acquire=True)
+    # no acquisition: on the fast clock its reader would drive the emulator flat out beside the calibration
+    window = make_window(seed=SEED, mismatch=True, clock="fast", acquire=False)
     panel = window.model_panel
     panel.task_combo.setCurrentText("seq_digits")
     panel.hidden_spin.setValue(12)
@@ -168,7 +166,7 @@ def test_cancelling_the_network_calibration_restores_the_bias_table_bit_exactly(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     window, panel = _converted(make_window, qtbot)
     board = window.session.board
-    # the user's own settings, flags included: a disabled bias and a low-current one
+    # the user's own setting, flags included: one bias with another fine value and the other current range
     key = next(iter(window.session.biases.snapshot()))
     old = board.get_bias(*key)
     board.set_bias(key[0], key[1], key[2], old.coarse, (old.fine + 3) % 256, not old.high)
@@ -184,7 +182,7 @@ def test_cancelling_the_network_calibration_restores_the_bias_table_bit_exactly(
     latency = time.monotonic() - t0
     qtbot.waitUntil(lambda: panel.status.text() == "network calibration cancelled")
     print(f"cancel latency {latency:.2f} s")
-    assert latency < 2.0, latency
+    assert latency < 2.0, latency  # issue 16: within 2 s (the DC calibration took 23-32 s)
     assert _bias_table(window) == start
     assert len(window.session.biases._undo) == n_steps and window.session.calibration_summary is None
     assert isinstance(start[key], BiasValue)

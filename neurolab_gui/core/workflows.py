@@ -219,7 +219,7 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     start = session.biases.snapshot()
     with session.connection.acquisition_paused(), session.biases.external_step("calibration"):
-        result = calibrate_network(board, mapped, conversion.constrained, task if in_the_loop else None, config,
+        result = calibrate_network(_CancellableReads(board, cancel), mapped, conversion.constrained, task if in_the_loop else None, config,
                                    progress=jobs.span(progress, 0.0, 0.9), cancel=cancel)
         summary: dict[str, Any] = {
             "serial": board.serial, "gain_cv_before": result.gain_cv_before, "gain_cv_after": result.gain_cv_after,
@@ -249,6 +249,33 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     session.calibration_summary = summary
     session.set_deployment(deployment)
     return summary
+
+
+class _CancellableReads:
+    """A board proxy whose ``read_events`` reads in slices of at most ``slice_s`` of board time and
+    checks ``cancel`` between them, so a long measurement stops within one slice of a cancel
+    (the engine checks only between its measurements).  Consecutive reads continue the board's
+    time, so the events are those of one read."""
+
+    def __init__(self, board: Any, cancel: threading.Event | None, slice_s: float = 0.1) -> None:
+        self._board, self._cancel, self._slice_s = board, cancel, slice_s
+
+    def read_events(self, duration_s: float) -> Any:
+        from drivers.dynapse1.spikes import SpikeEvents
+
+        from .calibration.progress import CalibrationCancelled
+
+        batches, left = [], float(duration_s)
+        while left > 1e-9:
+            if self._cancel is not None and self._cancel.is_set():
+                raise CalibrationCancelled("calibration cancelled by the user")
+            step = min(self._slice_s, left)
+            batches.append(self._board.read_events(step))
+            left -= step
+        return batches[0] if len(batches) == 1 else SpikeEvents.concatenate(batches)
+
+    def __getattr__(self, name: str) -> Any:  # everything else goes straight to the board
+        return getattr(self._board, name)
 
 
 def network_calibration_job(session: Session, config: Any = None, in_the_loop: bool = True, n_test: int = 100) -> Job[dict]:
