@@ -128,13 +128,20 @@ def test_network_calibration_from_the_app_is_one_undo_step_saves_the_profile_and
     window, panel = _converted(make_window, qtbot)
     biases = window.session.biases
     start, n_log, n_steps = _bias_table(window), len(biases.log), len(biases._undo)
+    import time
+
     events = []
+    t0 = time.monotonic()
     qtbot.mouseClick(panel.calibrate_network_button, Qt.MouseButton.LeftButton)
     job = panel.job
-    job.progress.connect(events.append)
+    job.progress.connect(lambda p: events.append((time.monotonic() - t0, p)))
     qtbot.waitUntil(lambda: panel.status.text() == "network calibration finished", timeout=300_000)
     summary = window.session.calibration_summary
     assert summary is not None and summary["serial"] == "EMU00005" and "accuracy_after" in summary
+    # progress from the first second, with an ETA from the first second on
+    with_eta = [t for t, p in events if p.eta_s == p.eta_s]
+    print(f"first progress after {events[0][0]:.2f} s, first ETA after {with_eta[0]:.2f} s")
+    assert events[0][0] < 1.0 and with_eta and with_eta[0] < 2.0
     assert summary["gain_cv_after"] < summary["gain_cv_before"]
     assert "calibrated EMU00005" in panel.calibration_label.text()
     # every bias write of the calibration is logged as "calibration", and the run is one undo step
