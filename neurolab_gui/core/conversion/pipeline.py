@@ -11,12 +11,13 @@ Python API (used by ``neurolab train/convert/demo`` and by the GUI)::
     print(result.report.table())
 
 Every long call takes ``progress`` (a sink of :class:`~neurolab_gui.core.jobs.Progress`) and a
-``cancel`` token (see :mod:`neurolab_gui.core.jobs`).  Board stages go through the :class:`~drivers.dynapse1.board_api.Board`
-interface: by default two emulated boards (``board_ideal``: mismatch off, ``board_mismatch``:
-the emulator's default mismatch) opened with ``emulator.virtual_board.open_emulated_board``; pass
-``boards={"board": opener}`` to run on silicon.  The Brian2 stage configures an
-``emulator.simulator.BoardSimulator`` directly with the same compiled tables and biases and runs
-``emulator.brian2_reference.run_brian2`` on it.
+``cancel`` token (see :mod:`neurolab_gui.core.jobs`).  Every board stage writes and runs the
+network with :mod:`.deployment` (one mechanism for silicon and the emulator): ``board_ideal``
+(mismatch off) and ``board_mismatch`` (the emulator's default mismatch) are reference emulators
+opened through :mod:`neurolab_gui.core.boards`; ``board`` is the board the caller passes
+(``convert(..., board=b, profile=p)``: the CLI's ``--board``, the app's connected board).  The
+Brian2 stage configures an ``emulator.simulator.BoardSimulator`` with the same compiled tables and
+biases and runs ``emulator.brian2_reference.run_brian2`` on it.
 
 Per stage the report holds test accuracy, spikes per inference and synaptic events per
 inference (see :mod:`.report`).
