@@ -41,8 +41,10 @@ def test_deploy_and_run_from_the_buttons_match_neurolab_deploy(make_window, qtbo
     qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.status.text() == "conversion finished", timeout=60_000)
 
+    n_log = len(window.session.biases.log)
     qtbot.mouseClick(panel.deploy_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.status.text() == "deployment finished", timeout=120_000)
+    assert {c.origin for c in window.session.biases.log[n_log:]} == {"deployment"}  # its writes, named and undoable
     deployment = window.session.deployment
     assert deployment is not None and deployment.board is window.session.board
     assert "EMU00005" in panel.deployment_label.text()

@@ -127,7 +127,7 @@ def deploy_to_board(session: Session, use_profile: bool = True, progress: Progre
     """Write the session's converted network onto the session's board (its calibration profile when
     one exists for the board's serial and ``use_profile``; otherwise the weight biases are matched on
     the board) with :func:`~neurolab_gui.core.conversion.deployment.deploy_network`; it becomes
-    ``session.deployment``.  The same call as ``neurolab deploy``'s, so both write the same network.
+    ``session.deployment``.  Its bias writes are logged with origin ``"deployment"``, one undo step.  The same call as ``neurolab deploy``'s, so both write the same network.
     """
     from .calibration.profile import find_profile
     from .conversion.deployment import deploy_network
@@ -135,7 +135,7 @@ def deploy_to_board(session: Session, use_profile: bool = True, progress: Progre
     board, conversion = _session_board(session, "deploying"), _session_conversion(session)
     profile = find_profile(board.serial) if use_profile else None
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
-    with session.connection.acquisition_paused():
+    with session.connection.acquisition_paused(), session.biases.external_step("deployment"):
         deployment = deploy_network(board, mapped, profile=profile, scales=conversion.constrained.scale,
                                     matching=conversion.matching, progress=progress, cancel=cancel)
     session.set_deployment(deployment)
