@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -88,7 +90,7 @@ def test_profile_round_trips_and_is_applied_on_the_next_deploy(tmp_path):
     selected = [NeuronAddress(a.chip, a.core, 255 - a.neuron) for a in mapped.unit_addresses]
     key = next(k for k in mapped.biases if k[2] == "PS_WEIGHT_EXC_F_N")
     tuned = dict(mapped.biases)
-    tuned[key] = type(mapped.biases[key])(mapped.biases[key].coarse, (mapped.biases[key].fine + 17) % 256, mapped.biases[key].high)
+    tuned[key] = dataclasses.replace(mapped.biases[key], fine=(mapped.biases[key].fine + 17) % 256)
     save_profile(CalibrationProfile("NLTEST-PROFILE", tuned, [], selected), tmp_path / "NLTEST-PROFILE.json")
     assert find_profile("NLTEST-OTHER", tmp_path) is None
     profile = find_profile("NLTEST-PROFILE", tmp_path)

@@ -352,7 +352,10 @@ class BiasModel:
         """Writes a long job makes on the board itself, on this thread, inside the block: logged with
         ``origin`` (not "external") and kept as one undo step of every bias that ended up changed.
 
-        A job that restores the biases it started from (a cancelled calibration) leaves no step.
+        :meth:`undo_group` collects writes made through the model; this collects those a job makes
+        through the board directly (deployment, the calibration engine), from the cache the board's
+        listener keeps.  A job that restores the biases it started from (a cancelled calibration)
+        leaves no step.
         """
         before = self.snapshot()
         self._local.origin = origin
@@ -366,6 +369,7 @@ class BiasModel:
                 with self._lock:
                     self._undo.append(step)
                     self._last_step_time = time.monotonic()
+                    self._last_step_coalescable = False
                     self._redo.clear()
                 self.history_changed.emit()
 
