@@ -6,10 +6,13 @@ slow), on the emulated board through the USB emulation with mismatch off (``boar
 with the emulator's default mismatch (``board_mismatch``).  Prints each task's table; the last
 line is one JSON object ``{task: {stage: test accuracy as a fraction}}`` plus the losses against
 the constrained float RNN in percentage points, their paired standard errors and each spiking
-stage's agreement with the RNN's predictions.
+stage's agreement with the RNN's predictions, the cost of the constrain step (``constraint_cost_pp``,
+float minus constrained) and the constraint ablation (``ablation``: accuracy after each constraint
+added one at a time, see ``neurolab_gui.core.conversion.ablation``).
 
     .venv/bin/python bench/conversion_accuracy.py                # both tasks, full test sets
     .venv/bin/python bench/conversion_accuracy.py --quick        # fewer epochs and test samples
+    .venv/bin/python bench/conversion_accuracy.py --rate-only    # float, constrained and the ablation only
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer epochs and test samples (a smoke run)")
     parser.add_argument("--brian2-samples", type=int, default=40)
     parser.add_argument("--no-brian2", action="store_true")
+    parser.add_argument("--rate-only", action="store_true", help="no spiking stages: float, constrained and the ablation")
     parser.add_argument("--mnist1d-test", type=int, default=1000, help="MNIST-1D test samples for the spiking stages (1000: the whole test set)")
     parser.add_argument("--mnist1d-hidden", type=int, default=None, help="hidden units of the MNIST-1D RNN (default: pipeline.TASK_DEFAULTS)")
     parser.add_argument("--seed", type=int, default=0)
@@ -37,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     from neurolab_gui.core.conversion.tasks import load_task
 
     torch.set_num_threads(1)
-    summary: dict[str, dict[str, float]] = {}
+    summary: dict[str, dict] = {}
     for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         task = load_task(name)
         stages = (() if args.no_brian2 else ("brian2",)) + ("board_ideal", "board_mismatch")
+        stages = () if args.rate_only else stages
         # the task's defaults (pipeline.TASK_DEFAULTS), as the CLI and the GUI use them
         cfg = config_for_task(name, seed=args.seed, stages=stages, brian2_samples=args.brian2_samples,
                               n_test_spiking=args.mnist1d_test if name == "mnist1d" else None,
-                              n_hidden=args.mnist1d_hidden if name == "mnist1d" else None)
+                              n_hidden=args.mnist1d_hidden if name == "mnist1d" else None, ablation=True)
         if args.quick:
             cfg.train.epochs, cfg.constraint.qat.epochs, cfg.n_test_spiking = max(5, cfg.train.epochs // 4), 2, 100
         t0 = time.perf_counter()
@@ -55,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - t0:.0f} s (2-core machine shared with other jobs: timings are noisy)\n", flush=True)
         acc = report.accuracies()
         summary[name] = acc
+        summary[name]["constraint_cost_pp"] = round(report.constraint_cost_pp(), 2)
+        summary[name]["ablation"] = [{"constraint": r.constraint, "accuracy": round(r.accuracy, 4), "changed": r.changed}
+                                     for r in report.ablation]
         for stage in ("brian2", "board_ideal", "board_mismatch"):
             s = report.stage(stage)
             if s is not None and s.loss_pp() is not None:

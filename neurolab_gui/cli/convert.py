@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default="conversion_report.json", help="where to write the JSON report")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nir", metavar="OUT", default=None, help="also write the constrained spiking network as a NIR file (HDF5)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also report the accuracy after each constraint added one at a time (a few extra rate-model evaluations)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +59,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         cfg = config_for_task(
             task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
             stages=stages, n_test_spiking=args.n_test, brian2_samples=getattr(args, "brian2_samples", None), seed=args.seed,
+            ablation=getattr(args, "ablation", False) or None,
         )
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)

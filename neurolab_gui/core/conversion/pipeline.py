@@ -39,6 +39,7 @@ from drivers.dynapse1.board_api import Board
 
 from .. import jobs
 from ..jobs import Progress, ProgressSink, check_cancel
+from .ablation import AblationRow, constraint_ablation
 from .constrain import ConstrainedNetwork, ConstraintConfig, check_convertible, constrain, normalize_activations
 from .deployment import BoardProfile, TransferMatching
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
@@ -105,6 +106,9 @@ class PipelineConfig:
     #: (see ``RateRNN.forward``).  0 turns it off.  The SNN's feature error scales like count noise,
     #: which pre-activation noise does not teach margins against (docs/decisions.md, "Fano factor 0.4").
     spike_fano: float = DEFAULT_SPIKE_FANO
+    #: also measure what each constraint costs, one at a time (:mod:`.ablation`; a few extra
+    #: test-set evaluations of the rate model, no training)
+    ablation: bool = False
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -215,6 +219,12 @@ def constrain_model(
                      progress=progress, cancel=cancel, saturation=cfg.saturation)
 
 
+def run_ablation(model: RateRNN, constrained: ConstrainedNetwork, task: Task, cfg: PipelineConfig) -> list[AblationRow]:
+    """:func:`.ablation.constraint_ablation` with the settings :func:`constrain_model` used."""
+    return constraint_ablation(model, constrained, task, cfg.constraint, cfg.retention, cfg.steps_per_sample, cfg.saturation,
+                               cfg.r_max_hz * cfg.dt_step_s, cfg.count_noise(), cfg.seed)
+
+
 def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None) -> StageResult:
     """Accuracy and rate-implied spike / synaptic-event counts of a float model."""
     t0 = time.perf_counter()
@@ -287,6 +297,8 @@ def convert(
     time_map = cfg.time_mapping()
     mapped = map_network(constrained, time_map, cfg.settings)
     report.add(_rate_stage("constrained", constrained.model, task, cfg, np.abs(mapped.multiplicity).sum(0)))
+    if cfg.ablation:
+        report.ablation = run_ablation(model, constrained, task, cfg)
 
     n_spk = len(task.x_test) if cfg.n_test_spiking is None else min(cfg.n_test_spiking, len(task.x_test))
     x, y, lengths = task.x_test[:n_spk], task.y_test[:n_spk], task.lengths_test[:n_spk]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ablation import AblationRow, ablation_table
+
 
 @dataclass
 class StageResult:
@@ -68,12 +70,19 @@ class ConversionReport:
     constraints: dict = field(default_factory=dict)
     mapping: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Accuracy after each constraint, cumulatively (:mod:`.ablation`); empty unless asked for.
+    ablation: list[AblationRow] = field(default_factory=list)
 
     def add(self, stage: StageResult) -> None:
         self.stages = [s for s in self.stages if s.name != stage.name] + [stage]
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.name == name), None)
+
+    def constraint_cost_pp(self) -> float | None:
+        """Float accuracy minus constrained accuracy, percentage points (None until both ran)."""
+        f, c = self.stage("float"), self.stage("constrained")
+        return None if f is None or c is None else 100.0 * (f.accuracy - c.accuracy)
 
     def accuracies(self) -> dict[str, float]:
         return {s.name: s.accuracy for s in self.stages}
@@ -86,6 +95,8 @@ class ConversionReport:
             "constraints": self.constraints,
             "mapping": self.mapping,
             "notes": self.notes,
+            "constraint_cost_pp": self.constraint_cost_pp(),
+            "ablation": [row.to_dict() for row in self.ablation],
         }
 
     def write_json(self, path: str | Path) -> Path:
@@ -114,4 +125,7 @@ class ConversionReport:
             if s.note:
                 lines.append(f"{'':<16}  {s.note}")
         lines.extend(f"note: {n}" for n in self.notes)
+        if self.ablation:
+            lines += ["", "constraint ablation (test set, each row adds one constraint to the one above):",
+                      ablation_table(self.ablation)]
         return "\n".join(lines)
