@@ -94,3 +94,22 @@ def test_cancel_button_stops_training_and_keeps_no_model(window, qtbot):
     assert job.done and job.last_progress.fraction < 0.5  # stopped long before the 1000 epochs
     assert window.session.model is None and panel.last_result is None
     assert not panel.cancel_button.isEnabled()
+
+
+def test_ablation_checkbox_adds_the_constraint_rows_to_the_stage_table(window, qtbot):
+    from neurolab_gui.core.conversion.ablation import ABLATION_STEPS
+    from neurolab_gui.core.conversion.pipeline import build_model
+
+    panel = _tiny_seq_digits(window)
+    assert not panel.pipeline_config().ablation  # off by default: the conversion time does not grow
+    qtbot.keyClick(panel.ablation_check, Qt.Key.Key_Space)  # what a keyboard user presses
+    assert panel.ablation_check.isChecked() and panel.pipeline_config().ablation
+    window.session.set_model(build_model(window.session.task, panel.pipeline_config()))
+    qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.status.text() == "conversion finished", timeout=60_000)
+    n = 2 + len(ABLATION_STEPS)
+    qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == n)
+    names = [panel.accuracy_table.item(i, 0).text() for i in range(n)]
+    assert names[:2] == ["float", "constrained"] and names[2:] == [f"+ {s}" for s in ABLATION_STEPS]
+    # the last ablation row is the constrained network itself
+    assert panel.accuracy_table.item(n - 1, 1).text() == panel.accuracy_table.item(1, 1).text()

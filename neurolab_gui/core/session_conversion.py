@@ -70,7 +70,8 @@ def mapping_image(mapped: Any) -> np.ndarray:
 
 def accuracy_rows(report: Any) -> list[tuple[str, str, str, str, str, str, str]]:
     """One row per stage: name, accuracy, loss against the constrained RNN, spikes per inference,
-    synaptic events per inference, samples, note (strings, ready for a table)."""
+    synaptic events per inference, samples, note (strings, ready for a table); then one row per
+    constraint-ablation step (name ``+ constraint``, cumulative, see :mod:`.conversion.ablation`)."""
     ref = report.stage("constrained")
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     stages = sorted(report.stages, key=lambda s: order.get(s.name, len(order)))
@@ -80,6 +81,13 @@ def accuracy_rows(report: Any) -> list[tuple[str, str, str, str, str, str, str]]
         spikes = "-" if s.spikes_per_inference is None else f"{s.spikes_per_inference:.0f}"
         syn = "-" if s.synaptic_events_per_inference is None else f"{s.synaptic_events_per_inference:.0f}"
         rows.append((s.name, f"{s.accuracy:.4f}", loss, spikes, syn, str(s.n_samples), s.note))
+    ablation = getattr(report, "ablation", [])
+    if ablation:
+        from .conversion.ablation import ablation_note
+    for i, a in enumerate(ablation):  # the constraint ablation, cumulative, after the stages
+        step = "" if i == 0 else f"{100 * (a.accuracy - ablation[i - 1].accuracy):+.1f} pp this step; "
+        loss = f"{100 * (ref.accuracy - a.accuracy):+.1f} pp" if ref is not None else ""
+        rows.append((f"+ {a.constraint}", f"{a.accuracy:.4f}", loss, "-", "-", "", step + ablation_note(a.changed)))
     return rows
 
 

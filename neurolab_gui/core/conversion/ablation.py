@@ -231,12 +231,13 @@ def ablation_table(rows: list[AblationRow]) -> str:
     prev = None
     for row in rows:
         step = "" if prev is None else f"{100 * (row.accuracy - prev):+.1f} pp"
-        lines.append(f"{row.constraint:<34}{row.accuracy:>10.4f}{step:>10}  {_short(row.changed)}")
+        lines.append(f"{row.constraint:<34}{row.accuracy:>10.4f}{step:>10}  {ablation_note(row.changed)}")
         prev = row.accuracy
     return "\n".join(lines)
 
 
-def _short(changed: dict) -> str:
+def ablation_note(changed: dict) -> str:
+    """A row's ``changed`` in one line (fractions per group as ``inp/bia/rec``)."""
     parts = []
     for key, value in changed.items():
         if isinstance(value, dict):

@@ -96,6 +96,8 @@ class ModelPanel(QWidget):
                               "board_mismatch": "run it on an emulated board with device mismatch"}[name])
         self.samples_spin = QSpinBox(minimum=1, maximum=100_000, value=200)
         self.samples_spin.setToolTip("test sequences run on the spiking stages")
+        self.ablation_check = QCheckBox("constraint ablation")
+        self.ablation_check.setToolTip("also measure the accuracy after each constraint added one at a time")
         self.convert_button = QPushButton("Convert")
         # calibration
         self.calibrate_button = QPushButton("Start calibration")
@@ -152,6 +154,7 @@ class ModelPanel(QWidget):
             stages.addWidget(check)
         cf.addRow("spiking stages", stages)
         cf.addRow("test samples (spiking)", self.samples_spin)
+        cf.addRow(self.ablation_check)
         cf.addRow(self.convert_button)
         run = QHBoxLayout()
         for w in (self.calibrate_button, self.cancel_button, self.progress):
@@ -256,13 +259,15 @@ class ModelPanel(QWidget):
 
     def pipeline_config(self, model=None):
         """The pipeline configuration from the panel's settings (:func:`~neurolab_gui.core.workflows.pipeline_config`)."""
-        return workflows.pipeline_config(
+        cfg = workflows.pipeline_config(
             self.task_combo.currentText(), model.config if model is not None else None,
             n_hidden=self.hidden_spin.value(), epochs=self.epochs_spin.value(), qat_epochs=self.qat_spin.value(),
             n_test_spiking=self.samples_spin.value(),
             stages=[name for name, check in self.stage_checks.items() if check.isChecked()],
             max_fan_in=self.fan_in_spin.value(), n_core_groups=self.groups_spin.value(),
         )
+        cfg.ablation = self.ablation_check.isChecked()
+        return cfg
 
     def start_training(self, n_train: int | None = None) -> Job:
         """Train a fresh RNN of the panel's size on the chosen task (``n_train``: a quick run on a prefix)."""
