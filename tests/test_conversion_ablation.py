@@ -94,3 +94,20 @@ def test_sigma_delta_inputs_keep_the_spike_count_within_one_of_the_ideal():
 def test_fan_in_limit_keeps_each_rows_largest_weights():
     w = np.array([[0.1, -3.0, 0.5, 2.0], [0.0, 0.0, 1.0, -0.2]])
     assert limit_fan_in(w, 2).tolist() == [[0.0, -3.0, 0.0, 2.0], [0.0, 0.0, 1.0, -0.2]]
+
+
+def test_convert_cli_ablation_flag_writes_the_rows_and_the_cost(tmp_path, capsys):
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.conversion.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(8, 8, 10, kind="leaky", retention=0.85, steps_per_sample=4, saturation=1.0, integrator="heun"))
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, {"task": "seq_digits"})
+    out = tmp_path / "r.json"
+    assert main(["convert", str(ckpt), "--stages", "", "--qat-epochs", "0", "--ablation", "--json", str(out)]) == 0
+    assert "constraint ablation" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert [r["constraint"] for r in data["ablation"]] == list(ABLATION_STEPS)
+    assert data["ablation"][-1]["accuracy"] == data["stages"][1]["accuracy"]
+    assert main(["convert", str(ckpt), "--stages", "", "--qat-epochs", "0", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["ablation"] == []  # off by default
