@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         self._add_dock("console", "Console", self.console_panel, area.BottomDockWidgetArea)
         self._add_dock("log", "Log", self.log_panel, area.BottomDockWidgetArea)
         self._add_dock("replay", "Replay", self.replay_panel, area.BottomDockWidgetArea)
-        self._add_dock("robot", "Robot", self.robot_panel, area.RightDockWidgetArea)
+        self._add_dock("robot", "Robot", self.robot_panel, area.RightDockWidgetArea, scroll=True)
         self.addToolBar(self.robot_panel.safety_bar)  # the e-stop, shown while a robot is connected
         self.tabifyDockWidget(self.docks["transfer"], self.docks["membrane"])
         self.tabifyDockWidget(self.docks["membrane"], self.docks["robot"])

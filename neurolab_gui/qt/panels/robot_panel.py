@@ -95,8 +95,11 @@ class RobotPanel(QWidget):
         self.port_box = QComboBox(editable=True)
         self.port_box.setToolTip("a serial port, socket://<ip>:56000 (WLAN), or 'simulated'")
         self.refresh_button = QPushButton("Rescan")
+        self.refresh_button.setToolTip("list the serial ports again (plug the robot in first)")
         self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("open the robot on the chosen port: reset, banner, DVS stream and motors enabled")
         self.disconnect_button = QPushButton("Disconnect")
+        self.disconnect_button.setToolTip("stop the motors, switch the DVS and LEDs off and close the link")
         self.status_label = QLabel("no robot")
         self.status_label.setWordWrap(True)
         conn = QGroupBox("Robot")
@@ -148,9 +151,13 @@ class RobotPanel(QWidget):
         self.left_slider = self._motor_slider()
         self.right_slider = self._motor_slider()
         self.zero_button = QPushButton("Motors 0")
+        self.zero_button.setToolTip("set both wheels to 0 (the sliders too)")
         self.led_hz = QDoubleSpinBox(suffix=" Hz", minimum=0.0, maximum=2000.0, value=200.0, decimals=0)
+        self.led_hz.setToolTip("blink frequency of the robot's LEDs (what another robot's DVS sees)")
         self.led_on_button = QPushButton("LEDs on")
+        self.led_on_button.setToolTip("blink the LEDs at the frequency above")
         self.led_off_button = QPushButton("LEDs off")
+        self.led_off_button.setToolTip("switch the LEDs off")
         self.command_label = QLabel("command 0 / 0")
         manual = QGroupBox("Manual drive (sliders or arrow keys)")
         ml = QGridLayout(manual)
@@ -166,10 +173,13 @@ class RobotPanel(QWidget):
 
         # --- closed loop --------------------------------------------------------------------
         self.network_box = QComboBox()
+        self.network_box.setToolTip("the network on the connected board that drives the motors")
         for name in NETWORKS:
             self.network_box.addItem(f"{name} network", name)
         self.start_button = QPushButton("Start loop")
+        self.start_button.setToolTip("close the loop: DVS events -> board -> motor neurons' rates -> wheels")
         self.stop_button = QPushButton("Stop loop")
+        self.stop_button.setToolTip("stop the closed loop and the motors")
         self.loop_label = QLabel("loop stopped")
         self.loop_label.setWordWrap(True)
         self.rates_plot = pg.PlotWidget()
@@ -249,6 +259,7 @@ class RobotPanel(QWidget):
     # --- construction helpers -----------------------------------------------------------------
     def _estop_button(self) -> QPushButton:
         button = QPushButton("EMERGENCY STOP  (Esc / Space)")
+        button.setToolTip("stop both wheels now and end the closed loop (also Esc or Space)")
         button.setStyleSheet("QPushButton { background: #c00; color: white; font-weight: bold; padding: 8px; }")
         button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space must never "click" some other focused button
         button.clicked.connect(lambda: self.emergency_stop("emergency stop (button)"))
@@ -257,6 +268,7 @@ class RobotPanel(QWidget):
     @staticmethod
     def _motor_slider() -> QSlider:
         slider = QSlider(Qt.Orientation.Vertical, minimum=-100, maximum=100, value=0)
+        slider.setToolTip("wheel speed, -100..100 % (arrow keys drive both)")
         slider.setTickPosition(QSlider.TickPosition.TicksBothSides)
         slider.setTickInterval(25)
         slider.setMinimumHeight(120)
