@@ -74,22 +74,32 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
 
 
 def open_with_profile(args: argparse.Namespace):
-    """The ``--board`` opened, and its calibration profile unless ``--no-profile`` (None when it has none)."""
-    from neurolab_gui.core.calibration.profile import find_profile
+    """The ``--board`` opened, and its calibration profile unless ``--no-profile`` (None when it has none).
 
-    board = args.board.open()
+    Returns ``(board, profile)``, or an exit code after telling the user why: 2 for a profile that
+    cannot be used, 1 for a board that cannot be opened.
+    """
+    from neurolab_gui.core.calibration.profile import ProfileError, find_profile
+
     try:
-        profile = None if args.no_profile else find_profile(board.serial)
-    except Exception:
-        board.close()
-        raise
+        board = args.board.open()
+        try:
+            profile = None if args.no_profile else find_profile(board.serial)
+        except Exception:
+            board.close()
+            raise
+    except ProfileError as exc:
+        print(f"error: {exc} (pass --no-profile to run without it)")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        print(f"error: cannot open the board {args.board}: {exc}")
+        return 1
     return board, profile
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.calibration.profile import ProfileError
     from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, convert
     from neurolab_gui.core.jobs import Job, run_in_foreground
@@ -112,14 +122,10 @@ def run(args: argparse.Namespace) -> int:
     mc = loaded.model.config
     board = profile = None
     if args.board is not None:
-        try:
-            board, profile = open_with_profile(args)
-        except ProfileError as exc:
-            print(f"error: {exc} (pass --no-profile to run without it)")
-            return 2
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            print(f"error: cannot open the board {args.board}: {exc}")
-            return 1
+        opened = open_with_profile(args)
+        if isinstance(opened, int):
+            return opened
+        board, profile = opened
         print(f"board {board.serial}: " + (f"calibration profile of {profile.created} applied" if profile else "no calibration profile"))
     print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
     conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel,

@@ -35,7 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.calibration.profile import ProfileError
     from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.deployment import deploy_conversion
     from neurolab_gui.core.conversion.pipeline import convert
@@ -49,14 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(inputs, int):
         return inputs
     loaded, task, cfg = inputs
-    try:
-        board, profile = open_with_profile(args)
-    except ProfileError as exc:
-        print(f"error: {exc} (pass --no-profile to run without it)")
-        return 2
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        print(f"error: cannot open the board {args.board}: {exc}")
-        return 1
+    opened = open_with_profile(args)
+    if isinstance(opened, int):
+        return opened
+    board, profile = opened
     n = min(args.n_test, len(task.x_test))
     x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
 
