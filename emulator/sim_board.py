@@ -67,7 +67,8 @@ class SimulatorBoard:
                 fpga.apply_chip_word(chip, word)
         return compiled.warnings
 
-    def clear_connections(self, chips: list[int] | None = None) -> None:
+    def clear_connections(self, chips: list[int] | None = None, cores: list[int] | None = None) -> None:
+        # clearing whole chips is cheap here, and clears at least ``cores``
         for chip in chips if chips is not None else range(4):
             self.sim.clear_cam(chip)
             self.sim.default_sram(chip)

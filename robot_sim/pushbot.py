@@ -608,7 +608,45 @@ class SimulatedPushBot:
         self._wheel_m[0] += v_left * dt_s
         self._wheel_m[1] += v_right * dt_s
 
+    def drive(self, left: float, right: float) -> None:
+        """Set both wheels as ``!M+`` then ``!MV0=left`` / ``!MV1=right`` would (no decay): for
+        stepping the world by hand (:meth:`step_offline`) without a link."""
+        with self._lock:
+            self.motors_enabled = True
+            self.motor_command = [float(np.clip(left, -100, 100)), float(np.clip(right, -100, 100))]
+            self._motor_decays = [False, False]
+
+    def step_offline(self, dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Move the world on by ``dt_s`` and return the DVS events of that interval as arrays
+        ``(x, y, polarity, t_s)``, without a link or a byte stream (data sets, e.g. the robot
+        network's training data, are made this way, faster than real time)."""
+        with self._lock:
+            t0 = self._t_s
+            self._move(dt_s)
+            self._t_s = t0 + dt_s
+            self.trajectory.append((self._t_s, self.pose.x_m, self.pose.y_m, self.pose.heading_rad))
+            if len(self.trajectory) > 100_000:
+                del self.trajectory[: len(self.trajectory) // 2]
+            rendered = self._render_events(t0, self._t_s)
+        if rendered is None:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, bool), np.zeros(0)
+        return rendered
+
     def _emit_events(self, t0: float, t1: float) -> None:
+        rendered = self._render_events(t0, t1)
+        if rendered is None:
+            return
+        x, y, polarity, t = rendered
+        t_us = np.rint((t - self._ts_origin_s) * 1e6).astype(np.int64)
+        self._events_last_second.append((t1, len(t)))
+        if len(self._out) > self.config.max_backlog_bytes:
+            self.dropped_events += len(t)
+            return
+        self._out += proto.encode_dvs_events(x, y, polarity, t_us, self.event_format)
+
+    def _render_events(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The LED's edge events and the noise events in ``[t0, t1)``, sorted by time (None: none)."""
         cfg, rng = self.config, self._rng
         xs, ys, pols, ts = [], [], [], []
         column = self.led_column()
@@ -632,17 +670,11 @@ class SimulatedPushBot:
             pols.append(rng.random(n_noise) < 0.5)
             ts.append(rng.uniform(t0, t1, n_noise))
         if not xs:
-            return
+            return None
         t = np.concatenate(ts)
         order = np.argsort(t, kind="stable")
-        t_us = np.rint((t[order] - self._ts_origin_s) * 1e6).astype(np.int64)
-        self._events_last_second.append((t1, len(order)))
-        if len(self._out) > cfg.max_backlog_bytes:
-            self.dropped_events += len(order)
-            return
-        self._out += proto.encode_dvs_events(
-            np.concatenate(xs)[order], np.concatenate(ys)[order], np.concatenate(pols)[order], t_us, self.event_format
-        )
+        return (np.concatenate(xs)[order].astype(np.int64), np.concatenate(ys)[order].astype(np.int64),
+                np.concatenate(pols)[order].astype(bool), t[order])
 
     def _light_level(self, sensor_offset_rad: float) -> int:
         """A 10-bit ADC reading of a light sensor aimed ``sensor_offset_rad`` off the heading."""

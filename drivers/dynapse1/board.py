@@ -555,14 +555,21 @@ class DynapseBoard:
             self._netlist_words[chip] = words
         return compiled.warnings
 
-    def clear_connections(self, chips: list[int] | None = None) -> None:
-        """Clear every CAM and SRAM cell of ``chips`` (default all) and restore the host routes."""
+    def clear_connections(self, chips: list[int] | None = None, cores: list[int] | None = None) -> None:
+        """Clear every CAM and SRAM cell of ``chips`` (default all) and restore the host routes.
+
+        ``cores`` limits the clearing to the neurons of those cores (a quarter of the words per
+        core): enough for a network that uses only them while the other cores are silent.
+        """
         chips = [check_chip(c) for c in (range(N_CHIPS) if chips is None else chips)]
+        core_list = list(range(N_CORES_PER_CHIP)) if cores is None else sorted({check_core(c) for c in cores})
+        neurons = [core * N_NEURONS_PER_CORE + n for core in core_list for n in range(N_NEURONS_PER_CORE)]
         for chip in chips:
-            self._write_chip_words(chip, cw.clear_cam_words())
-            self._write_chip_words(chip, cw.clear_sram_words())
-            self._write_chip_words(chip, [cw.host_route_sram_word(chip, n) for n in range(N_NEURONS_PER_CHIP)])
-            self._netlist_words.pop(chip, None)
+            self._write_chip_words(chip, cw.clear_cam_words(neurons))
+            self._write_chip_words(chip, cw.clear_sram_words(neurons))
+            self._write_chip_words(chip, [cw.host_route_sram_word(chip, n) for n in neurons])
+            if cores is None:
+                self._netlist_words.pop(chip, None)
 
     def set_tau2(self, chip: int, core: int, neuron: int, use_tau2: bool = True) -> None:
         """Switch one neuron to IF_TAU2_N, or back to IF_TAU1_N.

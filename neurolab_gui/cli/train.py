@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=None, help="pre-activation noise during training (default 0.1)")
     p.add_argument("--retention", type=float, default=None, help="leaky RNN retention a (tau = -dt/ln a; default 0.85)")
     p.add_argument("--steps-per-sample", type=int, default=None, help="RNN steps per input sample (default: the task's)")
-    p.add_argument("--readout", choices=("mean", "last"), default="mean")
+    p.add_argument("--readout", choices=("mean", "last"), default=None, help="readout (default: the task's, else mean)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -205,6 +205,107 @@ def locate_led(histogram: np.ndarray, significance: float = 6.0) -> float:
 
 
 @dataclass(frozen=True)
+class ControlOutput:
+    """What a controller did in one loop step."""
+
+    spikes: SpikeEvents  # every event read from the board in this step
+    command_left: int
+    command_right: int
+    input_left_hz: float  # mean rate of the board inputs fed by the left / right image half
+    input_right_hz: float
+    motor_left_hz: float  # (low-passed) rate of the neurons that drive each wheel
+    motor_right_hz: float
+    left_neuron_hz: np.ndarray  # this step's rate of every neuron driving each wheel
+    right_neuron_hz: np.ndarray
+
+
+class LoopController(Protocol):
+    """The network between the robot's DVS and its wheels, one implementation per kind of network.
+
+    :class:`PhototaxisSession` owns the loop (timing, DVS counting, motor safety, the report);
+    a controller owns the board: it sets the board up, turns one period's DVS column histogram
+    into the board's input, reads the board and returns wheel commands.
+    """
+
+    name: str
+    period_s: float  # one loop step (its own time base: the network's sample length)
+
+    def setup(self, board: Board, report: PhototaxisReport) -> None: ...
+
+    def step(self, board: Board, histogram: np.ndarray, dt_s: float) -> ControlOutput: ...
+
+    def stop(self, board: Board) -> None: ...
+
+
+class BraitenbergController:
+    """The hand-wired crossed network of the module docstring (Poisson inputs, two motor populations)."""
+
+    name = "phototaxis"
+
+    def __init__(self, config: PhototaxisConfig) -> None:
+        config.validate()
+        self.config = config
+        self.period_s = config.control_period_s
+        self.layout: PhototaxisLayout | None = None
+        self._rates = [0.0, 0.0]
+        self._ids: tuple[np.ndarray, np.ndarray] | None = None
+
+    def setup(self, board: Board, report: PhototaxisReport) -> None:
+        """Biases, netlist and the constant forward bias on the board."""
+        cfg = self.config
+        netlist, layout = build_phototaxis_network(cfg)
+        board.apply_bias_set(phototaxis_biases(cfg))
+        report.note(
+            f"biases: {cfg.bias_set} + {dict(cfg.bias_overrides)} on chip {cfg.chip} core {cfg.core}, other cores silent"
+        )
+        # Only the demo's core: the other cores are silent, so their connections cannot act
+        # (a quarter of the words of clearing the chip; docs/ARCHITECTURE.md, "Robot").
+        board.clear_connections([cfg.chip], cores=[cfg.core])
+        report.netlist_warnings = list(board.write_netlist(netlist))
+        report.netlist_connections = len(netlist.connections)
+        report.note(
+            f"netlist: {len(netlist.connections)} connections, motor populations of {cfg.population_size} neurons, "
+            f"crossed wiring, {cfg.bias_sources} forward-bias sources at {cfg.bias_rate_hz} Hz"
+        )
+        for warning in report.netlist_warnings:
+            report.note(f"netlist warning: {warning}")
+        board.set_poisson_rates(
+            cfg.chip,
+            {s: 0.0 for s in layout.left_input_sources + layout.right_input_sources}
+            | {s: cfg.bias_rate_hz for s in layout.bias_sources},
+        )
+        self.layout = layout
+        self._ids = (layout.population_ids(layout.left_motor), layout.population_ids(layout.right_motor))
+        self._rates = [0.0, 0.0]
+
+    def step(self, board: Board, histogram: np.ndarray, dt_s: float) -> ControlOutput:
+        cfg, layout, ids = self.config, self.layout, self._ids
+        assert layout is not None and ids is not None, "setup() first"
+        split = DVS_WIDTH // 2
+        dvs_left, dvs_right = histogram[:split].sum() / dt_s, histogram[split:].sum() / dt_s
+        in_left = min(cfg.max_input_rate_hz, cfg.input_hz_per_event_hz * dvs_left)
+        in_right = min(cfg.max_input_rate_hz, cfg.input_hz_per_event_hz * dvs_right)
+        board.set_poisson_rates(
+            cfg.chip, {s: in_left for s in layout.left_input_sources} | {s: in_right for s in layout.right_input_sources}
+        )
+        period = self.period_s
+        spikes = board.read_events(period)
+        counts = spikes.counts()
+        smoothing = 1.0 - math.exp(-period / cfg.rate_smoothing_tau_s)
+        for side in (0, 1):
+            self._rates[side] += smoothing * (counts[ids[side]].mean() / period - self._rates[side])
+        commands = [int(np.clip(round(cfg.command_per_hz * r), -100, 100)) for r in self._rates]
+        return ControlOutput(spikes, commands[0], commands[1], in_left, in_right, self._rates[0], self._rates[1],
+                             counts[ids[0]] / period, counts[ids[1]] / period)
+
+    def stop(self, board: Board) -> None:
+        layout = self.layout
+        if layout is not None:
+            sources = layout.left_input_sources + layout.right_input_sources + layout.bias_sources
+            board.set_poisson_rates(self.config.chip, dict.fromkeys(sources, 0.0))
+
+
+@dataclass(frozen=True)
 class PhototaxisStep:
     """One step of the loop, as a live view shows it."""
 
@@ -230,6 +331,8 @@ class PhototaxisReport:
     """What a phototaxis session did, step by step, and whether it reached the LED."""
 
     status: str = "not started"  # completed | cancelled | robot disconnected | error: ...
+    network: str = ""
+    setup_s: float = 0.0  # writing the network onto the board (biases, clearing, netlist)
     wall_time_s: float = 0.0
     board_time_s: float = 0.0
     steps: int = 0
@@ -282,11 +385,14 @@ class PhototaxisSession:
 
     Parameters
     ----------
-    board : an open board (real or emulated); the demo takes over its biases and connections
+    board : an open board (real or emulated); the controller takes over its biases and connections
     robot : an open PushBot
-    config : demo parameters
+    config : loop parameters (duration, observation, LED location) and the Braitenberg network's
     ground_truth : optional ``() -> (led column or None, (x, y, heading))`` from a simulator,
         recorded beside the measurements (never used for control)
+    controller : the network that drives the motors (default: :class:`BraitenbergController`
+        of ``config``; :class:`neurolab_gui.core.robot_network.NetworkController` for a
+        converted network deployed on the board)
     motor_sink : ``sink(left, right)`` sends each step's motor command; default
         ``robot.set_motors`` (the desktop app passes its stall guard's ``drive``)
     on_spikes : ``on_spikes(SpikeEvents)`` with every batch the loop read from the board
@@ -301,6 +407,7 @@ class PhototaxisSession:
         config: PhototaxisConfig | None = None,
         ground_truth: Callable[[], tuple[float | None, tuple[float, float, float]]] | None = None,
         *,
+        controller: LoopController | None = None,
         motor_sink: MotorSink | None = None,
         on_spikes: Callable[[SpikeEvents], object] | None = None,
         on_step: Callable[[PhototaxisStep], object] | None = None,
@@ -309,6 +416,7 @@ class PhototaxisSession:
         self.robot = robot
         self.config = config or PhototaxisConfig()
         self.config.validate()
+        self.controller: LoopController = controller or BraitenbergController(self.config)
         self.ground_truth = ground_truth
         self._motor_sink = motor_sink or robot.set_motors
         self._on_spikes = on_spikes
@@ -321,47 +429,36 @@ class PhototaxisSession:
         """Ask the loop to stop after the current step (thread safe); the robot is then stopped."""
         self._cancel.set()
 
-    def setup(self) -> PhototaxisLayout:
-        """Biases, netlist and the constant forward bias on the board."""
-        cfg, report = self.config, self.report
-        netlist, layout = build_phototaxis_network(cfg)
-        self.board.apply_bias_set(phototaxis_biases(cfg))
-        report.note(
-            f"biases: {cfg.bias_set} + {dict(cfg.bias_overrides)} on chip {cfg.chip} core {cfg.core}, other cores silent"
-        )
-        self.board.clear_connections([cfg.chip])
-        report.netlist_warnings = list(self.board.write_netlist(netlist))
-        report.netlist_connections = len(netlist.connections)
-        report.note(
-            f"netlist: {len(netlist.connections)} connections, motor populations of {cfg.population_size} neurons, "
-            f"crossed wiring, {cfg.bias_sources} forward-bias sources at {cfg.bias_rate_hz} Hz"
-        )
-        for warning in report.netlist_warnings:
-            report.note(f"netlist warning: {warning}")
-        self.board.set_poisson_rates(
-            cfg.chip,
-            {s: 0.0 for s in layout.left_input_sources + layout.right_input_sources}
-            | {s: cfg.bias_rate_hz for s in layout.bias_sources},
-        )
+    def setup(self) -> None:
+        """The controller's network on the board, then one period read to warm the board up."""
+        started = time.monotonic()
+        self.report.note(f"network: {self.controller.name}")
+        self.controller.setup(self.board, self.report)
         # One period before the loop: compiles/warms the emulator so the first step is on time.
-        self.board.read_events(cfg.control_period_s)
-        return layout
+        self.board.read_events(self.controller.period_s)
+        self.report.setup_s = time.monotonic() - started
+        self.report.note(f"set up in {self.report.setup_s:.2f} s")
 
     def run(self, progress: Callable[[PhototaxisReport], None] | None = None) -> PhototaxisReport:
         """Set up the board, drive the loop for ``duration_s`` (or until cancelled), stop the robot.
 
         ``progress(report)`` is called after every step (from this thread).
         """
-        cfg, report = self.config, self.report
+        cfg, report, controller = self.config, self.report, self.controller
         report.status = "running"
-        layout = self.setup()
-        left_ids, right_ids = layout.population_ids(layout.left_motor), layout.population_ids(layout.right_motor)
+        report.network = controller.name
+        started = time.monotonic()
+        try:
+            self.setup()
+        except Exception as exc:
+            report.status = f"error: {exc}"
+            report.note(f"set-up failed: {type(exc).__name__}: {exc}")
+            self._stop()
+            raise
         self.robot.add_event_callback(self._counter.add)
-        period = cfg.control_period_s
-        smoothing = 1.0 - math.exp(-period / cfg.rate_smoothing_tau_s)
+        period = controller.period_s
         window_steps = max(1, round(cfg.led_column_window_s / period))
         recent_histograms: deque[np.ndarray] = deque(maxlen=window_steps)
-        rate_left = rate_right = 0.0
         self._counter.take()  # discard events from before the loop
         started = last = time.monotonic()
         next_tick = started + period
@@ -376,43 +473,30 @@ class PhototaxisSession:
                     report.status = "robot disconnected"
                     report.note(f"robot disconnected: {self.robot.disconnect_reason}")
                     break
-                # 1. DVS: events per image half since the previous step → input rates.
+                # 1. DVS: events per column since the previous step.
                 n_left, n_right, histogram = self._counter.take()
                 dt = max(now - last, 1e-3)
                 last = now
-                dvs_left, dvs_right = n_left / dt, n_right / dt
-                in_left = min(cfg.max_input_rate_hz, cfg.input_hz_per_event_hz * dvs_left)
-                in_right = min(cfg.max_input_rate_hz, cfg.input_hz_per_event_hz * dvs_right)
-                self.board.set_poisson_rates(
-                    cfg.chip,
-                    {s: in_left for s in layout.left_input_sources} | {s: in_right for s in layout.right_input_sources},
-                )
-                # 2. Board: one period of spikes → population rates (low-passed).
-                spikes = self.board.read_events(period)
-                if self._on_spikes is not None and len(spikes):
-                    self._on_spikes(spikes)
-                counts = spikes.counts()
-                rate_left += smoothing * (counts[left_ids].mean() / period - rate_left)
-                rate_right += smoothing * (counts[right_ids].mean() / period - rate_right)
-                # 3. Motors: population rate → !MVD (none while observing the start).
+                # 2. Board: the controller feeds it, reads one period of spikes, picks commands.
+                out = controller.step(self.board, histogram, dt)
+                if self._on_spikes is not None and len(out.spikes):
+                    self._on_spikes(out.spikes)
+                # 3. Motors (none while observing the start).
                 observing = elapsed < cfg.observe_s
-                cmd_left = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_left), -100, 100))
-                cmd_right = 0 if observing else int(np.clip(round(cfg.command_per_hz * rate_right), -100, 100))
+                cmd_left = 0 if observing else out.command_left
+                cmd_right = 0 if observing else out.command_right
                 if not self._cancel.is_set():  # a stop (e-stop, user) may have zeroed the motors meanwhile
                     self._motor_sink(cmd_left, cmd_right)
                 # 4. Record.
                 recent_histograms.append(histogram)
                 column = locate_led(np.sum(recent_histograms, axis=0))
-                self._record(
-                    elapsed, column, dvs_left, dvs_right, in_left, in_right, rate_left, rate_right, cmd_left, cmd_right
-                )
+                step = PhototaxisStep(
+                    elapsed, column, n_left / dt, n_right / dt, out.input_left_hz, out.input_right_hz,
+                    out.motor_left_hz, out.motor_right_hz, cmd_left, cmd_right, out.left_neuron_hz, out.right_neuron_hz,
+                )  # fmt: skip
+                self._record(step)
                 if self._on_step is not None:
-                    self._on_step(
-                        PhototaxisStep(
-                            elapsed, column, dvs_left, dvs_right, in_left, in_right, rate_left, rate_right,
-                            cmd_left, cmd_right, counts[left_ids] / period, counts[right_ids] / period,
-                        )  # fmt: skip
-                    )
+                    self._on_step(step)
                 if progress is not None:
                     progress(report)
                 # 5. Pace to the wall clock (no catch-up burst after a slow step).
@@ -432,34 +516,33 @@ class PhototaxisSession:
             report.note(f"stopped by an error: {type(exc).__name__}: {exc}")
             raise
         finally:
-            self._stop(layout)
+            self._stop()
             report.wall_time_s = time.monotonic() - started
             report.board_time_s = report.steps * period
             report.achieved_rate_hz = report.steps / report.wall_time_s if report.wall_time_s > 0 else 0.0
             self._conclude()
         return report
 
-    def _record(self, t: float, column: float, dvs_l: float, dvs_r: float, in_l: float, in_r: float,
-                rate_l: float, rate_r: float, cmd_l: int, cmd_r: int) -> None:  # fmt: skip
+    def _record(self, step: PhototaxisStep) -> None:
         r = self.report
         r.steps += 1
-        r.t_s.append(round(t, 4))
-        r.led_column.append(column)
-        r.dvs_left_hz.append(dvs_l)
-        r.dvs_right_hz.append(dvs_r)
-        r.input_left_hz.append(in_l)
-        r.input_right_hz.append(in_r)
-        r.motor_left_hz.append(rate_l)
-        r.motor_right_hz.append(rate_r)
-        r.command_left.append(cmd_l)
-        r.command_right.append(cmd_r)
+        r.t_s.append(round(step.t_s, 4))
+        r.led_column.append(step.led_column)
+        r.dvs_left_hz.append(step.dvs_left_hz)
+        r.dvs_right_hz.append(step.dvs_right_hz)
+        r.input_left_hz.append(step.input_left_hz)
+        r.input_right_hz.append(step.input_right_hz)
+        r.motor_left_hz.append(step.motor_left_hz)
+        r.motor_right_hz.append(step.motor_right_hz)
+        r.command_left.append(step.command_left)
+        r.command_right.append(step.command_right)
         if self.ground_truth is not None:
             true_column, pose = self.ground_truth()
             r.true_led_column.append(math.nan if true_column is None else true_column)
             r.pose.append(pose)
 
-    def _stop(self, layout: PhototaxisLayout) -> None:
-        """Robot to a standstill, the demo's Poisson sources off; errors here are only logged."""
+    def _stop(self) -> None:
+        """Robot to a standstill, the controller's inputs off; errors here are only logged."""
         try:
             self.robot.remove_event_callback(self._counter.add)
         except ValueError:
@@ -471,10 +554,9 @@ class PhototaxisSession:
             except Exception as exc:
                 self.report.note(f"could not stop the robot: {exc}")
         try:
-            sources = layout.left_input_sources + layout.right_input_sources + layout.bias_sources
-            self.board.set_poisson_rates(self.config.chip, dict.fromkeys(sources, 0.0))
+            self.controller.stop(self.board)
         except Exception as exc:
-            self.report.note(f"could not stop the board's Poisson sources: {exc}")
+            self.report.note(f"could not stop the board's inputs: {exc}")
 
     def _conclude(self) -> None:
         r, cfg = self.report, self.config
@@ -503,9 +585,14 @@ def run_simulated_phototaxis(
     emulator_dt_s: float = 5e-4,
     progress: Callable[[PhototaxisReport], None] | None = None,
     session_ready: Callable[[PhototaxisSession], None] | None = None,
+    controller_for: Callable[[Board], LoopController] | None = None,
 ) -> PhototaxisReport:
     """Phototaxis with the simulated PushBot (unless ``robot_url`` names a real one) and the
     emulated board (unless ``board`` is given).
+
+    ``controller_for(board)`` builds the network that drives the motors once the board is open
+    and before the robot is (e.g. :func:`neurolab_gui.core.robot_network.network_controller`,
+    which deploys a converted network); default: the Braitenberg wiring of ``config``.
 
     The simulated robot is served on a pty (POSIX) or TCP and reached through the serial
     driver like a real one.  The emulated board runs with ``emulator_dt_s`` time steps (0.5 ms,
@@ -528,6 +615,7 @@ def run_simulated_phototaxis(
             robot_url = sim.serve_pty() if os.name == "posix" else sim.serve_tcp()
         if board is None:
             board = open_emulator(mismatch=True, dt=emulator_dt_s)
+        controller = controller_for(board) if controller_for is not None else None
         robot = PushBot(robot_url).open()
 
         def ground_truth() -> tuple[float | None, tuple[float, float, float]]:
@@ -535,7 +623,7 @@ def run_simulated_phototaxis(
             pose = sim.pose
             return sim.led_column(), (pose.x_m, pose.y_m, pose.heading_rad)
 
-        session = PhototaxisSession(board, robot, config, ground_truth if sim is not None else None)
+        session = PhototaxisSession(board, robot, config, ground_truth if sim is not None else None, controller=controller)
         session.report.note(f"robot: {robot_url} ({'simulated' if sim else 'real'}); board: {board.serial}"
                             f" ({'emulated' if board.is_emulated else 'silicon'})")  # fmt: skip
         if session_ready is not None:

@@ -129,6 +129,9 @@ class PipelineConfig:
 TASK_DEFAULTS: dict[str, dict] = {
     "seq_digits": {"n_hidden": 64, "steps_per_sample": 4, "epochs": 40, "qat_epochs": 10},
     "mnist1d": {"n_hidden": 128, "steps_per_sample": 2, "epochs": 30, "qat_epochs": 8, "n_core_groups": 4},
+    # the robot's steering network (robot_task.py): small, one core, the state at the end of a sequence read out
+    # (the closed loop decodes the units' filtered rates continuously)
+    "phototaxis": {"n_hidden": 32, "readout": "last", "epochs": 20, "qat_epochs": 4, "n_core_groups": 1},
 }
 
 

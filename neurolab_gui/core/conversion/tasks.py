@@ -329,12 +329,20 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     )
 
 
+def _phototaxis(**kwargs: object) -> Task:
+    """The robot's steering task (:mod:`.robot_task`: DVS strips -> turn left / ahead / right)."""
+    from .robot_task import phototaxis_task
+
+    return phototaxis_task(**kwargs)  # type: ignore[arg-type]
+
+
 #: Built-in tasks by name (``neurolab train --task NAME``).
 BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "seq_digits": lambda **kw: seq_digits("row", **kw),
     "seq_digits_pixel": lambda **kw: seq_digits("pixel", **kw),
     "mnist1d": mnist1d,
     "ecg": ecg,
+    "phototaxis": lambda **kw: _phototaxis(**kw),
 }
 
 
