@@ -176,6 +176,22 @@ def test_netlist_is_written_as_cam_and_sram_and_limits_are_checked():
     board.close()
 
 
+def test_clearing_some_cores_writes_only_their_neurons_cam_and_sram():
+    board, sim, _ = _open()
+    sim.calls.clear()
+    board.clear_connections([1], cores=[2])
+    cams, srams = sim.named("write_cam"), sim.named("write_sram")
+    assert {c[0] for c in cams} == {c[0] for c in srams} == {1}
+    assert {c[1] for c in cams} == {s[1] for s in srams} == set(range(512, 768))  # core 2's 256 neurons only
+    assert len(cams) == 256 * 64 and all(c[3:] == (0, 0, 0) for c in cams)  # pre (core 0, neuron 0), type 0
+    host_routes = [s for s in srams if s[2] == 0 and s[8] == 2]  # cell 0 back to the host (mask = chip + 1)
+    assert len(host_routes) == 256
+    sim.calls.clear()
+    board.clear_connections([1])
+    assert {c[1] for c in sim.named("write_cam")} == set(range(1024))
+    board.close()
+
+
 def test_sram_limit_names_the_neuron():
     board, _, _ = _open()
     src = NeuronAddress(0, 0, 1)

@@ -3,7 +3,12 @@
 ``neurolab robot demo`` runs the closed-loop phototaxis demo (turn toward a blinking LED)
 through the DYNAP-SE1 board: by default the simulated PushBot and the emulated board;
 ``--port`` names a real robot (``/dev/ttyUSB0``, ``socket://192.168.1.10:56000``) and
-``--board`` the board (``emulator[:SEED]`` or a serial).  ``neurolab robot ports`` lists the serial ports of this machine.
+``--board`` the board (``emulator[:SEED]`` or a serial).  ``--network`` picks what drives the
+motors: ``phototaxis`` (the hand-wired Braitenberg network, default), ``steering`` (the shipped
+converted steering RNN) or a checkpoint trained with ``neurolab train --task phototaxis``; a
+converted network is constrained, mapped and deployed on the board first (with the board's
+calibration profile unless ``--no-profile``).  ``neurolab robot ports`` lists the serial ports
+of this machine.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--rate", type=float, default=40.0, metavar="HZ", help="motor update rate, 20..100 Hz (default 40)"
     )
+    demo.add_argument(
+        "--network", default="phototaxis", metavar="NET",
+        help="what drives the motors: 'phototaxis' (hand-wired, default), 'steering' (the shipped converted RNN) "
+             "or a checkpoint trained with `neurolab train --task phototaxis`",
+    )
+    demo.add_argument("--no-profile", action="store_true", help="deploy a converted network without the board's calibration profile")
     demo.add_argument("--record", metavar="FILE", help="write the session report (trajectory, rates, log) as JSON")
     demo.set_defaults(func=run_demo)
     ports = sub.add_parser("ports", help="list serial ports (USB-serial adapters, ptys are not listed)")
@@ -58,7 +69,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = PhototaxisConfig(duration_s=args.duration, control_period_s=1.0 / args.rate)
     try:
         config.validate()
-    except ValueError as exc:
+        checkpoint = _network_checkpoint(args.network)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -89,14 +101,22 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         # the same 0.5 ms emulator time step the demo uses when it opens its own board
         board = args.board.open(dt=5e-4)
+        controller = None
+        if checkpoint is not None:
+            controller = _deploy_network(board, checkpoint, args.no_profile)
         if args.port:
             # A real robot: same session, our PushBot settings.
-            report = _run_real_robot(args.port, PushBotConfig(baudrate=args.baud), board, config, progress, holder)
+            report = _run_real_robot(args.port, PushBotConfig(baudrate=args.baud), board, config, progress, holder,
+                                     controller)
         else:
-            report = run_simulated_phototaxis(config, board=board, progress=progress, session_ready=holder.append)
+            report = run_simulated_phototaxis(config, board=board, progress=progress, session_ready=holder.append,
+                                              controller_for=None if controller is None else (lambda _board: controller))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ValueError as exc:  # a checkpoint that cannot drive the robot, an unusable profile
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except PushBotError as exc:
         print(f"robot error: {exc}", file=sys.stderr)
         return 1
@@ -111,12 +131,43 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if report.status in ("completed", "cancelled") else 1
 
 
-def _run_real_robot(url, robot_config, board, config, progress, holder):
+def _network_checkpoint(name: str):
+    """None for the wired network, else the checkpoint path of ``--network`` (``FileNotFoundError`` if missing)."""
+    from pathlib import Path
+
+    from neurolab_gui.core.robot_network import BUILTIN_STEERING, WIRED_NETWORK, builtin_steering_checkpoint
+
+    if name == WIRED_NETWORK:
+        return None
+    if name == BUILTIN_STEERING:
+        return builtin_steering_checkpoint()
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"--network {name!r} is neither '{WIRED_NETWORK}', '{BUILTIN_STEERING}' nor a checkpoint file")
+    return path
+
+
+def _deploy_network(board, checkpoint, no_profile: bool):
+    """Convert and deploy ``checkpoint`` on ``board``; its controller (progress printed)."""
+    from neurolab_gui.core.calibration.profile import find_profile
+    from neurolab_gui.core.robot_network import deploy_robot_network
+
+    profile = None if no_profile else find_profile(board.serial)
+    print(f"converting {checkpoint} and deploying it on {board.serial} "
+          + ("with its calibration profile" if profile else "(no calibration profile: matching on the board)"), flush=True)
+    network = deploy_robot_network(board, checkpoint, profile=profile,
+                                   progress=lambda p: print(f"{p.fraction:6.1%}  {p.text()}", flush=True))
+    for note in network.notes:
+        print(f"note: {note}")
+    return network.controller()
+
+
+def _run_real_robot(url, robot_config, board, config, progress, holder, controller=None):
     from drivers.robot import PushBot
     from neurolab_gui.core.robot_demo import PhototaxisSession
 
     with PushBot(url, robot_config) as robot:
-        session = PhototaxisSession(board, robot, config)
+        session = PhototaxisSession(board, robot, config, controller=controller)
         session.report.note(f"robot: {url} (real); board: {board.serial}")
         holder.append(session)
         return session.run(progress)

@@ -429,6 +429,11 @@ class PhototaxisSession:
         """Ask the loop to stop after the current step (thread safe); the robot is then stopped."""
         self._cancel.set()
 
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set by :meth:`cancel` (work before the loop, e.g. deploying its network, checks it too)."""
+        return self._cancel
+
     def setup(self) -> None:
         """The controller's network on the board, then one period read to warm the board up."""
         started = time.monotonic()

@@ -43,6 +43,18 @@ from .jobs import ProgressSink
 from .probing.program import run_program
 from .robot_demo import ControlOutput, PhototaxisReport
 
+#: ``--network`` / the Robot panel's names of the networks that can drive the motors.
+WIRED_NETWORK = "phototaxis"  # the hand-wired Braitenberg network of :mod:`.robot_demo`
+BUILTIN_STEERING = "steering"  # the shipped converted steering RNN (resources/networks/)
+DEPLOYED_NETWORK = "deployed"  # the app's network deployed from the Model panel
+
+
+def builtin_steering_checkpoint() -> Path:
+    """The shipped steering RNN (``neurolab train --task phototaxis``, see resources/networks/README.md)."""
+    from drivers.resources import resource_path
+
+    return resource_path("networks", "phototaxis_steering.pt")
+
 
 def check_robot_network(mapped: MappedNetwork, coding: RobotCoding) -> None:
     """Raise ``ValueError`` naming why ``mapped`` cannot drive the robot with ``coding``."""
@@ -68,15 +80,18 @@ class NetworkController:
     coding : how DVS events become its inputs and its scores wheel commands
     label : what the report and the panel call it
     seed : first seed of the ΣΔ phases (one per step)
+    write : write biases and netlist at set-up (clearing only the network's cores first), for a
+        network deployed earlier that another loop may have overwritten since
     """
 
     def __init__(self, mapped: MappedNetwork, coding: RobotCoding | None = None, label: str = "converted network",
-                 seed: int = 0) -> None:
+                 seed: int = 0, write: bool = False) -> None:
         self.coding = coding or RobotCoding()
         check_robot_network(mapped, self.coding)
         self.mapped = mapped
         self.name = label
         self.period_s = mapped.time.sample_duration_s(1)
+        self.write = write
         self._seed = seed
         self._step = 0
         unit_of_gid = np.full(4096, -1, np.int64)
@@ -92,11 +107,18 @@ class NetworkController:
         self.turn = 0.0
 
     def setup(self, board: Board, report: PhototaxisReport) -> None:
-        """The network is on the board already (:func:`deploy_robot_network`); reset the decoder."""
+        """Reset the decoder; with ``write``, put the network on the board again (else it is there:
+        :func:`deploy_robot_network`)."""
         board.stop_spike_generator()
+        m = self.mapped
+        if self.write:
+            chip = m.chip
+            board.clear_connections([chip], cores=sorted({core for c, core in m.group_cores if c == chip}))
+            board.apply_bias_set(m.biases)
+            report.netlist_warnings = list(board.write_netlist(m.netlist))
+        report.netlist_connections = len(m.netlist.connections)
         self._trace[:] = 0.0
         self._step = 0
-        m = self.mapped
         cores = ", ".join(f"chip {c} core {k}" for c, k in m.group_cores)
         report.note(f"{self.name}: {m.n_inputs} DVS strips -> {m.n_hidden} units on {cores} -> "
                     f"{' / '.join(CLASS_NAMES)}; {1 / self.period_s:.0f} Hz steps of one {self.period_s * 1e3:.0f} ms sample")
@@ -140,8 +162,9 @@ class RobotNetwork:
     label: str
     notes: list[str]
 
-    def controller(self, seed: int = 0) -> NetworkController:
-        return NetworkController(self.deployment.mapped, self.coding, self.label, seed)
+    def controller(self, seed: int = 0, write: bool = False) -> NetworkController:
+        """Its loop controller; ``write``: write the network on the board again at set-up."""
+        return NetworkController(self.deployment.mapped, self.coding, self.label, seed, write=write)
 
 
 def deploy_robot_network(
@@ -151,6 +174,8 @@ def deploy_robot_network(
     profile: BoardProfile | None = None,
     coding: RobotCoding | None = None,
     qat_samples: int = 600,
+    qat_epochs: int | None = None,
+    match_on_board: bool = True,
     seed: int = 0,
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
@@ -158,10 +183,10 @@ def deploy_robot_network(
     """Convert a steering checkpoint with the normal pipeline and deploy it on ``board``.
 
     The checkpoint's float model is constrained (QAT on ``qat_samples`` freshly simulated
-    sequences of the steering task) and mapped with the task's pipeline settings
-    (:func:`.conversion.pipeline.config_for_task`), then written with
-    :func:`.conversion.deployment.deploy_network` (``profile`` when the board has one, otherwise
-    transfer matching on the board).  Raises ``ValueError`` (or ``CheckpointError``) for a
+    sequences of the steering task, ``qat_epochs`` or the task's) and mapped with the task's
+    pipeline settings (:func:`.conversion.pipeline.config_for_task`), then written with
+    :func:`.conversion.deployment.deploy_network`: ``profile`` when the board has one, otherwise
+    transfer matching on the board (``match_on_board=False``: the nominal weight biases, quicker).  Raises ``ValueError`` (or ``CheckpointError``) for a
     checkpoint that cannot drive the robot, before anything is written.
     """
     from .conversion.checkpoint import load_checkpoint
@@ -179,11 +204,11 @@ def deploy_robot_network(
             f"({' / '.join(CLASS_NAMES)}): train one with `neurolab train --task {PHOTOTAXIS_TASK}`"
         )
     task = phototaxis_task(n_train=qat_samples, n_test=max(50, qat_samples // 4), seed=seed + 1, coding=coding)
-    cfg = config_for_task(PHOTOTAXIS_TASK, model_cfg, stages=(), seed=seed)
+    cfg = config_for_task(PHOTOTAXIS_TASK, model_cfg, stages=(), seed=seed, qat_epochs=qat_epochs)
     conversion = convert(loaded.model, task, cfg, progress=span(progress, 0.0, 0.4), cancel=cancel)
     check_robot_network(conversion.mapped, coding)
     deployment = deploy_network(board, conversion.nominal_mapped or conversion.mapped, profile=profile,
-                                scales=conversion.constrained.scale, matching=conversion.matching,
+                                scales=conversion.constrained.scale, matching=conversion.matching if match_on_board else None,
                                 progress=span(progress, 0.4, 1.0), cancel=cancel)
     stages = {s.name: s.accuracy for s in conversion.report.stages}
     notes = [f"{Path(checkpoint).name}: float accuracy {stages.get('float', math.nan):.3f}, "
@@ -201,4 +226,4 @@ def network_of_deployment(deployment: Deployment, coding: RobotCoding | None = N
     return RobotNetwork(deployment, coding, label, list(deployment.notes))
 
 
-__all__ = ["NetworkController", "RobotNetwork", "check_robot_network", "deploy_robot_network", "network_of_deployment"]
+__all__ = ["BUILTIN_STEERING", "DEPLOYED_NETWORK", "WIRED_NETWORK", "NetworkController", "builtin_steering_checkpoint", "RobotNetwork", "check_robot_network", "deploy_robot_network", "network_of_deployment"]

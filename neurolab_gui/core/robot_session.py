@@ -8,8 +8,10 @@
   (:class:`DvsFrame`, pulled by the view at its own frame rate) and its sensor readings;
 * **drive** it by hand (:meth:`RobotSession.set_motors`, :meth:`RobotSession.set_led`);
 * **close the loop** through the session's board (:meth:`RobotSession.start_loop`): the
-  phototaxis network of :mod:`.robot_demo` runs on a worker thread with the board's acquisition
-  paused (its spikes still reach the raster and the recorder), and every step is announced;
+  hand-wired phototaxis network of :mod:`.robot_demo`, the shipped converted steering RNN
+  (converted and deployed first) or the network the Model panel deployed
+  (:mod:`.robot_network`) runs on a worker thread with the board's acquisition paused (its
+  spikes still reach the raster and the recorder), and every step is announced;
 * **stop** on every path the host can act on: the e-stop, a loop that stalls for more than
   200 ms, a lost board or robot, a closed window, SIGTERM / SIGHUP / interpreter exit
   (:mod:`.robot_safety`), and through the driver's watchdog process SIGKILL and a frozen host.
@@ -36,8 +38,10 @@ import numpy as np
 from drivers.robot import DvsEvents, PushBot, PushBotConfig, PushBotError, PushBotState, SensorReading
 from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
 
+from .cancellation import Cancelled
 from .events import Signal
-from .robot_demo import PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
+from .robot_demo import LoopController, PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
+from .robot_network import BUILTIN_STEERING, DEPLOYED_NETWORK, WIRED_NETWORK, network_of_deployment
 from .robot_recording import RobotStreams
 from .robot_safety import STALL_TIMEOUT_S, MotorGuard, install_exit_handlers, stop_motors_on_exit
 
@@ -45,9 +49,13 @@ log = logging.getLogger(__name__)
 
 #: The connect target that starts the simulated PushBot.
 SIMULATED_ROBOT = "simulated"
-#: Networks that can drive the motors in the closed loop.
-PHOTOTAXIS = "phototaxis"
-NETWORKS = (PHOTOTAXIS,)
+#: Networks that can drive the motors in the closed loop, with the names the panel shows.
+PHOTOTAXIS = WIRED_NETWORK
+NETWORKS = {
+    WIRED_NETWORK: "phototaxis (hand-wired)",
+    BUILTIN_STEERING: "steering RNN (converted)",
+    DEPLOYED_NETWORK: "deployed network (Model panel)",
+}
 #: Battery, the two light sensors (ADC0/1) and the wheel ticks, every 100 ms.
 DEFAULT_SENSOR_MASK = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 28)
 
@@ -325,7 +333,12 @@ class RobotSession:
 
     # --- closed loop --------------------------------------------------------------------------
     def start_loop(self, network: str = PHOTOTAXIS, config: PhototaxisConfig | None = None) -> None:
-        """Run ``network`` between the robot and the session's board on a worker thread."""
+        """Run ``network`` (a key of :data:`NETWORKS`) between the robot and the session's board on a worker thread.
+
+        ``steering`` is converted and deployed on the board first, on the loop's thread (the
+        motors stay at 0 meanwhile); ``deployed`` must be a network trained for the robot
+        (``ValueError`` naming the mismatch otherwise).
+        """
         if network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
         guard = self._require_guard()
@@ -336,6 +349,14 @@ class RobotSession:
         board = getattr(session, "board", None) if session is not None else None
         if board is None:
             raise RuntimeError("no board connected: connect the emulator or a DYNAP-SE1 first")
+        controller: LoopController | None = None
+        if network == DEPLOYED_NETWORK:
+            deployment = getattr(session, "deployment", None)
+            if deployment is None or deployment.board is not board:
+                raise ValueError("no network is deployed on this board: convert one trained on the task 'phototaxis' "
+                                 "and deploy it from the Model panel, or pick the steering RNN")
+            # written again: another loop may have used the board since
+            controller = network_of_deployment(deployment).controller(write=True)
         config = config or PhototaxisConfig(duration_s=3600.0)
         sim = self.simulator
 
@@ -344,14 +365,18 @@ class RobotSession:
             return sim.led_column(), (pose.x_m, pose.y_m, pose.heading_rad)
 
         loop = PhototaxisSession(
-            board, robot, config, ground_truth if sim is not None else None,
+            board, robot, config, ground_truth if sim is not None else None, controller=controller,
             motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
         )  # fmt: skip
         self._loop = loop
+        guard.stop("closed loop starting")  # no manual setting keeps driving while the network is set up
         guard.arm_loop()
-        self._loop_thread = threading.Thread(target=self._run_loop, args=(loop,), name="neurolab-robot-loop", daemon=True)
+        deploy = network == BUILTIN_STEERING
+        self._loop_thread = threading.Thread(target=self._run_loop, args=(loop, deploy), name="neurolab-robot-loop",
+                                             daemon=True)
         self._loop_thread.start()
-        self.loop_changed.emit(True, f"{network} network driving the motors")
+        self.loop_changed.emit(True, f"{NETWORKS[network]}: converting and deploying on the board…" if deploy
+                               else f"{NETWORKS[network]} driving the motors")
 
     def stop_loop(self, wait: bool = True) -> None:
         """Stop the closed loop: the motors go to 0 now, the loop ends after its current step
@@ -365,12 +390,17 @@ class RobotSession:
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
 
-    def _run_loop(self, loop: PhototaxisSession) -> None:
+    def _run_loop(self, loop: PhototaxisSession, deploy_steering: bool = False) -> None:
         message = ""
         try:
             with self.session.connection.acquisition_paused():
+                if deploy_steering:
+                    loop.controller = self._deploy_steering(loop)
+                    self.loop_changed.emit(True, f"{loop.controller.name} driving the motors")
                 report = loop.run()
             message = report.summary()
+        except Cancelled:
+            message = "closed loop cancelled while the network was deployed"
         except Exception as exc:
             log.exception("closed loop stopped by an error")
             message = f"closed loop stopped: {type(exc).__name__}: {exc}"
@@ -382,6 +412,21 @@ class RobotSession:
             self._loop = None
             self._record("loop", {"event": "stopped", "message": message})
             self.loop_changed.emit(False, message)
+
+    def _deploy_steering(self, loop: PhototaxisSession) -> LoopController:
+        """The shipped steering RNN converted and written on the loop's board (its profile when it has one)."""
+        from .calibration.profile import ProfileError, find_profile
+        from .robot_network import builtin_steering_checkpoint, deploy_robot_network
+
+        try:
+            profile = find_profile(loop.board.serial)
+        except ProfileError as exc:
+            loop.report.note(f"calibration profile not used: {exc}")
+            profile = None
+        network = deploy_robot_network(loop.board, builtin_steering_checkpoint(), profile=profile, cancel=loop.cancel_event)
+        for note in network.notes:
+            loop.report.note(note)
+        return network.controller()
 
     def arena(self, max_points: int = 5000) -> ArenaView | None:
         """The simulated robot's arena (None for a real robot)."""

@@ -173,9 +173,13 @@ class RobotPanel(QWidget):
 
         # --- closed loop --------------------------------------------------------------------
         self.network_box = QComboBox()
-        self.network_box.setToolTip("the network on the connected board that drives the motors")
-        for name in NETWORKS:
-            self.network_box.addItem(f"{name} network", name)
+        self.network_box.setToolTip(
+            "what drives the motors through the connected board: the hand-wired phototaxis network; the shipped "
+            "steering RNN (trained with BPTT, converted and deployed when the loop starts); or the network the "
+            "Model panel deployed (it must be trained on the task 'phototaxis')"
+        )
+        for name, label in NETWORKS.items():
+            self.network_box.addItem(label, name)
         self.start_button = QPushButton("Start loop")
         self.start_button.setToolTip("close the loop: DVS events -> board -> motor neurons' rates -> wheels")
         self.stop_button = QPushButton("Stop loop")
@@ -185,7 +189,7 @@ class RobotPanel(QWidget):
         self.rates_plot = pg.PlotWidget()
         self.rates_plot.setMinimumHeight(120)
         self.rates_plot.setLabel("left", "rate", units="Hz")
-        self.rates_plot.setLabel("bottom", "neuron (left motor population | right motor population)")
+        self.rates_plot.setLabel("bottom", "neuron (driving the left wheel | the right wheel)")
         self.left_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4f9fe0")
         self.right_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#e0a04f")
         self.rates_plot.addItem(self.left_bars)
@@ -400,7 +404,7 @@ class RobotPanel(QWidget):
         column = "–" if math.isnan(step.led_column) else f"{step.led_column:.1f} (centre {IMAGE_CENTRE:.1f})"
         self.led_label.setText(f"LED column: {column}")
         self.loop_label.setText(
-            f"t = {step.t_s:.1f} s   motor populations {step.motor_left_hz:.0f} / {step.motor_right_hz:.0f} Hz"
+            f"t = {step.t_s:.1f} s   motor neurons {step.motor_left_hz:.0f} / {step.motor_right_hz:.0f} Hz"
             f"   command {step.command_left} / {step.command_right}"
         )
         n = len(step.left_neuron_hz)
