@@ -150,3 +150,52 @@ def test_arrow_keys_drive_and_closing_the_window_stops_and_releases_the_robot(wi
     window.close()
     assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0) and not s.motors_enabled, 0.5)
     assert window.session.robot.status.state == "disconnected"
+
+
+def _choose_network(panel, key: str) -> None:
+    """Pick a network in the loop's combo box with the keyboard, as a user tabbing through would."""
+    box = panel.network_box
+    box.setFocus()
+    for _ in range(box.count()):
+        if box.currentData() == key:
+            return
+        QTest.keyClick(box, Qt.Key.Key_Down)
+    assert box.currentData() == key
+
+
+def test_the_converted_steering_network_drives_from_the_panel_until_the_led_is_centred(window, qtbot) -> None:
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    robot = window.session.robot
+    # the normal conversion with a short QAT and the nominal weight biases, to keep the test short
+    robot.steering_options = {"qat_samples": 200, "qat_epochs": 1, "match_on_board": False}
+    _choose_network(panel, "steering")
+    assert "steering" in panel.network_box.currentText()
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert robot.loop_running
+    qtbot.waitUntil(lambda: "converting and deploying" in panel.loop_label.text(), timeout=2000)
+    assert sim.wheel_speeds() == (0.0, 0.0)  # nothing drives while the network is converted
+    qtbot.waitUntil(lambda: "driving the motors" in panel.loop_label.text(), timeout=240_000)
+    assert "converted network phototaxis_steering.pt" in panel.loop_label.text()
+
+    def centred() -> bool:
+        column = sim.led_column()
+        return column is not None and abs(column - IMAGE_CENTRE) < 10 and sim.pose.heading_rad > 0.2
+
+    qtbot.waitUntil(centred, timeout=30_000)
+    # the bars show the hidden units, split by the wheel their readout weight speeds up
+    assert len(panel.left_bars.opts["height"]) + len(panel.right_bars.opts["height"]) == 32
+    QTest.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not robot.loop_running, timeout=5000)
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.5)
+    assert robot.last_report.network.startswith("converted network") and window.reporter.errors == []
+
+
+def test_the_deployed_network_choice_says_why_when_nothing_fit_is_deployed(window, qtbot) -> None:
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    _choose_network(panel, "deployed")
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert not window.session.robot.loop_running
+    assert window.reporter.errors and "no network is deployed" in window.reporter.errors[-1][1]
+    assert sim.wheel_speeds() == (0.0, 0.0) and panel.start_button.isEnabled()

@@ -24,6 +24,10 @@ time lowers the achieved rate, which the report states.
 The biases were tuned on the emulator (``samna_recommended`` plus a synapse gain and
 weight, see :data:`PHOTOTAXIS_BIAS_OVERRIDES`); on silicon they are a starting point that
 the mismatch of a given chip may require adjusting (the overrides are a parameter).
+
+The loop (:class:`PhototaxisSession`) and the network are separate: the wiring above is the
+:class:`BraitenbergController`; any :class:`LoopController` can drive the wheels instead, e.g.
+a converted RNN trained to steer (:class:`neurolab_gui.core.robot_network.NetworkController`).
 """
 
 from __future__ import annotations

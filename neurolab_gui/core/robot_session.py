@@ -170,6 +170,9 @@ class RobotSession:
         self.frame = DvsFrame()
         self.sensors: dict[int, SensorReading] = {}
         self.last_report: PhototaxisReport | None = None
+        #: keyword arguments of :func:`.robot_network.deploy_robot_network` for the steering RNN
+        #: (e.g. ``qat_epochs``, ``match_on_board``); the defaults convert it as ``neurolab robot demo`` does
+        self.steering_options: dict[str, Any] = {}
         self._status = RobotStatus()
         self._loop: PhototaxisSession | None = None
         self._loop_thread: threading.Thread | None = None
@@ -423,7 +426,8 @@ class RobotSession:
         except ProfileError as exc:
             loop.report.note(f"calibration profile not used: {exc}")
             profile = None
-        network = deploy_robot_network(loop.board, builtin_steering_checkpoint(), profile=profile, cancel=loop.cancel_event)
+        network = deploy_robot_network(loop.board, builtin_steering_checkpoint(), profile=profile, cancel=loop.cancel_event,
+                                       **self.steering_options)
         for note in network.notes:
             loop.report.note(note)
         return network.controller()
