@@ -190,6 +190,31 @@ def test_the_converted_steering_network_drives_from_the_panel_until_the_led_is_c
     assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.5)
     assert robot.last_report.network.startswith("converted network") and window.reporter.errors == []
 
+    # started again on the same board: no second conversion, the network is written again
+    steps: list = []
+    robot.loop_step.connect(steps.append)
+    qtbot.waitUntil(panel.start_button.isEnabled, timeout=2000)
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "driving the motors" in panel.loop_label.text(), timeout=2000)
+    qtbot.waitUntil(lambda: len(steps) > 20, timeout=30_000)
+    QTest.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not robot.loop_running, timeout=5000)
+    assert not any("float accuracy" in line for line in robot.last_report.log)  # no conversion notes this time
+
+    # the same network as the session's deployment (what the Model panel's deploy sets) drives too
+    window.session.set_deployment(robot.steering_network.deployment)
+    qtbot.waitUntil(panel.start_button.isEnabled, timeout=2000)
+    _choose_network(panel, "deployed")
+    steps.clear()
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert robot.loop_running
+    qtbot.waitUntil(lambda: len(steps) > 20, timeout=30_000)
+    QTest.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not robot.loop_running, timeout=5000)
+    assert robot.last_report.network == "deployed converted network"
+    assert robot.last_report.netlist_connections == len(robot.steering_network.deployment.mapped.netlist.connections)
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.5) and window.reporter.errors == []
+
 
 def test_the_deployed_network_choice_says_why_when_nothing_fit_is_deployed(window, qtbot) -> None:
     assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message

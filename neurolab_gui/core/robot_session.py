@@ -41,7 +41,7 @@ from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
 from .cancellation import Cancelled
 from .events import Signal
 from .robot_demo import LoopController, PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
-from .robot_network import BUILTIN_STEERING, DEPLOYED_NETWORK, WIRED_NETWORK, network_of_deployment
+from .robot_network import BUILTIN_STEERING, DEPLOYED_NETWORK, WIRED_NETWORK, RobotNetwork, network_of_deployment
 from .robot_recording import RobotStreams
 from .robot_safety import STALL_TIMEOUT_S, MotorGuard, install_exit_handlers, stop_motors_on_exit
 
@@ -173,6 +173,8 @@ class RobotSession:
         #: keyword arguments of :func:`.robot_network.deploy_robot_network` for the steering RNN
         #: (e.g. ``qat_epochs``, ``match_on_board``); the defaults convert it as ``neurolab robot demo`` does
         self.steering_options: dict[str, Any] = {}
+        #: the steering RNN as last deployed (reused, written again, while the board is the same one)
+        self.steering_network: RobotNetwork | None = None
         self._status = RobotStatus()
         self._loop: PhototaxisSession | None = None
         self._loop_thread: threading.Thread | None = None
@@ -360,6 +362,9 @@ class RobotSession:
                                  "and deploy it from the Model panel, or pick the steering RNN")
             # written again: another loop may have used the board since
             controller = network_of_deployment(deployment).controller(write=True)
+        steering = self.steering_network
+        if network == BUILTIN_STEERING and steering is not None and steering.deployment.board is board:
+            controller = steering.controller(write=True)  # converted before for this board: no second conversion
         config = config or PhototaxisConfig(duration_s=3600.0)
         sim = self.simulator
 
@@ -374,7 +379,7 @@ class RobotSession:
         self._loop = loop
         guard.stop("closed loop starting")  # no manual setting keeps driving while the network is set up
         guard.arm_loop()
-        deploy = network == BUILTIN_STEERING
+        deploy = network == BUILTIN_STEERING and controller is None
         self._loop_thread = threading.Thread(target=self._run_loop, args=(loop, deploy), name="neurolab-robot-loop",
                                              daemon=True)
         self._loop_thread.start()
@@ -430,6 +435,7 @@ class RobotSession:
                                        **self.steering_options)
         for note in network.notes:
             loop.report.note(note)
+        self.steering_network = network
         return network.controller()
 
     def arena(self, max_points: int = 5000) -> ArenaView | None:
