@@ -94,3 +94,14 @@ def test_the_converted_network_on_the_emulator_brings_the_led_to_the_centre() ->
     early = [i for i, t in enumerate(report.t_s) if t >= 0.3 and true_columns[i] < IMAGE_CENTRE - 20]
     assert early and np.mean([report.command_right[i] - report.command_left[i] for i in early]) > 10
     assert 5 < report.achieved_rate_hz <= 51  # one 20 ms network sample per step
+
+
+def test_robot_demo_network_option_refuses_what_cannot_drive_the_robot(tmp_path, capsys) -> None:
+    from neurolab_gui.cli import main
+
+    assert main(["robot", "demo", "--network", str(tmp_path / "missing.pt")]) == 2
+    assert "neither 'phototaxis', 'steering' nor a checkpoint file" in capsys.readouterr().err
+    torch.manual_seed(0)
+    digits = save_checkpoint(tmp_path / "digits.pt", RateRNN(RNNConfig(8, 16, 10, "leaky", 0.85, 4)), {"task": "seq_digits"})
+    assert main(["robot", "demo", "--network", str(digits), "--duration", "1"]) == 2
+    assert "train one with `neurolab train --task phototaxis`" in capsys.readouterr().err

@@ -224,3 +224,18 @@ def test_the_deployed_network_choice_says_why_when_nothing_fit_is_deployed(windo
     assert not window.session.robot.loop_running
     assert window.reporter.errors and "no network is deployed" in window.reporter.errors[-1][1]
     assert sim.wheel_speeds() == (0.0, 0.0) and panel.start_button.isEnabled()
+
+
+def test_escape_while_the_steering_network_is_converted_ends_the_loop_before_it_drives(window, qtbot) -> None:
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    robot = window.session.robot
+    _choose_network(panel, "steering")  # the default conversion: tens of seconds, checked for cancel throughout
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "converting and deploying" in panel.loop_label.text(), timeout=2000)
+    QTest.keyClick(panel, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not robot.loop_running, timeout=20_000)
+    qtbot.waitUntil(lambda: "cancelled" in panel.loop_label.text(), timeout=2000)
+    assert sim.wheel_speeds() == (0.0, 0.0) and robot.steering_network is None
+    assert not any(c.startswith("!MVD0=") and c != "!MVD0=0" for c in sim.commands)  # the wheels never got a command
+    qtbot.waitUntil(panel.start_button.isEnabled, timeout=2000)

@@ -192,7 +192,7 @@ def deploy_robot_network(
     from .conversion.checkpoint import load_checkpoint
     from .conversion.pipeline import config_for_task, convert
     from .conversion.robot_task import phototaxis_task
-    from .jobs import span
+    from .jobs import check_cancel, span
 
     coding = coding or RobotCoding()
     loaded = load_checkpoint(checkpoint)
@@ -203,7 +203,9 @@ def deploy_robot_network(
             f"a network that drives the robot takes {coding.n_bins} DVS strips and gives {len(CLASS_NAMES)} scores "
             f"({' / '.join(CLASS_NAMES)}): train one with `neurolab train --task {PHOTOTAXIS_TASK}`"
         )
+    check_cancel(cancel)
     task = phototaxis_task(n_train=qat_samples, n_test=max(50, qat_samples // 4), seed=seed + 1, coding=coding)
+    check_cancel(cancel)
     cfg = config_for_task(PHOTOTAXIS_TASK, model_cfg, stages=(), seed=seed, qat_epochs=qat_epochs)
     conversion = convert(loaded.model, task, cfg, progress=span(progress, 0.0, 0.4), cancel=cancel)
     check_robot_network(conversion.mapped, coding)
