@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train an Elman or leaky ReLU RNN with BPTT and save a checkpoint")
-    p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, or a .npz file")
+    p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, phototaxis (the robot's steering), or a .npz file")
     p.add_argument("--out", default="model.pt", help="checkpoint path (NeuroLab format)")
     p.add_argument("--kind", choices=("leaky", "elman"), default="leaky")
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
