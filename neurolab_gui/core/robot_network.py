@@ -189,6 +189,8 @@ def deploy_robot_network(
     transfer matching on the board (``match_on_board=False``: the nominal weight biases, quicker).  Raises ``ValueError`` (or ``CheckpointError``) for a
     checkpoint that cannot drive the robot, before anything is written.
     """
+    import torch
+
     from .conversion.checkpoint import load_checkpoint
     from .conversion.pipeline import config_for_task, convert
     from .conversion.robot_task import phototaxis_task
@@ -207,7 +209,12 @@ def deploy_robot_network(
     task = phototaxis_task(n_train=qat_samples, n_test=max(50, qat_samples // 4), seed=seed + 1, coding=coding)
     check_cancel(cancel)
     cfg = config_for_task(PHOTOTAXIS_TASK, model_cfg, stages=(), seed=seed, qat_epochs=qat_epochs)
-    conversion = convert(loaded.model, task, cfg, progress=span(progress, 0.0, 0.4), cancel=cancel)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 32-unit RNN: extra threads only contend on a busy machine
+    try:
+        conversion = convert(loaded.model, task, cfg, progress=span(progress, 0.0, 0.4), cancel=cancel)
+    finally:
+        torch.set_num_threads(threads)
     check_robot_network(conversion.mapped, coding)
     deployment = deploy_network(board, conversion.nominal_mapped or conversion.mapped, profile=profile,
                                 scales=conversion.constrained.scale, matching=conversion.matching if match_on_board else None,
