@@ -110,3 +110,26 @@ def test_a_real_robot_url_has_no_arena_and_the_sensors_stream() -> None:
             assert rate > 0 and np.isfinite(on).all()
         finally:
             robot.close()
+
+
+def test_starting_the_loop_stops_a_manual_setting_before_the_network_is_set_up() -> None:
+    from neurolab_gui.core.boards import open_emulator
+    from neurolab_gui.core.robot_demo import PhototaxisConfig
+    from neurolab_gui.core.session import Session
+
+    session = Session(opener=lambda target: open_emulator(seed=target.seed, dt=5e-4))
+    try:
+        assert session.connect("emulator", seed=2, acquire=False)
+        robot = session.robot
+        assert robot.connect("simulated"), robot.status
+        sim = robot.simulator
+        robot.set_motors(40, 40)
+        assert sim.wait_until(lambda s: s.wheel_speeds() == (0.1, 0.1), 1.0)
+        stops: list[str] = []
+        robot.safety_stop.connect(stops.append)
+        robot.start_loop(config=PhototaxisConfig(duration_s=0.5, observe_s=0.5))  # motors 0 for the whole run
+        assert stops == ["closed loop starting"]
+        assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.2)  # at once, not after the set-up
+        robot.stop_loop()
+    finally:
+        session.close()

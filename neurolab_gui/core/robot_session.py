@@ -377,7 +377,8 @@ class RobotSession:
             motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
         )  # fmt: skip
         self._loop = loop
-        guard.stop("closed loop starting")  # no manual setting keeps driving while the network is set up
+        if guard.command != (0, 0):  # no manual setting keeps driving while the network is set up
+            guard.stop("closed loop starting")
         guard.arm_loop()
         deploy = network == BUILTIN_STEERING and controller is None
         self._loop_thread = threading.Thread(target=self._run_loop, args=(loop, deploy), name="neurolab-robot-loop",
