@@ -189,7 +189,7 @@ class RobotPanel(QWidget):
         self.rates_plot = pg.PlotWidget()
         self.rates_plot.setMinimumHeight(120)
         self.rates_plot.setLabel("left", "rate", units="Hz")
-        self.rates_plot.setLabel("bottom", "neuron (driving the left wheel | the right wheel)")
+        self.rates_plot.setLabel("bottom", "neurons driving the left | right wheel")
         self.left_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4f9fe0")
         self.right_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#e0a04f")
         self.rates_plot.addItem(self.left_bars)
