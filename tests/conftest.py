@@ -117,27 +117,42 @@ class Heartbeat:
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self.gaps_ms: dict[str, list[tuple[float, float]]] = {}
+        #: per gap, the CPU time the GUI thread itself used in it (what the app did on that thread)
+        self.gui_cpu_ms: dict[str, list[float]] = {}
+        #: per action, the garbage collections over 10 ms: (generation, ms) (they stop every thread)
+        self.gc_pauses_ms: dict[str, list[tuple[int, float]]] = {}
         self.overloaded: dict[str, bool] = {}
         self._action: str | None = None
-        self._last = (0.0, 0.0)
+        self._last = (0.0, 0.0, 0.0)
+        self._gc_started = 0.0
 
     def _tick(self) -> None:
-        now = (time.perf_counter(), time.process_time())
+        now = (time.perf_counter(), time.process_time(), time.thread_time())
         if self._action is not None:
             self.gaps_ms[self._action].append(((now[0] - self._last[0]) * 1e3, (now[1] - self._last[1]) * 1e3))
+            self.gui_cpu_ms[self._action].append((now[2] - self._last[2]) * 1e3)
             if len(self.gaps_ms[self._action]) % 50 == 0 or now[0] - self._last[0] > 0.1:
                 self.overloaded[self._action] |= _machine_overloaded()
         self._last = now
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._action is not None and (ms := (time.perf_counter() - self._gc_started) * 1e3) > 10:
+            self.gc_pauses_ms[self._action].append((info["generation"], ms))
 
     @contextlib.contextmanager
     def watch(self, action: str):
         """Record the event loop's gaps while the body runs (synchronous slot work included)."""
         self.gaps_ms.setdefault(action, [])
+        self.gui_cpu_ms.setdefault(action, [])
+        self.gc_pauses_ms.setdefault(action, [])
         self.overloaded.setdefault(action, _machine_overloaded())
         gc.collect()
         gc.freeze()
         self._action = action
-        self._last = (time.perf_counter(), time.process_time())
+        self._last = (time.perf_counter(), time.process_time(), time.thread_time())
+        gc.callbacks.append(self._on_gc)
         self.timer.start(self.interval_ms)
         try:
             yield self
@@ -145,6 +160,7 @@ class Heartbeat:
             self._tick()  # the time since the last tick counts too
             self.timer.stop()
             self._action = None
+            gc.callbacks.remove(self._on_gc)
 
     def effective_ms(self, action: str, wall: float, cpu: float) -> float:
         """The gap as the app caused it: wall-clock, or CPU used when the machine was overloaded."""
@@ -161,10 +177,13 @@ class Heartbeat:
     def assert_no_stall(self, limit_ms: float = STALL_LIMIT_MS) -> None:
         problems = []
         for action, gaps in self.gaps_ms.items():
-            stalls = sorted(((w, c) for w, c in gaps if self.effective_ms(action, w, c) > limit_ms), reverse=True)
+            gui = self.gui_cpu_ms.get(action, [0.0] * len(gaps))
+            stalls = sorted(((w, c, g) for (w, c), g in zip(gaps, gui) if self.effective_ms(action, w, c) > limit_ms), reverse=True)
             if stalls:
                 how = "CPU time (machine overloaded)" if self.overloaded.get(action) else "wall clock"
-                problems.append(f"{action}, by {how}: gaps {', '.join(f'{w:.0f} (CPU {c:.0f})' for w, c in stalls[:5])} ms")
+                collections = ", ".join(f"gen{g} {ms:.0f}" for g, ms in sorted(self.gc_pauses_ms.get(action, []), key=lambda p: -p[1])[:3])
+                problems.append(f"{action}, by {how}: gaps {', '.join(f'{w:.0f} (CPU {c:.0f}, GUI thread {g:.0f})' for w, c, g in stalls[:5])} ms"
+                                + (f"; garbage collections {collections} ms" if collections else ""))
         assert not problems, f"event loop stalled over {limit_ms:.0f} ms: " + "; ".join(problems)
 
 

@@ -170,7 +170,6 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     assert not raster.paused and raster.last_frame.t1_s > 10
 
 
-@pytest.mark.xfail(strict=False, reason="known stall, issue 15 item 10: pausing a full 4 M-event ring stalled 113-155 ms in some clean-clone runs (render of the frozen window on the GUI thread); still measured and reported")
 def test_pausing_with_the_default_buffers_full_does_not_stall(make_window, qtbot, heartbeat):
     window = make_window(spike_capacity=4_000_000)  # the app's default: 57 MB to copy
     n = 4_000_000
@@ -326,7 +325,6 @@ def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_win
 
 
 # --- conversion ----------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason="known stall, issue 15 item 10: a conversion with board stages stalled 107-131 ms in some clean-clone runs (garbage collection of per-word chip objects); still measured and reported")
 def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(make_window, qtbot, heartbeat):
     from neurolab_gui.core.conversion.pipeline import build_model
     from neurolab_gui.core.conversion.tasks import load_task

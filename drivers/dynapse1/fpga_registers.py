@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 from .topology import check_chip
 
 # --- USB-level constants -------------------------------------------------------------------------
@@ -221,9 +223,28 @@ def unpack_entries(data: bytes | Sequence[int]) -> list[RegisterWrite]:
     return [RegisterWrite(*struct.unpack_from(">BBI", raw, i)) for i in range(0, len(raw), ENTRY_SIZE)]
 
 
-def chip_word_entries(words: Iterable[int]) -> list[RegisterWrite]:
-    """Chip words as CHIP/CONTENT entries, the 0xC6 payload items."""
-    return [RegisterWrite(Module.CHIP, ChipParam.CONTENT, int(w)) for w in words]
+#: One 6-byte payload entry as numpy lays it out: module, param, value big-endian (packed, no padding).
+ENTRY_DTYPE = np.dtype([("module", "u1"), ("param", "u1"), ("value", ">u4")])
+
+
+def chip_word_payload(words: Iterable[int] | np.ndarray) -> bytes:
+    """Chip words as the concatenated CHIP/CONTENT entries of 0xC6 payloads (6 bytes each).
+
+    Built with numpy in one pass: a board clear sends ~10^5 words, and one Python object per
+    word (as :class:`RegisterWrite` entries were) made the garbage collector stall every thread.
+    """
+    values = np.asarray(words if isinstance(words, (Sequence, np.ndarray)) else list(words))
+    if values.dtype.kind not in "iu":  # e.g. an object array of Python or numpy ints
+        values = np.array([int(w) for w in values.ravel()], np.int64)
+    values = values.ravel()
+    if len(values) and (values.min() < 0 or values.max() > 0xFFFFFFFF):
+        bad = values[(values < 0) | (values > 0xFFFFFFFF)][0]
+        raise ValueError(f"register value {int(bad)} does not fit 32 bits")
+    entries = np.empty(len(values), ENTRY_DTYPE)
+    entries["module"] = Module.CHIP
+    entries["param"] = ChipParam.CONTENT
+    entries["value"] = values
+    return entries.tobytes()
 
 
 def batches(items: Sequence, size: int = MAX_ENTRIES_PER_TRANSFER) -> Iterable[Sequence]:
@@ -281,15 +302,19 @@ def multiple_writes(writes: Sequence[RegisterWrite]) -> list[ControlTransfer]:
     return [ControlTransfer(VR_FPGA_CONFIG_MULTIPLE, len(b), 0, pack_entries(b)) for b in batches(list(writes))]
 
 
-def chip_word_transfers(words: Iterable[int]) -> list[ControlTransfer]:
+def chip_word_transfers(words: Iterable[int] | np.ndarray) -> list[ControlTransfer]:
     """0xC6 OUT batches of at most 85 chip words (libcaer ``caerDynapseSendDataToUSB``).
 
     The sender reads the ``0xC6 0x00`` acknowledgement after each (libcaer
     ``sendUSBCommandVerifyMultiple``).  A single word is a batch of one, which is how libcaer
-    writes CHIP/CONTENT through ``dynapseConfigSet``.
+    writes CHIP/CONTENT through ``dynapseConfigSet``.  ``words`` may be a list or a numpy array.
     """
-    entries = chip_word_entries(words)
-    return [ControlTransfer(VR_CHIP_CONFIG_MULTIPLE, len(b), 0, pack_entries(b)) for b in batches(entries)]
+    payload = chip_word_payload(words)
+    step = MAX_ENTRIES_PER_TRANSFER * ENTRY_SIZE
+    return [
+        ControlTransfer(VR_CHIP_CONFIG_MULTIPLE, (min(step, len(payload) - start)) // ENTRY_SIZE, 0, payload[start : start + step])
+        for start in range(0, len(payload), step)
+    ]
 
 
 # --- sequences (libcaer dynapse.c) -----------------------------------------------------------------

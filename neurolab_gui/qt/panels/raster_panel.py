@@ -438,8 +438,14 @@ class RasterPanel(QWidget):
         return int(now - reach * self.back_slider.value() / 1000)
 
     def render(self) -> None:
-        """Draw one frame (timer slot)."""
-        monitor = self.frozen if self.paused and self.frozen is not None else self.session.spikes
+        """Draw one frame (timer slot).
+
+        Paused and the frozen copy not made yet, nothing is drawn: the frame shown at the pause
+        stays, and the GUI thread never waits for the buffers' locks, which the copy holds.
+        """
+        if self.paused and self.frozen is None:
+            return
+        monitor = self.frozen if self.paused else self.session.spikes
         end_us = self.view_end_us()
         if end_us is None:
             return
