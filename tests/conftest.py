@@ -178,7 +178,7 @@ class Heartbeat:
         problems = []
         for action, gaps in self.gaps_ms.items():
             gui = self.gui_cpu_ms.get(action, [0.0] * len(gaps))
-            stalls = sorted(((w, c, g) for (w, c), g in zip(gaps, gui) if self.effective_ms(action, w, c) > limit_ms), reverse=True)
+            stalls = sorted(((w, c, g) for (w, c), g in zip(gaps, gui, strict=True) if self.effective_ms(action, w, c) > limit_ms), reverse=True)
             if stalls:
                 how = "CPU time (machine overloaded)" if self.overloaded.get(action) else "wall clock"
                 collections = ", ".join(f"gen{g} {ms:.0f}" for g, ms in sorted(self.gc_pauses_ms.get(action, []), key=lambda p: -p[1])[:3])

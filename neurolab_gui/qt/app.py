@@ -11,12 +11,15 @@ import asyncio
 import gc
 import logging
 import sys
+import time
 from pathlib import Path
 
+from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
 from neurolab_gui.core.connection import ConnectionTarget
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.warmup import warm_up
 
 from .main_window import MainWindow
 
@@ -57,7 +60,30 @@ def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout
     # full passes, which hold the GIL while they walk every tracked object (a stall of the
     # window whoever triggers them).
     gc.freeze()
+    _warm_up_after_first_events(session, window)
     return app, session, window
+
+
+def _warm_up_after_first_events(session: Session, window: MainWindow, give_up_s: float = 5.0) -> None:
+    """Load torch, the conversion and calibration stacks (:func:`~neurolab_gui.core.warmup.warm_up`)
+    once the board's first events are drawn, or when there is no board, or after ``give_up_s``.
+
+    Not before: that import holds the GIL in long calls and would delay the first events; not at
+    the user's first conversion or calibration either, where it froze the window 0.1-1 s.
+    """
+    started = time.monotonic()
+    timer = QTimer(window)
+
+    def check() -> None:
+        frame = window.raster_panel.last_frame
+        drawn = frame is not None and frame.n_events > 0
+        no_board = session.connection.status.state in ("disconnected", "error")
+        if drawn or no_board or time.monotonic() - started > give_up_s:
+            timer.stop()
+            warm_up()
+
+    timer.timeout.connect(check)
+    timer.start(100)
 
 
 def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> int:
