@@ -11,10 +11,11 @@ from neurolab_gui.core.conversion.transfer import TransferFit
 from neurolab_gui.core.session_conversion import accuracy_rows, fit_curves, layer_selections, mapping_image
 
 
-class _Mapped:  # the two fields of MappedNetwork these views read
+class _Mapped:  # the fields of MappedNetwork these views read
     def __init__(self) -> None:
         self.unit_addresses = [NeuronAddress(0, 1, 0), NeuronAddress(0, 1, 17), NeuronAddress(0, 2, 5)]
         self.group_cores = [(0, 1), (0, 2)]
+        self.n_inputs, self.n_sources = 2, 3  # two features and the bias channel, no reset channel
 
 
 def test_fit_curves_target_follows_the_trained_saturation():
@@ -45,6 +46,12 @@ def test_layers_and_mapping_picture_follow_the_unit_addresses():
     layers = layer_selections(mapped)
     assert layers["RNN hidden layer (all units)"].neurons.tolist() == [256, 273, 517]
     assert layers["RNN group 1 (chip 0 core 2)"].neurons.tolist() == [517]
+    # the whole network by layer name: input channels (monitor ids after the 4096 neurons), then units by core group
+    network = next(iter(layers.values()))
+    assert network.neurons.tolist() == [4096, 4097, 4098, 256, 273, 517]
+    assert [network.row_label(r) for r in range(6)] == ["in 0", "in 1", "bias", "256", "273", "517"]
+    assert network.blocks == (("inputs", 0, 3), ("group 0 (chip 0 core 1)", 3, 5), ("group 1 (chip 0 core 2)", 5, 6))
+    assert [network.is_neuron(r) for r in range(6)] == [False] * 3 + [True] * 3
     image = mapping_image(mapped)
     assert image.shape == (16, 64) and (image > 0).sum() == 3
     assert image[1, 16 + 1] == 1 and image[0, 32 + 5] == 2  # neuron 17 of core 1; neuron 5 of core 2

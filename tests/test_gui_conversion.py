@@ -29,10 +29,13 @@ def test_conversion_from_the_panel_fills_table_mapping_and_raster_layers(window,
     # the mapping picture marks exactly the neurons that hold units, one colour per core group
     image = panel.mapping_img.image
     assert (image > 0).sum() == 12 and set(np.unique(image[image > 0])) == {1, 2}
-    # the raster offers the hidden layer and each group, with the mapped neurons
+    # the raster offers the network by layer name (inputs, then units by group), the inputs, the hidden layer
+    # and each group, with the mapped neurons
     raster = window.raster_panel
     labels = [raster.layer_combo.itemText(i) for i in range(raster.layer_combo.count())]
-    assert labels[0] == "RNN hidden layer (all units)" and len(labels) == 3
+    assert labels[:3] == ["RNN network (inputs, units by core group)", "RNN inputs", "RNN hidden layer (all units)"]
+    assert len(labels) == 5
+    raster.layer_combo.setCurrentIndex(2)
     raster.mode_combo.setCurrentIndex(raster.mode_combo.findData("layer"))
     ids = sorted(a.chip * 1024 + a.core * 256 + a.neuron for a in result.mapped.unit_addresses)
     assert sorted(raster.builder.selection.neurons.tolist()) == ids

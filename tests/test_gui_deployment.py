@@ -49,18 +49,25 @@ def test_deploy_and_run_from_the_buttons_match_neurolab_deploy(make_window, qtbo
     deployment = window.session.deployment
     assert deployment is not None and deployment.board is window.session.board
     assert "EMU00005" in panel.deployment_label.text()
-    # the raster switched to the deployed network's hidden layer: exactly its neurons, as rows
+    # the raster switched to the deployed network by layer: its input channels, then exactly its neurons
     raster = window.raster_panel
-    ids = np.array(sorted(a.chip * 1024 + a.core * 256 + a.neuron for a in deployment.mapped.unit_addresses))
+    mapped = deployment.mapped
+    ids = np.array(sorted(a.chip * 1024 + a.core * 256 + a.neuron for a in mapped.unit_addresses))
     assert raster.mode_combo.currentData() == "layer"
-    assert np.array_equal(np.sort(raster.builder.selection.neurons), ids)
+    shown = raster.builder.selection
+    n_in = mapped.n_sources
+    assert shown.neurons[:n_in].tolist() == list(range(4096, 4096 + n_in)) and np.array_equal(np.sort(shown.neurons[n_in:]), ids)
+    assert [b[0] for b in shown.blocks][0] == "inputs" and len(shown.blocks) == 1 + len(mapped.group_cores)
+    assert raster.neuron_axis.tickStrings([0.0, float(n_in)], 1, 1) == ["in 0", str(int(shown.neurons[n_in]))]
     # the board holds the network's biases
     board = window.session.board
     for key, value in deployment.mapped.biases.items():
         assert board.get_bias(*key) == value
 
-    received = []
+    received, played = [], []
     window.session.connection.events.connect(received.append)
+    to_monitor = window.session.spikes.on_inputs
+    monkeypatch.setattr(window.session.spikes, "on_inputs", lambda t, ch: (played.append(len(t)), to_monitor(t, ch)))
     panel.run_samples_spin.setValue(N_RUN)
     qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     run_job = panel.job
@@ -78,6 +85,11 @@ def test_deploy_and_run_from_the_buttons_match_neurolab_deploy(make_window, qtbo
     events_ids = np.concatenate([b.global_id for b in received]) if received else np.zeros(0, np.int64)
     on_units = np.isin(events_ids, ids).sum()
     assert run.spiking.spike_counts.sum() > 0 and on_units >= run.spiking.spike_counts.sum()
+    # and the input rows every input spike the run played, under the input channels' ids
+    assert sum(played) == run.spiking.input_spikes.sum() > 0
+    t_all, g_all = window.session.spikes.ring.window(-2**62, 2**62)
+    held = g_all[g_all >= 4096].astype(np.int64) - 4096
+    assert len(held) > 0 and held.max() < n_in
 
     # `neurolab deploy` on a fresh emulated board of the same seed: the same accuracy on the same samples
     assert main(["deploy", str(ckpt), "--board", f"emulator:{SEED}", "--n-test", str(N_RUN), "--qat-epochs", "0"]) == 0

@@ -38,6 +38,18 @@ TIMESTAMP_RESET_JUMP_US = 1_000_000
 #: Most events of the ring's tail that a late batch is merged with (bounds the cost of one push).
 MERGE_TAIL_MAX = 1 << 18
 
+#: Monitor ids of input channels: channel k of a deployed network's FPGA spike generator is id
+#: ``INPUT_ID_BASE + k``, after the 4096 board-wide neuron ids.  The chip never reports these
+#: spikes (the generator's sources are not chip neurons): the host, which programmed them, feeds
+#: them (:meth:`SpikeMonitor.on_inputs`), so a raster can show a network's inputs beside its units.
+INPUT_ID_BASE = N_NEURONS
+#: Input channels a monitor has ids for (the generator addresses 256 sources per chip).
+N_INPUT_IDS = 1024
+#: Ids a monitor counts: neurons, then input channels.
+N_MONITOR_IDS = INPUT_ID_BASE + N_INPUT_IDS
+#: Colour index of input rows in a raster (core indices are 0..15).
+INPUT_ROW_COLOUR = 16
+
 
 def sorted_by_time(t_us: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
     """The columns sorted by time (stable; no copy when they already are)."""
@@ -212,15 +224,16 @@ class BinnedCounts:
     Parameters
     ----------
     bin_us : width of one time bin (one image column), µs
-    n_columns : bins kept; history = ``bin_us * n_columns`` (default 2 ms x 2048 ≈ 4.1 s, 16.8 MB
-        for all 4096 neurons, about what the default event ring holds at 1 M events/s)
+    n_columns : bins kept; history = ``bin_us * n_columns`` (default 2 ms x 2048 ≈ 4.1 s, 21 MB
+        for all 4096 neurons and 1024 input channels, about what the default event ring holds at
+        1 M events/s)
 
     Counts saturate at 65535 per bin and neuron (a neuron cannot fire that often in a bin).
     Events older than the history, and late events for columns already reused, are dropped and
     counted in :attr:`too_old`.
     """
 
-    def __init__(self, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_NEURONS) -> None:
+    def __init__(self, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_MONITOR_IDS) -> None:
         if bin_us < 1 or n_columns < 2:
             raise ValueError(f"need bin_us >= 1 and n_columns >= 2, got {bin_us} and {n_columns}")
         self.bin_us = int(bin_us)
@@ -324,10 +337,25 @@ class BinnedCounts:
 
 @dataclass(frozen=True)
 class NeuronSelection:
-    """Which board-wide neurons a view shows, in display order (row 0 first)."""
+    """Which board-wide neurons (and input channels, ids from :data:`INPUT_ID_BASE`) a view shows,
+    in display order (row 0 first).
 
-    neurons: np.ndarray  # int64 global ids
+    ``row_labels`` names each row where its id alone would not (input channels); ``blocks`` are
+    named consecutive row ranges ``(name, start, stop)``, e.g. a network's layers.
+    """
+
+    neurons: np.ndarray  # int64 monitor ids
     label: str = ""
+    row_labels: tuple[str, ...] = ()
+    blocks: tuple[tuple[str, int, int], ...] = ()
+
+    def row_label(self, row: int) -> str:
+        """What row ``row`` is called: its label, else its board-wide neuron id."""
+        return self.row_labels[row] if self.row_labels else str(int(self.neurons[row]))
+
+    def is_neuron(self, row: int) -> bool:
+        """Whether row ``row`` is a chip neuron (not an input channel)."""
+        return int(self.neurons[row]) < INPUT_ID_BASE
 
     @classmethod
     def core_range(cls, chip: int, core: int, start: int = 0, stop: int = N_NEURONS_PER_CORE) -> NeuronSelection:
@@ -349,8 +377,8 @@ class NeuronSelection:
         return cls(np.arange(N_NEURONS, dtype=np.int64), "all neurons")
 
     def row_lookup(self) -> np.ndarray:
-        """Array mapping global id -> display row (-1 for neurons not shown)."""
-        rows = np.full(N_NEURONS, -1, np.int64)
+        """Array mapping monitor id -> display row (-1 for ids not shown)."""
+        rows = np.full(N_MONITOR_IDS, -1, np.int64)
         rows[self.neurons] = np.arange(len(self.neurons))
         return rows
 
@@ -438,6 +466,19 @@ class SpikeMonitor:
         self.binned.push(events.timestamp_us, gid)
         self.clock.observe(int(events.timestamp_us.max()))
         self.total_events += len(events)
+
+    def on_inputs(self, timestamp_us: np.ndarray, channel: np.ndarray) -> None:
+        """The input spikes a host played into the board (board time µs, channel index), as ids
+        ``INPUT_ID_BASE + channel``; channels beyond :data:`N_INPUT_IDS` are not kept."""
+        t = np.asarray(timestamp_us, np.int64).ravel()
+        ch = np.asarray(channel, np.int64).ravel()
+        keep = (ch >= 0) & (ch < N_INPUT_IDS)
+        t, ids = t[keep], ch[keep] + INPUT_ID_BASE
+        if not len(t):
+            return
+        self.ring.push(t, ids.astype(np.uint16))
+        self.binned.push(t, ids)
+        self.clock.observe(int(t.max()))
 
     def clear(self) -> None:
         self.ring.clear()
@@ -618,7 +659,7 @@ class RasterFrame:
     n_rows: int
     ticks: dict[int, tuple[np.ndarray, np.ndarray]]  # core index (chip*4+core) -> (x pairs, y pairs)
     density: np.ndarray | None  # (n_rows, n_bins) counts
-    row_core: np.ndarray  # core index of every row
+    row_core: np.ndarray  # core index of every row (INPUT_ROW_COLOUR for an input channel)
     rates_hz: np.ndarray  # per row
     n_events: int
     density_t0_s: float = 0.0
@@ -649,7 +690,8 @@ class RasterBuilder:
     def set_selection(self, selection: NeuronSelection) -> None:
         self.selection = selection
         self._rows = selection.row_lookup()
-        self.row_core = (selection.neurons // N_NEURONS_PER_CORE).astype(np.int64)
+        neurons = selection.neurons.astype(np.int64)
+        self.row_core = np.where(neurons < INPUT_ID_BASE, neurons // N_NEURONS_PER_CORE, INPUT_ROW_COLOUR)
 
     def frame(self, monitor: SpikeMonitor, span_s: float, end_us: int | None = None) -> RasterFrame | None:
         """The frame for the ``span_s`` seconds before ``end_us`` (default: the newest event); None when empty."""

@@ -24,7 +24,7 @@ import numpy as np
 from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
 
 from .fitting.transfer_curves import TransferCurves
-from .monitors import NeuronSelection
+from .monitors import INPUT_ID_BASE, NeuronSelection
 
 #: Neurons per side of a core's tile in :func:`mapping_image` (256 = 16 x 16).
 TILE = int(math.isqrt(N_NEURONS_PER_CORE))
@@ -38,19 +38,42 @@ def unit_neuron_ids(mapped: Any) -> np.ndarray:
     return np.array([global_neuron_id(a.chip, a.core, a.neuron) for a in mapped.unit_addresses], np.int64)
 
 
-def layer_selections(mapped: Any) -> dict[str, NeuronSelection]:
-    """Raster selections for a mapped network: all hidden units, then each core group.
+def input_channel_names(mapped: Any) -> list[str]:
+    """Names of a mapped network's FPGA input channels: ``in k`` per feature, then ``bias`` and
+    (when the time mapping has one) ``reset``."""
+    names = [f"in {k}" for k in range(mapped.n_inputs)] + ["bias", "reset"]
+    return names[: mapped.n_sources]
 
-    Inputs are FPGA spike-generator sources, not chip neurons, so they produce no output events
-    and have no raster rows.
+
+def layer_selections(mapped: Any) -> dict[str, NeuronSelection]:
+    """Raster selections for a mapped network by layer name: the whole network first (input
+    channels, then the hidden units by core group, as named blocks), then the inputs, all hidden
+    units and each core group alone.
+
+    Input channels are the FPGA spike generator's sources, which the chip never reports: their
+    rows show what the host played (monitor ids from :data:`~.monitors.INPUT_ID_BASE`, fed by
+    :meth:`~.monitors.SpikeMonitor.on_inputs`).  Hidden rows are labelled with their board-wide
+    neuron ids, input rows with their channel names.
     """
     ids = unit_neuron_ids(mapped)
-    out = {"RNN hidden layer (all units)": NeuronSelection(ids, "RNN hidden layer")}
+    names = input_channel_names(mapped)
+    inputs = np.arange(len(names), dtype=np.int64) + INPUT_ID_BASE
     cores = np.array([(a.chip, a.core) for a in mapped.unit_addresses], np.int64).reshape(-1, 2)
+    groups = []
     for g, (chip, core) in enumerate(mapped.group_cores):
         in_group = (cores[:, 0] == chip) & (cores[:, 1] == core)
-        label = f"RNN group {g} (chip {chip} core {core})"
-        out[label] = NeuronSelection(ids[in_group], label)
+        groups.append((f"RNN group {g} (chip {chip} core {core})", ids[in_group]))
+    rows = [("RNN inputs", inputs), *groups]
+    blocks, start = [], 0
+    for name, members in rows:
+        blocks.append((name.removeprefix("RNN "), start, start + len(members)))
+        start += len(members)
+    network = np.concatenate([members for _, members in rows])
+    labels = tuple(names) + tuple(str(int(i)) for i in network[len(names):])
+    out = {"RNN network (inputs, units by core group)": NeuronSelection(network, "RNN network", labels, tuple(blocks)),
+           "RNN inputs": NeuronSelection(inputs, "RNN inputs", tuple(names)),
+           "RNN hidden layer (all units)": NeuronSelection(ids, "RNN hidden layer")}
+    out.update({name: NeuronSelection(members, name) for name, members in groups})
     return out
 
 

@@ -163,7 +163,8 @@ def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, pro
     n = len(task.x_test) if n_test is None else min(int(n_test), len(task.x_test))
     with session.connection.acquisition_paused():
         run = run_deployment(deployment, task.x_test[:n], task.y_test[:n], task.lengths_test[:n], seed=seed,
-                             progress=progress, cancel=cancel, on_events=session.connection.feed)
+                             progress=progress, cancel=cancel, on_events=session.connection.feed,
+                             on_inputs=session.spikes.on_inputs)
     conversion = session.conversion
     if conversion is not None:
         note = f"{deployment.serial} (connected board): " + "; ".join(deployment.notes)

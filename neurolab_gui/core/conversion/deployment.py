@@ -194,13 +194,15 @@ def run_deployment(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     on_events: Callable[[SpikeEvents], None] | None = None,
+    on_inputs: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> DeploymentRun:
     """Run the deployed network on samples ``x`` (with ``lengths``), ``batch`` per generator program.
 
     Every batch's :class:`Progress` carries ``payload``: ``indices``, ``predictions``, ``scores``
     ``[b, classes]``, ``spikes`` (hidden spikes per sample), and over all samples so far
     ``accuracy`` (None without labels), ``done`` and ``confusion``.  ``on_events`` gets the
-    board's raw events of every batch (the session's monitors).
+    board's raw events of every batch (the session's monitors), then ``on_inputs`` the input
+    spikes the batch played (board time µs, channel).
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -217,7 +219,7 @@ def run_deployment(
         check_cancel(cancel)
         idx = np.arange(lo, min(n, lo + batch))
         part = stream_samples(deployment.board, mapped, x[idx], lengths[idx], seed + 7919 * (b + 1), cancel=cancel,
-                              on_events=on_events)
+                              on_events=on_events, on_inputs=on_inputs)
         features[idx], preds[idx], counts[idx], in_counts[idx] = part.features, part.predictions, part.spike_counts, part.input_spikes
         scores[idx] = part.features @ mapped.readout_weight.T + mapped.readout_bias
         done = int(idx[-1]) + 1

@@ -123,10 +123,12 @@ def stream_samples(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     on_events: Callable[[SpikeEvents], None] | None = None,
+    on_inputs: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> SpikingResult:
     """Play ``x`` through a board that already holds ``mapped`` and decode every sample.
 
-    ``on_events`` receives every batch of events the board returned (e.g. the session's monitors).
+    ``on_events`` receives every batch of events the board returned (e.g. the session's monitors),
+    then ``on_inputs`` the input spikes that batch played, as (board time µs, channel).
     """
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
@@ -142,6 +144,8 @@ def stream_samples(
         events = run_program(board, generator_program(mapped, stim), stim.duration_us / 1e6 + TAIL_S)
         if on_events is not None:
             on_events(events)
+        if on_inputs is not None:
+            on_inputs(stim.times_us, stim.channels)
         f_c, p_c, k_c = decode(mapped, events, stim)
         features[idx], preds[idx], counts[idx] = f_c, p_c, k_c
         sample_of_spike = np.searchsorted(stim.sample_start_us, stim.times_us, side="right") - 1

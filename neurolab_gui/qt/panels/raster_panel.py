@@ -41,14 +41,16 @@ from PyQt6.QtWidgets import (
 )
 
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
-from neurolab_gui.core.monitors import NeuronSelection, RasterBuilder, RasterFrame, SpikeMonitor
+from neurolab_gui.core.monitors import INPUT_ROW_COLOUR, NeuronSelection, RasterBuilder, RasterFrame, SpikeMonitor
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import layer_selections
 
 from ..bridge import relay
 
-#: One colour per core index (chip*4 + core): 4 hues per chip, chips shifted in lightness.
+#: One colour per core index (chip*4 + core): 4 hues per chip, chips shifted in lightness; then
+#: light grey for a network's input channels (index ``INPUT_ROW_COLOUR``).
 CORE_COLOURS = [pg.intColor(i % 4, hues=4, values=1, minValue=255, maxValue=255, sat=255 - 40 * (i // 4)) for i in range(16)]
+CORE_COLOURS.append(pg.mkColor(200, 200, 200))
 
 
 #: Brightness levels per core in the density image (16 cores x 16 levels = one 256-entry table).
@@ -56,15 +58,15 @@ DENSITY_LEVELS = 16
 
 
 def _density_lut() -> np.ndarray:
-    """Colour table as 0xAARRGGBB words: entry core * LEVELS + n is the core's colour at n spikes
-    per bin (0 = black).
+    """Colour table as 0xAARRGGBB words: entry colour * LEVELS + n is a core's (or the inputs')
+    colour at n spikes per bin (0 = black).
 
     One spike already shows at 40 % brightness (so it stays visible); more spikes brighten the
     pixel with the square root of the count up to the core's full colour.
     """
-    lut = np.full(16 * DENSITY_LEVELS, 0xFF000000, np.uint32)
+    lut = np.full(len(CORE_COLOURS) * DENSITY_LEVELS, 0xFF000000, np.uint32)
     ramp = 0.4 + 0.6 * np.sqrt(np.arange(1, DENSITY_LEVELS) / (DENSITY_LEVELS - 1))
-    for core in range(16):
+    for core in range(len(CORE_COLOURS)):
         r, g, b = (np.rint(ramp * c).astype(np.uint32) for c in CORE_COLOURS[core].getRgb()[:3])
         lut[core * DENSITY_LEVELS + 1 : (core + 1) * DENSITY_LEVELS] = 0xFF000000 | (r << 16) | (g << 8) | b
     return lut
@@ -106,11 +108,16 @@ DENSITY_LUT = _density_lut()
 
 
 class NeuronAxis(pg.AxisItem):
-    """Left axis of the raster: ticks on whole rows, labelled with the row's board-wide neuron id."""
+    """Left axis of the raster: ticks on whole rows, labelled with the row's board-wide neuron id
+    (or, for a network's input channel, the channel's name)."""
 
     def __init__(self) -> None:
         super().__init__("left")
-        self.neurons = np.zeros(0, np.int64)
+        self.selection = NeuronSelection(np.zeros(0, np.int64))
+
+    @property
+    def neurons(self) -> np.ndarray:
+        return self.selection.neurons
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's name
         levels = super().tickValues(minVal, maxVal, size)
@@ -124,15 +131,16 @@ class NeuronAxis(pg.AxisItem):
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
         n = len(self.neurons)
-        return [str(int(self.neurons[int(v)])) if 0 <= int(round(v)) < n and float(v).is_integer() else "" for v in values]
+        return [self.selection.row_label(int(v)) if 0 <= int(round(v)) < n and float(v).is_integer() else "" for v in values]
 
 
 def core_legend_html(cores: np.ndarray) -> str:
     """Coloured squares naming the cores (chip·core) a selection shows, in the raster's colours."""
     parts = []
     for c in np.unique(cores):
-        colour = CORE_COLOURS[int(c) % 16].name()
-        parts.append(f'<span style="color:{colour}">&#9632;</span>&nbsp;chip&nbsp;{int(c) // N_CORES_PER_CHIP}&nbsp;core&nbsp;{int(c) % N_CORES_PER_CHIP}')
+        colour = CORE_COLOURS[int(c)].name()
+        name = "inputs" if c == INPUT_ROW_COLOUR else f"chip&nbsp;{int(c) // N_CORES_PER_CHIP}&nbsp;core&nbsp;{int(c) % N_CORES_PER_CHIP}"
+        parts.append(f'<span style="color:{colour}">&#9632;</span>&nbsp;{name}')
     return "&nbsp;&nbsp; ".join(parts)
 
 
@@ -233,12 +241,14 @@ class RasterPanel(QWidget):
         self.rate_plot.setXRange(0.0, 10.0, padding=0)
         self.graphics.ci.layout.setColumnStretchFactor(0, 5)
         self.tick_items: dict[int, pg.PlotCurveItem] = {}
-        for c in range(16):
+        for c in range(len(CORE_COLOURS)):
             item = pg.PlotCurveItem(pen=pg.mkPen(CORE_COLOURS[c], width=1), connect="pairs", skipFiniteCheck=True, antialias=False)
             self.plot.addItem(item)
             self.tick_items[c] = item
         self.density_item = DensityImageItem()
         self.plot.addItem(self.density_item)
+        #: a line above and the name at the start of each named block of rows (a network's layers)
+        self.block_items: list[tuple[pg.InfiniteLine, pg.TextItem]] = []
         # one horizontal bar per row, from 0 to its rate, at the row's height
         self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), connect="pairs", skipFiniteCheck=True)
         self.rate_plot.addItem(self.rate_curve)
@@ -303,15 +313,29 @@ class RasterPanel(QWidget):
         self._update_mode_widgets()
         selection = self.current_selection()
         self.builder.set_selection(selection)
-        self.neuron_axis.neurons = selection.neurons
+        self.neuron_axis.selection = selection
+        self._show_blocks(selection)
         self.neuron_axis.picture = None  # pyqtgraph caches the drawn axis: relabel it
         self.neuron_axis.update()
         n = max(1, len(selection.neurons))
         self.plot.setYRange(-0.5, n - 0.5, padding=0)
-        self.title_label.setText(f"{selection.label}: {len(selection.neurons)} neurons")
+        self.title_label.setText(f"{selection.label}: {len(selection.neurons)} rows")
         self.legend_label.setText(core_legend_html(self.builder.row_core))
         if self.paused:
             self.render()
+
+    def _show_blocks(self, selection: NeuronSelection) -> None:
+        for line, text in self.block_items:
+            self.plot.removeItem(line)
+            self.plot.removeItem(text)
+        self.block_items = []
+        for name, start, _stop in selection.blocks:
+            line = pg.InfiniteLine(pos=start - 0.5, angle=0, pen=pg.mkPen((160, 160, 160), style=Qt.PenStyle.DashLine))
+            text = pg.TextItem(name, color=(220, 220, 220), anchor=(0, 0))
+            self.plot.addItem(line, ignoreBounds=True)
+            self.plot.addItem(text, ignoreBounds=True)
+            text.setPos(0.0, start - 0.5)
+            self.block_items.append((line, text))
 
     def _on_conversion(self, result) -> None:
         """Offer the RNN layers (hidden units, per core group) as selections: those of the network
@@ -360,7 +384,7 @@ class RasterPanel(QWidget):
         if event.button() != Qt.MouseButton.LeftButton:
             return
         row = self.row_at(event.scenePos())
-        if row is not None:
+        if row is not None and self.builder.selection.is_neuron(row):  # an input channel has no membrane
             self.neuron_clicked.emit(int(self.builder.selection.neurons[row]))
 
     def _on_x_zoom(self, _view, x_range) -> None:
@@ -467,6 +491,8 @@ class RasterPanel(QWidget):
             self.plot.setXRange(frame.t0_s, frame.t1_s, padding=0)
         finally:
             self._drawing = False
+        for _, text in self.block_items:  # block names stay at the window's left edge
+            text.setPos(frame.t0_s, text.pos().y())
         if frame.mode == "ticks":
             self.density_item.setVisible(False)
             for c, item in self.tick_items.items():
@@ -480,10 +506,10 @@ class RasterPanel(QWidget):
         else:
             for item in self.tick_items.values():
                 item.setVisible(False)
-            # One index per pixel, core * LEVELS + min(count, LEVELS - 1), looked up in a
-            # 256-entry table of ARGB words: no per-pixel float maths.
-            index = np.minimum(frame.density, DENSITY_LEVELS - 1).astype(np.uint8)
-            index += (frame.row_core % 16 * DENSITY_LEVELS).astype(np.uint8)[:, None]
+            # One index per pixel, colour * LEVELS + min(count, LEVELS - 1), looked up in a
+            # table of ARGB words: no per-pixel float maths.
+            index = np.minimum(frame.density, DENSITY_LEVELS - 1).astype(np.uint16)
+            index += (frame.row_core * DENSITY_LEVELS).astype(np.uint16)[:, None]
             rect = QRectF(frame.density_t0_s, -0.5, frame.density_t1_s - frame.density_t0_s, frame.n_rows)
             self.density_item.set_pixels(np.take(DENSITY_LUT, index), rect)
             self.density_item.setVisible(True)

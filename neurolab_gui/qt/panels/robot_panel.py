@@ -250,9 +250,7 @@ class RobotPanel(QWidget):
         relay(robot.loop_changed, self._show_loop, self)
         relay(robot.loop_step, self._show_step, self)
         self._keys = _EmergencyKeys(self)
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self._keys)
+        self._keys_installed = False  # app-wide only while motors may run (see _listen_for_estop_keys)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_views)
         self._timer.start(FRAME_INTERVAL_MS)
@@ -345,10 +343,21 @@ class RobotPanel(QWidget):
     def shutdown(self) -> None:
         """The window closes: stop the views and the robot."""
         self._timer.stop()
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self._keys)
+        self._listen_for_estop_keys(False)
         self.robot.close()
+
+    def _listen_for_estop_keys(self, on: bool) -> None:
+        """Install the application-wide Esc/Space filter while motors may run, and only then: it
+        sees every event of the application (paints, timers, layouts: thousands a second), each
+        a call into Python on the GUI thread."""
+        app = QApplication.instance()
+        if app is None or on == self._keys_installed:
+            return
+        if on:
+            app.installEventFilter(self._keys)
+        else:
+            app.removeEventFilter(self._keys)
+        self._keys_installed = on
 
     # --- views ------------------------------------------------------------------------------------
     def _show_status(self, status: RobotStatus) -> None:
@@ -360,6 +369,7 @@ class RobotPanel(QWidget):
             widget.setEnabled(connected)
         self.start_button.setEnabled(connected and not self.robot.loop_running)
         may_run = self.robot.motors_may_run
+        self._listen_for_estop_keys(may_run)
         self.estop_button.setVisible(may_run)
         self.safety_bar.setVisible(may_run)
         self.arena_box.setVisible(self.robot.simulator is not None)
