@@ -385,3 +385,35 @@ def test_a_running_calibration_never_stalls_the_window(make_window, qtbot, heart
         qtbot.waitUntil(lambda: "calibration finished" in model.status.text())
     heartbeat.assert_no_stall()
     assert job.result()[0].summary()["neurons_fitted"] > 200 and transfer.updates >= 1
+
+
+# --- robot loop ----------------------------------------------------------------------------------
+def test_the_robot_loop_running_never_stalls_the_window(qtbot, tmp_path, heartbeat):
+    from neurolab_gui.core.boards import open_emulator
+
+    # the emulated board as `neurolab robot demo` runs it (0.5 ms steps, fast clock), the simulated robot
+    session = Session(opener=lambda target: open_emulator(seed=target.seed, dt=5e-4, clock="fast"))
+    window = MainWindow(session, layout_path=tmp_path / "layout.json")
+    window.reporter.show_messages = False
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        assert session.connect("emulator", seed=2, acquire=False), session.connection.status.message
+        panel = window.robot_panel
+        window.docks["robot"].raise_()
+        panel.port_box.setCurrentText("simulated")
+        QTest.mouseClick(panel.connect_button, LEFT)
+        qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=10_000)
+        steps = []
+        session.robot.loop_step.connect(steps.append)
+        QTest.mouseClick(panel.start_button, LEFT)
+        qtbot.waitUntil(lambda: len(steps) > 0, timeout=60_000)  # the loop has written its network and runs
+        with heartbeat.watch("robot loop"):  # the loop drives, the panel draws DVS frames, rates and the arena
+            n = len(steps)
+            qtbot.waitUntil(lambda: len(steps) >= n + 20, timeout=30_000)
+        heartbeat.assert_no_stall()
+        QTest.mouseClick(panel.stop_button, LEFT)
+        qtbot.waitUntil(lambda: not session.robot.loop_running, timeout=5000)
+    finally:
+        session.close()
+        window.close()
