@@ -175,7 +175,7 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
 
 
 def test_pausing_with_the_default_buffers_full_does_not_stall(make_window, qtbot, heartbeat):
-    window = make_window(spike_capacity=4_000_000)  # the app's default: 57 MB to copy
+    window = make_window(spike_capacity=4_000_000)  # the app's default: 61 MB to copy
     n = 4_000_000
     t = np.arange(n, dtype=np.int64)  # 4 s at 1 M events/s
     window.session.spikes.ring.push(t, (t % 4096).astype(np.uint16))

@@ -493,7 +493,7 @@ class SpikeMonitor:
     def snapshot(self, at_us: int | None = None) -> SpikeMonitor:
         """A frozen copy of the buffers, its clock stopped at ``at_us`` (default: the board's time now).
 
-        Copying the default buffers (57 MB) takes ~0.1 s; numpy releases the GIL while it copies,
+        Copying the default buffers (61 MB) takes ~0.1 s; numpy releases the GIL while it copies,
         so a GUI takes it on a worker thread.  Event pushes wait for the copy.
         """
         frozen = object.__new__(SpikeMonitor)
