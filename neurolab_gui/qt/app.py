@@ -64,21 +64,25 @@ def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout
     return app, session, window
 
 
-def _warm_up_after_first_events(session: Session, window: MainWindow, give_up_s: float = 5.0) -> None:
+def _warm_up_after_first_events(session: Session, window: MainWindow, quiet_board_s: float = 3.0) -> None:
     """Load torch, the conversion and calibration stacks (:func:`~neurolab_gui.core.warmup.warm_up`)
-    once the board's first events are drawn, or when there is no board, or after ``give_up_s``.
+    once the board's first events are drawn, or when no board opened, or when a connected board
+    stayed quiet for ``quiet_board_s``.
 
     Not before: that import holds the GIL in long calls and would delay the first events; not at
     the user's first conversion or calibration either, where it froze the window 0.1-1 s.
     """
-    started = time.monotonic()
+    connected_at: list[float] = []
     timer = QTimer(window)
 
     def check() -> None:
+        state = session.connection.status.state
+        if state == "connected" and not connected_at:
+            connected_at.append(time.monotonic())
         frame = window.raster_panel.last_frame
         drawn = frame is not None and frame.n_events > 0
-        no_board = session.connection.status.state in ("disconnected", "error")
-        if drawn or no_board or time.monotonic() - started > give_up_s:
+        quiet = bool(connected_at) and time.monotonic() - connected_at[0] > quiet_board_s
+        if drawn or quiet or state in ("disconnected", "error", "unplugged"):
             timer.stop()
             warm_up()
 
