@@ -314,6 +314,7 @@ class RasterPanel(QWidget):
         selection = self.current_selection()
         self.builder.set_selection(selection)
         self.neuron_axis.selection = selection
+        self.plot.setLabel("left", "input channel / neuron id" if selection.row_labels else "neuron id")
         self._show_blocks(selection)
         self.neuron_axis.picture = None  # pyqtgraph caches the drawn axis: relabel it
         self.neuron_axis.update()
@@ -331,7 +332,8 @@ class RasterPanel(QWidget):
         self.block_items = []
         for name, start, _stop in selection.blocks:
             line = pg.InfiniteLine(pos=start - 0.5, angle=0, pen=pg.mkPen((160, 160, 160), style=Qt.PenStyle.DashLine))
-            text = pg.TextItem(name, color=(220, 220, 220), anchor=(0, 0))
+            # anchored at its bottom-left on the block's lower edge: the name sits inside its own block
+            text = pg.TextItem(name, color=(230, 230, 230), anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 170))
             self.plot.addItem(line, ignoreBounds=True)
             self.plot.addItem(text, ignoreBounds=True)
             text.setPos(0.0, start - 0.5)
