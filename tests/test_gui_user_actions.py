@@ -19,7 +19,6 @@ from drivers.dynapse1.spikes import SpikeEvents
 from emulator.virtual_board import virtual_fpga_of
 from neurolab_gui.core.connection import ConnectionStatus
 from neurolab_gui.core.session import Session
-from neurolab_gui.core.warmup import warm_up
 from neurolab_gui.qt.main_window import MINIMUM_SIZE, MainWindow
 
 LEFT = Qt.MouseButton.LeftButton
@@ -365,26 +364,6 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     window.session.set_conversion(result)
     qtbot.waitUntil(lambda: not transfer.fit_combo.isEnabled())
     assert "no board stage" in transfer.fit_combo.placeholderText()
-
-
-# --- calibration ---------------------------------------------------------------------------------
-def test_a_running_calibration_never_stalls_the_window(make_window, qtbot, heartbeat):
-    window = make_window(spike_capacity=10_000)
-    connect_fast_emulator(window)
-    transfer, model = window.transfer_panel, window.model_panel
-    transfer.core_spin.setValue(2)  # no conversion loaded: the calibration measures this core
-    window.show()
-    qtbot.waitExposed(window)
-    warm_up().result(timeout=120)  # as `neurolab gui` does once the board's events are drawn (qt.app.launch)
-    QTest.qWait(50)
-    with heartbeat.watch("calibration"):  # from the click to the result on screen
-        QTest.mouseClick(model.calibrate_button, LEFT)
-        job = model.job
-        assert job is not None and job.name == "calibration"
-        qtbot.waitUntil(lambda: job.done, timeout=120_000)
-        qtbot.waitUntil(lambda: "calibration finished" in model.status.text())
-    heartbeat.assert_no_stall()
-    assert job.result()[0].summary()["neurons_fitted"] > 200 and transfer.updates >= 1
 
 
 # --- robot loop ----------------------------------------------------------------------------------
