@@ -53,7 +53,7 @@ CORE_COLOURS = [pg.intColor(i % 4, hues=4, values=1, minValue=255, maxValue=255,
 CORE_COLOURS.append(pg.mkColor(200, 200, 200))
 
 
-#: Brightness levels per core in the density image (16 cores x 16 levels = one 256-entry table).
+#: Brightness levels per colour in the density image (17 colours x 16 levels = one 272-entry table).
 DENSITY_LEVELS = 16
 
 
@@ -247,7 +247,7 @@ class RasterPanel(QWidget):
             self.tick_items[c] = item
         self.density_item = DensityImageItem()
         self.plot.addItem(self.density_item)
-        #: a line above and the name at the start of each named block of rows (a network's layers)
+        #: a dashed line on the lower edge of each named block of rows (a network's layers) and its name
         self.block_items: list[tuple[pg.InfiniteLine, pg.TextItem]] = []
         # one horizontal bar per row, from 0 to its rate, at the row's height
         self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), connect="pairs", skipFiniteCheck=True)
