@@ -42,6 +42,7 @@ def input_channel_names(mapped: Any) -> list[str]:
     """Names of a mapped network's FPGA input channels: ``in k`` per feature, then ``bias`` and
     (when the time mapping has one) ``reset``."""
     names = [f"in {k}" for k in range(mapped.n_inputs)] + ["bias", "reset"]
+    names += [f"source {k}" for k in range(len(names), mapped.n_sources)]  # any further source, by its index
     return names[: mapped.n_sources]
 
 
