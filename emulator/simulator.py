@@ -38,7 +38,7 @@ from drivers.dynapse1.topology import (
     check_neuron,
 )
 
-from . import engine
+from . import engine, kernel_library
 from .biasgen import BiasBank
 from .chip_state import ChipTables
 from .config import EmulatorConfig
@@ -414,6 +414,8 @@ class BoardSimulator:
                   noise_amplitude, noise_seed, monitor_out)
 
         partitions = self._partitions(n_steps, noise_on)
+        kernel = None if noise_amplitude > 0 else kernel_library.quiet_kernel()  # (built on first use)
+        shared += (kernel,)
         if len(partitions) == 1:
             jobs = [(partitions[0], n_steps, in_step, in_key, monitor_gid)]
         else:
@@ -448,12 +450,13 @@ class BoardSimulator:
         Safe to run concurrently with the other partitions of the same chunk: they touch
         disjoint neurons of the state, flags and monitor columns.
         """
-        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out = shared
+        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out, quiet_kernel = shared
         block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
         # room for a mean rate of 50 Hz at 0.1 ms; more spikes cost one restart with twice the room
         n_neurons = N_NEURONS_PER_CHIP * len(chips)
         capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
         spiked_words = self._spiked.view(np.uint64)
+        work, touch_sink = np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64)
         steps_out: list[np.ndarray] = []
         gids_out: list[np.ndarray] = []
         done = 0
@@ -461,15 +464,19 @@ class BoardSimulator:
             spike_step = np.empty(capacity, np.int64)
             spike_gid = np.empty(capacity, np.int32)
             first = np.searchsorted(in_step, done)
-            n_spikes, steps_done = engine.simulate(
-                n_steps - done, block_start, N_NEURONS_PER_CHIP,
-                packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp,
-                self.state.buffer, packed.rows, noise_decay, noise_amplitude, noise_seed,
-                routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-                routing.neuron_key_ptr, routing.neuron_keys,
-                in_step[first:] - done, in_key[first:], monitor_gid, monitor_out[done:],
-                spike_step, spike_gid, self._spiked, spiked_words,
-            )
+            scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
+            tables = (routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+                      routing.neuron_key_ptr, routing.neuron_keys)
+            io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), monitor_gid,
+                  monitor_out[done:], spike_step, spike_gid, self._spiked, spiked_words)
+            if quiet_kernel is None:  # input noise: numba's generator, so the JIT-compiled kernel
+                n_spikes, steps_done = engine.simulate(
+                    n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, self.state.buffer, packed.rows,
+                    noise_decay, noise_amplitude, noise_seed, *tables, *io)
+            else:
+                n_spikes, steps_done = quiet_kernel(
+                    n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, self.state.buffer, packed.rows,
+                    *tables, *io, work, touch_sink)
             steps_out.append(spike_step[:n_spikes] + done)
             gids_out.append(spike_gid[:n_spikes])
             done += steps_done
