@@ -27,7 +27,7 @@ import numpy as np
 
 from drivers.dynapse1.bias_sets import apply_bias_set
 from drivers.dynapse1.topology import N_CHIPS, N_NEURONS, N_NEURONS_PER_CHIP, SynapseType
-from emulator import engine
+from emulator import engine, kernel_library
 from emulator.config import EmulatorConfig
 from emulator.simulator import BoardSimulator
 
@@ -76,24 +76,36 @@ def tune_rate(sim: BoardSimulator, target_hz: float = 20.0) -> float:
 
 
 def time_emulator(sim: BoardSimulator, seconds: float = 1.0, repeats: int = 5) -> dict[str, float]:
-    """Fastest wall time (and its CPU time) of ``sim.run(seconds)`` over ``repeats`` runs."""
-    sim.run(0.05)  # compile / load the cached kernel, build routing and delivery tables
-    best: dict[str, float] = {}
+    """Wall and CPU time of ``sim.run(seconds)`` over ``repeats`` runs (min and median).
+
+    ``idle_s``: what the run would take on idle cores, from the CPU time each thread spent in the
+    kernel (``BoardSimulator.last_kernel_cpu_s``): the slowest thread's kernel time plus the rest
+    of the run's CPU time (Python around the kernel, on the calling thread).  It is an estimate
+    that other users' load does not distort; ``wall_s`` is what was measured.
+    """
+    sim.run(0.05)  # load the kernel, build routing and delivery tables
+    walls, cpus, idles, rate = [], [], [], 0.0
     for _ in range(repeats):
         wall0, cpu0 = time.perf_counter(), time.process_time()
         sim.run(seconds)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        if not best or wall < best["wall_s"]:
-            best = {"wall_s": wall, "cpu_s": cpu, "rate_hz": len(sim.last_spikes) / N_NEURONS / seconds}
-    best["threads"] = len(sim._partitions(int(seconds / sim.dt), noise_on=False))
-    return best
+        kernel = sim.last_kernel_cpu_s
+        walls.append(wall)
+        cpus.append(cpu)
+        idles.append(max(kernel) + max(cpu - sum(kernel), 0.0))
+        rate = len(sim.last_spikes) / N_NEURONS / seconds
+    return {"wall_s": min(walls), "wall_median_s": float(np.median(walls)), "cpu_s": min(cpus),
+            "idle_s": min(idles), "idle_median_s": float(np.median(idles)), "rate_hz": rate,
+            "threads": len(sim._partitions(int(seconds / sim.dt), noise_on=False))}
 
 
 def time_kernel(sim: BoardSimulator, steps: int = 10_000, repeats: int = 5) -> tuple[float, int]:
-    """Fastest CPU time of ``engine.simulate`` alone for ``steps`` steps of the whole board, one thread.
+    """Fastest CPU time of the kernel alone (the library the simulator uses) for ``steps`` steps of
+    the whole board on one thread.
 
     Runs on a copy of the state, without external inputs or monitors.  Returns (seconds, spikes).
     """
+    kernel = kernel_library.quiet_kernel()
     packed, delivery, routing = sim._packed_parameters(), sim._delivery_table(), sim.routing()
     block_start = np.arange(N_CHIPS, dtype=np.int64) * N_NEURONS_PER_CHIP
     spiked = np.zeros(N_NEURONS, np.uint8)
@@ -102,65 +114,156 @@ def time_kernel(sim: BoardSimulator, steps: int = 10_000, repeats: int = 5) -> t
     for _ in range(repeats):
         state = sim.state.buffer.copy()
         cpu0 = time.process_time()
-        n_spikes, _ = engine.simulate(
+        n_spikes, _ = kernel(
             steps, block_start, N_NEURONS_PER_CHIP, packed.i0, packed.i_reset, packed.feedback_gain,
-            packed.fb_offset, packed.dt_over_tau_per_amp, state, packed.rows, 0.0, 0.0, 0,
+            packed.fb_offset, packed.dt_over_tau_per_amp, state, packed.rows,
             routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
             routing.neuron_key_ptr, routing.neuron_keys, np.zeros(0, np.int64), np.zeros(0, np.int32),
             np.full(1, -1, np.int32), np.zeros((steps, 1), np.float32),
-            np.empty(capacity, np.int64), np.empty(capacity, np.int32), spiked, spiked.view(np.uint64))
+            np.empty(capacity, np.int64), np.empty(capacity, np.int32), spiked, spiked.view(np.uint64),
+            np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64))
         best = min(best, time.process_time() - cpu0)
     return best, n_spikes
 
 
-def time_brian2(sim: BoardSimulator, durations: tuple[float, float]) -> float | None:
+def _brian2_network_ready(sim: BoardSimulator) -> None:
+    """Peers start from rest: Brian2's standalone device cannot read a refractory state back."""
+    sim.reset_network_state()
+
+
+def time_brian2_cython(sim: BoardSimulator, durations: tuple[float, float]) -> dict[str, float]:
+    """Brian2's cython target (runtime mode): compiled kernels, the step loop in Python.
+
+    A first short run compiles (cached on disk); then two durations, whose difference is the cost
+    per simulated second without network construction or code generation.
+    """
     from emulator.brian2_reference import run_brian2
 
+    first: dict[str, float] = {}
+    run_brian2(sim, 0.01, target="cython", timings=first)
     runs = []
     for duration in durations:
         timings: dict[str, float] = {}
-        run_brian2(sim, duration, timings=timings)
-        runs.append(timings["run_s"])
-        print(f"brian2 (numpy target), {duration} s: build {timings['build_s']:.2f} s, run {timings['run_s']:.2f} s")
-    # The difference removes the fixed code-generation cost inside Network.run.
-    per_second = max(runs[1] - runs[0], 1e-9) / (durations[1] - durations[0])
-    print(f"brian2: {per_second:.2f} s per simulated second (run time, construction excluded)")
-    return per_second
+        run_brian2(sim, duration, target="cython", timings=timings)
+        runs.append(timings)
+        print(f"brian2 cython, {duration} s: build {timings['build_s']:.2f} s, run {timings['run_s']:.2f} s")
+    per_second = max(runs[1]["run_s"] - runs[0]["run_s"], 1e-9) / (durations[1] - durations[0])
+    print(f"brian2 cython: {per_second:.3f} s per simulated second (first run incl. compile "
+          f"{first['run_s']:.1f} s, network construction {runs[1]['build_s']:.2f} s)")
+    return {"run_s_per_board_s": per_second, "first_run_s": first["run_s"], "build_s": runs[1]["build_s"]}
 
 
-def time_rockpool(sim: BoardSimulator, seconds: float) -> float | None:
+def time_brian2_standalone(sim: BoardSimulator, seconds: float) -> dict[str, float]:
+    """Brian2's C++ standalone device: the whole run in one compiled binary (one thread).
+
+    Reports code generation + compilation (``make``) apart from the binary's simulation loop
+    (``device._last_run_time``, what Brian2 itself reports as the run time).
+    """
+    import shutil
+    import tempfile
+
+    import brian2 as b2
+
+    from emulator.brian2_reference import run_brian2
+
+    directory = tempfile.mkdtemp(prefix="neurolab_brian2_standalone_")
+    b2.set_device("cpp_standalone", directory=directory, build_on_run=True)
     try:
-        import jax
-        from rockpool.devices.dynapse import DynapSim
-    except Exception as exc:  # the optional `bench` extra is not installed
-        print(f"rockpool not available ({type(exc).__name__}: {exc}); vs_rockpool = null")
-        return None
-    dt = sim.dt
-    n_steps = int(seconds / dt)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        run_brian2(sim, seconds, timings=timings)
+        total = time.perf_counter() - started
+        device = b2.get_device()
+        loop_s = float(device._last_run_time)
+        result = {"run_s_per_board_s": loop_s / seconds, "make_s": float(device.timers["compile"]["make"]),
+                  "binary_s": float(device.timers["run_binary"]), "total_s": total, "build_s": timings["build_s"]}
+    finally:
+        b2.device.reinit()
+        b2.set_device("runtime")
+        shutil.rmtree(directory, ignore_errors=True)
+    print(f"brian2 cpp_standalone, {seconds} s: loop {loop_s:.3f} s, make {result['make_s']:.1f} s, "
+          f"binary {result['binary_s']:.2f} s, everything {total:.1f} s")
+    return result
+
+
+def dynapsim_network(sim: BoardSimulator):
+    """rockpool's DynapSim on the bench network: (module, mean synaptic jump it was matched to).
+
+    Same neurons with the emulator's mismatch-bearing circuit currents (leak, gain, DC, spike
+    threshold; refractory period through Iref = C_ref V_th / t_ref), the same connectivity as a
+    dense recurrent matrix, the same dt.  DynapSim has one lumped synapse: it gets the AMPA
+    synapse's time constant, and every CAM group becomes a signed weight in units of the mean
+    AMPA jump (w = +-n_eff * J[type, target] / mean J_AMPA; GABA types negative), with Iscale set
+    so that a weight of 1 charges the lumped synapse by that mean jump.  Inhibition therefore
+    subtracts from the same current instead of shunting; the dynamics differ, the work does not:
+    DynapSim's cost is a dense N x N product and the neuron update every step, whatever the rates.
+    """
+    from rockpool.devices.dynapse import DynapSim
+    from rockpool.devices.dynapse.simulation.dynapsim import default_layout
+
+    params = sim.parameters()
     routing = sim.routing()
-    w = np.zeros((N_NEURONS, N_NEURONS), np.float32)  # same fan-in as the CAMs, one lumped synapse
+    jump = params.syn_jump  # (4, N)
+    j_ampa = float(jump[SynapseType.AMPA].mean())
+    sign = np.array([-1.0, -1.0, 1.0, 1.0])  # GABA_B, GABA_A, NMDA, AMPA
+    w = np.zeros((N_NEURONS, N_NEURONS), np.float32)
     counts = np.diff(routing.neuron_key_ptr)
     src = np.repeat(np.arange(N_NEURONS), counts)
     for s, key in zip(src, routing.neuron_keys, strict=True):
         lo, hi = routing.key_ptr[key], routing.key_ptr[key + 1]
-        w[s, routing.key_target[lo:hi]] += routing.key_weight[lo:hi]
-    mod = DynapSim((N_NEURONS, N_NEURONS), has_rec=True, dt=dt, percent_mismatch=0.3, w_rec=w * 1e-3)
-    evolve = jax.jit(mod)
+        target, kind = routing.key_target[lo:hi], routing.key_type[lo:hi]
+        np.add.at(w[s], target, sign[kind] * routing.key_weight[lo:hi] * jump[kind, target] / j_ampa)
+    kappa = (default_layout["kappa_n"] + default_layout["kappa_p"]) / 2
+    itau_syn = default_layout["C_syn"] * default_layout["Ut"] / (kappa * params.tau_syn[SynapseType.AMPA])
+    common = dict(Idc=params.i_dc, Itau_mem=params.i_tau, Igain_mem=params.i_gain, Ispkthr=params.i_spk,
+                  Iref=default_layout["C_ref"] * default_layout["Vth"] / (params.n_ref * sim.dt),
+                  Itau_syn=itau_syn, dt=sim.dt)
+    # charge per unit weight with Iscale = 1 A: one event on neuron 0, read the synapse one step on
+    probe = DynapSim((N_NEURONS, N_NEURONS), has_rec=True, w_rec=np.zeros_like(w), Iscale=1.0, **common)
+    x = np.zeros((1, 2, N_NEURONS), np.float32)
+    x[0, 0, 0] = 1.0
+    _, _, record = probe(x, record=True)
+    charge_per_amp = float(np.asarray(record["isyn"])[0, 0, 0]) - float(probe.Io[0])
+    module = DynapSim((N_NEURONS, N_NEURONS), has_rec=True, w_rec=w, Iscale=j_ampa / charge_per_amp, **common)
+    return module, j_ampa
+
+
+def time_rockpool(sim: BoardSimulator, seconds: float) -> dict[str, float]:
+    """rockpool DynapSim (installed by the ``bench`` extra), jax-jitted, on the bench network."""
+    import jax
+
+    module, _ = dynapsim_network(sim)
+    evolve = jax.jit(lambda data: module(data, record=False))
+    n_steps = int(round(seconds / sim.dt))
     x = np.zeros((1, n_steps, N_NEURONS), np.float32)
-    evolve(x[:, :10])  # compile
-    start = time.perf_counter()
-    out = evolve(x)
-    jax.block_until_ready(out[0])
-    wall = time.perf_counter() - start
-    print(f"rockpool DynapSim (jit, dt {dt}): {wall:.2f} s for {seconds} s")
-    return wall / seconds
+    started = time.perf_counter()
+    jax.block_until_ready(evolve(x)[0])  # compile (for this input length) and a first run
+    first = time.perf_counter() - started
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        out = evolve(x)[0]
+        jax.block_until_ready(out)
+        best = min(best, time.perf_counter() - started)
+    rate = float(np.asarray(out).sum()) / N_NEURONS / seconds
+    print(f"rockpool {_rockpool_version()} DynapSim (jax {jax.__version__}, jit, dt {sim.dt}): {best:.2f} s for "
+          f"{seconds} s (first call incl. compile {first:.1f} s), mean rate {rate:.1f} Hz")
+    return {"run_s_per_board_s": best / seconds, "first_call_s": first, "mean_rate_hz": rate}
+
+
+def _rockpool_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("rockpool")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="board time timed for the emulator")
     parser.add_argument("--repeats", type=int, default=5, help="emulator timings; the fastest counts")
-    parser.add_argument("--brian2-seconds", type=float, nargs=2, default=(0.1, 0.3))
+    parser.add_argument("--brian2-seconds", type=float, nargs=2, default=(0.1, 0.5),
+                        help="two durations for Brian2's cython target (their difference is timed)")
+    parser.add_argument("--standalone-seconds", type=float, default=1.0, help="board time for C++ standalone")
     parser.add_argument("--rockpool-seconds", type=float, default=0.2)
     parser.add_argument("--skip-peers", action="store_true", help="time the emulator only")
     parser.add_argument("--threads", type=int, default=0, help="EmulatorConfig.kernel_threads (0 = one per core)")
@@ -175,37 +278,49 @@ def main() -> None:
     print(f"tuned mean rate {tuned:.1f} Hz")
     load_before = os.getloadavg()[0]
     emu = time_emulator(sim, args.seconds, args.repeats)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # the emulator's, before Brian2
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # the emulator's, before the peers
     kernel_cpu_s, kernel_spikes = time_kernel(sim, int(round(args.seconds / sim.dt)), args.repeats)
     load_after = os.getloadavg()[0]
     wall = emu["wall_s"]
     emulator_per_second = wall / args.seconds
     kernel_ns = kernel_cpu_s / (args.seconds / sim.dt) / N_NEURONS * 1e9
-    print(f"emulator: {wall:.3f} s wall (fastest of {args.repeats}), {emu['cpu_s']:.3f} s CPU, for {args.seconds} s "
-          f"board time ({args.seconds / wall:.1f}x real time) on {emu['threads']} thread(s), mean rate "
-          f"{emu['rate_hz']:.1f} Hz, peak RSS {peak_mb:.0f} MB")
+    print(f"emulator: {wall:.3f} s wall (fastest of {args.repeats}, median {emu['wall_median_s']:.3f} s), "
+          f"{emu['cpu_s']:.3f} s CPU, for {args.seconds} s board time ({args.seconds / wall:.1f}x real time) on "
+          f"{emu['threads']} thread(s), mean rate {emu['rate_hz']:.1f} Hz, peak RSS {peak_mb:.0f} MB")
+    print(f"on idle cores (slowest thread's kernel CPU + the rest of the run's CPU): {emu['idle_s']:.4f} s "
+          f"(median {emu['idle_median_s']:.4f} s) = {args.seconds / emu['idle_s']:.1f}x real time")
     print(f"kernel alone, one thread: {kernel_cpu_s:.3f} s CPU for {args.seconds} s board time "
           f"({kernel_ns:.2f} ns per neuron and step, {kernel_spikes} spikes)")
     print(f"load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs "
           "(other users' work slows the wall times)")
 
-    vs_brian2 = vs_rockpool = None
+    peers: dict[str, dict] = {}
     if not args.skip_peers:
-        brian2_per_second = time_brian2(sim, tuple(args.brian2_seconds))
-        if brian2_per_second is not None:
-            vs_brian2 = brian2_per_second / emulator_per_second
-        rockpool_per_second = time_rockpool(sim, args.rockpool_seconds)
-        if rockpool_per_second is not None:
-            vs_rockpool = rockpool_per_second / emulator_per_second
+        _brian2_network_ready(sim)
+        peers["brian2_cython"] = time_brian2_cython(sim, tuple(args.brian2_seconds))
+        peers["brian2_cpp_standalone"] = time_brian2_standalone(sim, args.standalone_seconds)
+        peers["rockpool_dynapsim"] = time_rockpool(sim, args.rockpool_seconds)
+        # the emulator again, right after the peers, so the ratio compares like with like
+        again = time_emulator(sim, args.seconds, args.repeats)
+        emulator_per_second = min(wall, again["wall_s"]) / args.seconds
+    best_brian2 = min((peers[k]["run_s_per_board_s"] for k in ("brian2_cython", "brian2_cpp_standalone")
+                       if k in peers), default=None)
+
+    def ratio(peer_per_second: float | None) -> float | None:
+        return None if peer_per_second is None else round(peer_per_second / emulator_per_second, 1)
+
     print(json.dumps({
         "realtime_factor": round(args.seconds / wall, 2),
+        "realtime_factor_median": round(args.seconds / emu["wall_median_s"], 2),
+        "realtime_factor_idle_estimate": round(args.seconds / emu["idle_s"], 2),
         "wall_s_per_board_s": round(emulator_per_second, 4),
         "cpu_s_per_board_s": round(emu["cpu_s"] / args.seconds, 4),
         "kernel_cpu_s_per_board_s": round(kernel_cpu_s / args.seconds, 4),
         "kernel_ns_per_neuron_step": round(kernel_ns, 3),
         "threads": emu["threads"],
-        "vs_brian2": None if vs_brian2 is None else round(vs_brian2, 1),
-        "vs_rockpool": None if vs_rockpool is None else round(vs_rockpool, 1),
+        "vs_brian2_best": ratio(best_brian2),
+        "vs_rockpool": ratio(peers["rockpool_dynapsim"]["run_s_per_board_s"]) if peers else None,
+        "peers": {name: {k: round(v, 4) for k, v in numbers.items()} for name, numbers in peers.items()},
         "neurons": N_NEURONS,
         "synapses": int(sim.tables.cam_written.sum()),
         "mean_rate_hz": round(emu["rate_hz"], 1),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -182,6 +183,9 @@ class BoardSimulator:
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
+        #: CPU seconds each thread spent in the kernel during the last :meth:`run` (the caller's
+        #: thread first): with the run's total CPU time it tells what the run costs on idle cores.
+        self.last_kernel_cpu_s: list[float] = []
 
     # --- clock ---------------------------------------------------------------------------------------
     @property
@@ -383,6 +387,7 @@ class BoardSimulator:
         end_step = int(math.floor(self._requested_s / self.config.dt + 1e-6))
         host_batches: list[SpikeEvents] = []
         all_batches: list[SpikeEvents] = []
+        self.last_kernel_cpu_s = []
         while self._step < end_step:
             n_steps = min(_CHUNK_STEPS, end_step - self._step)
             host, every = self._run_chunk(n_steps)
@@ -433,6 +438,10 @@ class BoardSimulator:
         results = [self._run_partition(shared, *jobs[0])]
         results += [f.result() for f in futures]
         self._step += n_steps
+        for index, result in enumerate(results):
+            if index == len(self.last_kernel_cpu_s):
+                self.last_kernel_cpu_s.append(0.0)
+            self.last_kernel_cpu_s[index] += result[2]
         spike_steps = np.concatenate([r[0] for r in results])
         spike_gids = np.concatenate([r[1] for r in results]).astype(np.int64)
         if len(results) > 1:  # the one-thread order: by step, then by neuron
@@ -444,8 +453,9 @@ class BoardSimulator:
         return self._host_events(spike_steps, spike_gids, routing), self._physical_events(spike_steps, spike_gids)
 
     def _run_partition(self, shared: tuple, chips: list[int], n_steps: int, in_step: np.ndarray,
-                       in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the chips of one partition for ``n_steps``; (steps, gids) of their spikes.
+                       in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Run the chips of one partition for ``n_steps``; (steps, gids) of their spikes and the
+        CPU time the kernel took on this thread.
 
         Safe to run concurrently with the other partitions of the same chunk: they touch
         disjoint neurons of the state, flags and monitor columns.
@@ -460,6 +470,7 @@ class BoardSimulator:
         steps_out: list[np.ndarray] = []
         gids_out: list[np.ndarray] = []
         done = 0
+        cpu_started = time.thread_time()
         while done < n_steps:
             spike_step = np.empty(capacity, np.int64)
             spike_gid = np.empty(capacity, np.int32)
@@ -482,7 +493,7 @@ class BoardSimulator:
             done += steps_done
             capacity *= 2
             noise_seed += 1
-        return np.concatenate(steps_out), np.concatenate(gids_out)
+        return np.concatenate(steps_out), np.concatenate(gids_out), time.thread_time() - cpu_started
 
     def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
         return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,

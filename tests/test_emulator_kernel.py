@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -154,3 +156,75 @@ def test_spikes_routed_to_keys_nobody_listens_to():
     assert len(sim.routing().key_target) == 0 and len(sim.routing().neuron_keys) == 16
     sim.run(0.05)
     assert len(sim.last_spikes) > 1000 and np.all(sim.state.i_syn == 0)
+
+
+def _bench_like_run(kernel, sim: BoardSimulator, steps: int):
+    """One partition of all four chips through ``kernel`` on a copy of the state."""
+    from drivers.dynapse1.topology import N_NEURONS_PER_CHIP
+
+    packed, delivery, routing = sim._packed_parameters(), sim._delivery_table(), sim.routing()
+    state = sim.state.buffer.copy()
+    spiked = np.zeros(4096, np.uint8)
+    spike_step, spike_gid = np.zeros(steps * 200, np.int64), np.zeros(steps * 200, np.int32)
+    monitor_out = np.zeros((steps, 2), np.float32)
+    n, done = kernel(steps, np.arange(4, dtype=np.int64) * N_NEURONS_PER_CHIP, N_NEURONS_PER_CHIP, packed.i0,
+                     packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp, state,
+                     packed.rows, routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+                     routing.neuron_key_ptr, routing.neuron_keys, np.array([3, 3, 40], np.int64),
+                     np.array([5, 70, 5], np.int32), np.array([10, 3000], np.int32), monitor_out,
+                     spike_step, spike_gid, spiked, spiked.view(np.uint64), np.zeros(engine.WORK_LEN, np.float32),
+                     np.zeros(1, np.int64))
+    return n, done, state, spike_step[:n], spike_gid[:n], monitor_out
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler to link the library")
+def test_kernel_library_computes_what_the_jit_kernel_computes():
+    """The shared library (no numba in the process) against numba's JIT, bit for bit."""
+    from emulator import kernel, kernel_library
+
+    library = kernel_library.quiet_kernel()
+    assert library is not kernel.simulate_quiet, "the library could not be built or loaded here"
+    sim = _busy_board(1)
+    sim.run(0.02)
+    a = _bench_like_run(library, sim, 400)
+    b = _bench_like_run(kernel.simulate_quiet, sim, 400)
+    assert a[0] > 50 and a[0] == b[0] and a[1] == b[1] == 400
+    for x, y in zip(a[2:], b[2:], strict=True):
+        assert np.array_equal(x, y)
+    with pytest.raises(TypeError, match="st must be a writeable C-contiguous float32"):
+        packed = sim._packed_parameters()
+        library(1, np.zeros(1, np.int64), 1, 0.0, 0.0, 0.0, 0.0, 0.0, sim.state.buffer.astype(np.float64),
+                packed.rows, *([np.zeros(1)] * 15), np.zeros(1, np.int64))
+
+
+def test_emulator_process_runs_without_numba():
+    """The board simulator loads the kernel library and never imports numba or llvmlite."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom emulator.simulator import BoardSimulator\nfrom emulator.config import EmulatorConfig\n"
+            "sim = BoardSimulator('NONUMBA1', EmulatorConfig(kernel_threads=2))\n"
+            "from drivers.dynapse1.bias_sets import apply_bias_set\n"
+            "apply_bias_set(sim, 'samna_recommended', overrides={'IF_DC_P': (4, 100)})\n"
+            "sim.run(0.05)\nassert len(sim.last_spikes) > 1000, len(sim.last_spikes)\n"
+            "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_kernel_library_falls_back_to_the_jit_kernel_when_it_cannot_be_built(monkeypatch, tmp_path):
+    from emulator import kernel, kernel_library
+
+    def no_compiler(path, timeout_s=900.0):
+        raise RuntimeError("building the kernel library failed (1): cc: not found")
+
+    monkeypatch.setenv("NEUROLAB_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernel_library, "build_library", no_compiler)
+    monkeypatch.setattr(kernel_library, "_loaded", None)
+    monkeypatch.setattr(kernel_library, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="cc: not found"):
+        assert kernel_library.quiet_kernel() is kernel.simulate_quiet
+    (tmp_path / "x.so").write_bytes(b"not an ELF file")
+    with pytest.raises(OSError):
+        kernel_library._load(tmp_path / "x.so")
