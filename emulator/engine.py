@@ -157,8 +157,8 @@ MAX_REFRACTORY_STEPS = 2**24
 
 #: Below this |B dt| the range reduction of :func:`relax_factors` has n = 0 (|x| log2(e) < 1/2).
 SMALL_STEP = 0.34
-#: Length of the kernel's scratch array: (B dt, A dt, I_mem) of one block, ``ROW`` apart.
-WORK_LEN = 3 * ROW
+#: Length of the kernel's scratch array: B dt and A dt of one block, ``ROW`` apart.
+WORK_LEN = 2 * ROW
 
 #: The compiled functions live in :mod:`emulator.kernel` (which imports numba); they are
 #: available here too, imported on first use, so that importing the engine's layout and packing
@@ -240,6 +240,9 @@ class DeliveryTable:
     entry: np.ndarray  # uint16 per routing entry: type << 14 | (CAM count - 1) << 8 | target within its core
     weight_of_count: np.ndarray  # float32 (64,): n_eff of 1..64 matching CAM entries
     jump: np.ndarray  # flat float32, N_SYNAPSE_TYPES rows of ROW: syn_jump per type and neuron
+    key_ptr: np.ndarray  # int32 copy of the routing's key_ptr (half the cache footprint of int64)
+    neuron_key_ptr: np.ndarray  # int32 copy of the routing's neuron_key_ptr
+    neuron_keys: np.ndarray  # int32, the routing's neuron_keys
 
 
 def delivery_table(routing, params) -> DeliveryTable:
@@ -264,4 +267,5 @@ def delivery_table(routing, params) -> DeliveryTable:
     weight_of_count[count - 1] = routing.key_weight  # one value per count (the saturation curve)
     jump = np.zeros((N_SYNAPSE_TYPES, ROW), np.float32)
     jump[:, :N_NEURONS] = params.syn_jump
-    return DeliveryTable(entry.astype(np.uint16), weight_of_count, jump.ravel())
+    return DeliveryTable(entry.astype(np.uint16), weight_of_count, jump.ravel(), routing.key_ptr.astype(np.int32),
+                         routing.neuron_key_ptr.astype(np.int32), np.ascontiguousarray(routing.neuron_keys, np.int32))

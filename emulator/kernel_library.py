@@ -45,9 +45,9 @@ from . import engine
 #: Arrays of :func:`emulator.kernel.simulate_quiet` in the order of the entry's address block,
 #: with their dtypes (the entry reinterprets raw memory, so every one is checked before a call).
 ARRAYS: tuple[tuple[str, type], ...] = (
-    ("block_start", np.int64), ("st", np.float32), ("pr", np.float32), ("key_ptr", np.int64),
+    ("block_start", np.int64), ("st", np.float32), ("pr", np.float32), ("key_ptr", np.int32),
     ("key_entry", np.uint16), ("weight_of_count", np.float32), ("jump", np.float32),
-    ("neuron_key_ptr", np.int64), ("neuron_keys", np.int32), ("in_step", np.int64), ("in_key", np.int32),
+    ("neuron_key_ptr", np.int32), ("neuron_keys", np.int32), ("in_step", np.int64), ("in_key", np.int32),
     ("monitor_gid", np.int32), ("monitor_out", np.float32), ("spike_step", np.int64), ("spike_gid", np.int32),
     ("spiked", np.uint8), ("spiked_words", np.uint64), ("work", np.float32), ("touch_sink", np.int64),
 )
@@ -215,9 +215,9 @@ def _compile(out: Path) -> None:
         n_spikes, steps_done = simulate_quiet(
             a[_N_STEPS], carray(pointer(a[0], np.int64), a[1]), a[_BLOCK_LEN], f[0], f[1], f[2], f[3], f[4],
             carray(pointer(a[2], np.float32), a[3]), carray(pointer(a[4], np.float32), a[5]),
-            carray(pointer(a[6], np.int64), a[7]), carray(pointer(a[8], np.uint16), a[9]),
+            carray(pointer(a[6], np.int32), a[7]), carray(pointer(a[8], np.uint16), a[9]),
             carray(pointer(a[10], np.float32), a[11]), carray(pointer(a[12], np.float32), a[13]),
-            carray(pointer(a[14], np.int64), a[15]), carray(pointer(a[16], np.int32), a[17]),
+            carray(pointer(a[14], np.int32), a[15]), carray(pointer(a[16], np.int32), a[17]),
             carray(pointer(a[18], np.int64), a[19]), carray(pointer(a[20], np.int32), a[21]),
             carray(pointer(a[22], np.int32), a[23]),
             carray(pointer(a[24], np.float32), (a[25], a[_MONITOR_COLUMNS])),

@@ -169,8 +169,8 @@ def _bench_like_run(kernel, sim: BoardSimulator, steps: int):
     monitor_out = np.zeros((steps, 2), np.float32)
     n, done = kernel(steps, np.arange(4, dtype=np.int64) * N_NEURONS_PER_CHIP, N_NEURONS_PER_CHIP, packed.i0,
                      packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp, state,
-                     packed.rows, routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-                     routing.neuron_key_ptr, routing.neuron_keys, np.array([3, 3, 40], np.int64),
+                     packed.rows, delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+                     delivery.neuron_key_ptr, delivery.neuron_keys, np.array([3, 3, 40], np.int64),
                      np.array([5, 70, 5], np.int32), np.array([10, 3000], np.int32), monitor_out,
                      spike_step, spike_gid, spiked, spiked.view(np.uint64), np.zeros(engine.WORK_LEN, np.float32),
                      np.zeros(1, np.int64))
