@@ -106,7 +106,7 @@ def time_kernel(sim: BoardSimulator, steps: int = 10_000, repeats: int = 5) -> t
     Runs on a copy of the state, without external inputs or monitors.  Returns (seconds, spikes).
     """
     kernel = kernel_library.quiet_kernel()
-    packed, delivery, routing = sim._packed_parameters(), sim._delivery_table(), sim.routing()
+    packed, delivery = sim._packed_parameters(), sim._delivery_table()
     block_start = np.arange(N_CHIPS, dtype=np.int64) * N_NEURONS_PER_CHIP
     spiked = np.zeros(N_NEURONS, np.uint8)
     capacity = steps * N_NEURONS // 100  # a mean rate of 100 Hz
@@ -134,8 +134,10 @@ def _brian2_network_ready(sim: BoardSimulator) -> None:
 def time_brian2_cython(sim: BoardSimulator, durations: tuple[float, float]) -> dict[str, float]:
     """Brian2's cython target (runtime mode): compiled kernels, the step loop in Python.
 
-    A first short run compiles (cached on disk); then two durations, whose difference is the cost
-    per simulated second without network construction or code generation.
+    A first short run compiles (cached on disk).  Then each of two durations runs twice (the
+    faster counts: a second code generation or a burst of other users' load is not the
+    simulator's cost), and their difference is the cost per simulated second without network
+    construction or code generation.
     """
     from emulator.brian2_reference import run_brian2
 
@@ -143,11 +145,19 @@ def time_brian2_cython(sim: BoardSimulator, durations: tuple[float, float]) -> d
     run_brian2(sim, 0.01, target="cython", timings=first)
     runs = []
     for duration in durations:
-        timings: dict[str, float] = {}
-        run_brian2(sim, duration, target="cython", timings=timings)
-        runs.append(timings)
-        print(f"brian2 cython, {duration} s: build {timings['build_s']:.2f} s, run {timings['run_s']:.2f} s")
-    per_second = max(runs[1]["run_s"] - runs[0]["run_s"], 1e-9) / (durations[1] - durations[0])
+        tries = []
+        for _ in range(2):
+            timings: dict[str, float] = {}
+            run_brian2(sim, duration, target="cython", timings=timings)
+            tries.append(timings)
+        best = min(tries, key=lambda t: t["run_s"])
+        runs.append(best)
+        both = ", ".join(f"{t['run_s']:.2f}" for t in tries)
+        print(f"brian2 cython, {duration} s: build {best['build_s']:.2f} s, run {best['run_s']:.2f} s (runs {both} s)")
+    per_second = (runs[1]["run_s"] - runs[0]["run_s"]) / (durations[1] - durations[0])
+    if per_second <= 0:  # noise swamped the difference: the longer run's own rate bounds it from above
+        per_second = runs[1]["run_s"] / durations[1]
+        print("brian2 cython: run-time difference not positive; using the longer run's time per second")
     print(f"brian2 cython: {per_second:.3f} s per simulated second (first run incl. compile "
           f"{first['run_s']:.1f} s, network construction {runs[1]['build_s']:.2f} s)")
     return {"run_s_per_board_s": per_second, "first_run_s": first["run_s"], "build_s": runs[1]["build_s"]}

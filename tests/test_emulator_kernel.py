@@ -162,7 +162,7 @@ def _bench_like_run(kernel, sim: BoardSimulator, steps: int):
     """One partition of all four chips through ``kernel`` on a copy of the state."""
     from drivers.dynapse1.topology import N_NEURONS_PER_CHIP
 
-    packed, delivery, routing = sim._packed_parameters(), sim._delivery_table(), sim.routing()
+    packed, delivery = sim._packed_parameters(), sim._delivery_table()
     state = sim.state.buffer.copy()
     spiked = np.zeros(4096, np.uint8)
     spike_step, spike_gid = np.zeros(steps * 200, np.int64), np.zeros(steps * 200, np.int32)
