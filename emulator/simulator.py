@@ -393,6 +393,9 @@ class BoardSimulator:
             host, every = self._run_chunk(n_steps)
             host_batches.append(host)
             all_batches.append(every)
+        if len(all_batches) == 1:  # one chunk (up to 1 s at 0.1 ms): no copies
+            self.last_spikes = all_batches[0]
+            return host_batches[0]
         self.last_spikes = SpikeEvents.concatenate(all_batches)
         return SpikeEvents.concatenate(host_batches)
 
@@ -443,14 +446,17 @@ class BoardSimulator:
                 self.last_kernel_cpu_s.append(0.0)
             self.last_kernel_cpu_s[index] += result[2]
         spike_steps = np.concatenate([r[0] for r in results])
-        spike_gids = np.concatenate([r[1] for r in results]).astype(np.int64)
+        spike_gids = np.concatenate([r[1] for r in results])  # int32
         if len(results) > 1:  # the one-thread order: by step, then by neuron
             # each partition's list is sorted already: timsort merges the runs in linear time
             order = np.argsort(spike_steps * N_NEURONS + spike_gids, kind="stable")
             spike_steps, spike_gids = spike_steps[order], spike_gids[order]
         spike_steps += step0
-        self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
-        return self._host_events(spike_steps, spike_gids, routing), self._physical_events(spike_steps, spike_gids)
+        if (monitor_gid >= 0).any():
+            self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
+        t_us = self._step_to_us(spike_steps)
+        return (self._host_events(spike_steps, spike_gids, routing, t_us),
+                self._physical_events(spike_steps, spike_gids, t_us))
 
     def _run_partition(self, shared: tuple, chips: list[int], n_steps: int, in_step: np.ndarray,
                        in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -495,11 +501,15 @@ class BoardSimulator:
             noise_seed += 1
         return np.concatenate(steps_out), np.concatenate(gids_out), time.thread_time() - cpu_started
 
-    def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
-        return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,
-                           (gids % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE, gids % N_NEURONS_PER_CORE)
+    def _physical_events(self, steps: np.ndarray, gids: np.ndarray, t_us: np.ndarray | None = None) -> SpikeEvents:
+        """Every spike with its physical address; ``t_us`` = ``_step_to_us(steps)`` if already known."""
+        t_us = self._step_to_us(steps) if t_us is None else t_us
+        chip, local = np.divmod(gids, N_NEURONS_PER_CHIP)
+        return SpikeEvents(t_us, chip.astype(np.uint8), (local // N_NEURONS_PER_CORE).astype(np.uint8),
+                           (local % N_NEURONS_PER_CORE).astype(np.uint16))
 
-    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
+    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables,
+                     t_us: np.ndarray | None = None) -> SpikeEvents:
         """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
         single = self._single_host_route(routing)
         if single is not None:  # at most one host cell per neuron (the usual case): 1-D lookups
@@ -507,13 +517,14 @@ class BoardSimulator:
             chip = chip_of[gids]
             hit = chip >= 0
             routed = gids[hit]
-            return SpikeEvents(self._step_to_us(steps[hit]), chip[hit], core_of[routed], routed % N_NEURONS_PER_CORE)
+            t_hit = self._step_to_us(steps[hit]) if t_us is None else t_us[hit]
+            return SpikeEvents(t_hit, chip[hit], core_of[routed], (routed % N_NEURONS_PER_CORE).astype(np.uint16))
         chip = routing.host_chip[gids]  # (n_spikes, 4 cells)
         core = routing.host_core[gids]
         hit = chip >= 0
         spike_index = np.nonzero(hit)[0]  # row-major: time order, then SRAM cell order
-        return SpikeEvents(self._step_to_us(steps[spike_index]), chip[hit], core[hit],
-                           gids[spike_index] % N_NEURONS_PER_CORE)
+        t_hit = self._step_to_us(steps[spike_index]) if t_us is None else t_us[spike_index]
+        return SpikeEvents(t_hit, chip[hit], core[hit], gids[spike_index] % N_NEURONS_PER_CORE)
 
     def _single_host_route(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray] | None:
         """(host chip, host core) per neuron (-1 = none) when no neuron has two host routes, else None."""
