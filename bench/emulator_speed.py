@@ -118,7 +118,7 @@ def time_kernel(sim: BoardSimulator, steps: int = 10_000, repeats: int = 5) -> t
             steps, block_start, N_NEURONS_PER_CHIP, packed.i0, packed.i_reset, packed.feedback_gain,
             packed.fb_offset, packed.dt_over_tau_per_amp, state, packed.rows,
             delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-            delivery.neuron_key_ptr, delivery.neuron_keys, np.zeros(0, np.int64), np.zeros(0, np.int32),
+            delivery.spike_ptr, delivery.spike_entry, np.zeros(0, np.int64), np.zeros(0, np.int32),
             np.full(1, -1, np.int32), np.zeros((steps, 1), np.float32),
             np.empty(capacity, np.int64), np.empty(capacity, np.int32), spiked, spiked.view(np.uint64),
             np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64))

@@ -241,8 +241,8 @@ class DeliveryTable:
     weight_of_count: np.ndarray  # float32 (64,): n_eff of 1..64 matching CAM entries
     jump: np.ndarray  # flat float32, N_SYNAPSE_TYPES rows of ROW: syn_jump per type and neuron
     key_ptr: np.ndarray  # int32 copy of the routing's key_ptr (half the cache footprint of int64)
-    neuron_key_ptr: np.ndarray  # int32 copy of the routing's neuron_key_ptr
-    neuron_keys: np.ndarray  # int32, the routing's neuron_keys
+    spike_ptr: np.ndarray  # int32 (4097,): neuron i's spike adds spike_entry[spike_ptr[i]:spike_ptr[i + 1]]
+    spike_entry: np.ndarray  # uint32: type << 18 | (CAM count - 1) << 12 | target neuron (board-wide)
 
 
 def delivery_table(routing, params) -> DeliveryTable:
@@ -267,5 +267,16 @@ def delivery_table(routing, params) -> DeliveryTable:
     weight_of_count[count - 1] = routing.key_weight  # one value per count (the saturation curve)
     jump = np.zeros((N_SYNAPSE_TYPES, ROW), np.float32)
     jump[:, :N_NEURONS] = params.syn_jump
+    # A spike's entries: those of all the keys it reaches, in neuron_keys order and each key's entry
+    # order, so every synapse receives its events in the order of the per-key walk (same float sums).
+    keys = routing.neuron_keys.astype(np.int64)
+    starts, lengths = routing.key_ptr[keys], routing.key_ptr[keys + 1] - routing.key_ptr[keys]
+    offsets = np.cumsum(lengths) - lengths
+    of_spike = np.arange(lengths.sum()) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+    neuron_of_key = np.repeat(np.arange(N_NEURONS), np.diff(routing.neuron_key_ptr))
+    spike_ptr = np.zeros(N_NEURONS + 1, np.int64)
+    np.cumsum(np.bincount(neuron_of_key, weights=lengths, minlength=N_NEURONS).astype(np.int64), out=spike_ptr[1:])
+    spike_entry = ((routing.key_type.astype(np.int64)[of_spike] << 18) | ((count[of_spike] - 1) << 12)
+                   | target[of_spike]).astype(np.uint32)
     return DeliveryTable(entry.astype(np.uint16), weight_of_count, jump.ravel(), routing.key_ptr.astype(np.int32),
-                         routing.neuron_key_ptr.astype(np.int32), np.ascontiguousarray(routing.neuron_keys, np.int32))
+                         spike_ptr.astype(np.int32), spike_entry)

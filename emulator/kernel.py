@@ -221,7 +221,8 @@ def _membrane_pass(st, pr, work, spiked, n, i_reset, n_large):
 
 
 _U = np.uint64
-_U8, _U10, _U14, _U63, _U255 = _U(8), _U(10), _U(14), _U(63), _U(255)
+_U8, _U10, _U12, _U14, _U18 = _U(8), _U(10), _U(12), _U(14), _U(18)
+_U63, _U255, _U4095 = _U(63), _U(255), _U(4095)
 _U_ROW, _U_S_SYN = _U(ROW), _U(S_SYN)
 
 
@@ -245,7 +246,7 @@ def _add_key(key, st, key_ptr, key_entry, weight_of_count, jump):
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
 def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st, pr,
              noise_decay, noise_amplitude, noise_seed,
-             key_ptr, key_entry, weight_of_count, jump, neuron_key_ptr, neuron_keys,
+             key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
              in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words):
     """Advance the neurons of one partition by ``n_steps``; return (number of spikes, steps done).
 
@@ -257,7 +258,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
     noise_* : Ornstein-Uhlenbeck input noise (amplitude 0 = off); seeds numba's per-thread
         generator, so only a single partition may run with noise on
     key_ptr, key_entry, weight_of_count, jump : routing CSR pointers and :class:`DeliveryTable`
-    neuron_key_ptr, neuron_keys : keys each neuron's spike reaches (:mod:`emulator.routing`)
+    spike_ptr, spike_entry : keys each neuron's spike reaches (:mod:`emulator.routing`)
     in_step, in_key : external input events of this partition, steps relative to this call, sorted
     monitor_gid, monitor_out : neuron per monitor slot (-1 = none or not in this partition) and
         the (n_steps, slots) output of their membrane current
@@ -270,13 +271,13 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
         np.random.seed(noise_seed)
     return _run_steps(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp,
                       st, pr, use_noise, noise_decay, noise_amplitude, key_ptr, key_entry, weight_of_count, jump,
-                      neuron_key_ptr, neuron_keys, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
+                      spike_ptr, spike_entry, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
                       spiked, spiked_words, np.empty(WORK_LEN, np.float32), np.zeros(1, np.int64))
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
 def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st,
-                   pr, key_ptr, key_entry, weight_of_count, jump, neuron_key_ptr, neuron_keys,
+                   pr, key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
                    in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words,
                    work, touch_sink):
     """:func:`simulate` without input noise and with its scratch arrays passed in (``work``:
@@ -284,7 +285,7 @@ def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, 
     runtime, so :mod:`emulator.kernel_library` can compile it into a plain shared library."""
     return _run_steps(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp,
                       st, pr, False, 0.0, 0.0, key_ptr, key_entry, weight_of_count, jump,
-                      neuron_key_ptr, neuron_keys, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
+                      spike_ptr, spike_entry, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
                       spiked, spiked_words, work, touch_sink)
 
 
@@ -293,7 +294,7 @@ def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, 
 @numba.njit(fastmath=True, error_model="numpy", nogil=True, inline="always")
 def _run_steps(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st, pr,
                use_noise, noise_decay, noise_amplitude, key_ptr, key_entry, weight_of_count, jump,
-               neuron_key_ptr, neuron_keys, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
+               spike_ptr, spike_entry, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,
                spiked, spiked_words, work, touch_sink):
     """The step loop of :func:`simulate` and :func:`simulate_quiet` (inlined into both, so the
     quiet one has no noise code at all)."""
@@ -336,15 +337,17 @@ def _run_steps(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_o
             touched = 0
             for s in range(first_spike, n_spikes):
                 i = np.int64(spike_gid[s])
-                for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                    key = neuron_keys[kk]
-                    if key_ptr[key] < key_ptr[key + 1]:  # a key nobody listens to has no entry to touch
-                        touched += key_entry[key_ptr[key]]
+                if spike_ptr[i] < spike_ptr[i + 1]:  # a neuron nobody listens to has no entry to touch
+                    touched += spike_entry[spike_ptr[i]]
             touch_sink[0] = touched
             for s in range(first_spike, n_spikes):
                 i = np.int64(spike_gid[s])
-                for kk in range(neuron_key_ptr[i], neuron_key_ptr[i + 1]):
-                    _add_key(neuron_keys[kk], st, key_ptr, key_entry, weight_of_count, jump)
+                for e in range(_U(spike_ptr[i]), _U(spike_ptr[i + 1])):
+                    code = _U(spike_entry[e])
+                    syn_type = code >> _U18
+                    target = code & _U4095
+                    st[(_U_S_SYN + syn_type) * _U_ROW + target] += weight_of_count[(code >> _U12) & _U63] \
+                        * jump[syn_type * _U_ROW + target]
         while next_input < n_inputs and in_step[next_input] == step:
             _add_key(in_key[next_input], st, key_ptr, key_entry, weight_of_count, jump)
             next_input += 1

@@ -47,7 +47,7 @@ from . import engine
 ARRAYS: tuple[tuple[str, type], ...] = (
     ("block_start", np.int64), ("st", np.float32), ("pr", np.float32), ("key_ptr", np.int32),
     ("key_entry", np.uint16), ("weight_of_count", np.float32), ("jump", np.float32),
-    ("neuron_key_ptr", np.int32), ("neuron_keys", np.int32), ("in_step", np.int64), ("in_key", np.int32),
+    ("spike_ptr", np.int32), ("spike_entry", np.uint32), ("in_step", np.int64), ("in_key", np.int32),
     ("monitor_gid", np.int32), ("monitor_out", np.float32), ("spike_step", np.int64), ("spike_gid", np.int32),
     ("spiked", np.uint8), ("spiked_words", np.uint64), ("work", np.float32), ("touch_sink", np.int64),
 )
@@ -121,10 +121,10 @@ def _load(path: Path) -> Callable:
     entry.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 
     def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp,
-                       st, pr, key_ptr, key_entry, weight_of_count, jump, neuron_key_ptr, neuron_keys,
+                       st, pr, key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
                        in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words,
                        work, touch_sink):
-        arrays = (block_start, st, pr, key_ptr, key_entry, weight_of_count, jump, neuron_key_ptr, neuron_keys,
+        arrays = (block_start, st, pr, key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
                   in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words, work,
                   touch_sink)
         ints = np.zeros(_N_INTS, np.int64)
@@ -217,7 +217,7 @@ def _compile(out: Path) -> None:
             carray(pointer(a[2], np.float32), a[3]), carray(pointer(a[4], np.float32), a[5]),
             carray(pointer(a[6], np.int32), a[7]), carray(pointer(a[8], np.uint16), a[9]),
             carray(pointer(a[10], np.float32), a[11]), carray(pointer(a[12], np.float32), a[13]),
-            carray(pointer(a[14], np.int32), a[15]), carray(pointer(a[16], np.int32), a[17]),
+            carray(pointer(a[14], np.int32), a[15]), carray(pointer(a[16], np.uint32), a[17]),
             carray(pointer(a[18], np.int64), a[19]), carray(pointer(a[20], np.int32), a[21]),
             carray(pointer(a[22], np.int32), a[23]),
             carray(pointer(a[24], np.float32), (a[25], a[_MONITOR_COLUMNS])),

@@ -483,7 +483,7 @@ class BoardSimulator:
             first = np.searchsorted(in_step, done)
             scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
             tables = (delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-                      delivery.neuron_key_ptr, delivery.neuron_keys)
+                      delivery.spike_ptr, delivery.spike_entry)
             io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), monitor_gid,
                   monitor_out[done:], spike_step, spike_gid, self._spiked, spiked_words)
             if quiet_kernel is None:  # input noise: numba's generator, so the JIT-compiled kernel

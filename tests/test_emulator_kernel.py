@@ -71,6 +71,8 @@ def test_delivery_table_reproduces_weight_times_jump():
     for k in range(12):  # 12 entries of one neuron on one source: a saturated CAM count
         sim.write_cam(1, 300, k, 2, 17, AMPA)
     sim.write_cam(1, 301, 0, 2, 17, SynapseType.GABA_A)
+    sim.write_sram(1, 2 * 256 + 17, 1, 2, 0, 0, 0, 0, 15)  # chip 1 (core 2, neuron 17) -> its own chip, all cores
+    sim.write_sram(0, 0, 1, 0, 0, 0, 0, 0, 15)  # (0, 0) on chip 0: every cleared CAM entry there listens
     routing, params = sim.routing(), sim.parameters()
     table = engine.delivery_table(routing, params)
     entry = table.entry.astype(np.int64)
@@ -82,6 +84,14 @@ def test_delivery_table_reproduces_weight_times_jump():
     expected = routing.key_weight * params.syn_jump[routing.key_type, routing.key_target]
     assert np.allclose(amount, expected, rtol=1e-6)
     assert 12 in set(count.tolist())
+    # a spike's list is its keys' entries in walk order (key order, then entry order)
+    for gid in (1024 + 2 * 256 + 17, 0, 300, 4095):
+        keys = routing.neuron_keys[routing.neuron_key_ptr[gid]:routing.neuron_key_ptr[gid + 1]]
+        walk = np.concatenate([np.arange(routing.key_ptr[k], routing.key_ptr[k + 1]) for k in keys] + [[]]).astype(int)
+        mine = table.spike_entry[table.spike_ptr[gid]:table.spike_ptr[gid + 1]].astype(np.int64)
+        assert np.array_equal(mine >> 18, routing.key_type[walk]) and np.array_equal(mine & 4095, routing.key_target[walk])
+        assert np.array_equal(((mine >> 12) & 63) + 1, routing.key_count[walk])
+    assert len(table.spike_entry) == table.spike_ptr[-1] > 1000 and table.spike_ptr[1] > 1000
 
 
 def test_chip_groups_follow_the_routes_between_chips():
@@ -170,7 +180,7 @@ def _bench_like_run(kernel, sim: BoardSimulator, steps: int):
     n, done = kernel(steps, np.arange(4, dtype=np.int64) * N_NEURONS_PER_CHIP, N_NEURONS_PER_CHIP, packed.i0,
                      packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp, state,
                      packed.rows, delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-                     delivery.neuron_key_ptr, delivery.neuron_keys, np.array([3, 3, 40], np.int64),
+                     delivery.spike_ptr, delivery.spike_entry, np.array([3, 3, 40], np.int64),
                      np.array([5, 70, 5], np.int32), np.array([10, 3000], np.int32), monitor_out,
                      spike_step, spike_gid, spiked, spiked.view(np.uint64), np.zeros(engine.WORK_LEN, np.float32),
                      np.zeros(1, np.int64))
