@@ -1,17 +1,32 @@
-"""Speed and memory of the DYNAP-SE1 emulator on a full board, against Brian2 (and rockpool if installed).
+"""Speed and memory of the DYNAP-SE1 emulator on a full board, against its peers at their best.
 
 The network: all 4096 neurons, all 64 CAM entries of every neuron used (random sources on the
 same chip, all four synapse types), SRAM cell 0 to the host and cell 1 back to the own chip's four
 cores, mismatch on, dt = 0.1 ms.  The DC bias is adjusted in a few short runs until the mean rate
-is about 20 Hz.  Then 1 s of board time is timed (after the kernel is compiled/loaded).
+is about 20 Hz.  Then 1 s of board time is timed ``--repeats`` times (min and median), with the
+kernel library loaded and the tables built; peak RSS is the process's before any peer is loaded.
+Besides the measured wall time the bench prints what the run would take on idle cores: the
+slowest thread's kernel CPU time plus the rest of the run's CPU time (the development machine is
+shared, so its wall times mostly measure other people's work).
 
-Brian2 runs the identical network (``emulator.brian2_reference.run_brian2``, numpy target) for two
-durations; the difference of the two ``Network.run`` times gives its cost per simulated second
-without network construction and code generation.  rockpool's DynapSim is timed only when the ``bench``
-extra is installed; it has one lumped synapse, so the comparison uses a dense recurrent weight
-matrix of the same fan-in.
+Peers, in the same run, on the identical network from rest, each at its fastest:
 
-Usage: ``.venv/bin/python bench/emulator_speed.py [--brian2-seconds 0.1 0.3]``.
+* Brian2, cython target (``emulator.brian2_reference.run_brian2``): compiled kernels, the step
+  loop in Python.  Code generation and compilation are cached by a first short run; two
+  durations (each the faster of two runs) give the cost per simulated second by difference.
+* Brian2, C++ standalone device: the whole run in one binary; ``make`` (code generation and
+  compilation) is reported apart from the binary's own simulation loop (Brian2's
+  ``_last_run_time``), which is what is compared.  One thread (OpenMP is slower on 2 vCPUs).
+* rockpool's DynapSim (``pip install -e .[bench]``), jax-jitted, compile apart: the same neurons
+  with the emulator's mismatch-bearing currents, the same connectivity as a dense matrix, one
+  lumped synapse matched to the mean AMPA jump (see :func:`dynapsim_network`).
+
+The emulator is timed again after the peers and the faster of the two counts.  JSON keys
+``vs_brian2_best`` (the faster Brian2 mode's time per board second over the emulator's wall time)
+and ``vs_rockpool``, with the peers' own times under ``peers``.
+
+Usage: ``nice -n 10 .venv/bin/python bench/emulator_speed.py [--skip-peers]`` (with peers about
+10 minutes on 2 shared cores; Brian2's standalone compile alone ~1.5 min).
 The last printed line is one JSON object.  Timings on a shared 2-core machine are noisy.
 """
 
