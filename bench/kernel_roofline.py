@@ -5,7 +5,7 @@ state rows, ``engine.ROW`` floats apart, for all 4096 neurons; 344 KB of state a
 not fit a 32 KB L1, so they stream from L2 every step.  This probe runs exactly that pattern
 (4 blocks of 1024 neurons, the kernel's layout) with trivial arithmetic: its time per neuron is the
 floor of any update with this layout, whatever the equations.  The bench then times the real
-update passes (:mod:`emulator.kernel`) on the same buffers for the ratio.
+update passes (:mod:`emulator.kernel`) on the network of ``bench/emulator_speed.py`` for the ratio.
 
 Usage: ``nice -n 10 .venv/bin/python bench/kernel_roofline.py``.  Ends with one JSON line.
 Timings are CPU times (min of 7); other users' load still costs cache.
@@ -50,14 +50,13 @@ def _stream(n_steps, st, pr):
 
 
 @numba.njit(fastmath=True)
-def _update(n_steps, st, pr, work, spiked):
+def _update(n_steps, st, pr, work, spiked, i0, gain, offset, dt_over_tau, i_reset):
     """The kernel's two update passes over the board (no delivery)."""
     for _ in range(n_steps):
         for b in range(N_BLOCKS):
             lo = b * BLOCK
-            n_large = kernel._coefficients_pass(st[lo:], pr[lo:], work, BLOCK, np.float32(1e-13), np.float32(1.0),
-                                                np.float32(0.0), np.float32(1e6))
-            kernel._membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], BLOCK, np.float32(1e-13), n_large)
+            n_large = kernel._coefficients_pass(st[lo:], pr[lo:], work, BLOCK, i0, gain, offset, dt_over_tau)
+            kernel._membrane_pass(st[lo:], pr[lo:], work, spiked[lo:], BLOCK, i_reset, n_large)
 
 
 def _ns_per_neuron(run, n_steps: int = 3000, repeats: int = 7) -> tuple[float, float]:
@@ -71,11 +70,18 @@ def _ns_per_neuron(run, n_steps: int = 3000, repeats: int = 7) -> tuple[float, f
 
 
 def main() -> None:
-    st = np.full(N_STATE * ROW, 1e-12, np.float32)
-    pr = np.full(N_PARAM * ROW, 1e-3, np.float32)
+    from emulator_speed import build_board  # the bench network: its parameters and a running state
+
+    sim = build_board(threads=1)
+    sim.run(0.1)
+    packed = sim._packed_parameters()
+    st, pr = sim.state.buffer.copy(), packed.rows.copy()
     work, spiked = np.zeros(WORK_LEN, np.float32), np.zeros(N_BLOCKS * BLOCK, np.uint8)
-    floor, floor_median = _ns_per_neuron(lambda n: _stream(n, st, pr))
-    update, update_median = _ns_per_neuron(lambda n: _update(n, st, pr, work, spiked))
+    scalars = tuple(np.float32(x) for x in (packed.i0, packed.feedback_gain, packed.fb_offset,
+                                            packed.dt_over_tau_per_amp, packed.i_reset))
+    update, update_median = _ns_per_neuron(lambda n: _update(n, st, pr, work, spiked, *scalars))
+    floor, floor_median = _ns_per_neuron(lambda n: _stream(n, np.full(N_STATE * ROW, 1e-12, np.float32),
+                                                           np.full(N_PARAM * ROW, 1e-3, np.float32)))
     print(f"memory pattern (21 row loads + 7 row stores per neuron): {floor:.3f} ns per neuron "
           f"(median {floor_median:.3f}), {BYTES_PER_NEURON / floor:.0f} B/ns")
     print(f"the kernel's update passes: {update:.3f} ns per neuron (median {update_median:.3f}), "

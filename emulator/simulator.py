@@ -180,6 +180,7 @@ class BoardSimulator:
         self._spiked = np.zeros(N_NEURONS, np.uint8)  # kernel scratch: spike flags
         self._host_route_of: RoutingTables | None = None
         self._host_route: tuple[np.ndarray, np.ndarray] | None = None
+        self._host_route_is_identity = False  # every neuron routed to the host as itself
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
@@ -455,8 +456,13 @@ class BoardSimulator:
         if (monitor_gid >= 0).any():
             self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
         t_us = self._step_to_us(spike_steps)
-        return (self._host_events(spike_steps, spike_gids, routing, t_us),
-                self._physical_events(spike_steps, spike_gids, t_us))
+        physical = self._physical_events(spike_steps, spike_gids, t_us)
+        if self._single_host_route(routing) is not None and self._host_route_is_identity:
+            # every neuron reaches the host as itself (the power-up routes): the same columns
+            host = SpikeEvents(physical.timestamp_us, physical.chip, physical.core, physical.neuron)
+        else:
+            host = self._host_events(spike_steps, spike_gids, routing, t_us)
+        return host, physical
 
     def _run_partition(self, shared: tuple, chips: list[int], n_steps: int, in_step: np.ndarray,
                        in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -532,10 +538,14 @@ class BoardSimulator:
             self._host_route_of = routing
             hit = routing.host_chip >= 0
             self._host_route = None
+            self._host_route_is_identity = False
             if hit.sum(axis=1).max() <= 1:
                 cell = np.argmax(hit, axis=1)
                 rows = np.arange(N_NEURONS)
                 self._host_route = (routing.host_chip[rows, cell], routing.host_core[rows, cell])
+                self._host_route_is_identity = bool(
+                    np.array_equal(self._host_route[0], rows // N_NEURONS_PER_CHIP)
+                    and np.array_equal(self._host_route[1], (rows % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE))
         return self._host_route
 
     # --- analog monitor -----------------------------------------------------------------------------
