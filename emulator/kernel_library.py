@@ -31,6 +31,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,19 +99,29 @@ def library_path() -> Path:
 def build_library(path: Path, timeout_s: float = 900.0) -> None:
     """Build the library at ``path`` in a child process (numba and LLVM never enter this one).
 
-    Concurrent builders wait for each other (a lock file next to it); raises ``RuntimeError``
-    with the child's output when the build fails.
+    Concurrent builders wait for each other (a lock file next to it).  Raises ``RuntimeError``
+    without a C compiler, or with the child's output when the build fails; a failure is written
+    next to the library (``.failed``) so that later processes fall back at once instead of
+    compiling again.
     """
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C compiler ({compiler}) to link the kernel library")
     path.parent.mkdir(parents=True, exist_ok=True)
+    failed = path.with_suffix(".failed")  # a failed build is not retried by every process
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             return
+        if failed.exists():
+            raise RuntimeError(f"building the kernel library failed before (remove {failed} to retry): "
+                               f"{failed.read_text()[-500:]}")
         done = subprocess.run([sys.executable, "-m", "emulator.kernel_library", str(path)], capture_output=True,
                               text=True, timeout=timeout_s, cwd=str(Path(__file__).parent.parent))
         if done.returncode != 0 or not path.exists():
-            raise RuntimeError(f"building the kernel library failed ({done.returncode}): "
-                               f"{(done.stderr or done.stdout)[-2000:]}")
+            message = f"({done.returncode}): {(done.stderr or done.stdout)[-2000:]}"
+            failed.write_text(message)
+            raise RuntimeError(f"building the kernel library failed {message}")
 
 
 def _load(path: Path) -> Callable:

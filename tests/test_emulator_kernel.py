@@ -238,3 +238,16 @@ def test_kernel_library_falls_back_to_the_jit_kernel_when_it_cannot_be_built(mon
     (tmp_path / "x.so").write_bytes(b"not an ELF file")
     with pytest.raises(OSError):
         kernel_library._load(tmp_path / "x.so")
+
+
+def test_kernel_library_build_refuses_without_a_compiler_and_remembers_a_failure(monkeypatch, tmp_path):
+    from emulator import kernel_library
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        kernel_library.build_library(tmp_path / "kernel-x.so")
+    monkeypatch.setenv("CC", "cc")
+    (tmp_path / "kernel-y.failed").write_text("(1): linker error")
+    if shutil.which("cc") is not None:
+        with pytest.raises(RuntimeError, match="failed before .* linker error"):
+            kernel_library.build_library(tmp_path / "kernel-y.so")
