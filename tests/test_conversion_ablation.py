@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from neurolab_gui.core.conversion.ablation import ABLATION_STEPS, limit_fan_in, sigma_delta_inputs
-from neurolab_gui.core.conversion.constrain import ConstraintConfig, quantise, stacked_weights, to_hardware_dynamics
+from neurolab_gui.core.conversion.constrain import (
+    ConstraintConfig,
+    column_energy,
+    quantise,
+    source_gains_of,
+    stacked_weights,
+    to_hardware_dynamics,
+)
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
 from neurolab_gui.core.conversion.pipeline import PipelineConfig, constrain_model, convert, run_ablation, train_model
 from neurolab_gui.core.conversion.tasks import seq_digits
@@ -18,7 +25,8 @@ from neurolab_gui.core.conversion.training import TrainConfig, evaluate
 def tiny():
     torch.set_num_threads(1)
     task = seq_digits().subset(200, 60)
-    cfg = PipelineConfig(n_hidden=24, steps_per_sample=2, stages=(), ablation=True,
+    # a dense float model (no fan-in-aware training), so that the fan-in row has something to prune
+    cfg = PipelineConfig(n_hidden=24, steps_per_sample=2, stages=(), ablation=True, train_fan_in=False,
                          train=TrainConfig(epochs=2, lr=2e-2, noise_std=0.1),
                          constraint=ConstraintConfig(max_fan_in=20, n_core_groups=2,
                                                      qat=TrainConfig(epochs=1, lr=2e-3, noise_std=0.1)))
@@ -54,9 +62,14 @@ def test_ablation_rows_follow_the_pipeline_and_end_at_the_constrained_stage(tiny
     assert total_pruned == pytest.approx(13 / 33)
     # the quantised row is the grid the constrain step starts QAT from, with the same groups
     hardware = to_hardware_dynamics(model, cfg.retention, cfg.steps_per_sample, cfg.saturation)
-    _, m = quantise(stacked_weights(hardware), result.constrained.unit_group, cfg.constraint.precision, cfg.constraint.max_fan_in)
-    assert rows[4].changed["zero"]["recurrent"] == _fraction_zero(m[:, 9:])
+    energy = column_energy(hardware, task.x_train, task.lengths_train) if cfg.constraint.error_aware else None
+    q = quantise(stacked_weights(hardware), result.constrained.unit_group, cfg.constraint.precision, cfg.constraint.max_fan_in,
+                 energy, source_gains_of(cfg.constraint))
+    assert rows[4].changed["zero"]["recurrent"] == _fraction_zero(q.multiplicity[:, 9:])
+    assert rows[4].changed["zero"]["bias"] == _fraction_zero(q.multiplicity[:, 8])
+    assert rows[4].changed["source_gains"] == {"input": q.input_gain, "bias": q.bias_gain}
     assert rows[4].changed["max_copies_used"] <= cfg.constraint.max_fan_in
+    assert 0.0 <= rows[4].changed["one_scale_per_core_accuracy"] <= 1.0
 
     data = json.loads(report.write_json(tmp_path / "r.json").read_text())
     assert [r["constraint"] for r in data["ablation"]] == list(ABLATION_STEPS)

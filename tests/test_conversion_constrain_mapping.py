@@ -54,7 +54,10 @@ def test_constrained_weights_are_on_the_per_core_grid(small_constrained):
     net, _ = small_constrained
     assert net.fan_in().max() <= 63
     w = stacked_weights(net.model)
-    assert np.allclose(w, net.scale[net.unit_group][:, None] * net.multiplicity, atol=1e-6)
+    q = net.scale[net.unit_group][:, None]
+    assert np.allclose(w[:, 9:], q * net.multiplicity[:, 9:], atol=1e-6)  # recurrent copies: the core's weight
+    # input and bias copies: the core's weight times the channel's source gain (per-group precision)
+    assert np.allclose(w[:, :9], q * net.multiplicity[:, :9] * np.r_[[net.input_gain] * 8, net.bias_gain], atol=1e-6)
     assert net.multiplicity.min() >= -8 and net.multiplicity.max() <= 7
     assert len(net.scale) == 3 and np.all(net.scale > 0)
 

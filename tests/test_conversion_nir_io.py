@@ -35,7 +35,9 @@ def test_export_write_read_keeps_weights_time_constants_and_a_valid_graph(constr
     for src, dst in g.edges:
         assert src in g.nodes and dst in g.nodes
     assert ("lif", "w_rec") in g.edges and ("w_rec", "lif") in g.edges
-    w = net.scale[net.unit_group][:, None] * net.multiplicity
+    w = net.weights()  # copy weight (core scale x the column's source gain) x multiplicity
+    assert float(g.nodes["lif"].metadata["bias_gain"]) == net.bias_gain
+    assert float(g.nodes["lif"].metadata["input_gain"]) == net.input_gain
     np.testing.assert_array_equal(g.nodes["w_in"].weight, w[:, :f])
     np.testing.assert_allclose(g.nodes["w_in"].bias, 800.0 * w[:, f])
     np.testing.assert_array_equal(g.nodes["w_rec"].weight, w[:, f + 1 :])

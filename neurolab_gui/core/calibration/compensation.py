@@ -162,7 +162,7 @@ class MeasuredTransfer:
 
     def __init__(self, net: ConstrainedNetwork, transfer: UnitTransfer | None) -> None:
         self.net = net
-        self.q = net.scale[net.unit_group][:, None]
+        self.q = net.copy_weights()
         self.transfer = transfer
 
     def multiplicities(self, stacked: np.ndarray) -> np.ndarray:
@@ -187,13 +187,14 @@ def with_multiplicities(net: ConstrainedNetwork, m: np.ndarray, model: RateRNN |
     """A constrained network with multiplicities ``m`` (same groups and scales); weights = q m exactly."""
     model = copy.deepcopy(model if model is not None else net.model)
     model.weight_transform = None
-    w = net.scale[net.unit_group][:, None] * m
+    w = net.copy_weights() * m
     f = net.n_inputs
     with torch.no_grad():
         model.w_in.copy_(torch.as_tensor(w[:, :f]))
         model.w_bias.copy_(torch.as_tensor(w[:, f]))
         model.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
-    return ConstrainedNetwork(model, np.asarray(m, np.int64), net.unit_group.copy(), net.scale.copy(), net.precision, net.max_fan_in)
+    return dataclasses.replace(net, model=model, multiplicity=np.asarray(m, np.int64), unit_group=net.unit_group.copy(),
+                               scale=net.scale.copy())
 
 
 def hardware_model(net: ConstrainedNetwork, transfer: UnitTransfer | None) -> RateRNN:

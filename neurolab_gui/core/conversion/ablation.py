@@ -16,12 +16,16 @@ twin for the last two conditions):
     channel's), keeping each row's largest float weights.
 ``weight quantisation``
     plus the DYNAP-SE1 weight scheme: integer CAM copies on the precision's grid, one shared
-    weight of one copy per core group, the sign carried by the synapse type, and the CAM budget
-    counted in copies (:func:`.constrain.quantise` with the groups the constrain step used) —
-    exactly the network the QAT fine-tune starts from.
+    weight of one copy per core group (times the input / bias source gains when per-group
+    scales are on), the sign carried by the synapse type, and the CAM budget counted in copies
+    (:func:`.constrain.quantise` with the groups, column energies and gain range the constrain
+    step used) — exactly the network the QAT fine-tune starts from.  Its ``changed`` also gives
+    the accuracy with one copy weight per core for all columns and plain rounding
+    (``one_scale_per_core_accuracy``): what per-group precision and error-aware rounding buy.
 ``input encoding``
     plus ΣΔ rate coding of the input channels: per RNN step every input delivers a whole number
-    of spikes of ``spikes_per_step`` at value 1, as :mod:`.encoding` makes the FPGA send them.
+    of spikes of ``spikes_per_step * input_gain`` at value 1, as :mod:`.encoding` makes the FPGA
+    send them.
 ``spike-count noise``
     plus the spike-count noise of the hidden units (``count_noise``, see ``RateRNN.forward``),
     with a fixed seed.
@@ -44,7 +48,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .constrain import ConstrainedNetwork, ConstraintConfig, quantise, stacked_weights, to_hardware_dynamics
+from .constrain import (
+    ConstrainedNetwork,
+    ConstraintConfig,
+    column_energy,
+    quantise,
+    source_gains_of,
+    stacked_weights,
+    to_hardware_dynamics,
+)
 from .models import RateRNN, RNNConfig
 from .tasks import Task
 from .training import evaluate
@@ -203,23 +215,31 @@ def constraint_ablation(
         {"max_fan_in": constraint.max_fan_in, "pruned": _zeroed_fractions(w_float, w_fan, f),
          "zero": zero_fractions(w_fan, f)})
 
-    scales, m = quantise(w_float, constrained.unit_group, constraint.precision, constraint.max_fan_in)
-    quantised = _with_weights(hardware, scales[constrained.unit_group][:, None] * m)
+    groups = constrained.unit_group
+    energy = column_energy(hardware, task.x_train, task.lengths_train) if constraint.error_aware else None
+    q = quantise(w_float, groups, constraint.precision, constraint.max_fan_in, energy, source_gains_of(constraint))
+    m = q.multiplicity
+    quantised = _with_weights(hardware, q.weights(groups))
+    plain = quantise(w_float, groups, constraint.precision, constraint.max_fan_in, None, None)
+    one_scale_acc = evaluate(_with_weights(hardware, plain.weights(groups)), task.x_test, task.y_test, task.lengths_test)[0]
     add(ABLATION_STEPS[4], quantised,
-        {"n_levels": constraint.precision.n_levels, "core_group_scales": [float(s) for s in scales],
+        {"n_levels": constraint.precision.n_levels, "core_group_scales": [float(s) for s in q.scale],
+         "source_gains": {"input": q.input_gain, "bias": q.bias_gain},
          "max_copies_used": int(np.abs(m).sum(1).max()), "quantised_to_zero": _zeroed_fractions(w_fan, m, f),
-         "zero": zero_fractions(m, f)})
+         "zero": zero_fractions(m, f), "one_scale_per_core_accuracy": one_scale_acc,
+         "one_scale_per_core_zero": zero_fractions(plain.multiplicity, f)})
 
-    rows.append(AblationRow(ABLATION_STEPS[5], evaluate_spiking_conditions(quantised, task, spikes_per_step, 0.0, seed),
-                            {"what": f"sigma-delta coded inputs, {spikes_per_step:g} spikes per step at value 1"}))
-    rows.append(AblationRow(ABLATION_STEPS[6], evaluate_spiking_conditions(quantised, task, spikes_per_step, count_noise, seed),
+    in_spikes = spikes_per_step * q.input_gain
+    rows.append(AblationRow(ABLATION_STEPS[5], evaluate_spiking_conditions(quantised, task, in_spikes, 0.0, seed),
+                            {"what": f"sigma-delta coded inputs, {in_spikes:g} spikes per step at value 1"}))
+    rows.append(AblationRow(ABLATION_STEPS[6], evaluate_spiking_conditions(quantised, task, in_spikes, count_noise, seed),
                             {"what": f"hidden spike-count noise {count_noise:g} (variance per unit rate)"}))
 
     final = constrained.multiplicity
     add(ABLATION_STEPS[7], constrained.model,
         {"what": "the pipeline's constrained network (deterministic rates, plain inputs)",
-         "accuracy_with_encoding_and_noise": evaluate_spiking_conditions(constrained.model, task, spikes_per_step,
-                                                                         count_noise, seed),
+         "accuracy_with_encoding_and_noise": evaluate_spiking_conditions(
+             constrained.model, task, spikes_per_step * constrained.input_gain, count_noise, seed),
          "multiplicities_changed": float(np.mean(final != m)), "zero": zero_fractions(final, f)})
     return rows
 

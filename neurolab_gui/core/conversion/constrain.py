@@ -32,6 +32,24 @@ Core groups: hidden units are sorted by the scale they would pick on their own a
 ``n_core_groups`` contiguous groups (at most 256 units each), so that units with small and large
 weights do not have to share one scale.  Each group's scale is the one, on a geometric grid,
 that minimises the group's squared weight error after projection.
+
+Per-group precision (input, bias, recurrent).  The three column groups have very different
+weight magnitudes (a trained network's bias weights are typically a fraction of one recurrent
+copy: with one step for all three, most of them round to zero).  The copy weight of a column is
+``q[core] * g[column group]`` with ``g = 1`` for the recurrent columns and two global source
+gains ``input_gain`` and ``bias_gain`` for the input and bias columns, realised where the chip
+allows it without touching the per-core weight biases: the inputs and the bias channel are
+FPGA spike-generator sources, so channel ``k`` fires at ``input_gain * r_max * x_k`` and the
+bias channel at ``bias_gain * r_max`` (:mod:`.encoding`).  A gain below 1 gives its group a finer
+step (and costs more CAM copies per weight), a gain above 1 a coarser step with more spikes.
+The gains lie on a power-of-two grid in ``[ConstraintConfig.min_source_gain, max_source_gain]``
+and are chosen, with the core scales, to minimise the error below.
+
+Error-aware rounding.  What matters is the error of the pre-activation, not of the weights: a
+weight error ``d w_ij`` moves unit ``i``'s input by ``d w_ij x_j``, so the squared error of
+column ``j`` counts with the column's mean square activity ``E[x_j^2]`` (the bias channel is
+always 1, inputs and hidden rates are mostly much smaller).  The scale search and the greedy
+pruning both weigh every column by it (``column_energy``; uniform when not given).
 """
 
 from __future__ import annotations
@@ -48,7 +66,7 @@ from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
 from ..jobs import Progress, ProgressSink
 from .models import RateRNN, RNNConfig
 from .tasks import Task
-from .training import TrainConfig, evaluate, train
+from .training import TrainConfig, evaluate, mean_rates, train
 
 
 class NonFiniteWeightsError(ValueError):
@@ -113,8 +131,22 @@ class ConstraintConfig:
     #: every batch during QAT: trains for the per-neuron synaptic-weight and soma-gain mismatch of
     #: analog hardware (DYNAP-SE1: synaptic weight CV 14-30 %).  0 disables it.
     gain_noise_std: float = 0.0
+    #: Give input and bias columns their own copy weight through the FPGA source rates (see the
+    #: module docstring).  False: one copy weight per core for all three groups.
+    per_group_scales: bool = True
+    #: Range of the source gains (powers of two).  The lower end bounds the spike-generator
+    #: rate of a channel at value 1 (``min_source_gain * r_max``), the upper end its event count.
+    min_source_gain: float = 1.0 / 8.0
+    max_source_gain: float = 2.0
+    #: Weigh every column's rounding and pruning error by its mean square activity on the
+    #: training data (error-aware rounding); False: plain squared weight error.  Off by default:
+    #: measured on sequential digits it prunes recurrent copies for the bias and costs accuracy
+    #: (docs/decisions.md, "Per-group weight precision").
+    error_aware: bool = False
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.min_source_gain <= 1.0 <= self.max_source_gain:
+            raise ValueError(f"source gains need 0 < min <= 1 <= max, got [{self.min_source_gain}, {self.max_source_gain}]")
         if not 1 <= self.max_fan_in <= CAM_ENTRIES_PER_NEURON:
             raise ValueError(f"max_fan_in must lie in 1..{CAM_ENTRIES_PER_NEURON}, got {self.max_fan_in}")
         if self.n_core_groups < 1:
@@ -130,8 +162,11 @@ class ConstrainedNetwork:
     model : leaky RateRNN whose weights equal ``scale[group] * multiplicity`` exactly
     multiplicity : int ``[H, F + 1 + H]`` signed CAM copies, columns ``[inputs | bias | hidden]``
     unit_group : int ``[H]`` core group of every hidden unit
-    scale : float ``[n_groups]`` weight of one CAM copy in each group (activation units)
+    scale : float ``[n_groups]`` weight of one CAM copy from a unit (recurrent) in each group
+        (activation units): what the core's AMPA / GABA_B weight biases realise
     precision, max_fan_in : the constraints that were applied
+    input_gain, bias_gain : spike-generator rate of the input channels per unit of input and of
+        the bias channel, relative to ``r_max``; a copy from them weighs ``scale * gain``
     """
 
     model: RateRNN
@@ -140,6 +175,8 @@ class ConstrainedNetwork:
     scale: np.ndarray
     precision: WeightPrecision
     max_fan_in: int
+    input_gain: float = 1.0
+    bias_gain: float = 1.0
 
     @property
     def n_inputs(self) -> int:
@@ -153,9 +190,13 @@ class ConstrainedNetwork:
         """CAM entries used by every hidden unit (sum of |multiplicity|)."""
         return np.abs(self.multiplicity).sum(1)
 
+    def copy_weights(self) -> np.ndarray:
+        """Weight of one CAM copy of every connection, ``[H, F + 1 + H]``: ``scale[group] x column gain``."""
+        return copy_weight_matrix(self.scale, self.unit_group, self.n_inputs, self.input_gain, self.bias_gain)
+
     def weights(self) -> np.ndarray:
-        """``scale[group] * multiplicity``: the float weights the constrained model uses."""
-        return self.scale[self.unit_group][:, None] * self.multiplicity
+        """``copy_weights() * multiplicity``: the float weights the constrained model uses."""
+        return self.copy_weights() * self.multiplicity
 
     def summary(self) -> dict:
         m = self.multiplicity
@@ -168,6 +209,8 @@ class ConstrainedNetwork:
             "excitatory_copies": int(m[m > 0].sum()),
             "inhibitory_copies": int(-m[m < 0].sum()),
             "core_group_scales": [float(s) for s in self.scale],
+            "input_gain": float(self.input_gain),
+            "bias_gain": float(self.bias_gain),
             "units_per_group": [int((self.unit_group == g).sum()) for g in range(len(self.scale))],
         }
 
@@ -178,11 +221,22 @@ def stacked_weights(model: RateRNN) -> np.ndarray:
         return torch.cat([model.w_in, model.w_bias[:, None], model.w_rec], dim=1).cpu().numpy().astype(np.float64)
 
 
-def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget: int) -> np.ndarray:
+def copy_weight_matrix(scale: np.ndarray, groups: np.ndarray, n_inputs: int, input_gain: float = 1.0,
+                       bias_gain: float = 1.0) -> np.ndarray:
+    """``[H, F + 1 + H]`` weight of one copy: ``scale[groups[i]]`` times the column's source gain."""
+    h = len(groups)
+    gains = np.concatenate([np.full(n_inputs, float(input_gain)), [float(bias_gain)], np.ones(h)])
+    return np.asarray(scale, np.float64)[groups][:, None] * gains[None, :]
+
+
+def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget: int,
+                               copy_cost: np.ndarray | None = None) -> np.ndarray:
     """Integer multiplicities close to ``v`` (in copies) on the grid with ``sum |m| <= budget`` per row.
 
-    ``v`` is ``[rows, n]`` and must be finite; see the module docstring for the greedy rule.  Every
-    pass takes one copy from every row still over budget, so the loop ends after at most
+    ``v`` is ``[rows, n]`` and must be finite; see the module docstring for the greedy rule.
+    ``copy_cost`` (broadcast to ``v``, positive) is what one copy² of error costs in each entry —
+    the copy weight squared times the column's energy for error-aware pruning; uniform when None.
+    Every pass takes one copy from every row still over budget, so the loop ends after at most
     ``max(excess)`` passes (never more than ``n * max(|m_min|, m_max)``).
     """
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
@@ -193,11 +247,14 @@ def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget
     av = np.abs(v)
     excess = np.abs(m).sum(1) - budget
     rows = np.flatnonzero(excess > 0)
+    weight = None if copy_cost is None else np.broadcast_to(np.asarray(copy_cost, np.float64), v.shape)
     for _ in range(int(excess.max(initial=0))):
         if not rows.size:
             break
         mag = np.abs(m[rows])
         cost = 2.0 * (av[rows] - mag) + 1.0
+        if weight is not None:
+            cost = cost * weight[rows]
         cost[mag == 0] = np.inf
         j = np.argmin(cost, axis=1)
         m[rows, j] -= np.sign(m[rows, j])
@@ -206,9 +263,20 @@ def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget
     return m
 
 
-def _best_scale(w: np.ndarray, precision: WeightPrecision, budget: int, n_grid: int = 40) -> float:
-    """Scale on a geometric grid minimising the squared error of ``w`` after projection."""
-    peak = float(np.max(np.abs(w)))
+def _projection_error(w: np.ndarray, unit: np.ndarray, energy: np.ndarray | None, precision: WeightPrecision,
+                      budget: int) -> tuple[float, np.ndarray]:
+    """Energy-weighted squared error of ``w`` projected with copy weights ``unit``, and the multiplicities."""
+    cost = unit**2 if energy is None else unit**2 * energy
+    m = project_row_multiplicities(w / unit, precision, budget, cost)
+    err = (w - unit * m) ** 2
+    return float(np.sum(err if energy is None else err * energy)), m
+
+
+def _best_scale(w: np.ndarray, precision: WeightPrecision, budget: int, n_grid: int = 40,
+                column_gain: np.ndarray | None = None, energy: np.ndarray | None = None) -> float:
+    """Scale on a geometric grid minimising the (energy-weighted) squared error of ``w`` after projection."""
+    gain = np.ones(w.shape[1]) if column_gain is None else np.asarray(column_gain, np.float64)
+    peak = float(np.max(np.abs(w) / gain))
     if not np.isfinite(peak):
         raise NonFiniteWeightsError("cannot choose a weight scale for non-finite weights")
     if peak == 0.0:
@@ -217,7 +285,7 @@ def _best_scale(w: np.ndarray, precision: WeightPrecision, budget: int, n_grid: 
     low = peak / (4.0 * max(precision.m_max, 1))
     best_q, best_err = top, np.inf
     for q in np.geomspace(low, top, n_grid):
-        err = float(np.sum((w - q * project_row_multiplicities(w / q, precision, budget)) ** 2))
+        err, _ = _projection_error(w, np.broadcast_to(q * gain, w.shape), energy, precision, budget)
         if err < best_err:
             best_q, best_err = float(q), err
     return best_q
@@ -236,36 +304,111 @@ def assign_core_groups(w: np.ndarray, precision: WeightPrecision, budget: int, n
     return groups
 
 
-def quantise(w: np.ndarray, groups: np.ndarray, precision: WeightPrecision, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group scales and multiplicities for stacked weights ``w``."""
+@dataclass
+class Quantisation:
+    """Core scales, source gains and multiplicities of one projection onto the chip's weight grid."""
+
+    scale: np.ndarray
+    input_gain: float
+    bias_gain: float
+    multiplicity: np.ndarray
+
+    def copy_weights(self, groups: np.ndarray) -> np.ndarray:
+        n_inputs = self.multiplicity.shape[1] - len(groups) - 1
+        return copy_weight_matrix(self.scale, groups, n_inputs, self.input_gain, self.bias_gain)
+
+    def weights(self, groups: np.ndarray) -> np.ndarray:
+        return self.copy_weights(groups) * self.multiplicity
+
+
+def column_energy(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, max_samples: int = 256) -> np.ndarray:
+    """Mean square activity ``[F + 1 + H]`` of every column (inputs, bias channel, hidden states) on ``x``.
+
+    What one unit of weight error in that column costs the pre-activation (error-aware rounding).
+    A floor of 1 % of the largest keeps silent columns from being free to wreck.
+    """
+    x = np.asarray(x[:max_samples], np.float32)
+    lengths = None if lengths is None else np.asarray(lengths[:max_samples])
+    k = model.config.steps_per_sample
+    steps = x.shape[1] * k
+    valid = np.ones((len(x), steps), bool) if lengths is None else np.arange(steps)[None, :] < lengths[:, None] * k
+    x_steps = np.repeat(x, k, axis=1)
+    e_in = (x_steps**2 * valid[:, :, None]).sum((0, 1)) / valid.sum()
+    rates = mean_rates(model, x, lengths)
+    e_rec = (rates**2 * valid[:, :, None]).sum((0, 1)) / valid.sum()
+    e = np.concatenate([e_in, [1.0], e_rec]).astype(np.float64)
+    return np.maximum(e, 0.01 * e.max())
+
+
+def quantise(w: np.ndarray, groups: np.ndarray, precision: WeightPrecision, budget: int,
+             energy: np.ndarray | None = None, source_gains: tuple[float, float] | None = (1.0 / 8.0, 2.0),
+             n_rounds: int = 1) -> Quantisation:
+    """Per-group scales, source gains and multiplicities for stacked weights ``w`` ``[H, F + 1 + H]``.
+
+    ``energy`` ``[F + 1 + H]``: column weights of the error (error-aware rounding, see the module
+    docstring).  ``source_gains``: the range of the input and bias gains searched (powers of two);
+    None keeps both at 1 (one copy weight per core for every column).  Alternates ``n_rounds``
+    times between the core scales and the two gains, each chosen to minimise the error.
+    """
     n_groups = int(groups.max()) + 1
-    scales = np.array([_best_scale(w[groups == g], precision, budget) for g in range(n_groups)])
-    m = project_row_multiplicities(w / scales[groups][:, None], precision, budget)
-    return scales, m
+    h = len(groups)
+    f = w.shape[1] - h - 1
+    rows_of = [np.flatnonzero(groups == g) for g in range(n_groups)]
+
+    def col_gain(g_in: float, g_b: float) -> np.ndarray:
+        return np.concatenate([np.full(f, g_in), [g_b], np.ones(h)])
+
+    def fit_scales(g_in: float, g_b: float) -> np.ndarray:
+        gain = col_gain(g_in, g_b)
+        return np.array([_best_scale(w[r], precision, budget, column_gain=gain, energy=energy) for r in rows_of])
+
+    def error(scales: np.ndarray, g_in: float, g_b: float) -> tuple[float, np.ndarray]:
+        unit = copy_weight_matrix(scales, groups, f, g_in, g_b)
+        return _projection_error(w, unit, energy, precision, budget)
+
+    g_in = g_b = 1.0
+    scales = fit_scales(g_in, g_b)
+    if source_gains is not None:
+        lo, hi = source_gains
+        grid = 2.0 ** np.arange(np.floor(np.log2(lo)), np.log2(hi) + 1e-9)
+        grid = grid[(grid >= lo * (1 - 1e-9)) & (grid <= hi * (1 + 1e-9))]
+        for _ in range(n_rounds):
+            if f:
+                g_in = float(min(grid, key=lambda g: error(scales, g, g_b)[0]))
+            g_b = float(min(grid, key=lambda g: error(scales, g_in, g)[0]))
+            scales = fit_scales(g_in, g_b)
+    _, m = error(scales, g_in, g_b)
+    return Quantisation(scales, g_in, g_b, m)
 
 
 class _STEQuantiser:
     """Weight transform for QAT: forward with projected weights, gradient straight through.
 
-    Scales and groups are refitted after every epoch (:meth:`refit`); the multiplicities are
-    re-projected on every forward pass so that pruned connections can come back.
+    Scales, source gains and groups are refitted after every epoch (:meth:`refit`); the
+    multiplicities are re-projected on every forward pass so that pruned connections can come back.
     """
 
-    def __init__(self, model: RateRNN, cfg: ConstraintConfig, groups: np.ndarray) -> None:
+    def __init__(self, model: RateRNN, cfg: ConstraintConfig, groups: np.ndarray, energy: np.ndarray | None) -> None:
         self.model = model
         self.cfg = cfg
         self.groups = groups
-        self.scales = np.ones(int(groups.max()) + 1)
+        self.energy = energy
         self.refit()
 
+    def quantise(self) -> Quantisation:
+        return quantise(stacked_weights(self.model), self.groups, self.cfg.precision, self.cfg.max_fan_in, self.energy,
+                        source_gains_of(self.cfg))
+
     def refit(self, _epoch: int = 0) -> None:
-        self.scales, _ = quantise(stacked_weights(self.model), self.groups, self.cfg.precision, self.cfg.max_fan_in)
+        self.current = self.quantise()
+        self.unit = self.current.copy_weights(self.groups)
 
     def __call__(self, w_in: torch.Tensor, w_bias: torch.Tensor, w_rec: torch.Tensor):
         f = w_in.shape[1]
         stacked = torch.cat([w_in, w_bias[:, None], w_rec], dim=1)
-        q = self.scales[self.groups][:, None]
-        m = project_row_multiplicities(stacked.detach().cpu().numpy() / q, self.cfg.precision, self.cfg.max_fan_in)
+        q = self.unit
+        cost = q**2 if self.energy is None else q**2 * self.energy
+        m = project_row_multiplicities(stacked.detach().cpu().numpy() / q, self.cfg.precision, self.cfg.max_fan_in, cost)
         wq = torch.as_tensor(q * m, dtype=stacked.dtype, device=stacked.device)
         sigma = self.cfg.gain_noise_std
         if sigma > 0 and self.model.training:
@@ -275,6 +418,52 @@ class _STEQuantiser:
             wq = torch.where(wq > 0, wq * f_exc, wq * f_inh)
         ste = stacked + (wq - stacked).detach()
         return ste[:, :f], ste[:, f], ste[:, f + 1 :]
+
+
+class FanInMask:
+    """Weight transform for float training with the chip's fan-in: only connections the CAM budget keeps.
+
+    Train-and-constrain for the connectivity: after every epoch (:meth:`refit`) one copy weight
+    for the whole network is fitted (:func:`quantise`, one group, plain rounding) and every unit
+    keeps the connections whose projected multiplicity is non-zero, at their float values.  The
+    forward pass uses the masked weights; the gradient reaches every weight (straight through), so a
+    pruned connection that grows comes back at the next refit (as in Deep R).  :meth:`bake` writes
+    the mask into the model and removes the transform: the float model then needs no pruning.
+    """
+
+    def __init__(self, model: RateRNN, precision: WeightPrecision, budget: int) -> None:
+        self.model = model
+        self.precision = precision
+        self.budget = budget
+        self.refit()
+
+    def refit(self, _epoch: int = 0) -> None:
+        w = stacked_weights(self.model)
+        q = quantise(w, np.zeros(len(w), np.int64), self.precision, self.budget, None, None)
+        self.mask = q.multiplicity != 0
+
+    def __call__(self, w_in: torch.Tensor, w_bias: torch.Tensor, w_rec: torch.Tensor):
+        f = w_in.shape[1]
+        stacked = torch.cat([w_in, w_bias[:, None], w_rec], dim=1)
+        keep = torch.as_tensor(self.mask, dtype=stacked.dtype, device=stacked.device)
+        ste = stacked + (stacked * keep - stacked).detach()
+        return ste[:, :f], ste[:, f], ste[:, f + 1 :]
+
+    def bake(self) -> None:
+        """Zero the pruned weights of the model and remove the transform."""
+        self.refit()
+        f = self.model.config.n_inputs
+        keep = torch.as_tensor(self.mask)
+        with torch.no_grad():
+            self.model.w_in.mul_(keep[:, :f].to(self.model.w_in))
+            self.model.w_bias.mul_(keep[:, f].to(self.model.w_bias))
+            self.model.w_rec.mul_(keep[:, f + 1 :].to(self.model.w_rec))
+        self.model.weight_transform = None
+
+
+def source_gains_of(cfg: ConstraintConfig) -> tuple[float, float] | None:
+    """The source-gain range :func:`quantise` searches under ``cfg`` (None: per-group scales off)."""
+    return (cfg.min_source_gain, cfg.max_source_gain) if cfg.per_group_scales else None
 
 
 def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int, saturation: float | None = None,
@@ -351,7 +540,8 @@ def constrain(
         saturation = src.config.saturation if src.config.saturation is not None else 1.0
     net = to_hardware_dynamics(src, retention, steps_per_sample, saturation)
     groups = assign_core_groups(stacked_weights(net), cfg.precision, cfg.max_fan_in, cfg.n_core_groups)
-    quantiser = _STEQuantiser(net, cfg, groups)
+    energy = column_energy(net, task.x_train, task.lengths_train) if cfg.error_aware else None
+    quantiser = _STEQuantiser(net, cfg, groups, energy)
     net.weight_transform = quantiser
     if progress:
         acc, _ = evaluate(net, task.x_test, task.y_test, task.lengths_test)
@@ -360,11 +550,12 @@ def constrain(
         train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit)
     net.weight_transform = None
     check_finite_weights(net, "the fine-tuned model (QAT diverged)")
-    scales, m = quantise(stacked_weights(net), groups, cfg.precision, cfg.max_fan_in)
-    w = scales[groups][:, None] * m
+    final = quantiser.quantise()
+    w = final.weights(groups)
     f = net.config.n_inputs
     with torch.no_grad():
         net.w_in.copy_(torch.as_tensor(w[:, :f]))
         net.w_bias.copy_(torch.as_tensor(w[:, f]))
         net.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
-    return ConstrainedNetwork(net, m, groups, scales, cfg.precision, cfg.max_fan_in)
+    return ConstrainedNetwork(net, final.multiplicity, groups, final.scale, cfg.precision, cfg.max_fan_in,
+                              final.input_gain, final.bias_gain)

@@ -61,6 +61,8 @@ def sigma_delta_encode(
     lead_s: float = 0.01,
     reset_rate_hz: float = 0.0,
     reset_s: float = 0.0,
+    input_gain: float = 1.0,
+    bias_gain: float = 1.0,
 ) -> Stimulus:
     """ΣΔ-encode sequences ``x [N, T, F]`` (values in [0, 1]) back to back, separated by ``gap_s``.
 
@@ -70,7 +72,8 @@ def sigma_delta_encode(
     > 0 a reset channel (index ``F + 1``) fires a regular burst for the first ``reset_s`` of
     every gap; the mapping connects it to every unit through a strong shunting (GABA_A)
     synapse, so recurrent activity cannot outlast its sample and every sample starts from a
-    network at rest, as the RNN does.
+    network at rest, as the RNN does.  ``input_gain`` and ``bias_gain`` scale the input and bias
+    channels' rates (the constrained network's source gains, ``MappedNetwork.input_rate_gain``).
     """
     x = np.asarray(x, dtype=np.float64)
     n, t_max, f = x.shape
@@ -86,9 +89,9 @@ def sigma_delta_encode(
     n_ch = f + int(bias_channel)
     for i in range(n):
         steps = int(lengths[i]) * steps_per_sample * substeps
-        rates = np.repeat(x[i, : int(lengths[i])], steps_per_sample * substeps, axis=0)  # [steps, F]
+        rates = input_gain * np.repeat(x[i, : int(lengths[i])], steps_per_sample * substeps, axis=0)  # [steps, F]
         if bias_channel:
-            rates = np.concatenate([rates, np.ones((steps, 1))], axis=1)
+            rates = np.concatenate([rates, np.full((steps, 1), bias_gain)], axis=1)
         charge = np.cumsum(rates * (r_max_hz * tick_s), axis=0) + rng.random(n_ch)[None, :]
         counts = np.floor(charge).astype(np.int64)
         fired = np.diff(np.vstack([np.zeros((1, n_ch), np.int64), counts]), axis=0)  # spikes per tick, 0 or 1 at these rates

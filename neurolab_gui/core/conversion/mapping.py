@@ -8,7 +8,10 @@ Placement
     address (core 0, neuron 0) is never used at all: a *cleared* CAM entry holds exactly that
     address (type GABA_B), so every neuron with spare CAM entries listens to it.
     Inputs are ``InputAddress(chip, 1 + k)`` for feature ``k``; the bias channel comes next,
-    then the reset channel.
+    then the reset channel.  The input channels fire at ``input_rate_gain * r_max * x`` and the
+    bias channel at ``bias_rate_gain * r_max``: the constrained network's source gains, which
+    give the input and bias columns their own copy weight (:mod:`.constrain`, "per-group
+    precision") while the cores' weight biases stay those of the recurrent copies.
     One chip holds up to 3 x 256 + (255 - inputs) units, which is plenty for the 32-256-unit
     networks this pipeline targets; larger networks are refused with a message.
 
@@ -217,6 +220,10 @@ class MappedNetwork:
     #: Spikes added to every non-zero count when decoding mean rates (integrate-and-fire
     #: neurons start each sample from rest and so under-count by half a spike on average).
     count_correction: float = 0.5
+    #: Spike-generator rate of an input channel at value 1, and of the bias channel, relative to
+    #: ``time.r_max_hz`` (``ConstrainedNetwork.input_gain`` / ``bias_gain``).
+    input_rate_gain: float = 1.0
+    bias_rate_gain: float = 1.0
 
     def __post_init__(self) -> None:
         h = len(self.unit_addresses)
@@ -273,6 +280,7 @@ class MappedNetwork:
             "group_cores": [list(gc) for gc in self.group_cores],
             "n_connections": len(self.netlist.connections),
             "cam_entries": int(np.abs(self.multiplicity).sum()),
+            "source_rate_gains": {"input": float(self.input_rate_gain), "bias": float(self.bias_rate_gain)},
             "time": {**asdict(self.time), "tau_s": self.time.tau_s},
             "settings": asdict(self.settings),
             "weight_biases": {f"{c}/{k}/{n}": [v.coarse, v.fine] for (c, k, n), v in self.biases.items() if n.startswith("PS_WEIGHT")},
@@ -397,7 +405,8 @@ def map_network(
             biases[(chip_, core, WEIGHT_BIAS[syn])] = weight
     w_out = net.model.readout.weight.detach().cpu().numpy().astype(np.float64)
     b_out = net.model.readout.bias.detach().cpu().numpy().astype(np.float64)
-    return MappedNetwork(netlist, units, inputs, core_masks, group_cores, biases, time, m.copy(), w_out, b_out, cfg.readout, settings=settings)
+    return MappedNetwork(netlist, units, inputs, core_masks, group_cores, biases, time, m.copy(), w_out, b_out, cfg.readout, settings=settings,
+                         input_rate_gain=float(net.input_gain), bias_rate_gain=float(net.bias_gain))
 
 
 def nominal_weight_current(value: BiasValue) -> float:

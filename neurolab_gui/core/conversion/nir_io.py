@@ -73,7 +73,7 @@ def export_nir(net: ConstrainedNetwork, time: TimeMapping | None = None, setting
     if cfg.kind != "leaky":
         raise ValueError("only leaky RNNs have a synaptic time constant to export (got an Elman RNN)")
     f, h = net.n_inputs, net.n_hidden
-    w = net.weights()  # [H, F + 1 + H], scale[group] * multiplicity
+    w = net.weights()  # [H, F + 1 + H], scale[group] * source gain of the column * multiplicity
     t_ref = 1.0 / (cfg.saturation * time.r_max_hz) if cfg.saturation is not None else settings.t_ref_s
     r_max = time.r_max_hz
     ones = np.ones(h)
@@ -94,6 +94,8 @@ def export_nir(net: ConstrainedNetwork, time: TimeMapping | None = None, setting
             "saturation": float(cfg.saturation) if cfg.saturation is not None else -1.0,
             "unit_group": net.unit_group.astype(np.int64),
             "scale": net.scale.astype(np.float64),
+            "input_gain": float(net.input_gain),
+            "bias_gain": float(net.bias_gain),
             "max_fan_in": int(net.max_fan_in),
             "n_levels": int(net.precision.n_levels),
             "integrator": cfg.integrator,
@@ -303,7 +305,7 @@ def import_nir(
 
 def _constrained_from_metadata(model: RateRNN, w_in_node, w_rec_node, meta: dict) -> ConstrainedNetwork | None:
     """The exact constrained network when the graph carries this module's multiplicities and scales."""
-    from .constrain import WeightPrecision
+    from .constrain import WeightPrecision, copy_weight_matrix
 
     m_in = (getattr(w_in_node, "metadata", {}) or {}).get("multiplicity")
     m_rec = (getattr(w_rec_node, "metadata", {}) or {}).get("multiplicity")
@@ -315,11 +317,13 @@ def _constrained_from_metadata(model: RateRNN, w_in_node, w_rec_node, meta: dict
     h = model.config.n_hidden
     if m.shape != (h, model.config.n_inputs + 1 + h) or groups.shape != (h,) or groups.max() >= len(scale):
         raise NIRImportError("the graph's multiplicity metadata does not match its weights' shapes")
-    w = scale[groups][:, None] * m
+    input_gain, bias_gain = float(meta.get("input_gain", 1.0)), float(meta.get("bias_gain", 1.0))
+    w = copy_weight_matrix(scale, groups, model.config.n_inputs, input_gain, bias_gain) * m
     ours = torch.cat([model.w_in, model.w_bias[:, None], model.w_rec], dim=1).detach().cpu().numpy()
     if not np.allclose(w, ours, rtol=1e-6, atol=1e-9):
         raise NIRImportError(
             "the graph's weights differ from scale x multiplicity in its own metadata (edited after export?)"
         )
     precision = WeightPrecision(n_levels=int(meta.get("n_levels", 16)))
-    return ConstrainedNetwork(model, m, groups, scale, precision, int(meta.get("max_fan_in", CAM_ENTRIES_PER_NEURON)))
+    return ConstrainedNetwork(model, m, groups, scale, precision, int(meta.get("max_fan_in", CAM_ENTRIES_PER_NEURON)),
+                              input_gain, bias_gain)

@@ -40,7 +40,14 @@ from drivers.dynapse1.board_api import Board
 from .. import jobs
 from ..jobs import Progress, ProgressSink, check_cancel
 from .ablation import AblationRow, constraint_ablation
-from .constrain import ConstrainedNetwork, ConstraintConfig, check_convertible, constrain, normalize_activations
+from .constrain import (
+    ConstrainedNetwork,
+    ConstraintConfig,
+    FanInMask,
+    check_convertible,
+    constrain,
+    normalize_activations,
+)
 from .deployment import BoardProfile, TransferMatching
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
 from .models import RateRNN, RNNConfig
@@ -109,6 +116,10 @@ class PipelineConfig:
     #: also measure what each constraint costs, one at a time (:mod:`.ablation`; a few extra
     #: test-set evaluations of the rate model, no training)
     ablation: bool = False
+    #: train the float model with the chip's fan-in in the loop (:class:`.constrain.FanInMask`:
+    #: only the connections the CAM budget keeps, refitted every epoch), so the constrain step
+    #: prunes (almost) nothing (docs/decisions.md, "Fan-in-aware training").
+    train_fan_in: bool = True
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -205,7 +216,16 @@ def train_model(
     """A fresh model of ``cfg`` trained on ``task`` with BPTT."""
     torch.manual_seed(cfg.seed)
     model = build_model(task, cfg)
-    result = train(model, task, dataclasses.replace(cfg.train, count_noise=cfg.count_noise()), progress=progress, cancel=cancel)
+    mask = FanInMask(model, cfg.constraint.precision, cfg.constraint.max_fan_in) if cfg.train_fan_in else None
+    model.weight_transform = mask
+    try:
+        result = train(model, task, dataclasses.replace(cfg.train, count_noise=cfg.count_noise()), progress=progress, cancel=cancel,
+                       after_epoch=mask.refit if mask else None)
+    finally:
+        model.weight_transform = None
+    if mask is not None:
+        mask.bake()
+        result.test_accuracy, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
     return model, result
 
 
@@ -228,8 +248,9 @@ def run_ablation(model: RateRNN, constrained: ConstrainedNetwork, task: Task, cf
                                cfg.r_max_hz * cfg.dt_step_s, cfg.count_noise(), cfg.seed)
 
 
-def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None) -> StageResult:
-    """Accuracy and rate-implied spike / synaptic-event counts of a float model."""
+def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None,
+                source_gains: tuple[float, float] = (1.0, 1.0)) -> StageResult:
+    """Accuracy and rate-implied spike / synaptic-event counts of a float model (``source_gains``: input and bias channel rates)."""
     t0 = time.perf_counter()
     acc, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
     rates = mean_rates(model, task.x_test, task.lengths_test)  # [N, T*k, H]
@@ -240,8 +261,8 @@ def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fano
     syn = None
     if fanout is not None:
         f1 = task.n_features + 1
-        in_spikes = task.x_test[:, :, :].sum(1) * cfg.r_max_hz * k * cfg.dt_step_s  # [N, F]
-        bias_spikes = task.lengths_test * k * cfg.dt_step_s * cfg.r_max_hz
+        in_spikes = task.x_test[:, :, :].sum(1) * cfg.r_max_hz * k * cfg.dt_step_s * source_gains[0]  # [N, F]
+        bias_spikes = task.lengths_test * k * cfg.dt_step_s * cfg.r_max_hz * source_gains[1]
         syn = float((in_spikes @ fanout[: f1 - 1] + bias_spikes * fanout[f1 - 1] + hidden_spikes @ fanout[f1:]).mean())
     return StageResult(name, acc, len(task.x_test), spikes, syn, time.perf_counter() - t0, note="spikes implied by rates")
 
@@ -299,7 +320,8 @@ def convert(
     report.constraints = constrained.summary()
     time_map = cfg.time_mapping()
     mapped = map_network(constrained, time_map, cfg.settings)
-    report.add(_rate_stage("constrained", constrained.model, task, cfg, np.abs(mapped.multiplicity).sum(0)))
+    report.add(_rate_stage("constrained", constrained.model, task, cfg, np.abs(mapped.multiplicity).sum(0),
+                           (constrained.input_gain, constrained.bias_gain)))
     if cfg.ablation:
         report.ablation = run_ablation(model, constrained, task, cfg)
 

@@ -64,6 +64,7 @@ def encode_for(mapped: MappedNetwork, x: np.ndarray, lengths: np.ndarray, seed: 
     return sigma_delta_encode(
         x, lengths, t.r_max_hz, t.dt_step_s, t.steps_per_sample, t.gap_s, seed=seed,
         reset_rate_hz=t.reset_rate_hz if mapped.has_reset else 0.0, reset_s=t.reset_s,
+        input_gain=mapped.input_rate_gain, bias_gain=mapped.bias_rate_gain,
     )
 
 
