@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist1d-test", type=int, default=1000, help="MNIST-1D test samples for the spiking stages (1000: the whole test set)")
     parser.add_argument("--mnist1d-hidden", type=int, default=None, help="hidden units of the MNIST-1D RNN (default: pipeline.TASK_DEFAULTS)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", default="~/.cache/neurolab/bench-models",
+                        help="trained float models are kept here and reused for the same data and settings ('' = always train)")
     args = parser.parse_args(argv)
 
     import torch
 
-    from neurolab_gui.core.conversion.pipeline import config_for_task, convert, train_model
+    from neurolab_gui.core.conversion.pipeline import config_for_task, convert, train_model_cached
     from neurolab_gui.core.conversion.tasks import load_task
 
     torch.set_num_threads(1)
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             cfg.train.epochs, cfg.constraint.qat.epochs, cfg.n_test_spiking = max(5, cfg.train.epochs // 4), 2, 100
         t0 = time.perf_counter()
-        model, _ = train_model(task, cfg)
+        model, cached = train_model_cached(task, cfg, args.cache or None)
+        print(f"{name}: float model {'from the cache' if cached else 'trained'} ({time.perf_counter() - t0:.0f} s)", flush=True)
         result = convert(model, task, cfg)
         report = result.report
         print(report.table())

@@ -229,6 +229,49 @@ def train_model(
     return model, result
 
 
+def training_key(task: Task, cfg: PipelineConfig) -> str:
+    """A digest of everything :func:`train_model` depends on: the task's data and ``cfg``'s training choices."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for a in (task.x_train, task.y_train, task.lengths_train):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    model = {k: getattr(cfg, k) for k in ("n_hidden", "kind", "retention", "steps_per_sample", "readout", "saturation",
+                                          "integrator", "seed", "train_fan_in")}
+    fan_in = (cfg.constraint.max_fan_in, cfg.constraint.precision.n_levels) if cfg.train_fan_in else None
+    digest.update(json.dumps([task.name, model, dataclasses.asdict(cfg.train), cfg.count_noise(), fan_in],
+                             sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def train_model_cached(
+    task: Task,
+    cfg: PipelineConfig,
+    cache_dir: str | None,
+    progress: ProgressSink | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[RateRNN, bool]:
+    """:func:`train_model`, or the model it made before for the same data and choices (``cache_dir``).
+
+    Returns the model and whether it came from the cache.  Models are stored in the package's own
+    checkpoint format (:mod:`.checkpoint`), named by :func:`training_key`; ``cache_dir`` None trains.
+    """
+    from pathlib import Path
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+
+    if cache_dir is None:
+        return train_model(task, cfg, progress, cancel)[0], False
+    path = Path(cache_dir).expanduser() / f"{task.name}-{training_key(task, cfg)}.pt"
+    if path.exists():
+        return load_checkpoint(path).model, True
+    model, result = train_model(task, cfg, progress, cancel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model, {"test_accuracy": result.test_accuracy, "training_key": path.stem})
+    return model, False
+
+
 def constrain_model(
     model: RateRNN,
     task: Task,
