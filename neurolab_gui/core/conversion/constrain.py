@@ -424,22 +424,25 @@ class FanInMask:
     """Weight transform for float training with the chip's fan-in: only connections the CAM budget keeps.
 
     Train-and-constrain for the connectivity: after every epoch (:meth:`refit`) one copy weight
-    for the whole network is fitted (:func:`quantise`, one group, plain rounding) and every unit
-    keeps the connections whose projected multiplicity is non-zero, at their float values.  The
+    for the whole network and the source gains are fitted (:func:`quantise`, one group, plain
+    rounding) and every unit keeps the connections whose projected multiplicity is non-zero, at
+    their float values.  The
     forward pass uses the masked weights; the gradient reaches every weight (straight through), so a
     pruned connection that grows comes back at the next refit (as in Deep R).  :meth:`bake` writes
     the mask into the model and removes the transform: the float model then needs no pruning.
     """
 
-    def __init__(self, model: RateRNN, precision: WeightPrecision, budget: int) -> None:
+    def __init__(self, model: RateRNN, precision: WeightPrecision, budget: int,
+                 source_gains: tuple[float, float] | None = None) -> None:
         self.model = model
         self.precision = precision
         self.budget = budget
+        self.source_gains = source_gains
         self.refit()
 
     def refit(self, _epoch: int = 0) -> None:
         w = stacked_weights(self.model)
-        q = quantise(w, np.zeros(len(w), np.int64), self.precision, self.budget, None, None)
+        q = quantise(w, np.zeros(len(w), np.int64), self.precision, self.budget, None, self.source_gains)
         self.mask = q.multiplicity != 0
 
     def __call__(self, w_in: torch.Tensor, w_bias: torch.Tensor, w_rec: torch.Tensor):

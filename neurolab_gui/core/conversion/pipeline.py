@@ -47,6 +47,7 @@ from .constrain import (
     check_convertible,
     constrain,
     normalize_activations,
+    source_gains_of,
 )
 from .deployment import BoardProfile, TransferMatching
 from .mapping import MappedNetwork, NeuronSettings, TimeMapping, map_network
@@ -216,7 +217,8 @@ def train_model(
     """A fresh model of ``cfg`` trained on ``task`` with BPTT."""
     torch.manual_seed(cfg.seed)
     model = build_model(task, cfg)
-    mask = FanInMask(model, cfg.constraint.precision, cfg.constraint.max_fan_in) if cfg.train_fan_in else None
+    c = cfg.constraint
+    mask = FanInMask(model, c.precision, c.max_fan_in, source_gains_of(c)) if cfg.train_fan_in else None
     model.weight_transform = mask
     try:
         result = train(model, task, dataclasses.replace(cfg.train, count_noise=cfg.count_noise()), progress=progress, cancel=cancel,
@@ -239,7 +241,8 @@ def training_key(task: Task, cfg: PipelineConfig) -> str:
         digest.update(np.ascontiguousarray(a).tobytes())
     model = {k: getattr(cfg, k) for k in ("n_hidden", "kind", "retention", "steps_per_sample", "readout", "saturation",
                                           "integrator", "seed", "train_fan_in")}
-    fan_in = (cfg.constraint.max_fan_in, cfg.constraint.precision.n_levels) if cfg.train_fan_in else None
+    c = cfg.constraint
+    fan_in = (c.max_fan_in, c.precision.n_levels, source_gains_of(c)) if cfg.train_fan_in else None
     digest.update(json.dumps([task.name, model, dataclasses.asdict(cfg.train), cfg.count_noise(), fan_in],
                              sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
