@@ -175,7 +175,9 @@ def test_multiplicity_compensation_divides_by_the_relative_gain():
     weak = compensate_multiplicities(net, np.full(h, 0.5), np.ones(h))
     pos = net.multiplicity > 0
     assert np.all(weak[pos] >= net.multiplicity[pos]) and np.abs(weak).sum(1).max() <= net.max_fan_in
-    assert np.array_equal(weak[net.multiplicity < 0], net.multiplicity[net.multiplicity < 0])
+    slack = np.abs(weak).sum(1) < net.max_fan_in  # rows the CAM budget did not force to prune
+    neg = (net.multiplicity < 0) & slack[:, None]
+    assert slack.any() and np.array_equal(weak[neg], net.multiplicity[neg])
     with pytest.raises(ValueError):
         compensate_multiplicities(net, np.zeros(h), np.ones(h))
     with pytest.raises(ValueError, match="within its core"):
