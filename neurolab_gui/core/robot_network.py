@@ -127,7 +127,8 @@ class NetworkController:
         m, t, coding = self.mapped, self.mapped.time, self.coding
         x = coding.features(histogram)
         stim = sigma_delta_encode(x[None, None, :], np.array([1]), t.r_max_hz, t.dt_step_s, t.steps_per_sample, gap_s=0.0,
-                                  seed=self._seed + self._step, lead_s=0.0)
+                                  seed=self._seed + self._step, lead_s=0.0, input_gain=m.input_rate_gain,
+                                  bias_gain=m.bias_rate_gain)
         self._step += 1
         period = self.period_s
         events = run_program(board, generator_program(m, stim), period)
@@ -144,7 +145,8 @@ class NetworkController:
         half = coding.n_bins // 2
         lw, rw = self._left_wheel_units, self._right_wheel_units
         return ControlOutput(
-            events, left, right, float(x[:half].mean() * t.r_max_hz), float(x[half:].mean() * t.r_max_hz),
+            events, left, right, float(x[:half].mean() * t.r_max_hz * m.input_rate_gain),
+            float(x[half:].mean() * t.r_max_hz * m.input_rate_gain),
             float(self._trace[lw].mean()) if len(lw) else 0.0, float(self._trace[rw].mean()) if len(rw) else 0.0,
             counts[lw] / period, counts[rw] / period,
         )  # fmt: skip
