@@ -21,9 +21,9 @@ def test_a_cached_model_is_reused_only_for_the_same_data_and_settings(tmp_path):
     cfg.train.seed = 1
     assert training_key(task, cfg) != key
     cfg.train.seed = 0
-    cfg.train_fan_in = False
+    cfg.train_fan_in = not cfg.train_fan_in
     assert training_key(task, cfg) != key
-    cfg.train_fan_in = True
+    cfg.train_fan_in = not cfg.train_fan_in
     assert training_key(task.subset(50, 10), cfg) != key  # other data
     _, cached = train_model_cached(task, cfg, None)
     assert not cached
