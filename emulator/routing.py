@@ -10,8 +10,11 @@ Routing semantics (chip facts, ``dynapse_protocol.md`` §1, §5):
   within its core).  Every neuron there whose CAM holds that address receives one synaptic event
   per matching entry type; ``n`` matching entries of the same type add up with the on-chip
   saturation (``EmulatorConfig.cam_saturation_*``).
-* If the destination lies outside the grid, the spike goes to the FPGA and so to the host.  The
-  FPGA forwards the mask's 4 bits and libcaer reads them as ``chip id + 1``; the host therefore
+* A route is a displacement: the spike ends ``dx`` columns and ``dy`` rows away (the hop order
+  does not matter for where it ends).  If it ends on the FPGA's position in the mesh, just south
+  of U2 (the FPGA handshakes only U2's south output, user guide §7; all four of libcaer's cell-0
+  routes end there), the spike goes to the FPGA and so to the host.  A route that ends anywhere
+  else outside the grid reaches nothing and is dropped.  The FPGA forwards the mask's 4 bits and libcaer reads them as ``chip id + 1``; the host therefore
   sees chip ``core_mask - 1`` (with libcaer's default routes that is the source chip).  For masks
   above 4, which would decode to a chip id the board does not have, the emulator reports the
   source chip.  The host sees the *virtual* core as the source core.
@@ -48,13 +51,21 @@ def input_key(chip: np.ndarray | int, core: np.ndarray | int, address: np.ndarra
     return (chip * N_CORES_PER_CHIP + core) * N_NEURONS_PER_CHIP + address
 
 
+#: ``route_destination`` of a route that ends on the FPGA (the host) and of one that ends nowhere.
+TO_HOST = -1
+OFF_BOARD = -2
+#: The FPGA's (column, row) in the chip mesh: south of U2 (row 2 is one below the 2x2 grid).
+FPGA_POSITION = (0, 2)
+
+
 def route_destination(chip: int, sx: int, dx: int, sy: int, dy: int) -> int:
-    """Destination chip of an SRAM route from ``chip``, or -1 when it leaves the grid (host)."""
+    """Destination chip of an SRAM route from ``chip``; :data:`TO_HOST` when it ends on the FPGA,
+    :data:`OFF_BOARD` when it leaves the grid anywhere else (the spike is lost)."""
     x = (chip & 1) + (dx if sx == 0 else -dx)
     row = (chip >> 1) + (dy if sy == 1 else -dy)
     if 0 <= x <= 1 and 0 <= row <= 1:
         return row * 2 + x
-    return -1
+    return TO_HOST if (x, row) == FPGA_POSITION else OFF_BOARD
 
 
 def saturated_count(n: np.ndarray, saturation_count: float, sharpness: float) -> np.ndarray:
@@ -132,7 +143,7 @@ def build_routing(tables: ChipTables, saturation_count: float, sharpness: float,
         vcore, sx, dx, sy, dy, mask = (sram[:, cell, f] for f in range(6))
         dest = dest_lookup[src_chip, sx, dx, sy, dy]
         routed = mask != 0
-        to_host = routed & (dest < 0)
+        to_host = routed & (dest == TO_HOST)
         chip_field = (mask >= 1) & (mask <= N_CHIPS)  # libcaer writes chip id + 1 into the mask
         host_chip[to_host, cell] = np.where(chip_field, mask - 1, src_chip)[to_host]
         host_core[to_host, cell] = vcore[to_host]

@@ -169,9 +169,21 @@ def test_netlist_is_written_as_cam_and_sram_and_limits_are_checked():
     with pytest.raises(NetlistError, match=r"neuron \(chip 2, core 3, neuron 7\) needs 65 CAM"):
         board.write_netlist(too_many)
     assert len(sim.calls) == n
+    # Two sources with one address on different chips: the second gets another virtual core, so
+    # chip 2's CAM tells them apart (the tag is what the SRAM cell says, the CAM listens to it).
+    retagged = Netlist()
+    retagged.add(NeuronAddress(0, 0, 9), b, SynapseType.AMPA)
+    retagged.add(NeuronAddress(1, 0, 9), b, SynapseType.AMPA)
+    sim.calls.clear()
+    assert board.write_netlist(retagged) == []
+    cams = [c for c in sim.named("write_cam") if c[0] == 2 and c[1] == 775]
+    assert [(c[3], c[4]) for c in cams[:2]] == [(0, 9), (1, 9)]
+    to_chip2 = {(s[0], s[3]) for s in sim.named("write_sram") if s[1] == 9 and s[8] == 8}
+    assert to_chip2 == {(0, 0), (1, 1)}  # (chip, virtual core) of the cells routing to chip 2 core 3
+    # Four tags share a neuron id: five sources with id 9 reaching one core cannot all differ.
     aliased = Netlist()
-    aliased.add(NeuronAddress(0, 0, 9), b, SynapseType.AMPA)
-    aliased.add(NeuronAddress(1, 0, 9), b, SynapseType.AMPA)
+    for chip, core in ((0, 0), (0, 1), (1, 0), (1, 1), (3, 2)):
+        aliased.add(NeuronAddress(chip, core, 9), b, SynapseType.AMPA)
     assert any("aliasing on chip 2 core 3" in w for w in board.write_netlist(aliased))
     board.close()
 

@@ -172,3 +172,32 @@ def test_timestamp_reset_and_fractional_durations():
     sim.set_bias(0, 0, "IF_DC_P", 0, 255)
     ev = sim.run(0.01)
     assert ev.timestamp_us.min() >= 0 and ev.timestamp_us.max() < 10_000
+
+
+def test_routes_end_where_their_hops_say_and_only_the_fpga_position_reaches_the_host():
+    from emulator.routing import OFF_BOARD, TO_HOST
+
+    # every in-grid displacement from every chip lands on the chip it points at
+    for chip in range(4):
+        x, row = chip & 1, chip >> 1
+        for dest in range(4):
+            dx, dy = (dest & 1) - x, (dest >> 1) - row
+            assert route_destination(chip, int(dx < 0), abs(dx), int(dy > 0), abs(dy)) == dest
+    assert route_destination(3, 1, 1, 1, 1) == TO_HOST  # U3 west then south: below U2, the FPGA
+    assert route_destination(3, 0, 0, 1, 1) == OFF_BOARD  # below U3: no FPGA there
+    assert route_destination(0, 0, 0, 0, 1) == OFF_BOARD  # north of U0
+    assert route_destination(1, 0, 1, 0, 0) == OFF_BOARD  # east of U1
+
+
+def test_a_route_off_the_board_delivers_nothing_and_the_tag_is_the_cells_virtual_core():
+    sim = board()
+    sim.set_bias(1, 1, "IF_DC_P", 0, 255)  # chip 1 core 1 fires hard, incl. its neuron 3
+    sim.clear_sram(1)
+    sim.write_sram(1, 256 + 3, 0, 1, 0, 1, 0, 0, 15)  # one hop east of U1: off the board
+    ev = sim.run(0.05)
+    assert len(sim.last_spikes.select(sim.last_spikes.chip == 1)) > 0 and 1 not in set(ev.chip.tolist())
+    sim.write_cam(0, 40, 0, 2, 3, AMPA)  # chip 0 neuron 40 listens to tag (core 2, neuron 3)
+    sim.write_cam(0, 41, 0, 1, 3, AMPA)  # neuron 41 to the source's real address (core 1, neuron 3)
+    sim.write_sram(1, 256 + 3, 1, 2, 1, 1, 0, 0, 1)  # U1 -> U0 core 0, virtual core 2
+    sim.run(0.02)
+    assert sim.state.i_syn[40, AMPA] > 0.0 and sim.state.i_syn[41, AMPA] == 0.0
