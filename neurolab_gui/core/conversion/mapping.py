@@ -66,7 +66,8 @@ from drivers.dynapse1.circuit import (
     CircuitConstants,
 )
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
-from drivers.dynapse1.topology import N_NEURONS_PER_CORE, SynapseType
+from drivers.dynapse1.netlist_compiler import CompiledNetlist, compile_netlist
+from drivers.dynapse1.topology import N_CHIPS, N_NEURONS_PER_CORE, SynapseType
 
 from .constrain import ConstrainedNetwork
 from .models import tau_from_retention
@@ -190,8 +191,10 @@ class MappedNetwork:
     netlist : connections (inputs and recurrent) and monitored neurons
     unit_addresses : physical neuron of every hidden unit
     input_addresses : FPGA source of every input feature, then the bias channel, then the reset
-        channel (when the time mapping has one)
-    core_masks : destination-core mask of every input source (where its targets live)
+        channel (when the time mapping has one), on the network's first chip; the same source id
+        is played on every chip in ``core_masks`` (:meth:`generator_channels`)
+    core_masks : ``[channels, 4]`` destination-core mask of every input channel on every chip
+        (where its targets live; 0: the channel is not played on that chip)
     group_cores : ``(chip, core)`` of every core group
     biases : full per-core bias set for the cores in use
     time : the time mapping
@@ -247,7 +250,37 @@ class MappedNetwork:
 
     @property
     def chip(self) -> int:
+        """The network's first chip (where its input sources are listed); see :attr:`chips`."""
         return self.unit_addresses[0].chip
+
+    @property
+    def chips(self) -> list[int]:
+        """Every chip that holds units of the network, ascending."""
+        return sorted({a.chip for a in self.unit_addresses})
+
+    @property
+    def input_copies(self) -> int:
+        """Spike-generator events per input spike at most: the chips one channel is played on."""
+        return max(1, int((self.core_masks != 0).sum(1).max(initial=1)))
+
+    def generator_channels(self, times_us: np.ndarray, channels: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, list[InputAddress], list[int]]:
+        """Spikes of the input channels as spike-generator events on every chip that needs them.
+
+        Returns ``(times_us, generator_channels, sources, core_masks)`` for
+        :func:`~neurolab_gui.core.probing.program.spike_program`: a spike of channel ``j`` becomes
+        one event per chip in ``core_masks[j]``, at the same time, from source id
+        ``input_addresses[j].neuron`` on that chip.
+        """
+        masks = np.asarray(self.core_masks).reshape(len(self.input_addresses), -1)
+        pairs = np.argwhere(masks != 0)  # (channel, chip), by channel then chip
+        sources = [InputAddress(int(c), self.input_addresses[j].neuron) for j, c in pairs]
+        per_channel = [np.flatnonzero(pairs[:, 0] == j) for j in range(len(masks))]
+        times_us, channels = np.asarray(times_us), np.asarray(channels, np.int64)
+        copies = [per_channel[j] for j in channels.tolist()]
+        counts = np.array([len(c) for c in copies], np.int64)
+        expanded = np.concatenate(copies) if copies else np.zeros(0, np.int64)
+        return np.repeat(times_us, counts), expanded, sources, [int(masks[j, c]) for j, c in pairs]
 
     def set_unit_calibration(self, gain: np.ndarray, offset_hz: np.ndarray) -> None:
         """Install per-unit gain/offset (calibration hook); validated before anything changes."""
@@ -277,6 +310,7 @@ class MappedNetwork:
     def summary(self) -> dict:
         return {
             "chip": self.chip,
+            "chips": self.chips,
             "group_cores": [list(gc) for gc in self.group_cores],
             "n_connections": len(self.netlist.connections),
             "cam_entries": int(np.abs(self.multiplicity).sum()),
@@ -287,29 +321,170 @@ class MappedNetwork:
         }
 
 
-def allocate_units(unit_group: np.ndarray, n_sources: int, chip: int = 0) -> tuple[list[NeuronAddress], list[tuple[int, int]]]:
+def _core0_first_id(n_sources: int) -> int:
+    return max(n_sources + 1, CORE0_FIRST_UNIT_ID)
+
+
+def _core_capacity(core: int, n_sources: int) -> int:
+    return N_NEURONS_PER_CORE - (_core0_first_id(n_sources) if core == 0 else 0)
+
+
+def chips_from(chip: int) -> list[int]:
+    """The board's chips in the order a network starting on ``chip`` takes them: its mesh
+    neighbour in x, in y, then the diagonal one (one hop before two)."""
+    return [chip ^ k for k in (0, 1, 2, 3)]
+
+
+def group_reach(multiplicity: np.ndarray, unit_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which core groups every source reaches: ``[H, G]`` for the units, ``[F + 1, G]`` for the inputs.
+
+    ``multiplicity`` is the constrained network's ``[H, F + 1 + H]`` (inputs and bias channel,
+    then the units as sources).
+    """
+    m = np.asarray(multiplicity) != 0
+    h = len(unit_group)
+    onehot = np.eye(int(unit_group.max()) + 1, dtype=np.int64)[unit_group]  # [H, G]
+    reach = (m.T.astype(np.int64) @ onehot) > 0  # [F + 1 + H, G]
+    return reach[-h:], reach[:-h]
+
+
+def inter_chip_traffic(chip_of_group: np.ndarray, unit_group: np.ndarray, unit_reach: np.ndarray,
+                       input_reach: np.ndarray) -> tuple[int, int]:
+    """Events that cross chips per spike of every source, and the most chips one unit's spikes reach.
+
+    A spike travels once to every chip that holds one of its targets (one SRAM cell each, the
+    destination cores of a chip share it), so a unit costs one inter-chip event per *other*
+    chip it reaches; an input costs one spike-generator event per chip it reaches beyond the
+    first.  The total over all sources (every source weighted equally: rates are unknown at
+    mapping time) is what the partition minimises.
+    """
+    n_chips = int(chip_of_group.max()) + 1
+    onehot = np.eye(n_chips, dtype=np.int64)[chip_of_group]  # [G, chips]
+    unit_chips = (unit_reach.astype(np.int64) @ onehot) > 0
+    own = chip_of_group[unit_group]
+    crossing = int(unit_chips.sum() - unit_chips[np.arange(len(own)), own].sum())
+    input_chips = ((input_reach.astype(np.int64) @ onehot) > 0).sum(1)
+    crossing += int(np.clip(input_chips - 1, 0, None).sum())
+    return crossing, int(unit_chips.sum(1).max(initial=0))
+
+
+def partition_groups(sizes: np.ndarray, n_chips: int, capacity0: int, unit_group: np.ndarray,
+                     unit_reach: np.ndarray | None = None, input_reach: np.ndarray | None = None) -> np.ndarray:
+    """Chip (0..n_chips-1) of every core group: at most 4 groups per chip, at most 3 of them too
+    big for core 0, with the least inter-chip traffic (:func:`inter_chip_traffic`) that a local
+    search finds.
+
+    Starts from the groups in order, chip by chip, then moves single groups to chips with a free
+    core and swaps pairs across chips while that lowers the traffic.  A unit's spikes may reach at
+    most 3 chips (SRAM cell 0 is the host route), so assignments breaking that cost more than any
+    traffic.
+    """
+    n_groups = len(sizes)
+    big = sizes > capacity0
+    chip_of = np.empty(n_groups, np.int64)
+    load, big_load = np.zeros(n_chips, np.int64), np.zeros(n_chips, np.int64)
+    for g in np.argsort(~big, kind="stable"):  # big groups first, so each chip keeps core 0 for a small one
+        fits = [c for c in range(n_chips) if load[c] < 4 and (not big[g] or big_load[c] < 3)]
+        if not fits:
+            raise ValueError(f"{n_groups} core groups do not fit {n_chips} chips")
+        c = fits[0]
+        chip_of[g], load[c], big_load[c] = c, load[c] + 1, big_load[c] + big[g]
+    if unit_reach is None or n_chips == 1:
+        return chip_of
+    if input_reach is None:
+        input_reach = np.zeros((0, n_groups), bool)
+    sram_chips = 3  # destination chips a unit's SRAM can hold
+
+    def cost(assign: np.ndarray) -> int:
+        crossing, widest = inter_chip_traffic(assign, unit_group, unit_reach, input_reach)
+        return crossing + (10**9 if widest > sram_chips else 0)
+
+    def valid(assign: np.ndarray) -> bool:
+        counts = np.bincount(assign, minlength=n_chips)
+        return bool(counts.max() <= 4 and np.bincount(assign[big], minlength=n_chips).max(initial=0) <= 3)
+
+    best = cost(chip_of)
+    improved = True
+    while improved:
+        improved = False
+        candidates = [(g, c) for g in range(n_groups) for c in range(n_chips) if c != chip_of[g]]
+        candidates += [(g, -1 - h) for g in range(n_groups) for h in range(g + 1, n_groups) if chip_of[g] != chip_of[h]]
+        for g, target in candidates:
+            trial = chip_of.copy()
+            if target >= 0:
+                trial[g] = target
+            else:
+                h = -1 - target
+                trial[g], trial[h] = chip_of[h], chip_of[g]
+            if not valid(trial):
+                continue
+            c = cost(trial)
+            if c < best:
+                chip_of, best, improved = trial, c, True
+    return chip_of
+
+
+def allocate_units(unit_group: np.ndarray, n_sources: int, chip: int = 0,
+                   multiplicity: np.ndarray | None = None) -> tuple[list[NeuronAddress], list[tuple[int, int]]]:
     """Physical neuron of every hidden unit, and the (chip, core) of every group.
 
-    ``n_sources`` FPGA sources use ids ``1..n_sources``; core-0 units start above them and at
-    :data:`CORE0_FIRST_UNIT_ID` at the lowest.
+    ``n_sources`` FPGA sources use ids ``1..n_sources`` on every chip they reach; core-0 units
+    start above them and at :data:`CORE0_FIRST_UNIT_ID` at the lowest.
+
+    A network whose groups fit one chip (at most 4 groups, the one on core 0 small enough) stays
+    on ``chip``, group ``g`` on core ``CORE_ORDER[g]``.  A larger one takes the fewest chips that
+    hold its groups (:func:`chips_from` ``chip``), partitioned by :func:`partition_groups` to
+    minimise the spikes that cross chips (``multiplicity``, the constrained network's
+    ``[H, F + 1 + H]`` copies, says who reaches whom; without it the groups go in order).  On
+    each chip the biggest groups take cores 1-3 and the smallest core 0.  Unit ids are staggered
+    across the cores of a chip (core 0's block first, then cores 1, 2, 3, continuing round the
+    256 ids), so that a neuron id recurs at most once per chip while a chip holds at most 256
+    units: a spike arriving from another chip can then always get a CAM tag of its own (the
+    netlist compiler picks its virtual core).
     """
+    unit_group = np.asarray(unit_group, np.int64)
     n_groups = int(unit_group.max()) + 1
-    if n_groups > len(CORE_ORDER):
-        raise ValueError(f"{n_groups} core groups do not fit on one chip (4 cores)")
-    addresses: list[NeuronAddress | None] = [None] * len(unit_group)
-    group_cores = []
-    for g in range(n_groups):
-        core = CORE_ORDER[g]
-        first_id = max(n_sources + 1, CORE0_FIRST_UNIT_ID) if core == 0 else 0  # core 0: above every source id
-        units = np.flatnonzero(unit_group == g)
-        if first_id + len(units) > N_NEURONS_PER_CORE:
-            raise ValueError(
-                f"core group {g} has {len(units)} units; core {core} offers {N_NEURONS_PER_CORE - first_id} neurons "
-                "(use more core groups or fewer hidden units)"
-            )
-        for i, u in enumerate(units):
-            addresses[u] = NeuronAddress(chip, core, first_id + i)
-        group_cores.append((chip, core))
+    sizes = np.bincount(unit_group, minlength=n_groups)
+    cap0 = _core_capacity(0, n_sources)
+    if sizes.max() > N_NEURONS_PER_CORE:
+        g = int(sizes.argmax())
+        raise ValueError(f"core group {g} has {sizes[g]} units; a core has {N_NEURONS_PER_CORE} neurons (use more core groups)")
+    one_chip = n_groups <= len(CORE_ORDER) and all(sizes[g] <= _core_capacity(CORE_ORDER[g], n_sources) for g in range(n_groups))
+    if one_chip:
+        addresses: list[NeuronAddress | None] = [None] * len(unit_group)
+        group_cores = []
+        for g in range(n_groups):
+            core = CORE_ORDER[g]
+            first_id = _core0_first_id(n_sources) if core == 0 else 0  # core 0: above every source id
+            for i, u in enumerate(np.flatnonzero(unit_group == g)):
+                addresses[u] = NeuronAddress(chip, core, first_id + i)
+            group_cores.append((chip, core))
+        return addresses, group_cores  # type: ignore[return-value]
+
+    n_big = int((sizes > cap0).sum())
+    n_chips = max(-(-n_groups // len(CORE_ORDER)), -(-n_big // 3))
+    if n_chips > N_CHIPS:
+        raise ValueError(
+            f"{n_groups} core groups ({n_big} with more than the {cap0} units core 0 can take) need {n_chips} chips; "
+            f"the board has {N_CHIPS} (use fewer hidden units)"
+        )
+    unit_reach = input_reach = None
+    if multiplicity is not None:
+        unit_reach, input_reach = group_reach(multiplicity, unit_group)
+    chip_of = partition_groups(sizes, n_chips, cap0, unit_group, unit_reach, input_reach)
+    chips = chips_from(chip)[:n_chips]
+    group_cores: list[tuple[int, int]] = [(0, 0)] * n_groups
+    addresses = [None] * len(unit_group)
+    for k, physical in enumerate(chips):
+        groups = sorted(np.flatnonzero(chip_of == k).tolist(), key=lambda g: (-sizes[g], g))
+        cores = dict(zip(groups, CORE_ORDER, strict=False))  # the smallest group of four on core 0
+        next_id = _core0_first_id(n_sources)
+        for g in sorted(groups, key=lambda g: (cores[g] != 0, cores[g])):  # core 0's ids first
+            core = cores[g]
+            group_cores[g] = (physical, core)
+            for u in np.flatnonzero(unit_group == g):
+                addresses[u] = NeuronAddress(physical, core, next_id % N_NEURONS_PER_CORE)
+                next_id += 1
     return addresses, group_cores  # type: ignore[return-value]
 
 
@@ -370,30 +545,38 @@ def map_network(
     if cfg.saturation is not None:  # the refractory period makes the rate curve the model's phi
         settings.t_ref_s = 1.0 / (cfg.saturation * time.r_max_hz)
     circuit = circuit or CircuitModel()
-    f, _h = net.n_inputs, net.n_hidden
+    f = net.n_inputs
     if f + 2 > N_NEURONS_PER_CORE:
         raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
-    units, group_cores = allocate_units(net.unit_group, f + 2, chip)  # inputs, bias and the reset channel's id
+    m = net.multiplicity
+    units, group_cores = allocate_units(net.unit_group, f + 2, chip, m)  # inputs, bias and the reset channel's id
     use_reset = time.reset_rate_hz > 0
-    inputs = [InputAddress(chip, 1 + k) for k in range(f + 1 + int(use_reset))]
+    n_channels = f + 1 + int(use_reset)
+    # Every FPGA channel is played on each chip that holds one of its targets (an input reaches
+    # only the chip it is injected on), with the same source id there; ``core_masks[j, chip]``.
+    core_masks = np.zeros((n_channels, N_CHIPS), np.int64)
+    for i, post in enumerate(units):
+        for j in np.flatnonzero(m[i, : f + 1]):
+            core_masks[j, post.chip] |= 1 << post.core
+        if use_reset:
+            core_masks[f + 1, post.chip] |= 1 << post.core
+    home = units[0].chip if units else chip
+    inputs = [InputAddress(home, 1 + k) for k in range(n_channels)]
     sources: list[NeuronAddress | InputAddress] = [*inputs[: f + 1], *units]
     netlist = Netlist(monitored=set(units))
-    m = net.multiplicity
     if use_reset and net.fan_in().max() + 1 > 64:
         raise ValueError(
             f"a unit uses {net.fan_in().max()} CAM entries and the reset channel needs one more; "
             "constrain with max_fan_in=63 (or disable the reset channel)"
         )
-    core_masks = np.zeros(len(inputs), np.int64)
     for i, post in enumerate(units):
         for j in np.flatnonzero(m[i]):
             syn = EXCITATORY if m[i, j] > 0 else INHIBITORY
-            netlist.add(sources[j], post, syn, int(abs(m[i, j])))
-            if j <= f:
-                core_masks[j] |= 1 << post.core
+            pre = InputAddress(post.chip, 1 + j) if j <= f else sources[j]  # inputs: the copy on the unit's chip
+            netlist.add(pre, post, syn, int(abs(m[i, j])))
         if use_reset:
-            netlist.add(inputs[f + 1], post, RESET_SYNAPSE, 1)
-            core_masks[f + 1] |= 1 << post.core
+            netlist.add(InputAddress(post.chip, f + 2), post, RESET_SYNAPSE, 1)
+    check_routes(netlist)
     biases: dict[tuple[int, int, str], BiasValue] = {}
     per_core = core_bias_set(time, settings, circuit)
     per_amp = circuit.copy_gain_per_weight_current(time, settings)
@@ -407,6 +590,22 @@ def map_network(
     b_out = net.model.readout.bias.detach().cpu().numpy().astype(np.float64)
     return MappedNetwork(netlist, units, inputs, core_masks, group_cores, biases, time, m.copy(), w_out, b_out, cfg.readout, settings=settings,
                          input_rate_gain=float(net.input_gain), bias_rate_gain=float(net.bias_gain))
+
+
+def check_routes(netlist: Netlist) -> CompiledNetlist:
+    """Compile ``netlist`` as a board would and refuse what the chips cannot do.
+
+    The compiler checks the CAM (64 entries) and SRAM (3 destination chips besides the host
+    route) limits and gives every inter-chip route a CAM tag of its own where one is free; a
+    collision that remains (more sources with one neuron id than a core can tell apart) would
+    silently add the wrong synapses, so the mapping refuses it, naming the first collisions.
+    """
+    compiled = compile_netlist(netlist)  # NetlistError (a ValueError) names a broken limit
+    if compiled.warnings:
+        shown = "; ".join(compiled.warnings[:3])
+        more = f" (and {len(compiled.warnings) - 3} more)" if len(compiled.warnings) > 3 else ""
+        raise ValueError(f"the mapped network aliases on the board's CAMs: {shown}{more}")
+    return compiled
 
 
 def nominal_weight_current(value: BiasValue) -> float:

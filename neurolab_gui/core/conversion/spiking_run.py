@@ -69,8 +69,9 @@ def encode_for(mapped: MappedNetwork, x: np.ndarray, lengths: np.ndarray, seed: 
 
 
 def generator_program(mapped: MappedNetwork, stim: Stimulus) -> list[SpikeGenEvent]:
-    """Spike-generator program of a stimulus: each channel's source address and destination cores."""
-    return spike_program(stim.times_us, stim.channels, mapped.input_addresses, mapped.core_masks)
+    """Spike-generator program of a stimulus: each channel's source address and destination cores,
+    on every chip the channel reaches (:meth:`MappedNetwork.generator_channels`)."""
+    return spike_program(*mapped.generator_channels(stim.times_us, stim.channels))
 
 
 def decode(mapped: MappedNetwork, events: SpikeEvents, stim: Stimulus) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,7 +111,7 @@ def decode(mapped: MappedNetwork, events: SpikeEvents, stim: Stimulus) -> tuple[
 def configure_board(board: Board, mapped: MappedNetwork) -> list[str]:
     """Write biases and connectivity of ``mapped``; returns the netlist warnings (e.g. aliasing)."""
     board.stop_spike_generator()
-    board.clear_connections([mapped.chip])
+    board.clear_connections(mapped.chips)
     board.apply_bias_set(mapped.biases)
     return list(board.write_netlist(mapped.netlist))
 
@@ -134,7 +135,7 @@ def stream_samples(
     t0 = time.perf_counter()
     x = np.asarray(x, np.float32)
     lengths = np.asarray(lengths, np.int64)
-    plan = chunk_samples(encode_for(mapped, x, lengths, seed), GENERATOR_CAPACITY)
+    plan = chunk_samples(encode_for(mapped, x, lengths, seed), GENERATOR_CAPACITY // mapped.input_copies)
     n, h = len(x), mapped.n_hidden
     features, preds = np.zeros((n, h)), np.zeros(n, np.int64)
     counts, in_counts = np.zeros((n, h)), np.zeros((n, mapped.n_sources))
