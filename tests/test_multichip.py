@@ -123,3 +123,37 @@ def test_2000_units_on_three_chips_spike_on_the_emulator_as_in_the_brian2_stage(
     # step where a threshold crossing lies within rounding (measured: 16 781 of 16 817 coincide)
     assert np.array_equal(emulated, counts["brian2"])
     assert len(pairs["emulator"] & pairs["brian2"]) >= 0.99 * len(pairs["emulator"])
+
+
+def _ideal_board():
+    from emulator.config import EmulatorConfig, MismatchConfig
+    from emulator.sim_board import SimulatorBoard
+    from emulator.simulator import BoardSimulator
+
+    return SimulatorBoard(BoardSimulator("MULTI001", EmulatorConfig(mismatch=MismatchConfig.ideal())))
+
+
+def test_probes_and_transfer_matching_measure_every_chip_of_the_network():
+    from drivers.dynapse1.netlist import NeuronAddress
+    from drivers.dynapse1.topology import SynapseType
+    from neurolab_gui.core.conversion.mapping import EXCITATORY
+    from neurolab_gui.core.conversion.transfer import ProbeDesign, _measure
+    from neurolab_gui.core.probing.curves import measure_synaptic_curves
+    from neurolab_gui.core.probing.taus import measure_synaptic_taus
+
+    net, _ = chain_network(n_hidden=160, n_groups=8, seed=2)  # 8 groups of 20: two chips of four cores
+    mapped = map_network(net, TIME)
+    assert mapped.chips == [0, 1]
+    board = _ideal_board()
+    board.apply_bias_set(mapped.biases)
+    # the same neurons on two chips, the same program: an ideal board answers identically on both
+    addresses = [NeuronAddress(c, 1, n) for c in (0, 1) for n in range(40, 48)]
+    curves = measure_synaptic_curves(board, addresses, SynapseType.AMPA, [100.0, 200.0], 4, level_s=0.3, settle_s=0.1)
+    assert curves.rates_hz[:8].min() > 0 and np.array_equal(curves.rates_hz[:8], curves.rates_hz[8:])
+    taus = measure_synaptic_taus(board, {SynapseType.AMPA: addresses}, {SynapseType.AMPA: 150.0}, {SynapseType.AMPA: 100.0})
+    tau = taus[SynapseType.AMPA].tau_s
+    assert np.isfinite(tau).all() and np.allclose(tau[:8], tau[8:])
+    fits = _measure(board, mapped, EXCITATORY, ProbeDesign(duration_s=0.6), net.scale)
+    assert sorted((f.chip, f.core) for f in fits) == sorted(mapped.group_cores)
+    gains = np.array([f.gain for f in fits])
+    assert np.isfinite(gains).all() and gains.max() / gains.min() < 1.05  # same biases on every core

@@ -239,7 +239,7 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
             deployment = deploy_network(board, result.mapped, cancel=cancel)
         except BaseException:  # cancelled while measuring the accuracies: back to the user's biases, like the engine
             board.stop_spike_generator()
-            board.clear_connections([mapped.chip])
+            board.clear_connections(mapped.chips)
             board.apply_bias_set({k: v for k, v in start.items() if board.get_bias(*k) != v})
             raise
     deployment.profile_applied = True

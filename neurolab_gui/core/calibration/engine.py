@@ -232,8 +232,7 @@ class _SynapticProbe:
 
     def __init__(self, board: Board, mapped: MappedNetwork, scales: np.ndarray, cfg: CalibrationConfig) -> None:
         self.board, self.mapped, self.cfg = board, mapped, cfg
-        cores = sorted({c for _, c in mapped.group_cores})
-        self.addresses = probe_neurons(mapped.chip, cores, exclude_core0_below=max(mapped.n_sources + 1, 3 + cfg.multiplicity))
+        self.addresses = _probe_addresses(mapped.group_cores, max(mapped.n_sources + 1, 3 + cfg.multiplicity))
         self.q = float(np.median(scales))  # one probe source for all cores: levels from the median q
         self.t_ref = float(mapped.settings.t_ref_s)
 
@@ -289,15 +288,22 @@ def pool_relative_gains(fits: list[GainFit]) -> GainFit:
     return GainFit(list(last.addresses), rel.mean(0) * scale, spread * scale, last.offset.copy(), valid)
 
 
-def _restore(board: Board, chip: int, start: dict[tuple[int, int, str], BiasValue]) -> None:
+def _probe_addresses(cores: list[tuple[int, int]], exclude_core0_below: int) -> list[NeuronAddress]:
+    """Every probe neuron of the network's ``(chip, core)`` s, on every chip it spans."""
+    chips = sorted({c for c, _ in cores})
+    return [a for c in chips for a in probe_neurons(c, sorted({k for cc, k in cores if cc == c}), exclude_core0_below=exclude_core0_below)]
+
+
+def _restore(board: Board, chips: list[int], start: dict[tuple[int, int, str], BiasValue]) -> None:
     board.stop_spike_generator()
-    board.clear_connections([chip])
+    board.clear_connections(chips)
     board.apply_bias_set(start)
 
 
 def deploy(mapped_template: MappedNetwork, net: ConstrainedNetwork, selected: list[NeuronAddress]) -> MappedNetwork:
     """``net`` mapped like ``mapped_template`` (time, settings, tuned biases) onto ``selected`` neurons."""
-    fresh = map_network(net, copy.deepcopy(mapped_template.time), copy.deepcopy(mapped_template.settings), chip=mapped_template.chip)
+    fresh = map_network(net, copy.deepcopy(mapped_template.time), copy.deepcopy(mapped_template.settings),
+                        placement=(mapped_template.unit_addresses, mapped_template.group_cores))
     fresh.biases = dict(mapped_template.biases)
     return relocate_units(fresh, selected)
 
@@ -394,7 +400,7 @@ def tune_time_constants(s: CalibrationState) -> None:
     # every neuron of the used cores except, on core 0, the ids the network's and the probe's
     # FPGA sources alias with (the probe uses m step and m drive sources per synapse type)
     first_free = max(work.n_sources + 1, tau_probe_source_end(2, m))
-    addresses = probe_neurons(work.chip, sorted({k for _, k in s.cores}), exclude_core0_below=first_free)
+    addresses = _probe_addresses(s.cores, first_free)
     q = float(np.median(s.net.scale))  # nominal copy weight: input rates for the aimed-at output rates
     types = (EXCITATORY, INHIBITORY)
     step_hz = {t: (probe_cfg.high_hz - probe_cfg.low_hz) / q / m for t in types}
@@ -581,7 +587,7 @@ def calibrate_network(
         for step in NETWORK_CALIBRATION_STEPS:
             step(state)
     except BaseException:
-        _restore(board, work.chip, start_biases)
+        _restore(board, work.chips, start_biases)
         raise
     assert state.result is not None
     return state.result

@@ -531,8 +531,13 @@ def map_network(
     settings: NeuronSettings | None = None,
     circuit: CircuitModel | None = None,
     chip: int = 0,
+    placement: tuple[list[NeuronAddress], list[tuple[int, int]]] | None = None,
 ) -> MappedNetwork:
-    """Place ``net`` on ``chip``: netlist, input sources, biases and the time mapping."""
+    """Place ``net`` from ``chip`` on: netlist, input sources, biases and the time mapping.
+
+    ``placement`` (unit addresses, group cores) replaces :func:`allocate_units`: a network whose
+    weights changed keeps the neurons it was calibrated on (the partition depends on the weights).
+    """
     cfg = net.model.config
     if time is None:
         time = TimeMapping(retention=cfg.retention, steps_per_sample=cfg.steps_per_sample)
@@ -549,7 +554,13 @@ def map_network(
     if f + 2 > N_NEURONS_PER_CORE:
         raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
     m = net.multiplicity
-    units, group_cores = allocate_units(net.unit_group, f + 2, chip, m)  # inputs, bias and the reset channel's id
+    if placement is None:
+        units, group_cores = allocate_units(net.unit_group, f + 2, chip, m)  # inputs, bias and the reset channel's id
+    else:
+        units, group_cores = list(placement[0]), list(placement[1])
+        if len(units) != net.n_hidden or len(group_cores) != len(net.scale):
+            raise ValueError(f"a placement of {len(units)} units and {len(group_cores)} cores does not fit "
+                             f"{net.n_hidden} units in {len(net.scale)} groups")
     use_reset = time.reset_rate_hz > 0
     n_channels = f + 1 + int(use_reset)
     # Every FPGA channel is played on each chip that holds one of its targets (an input reaches

@@ -78,7 +78,10 @@ class ProbeDesign:
 
 def _probe_netlist(mapped: MappedNetwork, synapse: SynapseType, design: ProbeDesign, scales: np.ndarray,
                    sources: list[InputAddress]) -> tuple[Netlist, list[list[tuple[NeuronAddress, float]]]]:
-    """Probe neurons on every group's core for one synapse type; returns the netlist and, per group, (probe, drive)."""
+    """Probe neurons on every group's core for one synapse type; returns the netlist and, per group, (probe, drive).
+
+    ``sources`` name the source ids; each probe hears the copies on its own chip.
+    """
     rates = list(design.rates_hz)
     n_rate = len(rates)
     netlist = Netlist()
@@ -100,9 +103,9 @@ def _probe_netlist(mapped: MappedNetwork, synapse: SynapseType, design: ProbeDes
                 if pid >= N_NEURONS_PER_CORE:
                     continue
                 post = NeuronAddress(chip, core, pid)
-                netlist.add(sources[k], post, synapse, m)
+                netlist.add(InputAddress(chip, sources[k].neuron), post, synapse, m)
                 if m_drive:
-                    netlist.add(sources[n_rate], post, EXCITATORY, m_drive)
+                    netlist.add(InputAddress(chip, sources[n_rate].neuron), post, EXCITATORY, m_drive)
                 probes.append((post, drive))
                 pid += 1
         per_group.append(probes)
@@ -112,24 +115,24 @@ def _probe_netlist(mapped: MappedNetwork, synapse: SynapseType, design: ProbeDes
 
 def _measure(board: Board, mapped: MappedNetwork, synapse: SynapseType, design: ProbeDesign, scales: np.ndarray) -> list[TransferFit]:
     """One run measuring ``synapse`` on every core group at once; one fit per group."""
-    chip = mapped.chip
+    chips = mapped.chips
     rates = list(design.rates_hz)
-    sources = [InputAddress(chip, 1 + k) for k in range(len(rates) + 1)]  # last: excitatory drive
-    netlist, per_group = _probe_netlist(mapped, synapse, design, scales, sources)
+    width = len(rates) + 1
+    sources = [InputAddress(c, 1 + k) for c in chips for k in range(width)]  # per chip; last: excitatory drive
+    netlist, per_group = _probe_netlist(mapped, synapse, design, scales, sources[:width])
     board.stop_spike_generator()
     board.apply_bias_set(mapped.biases)
     board.write_netlist(netlist)
-    mask = 0
-    for _, core in mapped.group_cores:
-        mask |= 1 << core
+    masks = [sum({1 << core for chip, core in mapped.group_cores if chip == c}) for c in chips for _ in range(width)]
     all_rates = rates + ([max(rates)] if synapse == INHIBITORY else [])
     window = design.duration_s - design.settle_s
 
     def play(active_rates: list[float]) -> np.ndarray:
         # one regular train per source, phases offset so that the sources do not fire together
-        trains = [(k, regular_train(r, 0.0, design.duration_s, 0.5 + 0.37 * k / max(1, len(active_rates))))
-                  for k, r in enumerate(active_rates)]
-        events = run_program(board, trains_program(trains, sources, [mask] * len(sources)), design.duration_s)
+        # (played on every chip of the network: an FPGA source reaches only its own chip)
+        trains = [(i * width + k, regular_train(r, 0.0, design.duration_s, 0.5 + 0.37 * k / max(1, len(active_rates))))
+                  for i in range(len(chips)) for k, r in enumerate(active_rates)]
+        events = run_program(board, trains_program(trains, sources, masks), design.duration_s)
         return events.select(events.timestamp_us >= design.settle_s * 1e6).counts() / window
 
     rate_of = play(all_rates)
@@ -184,7 +187,7 @@ def match_transfer(
     design = design or ProbeDesign()
     fits: list[TransferFit] = []
     board.stop_spike_generator()
-    board.clear_connections([mapped.chip])
+    board.clear_connections(mapped.chips)
     total = 2 * (rounds + 1)
     step = 0
     for syn in (EXCITATORY, INHIBITORY):

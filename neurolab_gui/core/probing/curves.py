@@ -59,49 +59,48 @@ def measure_synaptic_curves(
     level_s: float = 0.5,
     settle_s: float = 0.1,
 ) -> TransferCurves:
-    """Transfer curves of ``addresses`` (one chip) through ``synapse``, all neurons at once.
+    """Transfer curves of ``addresses`` (any chips, measured together) through ``synapse``, all neurons at once.
 
-    The board's biases are used as they are; its connections on the chip are replaced by the
+    The board's biases are used as they are; its connections on those chips are replaced by the
     probe netlist.  ``drive_rate_hz`` / ``drive_multiplicity`` add a constant AMPA drive (needed
     to see inhibition).  Each rate level lasts ``level_s``; its first ``settle_s`` is discarded.
     """
     if not addresses:
         raise ValueError("no neurons to measure")
-    chips = {a.chip for a in addresses}
-    if len(chips) != 1:
-        raise ValueError(f"measure one chip at a time, got chips {sorted(chips)}")
     if not 1 <= multiplicity <= 64 or multiplicity + drive_multiplicity > 64:
         raise ValueError(f"multiplicity {multiplicity} + drive {drive_multiplicity} must fit 64 CAM entries")
     if not 0 <= settle_s < level_s:
         raise ValueError("settle_s must be shorter than level_s")
-    chip = chips.pop()
     # ``multiplicity`` distinct sources with one CAM entry each, their trains staggered in phase:
     # the same mean drive as one source with m copies, but m times smoother, so that no neuron
-    # mode-locks to a slow periodic input (which distorts its rate per neuron).
-    probes = [InputAddress(chip, PROBE_SOURCE + DRIVE_SOURCE + k) for k in range(multiplicity)]
-    drive = InputAddress(chip, DRIVE_SOURCE)
+    # mode-locks to a slow periodic input (which distorts its rate per neuron).  An FPGA source
+    # reaches only its own chip, so every chip measured gets the same sources and trains.
+    chips = sorted({a.chip for a in addresses})
+    probes = {c: [InputAddress(c, PROBE_SOURCE + DRIVE_SOURCE + k) for k in range(multiplicity)] for c in chips}
+    drive = {c: InputAddress(c, DRIVE_SOURCE) for c in chips}
     netlist = Netlist(monitored=set(addresses))
+    mask = dict.fromkeys(chips, 0)
     for a in addresses:
-        for p in probes:
+        for p in probes[a.chip]:
             netlist.add(p, a, synapse, 1)
         if drive_multiplicity and drive_rate_hz > 0:
-            netlist.add(drive, a, SynapseType.AMPA, drive_multiplicity)
-    mask = 0
-    for a in addresses:
-        mask |= 1 << a.core
+            netlist.add(drive[a.chip], a, SynapseType.AMPA, drive_multiplicity)
+        mask[a.chip] |= 1 << a.core
     board.stop_spike_generator()
-    board.clear_connections([chip])
+    board.clear_connections(chips)
     board.write_netlist(netlist)
-    trains: list[Train] = []  # channels: the probes, then the drive
+    trains: list[Train] = []  # channels per chip: the probes, then the drive
     windows = []
+    width = multiplicity + 1
     for k, r in enumerate(input_rates_hz):
         t0, t1 = k * level_s, (k + 1) * level_s
-        trains += enumerate(staggered_trains(len(probes), r, t0, t1))
+        trains += [(i * width + j, t) for i in range(len(chips)) for j, t in enumerate(staggered_trains(multiplicity, r, t0, t1))]
         windows.append((round((t0 + settle_s) * 1e6), round(t1 * 1e6)))
     total = len(input_rates_hz) * level_s
     if drive_multiplicity and drive_rate_hz > 0:
-        trains.append((len(probes), regular_train(drive_rate_hz, 0.0, total, 0.25)))
-    events = run_program(board, trains_program(trains, [*probes, drive], [mask] * (len(probes) + 1)), total)
+        trains += [(i * width + multiplicity, regular_train(drive_rate_hz, 0.0, total, 0.25)) for i in range(len(chips))]
+    sources = [s for c in chips for s in [*probes[c], drive[c]]]
+    events = run_program(board, trains_program(trains, sources, [mask[c] for c in chips for _ in range(width)]), total)
     rates, errs = window_rates(events, addresses, windows)
     x = multiplicity * np.asarray(input_rates_hz, float)
     settings = {"multiplicity": multiplicity, "input_rates_hz": list(map(float, input_rates_hz)),

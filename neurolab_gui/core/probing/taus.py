@@ -77,9 +77,6 @@ def measure_synaptic_taus(
     all_addresses = [a for addrs in groups.values() for a in addrs]
     if len(set(all_addresses)) != len(all_addresses):
         raise ValueError("each neuron can probe one synapse type only")
-    chips = {a.chip for a in all_addresses}
-    if len(chips) != 1:
-        raise ValueError(f"measure one chip at a time, got chips {sorted(chips)}")
     if not 1 <= multiplicity <= 32:
         raise ValueError(f"multiplicity must be 1..32 (a step and a drive share 64 CAM entries), got {multiplicity}")
     if not (on_s > 0 and off_s > 0 and repeats >= 1):
@@ -92,28 +89,30 @@ def measure_synaptic_taus(
             raise ValueError(f"no positive step rate for {syn.name}")
         if not drive_rates_hz.get(syn, 0.0) > 0:
             raise ValueError(f"no positive drive rate for {syn.name}: the probe reads a driven neuron's rate")
-    chip = chips.pop()
+    # An FPGA source reaches only its own chip: every chip measured gets the same sources and trains.
+    chips = sorted({a.chip for a in all_addresses})
     first = TAU_PROBE_FIRST_SOURCE
-    step_sources = {syn: [InputAddress(chip, first + (2 * k) * multiplicity + j) for j in range(multiplicity)] for k, syn in enumerate(types)}
-    drive_sources = {syn: [InputAddress(chip, first + (2 * k + 1) * multiplicity + j) for j in range(multiplicity)] for k, syn in enumerate(types)}
+    step_ids = {syn: [first + (2 * k) * multiplicity + j for j in range(multiplicity)] for k, syn in enumerate(types)}
+    drive_ids = {syn: [first + (2 * k + 1) * multiplicity + j for j in range(multiplicity)] for k, syn in enumerate(types)}
     netlist = Netlist(monitored=set(all_addresses))
-    masks = {syn: 0 for syn in types}
+    masks = {(c, syn): 0 for c in chips for syn in types}
     for syn in types:
         for a in groups[syn]:
-            masks[syn] |= 1 << a.core
-            for s in step_sources[syn]:
-                netlist.add(s, a, syn, 1)
-            for s in drive_sources[syn]:
-                netlist.add(s, a, SynapseType.AMPA, 1)
+            masks[(a.chip, syn)] |= 1 << a.core
+            for n in step_ids[syn]:
+                netlist.add(InputAddress(a.chip, n), a, syn, 1)
+            for n in drive_ids[syn]:
+                netlist.add(InputAddress(a.chip, n), a, SynapseType.AMPA, 1)
     if connect:
         board.stop_spike_generator()
-        board.clear_connections([chip])
+        board.clear_connections(chips)
         board.write_netlist(netlist)
     lead_in, period = off_s, on_s + off_s
     total = lead_in + repeats * period
-    # program channels: per type, its step sources then its drive sources
-    sources = [s for syn in types for s in step_sources[syn] + drive_sources[syn]]
-    channel_masks = [masks[syn] for syn in types for _ in range(2 * multiplicity)]
+    # program channels: per chip, per type, its step sources then its drive sources
+    sources = [InputAddress(c, n) for c in chips for syn in types for n in step_ids[syn] + drive_ids[syn]]
+    channel_masks = [masks[(c, syn)] for c in chips for syn in types for _ in range(2 * multiplicity)]
+    width = 2 * multiplicity * len(types)
     trains: list[Train] = []
     step_times: dict[SynapseType, np.ndarray] = {}
     for i, syn in enumerate(types):
@@ -124,7 +123,8 @@ def measure_synaptic_taus(
             steps += [(first_channel + j, t) for j, t in enumerate(staggered_trains(multiplicity, step_rates_hz[syn], t0, t0 + on_s))]
         step_times[syn] = np.concatenate([t for _, t in steps])
         drive = staggered_trains(multiplicity, drive_rates_hz[syn], 0.0, total)
-        trains += steps + [(first_channel + multiplicity + j, t) for j, t in enumerate(drive)]
+        per_chip = steps + [(first_channel + multiplicity + j, t) for j, t in enumerate(drive)]
+        trains += [(c * width + channel, t) for c in range(len(chips)) for channel, t in per_chip]
     events = run_program(board, trains_program(trains, sources, channel_masks), total)
     # steady rates: the last third of every on and off period
     on_windows = [(round((lead_in + k * period + on_s * 2 / 3) * 1e6), round((lead_in + k * period + on_s) * 1e6)) for k in range(repeats)]
