@@ -53,5 +53,5 @@ def test_layers_and_mapping_picture_follow_the_unit_addresses():
     assert network.blocks == (("inputs", 0, 3), ("group 0 (chip 0 core 1)", 3, 5), ("group 1 (chip 0 core 2)", 5, 6))
     assert [network.is_neuron(r) for r in range(6)] == [False] * 3 + [True] * 3
     image = mapping_image(mapped)
-    assert image.shape == (16, 64) and (image > 0).sum() == 3
-    assert image[1, 16 + 1] == 1 and image[0, 32 + 5] == 2  # neuron 17 of core 1; neuron 5 of core 2
+    assert image.shape == (64, 64) and (image > 0).sum() == 3
+    assert image[1, 16 + 1] == 1 and image[16, 5] == 2  # neuron 17 of core 1 (top right); neuron 5 of core 2 (bottom left)

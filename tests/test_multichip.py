@@ -157,3 +157,18 @@ def test_probes_and_transfer_matching_measure_every_chip_of_the_network():
     assert sorted((f.chip, f.core) for f in fits) == sorted(mapped.group_cores)
     gains = np.array([f.gain for f in fits])
     assert np.isfinite(gains).all() and gains.max() / gains.min() < 1.05  # same biases on every core
+
+
+def test_the_mapping_picture_shows_every_chip_and_the_units_that_send_across(chain):
+    from neurolab_gui.core.session_conversion import board_pixel, inter_chip_senders, mapping_image
+
+    _, _, mapped = chain
+    image = mapping_image(mapped)
+    assert image.shape == (64, 64) and (image > 0).sum() == 2000
+    quadrant = {chip: image[32 * (chip >> 1):32 * (chip >> 1) + 32, 32 * (chip & 1):32 * (chip & 1) + 32] for chip in range(4)}
+    assert [int((quadrant[c] > 0).sum()) for c in range(4)] == [sum(a.chip == c for a in mapped.unit_addresses) for c in range(4)]
+    assert (quadrant[3] == 0).all()
+    a = mapped.unit_addresses[0]
+    assert image[board_pixel(a.chip, a.core, a.neuron)] == mapped.group_cores.index((a.chip, a.core)) + 1
+    senders = inter_chip_senders(mapped)
+    assert senders.sum() == 32 and np.trace(senders) == 0  # the 2 x 16 bridge units

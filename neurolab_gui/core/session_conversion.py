@@ -7,7 +7,8 @@ the ``ConstrainedNetwork``; ``mapped``: the ``MappedNetwork`` with ``unit_addres
 turns those into plain data for the panels, Qt-free so scripts and tests can use it too:
 
 * :func:`layer_selections` — the raster's "by RNN layer" choices (board-wide neuron ids);
-* :func:`mapping_image` — the picture of RNN units on the chip's cores;
+* :func:`mapping_image` — the picture of RNN units on the board's chips and cores, and
+  :func:`inter_chip_senders` — which units send spikes to other chips;
 * :func:`accuracy_rows` — the per-stage accuracy table;
 * :func:`fit_curves` — a measured transfer fit and the RNN's target curve for the transfer panel.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.dynapse1.topology import N_CORES_PER_CHIP, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
+from drivers.dynapse1.topology import N_CHIPS, N_NEURONS_PER_CORE, SynapseType, global_neuron_id
 
 from .fitting.transfer_curves import TransferCurves
 from .monitors import INPUT_ID_BASE, NeuronSelection
@@ -78,18 +79,40 @@ def layer_selections(mapped: Any) -> dict[str, NeuronSelection]:
     return out
 
 
-def mapping_image(mapped: Any) -> np.ndarray:
-    """The chip holding the network as a (16, 64) image: four 16 x 16 core tiles side by side.
+#: Side of :func:`mapping_image`: 2 x 2 chips of 2 x 2 cores of 16 x 16 neurons.
+BOARD_SIDE = 4 * TILE
 
-    Pixel (row, col) is neuron ``row * 16 + col % 16`` of core ``col // 16``; its value is the
-    core group + 1 of the hidden unit placed there, 0 where no unit sits.
+
+def board_pixel(chip: int, core: int, neuron: int) -> tuple[int, int]:
+    """(row, column) of a neuron in the board picture: libcaer's 64 x 64 layout, chips U0 top-left,
+    U1 top-right, U2 bottom-left, U3 bottom-right, the cores of a chip in the same order, and
+    neuron ``row * 16 + column`` within its core."""
+    r, c = divmod(neuron, TILE)
+    return (chip >> 1) * 2 * TILE + (core >> 1) * TILE + r, (chip & 1) * 2 * TILE + (core & 1) * TILE + c
+
+
+def mapping_image(mapped: Any) -> np.ndarray:
+    """The whole board as a (64, 64) image (:func:`board_pixel`), whatever chips the network spans.
+
+    A pixel's value is the core group + 1 of the hidden unit placed on that neuron, 0 where no
+    unit sits.
     """
-    image = np.zeros((TILE, TILE * N_CORES_PER_CHIP), np.int64)
+    image = np.zeros((BOARD_SIDE, BOARD_SIDE), np.int64)
     group_of_core = {gc: g for g, gc in enumerate(mapped.group_cores)}
     for a in mapped.unit_addresses:
-        row, col = divmod(a.neuron, TILE)
-        image[row, a.core * TILE + col] = group_of_core.get((a.chip, a.core), -1) + 1
+        image[board_pixel(a.chip, a.core, a.neuron)] = group_of_core.get((a.chip, a.core), -1) + 1
     return image
+
+
+def inter_chip_senders(mapped: Any) -> np.ndarray:
+    """``[4, 4]`` counts: ``[a, b]`` units on chip ``a`` whose spikes reach chip ``b != a`` (one SRAM
+    route each, so one event per spike crosses from ``a`` to ``b``)."""
+    units = set(mapped.unit_addresses)
+    pairs = {(c.pre, c.post.chip) for c in mapped.netlist.connections if c.pre in units and c.pre.chip != c.post.chip}
+    out = np.zeros((N_CHIPS, N_CHIPS), np.int64)
+    for pre, chip in pairs:
+        out[pre.chip, chip] += 1
+    return out
 
 
 def accuracy_rows(report: Any) -> list[tuple[str, str, str, str, str, str, str]]:

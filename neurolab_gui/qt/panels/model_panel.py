@@ -26,6 +26,7 @@ import logging
 
 import numpy as np
 import pyqtgraph as pg
+from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,7 +48,7 @@ from PyQt6.QtWidgets import (
 from neurolab_gui.core import workflows
 from neurolab_gui.core.jobs import Job, Progress
 from neurolab_gui.core.session import Session
-from neurolab_gui.core.session_conversion import accuracy_rows, mapping_image
+from neurolab_gui.core.session_conversion import accuracy_rows, inter_chip_senders, mapping_image
 
 from ..bridge import relay
 from ..errors import ErrorReporter
@@ -180,14 +181,28 @@ class ModelPanel(QWidget):
         self.before_plot = self.graphics.addPlot(title="weights before quantisation")
         self.after_plot = self.graphics.addPlot(title="after (scale × CAM copies)")
         self.graphics.nextRow()
-        self.mapping_plot = self.graphics.addPlot(title="RNN units on the chip", colspan=2)
-        # axes in the chip's terms: which core (16 columns each) and which neurons (16 per row)
-        self.mapping_plot.setLabel("bottom", "core (16 × 16 neurons each)")
-        self.mapping_plot.setLabel("left", "neurons")
-        self.mapping_plot.getAxis("bottom").setTicks([[(8 + 16 * k, f"core {k}") for k in range(4)], []])
-        self.mapping_plot.getAxis("left").setTicks([[(r + 0.5, f"{16 * r}–{16 * r + 15}") for r in range(0, 16, 3)], []])
+        self.mapping_plot = self.graphics.addPlot(title="RNN units on the board", colspan=2)
+        # the whole board as libcaer lays it out (64 x 64): chips U0 U1 / U2 U3, each 2 x 2 cores of
+        # 16 x 16 neurons; solid lines between chips, dotted ones between cores, a label per chip
+        self.mapping_plot.setLabel("bottom", "chips U0 U1 / U2 U3 · cores 0 1 / 2 3 of 16 × 16 neurons")
+        self.mapping_plot.hideAxis("left")
+        self.mapping_plot.getAxis("bottom").setTicks([[], []])
+        self.mapping_plot.invertY(True)
+        for pos in (16, 32, 48):
+            pen = pg.mkPen((200, 200, 200), width=2) if pos == 32 else pg.mkPen((110, 110, 110), dash=[2, 4])
+            for xs, ys in (([pos, pos], [0, 64]), ([0, 64], [pos, pos])):
+                self.mapping_plot.plot(xs, ys, pen=pen).setZValue(10)  # over the image
+        self.chip_labels = []
+        for chip in range(4):
+            label = pg.TextItem(f"U{chip}", color=(230, 230, 230), anchor=(0, 0))
+            label.setFont(QFont(label.textItem.font().family(), 7))
+            label.setPos(32 * (chip & 1), 32 * (chip >> 1))
+            label.setZValue(20)
+            self.mapping_plot.addItem(label)
+            self.chip_labels.append(label)
         self.mapping_plot.setMouseEnabled(x=False, y=False)
         self.graphics.setMinimumHeight(340)  # weights and mapping readable; the dock scrolls on small screens
+        self.graphics.ci.layout.setRowStretchFactor(1, 2)  # the board picture gets two thirds
         self.before_img, self.after_img, self.mapping_img = pg.ImageItem(), pg.ImageItem(), pg.ImageItem()
         self.before_plot.addItem(self.before_img)
         self.after_plot.addItem(self.after_img)
@@ -389,7 +404,14 @@ class ModelPanel(QWidget):
         n_groups = len(result.mapped.group_cores)
         lut = np.vstack([[25, 25, 25, 255], pg.colormap.get("CET-C6").getLookupTable(nPts=max(2, n_groups), alpha=True)])
         self.mapping_img.setImage(image.T, levels=(0, len(lut) - 1), lut=lut, autoLevels=False)
-        self.mapping_plot.setTitle(f"{len(result.mapped.unit_addresses)} RNN units → {n_groups} cores of chip {result.mapped.chip}")
+        chips = result.mapped.chips
+        senders = inter_chip_senders(result.mapped)
+        for chip, label in enumerate(self.chip_labels):
+            units = sum(a.chip == chip for a in result.mapped.unit_addresses)
+            label.setText(f"U{chip} · {units}" if units else f"U{chip}")
+        crossing = f"; {int(senders.sum())} units send to another chip" if len(chips) > 1 else ""
+        where = f"chip {chips[0]}" if len(chips) == 1 else "chips " + ", ".join(map(str, chips))
+        self.mapping_plot.setTitle(f"{len(result.mapped.unit_addresses)} RNN units → {n_groups} cores on {where}{crossing}")
         rows = accuracy_rows(result.report)
         self.accuracy_table.setRowCount(len(rows))
         for i, row in enumerate(rows):
