@@ -421,7 +421,7 @@ def convert(
         if fits:
             note += f"; transfer gains (exc/inh per core): {_fit_note(fits)}"
         if refractory:
-            note += "; t_ref/target per core: " + ", ".join(f"c{f.core} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
+            note += "; t_ref/target per core: " + ", ".join(f"{_core_label(f, refractory)} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
         if deployment.warnings:
             note += f"; {len(deployment.warnings)} netlist warnings"
         if stage == "board":
@@ -452,7 +452,12 @@ def convert(
 
 
 def _fit_note(fits: list[TransferFit]) -> str:
-    return ", ".join(f"c{f.core} {f.synapse[:4]} {f.gain / f.target_gain:.3f}x" for f in fits)
+    return ", ".join(f"{_core_label(f, fits)} {f.synapse[:4]} {f.gain / f.target_gain:.3f}x" for f in fits)
+
+
+def _core_label(fit, fits) -> str:
+    """``c<core>``, or ``U<chip>c<core>`` when the fits span several chips."""
+    return f"U{fit.chip}c{fit.core}" if len({f.chip for f in fits}) > 1 else f"c{fit.core}"
 
 
 def _looks_unbounded(model: RateRNN, task: Task) -> bool:
