@@ -12,8 +12,11 @@ Placement
     bias channel at ``bias_rate_gain * r_max``: the constrained network's source gains, which
     give the input and bias columns their own copy weight (:mod:`.constrain`, "per-group
     precision") while the cores' weight biases stay those of the recurrent copies.
-    One chip holds up to 3 x 256 + (255 - inputs) units, which is plenty for the 32-256-unit
-    networks this pipeline targets; larger networks are refused with a message.
+    A network with more core groups than one chip holds spans several chips (up to the whole
+    board): :func:`allocate_units` partitions the groups across chips to minimise the spikes that
+    cross between them, every input channel is played on each chip that holds its targets, and
+    :func:`check_routes` compiles the netlist to refuse what the chips cannot route (SRAM cells,
+    CAM tag aliasing across chips); docs/ARCHITECTURE.md, "Multi-chip mapping".
 
 Synapses
     Positive multiplicities use AMPA (fast excitatory), negative ones GABA_B (slow inhibitory,
