@@ -53,9 +53,9 @@ def test_decoded_stream_equals_the_spikes_the_emulator_fired():
         board.apply_bias_set({(1, 2, name): value for name, value in drive.items()})
         net = Netlist()
         for i in range(10):
-            net.add(InputAddress(1, i), NeuronAddress(1, 2, i), SynapseType.AMPA, multiplicity=16)
+            net.add(InputAddress(1, i + 1), NeuronAddress(1, 2, i), SynapseType.AMPA, multiplicity=16)  # id 0: the cleared CAM tag
         assert board.write_netlist(net) == []
-        board.load_spike_generator([SpikeGenEvent(InputAddress(1, i % 10), 0b0100, 200.0) for i in range(500)])
+        board.load_spike_generator([SpikeGenEvent(InputAddress(1, i % 10 + 1), 0b0100, 200.0) for i in range(500)])
         board.start_spike_generator()
         fired.clear()
         driven = board.read_events(0.1)
