@@ -42,6 +42,18 @@ def test_the_partition_cuts_the_chain_only_where_the_chips_require(chain):
     assert widest == 2
 
 
+def test_a_chain_over_the_whole_board_is_cut_three_times():
+    from neurolab_gui.core.conversion.mapping import partition_groups
+
+    net, order = chain_network(n_hidden=16 * 224, n_groups=16, seed=5)  # 16 groups: all 4 chips
+    unit_reach, input_reach = group_reach(net.multiplicity, net.unit_group)
+    sizes = np.bincount(net.unit_group)
+    chip_of = partition_groups(sizes, 4, 224, net.unit_group, unit_reach, input_reach)
+    assert np.bincount(chip_of).tolist() == [4, 4, 4, 4]
+    assert sum(chip_of[a] != chip_of[b] for a, b in zip(order[:-1], order[1:], strict=True)) == 3
+    assert inter_chip_traffic(chip_of, net.unit_group, unit_reach, input_reach) == (3 * 16 + 5 * 3, 2)
+
+
 def test_routes_inputs_and_tags_fit_the_chips(chain):
     net, _, mapped = chain
     compiled = compile_netlist(mapped.netlist)

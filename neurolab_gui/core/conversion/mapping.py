@@ -377,23 +377,29 @@ def partition_groups(sizes: np.ndarray, n_chips: int, capacity0: int, unit_group
     big for core 0, with the least inter-chip traffic (:func:`inter_chip_traffic`) that a local
     search finds.
 
-    Starts from the groups in order, chip by chip, then moves single groups to chips with a free
-    core and swaps pairs across chips while that lowers the traffic.  A unit's spikes may reach at
-    most 3 chips (SRAM cell 0 is the host route), so assignments breaking that cost more than any
-    traffic.
+    Two starts: the groups in order, chip by chip, and a greedy growth that fills each chip with
+    the groups most connected to it.  From each, single groups move to chips with a free core and
+    pairs swap across chips while that lowers the traffic; the better result is kept.  A unit's
+    spikes may reach at most 3 chips (SRAM cell 0 is the host route), so assignments breaking that
+    cost more than any traffic.
     """
     n_groups = len(sizes)
     big = sizes > capacity0
-    chip_of = np.empty(n_groups, np.int64)
+
+    chip_of = np.full(n_groups, -1, np.int64)
     load, big_load = np.zeros(n_chips, np.int64), np.zeros(n_chips, np.int64)
     for g in np.argsort(~big, kind="stable"):  # big groups first, so each chip keeps core 0 for a small one
         fits = [c for c in range(n_chips) if load[c] < 4 and (not big[g] or big_load[c] < 3)]
         if not fits:
             raise ValueError(f"{n_groups} core groups do not fit {n_chips} chips")
-        c = fits[0]
-        chip_of[g], load[c], big_load[c] = c, load[c] + 1, big_load[c] + big[g]
+        chip_of[g], load[fits[0]], big_load[fits[0]] = fits[0], load[fits[0]] + 1, big_load[fits[0]] + big[g]
     if unit_reach is None or n_chips == 1:
         return chip_of
+    onehot = np.eye(n_groups, dtype=np.int64)[unit_group]
+    links = onehot.T @ unit_reach.astype(np.int64)  # [g, h]: units of g reaching group h
+    affinity = links + links.T
+    np.fill_diagonal(affinity, 0)
+    starts = [chip_of, _grow(affinity, big, n_chips)]
     if input_reach is None:
         input_reach = np.zeros((0, n_groups), bool)
     sram_chips = 3  # destination chips a unit's SRAM can hold
@@ -403,9 +409,45 @@ def partition_groups(sizes: np.ndarray, n_chips: int, capacity0: int, unit_group
         return crossing + (10**9 if widest > sram_chips else 0)
 
     def valid(assign: np.ndarray) -> bool:
+        if assign.min() < 0:  # a start that left groups without a chip
+            return False
         counts = np.bincount(assign, minlength=n_chips)
         return bool(counts.max() <= 4 and np.bincount(assign[big], minlength=n_chips).max(initial=0) <= 3)
 
+    results = [_local_search(start, n_chips, cost, valid) for start in starts if valid(start)]
+    return min(results, key=lambda r: r[1])[0]
+
+
+def _grow(affinity: np.ndarray, big: np.ndarray, n_chips: int) -> np.ndarray:
+    """Greedy start of :func:`partition_groups`: each chip in turn is seeded with the free group
+    most connected to the chips already filled (the least connected one for chip 0) and grows by the free
+    group most connected to it, while it has cores for it (4 groups, 3 of them big)."""
+    n_groups = len(big)
+    chip_of = np.full(n_groups, -1, np.int64)
+    for chip in range(n_chips):
+        free = np.flatnonzero(chip_of < 0)
+        if not len(free):
+            break
+        placed = chip_of >= 0
+        if placed.any():
+            seed = free[np.argmax(affinity[np.ix_(free, np.flatnonzero(placed))].sum(1))]
+        else:  # the loneliest group: the end of a chain rather than its middle
+            seed = free[np.argmin(affinity[free].sum(1))]
+        members = [int(seed)]
+        chip_of[seed] = chip
+        while len(members) < 4:
+            free = [g for g in np.flatnonzero(chip_of < 0) if not big[g] or big[members].sum() < 3]
+            if not free:
+                break
+            g = max(free, key=lambda g: (affinity[g, members].sum(), -g))
+            chip_of[g] = chip
+            members.append(int(g))
+    return chip_of
+
+
+def _local_search(chip_of: np.ndarray, n_chips: int, cost, valid) -> tuple[np.ndarray, int]:
+    """Moves and swaps of single groups while the cost falls (see :func:`partition_groups`)."""
+    n_groups = len(chip_of)
     best = cost(chip_of)
     improved = True
     while improved:
@@ -424,7 +466,7 @@ def partition_groups(sizes: np.ndarray, n_chips: int, capacity0: int, unit_group
             c = cost(trial)
             if c < best:
                 chip_of, best, improved = trial, c, True
-    return chip_of
+    return chip_of, best
 
 
 def allocate_units(unit_group: np.ndarray, n_sources: int, chip: int = 0,
