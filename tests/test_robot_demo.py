@@ -36,6 +36,17 @@ def test_the_wiring_is_crossed_with_a_forward_bias_into_both_motors() -> None:
     assert net.monitored == set(layout.left_motor + layout.right_motor)
 
 
+def test_the_wiring_compiles_without_warnings_and_never_uses_the_cleared_cam_tag() -> None:
+    # Source id 0 is the tag every cleared CAM entry listens to: a demo input there would reach
+    # every neuron of the core through its unused CAM entries.
+    from drivers.dynapse1.netlist_compiler import compile_netlist
+
+    net, layout = build_phototaxis_network(PhototaxisConfig())
+    sources = layout.left_input_sources + layout.right_input_sources + layout.bias_sources
+    assert 0 not in sources and len(set(sources)) == len(sources)
+    assert compile_netlist(net).warnings == []
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

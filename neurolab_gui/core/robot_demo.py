@@ -55,6 +55,9 @@ from drivers.robot.pushbot_protocol import DVS_WIDTH
 
 log = logging.getLogger(__name__)
 
+#: The first Poisson source id the demo uses (id 0 is the cleared CAM entries' tag).
+FIRST_INPUT_SOURCE = 1
+
 #: Excitatory fast synapse settings on top of ``samna_recommended`` (libcaer coarse, fine):
 #: tuned on the emulator so that 8 bias sources at 20 Hz give ~40 Hz and 8 input sources at
 #: 150 Hz ~270 Hz per motor neuron, well below the refractory ceiling (~475 Hz).
@@ -96,8 +99,8 @@ class PhototaxisConfig:
             raise ValueError(f"control period must be 10..50 ms (20..100 Hz), got {self.control_period_s * 1e3:.1f} ms")
         if not 1 <= 2 * self.population_size <= N_NEURONS_PER_CORE:
             raise ValueError(f"two populations of {self.population_size} neurons do not fit in one core")
-        if 2 * self.input_sources_per_side + self.bias_sources > N_NEURONS_PER_CORE:
-            raise ValueError("input and bias sources exceed the 256 source ids of virtual core 0")
+        if FIRST_INPUT_SOURCE + 2 * self.input_sources_per_side + self.bias_sources > N_NEURONS_PER_CORE:
+            raise ValueError("input and bias sources exceed the 255 usable source ids of virtual core 0 (id 0 is reserved)")
         fan_in = self.input_sources_per_side + self.bias_sources
         if fan_in > 64:
             raise ValueError(f"each motor neuron would need {fan_in} CAM entries (limit 64)")
@@ -126,9 +129,12 @@ def build_phototaxis_network(config: PhototaxisConfig) -> tuple[Netlist, Photota
     left_motor = tuple(NeuronAddress(chip, core, i) for i in range(n))
     right_motor = tuple(NeuronAddress(chip, core, n + i) for i in range(n))
     k = config.input_sources_per_side
-    left_in = tuple(range(k))
-    right_in = tuple(range(k, 2 * k))
-    bias = tuple(range(2 * k, 2 * k + config.bias_sources))
+    # Source ids start at 1: id 0 on virtual core 0 is the tag every cleared CAM entry listens
+    # to, so spikes from a source 0 would reach all neurons of the core through their unused CAMs.
+    first = FIRST_INPUT_SOURCE
+    left_in = tuple(range(first, first + k))
+    right_in = tuple(range(first + k, first + 2 * k))
+    bias = tuple(range(first + 2 * k, first + 2 * k + config.bias_sources))
     net = Netlist()
     for source in left_in:  # left half of the image → right wheel
         for neuron in right_motor:
