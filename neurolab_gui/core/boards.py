@@ -8,6 +8,8 @@ learns whether silicon or the emulator answers.  The functions here open them:
   same driver code path as silicon;
 * :func:`open_brian2_board` - the Brian2 reference stage: a simulator configured exactly like a
   board (:class:`emulator.sim_board.SimulatorBoard`) whose time advances in the Brian2 model;
+* :func:`open_batched_emulator` - N emulated boards with different serials run together
+  (:class:`emulator.batched_board.BatchedBoard`), for Monte-Carlo robustness studies;
 * :func:`emulator_lag_s` - how far a real-time emulated board trails the wall clock;
 * :func:`parse_board` - the one ``--board`` grammar of every command (``emulator[:SEED]`` or a
   board serial) as a :class:`BoardSpec`, whose :meth:`BoardSpec.open` opens it.
@@ -118,6 +120,19 @@ def open_emulator(
 
     cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch, dt=dt)
     return open_emulated_board(serial, cfg, clock=clock, separate_process=separate_process)
+
+
+def open_batched_emulator(serials, *, seed: int = 0, mismatch: bool = True, threads: int = 0, config: Any = None) -> Any:
+    """N emulated boards run together (``emulator.batched_board.BatchedBoard``): one serial each.
+
+    The Monte-Carlo robustness study's board: the same network and stimulus on every board, each
+    with its own mismatch, bit for bit what :func:`open_emulator`'s simulator would do per serial.
+    ``read_events`` returns one event list per board.
+    """
+    from emulator.batched_board import BatchedBoard
+
+    cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch)
+    return BatchedBoard(list(serials), cfg, threads)
 
 
 def open_silicon(serial: str | None = None) -> Board:

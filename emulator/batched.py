@@ -1,0 +1,449 @@
+"""``BatchedSimulator``: N emulated DYNAP-SE1 boards with different serials, run together.
+
+Monte-Carlo studies of device mismatch (``neurolab robustness``, mismatch-aware training) need the
+same network, biases and stimulus on many chips that differ only in their frozen mismatch, i.e.
+their serial.  This class holds what the host writes once for all of them and what differs per
+board apart:
+
+=======================================  =====================================================
+shared by every board                    per board (instance ``b``, serial ``serials[b]``)
+=======================================  =====================================================
+CAM, SRAM, tau2 flags (``ChipTables``),  mismatch factors (``MismatchFactors.draw(serial)``),
+routing and the delivery entries         bias currents (``BiasBank`` with that mismatch),
+FPGA spike generator, host spikes,       kernel parameters and synaptic jumps,
+Poisson rates, board clock               network state, Poisson and noise generators
+=======================================  =====================================================
+
+Biases are written to every board (:meth:`BatchedSimulator.set_bias`) or to one
+(``instance=b``: a per-chip calibration).
+
+Physics and bit-compatibility
+-----------------------------
+Each board is advanced by the single-board kernel itself, :func:`emulator.engine.simulate`, with
+exactly the inputs :class:`emulator.simulator.BoardSimulator` gives it: parameters from
+:func:`~emulator.neuron_params.derive_parameters` and :func:`~emulator.engine.pack_parameters`,
+the same input events in the same order (spike generator and host spikes, then that board's own
+Poisson events, stable-sorted by step), the same noise seed per chunk, the same chunking, and all
+four chips as one partition (chips sorted, which is the order in which the single board delivers
+spikes within every connected group of chips, whatever its thread count).  So board ``b`` of a
+batch produces the same spikes and the same state, bit for bit, as ``BoardSimulator(serials[b])``
+with the same configuration — for any N, not only N = 1 — and
+``tests/test_emulator_batched.py`` checks it.  Whatever the single-board kernel gains in speed,
+the batch gains too.
+
+Why not a second kernel with the board axis innermost (or torch tensors of shape (N, 4096))?
+The single-board kernel is already 8-wide SIMD over neurons and limited by memory bandwidth; a
+board axis adds work, not width.  A torch or GPU version could not be bit-compatible either:
+the numba kernel is compiled with ``fastmath`` (fused multiply-adds, reassociated polynomials),
+which torch's elementwise operators do not reproduce.  What batching buys on a CPU is sharing
+(one routing table, one delivery table, one input schedule for all boards: the memory of a board
+is its state and parameters, ~0.9 MB) and parallelism without synchronisation: boards never
+exchange spikes, so they run on ``threads`` worker threads (the kernel releases the GIL), each
+board's result independent of the thread that ran it.  No CUDA path exists.
+
+Memory per board: state 8 rows and parameters 13 rows of 4176 float32 plus 4 jump rows (~0.4 MB),
+the mismatch factors in float64 (~0.5 MB, kept so that a bias change re-derives the parameters
+exactly as the single board does) and the spike outputs of the last run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.dynapse1.spikes import SpikeEvents
+from drivers.dynapse1.topology import (
+    N_CHIPS,
+    N_NEURONS,
+    N_NEURONS_PER_CHIP,
+    N_NEURONS_PER_CORE,
+    check_chip,
+    check_core,
+    check_neuron,
+)
+
+from . import engine
+from .biasgen import BiasBank
+from .chip_state import ChipTables
+from .config import EmulatorConfig
+from .mismatch import MismatchFactors, rng_for
+from .neuron_params import derive_parameters
+from .routing import RoutingTables, build_routing
+from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
+
+#: Steps per kernel call, as in :mod:`emulator.simulator` (the chunking is part of what makes the
+#: noise sequence identical: every chunk draws one noise seed).
+CHUNK_STEPS = 10_000
+#: All four chips as one partition, sorted (see the module docstring).
+_ALL_CHIPS = np.arange(N_CHIPS, dtype=np.int64) * N_NEURONS_PER_CHIP
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class _Board:
+    """What one board of the batch holds apart from the others."""
+
+    serial: str
+    mismatch: MismatchFactors
+    biases: BiasBank
+    state: np.ndarray  # flat float32 kernel state (engine.N_STATE * engine.ROW)
+    poisson_rng: np.random.Generator
+    noise_rng: np.random.Generator
+    spiked: np.ndarray = field(default_factory=lambda: np.zeros(N_NEURONS, np.uint8))
+    packed: engine.KernelParameters | None = None
+    jump: np.ndarray | None = None
+    packed_key: tuple | None = None
+
+
+class BatchedSimulator:
+    """N emulated boards sharing their host configuration (see the module docstring).
+
+    Parameters
+    ----------
+    serials : one serial per board; each fixes that board's mismatch (with ``config.seed``)
+    config : emulator configuration shared by all boards; defaults if None
+    threads : worker threads over boards (0 = one per available CPU core); results do not
+        depend on it
+
+    Attributes
+    ----------
+    last_spikes : per board, every neuron spike of the last :meth:`run` (as
+        ``BoardSimulator.last_spikes``)
+    """
+
+    def __init__(self, serials: Sequence[str], config: EmulatorConfig | None = None, threads: int = 0) -> None:
+        serials = [str(s) for s in serials]
+        if not serials:
+            raise ValueError("a batch needs at least one serial")
+        if len(set(serials)) != len(serials):
+            raise ValueError("serials must be distinct (the same serial is the same chip)")
+        if isinstance(threads, bool) or int(threads) != threads or threads < 0:
+            raise ValueError(f"threads must be an integer >= 0, got {threads!r}")
+        self.serials = tuple(serials)
+        self.config = config if config is not None else EmulatorConfig()
+        self.threads = int(threads) or _available_cores()
+        self.tables = ChipTables()
+        self.spike_generator = SpikeGenerator()
+        self.poisson = PoissonGenerator()
+        self._host_spikes = HostSpikeQueue()
+        self._boards = [self._new_board(serial) for serial in self.serials]
+        self._step = 0
+        self._requested_s = 0.0
+        self._timestamp_origin_us = 0
+        self._routing: RoutingTables | None = None
+        self._routing_version = -1
+        self._entries: tuple[RoutingTables, np.ndarray, np.ndarray] | None = None
+        self._host_route: tuple[RoutingTables, tuple[np.ndarray, np.ndarray] | None] | None = None
+        self.last_spikes: list[SpikeEvents] = [SpikeEvents() for _ in self._boards]
+
+    def _new_board(self, serial: str) -> _Board:
+        seed = self.config.seed
+        mismatch = MismatchFactors.draw(serial, seed, self.config.mismatch)
+        return _Board(serial, mismatch, BiasBank(self.config, mismatch.biasgen),
+                      engine.empty_state(self.config.circuit.i0), rng_for(serial, seed, "poisson"),
+                      rng_for(serial, seed, "noise"))
+
+    def __len__(self) -> int:
+        return len(self._boards)
+
+    # --- clock ---------------------------------------------------------------------------------------
+    @property
+    def dt(self) -> float:
+        return self.config.dt
+
+    @property
+    def time_s(self) -> float:
+        """Board time since power-up [s] (the same for every board of the batch)."""
+        return self._step * self.config.dt
+
+    @property
+    def now_us(self) -> int:
+        return self._step_to_us(self._step)
+
+    def _step_to_us(self, step: np.ndarray | int) -> np.ndarray | int:
+        return np.rint(np.asarray(step) * (self.config.dt * 1e6)).astype(np.int64) - self._timestamp_origin_us
+
+    def reset_timestamps(self) -> None:
+        """Every board's clock back to 0 µs (networks and generators carry on)."""
+        self._timestamp_origin_us = int(round(self._step * self.config.dt * 1e6))
+
+    # --- biases --------------------------------------------------------------------------------------
+    def _boards_of(self, instance: int | None) -> list[_Board]:
+        if instance is None:
+            return self._boards
+        if isinstance(instance, bool) or int(instance) != instance or not 0 <= int(instance) < len(self._boards):
+            raise ValueError(f"instance {instance!r} out of range 0..{len(self._boards) - 1}")
+        return [self._boards[int(instance)]]
+
+    def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True,
+                 normal: bool = True, enabled: bool = True, instance: int | None = None) -> None:
+        """Write a per-core bias on every board, or on board ``instance`` only.
+
+        Validated once before any board changes (the banks validate identically)."""
+        boards = self._boards_of(instance)
+        boards[0].biases.set(chip, core, name, coarse, fine, high, normal, enabled)
+        for board in boards[1:]:
+            board.biases.set(chip, core, name, coarse, fine, high, normal, enabled)
+
+    def get_bias(self, chip: int, core: int, name: str, instance: int = 0) -> tuple[int, int, bool, bool, bool]:
+        """(coarse, fine, high, normal, enabled) as last written on board ``instance``."""
+        return self._boards_of(instance)[0].biases.get(chip, core, name)
+
+    def set_global_bias(self, chip: int, name: str, coarse: int, fine: int) -> None:
+        """Store a chip-global bias on every board (no effect on the physics, as on one board)."""
+        self._boards[0].biases.set_global(chip, name, coarse, fine)
+        for board in self._boards[1:]:
+            board.biases.set_global(chip, name, coarse, fine)
+
+    def bias_current(self, chip: int, core: int, name: str, instance: int = 0) -> float:
+        """Current [A] the circuits of (chip, core) of board ``instance`` receive from bias ``name``."""
+        return self._boards_of(instance)[0].biases.current(chip, core, name)
+
+    # --- connectivity (shared) -----------------------------------------------------------------------
+    def write_cam(self, chip: int, neuron: int, cam_index: int, pre_core: int, pre_neuron: int,
+                  synapse_type: int) -> None:
+        self.tables.write_cam(chip, neuron, cam_index, pre_core, pre_neuron, synapse_type)
+
+    def write_sram(self, chip: int, neuron: int, cell: int, virtual_core: int, sx: int, dx: int, sy: int,
+                   dy: int, core_mask: int) -> None:
+        self.tables.write_sram(chip, neuron, cell, virtual_core, sx, dx, sy, dy, core_mask)
+
+    def clear_cam(self, chip: int) -> None:
+        self.tables.clear_cam(chip)
+
+    def clear_sram(self, chip: int) -> None:
+        self.tables.clear_sram(chip)
+
+    def default_sram(self, chip: int) -> None:
+        self.tables.default_sram(chip)
+
+    def set_tau2(self, chip: int, neuron: int, use_tau2: bool) -> None:
+        self.tables.set_tau2(chip, neuron, use_tau2)
+
+    def set_core_tau(self, chip: int, core: int, use_tau2: bool) -> None:
+        self.tables.set_core_tau(chip, core, use_tau2)
+
+    def select_monitor(self, chip: int, core: int, neuron: int) -> None:
+        """Accepted and ignored: a batch keeps no analog monitor traces (they do not affect spikes)."""
+        check_chip(chip), check_core(core), check_neuron(neuron)
+
+    def routing(self) -> RoutingTables:
+        """CSR routing tables of the shared CAM and SRAM (rebuilt only after a change)."""
+        if self._routing is None or self._routing_version != self.tables.connectivity_version:
+            self._routing = build_routing(self.tables, self.config.cam_saturation_count,
+                                          self.config.cam_saturation_sharpness,
+                                          self.config.cleared_cam_listens_to_address_zero)
+            self._routing_version = self.tables.connectivity_version
+        return self._routing
+
+    # --- stimulus (shared) ---------------------------------------------------------------------------
+    def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:
+        """A host spike arriving at every board at the current board time."""
+        chip, source_core, source_neuron = check_chip(chip), check_core(source_core), check_neuron(source_neuron)
+        if isinstance(core_mask, bool) or int(core_mask) != core_mask or not 0 <= int(core_mask) <= 15:
+            raise ValueError(f"core mask {core_mask!r} out of range 0..15")
+        self._host_spikes.push(chip, chip_local_address(source_core, source_neuron), int(core_mask))
+
+    def load_spike_generator(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
+        self.spike_generator.load(events, repeat)
+
+    def start_spike_generator(self) -> None:
+        self.spike_generator.start(self._step * self.config.dt)
+
+    def stop_spike_generator(self) -> None:
+        self.spike_generator.stop()
+
+    def set_poisson_rate(self, chip: int, source: int, rate_hz: float) -> None:
+        """Rate of Poisson source ``source`` on ``chip`` for every board (each draws its own events)."""
+        self.poisson.set_rate(chip, source, rate_hz)
+
+    def set_poisson_running(self, running: bool) -> None:
+        self.poisson.running = bool(running)
+
+    # --- state ---------------------------------------------------------------------------------------
+    def reset_network_state(self) -> None:
+        """Every neuron of every board to rest."""
+        for board in self._boards:
+            board.state = engine.empty_state(self.config.circuit.i0)
+
+    def state_rows(self, instance: int) -> np.ndarray:
+        """(engine.N_STATE, 4096) view of board ``instance``'s state (rows ``engine.S_*``)."""
+        return engine.state_rows(self._boards_of(instance)[0].state)
+
+    def parameters(self, instance: int):
+        """:class:`~emulator.neuron_params.NeuronParameters` of board ``instance`` now."""
+        board = self._boards_of(instance)[0]
+        return derive_parameters(board.biases.currents(), self.tables.use_tau2, board.mismatch, self.config,
+                                 self._drift_factor())
+
+    def _drift_factor(self) -> float:
+        m = self.config.mismatch
+        if not m.enabled or m.temperature_drift_amplitude == 0.0:
+            return 1.0
+        return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
+
+    def _kernel_parameters(self, index: int, routing: RoutingTables) -> tuple[engine.KernelParameters, np.ndarray]:
+        """Packed parameters and synaptic jumps of board ``index`` (re-derived after a change)."""
+        board = self._boards[index]
+        drift = self._drift_factor()
+        key = (board.biases.version, self.tables.tau_version, drift)
+        if board.packed is None or board.packed_key != key:
+            params = self.parameters(index)
+            board.packed = engine.pack_parameters(params)
+            board.jump = engine.delivery_table(routing, params).jump
+            board.packed_key = key
+        return board.packed, board.jump
+
+    def _delivery_entries(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray]:
+        """The routing entries packed for the kernel: the same for every board (no mismatch in them)."""
+        if self._entries is None or self._entries[0] is not routing:
+            table = engine.delivery_table(routing, self.parameters(0))
+            self._entries = (routing, table.entry, table.weight_of_count)
+        return self._entries[1], self._entries[2]
+
+    # --- running -------------------------------------------------------------------------------------
+    def run(self, duration_s: float) -> list[SpikeEvents]:
+        """Advance every board by ``duration_s``; per board, the spikes routed to the host.
+
+        Same clock semantics as ``BoardSimulator.run`` (remainders of ``dt`` carried over)."""
+        duration = float(duration_s)
+        if not (math.isfinite(duration) and duration >= 0):
+            raise ValueError(f"duration must be finite and >= 0 s, got {duration_s!r}")
+        self._requested_s += duration
+        end_step = int(math.floor(self._requested_s / self.config.dt + 1e-6))
+        host: list[list[SpikeEvents]] = [[] for _ in self._boards]
+        every: list[list[SpikeEvents]] = [[] for _ in self._boards]
+        while self._step < end_step:
+            n_steps = min(CHUNK_STEPS, end_step - self._step)
+            for b, (h, e) in enumerate(self._run_chunk(n_steps)):
+                host[b].append(h)
+                every[b].append(e)
+        self.last_spikes = [SpikeEvents.concatenate(e) for e in every]
+        return [SpikeEvents.concatenate(h) for h in host]
+
+    def _run_chunk(self, n_steps: int) -> list[tuple[SpikeEvents, SpikeEvents]]:
+        routing = self.routing()
+        step0 = self._step
+        det_step, det_key = self._deterministic_inputs(step0, n_steps)
+        noise = self.config.mismatch
+        noise_on = noise.enabled and noise.noise_std_a > 0
+        noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
+        noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
+        entries, weight_of_count = self._delivery_entries(routing)
+        jobs = []
+        for index, board in enumerate(self._boards):
+            # drawn on this thread, in board order, as the single board draws them per chunk
+            poi_step, poi_key = self.poisson.input_events(step0, n_steps, self.config.dt, board.poisson_rng)
+            in_step = np.concatenate([det_step, poi_step]) - step0
+            in_key = np.concatenate([det_key, poi_key])
+            order = np.argsort(in_step, kind="stable")
+            noise_seed = int(board.noise_rng.integers(0, 2**31 - 1))
+            packed, jump = self._kernel_parameters(index, routing)
+            jobs.append((board, packed, jump, np.ascontiguousarray(in_step[order], dtype=np.int64),
+                         np.ascontiguousarray(in_key[order], dtype=np.int32), noise_seed))
+
+        def run_board(job) -> tuple[np.ndarray, np.ndarray]:
+            board, packed, jump, in_step, in_key, noise_seed = job
+            return _simulate_board(board, packed, jump, entries, weight_of_count, routing, n_steps, in_step, in_key,
+                                   noise_decay, noise_amplitude, noise_seed)
+
+        threads = min(self.threads, len(jobs))
+        if threads <= 1:
+            results = [run_board(job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batched-emulator") as pool:
+                results = list(pool.map(run_board, jobs))
+        self._step += n_steps
+        out = []
+        for steps, gids in results:
+            steps = steps + step0
+            out.append((self._host_events(steps, gids, routing), self._physical_events(steps, gids)))
+        return out
+
+    def _deterministic_inputs(self, step0: int, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Host spikes then spike-generator events of [step0, step0 + n), stable-sorted by step."""
+        s_host, k_host = self._host_spikes.input_events(step0)
+        s_gen, k_gen = self.spike_generator.input_events(step0, n_steps, self.config.dt)
+        step = np.concatenate([s_host, s_gen])
+        key = np.concatenate([k_host, k_gen])
+        order = np.argsort(step, kind="stable")
+        return step[order], key[order]
+
+    def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
+        return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,
+                           (gids % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE, gids % N_NEURONS_PER_CORE)
+
+    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
+        """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
+        single = self._single_host_route(routing)
+        if single is not None:
+            chip_of, core_of = single
+            chip = chip_of[gids]
+            hit = chip >= 0
+            routed = gids[hit]
+            return SpikeEvents(self._step_to_us(steps[hit]), chip[hit], core_of[routed], routed % N_NEURONS_PER_CORE)
+        chip = routing.host_chip[gids]
+        core = routing.host_core[gids]
+        hit = chip >= 0
+        spike_index = np.nonzero(hit)[0]
+        return SpikeEvents(self._step_to_us(steps[spike_index]), chip[hit], core[hit],
+                           gids[spike_index] % N_NEURONS_PER_CORE)
+
+    def _single_host_route(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._host_route is None or self._host_route[0] is not routing:
+            hit = routing.host_chip >= 0
+            route = None
+            if hit.sum(axis=1).max() <= 1:
+                cell = np.argmax(hit, axis=1)
+                rows = np.arange(N_NEURONS)
+                route = (routing.host_chip[rows, cell], routing.host_core[rows, cell])
+            self._host_route = (routing, route)
+        return self._host_route[1]
+
+
+def _simulate_board(board: _Board, packed: engine.KernelParameters, jump: np.ndarray, entries: np.ndarray,
+                    weight_of_count: np.ndarray, routing: RoutingTables, n_steps: int, in_step: np.ndarray,
+                    in_key: np.ndarray, noise_decay: float, noise_amplitude: float,
+                    noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One board, all four chips as one partition, through :func:`emulator.engine.simulate`.
+
+    The same calls as ``BoardSimulator._run_partition`` for a partition of all chips: the same
+    starting capacity, restarts with twice the room and the noise seed advanced by one.
+    """
+    no_monitor = np.full(N_CHIPS * 4, -1, np.int32)
+    monitor_out = np.zeros((n_steps, len(no_monitor)), np.float32)
+    capacity = max(4 * N_NEURONS, int(n_steps * N_NEURONS * 0.005))
+    spiked_words = board.spiked.view(np.uint64)
+    steps_out: list[np.ndarray] = []
+    gids_out: list[np.ndarray] = []
+    done = 0
+    while done < n_steps:
+        spike_step = np.empty(capacity, np.int64)
+        spike_gid = np.empty(capacity, np.int32)
+        first = np.searchsorted(in_step, done)
+        n_spikes, steps_done = engine.simulate(
+            n_steps - done, _ALL_CHIPS, N_NEURONS_PER_CHIP,
+            packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp,
+            board.state, packed.rows, noise_decay, noise_amplitude, noise_seed,
+            routing.key_ptr, entries, weight_of_count, jump,
+            routing.neuron_key_ptr, routing.neuron_keys,
+            in_step[first:] - done, in_key[first:], no_monitor, monitor_out[done:],
+            spike_step, spike_gid, board.spiked, spiked_words,
+        )
+        steps_out.append(spike_step[:n_spikes] + done)
+        gids_out.append(spike_gid[:n_spikes])
+        done += steps_done
+        capacity *= 2
+        noise_seed += 1
+    return np.concatenate(steps_out), np.concatenate(gids_out).astype(np.int64)
