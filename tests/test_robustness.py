@@ -157,3 +157,49 @@ def test_mismatch_aware_training_makes_the_trained_weights_more_robust():
     plain, aware = accuracies[False], accuracies[True]
     # measured: plain mean 0.818 worst 0.53, aware mean 0.851 worst 0.65 over the 64 held-out chips
     assert aware.mean() > plain.mean() + 0.015 and aware.min() > plain.min() + 0.05
+
+
+def test_a_study_on_a_local_ray_instance_with_two_workers_equals_the_single_machine_run(study):
+    ray = pytest.importorskip("ray")
+    _, _, _, inputs, serials, local = study
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        assert ray.cluster_resources()["CPU"] == 2
+        report = rb.run_robustness(inputs, serials, "tiny", ray_address="auto")
+    finally:
+        ray.shutdown()
+    assert report.distributed.startswith("ray") and "2 shards" in report.distributed
+    assert [c.serial for c in report.chips] == serials
+    for remote, here in zip(report.chips, local, strict=True):
+        assert remote.accuracy == here.accuracy and remote.calibrated_accuracy == here.calibrated_accuracy
+        assert remote.core_slope == here.core_slope and np.array_equal(remote.unit_gain, here.unit_gain, equal_nan=True)
+
+
+def test_cli_robustness_prints_the_distributions_and_writes_every_chip(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    import json
+
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.conversion.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    ckpt = str(save_checkpoint(tmp_path / "tiny.pt", RateRNN(RNNConfig(8, 8, 10, "leaky", 0.85, 4, "mean", 1.0)),
+                               {"task": "seq_digits"}))
+    report = tmp_path / "robustness.json"
+    assert main(["robustness", ckpt, "--chips", "2", "--first-serial", "40", "--n-test", "4", "--n-calibration", "3",
+                 "--qat-epochs", "0", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "on 2 emulated chips (MC00040..MC00041)" in out and "board ideal accuracy: " in out
+    assert "design biases" in out and "calibrated" in out and "worst chip before calibration: MC0004" in out
+    data = json.loads(report.read_text())
+    assert [c["serial"] for c in data["chips"]] == ["MC00040", "MC00041"]
+    assert data["before"]["n_chips"] == 2 and data["after"]["n_chips"] == 2 and data["n_test"] == 4
+    assert set(data["before"]["percentiles"]) == {"5", "25", "50", "75", "95"}
+    for argv, message in ((["--chips", "0"], "--chips"), (["--n-test", "0"], "--n-test"),
+                          (["--n-calibration", "1"], "--n-calibration"), (["--ray-shards", "0"], "--ray-shards")):
+        assert main(["robustness", ckpt, *argv]) == 2
+        assert message in capsys.readouterr().out
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
+    assert main(["robustness", ckpt, "--ray", "auto"]) == 2
+    assert "pip install 'neurolab[ray]'" in capsys.readouterr().out

@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "nir_import",
     "calibrate",
     "deploy",
+    "robustness",
     "robot",
     "record",
     "export",

@@ -121,8 +121,9 @@ class ChipResult:
     unit_gain: np.ndarray | None = None
 
     def to_dict(self) -> dict:
+        slopes = {k: (v if np.isfinite(v) else None) for k, v in self.core_slope.items()}  # JSON has no NaN
         return {"serial": self.serial, "accuracy": self.accuracy, "calibrated_accuracy": self.calibrated_accuracy,
-                "core_slope": self.core_slope}
+                "core_slope": slopes}
 
 
 @dataclass
@@ -369,7 +370,9 @@ def run_robustness(inputs: RobustnessInputs, serials: Sequence[str], task_name: 
 
     With Ray, the serials are cut into ``ray_shards`` contiguous shards (default: the cluster's
     CPU count), each run by :func:`evaluate_chips` as one Ray task; the chips' results are
-    gathered in serial order, which gives exactly the single-machine report.
+    gathered in serial order, which gives exactly the single-machine report.  ``ray_address`` is
+    what ``ray.init(address=...)`` takes (``"auto"``, ``"ray://host:10001"``, ``"local"`` for a
+    private local instance); when Ray is already initialised in this process that instance is used.
     """
     serials = list(serials)
     if not serials:
