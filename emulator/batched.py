@@ -421,8 +421,8 @@ def _simulate_board(board: _Board, packed: engine.KernelParameters, jump: np.nda
     The same calls as ``BoardSimulator._run_partition`` for a partition of all chips: the same
     starting capacity, restarts with twice the room and the noise seed advanced by one.
     """
-    no_monitor = np.full(N_CHIPS * 4, -1, np.int32)
-    monitor_out = np.zeros((n_steps, len(no_monitor)), np.float32)
+    no_monitor = np.zeros(0, np.int32)  # no monitor slots (they do not touch the dynamics)
+    monitor_out = np.zeros((n_steps, 0), np.float32)
     capacity = max(4 * N_NEURONS, int(n_steps * N_NEURONS * 0.005))
     spiked_words = board.spiked.view(np.uint64)
     steps_out: list[np.ndarray] = []
