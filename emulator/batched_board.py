@@ -31,12 +31,14 @@ class BatchedBoard:
     serials : one serial per board (its mismatch)
     config : shared emulator configuration
     threads : worker threads over boards (0 = one per CPU core)
+    chips : chips to simulate (``BatchedSimulator``'s ``chips``; None = all)
     """
 
     is_emulated = True
 
-    def __init__(self, serials: Sequence[str], config: EmulatorConfig | None = None, threads: int = 0) -> None:
-        self.sim = BatchedSimulator(serials, config, threads)
+    def __init__(self, serials: Sequence[str], config: EmulatorConfig | None = None, threads: int = 0,
+                 chips: Sequence[int] | None = None) -> None:
+        self.sim = BatchedSimulator(serials, config, threads, chips)
         self._biases: list[dict[tuple[int, int, str], BiasValue]] = [{} for _ in self.sim.serials]
 
     @property

@@ -103,6 +103,31 @@ def test_a_bias_written_to_one_board_changes_that_board_only():
         assert _same_events(host[b], sim.run(0.05))
 
 
+def test_simulating_some_chips_is_exact_for_them_and_their_routed_group():
+    # chip 1 routes into chip 0, so asking for chip 1 simulates chips 0 and 1; 2 and 3 stay at rest
+    batch = BatchedSimulator(SERIALS[:2], EmulatorConfig(), threads=2, chips=[1])
+    _configure(batch)
+    assert batch.simulated_chips() == [0, 1]
+    batch.run(0.12)
+    rest = engine.state_rows(engine.empty_state(batch.config.circuit.i0))
+    for b, serial in enumerate(SERIALS[:2]):
+        sim = BoardSimulator(serial)
+        _configure(sim)
+        sim.run(0.12)
+        mine = sim.last_spikes.chip <= 1
+        assert mine.sum() > 500 and (~mine).sum() > 0  # chips 2 and 3 did fire on the whole board
+        ids = sim.last_spikes.global_id[mine]
+        assert np.array_equal(batch.last_spikes[b].global_id, ids)
+        assert np.array_equal(batch.last_spikes[b].timestamp_us, sim.last_spikes.timestamp_us[mine])
+        assert np.array_equal(batch.state_rows(b)[:, :2048], engine.state_rows(sim.state.buffer)[:, :2048])
+        assert np.array_equal(batch.state_rows(b)[:, 2048:], rest[:, 2048:])
+    noisy = BatchedSimulator(["A"], EmulatorConfig(mismatch=MismatchConfig(noise_std_a=1e-12)), chips=[0])
+    with pytest.raises(ValueError, match="noise"):
+        noisy.run(0.01)
+    with pytest.raises(ValueError):
+        BatchedSimulator(["A"], chips=[4])
+
+
 def test_bad_arguments_are_refused_and_change_nothing():
     for serials in ([], ["A", "A"]):
         with pytest.raises(ValueError, match="serial"):

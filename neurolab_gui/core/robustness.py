@@ -323,7 +323,9 @@ def evaluate_chips(inputs: RobustnessInputs, serials: Sequence[str], threads: in
         if progress:
             progress(Progress(fraction, f"{n} chips: {text}"))
 
-    board = open_batch(list(serials), seed=inputs.emulator_seed, threads=threads)
+    # only the chips the network uses are simulated (exactly as on a whole board; see emulator.batched)
+    chips = sorted({a.chip for a in design.unit_addresses} | {a.chip for a in design.input_addresses})
+    board = open_batch(list(serials), seed=inputs.emulator_seed, threads=threads, chips=chips)
     try:
         configure_board(board, design)
         say(0.0, f"{len(inputs.x_test)} test samples with the design's biases")
