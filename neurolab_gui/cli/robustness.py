@@ -8,7 +8,8 @@ run on all of them, and the accuracy distribution is printed (mean, std, percent
 before and after the calibration model (per chip: network gain matching of each core's weight
 biases and a per-unit transfer fit in the decoder, from ``--n-calibration`` training samples;
 ``--no-calibration`` skips it).  ``--ray ADDRESS`` runs the chips as Ray tasks on a cluster
-(``pip install 'neurolab[ray]'``), with exactly the result of one machine for the same serials.
+(``pip install 'neurolab[ray]'``; every node needs the same NeuroLab installed), with exactly the
+result of one machine for the same serials.
 Ctrl-C cancels (exit 130).
 """
 
