@@ -379,22 +379,23 @@ class BatchedSimulator:
             jobs.append((board, packed, jump, np.ascontiguousarray(in_step[order], dtype=np.int64),
                          np.ascontiguousarray(in_key[order], dtype=np.int32), noise_seed))
 
-        def run_board(job) -> tuple[np.ndarray, np.ndarray]:
+        self._single_host_route(routing)  # cached here, before the worker threads read it
+
+        def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
+            # the kernel's step/neuron arrays become events on the worker, so only events are kept
             board, packed, jump, in_step, in_key, noise_seed = job
-            return _simulate_board(board, packed, jump, entries, weight_of_count, routing, block_start, n_steps, in_step,
-                                   in_key, noise_decay, noise_amplitude, noise_seed)
+            steps, gids = _simulate_board(board, packed, jump, entries, weight_of_count, routing, block_start, n_steps,
+                                          in_step, in_key, noise_decay, noise_amplitude, noise_seed)
+            steps += step0
+            return self._host_events(steps, gids, routing), self._physical_events(steps, gids)
 
         threads = min(self.threads, len(jobs))
         if threads <= 1:
-            results = [run_board(job) for job in jobs]
+            out = [run_board(job) for job in jobs]
         else:
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batched-emulator") as pool:
-                results = list(pool.map(run_board, jobs))
+                out = list(pool.map(run_board, jobs))
         self._step += n_steps
-        out = []
-        for steps, gids in results:
-            steps = steps + step0
-            out.append((self._host_events(steps, gids, routing), self._physical_events(steps, gids)))
         return out
 
     def _deterministic_inputs(self, step0: int, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
