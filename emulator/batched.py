@@ -54,7 +54,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -155,7 +155,7 @@ class BatchedSimulator:
         self._timestamp_origin_us = 0
         self._routing: RoutingTables | None = None
         self._routing_version = -1
-        self._entries: tuple[RoutingTables, np.ndarray, np.ndarray] | None = None
+        self._delivery: tuple[RoutingTables, engine.DeliveryTable] | None = None
         self._host_route: tuple[RoutingTables, tuple[np.ndarray, np.ndarray] | None] | None = None
         self.last_spikes: list[SpikeEvents] = [SpikeEvents() for _ in self._boards]
 
@@ -317,12 +317,12 @@ class BatchedSimulator:
             board.packed_key = key
         return board.packed, board.jump
 
-    def _delivery_entries(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray]:
-        """The routing entries packed for the kernel: the same for every board (no mismatch in them)."""
-        if self._entries is None or self._entries[0] is not routing:
-            table = engine.delivery_table(routing, self.parameters(0))
-            self._entries = (routing, table.entry, table.weight_of_count)
-        return self._entries[1], self._entries[2]
+    def _shared_delivery(self, routing: RoutingTables) -> engine.DeliveryTable:
+        """The delivery table of board 0; every field but ``jump`` (the synaptic jumps, which carry
+        the mismatch) is the same for every board, so board ``b`` uses it with its own ``jump``."""
+        if self._delivery is None or self._delivery[0] is not routing:
+            self._delivery = (routing, engine.delivery_table(routing, self.parameters(0)))
+        return self._delivery[1]
 
     # --- running -------------------------------------------------------------------------------------
     def run(self, duration_s: float) -> list[SpikeEvents]:
@@ -363,7 +363,7 @@ class BatchedSimulator:
         det_step, det_key = self._deterministic_inputs(step0, n_steps)
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
-        entries, weight_of_count = self._delivery_entries(routing)
+        delivery = self._shared_delivery(routing)
         jobs = []
         for index, board in enumerate(self._boards):
             # drawn on this thread, in board order, as the single board draws them per chunk
@@ -384,7 +384,7 @@ class BatchedSimulator:
         def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
             # the kernel's step/neuron arrays become events on the worker, so only events are kept
             board, packed, jump, in_step, in_key, noise_seed = job
-            steps, gids = _simulate_board(board, packed, jump, entries, weight_of_count, routing, block_start, n_steps,
+            steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), routing, block_start, n_steps,
                                           in_step, in_key, noise_decay, noise_amplitude, noise_seed)
             steps += step0
             return self._host_events(steps, gids, routing), self._physical_events(steps, gids)
@@ -439,8 +439,8 @@ class BatchedSimulator:
         return self._host_route[1]
 
 
-def _simulate_board(board: _Board, packed: engine.KernelParameters, jump: np.ndarray, entries: np.ndarray,
-                    weight_of_count: np.ndarray, routing: RoutingTables, block_start: np.ndarray, n_steps: int,
+def _simulate_board(board: _Board, packed: engine.KernelParameters, delivery: engine.DeliveryTable,
+                    routing: RoutingTables, block_start: np.ndarray, n_steps: int,
                     in_step: np.ndarray,
                     in_key: np.ndarray, noise_decay: float, noise_amplitude: float,
                     noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -465,7 +465,7 @@ def _simulate_board(board: _Board, packed: engine.KernelParameters, jump: np.nda
             n_steps - done, block_start, N_NEURONS_PER_CHIP,
             packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp,
             board.state, packed.rows, noise_decay, noise_amplitude, noise_seed,
-            routing.key_ptr, entries, weight_of_count, jump,
+            routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
             routing.neuron_key_ptr, routing.neuron_keys,
             in_step[first:] - done, in_key[first:], no_monitor, monitor_out[done:],
             spike_step, spike_gid, board.spiked, spiked_words,
