@@ -123,6 +123,8 @@ class BatchedSimulator:
         bit-identical to a whole board's, the others stay at rest and emit nothing: for a
         network on one chip a 4x saving.  Not with trial-to-trial noise (its random sequence
         runs over all neurons)
+    record_all_spikes : keep every spike of the last run in :attr:`last_spikes` (False: only the
+        host events are built; a long study need not hold every spike of every board twice)
 
     Attributes
     ----------
@@ -131,7 +133,7 @@ class BatchedSimulator:
     """
 
     def __init__(self, serials: Sequence[str], config: EmulatorConfig | None = None, threads: int = 0,
-                 chips: Sequence[int] | None = None) -> None:
+                 chips: Sequence[int] | None = None, record_all_spikes: bool = True) -> None:
         serials = [str(s) for s in serials]
         if not serials:
             raise ValueError("a batch needs at least one serial")
@@ -145,6 +147,8 @@ class BatchedSimulator:
         self.chips = tuple(sorted({check_chip(c) for c in chips})) if chips is not None else tuple(range(N_CHIPS))
         if not self.chips:
             raise ValueError("chips must name at least one chip (or be None for all)")
+        self.record_all_spikes = bool(record_all_spikes)
+        self._host_filter: np.ndarray | None = None
         self.tables = ChipTables()
         self.spike_generator = SpikeGenerator()
         self.poisson = PoissonGenerator()
@@ -283,6 +287,20 @@ class BatchedSimulator:
     def set_poisson_running(self, running: bool) -> None:
         self.poisson.running = bool(running)
 
+    def keep_host_events_of(self, neurons: Sequence[int] | None) -> None:
+        """Return host events of these board-wide neuron ids only (None: all), as a host that
+        listens to some neurons would filter the stream; applied per chunk, so a long run holds
+        only those.  The dynamics are unchanged."""
+        if neurons is None:
+            self._host_filter = None
+            return
+        ids = np.asarray(list(neurons), np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= N_NEURONS):
+            raise ValueError(f"neuron ids must lie in 0..{N_NEURONS - 1}")
+        mask = np.zeros(N_NEURONS, bool)
+        mask[ids] = True
+        self._host_filter = mask
+
     # --- state ---------------------------------------------------------------------------------------
     def reset_network_state(self) -> None:
         """Every neuron of every board to rest."""
@@ -380,6 +398,7 @@ class BatchedSimulator:
                          np.ascontiguousarray(in_key[order], dtype=np.int32), noise_seed))
 
         self._single_host_route(routing)  # cached here, before the worker threads read it
+        host_filter = self._host_filter
 
         def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
             # the kernel's step/neuron arrays become events on the worker, so only events are kept
@@ -387,7 +406,11 @@ class BatchedSimulator:
             steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), routing, block_start, n_steps,
                                           in_step, in_key, noise_decay, noise_amplitude, noise_seed)
             steps += step0
-            return self._host_events(steps, gids, routing), self._physical_events(steps, gids)
+            every = self._physical_events(steps, gids) if self.record_all_spikes else SpikeEvents()
+            if host_filter is not None:
+                keep = host_filter[gids]
+                steps, gids = steps[keep], gids[keep]
+            return self._host_events(steps, gids, routing), every
 
         threads = min(self.threads, len(jobs))
         if threads <= 1:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from drivers.dynapse1.board_api import BiasValue, SpikeGenEvent
-from drivers.dynapse1.netlist import Netlist
+from drivers.dynapse1.netlist import Netlist, NeuronAddress
 from drivers.dynapse1.netlist_compiler import compile_netlist
 from drivers.dynapse1.spikes import SpikeEvents
-from drivers.dynapse1.topology import N_CHIPS
+from drivers.dynapse1.topology import N_CHIPS, N_NEURONS_PER_CHIP
 
 from .batched import BatchedSimulator
 from .config import EmulatorConfig
@@ -32,13 +32,14 @@ class BatchedBoard:
     config : shared emulator configuration
     threads : worker threads over boards (0 = one per CPU core)
     chips : chips to simulate (``BatchedSimulator``'s ``chips``; None = all)
+    record_all_spikes : ``BatchedSimulator``'s (False: ``sim.last_spikes`` stays empty)
     """
 
     is_emulated = True
 
     def __init__(self, serials: Sequence[str], config: EmulatorConfig | None = None, threads: int = 0,
-                 chips: Sequence[int] | None = None) -> None:
-        self.sim = BatchedSimulator(serials, config, threads, chips)
+                 chips: Sequence[int] | None = None, record_all_spikes: bool = True) -> None:
+        self.sim = BatchedSimulator(serials, config, threads, chips, record_all_spikes)
         self._biases: list[dict[tuple[int, int, str], BiasValue]] = [{} for _ in self.sim.serials]
 
     @property
@@ -93,6 +94,12 @@ class BatchedBoard:
 
     def reset_network_state(self) -> None:
         self.sim.reset_network_state()
+
+    def keep_events_of(self, neurons: Sequence[NeuronAddress] | None) -> None:
+        """:meth:`read_events` returns events of these neurons only (None: all); see
+        ``BatchedSimulator.keep_host_events_of``."""
+        self.sim.keep_host_events_of(None if neurons is None else [a.chip * N_NEURONS_PER_CHIP + a.core * 256 + a.neuron
+                                                                   for a in neurons])
 
     def read_events(self, duration_s: float) -> list[SpikeEvents]:
         """Advance every board by ``duration_s``; per board, the events the host receives."""

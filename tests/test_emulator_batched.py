@@ -128,6 +128,24 @@ def test_simulating_some_chips_is_exact_for_them_and_their_routed_group():
         BatchedSimulator(["A"], chips=[4])
 
 
+def test_host_filter_keeps_the_listed_neurons_events_only_and_changes_nothing_else():
+    batch = BatchedSimulator(SERIALS[:1], EmulatorConfig(), record_all_spikes=False)
+    _configure(batch)
+    listened = [5, 300, 1029, 4000]
+    batch.keep_host_events_of(listened)
+    host = batch.run(0.1)[0]
+    sim = BoardSimulator(SERIALS[0])
+    _configure(sim)
+    expected = sim.run(0.1)
+    mine = np.isin(expected.global_id, listened)
+    assert mine.sum() > 5 and len(batch.last_spikes[0]) == 0
+    assert np.array_equal(host.global_id, expected.global_id[mine])
+    assert np.array_equal(host.timestamp_us, expected.timestamp_us[mine])
+    assert np.array_equal(batch.state_rows(0), engine.state_rows(sim.state.buffer))
+    with pytest.raises(ValueError, match="neuron ids"):
+        batch.keep_host_events_of([4096])
+
+
 def test_bad_arguments_are_refused_and_change_nothing():
     for serials in ([], ["A", "A"]):
         with pytest.raises(ValueError, match="serial"):

@@ -123,18 +123,18 @@ def open_emulator(
 
 
 def open_batched_emulator(serials, *, seed: int = 0, mismatch: bool = True, threads: int = 0, config: Any = None,
-                          chips=None) -> Any:
+                          chips=None, record_all_spikes: bool = True) -> Any:
     """N emulated boards run together (``emulator.batched_board.BatchedBoard``): one serial each.
 
     The Monte-Carlo robustness study's board: the same network and stimulus on every board, each
     with its own mismatch, bit for bit what :func:`open_emulator`'s simulator would do per serial.
     ``read_events`` returns one event list per board.  ``chips``: simulate only these chips (and
-    those routed to them), exactly; None = all four.
+    those routed to them), exactly; None = all four.  ``record_all_spikes=False``: only host events.
     """
     from emulator.batched_board import BatchedBoard
 
     cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch)
-    return BatchedBoard(list(serials), cfg, threads, chips)
+    return BatchedBoard(list(serials), cfg, threads, chips, record_all_spikes)
 
 
 def open_silicon(serial: str | None = None) -> Board:

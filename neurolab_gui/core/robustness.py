@@ -325,7 +325,8 @@ def evaluate_chips(inputs: RobustnessInputs, serials: Sequence[str], threads: in
 
     # only the chips the network uses are simulated (exactly as on a whole board; see emulator.batched)
     chips = sorted({a.chip for a in design.unit_addresses} | {a.chip for a in design.input_addresses})
-    board = open_batch(list(serials), seed=inputs.emulator_seed, threads=threads, chips=chips)
+    board = open_batch(list(serials), seed=inputs.emulator_seed, threads=threads, chips=chips, record_all_spikes=False)
+    board.keep_events_of(design.unit_addresses)  # the decoder reads the units only: hold nothing else
     try:
         configure_board(board, design)
         say(0.0, f"{len(inputs.x_test)} test samples with the design's biases")
