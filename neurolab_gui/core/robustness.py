@@ -45,7 +45,6 @@ a row scale of ``w_in``, ``w_bias`` and ``w_rec``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 import time
@@ -342,8 +341,8 @@ def evaluate_chips(inputs: RobustnessInputs, serials: Sequence[str], threads: in
             slopes = core_slopes(design, expected, cal.features[b])
             result.core_slope = {f"{c}/{k}": s for (c, k), s in slopes.items()}
             result.unit_gain = unit_slopes(expected, cal.features[b])
-            network = copy.deepcopy(design)
-            network.biases = gain_matched_biases(design, slopes)
+            # a shallow copy: the netlist and addresses are the design's, biases and unit calibration its own
+            network = dataclasses.replace(design, biases=gain_matched_biases(design, slopes))
             board.apply_bias_set(network.biases, instance=b)
             networks.append(network)
         say(0.55, "calibration model: per-unit transfer fit")
