@@ -19,7 +19,8 @@ Biases are written to every board (:meth:`BatchedSimulator.set_bias`) or to one
 
 Physics and bit-compatibility
 -----------------------------
-Each board is advanced by the single-board kernel itself, :func:`emulator.engine.simulate`, with
+Each board is advanced by the single-board kernel itself (the compiled library's quiet kernel,
+:func:`emulator.kernel_library.quiet_kernel`, or :func:`emulator.engine.simulate` with noise), with
 exactly the inputs :class:`emulator.simulator.BoardSimulator` gives it: parameters from
 :func:`~emulator.neuron_params.derive_parameters` and :func:`~emulator.engine.pack_parameters`,
 the same input events in the same order (spike generator and host spikes, then that board's own
@@ -61,6 +62,7 @@ import numpy as np
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import (
     N_CHIPS,
+    N_CORES_PER_CHIP,
     N_NEURONS,
     N_NEURONS_PER_CHIP,
     N_NEURONS_PER_CORE,
@@ -69,7 +71,7 @@ from drivers.dynapse1.topology import (
     check_neuron,
 )
 
-from . import engine
+from . import engine, kernel_library
 from .biasgen import BiasBank
 from .chip_state import ChipTables
 from .config import EmulatorConfig
@@ -403,7 +405,7 @@ class BatchedSimulator:
         def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
             # the kernel's step/neuron arrays become events on the worker, so only events are kept
             board, packed, jump, in_step, in_key, noise_seed = job
-            steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), routing, block_start, n_steps,
+            steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), block_start, n_steps,
                                           in_step, in_key, noise_decay, noise_amplitude, noise_seed)
             steps += step0
             every = self._physical_events(steps, gids) if self.record_all_spikes else SpikeEvents()
@@ -463,20 +465,24 @@ class BatchedSimulator:
 
 
 def _simulate_board(board: _Board, packed: engine.KernelParameters, delivery: engine.DeliveryTable,
-                    routing: RoutingTables, block_start: np.ndarray, n_steps: int,
-                    in_step: np.ndarray,
-                    in_key: np.ndarray, noise_decay: float, noise_amplitude: float,
-                    noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One board, the chips of ``block_start`` as one partition, through :func:`emulator.engine.simulate`.
+                    block_start: np.ndarray, n_steps: int, in_step: np.ndarray, in_key: np.ndarray,
+                    noise_decay: float, noise_amplitude: float, noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One board, the chips of ``block_start`` as one partition, through the single-board kernel.
 
-    The same calls as ``BoardSimulator._run_partition`` for a partition of these chips: the same
+    The same calls as ``BoardSimulator._run_partition`` for a partition of these chips (keep the
+    two in step; ``tests/test_emulator_batched.py`` fails when they drift apart): the compiled library's quiet kernel without noise, numba's ``engine.simulate`` with it; the same
     starting capacity, restarts with twice the room and the noise seed advanced by one.
     """
-    no_monitor = np.zeros(0, np.int32)  # no monitor slots (they do not touch the dynamics)
-    monitor_out = np.zeros((n_steps, 0), np.float32)
+    quiet_kernel = None if noise_amplitude > 0 else kernel_library.quiet_kernel()
+    no_monitor = np.full(N_CHIPS * N_CORES_PER_CHIP, -1, np.int32)  # monitors do not touch the dynamics
+    monitor_out = np.zeros((n_steps, len(no_monitor)), np.float32)
     n_neurons = N_NEURONS_PER_CHIP * len(block_start)
     capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
     spiked_words = board.spiked.view(np.uint64)
+    work, touch_sink = np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64)
+    scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
+    tables = (delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+              delivery.spike_ptr, delivery.spike_entry)
     steps_out: list[np.ndarray] = []
     gids_out: list[np.ndarray] = []
     done = 0
@@ -484,15 +490,16 @@ def _simulate_board(board: _Board, packed: engine.KernelParameters, delivery: en
         spike_step = np.empty(capacity, np.int64)
         spike_gid = np.empty(capacity, np.int32)
         first = np.searchsorted(in_step, done)
-        n_spikes, steps_done = engine.simulate(
-            n_steps - done, block_start, N_NEURONS_PER_CHIP,
-            packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp,
-            board.state, packed.rows, noise_decay, noise_amplitude, noise_seed,
-            routing.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-            routing.neuron_key_ptr, routing.neuron_keys,
-            in_step[first:] - done, in_key[first:], no_monitor, monitor_out[done:],
-            spike_step, spike_gid, board.spiked, spiked_words,
-        )
+        io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), no_monitor,
+              monitor_out[done:], spike_step, spike_gid, board.spiked, spiked_words)
+        if quiet_kernel is None:
+            n_spikes, steps_done = engine.simulate(
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, board.state, packed.rows,
+                noise_decay, noise_amplitude, noise_seed, *tables, *io)
+        else:
+            n_spikes, steps_done = quiet_kernel(
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, board.state, packed.rows,
+                *tables, *io, work, touch_sink)
         steps_out.append(spike_step[:n_spikes] + done)
         gids_out.append(spike_gid[:n_spikes])
         done += steps_done
