@@ -48,8 +48,12 @@ def test_npz_task_round_trip_and_split(tmp_path):
     ("arrays", "message"),
     [
         ({"x": np.zeros((4, 3, 2))}, "labels"),
-        ({"x": np.full((4, 3, 2), 2.0), "labels": np.zeros(4, int)}, "must lie in"),
+        ({"x": np.full((4, 3, 2), np.nan), "labels": np.zeros(4, int)}, "NaN"),
         ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(3, int)}, "shape"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "mean": np.zeros(2)}, "'mean' but not 'std'"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "mean": np.zeros(3), "std": np.ones(3)}, r"shape \[2\]"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "mean": np.zeros(2), "std": np.array([1.0, 0.0])}, "positive"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "lengths": np.array([1, 2, 3, 4])}, "lengths"),
     ],
 )
 def test_npz_task_errors_name_the_problem(tmp_path, arrays, message):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .board_option import add_board_option
+from .convert import add_input_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target AMPA and GABA_B synaptic time constant in ms (board mode; default: not tuned)")
     p.add_argument("--task", help="calibrate for a converted network on this task (seq_digits, mnist1d, ecg, file.npz)")
     p.add_argument("--checkpoint", help="trained model for --task (default: train one with the pipeline defaults)")
+    add_input_options(p)
     p.add_argument("--epochs", type=int, default=None, help="training epochs when no checkpoint is given")
     p.add_argument("--n-test", type=int, default=200, help="test samples for the before/after board accuracy (network mode)")
     p.add_argument("--profile", help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
@@ -126,7 +128,7 @@ def _network_inputs(args: argparse.Namespace):
     """The task and the checkpoint's model (or None), read and checked before a board is opened."""
     from neurolab_gui.core.conversion import tasks
 
-    task = tasks.load_task(args.task)
+    task = tasks.load_task(args.task, normalization=args.normalize)
     if not args.checkpoint:
         return task, None
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint
@@ -146,11 +148,16 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     from neurolab_gui.core.conversion.training import evaluate
 
     # the task's defaults, or the loaded model's own dynamics (the time mapping it was trained for)
-    cfg = pipeline.config_for_task(task.name, model.config if model is not None else None, epochs=args.epochs)
+    cfg = pipeline.config_for_task(task.name, model.config if model is not None else None, epochs=args.epochs,
+                                   readout_rule=args.readout)
     if model is None:
         print(f"training a model on {task.name} ({cfg.train.epochs} epochs)...", flush=True)
         model, _ = pipeline.train_model(task, cfg, progress=lambda p: print(f"  {p.message}", flush=True), cancel=cancel)
-    net = pipeline.constrain_model(model, task, cfg, cancel=cancel)
+    # the constrained network `neurolab convert` builds from the same checkpoint, task and options
+    prepared, net = pipeline.constrained_network(model, task, cfg, cancel=cancel)
+    for note in prepared.notes:
+        print(f"note: {note}")
+    task = prepared.task
     mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
     result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
     n = min(args.n_test, len(task.x_test))
@@ -159,7 +166,11 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     def board_accuracy(network) -> float:  # written and run like `neurolab deploy` does
         return run_deployment(deploy_network(board, network, cancel=cancel), x, y, lengths, cancel=cancel).accuracy
 
+    float_acc = prepared.float_accuracy
+    if float_acc is None:
+        float_acc = evaluate(prepared.model, task.x_test, task.y_test, task.lengths_test)[0]
     acc = {
+        "float": float_acc,
         "constrained": evaluate(net.model, x, y, lengths)[0],
         "board_before": board_accuracy(result.mapped_before),
         "board_after": board_accuracy(result.mapped),
@@ -167,8 +178,8 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     _print_taus(result.summary())
     print(f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%} (inhibitory {result.inh_gain_cv_before:.1%} -> "
           f"{result.inh_gain_cv_after:.1%}); chip time {result.chip_s_measurement:.1f} s measurement + {result.chip_s_loop:.1f} s in the loop")
-    print(f"test accuracy on {n} samples: constrained {acc['constrained']:.3f}, board before {acc['board_before']:.3f}, "
-          f"board after {acc['board_after']:.3f}")
+    print(f"float {acc['float']:.4f} (whole test set); on {n} test samples: constrained {acc['constrained']:.4f}, "
+          f"board before {acc['board_before']:.4f}, board after {acc['board_after']:.4f}")
     if args.figures:
         from neurolab_gui.core.calibration.figures import network_figures
 

@@ -10,12 +10,20 @@ from .train import print_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("convert", help="convert a checkpoint to a spiking network and report every stage")
+    from neurolab_gui.core.conversion.tasks import DATA_FILE_FORMAT
+
+    p = subparsers.add_parser("convert", help="convert a checkpoint to a spiking network and report every stage",
+                              description="Convert a checkpoint to a spiking network and report every stage: float, "
+                                          "constrained, Brian2, board ideal, board mismatch, board, board calibrated.",
+                              epilog=DATA_FILE_FORMAT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="NeuroLab checkpoint or a plain nn.RNN(relu)+nn.Linear state_dict")
-    p.add_argument("--task", default=None, help="task to evaluate on (default: the one stored in the checkpoint)")
+    p.add_argument("--task", default=None,
+                   help="task to evaluate on: a built-in name or a data file FILE.npz (format below; default: the one stored in the checkpoint)")
     p.add_argument("--stages", default="board_ideal,board_mismatch",
                    help="comma-separated spiking stages: brian2, board_ideal, board_mismatch (reference emulators), "
-                        "board (the --board; added when --board is given)")
+                        "board (the --board; added when --board is given), board_calibrated (calibrates the --board, "
+                        "else an emulator with the default mismatch, and runs there)")
+    add_input_options(p)
     add_board_option(p, default=None, what="run the stage 'board' on")
     p.add_argument("--no-profile", action="store_true", help="do not apply the board's calibration profile")
     p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
@@ -30,6 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation", action="store_true",
                    help="also report the accuracy after each constraint added one at a time (a few extra rate-model evaluations)")
     p.set_defaults(func=run)
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Options of a user data file and an imported model (``convert`` and ``calibrate``)."""
+    from neurolab_gui.core.conversion.encoding import NORMALIZATIONS
+    from neurolab_gui.core.conversion.torch_import import READOUT_RULES
+
+    p.add_argument("--normalize", choices=NORMALIZATIONS, default="encode",
+                   help="where a data file's mean/std are applied: encode (z-score the features before spike encoding; default), "
+                        "fold (into the imported model's W_ih and b_ih) or none (ignore them)")
+    p.add_argument("--readout", choices=tuple(READOUT_RULES), default=None,
+                   help="imported models: the readout's input, the state at the last valid step, the mean over valid steps, or "
+                        "the state at the last padded step (default: what the file's meta declares, else last_valid)")
 
 
 def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
@@ -49,7 +70,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         if not task_name:
             print("error: the checkpoint does not name its task; pass --task")
             return 2
-        task = load_task(task_name)
+        task = load_task(task_name, normalization=getattr(args, "normalize", "encode"))
         precision = WeightPrecision(args.levels)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}")
@@ -59,7 +80,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         cfg = config_for_task(
             task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
             stages=stages, n_test_spiking=args.n_test, brian2_samples=getattr(args, "brian2_samples", None), seed=args.seed,
-            ablation=getattr(args, "ablation", False) or None,
+            ablation=getattr(args, "ablation", False) or None, readout_rule=getattr(args, "readout", None),
         )
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)
@@ -97,6 +118,16 @@ def open_with_profile(args: argparse.Namespace):
     return board, profile
 
 
+def network_calibrator(board, mapped, constrained, task, progress, cancel):
+    """:data:`~neurolab_gui.core.conversion.pipeline.NetworkCalibrator` of the stage ``board_calibrated``:
+    the calibration engine of ``neurolab calibrate --task`` (``calibrate_network``)."""
+    from neurolab_gui.core.calibration.engine import calibrate_network
+    from neurolab_gui.core.conversion.pipeline import CalibratedNetwork
+
+    result = calibrate_network(board, mapped, constrained, task, progress=progress, cancel=cancel)
+    return CalibratedNetwork(result.mapped, result.constrained, result.chip_s, result.summary())
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -129,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"board {board.serial}: " + (f"calibration profile of {profile.created} applied" if profile else "no calibration profile"))
     print(f"converting {args.checkpoint} ({loaded.source_format}, {mc.kind}, {mc.n_hidden} units) on {task.name}")
     conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel,
-                                                                    board=board, profile=profile))
+                                                                    board=board, profile=profile,
+                                                                    calibrator=network_calibrator))
     try:
         result = run_in_foreground(conversion, print_progress)
     except Cancelled:

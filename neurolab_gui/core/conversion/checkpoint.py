@@ -50,7 +50,17 @@ from pathlib import Path
 import torch
 
 from .models import RateRNN, RNNConfig
-from .torch_import import MAX_CHANNELS, MAX_HIDDEN, ImportRefused, check_weight, find_relu_rnn
+from .torch_import import (
+    MAX_CHANNELS,
+    MAX_HIDDEN,
+    READOUT_RULES,
+    ForeignSource,
+    ImportRefused,
+    check_weight,
+    declared_nonlinearity,
+    declared_readout,
+    find_relu_rnn,
+)
 
 FORMAT_NAME = "neurolab-rate-rnn"
 FORMAT_VERSION = 1
@@ -104,10 +114,12 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         return _load_own(obj, path)
     try:
         rnn = find_relu_rnn(obj)
+        source = ForeignSource(declared_nonlinearity(obj), declared_readout(obj))
     except ImportRefused as exc:
         raise CheckpointError(f"{path} {exc}. {SUPPORTED}") from None
     model = RateRNN(RNNConfig(n_inputs=rnn.w_ih.shape[1], n_hidden=rnn.w_hh.shape[0], n_outputs=rnn.w_out.shape[0],
-                              kind="elman", readout="last"))
+                              kind="elman", readout=READOUT_RULES[source.readout or "last_valid"]))
+    model.foreign = source
     with torch.no_grad():
         model.w_in.copy_(rnn.w_ih)
         model.w_rec.copy_(rnn.w_hh)
@@ -115,7 +127,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         model.readout.weight.copy_(rnn.w_out)
         model.readout.bias.copy_(rnn.b_out)
     meta = {"imported_from": str(path), "prefix": rnn.rnn_prefix, "readout_prefix": rnn.readout_prefix,
-            "unbounded_relu": True, "ignored_tensors": rnn.ignored, "file_metadata": rnn.meta}
+            "unbounded_relu": True, "ignored_tensors": rnn.ignored, "file_metadata": rnn.meta, **source.to_dict()}
     return LoadedModel(model, meta, "torch-state-dict")
 
 

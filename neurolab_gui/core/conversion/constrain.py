@@ -90,6 +90,9 @@ def check_convertible(model: RateRNN, task: Task) -> None:
     """Raise ``ValueError`` unless ``model`` has finite weights and the inputs and classes of ``task``."""
     check_finite_weights(model)
     mc = model.config
+    raw = task.encoding.n_raw if task.encoding is not None else None
+    if getattr(model, "foreign", None) is not None and mc.n_inputs == raw and mc.n_outputs == task.n_classes:
+        return  # an imported model on raw features: the pipeline splits its input weights onto the rate channels
     if (mc.n_inputs, mc.n_outputs) != (task.n_features, task.n_classes):
         raise ValueError(f"the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
                          f"{task.n_features} features / {task.n_classes} classes")
@@ -484,28 +487,36 @@ def to_hardware_dynamics(model: RateRNN, retention: float, steps_per_sample: int
     return out
 
 
-def normalize_activations(model: RateRNN, x: np.ndarray, percentile: float = 99.9) -> float:
+def normalize_activations(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, percentile: float = 99.9,
+                          max_samples: int = 4096) -> float:
     """Rescale an Elman model with an *unbounded* ReLU so its activations fit in [0, 1] (in place).
 
     A ReLU RNN is positively homogeneous: dividing ``w_in`` and ``w_bias`` by ``lam`` and
     multiplying the readout weights by ``lam`` leaves its logits unchanged while every hidden
     activation shrinks by ``lam`` (``w_rec`` is unchanged).  ``lam`` is the ``percentile`` of
-    the activations on ``x`` (snntoolbox's robust normalisation).  Returns ``lam``.
+    the activations on the *valid* steps of ``x`` (``lengths``; padding is not data) -- a
+    percentile, not the maximum, because imported models' activations are heavy-tailed and one
+    outlier would squeeze every other unit into a few weight levels (snntoolbox's robust
+    normalisation).  At most ``max_samples`` sequences are used.  Returns ``lam``.
     """
     if model.config.kind != "elman":
         raise ValueError("normalize_activations applies to imported Elman models")
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+    x = np.asarray(x[:max_samples], np.float32)
+    lengths = np.full(len(x), x.shape[1]) if lengths is None else np.asarray(lengths[:max_samples])
     with torch.no_grad():
-        xt = torch.as_tensor(x[:512], dtype=torch.float32)
+        xt = torch.as_tensor(x)
         h = torch.zeros(len(xt), model.config.n_hidden)
         acts = []
-        for t in range(xt.shape[1]):
+        for t in range(int(lengths.max())):
             h = torch.relu(xt[:, t] @ model.w_in.T + model.w_bias + h @ model.w_rec.T)
-            acts.append(h)
-        stacked = torch.stack(acts)
-        if not bool(torch.isfinite(stacked).all()):
+            acts.append(h[torch.as_tensor(lengths > t)])
+        valid = torch.cat(acts)
+        if not bool(torch.isfinite(valid).all()):
             raise NonFiniteWeightsError("the imported model's activations overflow to inf/NaN on the task's data; "
                                         "its weights are too large to rescale")
-        lam = float(np.percentile(stacked.numpy(), percentile))
+        lam = float(np.percentile(valid.numpy(), percentile))
         lam = max(lam, 1e-6)
         model.w_in /= lam
         model.w_bias /= lam

@@ -20,9 +20,127 @@ events, as it would be on silicon (one upload, one stream).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+#: Where the data file's ``mean``/``std`` are applied: to the features before encoding (``encode``),
+#: folded into the first layer's weights and biases (``fold``), or not at all (``none``).
+NORMALIZATIONS = ("encode", "fold", "none")
+
+
+@dataclass
+class InputEncoding:
+    """How a user's raw, real-valued features become spike-generator rates in ``[0, 1]``.
+
+    A rate cannot be negative, so a feature that takes negative values gets two channels, ON =
+    ``clip(v / s, 0, 1)`` and OFF = ``clip(-v / s, 0, 1)`` (how event sensors encode signed
+    signals); a non-negative feature keeps one, ``clip(v / s, 0, 1)``.  ``v`` is the feature
+    z-scored with the data file's ``mean``/``std`` when ``normalization == "encode"``, else the raw
+    feature.  ``s`` is, per feature, a high percentile of ``|v|`` over the valid training steps
+    (values beyond it are clipped).  The first layer stays linear: a model that computes ``W z + b``
+    on its normalised input computes the same on the channels with :meth:`input_weights`.
+
+    Attributes
+    ----------
+    n_raw : features in the user's file
+    channels : ``[C, 2]`` rows ``(feature, sign)``: channel ``c`` carries ``max(sign * v, 0) / s``
+    scale : ``[n_raw]`` the per-feature ``s``
+    mean, std : ``[n_raw]`` the file's normalisation (None: the features are used as they are)
+    normalization : one of :data:`NORMALIZATIONS`
+    clip_percentile : the percentile that set ``scale``
+    clipped_fraction : share of valid training values beyond ``s`` (clipped)
+    """
+
+    n_raw: int
+    channels: np.ndarray
+    scale: np.ndarray
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    normalization: str = "none"
+    clip_percentile: float = 99.9
+    clipped_fraction: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, lengths: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,
+            normalization: str = "encode", clip_percentile: float = 99.9) -> InputEncoding:
+        """The encoding of raw features ``x [N, T, F]`` (valid steps ``lengths``) of a training set."""
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+        if not 50.0 <= clip_percentile <= 100.0:
+            raise ValueError(f"clip_percentile must lie in [50, 100], got {clip_percentile}")
+        x = np.asarray(x, np.float64)
+        n_raw = x.shape[2]
+        if (mean is None) != (std is None):
+            raise ValueError("a data file must give both 'mean' and 'std' or neither")
+        if normalization == "none":
+            mean = std = None
+        enc = cls(n_raw, np.zeros((0, 2), np.int64), np.ones(n_raw), mean, std,
+                  normalization if mean is not None else "none", clip_percentile)
+        values = enc.normalised(x, lengths)[valid_mask(lengths, x.shape[1])]  # [valid steps, F]
+        scale = np.percentile(np.abs(values), clip_percentile, axis=0)
+        dead = ~(scale > 0)
+        scale[dead] = 1.0  # a feature that is always 0 carries nothing; any scale encodes it
+        enc.scale = scale
+        enc.channels = np.array([(k, sign) for k in range(n_raw) for sign in (1, -1)
+                                 if sign == 1 or values[:, k].min() < 0], np.int64).reshape(-1, 2)
+        enc.clipped_fraction = float(np.mean(np.abs(values) > scale))
+        if dead.any():
+            enc.notes.append(f"features {np.flatnonzero(dead).tolist()} are 0 on every valid training step")
+        return enc
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the channels are the raw features unchanged (non-negative, within [0, 1], no normalisation)."""
+        return (self.mean is None and self.n_channels == self.n_raw and bool(np.all(self.channels[:, 1] == 1))
+                and bool(np.all(self.scale == 1.0)))
+
+    def normalised(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``v``: the features z-scored at encoding on the valid steps (padding stays 0), or as they are."""
+        x = np.asarray(x, np.float64)
+        if self.normalization != "encode" or self.mean is None:
+            return x
+        valid = valid_mask(lengths, x.shape[1])[:, :, None]
+        return np.where(valid, (x - self.mean) / self.std, 0.0)
+
+    def rates(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Channel rates ``[N, T, C]`` in ``[0, 1]`` of raw features ``x [N, T, F]``."""
+        v = self.normalised(x, lengths)
+        k, sign = self.channels[:, 0], self.channels[:, 1]
+        return np.clip(sign * v[:, :, k] / self.scale[k], 0.0, 1.0).astype(np.float32)
+
+    def input_weights(self, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First-layer weights ``[H, C]`` and bias ``[H]`` on the channels for a model trained with ``W v' + b``.
+
+        ``v'`` is what the model was trained on: the z-scored features when the file gives a
+        mean/std (applied at encoding, or folded here: ``W z = (W / std) x - W mean / std``), else
+        the raw features.  Exact wherever no value is clipped.
+        """
+        w = np.asarray(w, np.float64)
+        b = np.asarray(b, np.float64).copy()
+        if w.shape[1] != self.n_raw:
+            raise ValueError(f"the model takes {w.shape[1]} inputs but the data has {self.n_raw} features")
+        if self.normalization == "fold" and self.mean is not None:
+            b = b - w @ (self.mean / self.std)
+            w = w / self.std[None, :]
+        k, sign = self.channels[:, 0], self.channels[:, 1]
+        return w[:, k] * (sign * self.scale[k])[None, :], b
+
+    def summary(self) -> dict:
+        names = [f"{k}{'+' if s > 0 else '-'}" for k, s in self.channels]
+        return {"raw_features": self.n_raw, "channels": self.n_channels, "channel_names": names,
+                "normalization": self.normalization, "clip_percentile": self.clip_percentile,
+                "clipped_fraction": self.clipped_fraction, "scale": [float(v) for v in self.scale]}
+
+
+def valid_mask(lengths: np.ndarray, n_steps: int) -> np.ndarray:
+    """``[N, T]`` True on each sequence's valid steps."""
+    return np.arange(n_steps)[None, :] < np.asarray(lengths)[:, None]
 
 
 @dataclass

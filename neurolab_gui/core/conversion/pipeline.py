@@ -64,8 +64,30 @@ BoardOpener = Callable[[], Board]
 DEFAULT_SPIKE_FANO = 0.4
 
 #: ``board_ideal`` / ``board_mismatch``: reference emulators the pipeline opens itself (mismatch
-#: off / on); ``board``: the board the caller passes (silicon or the app's connected emulator).
-SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch", "board")
+#: off / on); ``board``: the board the caller passes (silicon or the app's connected emulator);
+#: ``board_calibrated``: the network calibrated on the board it runs on (the caller's board, else a
+#: reference emulator with the default mismatch, as ``board_mismatch``) and run there.
+SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch", "board", "board_calibrated")
+#: Order of the report's rows.
+STAGE_ORDER = ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board", "board_calibrated")
+
+
+@dataclass
+class CalibratedNetwork:
+    """What a :data:`NetworkCalibrator` returns: the calibrated network to write on the board as it is."""
+
+    mapped: MappedNetwork
+    constrained: ConstrainedNetwork
+    chip_s: float
+    summary: dict = field(default_factory=dict)
+
+
+#: Calibrates a mapped network on a board: ``(board, mapped, constrained, task, progress, cancel)``.
+#: The calibration sits above the conversion in the layers, so the caller passes it
+#: (``neurolab convert`` passes ``calibration.engine.calibrate_network`` through
+#: ``cli.convert.network_calibrator``).
+NetworkCalibrator = Callable[[Board, MappedNetwork, ConstrainedNetwork, Task, ProgressSink | None, threading.Event | None],
+                             CalibratedNetwork]
 
 
 @dataclass
@@ -123,6 +145,12 @@ class PipelineConfig:
     #: network ends up less accurate than one from a dense float model (docs/decisions.md,
     #: "Fan-in-aware training").
     train_fan_in: bool = False
+    #: imported models: how the readout reads the hidden states (:data:`.torch_import.READOUT_RULES`;
+    #: None: what the file declares, else ``last_valid``)
+    readout_rule: str | None = None
+    #: imported models: the percentile of the valid-step activations that becomes activation 1
+    #: (:func:`.constrain.normalize_activations`)
+    activation_percentile: float = 99.9
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -296,6 +324,122 @@ def run_ablation(model: RateRNN, constrained: ConstrainedNetwork, task: Task, cf
                                cfg.r_max_hz * cfg.dt_step_s, cfg.count_noise(), cfg.seed)
 
 
+@dataclass
+class PreparedModel:
+    """The float model the constrain step starts from, and what was done to get it.
+
+    For a model the tool trained: the model itself.  For an imported ``nn.RNN``
+    (``model.foreign``, see :class:`.torch_import.ForeignSource`): the readout rule applied, the
+    input weights split onto the task's rate channels (:meth:`.encoding.InputEncoding.input_weights`),
+    the activations rescaled (:func:`.constrain.normalize_activations`), and its float accuracy as
+    PyTorch computes it (unbounded activation).
+    """
+
+    model: RateRNN
+    task: Task
+    settings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    float_accuracy: float | None = None
+
+
+def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedModel:
+    """See :class:`PreparedModel`; ``model`` is left unchanged.
+
+    Raises ``ValueError`` when an imported model does not fit the task, or when a bare state_dict
+    that does not declare its nonlinearity fits the data as a tanh RNN clearly better than as ReLU.
+    """
+    from .torch_import import READOUT_RULES, elman_logits
+
+    model = copy.deepcopy(model).cpu()
+    foreign = getattr(model, "foreign", None)
+    if foreign is None:
+        if cfg.readout_rule is not None:
+            raise ValueError("the readout rule is an option of imported models; this model was trained by NeuroLab "
+                             f"with readout {model.config.readout!r}")
+        return PreparedModel(model, task, {"source": "neurolab"})
+    rule = cfg.readout_rule or foreign.readout or "last_valid"
+    if rule not in READOUT_RULES:
+        raise ValueError(f"unknown readout rule {rule!r}; choose from {', '.join(READOUT_RULES)}")
+    settings: dict = {"source": "torch-state-dict", **foreign.to_dict(), "readout_rule": rule,
+                      "readout_rule_from": "option" if cfg.readout_rule else ("file" if foreign.readout else "default")}
+    notes = [f"imported model read out by rule {rule!r} ({settings['readout_rule_from']})"]
+    enc = task.encoding
+    if rule == "last_step":
+        if enc is not None and enc.normalization == "fold":
+            raise ValueError("the readout rule 'last_step' presents the zero padding as input, which is zero only after "
+                             "normalisation; folding mean/std into the weights would turn it into -mean/std: use --normalize encode")
+        task = task.with_full_lengths()
+        notes.append("readout at the last padded step: every sequence is presented for its full padded length")
+    model.config.readout = READOUT_RULES[rule]
+    if model.config.n_inputs != task.n_features:
+        if enc is None or enc.n_raw != model.config.n_inputs:
+            raise ValueError(f"the model takes {model.config.n_inputs} inputs but task {task.name} has {task.n_features} "
+                             "rate channels" + (f" from {enc.n_raw} raw features" if enc is not None else ""))
+        with torch.no_grad():
+            w, b = enc.input_weights(model.w_in.numpy(), model.w_bias.numpy())
+        split = RateRNN(dataclasses.replace(model.config, n_inputs=enc.n_channels))
+        with torch.no_grad():
+            split.w_in.copy_(torch.as_tensor(w))
+            split.w_bias.copy_(torch.as_tensor(b))
+            split.w_rec.copy_(model.w_rec)
+            split.readout.load_state_dict(model.readout.state_dict())
+        split.foreign = foreign
+        model = split
+        notes.append(f"input weights split onto {enc.n_channels} rate channels of {enc.n_raw} features "
+                     f"(normalisation {enc.normalization}; {enc.clipped_fraction:.2%} of training values clipped)")
+    if enc is not None:
+        settings["input_encoding"] = enc.summary()
+
+    def accuracy(nonlinearity: str, x: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> float:
+        with torch.no_grad():
+            logits = elman_logits(model.w_in, model.w_bias, model.w_rec, model.readout, torch.as_tensor(x),
+                                  torch.as_tensor(lengths), nonlinearity, rule)
+        return float((logits.argmax(1).numpy() == y).mean())
+
+    if foreign.nonlinearity is None:
+        n = min(len(task.x_train), 2000)
+        relu, tanh = (accuracy(f, task.x_train[:n], task.y_train[:n], task.lengths_train[:n]) for f in ("relu", "tanh"))
+        settings["train_accuracy_read_as"] = {"relu": relu, "tanh": tanh}
+        if tanh > relu + 0.05:
+            raise ValueError(
+                f"the checkpoint does not declare its nonlinearity and fits the training data as a tanh RNN "
+                f"(accuracy {tanh:.3f}) far better than as ReLU ({relu:.3f}); nn.RNN's default is tanh, which a spiking "
+                "neuron cannot compute (its rate cannot be negative). Retrain with nn.RNN(..., nonlinearity='relu'), "
+                "or, if it is ReLU, say so in the file: {'model': state_dict, 'meta': {'nonlinearity': 'relu'}}")
+        notes.append(f"nonlinearity not declared by the file: read as ReLU (training accuracy {relu:.3f} as ReLU, "
+                     f"{tanh:.3f} as tanh)")
+    float_accuracy = accuracy("relu", task.x_test, task.y_test, task.lengths_test)
+    lam = normalize_activations(model, task.x_train, task.lengths_train, cfg.activation_percentile)
+    settings.update(activation_scale=lam, activation_percentile=cfg.activation_percentile)
+    notes.append(f"activations rescaled by 1/{lam:.3g} (the {cfg.activation_percentile:g}th percentile over valid "
+                 "training steps) so they fit the neurons' rate range")
+    return PreparedModel(model, task, settings, notes, float_accuracy)
+
+
+def constrained_network(
+    model: RateRNN,
+    task: Task,
+    cfg: PipelineConfig,
+    progress: ProgressSink | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[PreparedModel, ConstrainedNetwork]:
+    """The one constrained network of a checkpoint: :func:`prepare_model` then :func:`constrain_model`.
+
+    ``neurolab convert`` and ``neurolab calibrate`` both build theirs here, so the same checkpoint,
+    task and options give the same network.
+    """
+    prepared = prepare_model(model, task, cfg)
+    return prepared, constrain_model(prepared.model, prepared.task, cfg, progress=progress, cancel=cancel)
+
+
+def used_settings(prepared: PreparedModel, constrained: ConstrainedNetwork, cfg: PipelineConfig) -> dict:
+    """The report's ``model`` field: the network as converted (its dynamics, sizes, readout) and how it was prepared."""
+    return {**constrained.model.config.to_dict(), "source_model": prepared.model.config.to_dict(), **prepared.settings,
+            "r_max_hz": cfg.r_max_hz, "dt_step_s": cfg.dt_step_s, "n_levels": cfg.constraint.precision.n_levels,
+            "max_fan_in": cfg.constraint.max_fan_in, "n_core_groups": cfg.constraint.n_core_groups,
+            "qat_epochs": cfg.constraint.qat.epochs, "seed": cfg.seed}
+
+
 def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None,
                 source_gains: tuple[float, float] = (1.0, 1.0)) -> StageResult:
     """Accuracy and rate-implied spike / synaptic-event counts of a float model (``source_gains``: input and bias channel rates)."""
@@ -339,12 +483,15 @@ def convert(
     cancel: threading.Event | None = None,
     board: Board | None = None,
     profile: BoardProfile | None = None,
+    calibrator: NetworkCalibrator | None = None,
 ) -> ConversionResult:
     """Constrain, map, match transfer curves and run every requested stage; see the module docstring.
 
     ``board`` is the board of the stage ``"board"`` (the CLI's ``--board``, the app's connected
     board; left open), ``profile`` its calibration profile (applied instead of transfer matching).
-    Every board stage writes and runs the network with :mod:`.deployment`.
+    ``calibrator`` runs the stage ``"board_calibrated"``: it calibrates the network on ``board``
+    when one is given, else on a reference emulator with the default mismatch, and the calibrated
+    network runs there.  Every board stage writes and runs the network with :mod:`.deployment`.
 
     Raises ``ValueError`` (:class:`.constrain.NonFiniteWeightsError` among them) for a model that
     cannot be converted: NaN/inf weights, or inputs/classes that do not match ``task``.
@@ -356,15 +503,15 @@ def convert(
     def say(lo: float, hi: float) -> ProgressSink | None:
         return jobs.span(progress, lo, hi)
 
-    model = copy.deepcopy(model).cpu()
-    report.model = {**model.config.to_dict()}
-    float_model = model
-    if model.config.kind == "elman" and model.config.readout == "last" and _looks_unbounded(model, task):
-        lam = normalize_activations(model, task.x_train)
-        report.notes.append(f"imported unbounded-ReLU model rescaled by 1/{lam:.3g} so activations fit [0, 1]")
-    report.add(_rate_stage("float", float_model, task, cfg, None))
-
-    constrained = constrain_model(model, task, cfg, progress=say(0.0, 0.35), cancel=cancel)
+    prepared, constrained = constrained_network(model, task, cfg, progress=say(0.0, 0.35), cancel=cancel)
+    model, task = prepared.model, prepared.task
+    report.notes.extend(prepared.notes)
+    float_stage = _rate_stage("float", model, task, cfg, None)
+    if prepared.float_accuracy is not None:  # the imported model as PyTorch computes it (unbounded activation)
+        float_stage.accuracy = prepared.float_accuracy
+        float_stage.note = "as PyTorch computes it; spikes implied by the rescaled rates"
+    report.add(float_stage)
+    report.model = used_settings(prepared, constrained, cfg)
     report.constraints = constrained.summary()
     time_map = cfg.time_mapping()
     mapped = map_network(constrained, time_map, cfg.settings)
@@ -392,7 +539,9 @@ def convert(
         boards = default_emulator_boards(cfg.emulator_seed) if any(s.startswith("board_") for s in cfg.stages) else {}
     if "board" in cfg.stages and board is None:
         raise ValueError("the stage 'board' needs a board: pass board= (the CLI's --board, the app's connected board)")
-    stage_names = [s for s in cfg.stages if s == "brian2" or s in boards or (s == "board" and board is not None)]
+    if "board_calibrated" in cfg.stages and calibrator is None:
+        raise ValueError("the stage 'board_calibrated' needs a calibrator (neurolab convert passes the calibration engine)")
+    stage_names = [s for s in cfg.stages if s in ("brian2", "board_calibrated") or s in boards or (s == "board" and board is not None)]
     span = 0.65 / max(1, len(stage_names))
     ideal_mapped: MappedNetwork | None = None
     for i, stage in enumerate(stage_names):
@@ -400,6 +549,11 @@ def convert(
         lo = 0.35 + i * span
         if stage == "brian2":
             continue  # runs after a board stage has matched the transfer curves (below)
+        if stage == "board_calibrated":
+            opener = boards.get("board_mismatch") or default_emulator_boards(cfg.emulator_seed)["board_mismatch"]
+            report.add(_calibrated_stage(calibrator, board or opener(), board is None, mapped, constrained, task, x, y, lengths,
+                                         cfg, paired, say(lo, lo + span), cancel))
+            continue
         from .deployment import deploy_and_run
 
         # the emulator reference stages open (and close) their own boards; "board" is the caller's
@@ -444,11 +598,34 @@ def convert(
         note = "mismatch off; weight biases from the board_ideal transfer match" if ideal_mapped else "nominal weight biases (no board stage ran)"
         report.add(StageResult("brian2", run.accuracy(y[:n_b]), n_b, run.spikes_per_inference(), run.synaptic_events_per_inference(b_mapped),
                                run.wall_s, note, **paired(run.predictions)))
-        report.stages.sort(key=lambda s: ["float", "constrained", "brian2", "board_ideal", "board_mismatch", "board"].index(s.name) if s.name in ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board") else 99)
+    report.stages.sort(key=lambda s: STAGE_ORDER.index(s.name) if s.name in STAGE_ORDER else len(STAGE_ORDER))
     report.mapping = result.mapped.summary()
     if progress:
         progress(Progress(1.0, "conversion finished"))
     return result
+
+
+def _calibrated_stage(calibrator: NetworkCalibrator, board: Board, close: bool, mapped: MappedNetwork,
+                      constrained: ConstrainedNetwork, task: Task, x: np.ndarray, y: np.ndarray, lengths: np.ndarray,
+                      cfg: PipelineConfig, paired: Callable[[np.ndarray], dict], progress: ProgressSink | None,
+                      cancel: threading.Event | None) -> StageResult:
+    """The stage ``board_calibrated``: calibrate the network on ``board``, write the result as it is, run it."""
+    from .deployment import deploy_and_run
+
+    t0 = time.perf_counter()
+    try:
+        calibrated = calibrator(board, mapped, constrained, task, jobs.span(progress, 0.0, 0.8), cancel)
+        deployment, run = deploy_and_run(board, calibrated.mapped, x, y, lengths, seed=cfg.seed,
+                                         progress=jobs.span(progress, 0.8, 1.0), cancel=cancel)
+    finally:
+        if close:
+            board.close()
+    note = (f"{deployment.serial}: calibrated on this board, chip time {calibrated.chip_s:.1f} s, "
+            f"calibration wall {time.perf_counter() - t0 - run.wall_s:.0f} s")
+    return StageResult("board_calibrated", run.accuracy, len(x), run.spiking.spikes_per_inference(),
+                       run.spiking.synaptic_events_per_inference(deployment.mapped), run.wall_s, note,
+                       {"chip_seconds": calibrated.chip_s, "board_serial": deployment.serial, "calibration": calibrated.summary,
+                        "netlist_warnings": deployment.warnings}, **paired(run.predictions))
 
 
 def _fit_note(fits: list[TransferFit]) -> str:
@@ -459,14 +636,3 @@ def _core_label(fit, fits) -> str:
     """``c<core>``, or ``U<chip>c<core>`` when the fits span several chips."""
     return f"U{fit.chip}c{fit.core}" if len({f.chip for f in fits}) > 1 else f"c{fit.core}"
 
-
-def _looks_unbounded(model: RateRNN, task: Task) -> bool:
-    """True when the imported model's activations exceed 1 on training data (so clipping would distort it)."""
-    with torch.no_grad():
-        xt = torch.as_tensor(task.x_train[:256])
-        h = torch.zeros(len(xt), model.config.n_hidden)
-        peak = 0.0
-        for t in range(xt.shape[1]):
-            h = torch.relu(xt[:, t] @ model.w_in.T + model.w_bias + h @ model.w_rec.T)
-            peak = max(peak, float(h.max()))
-    return peak > 1.0

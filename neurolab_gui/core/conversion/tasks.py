@@ -21,17 +21,23 @@ Built-in tasks (nothing is downloaded at run time):
     noise.  Class 1 (anomalous) beats have one of: a wide QRS (bundle-branch-like), an inverted
     T wave, ST elevation or a missing P wave.  Balanced classes.
 
-User data: :func:`load_npz_task` reads a ``.npz`` file (see its docstring for the keys).
+User data: :func:`load_npz_task` reads a ``.npz`` file (:data:`DATA_FILE_FORMAT` describes it,
+``neurolab convert --help`` and the README show it): raw real-valued features of any sign, an
+optional per-feature ``mean``/``std``, variable lengths; the features become spike-generator
+rates through an :class:`~.encoding.InputEncoding` (ON/OFF channels for signed features) that
+the task keeps, so an imported model's input weights can be split to match.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from .encoding import InputEncoding
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Task:
     lengths_train, lengths_test : int64 ``[N]``, valid steps per sequence (``T`` when all full)
     n_classes : number of classes
     description : one line for reports
+    encoding : how a user file's raw features became these rates (None: the data were rates already)
     """
 
     name: str
@@ -57,6 +64,7 @@ class Task:
     lengths_train: np.ndarray = field(default=None)  # type: ignore[assignment]
     lengths_test: np.ndarray = field(default=None)  # type: ignore[assignment]
     description: str = ""
+    encoding: InputEncoding | None = None
 
     def __post_init__(self) -> None:
         self.x_train = _check_x(self.x_train, "x_train")
@@ -92,7 +100,13 @@ class Task:
             self.lengths_train[tr],
             self.lengths_test[te],
             self.description,
+            self.encoding,
         )
+
+    def with_full_lengths(self) -> Task:
+        """A copy whose sequences all run to the padded length (the readout rule ``last_step``)."""
+        return replace(self, lengths_train=np.full(len(self.x_train), self.n_steps, np.int64),
+                       lengths_test=np.full(len(self.x_test), self.n_steps, np.int64))
 
 
 def _check_x(x: np.ndarray, what: str) -> np.ndarray:
@@ -264,21 +278,35 @@ def ecg(n_train: int = 1200, n_test: int = 400, n_steps: int = 48, seed: int = 0
     )
 
 
-def load_npz_task(path: str | Path, name: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> Task:
-    """Load a user task from a ``.npz`` file.
+#: The ``.npz`` data file format (``--task FILE.npz``), shown by ``neurolab convert --help``.
+DATA_FILE_FORMAT = """\
+data file (--task FILE.npz), written with numpy.savez:
+  x             float [N, T, F] (or [N, T]): raw features of any sign, zero-padded after
+                each sequence's valid steps to a common T (NaN/inf refused)
+  labels        int [N], classes 0..C-1 ('y' is accepted too)
+  lengths       int [N], valid steps per sequence (optional; default T for all)
+  x_test, labels_test, lengths_test
+                an explicit test split (optional; default: 20 % of each class, seeded)
+  mean, std     float [F]: the per-feature normalisation the model was trained with
+                (optional); applied to the raw features: --normalize encode (default:
+                z = (x - mean) / std before spike encoding) or fold (into W_ih and b_ih)
+  n_classes     int (optional), when some classes are absent from the file
+Features in [0, 1] without mean/std are spike rates as they are; otherwise each feature
+becomes an ON channel max(v, 0) / s and, if it takes negative values, an OFF channel
+max(-v, 0) / s (s: its 99.9th percentile of |v| on the valid training steps). An imported
+nn.RNN's input weights are split to match ([s W, -s W]).
+example:
+  np.savez("mydata.npz", x=x, labels=y, lengths=lengths, x_test=xt, labels_test=yt,
+           lengths_test=lt, mean=x_mean, std=x_std)"""
 
-    Keys (``np.savez(path, x=..., labels=..., lengths=...)``):
 
-    ``x``
-        float ``[N, T, F]`` (or ``[N, T]``) sequences, zero-padded to a common ``T``, values in [0, 1].
-    ``labels``
-        integer ``[N]``, classes ``0..C-1`` (``y`` is accepted too).
-    ``lengths`` (optional)
-        integer ``[N]``: valid steps of each sequence (default: all ``T``).
-    ``x_test``, ``labels_test``, ``lengths_test`` (optional)
-        an explicit test set; without it ``test_fraction`` of each class is held out (seeded).
-    ``n_classes`` (optional)
-        number of classes if some are absent from the file.
+def load_npz_task(path: str | Path, name: str | None = None, test_fraction: float = 0.2, seed: int = 0,
+                  normalization: str = "encode", clip_percentile: float = 99.9) -> Task:
+    """Load a user task from a ``.npz`` file; :data:`DATA_FILE_FORMAT` lists the keys.
+
+    Raw features of any sign are accepted; unless they are rates already (all in ``[0, 1]``, no
+    ``mean``/``std``), they are encoded into rate channels by an :class:`~.encoding.InputEncoding`
+    fitted on the training split (``normalization``: where ``mean``/``std`` are applied).
     """
     path = Path(path)
     if not path.is_file():
@@ -292,30 +320,43 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     def get(*names: str) -> np.ndarray | None:
         for n in names:
             if n in keys:
-                return data[n]
+                try:
+                    return data[n]
+                except ValueError as exc:  # an object array (pickled): refused, nothing executed
+                    raise ValueError(f"{path}: array {n!r} cannot be read without pickle ({exc})") from None
         return None
 
     x = get("x", "sequences")
     y = get("labels", "y")
     if x is None or y is None:
-        raise ValueError(f"{path} must contain arrays 'x' and 'labels'; found {sorted(keys)}")
+        raise ValueError(f"{path} must contain arrays 'x' and 'labels'; found {sorted(keys)}.\n{DATA_FILE_FORMAT}")
+    x = _raw_features(x, f"{path}: 'x'")
     lengths = get("lengths")
     x_test, y_test, lengths_test = get("x_test"), get("labels_test", "y_test"), get("lengths_test")
     all_y = [np.asarray(y)] + ([np.asarray(y_test)] if y_test is not None else [])
     n_classes_arr = get("n_classes")
     n_classes = int(n_classes_arr) if n_classes_arr is not None else int(max(int(v.max()) for v in all_y)) + 1
-    if len(np.asarray(x)) != len(np.asarray(y)):
+    if len(x) != len(np.asarray(y)):
         raise ValueError(f"{path}: 'x' holds {len(x)} sequences but 'labels' has shape {np.asarray(y).shape}")
     if x_test is None:
-        x = np.asarray(x)
-        if x.ndim == 2:
-            x = x[:, :, None]
         y = np.asarray(y).astype(np.int64)
         lengths = np.full(len(x), x.shape[1]) if lengths is None else np.asarray(lengths)
         tr, te = _stratified_split(n_classes, y, test_fraction, seed)
         x, x_test, y, y_test, lengths, lengths_test = x[tr], x[te], y[tr], y[te], lengths[tr], lengths[te]
     elif y_test is None:
         raise ValueError(f"{path} has 'x_test' but no 'labels_test'")
+    else:
+        x_test = _raw_features(x_test, f"{path}: 'x_test'")
+    if x.shape[2] != x_test.shape[2]:
+        raise ValueError(f"{path}: train and test sequences have different feature counts ({x.shape[2]} vs {x_test.shape[2]})")
+    lengths = _check_lengths(lengths, x, f"{path}: 'lengths'")
+    lengths_test = _check_lengths(lengths_test, x_test, f"{path}: 'lengths_test'")
+    mean, std = _normalisation(get("mean"), get("std"), x.shape[2], path)
+    encoding = None
+    in_unit_range = x.min() >= 0.0 and x.max() <= 1.0 and x_test.min() >= 0.0 and x_test.max() <= 1.0
+    if mean is not None or not in_unit_range:
+        encoding = InputEncoding.fit(x, lengths, mean, std, normalization, clip_percentile)
+        x, x_test = encoding.rates(x, lengths), encoding.rates(x_test, lengths_test)
     return Task(
         name or path.stem,
         x,
@@ -325,8 +366,41 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
         n_classes,
         lengths,
         lengths_test,
-        description=f"user task from {path.name}",
+        description=f"user task from {path.name}" + (f" ({encoding.n_raw} features -> {encoding.n_channels} rate channels, "
+                                                     f"normalisation {encoding.normalization})" if encoding else ""),
+        encoding=encoding,
     )
+
+
+def _raw_features(x: np.ndarray, what: str) -> np.ndarray:
+    """Real-valued ``[N, T, F]`` (or ``[N, T]``) features: finite, non-empty."""
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"{what} must hold numbers, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"{what} must have shape [N, T, F] (or [N, T]) with no empty axis; got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return x
+
+
+def _normalisation(mean: np.ndarray | None, std: np.ndarray | None, n_features: int, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if mean is None and std is None:
+        return None, None
+    if mean is None or std is None:
+        raise ValueError(f"{path} has '{'mean' if std is None else 'std'}' but not '{'std' if std is None else 'mean'}'; give both or neither")
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    for what, a in (("mean", mean), ("std", std)):
+        if a.shape != (n_features,):
+            raise ValueError(f"{path}: '{what}' must have shape [{n_features}] (one per feature); got {list(a.shape)}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{path}: '{what}' contains NaN or infinite values")
+    if not np.all(std > 0):
+        raise ValueError(f"{path}: 'std' must be positive for every feature; features {np.flatnonzero(~(std > 0)).tolist()} are not")
+    return mean, std
 
 
 def _phototaxis(**kwargs: object) -> Task:
@@ -346,10 +420,10 @@ BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
 }
 
 
-def load_task(name_or_path: str, **kwargs: object) -> Task:
-    """A built-in task by name, or a user ``.npz`` file by path."""
+def load_task(name_or_path: str, normalization: str = "encode", **kwargs: object) -> Task:
+    """A built-in task by name, or a user ``.npz`` file by path (``normalization``: see :func:`load_npz_task`)."""
     if name_or_path in BUILTIN_TASKS:
         return BUILTIN_TASKS[name_or_path](**kwargs)
     if name_or_path.endswith(".npz") or Path(name_or_path).exists():
-        return load_npz_task(name_or_path)
+        return load_npz_task(name_or_path, normalization=normalization)
     raise ValueError(f"unknown task {name_or_path!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}, or a path to a .npz file")

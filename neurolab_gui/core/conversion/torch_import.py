@@ -43,6 +43,28 @@ _READOUT_NAMES = ("fc", "readout", "linear", "out", "output", "classifier", "hea
 _META_KEYS = ("meta", "metadata", "config", "hparams", "hyper_parameters", "args")
 
 
+#: How an imported model's readout reads the hidden states, and the :class:`~.models.RNNConfig`
+#: readout that computes it: the state at each sequence's last valid step, the mean over its valid
+#: steps, or the state at the last (padded) step -- the padding is then presented as input too.
+READOUT_RULES = {"last_valid": "last", "mean": "mean", "last_step": "last"}
+
+
+@dataclass
+class ForeignSource:
+    """What a plain-PyTorch checkpoint said about itself; :func:`.checkpoint.load_checkpoint` attaches
+    it to the model it builds as ``model.foreign`` and the pipeline reads it (a model the tool
+    trained has none)."""
+
+    #: ``nonlinearity`` the file declares (``"relu"``), or None: ``nn.RNN``'s state_dict does not
+    #: store it and its default is tanh, so the pipeline checks which reading fits the data
+    nonlinearity: str | None = None
+    #: readout rule the file's metadata declares (a key of :data:`READOUT_RULES`), or None
+    readout: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"nonlinearity_declared": self.nonlinearity, "readout_declared": self.readout}
+
+
 class ImportRefused(ValueError):
     """The checkpoint holds no ReLU RNN that can be converted; the message says what it holds."""
 
@@ -123,6 +145,40 @@ def declared_nonlinearity(obj: dict) -> str | None:
         if value is not None:
             return str(value)
     return None
+
+
+def declared_readout(obj: dict) -> str | None:
+    """A readout rule (:data:`READOUT_RULES`) stored as ``readout`` at the top level or in a metadata dict."""
+    places = [obj, *(obj[k] for k in _META_KEYS if isinstance(obj.get(k), dict))]
+    for place in places:
+        value = place.get("readout")
+        if isinstance(value, str):
+            if value not in READOUT_RULES:
+                raise ImportRefused(f"declares readout {value!r}; known rules: {', '.join(READOUT_RULES)}")
+            return value
+    return None
+
+
+def elman_logits(w_in: torch.Tensor, bias: torch.Tensor, w_rec: torch.Tensor, readout: torch.nn.Linear, x: torch.Tensor,
+                 lengths: torch.Tensor, nonlinearity: str = "relu", rule: str = "last_valid") -> torch.Tensor:
+    """Logits of an Elman ``nn.RNN`` + readout as PyTorch computes them (unbounded ReLU, or tanh).
+
+    ``h_t = f(W_in x_t + b + W_rec h_{t-1})`` from ``h = 0``; ``rule`` picks the readout's input
+    (:data:`READOUT_RULES`).  The float reference of an imported model, and the test of which
+    nonlinearity a bare state_dict was trained with.
+    """
+    f = torch.relu if nonlinearity == "relu" else torch.tanh
+    n, t_max, _ = x.shape
+    drive = x @ w_in.T + bias
+    h = x.new_zeros(n, w_rec.shape[0])
+    total, last = torch.zeros_like(h), torch.zeros_like(h)
+    for t in range(t_max):
+        h = f(drive[:, t] + h @ w_rec.T)
+        valid = (t < lengths).to(h.dtype)[:, None]
+        total = total + valid * h
+        last = torch.where((lengths == t + 1)[:, None], h, last)
+    features = {"last_valid": last, "mean": total / lengths[:, None].to(h.dtype), "last_step": h}[rule]
+    return readout(features)
 
 
 def find_relu_rnn(obj: object) -> ImportedRNN:
