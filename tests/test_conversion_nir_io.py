@@ -203,3 +203,34 @@ def test_nir_import_cli_writes_a_checkpoint_convert_can_load_and_refuses_misfits
     assert main(["nir-import", str(tmp_path / "dense.nir"), str(tmp_path / "dense.pt")]) == 2
     assert "holds 64 CAM entries" in capsys.readouterr().out
     assert not (tmp_path / "dense.pt").exists()
+
+
+def _nested(g, dotted: bool):
+    """``g``'s recurrent layer as a subgraph, the way snnTorch exports RSynaptic ({input, lif, w_rec, output})."""
+    h = g.nodes["rsyn"].tau_mem.shape[0]
+    layer = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([h])}), "lif": g.nodes["rsyn"],
+                                "w_rec": g.nodes["rec"], "output": nir.Output(output_type={"output": np.array([h])})},
+                         edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")], type_check=False)
+    into, out_of = ("rlif.input", "rlif.output") if dotted else ("rlif", "rlif")
+    return nir.NIRGraph(nodes={"in": g.nodes["in"], "fc": g.nodes["fc"], "rlif": layer, "out": g.nodes["out"]},
+                        edges=[("in", "fc"), ("fc", into), (out_of, "out")], type_check=False)
+
+
+@pytest.mark.parametrize("dotted", [False, True])
+def test_nested_subgraph_imports_like_the_flat_graph(tmp_path, dotted):
+    """A recurrent layer exported as a subgraph (snnTorch RSynaptic) gives the flat graph's network."""
+    g = foreign_graph()
+    flat = import_nir(g, dt_step_s=0.005)
+    path = tmp_path / "nested.nir"
+    nir.write(path, _nested(g, dotted))
+    nested = import_nir(path, dt_step_s=0.005)
+    for name in ("w_in", "w_rec", "w_bias"):
+        np.testing.assert_allclose(getattr(nested.model, name).detach().numpy(), getattr(flat.model, name).detach().numpy())
+    assert nested.model.config == flat.model.config
+
+
+def test_nested_subgraph_with_a_dangling_edge_is_refused_by_name():
+    g = _nested(foreign_graph(), dotted=True)
+    bad = nir.NIRGraph(nodes=g.nodes, edges=[*g.edges, ("rlif.nowhere", "out")], type_check=False)
+    with pytest.raises(NIRImportError, match="nowhere"):
+        import_nir(bad, dt_step_s=0.005)

@@ -22,7 +22,9 @@ Units (the convention this module writes and reads)
     when present and never needs it for a foreign graph.
 
 Import
-    :func:`import_nir` accepts a flat recurrent graph (input → Affine/Linear → CubaLIF/LIF with a
+    :func:`import_nir` accepts a recurrent graph, nested subgraphs included (snnTorch's ``RSynaptic``
+    / ``RLeaky`` export their recurrent layer as a subgraph ``{input, lif, w_rec, output}``;
+    :func:`flatten_graph` inlines them), of the shape (input → Affine/Linear → CubaLIF/LIF with a
     Linear/Affine self-loop, optionally → Affine/Linear readout → output) and rebuilds a leaky
     :class:`~.models.RateRNN` through the rate approximation ``rate_out ≈ R w_in (W rate_in + b) /
     (tau_mem v_th)``; graphs that do not fit the chip raise :class:`NIRImportError` naming the
@@ -165,6 +167,65 @@ def _uniform(node, field: str, default: float | None = None) -> float:
     return float(arr[0])
 
 
+#: Subgraph nesting levels :func:`flatten_graph` follows (a hostile file may nest without end).
+MAX_NESTING = 8
+
+
+def flatten_graph(graph) -> tuple[dict, list[tuple[str, str]]]:
+    """Nodes and edges of ``graph`` with every nested ``NIRGraph`` node inlined.
+
+    A subgraph ``S``'s nodes become ``S.<name>``; an edge into ``S`` (or into ``S.<its Input>``)
+    goes to what its Input feeds, an edge out of ``S`` (or ``S.<its Output>``) leaves from what
+    feeds its Output; the subgraph's own Input/Output nodes disappear.  Edges naming a node the
+    graph does not have raise :class:`NIRImportError`.
+    """
+    nir = _nir()
+    inner_io: list[str] = []  # Input/Output nodes of subgraphs (bypassed at the end)
+
+    def inline(g, prefix: str, depth: int) -> tuple[dict, list[tuple[str, str]], list[str], list[str]]:
+        """Flattened nodes and edges of ``g``, and the names of its own Input and Output nodes."""
+        if depth > MAX_NESTING:
+            raise NIRImportError(f"subgraphs nested deeper than {MAX_NESTING} levels at {prefix.rstrip('.')!r}")
+        nodes: dict = {}
+        edges: list[tuple[str, str]] = []
+        ends: dict[str, tuple[list[str], list[str]]] = {}  # subgraph -> (its Input nodes, its Output nodes)
+        ins, outs = [], []
+        for name, node in dict(g.nodes).items():
+            full = prefix + str(name)
+            if isinstance(node, nir.NIRGraph):
+                sub_nodes, sub_edges, sub_ins, sub_outs = inline(node, full + ".", depth + 1)
+                nodes.update(sub_nodes)
+                edges += sub_edges
+                ends[full] = (sub_ins, sub_outs)
+                inner_io.extend(sub_ins + sub_outs)
+            else:
+                nodes[full] = node
+                if isinstance(node, nir.Input):
+                    ins.append(full)
+                elif isinstance(node, nir.Output):
+                    outs.append(full)
+
+        def resolve(end: str, side: int) -> list[str]:
+            full = prefix + str(end)
+            if full in ends:
+                return ends[full][side]
+            if full not in nodes:
+                raise NIRImportError(f"edge {src!r} -> {dst!r} names a node {end!r} the graph does not have")
+            return [full]
+
+        for src, dst in (tuple(e) for e in g.edges):
+            edges += [(a, b) for a in resolve(src, 1) for b in resolve(dst, 0)]
+        return nodes, edges, ins, outs
+
+    nodes, edges, _, _ = inline(graph, "", 0)
+    for n in inner_io:  # a subgraph's Input/Output only passes spikes on: connect around it
+        preds = [a for a, b in edges if b == n]
+        succs = [b for a, b in edges if a == n]
+        edges = [e for e in edges if n not in e] + [(a, b) for a in preds for b in succs]
+        del nodes[n]
+    return nodes, list(dict.fromkeys(edges))
+
+
 def import_nir(
     graph_or_path,
     dt_step_s: float | None = None,
@@ -190,11 +251,7 @@ def import_nir(
             raise NIRImportError(f"{graph_or_path}: not a readable NIR file ({exc})") from exc
     else:
         graph = graph_or_path
-    nodes, edges = dict(graph.nodes), [tuple(e) for e in graph.edges]
-    for src, dst in edges:
-        for end in (src, dst):
-            if end not in nodes:
-                raise NIRImportError(f"edge {src!r} -> {dst!r} names a node {end!r} the graph does not have")
+    nodes, edges = flatten_graph(graph)
     supported = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.CubaLIF, nir.LIF)
     for name, node in nodes.items():
         if not isinstance(node, supported):
