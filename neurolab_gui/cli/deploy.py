@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from .board_option import add_board_option
-from .convert import load_conversion_inputs, open_with_profile
+from .convert import add_input_options, load_conversion_inputs, open_with_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
     p.add_argument("--steps-per-sample", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the conversion and of the input spike encoding")
+    add_input_options(p)
     p.set_defaults(func=run)
 
 
@@ -53,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
         return opened
     board, profile = opened
     n = min(args.n_test, len(task.x_test))
-    x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+    x, y = task.x_test[:n], task.y_test[:n]
 
     def show(event: Progress) -> None:
         print(f"{event.fraction:6.1%}  {event.message}", flush=True)
 
     def work(progress, cancel):
         conversion = convert(loaded.model, task, cfg, progress=lambda p: None, cancel=cancel)
+        lengths = conversion.task.lengths_test[:n]  # the readout rule last_step runs the padding too
         return deploy_conversion(board, conversion, x, y, lengths, profile=profile, seed=args.seed, progress=progress,
                                  cancel=cancel)
 

@@ -231,6 +231,9 @@ class ConversionResult:
     nominal_mapped: MappedNetwork | None = None
     #: how a board without a profile is matched (``cfg``'s probe, rounds, saturation matching)
     matching: TransferMatching = field(default_factory=TransferMatching)
+    #: the task as converted (:attr:`PreparedModel.task`: with the readout rule ``last_step`` every
+    #: sequence runs its full padded length); run samples from it
+    task: Task | None = None
 
 
 def build_model(task: Task, cfg: PipelineConfig) -> RateRNN:
@@ -522,7 +525,7 @@ def convert(
 
     n_spk = len(task.x_test) if cfg.n_test_spiking is None else min(cfg.n_test_spiking, len(task.x_test))
     x, y, lengths = task.x_test[:n_spk], task.y_test[:n_spk], task.lengths_test[:n_spk]
-    result = ConversionResult(report, constrained, mapped, nominal_mapped=mapped, matching=matching_of(cfg))
+    result = ConversionResult(report, constrained, mapped, nominal_mapped=mapped, matching=matching_of(cfg), task=task)
     _, constrained_pred = evaluate(constrained.model, task.x_test, task.y_test, task.lengths_test)
     constrained_correct = constrained_pred == task.y_test
 
