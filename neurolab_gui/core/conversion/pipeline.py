@@ -190,8 +190,9 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     cfg = PipelineConfig()
     opts: dict = dict(TASK_DEFAULTS.get(task_name, {}))
     if model_config is not None:
-        opts.update(n_hidden=model_config.n_hidden, kind=model_config.kind, readout=model_config.readout,
-                    saturation=model_config.saturation)
+        opts.update(n_hidden=model_config.n_hidden, kind=model_config.kind, readout=model_config.readout)
+        if model_config.saturation is not None:  # a hard clip (or an imported unbounded ReLU) gets the neurons' curve
+            opts.update(saturation=model_config.saturation)
         if model_config.kind == "leaky":
             opts.update(retention=model_config.retention, steps_per_sample=model_config.steps_per_sample,
                         integrator=model_config.integrator)
