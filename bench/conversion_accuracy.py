@@ -60,9 +60,9 @@ MULTICHIP = {"task": "seq_digits", "n_hidden": 256, "n_core_groups": 8}
 
 
 def _foreign_cases() -> dict:
-    import train as foreign_train  # bench/foreign/train.py: plain PyTorch, nothing from NeuroLab
+    import foreign_cases  # bench/foreign/foreign_cases.py: plain PyTorch, nothing from NeuroLab
 
-    return foreign_train.CASES
+    return foreign_cases.CASES
 
 
 def _task_and_model(name: str, args: argparse.Namespace, overrides: dict):
@@ -73,10 +73,10 @@ def _task_and_model(name: str, args: argparse.Namespace, overrides: dict):
 
     cases = _foreign_cases()
     if name in cases:
-        import train as foreign_train
+        import foreign_cases
 
         case = cases[name]
-        info = foreign_train.build(case)
+        info = foreign_cases.build(case)
         loaded = load_checkpoint(info["checkpoint"])
         task = load_task(info["data"])
         task.name = name

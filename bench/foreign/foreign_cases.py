@@ -1,6 +1,6 @@
 """Foreign cases: plain-PyTorch ReLU RNNs trained outside NeuroLab, saved as users save them.
 
-Nothing here imports NeuroLab.  Each case is a data set (:mod:`datasets`), a hidden size, a
+Nothing here imports NeuroLab.  Each case is a data set (:mod:`foreign_data`), a hidden size, a
 checkpoint layout and a readout rule, trained the way a user would: inputs z-scored with the
 training set's mean/std (over valid steps), ``nn.RNN(nonlinearity='relu')`` + ``nn.Linear``,
 Adam, cross-entropy.  What is written for NeuroLab:
@@ -12,7 +12,7 @@ Adam, cross-entropy.  What is written for NeuroLab:
   split, and the ``mean``/``std`` the model was trained with -- the data file format of
   ``neurolab convert --task FILE.npz``.
 
-    python bench/foreign/train.py [--cases NAME,...] [--cache DIR]   # prints each case's float test accuracy
+    python bench/foreign/foreign_cases.py [--cases NAME,...] [--cache DIR]   # prints each case's float test accuracy
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import datasets  # noqa: E402  (this folder's module, not the package)
+import foreign_data  # noqa: E402  (this folder's module)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "neurolab" / "foreign"
 
@@ -70,7 +70,7 @@ class UserRNN(nn.Module):
 
 
 def load_data(dataset: str, cache: Path) -> dict[str, np.ndarray]:
-    return datasets.japanese_vowels(cache) if dataset == "japanese_vowels" else datasets.imu_gestures()
+    return foreign_data.japanese_vowels(cache) if dataset == "japanese_vowels" else foreign_data.imu_gestures()
 
 
 def zscore_stats(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
