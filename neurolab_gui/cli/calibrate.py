@@ -157,7 +157,7 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
     prepared, net = pipeline.constrained_network(model, task, cfg, cancel=cancel)
     for note in prepared.notes:
         print(f"note: {note}")
-    task = prepared.task
+    task, cfg = prepared.task, prepared.cfg
     mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
     result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
     n = min(args.n_test, len(task.x_test))

@@ -82,6 +82,8 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
             stages=stages, n_test_spiking=args.n_test, brian2_samples=getattr(args, "brian2_samples", None), seed=args.seed,
             ablation=getattr(args, "ablation", False) or None, readout_rule=getattr(args, "readout", None),
         )
+        if args.retention is not None:  # the user's time mapping, not one fitted to an imported model
+            cfg.imported_retentions = ()
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)
     except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)

@@ -151,6 +151,10 @@ class PipelineConfig:
     #: imported models: the percentile of the valid-step activations that becomes activation 1
     #: (:func:`.constrain.normalize_activations`)
     activation_percentile: float = 99.9
+    #: imported Elman models: retentions tried for the spiking time mapping; the one whose leaky
+    #: model keeps the most training accuracy is used (empty: ``retention`` as set).  An Elman RNN
+    #: reacts within one step, a leaky one low-passes its inputs (docs/decisions.md).
+    imported_retentions: tuple[float, ...] = (0.85, 0.7, 0.55)
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -341,6 +345,8 @@ class PreparedModel:
 
     model: RateRNN
     task: Task
+    #: the configuration to constrain and map with (an imported model's fitted retention)
+    cfg: PipelineConfig
     settings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     float_accuracy: float | None = None
@@ -360,7 +366,7 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
         if cfg.readout_rule is not None:
             raise ValueError("the readout rule is an option of imported models; this model was trained by NeuroLab "
                              f"with readout {model.config.readout!r}")
-        return PreparedModel(model, task, {"source": "neurolab"})
+        return PreparedModel(model, task, cfg, {"source": "neurolab"})
     rule = cfg.readout_rule or foreign.readout or "last_valid"
     if rule not in READOUT_RULES:
         raise ValueError(f"unknown readout rule {rule!r}; choose from {', '.join(READOUT_RULES)}")
@@ -417,7 +423,25 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
     settings.update(activation_scale=lam, activation_percentile=cfg.activation_percentile)
     notes.append(f"activations rescaled by 1/{lam:.3g} (the {cfg.activation_percentile:g}th percentile over valid "
                  "training steps) so they fit the neurons' rate range")
-    return PreparedModel(model, task, settings, notes, float_accuracy)
+    if model.config.kind == "elman" and cfg.imported_retentions:
+        cfg = _fit_retention(model, task, cfg, settings, notes)
+    return PreparedModel(model, task, cfg, settings, notes, float_accuracy)
+
+
+def _fit_retention(model: RateRNN, task: Task, cfg: PipelineConfig, settings: dict, notes: list[str]) -> PipelineConfig:
+    """``cfg`` with the retention of :attr:`PipelineConfig.imported_retentions` whose leaky model keeps the most
+    training accuracy (ties: the longer time constant, which averages more spikes)."""
+    from .constrain import to_hardware_dynamics
+
+    n = min(len(task.x_train), 1000)
+    saturation = cfg.saturation if cfg.saturation is not None else 1.0
+    scores = {a: evaluate(to_hardware_dynamics(model, a, cfg.steps_per_sample, saturation), task.x_train[:n], task.y_train[:n],
+                          task.lengths_train[:n])[0] for a in cfg.imported_retentions}
+    best = max(scores, key=lambda a: (round(scores[a], 3), a))
+    settings["retention_fit"] = {str(a): acc for a, acc in scores.items()}
+    notes.append("retention of the time mapping fitted on training data: " + ", ".join(
+        f"{a:g} {acc:.3f}" for a, acc in scores.items()) + f" -> {best:g}")
+    return dataclasses.replace(cfg, retention=best)
 
 
 def constrained_network(
@@ -433,11 +457,12 @@ def constrained_network(
     task and options give the same network.
     """
     prepared = prepare_model(model, task, cfg)
-    return prepared, constrain_model(prepared.model, prepared.task, cfg, progress=progress, cancel=cancel)
+    return prepared, constrain_model(prepared.model, prepared.task, prepared.cfg, progress=progress, cancel=cancel)
 
 
-def used_settings(prepared: PreparedModel, constrained: ConstrainedNetwork, cfg: PipelineConfig) -> dict:
+def used_settings(prepared: PreparedModel, constrained: ConstrainedNetwork) -> dict:
     """The report's ``model`` field: the network as converted (its dynamics, sizes, readout) and how it was prepared."""
+    cfg = prepared.cfg
     return {**constrained.model.config.to_dict(), "source_model": prepared.model.config.to_dict(), **prepared.settings,
             "r_max_hz": cfg.r_max_hz, "dt_step_s": cfg.dt_step_s, "n_levels": cfg.constraint.precision.n_levels,
             "max_fan_in": cfg.constraint.max_fan_in, "n_core_groups": cfg.constraint.n_core_groups,
@@ -508,14 +533,14 @@ def convert(
         return jobs.span(progress, lo, hi)
 
     prepared, constrained = constrained_network(model, task, cfg, progress=say(0.0, 0.35), cancel=cancel)
-    model, task = prepared.model, prepared.task
+    model, task, cfg = prepared.model, prepared.task, prepared.cfg
     report.notes.extend(prepared.notes)
     float_stage = _rate_stage("float", model, task, cfg, None)
     if prepared.float_accuracy is not None:  # the imported model as PyTorch computes it (unbounded activation)
         float_stage.accuracy = prepared.float_accuracy
         float_stage.note = "as PyTorch computes it; spikes implied by the rescaled rates"
     report.add(float_stage)
-    report.model = used_settings(prepared, constrained, cfg)
+    report.model = used_settings(prepared, constrained)
     report.constraints = constrained.summary()
     time_map = cfg.time_mapping()
     mapped = map_network(constrained, time_map, cfg.settings)
