@@ -68,6 +68,8 @@ def test_foreign_checkpoint_and_raw_signed_data_convert_from_the_command_line(fo
     args = ["convert", str(ckpt), "--task", str(data), "--stages", "", "--qat-epochs", "1", "--json", str(tmp_path / "r.json")]
     if layout == "flat":
         args += ["--readout", readout]  # a bare state_dict cannot say it
+    else:
+        args += ["--retention", "0.8"]  # the user's time mapping: no fit
     assert main(args) == 0, capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     stages = {s["name"]: s["accuracy"] for s in report["stages"]}
@@ -76,8 +78,12 @@ def test_foreign_checkpoint_and_raw_signed_data_convert_from_the_command_line(fo
     assert model["readout_rule"] == readout and model["readout_rule_from"] == ("file" if layout == "nested" else "option")
     assert model["input_encoding"]["raw_features"] == 6 and model["input_encoding"]["channels"] == 12
     assert model["kind"] == "leaky" and model["source_model"]["kind"] == "elman" and model["activation_scale"] > 0
-    if layout == "flat":  # nothing declared: both readings were tried on the data
+    if layout == "flat":  # nothing declared: both readings were tried on the data; the retention was fitted
         assert set(model["train_accuracy_read_as"]) == {"relu", "tanh"}
+        fit = model["retention_fit"]
+        assert model["retention"] == float(max(fit, key=lambda a: (round(fit[a], 3), float(a))))
+    else:
+        assert model["retention"] == 0.8 and "retention_fit" not in model
 
 
 def test_bench_json_holds_the_schema_keys(foreign, tmp_path):
