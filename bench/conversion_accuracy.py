@@ -5,7 +5,8 @@ Tasks:
 - built-in (``seq_digits``, ``mnist1d``, ``ecg``): train the leaky RNN (BPTT) with the task's
   defaults (``pipeline.TASK_DEFAULTS``), then convert; ``multichip``: sequential digits on a network
   that spans two chips (:data:`MULTICHIP`);
-- foreign (``bench/foreign/``: ``jvowels_h64_nested``, ``imu_h128_flat``): a plain-PyTorch
+- foreign (``bench/foreign/``: ``jvowels_h64_nested``, ``imu_h128_flat``, ``jvowels_h128_flat``,
+  ``imu_h64_nested``; two data sets x two sizes x two checkpoint layouts): a plain-PyTorch
   ``nn.RNN(relu)`` trained outside NeuroLab on raw signed, variable-length features with its own
   z-scoring, saved in a user's checkpoint layout, imported and converted as ``neurolab convert
   CKPT --task DATA.npz`` does (trained once and cached in ``~/.cache/neurolab/foreign``).
@@ -86,7 +87,8 @@ def _task_and_model(name: str, args: argparse.Namespace, overrides: dict):
         return task, loaded.model, cfg
     base, multichip = (MULTICHIP["task"], {k: v for k, v in MULTICHIP.items() if k != "task"}) if name == "multichip" else (name, {})
     task = load_task(base)
-    cfg = config_for_task(base, n_hidden=args.mnist1d_hidden if name == "mnist1d" else None, **overrides, **multichip)
+    sizes = {"n_hidden": args.mnist1d_hidden} if name == "mnist1d" else multichip
+    cfg = config_for_task(base, **overrides, **sizes)
     if args.quick:
         cfg.train.epochs = max(5, cfg.train.epochs // 4)
     t0 = time.perf_counter()

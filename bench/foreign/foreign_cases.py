@@ -47,6 +47,8 @@ class Case:
 CASES = {c.name: c for c in (
     Case("jvowels_h64_nested", "japanese_vowels", 64, "nested", "last_valid", epochs=120),
     Case("imu_h128_flat", "imu_gestures", 128, "flat", "mean", epochs=40),
+    Case("jvowels_h128_flat", "japanese_vowels", 128, "flat", "mean", epochs=120),
+    Case("imu_h64_nested", "imu_gestures", 64, "nested", "last_valid", epochs=40),
 )}
 
 
