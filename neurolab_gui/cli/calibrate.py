@@ -18,8 +18,11 @@ from .convert import add_input_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from neurolab_gui.core.conversion.tasks import DATA_FILE_FORMAT
+
     p = subparsers.add_parser("calibrate", help="calibrate a board (emulator by default) and write its profile",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0], epilog=DATA_FILE_FORMAT,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_board_option(p, what="calibrate")
     p.add_argument("--emulator-serial", default=None,
                    help="serial of the emulated board (default: EMU<seed>, as the app names it, so the app finds its profile)")
