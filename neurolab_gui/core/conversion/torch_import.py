@@ -17,6 +17,10 @@ is refused with a :class:`ImportRefused` message that lists the tensors found, s
 see what the file holds.  Every tensor is checked before it is used: floating point, its own
 values (no stride-0 or overlapping view that declares more values than the file stores), finite,
 and sizes within what one board holds.
+
+A bare ``state_dict`` cannot say whether its ``nn.RNN`` was ReLU or tanh (the default): the loaded
+model carries a :class:`ForeignSource` and :func:`.pipeline.prepare_model` runs it both ways on the
+task's data, refusing one that fits clearly better as tanh.
 """
 
 from __future__ import annotations
