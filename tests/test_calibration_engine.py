@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import json
 import threading
 
@@ -55,9 +57,19 @@ def calibrated():
     net, mapped, _ = tiny_network()
     board = open_emulated_board("NLTEST-ENGINE", EmulatorConfig(seed=5))
     events = []
+    clock = virtual_fpga_of(board).simulator
+    t0 = clock.time_s
     result = calibrate_network(board, mapped, net, None, FAST, progress=events.append)
+    result.emulator_clock_s = clock.time_s - t0  # the emulator's own account of the chip time used
     yield result, events, board, mapped
     board.close()
+
+
+def test_chip_seconds_are_the_emulators_own_clock(calibrated):
+    result, _, _, _ = calibrated
+    assert result.chip_seconds_total > 5.0
+    assert result.chip_seconds_total == pytest.approx(result.emulator_clock_s, abs=1e-6)
+    assert result.summary()["chip_seconds_total"] == result.chip_seconds_total
 
 
 def test_compensation_reduces_the_gain_spread_measured_again(calibrated):
@@ -326,7 +338,7 @@ def test_final_selection_centres_on_the_target_and_keeps_the_excitatory_budget()
 def test_network_gain_matching_brings_the_board_features_onto_the_model(calibrated):
     import copy
 
-    from neurolab_gui.core.calibration.engine import _match_network_gains
+    from neurolab_gui.core.calibration.engine import _BoardSamples, _match_network_gains, board_sample_s
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion.mapping import WEIGHT_BIAS
     from neurolab_gui.core.jobs import ProgressReporter
@@ -342,46 +354,87 @@ def test_network_gain_matching_brings_the_board_features_onto_the_model(calibrat
     _, _, task = tiny_network()
     cfg = CalibrationConfig(gain_match_rounds=4, gain_match_tolerance=0.03)
     mboard = metered(board)
-    _match_network_gains(mboard, result, work, result.constrained, task.x_train[:16], task.lengths_train[:16], cfg,
-                         ProgressReporter(None, None, mboard), 0.0, 1.0)
+    seen = _BoardSamples()
+    _match_network_gains(mboard, result, work, result.constrained, task.x_train[:40], task.y_train[:40], task.lengths_train[:40],
+                         10, cfg, ProgressReporter(None, None, mboard), 0.0, 1.0, seen)
     slopes = [r[f"{chip}/{core}"] for r in result.network_gain_match]
     assert slopes[0] > 1.1, slopes  # the stronger weights show as features above the model's
     assert min(abs(np.log(s)) for s in slopes[1:]) < 0.5 * abs(np.log(slopes[0])), slopes
     kept = work.biases[(chip, core, WEIGHT_BIAS[SynapseType.AMPA])]
     on_board = board.get_bias(chip, core, WEIGHT_BIAS[SynapseType.AMPA])
     assert (on_board.coarse, on_board.fine) == (kept.coarse, kept.fine)  # the kept setting is the one left on the board
+    # every round ran new samples, each recorded with the biases it ran under
+    assert len(seen.features) == len(slopes) and all(len(f) == 10 for f in seen.features)
+    assert len({tuple(sorted((k, (v.coarse, v.fine)) for k, v in st.items())) for st in seen.settings}) == len(slopes)
+    assert mboard.chip_s == pytest.approx(10 * len(slopes) * board_sample_s(work, task.lengths_train[:40]), rel=0.05)
 
 
-def test_in_the_loop_stage_matches_gains_validates_and_keeps_the_best_network(calibrated):
+@pytest.fixture(scope="module")
+def looped(calibrated):
+    """The chip-in-the-loop stage run on the calibrated fixture, within a chip-time budget."""
     import copy
 
-    from neurolab_gui.core.calibration.engine import _in_the_loop
+    from neurolab_gui.core.calibration.engine import _in_the_loop, board_sample_s
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.jobs import ProgressReporter
 
-    result, _, board, _ = calibrated
+    result, _, board, mapped = calibrated
     result = copy.deepcopy(result)
     result.network_gain_match, result.loop_history = [], []
-    original = result.constrained
     _, _, task = tiny_network()
-    cfg = CalibrationConfig(n_gain_match=8, gain_match_rounds=1, loop_iterations=1, n_validation=10, n_readout_fit=12,
-                            fine_tune=TrainConfig(epochs=1, lr=3e-3))
+    per_sample = board_sample_s(mapped, task.lengths_train)
+    budget = result.chip_s_measurement + 24 * per_sample  # room for 24 of the 30 samples the board may use
+    cfg = dataclasses.replace(FAST, chip_budget_s=budget, n_gain_match=8, gain_match_rounds=2, n_model_validation=10,
+                              fine_tune=TrainConfig(epochs=1, lr=3e-3))
     mboard = metered(board)
-    _in_the_loop(mboard, result, copy.deepcopy(result.mapped), original, task, cfg, ProgressReporter(None, None, mboard))
-    assert len(result.network_gain_match) == 1 and np.isfinite(list(result.network_gain_match[0].values())).all()
-    history = result.loop_history
-    assert [e["iteration"] for e in history] == [0, 1]
-    for entry in history:
-        assert 0.0 <= entry["board_val_accuracy"] <= 1.0 and entry["readout_l2"] in READOUT_L2_GRID
-    compensated = compensate_multiplicities(original, result.transfer.gain_exc, result.transfer.gain_inh)
-    # the fine-tuned network is kept only when it validated better
-    assert history[0]["kept"]
-    if not history[1]["kept"]:  # rejected: the model did not validate better, or the board contradicted it
-        assert np.array_equal(result.constrained.multiplicity, compensated)
-        assert (history[1]["model_val_accuracy"] <= history[0]["model_val_accuracy"]
-                or history[1]["board_val_accuracy"] < history[0]["board_val_accuracy"] - 2 * history[1]["board_val_change_se"])
+    mboard.chip_s = result.chip_s_measurement  # as in calibrate_network: the measurement's chip time is spent
+    clock = virtual_fpga_of(board).simulator
+    t0 = clock.time_s
+    _in_the_loop(mboard, result, copy.deepcopy(result.mapped), result.constrained, task, cfg, ProgressReporter(None, None, mboard))
+    return result, board, mapped, task, budget, mboard.chip_s, clock.time_s - t0
+
+
+def test_in_the_loop_stage_plans_its_board_samples_within_the_chip_budget(looped):
+    result, _, _, _, budget, chip_s, clock_s = looped
+    history = {e["stage"]: e for e in result.loop_history}
+    assert set(history) == {"compensate", "fine-tune", "readout"}
+    assert chip_s <= budget + 0.1, (chip_s, budget)  # the budget holds, on the emulator's own clock too
+    assert chip_s - result.chip_s_measurement == pytest.approx(clock_s, abs=1e-6)
+    # the readout is re-fitted on board samples, those the gain matching ran at the final biases reused
+    readout = history["readout"]
+    assert readout["n_board_samples"] >= 20 and readout["readout_l2"] in READOUT_L2_GRID
+    assert 1 <= len(result.network_gain_match) <= 2
+    # the fine-tuned network is kept only when it validated better on the held-out samples (host only)
+    if not history["fine-tune"]["kept"]:
+        assert history["fine-tune"]["model_val_accuracy"] <= history["compensate"]["model_val_accuracy"]
     assert {c.post for c in result.mapped.netlist.connections} <= set(result.selected)  # deployed on the selected neurons
-    assert mboard.chip_s > 0
+
+
+def test_profile_restores_the_compensated_connections_and_readout_on_the_next_deploy(looped, tmp_path):
+    from neurolab_gui.core.conversion.deployment import deploy_network, network_fingerprint, run_deployment
+
+    result, board, mapped, task, _, _, _ = looped
+    result.network_fingerprint = network_fingerprint(mapped)  # what calibrate_network records
+    compensated = result.mapped
+    assert not np.array_equal(compensated.multiplicity, mapped.multiplicity) or not np.allclose(
+        compensated.readout_weight, mapped.readout_weight)  # the calibration changed the network itself
+    profile = load_profile(save_profile(profile_from_network_calibration(board.serial, result, emulated=True), tmp_path))
+    x, y, lengths = task.x_test, task.y_test, task.lengths_test
+    again = deploy_network(board, mapped, profile=profile)  # the nominal network, as the next deploy starts from
+    assert np.array_equal(again.mapped.multiplicity, compensated.multiplicity)
+    assert np.array_equal(again.mapped.readout_weight, compensated.readout_weight)
+    assert set(again.mapped.netlist.connections) == set(compensated.netlist.connections)
+    assert again.mapped.biases == compensated.biases and again.mapped.unit_addresses == compensated.unit_addresses
+    restored = run_deployment(again, x, y, lengths, seed=3)
+    calibrated_run = run_deployment(deploy_network(board, compensated), x, y, lengths, seed=3)
+    assert np.array_equal(restored.predictions, calibrated_run.predictions)
+    assert restored.accuracy == calibrated_run.accuracy
+    # another network of the same shape gets the biases and neurons, not these connections
+    other = copy.deepcopy(mapped)
+    other.readout_bias = other.readout_bias + 0.5
+    elsewhere = deploy_network(board, other, profile=profile)
+    assert np.array_equal(elsewhere.mapped.multiplicity, mapped.multiplicity)
+    assert any("another network" in note for note in elsewhere.notes)
 
 
 def test_fine_tuning_keeps_its_best_epoch_on_the_held_out_samples():

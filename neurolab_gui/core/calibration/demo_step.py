@@ -29,13 +29,13 @@ def run_calibration_step(
     """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures)."""
     from ..boards import open_emulator
     from ..conversion.mapping import map_network
-    from ..conversion.spiking_run import run_on_board
+    from ..conversion.deployment import deploy_network, run_deployment
     from ..conversion.training import evaluate
     from .figures import network_figures
 
-    # the demo's five minutes leave no room for the fine-tuning or the network-level gain matching
-    # (4 rounds of 60 samples, ~150 s of chip time on sequential digits); `neurolab calibrate` runs both
-    cfg = config or CalibrationConfig(loop_iterations=0, n_validation=60, n_readout_fit=120, n_gain_match=0)
+    # the demo's two minutes of wall time leave no room for the fine-tuning (host time);
+    # `neurolab calibrate` runs it
+    cfg = config or CalibrationConfig(fine_tune_in_loop=False)
     net = conversion.constrained
     mapped = map_network(net, pipeline_config.time_mapping(), pipeline_config.settings)
     n = min(n_test, len(task.x_test))
@@ -43,10 +43,11 @@ def run_calibration_step(
     board = open_emulator("NLEMU-MISMATCH", seed=emulator_seed)
     try:
         result = calibrate_network(board, mapped, net, task, cfg, progress=progress)
+        # written and run the way every front end deploys a network (conversion.deployment)
         acc = {
             "constrained": evaluate(net.model, x, y, lengths)[0],
-            "board_before": run_on_board(board, result.mapped_before, x, lengths).accuracy(y),
-            "board_after": run_on_board(board, result.mapped, x, lengths).accuracy(y),
+            "board_before": run_deployment(deploy_network(board, result.mapped_before), x, y, lengths).accuracy,
+            "board_after": run_deployment(deploy_network(board, result.mapped), x, y, lengths).accuracy,
         }
     finally:
         board.close()

@@ -59,6 +59,7 @@ from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import NeuronAddress
 
 from ..conversion.constrain import ConstrainedNetwork
+from ..conversion.deployment import network_fingerprint
 from ..conversion.mapping import EXCITATORY, INHIBITORY, TAU_BIAS, WEIGHT_BIAS, MappedNetwork, map_network
 from ..conversion.pipeline import DEFAULT_SPIKE_FANO
 from ..conversion.tasks import Task
@@ -89,7 +90,7 @@ from .compensation import (
     select_within_budget,
     with_multiplicities,
 )
-from .progress import MeteredBoard, calibration_reporter, metered
+from .progress import MeteredBoard, calibration_reporter
 
 
 @dataclass
@@ -123,20 +124,23 @@ class CalibrationConfig:
     #: lr 3e-3, because a smaller rate left the CAM multiplicities unchanged (only the readout learned);
     #: up to 6 epochs, the best on the held-out model validation kept (docs/decisions.md, compensation.fine_tune)
     fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=3e-3, noise_std=0.05))
-    #: _match_network_gains: board samples per round of the network-level gain matching, its rounds and tolerance
-    #: (0 samples: off)
-    n_gain_match: int = 60
-    gain_match_rounds: int = 4
+    #: chip time of the whole calibration (measurement + loop) the chip-in-the-loop stage plans its
+    #: board samples for: what is left after the measurement goes to the network-level gain matching
+    #: (``gain_match_share`` of it) and the readout's board samples (the rest)
+    chip_budget_s: float = 115.0
+    gain_match_share: float = 0.55
+    #: _match_network_gains: most board samples per round (fewer when the budget says so; 0: off), rounds, tolerance
+    n_gain_match: int = 40
+    gain_match_rounds: int = 3
     gain_match_tolerance: float = 0.02
-    loop_iterations: int = 2
-    #: a fine-tuned network must beat the kept one by this much on the model validation (and not
-    #: lose more than two paired standard errors on the board's validation samples)
+    #: fine-tune the compensated network with the measured transfer (host only) and keep it when it
+    #: validates better on the held-out samples by more than ``min_improvement``
+    fine_tune_in_loop: bool = True
     min_improvement: float = 0.0
-    n_validation: int = 100  # training samples held out to validate on the board
-    #: training samples held out from the fine-tuning to pick its best epoch on the model (host only;
-    #: the board's validation samples are the first of them)
+    #: training samples held out from the fine-tuning to choose between the networks and the best epoch (host only)
     n_model_validation: int = 500
-    n_readout_fit: int = 400  # training samples run on the board to re-fit the readout
+    #: most board samples the readout is re-fitted on (those the gain matching ran at the final biases count)
+    n_readout_fit: int = 400
     refit_readout: bool = True
     seed: int = 0
 
@@ -178,10 +182,18 @@ class NetworkCalibration:
     wall_s: float = 0.0
     #: tune_time_constants: the synaptic time constants' tuning (None when it is switched off)
     tau: TauTuningResult | None = None
+    #: conversion.deployment.network_fingerprint of the network calibrated (the profile keeps the
+    #: compensated network for it)
+    network_fingerprint: str = ""
 
     @property
     def chip_s(self) -> float:
         return self.chip_s_measurement + self.chip_s_loop
+
+    @property
+    def chip_seconds_total(self) -> float:
+        """Board time the whole calibration ran the chip (measurement + loop): what a person waits at the bench."""
+        return self.chip_s
 
     @property
     def tau_before(self) -> dict[tuple[int, int], dict[str, TauStatistics]]:
@@ -206,6 +218,7 @@ class NetworkCalibration:
             "t_ref_ms_target": self.refractory[0].target_s * 1e3 if self.refractory else None,
             "chip_s_measurement": self.chip_s_measurement,
             "chip_s_loop": self.chip_s_loop,
+            "chip_seconds_total": self.chip_seconds_total,
             "network_gain_match": self.network_gain_match,
             "loop": self.loop_history,
             "weight_biases": self.weight_biases,
@@ -577,7 +590,7 @@ def calibrate_network(
     """
     cfg = config or CalibrationConfig()
     t_start = time.perf_counter()
-    mboard: MeteredBoard = metered(board)
+    mboard = MeteredBoard(board)  # its own count from zero, even on a board the caller meters too
     report = calibration_reporter(progress, cancel, mboard)
     work = copy.deepcopy(mapped)
     start_biases = {key: board.get_bias(*key) for key in work.biases}
@@ -590,37 +603,67 @@ def calibrate_network(
         _restore(board, work.chips, start_biases)
         raise
     assert state.result is not None
+    state.result.network_fingerprint = network_fingerprint(mapped)
     return state.result
 
 
+@dataclass
+class _BoardSamples:
+    """Board features of training samples and the weight biases they ran under (for reuse)."""
+
+    features: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    settings: list[dict] = field(default_factory=list)
+
+    def at(self, settings: dict, n_hidden: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = [i for i, s in enumerate(self.settings) if s == settings]
+        if not keep:
+            return np.zeros((0, n_hidden)), np.zeros(0, np.int64)
+        return np.concatenate([self.features[i] for i in keep]), np.concatenate([self.labels[i] for i in keep])
+
+
+def _weight_settings(board: Board, cores: list[tuple[int, int]]) -> dict:
+    return {(c, k, WEIGHT_BIAS[t]): board.get_bias(c, k, WEIGHT_BIAS[t]) for c, k in cores for t in (EXCITATORY, INHIBITORY)}
+
+
 def _match_network_gains(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, candidate: ConstrainedNetwork,
-                         x: np.ndarray, lengths: np.ndarray, cfg: CalibrationConfig, report: ProgressReporter,
-                         lo: float, hi: float) -> None:
+                         x: np.ndarray, y: np.ndarray, lengths: np.ndarray, per_round: int, cfg: CalibrationConfig,
+                         report: ProgressReporter, lo: float, hi: float, seen: _BoardSamples | None = None) -> None:
     """Scale each core's weight biases until the network follows the model (module docstring, step 11).
 
     The probe measures a neuron's gain at 20-120 Hz out of a few inputs; in the network the units
     run up to ``r_max`` under recurrent input, where the board's features run above the hardware
     model's (docs/decisions.md, "Network-level gain matching").  Both weight biases of a core scale every input of its units alike, so
     their common factor is tuned on the ladder (:func:`.bias_tuning.tune_core_biases`) until the
-    slope of the board's features on the hardware model's is 1 per core group.  The kept settings
+    slope of the board's features on the hardware model's is 1 per core group.  Every round runs
+    ``per_round`` new samples of ``x`` (so no sample is run twice); their features and the biases
+    they ran under go to ``seen`` (the readout re-fit reuses those at the final biases).  The kept settings
     go into ``work.biases``; the slopes of every round into ``result.network_gain_match``.  The
     measured transfer stays the fine-tuning's model: the matching makes the board follow it, and
     a core's weight bias scales all its neurons alike, so the reported gain CV is unchanged.
     """
-    from ..conversion.spiking_run import configure_board, stream_samples
+    from ..conversion.deployment import deploy_network, run_deployment
 
     expected = readout_features(hardware_model(candidate, result.transfer), x, lengths)
-    deployed = deploy(work, candidate, result.selected)
-    configure_board(board, deployed)
+    deployment = deploy_network(board, deploy(work, candidate, result.selected), cancel=report.cancel)
     group_of = _group_of_core(work)
     cores = list(work.group_cores)
+    rounds_run = [0]
 
     def measure() -> dict[tuple[int, int], dict[str, float]]:
-        run = stream_samples(board, deployed, x, lengths, cfg.seed + 7, None, report.cancel)
+        k = rounds_run[0] % max(1, len(x) // per_round)
+        rows_k = np.arange(k * per_round, min(len(x), (k + 1) * per_round))
+        rounds_run[0] += 1
+        settings = _weight_settings(board, cores)
+        run = run_deployment(deployment, x[rows_k], y[rows_k], lengths[rows_k], seed=cfg.seed + 7 + 101 * k, cancel=report.cancel)
+        if seen is not None:
+            seen.features.append(run.spiking.features)
+            seen.labels.append(np.asarray(y[rows_k], np.int64))
+            seen.settings.append(settings)
         out = {}
         for core in cores:
             rows = candidate.unit_group == group_of[core]
-            e, b = expected[:, rows].ravel(), run.features[:, rows].ravel()
+            e, b = expected[rows_k][:, rows].ravel(), run.spiking.features[:, rows].ravel()
             slope = float(np.dot(e, b) / np.dot(e, e)) if np.dot(e, e) > 0 else float("nan")
             out[core] = {WEIGHT_BIAS[EXCITATORY]: slope, WEIGHT_BIAS[INHIBITORY]: slope}
         result.network_gain_match.append({f"{c}/{k}": round(v[WEIGHT_BIAS[EXCITATORY]], 4) for (c, k), v in out.items()})
@@ -630,7 +673,7 @@ def _match_network_gains(board: MeteredBoard, result: NetworkCalibration, work: 
         text = ", ".join(f"{c}/{n}: {v[WEIGHT_BIAS[EXCITATORY]]:.3f}" for (c, n), v in values.items())
         report(lo + (hi - lo) * k / cfg.gain_match_rounds, "match network gains", f"round {k}: feature slope per core {text}")
 
-    report(lo, "match network gains", f"{len(x)} training samples per round against the hardware model")
+    report(lo, "match network gains", f"{per_round} training samples per round against the hardware model")
     knobs = [TuningKnob(WEIGHT_BIAS[s], 1.0, 1.0, cfg.gain_match_tolerance) for s in (EXCITATORY, INHIBITORY)]
     tuning = tune_core_biases(board, cores, knobs, measure, cfg.gain_match_rounds, on_round=on_round)
     for core, settings in tuning.settings.items():
@@ -639,77 +682,90 @@ def _match_network_gains(board: MeteredBoard, result: NetworkCalibration, work: 
             result.weight_biases[f"{core[0]}/{core[1]}/{bias}"] = [coarse, fine]
 
 
+def board_sample_s(mapped: MappedNetwork, lengths: np.ndarray) -> float:
+    """Mean chip time one sample of ``lengths`` takes in :func:`~..conversion.deployment.run_deployment`."""
+    from ..conversion.deployment import DEFAULT_BATCH
+    from ..conversion.spiking_run import TAIL_S
+
+    t = mapped.time
+    return float(np.mean(lengths)) * t.steps_per_sample * t.dt_step_s + t.gap_s + TAIL_S / DEFAULT_BATCH
+
+
 def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, net: ConstrainedNetwork, task: Task,
                  cfg: CalibrationConfig, report: ProgressReporter) -> None:
-    """CAM compensation, network gain matching, then per iteration: (fine-tune,) redeploy, run
-    training samples on the board, re-fit the readout on the board's features, validate on the
-    model (held-out samples) and on the board; stop when a fine-tuned network is not kept."""
-    from ..conversion.spiking_run import run_on_board, stream_samples
+    """The network itself, within the chip-time budget (``cfg.chip_budget_s``).
+
+    On the host (no chip time): CAM compensation, then fine-tuning with the measured transfer,
+    kept when the model with the measured transfer validates better on held-out training
+    samples.  On the board, the chosen network: the network-level gain matching, then the readout
+    re-fitted on board features of training samples: those the gain matching ran at the final
+    biases, topped up by one more run (each sample runs once).  The samples the board gets are
+    planned from the chip time the measurement left: ``cfg.gain_match_share`` of it for the
+    matching, the rest for the readout.
+    """
+    from ..conversion.deployment import deploy_network, run_deployment
 
     rng = np.random.default_rng(cfg.seed)
     n = len(task.x_train)
-    # held out from the fine-tuning: the model-level validation (early stopping, host only), the
-    # board's validation being its first n_val samples
-    n_held = min(max(cfg.n_model_validation, cfg.n_validation), n // 3)
-    n_val = min(cfg.n_validation, n_held)
-    n_fit = min(cfg.n_readout_fit, n - n_held)
+    n_held = min(cfg.n_model_validation, n // 3)
     perm = rng.permutation(n)
-    held, val, fit_idx = perm[:n_held], perm[:n_val], perm[n_held : n_held + n_fit]
-    xv, yv, lv = task.x_train[val], task.y_train[val], task.lengths_train[val]
-    xf, yf, lf = task.x_train[fit_idx], task.y_train[fit_idx], task.lengths_train[fit_idx]
+    held, board_pool = perm[:n_held], perm[n_held:]
     model_validation = (task.x_train[held], task.y_train[held], task.lengths_train[held])
-    train_idx = perm[n_held:]  # the fine-tuning never sees the validation samples
-    fit_task = copy.copy(task)
-    fit_task.x_train, fit_task.y_train, fit_task.lengths_train = task.x_train[train_idx], task.y_train[train_idx], task.lengths_train[train_idx]
+    fit_task = copy.copy(task)  # the fine-tuning never sees the held-out samples
+    fit_task.x_train, fit_task.y_train, fit_task.lengths_train = (task.x_train[board_pool], task.y_train[board_pool],
+                                                                  task.lengths_train[board_pool])
+    x_pool, y_pool, l_pool = task.x_train[board_pool], task.y_train[board_pool], task.lengths_train[board_pool]
 
     candidate = with_multiplicities(net, compensate_multiplicities(net, result.transfer.gain_exc, result.transfer.gain_inh))
-    lo_all, hi_all = 0.62, 0.98
-    if cfg.n_gain_match > 0:
-        n_match = min(cfg.n_gain_match, len(fit_idx))
-        _match_network_gains(board, result, work, candidate, xf[:n_match], lf[:n_match], cfg, report, lo_all, 0.7)
-        lo_all = 0.7
-    n_steps = cfg.loop_iterations + 1
-    width = (hi_all - lo_all) / n_steps
-    best_net, best_mapped, best_correct, best_model_acc = None, None, np.zeros(0), -1.0
-    for it in range(n_steps):
-        lo = lo_all + width * it
-        if it > 0:
-            tuning_cfg = dataclasses.replace(cfg.fine_tune, count_noise=cfg.spike_fano / (work.time.r_max_hz * work.time.dt_step_s))
-            candidate = fine_tune(best_net, result.transfer, fit_task, tuning_cfg, progress=report.span(lo, lo + width / 3, "fine-tune"),
-                                  cancel=report.cancel, validation=model_validation)
-        deployed = deploy(work, candidate, result.selected)
-        entry: dict = {"iteration": it}
-        if n_fit > 0 and cfg.refit_readout:
-            report(lo + width / 3, "redeploy", f"iteration {it}: {n_fit} training samples on the board for the readout")
-            fit_run = run_on_board(board, deployed, xf, lf, cfg.seed + 101 * it, report.span(lo + width / 3, lo + 2 * width / 3, "readout samples on board"), report.cancel)
-            val_run = stream_samples(board, deployed, xv, lv, cfg.seed + 101 * it + 1, report.span(lo + 2 * width / 3, lo + width, "validate on board"), report.cancel)
-            plain = float(np.mean(val_run.predictions == yv))
-            w, b, l2, cv_scores = refit_readout_cv(fit_run.features, yf, deployed.readout_weight, deployed.readout_bias, seed=cfg.seed)
-            refit = float(np.mean((val_run.features @ w.T + b).argmax(1) == yv))
-            entry.update(board_val_accuracy_model_readout=plain, board_val_accuracy_refit_readout=refit, readout_l2=l2,
-                         readout_cv_accuracy={str(k): v for k, v in cv_scores.items()})
-            correct = val_run.predictions == yv
-            if refit >= plain:
-                deployed.readout_weight, deployed.readout_bias = w, b
-                correct = (val_run.features @ w.T + b).argmax(1) == yv
-        else:
-            val_run = run_on_board(board, deployed, xv, lv, cfg.seed + 101 * it, report.span(lo + width / 3, lo + width, "validate on board"), report.cancel)
-            correct = val_run.predictions == yv
-        acc = float(np.mean(correct))
-        model_acc = evaluate(hardware_model(candidate, result.transfer), *model_validation)[0]
-        # keep a fine-tuned network when the model with the measured transfer validates better on
-        # the held-out samples and the board does not contradict it beyond its noise: the board's
-        # validation samples alone cannot resolve the fine-tuning's effect (docs/decisions.md, "Keep rule")
-        d = correct.astype(float) - best_correct if best_net is not None else np.zeros(1)
-        board_se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
-        accept = best_net is None or (model_acc > best_model_acc + cfg.min_improvement and float(d.mean()) >= -2.0 * board_se)
-        entry.update(board_val_accuracy=acc, model_val_accuracy=model_acc, board_val_change_se=board_se, kept=bool(accept),
-                     chip_s=board.chip_s)
-        result.loop_history.append(entry)
-        report(lo + width, "redeploy", f"iteration {it}: board validation accuracy {acc:.3f} (model with measured transfer "
-               f"{model_acc:.3f} on {len(model_validation[1])} held-out samples){'' if accept else ': previous network kept'}")
-        if not accept:
-            break
-        best_net, best_mapped, best_correct, best_model_acc = candidate, deployed, correct.astype(float), model_acc
-    assert best_net is not None and best_mapped is not None
-    result.constrained, result.mapped = best_net, best_mapped
+    model_acc = evaluate(hardware_model(candidate, result.transfer), *model_validation)[0]
+    result.loop_history.append({"stage": "compensate", "model_val_accuracy": model_acc, "kept": True, "chip_s": board.chip_s})
+    report(0.63, "compensate", f"CAM copies divided by the measured gains: model with the measured transfer {model_acc:.3f} "
+           f"on {n_held} held-out samples")
+    if cfg.fine_tune_in_loop:
+        tuning_cfg = dataclasses.replace(cfg.fine_tune, count_noise=cfg.spike_fano / (work.time.r_max_hz * work.time.dt_step_s))
+        tuned = fine_tune(candidate, result.transfer, fit_task, tuning_cfg, progress=report.span(0.63, 0.75, "fine-tune"),
+                          cancel=report.cancel, validation=model_validation)
+        tuned_acc = evaluate(hardware_model(tuned, result.transfer), *model_validation)[0]
+        keep = tuned_acc > model_acc + cfg.min_improvement
+        result.loop_history.append({"stage": "fine-tune", "model_val_accuracy": tuned_acc, "kept": bool(keep), "chip_s": board.chip_s})
+        report(0.75, "fine-tune", f"model with the measured transfer {tuned_acc:.3f}{'' if keep else ': compensated network kept'}")
+        if keep:
+            candidate = tuned
+
+    # the board's share: plan the samples from the chip time left
+    per_sample = board_sample_s(work, l_pool)
+    left_s = max(0.0, cfg.chip_budget_s - board.chip_s)
+    n_left = min(len(x_pool), int(left_s / per_sample))
+    seen = _BoardSamples()
+    used = 0
+    per_round = min(cfg.n_gain_match, int(cfg.gain_match_share * n_left / max(1, cfg.gain_match_rounds)))
+    if cfg.n_gain_match > 0 and cfg.gain_match_rounds > 0 and per_round >= 4:
+        n_match = per_round * cfg.gain_match_rounds
+        _match_network_gains(board, result, work, candidate, x_pool[:n_match], y_pool[:n_match], l_pool[:n_match], per_round, cfg,
+                             report, 0.75, 0.88, seen)
+        used = per_round * len(seen.features)  # the rounds it ran; the samples of rounds it did not need are still new
+    final = deploy(work, candidate, result.selected)
+    entry: dict = {"stage": "readout", "kept": False}
+    if cfg.refit_readout:
+        reused_x, reused_y = seen.at(_weight_settings(board, list(work.group_cores)), net.n_hidden)
+        n_more = max(0, min(cfg.n_readout_fit - len(reused_y), int(max(0.0, cfg.chip_budget_s - board.chip_s) / per_sample),
+                            len(x_pool) - used))
+        features, labels = reused_x, reused_y
+        if n_more > 0:
+            report(0.88, "readout", f"{n_more} training samples on the board ({len(reused_y)} more from the gain matching)")
+            rows = np.arange(used, used + n_more)
+            run = run_deployment(deploy_network(board, final, cancel=report.cancel), x_pool[rows], y_pool[rows], l_pool[rows],
+                                 seed=cfg.seed + 101, progress=report.span(0.88, 0.97, "readout samples on board"), cancel=report.cancel)
+            features = np.concatenate([features, run.spiking.features])
+            labels = np.concatenate([labels, y_pool[rows]])
+        entry.update(n_board_samples=int(len(labels)), n_reused=int(len(reused_y)))
+        if len(labels) >= 10:  # refit_readout_cv's five folds need two samples each
+            w, b, l2, cv_scores = refit_readout_cv(features, labels, final.readout_weight, final.readout_bias, seed=cfg.seed)
+            plain = float(np.mean((features @ final.readout_weight.T + final.readout_bias).argmax(1) == labels))
+            entry.update(board_fit_accuracy_model_readout=plain, readout_l2=l2, readout_cv_accuracy={str(k): v for k, v in cv_scores.items()},
+                         kept=bool(np.isfinite(l2)))
+            final.readout_weight, final.readout_bias = w, b
+    entry["chip_s"] = board.chip_s
+    result.loop_history.append(entry)
+    report(0.97, "readout", f"readout {'re-fitted on' if entry['kept'] else 'kept after'} {entry.get('n_board_samples', 0)} board samples")
+    result.constrained, result.mapped = candidate, final

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from drivers.dynapse1.bias_table import CORE_BIASES, N_COARSE, N_FINE
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
@@ -42,7 +44,14 @@ MAX_DEPTH = 12
 #: profiles the DC gain in Hz/A (~1e12) and the rheobase in A; beyond this a value is corrupt.
 MAX_ABS_VALUE = 1e18
 _MAX_BIASES = N_CHIPS * N_CORES_PER_CHIP * len(CORE_BIASES)
-_TOP_FIELDS = {"schema", "serial", "created", "emulated", "chip_s", "biases", "neurons", "selected", "summary"}
+_TOP_FIELDS = {"schema", "serial", "created", "emulated", "chip_s", "biases", "neurons", "selected", "summary", "network"}
+_NETWORK_FIELDS = ("fingerprint", "shape", "connections", "readout_weight", "readout_bias")
+_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+#: a unit's fan-in: 64 CAM entries, each one copy at most
+_MAX_COPIES = 64
+#: hidden units and sources (inputs, bias channel, units) of the largest network a board holds
+_MAX_UNITS, _MAX_SOURCES = N_NEURONS, N_NEURONS + 256
+_MAX_CLASSES = 4096
 _BIAS_FIELDS = ("chip", "core", "name", "coarse", "fine", "high")
 _NEURON_FIELDS = ("chip", "core", "neuron", "gain_exc", "gain_inh", "offset_hz")
 
@@ -72,6 +81,31 @@ class NeuronCalibration:
 
 
 @dataclass
+class ProfileNetwork:
+    """The network a network calibration left on the board: compensated CAM copies and board-fitted readout.
+
+    Stored for the network it was calibrated from (``fingerprint``,
+    :func:`~neurolab_gui.core.conversion.deployment.network_fingerprint`); deployment uses it only
+    for that network.  The file holds the non-zero copies as ``[unit, source, copies]`` triples.
+    """
+
+    fingerprint: str
+    multiplicity: np.ndarray  # signed CAM copies [H, F + 1 + H]
+    readout_weight: np.ndarray  # [classes, H]
+    readout_bias: np.ndarray  # [classes]
+
+    def to_dict(self) -> dict:
+        rows, cols = np.nonzero(self.multiplicity)
+        return {
+            "fingerprint": self.fingerprint,
+            "shape": [int(n) for n in self.multiplicity.shape],
+            "connections": [[int(r), int(c), int(self.multiplicity[r, c])] for r, c in zip(rows, cols, strict=True)],
+            "readout_weight": np.asarray(self.readout_weight, float).tolist(),
+            "readout_bias": np.asarray(self.readout_bias, float).tolist(),
+        }
+
+
+@dataclass
 class CalibrationProfile:
     """One board's calibration (see the module docstring)."""
 
@@ -83,6 +117,8 @@ class CalibrationProfile:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     emulated: bool = False
     summary: dict = field(default_factory=dict)
+    #: the compensated network of a network calibration (None: a board-level calibration, or an older profile)
+    network: ProfileNetwork | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +133,7 @@ class CalibrationProfile:
                         for n in self.neurons],
             "selected": [[a.chip, a.core, a.neuron] for a in self.selected],
             "summary": _finite_or_null(self.summary),
+            **({"network": self.network.to_dict()} if self.network is not None else {}),
         }
 
     @classmethod
@@ -222,7 +259,45 @@ class _Reader:
         if not isinstance(summary, dict):
             raise self.error("summary", f"must be an object, got {_json_type(summary)}")
         self.finite_tree(summary, "summary")
-        return CalibrationProfile(serial, biases, neurons, selected, chip_s, created, emulated, summary)
+        network = self.network(data["network"]) if data.get("network") is not None else None
+        return CalibrationProfile(serial, biases, neurons, selected, chip_s, created, emulated, summary, network)
+
+    def network(self, raw: object) -> ProfileNetwork:
+        n = self.obj(raw, "network", _NETWORK_FIELDS)
+        fingerprint = n["fingerprint"]
+        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.match(fingerprint):
+            raise self.error("network.fingerprint", f"must be 64 lower-case hex digits (SHA-256), got {_json_repr(fingerprint)}")
+        shape = self.array(n["shape"], "network.shape", 2)
+        if len(shape) != 2:
+            raise self.error("network.shape", f"must be [units, sources], got {_json_repr(shape)}")
+        units = self.integer(shape[0], "network.shape[0]", 1, _MAX_UNITS)
+        sources = self.integer(shape[1], "network.shape[1]", units + 1, _MAX_SOURCES)
+        m = np.zeros((units, sources), np.int64)
+        for i, triple in enumerate(self.array(n["connections"], "network.connections", units * _MAX_COPIES)):
+            entry = f"network.connections[{i}]"
+            if not isinstance(triple, list) or len(triple) != 3:
+                raise self.error(entry, f"must be [unit, source, copies], got {_json_repr(triple)}")
+            r = self.integer(triple[0], f"{entry}[0]", 0, units - 1)
+            c = self.integer(triple[1], f"{entry}[1]", 0, sources - 1)
+            v = self.integer(triple[2], f"{entry}[2]", -_MAX_COPIES, _MAX_COPIES)
+            if v == 0 or m[r, c] != 0:
+                raise self.error(entry, "zero copies or a repeated (unit, source)")
+            m[r, c] = v
+        over = np.flatnonzero(np.abs(m).sum(1) > _MAX_COPIES)
+        if len(over):
+            raise self.error("network.connections", f"unit {int(over[0])} uses more than {_MAX_COPIES} CAM entries")
+        weight = self.array(n["readout_weight"], "network.readout_weight", _MAX_CLASSES)
+        rows = []
+        for i, row in enumerate(weight):
+            entry = f"network.readout_weight[{i}]"
+            if not isinstance(row, list) or len(row) != units:
+                raise self.error(entry, f"must be an array of {units} numbers (one per unit)")
+            rows.append([self.number(v, f"{entry}[{j}]") for j, v in enumerate(row)])
+        bias = self.array(n["readout_bias"], "network.readout_bias", _MAX_CLASSES)
+        if len(bias) != len(rows) or not rows:
+            raise self.error("network.readout_bias", f"must have one number per readout row ({len(rows)}), got {len(bias)}")
+        b = [self.number(v, f"network.readout_bias[{j}]") for j, v in enumerate(bias)]
+        return ProfileNetwork(fingerprint, m, np.array(rows, float), np.array(b, float))
 
 
 def _json_type(value: object) -> str:
@@ -381,5 +456,10 @@ def profile_from_network_calibration(serial: str, result, emulated: bool) -> Cal
         if not exc.valid[i] or j is None or not inh.valid[j]:
             continue
         neurons.append(NeuronCalibration(a.chip, a.core, a.neuron, float(exc.gain[i]), float(inh.gain[j]), float(exc.offset[i])))
+    network = None
+    if result.network_fingerprint:
+        m = result.mapped
+        network = ProfileNetwork(result.network_fingerprint, np.asarray(m.multiplicity, np.int64).copy(),
+                                 np.asarray(m.readout_weight, float).copy(), np.asarray(m.readout_bias, float).copy())
     return CalibrationProfile(serial, dict(result.mapped.biases), neurons, list(result.selected), float(result.chip_s),
-                              emulated=emulated, summary=result.summary())
+                              emulated=emulated, summary=result.summary(), network=network)

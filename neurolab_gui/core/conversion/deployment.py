@@ -9,6 +9,10 @@ accuracies and the desktop app's "Deploy to connected board".
 1. the board's calibration profile, when the caller has one for the board's serial
    (:func:`neurolab_gui.core.calibration.profile.find_profile`), replaces the network's core
    biases with the calibrated ones and moves the units onto the neurons the calibration selected;
+   when the profile was calibrated from this very network (same :func:`network_fingerprint`), its
+   compensated connections (CAM multiplicities after compensation and fine-tuning) and its
+   readout re-fitted on board features replace the network's too, so the next deploy runs what
+   the calibration left on the board;
 2. without a profile, each core's refractory bias and weight biases are matched on this board
    (:func:`.transfer.match_refractory`, :func:`.transfer.match_transfer`) when ``matching`` asks;
 3. biases and the netlist are written (:func:`.spiking_run.configure_board`).
@@ -21,13 +25,16 @@ them while the run goes on.  Each batch is one generator program with its own en
 ``seed + 7919 * (batch + 1)``: the same samples, seed and batch size give the same spikes on a
 deterministic board, whoever runs them.
 
-The profile is passed in (duck-typed: ``serial``, ``biases``, ``selected``) because conversion
+The profile is passed in (duck-typed: ``serial``, ``biases``, ``selected``, ``network``) because conversion
 sits below calibration in the core's layers (``pyproject.toml``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,11 +44,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from drivers.dynapse1.board_api import BiasValue, Board
-from drivers.dynapse1.netlist import NeuronAddress
+from drivers.dynapse1.netlist import Netlist, NeuronAddress
+from drivers.dynapse1.topology import SynapseType
 from drivers.dynapse1.spikes import SpikeEvents
 
 from ..jobs import Progress, ProgressSink, check_cancel, span
-from .mapping import MappedNetwork, relocate_units
+from .mapping import EXCITATORY, INHIBITORY, MappedNetwork, relocate_units
 from .spiking_run import SpikingResult, configure_board, stream_samples
 from .transfer import ProbeDesign, RefractoryFit, TransferFit, match_refractory, match_transfer
 
@@ -53,12 +61,67 @@ if TYPE_CHECKING:
 DEFAULT_BATCH = 8
 
 
+class CalibratedNetwork(Protocol):
+    """What deployment reads of a profile's compensated network (``calibration.profile.ProfileNetwork``)."""
+
+    fingerprint: str  # network_fingerprint of the network the calibration started from
+    multiplicity: np.ndarray  # signed CAM copies [H, F + 1 + H] after compensation
+    readout_weight: np.ndarray
+    readout_bias: np.ndarray
+
+
 class BoardProfile(Protocol):
     """What deployment reads of a calibration profile (``calibration.profile.CalibrationProfile``)."""
 
     serial: str
     biases: Mapping[tuple[int, int, str], BiasValue]
     selected: Sequence[NeuronAddress]
+    network: CalibratedNetwork | None
+
+
+def network_fingerprint(mapped: MappedNetwork) -> str:
+    """SHA-256 of what makes a mapped network this network: connections, readout, time mapping, placement.
+
+    A profile keeps its compensated connections and readout for the network it was calibrated
+    from; another network of the same shape (a retrained model) must not receive them.
+    """
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(mapped.multiplicity, np.int64).tobytes())
+    h.update(np.ascontiguousarray(mapped.readout_weight, np.float64).tobytes())
+    h.update(np.ascontiguousarray(mapped.readout_bias, np.float64).tobytes())
+    h.update(json.dumps([dataclasses.asdict(mapped.time), [dataclasses.astuple(a) for a in mapped.unit_addresses],
+                         [dataclasses.astuple(a) for a in mapped.input_addresses], mapped.readout], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def with_connections(mapped: MappedNetwork, multiplicity: np.ndarray) -> MappedNetwork:
+    """A copy of ``mapped`` whose units receive ``multiplicity`` (signed CAM copies, same shape) instead.
+
+    Sources are the network's own (inputs and bias channel, then the units); connections from any
+    other source of ``mapped`` (the reset channel) are kept as they are.
+    """
+    m = np.asarray(multiplicity)
+    if m.shape != mapped.multiplicity.shape or not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"need integer CAM copies of shape {mapped.multiplicity.shape}, got {m.dtype} {m.shape}")
+    f = mapped.n_inputs
+    sources = [*mapped.input_addresses[: f + 1], *mapped.unit_addresses]
+    own = set(sources)
+    out = copy.deepcopy(mapped)
+    out.netlist = Netlist(monitored=set(mapped.netlist.monitored))
+    out.core_masks = np.zeros_like(mapped.core_masks)
+    for c in mapped.netlist.connections:
+        if c.pre not in own:
+            out.netlist.add(c.pre, c.post, c.synapse, c.multiplicity)
+            k = mapped.input_addresses.index(c.pre)
+            out.core_masks[k] |= 1 << c.post.core
+    for i, post in enumerate(mapped.unit_addresses):
+        for j in np.flatnonzero(m[i]):
+            synapse: SynapseType = EXCITATORY if m[i, j] > 0 else INHIBITORY
+            out.netlist.add(sources[j], post, synapse, int(abs(m[i, j])))
+            if j <= f:
+                out.core_masks[j] |= 1 << post.core
+    out.multiplicity = m.astype(np.int64).copy()
+    return out
 
 
 @dataclass
@@ -120,17 +183,27 @@ def confusion_matrix(labels: np.ndarray | None, predictions: np.ndarray, n_class
 
 
 def apply_profile(mapped: MappedNetwork, profile: BoardProfile) -> tuple[MappedNetwork, list[str]]:
-    """A copy of ``mapped`` with ``profile``'s biases on its cores and its units on the selected neurons.
+    """A copy of ``mapped`` with ``profile``'s biases on its cores, its compensated network and its
+    units on the selected neurons.
 
     Biases are taken for every (chip, core, name) the network sets and the profile holds.  The
-    selection is used when it has one neuron per unit, each in its unit's core; otherwise the
-    units stay where the mapping put them and a note says why.
+    compensated connections and readout are taken when the profile was calibrated from this
+    network (:func:`network_fingerprint`).  The selection is used when it has one neuron per
+    unit, each in its unit's core.  Whatever is not used, a note says why.
     """
     out = copy.deepcopy(mapped)
     notes = []
     taken = {key: profile.biases[key] for key in out.biases if key in profile.biases}
     out.biases.update(taken)
     notes.append(f"profile {profile.serial}: {len(taken)} of {len(out.biases)} core biases")
+    network = getattr(profile, "network", None)
+    if network is not None and network.fingerprint == network_fingerprint(mapped):
+        out = with_connections(out, network.multiplicity)
+        out.readout_weight = np.array(network.readout_weight, np.float64)
+        out.readout_bias = np.array(network.readout_bias, np.float64)
+        notes.append("the calibration's compensated connections and board-fitted readout")
+    elif network is not None:
+        notes.append("compensated connections not used: the profile was calibrated from another network")
     selected = list(profile.selected)
     same_cores = len(selected) == out.n_hidden and all(
         (a.chip, a.core) == (b.chip, b.core) for a, b in zip(out.unit_addresses, selected, strict=False))
@@ -288,5 +361,6 @@ def deploy_conversion(
                           on_events=on_events)
 
 
-__all__ = ["DEFAULT_BATCH", "BoardProfile", "Deployment", "DeploymentRun", "TransferMatching", "apply_profile",
-           "confusion_matrix", "deploy_and_run", "deploy_conversion", "deploy_network", "run_deployment"]
+__all__ = ["DEFAULT_BATCH", "BoardProfile", "CalibratedNetwork", "Deployment", "DeploymentRun", "TransferMatching", "apply_profile",
+           "confusion_matrix", "deploy_and_run", "deploy_conversion", "deploy_network", "network_fingerprint",
+           "run_deployment", "with_connections"]
