@@ -28,8 +28,8 @@ def run_calibration_step(
 ) -> dict:
     """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures)."""
     from ..boards import open_emulator
-    from ..conversion.mapping import map_network
     from ..conversion.deployment import deploy_network, run_deployment
+    from ..conversion.mapping import map_network
     from ..conversion.training import evaluate
     from .figures import network_figures
 

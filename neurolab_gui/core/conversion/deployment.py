@@ -45,8 +45,8 @@ import numpy as np
 
 from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import Netlist, NeuronAddress
-from drivers.dynapse1.topology import SynapseType
 from drivers.dynapse1.spikes import SpikeEvents
+from drivers.dynapse1.topology import SynapseType
 
 from ..jobs import Progress, ProgressSink, check_cancel, span
 from .mapping import EXCITATORY, INHIBITORY, MappedNetwork, relocate_units
