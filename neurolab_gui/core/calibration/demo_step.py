@@ -2,10 +2,11 @@
 
 Kept here so the demo (the conversion developer's module) needs one call at its end.  On a fresh
 emulated board with the default mismatch it runs :func:`~.engine.calibrate_network` (one
-compensation iteration: neuron selection, bias tuning, CAM compensation and a readout re-fitted
-on board features, no fine-tuning, to keep the demo within its time budget), evaluates the
-uncompensated and the calibrated network on the same test samples, prints the before/after
-summary and writes the figures.
+compensation iteration: neuron selection, bias tuning, CAM compensation, network gain matching and
+a readout re-fitted on board features, no fine-tuning, to keep the demo within its time budget),
+evaluates the calibrated network on the test samples the conversion's ``board_mismatch`` stage ran
+(the same emulated board: serial and mismatch seed) and reports that stage as "before" (transfer
+matching alone), prints the before/after summary and writes the figures.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ def run_calibration_step(
     config: CalibrationConfig | None = None,
     progress: ProgressSink | None = None,
 ) -> dict:
-    """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures)."""
+    """Calibrate ``conversion`` on an emulated board; returns the summary (accuracies, CVs, chip time, figures).
+
+    "before" is the conversion's ``board_mismatch`` stage when it ran on the same first ``n_test``
+    samples (that stage's board is this one: ``NLEMU-MISMATCH`` with ``emulator_seed``), else the
+    uncompensated network is run here.
+    """
     from ..boards import open_emulator
     from ..conversion.deployment import deploy_network, run_deployment
     from ..conversion.mapping import map_network
@@ -44,10 +50,13 @@ def run_calibration_step(
     try:
         result = calibrate_network(board, mapped, net, task, cfg, progress=progress)
         # written and run the way every front end deploys a network (conversion.deployment)
+        stage = next((st for st in conversion.report.stages if st.name == "board_mismatch" and st.n_samples == n), None)
+        before = stage.accuracy if stage is not None else run_deployment(deploy_network(board, result.mapped_before), x, y,
+                                                                          lengths, seed=pipeline_config.seed).accuracy
         acc = {
             "constrained": evaluate(net.model, x, y, lengths)[0],
-            "board_before": run_deployment(deploy_network(board, result.mapped_before), x, y, lengths).accuracy,
-            "board_after": run_deployment(deploy_network(board, result.mapped), x, y, lengths).accuracy,
+            "board_before": before,
+            "board_after": run_deployment(deploy_network(board, result.mapped), x, y, lengths, seed=pipeline_config.seed).accuracy,
         }
     finally:
         board.close()
