@@ -175,6 +175,7 @@ def test_network_calibration_from_the_app_is_one_undo_step_saves_the_profile_and
     profile = find_profile("EMU00005")
     assert profile is not None and len(profile.selected) == 12
     assert window.session.deployment.mapped.unit_addresses == profile.selected
+    calibrated = window.session.deployment.mapped
     # undo returns the whole table to the user's biases
     assert biases.undo()
     assert _bias_table(window) == start
@@ -184,6 +185,10 @@ def test_network_calibration_from_the_app_is_one_undo_step_saves_the_profile_and
     qtbot.waitUntil(lambda: panel.status.text() == "deployment finished", timeout=60_000)
     deployment = window.session.deployment
     assert deployment.profile_applied and deployment.mapped.unit_addresses == profile.selected
+    # ... with the calibrated network itself: its connections and readout, not only biases and neurons
+    assert profile.network is not None and any("compensated connections" in n for n in deployment.notes), deployment.notes
+    assert set(deployment.mapped.netlist.connections) == set(calibrated.netlist.connections)
+    assert np.array_equal(deployment.mapped.readout_weight, calibrated.readout_weight)
     for key, value in deployment.mapped.biases.items():
         assert window.session.board.get_bias(*key) == profile.biases.get(key, value)
 
