@@ -203,6 +203,8 @@ def test_profile_round_trip_and_validation(calibrated, tmp_path):
     assert path.name == f"{board.serial}.json"
     loaded = load_profile(path, expected_serial=board.serial)
     assert loaded.biases == profile.biases and loaded.selected == profile.selected
+    assert loaded.network is not None and loaded.network.fingerprint == result.network_fingerprint
+    assert np.array_equal(loaded.network.multiplicity, result.mapped.multiplicity)
     assert len(loaded.neurons) == len(profile.neurons) > 0 and loaded.chip_s == pytest.approx(profile.chip_s)
 
     data = json.loads(path.read_text())
@@ -214,6 +216,12 @@ def test_profile_round_trip_and_validation(calibrated, tmp_path):
         (lambda d: d["neurons"][0].update(neuron=999), r"neurons\[0\].neuron: 999 is outside"),
         (lambda d: d.update(selected=[[0, 1, 2], [0, 1, 2]]), "distinct"),
         (lambda d: d.update(chip_s=-1), "chip_s"),
+        (lambda d: d["network"].update(fingerprint="not-a-hash"), r"network.fingerprint: must be 64"),
+        (lambda d: d["network"]["connections"][0].__setitem__(2, 65), r"network.connections\[0\]\[2\]: 65 is outside -64..64"),
+        (lambda d: d["network"]["connections"].append(list(d["network"]["connections"][0])), "repeated"),
+        (lambda d: d["network"]["connections"][0].__setitem__(0, 999), r"network.connections\[0\]\[0\]: 999 is outside"),
+        (lambda d: d["network"].update(readout_bias=[]), "network.readout_bias"),
+        (lambda d: d["network"]["readout_weight"][0].pop(), r"network.readout_weight\[0\]: must be an array of 12"),
     ]:
         bad = json.loads(json.dumps(data))
         mutate(bad)
