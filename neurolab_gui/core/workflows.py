@@ -226,6 +226,7 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
             "serial": board.serial, "gain_cv_before": result.gain_cv_before, "gain_cv_after": result.gain_cv_after,
             "inh_gain_cv_before": result.inh_gain_cv_before, "inh_gain_cv_after": result.inh_gain_cv_after,
             "chip_s_measurement": result.chip_s_measurement, "chip_s_loop": result.chip_s_loop,
+            "chip_seconds_total": result.chip_seconds_total,
         }
         try:
             if task is not None and n_test > 0:
