@@ -140,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     # the whole test sets (359 and 1000 samples): the first 300 of MNIST-1D are easier for the
     # board than the rest (loss -0.3 pp on them, +2.8 pp on all 1000, the same calibration)
     parser.add_argument("--n-test", type=int, default=1000, help="test samples run on the board per task (at most the test set)")
-    parser.add_argument("--n-validation", type=int, default=100, help="training samples for the in-the-loop validation")
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="emulator mismatch seeds (one fresh board each)")
     parser.add_argument("--skip-before", action="store_true", help="do not evaluate the uncompensated network (saves chip time)")
