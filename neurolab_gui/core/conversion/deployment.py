@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from drivers.dynapse1.board_api import BiasValue, Board
-from drivers.dynapse1.netlist import Netlist, NeuronAddress
+from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import SynapseType
 
@@ -97,29 +97,34 @@ def network_fingerprint(mapped: MappedNetwork) -> str:
 def with_connections(mapped: MappedNetwork, multiplicity: np.ndarray) -> MappedNetwork:
     """A copy of ``mapped`` whose units receive ``multiplicity`` (signed CAM copies, same shape) instead.
 
-    Sources are the network's own (inputs and bias channel, then the units); connections from any
-    other source of ``mapped`` (the reset channel) are kept as they are.
+    Wired as :func:`.mapping.map_network` wires them: input channel ``j`` from its copy on the
+    unit's own chip (``InputAddress(chip, 1 + j)``, played there per ``core_masks[j, chip]``),
+    recurrent inputs from the units.  Connections from any other source of ``mapped`` (the reset
+    channel) are kept as they are.
     """
     m = np.asarray(multiplicity)
     if m.shape != mapped.multiplicity.shape or not np.issubdtype(m.dtype, np.integer):
         raise ValueError(f"need integer CAM copies of shape {mapped.multiplicity.shape}, got {m.dtype} {m.shape}")
     f = mapped.n_inputs
-    sources = [*mapped.input_addresses[: f + 1], *mapped.unit_addresses]
-    own = set(sources)
+    units = mapped.unit_addresses
     out = copy.deepcopy(mapped)
     out.netlist = Netlist(monitored=set(mapped.netlist.monitored))
-    out.core_masks = np.zeros_like(mapped.core_masks)
+    masks = np.zeros_like(np.asarray(mapped.core_masks).reshape(len(mapped.input_addresses), -1))
+    unit_set = set(units)
     for c in mapped.netlist.connections:
-        if c.pre not in own:
+        weight_source = c.pre in unit_set if isinstance(c.pre, NeuronAddress) else c.pre.neuron <= f + 1
+        if not weight_source:
             out.netlist.add(c.pre, c.post, c.synapse, c.multiplicity)
-            k = mapped.input_addresses.index(c.pre)
-            out.core_masks[k] |= 1 << c.post.core
-    for i, post in enumerate(mapped.unit_addresses):
+            if not isinstance(c.pre, NeuronAddress):
+                masks[c.pre.neuron - 1, c.post.chip] |= 1 << c.post.core
+    for i, post in enumerate(units):
         for j in np.flatnonzero(m[i]):
             synapse: SynapseType = EXCITATORY if m[i, j] > 0 else INHIBITORY
-            out.netlist.add(sources[j], post, synapse, int(abs(m[i, j])))
+            pre = InputAddress(post.chip, 1 + int(j)) if j <= f else units[j - f - 1]
+            out.netlist.add(pre, post, synapse, int(abs(m[i, j])))
             if j <= f:
-                out.core_masks[j] |= 1 << post.core
+                masks[j, post.chip] |= 1 << post.core
+    out.core_masks = masks.reshape(np.asarray(mapped.core_masks).shape)
     out.multiplicity = m.astype(np.int64).copy()
     return out
 
