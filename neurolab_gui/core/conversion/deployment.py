@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH = 8
 
 
-class CalibratedNetwork(Protocol):
+class ProfileConnections(Protocol):
     """What deployment reads of a profile's compensated network (``calibration.profile.ProfileNetwork``)."""
 
     fingerprint: str  # network_fingerprint of the network the calibration started from
@@ -76,7 +76,7 @@ class BoardProfile(Protocol):
     serial: str
     biases: Mapping[tuple[int, int, str], BiasValue]
     selected: Sequence[NeuronAddress]
-    network: CalibratedNetwork | None
+    network: ProfileConnections | None
 
 
 def network_fingerprint(mapped: MappedNetwork) -> str:
@@ -366,6 +366,6 @@ def deploy_conversion(
                           on_events=on_events)
 
 
-__all__ = ["DEFAULT_BATCH", "BoardProfile", "CalibratedNetwork", "Deployment", "DeploymentRun", "TransferMatching", "apply_profile",
+__all__ = ["DEFAULT_BATCH", "BoardProfile", "ProfileConnections", "Deployment", "DeploymentRun", "TransferMatching", "apply_profile",
            "confusion_matrix", "deploy_and_run", "deploy_conversion", "deploy_network", "network_fingerprint",
            "run_deployment", "with_connections"]
