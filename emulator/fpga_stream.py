@@ -45,6 +45,17 @@ def _encode_kernel(ts, chip, core, neuron, spike_codes, base, low, out):  # prag
     return k, base, low
 
 
+def load_encoder_kernel() -> None:
+    """Compile (or load from numba's cache) the encoder kernel now, with one throwaway event.
+
+    The first call of a numba kernel in a process holds the GIL for 0.1-0.4 s while it compiles
+    or links; an emulated board built in the host's process calls this when it is built, so that
+    cost falls on opening the board and not on its first packet of spikes in the middle of a run
+    (measured: a 106-211 ms stall of the window's event loop during a calibration).
+    """
+    StreamEncoder().encode(SpikeEvents(np.array([1], np.int64), np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros(1, np.uint16)))
+
+
 class StreamEncoder:
     """The FPGA's stream encoder: spikes with timestamp and wrap words.
 

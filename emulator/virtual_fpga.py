@@ -54,7 +54,7 @@ import usb.core
 
 from . import fpga_decoding as fd
 from .clock import RealTimeClock
-from .fpga_stream import StreamEncoder
+from .fpga_stream import StreamEncoder, load_encoder_kernel
 from .routing import route_destination
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class VirtualFpga:
         self._sram_pointer = 0
         self._last_sram_param: int | None = None
         self._encoder = StreamEncoder()
+        load_encoder_kernel()  # its first call would otherwise hold the GIL mid-run
         self._out = bytearray()
         self._pending_ack = False
         self._wall = RealTimeClock()

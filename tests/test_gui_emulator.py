@@ -27,8 +27,13 @@ def model_value_pair(value) -> tuple[int, int]:
 def make_window(make_window):
     """The shared window factory (conftest), connected to a mismatched emulator with seed 3."""
 
-    def make(clock: str, acquire: bool) -> MainWindow:
-        return make_window(500_000, seed=3, mismatch=True, clock=clock, acquire=acquire)
+    def make(clock: str, acquire: bool, separate_process: bool = False) -> MainWindow:
+        if not separate_process:
+            return make_window(500_000, seed=3, mismatch=True, clock=clock, acquire=acquire)
+        window = make_window(500_000)
+        window.session.emulator_in_separate_process = True  # as `neurolab gui` runs it (qt.app.launch)
+        assert window.session.connect("emulator", seed=3, mismatch=True, clock=clock, acquire=acquire), window.session.connection.status.message
+        return window
 
     return make
 
@@ -99,7 +104,9 @@ def test_sweep_started_from_the_gui_finishes_and_updates_the_transfer_curves(mak
 
 
 def test_calibration_started_from_the_gui_finishes_and_updates_the_transfer_curves(make_window, qtbot, heartbeat):
-    window = make_window("fast", acquire=False)
+    # The emulator simulates in its own process, as in the app: in-process, its Python threads
+    # would compete with the GUI thread for the GIL, which the desktop app never lets them do.
+    window = make_window("fast", acquire=False, separate_process=True)
     transfer, model = window.transfer_panel, window.model_panel
     transfer.chip_spin.setValue(0)
     transfer.core_spin.setValue(2)  # no conversion loaded: the calibration measures the transfer panel's core
