@@ -75,10 +75,11 @@ from . import engine, kernel_library
 from .biasgen import BiasBank
 from .chip_state import ChipTables
 from .config import EmulatorConfig
+from .connectivity import Connectivity
 from .mismatch import MismatchFactors, rng_for
 from .neuron_params import derive_parameters
 from .partition import chip_groups
-from .routing import RoutingTables, build_routing
+from .routing import RoutingTables
 from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
@@ -111,7 +112,7 @@ class _Board:
     packed_key: tuple | None = None
 
 
-class BatchedSimulator:
+class BatchedSimulator(Connectivity):
     """N emulated boards sharing their host configuration (see the module docstring).
 
     Parameters
@@ -159,8 +160,7 @@ class BatchedSimulator:
         self._step = 0
         self._requested_s = 0.0
         self._timestamp_origin_us = 0
-        self._routing: RoutingTables | None = None
-        self._routing_version = -1
+        self._init_connectivity()
         self._delivery: tuple[RoutingTables, engine.DeliveryTable] | None = None
         self._host_route: tuple[RoutingTables, tuple[np.ndarray, np.ndarray] | None] | None = None
         self.last_spikes: list[SpikeEvents] = [SpikeEvents() for _ in self._boards]
@@ -229,41 +229,10 @@ class BatchedSimulator:
         return self._boards_of(instance)[0].biases.current(chip, core, name)
 
     # --- connectivity (shared) -----------------------------------------------------------------------
-    def write_cam(self, chip: int, neuron: int, cam_index: int, pre_core: int, pre_neuron: int,
-                  synapse_type: int) -> None:
-        self.tables.write_cam(chip, neuron, cam_index, pre_core, pre_neuron, synapse_type)
-
-    def write_sram(self, chip: int, neuron: int, cell: int, virtual_core: int, sx: int, dx: int, sy: int,
-                   dy: int, core_mask: int) -> None:
-        self.tables.write_sram(chip, neuron, cell, virtual_core, sx, dx, sy, dy, core_mask)
-
-    def clear_cam(self, chip: int) -> None:
-        self.tables.clear_cam(chip)
-
-    def clear_sram(self, chip: int) -> None:
-        self.tables.clear_sram(chip)
-
-    def default_sram(self, chip: int) -> None:
-        self.tables.default_sram(chip)
-
-    def set_tau2(self, chip: int, neuron: int, use_tau2: bool) -> None:
-        self.tables.set_tau2(chip, neuron, use_tau2)
-
-    def set_core_tau(self, chip: int, core: int, use_tau2: bool) -> None:
-        self.tables.set_core_tau(chip, core, use_tau2)
-
+    # CAM/SRAM writes, tau selection and routing() come from emulator.connectivity.Connectivity.
     def select_monitor(self, chip: int, core: int, neuron: int) -> None:
         """Accepted and ignored: a batch keeps no analog monitor traces (they do not affect spikes)."""
         check_chip(chip), check_core(core), check_neuron(neuron)
-
-    def routing(self) -> RoutingTables:
-        """CSR routing tables of the shared CAM and SRAM (rebuilt only after a change)."""
-        if self._routing is None or self._routing_version != self.tables.connectivity_version:
-            self._routing = build_routing(self.tables, self.config.cam_saturation_count,
-                                          self.config.cam_saturation_sharpness,
-                                          self.config.cleared_cam_listens_to_address_zero)
-            self._routing_version = self.tables.connectivity_version
-        return self._routing
 
     # --- stimulus (shared) ---------------------------------------------------------------------------
     def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:

@@ -43,10 +43,11 @@ from . import engine, kernel_library
 from .biasgen import BiasBank
 from .chip_state import ChipTables
 from .config import EmulatorConfig
+from .connectivity import Connectivity
 from .mismatch import MismatchFactors, rng_for
 from .neuron_params import NeuronParameters, derive_parameters
 from .partition import assign_partitions, chip_groups
-from .routing import RoutingTables, build_routing
+from .routing import RoutingTables
 from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Steps simulated per kernel call; bounds the memory of input and monitor buffers.
@@ -139,7 +140,7 @@ def _check_int(name: str, value: int, low: int, high: int) -> int:
     return int(value)
 
 
-class BoardSimulator:
+class BoardSimulator(Connectivity):
     """An emulated DYNAP-SE1 board.
 
     Parameters
@@ -172,8 +173,7 @@ class BoardSimulator:
         self._params: NeuronParameters | None = None
         self._params_key: tuple | None = None
         self._packed: engine.KernelParameters | None = None
-        self._routing: RoutingTables | None = None
-        self._routing_version = -1
+        self._init_connectivity()
         self._delivery: engine.DeliveryTable | None = None
         self._delivery_for: tuple[NeuronParameters, RoutingTables] | None = None
         self._groups: list[list[int]] | None = None
@@ -232,36 +232,7 @@ class BoardSimulator:
         return self.biases.current(chip, core, name)
 
     # --- connectivity --------------------------------------------------------------------------------
-    def write_cam(self, chip: int, neuron: int, cam_index: int, pre_core: int, pre_neuron: int,
-                  synapse_type: int) -> None:
-        """CAM entry ``cam_index`` of ``neuron`` (chip-local id 0..1023) listens to (pre_core, pre_neuron)."""
-        self.tables.write_cam(chip, neuron, cam_index, pre_core, pre_neuron, synapse_type)
-
-    def write_sram(self, chip: int, neuron: int, cell: int, virtual_core: int, sx: int, dx: int, sy: int,
-                   dy: int, core_mask: int) -> None:
-        """SRAM (fan-out) entry ``cell`` of ``neuron`` (chip-local id); see :mod:`emulator.routing`."""
-        self.tables.write_sram(chip, neuron, cell, virtual_core, sx, dx, sy, dy, core_mask)
-
-    def clear_cam(self, chip: int) -> None:
-        """Every CAM entry of ``chip`` to type 0 (GABA_B), address 0 - which still listens to (0, 0)."""
-        self.tables.clear_cam(chip)
-
-    def clear_sram(self, chip: int) -> None:
-        """Every SRAM cell of ``chip`` to 0: no routes at all, *not even* cell 0's host route."""
-        self.tables.clear_sram(chip)
-
-    def default_sram(self, chip: int) -> None:
-        """Restore the power-up SRAM of ``chip``: cell 0 routes each neuron to the host."""
-        self.tables.default_sram(chip)
-
-    def set_tau2(self, chip: int, neuron: int, use_tau2: bool) -> None:
-        """Leak through IF_TAU2_N (True) or IF_TAU1_N for one neuron (chip-local id)."""
-        self.tables.set_tau2(chip, neuron, use_tau2)
-
-    def set_core_tau(self, chip: int, core: int, use_tau2: bool) -> None:
-        """Leak through IF_TAU2_N (True) or IF_TAU1_N for all neurons of a core."""
-        self.tables.set_core_tau(chip, core, use_tau2)
-
+    # CAM/SRAM writes, tau selection and routing() come from emulator.connectivity.Connectivity.
     def select_monitor(self, chip: int, core: int, neuron: int) -> None:
         """Route ``neuron`` to (chip, core)'s analog monitor; that core's membrane buffer restarts."""
         self.tables.select_monitor(chip, core, neuron)
@@ -325,15 +296,8 @@ class BoardSimulator:
             self._delivery_for = (params, routing)
         return self._delivery
 
-    def routing(self) -> RoutingTables:
-        """CSR routing tables for the current CAM and SRAM (rebuilt only after a change)."""
-        if self._routing is None or self._routing_version != self.tables.connectivity_version:
-            self._routing = build_routing(self.tables, self.config.cam_saturation_count,
-                                          self.config.cam_saturation_sharpness,
-                                          self.config.cleared_cam_listens_to_address_zero)
-            self._routing_version = self.tables.connectivity_version
-            self._groups = None
-        return self._routing
+    def _routing_rebuilt(self) -> None:
+        self._groups = None  # the partition groups follow the routes
 
     def _partitions(self, n_steps: int, noise_on: bool) -> list[list[int]]:
         """Chips each thread simulates (one list per thread, the caller's first)."""
