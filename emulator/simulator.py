@@ -93,6 +93,97 @@ def _workers() -> ThreadPoolExecutor:
     return _worker_pool
 
 
+#: Bytes of a memory page: scratch that one thread writes sits on pages of its own.
+_PAGE = 4096
+
+
+def _own_pages(n: int, dtype: type) -> np.ndarray:
+    """A zeroed array of ``n`` elements on page-aligned memory that no other array shares."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n * itemsize + 2 * _PAGE, np.uint8)
+    offset = (-raw.ctypes.data) % _PAGE
+    return raw[offset : offset + n * itemsize].view(dtype)
+
+
+class KernelScratch:
+    """The arrays one thread's kernel call writes besides the state, kept between chunks.
+
+    Two threads that write neighbouring cache lines slow each other down although they never
+    touch the same bytes: the line moves between the cores on every write (false sharing), and
+    the L2 prefetcher of one core pulls in the lines the other is writing.  The partitions of a
+    chunk write disjoint neurons of one state array, so every row of it had such a boundary, and
+    the spike flags of the two partitions shared a line (docs/decisions.md has the measurements).
+    So each thread gets its flags and work rows on pages of its own, and, when partitions run in
+    parallel, a private copy of its chips' state (:meth:`add_private_state`).
+    """
+
+    def __init__(self) -> None:
+        self.spiked = _own_pages(N_NEURONS, np.uint8)  # spike flag of every neuron
+        self.spiked_words = self.spiked.view(np.uint64)
+        self.work = _own_pages(engine.WORK_LEN, np.float32)
+        self.touch_sink = _own_pages(1, np.int64)
+        self.state: np.ndarray | None = None
+
+    def add_private_state(self) -> None:
+        self.state = _own_pages(engine.N_STATE * engine.ROW, np.float32)
+
+
+def _chip_columns(chips: Sequence[int]) -> np.ndarray | slice:
+    """The neurons (columns of ``engine.state_rows``) of ``chips``: a slice when they are consecutive."""
+    chips = sorted(chips)
+    if chips == list(range(chips[0], chips[-1] + 1)):
+        return slice(chips[0] * N_NEURONS_PER_CHIP, (chips[-1] + 1) * N_NEURONS_PER_CHIP)
+    return (np.asarray(chips)[:, None] * N_NEURONS_PER_CHIP + np.arange(N_NEURONS_PER_CHIP)).ravel()
+
+
+def simulate_partition(state: np.ndarray, packed: engine.KernelParameters, delivery: engine.DeliveryTable,
+                       chips: Sequence[int], n_steps: int, in_step: np.ndarray, in_key: np.ndarray,
+                       monitor_gid: np.ndarray, monitor_out: np.ndarray, noise_decay: float,
+                       noise_amplitude: float, noise_seed: int,
+                       scratch: KernelScratch) -> tuple[np.ndarray, np.ndarray]:
+    """Advance the neurons of ``chips`` in ``state`` by ``n_steps``: (steps, gids) of their spikes,
+    steps counted from the call's start, in kernel order (by step, then neuron).
+
+    The compiled library's quiet kernel without input noise, numba's ``engine.simulate`` with it
+    (``noise_amplitude`` > 0; only one partition may use it).  The spike buffers start with room
+    for a mean rate of 50 Hz at 0.1 ms; when they could overflow the kernel stops early and the
+    call continues with twice the room and the noise seed advanced by one.  ``BoardSimulator`` and
+    ``BatchedSimulator`` both run their kernels through here, which keeps them bit-identical.
+    """
+    quiet_kernel = None if noise_amplitude > 0 else kernel_library.quiet_kernel()  # (built on first use)
+    block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
+    n_neurons = N_NEURONS_PER_CHIP * len(block_start)
+    capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
+    scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
+    tables = (delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
+              delivery.spike_ptr, delivery.spike_entry)
+    steps_out: list[np.ndarray] = []
+    gids_out: list[np.ndarray] = []
+    done = 0
+    while done < n_steps:
+        spike_step = np.empty(capacity, np.int64)
+        spike_gid = np.empty(capacity, np.int32)
+        first = np.searchsorted(in_step, done)
+        io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), monitor_gid,
+              monitor_out[done:], spike_step, spike_gid, scratch.spiked, scratch.spiked_words)
+        if quiet_kernel is None:  # input noise: numba's generator, so the JIT-compiled kernel
+            n_spikes, steps_done = engine.simulate(
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, state, packed.rows,
+                noise_decay, noise_amplitude, noise_seed, *tables, *io)
+        else:
+            n_spikes, steps_done = quiet_kernel(
+                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, state, packed.rows,
+                *tables, *io, scratch.work, scratch.touch_sink)
+        steps_out.append(spike_step[:n_spikes] + done if done else spike_step[:n_spikes])
+        gids_out.append(spike_gid[:n_spikes])
+        done += steps_done
+        capacity *= 2
+        noise_seed += 1
+    if len(steps_out) == 1:
+        return steps_out[0], gids_out[0]
+    return np.concatenate(steps_out), np.concatenate(gids_out)
+
+
 @dataclass
 class NetworkState:
     """Dynamic state of all 4096 neurons (float32, SI units).
@@ -177,7 +268,7 @@ class BoardSimulator(Connectivity):
         self._delivery: engine.DeliveryTable | None = None
         self._delivery_for: tuple[NeuronParameters, RoutingTables] | None = None
         self._groups: list[list[int]] | None = None
-        self._spiked = np.zeros(N_NEURONS, np.uint8)  # kernel scratch: spike flags
+        self._scratch: list[KernelScratch] = []  # per partition (thread) of a chunk
         self._host_route_of: RoutingTables | None = None
         self._host_route: tuple[np.ndarray, np.ndarray] | None = None
         self._host_route_is_identity = False  # every neuron routed to the host as itself
@@ -383,14 +474,11 @@ class BoardSimulator(Connectivity):
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
         noise_seed = int(self._noise_rng.integers(0, 2**31 - 1))
-        shared = (routing, self._packed_parameters(), self._delivery_table(), noise_decay,
-                  noise_amplitude, noise_seed, monitor_out)
-
         partitions = self._partitions(n_steps, noise_on)
-        kernel = None if noise_amplitude > 0 else kernel_library.quiet_kernel()  # (built on first use)
-        shared += (kernel,)
+        shared = (routing, self._packed_parameters(), self._delivery_table(), noise_decay,
+                  noise_amplitude, noise_seed, monitor_out, len(partitions))
         if len(partitions) == 1:
-            jobs = [(partitions[0], n_steps, in_step, in_key, monitor_gid)]
+            jobs = [(0, partitions[0], n_steps, in_step, in_key, monitor_gid)]
         else:
             partition_of_chip = np.empty(N_CHIPS, np.int64)
             for index, chips in enumerate(partitions):
@@ -401,7 +489,7 @@ class BoardSimulator(Connectivity):
             for index, chips in enumerate(partitions):
                 mine = key_partition == index
                 monitor_mine = np.where(slot_partition == index, monitor_gid, -1).astype(np.int32)
-                jobs.append((chips, n_steps, in_step[mine], in_key[mine], monitor_mine))
+                jobs.append((index, chips, n_steps, in_step[mine], in_key[mine], monitor_mine))
         futures: list[Future] = [_workers().submit(self._run_partition, shared, *job) for job in jobs[1:]]
         results = [self._run_partition(shared, *jobs[0])]
         results += [f.result() for f in futures]
@@ -428,48 +516,37 @@ class BoardSimulator(Connectivity):
             host = self._host_events(spike_steps, spike_gids, routing, t_us)
         return host, physical
 
-    def _run_partition(self, shared: tuple, chips: list[int], n_steps: int, in_step: np.ndarray,
+    def _run_partition(self, shared: tuple, index: int, chips: list[int], n_steps: int, in_step: np.ndarray,
                        in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Run the chips of one partition for ``n_steps``; (steps, gids) of their spikes and the
+        """Run the chips of partition ``index`` for ``n_steps``; (steps, gids) of their spikes and the
         CPU time the kernel took on this thread.
 
         Safe to run concurrently with the other partitions of the same chunk: they touch
-        disjoint neurons of the state, flags and monitor columns.
+        disjoint neurons of the state and disjoint monitor columns.  With more than one partition
+        each works on a private copy of its chips' state (:class:`KernelScratch`) and writes it
+        back afterwards.
         """
-        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out, quiet_kernel = shared
-        block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
-        # room for a mean rate of 50 Hz at 0.1 ms; more spikes cost one restart with twice the room
-        n_neurons = N_NEURONS_PER_CHIP * len(chips)
-        capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
-        spiked_words = self._spiked.view(np.uint64)
-        work, touch_sink = np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64)
-        steps_out: list[np.ndarray] = []
-        gids_out: list[np.ndarray] = []
-        done = 0
+        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out, n_partitions = shared
         cpu_started = time.thread_time()
-        while done < n_steps:
-            spike_step = np.empty(capacity, np.int64)
-            spike_gid = np.empty(capacity, np.int32)
-            first = np.searchsorted(in_step, done)
-            scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
-            tables = (delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-                      delivery.spike_ptr, delivery.spike_entry)
-            io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), monitor_gid,
-                  monitor_out[done:], spike_step, spike_gid, self._spiked, spiked_words)
-            if quiet_kernel is None:  # input noise: numba's generator, so the JIT-compiled kernel
-                n_spikes, steps_done = engine.simulate(
-                    n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, self.state.buffer, packed.rows,
-                    noise_decay, noise_amplitude, noise_seed, *tables, *io)
-            else:
-                n_spikes, steps_done = quiet_kernel(
-                    n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, self.state.buffer, packed.rows,
-                    *tables, *io, work, touch_sink)
-            steps_out.append(spike_step[:n_spikes] + done)
-            gids_out.append(spike_gid[:n_spikes])
-            done += steps_done
-            capacity *= 2
-            noise_seed += 1
-        return np.concatenate(steps_out), np.concatenate(gids_out), time.thread_time() - cpu_started
+        scratch = self._scratch_for(index, private_state=n_partitions > 1)
+        state = self.state.buffer
+        if scratch.state is not None:
+            columns = _chip_columns(chips)
+            engine.state_rows(scratch.state)[:, columns] = engine.state_rows(state)[:, columns]
+            state = scratch.state
+        steps, gids = simulate_partition(state, packed, delivery, chips, n_steps, in_step, in_key, monitor_gid,
+                                         monitor_out, noise_decay, noise_amplitude, noise_seed, scratch)
+        if scratch.state is not None:
+            engine.state_rows(self.state.buffer)[:, columns] = engine.state_rows(scratch.state)[:, columns]
+        return steps, gids, time.thread_time() - cpu_started
+
+    def _scratch_for(self, index: int, private_state: bool) -> KernelScratch:
+        while len(self._scratch) <= index:
+            self._scratch.append(KernelScratch())
+        scratch = self._scratch[index]
+        if private_state and scratch.state is None:
+            scratch.add_private_state()
+        return scratch
 
     def _physical_events(self, steps: np.ndarray, gids: np.ndarray, t_us: np.ndarray | None = None) -> SpikeEvents:
         """Every spike with its physical address; ``t_us`` = ``_step_to_us(steps)`` if already known."""
