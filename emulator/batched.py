@@ -71,7 +71,7 @@ from drivers.dynapse1.topology import (
     check_neuron,
 )
 
-from . import engine, kernel_library
+from . import engine
 from .biasgen import BiasBank
 from .chip_state import ChipTables
 from .config import EmulatorConfig
@@ -80,6 +80,7 @@ from .mismatch import MismatchFactors, rng_for
 from .neuron_params import derive_parameters
 from .partition import chip_groups
 from .routing import RoutingTables
+from .simulator import KernelScratch, simulate_partition
 from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
@@ -106,7 +107,7 @@ class _Board:
     state: np.ndarray  # flat float32 kernel state (engine.N_STATE * engine.ROW)
     poisson_rng: np.random.Generator
     noise_rng: np.random.Generator
-    spiked: np.ndarray = field(default_factory=lambda: np.zeros(N_NEURONS, np.uint8))
+    scratch: KernelScratch = field(default_factory=KernelScratch)  # the kernel's flags and work rows
     packed: engine.KernelParameters | None = None
     jump: np.ndarray | None = None
     packed_key: tuple | None = None
@@ -348,7 +349,6 @@ class BatchedSimulator(Connectivity):
         if noise_on and len(chips) < N_CHIPS:
             raise ValueError("trial-to-trial noise needs all chips simulated (its random sequence runs over all "
                              "neurons); create the batch with chips=None")
-        block_start = np.asarray(chips, np.int64) * N_NEURONS_PER_CHIP
         det_step, det_key = self._deterministic_inputs(step0, n_steps)
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
@@ -374,7 +374,7 @@ class BatchedSimulator(Connectivity):
         def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
             # the kernel's step/neuron arrays become events on the worker, so only events are kept
             board, packed, jump, in_step, in_key, noise_seed = job
-            steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), block_start, n_steps,
+            steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), chips, n_steps,
                                           in_step, in_key, noise_decay, noise_amplitude, noise_seed)
             steps += step0
             every = self._physical_events(steps, gids) if self.record_all_spikes else SpikeEvents()
@@ -434,44 +434,12 @@ class BatchedSimulator(Connectivity):
 
 
 def _simulate_board(board: _Board, packed: engine.KernelParameters, delivery: engine.DeliveryTable,
-                    block_start: np.ndarray, n_steps: int, in_step: np.ndarray, in_key: np.ndarray,
+                    chips: list[int], n_steps: int, in_step: np.ndarray, in_key: np.ndarray,
                     noise_decay: float, noise_amplitude: float, noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One board, the chips of ``block_start`` as one partition, through the single-board kernel.
-
-    The same calls as ``BoardSimulator._run_partition`` for a partition of these chips (keep the
-    two in step; ``tests/test_emulator_batched.py`` fails when they drift apart): the compiled library's quiet kernel without noise, numba's ``engine.simulate`` with it; the same
-    starting capacity, restarts with twice the room and the noise seed advanced by one.
-    """
-    quiet_kernel = None if noise_amplitude > 0 else kernel_library.quiet_kernel()
+    """One board, ``chips`` as one partition, through
+    :func:`emulator.simulator.simulate_partition` (the single board's kernel call)."""
     no_monitor = np.full(N_CHIPS * N_CORES_PER_CHIP, -1, np.int32)  # monitors do not touch the dynamics
     monitor_out = np.zeros((n_steps, len(no_monitor)), np.float32)
-    n_neurons = N_NEURONS_PER_CHIP * len(block_start)
-    capacity = max(4 * n_neurons, int(n_steps * n_neurons * 0.005))
-    spiked_words = board.spiked.view(np.uint64)
-    work, touch_sink = np.empty(engine.WORK_LEN, np.float32), np.zeros(1, np.int64)
-    scalars = (packed.i0, packed.i_reset, packed.feedback_gain, packed.fb_offset, packed.dt_over_tau_per_amp)
-    tables = (delivery.key_ptr, delivery.entry, delivery.weight_of_count, delivery.jump,
-              delivery.spike_ptr, delivery.spike_entry)
-    steps_out: list[np.ndarray] = []
-    gids_out: list[np.ndarray] = []
-    done = 0
-    while done < n_steps:
-        spike_step = np.empty(capacity, np.int64)
-        spike_gid = np.empty(capacity, np.int32)
-        first = np.searchsorted(in_step, done)
-        io = (np.ascontiguousarray(in_step[first:] - done), np.ascontiguousarray(in_key[first:]), no_monitor,
-              monitor_out[done:], spike_step, spike_gid, board.spiked, spiked_words)
-        if quiet_kernel is None:
-            n_spikes, steps_done = engine.simulate(
-                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, board.state, packed.rows,
-                noise_decay, noise_amplitude, noise_seed, *tables, *io)
-        else:
-            n_spikes, steps_done = quiet_kernel(
-                n_steps - done, block_start, N_NEURONS_PER_CHIP, *scalars, board.state, packed.rows,
-                *tables, *io, work, touch_sink)
-        steps_out.append(spike_step[:n_spikes] + done)
-        gids_out.append(spike_gid[:n_spikes])
-        done += steps_done
-        capacity *= 2
-        noise_seed += 1
-    return np.concatenate(steps_out), np.concatenate(gids_out).astype(np.int64)
+    steps, gids = simulate_partition(board.state, packed, delivery, chips, n_steps, in_step, in_key, no_monitor,
+                                     monitor_out, noise_decay, noise_amplitude, noise_seed, board.scratch)
+    return steps, gids.astype(np.int64)

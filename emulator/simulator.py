@@ -97,12 +97,12 @@ def _workers() -> ThreadPoolExecutor:
 _PAGE = 4096
 
 
-def _own_pages(n: int, dtype: type) -> np.ndarray:
-    """A zeroed array of ``n`` elements on page-aligned memory that no other array shares."""
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.zeros(n * itemsize + 2 * _PAGE, np.uint8)
+def _own_pages(n_bytes: int) -> np.ndarray:
+    """``n_bytes`` zeroed bytes starting on a page boundary, with a free page after them: memory no
+    other array shares a cache line (or an adjacent one) with."""
+    raw = np.zeros(n_bytes + 2 * _PAGE, np.uint8)
     offset = (-raw.ctypes.data) % _PAGE
-    return raw[offset : offset + n * itemsize].view(dtype)
+    return raw[offset : offset + n_bytes]
 
 
 class KernelScratch:
@@ -113,19 +113,23 @@ class KernelScratch:
     the L2 prefetcher of one core pulls in the lines the other is writing.  The partitions of a
     chunk write disjoint neurons of one state array, so every row of it had such a boundary, and
     the spike flags of the two partitions shared a line (docs/decisions.md has the measurements).
-    So each thread gets its flags and work rows on pages of its own, and, when partitions run in
+    So each thread gets its flags and work rows on pages of their own and, when partitions run in
     parallel, a private copy of its chips' state (:meth:`add_private_state`).
     """
 
+    _WORK_OFFSET = N_NEURONS  # bytes: the flags first, then the work rows, then the touch sink
+    _SINK_OFFSET = _WORK_OFFSET + -(-engine.WORK_LEN * 4 // 64) * 64
+
     def __init__(self) -> None:
-        self.spiked = _own_pages(N_NEURONS, np.uint8)  # spike flag of every neuron
+        block = _own_pages(self._SINK_OFFSET + 64)
+        self.spiked = block[:N_NEURONS]  # spike flag of every neuron
         self.spiked_words = self.spiked.view(np.uint64)
-        self.work = _own_pages(engine.WORK_LEN, np.float32)
-        self.touch_sink = _own_pages(1, np.int64)
+        self.work = block[self._WORK_OFFSET : self._WORK_OFFSET + engine.WORK_LEN * 4].view(np.float32)
+        self.touch_sink = block[self._SINK_OFFSET : self._SINK_OFFSET + 8].view(np.int64)
         self.state: np.ndarray | None = None
 
     def add_private_state(self) -> None:
-        self.state = _own_pages(engine.N_STATE * engine.ROW, np.float32)
+        self.state = _own_pages(engine.N_STATE * engine.ROW * 4).view(np.float32)
 
 
 def _chip_columns(chips: Sequence[int]) -> np.ndarray | slice:
