@@ -14,7 +14,7 @@ from drivers.dynapse1.topology import SynapseType
 from emulator import engine
 from emulator.config import EmulatorConfig, MismatchConfig
 from emulator.partition import assign_partitions, chip_groups
-from emulator.simulator import BoardSimulator
+from emulator.simulator import BoardSimulator, KernelScratch
 
 AMPA = SynapseType.AMPA
 SYNAPSES_ON = {
@@ -109,9 +109,9 @@ def test_chip_groups_follow_the_routes_between_chips():
         assign_partitions([[0]], 0)
 
 
-def _busy_board(threads: int) -> BoardSimulator:
-    """Recurrent networks on every chip, one route from chip 1 into chip 0, Poisson and
-    spike-generator input, monitors on two chips."""
+def _busy_board(threads: int, cross_route: bool = True) -> BoardSimulator:
+    """Recurrent networks on every chip, one route from chip 1 into chip 0 (``cross_route``),
+    Poisson and spike-generator input, monitors on two chips."""
     sim = BoardSimulator("KERNEL05", EmulatorConfig(kernel_threads=threads))
     apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSES_ON, "IF_DC_P": (5, 40)})
     rng = np.random.default_rng(3)
@@ -124,7 +124,8 @@ def _busy_board(threads: int) -> BoardSimulator:
     t.sram[:, 1, 0] = (np.arange(4096) % 1024) // 256
     t.sram[:, 1, 5] = 15
     t.connectivity_version += 1
-    sim.write_sram(1, 5, 2, 0, 1, 1, 0, 0, 15)  # chip 1 neuron 5 also reaches chip 0
+    if cross_route:
+        sim.write_sram(1, 5, 2, 0, 1, 1, 0, 0, 15)  # chip 1 neuron 5 also reaches chip 0
     sim.set_poisson_rate(2, 7, 400.0)
     sim.set_poisson_running(True)
     sim.load_spike_generator([(3, 9, 15, 700.0)], repeat=True)
@@ -147,6 +148,33 @@ def test_parallel_chip_groups_give_exactly_the_one_thread_result():
     for chip, core in ((0, 1), (3, 2)):
         (t1, v1), (t2, v2) = one.read_membrane(chip, core), two.read_membrane(chip, core)
         assert len(t1) == 3015 and np.array_equal(t1, t2) and np.array_equal(v1, v2)
+
+
+def test_partitions_of_chips_that_are_not_neighbours_give_the_one_thread_result():
+    # every chip its own group: two threads get chips [0, 2] and [1, 3], whose private state
+    # copies are written back column by column
+    one, two = _busy_board(1, cross_route=False), _busy_board(2, cross_route=False)
+    assert two._partitions(1000, noise_on=False) == [[0, 2], [1, 3]]
+    a, b = one.run(0.1), two.run(0.1)
+    assert len(a) > 1000
+    assert np.array_equal(a.timestamp_us, b.timestamp_us) and np.array_equal(a.global_id, b.global_id)
+    assert np.array_equal(one.state.buffer, two.state.buffer)
+
+
+def test_each_threads_kernel_scratch_has_pages_of_its_own():
+    # two threads writing neighbouring cache lines made each 3x slower (docs/decisions.md)
+    first, second = KernelScratch(), KernelScratch()
+    first.add_private_state()
+    second.add_private_state()
+    owned = [[first.spiked, first.work, first.touch_sink], [first.state],
+             [second.spiked, second.work, second.touch_sink], [second.state]]
+    spans = [(min(a.ctypes.data for a in group), max(a.ctypes.data + a.nbytes for a in group)) for group in owned]
+    assert all(start % 4096 == 0 for start, _ in spans)
+    for i, (start_i, end_i) in enumerate(spans):
+        for start_j, end_j in spans[i + 1 :]:
+            assert start_j >= end_i + 4096 or start_i >= end_j + 4096  # a free page between them
+    assert first.spiked.nbytes == 4096 and first.work.shape == (engine.WORK_LEN,) and first.touch_sink.shape == (1,)
+    assert first.state.shape == (engine.N_STATE * engine.ROW,)
 
 
 def test_noise_runs_on_one_thread_and_kernel_threads_is_validated():
