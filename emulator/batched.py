@@ -65,7 +65,6 @@ from drivers.dynapse1.topology import (
     N_CORES_PER_CHIP,
     N_NEURONS,
     N_NEURONS_PER_CHIP,
-    N_NEURONS_PER_CORE,
     check_chip,
     check_core,
     check_neuron,
@@ -80,7 +79,15 @@ from .mismatch import MismatchFactors, rng_for
 from .neuron_params import derive_parameters
 from .partition import chip_groups
 from .routing import RoutingTables
-from .simulator import KernelScratch, simulate_partition
+from .simulator import (
+    BoardClock,
+    HostRoutes,
+    KernelScratch,
+    host_events,
+    physical_events,
+    simulate_partition,
+    single_host_routes,
+)
 from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
@@ -113,7 +120,7 @@ class _Board:
     packed_key: tuple | None = None
 
 
-class BatchedSimulator(Connectivity):
+class BatchedSimulator(Connectivity, BoardClock):
     """N emulated boards sharing their host configuration (see the module docstring).
 
     Parameters
@@ -158,12 +165,10 @@ class BatchedSimulator(Connectivity):
         self.poisson = PoissonGenerator()
         self._host_spikes = HostSpikeQueue()
         self._boards = [self._new_board(serial) for serial in self.serials]
-        self._step = 0
-        self._requested_s = 0.0
-        self._timestamp_origin_us = 0
+        self._init_clock()
         self._init_connectivity()
         self._delivery: tuple[RoutingTables, engine.DeliveryTable] | None = None
-        self._host_route: tuple[RoutingTables, tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._host_routes: tuple[RoutingTables, HostRoutes | None] | None = None
         self.last_spikes: list[SpikeEvents] = [SpikeEvents() for _ in self._boards]
 
     def _new_board(self, serial: str) -> _Board:
@@ -176,27 +181,7 @@ class BatchedSimulator(Connectivity):
     def __len__(self) -> int:
         return len(self._boards)
 
-    # --- clock ---------------------------------------------------------------------------------------
-    @property
-    def dt(self) -> float:
-        return self.config.dt
-
-    @property
-    def time_s(self) -> float:
-        """Board time since power-up [s] (the same for every board of the batch)."""
-        return self._step * self.config.dt
-
-    @property
-    def now_us(self) -> int:
-        return self._step_to_us(self._step)
-
-    def _step_to_us(self, step: np.ndarray | int) -> np.ndarray | int:
-        return np.rint(np.asarray(step) * (self.config.dt * 1e6)).astype(np.int64) - self._timestamp_origin_us
-
-    def reset_timestamps(self) -> None:
-        """Every board's clock back to 0 µs (networks and generators carry on)."""
-        self._timestamp_origin_us = int(round(self._step * self.config.dt * 1e6))
-
+    # --- clock: emulator.simulator.BoardClock (time_s: the same for every board of the batch) -------
     # --- biases --------------------------------------------------------------------------------------
     def _boards_of(self, instance: int | None) -> list[_Board]:
         if instance is None:
@@ -289,12 +274,6 @@ class BatchedSimulator(Connectivity):
         return derive_parameters(board.biases.currents(), self.tables.use_tau2, board.mismatch, self.config,
                                  self._drift_factor())
 
-    def _drift_factor(self) -> float:
-        m = self.config.mismatch
-        if not m.enabled or m.temperature_drift_amplitude == 0.0:
-            return 1.0
-        return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
-
     def _kernel_parameters(self, index: int, routing: RoutingTables) -> tuple[engine.KernelParameters, np.ndarray]:
         """Packed parameters and synaptic jumps of board ``index`` (re-derived after a change)."""
         board = self._boards[index]
@@ -319,11 +298,7 @@ class BatchedSimulator(Connectivity):
         """Advance every board by ``duration_s``; per board, the spikes routed to the host.
 
         Same clock semantics as ``BoardSimulator.run`` (remainders of ``dt`` carried over)."""
-        duration = float(duration_s)
-        if not (math.isfinite(duration) and duration >= 0):
-            raise ValueError(f"duration must be finite and >= 0 s, got {duration_s!r}")
-        self._requested_s += duration
-        end_step = int(math.floor(self._requested_s / self.config.dt + 1e-6))
+        end_step = self._end_step(duration_s)
         host: list[list[SpikeEvents]] = [[] for _ in self._boards]
         every: list[list[SpikeEvents]] = [[] for _ in self._boards]
         while self._step < end_step:
@@ -368,7 +343,7 @@ class BatchedSimulator(Connectivity):
             jobs.append((board, packed, jump, np.ascontiguousarray(in_step[order], dtype=np.int64),
                          np.ascontiguousarray(in_key[order], dtype=np.int32), noise_seed))
 
-        self._single_host_route(routing)  # cached here, before the worker threads read it
+        single = self._single_host_routes(routing)  # derived here, before the worker threads read it
         host_filter = self._host_filter
 
         def run_board(job) -> tuple[SpikeEvents, SpikeEvents]:
@@ -377,11 +352,12 @@ class BatchedSimulator(Connectivity):
             steps, gids = _simulate_board(board, packed, replace(delivery, jump=jump), chips, n_steps,
                                           in_step, in_key, noise_decay, noise_amplitude, noise_seed)
             steps += step0
-            every = self._physical_events(steps, gids) if self.record_all_spikes else SpikeEvents()
+            t_us = self._step_to_us(steps)
+            every = physical_events(t_us, gids) if self.record_all_spikes else SpikeEvents()
             if host_filter is not None:
                 keep = host_filter[gids]
-                steps, gids = steps[keep], gids[keep]
-            return self._host_events(steps, gids, routing), every
+                t_us, gids = t_us[keep], gids[keep]
+            return host_events(t_us, gids, routing, single), every
 
         threads = min(self.threads, len(jobs))
         if threads <= 1:
@@ -401,36 +377,10 @@ class BatchedSimulator(Connectivity):
         order = np.argsort(step, kind="stable")
         return step[order], key[order]
 
-    def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
-        return SpikeEvents(self._step_to_us(steps), gids // N_NEURONS_PER_CHIP,
-                           (gids % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE, gids % N_NEURONS_PER_CORE)
-
-    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
-        """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
-        single = self._single_host_route(routing)
-        if single is not None:
-            chip_of, core_of = single
-            chip = chip_of[gids]
-            hit = chip >= 0
-            routed = gids[hit]
-            return SpikeEvents(self._step_to_us(steps[hit]), chip[hit], core_of[routed], routed % N_NEURONS_PER_CORE)
-        chip = routing.host_chip[gids]
-        core = routing.host_core[gids]
-        hit = chip >= 0
-        spike_index = np.nonzero(hit)[0]
-        return SpikeEvents(self._step_to_us(steps[spike_index]), chip[hit], core[hit],
-                           gids[spike_index] % N_NEURONS_PER_CORE)
-
-    def _single_host_route(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray] | None:
-        if self._host_route is None or self._host_route[0] is not routing:
-            hit = routing.host_chip >= 0
-            route = None
-            if hit.sum(axis=1).max() <= 1:
-                cell = np.argmax(hit, axis=1)
-                rows = np.arange(N_NEURONS)
-                route = (routing.host_chip[rows, cell], routing.host_core[rows, cell])
-            self._host_route = (routing, route)
-        return self._host_route[1]
+    def _single_host_routes(self, routing: RoutingTables) -> HostRoutes | None:
+        if self._host_routes is None or self._host_routes[0] is not routing:
+            self._host_routes = (routing, single_host_routes(routing))
+        return self._host_routes[1]
 
 
 def _simulate_board(board: _Board, packed: engine.KernelParameters, delivery: engine.DeliveryTable,

@@ -188,6 +188,99 @@ def simulate_partition(state: np.ndarray, packed: engine.KernelParameters, deliv
     return np.concatenate(steps_out), np.concatenate(gids_out)
 
 
+class BoardClock:
+    """The board clock of :class:`BoardSimulator` and ``BatchedSimulator``: steps since power-up,
+    the board time run() was asked for, the timestamp origin, and the temperature drift that
+    follows the clock.  A class using it sets ``config`` and calls :meth:`_init_clock`."""
+
+    config: EmulatorConfig
+
+    def _init_clock(self) -> None:
+        self._step = 0  # steps simulated since power-up
+        self._requested_s = 0.0  # board time requested by run() since power-up
+        self._timestamp_origin_us = 0
+
+    @property
+    def dt(self) -> float:
+        return self.config.dt
+
+    @property
+    def time_s(self) -> float:
+        """Board time since power-up [s] (not affected by timestamp resets)."""
+        return self._step * self.config.dt
+
+    @property
+    def now_us(self) -> int:
+        return self._step_to_us(self._step)
+
+    def _step_to_us(self, step: np.ndarray | int) -> np.ndarray | int:
+        return np.rint(np.asarray(step) * (self.config.dt * 1e6)).astype(np.int64) - self._timestamp_origin_us
+
+    def reset_timestamps(self) -> None:
+        """Board clock back to 0 µs (the network and the generators carry on)."""
+        self._timestamp_origin_us = int(round(self._step * self.config.dt * 1e6))
+
+    def _end_step(self, duration_s: float) -> int:
+        """Book ``duration_s`` more board time; the step run() must reach.  Remainders of ``dt``
+        are carried over to the next call."""
+        duration = float(duration_s)
+        if not (math.isfinite(duration) and duration >= 0):
+            raise ValueError(f"duration must be finite and >= 0 s, got {duration_s!r}")
+        self._requested_s += duration
+        return int(math.floor(self._requested_s / self.config.dt + 1e-6))
+
+    def _drift_factor(self) -> float:
+        m = self.config.mismatch
+        if not m.enabled or m.temperature_drift_amplitude == 0.0:
+            return 1.0
+        return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
+
+
+@dataclass(frozen=True)
+class HostRoutes:
+    """Where each neuron's spike reaches the host when no neuron has two host routes."""
+
+    chip: np.ndarray  # (4096,) chip the host sees, -1 = no host route
+    core: np.ndarray  # (4096,) core the host sees
+    identity: bool  # every neuron reaches the host as itself (the power-up routes)
+
+
+def single_host_routes(routing: RoutingTables) -> HostRoutes | None:
+    """:class:`HostRoutes` of ``routing``, or None when some neuron has two host routes."""
+    hit = routing.host_chip >= 0
+    if hit.sum(axis=1).max() > 1:
+        return None
+    cell = np.argmax(hit, axis=1)
+    rows = np.arange(N_NEURONS)
+    chip, core = routing.host_chip[rows, cell], routing.host_core[rows, cell]
+    identity = bool(np.array_equal(chip, rows // N_NEURONS_PER_CHIP)
+                    and np.array_equal(core, (rows % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE))
+    return HostRoutes(chip, core, identity)
+
+
+def physical_events(t_us: np.ndarray, gids: np.ndarray) -> SpikeEvents:
+    """Every spike (board-wide neuron ids ``gids`` at ``t_us``) with its physical address."""
+    chip, local = np.divmod(gids, N_NEURONS_PER_CHIP)
+    return SpikeEvents(t_us, chip.astype(np.uint8), (local // N_NEURONS_PER_CORE).astype(np.uint8),
+                       (local % N_NEURONS_PER_CORE).astype(np.uint16))
+
+
+def host_events(t_us: np.ndarray, gids: np.ndarray, routing: RoutingTables,
+                single: HostRoutes | None) -> SpikeEvents:
+    """One host event per (spike, SRAM cell routing it to the FPGA), in time order; ``single`` is
+    ``single_host_routes(routing)`` (a faster path when not None)."""
+    if single is not None:  # at most one host cell per neuron (the usual case): 1-D lookups
+        chip = single.chip[gids]
+        hit = chip >= 0
+        routed = gids[hit]
+        return SpikeEvents(t_us[hit], chip[hit], single.core[routed], (routed % N_NEURONS_PER_CORE).astype(np.uint16))
+    chip = routing.host_chip[gids]  # (n_spikes, 4 cells)
+    core = routing.host_core[gids]
+    hit = chip >= 0
+    spike_index = np.nonzero(hit)[0]  # row-major: time order, then SRAM cell order
+    return SpikeEvents(t_us[spike_index], chip[hit], core[hit], gids[spike_index] % N_NEURONS_PER_CORE)
+
+
 @dataclass
 class NetworkState:
     """Dynamic state of all 4096 neurons (float32, SI units).
@@ -235,7 +328,7 @@ def _check_int(name: str, value: int, low: int, high: int) -> int:
     return int(value)
 
 
-class BoardSimulator(Connectivity):
+class BoardSimulator(Connectivity, BoardClock):
     """An emulated DYNAP-SE1 board.
 
     Parameters
@@ -260,9 +353,7 @@ class BoardSimulator(Connectivity):
         self.poisson = PoissonGenerator()
         self._host_spikes = HostSpikeQueue()
         self.state = NetworkState.at_rest(self.config.circuit.i0)
-        self._step = 0  # steps simulated since power-up
-        self._requested_s = 0.0  # board time requested by run() since power-up
-        self._timestamp_origin_us = 0
+        self._init_clock()
         self._poisson_rng = rng_for(self.serial, self.config.seed, "poisson")
         self._noise_rng = rng_for(self.serial, self.config.seed, "noise")
         self._params: NeuronParameters | None = None
@@ -273,9 +364,8 @@ class BoardSimulator(Connectivity):
         self._delivery_for: tuple[NeuronParameters, RoutingTables] | None = None
         self._groups: list[list[int]] | None = None
         self._scratch: list[KernelScratch] = []  # per partition (thread) of a chunk
-        self._host_route_of: RoutingTables | None = None
-        self._host_route: tuple[np.ndarray, np.ndarray] | None = None
-        self._host_route_is_identity = False  # every neuron routed to the host as itself
+        self._host_routes: HostRoutes | None = None
+        self._host_routes_of: RoutingTables | None = None
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
@@ -283,27 +373,7 @@ class BoardSimulator(Connectivity):
         #: thread first): with the run's total CPU time it tells what the run costs on idle cores.
         self.last_kernel_cpu_s: list[float] = []
 
-    # --- clock ---------------------------------------------------------------------------------------
-    @property
-    def dt(self) -> float:
-        return self.config.dt
-
-    @property
-    def time_s(self) -> float:
-        """Board time since power-up [s] (not affected by timestamp resets)."""
-        return self._step * self.config.dt
-
-    @property
-    def now_us(self) -> int:
-        return self._step_to_us(self._step)
-
-    def _step_to_us(self, step: np.ndarray | int) -> np.ndarray | int:
-        return np.rint(np.asarray(step) * (self.config.dt * 1e6)).astype(np.int64) - self._timestamp_origin_us
-
-    def reset_timestamps(self) -> None:
-        """Board clock back to 0 µs (the network and the generators carry on)."""
-        self._timestamp_origin_us = int(round(self._step * self.config.dt * 1e6))
-
+    # --- clock: emulator.simulator.BoardClock ------------------------------------------------------
     # --- biases --------------------------------------------------------------------------------------
     def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True,
                  normal: bool = True, enabled: bool = True) -> None:
@@ -404,12 +474,6 @@ class BoardSimulator(Connectivity):
             threads = 1
         return assign_partitions(self._groups, threads)
 
-    def _drift_factor(self) -> float:
-        m = self.config.mismatch
-        if not m.enabled or m.temperature_drift_amplitude == 0.0:
-            return 1.0
-        return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
-
     # --- running -------------------------------------------------------------------------------------
     def pending_input_events(self, step0: int, n_steps: int, consume: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic input events (host spikes, spike generator) for steps [step0, step0+n).
@@ -440,11 +504,7 @@ class BoardSimulator(Connectivity):
         Durations that are not a multiple of ``dt`` are honoured on average: the clock keeps the
         remainder and the next call simulates it.  Timestamps are µs since the last reset.
         """
-        duration = float(duration_s)
-        if not (math.isfinite(duration) and duration >= 0):
-            raise ValueError(f"duration must be finite and >= 0 s, got {duration_s!r}")
-        self._requested_s += duration
-        end_step = int(math.floor(self._requested_s / self.config.dt + 1e-6))
+        end_step = self._end_step(duration_s)
         host_batches: list[SpikeEvents] = []
         all_batches: list[SpikeEvents] = []
         self.last_kernel_cpu_s = []
@@ -512,12 +572,13 @@ class BoardSimulator(Connectivity):
         if (monitor_gid >= 0).any():
             self._record_monitor(step0, monitor_gid, monitor_out.astype(np.float64))
         t_us = self._step_to_us(spike_steps)
-        physical = self._physical_events(spike_steps, spike_gids, t_us)
-        if self._single_host_route(routing) is not None and self._host_route_is_identity:
+        physical = physical_events(t_us, spike_gids)
+        single = self._single_host_routes(routing)
+        if single is not None and single.identity:
             # every neuron reaches the host as itself (the power-up routes): the same columns
             host = SpikeEvents(physical.timestamp_us, physical.chip, physical.core, physical.neuron)
         else:
-            host = self._host_events(spike_steps, spike_gids, routing, t_us)
+            host = host_events(t_us, spike_gids, routing, single)
         return host, physical
 
     def _run_partition(self, shared: tuple, index: int, chips: list[int], n_steps: int, in_step: np.ndarray,
@@ -552,46 +613,20 @@ class BoardSimulator(Connectivity):
             scratch.add_private_state()
         return scratch
 
-    def _physical_events(self, steps: np.ndarray, gids: np.ndarray, t_us: np.ndarray | None = None) -> SpikeEvents:
-        """Every spike with its physical address; ``t_us`` = ``_step_to_us(steps)`` if already known."""
-        t_us = self._step_to_us(steps) if t_us is None else t_us
-        chip, local = np.divmod(gids, N_NEURONS_PER_CHIP)
-        return SpikeEvents(t_us, chip.astype(np.uint8), (local // N_NEURONS_PER_CORE).astype(np.uint8),
-                           (local % N_NEURONS_PER_CORE).astype(np.uint16))
+    def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
+        """Every spike (absolute steps, board-wide ids) with its physical address."""
+        return physical_events(self._step_to_us(steps), gids)
 
-    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables,
-                     t_us: np.ndarray | None = None) -> SpikeEvents:
+    def _host_events(self, steps: np.ndarray, gids: np.ndarray, routing: RoutingTables) -> SpikeEvents:
         """One host event per (spike, SRAM cell routing it to the FPGA), in time order."""
-        single = self._single_host_route(routing)
-        if single is not None:  # at most one host cell per neuron (the usual case): 1-D lookups
-            chip_of, core_of = single
-            chip = chip_of[gids]
-            hit = chip >= 0
-            routed = gids[hit]
-            t_hit = self._step_to_us(steps[hit]) if t_us is None else t_us[hit]
-            return SpikeEvents(t_hit, chip[hit], core_of[routed], (routed % N_NEURONS_PER_CORE).astype(np.uint16))
-        chip = routing.host_chip[gids]  # (n_spikes, 4 cells)
-        core = routing.host_core[gids]
-        hit = chip >= 0
-        spike_index = np.nonzero(hit)[0]  # row-major: time order, then SRAM cell order
-        t_hit = self._step_to_us(steps[spike_index]) if t_us is None else t_us[spike_index]
-        return SpikeEvents(t_hit, chip[hit], core[hit], gids[spike_index] % N_NEURONS_PER_CORE)
+        return host_events(self._step_to_us(steps), gids, routing, self._single_host_routes(routing))
 
-    def _single_host_route(self, routing: RoutingTables) -> tuple[np.ndarray, np.ndarray] | None:
-        """(host chip, host core) per neuron (-1 = none) when no neuron has two host routes, else None."""
-        if self._host_route_of is not routing:
-            self._host_route_of = routing
-            hit = routing.host_chip >= 0
-            self._host_route = None
-            self._host_route_is_identity = False
-            if hit.sum(axis=1).max() <= 1:
-                cell = np.argmax(hit, axis=1)
-                rows = np.arange(N_NEURONS)
-                self._host_route = (routing.host_chip[rows, cell], routing.host_core[rows, cell])
-                self._host_route_is_identity = bool(
-                    np.array_equal(self._host_route[0], rows // N_NEURONS_PER_CHIP)
-                    and np.array_equal(self._host_route[1], (rows % N_NEURONS_PER_CHIP) // N_NEURONS_PER_CORE))
-        return self._host_route
+    def _single_host_routes(self, routing: RoutingTables) -> HostRoutes | None:
+        """:func:`single_host_routes` of ``routing``, cached."""
+        if self._host_routes_of is not routing:
+            self._host_routes_of = routing
+            self._host_routes = single_host_routes(routing)
+        return self._host_routes
 
     # --- analog monitor -----------------------------------------------------------------------------
     def _record_monitor(self, step0: int, monitor_gid: np.ndarray, monitor_out: np.ndarray) -> None:
