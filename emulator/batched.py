@@ -81,6 +81,7 @@ from .partition import chip_groups
 from .routing import RoutingTables
 from .simulator import (
     BoardClock,
+    BoardInputs,
     HostRoutes,
     KernelScratch,
     host_events,
@@ -88,7 +89,6 @@ from .simulator import (
     simulate_partition,
     single_host_routes,
 )
-from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_local_address
 
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
 _KEYS_PER_CHIP = 4 * N_NEURONS_PER_CHIP
@@ -120,7 +120,7 @@ class _Board:
     packed_key: tuple | None = None
 
 
-class BatchedSimulator(Connectivity, BoardClock):
+class BatchedSimulator(Connectivity, BoardClock, BoardInputs):
     """N emulated boards sharing their host configuration (see the module docstring).
 
     Parameters
@@ -161,9 +161,7 @@ class BatchedSimulator(Connectivity, BoardClock):
         self.record_all_spikes = bool(record_all_spikes)
         self._host_filter: np.ndarray | None = None
         self.tables = ChipTables()
-        self.spike_generator = SpikeGenerator()
-        self.poisson = PoissonGenerator()
-        self._host_spikes = HostSpikeQueue()
+        self._init_inputs()
         self._boards = [self._new_board(serial) for serial in self.serials]
         self._init_clock()
         self._init_connectivity()
@@ -221,29 +219,6 @@ class BatchedSimulator(Connectivity, BoardClock):
         check_chip(chip), check_core(core), check_neuron(neuron)
 
     # --- stimulus (shared) ---------------------------------------------------------------------------
-    def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:
-        """A host spike arriving at every board at the current board time."""
-        chip, source_core, source_neuron = check_chip(chip), check_core(source_core), check_neuron(source_neuron)
-        if isinstance(core_mask, bool) or int(core_mask) != core_mask or not 0 <= int(core_mask) <= 15:
-            raise ValueError(f"core mask {core_mask!r} out of range 0..15")
-        self._host_spikes.push(chip, chip_local_address(source_core, source_neuron), int(core_mask))
-
-    def load_spike_generator(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
-        self.spike_generator.load(events, repeat)
-
-    def start_spike_generator(self) -> None:
-        self.spike_generator.start(self._step * self.config.dt)
-
-    def stop_spike_generator(self) -> None:
-        self.spike_generator.stop()
-
-    def set_poisson_rate(self, chip: int, source: int, rate_hz: float) -> None:
-        """Rate of Poisson source ``source`` on ``chip`` for every board (each draws its own events)."""
-        self.poisson.set_rate(chip, source, rate_hz)
-
-    def set_poisson_running(self, running: bool) -> None:
-        self.poisson.running = bool(running)
-
     def keep_host_events_of(self, neurons: Sequence[int] | None) -> None:
         """Return host events of these board-wide neuron ids only (None: all), as a host that
         listens to some neurons would filter the stream; applied per chunk, so a long run holds
@@ -324,7 +299,7 @@ class BatchedSimulator(Connectivity, BoardClock):
         if noise_on and len(chips) < N_CHIPS:
             raise ValueError("trial-to-trial noise needs all chips simulated (its random sequence runs over all "
                              "neurons); create the batch with chips=None")
-        det_step, det_key = self._deterministic_inputs(step0, n_steps)
+        det_step, det_key = self.pending_input_events(step0, n_steps)
         noise_decay = math.exp(-self.config.dt / noise.noise_tau_s)
         noise_amplitude = noise.noise_std_a * math.sqrt(1 - noise_decay**2) if noise_on else 0.0
         delivery = self._shared_delivery(routing)
@@ -367,15 +342,6 @@ class BatchedSimulator(Connectivity, BoardClock):
                 out = list(pool.map(run_board, jobs))
         self._step += n_steps
         return out
-
-    def _deterministic_inputs(self, step0: int, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Host spikes then spike-generator events of [step0, step0 + n), stable-sorted by step."""
-        s_host, k_host = self._host_spikes.input_events(step0)
-        s_gen, k_gen = self.spike_generator.input_events(step0, n_steps, self.config.dt)
-        step = np.concatenate([s_host, s_gen])
-        key = np.concatenate([k_host, k_gen])
-        order = np.argsort(step, kind="stable")
-        return step[order], key[order]
 
     def _single_host_routes(self, routing: RoutingTables) -> HostRoutes | None:
         if self._host_routes is None or self._host_routes[0] is not routing:

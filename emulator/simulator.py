@@ -236,6 +236,67 @@ class BoardClock:
         return math.exp(m.temperature_drift_amplitude * math.sin(2 * math.pi * self.time_s / m.temperature_drift_period_s))
 
 
+class BoardInputs:
+    """What the host feeds a board besides its configuration: host-injected spikes, the FPGA
+    spike generator and the Poisson generator (for a batch: the same for every board).  A class
+    using it sets ``config`` and ``_step`` and calls :meth:`_init_inputs`."""
+
+    config: EmulatorConfig
+    _step: int
+
+    def _init_inputs(self) -> None:
+        self.spike_generator = SpikeGenerator()
+        self.poisson = PoissonGenerator()
+        self._host_spikes = HostSpikeQueue()
+
+    def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:
+        """A spike from the host arriving at ``chip``'s cores in ``core_mask`` as (source_core,
+        source_neuron); delivered at the current board time (first step of the next run)."""
+        chip, source_core, source_neuron = check_chip(chip), check_core(source_core), check_neuron(source_neuron)
+        core_mask = _check_int("core mask", core_mask, 0, 15)
+        self._host_spikes.push(chip, chip_local_address(source_core, source_neuron), core_mask)
+
+    def load_spike_generator(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
+        """Store FPGA spike-generator events (target_chip, neuron_id, core_mask, isi_us); stops playback."""
+        self.spike_generator.load(events, repeat)
+
+    def start_spike_generator(self) -> None:
+        self.spike_generator.start(self._step * self.config.dt)
+
+    def stop_spike_generator(self) -> None:
+        self.spike_generator.stop()
+
+    def set_poisson_rate(self, chip: int, source: int, rate_hz: float) -> None:
+        """Rate of Poisson source ``source`` (= core*256 + neuron) on ``chip``, seen by all 4 cores."""
+        self.poisson.set_rate(chip, source, rate_hz)
+
+    def set_poisson_running(self, running: bool) -> None:
+        self.poisson.running = bool(running)
+
+    def pending_input_events(self, step0: int, n_steps: int, consume: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic input events (host spikes, spike generator) for steps [step0, step0+n).
+
+        Returns absolute steps and input keys, sorted by step.  With ``consume=False`` the host
+        spike queue is left as it is (used by the Brian2 reference to peek at the inputs).
+        """
+        parts_step, parts_key = [], []
+        if consume:
+            s, k = self._host_spikes.input_events(step0)
+        else:
+            saved = list(self._host_spikes._pending)
+            s, k = self._host_spikes.input_events(step0)
+            self._host_spikes._pending.extend(saved)
+        parts_step.append(s)
+        parts_key.append(k)
+        s, k = self.spike_generator.input_events(step0, n_steps, self.config.dt)
+        parts_step.append(s)
+        parts_key.append(k)
+        step = np.concatenate(parts_step)
+        key = np.concatenate(parts_key)
+        order = np.argsort(step, kind="stable")
+        return step[order], key[order]
+
+
 @dataclass(frozen=True)
 class HostRoutes:
     """Where each neuron's spike reaches the host when no neuron has two host routes."""
@@ -328,7 +389,7 @@ def _check_int(name: str, value: int, low: int, high: int) -> int:
     return int(value)
 
 
-class BoardSimulator(Connectivity, BoardClock):
+class BoardSimulator(Connectivity, BoardClock, BoardInputs):
     """An emulated DYNAP-SE1 board.
 
     Parameters
@@ -349,9 +410,7 @@ class BoardSimulator(Connectivity, BoardClock):
         self.mismatch = MismatchFactors.draw(self.serial, self.config.seed, self.config.mismatch)
         self.biases = BiasBank(self.config, self.mismatch.biasgen)
         self.tables = ChipTables()
-        self.spike_generator = SpikeGenerator()
-        self.poisson = PoissonGenerator()
-        self._host_spikes = HostSpikeQueue()
+        self._init_inputs()
         self.state = NetworkState.at_rest(self.config.circuit.i0)
         self._init_clock()
         self._poisson_rng = rng_for(self.serial, self.config.seed, "poisson")
@@ -405,31 +464,7 @@ class BoardSimulator(Connectivity, BoardClock):
         self._monitor_t[slot].clear()
         self._monitor_i[slot].clear()
 
-    # --- stimulus ------------------------------------------------------------------------------------
-    def inject_spike(self, chip: int, source_core: int, source_neuron: int, core_mask: int) -> None:
-        """A spike from the host arriving at ``chip``'s cores in ``core_mask`` as (source_core,
-        source_neuron); delivered at the current board time (first step of the next run)."""
-        chip, source_core, source_neuron = check_chip(chip), check_core(source_core), check_neuron(source_neuron)
-        core_mask = _check_int("core mask", core_mask, 0, 15)
-        self._host_spikes.push(chip, chip_local_address(source_core, source_neuron), core_mask)
-
-    def load_spike_generator(self, events: Sequence[tuple[int, int, int, float]], repeat: bool = False) -> None:
-        """Store FPGA spike-generator events (target_chip, neuron_id, core_mask, isi_us); stops playback."""
-        self.spike_generator.load(events, repeat)
-
-    def start_spike_generator(self) -> None:
-        self.spike_generator.start(self._step * self.config.dt)
-
-    def stop_spike_generator(self) -> None:
-        self.spike_generator.stop()
-
-    def set_poisson_rate(self, chip: int, source: int, rate_hz: float) -> None:
-        """Rate of Poisson source ``source`` (= core*256 + neuron) on ``chip``, seen by all 4 cores."""
-        self.poisson.set_rate(chip, source, rate_hz)
-
-    def set_poisson_running(self, running: bool) -> None:
-        self.poisson.running = bool(running)
-
+    # --- stimulus: emulator.simulator.BoardInputs -------------------------------------------------
     # --- network state -------------------------------------------------------------------------------
     def reset_network_state(self) -> None:
         """All neurons to rest (I_mem = I_0), synapses and adaptation empty, no refractoriness."""
@@ -475,29 +510,6 @@ class BoardSimulator(Connectivity, BoardClock):
         return assign_partitions(self._groups, threads)
 
     # --- running -------------------------------------------------------------------------------------
-    def pending_input_events(self, step0: int, n_steps: int, consume: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Deterministic input events (host spikes, spike generator) for steps [step0, step0+n).
-
-        Returns absolute steps and input keys, sorted by step.  With ``consume=False`` the host
-        spike queue is left as it is (used by the Brian2 reference to peek at the inputs).
-        """
-        parts_step, parts_key = [], []
-        if consume:
-            s, k = self._host_spikes.input_events(step0)
-        else:
-            saved = list(self._host_spikes._pending)
-            s, k = self._host_spikes.input_events(step0)
-            self._host_spikes._pending.extend(saved)
-        parts_step.append(s)
-        parts_key.append(k)
-        s, k = self.spike_generator.input_events(step0, n_steps, self.config.dt)
-        parts_step.append(s)
-        parts_key.append(k)
-        step = np.concatenate(parts_step)
-        key = np.concatenate(parts_key)
-        order = np.argsort(step, kind="stable")
-        return step[order], key[order]
-
     def run(self, duration_s: float) -> SpikeEvents:
         """Advance the board clock by ``duration_s`` and return the spikes routed to the host.
 
