@@ -428,8 +428,9 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
         self._monitor_t: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self._monitor_i: list[list[np.ndarray]] = [[] for _ in range(N_CHIPS * N_CORES_PER_CHIP)]
         self.last_spikes = SpikeEvents()
-        #: CPU seconds each thread spent in the kernel during the last :meth:`run` (the caller's
-        #: thread first): with the run's total CPU time it tells what the run costs on idle cores.
+        #: CPU seconds each thread spent on its partition during the last :meth:`run` (the caller's
+        #: thread first).  Measured under load the threads seldom overlap, so these do not show
+        #: what running at the same time costs (bench/emulator_speed.py times that instead).
         self.last_kernel_cpu_s: list[float] = []
 
     # --- clock: emulator.simulator.BoardClock ------------------------------------------------------
