@@ -52,9 +52,10 @@ from .stimulus import HostSpikeQueue, PoissonGenerator, SpikeGenerator, chip_loc
 
 #: Steps simulated per kernel call; bounds the memory of input and monitor buffers.
 _CHUNK_STEPS = 10_000
-#: Below this many steps a chunk runs on the calling thread only (handing work to a thread costs
-#: tens of µs, more than a few steps of simulation).
-_MIN_PARALLEL_STEPS = 20
+#: Below this many steps a chunk runs on the calling thread only: a parallel chunk starts with
+#: cold caches on both cores (~1-2 ms on the full bench board), so on 2 cores two threads were
+#: slower than one up to about 200 steps (docs/decisions.md).
+_MIN_PARALLEL_STEPS = 250
 #: Input keys per chip: key = chip * 4096 + core * 1024 + address (:mod:`emulator.routing`).
 _KEYS_PER_CHIP = N_CORES_PER_CHIP * N_NEURONS_PER_CHIP
 #: gid = chip << _CHIP_SHIFT | core << _CORE_SHIFT | neuron (the topology's sizes are powers of 2).
