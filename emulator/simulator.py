@@ -397,6 +397,10 @@ def _check_int(name: str, value: int, low: int, high: int) -> int:
 class BoardSimulator(Connectivity, BoardClock, BoardInputs):
     """An emulated DYNAP-SE1 board.
 
+    CAM/SRAM writes and routing come from :class:`~emulator.connectivity.Connectivity`, the clock
+    from :class:`BoardClock`, the host's spikes and generators from :class:`BoardInputs` (bases it
+    shares with ``BatchedSimulator``).
+
     Parameters
     ----------
     serial : the board's serial string; with ``config.seed`` it fixes the board's mismatch
@@ -438,7 +442,6 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
         #: what running at the same time costs (bench/emulator_speed.py times that instead).
         self.last_kernel_cpu_s: list[float] = []
 
-    # --- clock: emulator.simulator.BoardClock ------------------------------------------------------
     # --- biases --------------------------------------------------------------------------------------
     def set_bias(self, chip: int, core: int, name: str, coarse: int, fine: int, high: bool = True,
                  normal: bool = True, enabled: bool = True) -> None:
@@ -470,7 +473,6 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
         self._monitor_t[slot].clear()
         self._monitor_i[slot].clear()
 
-    # --- stimulus: emulator.simulator.BoardInputs -------------------------------------------------
     # --- network state -------------------------------------------------------------------------------
     def reset_network_state(self) -> None:
         """All neurons to rest (I_mem = I_0), synapses and adaptation empty, no refractoriness."""
@@ -558,9 +560,10 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
         noise_seed = int(self._noise_rng.integers(0, 2**31 - 1))
         partitions = self._partitions(n_steps, noise_on)
         shared = (routing, self._packed_parameters(), self._delivery_table(), noise_decay,
-                  noise_amplitude, noise_seed, monitor_out, len(partitions))
+                  noise_amplitude, noise_seed, monitor_out, len(partitions) > 1)
+        scratch = self._scratch_for(len(partitions))
         if len(partitions) == 1:
-            jobs = [(0, partitions[0], n_steps, in_step, in_key, monitor_gid)]
+            jobs = [(scratch[0], partitions[0], n_steps, in_step, in_key, monitor_gid)]
         else:
             partition_of_chip = np.empty(N_CHIPS, np.int64)
             for index, chips in enumerate(partitions):
@@ -571,7 +574,7 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
             for index, chips in enumerate(partitions):
                 mine = key_partition == index
                 monitor_mine = np.where(slot_partition == index, monitor_gid, -1).astype(np.int32)
-                jobs.append((index, chips, n_steps, in_step[mine], in_key[mine], monitor_mine))
+                jobs.append((scratch[index], chips, n_steps, in_step[mine], in_key[mine], monitor_mine))
         futures: list[Future] = [_workers().submit(self._run_partition, shared, *job) for job in jobs[1:]]
         results = [self._run_partition(shared, *jobs[0])]
         results += [f.result() for f in futures]
@@ -599,37 +602,40 @@ class BoardSimulator(Connectivity, BoardClock, BoardInputs):
             host = host_events(t_us, spike_gids, routing, single)
         return host, physical
 
-    def _run_partition(self, shared: tuple, index: int, chips: list[int], n_steps: int, in_step: np.ndarray,
-                       in_key: np.ndarray, monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Run the chips of partition ``index`` for ``n_steps``; (steps, gids) of their spikes and the
-        CPU time the kernel took on this thread.
+    def _run_partition(self, shared: tuple, scratch: KernelScratch, chips: list[int], n_steps: int,
+                       in_step: np.ndarray, in_key: np.ndarray,
+                       monitor_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Run the chips of one partition for ``n_steps`` with this thread's ``scratch``; (steps,
+        gids) of their spikes and the CPU time this thread spent on them.
 
         Safe to run concurrently with the other partitions of the same chunk: they touch
         disjoint neurons of the state and disjoint monitor columns.  With more than one partition
-        each works on a private copy of its chips' state (:class:`KernelScratch`) and writes it
+        it runs on a copy of its chips' columns in the scratch's private state and writes them
         back afterwards.
         """
-        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out, n_partitions = shared
+        routing, packed, delivery, noise_decay, noise_amplitude, noise_seed, monitor_out, private = shared
         cpu_started = time.thread_time()
-        scratch = self._scratch_for(index, private_state=n_partitions > 1)
         state = self.state.buffer
-        if scratch.state is not None:
+        if private:
             columns = _chip_columns(chips)
             engine.state_rows(scratch.state)[:, columns] = engine.state_rows(state)[:, columns]
             state = scratch.state
         steps, gids = simulate_partition(state, packed, delivery, chips, n_steps, in_step, in_key, monitor_gid,
                                          monitor_out, noise_decay, noise_amplitude, noise_seed, scratch)
-        if scratch.state is not None:
+        if private:
             engine.state_rows(self.state.buffer)[:, columns] = engine.state_rows(scratch.state)[:, columns]
         return steps, gids, time.thread_time() - cpu_started
 
-    def _scratch_for(self, index: int, private_state: bool) -> KernelScratch:
-        while len(self._scratch) <= index:
+    def _scratch_for(self, n_partitions: int) -> list[KernelScratch]:
+        """One scratch per partition (made on the calling thread, before any worker starts); with
+        more than one partition each holds a private state."""
+        while len(self._scratch) < n_partitions:
             self._scratch.append(KernelScratch())
-        scratch = self._scratch[index]
-        if private_state and scratch.state is None:
-            scratch.add_private_state()
-        return scratch
+        if n_partitions > 1:
+            for scratch in self._scratch[:n_partitions]:
+                if scratch.state is None:
+                    scratch.add_private_state()
+        return self._scratch[:n_partitions]
 
     def _physical_events(self, steps: np.ndarray, gids: np.ndarray) -> SpikeEvents:
         """Every spike (absolute steps, board-wide ids) with its physical address."""
