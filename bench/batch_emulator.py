@@ -30,37 +30,12 @@ import resource
 import time
 
 import numpy as np
+from emulator_speed import configure_full_board  # the same network as the single-board bench
 
-from drivers.dynapse1.bias_sets import apply_bias_set
-from drivers.dynapse1.topology import N_NEURONS, N_NEURONS_PER_CHIP, SynapseType
+from drivers.dynapse1.topology import N_NEURONS
 from emulator.batched import BatchedSimulator
 from emulator.config import EmulatorConfig
 from emulator.simulator import BoardSimulator
-
-SYNAPSE_BIASES = {
-    "NPDPIE_THR_F_P": (2, 80), "PS_WEIGHT_EXC_F_N": (5, 60),
-    "NPDPIE_THR_S_P": (2, 80), "PS_WEIGHT_EXC_S_N": (5, 60),
-    "NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (5, 60),
-    "NPDPII_THR_S_P": (2, 80), "PS_WEIGHT_INH_S_N": (5, 60),
-}
-TYPE_SHARES = {SynapseType.AMPA: 0.5, SynapseType.NMDA: 0.15, SynapseType.GABA_A: 0.2, SynapseType.GABA_B: 0.15}
-
-
-def configure_full_board(sim, dc_fine: int, seed: int = 1) -> None:
-    """The full-board network on a BoardSimulator or a BatchedSimulator (both share this facade)."""
-    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSE_BIASES, "IF_DC_P": (5, dc_fine)})
-    rng = np.random.default_rng(seed)
-    types = rng.choice(list(TYPE_SHARES), p=list(TYPE_SHARES.values()), size=(N_NEURONS, 64))
-    sources = rng.integers(0, N_NEURONS_PER_CHIP, size=(N_NEURONS, 64))
-    t = sim.tables
-    t.cam_core[:] = sources // 256  # bulk write of validated values (as 262144 write_cam calls)
-    t.cam_neuron[:] = sources % 256
-    t.cam_type[:] = types
-    t.cam_written[:] = True
-    t.sram[:, 1] = 0
-    t.sram[:, 1, 0] = (np.arange(N_NEURONS) % N_NEURONS_PER_CHIP) // 256
-    t.sram[:, 1, 5] = 15
-    t.connectivity_version += 1
 
 
 def tune_dc(serial: str, target_hz: float = 20.0) -> tuple[int, float]:

@@ -59,9 +59,11 @@ SYNAPSE_BIASES = {
 TYPE_SHARES = {SynapseType.AMPA: 0.5, SynapseType.NMDA: 0.15, SynapseType.GABA_A: 0.2, SynapseType.GABA_B: 0.15}
 
 
-def build_board(seed: int = 1, threads: int = 0) -> BoardSimulator:
-    sim = BoardSimulator("BENCH001", EmulatorConfig(kernel_threads=threads))
-    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSE_BIASES, "IF_DC_P": (5, 40)})
+def configure_full_board(sim, dc_fine: int = 40, seed: int = 1) -> None:
+    """The bench network on a BoardSimulator or a BatchedSimulator (both share this facade):
+    every neuron's 64 CAM entries from random sources on its own chip, all four synapse types,
+    SRAM cell 1 back to the own chip's four cores (cell 0: the power-up route to the host)."""
+    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSE_BIASES, "IF_DC_P": (5, dc_fine)})
     rng = np.random.default_rng(seed)
     types = rng.choice(list(TYPE_SHARES), p=list(TYPE_SHARES.values()), size=(N_NEURONS, 64))
     sources = rng.integers(0, N_NEURONS_PER_CHIP, size=(N_NEURONS, 64))
@@ -74,6 +76,11 @@ def build_board(seed: int = 1, threads: int = 0) -> BoardSimulator:
     t.sram[:, 1, 0] = (np.arange(N_NEURONS) % N_NEURONS_PER_CHIP) // 256  # virtual core = own core
     t.sram[:, 1, 5] = 15  # dx = dy = 0: own chip, all four cores
     t.connectivity_version += 1
+
+
+def build_board(seed: int = 1, threads: int = 0) -> BoardSimulator:
+    sim = BoardSimulator("BENCH001", EmulatorConfig(kernel_threads=threads))
+    configure_full_board(sim, seed=seed)
     return sim
 
 
