@@ -123,6 +123,9 @@ class _Board:
 class BatchedSimulator(Connectivity, BoardClock, BoardInputs):
     """N emulated boards sharing their host configuration (see the module docstring).
 
+    Connectivity, the board clock (one for every board) and the host's inputs (spikes,
+    generators) come from the bases it shares with ``BoardSimulator``.
+
     Parameters
     ----------
     serials : one serial per board; each fixes that board's mismatch (with ``config.seed``)
@@ -179,7 +182,6 @@ class BatchedSimulator(Connectivity, BoardClock, BoardInputs):
     def __len__(self) -> int:
         return len(self._boards)
 
-    # --- clock: emulator.simulator.BoardClock (time_s: the same for every board of the batch) -------
     # --- biases --------------------------------------------------------------------------------------
     def _boards_of(self, instance: int | None) -> list[_Board]:
         if instance is None:
@@ -218,7 +220,7 @@ class BatchedSimulator(Connectivity, BoardClock, BoardInputs):
         """Accepted and ignored: a batch keeps no analog monitor traces (they do not affect spikes)."""
         check_chip(chip), check_core(core), check_neuron(neuron)
 
-    # --- stimulus (shared) ---------------------------------------------------------------------------
+    # --- host event filter ---------------------------------------------------------------------------
     def keep_host_events_of(self, neurons: Sequence[int] | None) -> None:
         """Return host events of these board-wide neuron ids only (None: all), as a host that
         listens to some neurons would filter the stream; applied per chunk, so a long run holds
