@@ -25,8 +25,10 @@ The last line is one JSON object ``{task: {...}}``; per task (schema owned by th
     test accuracy as a fraction (a stage that did not run is ``null``)
 ``chip_seconds_total``
     chip time the calibration spent on the board (``null`` without ``board_calibrated``)
-``wall_s``
-    wall time of the task: training (built-in tasks) + conversion + every stage
+``wall_s``, ``cpu_s``
+    wall time and CPU time (this process and its finished children, every thread) of the task:
+    training (built-in tasks) + conversion + every stage; on a shared machine the CPU time is the
+    steadier of the two
 ``constraint_cost_pp``, ``ablation``
     float minus constrained, and the accuracy after each constraint added one at a time
 ``<stage>_loss_pp``, ``<stage>_loss_se_pp``, ``<stage>_agreement``, ``<stage>_samples``
@@ -97,7 +99,34 @@ def _task_and_model(name: str, args: argparse.Namespace, overrides: dict):
     return task, model, cfg
 
 
-def task_summary(result, wall_s: float) -> dict:
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its waited-for children."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+class ProgressLog:
+    """Prints a progress line (elapsed wall and CPU, the stage's message) when the message changes,
+    at most every ``every_s`` seconds: a long run's log shows where it is."""
+
+    def __init__(self, name: str, every_s: float = 20.0) -> None:
+        self.name, self.every_s = name, every_s
+        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
+        self.last_t, self.last_msg = -1e9, ""
+
+    def __call__(self, p) -> None:
+        now = time.perf_counter()
+        if p.message == self.last_msg or now - self.last_t < self.every_s:
+            return
+        self.last_t, self.last_msg = now, p.message
+        chip = f", chip {p.chip_s:.0f} s" if getattr(p, "chip_s", 0) else ""
+        print(f"  [{self.name} {now - self.t0:6.0f} s wall, {cpu_seconds() - self.c0:6.0f} s CPU, {100 * p.fraction:5.1f} %{chip}] "
+              f"{p.message[:160]}", flush=True)
+
+
+def task_summary(result, wall_s: float, cpu_s: float | None = None) -> dict:
     """One task's JSON entry (see the module docstring)."""
     report = result.report
     acc = report.accuracies()
@@ -108,6 +137,7 @@ def task_summary(result, wall_s: float) -> dict:
         **{k: (round(acc[k], 4) if k in acc else None) for k in STAGE_KEYS},
         "chip_seconds_total": round(calibrated.extra["chip_seconds"], 1) if calibrated is not None else None,
         "wall_s": round(wall_s, 1),
+        "cpu_s": round(cpu_s, 1) if cpu_s is not None else None,
         "constraint_cost_pp": round(report.constraint_cost_pp(), 2),
         "ablation": [{"constraint": r.constraint, "accuracy": round(r.accuracy, 4), "changed": r.changed} for r in report.ablation],
     }
@@ -151,15 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         stages = () if args.rate_only else stages
         overrides = dict(seed=args.seed, stages=stages, brian2_samples=args.brian2_samples, ablation=True,
                          n_test_spiking=args.mnist1d_test if name == "mnist1d" else None)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         task, model, cfg = _task_and_model(name, args, overrides)
         if args.quick:
             cfg.constraint.qat.epochs, cfg.n_test_spiking = 2, 100
-        result = convert(model, task, cfg, calibrator=network_calibrator)
-        wall = time.perf_counter() - t0
+        result = convert(model, task, cfg, calibrator=network_calibrator, progress=ProgressLog(name))
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         print(result.report.table())
-        print(f"{name}: {wall:.0f} s (2-core machine shared with other jobs: timings are noisy)\n", flush=True)
-        summary[name] = task_summary(result, wall)
+        print(f"{name}: {wall:.0f} s wall, {cpu:.0f} s CPU (2-core machine shared with other jobs: wall times are noisy)\n", flush=True)
+        summary[name] = task_summary(result, wall, cpu)
+        print(f"{name}: " + json.dumps({name: summary[name]}), flush=True)  # each task's entry as soon as it is known
     print(json.dumps(summary))
     return 0
 

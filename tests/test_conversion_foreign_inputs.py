@@ -153,3 +153,22 @@ def test_encoding_fit_refuses_bad_options():
         InputEncoding.fit(x, np.array([3, 3]), normalization="zscore")
     with pytest.raises(ValueError, match="both"):
         InputEncoding.fit(x, np.array([3, 3]), mean=np.zeros(1))
+
+
+def test_model_and_data_that_do_not_fit_are_named_in_the_file_s_terms(tmp_path):
+    """The message counts the file's raw features (not the rate channels they became) and says how a
+    data file whose labels lack some of the model's classes is accepted (``n_classes``)."""
+    from neurolab_gui.core.conversion.constrain import check_convertible
+
+    rng = np.random.default_rng(3)
+    x, lengths, y = _signed_data(rng)
+    torch.save({"model": UserModel().state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "user.pt")
+    model = load_checkpoint(tmp_path / "user.pt").model
+    np.savez(tmp_path / "two.npz", x=x[..., :2], labels=y, lengths=lengths)
+    with pytest.raises(ValueError, match=r"takes 3 inputs / 3 classes but task two has 2 raw features \(4 rate channels\)"):
+        check_convertible(model, tasks.load_npz_task(tmp_path / "two.npz"))
+    np.savez(tmp_path / "few.npz", x=x, labels=np.minimum(y, 1), lengths=lengths)
+    with pytest.raises(ValueError, match="give the data file n_classes=3"):
+        check_convertible(model, tasks.load_npz_task(tmp_path / "few.npz"))
+    np.savez(tmp_path / "declared.npz", x=x, labels=np.minimum(y, 1), lengths=lengths, n_classes=3)
+    check_convertible(model, tasks.load_npz_task(tmp_path / "declared.npz"))  # the hint works

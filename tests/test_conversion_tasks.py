@@ -54,6 +54,22 @@ def test_npz_task_round_trip_and_split(tmp_path):
         ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "mean": np.zeros(3), "std": np.ones(3)}, r"shape \[2\]"),
         ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "mean": np.zeros(2), "std": np.array([1.0, 0.0])}, "positive"),
         ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "lengths": np.array([1, 2, 3, 4])}, "lengths"),
+        # a hostile or careless user's file: each error names the array, the rule and the place
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "lengths": np.array([1, 0, 2, 3])}, r"no valid step .*sequences \[1\]"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "lengths": np.array([1.5, 2, 2, 3])}, r"whole numbers .*\[0\]"),
+        ({"x": np.zeros((4, 3, 9)), "labels": np.zeros(4, int), "lengths": np.array([5, 2, 2, 3])}, r"\[N, F, T\]"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.array(["a", "b", "a", "b"])}, "integer class labels.*dtype"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.eye(2)[[0, 1, 0, 1]]}, "one-hot"),
+        ({"x": np.where(np.arange(24).reshape(4, 3, 2) == 15, np.nan, 0.0), "labels": np.zeros(4, int)},
+         "sequence 2, step 1, feature 1"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "x_test": np.zeros((0, 3, 2)), "labels_test": np.zeros(0, int)},
+         "no empty axis"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.zeros(4, int), "x_test": np.zeros((2, 3, 2)), "labels_test": np.array([0.0, 0.5])},
+         "'labels_test' must hold whole-number"),
+        ({"x": np.zeros((4, 3, 2)), "labels": np.array([0, 1, 2, 3]), "n_classes": 3}, "'n_classes' is 3 but the labels reach 3"),
+        ({"x": np.where(np.arange(24).reshape(4, 3, 2) == 5, np.inf, 0.0), "labels": np.zeros(4, int), "lengths": np.array([2, 3, 3, 3])},
+         "infinite values in its padding"),
+        ({"x": np.full((4, 3, 2), 1e300), "labels": np.zeros(4, int)}, "float32"),
     ],
 )
 def test_npz_task_errors_name_the_problem(tmp_path, arrays, message):
@@ -61,6 +77,21 @@ def test_npz_task_errors_name_the_problem(tmp_path, arrays, message):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=message):
         tasks.load_npz_task(path)
+
+
+def test_npz_task_reads_nan_padding_as_zero_and_says_so(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6, 2)).astype(np.float32)
+    lengths = rng.integers(2, 7, 40)
+    padded = np.arange(6)[None, :, None] >= lengths[:, None, None]
+    labels = np.arange(40) % 2
+    np.savez(tmp_path / "zeros.npz", x=np.where(padded, 0.0, x), labels=labels, lengths=lengths)
+    np.savez(tmp_path / "nans.npz", x=np.where(padded, np.nan, x), labels=labels, lengths=lengths)
+    zeros, nans = tasks.load_npz_task(tmp_path / "zeros.npz"), tasks.load_npz_task(tmp_path / "nans.npz")
+    assert np.array_equal(zeros.x_train, nans.x_train) and np.array_equal(zeros.x_test, nans.x_test)
+    n_padded = int((lengths < 6).sum())
+    assert f"NaN padding read as 0 in {n_padded} sequences" in nans.description
+    assert "NaN" not in zeros.description
 
 
 def test_unknown_task_lists_the_built_in_ones():

@@ -94,8 +94,11 @@ def check_convertible(model: RateRNN, task: Task) -> None:
     if getattr(model, "foreign", None) is not None and mc.n_inputs == raw and mc.n_outputs == task.n_classes:
         return  # an imported model on raw features: the pipeline splits its input weights onto the rate channels
     if (mc.n_inputs, mc.n_outputs) != (task.n_features, task.n_classes):
+        features = f"{raw} raw features ({task.n_features} rate channels)" if raw is not None else f"{task.n_features} features"
+        absent = mc.n_outputs > task.n_classes and mc.n_inputs in (task.n_features, raw)
         raise ValueError(f"the model takes {mc.n_inputs} inputs / {mc.n_outputs} classes but task {task.name} has "
-                         f"{task.n_features} features / {task.n_classes} classes")
+                         f"{features} / {task.n_classes} classes"
+                         + (f" (if the data lack some of the model's classes, give the data file n_classes={mc.n_outputs})" if absent else ""))
 
 
 @dataclass(frozen=True)

@@ -281,10 +281,11 @@ def ecg(n_train: int = 1200, n_test: int = 400, n_steps: int = 48, seed: int = 0
 #: The ``.npz`` data file format (``--task FILE.npz``), shown by ``neurolab convert --help``.
 DATA_FILE_FORMAT = """\
 data file (--task FILE.npz), written with numpy.savez:
-  x             float [N, T, F] (or [N, T]): raw features of any sign, zero-padded after
-                each sequence's valid steps to a common T (NaN/inf refused)
+  x             float [N, T, F] (or [N, T]): raw features of any sign, padded after
+                each sequence's valid steps to a common T (NaN/inf refused in valid
+                steps; NaN padding is read as 0)
   labels        int [N], classes 0..C-1 ('y' is accepted too)
-  lengths       int [N], valid steps per sequence (optional; default T for all)
+  lengths       int [N], valid steps per sequence, 1..T (optional; default T for all)
   x_test, labels_test, lengths_test
                 an explicit test split (optional; default: 20 % of each class, seeded)
   mean, std     float [F]: the per-feature normalisation the model was trained with
@@ -331,26 +332,25 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     if x is None or y is None:
         raise ValueError(f"{path} must contain arrays 'x' and 'labels'; found {sorted(keys)}.\n{DATA_FILE_FORMAT}")
     x = _raw_features(x, f"{path}: 'x'")
-    lengths = get("lengths")
+    y = _raw_labels(y, len(x), f"{path}: 'labels'")
+    lengths = _raw_lengths(get("lengths"), x, f"{path}: 'lengths'")
+    x, nan_padded = _valid_steps_finite(x, lengths, f"{path}: 'x'")  # before a split, so a message's place is the file's
     x_test, y_test, lengths_test = get("x_test"), get("labels_test", "y_test"), get("lengths_test")
-    all_y = [np.asarray(y)] + ([np.asarray(y_test)] if y_test is not None else [])
-    n_classes_arr = get("n_classes")
-    n_classes = int(n_classes_arr) if n_classes_arr is not None else int(max(int(v.max()) for v in all_y)) + 1
-    if len(x) != len(np.asarray(y)):
-        raise ValueError(f"{path}: 'x' holds {len(x)} sequences but 'labels' has shape {np.asarray(y).shape}")
     if x_test is None:
-        y = np.asarray(y).astype(np.int64)
-        lengths = np.full(len(x), x.shape[1]) if lengths is None else np.asarray(lengths)
+        n_classes = _n_classes(get("n_classes"), [y], path)
         tr, te = _stratified_split(n_classes, y, test_fraction, seed)
         x, x_test, y, y_test, lengths, lengths_test = x[tr], x[te], y[tr], y[te], lengths[tr], lengths[te]
     elif y_test is None:
         raise ValueError(f"{path} has 'x_test' but no 'labels_test'")
     else:
         x_test = _raw_features(x_test, f"{path}: 'x_test'")
+        y_test = _raw_labels(y_test, len(x_test), f"{path}: 'labels_test'")
+        lengths_test = _raw_lengths(lengths_test, x_test, f"{path}: 'lengths_test'")
+        n_classes = _n_classes(get("n_classes"), [y, y_test], path)
+        x_test, nan_test = _valid_steps_finite(x_test, lengths_test, f"{path}: 'x_test'")
+        nan_padded += nan_test
     if x.shape[2] != x_test.shape[2]:
         raise ValueError(f"{path}: train and test sequences have different feature counts ({x.shape[2]} vs {x_test.shape[2]})")
-    lengths = _check_lengths(lengths, x, f"{path}: 'lengths'")
-    lengths_test = _check_lengths(lengths_test, x_test, f"{path}: 'lengths_test'")
     mean, std = _normalisation(get("mean"), get("std"), x.shape[2], path)
     encoding = None
     in_unit_range = x.min() >= 0.0 and x.max() <= 1.0 and x_test.min() >= 0.0 and x_test.max() <= 1.0
@@ -367,24 +367,101 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
         lengths,
         lengths_test,
         description=f"user task from {path.name}" + (f" ({encoding.n_raw} features -> {encoding.n_channels} rate channels, "
-                                                     f"normalisation {encoding.normalization})" if encoding else ""),
+                                                     f"normalisation {encoding.normalization})" if encoding else "")
+                    + (f"; NaN padding read as 0 in {nan_padded} sequences" if nan_padded else ""),
         encoding=encoding,
     )
 
 
 def _raw_features(x: np.ndarray, what: str) -> np.ndarray:
-    """Real-valued ``[N, T, F]`` (or ``[N, T]``) features: finite, non-empty."""
+    """Real-valued ``[N, T, F]`` (or ``[N, T]``) features, non-empty (finiteness: :func:`_valid_steps_finite`)."""
     x = np.asarray(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"{what} must hold numbers, got dtype {x.dtype}")
-    x = x.astype(np.float32)
     if x.ndim == 2:
         x = x[:, :, None]
     if x.ndim != 3 or 0 in x.shape:
         raise ValueError(f"{what} must have shape [N, T, F] (or [N, T]) with no empty axis; got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what} contains NaN or infinite values")
-    return x
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)
+    if np.any(np.isfinite(x) & ~np.isfinite(x32)):
+        raise ValueError(f"{what} holds values beyond float32's range (|v| up to {np.nanmax(np.abs(x[np.isfinite(x)])):.3g})")
+    return x32
+
+
+def _raw_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    """Integer class labels ``[n]`` (whole-valued floats accepted), none negative."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{what} must have shape [{n}] (one class per sequence); got {list(y.shape)}"
+                         + (" -- one-hot labels? store the class indices (argmax)" if y.ndim == 2 and y.shape[0] == n else ""))
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0):
+            raise ValueError(f"{what} must hold whole-number class labels; got values such as {y[np.flatnonzero(~(np.mod(y, 1) == 0))[:3]].tolist()}")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{what} must hold integer class labels 0..C-1, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if n and y.min() < 0:
+        raise ValueError(f"{what} must lie in 0..C-1; sequences {np.flatnonzero(y < 0)[:5].tolist()} have negative labels")
+    return y
+
+
+def _n_classes(declared: np.ndarray | None, labels: list[np.ndarray], path: Path) -> int:
+    """Classes of the task: the file's ``n_classes`` if it gives one, else the largest label + 1."""
+    largest = max(int(v.max()) for v in labels)
+    if declared is None:
+        return largest + 1
+    if np.asarray(declared).size != 1 or not np.issubdtype(np.asarray(declared).dtype, np.integer):
+        raise ValueError(f"{path}: 'n_classes' must be one integer; got {np.asarray(declared)!r}")
+    n = int(declared)
+    if n <= largest:
+        raise ValueError(f"{path}: 'n_classes' is {n} but the labels reach {largest}")
+    return n
+
+
+def _raw_lengths(lengths: np.ndarray | None, x: np.ndarray, what: str) -> np.ndarray:
+    """Valid steps per sequence: whole numbers in ``1..T``; the message names the sequences that are not."""
+    n, t = x.shape[:2]
+    if lengths is None:
+        return np.full(n, t, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (n,):
+        raise ValueError(f"{what} must have shape [{n}] (one length per sequence); got {list(lengths.shape)}")
+    if not (np.issubdtype(lengths.dtype, np.integer) or np.issubdtype(lengths.dtype, np.floating)):
+        raise ValueError(f"{what} must hold whole numbers of steps, got dtype {lengths.dtype}")
+    if np.issubdtype(lengths.dtype, np.floating) and not np.all(np.isfinite(lengths) & (np.mod(lengths, 1) == 0)):
+        bad = np.flatnonzero(~(np.isfinite(lengths) & (np.mod(lengths, 1) == 0)))
+        raise ValueError(f"{what} must hold whole numbers of steps; sequences {bad[:5].tolist()} have {lengths[bad[:5]].tolist()}")
+    lengths = lengths.astype(np.int64)
+    empty = np.flatnonzero(lengths < 1)
+    if len(empty):
+        raise ValueError(f"{what}: {len(empty)} sequences have no valid step (length {lengths[empty[0]]}; sequences "
+                         f"{empty[:5].tolist()}{' ...' if len(empty) > 5 else ''}); every sequence needs 1..{t} steps -- "
+                         "drop empty recordings from the file")
+    long = np.flatnonzero(lengths > t)
+    if len(long):
+        hint = " -- is x stored as [N, F, T]? it must be [N, T, F]" if int(lengths.max()) <= x.shape[2] else ""
+        raise ValueError(f"{what}: {len(long)} sequences are longer than the padded length T = {t} (up to {lengths.max()}; "
+                         f"sequences {long[:5].tolist()}{' ...' if len(long) > 5 else ''}){hint}")
+    return lengths
+
+
+def _valid_steps_finite(x: np.ndarray, lengths: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    """``x`` with NaN padding read as 0, and how many sequences had it; NaN/inf in a valid step is refused by place."""
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x, 0
+    in_valid = bad & valid[:, :, None]
+    if in_valid.any():
+        seq, step, feat = (int(v) for v in np.argwhere(in_valid)[0])
+        raise ValueError(f"{what} contains {int(in_valid.sum())} NaN or infinite values in valid steps "
+                         f"(the first: sequence {seq}, step {step}, feature {feat}, value {x[seq, step, feat]})")
+    if np.isinf(x).any():
+        seq, step, feat = (int(v) for v in np.argwhere(np.isinf(x))[0])
+        raise ValueError(f"{what} contains infinite values in its padding (the first: sequence {seq}, step {step}, "
+                         f"feature {feat}); pad with 0 or NaN")
+    return np.where(bad, np.float32(0.0), x), int(bad.any(axis=(1, 2)).sum())
 
 
 def _normalisation(mean: np.ndarray | None, std: np.ndarray | None, n_features: int, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
