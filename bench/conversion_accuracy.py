@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--no-calibration", action="store_true", help="skip the stage board_calibrated (the longest)")
     parser.add_argument("--rate-only", action="store_true", help="no spiking stages: float, constrained and the ablation")
+    parser.add_argument("--stages", default=None,
+                        help="spiking stages to run, comma-separated (default: brian2,board_ideal,board_mismatch,board_calibrated "
+                             "less what --no-brian2/--no-calibration drop); a stage left out is null in the JSON")
     parser.add_argument("--mnist1d-test", type=int, default=1000, help="MNIST-1D test samples for the spiking stages (1000: the whole test set)")
     parser.add_argument("--mnist1d-hidden", type=int, default=None, help="hidden units of the MNIST-1D RNN (default: pipeline.TASK_DEFAULTS)")
     parser.add_argument("--cache", default="~/.cache/neurolab/bench-models",
@@ -178,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         stages = (() if args.no_brian2 else ("brian2",)) + ("board_ideal", "board_mismatch")
         stages += () if args.no_calibration else ("board_calibrated",)
+        if args.stages is not None:
+            stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+            unknown = set(stages) - set(STAGE_KEYS[2:])
+            if unknown:
+                parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGE_KEYS[2:])}")
         stages = () if args.rate_only else stages
         overrides = dict(seed=args.seed, stages=stages, brian2_samples=args.brian2_samples, ablation=True,
                          n_test_spiking=args.mnist1d_test if name == "mnist1d" else None)
