@@ -96,9 +96,11 @@ def test_bench_json_holds_the_schema_keys(foreign, tmp_path):
     loaded = load_checkpoint(ckpt)
     task = load_task(str(data))
     cfg = config_for_task(task.name, loaded.model.config, stages=(), qat_epochs=1)
-    entry = bench.task_summary(convert(loaded.model, task, cfg), 1.0)
+    c0 = bench.cpu_seconds()
+    entry = bench.task_summary(convert(loaded.model, task, cfg), 1.0, bench.cpu_seconds() - c0)
     for key in ("units", "chips", "float", "constrained", "board_ideal", "board_mismatch", "board_calibrated",
-                "chip_seconds_total", "wall_s", "settings"):
+                "chip_seconds_total", "wall_s", "cpu_s", "settings"):
         assert key in entry
     assert entry["units"] == 16 and entry["chips"] == 1 and entry["board_calibrated"] is None
+    assert entry["cpu_s"] > 0.0  # the conversion's QAT ran in this process
     json.dumps(entry)
