@@ -52,6 +52,7 @@ from neurolab_gui.core.session_conversion import accuracy_rows, inter_chip_sende
 
 from ..bridge import relay
 from ..errors import ErrorReporter
+from .readout import Readout
 
 ACCURACY_COLUMNS = ["stage", "accuracy", "loss vs constr.", "spikes/inf", "syn. events/inf", "samples", "note"]
 SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
@@ -174,7 +175,8 @@ class ModelPanel(QWidget):
         for w in (self.calibrate_network_button, self.in_the_loop_check):
             crow.addWidget(w)
         bl.addLayout(crow)
-        for w in (self.deployment_label, self.calibration_label, self.board_accuracy_label, self.scores_label, self.confusion_table):
+        for w in (self.deployment_label, self.calibration_label, Readout(self.board_accuracy_label),
+                  Readout(self.scores_label, lines=2), self.confusion_table):
             bl.addWidget(w)
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -221,7 +223,7 @@ class ModelPanel(QWidget):
         layout.addWidget(con)
         layout.addLayout(run)
         layout.addWidget(board)
-        layout.addWidget(self.status)
+        layout.addWidget(Readout(self.status, lines=2))  # changes at every progress report
         layout.addWidget(self.model_label)
         layout.addWidget(self.graphics, 2)
         layout.addWidget(self.accuracy_table, 1)

@@ -46,6 +46,7 @@ from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import layer_selections
 
 from ..bridge import relay
+from .readout import Readout
 
 #: One colour per core index (chip*4 + core): 4 hues per chip, chips shifted in lightness; then
 #: light grey for a network's input channels (index ``INPUT_ROW_COLOUR``).
@@ -221,7 +222,7 @@ class RasterPanel(QWidget):
         back = QHBoxLayout()
         back.addWidget(QLabel("scroll back"))
         back.addWidget(self.back_slider, 1)
-        back.addWidget(self.info_label)
+        back.addWidget(Readout(self.info_label, template="1,000,000 spikes shown (density) — paused"))  # changes every frame
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.neuron_axis = NeuronAxis()

@@ -43,6 +43,7 @@ from neurolab_gui.core.robot_session import NETWORKS, SIMULATED_ROBOT, RobotSess
 
 from ..bridge import relay
 from ..errors import ErrorReporter
+from .readout import Readout
 
 #: Motor command per arrow-key press.
 ARROW_STEP = 10
@@ -133,8 +134,8 @@ class RobotPanel(QWidget):
         dl = QVBoxLayout(dvs)
         dl.addWidget(self.dvs_view, 1)
         row = QHBoxLayout()
-        row.addWidget(self.rate_label)
-        row.addWidget(self.led_label)
+        row.addWidget(Readout(self.rate_label, template="1,000,000 ev/s"))
+        row.addWidget(Readout(self.led_label, template="LED column: 64.0 (centre 64.0)"))
         dl.addLayout(row)
 
         # --- sensors ------------------------------------------------------------------------
@@ -143,9 +144,9 @@ class RobotPanel(QWidget):
         self.ticks_label = QLabel("–")
         sensors = QGroupBox("Sensors")
         sl = QFormLayout(sensors)
-        sl.addRow("battery", self.battery_label)
-        sl.addRow("light left / right", self.light_label)
-        sl.addRow("wheel ticks", self.ticks_label)
+        sl.addRow("battery", Readout(self.battery_label, template="10000 mV"))
+        sl.addRow("light left / right", Readout(self.light_label, template="1000 / 1000"))
+        sl.addRow("wheel ticks", Readout(self.ticks_label, template="-100000 / -100000"))
 
         # --- manual control -----------------------------------------------------------------
         self.left_slider = self._motor_slider()
@@ -166,7 +167,7 @@ class RobotPanel(QWidget):
         ml.addWidget(self.left_slider, 1, 0)
         ml.addWidget(self.right_slider, 1, 1)
         ml.addWidget(self.zero_button, 2, 0, 1, 2)
-        ml.addWidget(self.command_label, 3, 0, 1, 2)
+        ml.addWidget(Readout(self.command_label, template="command -100 / -100 (loop)"), 3, 0, 1, 2)
         ml.addWidget(self.led_hz, 4, 0, 1, 2)
         ml.addWidget(self.led_on_button, 5, 0)
         ml.addWidget(self.led_off_button, 5, 1)
@@ -185,7 +186,6 @@ class RobotPanel(QWidget):
         self.stop_button = QPushButton("Stop loop")
         self.stop_button.setToolTip("stop the closed loop and the motors")
         self.loop_label = QLabel("loop stopped")
-        self.loop_label.setWordWrap(True)
         self.rates_plot = pg.PlotWidget()
         self.rates_plot.setMinimumHeight(120)
         self.rates_plot.setLabel("left", "rate", units="Hz")
@@ -199,7 +199,7 @@ class RobotPanel(QWidget):
         ll.addWidget(self.network_box, 0, 0, 1, 2)
         ll.addWidget(self.start_button, 1, 0)
         ll.addWidget(self.stop_button, 1, 1)
-        ll.addWidget(self.loop_label, 2, 0, 1, 2)
+        ll.addWidget(Readout(self.loop_label, lines=3), 2, 0, 1, 2)  # wraps words
         ll.addWidget(self.rates_plot, 3, 0, 1, 2)
 
         # --- arena (simulated robot) ----------------------------------------------------------

@@ -38,6 +38,7 @@ from neurolab_gui.core.session_sweep import dc_sweep
 
 from ..bridge import relay
 from ..errors import ErrorReporter
+from .readout import Readout
 
 
 class _CurveSignal(QObject):
@@ -116,7 +117,7 @@ class TransferPanel(QWidget):
         layout.addLayout(run_row)
         layout.addLayout(fit_row)
         layout.addWidget(self.plot, 1)
-        layout.addWidget(self.status)
+        layout.addWidget(Readout(self.status, lines=2))  # changes at every sweep or calibration step
         # clicked(bool) must not reach start_sweep's parameters
         self.sweep_button.clicked.connect(lambda _checked=False: self.start_sweep())
         self.cancel_button.clicked.connect(self.cancel)
