@@ -121,9 +121,7 @@ def test_calibration_started_from_the_gui_finishes_and_updates_the_transfer_curv
         qtbot.waitUntil(lambda: task.done, timeout=120_000)
         # the finished signal reaches the GUI thread after the last progress report: wait for it
         qtbot.waitUntil(lambda: model.progress.value() == 100 and "calibration finished" in model.status.text())
-    # Known, issue 15 item 10: a clean-clone CI run still saw one 139 ms gap (50 ms on the GUI
-    # thread) after the fit's GIL convoy was removed; checked strictly below, reported at the end.
-    stall = heartbeat.known_stall()
+    heartbeat.assert_no_stall()
     results = task.result()
     assert list(results) == [0] and results[0].cores == [2]
     assert results[0].summary()["neurons_fitted"] > 200  # every neuron of the core got an f–I fit
@@ -132,8 +130,6 @@ def test_calibration_started_from_the_gui_finishes_and_updates_the_transfer_curv
     final = results[0].curves
     assert transfer.curves.x.tolist() == final.x.tolist()
     assert np.median(transfer.curves.matrix()[-1]) > np.median(transfer.curves.matrix()[0])
-    if stall:
-        pytest.xfail(stall)
 
 
 def test_calibration_can_be_cancelled_from_the_gui(make_window, qtbot):
