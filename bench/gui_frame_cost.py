@@ -12,7 +12,9 @@ Scenarios:
   loop changes them (in the robot dock's scroll area);
 * ``model_status``: the model panel's status line, as a conversion's progress reports change it;
 * ``raster_info``: the raster's "spikes shown" line, which changes every frame;
-* ``dvs_image``: the robot panel's DVS picture (128 x 128, scaled), which changes at 25 Hz.
+* ``dvs_image``: the robot panel's DVS picture (128 x 128, scaled), which changes at 25 Hz;
+* ``bias_burst`` (always): a bias set applied to the shown core, as a calibration's start or a
+  preset click does; reported as the longest single event-loop pass and the total CPU.
 
 Wall time per update is printed beside: it also counts waits (for the CPU, or for Qt's paint
 thread pool), so it means something only on an otherwise idle machine.
@@ -92,6 +94,28 @@ def measure(app, window, change, updates: int, repeats: int) -> tuple[float, flo
     return statistics.median(per_update), max(per_update), statistics.median(wall)
 
 
+def bias_burst(app, window, repeats: int) -> tuple[float, float]:
+    """A bias set applied to the core the bias panel shows (what a calibration's start or a preset
+    click does): the longest single pass of the event loop while the panel draws it, and the total
+    GUI-thread CPU it took (ms, worst over ``repeats`` applications)."""
+    from neurolab_gui.core.bias_model import BiasModel
+
+    panel, model = window.bias_panel, window.session.biases
+    names = BiasModel.preset_names()
+    longest, total = 0.0, 0.0
+    for i in range(repeats):
+        model.apply_preset(names[i % len(names)], cores=[(panel.chip, panel.core)])
+        started = time.thread_time()
+        while True:  # the burst's passes, until nothing is left to draw
+            before = time.thread_time()
+            app.processEvents()
+            longest = max(longest, (time.thread_time() - before) * 1e3)
+            if not panel._pending_changes and not panel._to_show:
+                break
+        total = max(total, (time.thread_time() - started) * 1e3)
+    return longest, total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=100)
@@ -105,6 +129,9 @@ def main() -> None:
         results[name] = {"cpu_ms_per_update_median": round(median, 3), "cpu_ms_per_update_worst": round(worst, 3),
                          "wall_ms_per_update_median": round(wall, 3)}
         print(f"{name}: {median:.3f} ms GUI-thread CPU per update (worst block {worst:.3f}), wall {wall:.3f} ms", flush=True)
+    longest, total = bias_burst(app, window, args.repeats)
+    results["bias_burst"] = {"longest_pass_cpu_ms": round(longest, 2), "total_cpu_ms": round(total, 2)}
+    print(f"bias_burst: longest event-loop pass {longest:.1f} ms GUI-thread CPU, {total:.1f} ms in all", flush=True)
     window.session.close()
     window.close()
     print(json.dumps(results))

@@ -19,6 +19,7 @@ and the log; the controls then show what the board holds.
 from __future__ import annotations
 
 import logging
+import time
 
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt, QTimer
@@ -52,6 +53,8 @@ from ..bridge import relay
 #: File dialogs: the driver's bias-set format (drivers.dynapse1.bias_files) and its importers.
 SAVE_FILTER = "Bias sets (*.json *.yaml *.yml)"
 OPEN_FILTER = "Bias sets and imports (*.json *.yaml *.yml *.py);;All files (*)"
+#: Longest stretch the panel redraws changed biases before it lets the event loop run again.
+SHOW_SLICE_S = 0.008
 
 
 log = logging.getLogger("neurolab.gui.biases")
@@ -119,6 +122,7 @@ class BiasPanel(QWidget):
         self.model = session.biases
         self._updating = False
         self._pending_changes: list[BiasChange] = []
+        self._to_show: dict[str, None] = {}  # biases of the shown core still to redraw (in order)
         self.chip_combo = QComboBox()
         self.core_combo = QComboBox()
         for i in range(N_CHIPS):
@@ -386,14 +390,27 @@ class BiasPanel(QWidget):
         self.change_log.appendPlainText("\n".join(
             f"{c.origin:>9}  chip {c.chip} core {c.core} {c.name}: {describe(c.old)} → {describe(c.new)}" for c in changes
         ))
-        shown = {c.name for c in changes if (c.chip, c.core) == (self.chip, self.core)}
+        drawing = bool(self._to_show)
+        self._to_show.update(dict.fromkeys(c.name for c in changes if (c.chip, c.core) == (self.chip, self.core)))
+        if self._to_show and not drawing:
+            self._show_some()
+
+    def _show_some(self) -> None:
+        """Redraw the changed biases of the shown core, at most ``SHOW_SLICE_S`` of them per pass
+        of the event loop (one costs ~1 ms of pyqtgraph parameter updates): a preset or a
+        calibration's bias burst is drawn over a few passes, not in one long stall."""
+        started = time.perf_counter()
         self._updating = True
         try:
-            for name in shown:
+            while self._to_show and time.perf_counter() - started < SHOW_SLICE_S:
+                name = next(iter(self._to_show))
+                del self._to_show[name]
                 self._show_value(name, self.model.value(self.chip, self.core, name))
         finally:
             self._updating = False
-        if shown:
+        if self._to_show:
+            QTimer.singleShot(0, self._show_some)
+        else:
             self._show_matching_preset()
 
     def _update_history_buttons(self) -> None:
