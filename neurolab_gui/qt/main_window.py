@@ -36,6 +36,7 @@ from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
 
 from .bridge import relay
+from .dock_style import dock_title_style
 from .errors import ErrorReporter
 from .panels.bias_panel import BiasPanel
 from .panels.console_panel import ConsolePanel
@@ -234,6 +235,7 @@ class MainWindow(QMainWindow):
         """Add ``widget`` as a dock; ``scroll``: inside a scroll area, for panels taller than a laptop screen."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{key}")  # saveState identifies docks by objectName
+        dock.setStyle(dock_title_style())  # the title's icons made once, not at every paint
         if scroll:
             area_widget = QScrollArea()
             area_widget.setWidgetResizable(True)
