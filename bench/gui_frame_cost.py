@@ -13,6 +13,7 @@ Scenarios:
 * ``model_status``: the model panel's status line, as a conversion's progress reports change it;
 * ``raster_info``: the raster's "spikes shown" line, which changes every frame;
 * ``dvs_image``: the robot panel's DVS picture (128 x 128, scaled), which changes at 25 Hz;
+* ``raster_frame``: a raster frame (one core, rates drifting between frames, 1 s window);
 * ``bias_burst`` (always): a bias set applied to the shown core, as a calibration's start or a
   preset click does; reported as the longest single event-loop pass and the total CPU.
 
@@ -74,7 +75,23 @@ def _dvs(window, i: int) -> None:
     window.robot_panel.dvs_image.setImage(rgb, autoLevels=False, levels=(0, 255))
 
 
-SCENARIOS = {"robot_readouts": _robot, "model_status": _model, "raster_info": _raster, "dvs_image": _dvs}
+def _raster_frame(window, i: int) -> None:
+    """One raster frame of a core firing at a rate that drifts (the board's time moves on 33 ms)."""
+    import numpy as np
+
+    from drivers.dynapse1.spikes import SpikeEvents
+
+    rng = np.random.default_rng(i)
+    n = 200 + 150 * (i % 7)  # events in 33 ms of board time over 256 neurons: ~25-150 Hz each
+    t0 = i * 33_000
+    ts = np.sort(rng.integers(t0, t0 + 33_000, n))
+    neurons = rng.integers(0, 256, n)
+    window.session.connection.feed(SpikeEvents(ts, np.zeros(n, int), np.zeros(n, int), neurons))
+    window.raster_panel.render()
+
+
+SCENARIOS = {"robot_readouts": _robot, "model_status": _model, "raster_info": _raster, "dvs_image": _dvs,
+             "raster_frame": _raster_frame}
 
 
 def measure(app, window, change, updates: int, repeats: int) -> tuple[float, float, float]:

@@ -58,6 +58,12 @@ CORE_COLOURS.append(pg.mkColor(200, 200, 200))
 DENSITY_LEVELS = 16
 
 
+def round_up_nice(x: float) -> float:
+    """The smallest of 1, 1.5, 2, 3, 5 or 7 times a power of ten that is at least ``x`` (> 0)."""
+    scale = 10.0 ** np.floor(np.log10(x))
+    return float(next(m * scale for m in (1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0) if m * scale >= x * (1 - 1e-12)))
+
+
 def _density_lut() -> np.ndarray:
     """Colour table as 0xAARRGGBB words: entry colour * LEVELS + n is a core's (or the inputs')
     colour at n spikes per bin (0 = black).
@@ -240,10 +246,14 @@ class RasterPanel(QWidget):
         self.rate_plot.hideButtons()
         self.rate_plot.setMaximumWidth(160)
         self.rate_plot.setXRange(0.0, 10.0, padding=0)
+        self._rate_end = 10.0
         self.graphics.ci.layout.setColumnStretchFactor(0, 5)
         self.tick_items: dict[int, pg.PlotCurveItem] = {}
         for c in range(len(CORE_COLOURS)):
+            # separate segments drawn with QPainter.drawLines from one numpy buffer, not built into a
+            # QPainterPath point by point (pyqtgraph's default for 1-pixel pens)
             item = pg.PlotCurveItem(pen=pg.mkPen(CORE_COLOURS[c], width=1), connect="pairs", skipFiniteCheck=True, antialias=False)
+            item.setSegmentedLineMode("on")
             self.plot.addItem(item)
             self.tick_items[c] = item
         self.density_item = DensityImageItem()
@@ -252,6 +262,7 @@ class RasterPanel(QWidget):
         self.block_items: list[tuple[pg.InfiniteLine, pg.TextItem]] = []
         # one horizontal bar per row, from 0 to its rate, at the row's height
         self.rate_curve = pg.PlotCurveItem(pen=pg.mkPen("w"), connect="pairs", skipFiniteCheck=True)
+        self.rate_curve.setSegmentedLineMode("on")
         self.rate_plot.addItem(self.rate_curve)
 
         layout = QVBoxLayout(self)
@@ -520,4 +531,9 @@ class RasterPanel(QWidget):
         bars = np.zeros(2 * frame.n_rows)
         bars[1::2] = frame.rates_hz
         self.rate_curve.setData(bars, rows, connect="pairs")
-        self.rate_plot.setXRange(0.0, max(10.0, float(frame.rates_hz.max(initial=0.0))) * 1.05, padding=0)
+        # the rate axis ends at a round number: it changes (and its ticks are laid out again) only
+        # when the top rate crosses one, not at every frame
+        rate_end = round_up_nice(max(10.0, float(frame.rates_hz.max(initial=0.0))) * 1.05)
+        if rate_end != self._rate_end:
+            self._rate_end = rate_end
+            self.rate_plot.setXRange(0.0, rate_end, padding=0)
