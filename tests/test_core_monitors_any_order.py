@@ -164,3 +164,32 @@ def test_membrane_selection_can_leave_the_board_write_to_the_polling_thread():
     assert board.routed[-1] == (0, 1, 8) and len(monitor.trace(0, 1)[0]) == 1
     monitor.select(2, 3, 4)  # a script: written at once
     assert board.routed[-1] == (2, 3, 4)
+
+
+def test_membrane_trace_of_a_window_is_the_newest_samples_only():
+    class Board:
+        is_emulated = True
+
+        def __init__(self):
+            self.t0 = 0.0
+
+        def monitor_neuron(self, chip, core, neuron):
+            pass
+
+        def read_membrane(self, chip, core):  # 1000 samples 1 ms apart per poll
+            t = self.t0 + np.arange(1000) * 1000.0
+            self.t0 = t[-1] + 1000.0
+            return t, np.sin(t)
+
+    from neurolab_gui.core.monitors import MembraneMonitor
+
+    monitor = MembraneMonitor()
+    monitor.select(0, 1, 7, route_now=False)
+    monitor.attach(Board())
+    for _ in range(5):
+        monitor.poll()
+    t_all, v_all = monitor.trace(0, 1)
+    t, v = monitor.trace(0, 1, span_us=250_000)
+    assert len(t_all) == 5000 and t[-1] == t_all[-1] and t[0] == t_all[-1] - 250_000 and len(t) == 251
+    assert np.array_equal(v, v_all[-251:])
+    assert len(monitor.trace(2, 3, span_us=1e6)[0]) == 0  # nothing collected there

@@ -636,10 +636,13 @@ class MembraneMonitor:
                 self._t[(chip, core)] = np.concatenate([old_t, t])[-self.capacity :]
                 self._v[(chip, core)] = np.concatenate([old_v, v])[-self.capacity :]
 
-    def trace(self, chip: int, core: int) -> tuple[np.ndarray, np.ndarray]:
-        """(t_us, volts) collected so far for (chip, core)."""
+    def trace(self, chip: int, core: int, span_us: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(t_us, volts) collected so far for (chip, core); with ``span_us``, only the samples of
+        that long before the newest (what a plot window shows: no copy of the whole history)."""
         with self._lock:
-            return self._t.get((chip, core), np.zeros(0)).copy(), self._v.get((chip, core), np.zeros(0)).copy()
+            t, v = self._t.get((chip, core), np.zeros(0)), self._v.get((chip, core), np.zeros(0))
+            start = int(np.searchsorted(t, t[-1] - span_us)) if span_us is not None and len(t) else 0
+            return t[start:].copy(), v[start:].copy()
 
 
 @dataclass

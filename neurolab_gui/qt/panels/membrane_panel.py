@@ -120,10 +120,9 @@ class MembranePanel(QWidget):
         chip, core, neuron = self.neuron
         if not membrane.available or membrane.selected.get((chip, core)) != neuron:
             return
-        t, v = membrane.trace(chip, core)
+        t, v = membrane.trace(chip, core, span_us=self.span_spin.value() * 1e6)  # the window only, not 200 k samples
         if len(t):
-            keep = t >= t[-1] - self.span_spin.value() * 1e6
-            self.curve.setData(t[keep] / 1e6, v[keep])
+            self.curve.setData(t / 1e6, v)
 
     def stop(self) -> None:
         self.timer.stop()
