@@ -29,19 +29,21 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from drivers.dynapse1.board_api import Board
 
-from .conversion.deployment import BoardProfile, Deployment, deploy_network
 from .conversion.encoding import sigma_delta_encode
-from .conversion.mapping import MappedNetwork
 from .conversion.robot_task import CLASS_NAMES, PHOTOTAXIS_TASK, RobotCoding
-from .conversion.spiking_run import generator_program
 from .jobs import ProgressSink
 from .probing.program import run_program
 from .robot_demo import ControlOutput, PhototaxisReport
+
+if TYPE_CHECKING:  # the conversion stack imports torch: loaded when a network is deployed, not with the app
+    from .conversion.deployment import BoardProfile, Deployment
+    from .conversion.mapping import MappedNetwork
 
 #: ``--network`` / the Robot panel's names of the networks that can drive the motors.
 WIRED_NETWORK = "phototaxis"  # the hand-wired Braitenberg network of :mod:`.robot_demo`
@@ -98,6 +100,9 @@ class NetworkController:
         for u, a in enumerate(mapped.unit_addresses):
             unit_of_gid[(a.chip * 4 + a.core) * 256 + a.neuron] = u
         self._unit_of_gid = unit_of_gid
+        from .conversion.spiking_run import generator_program  # torch: see the imports above
+
+        self._generator_program = generator_program
         self._trace = np.zeros(mapped.n_hidden)  # filtered rate of every unit (Hz)
         push_right = mapped.readout_weight[2] - mapped.readout_weight[0]
         self._left_wheel_units = np.flatnonzero(push_right > 0)  # a right turn speeds up the left wheel
@@ -131,7 +136,7 @@ class NetworkController:
                                   bias_gain=m.bias_rate_gain)
         self._step += 1
         period = self.period_s
-        events = run_program(board, generator_program(m, stim), period)
+        events = run_program(board, self._generator_program(m, stim), period)
         # h: the units' spikes low-passed with the synaptic tau, the filter kept across steps
         unit = self._unit_of_gid[events.global_id] if len(events) else np.zeros(0, np.int64)
         keep = unit >= 0
@@ -194,6 +199,7 @@ def deploy_robot_network(
     import torch
 
     from .conversion.checkpoint import load_checkpoint
+    from .conversion.deployment import deploy_network
     from .conversion.pipeline import config_for_task, convert
     from .conversion.robot_task import phototaxis_task
     from .jobs import check_cancel, span
