@@ -19,6 +19,24 @@ with :meth:`RemoteVirtualFpga.add_lost_listener` are told, so the board reads as
 when no transfer is in flight.  A child that is alive but does not answer within
 :data:`REQUEST_TIMEOUT_S` is treated the same way.
 
+Fewer round trips, the same transfers
+------------------------------------
+A 0xC6 chip-word batch is always followed by the read of its acknowledgement (libcaer's
+``sendUSBCommandVerifyMultiple``; the driver's transport does the same), so the batch itself is
+*posted*: sent to the child without waiting for a reply, and the acknowledgement's request,
+answered in order after it, is the one round trip of the pair.  A batch the child's FPGA refuses
+(a stall) is reported by the next control transfer, which the child then does not carry out, so
+exactly the transfers before the refused one take effect, as when each waited.  Opening a board
+(libcaer's default configuration: 1,244 acknowledged batches) takes half the round trips;
+:attr:`RemoteVirtualFpga.round_trips` and :attr:`RemoteVirtualFpga.posted` count them.
+
+Starting early
+--------------
+A child takes a second or more to import the simulator and build its board.
+:func:`start_early` spawns it ahead (``neurolab gui`` does so before it imports Qt); the first
+:class:`RemoteVirtualFpga` for the same serial, configuration and clock adopts it instead of
+spawning another.
+
 When the child is closed it hands over the transfers libcaer never sends that its FPGA logged
 (``emulator.virtual_fpga.UNEXPECTED_IN_PROCESS``), so the test suite's check covers boards in a
 child process too.
@@ -30,6 +48,7 @@ import errno
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +57,7 @@ from typing import Any
 
 import usb.core
 
-from .virtual_fpga import UNEXPECTED_IN_PROCESS
+from .fpga_decoding import REQUEST_CHIP_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +105,7 @@ def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
         conn.send(("err", _encode_exception(exc)))
         return
     conn.send(("ok", None))
+    refused: tuple[str, tuple] | None = None  # a posted batch's failure, not yet reported
     while True:
         try:
             op, name, args = conn.recv()
@@ -94,6 +114,17 @@ def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
         if op == "close":  # hand the parent what libcaer would never have sent, for its checks
             conn.send(("ok", list(fpga.unexpected_transfers)))
             return
+        if op == "post":  # a chip-word batch: no reply; a failure answers the next control transfer
+            if refused is None:
+                try:
+                    fpga.control_out(*args)
+                except BaseException as exc:
+                    refused = _encode_exception(exc)
+            continue
+        if refused is not None and op == "call" and name in ("control_out", "control_in"):
+            conn.send(("err", refused))  # instead of carrying it out, as if the batch had raised
+            refused = None
+            continue
         try:
             if op == "bulk":
                 try:
@@ -137,6 +168,44 @@ def child_state(pid: int | None) -> str:
     return "running"
 
 
+def _spawn(serial: str, config: Any, clock: str) -> tuple[Any, Connection]:
+    context = multiprocessing.get_context("spawn")
+    conn, child_conn = context.Pipe()
+    process = context.Process(target=_serve, args=(child_conn, serial, config, clock), name=f"neurolab-emulator-{serial}", daemon=True)
+    process.start()
+    child_conn.close()
+    return process, conn
+
+
+#: Children spawned by :func:`start_early`, by (serial, pickled configuration, clock), not adopted yet.
+_EARLY: dict[tuple[str, bytes, str], tuple[Any, Connection]] = {}
+_EARLY_LOCK = threading.Lock()
+
+
+def _early_key(serial: str, config: Any, clock: str) -> tuple[str, bytes, str]:
+    return serial, pickle.dumps(config), clock
+
+
+def start_early(serial: str, config: Any = None, clock: str = "fast") -> None:
+    """Spawn the child of the board ``serial`` now, so that it boots while this process does other
+    work; the next :class:`RemoteVirtualFpga` with the same arguments adopts it.  A second call for
+    the same board does nothing; a child never adopted ends with this process."""
+    if clock not in ("fast", "realtime"):
+        raise ValueError(f"clock must be 'fast' or 'realtime', got {clock!r}")
+    key = _early_key(serial, config, clock)
+    with _EARLY_LOCK:
+        if key not in _EARLY:
+            _EARLY[key] = _spawn(serial, config, clock)
+
+
+def _adopt_or_spawn(serial: str, config: Any, clock: str) -> tuple[Any, Connection]:
+    with _EARLY_LOCK:
+        early = _EARLY.pop(_early_key(serial, config, clock), None) if _EARLY else None
+    if early is not None and early[0].is_alive():
+        return early
+    return _spawn(serial, config, clock)
+
+
 class RemoteVirtualFpga:
     """A :class:`~emulator.virtual_fpga.VirtualFpga` running in a child process (see module docstring).
 
@@ -163,13 +232,10 @@ class RemoteVirtualFpga:
         self._lost_reason = ""
         self._listeners: list[Callable[[str], None]] = []
         self._lag_us = 0.0
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(child_conn, serial, config, clock), name=f"neurolab-emulator-{serial}", daemon=True
-        )
-        self._process.start()
-        child_conn.close()
+        #: requests that waited for the child's reply, and chip-word batches posted without waiting
+        self.round_trips = 0
+        self.posted = 0
+        self._process, self._conn = _adopt_or_spawn(serial, config, clock)
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise TimeoutError(f"emulator process for {serial!r} did not start within {start_timeout_s:.0f} s")
@@ -237,10 +303,23 @@ class RemoteVirtualFpga:
                 self._lose(reason)
                 return
 
+    def _post(self, name: str, *args: Any) -> None:
+        """Send a request that has no reply (see "Fewer round trips" in the module docstring)."""
+        with self._lock:
+            if not self._alive:
+                raise _gone(self._lost_reason or "has ended")
+            try:
+                self._conn.send(("post", name, args))
+            except (OSError, BrokenPipeError) as exc:
+                self._lose(f"has ended ({exc.__class__.__name__})")
+                raise _gone("has ended") from exc
+            self.posted += 1
+
     def _request(self, op: str, name: str, *args: Any) -> Any:
         with self._lock:
             if not self._alive:
                 raise _gone(self._lost_reason or "has ended")
+            self.round_trips += 1
             try:
                 self._conn.send((op, name, args))
                 deadline = time.monotonic() + self.request_timeout_s
@@ -262,7 +341,10 @@ class RemoteVirtualFpga:
     # --- the VirtualFpga interface used by the backend ---
 
     def control_out(self, request: int, value: int, index: int, data: bytes) -> None:
-        self._request("call", "control_out", request, value, index, data)
+        if request == REQUEST_CHIP_MULTIPLE:  # its acknowledgement's read follows: that waits
+            self._post("control_out", request, value, index, data)
+        else:
+            self._request("call", "control_out", request, value, index, data)
 
     def control_in(self, request: int, value: int, index: int, length: int) -> bytes:
         return self._request("call", "control_in", request, value, index, length)
@@ -316,6 +398,8 @@ class RemoteVirtualFpga:
             try:
                 self._conn.send(("close", "", ()))
                 if self._conn.poll(timeout_s):
+                    from .virtual_fpga import UNEXPECTED_IN_PROCESS  # not at the top: it loads the simulator's imports
+
                     _, unexpected = self._conn.recv()
                     UNEXPECTED_IN_PROCESS.extend((self.serial, what) for what in unexpected or ())
             except (EOFError, OSError, BrokenPipeError):

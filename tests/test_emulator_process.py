@@ -136,3 +136,65 @@ def test_a_child_hands_its_unexpected_transfers_to_the_parent_when_closed():
     assert fpga.unexpected_count == 1
     fpga.close()
     assert any(serial == "EMUPROC6" and "CHIPID 1" in what for serial, what in UNEXPECTED_IN_PROCESS)
+
+
+class _CountingBackend:
+    """Counts the control transfers the driver makes through a virtual backend."""
+
+    def __init__(self, backend):
+        self.transfers = 0
+        original = backend.ctrl_transfer
+
+        def counted(*args, **kwargs):
+            self.transfers += 1
+            return original(*args, **kwargs)
+
+        backend.ctrl_transfer = counted
+
+
+def test_opening_a_board_in_a_child_waits_once_per_acknowledged_batch_not_once_per_transfer():
+    """libcaer's start-up is ~2,500 control transfers; every 0xC6 batch is posted and only its
+    acknowledgement's read waits, so the open costs at most one round trip per two transfers
+    (it was one per transfer).  Counted, not timed."""
+    from drivers.dynapse1.board import open_board
+    from emulator.config import EmulatorConfig
+    from emulator.fpga_process import RemoteVirtualFpga
+    from emulator.virtual_usb import VirtualDynapseBackend
+
+    backend = VirtualDynapseBackend()
+    fpga = backend.plug(RemoteVirtualFpga("EMUPROC7", EmulatorConfig(), "fast"))
+    counter = _CountingBackend(backend)
+    board = open_board("EMUPROC7", backend=backend, settle_s=0.0)
+    try:
+        assert counter.transfers > 2000
+        assert fpga.posted > 1000  # the chip-word batches of the default configuration
+        # descriptors are answered in this process; the first bulk read of the stream may follow
+        assert fpga.round_trips + fpga.posted <= counter.transfers + 2
+        assert fpga.round_trips <= counter.transfers // 2 + 50
+        board.set_bias(0, 1, "IF_DC_P", BiasValue(1, 30))  # and the posted writes took effect
+        assert fpga.read_membrane(0, 0) is not None
+    finally:
+        board.close()
+        fpga.close()
+
+
+@pytest.mark.unexpected_transfers_ok
+def test_a_refused_posted_batch_fails_the_next_control_transfer_which_is_not_carried_out():
+    import usb.core
+
+    from emulator.fpga_process import RemoteVirtualFpga
+
+    def chip_id(device_id: int) -> tuple:  # 0xBF CHIP/ID <- a chip's device id
+        return 0xBF, 5, 1, device_id.to_bytes(4, "big")
+
+    fpga = RemoteVirtualFpga("EMUPROC8")
+    try:
+        fpga.control_out(*chip_id(8))  # chip 1
+        fpga.control_out(0xC6, 2, 0, bytes(4))  # declares 2 entries, carries 1: the FPGA stalls
+        assert (fpga.posted, fpga.round_trips) == (1, 1)
+        with pytest.raises(usb.core.USBError, match="2 entries but 4 bytes"):
+            fpga.control_out(*chip_id(4))  # reports the refusal instead of selecting chip 2
+        assert fpga.control_in(0xBF, 5, 1, 4) == (8).to_bytes(4, "big")  # still chip 1
+        assert any("declaring 2 entries" in what for what in fpga.unexpected_transfers)
+    finally:
+        fpga.close()
