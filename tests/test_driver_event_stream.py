@@ -108,3 +108,53 @@ def test_fuzz_random_buffers_never_raise():
         assert np.all(out.chip < 4) and np.all(out.core < 4)
     assert total_events > 0
     assert decoder.total.corrupt_words > 0
+
+
+def _both_paths(chunks: list[bytes], base: int = 0, low: int = 0) -> None:
+    """Decode ``chunks`` (state carried across them) with the compiled kernel and with the numpy
+    formulation the app uses before the kernel is loaded; everything must be identical."""
+    from drivers.dynapse1 import event_words as ew
+
+    kernel = ew.load_kernel()
+    state_k = state_v = (base, low)
+    for raw in chunks:
+        words = np.frombuffer(raw, "<u2", count=len(raw) // 2)
+        out = [np.empty(len(words), t) for t in (np.int64, np.uint8, np.uint8, np.uint16)]
+        n, corrupt, resets, b, lo = kernel(words, ew._CORE_OF_CODE, np.int64(state_k[0]), np.int64(state_k[1]), *out)
+        state_k = (int(b), int(lo))
+        events, corrupt_v, resets_v, *state_v = ew._decode_vectorised(words, *state_v)
+        _assert_same(events, SpikeEvents(*(column[:n] for column in out)))
+        assert (corrupt_v, resets_v, tuple(state_v)) == (corrupt, resets, state_k)
+
+
+def test_the_vectorised_decoder_equals_the_compiled_kernel():
+    rng = np.random.default_rng(7)
+    dense = StreamEncoder().encode(_random_events(rng, 30_000, 4))
+    sparse = StreamEncoder().encode(_random_events(rng, 3_000, 300_000))  # wraps, some of several units
+    garbage = rng.integers(0, 1 << 16, 20_000).astype("<u2").tobytes()  # resets, corrupt spikes, unknown codes
+    cuts = sorted(rng.integers(0, len(dense) // 2, 30) * 2)
+    _both_paths([dense[a:b] for a, b in zip([0, *cuts], [*cuts, len(dense)], strict=True)])
+    _both_paths([sparse, garbage, dense[:5000], b"", garbage[:7]], base=(1 << 31) + 12345, low=777)
+    for tail in range(1, 6):  # the running state after short buffers, ending in each kind of word
+        _both_paths([garbage[: 2 * tail], encode_words([0x8000 | 5, 0x7003, 0x0001, 0x1021][:tail])])
+
+
+def test_the_vectorised_decoder_equals_libcaers_event_translator():
+    from tests.libcaer_vectors import vectors
+
+    for case in (v for k, v in vectors()["event_translator"].items() if not k.startswith("_")):
+        _both_paths([bytes.fromhex(chunk) for chunk in case["chunks"]])
+
+
+def test_a_deferred_kernel_decodes_with_numpy_until_it_is_loaded():
+    """What the app does: no numba before its first events; the warm-up loads the kernel later."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nfrom drivers.dynapse1 import event_words as ew\new.defer_kernel()\n"
+            "d = ew.StreamDecoder()\nout, _ = d.decode(ew.encode_words([0x8000 | 9, 0x1041]))\n"
+            "before = 'numba' in sys.modules\new.load_kernel()\nout2, _ = d.decode(ew.encode_words([0x8000 | 12, 0x1041]))\n"
+            "print(json.dumps([before, 'numba' in sys.modules, out.timestamp_us.tolist(), out2.timestamp_us.tolist()]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(result.stdout.splitlines()[-1]) == [False, True, [9], [12]]

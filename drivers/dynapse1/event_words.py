@@ -33,13 +33,21 @@ The decoder is one numba-compiled pass over the words (the speed target is
 ≥ 30 M events/s on two cores, ``bench/decode_speed.py``).  It keeps the wrap
 base and the last timestamp between calls, so a stream split at any word
 boundary decodes to the same events.
+
+Loading that kernel costs about half a second of CPU holding the GIL (importing numba, then
+linking its cached machine code), which the desktop app cannot spend before its first events.
+The app calls :func:`defer_kernel`: until :func:`load_kernel` has run (its warm-up does, after
+the first events are drawn) buffers are decoded by :func:`_decode_vectorised`, a numpy
+formulation of the same pass (identical events, counts and state, tested against the kernel and
+libcaer's vectors; a few M events/s, plenty for a board that just started).  Everything else
+loads the kernel at its first decode.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from .spikes import SpikeEvents
@@ -54,8 +62,7 @@ SPIKE_CODE_OF_CORE = (1, 2, 5, 6)
 _CORE_OF_CODE = np.array([-1, 0, 1, -1, -1, 2, 3, -1], dtype=np.int8)
 
 
-@numba.njit(cache=True, nogil=True)
-def _decode_kernel(words, core_of_code, base, low, out_ts, out_chip, out_core, out_neuron):  # pragma: no cover - compiled
+def _decode_loop(words, core_of_code, base, low, out_ts, out_chip, out_core, out_neuron):  # pragma: no cover - compiled
     n_events = 0
     n_corrupt = 0
     n_resets = 0
@@ -88,6 +95,69 @@ def _decode_kernel(words, core_of_code, base, low, out_ts, out_chip, out_core, o
                 out_neuron[n_events] = data >> 4
                 n_events += 1
     return n_events, n_corrupt, n_resets, base, low
+
+
+_kernel = None  # _decode_loop compiled by numba, once load_kernel() ran
+_kernel_lock = threading.Lock()
+_deferred = False
+
+
+def load_kernel():
+    """Compile (or load from numba's cache) the decoding kernel; later calls return it at once."""
+    global _kernel
+    with _kernel_lock:
+        if _kernel is None:
+            import numba
+
+            _kernel = numba.njit(cache=True, nogil=True)(_decode_loop)
+            _kernel(np.zeros(0, np.uint16), _CORE_OF_CODE, np.int64(0), np.int64(0), *_outputs(0))  # link it now
+        return _kernel
+
+
+def defer_kernel() -> None:
+    """Decode with numpy until :func:`load_kernel` is called (see the module docstring)."""
+    global _deferred
+    _deferred = True
+
+
+def _outputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint16)
+
+
+def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEvents, int, int, int, int]:
+    """:func:`_decode_loop` in whole-array numpy steps: (events, corrupt, resets, base, low) after ``words``.
+
+    The running state is a prefix scan: ``low`` is whatever the last timestamp, wrap or reset word
+    at or before a word set it to (a timestamp word its 15 bits, the others 0), and ``base`` the
+    sum of the wrap steps since the last reset (or since the call, on top of the base passed in).
+    """
+    n = words.shape[0]
+    if n == 0:
+        return SpikeEvents(), 0, 0, base, low
+    w = words.astype(np.int64)
+    control = w < TIMESTAMP_FLAG
+    code = (w >> 12) & 7
+    data = w & 0xFFF
+    wrap = control & (code == CODE_WRAP)
+    reset = control & (w == TIMESTAMP_RESET_WORD)
+    position = np.arange(n)
+    last_low = np.where(~control | wrap | reset, position, -1)
+    np.maximum.accumulate(last_low, out=last_low)
+    low_value = np.where(control, 0, w & 0x7FFF)
+    low_at = np.where(last_low >= 0, low_value[last_low], low)
+    wraps = np.cumsum(np.where(wrap, data * WRAP_STEP_US, 0))
+    last_reset = np.where(reset, position, -1)
+    np.maximum.accumulate(last_reset, out=last_reset)
+    base_at = np.where(last_reset >= 0, wraps - wraps[last_reset], base + wraps)
+    core = _CORE_OF_CODE[code]
+    chip_plus_one = data & 0xF
+    spike = control & (code != 0) & (code != CODE_WRAP)
+    valid = spike & (core >= 0) & (chip_plus_one >= 1) & (chip_plus_one <= 4)
+    corrupt = int(np.count_nonzero(spike & ~valid)) + int(np.count_nonzero(control & (code == 0) & ~reset))
+    at = np.flatnonzero(valid)
+    events = SpikeEvents(base_at[at] + low_at[at], (chip_plus_one[at] - 1).astype(np.uint8), core[at].astype(np.uint8),
+                         (data[at] >> 4).astype(np.uint16))
+    return events, corrupt, int(np.count_nonzero(reset)), int(base_at[-1]), int(low_at[-1])
 
 
 @dataclass
@@ -141,20 +211,20 @@ class StreamDecoder:
         n_words = len(raw) // 2
         stray = len(raw) - 2 * n_words
         words = np.frombuffer(raw, dtype="<u2", count=n_words)
-        ts = np.empty(n_words, np.int64)
-        chip = np.empty(n_words, np.uint8)
-        core = np.empty(n_words, np.uint8)
-        neuron = np.empty(n_words, np.uint16)
-        n, n_corrupt, n_resets, self._base, self._low = _decode_kernel(
-            words, _CORE_OF_CODE, np.int64(self._base), np.int64(self._low), ts, chip, core, neuron
-        )
-        self._base, self._low = int(self._base), int(self._low)
-        stats = DecodeStats(int(n), int(n_corrupt), int(n_resets), stray)
+        kernel = _kernel if _kernel is not None or _deferred else load_kernel()
+        if kernel is None:
+            events, n_corrupt, n_resets, self._base, self._low = _decode_vectorised(words, self._base, self._low)
+        else:
+            ts, chip, core, neuron = _outputs(n_words)
+            n, n_corrupt, n_resets, base, low = kernel(words, _CORE_OF_CODE, np.int64(self._base), np.int64(self._low), ts, chip, core, neuron)
+            self._base, self._low = int(base), int(low)
+            events = SpikeEvents(ts[:n], chip[:n], core[:n], neuron[:n])
+        stats = DecodeStats(len(events), int(n_corrupt), int(n_resets), stray)
         self.total.events += stats.events
         self.total.corrupt_words += stats.corrupt_words
         self.total.timestamp_resets += stats.timestamp_resets
         self.total.stray_bytes += stats.stray_bytes
-        return SpikeEvents(ts[:n], chip[:n], core[:n], neuron[:n]), stats
+        return events, stats
 
 
 def encode_words(words: list[int]) -> bytes:

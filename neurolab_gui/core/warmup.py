@@ -41,10 +41,11 @@ _future: Future | None = None
 
 
 def _load_decoder() -> None:
-    """Load the event decoder's compiled kernel (the first decode of a board's stream would)."""
-    from drivers.dynapse1.event_words import StreamDecoder
+    """Load the event decoder's compiled kernel (the first decode of a board's stream would, unless
+    the app deferred it: ``drivers.dynapse1.event_words.defer_kernel``)."""
+    from drivers.dynapse1.event_words import load_kernel
 
-    StreamDecoder().decode(b"\x00\x80")
+    load_kernel()
 
 
 def _warm(modules: tuple[str, ...], future: Future) -> None:
