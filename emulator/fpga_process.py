@@ -198,6 +198,17 @@ def start_early(serial: str, config: Any = None, clock: str = "fast") -> None:
             _EARLY[key] = _spawn(serial, config, clock)
 
 
+def discard_early() -> None:
+    """End the children :func:`start_early` spawned that no board adopted."""
+    with _EARLY_LOCK:
+        early = list(_EARLY.values())
+        _EARLY.clear()
+    for process, conn in early:
+        process.kill()
+        process.join(5.0)
+        conn.close()
+
+
 def _adopt_or_spawn(serial: str, config: Any, clock: str) -> tuple[Any, Connection]:
     with _EARLY_LOCK:
         early = _EARLY.pop(_early_key(serial, config, clock), None) if _EARLY else None

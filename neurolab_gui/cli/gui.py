@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
               "Run the headless end-to-end job with `neurolab demo`, or start the GUI under Xvfb "
               "(xvfb-run neurolab gui).", file=sys.stderr)
         return 2
+    from neurolab_gui.core.connection import app_target, start_early
+
+    # the emulator's child boots (about a second of imports and mismatch) while Qt and the window load
+    start_early(app_target(args.board, args.seed, not args.no_mismatch))
     from neurolab_gui.qt.app import run_app
 
     return run_app(board=args.board, seed=args.seed, mismatch=not args.no_mismatch)

@@ -5,7 +5,7 @@ learns whether silicon or the emulator answers.  The functions here open them:
 
 * :func:`open_silicon` - a DYNAP-SE1 on the USB bus (the driver's ``open_board``);
 * :func:`open_emulator` - an emulated board behind the virtual USB, reached through the very
-  same driver code path as silicon;
+  same driver code path as silicon (:func:`start_emulator_process` boots its child process ahead);
 * :func:`open_brian2_board` - the Brian2 reference stage: a simulator configured exactly like a
   board (:class:`emulator.sim_board.SimulatorBoard`) whose time advances in the Brian2 model;
 * :func:`open_batched_emulator` - N emulated boards with different serials run together
@@ -120,6 +120,17 @@ def open_emulator(
 
     cfg = config if config is not None else emulator_config(seed=seed, mismatch=mismatch, dt=dt)
     return open_emulated_board(serial, cfg, clock=clock, separate_process=separate_process)
+
+
+def start_emulator_process(serial: str = DEFAULT_EMULATOR_SERIAL, *, seed: int = 0, mismatch: bool = True,
+                           dt: float | None = None, clock: str = "fast", config: Any = None) -> None:
+    """Start the child process of the emulated board that :func:`open_emulator` with the same
+    arguments and ``separate_process=True`` would start, without waiting for it: it boots (imports,
+    builds its mismatch) while the caller does other work, and that open adopts it
+    (``emulator.fpga_process.start_early``)."""
+    from emulator.fpga_process import start_early
+
+    start_early(serial, config if config is not None else emulator_config(seed=seed, mismatch=mismatch, dt=dt), clock)
 
 
 def open_batched_emulator(serials, *, seed: int = 0, mismatch: bool = True, threads: int = 0, config: Any = None,

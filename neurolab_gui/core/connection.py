@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
-from .boards import emulator_lag_s, emulator_serial_for, open_emulator, open_silicon
+from .boards import emulator_lag_s, emulator_serial_for, open_emulator, open_silicon, start_emulator_process
 from .events import Signal
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,26 @@ class ConnectionStatus:
 BoardOpener = Callable[[ConnectionTarget], Board]
 
 
+def app_target(board: str = EMULATOR, seed: int = 0, mismatch: bool = True) -> ConnectionTarget:
+    """The board as ``neurolab gui`` opens it: an emulator in its own process on the real-time clock
+    (a full emulated board must never stall drawing), or silicon by serial."""
+    return ConnectionTarget(board, int(seed), bool(mismatch), separate_process=True)
+
+
 def open_board(target: ConnectionTarget) -> Board:
     """Open the emulator or a real board (through :mod:`.boards`, which imports them only when needed)."""
     if target.board == EMULATOR:
         return open_emulator(emulator_serial_for(target.seed), seed=target.seed, mismatch=target.mismatch, clock=target.clock,
                              separate_process=target.separate_process)
     return open_silicon(target.board)
+
+
+def start_early(target: ConnectionTarget) -> None:
+    """Start what :func:`open_board` would wait for longest, without waiting: an emulator's child
+    process boots while the caller imports and builds the window, and the open adopts it.  Nothing
+    for silicon or an in-process emulator."""
+    if target.board == EMULATOR and target.separate_process:
+        start_emulator_process(emulator_serial_for(target.seed), seed=target.seed, mismatch=target.mismatch, clock=target.clock)
 
 
 def list_boards() -> list[BoardChoice]:

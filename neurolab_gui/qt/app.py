@@ -17,7 +17,8 @@ from pathlib import Path
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication
 
-from neurolab_gui.core.connection import ConnectionTarget
+from drivers.dynapse1.event_words import defer_kernel
+from neurolab_gui.core.connection import app_target
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.warmup import warm_up
 
@@ -44,12 +45,14 @@ def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout
     the two overlap; the panels read the session's state when they are built and follow its
     events after, so none of them misses the connection.
     """
+    # numpy decodes the first events; the compiled decoder (0.5 s of CPU to load) comes with the warm-up
+    defer_kernel()
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("NeuroLab")
     app.setOrganizationName("NeuroLab")
     session = Session()
     session.emulator_in_separate_process = True  # a full emulated board must never stall drawing
-    target = ConnectionTarget(board, int(seed), bool(mismatch), separate_process=True)
+    target = app_target(board, seed, mismatch)  # `neurolab gui` started its emulator child already
     session.connection.connect_in_background(target).add_done_callback(
         lambda done: done.exception() is None and not done.result() and log.warning("%s", session.connection.status.message)
     )
