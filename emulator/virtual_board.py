@@ -10,7 +10,6 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .virtual_fpga import VirtualFpga
 from .virtual_usb import VirtualDynapseBackend
 
 #: The virtual FPGA behind every board opened by :func:`open_emulated_board` (weak: closed boards go).
@@ -48,6 +47,9 @@ def open_emulated_board(
         fpga: Any = backend.plug(RemoteVirtualFpga(serial, config, clock))
     else:
         from .simulator import BoardSimulator
+        from .virtual_fpga import (
+            VirtualFpga,  # (not at the top: it loads numba, which a board in a child never needs here)
+        )
 
         fpga = backend.plug(VirtualFpga(serial, BoardSimulator(serial, config), clock))
     board_options.setdefault("settle_s", 0.0)

@@ -25,13 +25,15 @@ from __future__ import annotations
 import array
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import usb.backend
 import usb.core
 
 from . import fpga_decoding as fd
-from .virtual_fpga import VirtualFpga
+
+if TYPE_CHECKING:  # imported where a board is built in this process: it loads numba, which a board in a child never needs here
+    from .virtual_fpga import VirtualFpga
 
 GET_DESCRIPTOR = 6
 DESC_TYPE_STRING = 3
@@ -146,6 +148,8 @@ class VirtualDynapseBackend(usb.backend.IBackend):
 
     def add_board(self, serial: str, simulator: Any, clock: str = "fast") -> VirtualFpga:
         """Plug a board with ``serial`` backed by ``simulator``."""
+        from .virtual_fpga import VirtualFpga
+
         return self.plug(VirtualFpga(serial, simulator, clock))
 
     def plug(self, fpga: Any) -> Any:

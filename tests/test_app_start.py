@@ -17,15 +17,29 @@ def _modules_after(code: str) -> set[str]:
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-def test_the_app_module_does_not_import_the_heavy_stacks_the_warm_up_loads_later():
-    """torch and the conversion/calibration stacks are loaded by ``core.warmup`` after the first
-    events; importing them with the window delayed the first events by their import (about 1 s of
-    CPU for torch alone, ``python -X importtime``)."""
+def test_the_app_and_its_emulated_board_do_not_import_what_the_warm_up_loads_later():
+    """torch, the conversion/calibration stacks and numba (the event decoder's kernel) are loaded by
+    ``core.warmup`` after the first events; importing them with the window or the board delayed
+    the first events (about 1 s of CPU for torch, 0.5 s for numba and the kernel).  The emulator's
+    simulator lives in the child process."""
     from neurolab_gui.core.warmup import HEAVY_MODULES
 
-    loaded = _modules_after("import neurolab_gui.qt.app")
-    assert "neurolab_gui.qt.main_window" in loaded
-    assert not loaded & {*HEAVY_MODULES, "brian2"}, sorted(loaded & {*HEAVY_MODULES, "brian2"})
+    loaded = _modules_after(
+        "import neurolab_gui.qt.app\n"
+        "from drivers.dynapse1.event_words import defer_kernel\n"
+        "from neurolab_gui.core.connection import ConnectionManager, app_target\n"
+        "defer_kernel()\n"
+        "import threading\n"
+        "decoded = threading.Event()\n"
+        "manager = ConnectionManager()\n"
+        "manager.events.connect(lambda batch: decoded.set())\n"
+        "assert manager.connect(app_target('emulator', 13, True))\n"
+        "assert decoded.wait(60), 'no events decoded'\n"
+        "manager.disconnect()"
+    )
+    assert {"neurolab_gui.qt.main_window", "emulator.fpga_process"} <= loaded
+    unwanted = {*HEAVY_MODULES, "brian2", "numba", "emulator.simulator", "emulator.virtual_fpga"}
+    assert not loaded & unwanted, sorted(loaded & unwanted)
 
 
 def test_the_child_started_early_is_the_one_the_connection_opens():
