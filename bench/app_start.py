@@ -14,7 +14,12 @@ records:
 * ``cpu_to_events_s``: CPU time this process used from its start to the first events drawn (on a
   machine shared beyond its cores the wall-clock times above measure the scheduler; this does not);
 * ``warm_s``, ``worst_gap_warm_ms`` / ``worst_gap_warm_cpu_ms``: launch → the heavy stacks loaded
-  (``core.warmup``, started once the first events are drawn), and the worst gap meanwhile.
+  (``core.warmup``, started once the first events are drawn), and the worst gap meanwhile
+  (not with ``--stop-at-events``).
+
+A/B against another tree: run this file with ``PYTHONPATH=<that tree>`` (a tree without
+``connection.start_early`` runs without the early start, as it would have).  On a machine shared
+beyond its cores, ``chrt -f 10 ... --stop-at-events`` gives each short run the cores.
 
 Last printed line: one JSON object.  Run it more than once (``--runs``): the first start on a
 machine also compiles/caches.  Timings on a shared 2-core machine are noisy.
@@ -30,14 +35,17 @@ import sys
 import time
 
 
-def child(launched: float) -> None:
+def child(launched: float, stop_at_events: bool = False) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import tempfile
     from pathlib import Path
 
-    from neurolab_gui.core.connection import app_target, start_early
-
-    start_early(app_target("emulator", 0, True))  # as `neurolab gui` does (neurolab_gui/cli/gui.py)
+    try:
+        from neurolab_gui.core.connection import app_target, start_early
+    except ImportError:  # an older tree (A/B runs against it): it had no early start
+        pass
+    else:
+        start_early(app_target("emulator", 0, True))  # as `neurolab gui` does (neurolab_gui/cli/gui.py)
     from PyQt6.QtCore import Qt, QTimer
 
     from neurolab_gui.qt.app import launch
@@ -63,6 +71,9 @@ def child(launched: float) -> None:
             result["events_s"] = time.time() - launched
             result["cpu_to_events_s"] = time.process_time()
             phase[0] = "warm"
+            if stop_at_events:
+                phase[0] = "done"
+                QTimer.singleShot(0, app.quit)
         if phase[0] == "warm" and warm_up().done():
             result["warm_s"] = time.time() - launched
             phase[0] = "done"
@@ -80,19 +91,24 @@ def child(launched: float) -> None:
     result["state"] = session.connection.status.state
     session.close()
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
+    if stop_at_events:  # the warm-up may be importing torch on its thread: do not tear the interpreter down under it
+        os._exit(0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--stop-at-events", action="store_true",
+                    help="end each run once the first events are drawn (no warm-up figures): short runs, e.g. under chrt")
     ap.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        child(args.child)
+        child(args.child, args.stop_at_events)
         return
     runs = []
     for _ in range(args.runs):
-        out = subprocess.run([sys.executable, __file__, "--child", repr(time.time())], capture_output=True, text=True, timeout=120)
+        command = [sys.executable, __file__, "--child", repr(time.time()), *(["--stop-at-events"] if args.stop_at_events else [])]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         runs.append(json.loads(line[-1]) if line else {"error": out.stderr[-500:]})
         print(json.dumps(runs[-1]), flush=True)
