@@ -46,10 +46,9 @@ def open_emulated_board(
 
         fpga: Any = backend.plug(RemoteVirtualFpga(serial, config, clock))
     else:
+        # not at the top: these load numba, which the parent of a board in a child never needs
         from .simulator import BoardSimulator
-        from .virtual_fpga import (
-            VirtualFpga,  # (not at the top: it loads numba, which a board in a child never needs here)
-        )
+        from .virtual_fpga import VirtualFpga
 
         fpga = backend.plug(VirtualFpga(serial, BoardSimulator(serial, config), clock))
     board_options.setdefault("settle_s", 0.0)

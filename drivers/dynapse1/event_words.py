@@ -155,8 +155,7 @@ def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEve
     valid = spike & (core >= 0) & (chip_plus_one >= 1) & (chip_plus_one <= 4)
     corrupt = int(np.count_nonzero(spike & ~valid)) + int(np.count_nonzero(control & (code == 0) & ~reset))
     at = np.flatnonzero(valid)
-    events = SpikeEvents(base_at[at] + low_at[at], (chip_plus_one[at] - 1).astype(np.uint8), core[at].astype(np.uint8),
-                         (data[at] >> 4).astype(np.uint16))
+    events = SpikeEvents(base_at[at] + low_at[at], chip_plus_one[at] - 1, core[at], data[at] >> 4)
     return events, corrupt, int(np.count_nonzero(reset)), int(base_at[-1]), int(low_at[-1])
 
 
