@@ -83,3 +83,14 @@ def test_neurolab_gui_starts_the_emulator_child_before_it_loads_the_window(monke
 
     discard_early()  # no board adopted it here
     assert "neurolab-emulator-EMU00012" not in [p.name for p in multiprocessing.active_children()]
+
+
+def test_a_failed_early_start_leaves_the_open_to_report_it(monkeypatch, caplog):
+    from neurolab_gui.core import connection
+
+    def fail(*args, **kwargs):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(connection, "start_emulator_process", fail)
+    connection.start_early(connection.app_target("emulator", 14, True))  # the window must still come up
+    assert "could not start emulator (seed 14" in caplog.text

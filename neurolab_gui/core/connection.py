@@ -103,9 +103,13 @@ def open_board(target: ConnectionTarget) -> Board:
 def start_early(target: ConnectionTarget) -> None:
     """Start what :func:`open_board` would wait for longest, without waiting: an emulator's child
     process boots while the caller imports and builds the window, and the open adopts it.  Nothing
-    for silicon or an in-process emulator."""
+    for silicon or an in-process emulator.  Never raises: whatever went wrong, the open itself
+    meets it again and reports it with the window up."""
     if target.board == EMULATOR and target.separate_process:
-        start_emulator_process(emulator_serial_for(target.seed), seed=target.seed, mismatch=target.mismatch, clock=target.clock)
+        try:
+            start_emulator_process(emulator_serial_for(target.seed), seed=target.seed, mismatch=target.mismatch, clock=target.clock)
+        except Exception as exc:  # noqa: BLE001 - only a head start is lost
+            log.warning("could not start %s ahead: %s", target.describe(), exc)
 
 
 def list_boards() -> list[BoardChoice]:
