@@ -51,6 +51,8 @@ DEFAULT_HOST_ROUTE: dict[int, tuple[int, int, int, int]] = {
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:  # the common case first: every word of a board's start-up comes here
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if not low <= int(value) <= high:
