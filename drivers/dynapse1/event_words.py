@@ -110,7 +110,8 @@ def load_kernel():
             import numba
 
             _kernel = numba.njit(cache=True, nogil=True)(_decode_loop)
-            _kernel(np.zeros(0, np.uint16), _CORE_OF_CODE, np.int64(0), np.int64(0), *_outputs(0))  # link it now
+            # link it now, for the argument types decode() passes (its words are a read-only view of the bytes)
+            _kernel(np.frombuffer(b"", dtype="<u2"), _CORE_OF_CODE, np.int64(0), np.int64(0), *_outputs(0))
         return _kernel
 
 
