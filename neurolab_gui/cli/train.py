@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the task's, else 64)")
     p.add_argument("--noise", type=float, default=None, help="pre-activation noise during training (default 0.1)")
     p.add_argument("--retention", type=float, default=None, help="leaky RNN retention a (tau = -dt/ln a; default 0.85)")
     p.add_argument("--steps-per-sample", type=int, default=None, help="RNN steps per input sample (default: the task's)")
@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_for_task(
             task.name, n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
             readout=args.readout, seed=args.seed, epochs=args.epochs, lr=args.lr, noise_std=args.noise,
+            batch_size=args.batch_size,
         )
-        cfg.train.batch_size, cfg.train.device = args.batch_size, args.device
+        cfg.train.device = args.device
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}")
         return 2

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -190,7 +191,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     readout, saturation), because the spiking time mapping must be the one the model was trained
     with.  ``overrides`` that are not None come last and set :class:`PipelineConfig` fields;
     ``epochs``, ``qat_epochs``, ``lr``, ``noise_std``, ``seed`` and ``n_core_groups`` reach the
-    training, QAT and constraint configurations.  An unknown option raises ``ValueError`` naming it.
+    training, QAT and constraint configurations; ``batch_size`` and ``shift`` (augmentation) the
+    float training only.  An unknown option raises ``ValueError`` naming it.
     """
     cfg = PipelineConfig()
     opts: dict = dict(TASK_DEFAULTS.get(task_name, {}))
@@ -206,6 +208,7 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     epochs, qat_epochs = opts.pop("epochs", None), opts.pop("qat_epochs", None)
     n_core_groups = opts.pop("n_core_groups", None)
     lr, noise = opts.pop("lr", None), opts.pop("noise_std", None)
+    batch_size, shift = opts.pop("batch_size", None), opts.pop("shift", None)
     unknown = sorted(set(opts) - set(PipelineConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown pipeline option(s): {', '.join(unknown)}")
@@ -222,6 +225,10 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.train.lr = float(lr)
     if noise is not None:
         cfg.train.noise_std = cfg.constraint.qat.noise_std = float(noise)
+    if batch_size is not None:  # the float training's; QAT keeps its own
+        cfg.train.batch_size = int(batch_size)
+    if shift is not None:
+        cfg.train.shift = (int(shift[0]), int(shift[1]))
     return cfg
 
 
@@ -287,6 +294,11 @@ def training_key(task: Task, cfg: PipelineConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+def cached_model_path(task: Task, cfg: PipelineConfig, cache_dir: str) -> Path:
+    """Where :func:`train_model_cached` keeps the model of ``task`` and ``cfg`` in ``cache_dir``."""
+    return Path(cache_dir).expanduser() / f"{task.name}-{training_key(task, cfg)}.pt"
+
+
 def train_model_cached(
     task: Task,
     cfg: PipelineConfig,
@@ -297,20 +309,23 @@ def train_model_cached(
     """:func:`train_model`, or the model it made before for the same data and choices (``cache_dir``).
 
     Returns the model and whether it came from the cache.  Models are stored in the package's own
-    checkpoint format (:mod:`.checkpoint`), named by :func:`training_key`; ``cache_dir`` None trains.
+    checkpoint format (:mod:`.checkpoint`), named by :func:`training_key` (:func:`cached_model_path`),
+    with the test and final training accuracy and the training's wall and CPU seconds in the
+    metadata; ``cache_dir`` None trains.
     """
-    from pathlib import Path
-
     from .checkpoint import load_checkpoint, save_checkpoint
 
     if cache_dir is None:
         return train_model(task, cfg, progress, cancel)[0], False
-    path = Path(cache_dir).expanduser() / f"{task.name}-{training_key(task, cfg)}.pt"
+    path = cached_model_path(task, cfg, cache_dir)
     if path.exists():
         return load_checkpoint(path).model, True
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     model, result = train_model(task, cfg, progress, cancel)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, {"test_accuracy": result.test_accuracy, "training_key": path.stem})
+    save_checkpoint(path, model, {"test_accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy[-1],
+                                  "train_wall_s": round(time.perf_counter() - wall0, 1),
+                                  "train_cpu_s": round(time.process_time() - cpu0, 1), "training_key": path.stem})
     return model, False
 
 

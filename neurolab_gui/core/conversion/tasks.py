@@ -192,25 +192,38 @@ def seq_digits(mode: str = "row", seed: int = 0, test_fraction: float = 0.2) -> 
     )
 
 
-def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5) -> Task:
+def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5, extra_train: int = 0) -> Task:
     """MNIST-1D generated locally (``make_dataset``; 40 steps, ON/OFF channels, 10 classes).
 
-    ``make_dataset`` reseeds Python's and numpy's global generators; their states are restored
-    afterwards so that calling this does not change other code's random streams.
+    ``num_samples`` and ``seed`` give the standard data set (5,000 samples at seed 42: 4,000 train,
+    1,000 test).  ``extra_train`` more training samples come from the same generator with seed
+    ``seed + 1`` (the same templates and transformations, other random draws), so the test set
+    stays the standard one.  ``make_dataset`` reseeds Python's and numpy's global generators;
+    their states are restored afterwards so that calling this does not change other code's
+    random streams.
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
-    args = get_dataset_args()
-    args.num_samples = int(num_samples)
-    args.seed = int(seed)
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        data = make_dataset(args)
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-    x_train, x_test = np.asarray(data["x"], np.float32), np.asarray(data["x_test"], np.float32)
+    def generate(n: int, data_seed: int, train_split: float) -> dict:
+        args = get_dataset_args()
+        args.num_samples, args.seed, args.train_split = int(n), int(data_seed), train_split
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            return make_dataset(args)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+    if extra_train < 0:
+        raise ValueError(f"extra_train must be >= 0, got {extra_train}")
+    data = generate(num_samples, seed, get_dataset_args().train_split)
+    x_train, y_train = np.asarray(data["x"], np.float32), np.asarray(data["y"])
+    x_test = np.asarray(data["x_test"], np.float32)
     scale = float(np.percentile(np.abs(x_train), clip_percentile))
+    if extra_train > 0:
+        extra = generate(extra_train, seed + 1, 1.0)
+        x_train = np.concatenate([x_train, np.asarray(extra["x"], np.float32)])
+        y_train = np.concatenate([y_train, np.asarray(extra["y"])])
 
     def on_off(x: np.ndarray) -> np.ndarray:
         x = np.clip(x / scale, -1.0, 1.0)
@@ -219,7 +232,7 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99
     return Task(
         "mnist1d",
         on_off(x_train),
-        np.asarray(data["y"]),
+        y_train,
         on_off(x_test),
         np.asarray(data["y_test"]),
         10,

@@ -49,6 +49,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     grad_clip: float = 1.0
+    #: Data augmentation (float training only; QAT and fine-tuning leave it off): every training
+    #: sequence of a batch is moved by a random whole number of steps in ``[-shift[0], shift[0]]``
+    #: along time and of channels in ``[-shift[1], shift[1]]`` along the feature axis, zero-filled
+    #: (for image rows, a translation of the image).  Meant for fixed-length sequences: the
+    #: padded window moves, the lengths stay.
+    shift: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -63,6 +69,26 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
+
+
+def random_shift(x: torch.Tensor, max_shift: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """``x [N, T, F]`` with each sequence moved by its own random ``(dt, df)``, zero-filled (see ``TrainConfig.shift``)."""
+    max_t, max_f = (int(v) for v in max_shift)
+    if max_t < 0 or max_f < 0:
+        raise ValueError(f"shift must be non-negative step and channel counts, got {max_shift}")
+    if max_t == 0 and max_f == 0:
+        return x
+    n, t, f = x.shape
+    dt = torch.randint(-max_t, max_t + 1, (n,), generator=generator)
+    df = torch.randint(-max_f, max_f + 1, (n,), generator=generator)
+    # source index of every output position; out-of-range sources read the zero pad at index -1
+    src_t = torch.arange(t)[None, :] - dt[:, None]  # [N, T]
+    src_f = torch.arange(f)[None, :] - df[:, None]  # [N, F]
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))  # [N, T+1, F+1]; the last row/column is zero
+    src_t = torch.where((src_t >= 0) & (src_t < t), src_t, t).to(x.device)
+    src_f = torch.where((src_f >= 0) & (src_f < f), src_f, f).to(x.device)
+    rows = padded[torch.arange(n, device=x.device)[:, None], src_t]  # [N, T, F+1]
+    return torch.gather(rows, 2, src_f[:, None, :].expand(n, t, f))
 
 
 def _batches(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -128,7 +154,8 @@ def train(
         for b in range(n_batches):
             check_cancel(cancel)
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            logits, rates = model(x_all[idx], l_all[idx], noise_std=cfg.noise_std, count_noise=cfg.count_noise)
+            xb = random_shift(x_all[idx], cfg.shift, gen)
+            logits, rates = model(xb, l_all[idx], noise_std=cfg.noise_std, count_noise=cfg.count_noise)
             loss = loss_fn(logits, y_all[idx])
             if cfg.rate_penalty > 0:
                 loss = loss + cfg.rate_penalty * (rates.mean(dim=(0, 1)) ** 2).sum()
