@@ -171,11 +171,13 @@ class PipelineConfig:
 
 
 #: Per-task choices that differ from :class:`PipelineConfig`'s defaults, measured on the task
-#: (``bench/conversion_accuracy.py``; docs/decisions.md, "MNIST-1D task defaults").  MNIST-1D: 2 RNN
-#: steps per sample keep its 40-sample sequences affordable; 128 hidden units over all four cores
-#: leave the calibration more spare neurons per core.
+#: (``bench/conversion_accuracy.py``, ``bench/float_baselines.py``; docs/decisions.md, "MNIST-1D task
+#: defaults", "Sequential digits: batch 16, 60 epochs").  MNIST-1D: 2 RNN steps per sample keep its
+#: 40-sample sequences affordable; 128 hidden units over all four cores leave the calibration more
+#: spare neurons per core.  Sequential digits: batches of 16 give the 1,437 training sequences 4x
+#: the optimiser steps per epoch.
 TASK_DEFAULTS: dict[str, dict] = {
-    "seq_digits": {"n_hidden": 128, "steps_per_sample": 4, "epochs": 40, "qat_epochs": 20},
+    "seq_digits": {"n_hidden": 128, "steps_per_sample": 4, "epochs": 60, "qat_epochs": 20, "batch_size": 16},
     "mnist1d": {"n_hidden": 128, "steps_per_sample": 2, "epochs": 30, "qat_epochs": 8, "n_core_groups": 4},
     # the robot's steering network (robot_task.py): small, one core, the state at the end of a sequence read out
     # (the closed loop decodes the units' filtered rates continuously)
