@@ -326,8 +326,8 @@ def train_model_cached(
     model, result = train_model(task, cfg, progress, cancel)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model, {"test_accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy[-1],
-                                  "train_wall_s": round(time.perf_counter() - wall0, 1),
-                                  "train_cpu_s": round(time.process_time() - cpu0, 1), "training_key": path.stem})
+                                  "train_wall_s": round(time.perf_counter() - wall0, 3),
+                                  "train_cpu_s": round(time.process_time() - cpu0, 3), "training_key": path.stem})
     return model, False
 
 
