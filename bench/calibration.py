@@ -32,46 +32,46 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 
 def prepare_task(name: str, args: argparse.Namespace):
     """The task, its constrained network and the network mapped on chip 0 (trained or from the cache)."""
     from neurolab_gui.core.conversion import pipeline, tasks
-    from neurolab_gui.core.conversion.checkpoint import load_checkpoint, save_checkpoint
     from neurolab_gui.core.conversion.mapping import map_network
 
     t0 = time.perf_counter()
     task = tasks.load_task(name)
     cfg = pipeline.config_for_task(name, epochs=args.epochs)  # the task's defaults, as the CLI uses them
-    cache = Path(args.model_cache) / f"{name}.pt" if args.model_cache else None
-    # Re-runs need not retrain: the trained model is cached in NeuroLab's checkpoint format (loaded
-    # with weights_only=True like every checkpoint); constraining is repeated, it is deterministic.
-    if cache is not None and cache.exists():
-        model = load_checkpoint(cache).model
-        cfg = pipeline.config_for_task(name, model.config, epochs=args.epochs)
-    else:
-        model, _ = pipeline.train_model(task, cfg)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(cache, model)
+    # Re-runs need not retrain: the trained model is cached under a digest of the data and every
+    # training choice (pipeline.training_key, as bench/conversion_accuracy.py does), so a changed
+    # default trains a new model instead of reusing a stale one; constraining is repeated (deterministic).
+    model, cached = pipeline.train_model_cached(task, cfg, args.model_cache or None)
+    key = pipeline.training_key(task, cfg)
+    cfg = pipeline.config_for_task(name, model.config, epochs=args.epochs)
     net = pipeline.constrain_model(model, task, cfg)
     mapped = map_network(net, cfg.time_mapping(), cfg.settings)
-    print(f"[{name}] trained and constrained in {time.perf_counter() - t0:.0f} s", flush=True)
-    return task, net, mapped
+    model_info = {"units": model.config.n_hidden, "epochs": cfg.train.epochs, "qat_epochs": cfg.constraint.qat.epochs,
+                  "training_key": key, "from_cache": cached, "chips": len(mapped.chips)}
+    print(f"[{name}] {'cached' if cached else 'trained'} and constrained in {time.perf_counter() - t0:.0f} s: {model_info}", flush=True)
+    return task, net, mapped, model_info
 
 
 def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) -> dict:
     """Calibrate on a fresh emulated board with mismatch seed ``seed`` and evaluate before/after on it."""
     from emulator.config import EmulatorConfig
     from emulator.virtual_board import open_emulated_board
+    from neurolab_gui.core.calibration.compensation import (
+        compensate_multiplicities,
+        hardware_model,
+        with_multiplicities,
+    )
     from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
     from neurolab_gui.core.calibration.progress import metered
     from neurolab_gui.core.conversion.deployment import deploy_network, run_deployment
     from neurolab_gui.core.conversion.report import paired_comparison
     from neurolab_gui.core.conversion.training import evaluate
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     n = min(args.n_test, len(task.x_test))
     x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
     board = metered(open_emulated_board(f"NLBENCH-{name.upper()}-{seed}", EmulatorConfig(seed=seed)))
@@ -91,9 +91,16 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
     constrained_acc, constrained_pred = evaluate(net.model, x, y, lengths)
     agreement, loss_se_pp = paired_comparison(after.predictions, constrained_pred, y)
     finetuned_acc, _ = evaluate(cal.constrained.model, x, y, lengths)
+    # host-only diagnosis of the loop's choices on the test samples (no chip time): the hardware model
+    # (measured transfer) of the compensated network and of the network the loop kept
+    compensated = with_multiplicities(net, compensate_multiplicities(net, cal.transfer.gain_exc, cal.transfer.gain_inh))
+    hw_compensated, _ = evaluate(hardware_model(compensated, cal.transfer), x, y, lengths)
+    hw_final, _ = evaluate(hardware_model(cal.constrained, cal.transfer), x, y, lengths)
     out = {
         "constrained": constrained_acc,
         "constrained_finetuned": finetuned_acc,
+        "hardware_model_compensated": hw_compensated,
+        "hardware_model_final": hw_final,
         "board_before": before.accuracy if before is not None else None,
         "board_after": after.accuracy,
         # paired over the same test samples: loss = constrained - board_after, its standard error in points
@@ -119,15 +126,17 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
         "loop": cal.loop_history,
         "calibration_wall_s": cal.wall_s,
         "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - cpu0,  # this process's CPU time (the shared machine's wall time is noisy)
     }
     print(f"[{name}/{seed}] {json.dumps(out)}", flush=True)
     return out
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict:
-    task, net, mapped = prepare_task(name, args)
+    task, net, mapped, model_info = prepare_task(name, args)
     seeds = {str(seed): run_seed(name, seed, task, net, mapped, args) for seed in args.seeds}
     return {
+        "model": model_info,
         "chip_seconds_total": max(r["chip_seconds_total"] for r in seeds.values()),
         "loss_pp": max(r["loss_pp"] for r in seeds.values()),
         "seeds": seeds,
@@ -143,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="emulator mismatch seeds (one fresh board each)")
     parser.add_argument("--skip-before", action="store_true", help="do not evaluate the uncompensated network (saves chip time)")
-    parser.add_argument("--model-cache", metavar="DIR", help="keep the trained, constrained networks here and reuse them")
+    parser.add_argument("--model-cache", metavar="DIR", default="~/.cache/neurolab/bench-models",
+                        help="keep the trained models here, named by a digest of data and training choices, and reuse them "
+                             "(the cache of bench/conversion_accuracy.py; '' trains every time)")
     args = parser.parse_args(argv)
     import torch
 
