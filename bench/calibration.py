@@ -96,11 +96,15 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
     compensated = with_multiplicities(net, compensate_multiplicities(net, cal.transfer.gain_exc, cal.transfer.gain_inh))
     hw_compensated, _ = evaluate(hardware_model(compensated, cal.transfer), x, y, lengths)
     hw_final, _ = evaluate(hardware_model(cal.constrained, cal.transfer), x, y, lengths)
+    readout_choices = readout_rules_on_test(cal, after.spiking.features, y, constrained_pred, seed)
     out = {
         "constrained": constrained_acc,
         "constrained_finetuned": finetuned_acc,
         "hardware_model_compensated": hw_compensated,
         "hardware_model_final": hw_final,
+        # the after run's test features read out by the float readout and by each refit rule (host only):
+        # the readout changes nothing on the board, so this compares the rules on the very same board run
+        "readout_choices": readout_choices,
         "board_before": before.accuracy if before is not None else None,
         "board_after": after.accuracy,
         # paired over the same test samples: loss = constrained - board_after, its standard error in points
@@ -129,6 +133,32 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
         "cpu_s": time.process_time() - cpu0,  # this process's CPU time (the shared machine's wall time is noisy)
     }
     print(f"[{name}/{seed}] {json.dumps(out)}", flush=True)
+    return out
+
+
+def readout_rules_on_test(cal, features, y, constrained_pred, seed: int) -> dict:
+    """Test accuracy and paired loss of the board's test ``features`` under the float readout and under the
+    readout each :data:`~neurolab_gui.core.calibration.compensation.READOUT_RULES` rule re-fits on the
+    calibration's own board samples (``cal.readout_fit``; ``seed`` its cross-validation folds, as in the calibration)."""
+    import numpy as np
+
+    from neurolab_gui.core.calibration.compensation import READOUT_RULES, refit_readout_cv
+    from neurolab_gui.core.conversion.report import paired_comparison
+
+    fit = cal.readout_fit
+    if fit is None:
+        return {}
+    readouts = {"float": (fit.weight, fit.bias, float("inf"))}
+    for rule in READOUT_RULES:
+        w, b, l2, _ = refit_readout_cv(fit.features, fit.labels, fit.weight, fit.bias, seed=seed, rule=rule)
+        readouts[rule] = (w, b, l2)
+    out = {}
+    constrained_acc = float(np.mean(constrained_pred == y))
+    for name, (w, b, l2) in readouts.items():
+        pred = (features @ np.asarray(w).T + b).argmax(1)
+        _, se = paired_comparison(pred, constrained_pred, y)
+        acc = float(np.mean(pred == y))
+        out[name] = {"l2": l2, "accuracy": acc, "loss_pp": 100.0 * (constrained_acc - acc), "loss_se_pp": se}
     return out
 
 

@@ -281,6 +281,23 @@ def refit_readout(
 
 #: Pulls towards the float readout tried by :func:`refit_readout_cv`; ``inf`` keeps it unchanged.
 READOUT_L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf"))
+#: How :func:`refit_readout_cv` picks the pull from its cross-validated accuracies (:func:`choose_readout_l2`).
+READOUT_RULES = ("one_se", "best")
+
+
+def choose_readout_l2(scores: dict[float, float], n: int, rule: str = "one_se") -> float:
+    """The pull :func:`refit_readout_cv` keeps, from cross-validated accuracies ``scores`` on ``n`` samples.
+
+    Ties and near-ties go to the stronger pull (closer to what the float training learned):
+    ``"best"`` takes the best score, ``"one_se"`` the strongest pull within one binomial standard
+    error of it.
+    """
+    strong_first = sorted(scores, reverse=True)
+    top = max(scores.values())
+    if rule == "best":
+        return max(strong_first, key=lambda l2: scores[l2])
+    se = float(np.sqrt(top * (1.0 - top) / max(1, n)))
+    return next(l2 for l2 in strong_first if scores[l2] >= top - se - 1e-12)
 
 
 def refit_readout_cv(
@@ -291,6 +308,7 @@ def refit_readout_cv(
     l2_grid: tuple[float, ...] = READOUT_L2_GRID,
     folds: int = 5,
     seed: int = 0,
+    rule: str = "one_se",
 ) -> tuple[np.ndarray, np.ndarray, float, dict[float, float]]:
     """:func:`refit_readout` with its pull towards the float readout chosen by k-fold cross-validation.
 
@@ -299,9 +317,18 @@ def refit_readout_cv(
     0.56 unchanged), so the strength is chosen on the fit samples themselves — host computation
     only, no chip time.  ``inf`` in the grid stands for the unchanged readout.
 
+    ``rule`` picks the strength from the cross-validated accuracies: ``"one_se"`` (default) the
+    strongest pull whose accuracy is within one standard error (binomial, of the best score on
+    ``len(labels)`` samples) of the best, so a refit must beat the float readout by more than the
+    cross-validation resolves; ``"best"`` the best score (ties to the stronger pull).  Why: on
+    sequential digits the best score won by 1-2 of 158-170 samples and chose the weakest pulls
+    (docs/decisions.md, "Readout refit: one-standard-error rule").
+
     Returns the readout refitted on all samples with the chosen strength, that strength and the
     cross-validated accuracy of every strength tried.
     """
+    if rule not in READOUT_RULES:
+        raise ValueError(f"unknown readout selection rule {rule!r}; choose from {', '.join(READOUT_RULES)}")
     x, y = np.asarray(features, float), np.asarray(labels, np.int64)
     if len(x) != len(y) or len(y) < 2 * folds:
         raise ValueError(f"need matching features and labels, at least {2 * folds} samples for {folds}-fold cross-validation; got {len(x)} and {len(y)}")
@@ -314,8 +341,7 @@ def refit_readout_cv(
             w, b = (weight, bias) if np.isinf(l2) else refit_readout(x[train], y[train], weight, bias, l2_to_start=l2)
             correct += int(np.sum((x[test] @ np.asarray(w).T + b).argmax(1) == y[test]))
         scores[l2] = correct / len(y)
-    # ties go to the stronger pull (closer to what the float training learned)
-    best = max(sorted(scores, reverse=True), key=lambda l2: scores[l2])
+    best = choose_readout_l2(scores, len(y), rule)
     if np.isinf(best):
         return np.asarray(weight, float), np.asarray(bias, float), best, scores
     w, b = refit_readout(x, y, weight, bias, l2_to_start=best)

@@ -142,7 +142,20 @@ class CalibrationConfig:
     #: most board samples the readout is re-fitted on (those the gain matching ran at the final biases count)
     n_readout_fit: int = 400
     refit_readout: bool = True
+    #: how the refit's pull towards the float readout is chosen (compensation.choose_readout_l2): "one_se"
+    #: keeps the float readout unless a refit beats it by more than the cross-validation resolves
+    readout_rule: str = "one_se"
     seed: int = 0
+
+
+@dataclass
+class ReadoutFitSamples:
+    """Board samples a readout was re-fitted on, and the readout they started from."""
+
+    features: np.ndarray  # [N, H] board features of training samples at the final biases
+    labels: np.ndarray  # [N]
+    weight: np.ndarray  # [C, H] readout before the refit
+    bias: np.ndarray  # [C]
 
 
 @dataclass
@@ -185,6 +198,9 @@ class NetworkCalibration:
     #: conversion.deployment.network_fingerprint of the network calibrated (the profile keeps the
     #: compensated network for it)
     network_fingerprint: str = ""
+    #: the readout refit's inputs: board features and labels of the training samples and the readout
+    #: before the refit (None when no refit ran); kept so a readout choice can be re-made on the host
+    readout_fit: ReadoutFitSamples | None = None
 
     @property
     def chip_s(self) -> float:
@@ -760,7 +776,9 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
             labels = np.concatenate([labels, y_pool[rows]])
         entry.update(n_board_samples=int(len(labels)), n_reused=int(len(reused_y)))
         if len(labels) >= 10:  # refit_readout_cv's five folds need two samples each
-            w, b, l2, cv_scores = refit_readout_cv(features, labels, final.readout_weight, final.readout_bias, seed=cfg.seed)
+            result.readout_fit = ReadoutFitSamples(features, labels, final.readout_weight.copy(), final.readout_bias.copy())
+            w, b, l2, cv_scores = refit_readout_cv(features, labels, final.readout_weight, final.readout_bias, seed=cfg.seed,
+                                                   rule=cfg.readout_rule)
             plain = float(np.mean((features @ final.readout_weight.T + final.readout_bias).argmax(1) == labels))
             entry.update(board_fit_accuracy_model_readout=plain, readout_l2=l2, readout_cv_accuracy={str(k): v for k, v in cv_scores.items()},
                          kept=bool(np.isfinite(l2)))
