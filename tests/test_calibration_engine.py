@@ -285,6 +285,22 @@ def test_readout_refit_cross_validates_its_pull_towards_the_float_readout():
         refit_readout_cv(features[:6], labels[:6], right, np.zeros(3))
 
 
+def test_readout_rule_keeps_the_float_readout_unless_a_refit_wins_by_more_than_one_standard_error():
+    from neurolab_gui.core.calibration.compensation import choose_readout_l2, refit_readout_cv
+
+    inf = float("inf")
+    # sequential digits, emulator seed 1: the weakest pull won by 1 of 170 samples
+    scores = {1e-4: 156 / 170, 1e-3: 154 / 170, 1e-2: 155 / 170, 1e-1: 155 / 170, 1.0: 155 / 170, inf: 155 / 170}
+    assert choose_readout_l2(scores, 170, "best") == 1e-4
+    assert choose_readout_l2(scores, 170) == inf
+    # a refit clearly better (well beyond one standard error of ~2.3 points) is taken: the strongest such pull
+    scores = {1e-4: 0.95, 1e-3: 0.94, 1e-2: 0.90, 1e-1: 0.85, 1.0: 0.80, inf: 0.80}
+    assert choose_readout_l2(scores, 170) == 1e-3
+    assert choose_readout_l2(scores, 170, "best") == 1e-4
+    with pytest.raises(ValueError, match="rule"):
+        refit_readout_cv(np.zeros((20, 2)), np.arange(20) % 2, np.eye(2), np.zeros(2), rule="median")
+
+
 def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_settings():
     from drivers.dynapse1.netlist import NeuronAddress
     from neurolab_gui.core.calibration.engine import pool_relative_gains
