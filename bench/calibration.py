@@ -32,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def prepare_task(name: str, args: argparse.Namespace):
@@ -97,6 +98,15 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
     hw_compensated, _ = evaluate(hardware_model(compensated, cal.transfer), x, y, lengths)
     hw_final, _ = evaluate(hardware_model(cal.constrained, cal.transfer), x, y, lengths)
     readout_choices = readout_rules_on_test(cal, after.spiking.features, y, constrained_pred, seed)
+    if args.save_runs:  # the arrays behind readout_choices, to try other readout choices on the host
+        import numpy as np
+
+        path = Path(args.save_runs).expanduser() / f"{name}-seed{seed}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fit = cal.readout_fit
+        np.savez_compressed(path, test_features=after.spiking.features, test_labels=y, constrained_pred=constrained_pred,
+                            **({} if fit is None else {"fit_features": fit.features, "fit_labels": fit.labels,
+                                                       "fit_weight": fit.weight, "fit_bias": fit.bias}))
     out = {
         "constrained": constrained_acc,
         "constrained_finetuned": finetuned_acc,
@@ -185,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cache", metavar="DIR", default="~/.cache/neurolab/bench-models",
                         help="keep the trained models here, named by a digest of data and training choices, and reuse them "
                              "(the cache of bench/conversion_accuracy.py; '' trains every time)")
+    parser.add_argument("--save-runs", metavar="DIR", help="write each seed's board test features and readout-fit samples here (npz)")
     args = parser.parse_args(argv)
     import torch
 
