@@ -13,7 +13,8 @@ Prints progress lines; the last line is one JSON object::
 
     {"gain_cv_before": ..., "gain_cv_after": ..., "chip_seconds": ..., "chip_seconds_total": ..., "loss_pp": ...,
      "tau_rel_error_before": ..., "tau_rel_error_after": ...,
-     "seq_digits": {"chip_seconds_total": ..., "loss_pp": ..., "seeds": {"0": {"constrained": ..., "board_after": ...,
+     "seq_digits": {"model": {"units": ..., "epochs": ..., "training_key": ..., "chips": ...},
+                    "chip_seconds_total": ..., "loss_pp": ..., "seeds": {"0": {"constrained": ..., "board_after": ...,
                     "chip_seconds_total": ..., ...}, "1": {...}}}, "mnist1d": {...}, ...}
 
 Top-level numbers are the worst over tasks and seeds (one chip per task and seed), a task's the
@@ -21,9 +22,14 @@ worst over its seeds.  ``chip_seconds_total`` is the calibration's whole chip ti
 and the chip-in-the-loop stage: what a person waits at the bench), ``chip_seconds`` its
 measurement part, ``chip_seconds_loop`` the loop's; the test evaluation is reported apart
 (``chip_seconds_test``).  ``loss_pp`` = constrained − board_after in points on the same samples,
-``loss_se_pp`` its paired standard error.  Timings on the shared 2-core machine are noisy.
+``loss_se_pp`` its paired standard error.  ``hardware_model_compensated`` / ``hardware_model_final``:
+test accuracy of the host model with the measured transfer (compensated / kept network), so a
+loss splits into model (constrained -> hardware model) and board (hardware model -> board);
+``readout_choices``: the same board test run read out by the float readout and by each refit rule.
+``wall_s`` and ``cpu_s`` per seed.  Timings on the shared 2-core machine are noisy.
 
-Usage: ``python bench/calibration.py [--tasks seq_digits mnist1d] [--seeds 0 1] [--n-test N] [--model-cache DIR]``
+Usage: ``python bench/calibration.py [--tasks seq_digits mnist1d] [--seeds 0 1] [--n-test N] [--model-cache DIR]
+[--skip-before] [--save-runs DIR]``
 """
 
 from __future__ import annotations
