@@ -158,7 +158,7 @@ def readout_rules_on_test(cal, features, y, constrained_pred, seed: int) -> dict
     calibration's own board samples (``cal.readout_fit``; ``seed`` its cross-validation folds, as in the calibration)."""
     import numpy as np
 
-    from neurolab_gui.core.calibration.compensation import READOUT_RULES, refit_readout_cv
+    from neurolab_gui.core.calibration.compensation import READOUT_RULES, refit_readout_cv, unit_affine_readout
     from neurolab_gui.core.conversion.report import paired_comparison
 
     fit = cal.readout_fit
@@ -168,6 +168,9 @@ def readout_rules_on_test(cal, features, y, constrained_pred, seed: int) -> dict
     for rule in READOUT_RULES:
         w, b, l2, _ = refit_readout_cv(fit.features, fit.labels, fit.weight, fit.bias, seed=seed, rule=rule)
         readouts[rule] = (w, b, l2)
+    if fit.model_features is not None and len(fit.model_features) == len(fit.features):
+        w, b = unit_affine_readout(fit.features, fit.model_features, fit.weight, fit.bias)
+        readouts["unit_affine"] = (w, b, float("nan"))
     out = {}
     constrained_acc = float(np.mean(constrained_pred == y))
     for name, (w, b, l2) in readouts.items():

@@ -301,6 +301,28 @@ def test_readout_rule_keeps_the_float_readout_unless_a_refit_wins_by_more_than_o
         refit_readout_cv(np.zeros((20, 2)), np.arange(20) % 2, np.eye(2), np.zeros(2), rule="median")
 
 
+def test_unit_affine_readout_undoes_each_units_scale_and_offset_on_the_board():
+    from neurolab_gui.core.calibration.compensation import unit_affine_readout
+    from neurolab_gui.core.calibration.engine import CalibrationConfig, calibrate_network
+
+    rng = np.random.default_rng(3)
+    model = rng.random((60, 3))
+    board = model * np.array([1.4, 0.7, 1.2]) + np.array([0.1, -0.05, 0.2])
+    w0, b0 = rng.normal(size=(3, 3)), rng.normal(size=3)
+    w, b = unit_affine_readout(board, model, w0, b0)
+    assert np.allclose(board @ w.T + b, model @ w0.T + b0)  # the board read out as the model would be
+    w, _ = unit_affine_readout(model * 5.0, model, w0, b0)
+    assert np.allclose(w, w0 / 2.0)  # slopes clipped to 0.5-2
+    flat = model.copy()
+    flat[:, 0] = 0.1
+    w, _ = unit_affine_readout(flat + 0.2, flat, w0, b0)
+    assert np.allclose(w, w0)  # a unit that does not vary keeps slope 1 (its offset is still undone)
+    with pytest.raises(ValueError, match="same samples"):
+        unit_affine_readout(board[:, :2], model, w0, b0)
+    with pytest.raises(ValueError, match="readout correction"):  # refused before the board is touched
+        calibrate_network(None, None, None, config=CalibrationConfig(readout_correction="median"))
+
+
 def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_settings():
     from drivers.dynapse1.netlist import NeuronAddress
     from neurolab_gui.core.calibration.engine import pool_relative_gains
@@ -427,6 +449,10 @@ def test_in_the_loop_stage_plans_its_board_samples_within_the_chip_budget(looped
     # the readout is re-fitted on board samples, those the gain matching ran at the final biases reused
     readout = history["readout"]
     assert readout["n_board_samples"] >= 20 and readout["readout_l2"] in READOUT_L2_GRID
+    # the refit's samples are kept with the hardware model's features of the same samples (readout corrections)
+    fit = result.readout_fit
+    assert fit.features.shape == fit.model_features.shape == (readout["n_board_samples"], result.constrained.n_hidden)
+    assert np.all(np.isfinite(fit.model_features)) and len(fit.labels) == len(fit.features)
     assert 1 <= len(result.network_gain_match) <= 2
     # the fine-tuned network is kept only when it validated better on the held-out samples (host only)
     if not history["fine-tune"]["kept"]:

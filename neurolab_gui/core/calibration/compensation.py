@@ -279,6 +279,33 @@ def refit_readout(
     return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
 
 
+def unit_affine_readout(
+    board_features: np.ndarray,
+    model_features: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    slope_range: tuple[float, float] = (0.5, 2.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The readout ``(weight, bias)`` re-expressed for board features that follow each unit's model
+    feature through an affine map ``board_u = k_u model_u + c_u``, fitted per unit (least squares over
+    the samples, ``k_u`` clipped to ``slope_range``; a unit that does not vary keeps ``k_u = 1``).
+
+    Two numbers per unit instead of a refit of every readout weight: the readout the float training
+    learned stays, only each unit's scale and offset on the board are undone.
+    """
+    e, b = np.asarray(model_features, float), np.asarray(board_features, float)
+    if e.shape != b.shape or e.ndim != 2 or len(e) < 2:
+        raise ValueError(f"need board and model features of the same samples [N >= 2, H]; got {b.shape} and {e.shape}")
+    de, db = e - e.mean(0), b - b.mean(0)
+    var = (de * de).sum(0)
+    varies = var > 1e-9
+    slope = np.where(varies, (de * db).sum(0) / np.where(varies, var, 1.0), 1.0)
+    slope = np.clip(slope, *slope_range)
+    offset = b.mean(0) - slope * e.mean(0)
+    w = np.asarray(weight, float) / slope[None, :]
+    return w, np.asarray(bias, float) - w @ offset
+
+
 #: Pulls towards the float readout tried by :func:`refit_readout_cv`; ``inf`` keeps it unchanged.
 READOUT_L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf"))
 #: How :func:`refit_readout_cv` picks the pull from its cross-validated accuracies (:func:`choose_readout_l2`).
