@@ -321,6 +321,8 @@ def test_unit_affine_readout_undoes_each_units_scale_and_offset_on_the_board():
         unit_affine_readout(board[:, :2], model, w0, b0)
     with pytest.raises(ValueError, match="readout correction"):  # refused before the board is touched
         calibrate_network(None, None, None, config=CalibrationConfig(readout_correction="median"))
+    with pytest.raises(ValueError, match="selection rule"):
+        calibrate_network(None, None, None, config=CalibrationConfig(readout_rule="median"))
 
 
 def test_pooling_relative_gains_averages_out_measurement_noise_across_bias_settings():

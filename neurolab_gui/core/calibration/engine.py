@@ -80,6 +80,7 @@ from ..probing.bias_tuning import (
 from ..probing.curves import measure_synaptic_curves, probe_neurons
 from ..probing.taus import tau_probe_source_end
 from .compensation import (
+    READOUT_RULES,
     UnitTransfer,
     compensate_multiplicities,
     fine_tune,
@@ -617,6 +618,8 @@ def calibrate_network(
     cfg = config or CalibrationConfig()
     if cfg.readout_correction not in READOUT_CORRECTIONS:
         raise ValueError(f"unknown readout correction {cfg.readout_correction!r}; choose from {', '.join(READOUT_CORRECTIONS)}")
+    if cfg.readout_rule not in READOUT_RULES:
+        raise ValueError(f"unknown readout selection rule {cfg.readout_rule!r}; choose from {', '.join(READOUT_RULES)}")
     t_start = time.perf_counter()
     mboard = MeteredBoard(board)  # its own count from zero, even on a board the caller meters too
     report = calibration_reporter(progress, cancel, mboard)
