@@ -66,7 +66,7 @@ from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
 from ..jobs import Progress, ProgressSink
 from .models import RateRNN, RNNConfig
 from .tasks import Task
-from .training import TrainConfig, evaluate, mean_rates, train
+from .training import Distillation, TrainConfig, evaluate, logits_of, mean_rates, train
 
 
 class NonFiniteWeightsError(ValueError):
@@ -149,8 +149,23 @@ class ConstraintConfig:
     #: measured on sequential digits it prunes recurrent copies for the bias and costs accuracy
     #: (docs/decisions.md, "Per-group weight precision").
     error_aware: bool = False
+    #: Gradual pruning: over the first ``prune_epochs`` QAT epochs the CAM budget of the
+    #: fine-tune shrinks from the dense network's (no fan-in limit) to ``max_fan_in`` on a cosine
+    #: schedule (:func:`fan_in_schedule`); the remaining epochs and the final projection use
+    #: ``max_fan_in``.  0: the chip's budget from the first epoch.
+    prune_epochs: int = 0
+    #: Knowledge distillation in the QAT fine-tune: weight of the float model's soft targets
+    #: (:class:`.training.Distillation`; 0 disables it) and their temperature.
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0.0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if self.prune_epochs < 0:
+            raise ValueError(f"prune_epochs must be >= 0, got {self.prune_epochs}")
         if not 0.0 < self.min_source_gain <= 1.0 <= self.max_source_gain:
             raise ValueError(f"source gains need 0 < min <= 1 <= max, got [{self.min_source_gain}, {self.max_source_gain}]")
         if not 1 <= self.max_fan_in <= CAM_ENTRIES_PER_NEURON:
@@ -387,11 +402,26 @@ def quantise(w: np.ndarray, groups: np.ndarray, precision: WeightPrecision, budg
     return Quantisation(scales, g_in, g_b, m)
 
 
+def fan_in_schedule(epoch: int, prune_epochs: int, dense: int, budget: int) -> int:
+    """CAM budget of QAT epoch ``epoch`` (0-based) under gradual pruning.
+
+    Cosine from ``dense`` at epoch 0 down to ``budget`` at epoch ``prune_epochs`` and after (as in
+    gradual magnitude pruning: most connections go early, while the network can still adapt,
+    the last few slowly).  Never below ``budget``.
+    """
+    if prune_epochs <= 0 or epoch >= prune_epochs or dense <= budget:
+        return budget
+    frac = 0.5 * (1.0 + np.cos(np.pi * epoch / prune_epochs))
+    return max(budget, int(round(budget + (dense - budget) * frac)))
+
+
 class _STEQuantiser:
     """Weight transform for QAT: forward with projected weights, gradient straight through.
 
     Scales, source gains and groups are refitted after every epoch (:meth:`refit`); the
     multiplicities are re-projected on every forward pass so that pruned connections can come back.
+    With gradual pruning (``cfg.prune_epochs``) the CAM budget of epoch ``e`` is
+    :func:`fan_in_schedule`'s; :meth:`quantise` with ``final=True`` always uses the chip's.
     """
 
     def __init__(self, model: RateRNN, cfg: ConstraintConfig, groups: np.ndarray, energy: np.ndarray | None) -> None:
@@ -399,13 +429,25 @@ class _STEQuantiser:
         self.cfg = cfg
         self.groups = groups
         self.energy = energy
-        self.refit()
+        self.dense_budget = cfg.max_fan_in
+        # at least the last epoch trains at the chip's budget, whatever the fine-tune's length
+        self.prune_epochs = min(cfg.prune_epochs, max(cfg.qat.epochs - 1, 0))
+        if self.prune_epochs > 0:  # the fan-in the quantised network uses with no limit at all
+            w = stacked_weights(model)
+            unlimited = w.shape[1] * max(-cfg.precision.m_min, cfg.precision.m_max)
+            free = quantise(w, groups, cfg.precision, unlimited, energy, source_gains_of(cfg))
+            self.dense_budget = int(np.abs(free.multiplicity).sum(1).max())
+        self.budget = fan_in_schedule(0, self.prune_epochs, self.dense_budget, cfg.max_fan_in)
+        self.refit(-1)
 
-    def quantise(self) -> Quantisation:
-        return quantise(stacked_weights(self.model), self.groups, self.cfg.precision, self.cfg.max_fan_in, self.energy,
+    def quantise(self, final: bool = False) -> Quantisation:
+        budget = self.cfg.max_fan_in if final else self.budget
+        return quantise(stacked_weights(self.model), self.groups, self.cfg.precision, budget, self.energy,
                         source_gains_of(self.cfg))
 
-    def refit(self, _epoch: int = 0) -> None:
+    def refit(self, epoch: int = -1) -> None:
+        """Refit after QAT epoch ``epoch`` (-1: before the first) for the next epoch's budget."""
+        self.budget = fan_in_schedule(epoch + 1, self.prune_epochs, self.dense_budget, self.cfg.max_fan_in)
         self.current = self.quantise()
         self.unit = self.current.copy_weights(self.groups)
 
@@ -414,7 +456,7 @@ class _STEQuantiser:
         stacked = torch.cat([w_in, w_bias[:, None], w_rec], dim=1)
         q = self.unit
         cost = q**2 if self.energy is None else q**2 * self.energy
-        m = project_row_multiplicities(stacked.detach().cpu().numpy() / q, self.cfg.precision, self.cfg.max_fan_in, cost)
+        m = project_row_multiplicities(stacked.detach().cpu().numpy() / q, self.cfg.precision, self.budget, cost)
         wq = torch.as_tensor(q * m, dtype=stacked.dtype, device=stacked.device)
         sigma = self.cfg.gain_noise_std
         if sigma > 0 and self.model.training:
@@ -562,12 +604,16 @@ def constrain(
     net.weight_transform = quantiser
     if progress:
         acc, _ = evaluate(net, task.x_test, task.y_test, task.lengths_test)
-        progress(Progress(0.0, f"quantised before fine-tuning: test accuracy {acc:.3f}"))
+        budget = f" (CAM budget {quantiser.budget} of {cfg.max_fan_in}, gradual pruning)" if quantiser.budget > cfg.max_fan_in else ""
+        progress(Progress(0.0, f"quantised before fine-tuning{budget}: test accuracy {acc:.3f}"))
     if cfg.qat.epochs > 0:
-        train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit)
+        # the float model's own logits are the soft targets of distillation (before it was made leaky)
+        distill = (Distillation(logits_of(src, task.x_train, task.lengths_train), cfg.distill_weight, cfg.distill_temperature)
+                   if cfg.distill_weight > 0 else None)
+        train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit, distill=distill)
     net.weight_transform = None
     check_finite_weights(net, "the fine-tuned model (QAT diverged)")
-    final = quantiser.quantise()
+    final = quantiser.quantise(final=True)
     w = final.weights(groups)
     f = net.config.n_inputs
     with torch.no_grad():

@@ -58,6 +58,25 @@ class TrainConfig:
 
 
 @dataclass
+class Distillation:
+    """Soft targets for :func:`train`: a teacher's logits ``[N_train, C]`` on the training set.
+
+    The loss becomes ``(1 - weight) CE + weight T^2 KL(softmax(teacher / T) || softmax(student / T))``
+    (Hinton et al. 2015); the QAT fine-tune distils the float model into the constrained one.
+    """
+
+    logits: np.ndarray
+    weight: float = 0.5
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"distillation weight must lie in [0, 1], got {self.weight}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"distillation temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
 class TrainResult:
     """Per-epoch history of a training run."""
 
@@ -115,6 +134,11 @@ def mean_rates(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None,
     return np.concatenate([rates.cpu().numpy() for _, rates, _ in _batches(model, x, lengths, batch_size)])
 
 
+def logits_of(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+    """Logits ``[N, C]`` of ``model`` on ``x`` (no noise, no gradient): a teacher's soft targets."""
+    return np.concatenate([logits.cpu().numpy() for logits, _, _ in _batches(model, x, lengths, batch_size)])
+
+
 def readout_features(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
     """What the readout of ``model`` sees on ``x``, ``[N, H]`` (no noise): the RNN's side of a board's decoded features."""
     return np.concatenate([model.readout_features(rates, lb).cpu().numpy() for _, rates, lb in _batches(model, x, lengths, batch_size)])
@@ -127,11 +151,13 @@ def train(
     progress: ProgressSink | None = None,
     cancel: threading.Event | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    distill: Distillation | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``task`` with Adam and cross-entropy (BPTT through the whole sequence).
 
     ``after_epoch(epoch)`` runs after every epoch (quantisation-aware training uses it to refit
-    scales and masks).  Progress is reported once per epoch.
+    scales and masks).  ``distill``: a teacher's logits on the training set as soft targets
+    (:class:`Distillation`).  Progress is reported once per epoch.
     """
     cfg = config or TrainConfig()
     seed_everything(cfg.seed)
@@ -143,6 +169,13 @@ def train(
     x_all = torch.as_tensor(task.x_train, device=device)
     y_all = torch.as_tensor(task.y_train, device=device)
     l_all = torch.as_tensor(task.lengths_train, device=device)
+    teacher = None
+    if distill is not None and distill.weight > 0:
+        alpha, temp = float(distill.weight), float(distill.temperature)
+        if distill.logits.shape != (len(x_all), model.config.n_outputs):
+            raise ValueError(f"distillation logits must be [{len(x_all)}, {model.config.n_outputs}], "
+                             f"got {list(distill.logits.shape)}")
+        teacher = torch.log_softmax(torch.as_tensor(distill.logits, dtype=torch.float32, device=device) / temp, dim=1)
     gen = torch.Generator().manual_seed(cfg.seed)
     result = TrainResult()
     n = len(x_all)
@@ -157,6 +190,10 @@ def train(
             xb = random_shift(x_all[idx], cfg.shift, gen)
             logits, rates = model(xb, l_all[idx], noise_std=cfg.noise_std, count_noise=cfg.count_noise)
             loss = loss_fn(logits, y_all[idx])
+            if teacher is not None:
+                kd = nn.functional.kl_div(torch.log_softmax(logits / temp, dim=1), teacher[idx], log_target=True,
+                                          reduction="batchmean")
+                loss = (1.0 - alpha) * loss + alpha * temp**2 * kd
             if cfg.rate_penalty > 0:
                 loss = loss + cfg.rate_penalty * (rates.mean(dim=(0, 1)) ** 2).sum()
             opt.zero_grad()
