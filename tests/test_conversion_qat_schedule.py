@@ -16,6 +16,7 @@ from neurolab_gui.core.conversion.constrain import (
     WeightPrecision,
     constrain,
     fan_in_schedule,
+    qat_epochs_for,
     stacked_weights,
 )
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
@@ -74,3 +75,35 @@ def test_distillation_teaches_the_teachers_answers_not_the_labels():
         train(_small_leaky(), task, TrainConfig(epochs=1), distill=Distillation(teacher[:5], 0.5))
     with pytest.raises(ValueError, match="weight"):
         Distillation(teacher, 1.5)
+
+
+def test_qat_length_gives_small_data_sets_enough_optimizer_steps_within_a_cap():
+    qat = TrainConfig(epochs=10, batch_size=64)
+    assert qat_epochs_for(qat, 270, 200) == 40  # 5 batches per epoch: 40 epochs make 200 steps
+    assert qat_epochs_for(qat, 1438, 200) == 10  # 23 batches x 10 epochs are already 230 steps
+    assert qat_epochs_for(qat, 20, 200) == 40  # one batch per epoch: capped at 4x the configured epochs
+    assert qat_epochs_for(qat, 270, 0) == 10 and qat_epochs_for(TrainConfig(epochs=0), 270, 200) == 0
+
+
+def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_epochs_are_given(tmp_path):
+    from torch import nn
+
+    from neurolab_gui.core.conversion import tasks
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+    from neurolab_gui.core.conversion.pipeline import config_for_task, prepare_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1.0, (70, 6, 3)).astype(np.float32)
+    lengths = np.full(70, 6)
+    torch.manual_seed(0)
+    rnn, fc = nn.RNN(3, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
+    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
+    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(70) % 2, lengths=lengths, x_test=x[:10], labels_test=np.arange(10) % 2,
+             lengths_test=lengths[:10])
+    task = tasks.load_npz_task(tmp_path / "d.npz")
+    model = load_checkpoint(tmp_path / "m.pt").model
+    prepared = prepare_model(model, task, config_for_task(task.name, model.config))
+    assert prepared.cfg.constraint.qat.epochs == 40  # 2 batches per epoch: 100 epochs wanted, 4 x 10 allowed
+    assert any("QAT fine-tune 40 epochs" in note for note in prepared.notes)
+    asked = prepare_model(model, task, config_for_task(task.name, model.config, qat_epochs=3))
+    assert asked.cfg.constraint.qat.epochs == 3 and not any("QAT fine-tune" in note for note in asked.notes)

@@ -402,6 +402,18 @@ def quantise(w: np.ndarray, groups: np.ndarray, precision: WeightPrecision, budg
     return Quantisation(scales, g_in, g_b, m)
 
 
+def qat_epochs_for(qat: TrainConfig, n_train: int, min_steps: int, max_factor: int = 4) -> int:
+    """QAT epochs that give at least ``min_steps`` optimizer steps on ``n_train`` sequences.
+
+    Never fewer than ``qat.epochs`` nor more than ``max_factor`` times as many (a tiny data set
+    does not get hundreds of epochs); ``min_steps`` 0 or ``qat.epochs`` 0 leaves the epochs alone.
+    """
+    if min_steps <= 0 or qat.epochs <= 0 or n_train <= 0:
+        return qat.epochs
+    batches = -(-n_train // qat.batch_size)
+    return int(min(max(qat.epochs, -(-min_steps // batches)), max_factor * qat.epochs))
+
+
 def fan_in_schedule(epoch: int, prune_epochs: int, dense: int, budget: int) -> int:
     """CAM budget of QAT epoch ``epoch`` (0-based) under gradual pruning.
 

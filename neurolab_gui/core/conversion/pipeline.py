@@ -48,6 +48,7 @@ from .constrain import (
     check_convertible,
     constrain,
     normalize_activations,
+    qat_epochs_for,
     source_gains_of,
 )
 from .deployment import BoardProfile, TransferMatching
@@ -157,6 +158,11 @@ class PipelineConfig:
     #: model keeps the most training accuracy is used (empty: ``retention`` as set).  An Elman RNN
     #: reacts within one step, a leaky one low-passes its inputs (docs/decisions.md).
     imported_retentions: tuple[float, ...] = (0.85, 0.7, 0.55)
+    #: imported models: the QAT fine-tune runs at least this many optimizer steps (more epochs on a
+    #: small data set, at most 4x ``constraint.qat.epochs``; :func:`.constrain.qat_epochs_for`); an
+    #: explicit ``qat_epochs`` (``--qat-epochs``) is taken as given.  0: the epochs as set
+    #: (docs/decisions.md, "QAT length of imported models").
+    imported_qat_min_steps: int = 200
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -221,6 +227,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.train.epochs = int(epochs)
     if qat_epochs is not None:
         cfg.constraint.qat.epochs = int(qat_epochs)
+    if overrides.get("qat_epochs") is not None:  # asked for: not lengthened for imported models
+        cfg.imported_qat_min_steps = 0
     if n_core_groups is not None:
         cfg.constraint.n_core_groups = int(n_core_groups)
     if lr is not None:
@@ -443,6 +451,12 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
                  "training steps) so they fit the neurons' rate range")
     if model.config.kind == "elman" and cfg.imported_retentions:
         cfg = _fit_retention(model, task, cfg, settings, notes)
+    epochs = qat_epochs_for(cfg.constraint.qat, len(task.x_train), cfg.imported_qat_min_steps)
+    if epochs != cfg.constraint.qat.epochs:
+        notes.append(f"QAT fine-tune {epochs} epochs (was {cfg.constraint.qat.epochs}): at least "
+                     f"{cfg.imported_qat_min_steps} optimizer steps on {len(task.x_train)} training sequences")
+        qat = dataclasses.replace(cfg.constraint.qat, epochs=epochs)
+        cfg = dataclasses.replace(cfg, constraint=dataclasses.replace(cfg.constraint, qat=qat))
     return PreparedModel(model, task, cfg, settings, notes, float_accuracy)
 
 
