@@ -162,7 +162,7 @@ class PipelineConfig:
     #: small data set, at most 4x ``constraint.qat.epochs``; :func:`.constrain.qat_epochs_for`); an
     #: explicit ``qat_epochs`` (``--qat-epochs``) is taken as given.  0: the epochs as set
     #: (docs/decisions.md, "QAT length of imported models").
-    imported_qat_min_steps: int = 200
+    imported_qat_min_steps: int = 600
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
