@@ -418,8 +418,8 @@ def fan_in_schedule(epoch: int, prune_epochs: int, dense: int, budget: int) -> i
     """CAM budget of QAT epoch ``epoch`` (0-based) under gradual pruning.
 
     Cosine from ``dense`` at epoch 0 down to ``budget`` at epoch ``prune_epochs`` and after (as in
-    gradual magnitude pruning: most connections go early, while the network can still adapt,
-    the last few slowly).  Never below ``budget``.
+    gradual magnitude pruning: the network adapts while its connections go, the last ones
+    slowly).  Never below ``budget``.
     """
     if prune_epochs <= 0 or epoch >= prune_epochs or dense <= budget:
         return budget
