@@ -31,6 +31,7 @@ def test_the_shipped_float_model_is_what_its_metadata_says():
     assert accuracy > 0.85
 
 
+@pytest.mark.slow  # ~24 s of CPU: three emulated boards' transfer matching and a calibration of 3 cores' 768 neurons
 def test_demo_runs_every_stage_and_the_calibration_on_a_reduced_size(tmp_path, monkeypatch, capsys):
     """A 12-unit checkpoint -> constrain -> board ideal / mismatch -> calibration (short probes) -> after, on 4 samples.
 

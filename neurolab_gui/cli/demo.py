@@ -26,7 +26,7 @@ DEMO_TASK = "seq_digits"
 #: QAT epochs of the demo's constrain step (the task's own default is longer; docs/decisions.md, "Demo budget").
 DEMO_QAT_EPOCHS = 6
 #: Chip time of the demo's calibration (measurement + loop), seconds (docs/decisions.md, "Demo budget").
-DEMO_CHIP_BUDGET_S = 115.0
+DEMO_CHIP_BUDGET_S = 90.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
