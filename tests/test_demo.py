@@ -100,3 +100,9 @@ def test_demo_refuses_bad_options_naming_them(tmp_path, capsys, argv, message):
     rc = main(["demo", "--figures", str(tmp_path / "f"), *argv])
     assert rc == 2
     assert message in capsys.readouterr().out
+
+
+def test_demo_refuses_train_with_a_checkpoint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--train", "--checkpoint", "model.pt"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -8,7 +8,7 @@ to the chip (QAT, ``--qat-epochs``), runs on the emulated board through the USB 
 mismatched board is calibrated for the network (``--chip-budget`` seconds of chip time, no
 fine-tuning) and the calibrated network runs on the same samples; ``--brian2`` adds the Brian2
 reference stage on a few test samples.  Ends with the time line of its phases (wall and CPU).
-Designed to finish within 2 minutes on 2 CPU cores.
+Sized for 2 minutes on 2 idle CPU cores (docs/decisions.md, "Demo budget").
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="load -> constrain -> map -> run on the emulator -> calibrate, print the stage table")
     p.add_argument("--task", default=DEMO_TASK, help="seq_digits (default), mnist1d, ecg or a .npz file; "
                                                      "tasks other than seq_digits are trained here")
-    p.add_argument("--train", action="store_true",
-                   help="train the float model here (BPTT) instead of loading the shipped seq_digits checkpoint")
-    p.add_argument("--checkpoint", default=None, help="convert this NeuroLab checkpoint instead of the shipped one")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--train", action="store_true",
+                        help="train the float model here (BPTT) instead of loading the shipped seq_digits checkpoint")
+    source.add_argument("--checkpoint", default=None, help="convert this checkpoint instead of the shipped one")
     p.add_argument("--epochs", type=int, default=None, help="training epochs when training (default: the task's)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units when training (default: the task's, see pipeline.TASK_DEFAULTS)")
     p.add_argument("--qat-epochs", type=int, default=DEMO_QAT_EPOCHS,
@@ -161,9 +162,10 @@ def run(args: argparse.Namespace) -> int:
         model = loaded.model
         meta = loaded.metadata
         made = f"test accuracy {meta['test_accuracy']:.3f} when trained" if "test_accuracy" in meta else "no accuracy stored"
-        print(f"1/3 float model loaded from {args.checkpoint or shipped_checkpoint()} ({model.config.n_hidden} leaky ReLU units, "
+        print(f"1/3 float model loaded from {args.checkpoint or shipped_checkpoint()} ({model.config.n_hidden} {model.config.kind} ReLU units, "
               f"{made}; --train trains one here)")
     print(f"2/3 constrain (QAT {cfg.constraint.qat.epochs} epochs) -> map -> transfer-curve matching -> run on the emulated board")
+
     def conversion_progress(p) -> None:
         # convert() reports the constrain step (QAT) in [0, 0.35) of its progress, the stages after it
         if p.fraction >= 0.35 and clock.running() == "constrain (QAT)":
@@ -174,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         result = convert(model, task, cfg, progress=conversion_progress)
     print()
     print(result.report.table())
-    print(f"\nconversion finished after {time.perf_counter() - clock.start_wall:.0f} s")
+    print(f"\nconversion finished after {clock.total()[0]:.0f} s")
     if args.json:
         print(f"JSON report written to {result.report.write_json(args.json)}")
     if not args.no_calibration:
