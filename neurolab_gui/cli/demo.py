@@ -1,7 +1,7 @@
 """``neurolab demo``: the headless main job — load (or train), constrain, map, run on the emulator, calibrate.
 
 Sequential digits (row by row) by default, from the shipped float checkpoint
-``resources/networks/seq_digits_demo.pt`` (``neurolab train --task seq_digits``, see
+``resources/networks/seq_digits_demo.pt`` (``neurolab train --task seq_digits --epochs 40 --batch-size 64``, see
 resources/networks/README.md; ``--train`` trains it here instead).  The float model is constrained
 to the chip (QAT, ``--qat-epochs``), runs on the emulated board through the USB emulation
 (mismatch off and the default mismatch) on the first 120 test samples (``--n-test``), then the
