@@ -10,19 +10,25 @@ timer at the user's first click (``tests/test_gui_user_actions.py``, ``docs/ARCH
 
 :func:`warm_up` does that work once per process, on a thread of its own, with the collector's
 automatic passes paused while it imports, and then freezes the heap (``gc.freeze``), so the
-imported modules are never walked by a collection again.  ``neurolab gui`` starts it as soon as
+imported modules are never walked by a collection again.  Before importing torch it maps torch's
+shared libraries with a GIL-free ``dlopen`` call (:func:`preload_shared_libraries`).  ``neurolab gui`` starts it as soon as
 the board's events are drawn (:func:`neurolab_gui.qt.app.launch`); later callers get the same
 future.  Nothing here is Qt.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
+import importlib.util
 import logging
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,9 @@ HEAVY_MODULES: tuple[str, ...] = (
     "neurolab_gui.core.calibration.engine",
 )
 
+#: torch's shared libraries in load order (each needs the ones before it), from its ``lib`` folder.
+TORCH_LIBRARIES: tuple[str, ...] = ("libgomp.so.1", "libc10.so", "libtorch_cpu.so", "libtorch.so", "libtorch_python.so")
+
 _lock = threading.Lock()
 _future: Future | None = None
 
@@ -48,12 +57,53 @@ def _load_decoder() -> None:
     load_kernel()
 
 
+def preload_shared_libraries(package: str = "torch", names: tuple[str, ...] = TORCH_LIBRARIES) -> list[str]:
+    """``dlopen`` a package's shared libraries through a ctypes call, which releases the GIL.
+
+    ``import torch`` maps and relocates libtorch_cpu (~430 MB) and runs its static initialisers
+    inside the import machinery's ``dlopen``, with the GIL held: the window's heartbeat stopped for
+    0.3-0.6 s once, about a second after the first events (bench/app_start.py
+    ``worst_gap_warm_ms``: 283-436 ms at load ~1).  ``ctypes.CDLL`` holds the GIL as well (a
+    193 ms gap measured), but a *call* of libc's ``dlopen`` through ctypes releases it.  Loaded
+    first with ``RTLD_GLOBAL``, the libraries are already in the process when ``import torch``
+    asks for them, and what is left of the import runs Python in small pieces (worst gap beside
+    it 32-52 ms in the same probe).  Linux/glibc only; anywhere else, or when a library is
+    missing, nothing is loaded and the import does the work as before.
+
+    Returns the names of the libraries loaded (empty when nothing was done).
+    """
+    if not sys.platform.startswith("linux"):
+        return []
+    spec = importlib.util.find_spec(package)  # a top-level spec: the package is not imported
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    paths = [folder / name for name in names if (folder / name).exists()]
+    if not paths:
+        return []
+    libc = ctypes.CDLL(None)
+    dlopen = libc.dlopen
+    dlopen.restype, dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+    loaded = []
+    for path in paths:
+        if not dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_GLOBAL):
+            log.warning("warm-up: could not preload %s; importing %s loads it instead", path.name, package)
+            break
+        loaded.append(path.name)
+    return loaded
+
+
+def _preload_for(modules: tuple[str, ...]) -> None:
+    if "torch" in modules and "torch" not in sys.modules:
+        preload_shared_libraries("torch")
+
+
 def _warm(modules: tuple[str, ...], future: Future) -> None:
     started = time.perf_counter()
     automatic = gc.isenabled()
     gc.disable()  # imports make no cyclic garbage worth a collection; their objects live as long as the app
     try:
-        for load in (_load_decoder, *(lambda name=name: importlib.import_module(name) for name in modules)):
+        for load in (_load_decoder, lambda: _preload_for(modules), *(lambda name=name: importlib.import_module(name) for name in modules)):
             try:
                 load()
             except Exception as exc:  # noqa: BLE001 - the action that needs it reports it when it runs
