@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import resource
@@ -349,6 +350,11 @@ def main() -> None:
                              "for --seconds over 2)")
     parser.add_argument("--threads", type=int, default=0, help="EmulatorConfig.kernel_threads (0 = one per core)")
     args = parser.parse_args()
+    if not args.skip_peers:
+        missing = [name for name in ("rockpool", "jax") if importlib.util.find_spec(name) is None]
+        if missing:  # say so before minutes of Brian2 builds, not as a traceback after them
+            parser.error(f"the rockpool peer needs {', '.join(missing)}: pip install -e '.[bench]' "
+                         "(or --skip-peers to time the emulator alone)")
 
     t0 = time.perf_counter()
     sim = build_board(threads=args.threads)
