@@ -75,8 +75,8 @@ class Task:
             )
         self.y_train = _check_labels(self.y_train, len(self.x_train), self.n_classes, "y_train")
         self.y_test = _check_labels(self.y_test, len(self.x_test), self.n_classes, "y_test")
-        self.lengths_train = _check_lengths(self.lengths_train, self.x_train, "lengths_train")
-        self.lengths_test = _check_lengths(self.lengths_test, self.x_test, "lengths_test")
+        self.lengths_train = _valid_lengths(self.lengths_train, self.x_train, "lengths_train")
+        self.lengths_test = _valid_lengths(self.lengths_test, self.x_test, "lengths_test")
 
     @property
     def n_features(self) -> int:
@@ -138,18 +138,6 @@ def _check_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarra
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"{what} labels must lie in 0..{n_classes - 1}; got {y.min()}..{y.max()}")
     return y
-
-
-def _check_lengths(lengths: np.ndarray | None, x: np.ndarray, what: str) -> np.ndarray:
-    n, t = x.shape[:2]
-    if lengths is None:
-        return np.full(n, t, dtype=np.int64)
-    lengths = np.asarray(lengths).astype(np.int64)
-    if lengths.shape != (n,):
-        raise ValueError(f"{what} must have shape [{n}]; got {lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > t:
-        raise ValueError(f"{what} must lie in 1..{t} (the padded length); got {lengths.min()}..{lengths.max()}")
-    return lengths
 
 
 def _stratified_split(n_classes: int, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +334,7 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
         raise ValueError(f"{path} must contain arrays 'x' and 'labels'; found {sorted(keys)}.\n{DATA_FILE_FORMAT}")
     x = _raw_features(x, f"{path}: 'x'")
     y = _raw_labels(y, len(x), f"{path}: 'labels'")
-    lengths = _raw_lengths(get("lengths"), x, f"{path}: 'lengths'")
+    lengths = _valid_lengths(get("lengths"), x, f"{path}: 'lengths'")
     x, nan_padded = _valid_steps_finite(x, lengths, f"{path}: 'x'")  # before a split, so a message's place is the file's
     x_test, y_test, lengths_test = get("x_test"), get("labels_test", "y_test"), get("lengths_test")
     if x_test is None:
@@ -358,7 +346,7 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     else:
         x_test = _raw_features(x_test, f"{path}: 'x_test'")
         y_test = _raw_labels(y_test, len(x_test), f"{path}: 'labels_test'")
-        lengths_test = _raw_lengths(lengths_test, x_test, f"{path}: 'lengths_test'")
+        lengths_test = _valid_lengths(lengths_test, x_test, f"{path}: 'lengths_test'")
         n_classes = _n_classes(get("n_classes"), [y, y_test], path)
         x_test, nan_test = _valid_steps_finite(x_test, lengths_test, f"{path}: 'x_test'")
         nan_padded += nan_test
@@ -432,7 +420,7 @@ def _n_classes(declared: np.ndarray | None, labels: list[np.ndarray], path: Path
     return n
 
 
-def _raw_lengths(lengths: np.ndarray | None, x: np.ndarray, what: str) -> np.ndarray:
+def _valid_lengths(lengths: np.ndarray | None, x: np.ndarray, what: str) -> np.ndarray:
     """Valid steps per sequence: whole numbers in ``1..T``; the message names the sequences that are not."""
     n, t = x.shape[:2]
     if lengths is None:
