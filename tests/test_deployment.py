@@ -13,25 +13,12 @@ from neurolab_gui.core.boards import open_emulator
 from neurolab_gui.core.calibration.profile import CalibrationProfile, find_profile, save_profile
 from neurolab_gui.core.cancellation import Cancelled
 from neurolab_gui.core.conversion import pipeline
-from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
 from neurolab_gui.core.conversion.deployment import deploy_network, run_deployment
-from neurolab_gui.core.conversion.mapping import NeuronSettings, TimeMapping, map_network
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
-from neurolab_gui.core.conversion.tasks import Task
-from neurolab_gui.core.conversion.training import TrainConfig
 from neurolab_gui.core.jobs import CancelToken
+from tests.small_networks import tiny_mapped_network
 
-
-def tiny():
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 6, 4)).astype(np.float32)
-    y = rng.integers(0, 3, 40)
-    task = Task("tiny", x, y, x[:20], y[:20], 3)
-    torch.manual_seed(0)
-    model = RateRNN(RNNConfig(4, 12, 3, "leaky", 0.85, 4, "mean", 1.0))
-    net = constrain(model, task, ConstraintConfig(max_fan_in=63, n_core_groups=2, qat=TrainConfig(epochs=0)), 0.85, 4, saturation=1.0)
-    mapped = map_network(net, TimeMapping(retention=0.85, steps_per_sample=4), NeuronSettings())
-    return net, mapped, task
+tiny = tiny_mapped_network
 
 
 def test_deploy_writes_the_netlist_and_runs_reporting_every_batch():

@@ -5,34 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.dynapse1.bias_sets import apply_bias_set
 from emulator import engine
 from emulator.batched import BatchedSimulator
 from emulator.config import EmulatorConfig, MismatchConfig
 from emulator.simulator import BoardSimulator
+from tests.small_networks import wire_recurrent_chips
 
-SYNAPSES_ON = {
-    "NPDPIE_THR_F_P": (2, 80), "PS_WEIGHT_EXC_F_N": (5, 60), "NPDPIE_THR_S_P": (2, 80), "PS_WEIGHT_EXC_S_N": (5, 60),
-    "NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (5, 60), "NPDPII_THR_S_P": (2, 80), "PS_WEIGHT_INH_S_N": (5, 60),
-    "IF_AHTHR_N": (3, 80), "IF_AHW_P": (5, 60),
-}
 SERIALS = ("BATCH001", "BATCH002", "BATCH003")
 
 
 def _configure(sim, dc=(5, 40)) -> None:
     """Recurrent networks on every chip, a route from chip 1 into chip 0, tau2 on a core, Poisson,
     spike-generator and host input: the same on a BoardSimulator or a BatchedSimulator."""
-    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSES_ON, "IF_DC_P": dc})
-    rng = np.random.default_rng(3)
-    t = sim.tables
-    t.cam_core[:, :16] = rng.integers(0, 4, size=(4096, 16))
-    t.cam_neuron[:, :16] = rng.integers(0, 256, size=(4096, 16))
-    t.cam_type[:, :16] = rng.integers(0, 4, size=(4096, 16))
-    t.cam_written[:, :16] = True
-    t.sram[:, 1] = 0
-    t.sram[:, 1, 0] = (np.arange(4096) % 1024) // 256
-    t.sram[:, 1, 5] = 15
-    t.connectivity_version += 1
+    wire_recurrent_chips(sim, dc)
     sim.write_sram(1, 5, 2, 0, 1, 1, 0, 0, 15)  # chip 1 neuron 5 also reaches chip 0
     sim.set_core_tau(2, 1, True)
     sim.set_poisson_rate(2, 7, 400.0)

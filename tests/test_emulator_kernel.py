@@ -15,13 +15,9 @@ from emulator import engine
 from emulator.config import EmulatorConfig, MismatchConfig
 from emulator.partition import assign_partitions, chip_groups
 from emulator.simulator import BoardSimulator, KernelScratch
+from tests.small_networks import wire_recurrent_chips
 
 AMPA = SynapseType.AMPA
-SYNAPSES_ON = {
-    "NPDPIE_THR_F_P": (2, 80), "PS_WEIGHT_EXC_F_N": (5, 60), "NPDPIE_THR_S_P": (2, 80), "PS_WEIGHT_EXC_S_N": (5, 60),
-    "NPDPII_THR_F_P": (2, 80), "PS_WEIGHT_INH_F_N": (5, 60), "NPDPII_THR_S_P": (2, 80), "PS_WEIGHT_INH_S_N": (5, 60),
-    "IF_AHTHR_N": (3, 80), "IF_AHW_P": (5, 60),
-}
 
 
 def test_relaxation_factors_match_float64_over_the_whole_range():
@@ -113,17 +109,7 @@ def _busy_board(threads: int, cross_route: bool = True) -> BoardSimulator:
     """Recurrent networks on every chip, one route from chip 1 into chip 0 (``cross_route``),
     Poisson and spike-generator input, monitors on two chips."""
     sim = BoardSimulator("KERNEL05", EmulatorConfig(kernel_threads=threads))
-    apply_bias_set(sim, "samna_recommended", overrides={**SYNAPSES_ON, "IF_DC_P": (5, 40)})
-    rng = np.random.default_rng(3)
-    t = sim.tables
-    t.cam_core[:, :16] = rng.integers(0, 4, size=(4096, 16))
-    t.cam_neuron[:, :16] = rng.integers(0, 256, size=(4096, 16))
-    t.cam_type[:, :16] = rng.integers(0, 4, size=(4096, 16))
-    t.cam_written[:, :16] = True
-    t.sram[:, 1] = 0
-    t.sram[:, 1, 0] = (np.arange(4096) % 1024) // 256
-    t.sram[:, 1, 5] = 15
-    t.connectivity_version += 1
+    wire_recurrent_chips(sim)
     if cross_route:
         sim.write_sram(1, 5, 2, 0, 1, 1, 0, 0, 15)  # chip 1 neuron 5 also reaches chip 0
     sim.set_poisson_rate(2, 7, 400.0)

@@ -10,25 +10,13 @@ from emulator.config import EmulatorConfig
 from emulator.sim_board import SimulatorBoard
 from emulator.simulator import BoardSimulator
 from neurolab_gui.core import robustness as rb
-from neurolab_gui.core.conversion.constrain import ConstraintConfig, constrain
-from neurolab_gui.core.conversion.mapping import NeuronSettings, TimeMapping, map_network
 from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
 from neurolab_gui.core.conversion.spiking_run import configure_board, stream_samples
 from neurolab_gui.core.conversion.tasks import Task
 from neurolab_gui.core.conversion.training import TrainConfig
+from tests.small_networks import tiny_mapped_network
 
-
-def _tiny():
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 6, 4)).astype(np.float32)
-    y = rng.integers(0, 3, 40)
-    task = Task("tiny", x, y, x[:20], y[:20], 3)
-    torch.manual_seed(0)
-    model = RateRNN(RNNConfig(4, 12, 3, "leaky", 0.85, 4, "mean", 1.0))
-    net = constrain(model, task, ConstraintConfig(max_fan_in=63, n_core_groups=2, qat=TrainConfig(epochs=0)), 0.85, 4,
-                    saturation=1.0)
-    mapped = map_network(net, TimeMapping(retention=0.85, steps_per_sample=4), NeuronSettings())
-    return net, mapped, task
+_tiny = tiny_mapped_network
 
 
 @pytest.fixture(scope="module")
