@@ -199,8 +199,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     readout, saturation), because the spiking time mapping must be the one the model was trained
     with.  ``overrides`` that are not None come last and set :class:`PipelineConfig` fields;
     ``epochs``, ``qat_epochs``, ``lr``, ``noise_std``, ``seed`` and ``n_core_groups`` reach the
-    training, QAT and constraint configurations; ``batch_size`` and ``shift`` (augmentation) the
-    float training only.  An unknown option raises ``ValueError`` naming it.
+    training, QAT and constraint configurations; ``batch_size``, ``shift`` (augmentation) and
+    ``noise_warmup`` the float training only.  An unknown option raises ``ValueError`` naming it.
     """
     cfg = PipelineConfig()
     opts: dict = dict(TASK_DEFAULTS.get(task_name, {}))
@@ -217,6 +217,7 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     n_core_groups = opts.pop("n_core_groups", None)
     lr, noise = opts.pop("lr", None), opts.pop("noise_std", None)
     batch_size, shift = opts.pop("batch_size", None), opts.pop("shift", None)
+    noise_warmup = opts.pop("noise_warmup", None)
     unknown = sorted(set(opts) - set(PipelineConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown pipeline option(s): {', '.join(unknown)}")
@@ -239,6 +240,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.train.batch_size = int(batch_size)
     if shift is not None:
         cfg.train.shift = (int(shift[0]), int(shift[1]))
+    if noise_warmup is not None:
+        cfg.train.noise_warmup = float(noise_warmup)
     return cfg
 
 

@@ -180,13 +180,17 @@ def seq_digits(mode: str = "row", seed: int = 0, test_fraction: float = 0.2) -> 
     )
 
 
-def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5, extra_train: int = 0) -> Task:
-    """MNIST-1D generated locally (``make_dataset``; 40 steps, ON/OFF channels, 10 classes).
+def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5, extra_train: int = 0,
+            chunk: int = 1) -> Task:
+    """MNIST-1D generated locally (``make_dataset``; 40 samples, ON/OFF channels, 10 classes).
 
     ``num_samples`` and ``seed`` give the standard data set (5,000 samples at seed 42: 4,000 train,
     1,000 test).  ``extra_train`` more training samples come from the same generator with seed
     ``seed + 1`` (the same templates and transformations, other random draws), so the test set
-    stays the standard one.  ``make_dataset`` reseeds Python's and numpy's global generators;
+    stays the standard one.  ``chunk`` consecutive signal samples are presented together as one
+    input step (``40 / chunk`` steps of ``2 * chunk`` channels: the ON and OFF channel of each sample
+    in order), so the RNN sees a short stretch of the signal's shape at once, as the rows of
+    :func:`seq_digits` show a digit; it must divide 40.  ``make_dataset`` reseeds Python's and numpy's global generators;
     their states are restored afterwards so that calling this does not change other code's
     random streams.
     """
@@ -204,6 +208,9 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99
 
     if extra_train < 0:
         raise ValueError(f"extra_train must be >= 0, got {extra_train}")
+    n_samples = int(get_dataset_args().final_seq_length)
+    if chunk < 1 or n_samples % chunk:
+        raise ValueError(f"chunk must divide the {n_samples} samples of a sequence, got {chunk}")
     data = generate(num_samples, seed, get_dataset_args().train_split)
     x_train, y_train = np.asarray(data["x"], np.float32), np.asarray(data["y"])
     x_test = np.asarray(data["x_test"], np.float32)
@@ -215,7 +222,8 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99
 
     def on_off(x: np.ndarray) -> np.ndarray:
         x = np.clip(x / scale, -1.0, 1.0)
-        return np.stack([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=2)
+        pairs = np.stack([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=2)  # [N, 40, 2]
+        return pairs.reshape(len(x), x.shape[1] // chunk, 2 * chunk)
 
     return Task(
         "mnist1d",
@@ -224,7 +232,8 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99
         on_off(x_test),
         np.asarray(data["y_test"]),
         10,
-        description=f"MNIST-1D generated locally ({len(x_train)} train / {len(x_test)} test, 40 steps, ON/OFF channels)",
+        description=f"MNIST-1D generated locally ({len(x_train)} train / {len(x_test)} test, "
+                    f"{n_samples // chunk} steps of {chunk} sample(s), ON/OFF channels)",
     )
 
 

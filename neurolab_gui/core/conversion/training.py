@@ -55,6 +55,11 @@ class TrainConfig:
     #: (for image rows, a translation of the image).  Meant for fixed-length sequences: the
     #: padded window moves, the lengths stay.
     shift: tuple[int, int] = (0, 0)
+    #: Noise warm-up: over the first ``noise_warmup`` fraction of the epochs both noises
+    #: (``noise_std`` and ``count_noise``) rise linearly from zero to their set values, so the
+    #: network first finds its features and then learns the margins against the noise; the last
+    #: epochs always train with the full noise.  0: full noise from the first epoch.
+    noise_warmup: float = 0.0
 
 
 @dataclass
@@ -108,6 +113,14 @@ def random_shift(x: torch.Tensor, max_shift: tuple[int, int], generator: torch.G
     src_f = torch.where((src_f >= 0) & (src_f < f), src_f, f).to(x.device)
     rows = padded[torch.arange(n, device=x.device)[:, None], src_t]  # [N, T, F+1]
     return torch.gather(rows, 2, src_f[:, None, :].expand(n, t, f))
+
+
+def noise_scale_at(epoch: int, epochs: int, warmup: float) -> float:
+    """The factor on the training noises in ``epoch`` (0-based) of ``epochs`` (see ``TrainConfig.noise_warmup``)."""
+    ramp_epochs = warmup * epochs
+    if ramp_epochs <= 0.0:
+        return 1.0
+    return min(1.0, epoch / ramp_epochs)
 
 
 def _batches(model: RateRNN, x: np.ndarray, lengths: np.ndarray | None, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -180,15 +193,19 @@ def train(
     result = TrainResult()
     n = len(x_all)
     n_batches = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
+    if not 0.0 <= cfg.noise_warmup < 1.0:
+        raise ValueError(f"noise_warmup must lie in [0, 1), got {cfg.noise_warmup}")
     for epoch in range(cfg.epochs):
         model.train()
+        noise_scale = noise_scale_at(epoch, cfg.epochs, cfg.noise_warmup)
         order = torch.randperm(n, generator=gen).to(device)
         total_loss, correct = 0.0, 0
         for b in range(n_batches):
             check_cancel(cancel)
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb = random_shift(x_all[idx], cfg.shift, gen)
-            logits, rates = model(xb, l_all[idx], noise_std=cfg.noise_std, count_noise=cfg.count_noise)
+            logits, rates = model(xb, l_all[idx], noise_std=noise_scale * cfg.noise_std,
+                                  count_noise=noise_scale * cfg.count_noise)
             loss = loss_fn(logits, y_all[idx])
             if teacher is not None:
                 kd = nn.functional.kl_div(torch.log_softmax(logits / temp, dim=1), teacher[idx], log_target=True,
