@@ -17,11 +17,11 @@ def test_seq_digits_row_and_pixel_shapes():
 
 
 def test_mnist1d_generated_locally_as_on_off_channels():
-    t = tasks.mnist1d(num_samples=400)
+    t = tasks.mnist1d(num_samples=400, extra_train=0, chunk=1)
     assert t.x_train.shape == (320, 40, 2) and t.x_test.shape == (80, 40, 2)
     assert np.all((t.x_train[..., 0] == 0) | (t.x_train[..., 1] == 0))  # ON and OFF never both active
     state = np.random.get_state()[1][:4].copy()
-    tasks.mnist1d(num_samples=100)
+    tasks.mnist1d(num_samples=100, extra_train=0)
     assert np.array_equal(np.random.get_state()[1][:4], state), "global numpy RNG must be restored"
 
 

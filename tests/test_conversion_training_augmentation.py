@@ -66,7 +66,7 @@ def test_task_defaults_reach_the_float_training_only_and_the_cache_key():
 
 
 def test_mnist1d_extra_training_samples_keep_the_standard_test_set():
-    base = tasks.mnist1d(num_samples=400)
+    base = tasks.mnist1d(num_samples=400, extra_train=0)
     more = tasks.mnist1d(num_samples=400, extra_train=200)
     assert np.array_equal(base.x_test, more.x_test) and np.array_equal(base.y_test, more.y_test)
     assert np.array_equal(base.x_train, more.x_train[: len(base.x_train)])

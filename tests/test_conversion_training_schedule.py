@@ -46,8 +46,8 @@ def test_noise_warmup_reaches_the_float_training_only_and_the_cache_key():
 
 
 def test_mnist1d_chunks_are_consecutive_samples_of_the_same_signal():
-    plain = tasks.mnist1d(num_samples=400)
-    chunked = tasks.mnist1d(num_samples=400, chunk=4)
+    plain = tasks.mnist1d(num_samples=400, extra_train=0, chunk=1)
+    chunked = tasks.mnist1d(num_samples=400, extra_train=0, chunk=4)
     assert chunked.x_train.shape == (320, 10, 8) and chunked.x_test.shape == (80, 10, 8)
     # step 3 holds samples 12..15, each as its (ON, OFF) pair
     assert np.array_equal(chunked.x_test[:, 3], plain.x_test[:, 12:16].reshape(80, 8))
@@ -55,4 +55,26 @@ def test_mnist1d_chunks_are_consecutive_samples_of_the_same_signal():
     assert "10 steps of 4 sample(s)" in chunked.description
     for bad in (0, 3, 80):
         with pytest.raises(ValueError, match="chunk must divide"):
-            tasks.mnist1d(num_samples=100, chunk=bad)
+            tasks.mnist1d(num_samples=100, extra_train=0, chunk=bad)
+
+
+def test_label_smoothing_is_the_training_loss_and_reaches_the_float_training_only():
+    torch.set_num_threads(1)
+    task = tasks.seq_digits().subset(32, 8)
+    torch.manual_seed(0)
+    model = RateRNN(RNNConfig(8, 6, 10, steps_per_sample=1))
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(task.x_train))
+    expected = torch.nn.functional.cross_entropy(logits, torch.as_tensor(task.y_train), label_smoothing=0.3)
+    # lr 0: the weights stay, so the epoch's loss is the smoothed loss of the untrained model
+    result = train(model, task, TrainConfig(epochs=1, lr=0.0, batch_size=32, noise_std=0.0, label_smoothing=0.3))
+    assert result.train_loss[0] == pytest.approx(float(expected), rel=1e-5)
+    assert result.train_loss[0] != pytest.approx(float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(task.y_train))), rel=1e-3)
+    cfg = config_for_task("seq_digits", label_smoothing=0.1)
+    assert cfg.train.label_smoothing == 0.1 and cfg.constraint.qat.label_smoothing == 0.0
+
+
+def test_the_builtin_mnist1d_task_is_chunked_with_extra_training_samples():
+    t = tasks.load_task("mnist1d")
+    assert (tasks.MNIST1D_CHUNK, tasks.MNIST1D_EXTRA_TRAIN) == (4, 4000)
+    assert t.x_train.shape == (8000, 10, 8) and t.x_test.shape == (1000, 10, 8)

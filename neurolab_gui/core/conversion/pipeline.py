@@ -178,13 +178,15 @@ class PipelineConfig:
 
 #: Per-task choices that differ from :class:`PipelineConfig`'s defaults, measured on the task
 #: (``bench/conversion_accuracy.py``, ``bench/float_baselines.py``; docs/decisions.md, "MNIST-1D task
-#: defaults", "Sequential digits: batch 16, 60 epochs").  MNIST-1D: 2 RNN steps per sample keep its
-#: 40-sample sequences affordable; 128 hidden units over all four cores leave the calibration more
-#: spare neurons per core.  Sequential digits: batches of 16 give the 1,437 training sequences 4x
-#: the optimiser steps per epoch.
+#: defaults", "Sequential digits: batch 16, 60 epochs", "MNIST-1D: chunks of 4 samples, 8,000
+#: training samples").  MNIST-1D: 2 RNN steps per input step (4 signal samples, see
+#: ``tasks.mnist1d``); 256 hidden units over all four cores of one chip; the training noises
+#: warm up over the first half of its 60 epochs (it underfit with the full noise from the start).
+#: Sequential digits: batches of 16 give the 1,437 training sequences 4x the optimiser steps per epoch.
 TASK_DEFAULTS: dict[str, dict] = {
     "seq_digits": {"n_hidden": 128, "steps_per_sample": 4, "epochs": 60, "qat_epochs": 20, "batch_size": 16},
-    "mnist1d": {"n_hidden": 128, "steps_per_sample": 2, "epochs": 30, "qat_epochs": 8, "n_core_groups": 4},
+    "mnist1d": {"n_hidden": 256, "steps_per_sample": 2, "epochs": 60, "qat_epochs": 8, "n_core_groups": 4,
+                "noise_warmup": 0.5},
     # the robot's steering network (robot_task.py): small, one core, the state at the end of a sequence read out
     # (the closed loop decodes the units' filtered rates continuously)
     "phototaxis": {"n_hidden": 32, "readout": "last", "epochs": 20, "qat_epochs": 4, "n_core_groups": 1},
@@ -199,8 +201,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     readout, saturation), because the spiking time mapping must be the one the model was trained
     with.  ``overrides`` that are not None come last and set :class:`PipelineConfig` fields;
     ``epochs``, ``qat_epochs``, ``lr``, ``noise_std``, ``seed`` and ``n_core_groups`` reach the
-    training, QAT and constraint configurations; ``batch_size``, ``shift`` (augmentation) and
-    ``noise_warmup`` the float training only.  An unknown option raises ``ValueError`` naming it.
+    training, QAT and constraint configurations; ``batch_size``, ``shift`` (augmentation),
+    ``noise_warmup`` and ``label_smoothing`` the float training only.  An unknown option raises ``ValueError`` naming it.
     """
     cfg = PipelineConfig()
     opts: dict = dict(TASK_DEFAULTS.get(task_name, {}))
@@ -217,7 +219,7 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     n_core_groups = opts.pop("n_core_groups", None)
     lr, noise = opts.pop("lr", None), opts.pop("noise_std", None)
     batch_size, shift = opts.pop("batch_size", None), opts.pop("shift", None)
-    noise_warmup = opts.pop("noise_warmup", None)
+    noise_warmup, smoothing = opts.pop("noise_warmup", None), opts.pop("label_smoothing", None)
     unknown = sorted(set(opts) - set(PipelineConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown pipeline option(s): {', '.join(unknown)}")
@@ -242,6 +244,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.train.shift = (int(shift[0]), int(shift[1]))
     if noise_warmup is not None:
         cfg.train.noise_warmup = float(noise_warmup)
+    if smoothing is not None:
+        cfg.train.label_smoothing = float(smoothing)
     return cfg
 
 

@@ -180,8 +180,14 @@ def seq_digits(mode: str = "row", seed: int = 0, test_fraction: float = 0.2) -> 
     )
 
 
-def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5, extra_train: int = 0,
-            chunk: int = 1) -> Task:
+#: The built-in MNIST-1D task's presentation: 4 samples per input step and 4,000 more generated
+#: training samples (docs/decisions.md, "MNIST-1D: chunks of 4 samples, 8,000 training samples").
+MNIST1D_CHUNK = 4
+MNIST1D_EXTRA_TRAIN = 4000
+
+
+def mnist1d(num_samples: int = 5000, seed: int = 42, clip_percentile: float = 99.5,
+            extra_train: int = MNIST1D_EXTRA_TRAIN, chunk: int = MNIST1D_CHUNK) -> Task:
     """MNIST-1D generated locally (``make_dataset``; 40 samples, ON/OFF channels, 10 classes).
 
     ``num_samples`` and ``seed`` give the standard data set (5,000 samples at seed 42: 4,000 train,

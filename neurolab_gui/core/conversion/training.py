@@ -60,6 +60,9 @@ class TrainConfig:
     #: network first finds its features and then learns the margins against the noise; the last
     #: epochs always train with the full noise.  0: full noise from the first epoch.
     noise_warmup: float = 0.0
+    #: Label smoothing of the cross-entropy (the targets give ``label_smoothing`` of their mass to
+    #: all classes evenly): a regulariser against over-confident logits on small training sets.
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -178,7 +181,7 @@ def train(
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     x_all = torch.as_tensor(task.x_train, device=device)
     y_all = torch.as_tensor(task.y_train, device=device)
     l_all = torch.as_tensor(task.lengths_train, device=device)
