@@ -306,9 +306,18 @@ def training_key(task: Task, cfg: PipelineConfig) -> str:
                                           "integrator", "seed", "train_fan_in")}
     c = cfg.constraint
     fan_in = (c.max_fan_in, c.precision.n_levels, source_gains_of(c)) if cfg.train_fan_in else None
-    digest.update(json.dumps([task.name, model, dataclasses.asdict(cfg.train), cfg.count_noise(), fan_in],
+    train = dataclasses.asdict(cfg.train)
+    for name, off in _KEYED_ONLY_WHEN_SET.items():  # models cached before these options existed keep their keys
+        if train[name] == off:
+            del train[name]
+    digest.update(json.dumps([task.name, model, train, cfg.count_noise(), fan_in],
                              sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
+
+
+#: :class:`TrainConfig` fields added after models were cached, with their "off" values: a
+#: training with the option off is the training it was before, so its key leaves the field out.
+_KEYED_ONLY_WHEN_SET: dict[str, float] = {"noise_warmup": 0.0, "label_smoothing": 0.0}
 
 
 def cached_model_path(task: Task, cfg: PipelineConfig, cache_dir: str) -> Path:
