@@ -137,6 +137,25 @@ def test_escape_and_space_stop_the_motors_from_the_keyboard(window, qtbot) -> No
     assert not window.session.robot.loop_running and window.reporter.errors == []
 
 
+def test_escape_in_a_modal_dialog_stops_the_motors_and_closes_the_dialog(window, qtbot) -> None:
+    """The keys are application shortcuts, which a modal dialog shadows: there the panel's event
+    filter stands in, and only there (outside a dialog no Python code sees the app's events)."""
+    from PyQt6.QtWidgets import QMessageBox
+
+    panel, sim = _connect_simulated(window, qtbot)
+    assert not panel._keys_installed  # the shortcuts do it: no Python call for every event of the app
+    panel.left_slider.setValue(50)
+    panel.right_slider.setValue(50)
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.125, 0.125), 1.0)
+    box = QMessageBox(QMessageBox.Icon.Information, "NeuroLab", "a message", parent=window)
+    box.open()  # window-modal, as the error reporter's messages are
+    qtbot.waitUntil(lambda: box.isVisible() and panel._keys_installed, timeout=2000)
+    QTest.keyClick(box, Qt.Key.Key_Escape)
+    assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.2)
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=2000)  # Esc still closes the dialog
+    qtbot.waitUntil(lambda: not panel._keys_installed, timeout=2000)
+
+
 def test_arrow_keys_drive_and_closing_the_window_stops_and_releases_the_robot(window, qtbot) -> None:
     panel, sim = _connect_simulated(window, qtbot)
     panel.setFocus()

@@ -295,7 +295,10 @@ class MainWindow(QMainWindow):
         self._action(biases, "&Save bias set…", self.bias_panel.save_dialog, QKeySequence.StandardKey.Save)
         self._action(biases, "&Load bias set…", self.bias_panel.load_dialog, QKeySequence.StandardKey.Open)
         view = mb.addMenu("&View")
-        self._action(view, "&Pause/resume raster", self.raster_panel.toggle_pause, "Space")
+        pause = self._action(view, "&Pause/resume raster", self.raster_panel.toggle_pause, "Space")
+        # while a robot's motors may run, Space is its e-stop (an application shortcut of the robot
+        # panel); two shortcuts on one key would be ambiguous and neither would fire
+        self.robot_panel.estop_keys_changed.connect(lambda on: pause.setShortcut(QKeySequence() if on else QKeySequence("Space")))
         self._action(view, "&Save layout", lambda: self.save_layout(), "Ctrl+Shift+S")
         self._action(view, "&Restore layout", lambda: self.restore_layout(), "Ctrl+Shift+L")
         view.addSeparator()

@@ -5,7 +5,16 @@ follow its signals (relayed to the GUI thread) or pull its DVS frame at 25 Hz.  
 stop lives in a toolbar of its own (:attr:`RobotPanel.safety_bar`) that the main window shows
 while a robot is connected, so it stays in sight when the dock is tabbed away.  While a robot
 is connected, Esc anywhere in the application stops the motors, and so does Space anywhere but
-in a text field (where it types a space); Space then no longer pauses the raster.
+in a text field (where it types a space); Space then no longer pauses the raster
+(:attr:`RobotPanel.estop_keys_changed` tells the window).
+
+The keys are application-wide ``QShortcut`` s, which Qt matches in C++ on key presses only.
+An application-wide Python event filter would see every event of the application (paints,
+timers, queued signals: thousands a second while the loop runs and the panels draw), each a
+call into Python that wraps its arguments, and it cost the GUI thread close to half of its time
+while the loop ran.  A modal dialog shadows application shortcuts, so while one is open (and
+only then) :class:`_EmergencyKeys` filters the application's events instead; Esc then also goes
+on to close the dialog.
 """
 
 from __future__ import annotations
@@ -15,8 +24,8 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
-from PyQt6.QtGui import QKeyEvent
+from PyQt6.QtCore import QEvent, QObject, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -55,7 +64,7 @@ _OFF_COLOUR = np.array([255, 60, 200], np.float32)  # OFF events magenta
 
 
 class _EmergencyKeys(QObject):
-    """Application-wide Esc/Space → e-stop while a robot is connected."""
+    """Esc/Space → e-stop as an application event filter: only while a modal dialog shadows the shortcuts."""
 
     def __init__(self, panel: RobotPanel) -> None:
         super().__init__(panel)
@@ -63,7 +72,11 @@ class _EmergencyKeys(QObject):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         kind = event.type()
-        if kind not in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) or not self.panel.robot.motors_may_run:
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride):
+            if QApplication.activeModalWidget() is None:  # the dialog is gone: the shortcuts serve again
+                self.panel._follow_modal_dialogs()
+            return False
+        if not self.panel.robot.motors_may_run:
             return False
         assert isinstance(event, QKeyEvent)
         key = event.key()
@@ -83,6 +96,9 @@ class _EmergencyKeys(QObject):
 
 class RobotPanel(QWidget):
     """Connect, watch, drive and close the loop; see the module docstring."""
+
+    #: True while Esc and Space are the e-stop (motors may run): Space must not also pause the raster.
+    estop_keys_changed = pyqtSignal(bool)
 
     def __init__(self, robot: RobotSession, reporter: ErrorReporter) -> None:
         super().__init__()
@@ -249,8 +265,19 @@ class RobotPanel(QWidget):
         relay(robot.safety_stop, self._show_safety_stop, self)
         relay(robot.loop_changed, self._show_loop, self)
         relay(robot.loop_step, self._show_step, self)
+        self._estop_shortcuts = []
+        for key in (Qt.Key.Key_Escape, Qt.Key.Key_Space):
+            shortcut = QShortcut(QKeySequence(key), self, context=Qt.ShortcutContext.ApplicationShortcut)
+            shortcut.setAutoRepeat(False)
+            shortcut.setEnabled(False)  # only while motors may run (see _listen_for_estop_keys)
+            shortcut.activated.connect(lambda: self.emergency_stop("emergency stop (keyboard)"))
+            self._estop_shortcuts.append(shortcut)
+        self._estop_keys_on = False
         self._keys = _EmergencyKeys(self)
-        self._keys_installed = False  # app-wide only while motors may run (see _listen_for_estop_keys)
+        self._keys_installed = False  # while a modal dialog is open and motors may run
+        app = QApplication.instance()
+        if app is not None:
+            app.focusWindowChanged.connect(self._follow_modal_dialogs)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_views)
         self._timer.start(FRAME_INTERVAL_MS)
@@ -347,10 +374,19 @@ class RobotPanel(QWidget):
         self.robot.close()
 
     def _listen_for_estop_keys(self, on: bool) -> None:
-        """Install the application-wide Esc/Space filter while motors may run, and only then: it
-        sees every event of the application (paints, timers, layouts: thousands a second), each
-        a call into Python on the GUI thread."""
+        """Esc and Space stop the motors while they may run, and only then."""
+        if on != self._estop_keys_on:
+            self._estop_keys_on = on
+            for shortcut in self._estop_shortcuts:
+                shortcut.setEnabled(on)
+            self.estop_keys_changed.emit(on)
+        self._follow_modal_dialogs()
+
+    def _follow_modal_dialogs(self, *_: object) -> None:
+        """The application-wide filter stands in for the shortcuts while a modal dialog shadows
+        them (it sees every event of the application, each a call into Python: never longer)."""
         app = QApplication.instance()
+        on = self._estop_keys_on and app is not None and QApplication.activeModalWidget() is not None
         if app is None or on == self._keys_installed:
             return
         if on:
