@@ -327,14 +327,6 @@ def test_transfer_plot_starts_with_a_sweeps_axes_and_says_what_to_press(make_win
     assert "RNN target" not in [label.text for _, label in panel.legend.items]  # nothing drawn, nothing named
 
 
-# Issue 15 item 10 is still open for two actions.  After the GUI-thread work of this stop (fixed-size
-# readouts, dock icons, Qt painting on the GUI thread, raster line drawing) the first clean-clone CI
-# run of the merged tree passed every heartbeat test strictly; the second (same tree plus a warm-up
-# change) saw a conversion with a board stage stall 111 ms (78 ms on the GUI thread) and the running
-# robot loop 102 ms (87 ms on the GUI thread).  These two tests check everything else strictly and
-# report the stall as an expected failure (Heartbeat.known_stall) until its cause is found.
-
-
 # --- conversion ----------------------------------------------------------------------------------
 def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(make_window, qtbot, heartbeat):
     from neurolab_gui.core.conversion.pipeline import build_model
@@ -359,7 +351,7 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
         QTest.mouseClick(panel.convert_button, LEFT)
         qtbot.waitUntil(lambda: panel.job is not None and panel.job.done, timeout=60_000)
         qtbot.waitUntil(lambda: panel.accuracy_table.rowCount() == 3)
-    stall = heartbeat.known_stall()
+    heartbeat.assert_no_stall()
     result = panel.job.result()
     # the board stage's transfer fits are offered, and the first is drawn against the RNN's target
     qtbot.waitUntil(lambda: transfer.fit_combo.isEnabled())
@@ -372,8 +364,6 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     window.session.set_conversion(result)
     qtbot.waitUntil(lambda: not transfer.fit_combo.isEnabled())
     assert "no board stage" in transfer.fit_combo.placeholderText()
-    if stall:  # the conversion and its views are right: only the known stall is left to report
-        pytest.xfail(stall)
 
 
 # --- robot loop ----------------------------------------------------------------------------------
@@ -400,11 +390,9 @@ def test_the_robot_loop_running_never_stalls_the_window(qtbot, tmp_path, heartbe
         with heartbeat.watch("robot loop"):  # the loop drives, the panel draws DVS frames, rates and the arena
             n = len(steps)
             qtbot.waitUntil(lambda: len(steps) >= n + 20, timeout=30_000)
-        stall = heartbeat.known_stall()
+        heartbeat.assert_no_stall()
         QTest.mouseClick(panel.stop_button, LEFT)
         qtbot.waitUntil(lambda: not session.robot.loop_running, timeout=5000)
     finally:
         session.close()
         window.close()
-    if stall:  # the loop ran and stopped: only the known stall is left to report
-        pytest.xfail(stall)
