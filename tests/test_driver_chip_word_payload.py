@@ -55,3 +55,21 @@ def test_a_whole_chip_clear_runs_no_garbage_collection_pass():
     assert len(transfers) == -(-len(words) // 85)
     # the 772 transfers themselves may start one pass; a RegisterWrite per word started ~190
     assert len(collections) <= 2, collections
+
+
+@pytest.mark.parametrize("neurons", [range(1024), range(2), [5, 700, 1023], []])
+def test_clear_words_are_the_per_entry_encoders_words_computed_at_once(neurons):
+    """A chip's clear computes its 65,536 CAM words in one pass (one Python call per word held the
+    GIL ~0.1 s at a calibration's start); every word is what the per-entry encoder gives."""
+    assert cw.clear_cam_words(neurons) == [cw.encode_cam_word(n, i, 0, 0, cw.SynapseType.GABA_B)
+                                           for n in neurons for i in range(cw.CAM_ENTRIES_PER_NEURON)]
+    assert cw.clear_sram_words(neurons) == [cw.encode_sram_word(n, c, 0, cw.Route(), 0)
+                                            for n in neurons for c in range(cw.SRAM_ENTRIES_PER_NEURON)]
+
+
+@pytest.mark.parametrize("bad", [-1, 1024])
+def test_a_clear_of_a_neuron_that_is_not_on_the_chip_is_refused(bad):
+    with pytest.raises(ValueError, match="chip-global"):
+        cw.clear_cam_words([3, bad])
+    with pytest.raises(ValueError, match="chip-global"):
+        cw.clear_sram_words([bad])
