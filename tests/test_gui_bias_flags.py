@@ -127,9 +127,10 @@ def test_one_ctrl_z_after_a_sweep_restores_the_value_before_the_sweep(window, qt
     transfer.chip_spin.setValue(CHIP)
     transfer.core_spin.setValue(CORE)
     transfer.steps_spin.setValue(3)
+    transfer.duration_spin.setValue(0.05)
     undo_depth, log_length = len(model._undo), len(model.log)
-    # (the Sweep button's clicked(bool) bug is the app lane's; this starts the sweep the way the button does)
-    task = transfer.start_sweep(duration_s=0.05)
+    QTest.mouseClick(transfer.sweep_button, Qt.MouseButton.LeftButton)  # the user's Sweep button
+    task = transfer.task
     assert task is not None
     qtbot.waitUntil(lambda: task.done and transfer.sweep_button.isEnabled(), timeout=60_000)
     levels = [c.new for c in model.log[log_length:] if c.origin == "sweep"]

@@ -359,6 +359,13 @@ def test_convert_button_keeps_the_window_responsive_and_the_fit_chooser_follows(
     assert labels == list(transfer.fits) and all(label.startswith("board_ideal: ") for label in labels)
     assert transfer.curves is not None and len(transfer.target_item.getData()[0]) > 0
     assert "RNN target" in [label.text for _, label in transfer.legend.items]
+    # the mapping picture is the board's 64 x 64 neurons with chips and cores named, not pixel indices
+    mapping = panel.mapping_plot
+    assert panel.mapping_img.image.shape == (64, 64) and not mapping.getAxis("left").isVisible()
+    assert "chips U0 U1 / U2 U3" in mapping.getAxis("bottom").labelText
+    chips = {a.chip for a in result.mapped.unit_addresses}
+    assert [label.toPlainText() for label in panel.chip_labels] == [f"U{c} · 12" if c in chips else f"U{c}" for c in range(4)]
+    assert "12 RNN units" in mapping.titleLabel.text
     # a conversion without a board stage: the chooser says so, rather than "no conversion yet"
     result.transfer_fits.clear()
     window.session.set_conversion(result)

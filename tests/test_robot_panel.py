@@ -154,6 +154,17 @@ def test_escape_in_a_modal_dialog_stops_the_motors_and_closes_the_dialog(window,
     assert sim.wait_until(lambda s: s.wheel_speeds() == (0.0, 0.0), 0.2)
     qtbot.waitUntil(lambda: not box.isVisible(), timeout=2000)  # Esc still closes the dialog
     qtbot.waitUntil(lambda: not panel._keys_installed, timeout=2000)
+    # with no robot connected, Space pauses the raster again (it was the e-stop while motors could run)
+    from PyQt6.QtWidgets import QApplication
+
+    QTest.mouseClick(panel.disconnect_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(panel.estop_button.isHidden, timeout=5000)  # nothing can move: the keys are free
+    raster = window.raster_panel
+    window.activateWindow()
+    raster.graphics.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is raster.graphics and QApplication.activeWindow() is window)
+    QTest.keyClick(raster.graphics, Qt.Key.Key_Space)
+    assert raster.paused
 
 
 def test_arrow_keys_drive_and_closing_the_window_stops_and_releases_the_robot(window, qtbot) -> None:
