@@ -84,8 +84,8 @@ def window(make_window):
 # The watch collects first, so the frozen heap holds no garbage, and then settles what that
 # collection leaves to the event loop before its clock starts:
 # - PyQt deletes the slot proxies of collected Python slots with ``deleteLater``, so the earlier
-#   tests' windows, freed by this collection, are torn down in the next event-loop pass (thousands
-#   of proxies and connections: 70-240 ms of GUI-thread CPU measured late in the suite, in C++
+#   tests' windows, freed by this collection, are torn down in the next event-loop pass (their
+#   proxies and connections: up to 79 ms of GUI-thread CPU measured late in the GUI tests, in C++
 #   with no Python frame above the event loop);
 # - while the collection holds the GUI thread, a running worker's queued signals pile up (a robot
 #   loop's steps), and the first pass would draw all of them at once.
