@@ -15,6 +15,8 @@ def test_noise_warmup_ramps_from_zero_to_full_then_stays():
     assert scales[:6] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert scales[5:] == [1.0] * 5
     assert [noise_scale_at(e, 10, 0.0) for e in range(10)] == [1.0] * 10
+    assert noise_scale_at(0, 1, 0.5) == 1.0, "a one-epoch run trains with the full noise"
+    assert [noise_scale_at(e, 2, 0.9) for e in range(2)] == [0.0, 1.0]
 
 
 def test_training_sees_the_ramped_noises_epoch_by_epoch():

@@ -120,7 +120,7 @@ def random_shift(x: torch.Tensor, max_shift: tuple[int, int], generator: torch.G
 
 def noise_scale_at(epoch: int, epochs: int, warmup: float) -> float:
     """The factor on the training noises in ``epoch`` (0-based) of ``epochs`` (see ``TrainConfig.noise_warmup``)."""
-    ramp_epochs = warmup * epochs
+    ramp_epochs = min(warmup * epochs, epochs - 1)  # the last epoch trains with the full noise, however short the run
     if ramp_epochs <= 0.0:
         return 1.0
     return min(1.0, epoch / ramp_epochs)
