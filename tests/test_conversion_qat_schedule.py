@@ -104,6 +104,8 @@ def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_
     model = load_checkpoint(tmp_path / "m.pt").model
     prepared = prepare_model(model, task, config_for_task(task.name, model.config))
     assert prepared.cfg.constraint.qat.epochs == 40  # 2 batches per epoch: 100 epochs wanted, 4 x 10 allowed
+    assert prepared.cfg.constraint.qat.lr == 5e-3 and prepared.cfg.constraint.choose_rounding  # imported: learns the dynamics too
+    assert any("QAT learning rate 0.005 (was 0.002)" in note for note in prepared.notes)
     assert any("QAT fine-tune 40 epochs" in note for note in prepared.notes)
     asked = prepare_model(model, task, config_for_task(task.name, model.config, qat_epochs=3))
     assert asked.cfg.constraint.qat.epochs == 3 and not any("QAT fine-tune" in note for note in asked.notes)

@@ -216,7 +216,7 @@ def constraint_ablation(
          "zero": zero_fractions(w_fan, f)})
 
     groups = constrained.unit_group
-    energy = column_energy(hardware, task.x_train, task.lengths_train) if constraint.error_aware else None
+    energy = column_energy(hardware, task.x_train, task.lengths_train) if constrained.error_aware else None
     q = quantise(w_float, groups, constraint.precision, constraint.max_fan_in, energy, source_gains_of(constraint))
     m = q.multiplicity
     quantised = _with_weights(hardware, q.weights(groups))

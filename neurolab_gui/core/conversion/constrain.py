@@ -149,6 +149,10 @@ class ConstraintConfig:
     #: measured on sequential digits it prunes recurrent copies for the bias and costs accuracy
     #: (docs/decisions.md, "Per-group weight precision").
     error_aware: bool = False
+    #: Try both roundings (plain and error-aware) on the network the fine-tune starts from and keep
+    #: the one whose quantised network is more accurate on the training set (ties: ``error_aware``).
+    #: Which one wins depends on the network (docs/decisions.md, "Rounding chosen per network").
+    choose_rounding: bool = False
     #: Gradual pruning: over the first ``prune_epochs`` QAT epochs the CAM budget of the
     #: fine-tune shrinks from the dense network's (no fan-in limit) to ``max_fan_in`` on a cosine
     #: schedule (:func:`fan_in_schedule`); the remaining epochs and the final projection use
@@ -198,6 +202,8 @@ class ConstrainedNetwork:
     max_fan_in: int
     input_gain: float = 1.0
     bias_gain: float = 1.0
+    #: the rounding used: error-aware (columns weighted by their mean square activity) or plain
+    error_aware: bool = False
 
     @property
     def n_inputs(self) -> int:
@@ -233,6 +239,7 @@ class ConstrainedNetwork:
             "input_gain": float(self.input_gain),
             "bias_gain": float(self.bias_gain),
             "units_per_group": [int((self.unit_group == g).sum()) for g in range(len(self.scale))],
+            "rounding": "error-aware" if self.error_aware else "plain",
         }
 
 
@@ -611,7 +618,9 @@ def constrain(
         saturation = src.config.saturation if src.config.saturation is not None else 1.0
     net = to_hardware_dynamics(src, retention, steps_per_sample, saturation)
     groups = assign_core_groups(stacked_weights(net), cfg.precision, cfg.max_fan_in, cfg.n_core_groups)
-    energy = column_energy(net, task.x_train, task.lengths_train) if cfg.error_aware else None
+    energy = column_energy(net, task.x_train, task.lengths_train) if cfg.error_aware or cfg.choose_rounding else None
+    if cfg.choose_rounding:
+        energy = choose_rounding(net, groups, cfg, task, energy, progress)
     quantiser = _STEQuantiser(net, cfg, groups, energy)
     net.weight_transform = quantiser
     if progress:
@@ -633,4 +642,31 @@ def constrain(
         net.w_bias.copy_(torch.as_tensor(w[:, f]))
         net.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
     return ConstrainedNetwork(net, final.multiplicity, groups, final.scale, cfg.precision, cfg.max_fan_in,
-                              final.input_gain, final.bias_gain)
+                              final.input_gain, final.bias_gain, energy is not None)
+
+
+def choose_rounding(net: RateRNN, groups: np.ndarray, cfg: ConstraintConfig, task: Task, energy: np.ndarray,
+                    progress: ProgressSink | None = None, max_samples: int = 1000) -> np.ndarray | None:
+    """The column energies of the better rounding for ``net``: ``energy`` (error-aware) or None (plain).
+
+    Each is tried once (:func:`quantise` with the chip's budget, no fine-tuning) and the quantised
+    network evaluated on (at most ``max_samples`` of) the *training* set; the test set is not
+    looked at.  Ties go to ``cfg.error_aware``.
+    """
+    w = stacked_weights(net)
+    f = net.config.n_inputs
+    n = min(len(task.x_train), max_samples)
+    scores = {}
+    for aware, e in ((False, None), (True, energy)):
+        q = quantise(w, groups, cfg.precision, cfg.max_fan_in, e, source_gains_of(cfg)).weights(groups)
+        trial = copy.deepcopy(net)
+        with torch.no_grad():
+            trial.w_in.copy_(torch.as_tensor(q[:, :f]))
+            trial.w_bias.copy_(torch.as_tensor(q[:, f]))
+            trial.w_rec.copy_(torch.as_tensor(q[:, f + 1 :]))
+        scores[aware] = evaluate(trial, task.x_train[:n], task.y_train[:n], task.lengths_train[:n])[0]
+    aware = scores[True] > scores[False] or (scores[True] == scores[False] and cfg.error_aware)
+    if progress:
+        progress(Progress(0.0, f"rounding on the training set before fine-tuning: plain {scores[False]:.3f}, "
+                               f"error-aware {scores[True]:.3f} -> {'error-aware' if aware else 'plain'}"))
+    return energy if aware else None

@@ -163,6 +163,14 @@ class PipelineConfig:
     #: explicit ``qat_epochs`` (``--qat-epochs``) is taken as given.  0: the epochs as set
     #: (docs/decisions.md, "QAT length of imported models").
     imported_qat_min_steps: int = 600
+    #: imported models: learning rate of the QAT fine-tune (None: ``constraint.qat.lr``).  A model
+    #: trained by NeuroLab already has the leaky dynamics and only adapts to the weight grid; an
+    #: imported Elman model has to learn the time mapping too (docs/decisions.md, "Fine-tune of
+    #: imported models").
+    imported_qat_lr: float | None = 5e-3
+    #: imported models: :attr:`.constrain.ConstraintConfig.choose_rounding` (plain or error-aware
+    #: rounding, whichever quantises the network more accurately on the training set)
+    imported_choose_rounding: bool = True
 
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
@@ -467,12 +475,17 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
                  "training steps) so they fit the neurons' rate range")
     if model.config.kind == "elman" and cfg.imported_retentions:
         cfg = _fit_retention(model, task, cfg, settings, notes)
-    epochs = qat_epochs_for(cfg.constraint.qat, len(task.x_train), cfg.imported_qat_min_steps)
-    if epochs != cfg.constraint.qat.epochs:
-        notes.append(f"QAT fine-tune {epochs} epochs (was {cfg.constraint.qat.epochs}): at least "
+    qat = cfg.constraint.qat
+    epochs = qat_epochs_for(qat, len(task.x_train), cfg.imported_qat_min_steps)
+    if epochs != qat.epochs:
+        notes.append(f"QAT fine-tune {epochs} epochs (was {qat.epochs}): at least "
                      f"{cfg.imported_qat_min_steps} optimizer steps on {len(task.x_train)} training sequences")
-        qat = dataclasses.replace(cfg.constraint.qat, epochs=epochs)
-        cfg = dataclasses.replace(cfg, constraint=dataclasses.replace(cfg.constraint, qat=qat))
+    lr = qat.lr if cfg.imported_qat_lr is None else float(cfg.imported_qat_lr)
+    if lr != qat.lr:
+        notes.append(f"QAT learning rate {lr:g} (was {qat.lr:g}): the fine-tune also learns the leaky time mapping")
+    constraint = dataclasses.replace(cfg.constraint, qat=dataclasses.replace(qat, epochs=epochs, lr=lr),
+                                     choose_rounding=cfg.constraint.choose_rounding or cfg.imported_choose_rounding)
+    cfg = dataclasses.replace(cfg, constraint=constraint)
     return PreparedModel(model, task, cfg, settings, notes, float_accuracy)
 
 
@@ -514,7 +527,8 @@ def used_settings(prepared: PreparedModel, constrained: ConstrainedNetwork) -> d
     return {**constrained.model.config.to_dict(), "source_model": prepared.model.config.to_dict(), **prepared.settings,
             "r_max_hz": cfg.r_max_hz, "dt_step_s": cfg.dt_step_s, "n_levels": cfg.constraint.precision.n_levels,
             "max_fan_in": cfg.constraint.max_fan_in, "n_core_groups": cfg.constraint.n_core_groups,
-            "qat_epochs": cfg.constraint.qat.epochs, "seed": cfg.seed}
+            "qat_epochs": cfg.constraint.qat.epochs, "qat_lr": cfg.constraint.qat.lr,
+            "rounding": "error-aware" if constrained.error_aware else "plain", "seed": cfg.seed}
 
 
 def _rate_stage(name: str, model: RateRNN, task: Task, cfg: PipelineConfig, fanout: np.ndarray | None,
