@@ -109,3 +109,31 @@ def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_
     assert any("QAT fine-tune 40 epochs" in note for note in prepared.notes)
     asked = prepare_model(model, task, config_for_task(task.name, model.config, qat_epochs=3))
     assert asked.cfg.constraint.qat.epochs == 3 and not any("QAT fine-tune" in note for note in asked.notes)
+
+
+def test_with_a_fixed_grid_the_last_epochs_train_on_exactly_the_weights_the_chip_gets():
+    from neurolab_gui.core.conversion.constrain import _STEQuantiser, assign_core_groups
+
+    task = seq_digits().subset(120, 40)
+
+    def trained_and_final(fixed: int):
+        net = _small_leaky()
+        cfg = ConstraintConfig(max_fan_in=12, n_core_groups=2, fixed_grid_epochs=fixed, qat=TrainConfig(epochs=4, lr=5e-2))
+        groups = assign_core_groups(stacked_weights(net), cfg.precision, cfg.max_fan_in, cfg.n_core_groups)
+        quantiser = _STEQuantiser(net, cfg, groups, None)
+        net.weight_transform = quantiser
+        scales = []
+        train(net, task, cfg.qat, after_epoch=lambda e: (quantiser.refit(e), scales.append(quantiser.current.scale.copy())))
+        with torch.no_grad():  # the weights the last epoch's forward passes used (no gain noise in eval mode)
+            net.eval()
+            w_in, w_bias, w_rec = net.effective_weights()
+            used = torch.cat([w_in, w_bias[:, None], w_rec], dim=1).numpy()
+        return used, quantiser.quantise(final=True).weights(groups), scales
+
+    used, final, scales = trained_and_final(2)
+    assert np.allclose(used, final, atol=1e-6)  # the network delivered is the one trained last
+    assert np.array_equal(scales[-1], scales[-2])  # and the last two epochs shared one grid
+    used0, final0, scales0 = trained_and_final(0)
+    assert not np.allclose(used0, final0, atol=1e-6)  # refitted once more: a grid the fine-tune never trained on
+    with pytest.raises(ValueError, match="fixed_grid_epochs"):
+        ConstraintConfig(fixed_grid_epochs=-1)

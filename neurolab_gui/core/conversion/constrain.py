@@ -158,6 +158,11 @@ class ConstraintConfig:
     #: schedule (:func:`fan_in_schedule`); the remaining epochs and the final projection use
     #: ``max_fan_in``.  0: the chip's budget from the first epoch.
     prune_epochs: int = 0
+    #: The last ``fixed_grid_epochs`` QAT epochs keep the copy weights (core scales, source gains)
+    #: of the refit before them, and the final projection uses that grid: the fine-tune ends on
+    #: the weights the chip gets.  0: refit after every epoch and once more for the final
+    #: projection (a grid no epoch trained on).
+    fixed_grid_epochs: int = 0
     #: Knowledge distillation in the QAT fine-tune: weight of the float model's soft targets
     #: (:class:`.training.Distillation`; 0 disables it) and their temperature.
     distill_weight: float = 0.0
@@ -168,6 +173,8 @@ class ConstraintConfig:
             raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
         if not self.distill_temperature > 0.0:
             raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if self.fixed_grid_epochs < 0:
+            raise ValueError(f"fixed_grid_epochs must be >= 0, got {self.fixed_grid_epochs}")
         if self.prune_epochs < 0:
             raise ValueError(f"prune_epochs must be >= 0, got {self.prune_epochs}")
         if not 0.0 < self.min_source_gain <= 1.0 <= self.max_source_gain:
@@ -437,10 +444,12 @@ def fan_in_schedule(epoch: int, prune_epochs: int, dense: int, budget: int) -> i
 class _STEQuantiser:
     """Weight transform for QAT: forward with projected weights, gradient straight through.
 
-    Scales, source gains and groups are refitted after every epoch (:meth:`refit`); the
-    multiplicities are re-projected on every forward pass so that pruned connections can come back.
-    With gradual pruning (``cfg.prune_epochs``) the CAM budget of epoch ``e`` is
-    :func:`fan_in_schedule`'s; :meth:`quantise` with ``final=True`` always uses the chip's.
+    Scales and source gains are refitted after every epoch (:meth:`refit`) except in the last
+    ``cfg.fixed_grid_epochs``, which train on the grid the network is then projected onto
+    (:meth:`quantise` with ``final=True`` uses the last scales the fine-tune trained with when
+    that is > 0); the multiplicities are re-projected on every forward pass so that pruned
+    connections can come back.  With gradual pruning (``cfg.prune_epochs``) the CAM budget of
+    epoch ``e`` is :func:`fan_in_schedule`'s; ``final=True`` always uses the chip's.
     """
 
     def __init__(self, model: RateRNN, cfg: ConstraintConfig, groups: np.ndarray, energy: np.ndarray | None) -> None:
@@ -457,18 +466,25 @@ class _STEQuantiser:
             free = quantise(w, groups, cfg.precision, unlimited, energy, source_gains_of(cfg))
             self.dense_budget = int(np.abs(free.multiplicity).sum(1).max())
         self.budget = fan_in_schedule(0, self.prune_epochs, self.dense_budget, cfg.max_fan_in)
+        self.fixed_from = cfg.qat.epochs - min(cfg.fixed_grid_epochs, cfg.qat.epochs)  # first epoch on a fixed grid
         self.refit(-1)
 
     def quantise(self, final: bool = False) -> Quantisation:
         budget = self.cfg.max_fan_in if final else self.budget
-        return quantise(stacked_weights(self.model), self.groups, self.cfg.precision, budget, self.energy,
-                        source_gains_of(self.cfg))
+        w = stacked_weights(self.model)
+        if final and self.cfg.fixed_grid_epochs > 0:  # the grid the last epochs trained on, not a refit
+            cur = self.current
+            cost = self.unit**2 if self.energy is None else self.unit**2 * self.energy
+            m = project_row_multiplicities(w / self.unit, self.cfg.precision, budget, cost)
+            return Quantisation(cur.scale, cur.input_gain, cur.bias_gain, m)
+        return quantise(w, self.groups, self.cfg.precision, budget, self.energy, source_gains_of(self.cfg))
 
     def refit(self, epoch: int = -1) -> None:
         """Refit after QAT epoch ``epoch`` (-1: before the first) for the next epoch's budget."""
         self.budget = fan_in_schedule(epoch + 1, self.prune_epochs, self.dense_budget, self.cfg.max_fan_in)
-        self.current = self.quantise()
-        self.unit = self.current.copy_weights(self.groups)
+        if epoch < 0 or epoch + 1 < self.fixed_from:
+            self.current = self.quantise()
+            self.unit = self.current.copy_weights(self.groups)
 
     def __call__(self, w_in: torch.Tensor, w_bias: torch.Tensor, w_rec: torch.Tensor):
         f = w_in.shape[1]
