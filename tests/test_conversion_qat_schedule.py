@@ -116,9 +116,9 @@ def test_with_a_fixed_grid_the_last_epochs_train_on_exactly_the_weights_the_chip
 
     task = seq_digits().subset(120, 40)
 
-    def trained_and_final(fixed: int):
+    def trained_and_final(fixed: float):
         net = _small_leaky()
-        cfg = ConstraintConfig(max_fan_in=12, n_core_groups=2, fixed_grid_epochs=fixed, qat=TrainConfig(epochs=4, lr=5e-2))
+        cfg = ConstraintConfig(max_fan_in=12, n_core_groups=2, fixed_grid_fraction=fixed, qat=TrainConfig(epochs=4, lr=5e-2))
         groups = assign_core_groups(stacked_weights(net), cfg.precision, cfg.max_fan_in, cfg.n_core_groups)
         quantiser = _STEQuantiser(net, cfg, groups, None)
         net.weight_transform = quantiser
@@ -130,10 +130,10 @@ def test_with_a_fixed_grid_the_last_epochs_train_on_exactly_the_weights_the_chip
             used = torch.cat([w_in, w_bias[:, None], w_rec], dim=1).numpy()
         return used, quantiser.quantise(final=True).weights(groups), scales
 
-    used, final, scales = trained_and_final(2)
+    used, final, scales = trained_and_final(0.5)  # the last 2 of 4 epochs
     assert np.allclose(used, final, atol=1e-6)  # the network delivered is the one trained last
     assert np.array_equal(scales[-1], scales[-2])  # and the last two epochs shared one grid
     used0, final0, scales0 = trained_and_final(0)
     assert not np.allclose(used0, final0, atol=1e-6)  # refitted once more: a grid the fine-tune never trained on
-    with pytest.raises(ValueError, match="fixed_grid_epochs"):
-        ConstraintConfig(fixed_grid_epochs=-1)
+    with pytest.raises(ValueError, match="fixed_grid_fraction"):
+        ConstraintConfig(fixed_grid_fraction=1.5)

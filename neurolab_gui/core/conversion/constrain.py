@@ -158,11 +158,11 @@ class ConstraintConfig:
     #: schedule (:func:`fan_in_schedule`); the remaining epochs and the final projection use
     #: ``max_fan_in``.  0: the chip's budget from the first epoch.
     prune_epochs: int = 0
-    #: The last ``fixed_grid_epochs`` QAT epochs keep the copy weights (core scales, source gains)
-    #: of the refit before them, and the final projection uses that grid: the fine-tune ends on
-    #: the weights the chip gets.  0: refit after every epoch and once more for the final
-    #: projection (a grid no epoch trained on).
-    fixed_grid_epochs: int = 0
+    #: The last ``fixed_grid_fraction`` of the QAT epochs (rounded up) keep the copy weights (core
+    #: scales, source gains) of the refit before them, and the final projection uses that grid: the
+    #: fine-tune ends on the weights the chip gets.  0: refit after every epoch and once more for
+    #: the final projection (a grid no epoch trained on).
+    fixed_grid_fraction: float = 0.0
     #: Knowledge distillation in the QAT fine-tune: weight of the float model's soft targets
     #: (:class:`.training.Distillation`; 0 disables it) and their temperature.
     distill_weight: float = 0.0
@@ -173,8 +173,8 @@ class ConstraintConfig:
             raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
         if not self.distill_temperature > 0.0:
             raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
-        if self.fixed_grid_epochs < 0:
-            raise ValueError(f"fixed_grid_epochs must be >= 0, got {self.fixed_grid_epochs}")
+        if not 0.0 <= self.fixed_grid_fraction <= 1.0:
+            raise ValueError(f"fixed_grid_fraction must lie in [0, 1], got {self.fixed_grid_fraction}")
         if self.prune_epochs < 0:
             raise ValueError(f"prune_epochs must be >= 0, got {self.prune_epochs}")
         if not 0.0 < self.min_source_gain <= 1.0 <= self.max_source_gain:
@@ -445,7 +445,7 @@ class _STEQuantiser:
     """Weight transform for QAT: forward with projected weights, gradient straight through.
 
     Scales and source gains are refitted after every epoch (:meth:`refit`) except in the last
-    ``cfg.fixed_grid_epochs``, which train on the grid the network is then projected onto
+    ``cfg.fixed_grid_fraction`` of them, which train on the grid the network is then projected onto
     (:meth:`quantise` with ``final=True`` uses the last scales the fine-tune trained with when
     that is > 0); the multiplicities are re-projected on every forward pass so that pruned
     connections can come back.  With gradual pruning (``cfg.prune_epochs``) the CAM budget of
@@ -466,13 +466,14 @@ class _STEQuantiser:
             free = quantise(w, groups, cfg.precision, unlimited, energy, source_gains_of(cfg))
             self.dense_budget = int(np.abs(free.multiplicity).sum(1).max())
         self.budget = fan_in_schedule(0, self.prune_epochs, self.dense_budget, cfg.max_fan_in)
-        self.fixed_from = cfg.qat.epochs - min(cfg.fixed_grid_epochs, cfg.qat.epochs)  # first epoch on a fixed grid
+        self.fixed = int(np.ceil(cfg.fixed_grid_fraction * cfg.qat.epochs - 1e-9))  # epochs on a fixed grid
+        self.fixed_from = cfg.qat.epochs - self.fixed
         self.refit(-1)
 
     def quantise(self, final: bool = False) -> Quantisation:
         budget = self.cfg.max_fan_in if final else self.budget
         w = stacked_weights(self.model)
-        if final and self.cfg.fixed_grid_epochs > 0:  # the grid the last epochs trained on, not a refit
+        if final and self.fixed > 0:  # the grid the last epochs trained on, not a refit
             cur = self.current
             cost = self.unit**2 if self.energy is None else self.unit**2 * self.energy
             m = project_row_multiplicities(w / self.unit, self.cfg.precision, budget, cost)
