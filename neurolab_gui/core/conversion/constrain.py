@@ -151,7 +151,7 @@ class ConstraintConfig:
     error_aware: bool = False
     #: Try both roundings (plain and error-aware) on the network the fine-tune starts from and keep
     #: the one whose quantised network is more accurate on the training set (ties: ``error_aware``).
-    #: Which one wins depends on the network (docs/decisions.md, "Rounding chosen per network").
+    #: Which one wins depends on the network (docs/decisions.md, "Fine-tune of imported models").
     choose_rounding: bool = False
     #: Gradual pruning: over the first ``prune_epochs`` QAT epochs the CAM budget of the
     #: fine-tune shrinks from the dense network's (no fan-in limit) to ``max_fan_in`` on a cosine
@@ -254,6 +254,15 @@ def stacked_weights(model: RateRNN) -> np.ndarray:
     """``[w_in | w_bias | w_rec]`` as one ``[H, F + 1 + H]`` array (float weights, no transform)."""
     with torch.no_grad():
         return torch.cat([model.w_in, model.w_bias[:, None], model.w_rec], dim=1).cpu().numpy().astype(np.float64)
+
+
+def _load_stacked(model: RateRNN, w: np.ndarray) -> None:
+    """Write stacked weights ``[w_in | w_bias | w_rec]`` into ``model`` (in place)."""
+    f = model.config.n_inputs
+    with torch.no_grad():
+        model.w_in.copy_(torch.as_tensor(w[:, :f]))
+        model.w_bias.copy_(torch.as_tensor(w[:, f]))
+        model.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
 
 
 def copy_weight_matrix(scale: np.ndarray, groups: np.ndarray, n_inputs: int, input_gain: float = 1.0,
@@ -652,12 +661,7 @@ def constrain(
     net.weight_transform = None
     check_finite_weights(net, "the fine-tuned model (QAT diverged)")
     final = quantiser.quantise(final=True)
-    w = final.weights(groups)
-    f = net.config.n_inputs
-    with torch.no_grad():
-        net.w_in.copy_(torch.as_tensor(w[:, :f]))
-        net.w_bias.copy_(torch.as_tensor(w[:, f]))
-        net.w_rec.copy_(torch.as_tensor(w[:, f + 1 :]))
+    _load_stacked(net, final.weights(groups))
     return ConstrainedNetwork(net, final.multiplicity, groups, final.scale, cfg.precision, cfg.max_fan_in,
                               final.input_gain, final.bias_gain, energy is not None)
 
@@ -671,16 +675,11 @@ def choose_rounding(net: RateRNN, groups: np.ndarray, cfg: ConstraintConfig, tas
     looked at.  Ties go to ``cfg.error_aware``.
     """
     w = stacked_weights(net)
-    f = net.config.n_inputs
     n = min(len(task.x_train), max_samples)
     scores = {}
     for aware, e in ((False, None), (True, energy)):
-        q = quantise(w, groups, cfg.precision, cfg.max_fan_in, e, source_gains_of(cfg)).weights(groups)
         trial = copy.deepcopy(net)
-        with torch.no_grad():
-            trial.w_in.copy_(torch.as_tensor(q[:, :f]))
-            trial.w_bias.copy_(torch.as_tensor(q[:, f]))
-            trial.w_rec.copy_(torch.as_tensor(q[:, f + 1 :]))
+        _load_stacked(trial, quantise(w, groups, cfg.precision, cfg.max_fan_in, e, source_gains_of(cfg)).weights(groups))
         scores[aware] = evaluate(trial, task.x_train[:n], task.y_train[:n], task.lengths_train[:n])[0]
     aware = scores[True] > scores[False] or (scores[True] == scores[False] and cfg.error_aware)
     if progress:
