@@ -94,7 +94,7 @@ def _task_and_model(name: str, args: argparse.Namespace, overrides: dict):
     if args.quick:
         cfg.train.epochs = max(5, cfg.train.epochs // 4)
     t0 = time.perf_counter()
-    model, cached = train_model_cached(task, cfg, args.cache or None)
+    model, cached = train_model_cached(task, cfg, args.cache or None, progress=ProgressLog(f"{name} training"))
     print(f"{name}: float model {'from the cache' if cached else 'trained'} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return task, model, cfg
 
