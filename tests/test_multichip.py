@@ -169,6 +169,11 @@ def test_probes_and_transfer_matching_measure_every_chip_of_the_network():
     assert sorted((f.chip, f.core) for f in fits) == sorted(mapped.group_cores)
     gains = np.array([f.gain for f in fits])
     assert np.isfinite(gains).all() and gains.max() / gains.min() < 1.05  # same biases on every core
+    # progress lines and stage notes name the chip of each core: core 1 of U0 and of U1 are different cores
+    from neurolab_gui.core.conversion.transfer import core_label
+
+    assert sorted(core_label(f, fits) for f in fits) == sorted(f"U{c}c{k}" for c, k in mapped.group_cores)
+    assert core_label(fits[0], fits[:1]) == f"c{fits[0].core}"  # one chip: the core alone
 
 
 def test_the_mapping_picture_shows_every_chip_and_the_units_that_send_across(chain):

@@ -57,7 +57,7 @@ from .models import RateRNN, RNNConfig
 from .report import ConversionReport, StageResult, paired_comparison
 from .tasks import Task
 from .training import TrainConfig, TrainResult, evaluate, mean_rates, train
-from .transfer import ProbeDesign, TransferFit
+from .transfer import ProbeDesign, TransferFit, core_label
 
 #: A function that opens (and returns) a Board for a stage.
 BoardOpener = Callable[[], Board]
@@ -666,7 +666,7 @@ def convert(
         if fits:
             note += f"; transfer gains (exc/inh per core): {_fit_note(fits)}"
         if refractory:
-            note += "; t_ref/target per core: " + ", ".join(f"{_core_label(f, refractory)} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
+            note += "; t_ref/target per core: " + ", ".join(f"{core_label(f, refractory)} {f.t_ref_s / f.target_s:.3f}" for f in refractory)
         if deployment.warnings:
             note += f"; {len(deployment.warnings)} netlist warnings"
         if stage == "board":
@@ -720,10 +720,4 @@ def _calibrated_stage(calibrator: NetworkCalibrator, board: Board, close: bool, 
 
 
 def _fit_note(fits: list[TransferFit]) -> str:
-    return ", ".join(f"{_core_label(f, fits)} {f.synapse[:4]} {f.gain / f.target_gain:.3f}x" for f in fits)
-
-
-def _core_label(fit, fits) -> str:
-    """``c<core>``, or ``U<chip>c<core>`` when the fits span several chips."""
-    return f"U{fit.chip}c{fit.core}" if len({f.chip for f in fits}) > 1 else f"c{fit.core}"
-
+    return ", ".join(f"{core_label(f, fits)} {f.synapse[:4]} {f.gain / f.target_gain:.3f}x" for f in fits)

@@ -197,7 +197,7 @@ def match_transfer(
             step += 1
             if progress:
                 progress(Progress(step / total, f"transfer {syn.name} round {r + 1}: gain/target "
-                                  + ", ".join(f"core {f.core} {f.gain / f.target_gain:.3f}" for f in round_fits)))
+                                  + ", ".join(f"{core_label(f, round_fits)} {f.gain / f.target_gain:.3f}" for f in round_fits)))
             if r == rounds:
                 break
             for g, fit in enumerate(round_fits):
@@ -207,6 +207,11 @@ def match_transfer(
                     mapped.set_weight_bias(g, syn, *closest_setting(current))
         fits.extend(round_fits)
     return fits
+
+
+def core_label(fit, fits) -> str:
+    """``c<core>``, or ``U<chip>c<core>`` when ``fits`` (transfer or refractory fits) span several chips."""
+    return f"U{fit.chip}c{fit.core}" if len({f.chip for f in fits}) > 1 else f"c{fit.core}"
 
 
 def weight_bias_value(mapped: MappedNetwork, group: int, synapse: SynapseType) -> BiasValue:
