@@ -110,9 +110,16 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
         path = Path(args.save_runs).expanduser() / f"{name}-seed{seed}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         fit = cal.readout_fit
+        from neurolab_gui.core.conversion.training import readout_features
+
+        # the hardware model's features of the same test samples beside the board's: per-unit error analysis
+        model_features = readout_features(hardware_model(cal.constrained, cal.transfer), x, lengths)
         np.savez_compressed(path, test_features=after.spiking.features, test_labels=y, constrained_pred=constrained_pred,
+                            test_model_features=model_features,
                             **({} if fit is None else {"fit_features": fit.features, "fit_labels": fit.labels,
-                                                       "fit_weight": fit.weight, "fit_bias": fit.bias}))
+                                                       "fit_weight": fit.weight, "fit_bias": fit.bias,
+                                                       **({} if fit.model_features is None
+                                                          else {"fit_model_features": fit.model_features})}))
     out = {
         "constrained": constrained_acc,
         "constrained_finetuned": finetuned_acc,
@@ -204,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cache", metavar="DIR", default="~/.cache/neurolab/bench-models",
                         help="keep the trained models here, named by a digest of data and training choices, and reuse them "
                              "(the cache of bench/conversion_accuracy.py; '' trains every time)")
-    parser.add_argument("--save-runs", metavar="DIR", help="write each seed's board test features and readout-fit samples here (npz)")
+    parser.add_argument("--save-runs", metavar="DIR", help="write each seed's board test features, the hardware model's features of "
+                        "the same samples and the readout-fit samples here (npz)")
     args = parser.parse_args(argv)
     import torch
 
