@@ -456,6 +456,9 @@ def test_in_the_loop_stage_plans_its_board_samples_within_the_chip_budget(looped
     assert fit.features.shape == fit.model_features.shape == (readout["n_board_samples"], result.constrained.n_hidden)
     assert np.all(np.isfinite(fit.model_features)) and len(fit.labels) == len(fit.features)
     assert 1 <= len(result.network_gain_match) <= 2
+    # the fine-tune ran at least CalibrationConfig.fine_tune_min_steps optimizer steps, capped at 4x its configured
+    # epoch: the tiny task's 30 fit sequences are one batch per epoch
+    assert CalibrationConfig().fine_tune_min_steps > 4 and history["fine-tune"]["epochs"] == 4
     # the fine-tuned network is kept only when it validated better on the held-out samples (host only)
     if not history["fine-tune"]["kept"]:
         assert history["fine-tune"]["model_val_accuracy"] <= history["compensate"]["model_val_accuracy"]

@@ -58,7 +58,7 @@ import numpy as np
 from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import NeuronAddress
 
-from ..conversion.constrain import ConstrainedNetwork
+from ..conversion.constrain import ConstrainedNetwork, qat_epochs_for
 from ..conversion.deployment import network_fingerprint
 from ..conversion.mapping import EXCITATORY, INHIBITORY, TAU_BIAS, WEIGHT_BIAS, MappedNetwork, map_network
 from ..conversion.pipeline import DEFAULT_SPIKE_FANO
@@ -127,8 +127,14 @@ class CalibrationConfig:
     #: half a point under the 3 % target, for the difference between the selection's run and the "after" one
     selection_gain_cv_budget: float = 0.025
     #: lr 3e-3, because a smaller rate left the CAM multiplicities unchanged (only the readout learned);
-    #: up to 6 epochs, the best on the held-out model validation kept (docs/decisions.md, compensation.fine_tune)
+    #: 6 epochs or more (``fine_tune_min_steps``), the best on the held-out model validation kept (docs/decisions.md,
+    #: compensation.fine_tune)
     fine_tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=3e-3, noise_std=0.05))
+    #: the fine-tune's epochs are raised until it runs at least this many optimizer steps (at most 4x
+    #: ``fine_tune.epochs``; conversion.constrain.qat_epochs_for): 6 epochs are 330 steps on MNIST-1D's
+    #: 3,500 fit sequences but 90 on sequential digits' 959, which stopped short (docs/decisions.md,
+    #: "Fine-tuning of at least 300 optimizer steps"); 0 keeps the epochs as set
+    fine_tune_min_steps: int = 300
     #: chip time of the whole calibration (measurement + loop) the chip-in-the-loop stage plans its
     #: board samples for: what is left after the measurement goes to the network-level gain matching
     #: (``gain_match_share`` of it) and the readout's board samples (the rest)
@@ -758,12 +764,14 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
     report(0.63, "compensate", f"CAM copies divided by the measured gains: model with the measured transfer {model_acc:.3f} "
            f"on {n_held} held-out samples")
     if cfg.fine_tune_in_loop:
-        tuning_cfg = dataclasses.replace(cfg.fine_tune, count_noise=cfg.spike_fano / (work.time.r_max_hz * work.time.dt_step_s))
+        tuning_cfg = dataclasses.replace(cfg.fine_tune, count_noise=cfg.spike_fano / (work.time.r_max_hz * work.time.dt_step_s),
+                                         epochs=qat_epochs_for(cfg.fine_tune, len(fit_task.x_train), cfg.fine_tune_min_steps))
         tuned = fine_tune(candidate, result.transfer, fit_task, tuning_cfg, progress=report.span(0.63, 0.75, "fine-tune"),
                           cancel=report.cancel, validation=model_validation)
         tuned_acc = evaluate(hardware_model(tuned, result.transfer), *model_validation)[0]
         keep = tuned_acc > model_acc + cfg.min_improvement
-        result.loop_history.append({"stage": "fine-tune", "model_val_accuracy": tuned_acc, "kept": bool(keep), "chip_s": board.chip_s})
+        result.loop_history.append({"stage": "fine-tune", "model_val_accuracy": tuned_acc, "kept": bool(keep), "epochs": tuning_cfg.epochs,
+                                    "chip_s": board.chip_s})
         report(0.75, "fine-tune", f"model with the measured transfer {tuned_acc:.3f}{'' if keep else ': compensated network kept'}")
         if keep:
             candidate = tuned
