@@ -119,7 +119,8 @@ def test_config_for_task_layers_task_defaults_model_dynamics_and_overrides():
     assert config_for_task("seq_digits").train is not config_for_task("seq_digits").train
     # the QAT learning rate is a task default (measured per task) and an option
     assert config_for_task("seq_digits").constraint.qat.lr == TASK_DEFAULTS["seq_digits"]["qat_lr"] == 5e-3
-    assert config_for_task("mnist1d").constraint.qat.lr == 2e-3
+    assert config_for_task("mnist1d").constraint.qat.lr == TASK_DEFAULTS["mnist1d"]["qat_lr"]
+    assert config_for_task("phototaxis").constraint.qat.lr == 2e-3  # no task default: the constraint's own
     assert config_for_task("mnist1d", qat_lr=1e-2).constraint.qat.lr == 1e-2
     assert config_for_task("seq_digits").train.lr != 5e-3  # the float training keeps its own rate
 

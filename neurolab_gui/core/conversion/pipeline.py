@@ -197,8 +197,10 @@ TASK_DEFAULTS: dict[str, dict] = {
     "seq_digits": {"n_hidden": 128, "steps_per_sample": 4, "epochs": 60, "qat_epochs": 20, "batch_size": 16,
                    "qat_lr": 5e-3},
     "ecg": {"qat_lr": 5e-3},
-    "mnist1d": {"n_hidden": 256, "steps_per_sample": 2, "epochs": 60, "qat_epochs": 8, "n_core_groups": 4,
-                "noise_warmup": 0.5},
+    # MNIST-1D's 256 units lose the most to the fan-in limit; its QAT keeps learning past 8 epochs (seed 1,
+    # float 0.805: 8 epochs at 2e-3 0.625, at 5e-3 0.679, 24 epochs at 5e-3 0.717; docs/decisions.md)
+    "mnist1d": {"n_hidden": 256, "steps_per_sample": 2, "epochs": 60, "qat_epochs": 24, "qat_lr": 5e-3,
+                "n_core_groups": 4, "noise_warmup": 0.5},
     # the robot's steering network (robot_task.py): small, one core, the state at the end of a sequence read out
     # (the closed loop decodes the units' filtered rates continuously)
     "phototaxis": {"n_hidden": 32, "readout": "last", "epochs": 20, "qat_epochs": 4, "n_core_groups": 1},
