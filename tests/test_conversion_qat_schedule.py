@@ -137,3 +137,16 @@ def test_with_a_fixed_grid_the_last_epochs_train_on_exactly_the_weights_the_chip
     assert not np.allclose(used0, final0, atol=1e-6)  # refitted once more: a grid the fine-tune never trained on
     with pytest.raises(ValueError, match="fixed_grid_fraction"):
         ConstraintConfig(fixed_grid_fraction=1.5)
+
+
+@pytest.mark.parametrize("settings, word", [({"distill_weight": 1.5}, "weight"), ({"distill_weight": float("nan")}, "weight"),
+                                            ({"distill_temperature": 0.0}, "temperature"),
+                                            ({"distill_temperature": float("nan")}, "temperature")])
+def test_bad_distillation_settings_are_refused_before_any_training(settings, word):
+    from neurolab_gui.core.conversion.constrain import ConstraintConfig
+    from neurolab_gui.core.conversion.training import Distillation
+
+    with pytest.raises(ValueError, match=f"distillation {word}"):
+        ConstraintConfig(**settings)
+    with pytest.raises(ValueError, match=f"distillation {word}"):
+        Distillation(np.zeros((2, 3)), settings.get("distill_weight", 0.5), settings.get("distill_temperature", 2.0))

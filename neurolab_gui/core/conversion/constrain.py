@@ -66,7 +66,7 @@ from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
 from ..jobs import Progress, ProgressSink
 from .models import RateRNN, RNNConfig
 from .tasks import Task
-from .training import Distillation, TrainConfig, evaluate, logits_of, mean_rates, train
+from .training import Distillation, TrainConfig, check_distillation, evaluate, logits_of, mean_rates, train
 
 
 class NonFiniteWeightsError(ValueError):
@@ -169,10 +169,7 @@ class ConstraintConfig:
     distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.distill_weight <= 1.0:
-            raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
-        if not self.distill_temperature > 0.0:
-            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        check_distillation(self.distill_weight, self.distill_temperature)
         if not 0.0 <= self.fixed_grid_fraction <= 1.0:
             raise ValueError(f"fixed_grid_fraction must lie in [0, 1], got {self.fixed_grid_fraction}")
         if self.prune_epochs < 0:

@@ -78,10 +78,19 @@ class Distillation:
     temperature: float = 2.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError(f"distillation weight must lie in [0, 1], got {self.weight}")
-        if not self.temperature > 0.0:
-            raise ValueError(f"distillation temperature must be > 0, got {self.temperature}")
+        check_distillation(self.weight, self.temperature)
+
+
+def check_distillation(weight: float, temperature: float) -> None:
+    """Refuse a distillation weight outside [0, 1] or a temperature that is not positive.
+
+    :class:`Distillation` checks its own; :class:`.constrain.ConstraintConfig` checks the settings
+    it will build one from, so a bad one is refused before any training starts.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"distillation weight must lie in [0, 1], got {weight}")
+    if not temperature > 0.0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
 
 
 @dataclass
