@@ -2,3 +2,8 @@
 
 No Qt here: everything is importable and testable headless.
 """
+
+from .numba_target import pin_numba_target
+
+# Before any module of ours imports numba: one CPU target for every compiled kernel (see numba_target).
+pin_numba_target()

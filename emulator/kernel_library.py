@@ -12,8 +12,9 @@ same machine code can be made once, ahead of time:
 3. the emulator loads that file with ctypes, which releases the GIL for the call, so partitions
    still run in parallel threads.
 
-The key hashes the kernel's source, the numba, llvmlite and Python versions and the CPU (model
-and flags), so a change of any of them builds a new library.  The library computes bit for bit
+The key hashes the kernel's source, the numba, llvmlite and Python versions, the CPU (model
+and flags) and the target the code is compiled for (:mod:`drivers.numba_target`), so a change of
+any of them builds a new library.  The library computes bit for bit
 what the JIT-compiled kernel computes (``tests/test_emulator_pinned.py`` runs through it, and
 ``tests/test_emulator_kernel.py`` compares the two).  Where no library can be built (no C
 compiler) or loaded, :func:`quiet_kernel` falls back to the JIT-compiled function and says so once.
@@ -40,6 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from drivers import numba_target
 
 from . import engine
 
@@ -85,6 +88,7 @@ def library_key() -> str:
     for dist in ("numba", "llvmlite"):
         digest.update(importlib.metadata.version(dist).encode())
     digest.update(sys.version.encode() + platform.machine().encode() + _cpu_identity().encode())
+    digest.update(repr(numba_target.chosen_target()).encode())  # the code is compiled for this target
     return digest.hexdigest()[:24]
 
 
