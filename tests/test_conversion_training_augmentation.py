@@ -65,6 +65,14 @@ def test_task_defaults_reach_the_float_training_only_and_the_cache_key():
     assert training_key(task, cfg) != training_key(task, config_for_task("seq_digits", batch_size=8, shift=(0, 0)))
 
 
+def test_weight_decay_option_reaches_the_float_training_only_and_the_cache_key():
+    cfg = config_for_task("seq_digits", weight_decay=2e-4)
+    assert cfg.train.weight_decay == 2e-4
+    assert cfg.constraint.qat.weight_decay == 0.0, "QAT keeps its own (none)"
+    task = tasks.seq_digits().subset(20, 5)
+    assert training_key(task, cfg) != training_key(task, config_for_task("seq_digits", weight_decay=0.0))
+
+
 def test_mnist1d_extra_training_samples_keep_the_standard_test_set():
     base = tasks.mnist1d(num_samples=400, extra_train=0)
     more = tasks.mnist1d(num_samples=400, extra_train=200)

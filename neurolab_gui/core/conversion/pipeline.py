@@ -216,7 +216,7 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     with.  ``overrides`` that are not None come last and set :class:`PipelineConfig` fields;
     ``epochs``, ``qat_epochs``, ``lr``, ``qat_lr``, ``noise_std``, ``seed`` and ``n_core_groups`` reach the
     training, QAT and constraint configurations; ``batch_size``, ``shift`` (augmentation),
-    ``noise_warmup`` and ``label_smoothing`` the float training only.  An unknown option raises ``ValueError`` naming it.
+    ``noise_warmup``, ``label_smoothing`` and ``weight_decay`` the float training only.  An unknown option raises ``ValueError`` naming it.
     """
     cfg = PipelineConfig()
     opts: dict = dict(TASK_DEFAULTS.get(task_name, {}))
@@ -235,6 +235,7 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
     qat_lr = opts.pop("qat_lr", None)
     batch_size, shift = opts.pop("batch_size", None), opts.pop("shift", None)
     noise_warmup, smoothing = opts.pop("noise_warmup", None), opts.pop("label_smoothing", None)
+    weight_decay = opts.pop("weight_decay", None)
     unknown = sorted(set(opts) - set(PipelineConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown pipeline option(s): {', '.join(unknown)}")
@@ -263,6 +264,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.train.noise_warmup = float(noise_warmup)
     if smoothing is not None:
         cfg.train.label_smoothing = float(smoothing)
+    if weight_decay is not None:
+        cfg.train.weight_decay = float(weight_decay)
     return cfg
 
 
