@@ -123,6 +123,11 @@ def test_config_for_task_layers_task_defaults_model_dynamics_and_overrides():
     assert config_for_task("phototaxis").constraint.qat.lr == 2e-3  # no task default: the constraint's own
     assert config_for_task("mnist1d", qat_lr=1e-2).constraint.qat.lr == 1e-2
     assert config_for_task("seq_digits").train.lr != 5e-3  # the float training keeps its own rate
+    # seq_digits' weight decay is a task default of the float training; QAT keeps none
+    digits = config_for_task("seq_digits")
+    assert digits.train.weight_decay == TASK_DEFAULTS["seq_digits"]["weight_decay"] > 0
+    assert digits.constraint.qat.weight_decay == 0.0
+    assert digits.steps_per_sample == TASK_DEFAULTS["seq_digits"]["steps_per_sample"]
 
 
 def test_config_for_task_names_an_unknown_option():
