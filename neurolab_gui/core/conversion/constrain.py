@@ -277,30 +277,33 @@ def project_row_multiplicities(v: np.ndarray, precision: WeightPrecision, budget
     ``v`` is ``[rows, n]`` and must be finite; see the module docstring for the greedy rule.
     ``copy_cost`` (broadcast to ``v``, positive) is what one copy² of error costs in each entry —
     the copy weight squared times the column's energy for error-aware pruning; uniform when None.
-    Every pass takes one copy from every row still over budget, so the loop ends after at most
-    ``max(excess)`` passes (never more than ``n * max(|m_min|, m_max)``).
+    The greedy (one copy at a time from the entry where it costs least) is computed in one stable
+    sort per row, with the same result, ties included.
     """
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
     if not np.isfinite(v).all():  # NaN cast to int64 is INT64_MIN: |m| sums would wrap around
         raise NonFiniteWeightsError(f"cannot quantise non-finite weights ({int(np.isnan(v).sum())} NaN, "
                                     f"{int(np.isinf(v).sum())} infinite of {v.size})")
     m = np.clip(np.rint(v), precision.m_min, precision.m_max).astype(np.int64)
-    av = np.abs(v)
-    excess = np.abs(m).sum(1) - budget
+    mag = np.abs(m)
+    excess = mag.sum(1) - budget
     rows = np.flatnonzero(excess > 0)
-    weight = None if copy_cost is None else np.broadcast_to(np.asarray(copy_cost, np.float64), v.shape)
-    for _ in range(int(excess.max(initial=0))):
-        if not rows.size:
-            break
-        mag = np.abs(m[rows])
-        cost = 2.0 * (av[rows] - mag) + 1.0
-        if weight is not None:
-            cost = cost * weight[rows]
-        cost[mag == 0] = np.inf
-        j = np.argmin(cost, axis=1)
-        m[rows, j] -= np.sign(m[rows, j])
-        excess[rows] -= 1
-        rows = rows[excess[rows] > 0]
+    if not rows.size:
+        return m
+    # The greedy, in one sort: removing copy k (k = 0, 1, ...) of an entry costs
+    # 2 (|v| - (|m| - k)) + 1 copies² (times its copy cost), which grows with k, so the copies the
+    # pass-by-pass greedy takes from a row are the ``excess`` cheapest of all its (entry, copy) pairs,
+    # ties to the lower entry (np.argmin's choice): a stable sort of the costs flattened entry-major.
+    before = mag[rows][:, :, None] - np.arange(int(mag[rows].max()))[None, None, :]  # |m| before removal k
+    cost = 2.0 * (np.abs(v[rows])[:, :, None] - before) + 1.0
+    if copy_cost is not None:
+        cost = cost * np.broadcast_to(np.asarray(copy_cost, np.float64), v.shape)[rows][:, :, None]
+    cost[before <= 0] = np.inf
+    flat = cost.reshape(len(rows), -1)
+    rank = np.empty(flat.shape, np.int64)
+    np.put_along_axis(rank, np.argsort(flat, axis=1, kind="stable"), np.arange(flat.shape[1])[None, :], axis=1)
+    removed = (rank < excess[rows][:, None]).reshape(cost.shape).sum(2)
+    m[rows] -= np.sign(m[rows]) * removed
     return m
 
 
