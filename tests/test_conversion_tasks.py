@@ -128,6 +128,12 @@ def test_config_for_task_layers_task_defaults_model_dynamics_and_overrides():
     assert digits.train.weight_decay == TASK_DEFAULTS["seq_digits"]["weight_decay"] > 0
     assert digits.constraint.qat.weight_decay == 0.0
     assert digits.steps_per_sample == TASK_DEFAULTS["seq_digits"]["steps_per_sample"]
+    # gradual pruning in QAT is a task default (MNIST-1D) and an option; other tasks prune at once
+    assert config_for_task("mnist1d").constraint.prune_epochs == TASK_DEFAULTS["mnist1d"]["prune_epochs"] > 0
+    assert config_for_task("seq_digits").constraint.prune_epochs == 0
+    assert config_for_task("mnist1d", prune_epochs=0).constraint.prune_epochs == 0
+    with pytest.raises(ValueError, match="prune_epochs"):
+        config_for_task("seq_digits", prune_epochs=-1)
 
 
 def test_config_for_task_names_an_unknown_option():
