@@ -197,7 +197,7 @@ def test_transfer_matching_follows_the_units_weight_mismatch_not_single_probe_ne
     of its neurons, so the matched weight current must be the ideal board's divided by the mean
     factor of the core's units.  With one probe neuron per operating point and a free intercept,
     single neurons steered the fit: on this board the cores came out 0.82-1.31x (U1c0 and U1c3
-    AMPA) and U1c1's inhibitory fit failed (NaN); now 0.92-1.07x."""
+    AMPA) and U1c1's inhibitory fit failed (NaN); now 0.93-1.07x."""
     import copy
     import dataclasses
 
