@@ -23,8 +23,11 @@ and the chip-in-the-loop stage: what a person waits at the bench), ``chip_second
 measurement part, ``chip_seconds_loop`` the loop's; the test evaluation is reported apart
 (``chip_seconds_test``).  ``loss_pp`` = constrained − board_after in points on the same samples,
 ``loss_se_pp`` its paired standard error.  ``hardware_model_compensated`` / ``hardware_model_final``:
-test accuracy of the host model with the measured transfer (compensated / kept network), so a
-loss splits into model (constrained -> hardware model) and board (hardware model -> board);
+test accuracy of the host model with the measured transfer (compensated / kept network; in whole
+spikes when ``UnitTransfer.spikes_per_step`` is set), so a loss splits into model (constrained ->
+hardware model) and board (hardware model -> board); ``agreement_hardware_model``: the share of test
+samples where the board predicts as the kept network's hardware model with the final readout
+(``hardware_model_final_readout`` its accuracy), ``..._rates`` the same for that model in rates;
 ``readout_choices``: the same board test run read out by the float readout and by each refit rule.
 ``wall_s`` and ``cpu_s`` per seed.  Timings on the shared 2-core machine are noisy.
 
@@ -103,15 +106,26 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
     compensated = with_multiplicities(net, compensate_multiplicities(net, cal.transfer.gain_exc, cal.transfer.gain_inh))
     hw_compensated, _ = evaluate(hardware_model(compensated, cal.transfer), x, y, lengths)
     hw_final, _ = evaluate(hardware_model(cal.constrained, cal.transfer), x, y, lengths)
+    # the kept network's hardware model read out as on the board (the final readout): how often the board agrees
+    # with it, and the same model in rates instead of whole spikes (UnitTransfer.spikes_per_step)
+    import dataclasses
+
+    import numpy as np
+
+    from neurolab_gui.core.conversion.training import readout_features
+
+    def model_predictions(transfer):
+        f = readout_features(hardware_model(cal.constrained, transfer), x, lengths)
+        return (f @ np.asarray(cal.mapped.readout_weight).T + cal.mapped.readout_bias).argmax(1)
+
+    hw_pred = model_predictions(cal.transfer)
+    rate_transfer = dataclasses.replace(cal.transfer, spikes_per_step=None)
+    hw_rate_pred = hw_pred if cal.transfer.spikes_per_step is None else model_predictions(rate_transfer)
     readout_choices = readout_rules_on_test(cal, after.spiking.features, y, constrained_pred, seed)
     if args.save_runs:  # the arrays behind readout_choices, to try other readout choices on the host
-        import numpy as np
-
         path = Path(args.save_runs).expanduser() / f"{name}-seed{seed}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         fit = cal.readout_fit
-        from neurolab_gui.core.conversion.training import readout_features
-
         # the hardware model's features of the same test samples beside the board's: per-unit error analysis
         model_features = readout_features(hardware_model(cal.constrained, cal.transfer), x, lengths)
         np.savez_compressed(path, test_features=after.spiking.features, test_labels=y, constrained_pred=constrained_pred,
@@ -125,6 +139,11 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
         "constrained_finetuned": finetuned_acc,
         "hardware_model_compensated": hw_compensated,
         "hardware_model_final": hw_final,
+        # the board against the kept network's hardware model (final readout): accuracy, agreement; in rates too
+        "hardware_model_final_readout": float(np.mean(hw_pred == y)),
+        "agreement_hardware_model": float(np.mean(after.predictions == hw_pred)),
+        "hardware_model_rates_final_readout": float(np.mean(hw_rate_pred == y)),
+        "agreement_hardware_model_rates": float(np.mean(after.predictions == hw_rate_pred)),
         # the after run's test features read out by the float readout and by each refit rule (host only):
         # the readout changes nothing on the board, so this compares the rules on the very same board run
         "readout_choices": readout_choices,

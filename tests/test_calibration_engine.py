@@ -509,3 +509,26 @@ def test_fine_tuning_keeps_its_best_epoch_on_the_held_out_samples():
     assert not np.array_equal(moved.multiplicity, net.multiplicity)
     assert np.array_equal(kept.multiplicity, net.multiplicity)  # the starting state, restored after training
     assert evaluate(hardware_model(kept, transfer), *held)[0] == 1.0
+
+
+def test_hardware_model_emits_whole_spikes_and_the_tuned_network_keeps_rates(calibrated):
+    from neurolab_gui.core.calibration.compensation import UnitTransfer, fine_tune, hardware_model
+    from neurolab_gui.core.conversion.training import mean_rates
+
+    result, _, _, mapped = calibrated
+    t = mapped.time
+    # the calibration's measured transfer says the board's units hand on whole spikes of r_max dt_step each
+    assert result.transfer.spikes_per_step == pytest.approx(t.r_max_hz * t.dt_step_s)
+    assert result.transfer.count_correction == mapped.count_correction
+    assert result.transfer.to_dict()["spikes_per_step"] == pytest.approx(t.r_max_hz * t.dt_step_s)
+    net, _, task = tiny_network()
+    h = net.model.config.n_hidden
+    sps = t.r_max_hz * t.dt_step_s
+    spiking = hardware_model(net, UnitTransfer(np.ones(h), np.ones(h), np.zeros(h), sps))
+    counts = mean_rates(spiking, task.x_train[:8]) * sps
+    assert np.allclose(counts, np.round(counts), atol=1e-4) and counts.max() >= 1  # whole spikes, some fired
+    rates = mean_rates(hardware_model(net, UnitTransfer(np.ones(h), np.ones(h), np.zeros(h))), task.x_train[:8]) * sps
+    assert not np.allclose(rates, np.round(rates), atol=1e-4)  # without it: rates
+    tuned = fine_tune(net, UnitTransfer(np.ones(h), np.ones(h), np.zeros(h), sps), task, TrainConfig(epochs=1, lr=3e-3))
+    assert tuned.model.spikes_per_step is None  # the network's own model stays a rate model (the hardware model adds spikes)
+    assert hardware_model(tuned, result.transfer).spikes_per_step == pytest.approx(sps)

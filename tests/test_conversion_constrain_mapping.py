@@ -191,3 +191,30 @@ def test_core0_units_sit_above_every_fpga_source_the_network_or_calibration_uses
         assert len(core0_ids) == 40 and min(core0_ids) == max(n_sources + 1, CORE0_FIRST_UNIT_ID)
     # the calibration's probe sources (tau probe: the highest ids) stay below the first core-0 unit
     assert tau_probe_source_end(2, CalibrationConfig().multiplicity) <= CORE0_FIRST_UNIT_ID
+
+
+def test_whole_spike_model_emits_the_spikes_of_an_integrator_from_rest():
+    """With spikes_per_step set, the rates become whole spikes of an integrate-and-fire neuron that starts at
+    rest (first spike late, counts rounded down), the mean readout counts them like the board's decoding, and the
+    gradient is the rate's."""
+    model = RateRNN(RNNConfig(1, 2, 2, "leaky", 0.85, 1, "mean", 1.0, "euler"))
+    with torch.no_grad():
+        model.w_in.zero_()
+        model.w_rec.zero_()
+        model.w_bias.copy_(torch.tensor([0.25, 1.0]))
+    x = torch.zeros(1, 30, 1)
+    _, fluid = model(x)
+    sps = 4.5
+    model.spikes_per_step = sps
+    _, spiking = model(x)
+    counts = (spiking * sps).detach().numpy()[0]
+    assert np.allclose(counts, np.round(counts), atol=1e-5)  # whole spikes
+    charge = np.cumsum(fluid.detach().numpy()[0].astype(np.float64) * sps, axis=0)
+    assert np.array_equal(np.round(counts).cumsum(0), np.floor(charge))  # an integrator from rest: floor of the charge
+    assert counts[0].sum() == 0 and fluid[0, 0].min() > 0  # the first spike comes later than the rate does
+    features = model.readout_features(spiking, torch.tensor([30]))
+    n = np.round(counts).sum(0)
+    assert np.allclose(features.detach().numpy()[0], (n + model.count_correction * (n > 0)) / (30 * sps), atol=1e-6)
+    logits, _ = model(x)
+    logits.sum().backward()
+    assert model.w_bias.grad is not None and float(model.w_bias.grad.abs().sum()) > 0  # straight-through

@@ -118,6 +118,11 @@ class CalibrationConfig:
     #: spike-count noise of the chip-in-the-loop fine-tuning, as in the conversion's training: without
     #: it the fine-tune gives up the margins the network was trained with (docs/decisions.md)
     spike_fano: float = DEFAULT_SPIKE_FANO
+    #: the hardware model's units emit whole spikes (``UnitTransfer.spikes_per_step``, ``RateRNN.spikes_per_step``)
+    #: in the fine-tune, the network-level gain matching and the choices made on the model: the board's
+    #: first-spike latency and count rounding, which a rate model misses (docs/decisions.md, "Hardware model in
+    #: whole spikes")
+    whole_spikes: bool = True
     refractory_currents_a: tuple[float, ...] = tuple(float(c) for c in np.geomspace(2.5e-10, 1.6e-8, 6))
     tau_rounds: int = 5
     tau_tolerance: float = 0.02  # below one ladder rung there (~3 % at fine 35): the search stops when bracketed
@@ -557,7 +562,9 @@ def fit_unit_transfer(s: CalibrationState) -> None:
     ge = pooled_after["AMPA"].gains_of(selected) / q_unit
     gi = pooled_after["GABA_B"].gains_of(selected) / q_unit
     off = s.fits_after["AMPA"].offsets_of(selected) / work.time.r_max_hz
-    transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0))
+    spikes_per_step = work.time.r_max_hz * work.time.dt_step_s if s.cfg.whole_spikes else None
+    transfer = UnitTransfer(np.nan_to_num(ge, nan=1.0), np.nan_to_num(gi, nan=1.0), np.nan_to_num(off, nan=0.0),
+                            spikes_per_step, work.count_correction)
     assert s.mapped_before is not None and s.weight_tuning is not None
     units = list(s.mapped.unit_addresses)
     s.result = NetworkCalibration(
