@@ -532,3 +532,32 @@ def test_hardware_model_emits_whole_spikes_and_the_tuned_network_keeps_rates(cal
     tuned = fine_tune(net, UnitTransfer(np.ones(h), np.ones(h), np.zeros(h), sps), task, TrainConfig(epochs=1, lr=3e-3))
     assert tuned.model.spikes_per_step is None  # the network's own model stays a rate model (the hardware model adds spikes)
     assert hardware_model(tuned, result.transfer).spikes_per_step == pytest.approx(sps)
+
+
+def test_network_gain_matching_steps_with_a_fixed_exponent(calibrated, monkeypatch):
+    """Each round of the gain matching runs other samples, so the slope's change between rounds is mostly theirs:
+    the step exponent is CalibrationConfig.gain_match_exponent, never one estimated from the rounds."""
+    from neurolab_gui.core.calibration import engine
+    from neurolab_gui.core.calibration.progress import metered
+    from neurolab_gui.core.jobs import ProgressReporter
+
+    result, _, board, _ = calibrated
+    result = copy.deepcopy(result)
+    seen = {}
+    real = engine.tune_core_biases
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "tune_core_biases", spy)
+    _, _, task = tiny_network()
+    cfg = CalibrationConfig(gain_match_rounds=1, gain_match_exponent=1.5)
+    mboard = metered(board)
+    engine._match_network_gains(mboard, result, copy.deepcopy(result.mapped), result.constrained, task.x_train[:8], task.y_train[:8],
+                                task.lengths_train[:8], 8, cfg, ProgressReporter(None, None, mboard), 0.0, 1.0)
+    assert seen["exponent_range"] == (1.5, 1.5)
+    assert CalibrationConfig().gain_match_exponent == 1.0
+    net, mapped, _ = tiny_network()
+    with pytest.raises(ValueError, match="gain_match_exponent"):
+        calibrate_network(board, mapped, net, None, CalibrationConfig(gain_match_exponent=0.0))
