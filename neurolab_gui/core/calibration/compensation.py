@@ -26,7 +26,7 @@ is the model's (the per-neuron spread of ``t_ref``, 8 % on silicon, is not model
 offset enters through the bias channel, which reaches its full value after a few ``tau``.  With
 ``UnitTransfer.spikes_per_step`` the units emit whole spikes from rest (``RateRNN.spikes_per_step``):
 on MNIST-1D's 256-unit network, where a unit fires 3.3 spikes per sample on average (none in 57 %
-of the unit-samples), that model agreed with the board on 81.6 % of the test samples against 76.3 %
+of the unit-samples), that model agreed with the board on 82.0 % of the test samples against 76.1 %
 for the rate model, with two board runs of different input phases agreeing on 83.4 %
 (docs/decisions.md, "Hardware model in whole spikes").
 """
