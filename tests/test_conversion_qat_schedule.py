@@ -111,6 +111,41 @@ def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_
     assert asked.cfg.constraint.qat.epochs == 3 and not any("QAT fine-tune" in note for note in asked.notes)
 
 
+def test_an_imported_model_gets_the_imported_time_mapping_unless_the_user_sets_one(tmp_path):
+    """Imported Elman models map onto 2 RNN steps per input step, retention 0.7 and saturation 2
+    (docs/decisions.md, "Time mapping of imported models"); a mapping the user gives is kept."""
+    from torch import nn
+
+    from neurolab_gui.core.conversion import tasks
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+    from neurolab_gui.core.conversion.mapping import map_network
+    from neurolab_gui.core.conversion.pipeline import config_for_task, constrained_network, prepare_model
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1.0, (40, 5, 3)).astype(np.float32)
+    lengths = np.full(40, 5)
+    torch.manual_seed(1)
+    rnn, fc = nn.RNN(3, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
+    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
+    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(40) % 2, lengths=lengths, x_test=x[:10], labels_test=np.arange(10) % 2,
+             lengths_test=lengths[:10])
+    task = tasks.load_npz_task(tmp_path / "d.npz")
+    model = load_checkpoint(tmp_path / "m.pt").model
+    cfg = config_for_task(task.name, model.config, qat_epochs=1)
+    assert (cfg.steps_per_sample, cfg.saturation) == (4, 1.0)  # the built-in tasks' mapping, before preparation
+    prepared, net = constrained_network(model, task, cfg)
+    assert (prepared.cfg.steps_per_sample, prepared.cfg.retention, prepared.cfg.saturation) == (2, 0.7, 2.0)
+    assert net.model.config.steps_per_sample == 2 and net.model.config.saturation == 2.0
+    assert any("steps per sample 2 (was 4)" in note and "saturation 2 (was 1.0)" in note for note in prepared.notes)
+    mapped = map_network(net, prepared.cfg.time_mapping(), prepared.cfg.settings)  # the mapping agrees with the network
+    assert mapped.time.steps_per_sample == 2
+    assert mapped.settings.t_ref_s == pytest.approx(1.0 / (2.0 * prepared.cfg.r_max_hz))  # the refractory period of s = 2
+    own = prepare_model(model, task, config_for_task(task.name, model.config, qat_epochs=1, steps_per_sample=4,
+                                                     retention=0.85, saturation=1.0))
+    assert (own.cfg.steps_per_sample, own.cfg.retention, own.cfg.saturation) == (4, 0.85, 1.0)
+    assert not any("time mapping of the imported model" in note for note in own.notes)
+
+
 def test_with_a_fixed_grid_the_last_epochs_train_on_exactly_the_weights_the_chip_gets():
     from neurolab_gui.core.conversion.constrain import _STEQuantiser, assign_core_groups
 

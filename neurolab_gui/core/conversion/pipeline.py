@@ -155,9 +155,20 @@ class PipelineConfig:
     #: more of the float accuracy on both foreign cases, at 4-10x the spikes (docs/decisions.md)
     activation_percentile: float = 95.0
     #: imported Elman models: retentions tried for the spiking time mapping; the one whose leaky
-    #: model keeps the most training accuracy is used (empty: ``retention`` as set).  An Elman RNN
-    #: reacts within one step, a leaky one low-passes its inputs (docs/decisions.md).
-    imported_retentions: tuple[float, ...] = (0.85, 0.7, 0.55)
+    #: model keeps the most training accuracy *before* the fine-tune is used (empty: ``retention``
+    #: as set; an explicit ``retention`` override empties it).  One value by default: the fit
+    #: prefers fast dynamics, which lose to a^k ~ 0.5 after the fine-tune (docs/decisions.md,
+    #: "Time mapping of imported models").
+    imported_retentions: tuple[float, ...] = (0.7,)
+    #: imported Elman models: RNN steps per input step of the spiking time mapping (None:
+    #: ``steps_per_sample`` as set; an explicit ``steps_per_sample`` override sets None).  2 with
+    #: retention 0.7: after one input step the state has moved half-way (a^k = 0.49), at half the
+    #: fine-tune CPU and chip time of 4 (docs/decisions.md, "Time mapping of imported models").
+    imported_steps_per_sample: int | None = 2
+    #: imported Elman models: the neurons' rate saturation ``s`` (t_ref = 1 / (s r_max); None:
+    #: ``saturation`` as set; an explicit ``saturation`` override sets None).  The imported ReLU's
+    #: 95th percentile is activation 1, which ``s = 1`` squeezes to half (docs/decisions.md).
+    imported_saturation: float | None = 2.0
     #: imported models: the QAT fine-tune runs at least this many optimizer steps (more epochs on a
     #: small data set, at most 4x ``constraint.qat.epochs``; :func:`.constrain.qat_epochs_for`); an
     #: explicit ``qat_epochs`` (``--qat-epochs``) is taken as given.  0: the epochs as set
@@ -255,6 +266,13 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.constraint.qat.epochs = int(qat_epochs)
     if overrides.get("qat_epochs") is not None:  # asked for: not lengthened for imported models
         cfg.imported_qat_min_steps = 0
+    # an explicit time mapping is the user's, not the one chosen for imported models
+    if overrides.get("retention") is not None:
+        cfg.imported_retentions = ()
+    if overrides.get("steps_per_sample") is not None:
+        cfg.imported_steps_per_sample = None
+    if overrides.get("saturation") is not None:
+        cfg.imported_saturation = None
     if n_core_groups is not None:
         cfg.constraint.n_core_groups = int(n_core_groups)
     if prune_epochs is not None:
@@ -496,8 +514,10 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
     settings.update(activation_scale=lam, activation_percentile=cfg.activation_percentile)
     notes.append(f"activations rescaled by 1/{lam:.3g} (the {cfg.activation_percentile:g}th percentile over valid "
                  "training steps) so they fit the neurons' rate range")
-    if model.config.kind == "elman" and cfg.imported_retentions:
-        cfg = _fit_retention(model, task, cfg, settings, notes)
+    if model.config.kind == "elman":
+        cfg = _imported_time_mapping(cfg, notes)
+        if cfg.imported_retentions:
+            cfg = _fit_retention(model, task, cfg, settings, notes)
     qat = cfg.constraint.qat
     epochs = qat_epochs_for(qat, len(task.x_train), cfg.imported_qat_min_steps)
     if epochs != qat.epochs:
@@ -512,6 +532,19 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
     return PreparedModel(model, task, cfg, settings, notes, float_accuracy)
 
 
+def _imported_time_mapping(cfg: PipelineConfig, notes: list[str]) -> PipelineConfig:
+    """``cfg`` with :attr:`PipelineConfig.imported_steps_per_sample` and ``imported_saturation`` where set."""
+    changes = {}
+    if cfg.imported_steps_per_sample is not None and cfg.imported_steps_per_sample != cfg.steps_per_sample:
+        changes["steps_per_sample"] = int(cfg.imported_steps_per_sample)
+    if cfg.imported_saturation is not None and cfg.imported_saturation != cfg.saturation:
+        changes["saturation"] = float(cfg.imported_saturation)
+    if changes:
+        notes.append("time mapping of the imported model: " + ", ".join(
+            f"{k.replace('_', ' ')} {v:g} (was {getattr(cfg, k)})" for k, v in changes.items()))
+    return dataclasses.replace(cfg, **changes)
+
+
 def _fit_retention(model: RateRNN, task: Task, cfg: PipelineConfig, settings: dict, notes: list[str]) -> PipelineConfig:
     """``cfg`` with the retention of :attr:`PipelineConfig.imported_retentions` whose leaky model keeps the most
     training accuracy (ties: the longer time constant, which averages more spikes)."""
@@ -523,8 +556,11 @@ def _fit_retention(model: RateRNN, task: Task, cfg: PipelineConfig, settings: di
                           task.lengths_train[:n])[0] for a in cfg.imported_retentions}
     best = max(scores, key=lambda a: (round(scores[a], 3), a))
     settings["retention_fit"] = {str(a): acc for a, acc in scores.items()}
-    notes.append("retention of the time mapping fitted on training data: " + ", ".join(
-        f"{a:g} {acc:.3f}" for a, acc in scores.items()) + f" -> {best:g}")
+    if len(scores) == 1:
+        notes.append(f"retention of the time mapping {best:g} (training accuracy before the fine-tune {scores[best]:.3f})")
+    else:
+        notes.append("retention of the time mapping fitted on training data: " + ", ".join(
+            f"{a:g} {acc:.3f}" for a, acc in scores.items()) + f" -> {best:g}")
     return dataclasses.replace(cfg, retention=best)
 
 
