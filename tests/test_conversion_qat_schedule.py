@@ -85,23 +85,29 @@ def test_qat_length_gives_small_data_sets_enough_optimizer_steps_within_a_cap():
     assert qat_epochs_for(qat, 270, 0) == 10 and qat_epochs_for(TrainConfig(epochs=0), 270, 200) == 0
 
 
-def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_epochs_are_given(tmp_path):
+def _imported_case(tmp_path, n_sequences: int, n_steps: int, seed: int):
+    """``(task, model)``: a plain ``nn.RNN(relu)`` saved in a user's nested layout and a data file beside it,
+    loaded as ``neurolab convert CKPT --task DATA.npz`` does."""
     from torch import nn
 
     from neurolab_gui.core.conversion import tasks
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint
-    from neurolab_gui.core.conversion.pipeline import config_for_task, prepare_model
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1.0, (70, 6, 3)).astype(np.float32)
-    lengths = np.full(70, 6)
-    torch.manual_seed(0)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1.0, (n_sequences, n_steps, 3)).astype(np.float32)
+    lengths = np.full(n_sequences, n_steps)
+    torch.manual_seed(seed)
     rnn, fc = nn.RNN(3, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
     torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
-    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(70) % 2, lengths=lengths, x_test=x[:10], labels_test=np.arange(10) % 2,
-             lengths_test=lengths[:10])
-    task = tasks.load_npz_task(tmp_path / "d.npz")
-    model = load_checkpoint(tmp_path / "m.pt").model
+    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(n_sequences) % 2, lengths=lengths, x_test=x[:10],
+             labels_test=np.arange(10) % 2, lengths_test=lengths[:10])
+    return tasks.load_npz_task(tmp_path / "d.npz"), load_checkpoint(tmp_path / "m.pt").model
+
+
+def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_epochs_are_given(tmp_path):
+    from neurolab_gui.core.conversion.pipeline import config_for_task, prepare_model
+
+    task, model = _imported_case(tmp_path, 70, 6, seed=0)
     prepared = prepare_model(model, task, config_for_task(task.name, model.config))
     assert prepared.cfg.constraint.qat.epochs == 40  # 2 batches per epoch: 100 epochs wanted, 4 x 10 allowed
     assert prepared.cfg.constraint.qat.lr == 5e-3 and prepared.cfg.constraint.choose_rounding  # imported: learns the dynamics too
@@ -114,23 +120,10 @@ def test_an_imported_model_on_a_small_data_set_gets_the_longer_fine_tune_unless_
 def test_an_imported_model_gets_the_imported_time_mapping_unless_the_user_sets_one(tmp_path):
     """Imported Elman models map onto 2 RNN steps per input step, retention 0.7 and saturation 2
     (docs/decisions.md, "Time mapping of imported models"); a mapping the user gives is kept."""
-    from torch import nn
-
-    from neurolab_gui.core.conversion import tasks
-    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
     from neurolab_gui.core.conversion.mapping import map_network
     from neurolab_gui.core.conversion.pipeline import config_for_task, constrained_network, prepare_model
 
-    rng = np.random.default_rng(1)
-    x = rng.normal(0, 1.0, (40, 5, 3)).astype(np.float32)
-    lengths = np.full(40, 5)
-    torch.manual_seed(1)
-    rnn, fc = nn.RNN(3, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
-    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
-    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(40) % 2, lengths=lengths, x_test=x[:10], labels_test=np.arange(10) % 2,
-             lengths_test=lengths[:10])
-    task = tasks.load_npz_task(tmp_path / "d.npz")
-    model = load_checkpoint(tmp_path / "m.pt").model
+    task, model = _imported_case(tmp_path, 40, 5, seed=1)
     cfg = config_for_task(task.name, model.config, qat_epochs=1)
     assert (cfg.steps_per_sample, cfg.saturation) == (4, 1.0)  # the built-in tasks' mapping, before preparation
     prepared, net = constrained_network(model, task, cfg)
