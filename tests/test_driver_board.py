@@ -7,7 +7,7 @@ simulator spikes → bulk IN bytes → decoder) independently of the emulator ph
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
 
 import numpy as np
@@ -262,15 +262,31 @@ def test_read_membrane_is_none_without_a_side_channel():
     board.close()
 
 
+def _pull_the_cable_after(backend: VirtualDynapseBackend, n_transfers: int) -> None:
+    """Unplug EMUTEST1 inside its ``n_transfers``-th next bulk transfer.
+
+    Not from a timer thread: a loop reading a fast emulated board can keep the GIL from such a
+    thread for its whole read (a 50 ms timer fired only when a 1.2 s read had ended, in 3 of 8 runs
+    on a 2-core host), and the read then returned normally."""
+    bulk_read, transfers = backend.bulk_read, itertools.count()
+
+    def pull_the_cable_mid_read(*args, **kwargs):
+        if next(transfers) == n_transfers:
+            backend.unplug("EMUTEST1")
+        return bulk_read(*args, **kwargs)
+
+    backend.bulk_read = pull_the_cable_mid_read
+
+
 def test_unplug_during_read_gives_clear_error_and_disconnected_state():
     board, _, backend = _open(_scheduled(100, 10_000_000))
     reasons = []
     board.add_disconnect_listener(reasons.append)
     board.read_events(0.01)
-    threading.Timer(0.05, backend.unplug, args=("EMUTEST1",)).start()
+    _pull_the_cable_after(backend, 200)
     start = time.monotonic()
     with pytest.raises(DeviceGone):
-        board.read_events(1000.0)  # would take long; the unplug must end it promptly
+        board.read_events(1000.0)  # ~60,000 transfers; the unplug must end it at the next one
     assert time.monotonic() - start < 5
     assert not board.connected and len(reasons) == 1
     with pytest.raises(DeviceGone):
@@ -282,7 +298,7 @@ def test_unplug_while_streaming_ends_the_iterator_and_reconnect_restores_state()
     board, sim, backend = _open()
     board.set_bias(1, 1, "IF_THR_N", BiasValue(2, 99))
     stream = board.iter_events()
-    threading.Timer(0.1, backend.unplug, args=("EMUTEST1",)).start()
+    _pull_the_cable_after(backend, 200)
     start = time.monotonic()
     for _ in stream:
         pass
