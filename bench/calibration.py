@@ -114,20 +114,20 @@ def run_seed(name: str, seed: int, task, net, mapped, args: argparse.Namespace) 
 
     from neurolab_gui.core.conversion.training import readout_features
 
-    def model_predictions(transfer):
-        f = readout_features(hardware_model(cal.constrained, transfer), x, lengths)
-        return (f @ np.asarray(cal.mapped.readout_weight).T + cal.mapped.readout_bias).argmax(1)
+    def final_readout(features):
+        return (features @ np.asarray(cal.mapped.readout_weight).T + cal.mapped.readout_bias).argmax(1)
 
-    hw_pred = model_predictions(cal.transfer)
+    model_features = readout_features(hardware_model(cal.constrained, cal.transfer), x, lengths)
+    hw_pred = final_readout(model_features)
     rate_transfer = dataclasses.replace(cal.transfer, spikes_per_step=None)
-    hw_rate_pred = hw_pred if cal.transfer.spikes_per_step is None else model_predictions(rate_transfer)
+    hw_rate_pred = hw_pred if cal.transfer.spikes_per_step is None else \
+        final_readout(readout_features(hardware_model(cal.constrained, rate_transfer), x, lengths))
     readout_choices = readout_rules_on_test(cal, after.spiking.features, y, constrained_pred, seed)
     if args.save_runs:  # the arrays behind readout_choices, to try other readout choices on the host
         path = Path(args.save_runs).expanduser() / f"{name}-seed{seed}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         fit = cal.readout_fit
-        # the hardware model's features of the same test samples beside the board's: per-unit error analysis
-        model_features = readout_features(hardware_model(cal.constrained, cal.transfer), x, lengths)
+        # the hardware model's features of the same test samples (model_features) beside the board's: per-unit errors
         np.savez_compressed(path, test_features=after.spiking.features, test_labels=y, constrained_pred=constrained_pred,
                             test_model_features=model_features,
                             **({} if fit is None else {"fit_features": fit.features, "fit_labels": fit.labels,

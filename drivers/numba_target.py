@@ -49,12 +49,12 @@ REFERENCE_TARGETS: tuple[tuple[str, frozenset[str]], ...] = (
 def host_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """The feature flags of this machine's first CPU (empty where ``/proc/cpuinfo`` cannot be read)."""
     try:
-        text = cpuinfo.read_text()
+        with cpuinfo.open() as lines:  # the first CPU's block only (the file holds one per CPU)
+            for line in lines:
+                if line.startswith("flags") and ":" in line:
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
+        pass
     return frozenset()
 
 

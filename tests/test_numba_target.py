@@ -32,6 +32,9 @@ def test_host_flags_reads_the_first_cpus_flags(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n")
     assert numba_target.host_flags(cpuinfo) == {"fpu", "avx2", "fma"}
     assert numba_target.host_flags(tmp_path / "missing") == frozenset()
+    cpuinfo.write_text("processor\t: 0\nflagsome garbage\n")  # no flags line: the host is not pinned
+    assert numba_target.host_flags(cpuinfo) == frozenset()
+    assert numba_target.reference_target("x86_64", numba_target.host_flags(cpuinfo)) is None
 
 
 def test_a_users_choice_wins_and_host_opts_out():

@@ -275,10 +275,8 @@ def config_for_task(task_name: str, model_config: RNNConfig | None = None, **ove
         cfg.imported_saturation = None
     if n_core_groups is not None:
         cfg.constraint.n_core_groups = int(n_core_groups)
-    if prune_epochs is not None:
-        if int(prune_epochs) < 0:
-            raise ValueError(f"prune_epochs must be >= 0, got {prune_epochs}")
-        cfg.constraint.prune_epochs = int(prune_epochs)
+    if prune_epochs is not None:  # replace: ConstraintConfig refuses a negative one
+        cfg.constraint = dataclasses.replace(cfg.constraint, prune_epochs=int(prune_epochs))
     if lr is not None:
         cfg.train.lr = float(lr)
     if qat_lr is not None:

@@ -187,19 +187,20 @@ def _measure(board: Board, mapped: MappedNetwork, synapse: SynapseType, design: 
         # per operating point, the mean over its neurons of the unsaturated rate; a point is used only
         # when every one of its neurons is above the rheobase corner (and, inhibitory, not clipped at
         # zero), so no point keeps just the neurons whose own mismatch happened to lift them above it
-        y = np.array([rate_of[gids(posts)].mean() for posts, _ in points])
-        f0 = np.array([unsaturate(rate_of[gids(posts)]).mean() for posts, _ in points])
+        point_rates = [rate_of[gids(posts)] for posts, _ in points]  # each point's neurons
+        y = np.array([r.mean() for r in point_rates])
+        f0 = np.array([unsaturate(r).mean() for r in point_rates])
         if synapse == EXCITATORY:
-            ok = np.array([rate_of[gids(posts)].min() > design.min_rate_hz for posts, _ in points], bool)
+            ok = np.array([r.min() > design.min_rate_hz for r in point_rates], bool)
             # through the origin, as the model has it (rate = q x): a free intercept let the noise of a
             # few points trade slope for offset (fitted offsets of -100 to +20 Hz under mismatch, against
             # 1-3 Hz on the ideal board); the offset reported is the mean shortfall from the line
             gain = float(np.sum(f0[ok] * x[ok]) / np.sum(x[ok] ** 2)) if ok.sum() >= 2 else float("nan")
             offset = float(np.mean(gain * x[ok] - f0[ok])) if ok.sum() >= 2 else float("nan")
         else:
-            ok = np.array([min(rate_of[gids(posts)].min(), base_of[gids(posts)].min()) > design.min_rate_hz
-                           for posts, _ in points], bool)
-            base = np.array([unsaturate(base_of[gids(posts)]).mean() for posts, _ in points])
+            bases = [base_of[gids(posts)] for posts, _ in points]  # the same neurons without the inhibition
+            ok = np.array([min(r.min(), b.min()) > design.min_rate_hz for r, b in zip(point_rates, bases, strict=True)], bool)
+            base = np.array([unsaturate(b).mean() for b in bases])
             drop = base - f0
             gain = float(np.sum(drop[ok] * x[ok]) / np.sum(x[ok] ** 2)) if ok.sum() >= 2 else float("nan")
             offset = float(-np.mean(base[ok])) if ok.any() else float("nan")
