@@ -12,8 +12,9 @@ calibration bench's numbers then depend on which machine ran them.
 So NeuroLab compiles for a fixed reference target instead of the host's model: LLVM's
 ``skylake-avx512`` (x86-64-v4) on every x86-64 host with AVX-512 (Intel since Skylake-SP, AMD
 Zen 4), else ``haswell`` (x86-64-v3: AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE) on every AVX2 host (Intel
-Haswell, AMD Zen).  Hosts of one class then compute the same bits; the two classes differ from each
-other in the last bits, as any two targets do.  Two targets rather than one because the AVX2 code
+Haswell, AMD Zen).  Hosts of one class then compute the same bits (the kernel also avoids the one kind
+of x86 instruction whose bits differ by vendor, approximate reciprocals: :data:`emulator.kernel.KERNEL_FASTMATH`);
+the two classes differ from each other in the last bits, as any two targets do.  Two targets rather than one because the AVX2 code
 costs AVX-512 hosts speed (kernel 1.65 against 1.40 ns per neuron-step on Emerald Rapids; see
 docs/decisions.md, "One CPU target per instruction-set level for the compiled kernels").  On other
 machines (no AVX2, ARM, no ``/proc/cpuinfo``) numba keeps compiling for the host.

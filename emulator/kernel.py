@@ -41,6 +41,15 @@ from .engine import (
     WORK_LEN,
 )
 
+#: LLVM fast-math flags of every kernel function: fused multiply-adds (``contract``), reassociated
+#: sums (``reassoc``: vectorised loops) and no NaN/inf/signed-zero care, but neither ``arcp`` nor
+#: ``afn``.  With those two (``fastmath=True``) LLVM divides by ``rcpps`` + one Newton step on
+#: x86-64, and ``rcpps`` is an estimate whose bits each CPU vendor defines: the same target code
+#: gave different spikes on AMD Zen 4 and Intel Emerald Rapids.  Without them every instruction is
+#: an IEEE operation, so one target's code computes the same bits on every host
+#: (docs/decisions.md, "No approximate reciprocals in the kernel").
+KERNEL_FASTMATH = {"nnan", "ninf", "nsz", "contract", "reassoc"}  # a set: numba refuses a frozenset
+
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
 _LN2_HI = _F(0.693359375)  # ln 2 split so that n * _LN2_HI is exact (Cody-Waite)
@@ -74,7 +83,7 @@ def _trailing_zeros(typingctx, word):
     return sig, codegen
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", inline="always")
 def relax_factors(x):
     """(e^x, (e^x - 1)/x) in float32 without branches; x is clipped to [-87, 80].
 
@@ -98,7 +107,7 @@ def relax_factors(x):
     return e, phi
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", nogil=True)
 def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_tau_per_amp):
     """Pass 1 over neurons 0..n-1 of the views: step 1; the membrane's B dt and A dt into rows 0
     and 1 of ``work`` (``ROW`` apart); the four synapses decayed in place.  Returns how many
@@ -145,7 +154,7 @@ def _coefficients_pass(st, pr, work, n, i0, feedback_gain, fb_offset, dt_over_ta
 
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", inline="always")
 def small_relax_factors(x):
     """:func:`relax_factors` for |x| < ``SMALL_STEP``, where its range reduction is the identity
     (n = 0, r = x): the same polynomial, without the reduction, the exponent bits and the division.
@@ -157,7 +166,7 @@ def small_relax_factors(x):
     return _ONE + x * q, q
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", inline="always")
 def _membrane_neuron(v, ref_left, ahp, a_dt, threshold, n_ref, ahp_jump, i_reset, e, phi):
     """Pass 2 for one neuron from its loaded values: (I_mem, refractory steps, I_ahp, spiked).
 
@@ -176,7 +185,7 @@ def _membrane_neuron(v, ref_left, ahp, a_dt, threshold, n_ref, ahp_jump, i_reset
     return v_out, ref_out, ahp_out, spike
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", nogil=True)
 def _membrane_pass(st, pr, work, spiked, n, i_reset, n_large):
     """Pass 2: the membrane step from ``work``, the adaptation's decay, step 3 (threshold) and
     step 5 (reset); step 5 commutes with step 4, which only touches the synapses.
@@ -243,7 +252,7 @@ def _add_key(key, st, key_ptr, key_entry, weight_of_count, jump):
             * jump[syn_type * _U_ROW + target]
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", nogil=True)
 def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st, pr,
              noise_decay, noise_amplitude, noise_seed,
              key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
@@ -275,7 +284,7 @@ def simulate(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_off
                       spiked, spiked_words, np.empty(WORK_LEN, np.float32), np.zeros(1, np.int64))
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy", nogil=True)
 def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st,
                    pr, key_ptr, key_entry, weight_of_count, jump, spike_ptr, spike_entry,
                    in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid, spiked, spiked_words,
@@ -291,7 +300,7 @@ def simulate_quiet(n_steps, block_start, block_len, i0, i_reset, feedback_gain, 
 
 
 
-@numba.njit(fastmath=True, error_model="numpy", nogil=True, inline="always")
+@numba.njit(fastmath=KERNEL_FASTMATH, error_model="numpy", nogil=True, inline="always")
 def _run_steps(n_steps, block_start, block_len, i0, i_reset, feedback_gain, fb_offset, dt_over_tau_per_amp, st, pr,
                use_noise, noise_decay, noise_amplitude, key_ptr, key_entry, weight_of_count, jump,
                spike_ptr, spike_entry, in_step, in_key, monitor_gid, monitor_out, spike_step, spike_gid,

@@ -8,16 +8,26 @@ instance, so it is this output that both keep.
 
 The float32 results depend on what LLVM emits for the target CPU (FMA contraction, vector width),
 so every kernel is compiled for a reference target (``drivers.numba_target``: ``skylake-avx512`` on
-x86-64 hosts with AVX-512, ``haswell`` on those with AVX2).  The hashes are pinned per target; they
-were re-pinned when the targets were fixed (the first ones, of 9aca207's kernel compiled for AMD
-Zen 4's own model, failed on Intel Emerald Rapids hosts).  Where no reference target runs (no AVX2,
-ARM) or a user chose another one, the test is skipped, not weakened.
+x86-64 hosts with AVX-512, ``haswell`` on those with AVX2), and on what the CPU computes for that
+code: the kernel holds no approximate instruction (``rcpps``, ``rsqrtps``: their bits are each
+vendor's own), which ``test_kernel_code_holds_no_vendor_defined_estimates`` checks.  The hashes are
+pinned per target.  History: 9aca207's kernel compiled for AMD Zen 4's own model gave 11c528a9... /
+d16f10f4...; with the reference targets and ``fastmath=True`` the divisions became ``rcpps`` + a
+Newton step and the hashes differed between Intel Emerald Rapids and AMD Zen 4 for the very same
+code; without ``arcp`` (:data:`emulator.kernel.KERNEL_FASTMATH`) ``skylake-avx512`` code computes
+on Zen 4 exactly what Zen 4's own model does.  Where no reference target runs (no AVX2, ARM) or a
+user chose another one, the test is skipped, not weakened.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,15 +46,15 @@ SYNAPSES_ON = {
 }
 
 #: sha256 of (spike steps, spike ids, state buffer, membrane traces) of each scenario, per reference
-#: target (9aca207's kernel arithmetic; compiled for AMD Zen 4's own model it gave 11c528a9... / d16f10f4...).
+#: target (9aca207's kernel arithmetic with :data:`emulator.kernel.KERNEL_FASTMATH`).
 PINNED = {
     "skylake-avx512": {
-        "full_board_two_threads": "21c04fdcf66dda3cacb86b416c73cc49befb390f17660ac400d14cbfb3ceb725",
-        "fast_membrane_noise_one_thread": "5b818f9b5bb05c79a382d17bb67a5a4109c23fa7ee50f30e8049fb04e5b9e84c",
+        "full_board_two_threads": "11c528a99ff5100af0db446c4f274c3e4007ca26fd891965ea8c340aa71e0729",
+        "fast_membrane_noise_one_thread": "6632a986b4858c1c5009c373ca55c64c22ff74926bf87f177a89bb7690bff073",
     },
     "haswell": {
-        "full_board_two_threads": "61922160cd8d19a26ca50d0739c51e919eb183d8746730a06ed3f39a3dd6bdd3",
-        "fast_membrane_noise_one_thread": "2f4eb7aaa9bf26c9c55ca339141bfaaba2d7bcbdd2ab0c097340d985c0734d66",
+        "full_board_two_threads": "35e3cde684c16dd812c8f1b1622299531abd47a7c0db55ba3b829cecd061e4c3",
+        "fast_membrane_noise_one_thread": "3259cd08bd515f29703b55e823a07e1d69737b3eb0dc695788ef0e15a3ea2e37",
     },
 }
 # a user's NUMBA_CPU_NAME without its features compiles with the host's features: not a reference build
@@ -114,3 +124,51 @@ def test_kernel_output_is_bit_identical_to_the_pinned_runs(scenario):
     digest, n_spikes = scenario()
     assert n_spikes > 1000  # the runs exercise spiking, delivery and resets
     assert digest == PINNED[TARGET][scenario.__name__], f"{scenario.__name__} compiled for {TARGET}: {digest}"
+
+
+#: x86 instructions whose results are estimates each CPU vendor defines (SSE/AVX ``rcpps``/``rsqrtps``
+#: and their scalar forms, AVX-512 ``vrcp14``/``vrsqrt14``/``vrcp28``...): one of them in the kernel makes
+#: the same code compute different bits on AMD and Intel.
+VENDOR_DEFINED_ESTIMATE = re.compile(r"\bv?(?:rcp|rsqrt)(?:14|28)?[ps][sdh]\b")
+
+_ASM_OF_KERNEL = """
+import json, sys
+import numpy as np
+import numba
+import emulator.kernel as kernel
+from emulator.kernel import KERNEL_FASTMATH
+
+sys.path.insert(0, "tests")
+import test_emulator_pinned as pinned
+
+pinned.fast_membrane_noise_one_thread()  # the noise kernel, with the large-step exp
+pinned.full_board_two_threads()  # the quiet kernel, JIT-compiled from the IR the kernel library builds from
+dispatchers = {name: getattr(kernel, name) for name in dir(kernel)}
+asm = {name: "\\n".join(f.inspect_asm().values()) for name, f in dispatchers.items()
+       if isinstance(f, numba.core.registry.CPUDispatcher) and f.signatures}
+
+# a positive control: the same division compiled with fastmath=True, which this target turns into an estimate
+@numba.njit(fastmath=True)
+def divide(a, b):
+    return a / b
+divide(np.ones(64, np.float32), np.full(64, 3.0, np.float32))
+asm["control: fastmath=True"] = "\\n".join(divide.inspect_asm().values())
+print(json.dumps(asm))
+"""
+
+
+@pytest.mark.skipif(TARGET not in PINNED, reason=f"no reference target on this host ({TARGET})")
+def test_kernel_code_holds_no_vendor_defined_estimates(tmp_path):
+    """Compiled afresh (no numba cache) for this host's reference target, no kernel function holds an
+    approximate reciprocal or square root; the same detector finds one in a division compiled with
+    ``fastmath=True`` (so it can fail)."""
+    env = {**os.environ, "NUMBA_DISABLE_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path), "NEUROLAB_KERNEL": "jit"}
+    out = subprocess.run([sys.executable, "-c", _ASM_OF_KERNEL], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    asm = json.loads(out.stdout.strip().splitlines()[-1])
+    control = asm.pop("control: fastmath=True")
+    assert VENDOR_DEFINED_ESTIMATE.search(control), "the detector found no estimate in a fastmath division"
+    assert {"simulate", "simulate_quiet"} <= set(asm), sorted(asm)
+    found = {name: sorted(set(VENDOR_DEFINED_ESTIMATE.findall(code))) for name, code in asm.items()}
+    assert not any(found.values()), f"vendor-defined estimates in the kernel: {found}"
