@@ -342,6 +342,8 @@ def train_model(
     if mask is not None:
         mask.bake()
         result.test_accuracy, _ = evaluate(model, task.x_test, task.y_test, task.lengths_test)
+    # one noise-free pass over the training set: does the model work without the noise it trained with?
+    result.clean_train_accuracy, _ = evaluate(model, task.x_train, task.y_train, task.lengths_train)
     return model, result
 
 
@@ -401,6 +403,7 @@ def train_model_cached(
     model, result = train_model(task, cfg, progress, cancel)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model, {"test_accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy[-1],
+                                  "clean_train_accuracy": result.clean_train_accuracy,
                                   "train_wall_s": round(time.perf_counter() - wall0, 3),
                                   "train_cpu_s": round(time.process_time() - cpu0, 3), "training_key": path.stem})
     return model, False

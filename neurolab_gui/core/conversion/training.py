@@ -93,13 +93,40 @@ def check_distillation(weight: float, temperature: float) -> None:
         raise ValueError(f"distillation temperature must be > 0, got {temperature}")
 
 
+#: :meth:`TrainResult.noise_reliance` above which the user is warned: 10 points of training accuracy
+#: (the ECG model that needed its noise showed 0.85 with and 0.59 without; models that do not, about 0:
+#: docs/decisions.md, "ECG baseline")
+NOISE_RELIANCE_WARNING = 0.10
+
+
 @dataclass
 class TrainResult:
     """Per-epoch history of a training run."""
 
     train_loss: list[float] = field(default_factory=list)
+    #: per epoch, as trained: with the training noises on
     train_accuracy: list[float] = field(default_factory=list)
     test_accuracy: float = float("nan")
+    #: the trained model on its own training set without noise (NaN: not measured)
+    clean_train_accuracy: float = float("nan")
+
+    def noise_reliance(self) -> float:
+        """How much more the model gets right on its training set with the training noises on than
+        without (last epoch; NaN when either is unknown).  A model that needs its noise to work has
+        learned from it (e.g. rectified pre-activation noise lifting near-silent units), and neither
+        the clean network nor the board has it."""
+        if not self.train_accuracy:
+            return float("nan")
+        return float(self.train_accuracy[-1] - self.clean_train_accuracy)
+
+    def noise_reliance_warning(self, threshold: float = NOISE_RELIANCE_WARNING) -> str | None:
+        """A warning for the user when :meth:`noise_reliance` exceeds ``threshold``, else None."""
+        gap = self.noise_reliance()
+        if not gap > threshold:
+            return None
+        return (f"the model relies on its training noise: training accuracy {self.train_accuracy[-1]:.3f} with noise, "
+                f"{self.clean_train_accuracy:.3f} without; retrain with less pre-activation noise (--noise), "
+                "the clean network and the board do not have it")
 
 
 def seed_everything(seed: int) -> None:
