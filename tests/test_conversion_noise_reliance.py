@@ -56,3 +56,23 @@ def test_neurolab_train_prints_the_clean_accuracy_and_the_warning(tmp_path, caps
     monkeypatch.setattr(TrainResult, "noise_reliance", lambda self: 0.3)
     assert cli_main(args) == 0
     assert "warning: the model relies on its training noise" in capsys.readouterr().out
+
+
+def test_the_apps_training_job_logs_the_summary_with_the_warning(monkeypatch):
+    """What the app's training job (workflows.training_job) says when it ends: the log panel shows the job's steps."""
+    from neurolab_gui.core import workflows
+    from neurolab_gui.core.session import Session
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(TrainResult, "noise_reliance", lambda self: 0.3)
+    session = Session()
+    session.task = tasks.seq_digits().subset(48, 8)
+    cfg = config_for_task("seq_digits", n_hidden=6, steps_per_sample=1, epochs=1)
+    job = workflows.training_job(session, "seq_digits", cfg)
+    lines: list[str] = []
+    job.log.connect(lines.append)
+    job.start()
+    model = job.result(timeout=120)
+    assert session.model is model
+    summary = [line for line in lines if "training set without noise" in line]
+    assert len(summary) == 1 and "warning: the model relies on its training noise" in summary[0], lines

@@ -74,6 +74,7 @@ def test_train_and_convert_buttons_run_jobs_whose_events_reach_the_panel(window,
     assert model.config.n_hidden == 6 and "6 hidden" in panel.model_label.text()
     qtbot.waitUntil(lambda: "training finished" in window.log_panel.contents())  # the job's log lines reach the log panel
     assert "training started" in window.log_panel.contents()
+    assert "training set without noise" in window.log_panel.contents()  # workflows.training_summary's line
 
     qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
     conversion = panel.job

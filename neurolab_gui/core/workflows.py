@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .conversion.models import RateRNN, RNNConfig
     from .conversion.pipeline import ConversionResult, PipelineConfig
     from .conversion.tasks import Task
+    from .conversion.training import TrainResult
     from .session import Session
 
 
@@ -82,9 +83,19 @@ def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train
     task = session_task(session, task_name)
     if n_train is not None:
         task = task.subset(n_train, None)
-    model, _ = train_model(task, cfg, progress=progress, cancel=cancel)
+    model, result = train_model(task, cfg, progress=progress, cancel=cancel)
+    if progress is not None:  # a step of its own, so the job's log (the app's log panel) keeps the line
+        progress(Progress(1.0, step=training_summary(result)))
     session.set_model(model)
     return model
+
+
+def training_summary(result: TrainResult) -> str:
+    """One line on a finished float training: test accuracy, the training set without noise, and the
+    warning when the model needs its training noise (:meth:`.conversion.training.TrainResult.noise_reliance_warning`)."""
+    text = f"test accuracy {result.test_accuracy:.3f}, training set without noise {result.clean_train_accuracy:.3f}"
+    warning = result.noise_reliance_warning()
+    return f"{text}; warning: {warning}" if warning else text
 
 
 def training_job(session: Session, task_name: str, cfg: PipelineConfig, n_train: int | None = None) -> Job[RateRNN]:
