@@ -51,12 +51,10 @@ def host_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """The feature flags of this machine's first CPU (empty where ``/proc/cpuinfo`` cannot be read)."""
     try:
         with cpuinfo.open() as lines:  # the first CPU's block only (the file holds one per CPU)
-            for line in lines:
-                if line.startswith("flags") and ":" in line:
-                    return frozenset(line.split(":", 1)[1].split())
+            flags = next((line for line in lines if line.startswith("flags") and ":" in line), None)
     except OSError:
-        pass
-    return frozenset()
+        return frozenset()
+    return frozenset(flags.split(":", 1)[1].split()) if flags is not None else frozenset()
 
 
 def reference_target(machine: str | None = None, flags: frozenset[str] | None = None) -> str | None:

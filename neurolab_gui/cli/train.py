@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.conversion.pipeline import config_for_task, train_model
     from neurolab_gui.core.conversion.tasks import load_task
     from neurolab_gui.core.jobs import Job, run_in_foreground
+    from neurolab_gui.core.workflows import training_summary
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     try:
@@ -72,9 +73,5 @@ def run(args: argparse.Namespace) -> int:
         {"task": task.name, "train_loss": result.train_loss, "train_accuracy": result.train_accuracy,
          "test_accuracy": result.test_accuracy, "clean_train_accuracy": result.clean_train_accuracy, "seed": args.seed},
     )
-    print(f"test accuracy {result.test_accuracy:.4f} (training set without noise {result.clean_train_accuracy:.4f}); "
-          f"checkpoint written to {path}")
-    warning = result.noise_reliance_warning()
-    if warning:
-        print(f"warning: {warning}")
+    print(f"{training_summary(result)}; checkpoint written to {path}")  # the line the app's training job logs
     return 0
