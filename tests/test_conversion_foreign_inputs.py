@@ -172,3 +172,37 @@ def test_model_and_data_that_do_not_fit_are_named_in_the_file_s_terms(tmp_path):
         check_convertible(model, tasks.load_npz_task(tmp_path / "few.npz"))
     np.savez(tmp_path / "declared.npz", x=x, labels=np.minimum(y, 1), lengths=lengths, n_classes=3)
     check_convertible(model, tasks.load_npz_task(tmp_path / "declared.npz"))  # the hint works
+
+
+def _offset_data(rng, n=60, t=8):
+    """Feature 0: mean 50, std 10; feature 1: mean -20, std 0.5; feature 2: mean 0, std 1 (the hostile tester's file)."""
+    x = rng.normal([50.0, -20.0, 0.0], [10.0, 0.5, 1.0], (n, t, 3)).astype(np.float32)
+    lengths = np.full(n, t)
+    return x, lengths, np.arange(n) % 3
+
+
+def test_folding_a_large_mean_is_reported_with_the_features_it_starves():
+    rng = np.random.default_rng(5)
+    x, lengths, _ = _offset_data(rng)
+    mean, std = np.array([50.0, -20.0, 0.0]), np.array([10.0, 0.5, 1.0])
+    folded = InputEncoding.fit(x, lengths, mean, std, normalization="fold")
+    [note] = [n for n in folded.notes if n.startswith("normalisation fold")]
+    assert "features [0, 1]" in note and "--normalize encode" in note
+    assert not [n for n in InputEncoding.fit(x, lengths, mean, std, normalization="encode").notes
+                if "normalisation fold" in n]
+    centred = InputEncoding.fit(x[:, :, 2:], lengths, mean[2:], std[2:], normalization="fold")
+    assert not [n for n in centred.notes if "normalisation fold" in n]  # a zero-mean feature loses no range
+
+
+def test_the_encoding_s_notes_reach_the_conversion_report(tmp_path):
+    rng = np.random.default_rng(6)
+    x, lengths, y = _offset_data(rng)
+    x[:, :, 2] = 0.0  # a feature that never moves: noted too
+    torch.manual_seed(0)
+    torch.save({"model": UserModel().state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "user.pt")
+    np.savez(tmp_path / "data.npz", x=x, labels=y, lengths=lengths, x_test=x[:30], labels_test=y[:30],
+             lengths_test=lengths[:30], mean=np.array([50.0, -20.0, 0.0]), std=np.array([10.0, 0.5, 1.0]))
+    task = tasks.load_npz_task(tmp_path / "data.npz", normalization="fold")
+    prepared = prepare_model(load_checkpoint(tmp_path / "user.pt").model, task, PipelineConfig())
+    assert any(n.startswith("normalisation fold: features [0, 1]") for n in prepared.notes)
+    assert any("features [2] are 0 on every valid training step" in n for n in prepared.notes)

@@ -493,6 +493,7 @@ def prepare_model(model: RateRNN, task: Task, cfg: PipelineConfig) -> PreparedMo
         model = split
         notes.append(f"input weights split onto {enc.n_channels} rate channels of {enc.n_raw} features "
                      f"(normalisation {enc.normalization}; {enc.clipped_fraction:.2%} of training values clipped)")
+        notes.extend(enc.notes)
     if enc is not None:
         settings["input_encoding"] = enc.summary()
 
