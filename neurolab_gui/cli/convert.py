@@ -133,9 +133,10 @@ def network_calibrator(board, mapped, constrained, task, progress, cancel):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, convert
-    from neurolab_gui.core.jobs import Job, run_in_foreground
+    from neurolab_gui.core.jobs import Job
+
+    from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -164,19 +165,13 @@ def run(args: argparse.Namespace) -> int:
     conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel,
                                                                     board=board, profile=profile,
                                                                     calibrator=network_calibrator))
-    try:
-        result = run_in_foreground(conversion, print_progress)
-    except Cancelled:
-        print("conversion cancelled")
-        return 130
-    except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
-        print(f"\nerror: {exc}")
-        if args.verbose:
-            traceback.print_exc()
-        return 2
+    try:  # a model or setting the conversion refuses (NaN/inf weights, a tanh RNN) is an error line, exit 2
+        result = run_job(conversion, print_progress, cancelled="conversion cancelled", verbose=args.verbose)
     finally:
         if board is not None:
             board.close()
+    if isinstance(result, int):
+        return result
     print()
     print(result.report.table())
     path = result.report.write_json(args.json)
