@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import traceback
 
-from .board_option import add_board_option
+from .board_option import add_board_option, open_board
 from .train import print_progress
 
 
@@ -104,19 +104,18 @@ def open_with_profile(args: argparse.Namespace):
     """
     from neurolab_gui.core.calibration.profile import ProfileError, find_profile
 
+    board = open_board(args.board)
+    if isinstance(board, int):
+        return board
     try:
-        board = args.board.open()
-        try:
-            profile = None if args.no_profile else find_profile(board.serial)
-        except Exception:
-            board.close()
-            raise
+        profile = None if args.no_profile else find_profile(board.serial)
     except ProfileError as exc:
+        board.close()
         print(f"error: {exc} (pass --no-profile to run without it)")
         return 2
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        print(f"error: cannot open the board {args.board}: {exc}")
-        return 1
+    except BaseException:
+        board.close()
+        raise
     return board, profile
 
 
