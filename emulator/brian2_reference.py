@@ -27,8 +27,12 @@ The simulator itself is not changed: neither its state nor its clock nor its hos
 from __future__ import annotations
 
 import dataclasses
+import signal
+import sys
+import threading
 import time
 import warnings
+from types import ModuleType
 
 import numpy as np
 
@@ -85,6 +89,51 @@ g_nmda = int(I_nmda != 0*amp) * I_mem / (I_mem + I_nmda_gate)
 """
 
 
+_BRIAN2_IMPORT_LOCK = threading.Lock()
+
+
+def import_brian2() -> ModuleType:
+    """The ``brian2`` module, imported (the first time) without the SIGINT handler it installs.
+
+    Every NeuroLab use of Brian2 imports it through this function, so it works from any thread.
+    ``brian2/__init__`` calls ``signal.signal(SIGINT, ...)`` (a handler that turns Ctrl-C into
+    "stop the running simulation"), and Python allows that only on the main thread: a first import
+    on a worker thread - where every job runs (``neurolab_gui.core.jobs.Job``: ``neurolab
+    convert --stages brian2``, the app's conversion, thread pools in scripts) - raised
+    ``ValueError: signal only works in main thread``.  Skipping the handler here, at the one place
+    Brian2 is imported, covers all of those at once, where importing Brian2 on the main thread
+    before a job starts would have to be remembered by every caller that might reach the Brian2
+    stage.  The handler is not wanted on the main thread either: NeuroLab cancels through its
+    cancel tokens (Ctrl-C in the CLI cancels the job), while Brian2's handler would take the
+    first Ctrl-C during a run on a worker thread away from the CLI and only end that simulation
+    early (with a log warning), so :func:`run_brian2` would return the truncated run as if it
+    were complete and the job would go on.  So the handler is skipped on every thread, and
+    Ctrl-C behaves the same whichever thread imported Brian2 first.  An already imported
+    ``brian2`` (e.g. by the user's own script) is returned as it is.
+    """
+    with _BRIAN2_IMPORT_LOCK:  # one import at a time, so signal.signal is patched and restored once
+        if "brian2" in sys.modules:
+            import brian2
+
+            return brian2
+        install = signal.signal
+        importer = threading.get_ident()
+
+        def install_except_brian2_sigint(signalnum, handler):
+            # only the importing thread's SIGINT call (brian2's) is skipped; the main thread may
+            # still set its own handlers while a worker thread imports
+            if signalnum == signal.SIGINT and threading.get_ident() == importer:
+                return signal.getsignal(signalnum)
+            return install(signalnum, handler)
+
+        signal.signal = install_except_brian2_sigint
+        try:
+            import brian2
+        finally:
+            signal.signal = install
+        return brian2
+
+
 def _key_entries(sim: BoardSimulator, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each input key in ``keys``: (which element of ``keys``, target, type, weight) per CAM group."""
     routing = sim.routing()
@@ -114,7 +163,7 @@ def run_brian2(sim: BoardSimulator, duration_s: float, dt: float = 1e-4, target:
     -------
     SpikeEvents with timestamps continuing the simulator's clock (``sim.now_us`` at t = 0).
     """
-    import brian2 as b2
+    b2 = import_brian2()
 
     if duration_s <= 0:
         raise ValueError(f"duration must be > 0 s, got {duration_s}")

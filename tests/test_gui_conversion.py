@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PyQt6.QtCore import Qt
 
 
@@ -117,3 +118,32 @@ def test_ablation_checkbox_adds_the_constraint_rows_to_the_stage_table(window, q
     assert names[:2] == ["float", "constrained"] and names[2:] == [f"+ {s}" for s in ABLATION_STEPS]
     # the last ablation row is the constrained network itself
     assert panel.accuracy_table.item(n - 1, 1).text() == panel.accuracy_table.item(1, 1).text()
+
+
+def test_a_conversion_the_pipeline_refuses_shows_its_message_without_a_traceback_in_the_log(window, qtbot):
+    """A user error inside the job (here NaN weights) reaches the panel's error report (the traceback in its
+    details) and the log panel, once: the job itself logs no ERROR for it (``core.jobs.USER_ERRORS``)."""
+    import torch
+
+    from neurolab_gui.core.conversion.pipeline import build_model
+
+    panel = _tiny_seq_digits(window)
+    model = build_model(window.session.task, panel.pipeline_config())
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    window.session.set_model(model)
+    window.reporter.install()  # as the app does (qt.app.launch): log records reach the log panel
+    try:
+        qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: panel.status.text() == "conversion failed", timeout=60_000)
+        qtbot.waitUntil(lambda: bool(window.reporter.errors))
+    finally:
+        window.reporter.uninstall()
+    with pytest.raises(ValueError) as refused:
+        panel.job.result()
+    title, details = window.reporter.errors[-1]
+    assert title == f"conversion: {type(refused.value).__name__}: {refused.value}"
+    assert "Traceback" in details  # the error box keeps the traceback in its details
+    qtbot.waitUntil(lambda: str(refused.value) in window.log_panel.contents())
+    log = window.log_panel.contents()
+    assert "job conversion failed" not in log and log.count("Traceback") == 1  # the error report's, not also the job's

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from .board_option import add_board_option
+from .board_option import add_board_option, open_board
 from .convert import add_input_options
 
 
@@ -52,7 +52,8 @@ def _printer(event) -> None:
 
 
 def _open(args: argparse.Namespace):
-    return args.board.open(emulator_serial=args.emulator_serial)
+    """The ``--board`` opened, or exit code 1 after saying why not (:func:`.board_option.open_board`)."""
+    return open_board(args.board, emulator_serial=args.emulator_serial)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,11 +68,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError and ProfileError are ValueErrors
         print(f"error: {exc}")
         return 2
-    try:
-        board = _open(args)
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        print(f"error: cannot open the board: {exc}")
-        return 1
+    board = _open(args)
+    if isinstance(board, int):
+        return board
     try:
         if stored is not None:
             apply_profile(board, stored, allow_other_board=args.allow_other_board, log=print)

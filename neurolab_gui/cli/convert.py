@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import traceback
 
-from .board_option import add_board_option
+from .board_option import add_board_option, open_board
 from .train import print_progress
 
 
@@ -104,19 +104,18 @@ def open_with_profile(args: argparse.Namespace):
     """
     from neurolab_gui.core.calibration.profile import ProfileError, find_profile
 
+    board = open_board(args.board)
+    if isinstance(board, int):
+        return board
     try:
-        board = args.board.open()
-        try:
-            profile = None if args.no_profile else find_profile(board.serial)
-        except Exception:
-            board.close()
-            raise
+        profile = None if args.no_profile else find_profile(board.serial)
     except ProfileError as exc:
+        board.close()
         print(f"error: {exc} (pass --no-profile to run without it)")
         return 2
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        print(f"error: cannot open the board {args.board}: {exc}")
-        return 1
+    except BaseException:
+        board.close()
+        raise
     return board, profile
 
 
@@ -133,9 +132,10 @@ def network_calibrator(board, mapped, constrained, task, progress, cancel):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.pipeline import SPIKING_STAGES, convert
-    from neurolab_gui.core.jobs import Job, run_in_foreground
+    from neurolab_gui.core.jobs import Job
+
+    from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -164,19 +164,13 @@ def run(args: argparse.Namespace) -> int:
     conversion = Job("conversion", lambda progress, cancel: convert(loaded.model, task, cfg, progress=progress, cancel=cancel,
                                                                     board=board, profile=profile,
                                                                     calibrator=network_calibrator))
-    try:
-        result = run_in_foreground(conversion, print_progress)
-    except Cancelled:
-        print("conversion cancelled")
-        return 130
-    except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
-        print(f"\nerror: {exc}")
-        if args.verbose:
-            traceback.print_exc()
-        return 2
+    try:  # a model or setting the conversion refuses (NaN/inf weights, a tanh RNN) is an error line, exit 2
+        result = run_job(conversion, print_progress, cancelled="conversion cancelled", verbose=args.verbose)
     finally:
         if board is not None:
             board.close()
+    if isinstance(result, int):
+        return result
     print()
     print(result.report.table())
     path = result.report.write_json(args.json)

@@ -36,10 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.deployment import deploy_conversion
     from neurolab_gui.core.conversion.pipeline import convert
-    from neurolab_gui.core.jobs import Job, Progress, run_in_foreground
+    from neurolab_gui.core.jobs import Job, Progress
+
+    from .job_runner import run_job
 
     torch.set_num_threads(1)
     if args.n_test < 1:
@@ -67,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"deploying {args.checkpoint} ({task.name}) on board {board.serial} "
           + ("with its calibration profile" if profile else "(no calibration profile)"), flush=True)
-    try:
-        deployment, result = run_in_foreground(Job("deployment", work), show)
-    except Cancelled:
-        print("deployment cancelled")
-        return 130
+    try:  # a model or setting the conversion refuses is an error line, exit 2
+        deployed = run_job(Job("deployment", work), show, cancelled="deployment cancelled", verbose=args.verbose)
     finally:
         board.close()
+    if isinstance(deployed, int):
+        return deployed
+    deployment, result = deployed
     for note in deployment.notes:
         print(f"note: {note}")
     print(f"accuracy on {n} test samples: {result.accuracy:.4f}")

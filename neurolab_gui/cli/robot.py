@@ -17,7 +17,7 @@ import argparse
 import signal
 import sys
 
-from .board_option import add_board_option
+from .board_option import add_board_option, open_board
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,7 +100,10 @@ def run_demo(args: argparse.Namespace) -> int:
     board = None
     try:
         # the same 0.5 ms emulator time step the demo uses when it opens its own board
-        board = args.board.open(dt=5e-4)
+        opened = open_board(args.board, dt=5e-4)
+        if isinstance(opened, int):
+            return opened
+        board = opened
         controller = None
         if checkpoint is not None:
             controller = _deploy_network(board, checkpoint, args.no_profile)

@@ -66,12 +66,12 @@ def _check(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.pipeline import convert
-    from neurolab_gui.core.jobs import Job, Progress, run_in_foreground
+    from neurolab_gui.core.jobs import Job, Progress
     from neurolab_gui.core.robustness import chip_serials, robustness_inputs, run_robustness
 
     from .convert import load_conversion_inputs
+    from .job_runner import run_job
 
     problem = _check(args)
     if problem:
@@ -101,14 +101,11 @@ def run(args: argparse.Namespace) -> int:
     where = f"Ray at {args.ray}" if args.ray else "this machine"
     print(f"robustness of {args.checkpoint} ({task.name}) on {args.chips} emulated chips "
           f"({serials[0]}..{serials[-1]}) on {where}", flush=True)
-    try:
-        report = run_in_foreground(Job("robustness", work), show)
-    except Cancelled:
-        print("robustness study cancelled")
-        return 130
-    except (RuntimeError, ConnectionError) as exc:  # Ray could not be reached or a remote task failed
-        print(f"error: {exc}")
-        return 1
+    # a refused model or setting is an error line (exit 2); Ray unreachable or a remote task failed (exit 1)
+    report = run_job(Job("robustness", work), show, cancelled="robustness study cancelled", verbose=args.verbose,
+                     failures=(RuntimeError, ConnectionError))
+    if isinstance(report, int):
+        return report
     for name, value in report.reference.items():
         print(f"{name.replace('_', ' ')}: {value:.4f}")
     print(f"accuracy over {len(report.chips)} chips, {report.n_test} test samples each "

@@ -42,12 +42,13 @@ def print_progress(progress: Progress) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.checkpoint import save_checkpoint
     from neurolab_gui.core.conversion.pipeline import config_for_task, train_model
     from neurolab_gui.core.conversion.tasks import load_task
-    from neurolab_gui.core.jobs import Job, run_in_foreground
+    from neurolab_gui.core.jobs import Job
     from neurolab_gui.core.workflows import training_summary
+
+    from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     try:
@@ -63,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"task {task.name}: {task.description}; {len(task.x_train)} train / {len(task.x_test)} test")
     training = Job("training", lambda progress, cancel: train_model(task, cfg, progress=progress, cancel=cancel))
-    try:
-        model, result = run_in_foreground(training, print_progress)
-    except Cancelled:
-        print("training cancelled; no checkpoint written")
-        return 130
+    trained = run_job(training, print_progress, cancelled="training cancelled; no checkpoint written", verbose=args.verbose)
+    if isinstance(trained, int):
+        return trained
+    model, result = trained
     path = save_checkpoint(
         args.out, model.cpu(),
         {"task": task.name, "train_loss": result.train_loss, "train_accuracy": result.train_accuracy,

@@ -17,6 +17,11 @@ cancelled one way, from the GUI, the CLI and scripts alike.
   them to the GUI thread (``neurolab_gui.qt.bridge.relay``); ``job.result()`` and ``await job``
   serve scripts and asyncio (qasync in the GUI).  An error is never swallowed: ``result()``
   re-raises it and ``failed`` carries it.
+* :data:`USER_ERRORS`: the failures that are the user's input refused (a damaged checkpoint, a
+  model the conversion cannot take, a missing file), as opposed to a fault of the code.  A job
+  logs those at DEBUG only, since whoever waits on it reports the message (the CLI's
+  ``error:`` line, ``neurolab_gui.cli.job_runner``; the app's error box); any other failure is
+  logged at ERROR with its traceback, whoever waits.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ from .events import Signal
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Failures that mean "this input or setting is refused", with a message for the user, not a bug:
+#: ``ValueError`` (the project's input errors derive from it: ``CheckpointError``,
+#: ``ProfileError``, ``NIRImportError``, ``ImportRefused``, ``NonFiniteWeightsError``,
+#: ``BiasFileError``, ``NetlistError``) and ``FileNotFoundError`` (a file the user named).
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
 
 
 class CancelToken(threading.Event):
@@ -285,7 +296,12 @@ class Job(Generic[T]):
             self._end(JobState.CANCELLED, f"{self.name} cancelled", exc=exc)
             return
         except BaseException as exc:
-            log.exception("job %s failed", self.name)
+            if isinstance(exc, USER_ERRORS):
+                # refused input: the message is the report, and whoever waits on the job gives it
+                # (result() re-raises it, failed carries it); the traceback is only for debugging
+                log.debug("job %s refused its input", self.name, exc_info=True)
+            else:  # a fault of the code: its traceback is logged whether or not anyone waits
+                log.exception("job %s failed", self.name)
             self._end(JobState.FAILED, f"{self.name} failed: {exc}", exc=exc)
             return
         if self.cancel_token.is_set():
