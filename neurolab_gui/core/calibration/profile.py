@@ -155,6 +155,10 @@ class _Reader:
     def error(self, entry: str, rule: str) -> ProfileError:
         return ProfileError(f"{self.origin}: {entry}: {rule}" if entry else f"{self.origin}: {rule}")
 
+    def missing(self) -> str:
+        return (f"missing (a profile holds {', '.join(_REQUIRED_FIELDS)}; "
+                f"optional: {', '.join(sorted(_TOP_FIELDS - set(_REQUIRED_FIELDS)))})")
+
     def obj(self, value: object, entry: str, fields: tuple[str, ...] | set[str], required: bool = True) -> dict:
         if not isinstance(value, dict):
             raise self.error(entry, f"must be an object, got {_json_type(value)}")
@@ -213,10 +217,9 @@ class _Reader:
 
     def profile(self, data: object, expected_serial: str | None) -> CalibrationProfile:
         data = self.obj(data, "", _TOP_FIELDS, required=False)
-        for key in _REQUIRED_FIELDS:  # a profile without its biases would be applied as a silent no-op
+        for key in ("schema", "serial"):
             if key not in data:
-                raise self.error(key, f"missing (a profile holds {', '.join(_REQUIRED_FIELDS)}; "
-                                      f"optional: {', '.join(sorted(_TOP_FIELDS - set(_REQUIRED_FIELDS)))})")
+                raise self.error(key, self.missing())
         if data["schema"] != SCHEMA_VERSION or isinstance(data["schema"], bool):
             raise self.error("schema", f"unsupported profile schema {_json_repr(data['schema'])} (this NeuroLab reads {SCHEMA_VERSION})")
         serial = data["serial"]
@@ -229,6 +232,9 @@ class _Reader:
         if not isinstance(created, str) or len(created) > 64:
             raise self.error("created", f"must be a date text of at most 64 characters, got {_json_type(created)}")
         emulated = self.boolean(data.get("emulated", False), "emulated")
+        for key in _REQUIRED_FIELDS:  # a profile without its biases would be applied as a silent no-op
+            if key not in data:
+                raise self.error(key, self.missing())
         biases: dict[tuple[int, int, str], BiasValue] = {}
         for i, raw in enumerate(self.array(data.get("biases", []), "biases", _MAX_BIASES)):
             entry = f"biases[{i}]"
