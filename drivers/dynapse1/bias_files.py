@@ -19,8 +19,9 @@ from a file that is wrong anywhere): top-level keys ``format`` (required), ``ver
 ``name``, ``source``, ``defaults``, ``cores`` and nothing else; bias names known; each entry a
 mapping of ``coarse`` and ``fine`` (required, real integers 0–7 / 0–255: not ``3.9``, not
 ``true``, not ``"3"``, not ``inf``) and ``high``/``normal``/``enabled`` (optional, real booleans:
-not ``"false"``, not ``0``); ``cores`` a mapping keyed ``"chip/core"``.  Before parsing: at most
-:data:`MAX_FILE_BYTES` (YAML :data:`MAX_YAML_BYTES`), UTF-8, nesting at most :data:`MAX_DEPTH`;
+not ``"false"``, not ``0``); ``cores`` a mapping keyed ``"chip/core"``.  Before parsing: a regular
+file (not ``/dev/zero``, a FIFO or a directory) of at most :data:`MAX_FILE_BYTES` (YAML
+:data:`MAX_YAML_BYTES`), UTF-8, nesting at most :data:`MAX_DEPTH`;
 YAML without anchors/aliases or non-standard tags; no NaN/Infinity literals or duplicate keys.
 Every violation raises :class:`BiasFileError` naming the file, the entry (``defaults.IF_DC_P.high``)
 and the rule.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fmt.add_argument("--nwb", metavar="OUT", help="NWB 2 file (units with chip/core/neuron, stimulus, biases)")
     fmt.add_argument("--aedat", metavar="OUT", help="AEDAT 3.1 file of DYNAP-SE spike packets (as cAER writes them)")
     fmt.add_argument("--csv", metavar="OUT", help="CSV: time_s, board_t_us, epoch, kind, chip, core, neuron")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never the session file itself)")
     p.set_defaults(func=run)
 
 
@@ -36,8 +37,6 @@ def _overwrites_input(session: Path, out: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from neurolab_gui.core.export import export_aedat, export_csv, export_nwb
 
     kind, out, func = next((k, getattr(args, k), f) for k, f in (("nwb", export_nwb), ("aedat", export_aedat), ("csv", export_csv)) if getattr(args, k))
