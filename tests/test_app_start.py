@@ -64,11 +64,10 @@ def test_the_child_started_early_is_the_one_the_connection_opens():
 
 
 def test_neurolab_gui_starts_the_emulator_child_before_it_loads_the_window(monkeypatch):
-    import argparse
     import multiprocessing
 
     import neurolab_gui.qt.app as app_module
-    from neurolab_gui.cli import gui
+    from neurolab_gui.cli import build_parser, gui
 
     children_at_start: list[list[str]] = []
 
@@ -77,7 +76,7 @@ def test_neurolab_gui_starts_the_emulator_child_before_it_loads_the_window(monke
         return 0
 
     monkeypatch.setattr(app_module, "run_app", run_app)
-    assert gui.run(argparse.Namespace(board="emulator", seed=12, no_mismatch=False)) == 0
+    assert gui.run(build_parser().parse_args(["gui", "--seed", "12"])) == 0
     assert "neurolab-emulator-EMU00012" in children_at_start[0]
     from emulator.fpga_process import discard_early
 

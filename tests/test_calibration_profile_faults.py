@@ -126,7 +126,7 @@ def test_hostile_files_give_profile_errors_not_raw_exceptions(tmp_path, raw, rul
 def test_oversized_file_is_refused_without_parsing(tmp_path):
     bad = tmp_path / "big.json"
     bad.write_bytes(b" " * (9 << 20))
-    with pytest.raises(ProfileError, match="larger than 8 MiB"):
+    with pytest.raises(ProfileError, match=rf"big\.json: {9 << 20} bytes; a calibration profile may have at most"):
         load_profile(bad)
 
 
@@ -223,3 +223,20 @@ def test_property_random_bytes_only_raise_profile_errors(tmp_path, raw):
         load_profile(f)
     except ProfileError:
         pass
+
+
+@pytest.mark.parametrize("key", ["biases", "neurons", "selected"])
+def test_a_profile_missing_a_required_key_is_refused_by_name(saved, capsys, key):
+    """Bug: a profile without ``biases`` was applied as a no-op ("applied 0 biases")."""
+    from neurolab_gui.cli import main
+
+    path, data = saved
+    del data[key]
+    path.write_text(json.dumps(data))
+    assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", SERIAL]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"error: {path}: {key}: missing (a profile holds schema, serial, biases, neurons, selected")
+    assert "applied" not in out and len(out.splitlines()) == 1
+    data[key] = []  # an explicit empty list is a profile that calibrated nothing of that kind, not a damaged file
+    path.write_text(json.dumps(data))
+    assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", SERIAL]) == 0

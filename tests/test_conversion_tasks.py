@@ -141,3 +141,51 @@ def test_config_for_task_names_an_unknown_option():
 
     with pytest.raises(ValueError, match="n_hiden"):
         config_for_task("seq_digits", n_hiden=12)
+
+
+def _train_error(tmp_path, capsys, data: str) -> str:
+    """The one ``error:`` line of ``neurolab train --task DATA`` (exit code 2, no traceback, no checkpoint)."""
+    from neurolab_gui.cli import main
+
+    assert main(["train", "--task", data, "--epochs", "1", "--out", str(tmp_path / "m.pt")]) == 2
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text and not (tmp_path / "m.pt").exists()
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.mark.timeout(60)  # the old loop over range(n_classes) never ended
+def test_a_huge_n_classes_or_label_is_refused_before_the_split(tmp_path, capsys):
+    x, labels = np.zeros((15, 3, 2)), np.arange(15) % 3
+    np.savez(tmp_path / "huge.npz", x=x, labels=labels, n_classes=10**9)
+    line = _train_error(tmp_path, capsys, str(tmp_path / "huge.npz"))
+    assert "huge.npz: 'n_classes' is 1000000000, more than the 4096 classes" in line and "3..4096" in line
+    np.savez(tmp_path / "label.npz", x=x, labels=np.where(np.arange(15) == 14, 10**9, labels))
+    assert "'labels' reach 1000000000, but a task may have at most 4096 classes" in _train_error(tmp_path, capsys, str(tmp_path / "label.npz"))
+    np.savez(tmp_path / "most.npz", x=x, labels=labels, n_classes=tasks.MAX_CLASSES)  # the bound itself is accepted
+    assert tasks.load_npz_task(tmp_path / "most.npz").n_classes == tasks.MAX_CLASSES
+
+
+def test_files_that_are_not_npz_archives_are_named_as_such(tmp_path, capsys):
+    np.save(tmp_path / "plain.npy", np.zeros((4, 3, 2)))  # np.save instead of np.savez: crashed with AttributeError
+    line = _train_error(tmp_path, capsys, str(tmp_path / "plain.npy"))
+    assert "plain.npy holds a single array saved with numpy.save (.npy)" in line and "'x' and 'labels'" in line
+    (tmp_path / "notes.txt").write_text("hello")  # numpy called this pickled data and advised allow_pickle
+    line = _train_error(tmp_path, capsys, str(tmp_path / "notes.txt"))
+    assert "notes.txt is not an .npz archive (it starts with b'hello'" in line and "pickle" not in line
+    (tmp_path / "zeros.npz").write_bytes(b"\0" * 100)
+    assert "zeros.npz is not an .npz archive" in _train_error(tmp_path, capsys, str(tmp_path / "zeros.npz"))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert "empty.npz is not an .npz archive (it is empty)" in _train_error(tmp_path, capsys, str(tmp_path / "empty.npz"))
+
+
+def test_a_data_set_too_small_for_the_automatic_test_split_says_what_to_do(tmp_path, capsys):
+    np.savez(tmp_path / "tiny.npz", x=np.zeros((3, 4, 2)), labels=np.array([0, 1, 2]))  # 20 % of 1 rounds to 0
+    line = _train_error(tmp_path, capsys, str(tmp_path / "tiny.npz"))
+    assert "tiny.npz: the automatic test split (20% of each class, rounded) is empty" in line
+    assert "'x_test' and 'labels_test'" in line and "at least 3 sequences" in line
+    np.savez(tmp_path / "split.npz", x=np.zeros((3, 4, 2)), labels=np.array([0, 1, 2]),
+             x_test=np.zeros((1, 4, 2)), labels_test=np.array([1]))  # the fix the message names
+    assert len(tasks.load_npz_task(tmp_path / "split.npz").x_test) == 1

@@ -75,7 +75,7 @@ def test_copy_core_and_file_round_trip_and_diff(tmp_path):
 def test_load_rejects_a_foreign_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "other"}')
-    with pytest.raises(BiasFileError, match="no parameters"):  # neither NeuroLab nor samna
+    with pytest.raises(BiasFileError, match="not a bias file NeuroLab reads"):  # neither NeuroLab nor samna
         read_bias_file(bad)
     m = BiasModel()
     m.set(0, 0, "IF_DC_P", 2, 50)

@@ -122,12 +122,17 @@ def test_one_board_grammar_for_every_command():
 
     assert parse_board("emulator") == BoardSpec() and parse_board("emulator:7") == BoardSpec(None, 7)
     assert parse_board("ABC-123") == BoardSpec("ABC-123") and str(parse_board("emulator:7")) == "emulator:7"
-    for bad in ("emulator:x", "emulator:-1", "", "a b"):
+    for bad in ("emulator:x", "emulator:-1", "", "a b", "emulator:\u00b2"):
         with pytest.raises(ValueError):
             parse_board(bad)
+    # the serial `neurolab devices` prints for the emulator names it too (it was looked up on the USB bus)
+    assert parse_board("EMU00009") == BoardSpec(None, 9) == parse_board("emu9") and parse_board("EMU00000") == BoardSpec()
+    assert parse_board("EMU0000X") == BoardSpec("EMU0000X")  # not an emulator serial: a silicon serial as before
     parser = build_parser()
-    for argv in (["convert", "c.pt"], ["calibrate"], ["robot", "demo"], ["deploy", "c.pt"]):
+    for argv in (["convert", "c.pt"], ["calibrate"], ["robot", "demo"], ["deploy", "c.pt"], ["record", "r.h5", "--seconds", "1"],
+                 ["gui"]):
         assert parser.parse_args([*argv, "--board", "emulator:4"]).board == BoardSpec(None, 4)
+        assert parser.parse_args([*argv, "--board", "EMU00004"]).board == BoardSpec(None, 4)
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args([*argv, "--board", "emulator:four"])
         assert exit_.value.code == 2

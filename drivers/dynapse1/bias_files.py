@@ -19,8 +19,9 @@ from a file that is wrong anywhere): top-level keys ``format`` (required), ``ver
 ``name``, ``source``, ``defaults``, ``cores`` and nothing else; bias names known; each entry a
 mapping of ``coarse`` and ``fine`` (required, real integers 0–7 / 0–255: not ``3.9``, not
 ``true``, not ``"3"``, not ``inf``) and ``high``/``normal``/``enabled`` (optional, real booleans:
-not ``"false"``, not ``0``); ``cores`` a mapping keyed ``"chip/core"``.  Before parsing: at most
-:data:`MAX_FILE_BYTES` (YAML :data:`MAX_YAML_BYTES`), UTF-8, nesting at most :data:`MAX_DEPTH`;
+not ``"false"``, not ``0``); ``cores`` a mapping keyed ``"chip/core"``.  Before parsing: a regular
+file (not ``/dev/zero``, a FIFO or a directory) of at most :data:`MAX_FILE_BYTES` (YAML
+:data:`MAX_YAML_BYTES`), UTF-8, nesting at most :data:`MAX_DEPTH`;
 YAML without anchors/aliases or non-standard tags; no NaN/Infinity literals or duplicate keys.
 Every violation raises :class:`BiasFileError` naming the file, the entry (``defaults.IF_DC_P.high``)
 and the rule.
@@ -51,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .bias_table import CORE_BIASES, N_COARSE, N_FINE, SILENT, BiasValue
+from ..user_files import UserFileError, read_regular
+from .bias_table import CORE_BIASES, N_COARSE, N_FINE, SILENT, BiasValue, UnknownNameError
 from .topology import N_CHIPS, N_CORES_PER_CHIP
 
 FORMAT_TAG = "neurolab-biases"
@@ -116,7 +118,7 @@ class BiasSet:
     def from_dict(cls, data: Any, origin: str = "<dict>") -> BiasSet:
         """Check ``data`` (parsed JSON/YAML) against the schema; :class:`BiasFileError` names the entry."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT_TAG:
-            raise BiasFileError(f"{origin}: not a NeuroLab bias file (expected format: {FORMAT_TAG})")
+            raise BiasFileError(f"{origin}: not a NeuroLab bias file: {_format_problem(data)} (expected format: {FORMAT_TAG})")
         data = _mapping(data, origin, "the file")
         unknown = [k for k in data if k not in _TOP_FIELDS]
         if unknown:
@@ -165,17 +167,16 @@ _CORE_KEY = re.compile(r"([0-9]+)/([0-9]+)")
 
 
 def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
-    """The file's text: at most ``limit`` bytes of UTF-8 (a BOM is allowed), else :class:`BiasFileError`."""
+    """The file's text: at most ``limit`` bytes of UTF-8 (a BOM is allowed), else :class:`BiasFileError`.
+
+    Only a regular file is read (not ``/dev/zero``, a FIFO or a directory), and never more than
+    ``limit + 1`` bytes whatever its size says (:func:`drivers.user_files.read_regular`).
+    """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise BiasFileError(f"{path}: {size} bytes; a bias file may have at most {limit} bytes")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BiasFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > limit:  # grew while we looked
-        raise BiasFileError(f"{path}: more than {limit} bytes; a bias file may have at most {limit} bytes")
+        raw = read_regular(path, limit, "a bias file")
+    except (UserFileError, FileNotFoundError) as exc:
+        raise BiasFileError(str(exc)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -399,7 +400,14 @@ def _index(value: Any) -> int | None:
 
 def import_samna_json(text: str, *, name: str = "", reverse_coarse: bool = True, origin: str = "samna JSON") -> BiasSet:
     """Parse a samna ``Dynapse1Configuration`` JSON export (see the module docstring)."""
-    data = parse_json(text, origin)
+    out = _samna_biases(parse_json(text, origin), name, reverse_coarse, origin)
+    if out is None:
+        raise BiasFileError(f"{origin}: no parameters (paramName/coarseValue/fineValue) found")
+    return out
+
+
+def _samna_biases(data: Any, name: str, reverse_coarse: bool, origin: str) -> BiasSet | None:
+    """The biases of parsed samna JSON ``data``; None if it holds no parameter object at all."""
     out = BiasSet(name=name, source="samna Dynapse1Configuration JSON (coarse converted 7 - c)" if reverse_coarse else "samna JSON")
     found = 0
 
@@ -432,9 +440,23 @@ def import_samna_json(text: str, *, name: str = "", reverse_coarse: bool = True,
                     visit(value, chip, core, f"{path}[{i}]")
 
     visit(data, None, None, "$")  # depth is bounded by parse_json, so this recursion is too
-    if not found:
-        raise BiasFileError(f"{origin}: no parameters (paramName/coarseValue/fineValue) found")
-    return out
+    return out if found else None
+
+
+def _format_problem(data: Any) -> str:
+    """Why parsed ``data`` is not a NeuroLab bias file, in words (its ``format`` key is missing or other)."""
+    if not isinstance(data, Mapping):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+                type(None): "null"}.get(type(data), type(data).__name__)
+        return f"the file holds {kind}, not an object with a \"format\" key"
+    if "format" not in data:
+        return "it has no \"format\" key"
+    return f"its \"format\" is {_describe(data['format'])}"
+
+
+#: What :func:`load_bias_file` reads, for its error messages.
+ACCEPTED_FORMATS = (f'a NeuroLab bias file (JSON or YAML with "format": "{FORMAT_TAG}"), a samna Dynapse1Configuration '
+                    "JSON export (objects with paramName, coarseValue and fineValue) or a CortexControl script (.py)")
 
 
 def load_bias_file(path: str | Path) -> BiasSet:
@@ -452,7 +474,11 @@ def load_bias_file(path: str | Path) -> BiasSet:
         data = parse_json(text, str(path))
         if isinstance(data, Mapping) and data.get("format") == FORMAT_TAG:
             return BiasSet.from_dict(data, str(path))
-        return import_samna_json(text, name=path.stem, origin=str(path))
+        samna = _samna_biases(data, path.stem, True, str(path))
+        if samna is None:  # neither format: say what each needs, not only the samna importer's view
+            raise BiasFileError(f"{path}: not a bias file NeuroLab reads ({_format_problem(data)}, and it holds no samna "
+                                f"parameters paramName/coarseValue/fineValue). Accepted: {ACCEPTED_FORMATS}")
+        return samna
     return BiasSet.load(path)
 
 
@@ -479,5 +505,5 @@ def published_bias_set(name: str) -> BiasSet:
     """One shipped published set; ``KeyError`` naming the known sets for an unknown name."""
     path = published_bias_dir() / f"{name}.json"
     if not path.is_file():
-        raise KeyError(f"unknown bias set {name!r}; known: {', '.join(published_bias_set_names())}")
+        raise UnknownNameError(f"unknown bias set {name!r}; known: {', '.join(published_bias_set_names())}")
     return BiasSet.load(path)

@@ -117,12 +117,23 @@ def core_bias_address(core: int, name: str) -> int:
     return spec.offset + (core & 1) + (64 if core >= 2 else 0)
 
 
+class UnknownNameError(KeyError):
+    """A ``KeyError`` for an unknown bias or bias-set name whose text is its message.
+
+    ``str()`` of a plain ``KeyError`` is the *repr* of its key, so a message printed as
+    ``f"error: {exc}"`` would come out in quotes (``error: "unknown bias name 'X'; ..."``).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def bias_spec(name: str) -> BiasSpec:
     """Look up a per-core bias by name; unknown names raise ``KeyError`` listing the valid ones."""
     try:
         return CORE_BIASES[name]
     except KeyError:
-        raise KeyError(f"unknown bias name {name!r}; per-core biases are: {', '.join(CORE_BIASES)}") from None
+        raise UnknownNameError(f"unknown bias name {name!r}; per-core biases are: {', '.join(CORE_BIASES)}") from None
 
 
 def _setting_int(field: str, value: object, top: int) -> int:

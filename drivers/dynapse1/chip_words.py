@@ -33,7 +33,7 @@ from enum import Enum
 
 import numpy as np
 
-from .bias_table import CORE_BIASES, GLOBAL_BIASES, bias_spec, check_coarse_fine, core_bias_address
+from .bias_table import CORE_BIASES, GLOBAL_BIASES, UnknownNameError, bias_spec, check_coarse_fine, core_bias_address
 from .topology import (
     CAM_ENTRIES_PER_NEURON,
     N_NEURONS_PER_CORE,
@@ -129,7 +129,7 @@ def global_bias_word(name: str, coarse: int, fine: int) -> int:
     try:
         address = GLOBAL_BIASES[name]
     except KeyError:
-        raise KeyError(f"unknown chip-global bias {name!r}; valid: {', '.join(GLOBAL_BIASES)}") from None
+        raise UnknownNameError(f"unknown chip-global bias {name!r}; valid: {', '.join(GLOBAL_BIASES)}") from None
     return encode_bias_word(address, coarse, fine, n_type=name.endswith("N"))
 
 

@@ -1,9 +1,10 @@
-"""The one ``--board`` option of ``convert``, ``calibrate``, ``deploy`` and ``robot demo``, and the one
-way they open it.
+"""The one ``--board`` option of every command that opens a board.
 
-Its grammar is :func:`neurolab_gui.core.boards.parse_board`: ``emulator[:SEED]`` or a board serial.
-A bad value is an argparse usage error (exit code 2) that names the problem.  A board that is named
-well but cannot be opened (not plugged in, busy, a USB error) is reported by :func:`open_board`.
+Its grammar is :func:`neurolab_gui.core.boards.parse_board`: ``emulator``, ``emulator:SEED``, the
+emulator's serial ``EMU<SEED>`` (as ``neurolab devices`` prints it) or a DYNAP-SE1 serial.  A bad
+value is an argparse usage error (exit code 2) that names the problem.  ``record`` and ``gui``
+also keep their older ``--seed`` (:func:`add_board_and_seed_options`).  A board that is named well
+but cannot be opened (not plugged in, busy, a USB error) is reported by :func:`open_board`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+BOARD_GRAMMAR = "'emulator', 'emulator:SEED' (mismatch seed), the emulator serial EMU<SEED> (e.g. EMU00009) or a DYNAP-SE1 serial"
 
 
 def board_spec(text: str):
@@ -27,8 +30,7 @@ def add_board_option(parser: argparse.ArgumentParser, default: str | None = "emu
     """Add ``--board`` to ``parser`` (``default`` None: the option is optional and absent means no board)."""
     parser.add_argument(
         "--board", type=board_spec, default=None if default is None else board_spec(default), metavar="BOARD",
-        help=f"the board to {what}: 'emulator', 'emulator:SEED' (mismatch seed) or a DYNAP-SE1 serial"
-             + (f" (default: {default})" if default else ""),
+        help=f"the board to {what}: {BOARD_GRAMMAR}" + (f" (default: {default})" if default else ""),
     )
 
 
@@ -44,3 +46,27 @@ def open_board(spec, **options: Any):
     except Exception as exc:  # noqa: BLE001 - whatever stopped the board from opening (lookup, USB, emulator)
         print(f"error: cannot open the board {spec}: {exc}", file=sys.stderr)
         return 1
+
+
+def add_board_and_seed_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--board`` as :func:`add_board_option`, plus ``--seed`` (the same as ``--board emulator:SEED``)."""
+    add_board_option(parser, what=what)
+    parser.add_argument("--seed", type=int, default=None, help="emulator: mismatch seed (the same as --board emulator:SEED; default 0)")
+
+
+def board_and_seed(args: argparse.Namespace) -> tuple[str, int]:
+    """``("emulator", seed)`` or ``(serial, 0)`` from ``--board`` and ``--seed``, for :meth:`Session.connect`.
+
+    Raises ``ValueError`` when the two name different seeds, or ``--seed`` is given with a serial
+    or is negative.
+    """
+    spec = args.board
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not spec.emulated:
+        if args.seed is not None:
+            raise ValueError(f"--seed applies to the emulator only, not to the board {spec.serial}")
+        return spec.serial, 0
+    if args.seed is not None and spec.seed not in (0, args.seed):
+        raise ValueError(f"--board {spec} and --seed {args.seed} name different seeds; give the seed once")
+    return "emulator", spec.seed if args.seed is None else args.seed

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
     p.add_argument("--figures", metavar="DIR", help="write before/after figures here")
     p.add_argument("--apply-profile", metavar="PROFILE",
-                   help="instead of calibrating: write a saved profile's biases to the board (its serial must match)")
+                   help="instead of calibrating: write a saved profile's biases to the board (its serial must match); "
+                        "a profile file, or a board serial for that board's profile in the default folder")
     p.add_argument("--allow-other-board", action="store_true",
                    help="with --apply-profile: apply a profile measured on another board (its mismatch differs)")
     p.set_defaults(func=run)

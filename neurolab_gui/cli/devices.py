@@ -68,7 +68,7 @@ def _emulated_lines() -> list[str]:
         backend.add_board("EMU00000", BoardSimulator("EMU00000"))
         return [
             f"emulator  serial {b.serial} firmware {b.firmware_version} logic {_logic_version(b.serial, backend)} "
-            "(any serial EMU<seed>; clock fast or realtime)"
+            "(--board EMU<SEED> or emulator:SEED for mismatch seed SEED, e.g. EMU00009; clock fast or realtime)"
             for b in find_boards(backend)
         ]
     except Exception as exc:

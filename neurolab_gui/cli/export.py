@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,26 +14,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fmt.add_argument("--nwb", metavar="OUT", help="NWB 2 file (units with chip/core/neuron, stimulus, biases)")
     fmt.add_argument("--aedat", metavar="OUT", help="AEDAT 3.1 file of DYNAP-SE spike packets (as cAER writes them)")
     fmt.add_argument("--csv", metavar="OUT", help="CSV: time_s, board_t_us, epoch, kind, chip, core, neuron")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never the session file itself)")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _overwrites_input(session: Path, out: Path) -> str | None:
+    """Why writing ``out`` would destroy the session ``session`` (the file itself, under any name or
+    link, or a file in its segments folder), or None."""
+    import os
 
+    from neurolab_gui.core.session_file import segments_dir
+
+    try:
+        if os.path.samefile(session, out):  # also a hard link, a symlink or another spelling of the path
+            return f"is the session file {session} itself"
+    except OSError:  # one of them does not exist: compare where they would be
+        if session.resolve() == out.resolve():
+            return f"is the session file {session} itself"
+    if out.resolve().is_relative_to(segments_dir(session).resolve()):
+        return f"lies in the segments folder of {session}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.export import export_aedat, export_csv, export_nwb
 
     kind, out, func = next((k, getattr(args, k), f) for k, f in (("nwb", export_nwb), ("aedat", export_aedat), ("csv", export_csv)) if getattr(args, k))
     out = Path(out)
+    clash = _overwrites_input(Path(args.file), out)
+    if clash:  # --force allows replacing an old export, never the recording being read
+        print(f"error: --{kind} {out} {clash}; choose another output name", file=sys.stderr)
+        return 2
     if out.exists() and not args.force:
-        print(f"neurolab export: {out} already exists (use --force to overwrite)", file=sys.stderr)
+        print(f"error: {out} already exists (use --force to overwrite)", file=sys.stderr)
         return 2
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     try:
         n = func(args.file, tmp)
     except (ValueError, OSError) as exc:
         tmp.unlink(missing_ok=True)
-        print(f"neurolab export: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     tmp.replace(out)  # never leave a half-written export under the asked-for name
     what = {"nwb": "units", "aedat": "spikes", "csv": "rows"}[kind]

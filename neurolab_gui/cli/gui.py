@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from .board_option import add_board_and_seed_options, board_and_seed
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gui", help="open the NeuroLab window (default command)")
-    p.add_argument("--board", default="emulator", help="'emulator' (default) or the serial number of a real DYNAP-SE1")
-    p.add_argument("--seed", type=int, default=0, help="mismatch seed of the emulated board")
+    add_board_and_seed_options(p, what="open")
     p.add_argument("--no-mismatch", action="store_true", help="emulate an ideal board")
     p.set_defaults(func=run)
 
@@ -19,6 +20,11 @@ def run(args: argparse.Namespace) -> int:
 
     from neurolab_gui.cli.doctor import display_available
 
+    try:
+        board, seed = board_and_seed(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     shown, why = display_available()
     if not shown and not os.environ.get("QT_QPA_PLATFORM"):
         # Qt would abort the process with a platform-plugin error; say what to do instead.
@@ -29,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.connection import app_target, start_early
 
     # the emulator's child boots (~0.7 s of CPU) while Qt and the window load, instead of after them
-    start_early(app_target(args.board, args.seed, not args.no_mismatch))
+    start_early(app_target(board, seed, not args.no_mismatch))
     from neurolab_gui.qt.app import run_app
 
-    return run_app(board=args.board, seed=args.seed, mismatch=not args.no_mismatch)
+    return run_app(board=board, seed=seed, mismatch=not args.no_mismatch)

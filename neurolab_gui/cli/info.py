@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = SessionFile(args.file).summary()
     except (ValueError, OSError) as exc:
-        print(f"neurolab info: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary))

@@ -11,8 +11,9 @@ learns whether silicon or the emulator answers.  The functions here open them:
 * :func:`open_batched_emulator` - N emulated boards with different serials run together
   (:class:`emulator.batched_board.BatchedBoard`), for Monte-Carlo robustness studies;
 * :func:`emulator_lag_s` - how far a real-time emulated board trails the wall clock;
-* :func:`parse_board` - the one ``--board`` grammar of every command (``emulator[:SEED]`` or a
-  board serial) as a :class:`BoardSpec`, whose :meth:`BoardSpec.open` opens it.
+* :func:`parse_board` - the one ``--board`` grammar of every command (``emulator[:SEED]``, the
+  emulator's serial ``EMU<SEED>`` or a board serial) as a :class:`BoardSpec`, whose
+  :meth:`BoardSpec.open` opens it.
 
 The emulator is imported inside the functions, so a core that only talks to silicon never loads
 it.  An import-linter contract (``pyproject.toml``) forbids ``neurolab_gui.core`` to import
@@ -32,6 +33,8 @@ DEFAULT_EMULATOR_SERIAL = "EMU00000"
 
 #: What a board serial may contain (also the calibration profile's file name).
 _SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: The emulator's serial for a mismatch seed (:func:`emulator_serial_for`), read back as that seed.
+_EMULATOR_SERIAL = re.compile(r"EMU([0-9]{1,18})", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,27 @@ def emulator_serial_for(seed: int) -> str:
 
 
 def parse_board(text: str) -> BoardSpec:
-    """``"emulator"``, ``"emulator:SEED"`` or a board serial as a :class:`BoardSpec`.
+    """``"emulator"``, ``"emulator:SEED"``, an emulator serial ``EMU<SEED>`` or a board serial as a :class:`BoardSpec`.
 
-    Raises ``ValueError`` naming the problem (an empty name, a seed that is not a non-negative
-    integer, a serial with characters a DYNAP-SE1 serial does not have).
+    ``EMU<SEED>`` (``EMU00009``) is the serial ``neurolab devices`` and the app give the emulator
+    with mismatch seed SEED (:func:`emulator_serial_for`), so it names the same board as
+    ``emulator:SEED``.  Raises ``ValueError`` naming the problem (an empty name, a seed that is
+    not a non-negative integer, a serial with characters a DYNAP-SE1 serial does not have).
     """
     text = text.strip()
     name, sep, seed = text.partition(":")
     if name.lower() == "emulator":
         if not sep:
             return BoardSpec()
-        if not seed.isdigit():
+        if not (seed.isascii() and seed.isdigit()):
             raise ValueError(f"bad emulator seed {seed!r} in --board {text!r}: use emulator:SEED with SEED an integer >= 0")
         return BoardSpec(None, int(seed))
+    emulated = _EMULATOR_SERIAL.fullmatch(text)
+    if emulated:
+        return BoardSpec(None, int(emulated.group(1)))
     if not _SERIAL.match(text):
-        raise ValueError(f"bad board {text!r}: use 'emulator', 'emulator:SEED' or a board serial (letters, digits, '_', '.', '-')")
+        raise ValueError(f"bad board {text!r}: use 'emulator', 'emulator:SEED', an emulator serial EMU<SEED> or a board "
+                         "serial (letters, digits, '_', '.', '-')")
     return BoardSpec(text)
 
 

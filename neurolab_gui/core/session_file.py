@@ -57,6 +57,7 @@ import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
 from drivers.dynapse1.spikes import SpikeEvents
+from drivers.user_files import check_regular_file
 
 FORMAT = "neurolab-session"
 FORMAT_VERSION = 2
@@ -207,6 +208,10 @@ class SessionFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        try:  # before h5py: a FIFO would block its open() for ever, /dev/zero is no file
+            check_regular_file(self.path, "a session file")
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:

@@ -33,6 +33,7 @@ from drivers.dynapse1.bias_table import CORE_BIASES, N_COARSE, N_FINE
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS
+from drivers.user_files import UserFileError, read_regular
 
 SCHEMA_VERSION = 1
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -45,6 +46,9 @@ MAX_DEPTH = 12
 MAX_ABS_VALUE = 1e18
 _MAX_BIASES = N_CHIPS * N_CORES_PER_CHIP * len(CORE_BIASES)
 _TOP_FIELDS = {"schema", "serial", "created", "emulated", "chip_s", "biases", "neurons", "selected", "summary", "network"}
+#: What every profile :meth:`CalibrationProfile.to_dict` writes carries: its format, its board and
+#: what was calibrated (an empty list is an explicit "none"; a missing key is a damaged file).
+_REQUIRED_FIELDS = ("schema", "serial", "biases", "neurons", "selected")
 _NETWORK_FIELDS = ("fingerprint", "shape", "connections", "readout_weight", "readout_bias")
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 #: a unit's fan-in: 64 CAM entries, each one copy at most
@@ -151,6 +155,10 @@ class _Reader:
     def error(self, entry: str, rule: str) -> ProfileError:
         return ProfileError(f"{self.origin}: {entry}: {rule}" if entry else f"{self.origin}: {rule}")
 
+    def missing(self) -> str:
+        return (f"missing (a profile holds {', '.join(_REQUIRED_FIELDS)}; "
+                f"optional: {', '.join(sorted(_TOP_FIELDS - set(_REQUIRED_FIELDS)))})")
+
     def obj(self, value: object, entry: str, fields: tuple[str, ...] | set[str], required: bool = True) -> dict:
         if not isinstance(value, dict):
             raise self.error(entry, f"must be an object, got {_json_type(value)}")
@@ -211,7 +219,7 @@ class _Reader:
         data = self.obj(data, "", _TOP_FIELDS, required=False)
         for key in ("schema", "serial"):
             if key not in data:
-                raise self.error(key, "missing")
+                raise self.error(key, self.missing())
         if data["schema"] != SCHEMA_VERSION or isinstance(data["schema"], bool):
             raise self.error("schema", f"unsupported profile schema {_json_repr(data['schema'])} (this NeuroLab reads {SCHEMA_VERSION})")
         serial = data["serial"]
@@ -224,6 +232,9 @@ class _Reader:
         if not isinstance(created, str) or len(created) > 64:
             raise self.error("created", f"must be a date text of at most 64 characters, got {_json_type(created)}")
         emulated = self.boolean(data.get("emulated", False), "emulated")
+        for key in _REQUIRED_FIELDS:  # a profile without its biases would be applied as a silent no-op
+            if key not in data:
+                raise self.error(key, self.missing())
         biases: dict[tuple[int, int, str], BiasValue] = {}
         for i, raw in enumerate(self.array(data.get("biases", []), "biases", _MAX_BIASES)):
             entry = f"biases[{i}]"
@@ -348,17 +359,26 @@ def save_profile(profile: CalibrationProfile, path: str | Path | None = None) ->
     return target
 
 
+def _names_a_path(serial_or_path: str | Path) -> bool:
+    """Whether ``serial_or_path`` is a path rather than a board serial: a ``Path``, a ``.json`` name,
+    a name with a directory separator (``/dev/zero``, ``./p``), or something that exists here."""
+    text = str(serial_or_path)
+    return (isinstance(serial_or_path, Path) or text.endswith(".json") or os.sep in text
+            or (os.altsep is not None and os.altsep in text) or os.path.lexists(text))
+
+
 def load_profile(serial_or_path: str | Path, expected_serial: str | None = None) -> CalibrationProfile:
-    """Load a profile by board serial (default location) or by path, validated (see the module docstring)."""
-    p = Path(serial_or_path)
-    path = p if p.suffix == ".json" else profile_path(str(serial_or_path))
+    """Load a profile by path, or by board serial from the default location, validated (see the module docstring).
+
+    A path must name a regular file of at most :data:`MAX_FILE_BYTES` (:func:`drivers.user_files.read_regular`).
+    """
+    path = Path(serial_or_path) if _names_a_path(serial_or_path) else profile_path(str(serial_or_path))
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path, MAX_FILE_BYTES, "a calibration profile")
     except FileNotFoundError:
         raise ProfileError(f"no calibration profile at {path}") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UserFileError as exc:
+        raise ProfileError(str(exc)) from None
     return CalibrationProfile.from_dict(parse_profile_text(raw, str(path)), expected_serial, str(path))
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
+from drivers.user_files import UserFileError, check_regular_file
 
 from .constrain import ConstrainedNetwork
 from .mapping import NeuronSettings, TimeMapping
@@ -245,6 +246,10 @@ def import_nir(
     """
     nir = _nir()
     if isinstance(graph_or_path, (str, Path)):
+        try:  # before h5py opens it: a FIFO would block for ever
+            check_regular_file(graph_or_path, "a NIR file")
+        except (UserFileError, FileNotFoundError) as exc:
+            raise NIRImportError(str(exc)) from None
         try:
             graph = nir.read(graph_or_path, type_check=False)
         except (OSError, KeyError, ValueError) as exc:

@@ -37,7 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.user_files import open_regular
+
 from .encoding import InputEncoding
+
+#: The most classes a task may have (a data file's ``n_classes``, or its largest label + 1): one
+#: readout row per class, and what a calibration profile stores at most (one per neuron of a board).
+#: Checked before the stratified split loops over the classes.
+MAX_CLASSES = 4096
 
 
 @dataclass
@@ -307,7 +314,7 @@ data file (--task FILE.npz), written with numpy.savez:
   mean, std     float [F]: the per-feature normalisation the model was trained with
                 (optional); applied to the raw features: --normalize encode (default:
                 z = (x - mean) / std before spike encoding) or fold (into W_ih and b_ih)
-  n_classes     int (optional), when some classes are absent from the file
+  n_classes     int (optional), when some classes are absent from the file (at most 4096)
 Features in [0, 1] without mean/std are spike rates as they are; otherwise each feature
 becomes an ON channel max(v, 0) / s and, if it takes negative values, an OFF channel
 max(-v, 0) / s (s: its 99.9th percentile of |v| on the valid training steps). An imported
@@ -326,12 +333,10 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     fitted on the training split (``normalization``: where ``mean``/``std`` are applied).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"task file {path} does not exist")
     try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable .npz file ({exc})") from exc
+        data = _open_npz(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"task file {path} does not exist") from None
     keys = set(data.files)
 
     def get(*names: str) -> np.ndarray | None:
@@ -355,6 +360,12 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     if x_test is None:
         n_classes = _n_classes(get("n_classes"), [y], path)
         tr, te = _stratified_split(n_classes, y, test_fraction, seed)
+        if not len(te):
+            counts = np.bincount(y)
+            raise ValueError(f"{path}: the automatic test split ({test_fraction:.0%} of each class, rounded) is empty: "
+                             f"{len(y)} sequences, at most {counts.max()} per class, are too few. Store a test split in "
+                             "the file as 'x_test' and 'labels_test' (and 'lengths_test'), or give a class at least "
+                             f"{_min_for_one_test_sample(test_fraction)} sequences")
         x, x_test, y, y_test, lengths, lengths_test = x[tr], x[te], y[tr], y[te], lengths[tr], lengths[te]
     elif y_test is None:
         raise ValueError(f"{path} has 'x_test' but no 'labels_test'")
@@ -422,16 +433,47 @@ def _raw_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
     return y
 
 
+def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """``np.load`` of a data file that must be a regular file holding an ``.npz`` archive; a message that says
+    what it is otherwise (``FileNotFoundError`` when it is missing)."""
+    with open_regular(path, "a data file (--task)") as f:
+        head = f.read(6)
+    if head.startswith(b"\x93NUMPY"):  # np.save of one array, not np.savez of named arrays
+        raise ValueError(f"{path} holds a single array saved with numpy.save (.npy); the data must be an .npz archive "
+                         f"of named arrays, at least 'x' and 'labels' (numpy.savez).\n{DATA_FILE_FORMAT}")
+    if not head.startswith(b"PK"):  # numpy would try it as a pickle and advise allow_pickle: wrong here
+        what = "it is empty" if not head else f"it starts with {head!r}; an .npz archive is a zip file and starts with b'PK'"
+        raise ValueError(f"{path} is not an .npz archive ({what}); write the data with numpy.savez (the format: neurolab convert --help)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable .npz file ({exc})") from exc
+
+
+def _min_for_one_test_sample(test_fraction: float) -> int:
+    """Fewest sequences a class needs for the stratified split to hold one of them out."""
+    return next(n for n in range(1, 10_000) if int(round(n * test_fraction)) >= 1)
+
+
 def _n_classes(declared: np.ndarray | None, labels: list[np.ndarray], path: Path) -> int:
-    """Classes of the task: the file's ``n_classes`` if it gives one, else the largest label + 1."""
+    """Classes of the task: the file's ``n_classes`` if it gives one, else the largest label + 1.
+
+    Either way at most :data:`MAX_CLASSES`, checked before anything loops over the classes.
+    """
     largest = max(int(v.max()) for v in labels)
     if declared is None:
+        if largest >= MAX_CLASSES:
+            raise ValueError(f"{path}: 'labels' reach {largest}, but a task may have at most {MAX_CLASSES} classes "
+                             f"(labels 0..{MAX_CLASSES - 1}); number the classes 0..C-1")
         return largest + 1
     if np.asarray(declared).size != 1 or not np.issubdtype(np.asarray(declared).dtype, np.integer):
         raise ValueError(f"{path}: 'n_classes' must be one integer; got {np.asarray(declared)!r}")
     n = int(declared)
     if n <= largest:
         raise ValueError(f"{path}: 'n_classes' is {n} but the labels reach {largest}")
+    if n > MAX_CLASSES:
+        raise ValueError(f"{path}: 'n_classes' is {n}, more than the {MAX_CLASSES} classes a task may have "
+                         f"(the labels reach {largest}, so {largest + 1}..{MAX_CLASSES} is accepted)")
     return n
 
 

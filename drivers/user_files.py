@@ -1,0 +1,112 @@
+"""Reading files a user names: regular files only, and never more bytes than a limit.
+
+A path from a command line or a file dialog can name anything.  ``/dev/zero`` has ``st_size`` 0
+and never ends, so a reader that trusts ``stat`` and then reads "the whole file" fills the
+memory; a FIFO blocks ``open()`` until some other process writes to it; a directory or a
+device is no file at all.  Every reader of user files (bias files, calibration profiles, data
+``.npz`` files, session and NIR files) goes through this module:
+
+* :func:`check_regular_file` -- for readers that hand a *path* to a library (h5py, numpy, nir):
+  the path must name a regular file (after symlinks).  ``os.stat`` never blocks, not even on a FIFO.
+* :func:`open_regular` -- opens without blocking (``O_NONBLOCK``: a FIFO with no writer opens at
+  once) and checks the *opened* file with ``fstat``, so what is read is what was checked.
+* :func:`read_regular` -- at most ``limit`` bytes of such a file: the size is checked first, and
+  the read itself asks for ``limit + 1`` bytes whatever ``stat`` said.
+
+It sits in ``drivers`` (like :mod:`drivers.resources`) because the lowest layer that reads user
+files, the bias files, lives here; everything above may use it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+
+class UserFileError(ValueError):
+    """A user-named path that is not a readable regular file, or is too large; the message names it."""
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _not_regular(path: Path, mode: int, what: str) -> UserFileError:
+    return UserFileError(f"{path} is not a regular file but {_kind(mode)}; {what} must be a plain file")
+
+
+def check_regular_file(path: str | Path, what: str = "the file") -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it names a regular file (symlinks followed).
+
+    Raises
+    ------
+    FileNotFoundError
+        naming the path, when nothing is there
+    UserFileError
+        naming the path and what it is (a directory, a FIFO, a device ...), or why it cannot be read
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # never blocks, not even on a FIFO
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise UserFileError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode, what)
+    return path
+
+
+def open_regular(path: str | Path, what: str = "the file") -> BinaryIO:
+    """A binary file object of ``path``, which must be a regular file; raises like :func:`check_regular_file`.
+
+    The check is made on the opened descriptor, and opening never blocks (a FIFO without a
+    writer would block a plain ``open()`` for ever).
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise UserFileError(f"{path} is not a regular file but a directory; {what} must be a plain file") from None
+    except OSError as exc:
+        raise UserFileError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode, what)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file ignores the flag; cleared so the object behaves as usual
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path, limit: int, what: str = "the file") -> bytes:
+    """The bytes of the regular file ``path``: at most ``limit``, else :class:`UserFileError`.
+
+    Raises like :func:`check_regular_file`, and :class:`UserFileError` for a file of more than
+    ``limit`` bytes (found from its size, or while reading if it grows).
+    """
+    path = Path(path)
+    with open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise UserFileError(f"{path}: {size} bytes; {what} may have at most {limit} bytes")
+        try:
+            raw = f.read(limit + 1)  # bounded whatever the size said
+        except OSError as exc:
+            raise UserFileError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise UserFileError(f"{path}: more than {limit} bytes; {what} may have at most {limit} bytes")
+    return raw
