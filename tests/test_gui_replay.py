@@ -106,3 +106,22 @@ def test_the_status_bar_shows_dropped_events_while_recording(window, qtbot, tmp_
     qtbot.waitUntil(lambda: "100 DROPPED" in window.recording_label.text(), timeout=5_000)
     window.session.stop_recording()
     qtbot.waitUntil(lambda: window.recording_label.text() == "saved drops.h5 (100 events dropped)", timeout=10_000)
+
+
+def test_a_bad_recording_leaves_the_live_board_and_its_deployment_alone(make_window, tmp_path, monkeypatch):
+    """Hostile GUI B2: File → Open recording with a bad file used to close the board first."""
+    window = make_window(seed=1, clock="fast", acquire=False)
+    session = window.session
+    board = session.board
+    sentinel = object()  # stands for a deployed network (the disconnect handler would drop it)
+    session.deployment = sentinel  # set directly: the panels need not draw a stand-in
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "dir.h5").mkdir()
+    for path in (garbage, tmp_path / "dir.h5", tmp_path / "missing.h5"):
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, p=path, **k: (str(p), ""))
+        n = len(window.reporter.errors)
+        window.open_recording_action.trigger()
+        assert len(window.reporter.errors) == n + 1 and path.name in window.reporter.errors[-1][0]
+        assert session.connection.status.state == "connected" and session.board is board
+        assert session.deployment is sentinel and session.replay is None

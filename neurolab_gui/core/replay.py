@@ -45,14 +45,14 @@ class ReplaySource:
     Parameters
     ----------
     session : the session whose monitors receive the events (no board may be connected)
-    path : the session file
+    path : the session file, or an already opened :class:`SessionFile`
     preroll_s : history fed before the play head after a seek
     tick_s : how often the replay thread forwards a batch (wall-clock seconds)
     """
 
-    def __init__(self, session: Session, path: str | Path, preroll_s: float = 2.0, tick_s: float = 0.02) -> None:
+    def __init__(self, session: Session, path: str | Path | SessionFile, preroll_s: float = 2.0, tick_s: float = 0.02) -> None:
         self.session = session
-        self.file = SessionFile(path)
+        self.file = path if isinstance(path, SessionFile) else SessionFile(path)
         self.path = self.file.path
         self.duration_s = self.file.duration_s()
         self.preroll_s = float(preroll_s)

@@ -98,14 +98,22 @@ class Session:
 
     def open_recording(self, path: str | Path):
         """Replay a session file as the event source: closes the board, returns the paused
-        :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``)."""
+        :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``).
+
+        The file is opened and checked before anything is closed: a file that is not a
+        readable recording raises ``ValueError``/``OSError`` and leaves the board, its
+        deployment and any running replay as they were.
+        """
         from .replay import ReplaySource
+        from .session_file import SessionFile
 
         if self._recorder is not None:
             raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
+        file = SessionFile(path)  # raises on a bad, missing or foreign file: nothing closed yet
+        file.duration_s()  # reads the index the replay needs at once
         self.close_replay()
         self.connection.disconnect("replaying a recording")
-        self.replay = ReplaySource(self, path)
+        self.replay = ReplaySource(self, file)
         self.membrane.attach(self.replay.membrane)
         for chip, core, neuron in self.replay.membrane.recorded:
             self.membrane.select(chip, core, neuron)
