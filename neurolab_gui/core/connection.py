@@ -145,6 +145,8 @@ class ConnectionManager:
         self._lock = threading.RLock()
         self._connect_lock = threading.Lock()  # one open at a time (a worker's or a script's)
         self._generation = 0  # bumped by disconnect(): an open still in flight is then discarded
+        self._announcing: Board | None = None  # the board whose ``connected`` listeners run now
+        self._late_reason = ""  # the reason of a disconnect that came while announcing
         self._reader: threading.Thread | None = None
         self._forwarding = threading.Event()
         self._forward_lock = threading.Lock()
@@ -200,24 +202,54 @@ class ConnectionManager:
                 else:
                     superseded = False
                     self._board = board
+                    self._announcing = board
                     self._received = 0
                     self._rate_mark = (time.monotonic(), 0)
                     self._rate = 0.0
+                    # Under the lock, so that a disconnect's "disconnected" can only come after it.
+                    self._set_status(
+                        state="connected",
+                        serial=str(getattr(board, "serial", "")),
+                        emulated=bool(getattr(board, "is_emulated", False)),
+                        message=f"connected to {target.describe()}",
+                    )
             if superseded:
                 with contextlib.suppress(Exception):
                     board.close()
                 self._set_status(state="disconnected", message="connection cancelled")
                 return False
-            self._set_status(
-                state="connected",
-                serial=str(getattr(board, "serial", "")),
-                emulated=bool(getattr(board, "is_emulated", False)),
-                message=f"connected to {target.describe()}",
-            )
-            self.connected.emit(board)
-            if acquire:
+            return self._announce(board, generation, acquire)
+
+    def _announce(self, board: Board, generation: int, acquire: bool) -> bool:
+        """Tell the listeners about the new board and start acquisition (end of :meth:`connect`).
+
+        The user may press Disconnect while this runs (the status already says connected): the
+        listeners then fail on the closed board.  That is the user's disconnect, not a failed
+        open: the failure is dropped, and the ``disconnected`` signal, which :meth:`disconnect`
+        leaves to this method meanwhile, is emitted here, after ``connected``, so that every
+        listener ends detached.
+        """
+        listener_errors = self.connected.emit_collecting(board)
+        failure: Exception | None = None
+        if acquire:
+            try:
                 self.start_acquisition()
-            return True
+            except Exception as exc:  # noqa: BLE001 - re-raised below unless the user disconnected
+                failure = exc
+        with self._lock:
+            self._announcing = None
+            late = generation != self._generation
+            reason = self._late_reason
+        if late:
+            for exc in [*listener_errors, *([failure] if failure else [])]:
+                log.info("connect ended by a disconnect while announcing the board: %s", exc)
+            self.disconnected.emit(reason)
+            return False
+        for exc in listener_errors:
+            self.connected.report(exc)
+        if failure is not None:
+            raise failure
+        return True
 
     def connect_in_background(self, target: ConnectionTarget, acquire: bool = True) -> concurrent.futures.Future:
         """:meth:`connect` on a worker thread; returns a future of its bool result.
@@ -263,12 +295,17 @@ class ConnectionManager:
                 return
             self.stop_acquisition()
             self._board = None
+            # A connect still announcing this board emits ``disconnected`` itself once its
+            # ``connected`` listeners are done (see _announce): never the two out of order.
+            deferred = board is self._announcing
+            self._late_reason = reason
         try:
             board.close()  # ends the board's iterator and so the acquisition thread
         except Exception as exc:  # an unplugged board may fail to close; it is gone either way
             log.info("closing the board raised %s", exc)
         self._set_status(state="disconnected", event_rate_hz=0.0, lag_s=None, message=reason)
-        self.disconnected.emit(reason)
+        if not deferred:
+            self.disconnected.emit(reason)
 
     # --- acquisition ------------------------------------------------------------------------
     #

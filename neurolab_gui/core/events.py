@@ -66,16 +66,32 @@ class Signal:
 
     def emit(self, *args: Any) -> None:
         """Call every connected handler with ``args``, in connection order."""
+        for exc in self.emit_collecting(*args):
+            self.report(exc)
+
+    def emit_collecting(self, *args: Any) -> list[Exception]:
+        """Like :meth:`emit`, but return the handlers' exceptions instead of reporting them.
+
+        For a sender that can tell an expected failure (the board closed under the handlers
+        by the user) from a real one; it passes the real ones to :meth:`report`.
+        """
         with self._lock:
             handlers = list(self._handlers)
+        errors: list[Exception] = []
         for handler in handlers:
             try:
                 handler(*args)
             except Exception as exc:  # one bad subscriber must not break the others
-                log.exception("handler %r of %s raised", handler, self.name)
-                hook = Signal.error_handler
-                if hook is not None:
-                    hook(type(exc), exc, exc.__traceback__)
+                exc.add_note(f"in handler {handler!r} of {self.name}")
+                errors.append(exc)
+        return errors
+
+    def report(self, exc: Exception) -> None:
+        """Log a handler's exception and pass it to :attr:`error_handler` (the GUI's error box)."""
+        log.error("a handler of %s raised", self.name, exc_info=exc)
+        hook = Signal.error_handler
+        if hook is not None:
+            hook(type(exc), exc, exc.__traceback__)
 
     def __len__(self) -> int:
         with self._lock:
