@@ -7,6 +7,7 @@ through it the simulator and the measured real-time lag) behind such a board.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -35,8 +36,8 @@ def open_emulated_board(
     checks, streaming); only the bias settling wait is skipped (``settle_s=0``) because the
     emulator's biases take effect at once.  With ``separate_process`` the FPGA and simulator run
     in a child process (:mod:`emulator.fpga_process`), which the GUI uses so that simulating a
-    full board never competes with drawing; the child ends when the board is garbage-collected
-    or the program exits.
+    full board never competes with drawing; the child ends when the board is closed (or, at the
+    latest, when it is garbage-collected or the program exits).
     """
     from drivers.dynapse1.board import open_board
 
@@ -70,5 +71,11 @@ def open_emulated_board(
                 live.device_lost(reason)
 
         fpga.add_lost_listener(lost)
-        weakref.finalize(board, fpga.close)
+
+        def end_child() -> None:
+            # Joining the child takes a few hundred ms: not on the closing (the GUI's) thread.
+            threading.Thread(target=fpga.close, name=f"neurolab-emulator-close-{serial}", daemon=True).start()
+
+        board.add_close_listener(end_child)
+        weakref.finalize(board, fpga.close)  # a board dropped without close()
     return board

@@ -40,3 +40,21 @@ def test_disconnect_pressed_while_the_new_board_is_being_attached_ends_as_plain_
     assert window.reporter.errors == []
     assert session.board is None and session.biases.board is None and session.membrane._board is None
     assert bar.connect_button.isEnabled()
+
+
+# --- B8: the emulator's child process ends with Disconnect --------------------------------------
+def test_disconnect_ends_the_emulator_child_process_while_the_board_is_still_referenced(make_window, qtbot):
+    from emulator.fpga_process import child_state
+    from emulator.virtual_board import virtual_fpga_of
+
+    window = make_window()
+    window.session.emulator_in_separate_process = True  # as `neurolab gui` runs it
+    QTest.mouseClick(window.connection_bar.connect_button, LEFT)
+    qtbot.waitUntil(lambda: window.session.connection.status.state == "connected", timeout=30_000)
+    board = window.session.board  # held here: the child must not wait for the board's garbage collection
+    pid = virtual_fpga_of(board).pid
+    assert child_state(pid) == "running"
+    QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)
+    assert window.session.connection.status.state == "disconnected"
+    qtbot.waitUntil(lambda: child_state(pid) == "dead", timeout=10_000)
+    assert board is not None

@@ -206,6 +206,7 @@ class DynapseBoard:
         self._bias_listeners: list[Callable[[int, int, str, BiasValue], None]] = []
         self._event_callbacks: list[Callable[[SpikeEvents], None]] = []
         self._disconnect_listeners: list[Callable[[str], None]] = []
+        self._close_listeners: list[Callable[[], None]] = []
         self._iter_queues: list[queue.Queue] = []
         self._decoder = StreamDecoder()
         self._fpga_statistics: list[tuple[int, int]] | None = None
@@ -333,6 +334,16 @@ class DynapseBoard:
         self._end_iterators()
         with self._cond:
             self._cond.notify_all()
+        for callback in list(self._close_listeners):
+            try:
+                callback()
+            except Exception:  # closing must succeed whatever a listener does
+                log.exception("close listener failed")
+
+    def add_close_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the board was closed by :meth:`close` (e.g. to end an
+        emulated board's child process with the board, not when it is garbage-collected)."""
+        self._close_listeners.append(callback)
 
     def __enter__(self) -> DynapseBoard:
         return self
