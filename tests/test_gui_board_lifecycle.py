@@ -58,3 +58,59 @@ def test_disconnect_ends_the_emulator_child_process_while_the_board_is_still_ref
     assert window.session.connection.status.state == "disconnected"
     qtbot.waitUntil(lambda: child_state(pid) == "dead", timeout=10_000)
     assert board is not None
+
+
+# --- B3: one job at a time on the board ------------------------------------------------------
+BUSY_SWEEP = "a sweep is running on the board; cancel it first"
+BUSY_CALIBRATION = "a calibration is running on the board; cancel it first"
+
+
+def test_a_second_board_job_is_refused_by_the_panel_pressed_and_each_panel_follows_its_own(make_window, qtbot, monkeypatch):
+    from neurolab_gui.core import workflows
+    from neurolab_gui.core.jobs import check_cancel
+
+    window = make_window(seed=3, clock="fast", acquire=False)
+    transfer, model = window.transfer_panel, window.model_panel
+    transfer.chip_spin.setValue(0)
+    transfer.core_spin.setValue(1)
+    transfer.steps_spin.setValue(3)
+    transfer.duration_spin.setValue(0.05)
+    release = threading.Event()
+    post = transfer.post
+    transfer.post = lambda curves: (release.wait(20), post(curves))  # the sweep holds after its first level
+
+    QTest.mouseClick(transfer.sweep_button, LEFT)
+    sweep = transfer.task
+    assert sweep is not None and sweep.name == "sweep" and not sweep.done
+    # the model panel's calibration would write the very core being swept: refused, where it was pressed
+    QTest.mouseClick(model.calibrate_button, LEFT)
+    assert model.status.text() == BUSY_SWEEP and BUSY_SWEEP in window.reporter.errors[-1][0]
+    assert model.job is None and not model.cancel_button.isEnabled()
+    assert transfer.task is sweep and not transfer.sweep_button.isEnabled() and transfer.cancel_button.isEnabled()
+    release.set()
+    qtbot.waitUntil(lambda: sweep.done and transfer.sweep_button.isEnabled(), timeout=30_000)
+    qtbot.waitUntil(lambda: transfer.status.text() == "sweep finished")
+    sweep.result()
+
+    # the other way round: a calibration (held until cancelled) has the board, Sweep is refused
+    def held_calibration(session, cores, progress=None, cancel=None):
+        cancel.wait(20)
+        check_cancel(cancel, "calibration cancelled")
+
+    monkeypatch.setattr(workflows, "calibrate_cores", held_calibration)
+    QTest.mouseClick(model.calibrate_button, LEFT)
+    calibration = model.job
+    assert calibration is not None and calibration.name == "calibration" and transfer.task is calibration
+    n = len(window.reporter.errors)
+    QTest.mouseClick(transfer.sweep_button, LEFT)  # disabled while the calibration shows there: no job
+    transfer.start_sweep()  # and called directly (a script, the console): refused by the board's guard
+    assert transfer.task is calibration and transfer.status.text() == BUSY_CALIBRATION
+    assert len(window.reporter.errors) == n + 1 and BUSY_CALIBRATION in window.reporter.errors[-1][0]
+    QTest.mouseClick(model.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: calibration.done and transfer.sweep_button.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: transfer.status.text() == "calibration cancelled" and model.status.text() == "calibration cancelled")
+    assert not transfer.cancel_button.isEnabled() and not model.cancel_button.isEnabled()
+    QTest.mouseClick(transfer.sweep_button, LEFT)  # the board is free again
+    assert transfer.task is not calibration and transfer.task.name == "sweep"
+    qtbot.waitUntil(lambda: transfer.task.done and transfer.sweep_button.isEnabled(), timeout=30_000)
+    transfer.task.result()

@@ -207,8 +207,10 @@ class Job(Generic[T]):
     and returned by :meth:`result`).
     """
 
-    def __init__(self, name: str, work: Work[T]) -> None:
+    def __init__(self, name: str, work: Work[T], uses_board: bool = False) -> None:
         self.name = name
+        #: The job drives the session's board: start it through :class:`JobSlot` (``session.board_jobs``).
+        self.uses_board = uses_board
         self._work = work
         self.cancel_token = CancelToken()
         self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -322,6 +324,59 @@ class Job(Generic[T]):
             self.failed.emit(exc)
         else:
             self.cancelled.emit(exc if exc is not None else Cancelled(f"{self.name} cancelled"))
+
+
+class BoardBusy(RuntimeError):
+    """A job that needs the board was refused: another one is running on it."""
+
+
+class JobSlot:
+    """One job at a time on a shared resource: the session's board (``session.board_jobs``).
+
+    Two jobs driving one board at once (a sweep and a calibration writing the same core's biases,
+    a deployment under a sweep) would spoil each other's measurements, so every board job, from
+    any panel or script, is started through :meth:`start`, which refuses a second one while the
+    first is not done.
+
+    Parameters
+    ----------
+    resource : what the jobs share, for the refusal's message
+    """
+
+    def __init__(self, resource: str = "the board") -> None:
+        self.resource = resource
+        self._lock = threading.Lock()
+        self._job: Job | None = None
+
+    @property
+    def running(self) -> Job | None:
+        """The job holding the slot (claimed and not done), or None."""
+        job = self._job
+        return job if job is not None and not job.done else None
+
+    def start(self, job: Job[T], prepare: Callable[[], None] | None = None) -> Job[T]:
+        """Claim the slot for ``job``, call ``prepare()`` (e.g. a panel hooking the job's signals), start it.
+
+        Raises
+        ------
+        BoardBusy
+            another job holds the slot ("a sweep is running on the board; cancel it first");
+            nothing was called or started.
+        """
+        with self._lock:
+            running = self.running
+            if running is not None:
+                raise BoardBusy(f"a {running.name} is running on {self.resource}; cancel it first")
+            self._job = job
+        try:
+            if prepare is not None:
+                prepare()
+            return job.start()
+        except BaseException:
+            with self._lock:
+                if self._job is job:
+                    self._job = None
+            raise
 
 
 def run_in_foreground(job: Job[T], sink: ProgressSink | None = None) -> T:

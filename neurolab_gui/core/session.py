@@ -26,6 +26,7 @@ from drivers.dynapse1.spikes import SpikeEvents
 from .bias_model import BiasChange, BiasModel
 from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarget, open_board
 from .events import Signal
+from .jobs import JobSlot
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
@@ -44,6 +45,9 @@ class Session:
 
     def __init__(self, opener: BoardOpener = open_board, spike_capacity: int = 4_000_000) -> None:
         self.connection = ConnectionManager(opener)
+        #: The board's one job at a time (sweep, calibration, deployment, board run): start board
+        #: jobs with ``session.board_jobs.start(job)``, which refuses a second one.
+        self.board_jobs = JobSlot("the board")
         self.biases = BiasModel()
         self.spikes = SpikeMonitor(spike_capacity)
         self.membrane = MembraneMonitor()

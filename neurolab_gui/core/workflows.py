@@ -8,7 +8,9 @@ with :func:`training_job`, :func:`conversion_job` or :func:`calibration_job`, su
 signals and starts it, so the panels hold no workflow logic.
 
 Bad requests (no model to convert, no board to calibrate) are refused when the job is built,
-before any thread starts, with a message that says what to do.
+before any thread starts, with a message that says what to do.  The jobs that drive the board
+(calibration, deployment, board run, network calibration) are marked ``uses_board`` and started
+through ``session.board_jobs`` (:class:`~.jobs.JobSlot`): one at a time on the board.
 """
 
 from __future__ import annotations
@@ -190,14 +192,14 @@ def deployment_job(session: Session, use_profile: bool = True) -> Job[Deployment
     """:func:`deploy_to_board` as a job (not started); refused at once without a board or a conversion."""
     _session_board(session, "deploying")
     _session_conversion(session)
-    return Job("deployment", lambda progress, cancel: deploy_to_board(session, use_profile, progress, cancel))
+    return Job("deployment", lambda progress, cancel: deploy_to_board(session, use_profile, progress, cancel), uses_board=True)
 
 
 def run_job(session: Session, n_test: int | None = None, seed: int = 0) -> Job[DeploymentRun]:
     """:func:`run_deployed` as a job (not started); refused at once when nothing is deployed."""
     if session.deployment is None:
         raise RuntimeError("deploy the network to the connected board first")
-    return Job("board run", lambda progress, cancel: run_deployed(session, n_test, seed, progress, cancel))
+    return Job("board run", lambda progress, cancel: run_deployed(session, n_test, seed, progress, cancel), uses_board=True)
 
 
 def _session_conversion(session: Session) -> Any:
@@ -296,7 +298,7 @@ def network_calibration_job(session: Session, config: Any = None, in_the_loop: b
     _session_board(session)
     _session_conversion(session)
     return Job("network calibration", lambda progress, cancel: calibrate_deployed_network(
-        session, config, in_the_loop, n_test, progress=progress, cancel=cancel))
+        session, config, in_the_loop, n_test, progress=progress, cancel=cancel), uses_board=True)
 
 
 def calibration_cores(session: Session, fallback: tuple[int, int] = (0, 0)) -> list[tuple[int, int]]:
@@ -337,7 +339,7 @@ def calibration_job(session: Session, cores: Sequence[tuple[int, int]]) -> Job[d
     """:func:`calibrate_cores` as a job (not started)."""
     _session_board(session)
     cores = list(cores)
-    return Job("calibration", lambda progress, cancel: calibrate_cores(session, cores, progress, cancel))
+    return Job("calibration", lambda progress, cancel: calibrate_cores(session, cores, progress, cancel), uses_board=True)
 
 
 def _session_board(session: Session, doing: str = "calibrating") -> Any:

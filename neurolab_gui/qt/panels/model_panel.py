@@ -23,6 +23,7 @@ transfer panel; network-level calibration with the stage accuracies is ``neurola
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -46,7 +47,7 @@ from PyQt6.QtWidgets import (
 )
 
 from neurolab_gui.core import workflows
-from neurolab_gui.core.jobs import Job, Progress
+from neurolab_gui.core.jobs import BoardBusy, Job, Progress
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import accuracy_rows, inter_chip_senders, mapping_image
 
@@ -246,20 +247,35 @@ class ModelPanel(QWidget):
         try:
             start()
         except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, BoardBusy):  # another panel's job has the board: say so here
+                self.status.setText(str(exc))
             self.reporter.report(exc, "model panel")
 
-    def _start(self, job: Job) -> Job:
-        """Follow ``job``'s signals (on the GUI thread, through the bridge), then start it."""
+    def _start(self, job: Job, also: Callable[[], None] | None = None) -> Job:
+        """Follow ``job``'s signals (on the GUI thread, through the bridge), then start it.
+
+        A job that uses the board is started through ``session.board_jobs``: refused
+        (:class:`BoardBusy`, nothing changed here) while another board job runs.  ``also()``
+        is called once the job is accepted, before it starts (another panel following it).
+        """
         if self.job is not None and not self.job.done:
             raise RuntimeError(f"{self.job.name} is still running; cancel it first")
-        self.job = job
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        relay(job.progress, lambda p: self._show_progress(job, p), self)
-        relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
-        relay(job.finished, lambda result: self._finished(job, result), self)
-        relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
-        relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
+
+        def follow() -> None:
+            self.job = job
+            self.cancel_button.setEnabled(True)
+            self.progress.setValue(0)
+            relay(job.progress, lambda p: self._show_progress(job, p), self)
+            relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
+            relay(job.finished, lambda result: self._finished(job, result), self)
+            relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
+            relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
+            if also is not None:
+                also()
+
+        if job.uses_board:
+            return self.session.board_jobs.start(job, follow)
+        follow()
         return job.start()
 
     def _show_progress(self, job: Job, progress: Progress) -> None:
@@ -323,9 +339,9 @@ class ModelPanel(QWidget):
     def start_calibration(self) -> Job:
         """Calibrate the cores in use (:func:`~neurolab_gui.core.workflows.calibrate_cores`), curves live in the transfer panel."""
         job = workflows.calibration_job(self.session, self.calibration_cores())
-        if self.transfer_panel is not None:
-            self.transfer_panel.attach_job(job, report_errors=False)  # errors are reported once, here
-        return self._start(job)
+        panel = self.transfer_panel
+        # errors are reported once, here
+        return self._start(job, (lambda: panel.attach_job(job, report_errors=False)) if panel is not None else None)
 
     def start_deployment(self) -> Job:
         """Write the converted network onto the connected board (:func:`~neurolab_gui.core.workflows.deploy_to_board`)."""

@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
 from drivers.dynapse1.bias_table import closest_setting
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
 from neurolab_gui.core.fitting.transfer_curves import TransferCurves
-from neurolab_gui.core.jobs import Job, Progress
+from neurolab_gui.core.jobs import BoardBusy, Job, Progress
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_conversion import fit_choices, fit_curves
 from neurolab_gui.core.session_sweep import dc_sweep
@@ -221,16 +221,18 @@ class TransferPanel(QWidget):
     def start_sweep(self, duration_s: float | None = None) -> Job | None:
         """Start a DC sweep of the chosen core (``duration_s``: board time per step, default the spin box)."""
         duration_s = self.duration_spin.value() if duration_s is None else duration_s
-        if self.task is not None and not self.task.done:
-            return self.task
         if self.session.board is None:
             self.reporter.report(RuntimeError("connect a board before sweeping"), "sweep")
             return None
         chip, core = self.chip_spin.value(), self.core_spin.value()
         # every step's curves are a new object, so the GUI thread may draw them while the sweep goes on
-        task = Job("dc-sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=self.post))
-        self.attach_job(task)
-        return task.start()
+        task = Job("sweep", dc_sweep(self.session, chip, core, self.sweep_settings(), duration_s, on_step=self.post), uses_board=True)
+        try:  # one job at a time on the board: refused while another one (from any panel) runs
+            return self.session.board_jobs.start(task, lambda: self.attach_job(task))
+        except BoardBusy as exc:
+            self.status.setText(str(exc))
+            self.reporter.report(exc, "sweep")
+            return None
 
     def attach_job(self, task: Job, report_errors: bool = True) -> None:
         """Show progress of ``task`` (a sweep or calibration), the curves its reports carry, and enable
@@ -242,22 +244,26 @@ class TransferPanel(QWidget):
         self.sweep_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        relay(task.progress, self._show_progress, self)
-        relay(task.finished, lambda _r: self._task_done("finished"), self)
-        relay(task.cancelled, lambda _exc: self._task_done("cancelled"), self)
-        relay(task.failed, lambda exc: (self._task_done("failed"), report_errors and self.reporter.report(exc, task.name)), self)
+        relay(task.progress, lambda p: self._show_progress(p, task), self)
+        relay(task.finished, lambda _r: self._task_done(task, "finished"), self)
+        relay(task.cancelled, lambda _exc: self._task_done(task, "cancelled"), self)
+        relay(task.failed, lambda exc: (self._task_done(task, "failed"), report_errors and self.reporter.report(exc, task.name)), self)
 
-    def _show_progress(self, progress: Progress) -> None:
+    def _show_progress(self, progress: Progress, task: Job | None = None) -> None:
+        if task is not None and task is not self.task:
+            return  # a job this panel no longer follows
         self.progress.setValue(round(100 * progress.fraction))
         self.status.setText(progress.message)
         curves = progress.payload.get("curves")
         if curves is not None:
             self.show_curves(curves)
 
-    def _task_done(self, how: str) -> None:
+    def _task_done(self, task: Job, how: str) -> None:
+        if task is not self.task:
+            return  # an earlier job ended: the buttons follow the job shown now
         self.sweep_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.status.setText(f"{self.task.name if self.task else 'task'} {how}")
+        self.status.setText(f"{task.name} {how}")
 
     def cancel(self) -> None:
         if self.task is not None:
