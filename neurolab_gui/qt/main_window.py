@@ -408,19 +408,32 @@ class MainWindow(QMainWindow):
         return path
 
     def restore_layout(self, path: Path | None = None) -> bool:
-        """Restore a saved layout; False (and a log line) if the file is missing or unusable."""
+        """Restore a saved layout; False (and a log line) if the file is missing or unusable.
+
+        The file is read at every start, so nothing in it may stop the window from coming up:
+        an unreadable path (a directory, no permission), a document that is not a layout object,
+        or values out of range are all logged and the default layout kept. The document is
+        checked before anything is applied, so a bad file changes nothing.
+        """
         path = Path(path) if path is not None else self.layout_path
         if not path.exists():
             return False
         try:
             doc = json.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError(f"the layout must be a JSON object, not {type(doc).__name__}")
             if doc.get("version") != LAYOUT_VERSION:
-                raise ValueError(f"layout version {doc.get('version')} is not {LAYOUT_VERSION}")
-            self.restoreGeometry(QByteArray(base64.b64decode(doc["geometry"])))
-            ok = self.restoreState(QByteArray(base64.b64decode(doc["state"])), LAYOUT_VERSION)
-            if "raster" in doc:
-                self.raster_panel.apply_settings(doc["raster"])
-        except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"layout version {doc.get('version')!r} is not {LAYOUT_VERSION}")
+            if not isinstance(doc.get("geometry"), str) or not isinstance(doc.get("state"), str):
+                raise ValueError("geometry and state must be base64 strings")
+            geometry = base64.b64decode(doc["geometry"], validate=True)
+            state = base64.b64decode(doc["state"], validate=True)
+            raster = doc.get("raster", {})
+            if raster:  # first: it checks every value before it changes any
+                self.raster_panel.apply_settings(raster)
+            self.restoreGeometry(QByteArray(geometry))
+            ok = self.restoreState(QByteArray(state), LAYOUT_VERSION)
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError, binascii.Error are ValueErrors
             log.warning("ignoring saved layout %s: %s", path, exc)
             return False
         return bool(ok)
