@@ -216,6 +216,7 @@ class BiasPanel(QWidget):
         relay(self.model.changed, self._on_model_change, self)
         relay(self.model.history_changed, self._update_history_buttons, self)
         relay(self.model.write_failed, self._on_write_failed, self)
+        relay(self.model.history_cleared, self._on_history_cleared, self)
         self.refresh()
         self._update_history_buttons()
 
@@ -387,6 +388,8 @@ class BiasPanel(QWidget):
 
     def _show_pending_changes(self) -> None:
         changes, self._pending_changes = self._pending_changes, []
+        if not changes:  # already shown (a history note flushed them)
+            return
         self.change_log.appendPlainText("\n".join(
             f"{c.origin:>9}  chip {c.chip} core {c.core} {c.name}: {describe(c.old)} → {describe(c.new)}" for c in changes
         ))
@@ -412,6 +415,10 @@ class BiasPanel(QWidget):
             QTimer.singleShot(0, self._show_some)
         else:
             self._show_matching_preset()
+
+    def _on_history_cleared(self, reason: str) -> None:
+        self._show_pending_changes()  # the board's read-back lines first, so the log reads in order
+        self.change_log.appendPlainText(f"{'history':>9}  {reason}")
 
     def _update_history_buttons(self) -> None:
         self.undo_button.setEnabled(self.model.can_undo)
