@@ -15,9 +15,12 @@ import sys
 from concurrent.futures import Future
 from pathlib import Path
 
-from PyQt6.QtCore import QByteArray, QStandardPaths, Qt, QTimer
-from PyQt6.QtGui import QAction, QGuiApplication, QKeySequence
+from PyQt6.QtCore import QByteArray, QEvent, QObject, QStandardPaths, Qt, QTimer
+from PyQt6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
 from PyQt6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDockWidget,
@@ -53,6 +56,35 @@ log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "NeuroLab"
 LAYOUT_VERSION = 1
+
+
+class _SpaceForFocusedControls(QObject):
+    """Give Space to a focused control that takes it, not to the window's "Pause raster" shortcut.
+
+    An application event filter on ``ShortcutOverride``: accepting it for a button, check box,
+    combo box or list makes Qt deliver the key press to that control (Space presses a button,
+    as keyboard users expect) instead of firing the shortcut.  Text fields claim Space already.
+    Only while the pause action holds Space: while a robot's motors may run Space is its e-stop,
+    which must fire whatever has the focus (see ``RobotPanel``).
+    """
+
+    TAKES_SPACE = (QAbstractButton, QComboBox, QAbstractItemView)
+
+    def __init__(self, window: QMainWindow, pause: QAction) -> None:
+        super().__init__(window)
+        self.pause = pause
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(obj, self.TAKES_SPACE)
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and event.modifiers() == Qt.KeyboardModifier.NoModifier
+            and self.pause.shortcut().matches(QKeySequence(Qt.Key.Key_Space)) == QKeySequence.SequenceMatch.ExactMatch
+        ):
+            event.accept()
+        return False
 
 
 #: The smallest window every control still fits in (a 1366 x 768 laptop screen, less a task bar).
@@ -299,12 +331,16 @@ class MainWindow(QMainWindow):
         # while a robot's motors may run, Space is its e-stop (an application shortcut of the robot
         # panel); two shortcuts on one key would be ambiguous and neither would fire
         self.robot_panel.estop_keys_changed.connect(lambda on: pause.setShortcut(QKeySequence() if on else QKeySequence("Space")))
+        self.pause_action = pause
+        # a focused button or check box takes Space (pressing it), the raster's shortcut does not
+        QApplication.instance().installEventFilter(_SpaceForFocusedControls(self, pause))
         self._action(view, "&Save layout", lambda: self.save_layout(), "Ctrl+Shift+S")
         self._action(view, "&Restore layout", lambda: self.restore_layout(), "Ctrl+Shift+L")
         view.addSeparator()
         for i, dock in enumerate(self.docks.values()):
             action = dock.toggleViewAction()
-            action.setShortcut(QKeySequence(f"Alt+{i + 1}"))
+            if i < 10:  # Alt+1 .. Alt+9, then Alt+0 as on the keyboard's digit row ("Alt+10" is no key)
+                action.setShortcut(QKeySequence(f"Alt+{(i + 1) % 10}"))
             view.addAction(action)
 
     def watch_membrane(self, global_id: int) -> None:
