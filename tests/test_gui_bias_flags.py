@@ -184,3 +184,33 @@ def test_ctrl_z_after_connecting_never_writes_an_offline_edit_to_the_board(make_
     qtbot.waitUntil(lambda: "undo history cleared" in panel.change_log.toPlainText(), timeout=2000)
     press_ctrl_z(window)
     assert chip_value(window) == on_chip == model.value(CHIP, CORE, BIAS)  # nothing stale was written
+
+
+def test_load_button_refuses_a_file_that_sets_no_bias(window, qtbot, tmp_path, monkeypatch):
+    from PyQt6.QtWidgets import QFileDialog
+
+    panel, model = window.bias_panel, window.session.biases
+    script = tmp_path / "ctx.py"
+    script.write_text("import os\nos.system('touch " + str(tmp_path / "ran") + "')\n")  # never run: parsed, not executed
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(script), "")))
+    before, log_length = chip_value(window), len(model.log)
+    QTest.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
+    assert f"no biases found in {script}" in panel.status_label.text()
+    assert chip_value(window) == before and len(model.log) == log_length and not (tmp_path / "ran").exists()
+
+
+def test_save_to_an_unwritable_path_says_so_and_a_later_save_clears_it(window, qtbot, tmp_path, monkeypatch):
+    from PyQt6.QtWidgets import QFileDialog
+
+    panel = window.bias_panel
+    chosen = [str(tmp_path / "no_such_folder" / "b.json")]
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (chosen[0], "")))
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)  # raised through the exception hook before
+    assert panel.status_label.text() == f"Could not save the bias set to {chosen[0]}: No such file or directory"
+    chosen[0] = str(tmp_path)  # a directory
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    assert panel.status_label.text() == f"Could not save the bias set to {tmp_path}: Is a directory"
+    assert window.reporter.errors == []
+    chosen[0] = str(tmp_path / "b.json")
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    assert panel.status_label.text() == "" and (tmp_path / "b.json").exists()

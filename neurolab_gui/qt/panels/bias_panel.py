@@ -427,8 +427,17 @@ class BiasPanel(QWidget):
     # --- files -----------------------------------------------------------------------------
     def save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save bias set", "biases.json", SAVE_FILTER)
-        if path:
+        if not path:
+            return
+        try:
             self.model.save(path)
+        except OSError as exc:  # a folder that is gone, a directory, no permission, a full disk
+            reason = exc.strerror or str(exc)
+            self.status_label.setText(f"Could not save the bias set to {path}: {reason}")
+            log.error("could not save the bias set to %s: %s", path, reason)
+            return
+        self.status_label.clear()  # saved: a failure shown before is history
+        log.info("bias set saved to %s", path)
 
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", OPEN_FILTER)
