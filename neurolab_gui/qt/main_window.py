@@ -37,6 +37,7 @@ from PyQt6.QtWidgets import (
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
 from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_file import segments_dir
 
 from .bridge import relay
 from .dock_style import dock_title_style
@@ -85,6 +86,15 @@ class _SpaceForFocusedControls(QObject):
         ):
             event.accept()
         return False
+
+
+def free_recording_name(folder: Path, stem: str = "session") -> Path:
+    """``folder/session.h5``, or the first ``session-N.h5`` with neither the file nor its segments folder."""
+    for n in range(10_000):
+        path = folder / (f"{stem}.h5" if n == 0 else f"{stem}-{n}.h5")
+        if not path.exists() and not segments_dir(path).exists():
+            return path
+    return folder / f"{stem}.h5"  # (the recorder will say it exists)
 
 
 #: The smallest window every control still fits in (a 1366 x 768 laptop screen, less a task bar).
@@ -374,7 +384,13 @@ class MainWindow(QMainWindow):
         if on == (self.session.recording is not None):
             return
         if on:
-            path, _ = QFileDialog.getSaveFileName(self, "Record session to", "session.h5", "HDF5 (*.h5)")
+            # A recording never replaces a file (the recorder refuses: a session file is an index
+            # plus a segments folder the dialog does not show, and a crashed recording lives on only
+            # in those segments), so the dialog must not offer to: no "replace?" question, the rule
+            # in its title, and a free name to start from.
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Record session to a new file (a recording never replaces one)", str(free_recording_name(Path.cwd())),
+                "HDF5 (*.h5)", options=QFileDialog.Option.DontConfirmOverwrite)
             if not path:
                 self.connection_bar.record_button.setChecked(False)
                 return
