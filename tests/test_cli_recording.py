@@ -113,6 +113,20 @@ def test_record_refuses_bad_options_by_name_before_opening_the_board(tmp_path, c
     assert not out.exists() and not (tmp_path / "r.h5.segments").exists()
 
 
+def test_record_refuses_a_bias_file_that_sets_no_bias(tmp_path, capsys):
+    """A .py file with no set_bias calls (it is never run) or an empty NeuroLab file would apply nothing."""
+    out = tmp_path / "r.h5"
+    for name, text, what in (("ctx.py", "import os\nos.system('true')\n", "no set_bias(name, fine, coarse) calls"),
+                             ("empty.json", '{"format": "neurolab-biases"}', "no defaults or cores entries")):
+        bias_file = tmp_path / name
+        bias_file.write_text(text)
+        assert main(["record", "--seconds", "1", "--bias-file", str(bias_file), str(out)]) == 2
+        err = capsys.readouterr().err
+        assert _error_line(err) == f"error: no biases found in {bias_file} ({what}); nothing to apply"
+        assert "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "r.h5.segments").exists()
+
+
 def test_record_takes_the_board_grammar_and_prints_unknown_names_without_quotes(tmp_path, capsys):
     """`record --board emulator:2` and `--board EMU00002` (what `neurolab devices` prints) record that emulator."""
     for board, name in (("emulator:2", "a.h5"), ("EMU00002", "b.h5")):

@@ -142,3 +142,38 @@ def test_any_edit_sequence_unwinds_to_the_start_and_replays_to_the_end(edits):
     while model.redo():
         pass
     assert model.snapshot() == end
+
+
+def test_an_undo_group_that_ends_where_it_started_leaves_no_step():
+    """A finished or cancelled sweep restores its bias: an undo that changes nothing would hide the step before."""
+    m = BiasModel()
+    m.set(0, 0, "IF_THR_N", 3, 40)
+    with m.undo_group():
+        for fine in (10, 20, 30):
+            m.set(0, 0, "IF_DC_P", 5, fine)
+        m.set_value(0, 0, "IF_DC_P", BiasValue(7, 0))  # the restore
+    assert len(m._undo) == 1
+    assert m.undo() and m.value(0, 0, "IF_THR_N") == BiasValue(7, 0)  # the first undo undoes the step before
+    with m.undo_group():  # partly restored: only the bias that stayed changed is in the step
+        m.set(0, 0, "IF_DC_P", 5, 10)
+        m.set(0, 0, "IF_TAU1_N", 2, 2)
+        m.set_value(0, 0, "IF_DC_P", BiasValue(7, 0))
+    assert [k for k, _, _ in m._undo[-1]] == [(0, 0, "IF_TAU1_N")]
+
+
+def test_attaching_a_board_clears_the_undo_history_so_no_offline_value_reaches_it(session):
+    m = session.biases
+    m.set(0, 0, "IF_DC_P", 3, 10)  # offline edits: an undo step and a redo step
+    m.set(0, 0, "IF_THR_N", 2, 20)
+    assert m.undo() and m.can_undo and m.can_redo
+    notes = []
+    m.history_cleared.connect(notes.append)
+    assert session.connect("emulator", seed=5, mismatch=False, clock="fast", acquire=False), session.connection.status.message
+    board = session.board
+    on_board = board.get_bias(0, 0, "IF_DC_P")
+    assert m.value(0, 0, "IF_DC_P") == on_board != BiasValue(3, 10)  # the board's value wins
+    assert not m.can_undo and not m.can_redo and not m.undo() and not m.redo()
+    assert board.get_bias(0, 0, "IF_DC_P") == on_board  # nothing stale was written
+    assert len(notes) == 1 and "undo history cleared (2 steps)" in notes[0]
+    m.set(0, 0, "IF_DC_P", 4, 4)  # edits on this board are undoable as before
+    assert m.undo() and board.get_bias(0, 0, "IF_DC_P") == on_board

@@ -120,7 +120,7 @@ def test_title_and_slider_label_describe_the_same_setting(window, qtbot):
     assert chip_value(window) == value
 
 
-def test_one_ctrl_z_after_a_sweep_restores_the_value_before_the_sweep(window, qtbot):
+def test_a_sweep_leaves_no_undo_step_so_one_ctrl_z_undoes_the_step_before(window, qtbot):
     model, transfer = window.session.biases, window.transfer_panel
     before = BiasValue(6, 40, high=True, normal=False, enabled=False)  # off: "DC on" after the undo would show
     model.set_value(CHIP, CORE, BIAS, before, origin="test")
@@ -135,13 +135,11 @@ def test_one_ctrl_z_after_a_sweep_restores_the_value_before_the_sweep(window, qt
     qtbot.waitUntil(lambda: task.done and transfer.sweep_button.isEnabled(), timeout=60_000)
     levels = [c.new for c in model.log[log_length:] if c.origin == "sweep"]
     assert len(levels) == 3 + 1  # every level and the restore are in the change log ...
-    assert len(model._undo) == undo_depth + 1  # ... but the sweep is one undo step
-    assert chip_value(window) == before
-    press_ctrl_z(window)
-    # one Ctrl+Z: IF_DC_P as before the sweep, off and cascode, on the chip -- not the last level
+    # ... and the sweep ended as it started (off and cascode, not the last level): no undo step,
+    # which would change nothing and make the user press Ctrl+Z twice
     assert chip_value(window) == before == model.value(CHIP, CORE, BIAS)
     assert len(model._undo) == undo_depth
-    press_ctrl_z(window)  # the next Ctrl+Z undoes what came before the sweep
+    press_ctrl_z(window)  # one Ctrl+Z undoes what came before the sweep
     assert chip_value(window) != before
 
 
@@ -165,3 +163,54 @@ def test_load_button_refuses_a_bad_file_and_loads_flags_from_a_good_one(window, 
     QTest.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
     assert chip_value(window) == BiasValue(4, 77, normal=False, enabled=False)
     qtbot.waitUntil(lambda: "cascode disabled" in panel.title(BIAS), timeout=2000)
+
+
+def test_ctrl_z_after_connecting_never_writes_an_offline_edit_to_the_board(make_window, qtbot):
+    """An offline slider step's undo belongs to no board: after Connect it is gone (and the log says so)."""
+    window = make_window(spike_capacity=10_000)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    panel, model = window.bias_panel, window.session.biases
+    panel.show_core(CHIP, CORE)
+    slider = panel.slider_widget(BIAS)
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_PageUp)  # an offline edit: one undo step
+    qtbot.waitUntil(lambda: model.can_undo, timeout=2000)
+    assert window.session.connect("emulator", seed=3, mismatch=False, clock="fast", acquire=False)
+    on_chip = chip_value(window)
+    assert model.value(CHIP, CORE, BIAS) == on_chip  # the board's value, read on attach
+    qtbot.waitUntil(lambda: not panel.undo_button.isEnabled(), timeout=2000)
+    qtbot.waitUntil(lambda: "undo history cleared" in panel.change_log.toPlainText(), timeout=2000)
+    press_ctrl_z(window)
+    assert chip_value(window) == on_chip == model.value(CHIP, CORE, BIAS)  # nothing stale was written
+
+
+def test_load_button_refuses_a_file_that_sets_no_bias(window, qtbot, tmp_path, monkeypatch):
+    from PyQt6.QtWidgets import QFileDialog
+
+    panel, model = window.bias_panel, window.session.biases
+    script = tmp_path / "ctx.py"
+    script.write_text("import os\nos.system('touch " + str(tmp_path / "ran") + "')\n")  # never run: parsed, not executed
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(script), "")))
+    before, log_length = chip_value(window), len(model.log)
+    QTest.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
+    assert f"no biases found in {script}" in panel.status_label.text()
+    assert chip_value(window) == before and len(model.log) == log_length and not (tmp_path / "ran").exists()
+
+
+def test_save_to_an_unwritable_path_says_so_and_a_later_save_clears_it(window, qtbot, tmp_path, monkeypatch):
+    from PyQt6.QtWidgets import QFileDialog
+
+    panel = window.bias_panel
+    chosen = [str(tmp_path / "no_such_folder" / "b.json")]
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (chosen[0], "")))
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)  # raised through the exception hook before
+    assert panel.status_label.text() == f"Could not save the bias set to {chosen[0]}: No such file or directory"
+    chosen[0] = str(tmp_path)  # a directory
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    assert panel.status_label.text() == f"Could not save the bias set to {tmp_path}: Is a directory"
+    assert window.reporter.errors == []
+    chosen[0] = str(tmp_path / "b.json")
+    QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    assert panel.status_label.text() == "" and (tmp_path / "b.json").exists()

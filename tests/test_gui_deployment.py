@@ -223,3 +223,14 @@ def test_cancelling_the_network_calibration_restores_the_bias_table_bit_exactly(
     assert _bias_table(window) == start
     assert len(window.session.biases._undo) == n_steps and window.session.calibration_summary is None
     assert isinstance(start[key], BiasValue)
+
+
+def test_deploy_and_calibrate_without_a_conversion_name_the_action_asked_for(make_window, qtbot):
+    window = make_window(seed=SEED, mismatch=False, clock="fast", acquire=False)
+    panel = window.model_panel
+    for button, doing in ((panel.calibrate_network_button, "calibrating it on the board"), (panel.deploy_button, "deploying it")):
+        n = len(window.reporter.errors)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert [e[0] for e in window.reporter.errors[n:]] == [
+            f"model panel: RuntimeError: convert (or load a converted) network before {doing}"]
+    assert panel.job is None

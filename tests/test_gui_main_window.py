@@ -86,3 +86,36 @@ def test_unopenable_board_leaves_the_gui_up(qtbot, tmp_path):
     qtbot.waitUntil(lambda: w.state_label.text().startswith("error"))
     assert "unplugged" in w.session.connection.status.message
     w.close()
+
+
+@pytest.mark.parametrize("damage", ["list", "null", "raster_str", "raster_chip_huge", "span_nan", "geometry_int",
+                                    "truncated", "directory", "unreadable"])
+def test_a_damaged_layout_file_is_logged_and_the_default_layout_used(window, qtbot, tmp_path, monkeypatch, caplog, damage):
+    """The layout is read at every start: nothing in it may stop the window from being built."""
+    import json
+    from pathlib import Path
+
+    from neurolab_gui.qt.app import create_main_window
+
+    good = window.layout_state()
+    path = tmp_path / "damaged.json"
+    text = {"list": "[]", "null": "null", "raster_str": json.dumps({**good, "raster": "oops"}),
+            "raster_chip_huge": json.dumps({**good, "raster": {**good["raster"], "chip": 10**30}}),
+            "span_nan": json.dumps({**good, "raster": {**good["raster"], "span_s": float("nan")}}),
+            "geometry_int": json.dumps({**good, "geometry": 5}), "truncated": json.dumps(good)[:200]}.get(damage)
+    if damage == "directory":
+        path.mkdir()
+    elif damage == "unreadable":  # e.g. owned by root after `sudo neurolab gui` (the tests may run as root)
+        path.write_text(json.dumps(good))
+        real = Path.read_text
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                            if self == path else real(self, *a, **k))
+    else:
+        path.write_text(text)
+    with caplog.at_level("WARNING"):
+        w = create_main_window(Session(spike_capacity=1000), layout_path=path, install_hooks=False)
+    qtbot.addWidget(w)
+    assert any("ignoring saved layout" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    assert w.raster_panel.settings() == window.raster_panel.settings()  # the defaults, nothing half-applied
+    w.close()
+    w.session.close()

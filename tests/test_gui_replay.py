@@ -94,6 +94,28 @@ def test_stopping_a_recording_with_the_record_button_never_waits_for_the_writer(
     assert SessionFile(path).rows("events/spikes") == 1000
 
 
+def test_recording_to_an_existing_file_is_never_offered_and_is_refused_untouched(window, qtbot, tmp_path, monkeypatch):
+    """The recorder never replaces a session file, so the Save dialog must not ask "replace?" (and then refuse)."""
+    from neurolab_gui.qt.main_window import free_recording_name
+
+    existing = tmp_path / "old.h5"
+    existing.write_bytes(b"an earlier recording")
+    asked: list[tuple] = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (asked.append((a, k)), (str(existing), ""))[1])
+    button = window.connection_bar.record_button
+    QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+    (args, kwargs), = asked
+    assert kwargs["options"] & QFileDialog.Option.DontConfirmOverwrite and "never replaces" in args[1]
+    assert window.session.recording is None and not button.isChecked()
+    assert "old.h5 already exists; choose a new name" in window.reporter.errors[-1][0]
+    assert existing.read_bytes() == b"an earlier recording"
+    # the name the dialog starts from is a free one (neither the file nor its segments folder exists)
+    assert free_recording_name(tmp_path) == tmp_path / "session.h5"
+    (tmp_path / "session.h5").touch()
+    (tmp_path / "session-1.h5.segments").mkdir()
+    assert free_recording_name(tmp_path) == tmp_path / "session-2.h5"
+
+
 def test_the_status_bar_shows_dropped_events_while_recording(window, qtbot, tmp_path):
     import numpy as np
 

@@ -173,6 +173,35 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     assert not raster.paused and raster.last_frame.t1_s > 10
 
 
+def test_space_presses_a_focused_button_or_check_box_and_pauses_the_raster_otherwise(make_window, qtbot):
+    """Keyboard-only use: Space is the focused control's (as everywhere else), the raster's when nothing takes it."""
+    window = make_window(spike_capacity=5_000)
+    window.show()
+    window.activateWindow()
+    qtbot.waitActive(window)
+    bar, raster = window.connection_bar, window.raster_panel
+
+    def press_space_on(widget) -> None:
+        widget.setFocus()
+        qtbot.waitUntil(lambda: QApplication.focusWidget() is widget)
+        QTest.keyClick(widget, Qt.Key.Key_Space)
+
+    checked = bar.mismatch_check.isChecked()
+    press_space_on(bar.mismatch_check)
+    assert bar.mismatch_check.isChecked() != checked and not raster.paused
+    rescans: list[bool] = []
+    bar.refresh_button.clicked.connect(lambda: rescans.append(True))
+    press_space_on(bar.refresh_button)
+    assert rescans == [True] and not raster.paused
+    press_space_on(raster.graphics)  # the raster (no control that takes Space) has the focus: pause
+    assert raster.paused
+    press_space_on(raster.graphics)
+    assert not raster.paused
+    # every dock has a working View shortcut: Alt+1 .. Alt+9, Alt+0 (no empty "Alt+10")
+    shortcuts = [d.toggleViewAction().shortcut().toString() for d in window.docks.values()]
+    assert shortcuts[:10] == [f"Alt+{(i + 1) % 10}" for i in range(min(10, len(shortcuts)))]
+
+
 def test_pausing_with_the_default_buffers_full_does_not_stall(make_window, qtbot, heartbeat):
     window = make_window(spike_capacity=4_000_000)  # the app's default: 61 MB to copy
     n = 4_000_000

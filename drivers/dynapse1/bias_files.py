@@ -463,9 +463,19 @@ def load_bias_file(path: str | Path) -> BiasSet:
     """Load any supported bias file by its content: NeuroLab JSON/YAML, samna JSON, or a ctxctl script.
 
     The file is read and checked completely first (see the module docstring); every problem is a
-    :class:`BiasFileError` naming the file, the entry and the rule.
+    :class:`BiasFileError` naming the file, the entry and the rule.  A file that sets no bias at
+    all (a ``.py`` file without ``set_bias`` calls, a NeuroLab file with no entries) is refused
+    too: loading it would change nothing, and the person could not tell that the file was not used.
     """
     path = Path(path)
+    bias_set = _load_any_bias_file(path)
+    if not bias_set.defaults and not bias_set.cores:  # (a core listed with no biases is one to silence)
+        what = "no set_bias(name, fine, coarse) calls" if path.suffix.lower() == ".py" else "no defaults or cores entries"
+        raise BiasFileError(f"no biases found in {path} ({what}); nothing to apply")
+    return bias_set
+
+
+def _load_any_bias_file(path: Path) -> BiasSet:
     suffix = path.suffix.lower()
     if suffix == ".py":
         return import_cortexcontrol(read_text(path), name=path.stem, origin=str(path))

@@ -34,6 +34,7 @@ step (:meth:`BiasModel.undo_group`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -61,6 +62,8 @@ from .events import Signal
 
 __all__ = ["LADDER", "SILENT", "BiasChange", "BiasKey", "BiasLadder", "BiasModel", "BiasParameter", "BiasValue", "BiasWriteError",
            "diff_bias_sets", "read_bias_file"]
+
+log = logging.getLogger(__name__)
 
 BiasKey = tuple[int, int, str]
 _Step = list[tuple[BiasKey, BiasValue, BiasValue]]  # (key, value before, value after)
@@ -184,6 +187,9 @@ class BiasModel:
         self.changed = Signal("bias model changed")
         #: ``history_changed()`` when undo/redo availability changed.
         self.history_changed = Signal("bias history changed")
+        #: ``history_cleared(reason: str)`` when :meth:`attach` dropped the undo/redo history (for
+        #: the change log: the person should know why Undo went grey).
+        self.history_cleared = Signal("bias history cleared")
         #: ``write_failed(error: BiasWriteError)`` when a write through the model failed on the board
         #: (emitted before the error is raised to the caller, so a panel can say what happened).
         self.write_failed = Signal("bias write failed")
@@ -198,7 +204,13 @@ class BiasModel:
         return self._board
 
     def attach(self, board: Board) -> None:
-        """Use ``board`` from now on: read its current biases into the cache and follow its writes."""
+        """Use ``board`` from now on: read its current biases into the cache and follow its writes.
+
+        The undo/redo history is cleared: its steps hold values of the cache before the board was
+        read (offline edits, or another board's values), and undoing one would write a value this
+        board never had.  Offline edits are not carried over either (the board's values win);
+        :attr:`history_cleared` says so, with how many steps were dropped.
+        """
         with self._lock:
             self._board = board
             if id(board) not in self._listening:
@@ -208,6 +220,16 @@ class BiasModel:
                 value = board.get_bias(*key)
                 if value != param.value:
                     self._record(key, value, "board")
+            dropped = len(self._undo) + len(self._redo)
+            self._undo.clear()
+            self._redo.clear()
+            self._last_step_coalescable = False
+        if dropped:
+            reason = (f"undo history cleared ({dropped} step{'s' * (dropped != 1)}): the biases are now the board's; "
+                      "edits made before it was attached are not undone or replayed on it")
+            log.info("%s", reason)
+            self.history_cleared.emit(reason)
+            self.history_changed.emit()
 
     def detach(self) -> None:
         """Stop writing to the board (it was closed or unplugged); the cache stays for offline edits."""
@@ -339,12 +361,16 @@ class BiasModel:
         finally:
             group: dict[BiasKey, BiasValue] = self._local.group
             self._local.group = None
-            if group:
-                with self._lock:
-                    self._undo.append([(k, old, self.parameters[k].value) for k, old in group.items()])
+            with self._lock:
+                # a block that ends where it started (a finished or cancelled sweep restores its
+                # bias) leaves no step: an undo that changes nothing would only hide the one before
+                step = [(k, old, self.parameters[k].value) for k, old in group.items() if self.parameters[k].value != old]
+                if step:
+                    self._undo.append(step)
                     self._last_step_time = time.monotonic()
                     self._last_step_coalescable = False
                     self._redo.clear()
+            if step:
                 self.history_changed.emit()
 
     @contextlib.contextmanager

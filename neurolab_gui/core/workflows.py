@@ -145,7 +145,7 @@ def deploy_to_board(session: Session, use_profile: bool = True, progress: Progre
     from .calibration.profile import find_profile
     from .conversion.deployment import deploy_network
 
-    board, conversion = _session_board(session, "deploying"), _session_conversion(session)
+    board, conversion = _session_board(session, "deploying"), _session_conversion(session, "deploying it")
     profile = find_profile(board.serial) if use_profile else None
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     with session.connection.acquisition_paused(), session.biases.external_step("deployment"):
@@ -191,7 +191,7 @@ def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, pro
 def deployment_job(session: Session, use_profile: bool = True) -> Job[Deployment]:
     """:func:`deploy_to_board` as a job (not started); refused at once without a board or a conversion."""
     _session_board(session, "deploying")
-    _session_conversion(session)
+    _session_conversion(session, "deploying it")
     return Job("deployment", lambda progress, cancel: deploy_to_board(session, use_profile, progress, cancel), uses_board=True)
 
 
@@ -202,9 +202,10 @@ def run_job(session: Session, n_test: int | None = None, seed: int = 0) -> Job[D
     return Job("board run", lambda progress, cancel: run_deployed(session, n_test, seed, progress, cancel), uses_board=True)
 
 
-def _session_conversion(session: Session) -> Any:
+def _session_conversion(session: Session, doing: str) -> Any:
+    """The session's conversion; without one, a refusal naming the action asked for (as :func:`_session_board`)."""
     if session.conversion is None:
-        raise RuntimeError("convert (or load a converted) network before deploying it")
+        raise RuntimeError(f"convert (or load a converted) network before {doing}")
     return session.conversion
 
 
@@ -228,7 +229,7 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     from .calibration.profile import profile_from_network_calibration, save_profile
     from .conversion.deployment import deploy_network, run_deployment
 
-    board, conversion = _session_board(session), _session_conversion(session)
+    board, conversion = _session_board(session), _session_conversion(session, "calibrating it on the board")
     task = session.task
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     start = session.biases.snapshot()
@@ -296,7 +297,7 @@ class _CancellableReads:
 def network_calibration_job(session: Session, config: Any = None, in_the_loop: bool = True, n_test: int = 100) -> Job[dict]:
     """:func:`calibrate_deployed_network` as a job (not started); refused at once without a board or a conversion."""
     _session_board(session)
-    _session_conversion(session)
+    _session_conversion(session, "calibrating it on the board")
     return Job("network calibration", lambda progress, cancel: calibrate_deployed_network(
         session, config, in_the_loop, n_test, progress=progress, cancel=cancel), uses_board=True)
 

@@ -15,9 +15,12 @@ import sys
 from concurrent.futures import Future
 from pathlib import Path
 
-from PyQt6.QtCore import QByteArray, QStandardPaths, Qt, QTimer
-from PyQt6.QtGui import QAction, QGuiApplication, QKeySequence
+from PyQt6.QtCore import QByteArray, QEvent, QObject, QStandardPaths, Qt, QTimer
+from PyQt6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
 from PyQt6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDockWidget,
@@ -34,6 +37,7 @@ from PyQt6.QtWidgets import (
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
 from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_file import segments_dir
 
 from .bridge import relay
 from .dock_style import dock_title_style
@@ -53,6 +57,44 @@ log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "NeuroLab"
 LAYOUT_VERSION = 1
+
+
+class _SpaceForFocusedControls(QObject):
+    """Give Space to a focused control that takes it, not to the window's "Pause raster" shortcut.
+
+    An application event filter on ``ShortcutOverride``: accepting it for a button, check box,
+    combo box or list makes Qt deliver the key press to that control (Space presses a button,
+    as keyboard users expect) instead of firing the shortcut.  Text fields claim Space already.
+    Only while the pause action holds Space: while a robot's motors may run Space is its e-stop,
+    which must fire whatever has the focus (see ``RobotPanel``).
+    """
+
+    TAKES_SPACE = (QAbstractButton, QComboBox, QAbstractItemView)
+
+    def __init__(self, window: QMainWindow, pause: QAction) -> None:
+        super().__init__(window)
+        self.pause = pause
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(obj, self.TAKES_SPACE)
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and event.modifiers() == Qt.KeyboardModifier.NoModifier
+            and self.pause.shortcut().matches(QKeySequence(Qt.Key.Key_Space)) == QKeySequence.SequenceMatch.ExactMatch
+        ):
+            event.accept()
+        return False
+
+
+def free_recording_name(folder: Path, stem: str = "session") -> Path:
+    """``folder/session.h5``, or the first ``session-N.h5`` with neither the file nor its segments folder."""
+    for n in range(10_000):
+        path = folder / (f"{stem}.h5" if n == 0 else f"{stem}-{n}.h5")
+        if not path.exists() and not segments_dir(path).exists():
+            return path
+    return folder / f"{stem}.h5"  # (the recorder will say it exists)
 
 
 #: The smallest window every control still fits in (a 1366 x 768 laptop screen, less a task bar).
@@ -299,12 +341,16 @@ class MainWindow(QMainWindow):
         # while a robot's motors may run, Space is its e-stop (an application shortcut of the robot
         # panel); two shortcuts on one key would be ambiguous and neither would fire
         self.robot_panel.estop_keys_changed.connect(lambda on: pause.setShortcut(QKeySequence() if on else QKeySequence("Space")))
+        self.pause_action = pause
+        # a focused button or check box takes Space (pressing it), the raster's shortcut does not
+        QApplication.instance().installEventFilter(_SpaceForFocusedControls(self, pause))
         self._action(view, "&Save layout", lambda: self.save_layout(), "Ctrl+Shift+S")
         self._action(view, "&Restore layout", lambda: self.restore_layout(), "Ctrl+Shift+L")
         view.addSeparator()
         for i, dock in enumerate(self.docks.values()):
             action = dock.toggleViewAction()
-            action.setShortcut(QKeySequence(f"Alt+{i + 1}"))
+            if i < 10:  # Alt+1 .. Alt+9, then Alt+0 as on the keyboard's digit row ("Alt+10" is no key)
+                action.setShortcut(QKeySequence(f"Alt+{(i + 1) % 10}"))
             view.addAction(action)
 
     def watch_membrane(self, global_id: int) -> None:
@@ -338,7 +384,13 @@ class MainWindow(QMainWindow):
         if on == (self.session.recording is not None):
             return
         if on:
-            path, _ = QFileDialog.getSaveFileName(self, "Record session to", "session.h5", "HDF5 (*.h5)")
+            # A recording never replaces a file (the recorder refuses: a session file is an index
+            # plus a segments folder the dialog does not show, and a crashed recording lives on only
+            # in those segments), so the dialog must not offer to: no "replace?" question, the rule
+            # in its title, and a free name to start from.
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Record session to a new file (a recording never replaces one)", str(free_recording_name(Path.cwd())),
+                "HDF5 (*.h5)", options=QFileDialog.Option.DontConfirmOverwrite)
             if not path:
                 self.connection_bar.record_button.setChecked(False)
                 return
@@ -408,19 +460,32 @@ class MainWindow(QMainWindow):
         return path
 
     def restore_layout(self, path: Path | None = None) -> bool:
-        """Restore a saved layout; False (and a log line) if the file is missing or unusable."""
+        """Restore a saved layout; False (and a log line) if the file is missing or unusable.
+
+        The file is read at every start, so nothing in it may stop the window from coming up:
+        an unreadable path (a directory, no permission), a document that is not a layout object,
+        or values out of range are all logged and the default layout kept. The document is
+        checked before anything is applied, so a bad file changes nothing.
+        """
         path = Path(path) if path is not None else self.layout_path
         if not path.exists():
             return False
         try:
             doc = json.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError(f"the layout must be a JSON object, not {type(doc).__name__}")
             if doc.get("version") != LAYOUT_VERSION:
-                raise ValueError(f"layout version {doc.get('version')} is not {LAYOUT_VERSION}")
-            self.restoreGeometry(QByteArray(base64.b64decode(doc["geometry"])))
-            ok = self.restoreState(QByteArray(base64.b64decode(doc["state"])), LAYOUT_VERSION)
-            if "raster" in doc:
-                self.raster_panel.apply_settings(doc["raster"])
-        except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"layout version {doc.get('version')!r} is not {LAYOUT_VERSION}")
+            if not isinstance(doc.get("geometry"), str) or not isinstance(doc.get("state"), str):
+                raise ValueError("geometry and state must be base64 strings")
+            geometry = base64.b64decode(doc["geometry"], validate=True)
+            state = base64.b64decode(doc["state"], validate=True)
+            raster = doc.get("raster", {})
+            if raster:  # first: it checks every value before it changes any
+                self.raster_panel.apply_settings(raster)
+            self.restoreGeometry(QByteArray(geometry))
+            ok = self.restoreState(QByteArray(state), LAYOUT_VERSION)
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError, binascii.Error are ValueErrors
             log.warning("ignoring saved layout %s: %s", path, exc)
             return False
         return bool(ok)

@@ -216,6 +216,7 @@ class BiasPanel(QWidget):
         relay(self.model.changed, self._on_model_change, self)
         relay(self.model.history_changed, self._update_history_buttons, self)
         relay(self.model.write_failed, self._on_write_failed, self)
+        relay(self.model.history_cleared, self._on_history_cleared, self)
         self.refresh()
         self._update_history_buttons()
 
@@ -387,6 +388,8 @@ class BiasPanel(QWidget):
 
     def _show_pending_changes(self) -> None:
         changes, self._pending_changes = self._pending_changes, []
+        if not changes:  # already shown (a history note flushed them)
+            return
         self.change_log.appendPlainText("\n".join(
             f"{c.origin:>9}  chip {c.chip} core {c.core} {c.name}: {describe(c.old)} → {describe(c.new)}" for c in changes
         ))
@@ -413,6 +416,10 @@ class BiasPanel(QWidget):
         else:
             self._show_matching_preset()
 
+    def _on_history_cleared(self, reason: str) -> None:
+        self._show_pending_changes()  # the board's read-back lines first, so the log reads in order
+        self.change_log.appendPlainText(f"{'history':>9}  {reason}")
+
     def _update_history_buttons(self) -> None:
         self.undo_button.setEnabled(self.model.can_undo)
         self.redo_button.setEnabled(self.model.can_redo)
@@ -420,8 +427,17 @@ class BiasPanel(QWidget):
     # --- files -----------------------------------------------------------------------------
     def save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save bias set", "biases.json", SAVE_FILTER)
-        if path:
+        if not path:
+            return
+        try:
             self.model.save(path)
+        except OSError as exc:  # a folder that is gone, a directory, no permission, a full disk
+            reason = exc.strerror or str(exc)
+            self.status_label.setText(f"Could not save the bias set to {path}: {reason}")
+            log.error("could not save the bias set to %s: %s", path, reason)
+            return
+        self.status_label.clear()  # saved: a failure shown before is history
+        log.info("bias set saved to %s", path)
 
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load bias set", "", OPEN_FILTER)

@@ -454,14 +454,41 @@ class RasterPanel(QWidget):
                 "start": self.start_spin.value(), "stop": self.stop_spin.value()}
 
     def apply_settings(self, s: dict) -> None:
-        self.span_spin.setValue(float(s.get("span_s", 1.0)))
-        self.chip_spin.setValue(int(s.get("chip", 0)))
-        self.core_spin.setValue(int(s.get("core", 0)))
-        self.all_cores_check.setChecked(bool(s.get("all_cores", False)))
-        self.start_spin.setValue(int(s.get("start", 0)))
-        self.stop_spin.setValue(int(s.get("stop", N_NEURONS_PER_CORE)))
-        i = self.mode_combo.findData(s.get("mode", "range"))
-        self.mode_combo.setCurrentIndex(max(0, i))
+        """Apply saved settings (from the layout file), all or nothing.
+
+        Raises
+        ------
+        ValueError
+            If ``s`` is not a dict, or a value has the wrong type or lies outside its control's
+            range; nothing is changed then (the file may be hand-edited or damaged).
+        """
+        if not isinstance(s, dict):
+            raise ValueError(f"raster settings must be an object, not {type(s).__name__}")
+
+        def number(key: str, spin: QSpinBox | QDoubleSpinBox, default: float, kind: type) -> float:
+            value = s.get(key, default)
+            ok_type = (int,) if kind is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, ok_type) or not spin.minimum() <= value <= spin.maximum():
+                raise ValueError(f"raster {key} {value!r} is not a number in [{spin.minimum()}, {spin.maximum()}]")
+            return value
+
+        values = {"span_s": number("span_s", self.span_spin, 1.0, float), "chip": number("chip", self.chip_spin, 0, int),
+                  "core": number("core", self.core_spin, 0, int), "start": number("start", self.start_spin, 0, int),
+                  "stop": number("stop", self.stop_spin, N_NEURONS_PER_CORE, int)}
+        all_cores = s.get("all_cores", False)
+        if not isinstance(all_cores, bool):
+            raise ValueError(f"raster all_cores {all_cores!r} is not true or false")
+        mode = s.get("mode", "range")
+        i = self.mode_combo.findData(mode) if isinstance(mode, str) else -1
+        if i < 0:
+            raise ValueError(f"raster mode {mode!r} is not one of the view modes")
+        self.span_spin.setValue(float(values["span_s"]))
+        self.chip_spin.setValue(int(values["chip"]))
+        self.core_spin.setValue(int(values["core"]))
+        self.all_cores_check.setChecked(all_cores)
+        self.start_spin.setValue(int(values["start"]))
+        self.stop_spin.setValue(int(values["stop"]))
+        self.mode_combo.setCurrentIndex(i)
 
     # --- drawing ----------------------------------------------------------------------------
     def view_end_us(self) -> int | None:
