@@ -278,3 +278,14 @@ def open_test_board():
     from neurolab_gui.core.boards import open_emulator
 
     return open_emulator("NLEMU-DUP", seed=1)
+
+
+@pytest.mark.parametrize("command", ["deploy", "robustness"])
+@pytest.mark.parametrize("option, value", [("--retention", "nan"), ("--retention", "inf"), ("--steps-per-sample", "0"),
+                                           ("--qat-epochs", "-1")])
+def test_deploy_and_robustness_refuse_the_numbers_convert_refuses(tmp_path, capsys, command, option, value):
+    """They parse these options as plain numbers; the conversion inputs they share with convert check them."""
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt", str(_write_task(tmp_path / "d.npz")))
+    assert main([command, str(ckpt), option, value, "--n-test", "3"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"error: argument {option}: ") and "Traceback" not in out

@@ -61,6 +61,21 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def option_problem(args: argparse.Namespace, checks: dict[str, Callable[[str], object]]) -> str | None:
+    """The first parsed option of ``args`` that a shared type of ``checks`` (``{"--option": type}``) refuses,
+    as ``"argument --option: why"``, or None.  For commands whose parser declares an option with a
+    plain ``int``/``float`` and code shared with commands that check it at parse time."""
+    for option, check in checks.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            continue
+        try:
+            check(str(value))
+        except argparse.ArgumentTypeError as exc:
+            return f"argument {option}: {exc}"
+    return None
+
+
 def output_path_problem(path: str | Path) -> str | None:
     """Why a file cannot be written at ``path`` (None: it can, as far as can be told without writing).
 

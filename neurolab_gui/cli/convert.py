@@ -68,8 +68,14 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
     from neurolab_gui.core.conversion.pipeline import config_for_task
     from neurolab_gui.core.conversion.tasks import load_task
 
-    from .arguments import stored_task
+    from .arguments import option_problem, stored_task
 
+    # deploy and robustness share this code and parse these options as plain numbers
+    problem = option_problem(args, {"--retention": retention, "--steps-per-sample": int_at_least(1),
+                                    "--qat-epochs": int_at_least(0)})
+    if problem:
+        print(f"error: {problem}")
+        return 2
     try:
         loaded = load_checkpoint(args.checkpoint)
         task_name = args.task or stored_task(loaded.metadata, args.checkpoint)
