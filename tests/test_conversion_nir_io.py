@@ -156,8 +156,17 @@ def test_convert_cli_writes_a_nir_file_that_nir_reads(tmp_path, capsys):
     assert "NIR graph written to" in capsys.readouterr().out
     g = nir.read(out)
     assert g.nodes["w_rec"].weight.shape == (16, 16) and isinstance(g.nodes["lif"], nir.CubaLIF)
-    assert main([*args[:-1], str(tmp_path / "missing_dir" / "m.nir")]) == 1
-    assert "could not write the NIR file" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:  # checked before the conversion, not after it
+        main([*args[:-1], str(tmp_path / "missing_dir" / "m.nir")])
+    assert exc.value.code == 2 and "argument --nir: cannot write" in capsys.readouterr().err
+
+
+def test_write_nir_leaves_no_part_file_when_the_final_rename_fails(constrained, tmp_path):
+    target = tmp_path / "taken.nir"
+    target.mkdir()  # a directory where the file should go: the rename fails after the write
+    with pytest.raises(OSError):
+        write_nir(constrained, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.nir"]
 
 
 def test_exported_units_make_a_cubalif_fire_at_r_max_times_its_preactivation(constrained, tmp_path):

@@ -13,31 +13,35 @@ from __future__ import annotations
 
 import argparse
 
-from .board_option import add_board_option, open_board
+from .arguments import int_at_least, output_file, positive_float
+from .board_option import add_board_option, board_spec, open_board
 from .convert import add_input_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from neurolab_gui.core.calibration.board_calibration import MAX_SATURATION_HZ
     from neurolab_gui.core.conversion.tasks import DATA_FILE_FORMAT
 
     p = subparsers.add_parser("calibrate", help="calibrate a board (emulator by default) and write its profile",
                               description=__doc__.splitlines()[0], epilog=DATA_FILE_FORMAT,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_board_option(p, what="calibrate")
-    p.add_argument("--emulator-serial", default=None,
+    p.add_argument("--emulator-serial", type=_serial, default=None,
                    help="serial of the emulated board (default: EMU<seed>, as the app names it, so the app finds its profile)")
     p.add_argument("--chip", type=int, default=0)
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 3], help="cores to calibrate (board mode)")
     p.add_argument("--start-set", default="samna_recommended", help="published bias set to start from (board mode)")
-    p.add_argument("--saturation-hz", type=float, default=300.0, help="target saturation rate 1/t_ref (board mode)")
-    p.add_argument("--tau-ms", type=float, default=None,
+    p.add_argument("--saturation-hz", type=_saturation_hz, default=300.0,
+                   help=f"target saturation rate 1/t_ref, up to {MAX_SATURATION_HZ:g} Hz (board mode; default 300)")
+    p.add_argument("--tau-ms", type=positive_float, default=None,
                    help="target AMPA and GABA_B synaptic time constant in ms (board mode; default: not tuned)")
     p.add_argument("--task", help="calibrate for a converted network on this task (seq_digits, mnist1d, ecg, file.npz)")
     p.add_argument("--checkpoint", help="trained model for --task (default: train one with the pipeline defaults)")
     add_input_options(p)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs when no checkpoint is given")
-    p.add_argument("--n-test", type=int, default=200, help="test samples for the before/after board accuracy (network mode)")
-    p.add_argument("--profile", help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="training epochs when no checkpoint is given")
+    p.add_argument("--n-test", type=int_at_least(1), default=200,
+                   help="test samples for the before/after board accuracy (network mode)")
+    p.add_argument("--profile", type=output_file, help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
     p.add_argument("--figures", metavar="DIR", help="write before/after figures here")
     p.add_argument("--apply-profile", metavar="PROFILE",
                    help="instead of calibrating: write a saved profile's biases to the board (its serial must match); "
@@ -45,6 +49,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-other-board", action="store_true",
                    help="with --apply-profile: apply a profile measured on another board (its mismatch differs)")
     p.set_defaults(func=run)
+
+
+def _serial(text: str) -> str:
+    """argparse ``type=`` of ``--emulator-serial``: a board serial (also the profile's file name), checked
+    before the calibration rather than when its profile is saved."""
+    spec = board_spec(text)
+    if spec.serial is None:
+        raise argparse.ArgumentTypeError(f"{text!r} names the emulator, not a serial (letters, digits, '_', '.', '-')")
+    return spec.serial
+
+
+def _saturation_hz(text: str) -> float:
+    """argparse ``type=`` of ``--saturation-hz``: a target :class:`BoardTargets` accepts (finite, > 0, at
+    most ``MAX_SATURATION_HZ``)."""
+    from neurolab_gui.core.calibration.board_calibration import BoardTargets
+
+    value = positive_float(text)
+    try:
+        BoardTargets(saturation_hz=value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _printer(event) -> None:
@@ -118,6 +144,8 @@ def _board(args: argparse.Namespace, board, cancel):
     s = result.summary()
     print(f"cores {s['cores']}: median saturation {s['median_saturation_hz']:.1f} Hz (target {args.saturation_hz:.1f}), "
           f"f-I gain CV {s['dc_gain_cv']:.1%} over {s['neurons_fitted']} neurons, chip time {s['chip_s']:.1f} s")
+    for miss in result.targets_missed():
+        print(f"warning: {miss}")
     _print_taus(s)
     if args.figures:
         from neurolab_gui.core.calibration.figures import board_figures

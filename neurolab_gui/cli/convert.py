@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import traceback
 
+from .arguments import int_at_least, output_file, retention
 from .board_option import add_board_option, open_board
 from .train import print_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from neurolab_gui.core.conversion.constrain import MAX_LEVELS, MIN_LEVELS
     from neurolab_gui.core.conversion.tasks import DATA_FILE_FORMAT
 
     p = subparsers.add_parser("convert", help="convert a checkpoint to a spiking network and report every stage",
@@ -26,15 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_options(p)
     add_board_option(p, default=None, what="run the stage 'board' on")
     p.add_argument("--no-profile", action="store_true", help="do not apply the board's calibration profile")
-    p.add_argument("--n-test", type=int, default=None, help="test samples for the spiking stages (default: all)")
-    p.add_argument("--brian2-samples", type=int, default=60, help="test samples for the (slow) Brian2 stage")
-    p.add_argument("--levels", type=int, default=16, help="weight levels (16: signed 4-bit; 3: ternary)")
-    p.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default: the task's)")
-    p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
-    p.add_argument("--steps-per-sample", type=int, default=None)
-    p.add_argument("--json", default="conversion_report.json", help="where to write the JSON report")
+    p.add_argument("--n-test", type=int_at_least(1), default=None, help="test samples for the spiking stages (default: all)")
+    p.add_argument("--brian2-samples", type=int_at_least(1), default=60, help="test samples for the (slow) Brian2 stage")
+    p.add_argument("--levels", type=int, default=16,
+                   help=f"weight levels, {MIN_LEVELS}..{MAX_LEVELS} (16: signed 4-bit; 3: ternary)")
+    p.add_argument("--qat-epochs", type=int_at_least(0), default=None, help="QAT fine-tuning epochs (default: the task's)")
+    p.add_argument("--retention", type=retention, default=None, help="leaky retention for the spiking time mapping, 0 < a < 1")
+    p.add_argument("--steps-per-sample", type=int_at_least(1), default=None)
+    p.add_argument("--json", type=output_file, default="conversion_report.json", help="where to write the JSON report")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nir", metavar="OUT", default=None, help="also write the constrained spiking network as a NIR file (HDF5)")
+    p.add_argument("--nir", metavar="OUT", type=output_file, default=None,
+                   help="also write the constrained spiking network as a NIR file (HDF5)")
     p.add_argument("--ablation", action="store_true",
                    help="also report the accuracy after each constraint added one at a time (a few extra rate-model evaluations)")
     p.set_defaults(func=run)
@@ -64,12 +68,17 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
     from neurolab_gui.core.conversion.pipeline import config_for_task
     from neurolab_gui.core.conversion.tasks import load_task
 
+    from .arguments import option_problem, stored_task
+
+    # deploy and robustness share this code and parse these options as plain numbers
+    problem = option_problem(args, {"--retention": retention, "--steps-per-sample": int_at_least(1),
+                                    "--qat-epochs": int_at_least(0)})
+    if problem:
+        print(f"error: {problem}")
+        return 2
     try:
         loaded = load_checkpoint(args.checkpoint)
-        task_name = args.task or loaded.metadata.get("task")
-        if not task_name:
-            print("error: the checkpoint does not name its task; pass --task")
-            return 2
+        task_name = args.task or stored_task(loaded.metadata, args.checkpoint)
         task = load_task(task_name, normalization=getattr(args, "normalize", "encode"))
         precision = WeightPrecision(args.levels)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
@@ -77,8 +86,10 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         return 2
     mc = loaded.model.config
     try:
+        # by the name given (a data file's path): a data file gets the generic defaults even when
+        # its stem is a built-in task's name
         cfg = config_for_task(
-            task.name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
+            task_name, mc, retention=args.retention, steps_per_sample=args.steps_per_sample, qat_epochs=args.qat_epochs,
             stages=stages, n_test_spiking=args.n_test, brian2_samples=getattr(args, "brian2_samples", None), seed=args.seed,
             ablation=getattr(args, "ablation", False) or None, readout_rule=getattr(args, "readout", None),
         )
@@ -173,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
         return result
     print()
     print(result.report.table())
-    path = result.report.write_json(args.json)
+    try:
+        path = result.report.write_json(args.json)
+    except OSError as exc:  # checked before the conversion; the file system can still change or fill
+        print(f"\nerror: could not write the JSON report {args.json}: {exc}")
+        return 1
     print(f"\nJSON report written to {path}")
     if args.nir:
         from neurolab_gui.cli.nir_export import write_nir_file

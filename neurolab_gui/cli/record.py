@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("record", help="record spikes, stimulus and bias changes of a board to a session file")
     p.add_argument("file", help="new session file (.h5); a .segments folder is created next to it")
     add_board_and_seed_options(p, what="record")
-    p.add_argument("--seconds", type=float, required=True, help="how long to record (wall-clock seconds)")
+    p.add_argument("--seconds", type=float, required=True, help="how long to record (wall-clock seconds; inf: until Ctrl-C, which finishes the file)")
     p.add_argument("--clock", choices=("realtime", "fast"), default="realtime",
                    help="emulator: real-time clock (default) or as fast as the machine simulates")
     p.add_argument("--preset", help="apply a shipped bias set to every core before recording (e.g. libcaer_low_power)")

@@ -17,7 +17,11 @@ import argparse
 import signal
 import sys
 
+from .arguments import output_file, positive_float
 from .board_option import add_board_option, open_board
+
+#: Motor update rate of the hand-wired network when --rate is not given, Hz.
+DEFAULT_RATE_HZ = 40.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--baud", type=int, default=4_000_000, help="baud rate of a real robot (4M for 613xx, 12M for 126xx)"
     )
     add_board_option(demo, what="drive the robot with")
-    demo.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of closed loop (default 10)")
+    demo.add_argument("--duration", type=positive_float, default=10.0, metavar="S",
+                      help="seconds of closed loop, finite (default 10; Ctrl-C stops earlier)")
     demo.add_argument(
-        "--rate", type=float, default=40.0, metavar="HZ", help="motor update rate, 20..100 Hz (default 40)"
+        "--rate", type=positive_float, default=None, metavar="HZ",
+        help=f"motor update rate of the hand-wired network, 20..100 Hz (default {DEFAULT_RATE_HZ:g}); a converted network "
+             "updates the motors once per input sample (20 ms: 50 Hz)",
     )
     demo.add_argument(
         "--network", default="phototaxis", metavar="NET",
@@ -40,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "or a checkpoint trained with `neurolab train --task phototaxis`",
     )
     demo.add_argument("--no-profile", action="store_true", help="deploy a converted network without the board's calibration profile")
-    demo.add_argument("--record", metavar="FILE", help="write the session report (trajectory, rates, log) as JSON")
+    demo.add_argument("--record", metavar="FILE", type=output_file,
+                      help="write the session report (trajectory, rates, log) as JSON")
     demo.set_defaults(func=run_demo)
     ports = sub.add_parser("ports", help="list serial ports (USB-serial adapters, ptys are not listed)")
     ports.set_defaults(func=run_ports)
@@ -63,15 +71,22 @@ def run_demo(args: argparse.Namespace) -> int:
     from drivers.robot import PushBotConfig, PushBotError
     from neurolab_gui.core.robot_demo import PhototaxisConfig, PhototaxisSession, run_simulated_phototaxis
 
-    if not 20.0 <= args.rate <= 100.0:
-        print(f"error: --rate must be 20..100 Hz, got {args.rate}", file=sys.stderr)
+    rate = DEFAULT_RATE_HZ if args.rate is None else args.rate
+    if not 20.0 <= rate <= 100.0:
+        print(f"error: --rate must be 20..100 Hz, got {rate}", file=sys.stderr)
         return 2
-    config = PhototaxisConfig(duration_s=args.duration, control_period_s=1.0 / args.rate)
+    config = PhototaxisConfig(duration_s=args.duration, control_period_s=1.0 / rate)
     try:
         config.validate()
         checkpoint = _network_checkpoint(args.network)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if checkpoint is not None and args.rate is not None:
+        # a converted network steps once per input sample (its time mapping); a different rate would
+        # present the DVS strips at another time scale than it was trained on
+        print(f"error: --rate applies to the hand-wired network only; --network {args.network} updates the motors "
+              "once per input sample (20 ms, 50 Hz)", file=sys.stderr)
         return 2
 
     last_print = [-1.0]
@@ -129,7 +144,11 @@ def run_demo(args: argparse.Namespace) -> int:
             board.close()
     print(report.summary())
     if args.record:
-        report.save(args.record)
+        try:
+            report.save(args.record)
+        except OSError as exc:  # checked before the run; the file system can still change or fill
+            print(f"error: could not write the report {args.record}: {exc}", file=sys.stderr)
+            return 1
         print(f"report written to {args.record}")
     return 0 if report.status in ("completed", "cancelled") else 1
 

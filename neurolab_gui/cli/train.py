@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
+
+from .arguments import int_at_least, nonnegative_float, output_file, positive_float, retention
 
 if TYPE_CHECKING:
     from neurolab_gui.core.jobs import Progress
@@ -12,17 +15,17 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train an Elman or leaky ReLU RNN with BPTT and save a checkpoint")
     p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, phototaxis (the robot's steering), or a .npz file")
-    p.add_argument("--out", default="model.pt", help="checkpoint path (NeuroLab format)")
+    p.add_argument("--out", type=output_file, default="model.pt", help="checkpoint path (NeuroLab format)")
     p.add_argument("--kind", choices=("leaky", "elman"), default="leaky")
-    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
-    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the task's, else 64)")
-    p.add_argument("--noise", type=float, default=None, help="pre-activation noise during training (default: the task's, else 0.1; ecg 0)")
-    p.add_argument("--retention", type=float, default=None, help="leaky RNN retention a (tau = -dt/ln a; default 0.85)")
-    p.add_argument("--steps-per-sample", type=int, default=None, help="RNN steps per input sample (default: the task's)")
+    p.add_argument("--hidden", type=int_at_least(1), default=None, help="hidden units (default: the task's, see pipeline.TASK_DEFAULTS)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="training epochs (default: the task's)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default 1e-2)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="training batch size (default: the task's, else 64)")
+    p.add_argument("--noise", type=nonnegative_float, default=None, help="pre-activation noise during training (default: the task's, else 0.1; ecg 0)")
+    p.add_argument("--retention", type=retention, default=None, help="leaky RNN retention a, 0 < a < 1 (tau = -dt/ln a; default 0.85)")
+    p.add_argument("--steps-per-sample", type=int_at_least(1), default=None, help="RNN steps per input sample (default: the task's)")
     p.add_argument("--readout", choices=("mean", "last"), default=None, help="readout (default: the task's, else mean)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -45,16 +48,23 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.conversion.checkpoint import save_checkpoint
     from neurolab_gui.core.conversion.pipeline import config_for_task, train_model
     from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.training import pick_device
     from neurolab_gui.core.jobs import Job
     from neurolab_gui.core.workflows import training_summary
 
+    from .arguments import task_reference
     from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     try:
+        pick_device(args.device)  # 'cuda' without a GPU: refused before the data are read
         task = load_task(args.task)
+        # stored in the checkpoint: a data file by its absolute path, so that `convert`/`deploy` find
+        # the same data later and never take a built-in task of the file's name for it
+        task_ref = task_reference(args.task)
+        # a data file's defaults are the generic ones, even when its name is a built-in task's
         cfg = config_for_task(
-            task.name, n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
+            task_ref, n_hidden=args.hidden, kind=args.kind, retention=args.retention, steps_per_sample=args.steps_per_sample,
             readout=args.readout, seed=args.seed, epochs=args.epochs, lr=args.lr, noise_std=args.noise,
             batch_size=args.batch_size,
         )
@@ -68,10 +78,30 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(trained, int):
         return trained
     model, result = trained
-    path = save_checkpoint(
-        args.out, model.cpu(),
-        {"task": task.name, "train_loss": result.train_loss, "train_accuracy": result.train_accuracy,
-         "test_accuracy": result.test_accuracy, "clean_train_accuracy": result.clean_train_accuracy, "seed": args.seed},
-    )
+    diverged = _diverged(model, result)
+    if diverged:
+        print(f"error: the training diverged ({diverged}); no checkpoint written (try a smaller --lr)", file=sys.stderr)
+        return 1
+    try:
+        path = save_checkpoint(
+            args.out, model.cpu(),
+            {"task": task_ref, "train_loss": result.train_loss, "train_accuracy": result.train_accuracy,
+             "test_accuracy": result.test_accuracy, "clean_train_accuracy": result.clean_train_accuracy, "seed": args.seed},
+        )
+    except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError for some unwritable paths
+        print(f"error: could not write the checkpoint {args.out}: {exc}", file=sys.stderr)
+        return 1
     print(f"{training_summary(result)}; checkpoint written to {path}")  # the line the app's training job logs
     return 0
+
+
+def _diverged(model, result) -> str | None:
+    """Why the trained model is unusable (a NaN/inf final loss or weight), or None."""
+    import math
+
+    import torch
+
+    if result.train_loss and not math.isfinite(result.train_loss[-1]):
+        return f"final training loss {result.train_loss[-1]}"
+    bad = [name for name, value in model.state_dict().items() if not bool(torch.isfinite(value).all())]
+    return f"non-finite weights in {', '.join(bad)}" if bad else None

@@ -93,8 +93,8 @@ class PhototaxisConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
-        if self.duration_s <= 0:
-            raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):  # NaN would run forever
+            raise ValueError(f"duration must be a finite number > 0 s, got {self.duration_s}")
         if not 0.01 <= self.control_period_s <= 0.05:
             raise ValueError(f"control period must be 10..50 ms (20..100 Hz), got {self.control_period_s * 1e3:.1f} ms")
         if not 1 <= 2 * self.population_size <= N_NEURONS_PER_CORE:

@@ -17,6 +17,7 @@ biased, docs/decisions.md).  This is what ``neurolab calibrate`` does when no mo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -57,6 +58,15 @@ TAU_PROBE_SYNAPSES: dict[SynapseType, tuple[str, str, str]] = {
 PROBE_WEIGHT = BiasValue(3, 100)
 #: Input rate per probe source that the first round expects to give ``TauProbeConfig.low_hz``.
 PROBE_START_RATE_HZ = 150.0
+#: Highest saturation target (1 / t_ref) a calibration accepts: a refractory period of 0.1 ms, the
+#: emulator's time step and ~10x the rates converted networks use (r_max 900 Hz).  Beyond it a
+#: target is out of reach; below it a target the bias range cannot reach is reported as missed
+#: (:meth:`BoardCalibration.targets_missed`).
+MAX_SATURATION_HZ = 10_000.0
+#: Relative distance from a target beyond which a tuned core counts as having missed it: well above
+#: the tuning's tolerance (3 %) and the bias ladder's steps, so only a target the bias range cannot
+#: reach is reported.
+TARGET_MISSED_REL = 0.10
 
 
 @dataclass
@@ -71,8 +81,11 @@ class BoardTargets:
     def __post_init__(self) -> None:
         for name in ("saturation_hz", "rheobase_a", "synaptic_tau_s"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"target {name} must be positive (or None: not tuned), got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"target {name} must be a finite number > 0 (or None: not tuned), got {value}")
+        if self.saturation_hz is not None and self.saturation_hz > MAX_SATURATION_HZ:
+            raise ValueError(f"target saturation_hz must be at most {MAX_SATURATION_HZ:g} Hz (a refractory period of "
+                             f"{1e3 / MAX_SATURATION_HZ:g} ms), got {self.saturation_hz:g}")
         if self.synaptic_tau_s is not None and not 3e-3 <= self.synaptic_tau_s <= 0.2:
             raise ValueError(f"target synaptic_tau_s must be 3-200 ms (what the step probe resolves), got {self.synaptic_tau_s * 1e3:g} ms")
 
@@ -90,6 +103,21 @@ class BoardCalibration:
     chip_s: float
     wall_s: float
     tau: TauTuningResult | None = None  # synaptic time constants (with a tau target)
+    targets: BoardTargets | None = None  # what the tuning aimed at
+
+    def targets_missed(self, margin: float = TARGET_MISSED_REL) -> list[str]:
+        """One line per core whose tuned saturation rate is further than ``margin`` (relative) from its
+        target: the bias range ended before the target (the best setting found is kept)."""
+        if self.tuning is None or self.targets is None or self.targets.saturation_hz is None:
+            return []
+        target = self.targets.saturation_hz
+        missed = []
+        for (chip, core), values in sorted(self.tuning.measured.items()):
+            got = values.get("IF_RFR_N", float("nan"))
+            if not (math.isfinite(got) and abs(got / target - 1.0) <= margin):
+                missed.append(f"chip {chip} core {core}: saturation target {target:g} Hz not reached "
+                              f"(closest {got:.1f} Hz)")
+        return missed
 
     def gain_cv(self) -> float:
         g = self.fits.gain_hz_per_a[np.isfinite(self.fits.gain_hz_per_a)]
@@ -173,7 +201,8 @@ def calibrate_board(
     from drivers.dynapse1.bias_sets import bias_set
 
     check_chip(chip)
-    cores = [check_core(c) for c in (cores if cores is not None else [0, 1, 2, 3])]
+    # a core named twice is calibrated once (it would be measured twice for nothing)
+    cores = list(dict.fromkeys(check_core(c) for c in (cores if cores is not None else [0, 1, 2, 3])))
     targets = targets or BoardTargets()
     t0 = time.perf_counter()
     mboard = metered(board)
@@ -205,7 +234,8 @@ def calibrate_board(
         if targets.synaptic_tau_s is not None:
             tau = _tune_synaptic_taus(mboard, chip, keys, targets, fits, start, max_rounds, report)
         biases = {(c, k, n): mboard.get_bias(c, k, n) for (c, k, n) in start}
-        result = BoardCalibration(chip, cores, tuning, curves, fits, biases, mboard.chip_s, time.perf_counter() - t0, tau)
+        result = BoardCalibration(chip, cores, tuning, curves, fits, biases, mboard.chip_s, time.perf_counter() - t0, tau,
+                                  targets)
         report(1.0, "done", f"chip time {mboard.chip_s:.1f} s", curves=curves)
         return result
     except BaseException:

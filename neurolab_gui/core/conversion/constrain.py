@@ -101,15 +101,24 @@ def check_convertible(model: RateRNN, task: Task) -> None:
                          + (f" (if the data lack some of the model's classes, give the data file n_classes={mc.n_outputs})" if absent else ""))
 
 
+#: Fewest weight levels: ternary (-1, 0, +1).
+MIN_LEVELS = 3
+#: Most weight levels: multiplicities -64..64, a single weight filling all of a neuron's CAM entries
+#: (more levels only add multiplicities no neuron can hold).
+MAX_LEVELS = 2 * CAM_ENTRIES_PER_NEURON + 1
+
+
 @dataclass(frozen=True)
 class WeightPrecision:
-    """Integer multiplicity grid: ``n_levels`` signed levels including zero."""
+    """Integer multiplicity grid: ``n_levels`` signed levels including zero (:data:`MIN_LEVELS`..:data:`MAX_LEVELS`)."""
 
     n_levels: int = 16
 
     def __post_init__(self) -> None:
-        if self.n_levels < 3:
-            raise ValueError(f"weight precision needs at least 3 levels (ternary), got {self.n_levels}")
+        if not MIN_LEVELS <= self.n_levels <= MAX_LEVELS:
+            raise ValueError(f"weight precision needs at least {MIN_LEVELS} levels (ternary) and at most {MAX_LEVELS} "
+                             f"(a weight of multiplicity m takes m of a neuron's {CAM_ENTRIES_PER_NEURON} CAM entries), "
+                             f"got {self.n_levels}")
 
     @property
     def m_max(self) -> int:

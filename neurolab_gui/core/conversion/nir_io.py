@@ -136,9 +136,13 @@ def write_nir(
     path = Path(path)
     graph = export_nir(net, time, settings)
     tmp = path.with_name(path.name + ".part")
-    nir.write(tmp, graph)
-    nir.read(tmp)  # the format's own reader and type check, before the file takes the real name
-    tmp.replace(path)
+    try:
+        nir.write(tmp, graph)
+        nir.read(tmp)  # the format's own reader and type check, before the file takes the real name
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written file left beside the one asked for
+        raise
     return path
 
 
@@ -231,7 +235,7 @@ def import_nir(
     graph_or_path,
     dt_step_s: float | None = None,
     r_max_hz: float | None = None,
-    steps_per_sample: int = 1,
+    steps_per_sample: int | None = None,
     max_fan_in: int = CAM_ENTRIES_PER_NEURON,
 ) -> ImportedNetwork:
     """Read a recurrent LIF/CubaLIF NIR graph (or a file) into a leaky :class:`RateRNN`.
@@ -239,12 +243,17 @@ def import_nir(
     Parameters
     ----------
     graph_or_path : a ``nir.NIRGraph`` or a path for ``nir.read``
-    dt_step_s, r_max_hz : RNN step and activation-1 rate; taken from this module's metadata when
-        present, else default to :class:`TimeMapping`'s
-    steps_per_sample : RNN steps per input sample, when the graph has no metadata
+    dt_step_s, r_max_hz : RNN step and activation-1 rate (finite, > 0); None: this module's metadata
+        when present, else :class:`TimeMapping`'s
+    steps_per_sample : RNN steps per input sample (>= 1); None: the graph's metadata, else 1
     max_fan_in : CAM entries a neuron holds; a unit with more non-zero inputs is refused
     """
     nir = _nir()
+    for name, value in (("dt_step_s", dt_step_s), ("r_max_hz", r_max_hz)):  # 0 is refused, not read as "default"
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise NIRImportError(f"{name} must be a finite number > 0, got {value}")
+    if steps_per_sample is not None and not (isinstance(steps_per_sample, int) and steps_per_sample >= 1):
+        raise NIRImportError(f"steps_per_sample must be an integer >= 1, got {steps_per_sample}")
     if isinstance(graph_or_path, (str, Path)):
         try:  # before h5py opens it: a FIFO would block for ever
             check_regular_file(graph_or_path, "a NIR file")
@@ -316,10 +325,14 @@ def import_nir(
         )
 
     meta = getattr(lif, "metadata", {}) or {}
-    r_max = float(r_max_hz or meta.get("r_max_hz", TimeMapping.r_max_hz))
-    dt = float(dt_step_s or meta.get("dt_step_s", TimeMapping.dt_step_s))
-    if not (r_max > 0 and dt > 0):
-        raise NIRImportError(f"r_max_hz and dt_step_s must be positive, got {r_max} and {dt}")
+    r_max = float(r_max_hz if r_max_hz is not None else meta.get("r_max_hz", TimeMapping.r_max_hz))
+    dt = float(dt_step_s if dt_step_s is not None else meta.get("dt_step_s", TimeMapping.dt_step_s))
+    if not (math.isfinite(r_max) and r_max > 0 and math.isfinite(dt) and dt > 0):  # the file's own values
+        raise NIRImportError(f"r_max_hz and dt_step_s must be finite and positive, got {r_max} and {dt}")
+    if steps_per_sample is None:
+        steps_per_sample = int(meta.get("steps_per_sample", 1))
+        if steps_per_sample < 1:
+            raise NIRImportError(f"the graph's steps_per_sample must be >= 1, got {steps_per_sample}")
     tau_mem = _uniform(lif, "tau_mem")
     r = _uniform(lif, "r", 1.0)
     v_th = _uniform(lif, "v_threshold")
@@ -348,7 +361,7 @@ def import_nir(
         n_outputs=w_out.shape[0],
         kind="leaky",
         retention=math.exp(-dt / tau),
-        steps_per_sample=int(meta.get("steps_per_sample", steps_per_sample)),
+        steps_per_sample=steps_per_sample,
         readout=readout_mode if readout_mode in ("mean", "last") else "mean",
         saturation=sat if sat > 0 else None,
         integrator=integrator if integrator in ("euler", "heun") else "heun",
@@ -386,6 +399,9 @@ def _constrained_from_metadata(model: RateRNN, w_in_node, w_rec_node, meta: dict
         raise NIRImportError(
             "the graph's weights differ from scale x multiplicity in its own metadata (edited after export?)"
         )
-    precision = WeightPrecision(n_levels=int(meta.get("n_levels", 16)))
+    try:
+        precision = WeightPrecision(n_levels=int(meta.get("n_levels", 16)))
+    except ValueError as exc:
+        raise NIRImportError(f"the graph's metadata: {exc}") from None
     return ConstrainedNetwork(model, m, groups, scale, precision, int(meta.get("max_fan_in", CAM_ENTRIES_PER_NEURON)),
                               input_gain, bias_gain)

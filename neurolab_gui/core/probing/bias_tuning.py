@@ -63,8 +63,8 @@ class TuningKnob:
     tolerance: float = 0.02  # relative
 
     def __post_init__(self) -> None:
-        if not self.target > 0:
-            raise ValueError(f"target for {self.bias} must be positive, got {self.target}")
+        if not (math.isfinite(self.target) and self.target > 0):  # log(target) must exist
+            raise ValueError(f"target for {self.bias} must be a finite number > 0, got {self.target}")
         if self.exponent == 0:
             raise ValueError(f"exponent for {self.bias} must not be 0")
 

@@ -1,0 +1,144 @@
+"""argparse types and checks that several subcommands share.
+
+A value these refuse is an argparse usage error: ``neurolab COMMAND: error: argument --OPTION:
+<why>`` on stderr and exit code 2, before any work starts.  ``float("nan")`` compares False with
+everything, so a bare ``> 0`` lets NaN through; every number here is checked finite first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite number > 0 (NaN and inf refused)."""
+    value = _float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type=``: a finite number >= 0 (NaN and inf refused)."""
+    value = _float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def retention(text: str) -> float:
+    """argparse ``type=``: a leaky retention ``a`` strictly between 0 and 1 (``tau = -dt / ln a`` must exist)."""
+    value = _float(text)
+    if not 0.0 < value < 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1 (tau = -dt / ln a), got {text}")
+    return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse ``type=``: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in some of its messages
+    return parse
+
+
+def option_problem(args: argparse.Namespace, checks: dict[str, Callable[[str], object]]) -> str | None:
+    """The first parsed option of ``args`` that a shared type of ``checks`` (``{"--option": type}``) refuses,
+    as ``"argument --option: why"``, or None.  For commands whose parser declares an option with a
+    plain ``int``/``float`` and code shared with commands that check it at parse time."""
+    for option, check in checks.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            continue
+        try:
+            check(str(value))
+        except argparse.ArgumentTypeError as exc:
+            return f"argument {option}: {exc}"
+    return None
+
+
+def output_path_problem(path: str | Path) -> str | None:
+    """Why a file cannot be written at ``path`` (None: it can, as far as can be told without writing).
+
+    Checked before a command does its work, so a long conversion or calibration is not thrown away
+    at the end: ``path`` must not be a directory or another non-regular file (a FIFO, a device),
+    and its parent directory must exist and be writable.  Parent directories are not created.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists() and not path.is_file():
+        return f"{path} exists and is not a regular file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"directory {parent} does not exist" if not parent.exists() else f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
+
+
+def output_file(text: str) -> str:
+    """argparse ``type=``: a path a file can be written to (:func:`output_path_problem`); returned unchanged."""
+    problem = output_path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {problem}")
+    return text
+
+
+def task_reference(text: str) -> str:
+    """What a checkpoint stores to name the data it was made on: a built-in task's name, or a data
+    file's absolute path (a file name alone could be a built-in task's, or another directory's file).
+
+    Raises ``ValueError`` for a name that is neither a built-in task nor an existing file.
+    """
+    from neurolab_gui.core.conversion.tasks import BUILTIN_TASKS
+
+    if text in BUILTIN_TASKS:
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(f"task {text!r} is neither a built-in task ({', '.join(BUILTIN_TASKS)}) nor an existing data file")
+    return str(path.resolve())
+
+
+def stored_task(metadata: dict, checkpoint: str | Path) -> str:
+    """The task a checkpoint's metadata names (:func:`task_reference`), checked usable.
+
+    Raises ``ValueError`` naming the checkpoint, the stored task and ``--task`` when it does not
+    name one, or names a data file that is gone, or only a file's stem (what ``neurolab train``
+    stored before it stored the path).
+    """
+    from neurolab_gui.core.conversion.tasks import BUILTIN_TASKS
+
+    task = metadata.get("task")
+    if not task:
+        raise ValueError(f"the checkpoint {checkpoint} does not name its task; pass --task")
+    task = str(task)
+    if task in BUILTIN_TASKS or Path(task).is_file():
+        return task
+    if Path(task).suffix == ".npz" or os.sep in task:
+        raise ValueError(f"the checkpoint {checkpoint} was made on the data file {task}, which does not exist "
+                         "(moved or deleted?); pass --task FILE.npz")
+    raise ValueError(f"the checkpoint {checkpoint} names the task {task!r}, which is neither a built-in task "
+                     f"({', '.join(BUILTIN_TASKS)}) nor a data file; pass --task (e.g. the FILE.npz it was trained on)")
