@@ -164,14 +164,15 @@ def test_cli_apply_profile_checks_the_serial(saved, capsys):
 
     path, _ = saved
     assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", "NLEMU-OTHER"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: ") and "profile is for board 'NLEMU-PROF'" in out
     assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", "NLEMU-OTHER", "--allow-other-board"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert "override" in out and "2 biases" in out
     (path.parent / "bad.json").write_bytes(b"[" * 100_000)
     assert main(["calibrate", "--apply-profile", str(path.parent / "bad.json")]) == 2
-    assert "nested" in capsys.readouterr().out
+    assert "nested" in capsys.readouterr().err
 
 
 # ---- property-based -----------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_a_profile_missing_a_required_key_is_refused_by_name(saved, capsys, key)
     del data[key]
     path.write_text(json.dumps(data))
     assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", SERIAL]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith(f"error: {path}: {key}: missing (a profile holds schema, serial, biases, neurons, selected")
     assert "applied" not in out and len(out.splitlines()) == 1
     data[key] = []  # an explicit empty list is a profile that calibrated nothing of that kind, not a damaged file

@@ -84,7 +84,7 @@ def test_train_writes_no_checkpoint_of_a_diverged_model(tmp_path, capsys, monkey
     data = _write_task(tmp_path / "d.npz")
     out = tmp_path / "m.pt"
     assert main(["train", "--task", str(data), "--out", str(out)]) == 1
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert "error: the training diverged (final training loss nan)" in text and "Traceback" not in text
     assert not out.exists()
 
@@ -112,7 +112,7 @@ def test_a_checkpoint_trained_on_a_data_file_named_like_a_built_in_task_keeps_ru
 
     data.unlink()  # the data file is gone: say which file and how to go on, do not guess
     assert main(["convert", str(tmp_path / "m.pt"), "--stages", "", "--qat-epochs", "0", "--json", "r2.json"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: ") and str(data.resolve()) in out and "--task" in out and "Traceback" not in out
     assert not (elsewhere / "r2.json").exists()
 
@@ -121,7 +121,7 @@ def test_a_checkpoint_that_names_only_a_file_stem_is_refused_naming_task(tmp_pat
     """What `neurolab train` stored before: the data file's stem, which is no task convert can find."""
     ckpt = _tiny_checkpoint(tmp_path / "old.pt", "data")
     assert main(["convert", str(ckpt), "--stages", "", "--qat-epochs", "0", "--json", str(tmp_path / "r.json")]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: ") and "'data'" in out and "--task" in out
     assert not (tmp_path / "r.json").exists()
 
@@ -144,7 +144,7 @@ def test_weight_levels_beyond_the_cam_are_refused(tmp_path, capsys, command):
     data = _write_task(tmp_path / "d.npz")
     ckpt = _tiny_checkpoint(tmp_path / "m.pt", str(data))
     assert main([command, str(ckpt), "--levels", "100000", "--n-test", "3"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: weight precision needs at least 3 levels (ternary) and at most 129") and "Traceback" not in out
     assert "got 100000" in out
 
@@ -186,7 +186,7 @@ def test_nir_import_checks_task_and_output_and_keeps_the_given_steps(nir_file, t
 
     out = tmp_path / "o.pt"
     assert main(["nir-import", str(nir_file), str(out), "--task", "nosuchtask"]) == 2
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert text.startswith("error: task 'nosuchtask' is neither a built-in task") and not out.exists()
     _usage_error(capsys, ["nir-import", str(nir_file), str(tmp_path)], "is a directory")
     data = _write_task(tmp_path / "d.npz")
@@ -287,5 +287,5 @@ def test_deploy_and_robustness_refuse_the_numbers_convert_refuses(tmp_path, caps
     """They parse these options as plain numbers; the conversion inputs they share with convert check them."""
     ckpt = _tiny_checkpoint(tmp_path / "m.pt", str(_write_task(tmp_path / "d.npz")))
     assert main([command, str(ckpt), option, value, "--n-test", "3"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith(f"error: argument {option}: ") and "Traceback" not in out

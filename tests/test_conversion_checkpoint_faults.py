@@ -396,7 +396,7 @@ def test_cli_convert_and_calibrate_exit_2_with_the_message(tmp_path, capsys, mon
     for name, path in files.items():
         for argv in (["convert", str(path), "--task", "seq_digits"], ["calibrate", "--task", "seq_digits", "--checkpoint", str(path)]):
             assert main(argv) == 2, (name, argv[0])
-            out = capsys.readouterr().out
+            out = capsys.readouterr().err
             assert out.startswith("error: ") and str(path) in out and "Traceback" not in out, (name, out)
 
 

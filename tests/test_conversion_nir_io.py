@@ -210,7 +210,7 @@ def test_nir_import_cli_writes_a_checkpoint_convert_can_load_and_refuses_misfits
     nir.write(tmp_path / "dense.nir", foreign_graph(h=80, w_rec=np.full((80, 80), 0.01)))
     capsys.readouterr()
     assert main(["nir-import", str(tmp_path / "dense.nir"), str(tmp_path / "dense.pt")]) == 2
-    assert "holds 64 CAM entries" in capsys.readouterr().out
+    assert "holds 64 CAM entries" in capsys.readouterr().err
     assert not (tmp_path / "dense.pt").exists()
 
 

@@ -155,7 +155,7 @@ def test_cli_deploy_and_convert_run_on_the_named_board(tmp_path, capsys, monkeyp
     out = capsys.readouterr().out
     assert "no calibration profile" in out and "accuracy on 12 test samples: " in out and "12/12 samples" in out
     assert main(["convert", ckpt, "--stages", "board", "--qat-epochs", "0", "--n-test", "8"]) == 2
-    assert "needs --board" in capsys.readouterr().out
+    assert "needs --board" in capsys.readouterr().err
     report = tmp_path / "r.json"
     assert main(["convert", ckpt, "--board", "emulator:2", "--stages", "board", "--qat-epochs", "0", "--n-test", "8",
                  "--json", str(report)]) == 0

@@ -197,7 +197,7 @@ def test_cli_robustness_prints_the_distributions_and_writes_every_chip(tmp_path,
     for argv, message in ((["--chips", "0"], "--chips"), (["--n-test", "0"], "--n-test"),
                           (["--n-calibration", "1"], "--n-calibration"), (["--ray-shards", "0"], "--ray-shards")):
         assert main(["robustness", ckpt, *argv]) == 2
-        assert message in capsys.readouterr().out
+        assert message in capsys.readouterr().err
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
     assert main(["robustness", ckpt, "--ray", "auto"]) == 2

@@ -114,7 +114,7 @@ def test_calibration_profiles_data_session_and_nir_files_refuse_special_files(tm
     for bad, kind in (("/dev/zero", "a character device"), (fifo, "a FIFO"), (tmp_path, "a directory")):
         # --apply-profile took these for board serials ("bad board serial '/dev/zero'")
         assert main(["calibrate", "--apply-profile", str(bad)]) == 2
-        _one_error_line(capsys.readouterr().out, bad, f"not a regular file but {kind}", "calibration profile")
+        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "calibration profile")
         # --task said "task file /dev/zero does not exist"
         assert main(["train", "--task", str(bad), "--out", str(tmp_path / "t.pt")]) == 2
         captured = capsys.readouterr()
@@ -124,5 +124,5 @@ def test_calibration_profiles_data_session_and_nir_files_refuse_special_files(tm
         assert main(["export", str(bad), "--csv", str(tmp_path / "x.csv")]) == 2
         _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}")
         assert main(["nir-import", str(bad), str(tmp_path / "n.pt")]) == 2  # so did nir.read
-        _one_error_line(capsys.readouterr().out, bad, f"not a regular file but {kind}", "NIR file")
+        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "NIR file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.json"]  # nothing written

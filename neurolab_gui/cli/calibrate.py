@@ -12,6 +12,7 @@ Progress goes to stdout; Ctrl-C cancels and leaves the board in its starting sta
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .arguments import int_at_least, output_file, positive_float
 from .board_option import add_board_option, board_spec, open_board
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = _network_inputs(args) if args.task else None
         stored = load_profile(args.apply_profile) if args.apply_profile else None
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError and ProfileError are ValueErrors
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     board = _open(args)
     if isinstance(board, int):
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print("cancelled; the board was restored to its starting biases")
         return 130
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         board.close()
@@ -145,7 +146,7 @@ def _board(args: argparse.Namespace, board, cancel):
     print(f"cores {s['cores']}: median saturation {s['median_saturation_hz']:.1f} Hz (target {args.saturation_hz:.1f}), "
           f"f-I gain CV {s['dc_gain_cv']:.1%} over {s['neurons_fitted']} neurons, chip time {s['chip_s']:.1f} s")
     for miss in result.targets_missed():
-        print(f"warning: {miss}")
+        print(f"warning: {miss}", file=sys.stderr)
     _print_taus(s)
     if args.figures:
         from neurolab_gui.core.calibration.figures import board_figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import traceback
 
 from .arguments import int_at_least, output_file, retention
@@ -74,7 +75,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
     problem = option_problem(args, {"--retention": retention, "--steps-per-sample": int_at_least(1),
                                     "--qat-epochs": int_at_least(0)})
     if problem:
-        print(f"error: {problem}")
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         loaded = load_checkpoint(args.checkpoint)
@@ -82,7 +83,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         task = load_task(task_name, normalization=getattr(args, "normalize", "encode"))
         precision = WeightPrecision(args.levels)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     mc = loaded.model.config
     try:
@@ -98,7 +99,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         cfg.constraint.precision = precision
         check_convertible(loaded.model, task)
     except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         if getattr(args, "verbose", 0):
             traceback.print_exc()
         return 2
@@ -122,7 +123,7 @@ def open_with_profile(args: argparse.Namespace):
         profile = None if args.no_profile else find_profile(board.serial)
     except ProfileError as exc:
         board.close()
-        print(f"error: {exc} (pass --no-profile to run without it)")
+        print(f"error: {exc} (pass --no-profile to run without it)", file=sys.stderr)
         return 2
     except BaseException:
         board.close()
@@ -152,12 +153,12 @@ def run(args: argparse.Namespace) -> int:
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     bad = [s for s in stages if s not in SPIKING_STAGES]
     if bad:
-        print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}")
+        print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}", file=sys.stderr)
         return 2
     if args.board is not None and "board" not in stages:
         stages = (*stages, "board")
     if "board" in stages and args.board is None:
-        print("error: the stage 'board' needs --board emulator[:SEED] or --board SERIAL")
+        print("error: the stage 'board' needs --board emulator[:SEED] or --board SERIAL", file=sys.stderr)
         return 2
     inputs = load_conversion_inputs(args, stages)
     if isinstance(inputs, int):

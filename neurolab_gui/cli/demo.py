@@ -14,6 +14,7 @@ Sized for 2 minutes on 2 idle CPU cores (docs/decisions.md, "Demo budget").
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     bad = _bad_option(args)
     if bad:
-        print(f"error: {bad}")
+        print(f"error: {bad}", file=sys.stderr)
         return 2
     clock = Timeline()
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 loaded = load_checkpoint(args.checkpoint or shipped_checkpoint())
             check_convertible(loaded.model, task)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     stages = ("brian2",) if args.brian2 else ()
     stages += ("board_ideal",) + (() if args.no_mismatch_stage else ("board_mismatch",))

@@ -11,6 +11,7 @@ confusion matrix.  Ctrl-C cancels (exit 130).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .board_option import add_board_option
 from .convert import add_input_options, load_conversion_inputs, open_with_profile
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     if args.n_test < 1:
-        print("error: --n-test must be at least 1")
+        print("error: --n-test must be at least 1", file=sys.stderr)
         return 2
     inputs = load_conversion_inputs(args, ())
     if isinstance(inputs, int):

@@ -5,6 +5,7 @@ Kept out of :mod:`.convert` so that module only gains the option and one call.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -15,7 +16,7 @@ def write_nir_file(result, out: str | Path) -> int:
     try:
         path = write_nir(result.constrained, out, result.mapped.time, result.mapped.settings)
     except (OSError, ValueError) as exc:
-        print(f"error: could not write the NIR file {out}: {exc}")
+        print(f"error: could not write the NIR file {out}: {exc}", file=sys.stderr)
         return 1
     net = result.constrained
     print(

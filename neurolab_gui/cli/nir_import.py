@@ -7,6 +7,7 @@ calibrate).  Graphs that do not fit the chip are refused with the reason and exi
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .arguments import int_at_least, output_file, positive_float
 
@@ -42,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
             args.nir_file, dt_step_s=args.dt, r_max_hz=args.r_max, steps_per_sample=args.steps_per_sample
         )
     except (ValueError, FileNotFoundError) as exc:  # NIRImportError is a ValueError
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         path = save_checkpoint(args.out, imported.model, meta)
     except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError for some unwritable paths
-        print(f"error: could not write {args.out}: {exc}")
+        print(f"error: could not write {args.out}: {exc}", file=sys.stderr)
         return 1
     c = imported.model.config
     print(

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         )
         cfg.train.device = args.device
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"task {task.name}: {task.description}; {len(task.x_train)} train / {len(task.x_test)} test")
     training = Job("training", lambda progress, cancel: train_model(task, cfg, progress=progress, cancel=cancel))
