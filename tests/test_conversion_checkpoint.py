@@ -83,6 +83,6 @@ def test_convert_cli_refuses_a_bad_file_with_a_message(tmp_path, capsys):
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     assert main(["convert", str(tmp_path / "junk.pt"), "--task", "seq_digits"]) == 2
-    assert "supported checkpoints" in capsys.readouterr().out
+    assert "supported checkpoints" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "junk.pt"), "--stages", "gpu"]) == 2
-    assert "unknown stage" in capsys.readouterr().out
+    assert "unknown stage" in capsys.readouterr().err

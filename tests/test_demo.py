@@ -100,7 +100,7 @@ def test_timeline_switches_phases_and_sums_to_the_total():
 def test_demo_refuses_bad_options_naming_them(tmp_path, capsys, argv, message):
     rc = main(["demo", "--figures", str(tmp_path / "f"), *argv])
     assert rc == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
 
 
 def test_demo_refuses_train_with_a_checkpoint(capsys):

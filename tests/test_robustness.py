@@ -201,4 +201,4 @@ def test_cli_robustness_prints_the_distributions_and_writes_every_chip(tmp_path,
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
     assert main(["robustness", ckpt, "--ray", "auto"]) == 2
-    assert "pip install 'neurolab[ray]'" in capsys.readouterr().out
+    assert "pip install 'neurolab[ray]'" in capsys.readouterr().err
