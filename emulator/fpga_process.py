@@ -240,6 +240,12 @@ class RemoteVirtualFpga:
         self._lock = threading.Lock()  # one request at a time on the pipe
         self._state_lock = threading.Lock()
         self._alive = True
+        # close() is reached from several threads (the board's close listener ends the child on a
+        # thread of its own, the garbage collector's finalizer, tests): one closes, the others wait
+        # for it.  Two at once killed the child mid-close and closed the pipe's descriptor twice
+        # (EBADF, or worse a descriptor number another file had reused meanwhile).
+        self._close_lock = threading.Lock()
+        self._closed = False
         self._lost_reason = ""
         self._listeners: list[Callable[[str], None]] = []
         self._lag_us = 0.0
@@ -402,6 +408,12 @@ class RemoteVirtualFpga:
         closing = getattr(self, "_closing", None)
         if closing is not None:
             closing.set()
+        with self._close_lock:
+            if not self._closed:
+                self._close_child(timeout_s)
+                self._closed = True
+
+    def _close_child(self, timeout_s: float) -> None:
         with self._state_lock:
             was_alive, self._alive = self._alive, False
         graceful = was_alive and self._process.is_alive() and child_state(self._process.pid) in ("running", "unknown")

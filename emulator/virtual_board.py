@@ -7,11 +7,14 @@ through it the simulator and the measured real-time lag) behind such a board.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import Any
 
 from .virtual_usb import VirtualDynapseBackend
+
+log = logging.getLogger(__name__)
 
 #: The virtual FPGA behind every board opened by :func:`open_emulated_board` (weak: closed boards go).
 _FPGA_OF_BOARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -72,9 +75,15 @@ def open_emulated_board(
 
         fpga.add_lost_listener(lost)
 
+        def close_quietly() -> None:
+            try:
+                fpga.close()
+            except Exception:  # a thread's uncaught error would reach the app's excepthook (stdout)
+                log.exception("closing the emulator process of %s failed", serial)
+
         def end_child() -> None:
             # Joining the child takes a few hundred ms: not on the closing (the GUI's) thread.
-            threading.Thread(target=fpga.close, name=f"neurolab-emulator-close-{serial}", daemon=True).start()
+            threading.Thread(target=close_quietly, name=f"neurolab-emulator-close-{serial}", daemon=True).start()
 
         board.add_close_listener(end_child)
         weakref.finalize(board, fpga.close)  # a board dropped without close()

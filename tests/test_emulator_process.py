@@ -138,6 +138,38 @@ def test_a_child_hands_its_unexpected_transfers_to_the_parent_when_closed():
     assert any(serial == "EMUPROC6" and "CHIPID 1" in what for serial, what in UNEXPECTED_IN_PROCESS)
 
 
+def test_closing_from_several_threads_at_once_closes_once_and_raises_nowhere():
+    """The board's close listener ends the child on a thread of its own while the finalizer or a test
+    may close it too: concurrent closes killed the child mid-close and closed its pipe twice (EBADF,
+    printed by the thread's excepthook into the app's stdout)."""
+    import threading
+
+    from emulator.fpga_process import RemoteVirtualFpga
+
+    fpga = RemoteVirtualFpga("EMUPROC7")
+    pid = fpga._process.pid
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def close() -> None:
+        start.wait()
+        try:
+            fpga.close()
+        except BaseException as exc:  # noqa: BLE001 - the test collects whatever a closer raises
+            errors.append(exc)
+
+    closers = [threading.Thread(target=close) for _ in range(4)]
+    for thread in closers:
+        thread.start()
+    for thread in closers:
+        thread.join(30)
+    assert errors == [] and not any(thread.is_alive() for thread in closers)
+    assert fpga._process.exitcode == 0, "the child was killed instead of closed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    fpga.close()  # and once more after the fact: still nothing
+
+
 class _CountingBackend:
     """Counts the control transfers the driver makes through a virtual backend."""
 
