@@ -95,7 +95,20 @@ def _gone(reason: str) -> usb.core.USBError:
 
 
 def _serve(conn: Connection, serial: str, config: Any, clock: str) -> None:
-    """Child process main loop: one VirtualFpga, one request at a time."""
+    """Child process main loop: one VirtualFpga, one request at a time; ends quietly when the parent is gone.
+
+    A parent that exits or drops the connection while the child answers (an app closed during a
+    connect, a script that ends without closing its board) leaves nobody to tell: a broken pipe on
+    the answer ends the child like an end of file on the request does, instead of printing a
+    traceback into the terminal the parent shared.
+    """
+    try:
+        _serve_requests(conn, serial, config, clock)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _serve_requests(conn: Connection, serial: str, config: Any, clock: str) -> None:
     from emulator.simulator import BoardSimulator
     from emulator.virtual_fpga import VirtualFpga
 

@@ -170,6 +170,19 @@ def test_closing_from_several_threads_at_once_closes_once_and_raises_nowhere():
     fpga.close()  # and once more after the fact: still nothing
 
 
+def test_a_child_whose_parent_is_gone_ends_quietly(capfd):
+    """The child's answer to a parent that went away (closed its end of the pipe) ends the child
+    without a BrokenPipeError traceback in the terminal they share."""
+    import multiprocessing
+
+    from emulator.fpga_process import _serve
+
+    parent_end, child_end = multiprocessing.Pipe()
+    parent_end.close()  # the parent exits while the child builds its board
+    _serve(child_end, "EMUPROC8", None, "fast")  # its "ready" answer finds nobody: returns
+    assert "Traceback" not in capfd.readouterr().err
+
+
 class _CountingBackend:
     """Counts the control transfers the driver makes through a virtual backend."""
 
