@@ -257,7 +257,7 @@ def test_calibrate_board_measures_a_core_named_twice_once(monkeypatch):
     measured = []
 
     class Stop(Exception):
-        pass
+        """Ends the calibration after its first measurement."""
 
     def measure_dc_curves(board, addresses, sweep):
         measured.extend(addresses)

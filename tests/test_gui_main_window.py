@@ -89,7 +89,7 @@ def test_unopenable_board_leaves_the_gui_up(qtbot, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["list", "null", "raster_str", "raster_chip_huge", "span_nan", "geometry_int",
-                                    "truncated", "directory", "unreadable"])
+                                    "truncated", "directory", "unreadable", "fifo"])
 def test_a_damaged_layout_file_is_logged_and_the_default_layout_used(window, qtbot, tmp_path, monkeypatch, caplog, damage):
     """The layout is read at every start: nothing in it may stop the window from being built."""
     import json
@@ -107,9 +107,15 @@ def test_a_damaged_layout_file_is_logged_and_the_default_layout_used(window, qtb
         path.mkdir()
     elif damage == "unreadable":  # e.g. owned by root after `sudo neurolab gui` (the tests may run as root)
         path.write_text(json.dumps(good))
-        real = Path.read_text
-        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
-                            if self == path else real(self, *a, **k))
+        import os
+
+        real = os.open
+        monkeypatch.setattr(os, "open", lambda name, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                            if Path(name) == path else real(name, *a, **k))
+    elif damage == "fifo":  # read at every start: a FIFO must not block the start for ever
+        import os
+
+        os.mkfifo(path)
     else:
         path.write_text(text)
     with caplog.at_level("WARNING"):

@@ -99,9 +99,12 @@ def _diverged(model, result) -> str | None:
     """Why the trained model is unusable (a NaN/inf final loss or weight), or None."""
     import math
 
-    import torch
+    from neurolab_gui.core.conversion.constrain import NonFiniteWeightsError, check_finite_weights
 
     if result.train_loss and not math.isfinite(result.train_loss[-1]):
         return f"final training loss {result.train_loss[-1]}"
-    bad = [name for name, value in model.state_dict().items() if not bool(torch.isfinite(value).all())]
-    return f"non-finite weights in {', '.join(bad)}" if bad else None
+    try:
+        check_finite_weights(model, "the trained model")
+    except NonFiniteWeightsError as exc:
+        return str(exc)
+    return None

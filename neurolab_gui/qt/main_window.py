@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sys
 from concurrent.futures import Future
 from pathlib import Path
@@ -34,6 +35,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from drivers.user_files import read_regular
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
 from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "NeuroLab"
 LAYOUT_VERSION = 1
+#: A saved layout is a few kB (geometry, dock state, raster settings); anything far larger is not one.
+MAX_LAYOUT_BYTES = 1 << 20
 
 
 class _SpaceForFocusedControls(QObject):
@@ -456,7 +460,16 @@ class MainWindow(QMainWindow):
     def save_layout(self, path: Path | None = None) -> Path:
         path = Path(path) if path is not None else self.layout_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.layout_state(), indent=1))
+        # Written beside it and renamed over it: an app killed mid-write leaves the old layout, and
+        # whatever sits at the path (a FIFO would block a plain write, and so the app's exit) is
+        # replaced, not written into.
+        part = path.with_name(path.name + ".part")
+        try:
+            part.write_text(json.dumps(self.layout_state(), indent=1))
+            os.replace(part, path)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
         return path
 
     def restore_layout(self, path: Path | None = None) -> bool:
@@ -471,7 +484,7 @@ class MainWindow(QMainWindow):
         if not path.exists():
             return False
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(read_regular(path, MAX_LAYOUT_BYTES, "a layout file"))  # not a FIFO or device: it is read at start-up
             if not isinstance(doc, dict):
                 raise ValueError(f"the layout must be a JSON object, not {type(doc).__name__}")
             if doc.get("version") != LAYOUT_VERSION:
