@@ -269,3 +269,42 @@ def test_escape_while_the_steering_network_is_converted_ends_the_loop_before_it_
     assert sim.wheel_speeds() == (0.0, 0.0) and robot.steering_network is None
     assert not any(c.startswith("!MVD0=") and c != "!MVD0=0" for c in sim.commands)  # the wheels never got a command
     qtbot.waitUntil(panel.start_button.isEnabled, timeout=2000)
+
+
+def test_the_closed_loop_and_a_sweep_never_share_the_board(window, qtbot) -> None:
+    """One job at a time on the board (session.board_jobs) holds for the robot's loop too:
+    a sweep is refused while the loop drives the board, and Start loop while a sweep runs."""
+    import threading
+
+    busy_sweep, busy_loop = ("a sweep is running on the board; cancel it first",
+                             "a closed robot loop is running on the board; cancel it first")
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    transfer = window.transfer_panel
+    transfer.steps_spin.setValue(3)
+    transfer.duration_spin.setValue(0.05)
+
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert window.session.robot.loop_running
+    QTest.mouseClick(transfer.sweep_button, Qt.MouseButton.LeftButton)
+    assert transfer.task is None and transfer.status.text() == busy_loop
+    assert busy_loop in window.reporter.errors[-1][0]
+    qtbot.waitUntil(panel.stop_button.isEnabled, timeout=2000)  # the panel shows the loop running
+    QTest.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.session.robot.loop_running and panel.start_button.isEnabled(), timeout=5000)
+    assert window.session.board_jobs.running is None  # the loop gave the board back
+
+    release = threading.Event()
+    post = transfer.post
+    transfer.post = lambda curves: (release.wait(20), post(curves))  # the sweep holds after its first level
+    QTest.mouseClick(transfer.sweep_button, Qt.MouseButton.LeftButton)
+    sweep = transfer.task
+    assert sweep is not None and not sweep.done
+    drives = [c for c in sim.commands if c.startswith("!MVD")]
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert not window.session.robot.loop_running and panel.status_label.text() == busy_sweep
+    assert busy_sweep in window.reporter.errors[-1][0]
+    assert sim.wheel_speeds() == (0.0, 0.0) and [c for c in sim.commands if c.startswith("!MVD")] == drives
+    release.set()
+    qtbot.waitUntil(lambda: sweep.done and transfer.sweep_button.isEnabled(), timeout=30_000)
+    sweep.result()

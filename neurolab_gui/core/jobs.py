@@ -330,13 +330,34 @@ class BoardBusy(RuntimeError):
     """A job that needs the board was refused: another one is running on it."""
 
 
+class SlotHold:
+    """The slot held by work that is not a :class:`Job` (the robot's closed loop, on its own thread).
+
+    Held from :meth:`JobSlot.hold` until :meth:`release`; ``name`` and ``done`` are what the slot
+    asks of a :class:`Job`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._released = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._released.is_set()
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        self._released.set()
+
+
 class JobSlot:
     """One job at a time on a shared resource: the session's board (``session.board_jobs``).
 
     Two jobs driving one board at once (a sweep and a calibration writing the same core's biases,
-    a deployment under a sweep) would spoil each other's measurements, so every board job, from
-    any panel or script, is started through :meth:`start`, which refuses a second one while the
-    first is not done.
+    a deployment under a sweep, the robot's closed loop under either) would spoil each other's
+    measurements, so every board job, from any panel or script, is started through :meth:`start`,
+    and work that runs on its own thread claims the slot with :meth:`hold`; either refuses while
+    another holder is not done.
 
     Parameters
     ----------
@@ -346,13 +367,32 @@ class JobSlot:
     def __init__(self, resource: str = "the board") -> None:
         self.resource = resource
         self._lock = threading.Lock()
-        self._job: Job | None = None
+        self._job: Job | SlotHold | None = None
 
     @property
-    def running(self) -> Job | None:
-        """The job holding the slot (claimed and not done), or None."""
+    def running(self) -> Job | SlotHold | None:
+        """The job or hold that has the slot (claimed and not done), or None."""
         job = self._job
         return job if job is not None and not job.done else None
+
+    def _claim(self, holder: Job | SlotHold) -> None:
+        with self._lock:
+            running = self.running
+            if running is not None:
+                raise BoardBusy(f"a {running.name} is running on {self.resource}; cancel it first")
+            self._job = holder
+
+    def hold(self, name: str) -> SlotHold:
+        """Claim the slot for work that is not a :class:`Job`; it is free again after ``release()``.
+
+        Raises
+        ------
+        BoardBusy
+            another job or hold has the slot; nothing was claimed.
+        """
+        holder = SlotHold(name)
+        self._claim(holder)
+        return holder
 
     def start(self, job: Job[T], prepare: Callable[[], None] | None = None) -> Job[T]:
         """Claim the slot for ``job``, call ``prepare()`` (e.g. a panel hooking the job's signals), start it.
@@ -363,11 +403,7 @@ class JobSlot:
             another job holds the slot ("a sweep is running on the board; cancel it first");
             nothing was called or started.
         """
-        with self._lock:
-            running = self.running
-            if running is not None:
-                raise BoardBusy(f"a {running.name} is running on {self.resource}; cancel it first")
-            self._job = job
+        self._claim(job)
         try:
             if prepare is not None:
                 prepare()

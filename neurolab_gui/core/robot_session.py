@@ -40,6 +40,7 @@ from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
 
 from .cancellation import Cancelled
 from .events import Signal
+from .jobs import SlotHold
 from .robot_demo import LoopController, PhototaxisConfig, PhototaxisReport, PhototaxisSession, PhototaxisStep
 from .robot_network import BUILTIN_STEERING, DEPLOYED_NETWORK, WIRED_NETWORK, RobotNetwork, network_of_deployment
 from .robot_recording import RobotStreams
@@ -366,24 +367,31 @@ class RobotSession:
         if network == BUILTIN_STEERING and steering is not None and steering.deployment.board is board:
             controller = steering.controller(write=True)  # converted before for this board: no second conversion
         config = config or PhototaxisConfig(duration_s=3600.0)
-        sim = self.simulator
+        # the loop drives the board for as long as it runs: no sweep, calibration or deployment under it
+        # (BoardBusy, nothing started, when one is running); released when the loop's thread ends
+        hold = session.board_jobs.hold("closed robot loop")
+        try:
+            sim = self.simulator
 
-        def ground_truth() -> tuple[float | None, tuple[float, float, float]]:
-            pose = sim.pose
-            return sim.led_column(), (pose.x_m, pose.y_m, pose.heading_rad)
+            def ground_truth() -> tuple[float | None, tuple[float, float, float]]:
+                pose = sim.pose
+                return sim.led_column(), (pose.x_m, pose.y_m, pose.heading_rad)
 
-        loop = PhototaxisSession(
-            board, robot, config, ground_truth if sim is not None else None, controller=controller,
-            motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
-        )  # fmt: skip
-        self._loop = loop
-        if guard.command != (0, 0):  # no manual setting keeps driving while the network is set up
-            guard.stop("closed loop starting")
-        guard.arm_loop()
-        deploy = network == BUILTIN_STEERING and controller is None
-        self._loop_thread = threading.Thread(target=self._run_loop, args=(loop, deploy), name="neurolab-robot-loop",
-                                             daemon=True)
-        self._loop_thread.start()
+            loop = PhototaxisSession(
+                board, robot, config, ground_truth if sim is not None else None, controller=controller,
+                motor_sink=guard.drive, on_spikes=session.connection.feed, on_step=self._on_step,
+            )  # fmt: skip
+            self._loop = loop
+            if guard.command != (0, 0):  # no manual setting keeps driving while the network is set up
+                guard.stop("closed loop starting")
+            guard.arm_loop()
+            deploy = network == BUILTIN_STEERING and controller is None
+            self._loop_thread = threading.Thread(target=self._run_loop, args=(loop, deploy, hold), name="neurolab-robot-loop",
+                                                 daemon=True)
+            self._loop_thread.start()
+        except BaseException:
+            hold.release()
+            raise
         self.loop_changed.emit(True, f"{NETWORKS[network]}: converting and deploying on the board…" if deploy
                                else f"{NETWORKS[network]} driving the motors")
 
@@ -399,7 +407,7 @@ class RobotSession:
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
 
-    def _run_loop(self, loop: PhototaxisSession, deploy_steering: bool = False) -> None:
+    def _run_loop(self, loop: PhototaxisSession, deploy_steering: bool, hold: SlotHold) -> None:
         message = ""
         try:
             with self.session.connection.acquisition_paused():
@@ -419,6 +427,7 @@ class RobotSession:
                 guard.stop("closed loop ended")
             self.last_report = loop.report
             self._loop = None
+            hold.release()
             self._record("loop", {"event": "stopped", "message": message})
             self.loop_changed.emit(False, message)
 

@@ -47,6 +47,7 @@ from PyQt6.QtWidgets import (
 )
 
 from drivers.robot.pushbot_protocol import DVS_WIDTH, SENSOR_ADC0, SENSOR_BATTERY, SENSOR_WHEEL_TICKS, SensorReading
+from neurolab_gui.core.jobs import BoardBusy
 from neurolab_gui.core.robot_demo import IMAGE_CENTRE, PhototaxisStep
 from neurolab_gui.core.robot_session import NETWORKS, SIMULATED_ROBOT, RobotSession, RobotStatus, list_robot_ports
 
@@ -335,7 +336,12 @@ class RobotPanel(QWidget):
 
     def start_loop(self) -> None:
         self._set_sliders(0, 0, send=False)
-        self._call(self.robot.start_loop, self.network_box.currentData())
+        try:
+            self.robot.start_loop(self.network_box.currentData())
+        except Exception as exc:
+            if isinstance(exc, BoardBusy):  # a sweep or calibration has the board: say so here too
+                self.status_label.setText(str(exc))
+            self.reporter.report(exc, "robot")
 
     def emergency_stop(self, reason: str) -> None:
         self._set_sliders(0, 0, send=False)
