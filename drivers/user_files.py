@@ -12,6 +12,9 @@ device is no file at all.  Every reader of user files (bias files, calibration p
   once) and checks the *opened* file with ``fstat``, so what is read is what was checked.
 * :func:`read_regular` -- at most ``limit`` bytes of such a file: the size is checked first, and
   the read itself asks for ``limit + 1`` bytes whatever ``stat`` said.
+* :func:`write_replacing` -- the writing side: a small file (a report, a layout) written beside
+  its path and renamed over it, so a failed or killed write leaves the old file (or none), never
+  half of one, and a FIFO at the path is replaced instead of blocking the writer.
 
 It sits in ``drivers`` (like :mod:`drivers.resources`) because the lowest layer that reads user
 files, the bias files, lives here; everything above may use it.
@@ -110,3 +113,24 @@ def read_regular(path: str | Path, limit: int, what: str = "the file") -> bytes:
     if len(raw) > limit:
         raise UserFileError(f"{path}: more than {limit} bytes; {what} may have at most {limit} bytes")
     return raw
+
+
+def write_replacing(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through ``<name>.part`` beside it and an atomic rename.
+
+    Creates the parent directory.  On any error the ``.part`` file is removed and the error
+    raised; whatever was at ``path`` before is then untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        if isinstance(data, str):
+            part.write_text(data, encoding="utf-8")
+        else:
+            part.write_bytes(data)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return path

@@ -149,14 +149,36 @@ def test_weight_levels_beyond_the_cam_are_refused(tmp_path, capsys, command):
     assert "got 100000" in out
 
 
-@pytest.mark.parametrize("option", ["--json", "--nir"])
-def test_convert_checks_its_output_paths_before_converting(tmp_path, capsys, option):
+@pytest.mark.parametrize("command, option", [("convert", "--json"), ("convert", "--nir"), ("robustness", "--json"),
+                                             ("demo", "--json")])
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, command, option):
+    """A long study or conversion must not be thrown away at the end for an unwritable report path."""
     ckpt = _tiny_checkpoint(tmp_path / "m.pt", "ecg")
     (tmp_path / "dir.out").mkdir()
     for target, why in ((tmp_path / "dir.out", "is a directory"), (tmp_path / "nope" / "x.out", "does not exist")):
-        line = _usage_error(capsys, ["convert", str(ckpt), option, str(target)], option)
+        line = _usage_error(capsys, [command, *([] if command == "demo" else [str(ckpt)]), option, str(target)], option)
         assert why in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.out", "m.pt"]  # no report, no .part file
+
+
+def test_a_report_write_that_fails_half_way_leaves_the_old_report(tmp_path, monkeypatch):
+    """write_replacing: the report is written beside its path and renamed; a failing write leaves the old file."""
+    from drivers.user_files import write_replacing
+
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    real = Path.write_text
+
+    def half(self, data, *a, **k):
+        real(self, data[: len(data) // 2], *a, **k)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half)
+    with pytest.raises(OSError, match="No space"):
+        write_replacing(target, '{"a": 1}')
+    monkeypatch.undo()
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    assert write_replacing(target, '{"a": 1}') == target and target.read_text() == '{"a": 1}'
 
 
 # ---- nir-import --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .arguments import output_file
 from .train import print_progress
 
 #: The built-in task the shipped float checkpoint was trained on.
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--brian2-samples", type=int, default=30)
     p.add_argument("--n-test", type=int, default=120,
                    help="test samples for the spiking stages and the calibration's before/after (default 120; 0: all)")
-    p.add_argument("--json", default=None, help="also write the JSON report here")
+    p.add_argument("--json", type=output_file, default=None, help="also write the JSON report here")
     p.add_argument("--seed", type=int, default=0)
     # --- calibration step (calibration developer; neurolab_gui.core.calibration.demo_step) ---
     p.add_argument("--no-calibration", action="store_true", help="skip the closed-loop calibration step")

@@ -19,6 +19,10 @@ import argparse
 import json
 import sys
 
+from drivers.user_files import write_replacing
+
+from .arguments import output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("robustness", help="accuracy distribution of a converted network over many emulated chips",
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the chips as Ray tasks on this cluster (ray.init's address: auto, ray://host:10001, local)")
     p.add_argument("--ray-shards", type=int, default=None, help="Ray tasks to cut the chips into (default: the cluster's CPUs)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the report (every chip) as JSON")
+    p.add_argument("--json", type=output_file, default=None, metavar="PATH", help="also write the report (every chip) as JSON")
     p.add_argument("--levels", type=int, default=16, help="weight levels (16: signed 4-bit; 3: ternary)")
     p.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default: the task's)")
     p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
@@ -115,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     worst = min(report.chips, key=lambda c: c.accuracy)
     print(f"worst chip before calibration: {worst.serial} ({worst.accuracy:.4f})")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=1)
+        try:  # checked before the study (output_file); the file system can still change or fill
+            write_replacing(args.json, json.dumps(report.to_dict(), indent=1))
+        except OSError as exc:
+            print(f"error: could not write the JSON report {args.json}: {exc}", file=sys.stderr)
+            return 1
         print(f"report written to {args.json}")
     return 0

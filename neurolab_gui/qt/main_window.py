@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import sys
 from concurrent.futures import Future
 from pathlib import Path
@@ -35,7 +34,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from drivers.user_files import read_regular
+from drivers.user_files import read_regular, write_replacing
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
 from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.session import Session
@@ -458,19 +457,10 @@ class MainWindow(QMainWindow):
         }
 
     def save_layout(self, path: Path | None = None) -> Path:
-        path = Path(path) if path is not None else self.layout_path
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside it and renamed over it: an app killed mid-write leaves the old layout, and
         # whatever sits at the path (a FIFO would block a plain write, and so the app's exit) is
         # replaced, not written into.
-        part = path.with_name(path.name + ".part")
-        try:
-            part.write_text(json.dumps(self.layout_state(), indent=1))
-            os.replace(part, path)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        return path
+        return write_replacing(path if path is not None else self.layout_path, json.dumps(self.layout_state(), indent=1))
 
     def restore_layout(self, path: Path | None = None) -> bool:
         """Restore a saved layout; False (and a log line) if the file is missing or unusable.

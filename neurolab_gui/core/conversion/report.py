@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.user_files import write_replacing
+
 from .ablation import AblationRow, ablation_table
 
 
@@ -100,10 +102,7 @@ class ConversionReport:
         }
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float))
-        return path
+        return write_replacing(path, json.dumps(self.to_dict(), indent=2, default=float))
 
     def table(self) -> str:
         """A fixed-width table; the loss column is against the constrained float RNN on the same samples."""
