@@ -424,10 +424,13 @@ class ConnectionManager:
             return self._status
         if not board.connected:
             with self._lock:
-                if self._board is board:
-                    self._forwarding.clear()
-                    self._reader = None
-                    self._board = None
+                if self._board is not board:
+                    # Closed by a disconnect (or replaced by a connect) since it was read here:
+                    # that one has said so already; it is not an unplug.
+                    return self._status
+                self._forwarding.clear()
+                self._reader = None
+                self._board = None
             self._set_status(state="unplugged", event_rate_hz=0.0, lag_s=None, message="board unplugged; reconnect when it is back")
             self.disconnected.emit("unplugged")
             return self._status
