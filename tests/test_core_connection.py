@@ -51,3 +51,34 @@ def test_closing_the_board_is_noticed_and_reconnect_opens_it_again(session):
     assert session.connection.reconnect()
     assert session.connection.status.state == "connected" and session.board.connected
     assert session.connection.target == ConnectionTarget("emulator", 2, True, "fast")
+
+
+def test_a_status_poll_that_read_the_board_before_a_disconnect_does_not_call_it_unplugged(session, monkeypatch):
+    # The 2 Hz poll runs on its own thread: it read the board, then the user's Disconnect closed
+    # that board, and the poll took the closed board for an unplugged one (status "unplugged",
+    # a second ``disconnected("unplugged")``), over the user's "closed by user".
+    import threading
+
+    assert session.connect("emulator", seed=2, clock="fast", acquire=False)
+    board = session.board
+    checking, closed = threading.Event(), threading.Event()
+    real_connected = type(board).connected
+
+    def connected_held_on_the_poller(self) -> bool:
+        if threading.current_thread().name == "poller":
+            checking.set()
+            closed.wait(10)
+        return real_connected.fget(self)
+
+    monkeypatch.setattr(type(board), "connected", property(connected_held_on_the_poller))
+    reasons: list[str] = []
+    session.connection.disconnected.connect(reasons.append)
+    poller = threading.Thread(target=session.connection.poll_status, name="poller")
+    poller.start()
+    assert checking.wait(10)
+    session.connection.disconnect()
+    closed.set()
+    poller.join(10)
+    status = session.connection.status
+    assert (status.state, status.message) == ("disconnected", "closed by user")
+    assert reasons == ["closed by user"]

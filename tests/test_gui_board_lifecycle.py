@@ -42,6 +42,72 @@ def test_disconnect_pressed_while_the_new_board_is_being_attached_ends_as_plain_
     assert bar.connect_button.isEnabled()
 
 
+
+# --- Disconnect pressed right after Connect: it cancels that connect, whatever the worker is at --
+def _connect_workers() -> int:
+    return sum(t.name == "neurolab-connect" for t in threading.enumerate())
+
+
+def _assert_ends_disconnected(window, qtbot) -> None:
+    session, bar = window.session, window.connection_bar
+    qtbot.waitUntil(lambda: _connect_workers() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: window.state_label.text().split(":")[0] == session.connection.status.state, timeout=2_000)
+    assert session.connection.status.state == "disconnected"
+    assert session.board is None and session.biases.board is None
+    assert bar.connect_button.isEnabled()
+    assert window.reporter.errors == []
+
+
+def test_disconnect_pressed_while_a_reconnect_closes_the_old_board_is_not_lost(make_window, qtbot, monkeypatch):
+    # Connect pressed with a board open: the worker closes the old board first.  A Disconnect that
+    # landed then found no board to close and was dropped: the new board opened and stayed
+    # connected (hostile GUI t01 / reconnect cycles: 7 of 7 Connect-then-Disconnect at once).
+    window = make_window()
+    session, bar = window.session, window.connection_bar
+    QTest.mouseClick(bar.connect_button, LEFT)
+    qtbot.waitUntil(lambda: session.connection.status.state == "connected", timeout=20_000)
+    old = session.board
+    closing, pressed = threading.Event(), threading.Event()
+    real_close = old.close
+
+    def close_held_after_the_disconnect() -> None:  # the worker is closing the old board when the user presses
+        if threading.current_thread().name == "neurolab-connect":
+            closing.set()
+            pressed.wait(10)
+        real_close()
+
+    monkeypatch.setattr(old, "close", close_held_after_the_disconnect)
+    QTest.mouseClick(bar.connect_button, LEFT)
+    qtbot.waitUntil(closing.is_set, timeout=10_000)
+    QTest.mouseClick(bar.disconnect_button, LEFT)
+    pressed.set()
+    _assert_ends_disconnected(window, qtbot)
+    assert not old.connected
+
+
+def test_disconnect_cancels_a_connect_still_waiting_for_the_one_before(make_window, qtbot, monkeypatch):
+    # Connect, Ctrl+K again (queued behind the first open), then Disconnect: both are cancelled.
+    # The queued one read its generation only once it ran, after the Disconnect, and connected.
+    window = make_window()
+    session = window.session
+    opening, pressed = threading.Event(), threading.Event()
+    real_opener = session.connection._opener
+
+    def open_held_after_the_disconnect(target):
+        opening.set()
+        pressed.wait(10)
+        return real_opener(target)
+
+    monkeypatch.setattr(session.connection, "_opener", open_held_after_the_disconnect)
+    QTest.mouseClick(window.connection_bar.connect_button, LEFT)
+    qtbot.waitUntil(opening.is_set, timeout=10_000)
+    window.connect_action.trigger()  # Ctrl+K: the menu action stays enabled while connecting
+    qtbot.waitUntil(lambda: _connect_workers() == 2, timeout=5_000)
+    QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)
+    pressed.set()
+    _assert_ends_disconnected(window, qtbot)
+    assert session.connection.status.message == "connection cancelled"
+
 # --- B8: the emulator's child process ends with Disconnect --------------------------------------
 def test_disconnect_ends_the_emulator_child_process_while_the_board_is_still_referenced(make_window, qtbot):
     from emulator.fpga_process import child_state

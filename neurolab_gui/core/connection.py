@@ -144,7 +144,10 @@ class ConnectionManager:
         self._status = ConnectionStatus()
         self._lock = threading.RLock()
         self._connect_lock = threading.Lock()  # one open at a time (a worker's or a script's)
-        self._generation = 0  # bumped by disconnect(): an open still in flight is then discarded
+        # Bumped by disconnect() only: a connect requested before it (still queued, closing the old
+        # board, opening, announcing) is then cancelled.  A connect's own close of the board it
+        # replaces does not bump it, so a second Connect never cancels the first.
+        self._generation = 0
         self._announcing: Board | None = None  # the board whose ``connected`` listeners run now
         self._late_reason = ""  # the reason of a disconnect that came while announcing
         self._reader: threading.Thread | None = None
@@ -184,10 +187,19 @@ class ConnectionManager:
         """Close any open board, then open ``target``.  Returns False (state ``error``) if it cannot be opened.
 
         Blocks while the board opens (seconds); the GUI uses :meth:`connect_in_background`.
+        A :meth:`disconnect` from another thread while this runs cancels it (returns False,
+        state ``disconnected``).
         """
+        return self._connect(target, acquire, self._generation)
+
+    def _connect(self, target: ConnectionTarget, acquire: bool, generation: int) -> bool:
+        """:meth:`connect`, cancelled by any :meth:`disconnect` after ``generation`` was read (the request's time)."""
         with self._connect_lock:
-            self.disconnect("switching boards")
-            generation = self._generation
+            # A Disconnect pressed after the Connect, while this waited for an earlier connect or
+            # closed the board it replaces, found no board to close: it must still win.
+            if not self._close_for_switch(generation) or generation != self._generation:
+                self._set_status(state="disconnected", event_rate_hz=0.0, lag_s=None, message="connection cancelled")
+                return False
             self._target = target
             self._set_status(state="connecting", target=target.describe(), message="")
             try:
@@ -258,11 +270,13 @@ class ConnectionManager:
         the worker.  A second request waits for the first to finish, then switches boards.
         """
         future: concurrent.futures.Future = concurrent.futures.Future()
+        # Read now, on the caller's thread: a Disconnect pressed before the worker runs cancels it.
+        generation = self._generation
         self._set_status(state="connecting", target=target.describe(), message="")
 
         def run() -> None:
             try:
-                future.set_result(self.connect(target, acquire))
+                future.set_result(self._connect(target, acquire, generation))
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
                 log.exception("connecting to %s failed", target.describe())
                 self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
@@ -286,24 +300,55 @@ class ConnectionManager:
     def disconnect(self, reason: str = "closed by user") -> None:
         """Stop acquisition and close the board; a no-op when none is open.
 
-        A board still being opened in the background is closed as soon as it is open.
+        Every connect requested before this call is cancelled, wherever it is: still queued,
+        closing the board it replaces, opening (the board is closed as soon as it is open) or
+        announcing the new board.
         """
         with self._lock:
             self._generation += 1
-            board = self._board
-            if board is None:
-                return
-            self.stop_acquisition()
-            self._board = None
-            # A connect still announcing this board emits ``disconnected`` itself once its
-            # ``connected`` listeners are done (see _announce): never the two out of order.
-            deferred = board is self._announcing
-            self._late_reason = reason
+            board, deferred = self._take_board(reason)
+        if board is not None:
+            self._close_taken(board, reason, "disconnected", deferred)
+
+    def _close_for_switch(self, generation: int) -> bool:
+        """Close the open board for a connect requested at ``generation``; False (nothing closed)
+        if a :meth:`disconnect` came after the request.  The state stays ``connecting``: a
+        switch, not a disconnect (the Connect button stays disabled)."""
+        with self._lock:
+            if generation != self._generation:
+                return False
+            board, deferred = self._take_board("switching boards")
+        if board is not None:
+            self._close_taken(board, "switching boards", "connecting", deferred)
+        return True
+
+    def _take_board(self, reason: str) -> tuple[Board | None, bool]:
+        """Stop forwarding and forget the open board (call under ``_lock``).
+
+        Returns
+        -------
+        board : the board to close, or None when none was open
+        deferred : whether a connect is still announcing it; that connect then emits
+            ``disconnected`` itself once its ``connected`` listeners are done (see
+            :meth:`_announce`), never the two out of order.  Read under the same lock hold as
+            the board, or both could emit it.
+        """
+        board = self._board
+        if board is None:
+            return None, False
+        self.stop_acquisition()
+        self._board = None
+        self._late_reason = reason
+        return board, board is self._announcing
+
+    def _close_taken(self, board: Board, reason: str, state: str, deferred: bool) -> None:
+        """Close a board :meth:`_take_board` took, then say so (status ``state``; ``disconnected``
+        unless ``deferred``)."""
         try:
             board.close()  # ends the board's iterator and so the acquisition thread
         except Exception as exc:  # an unplugged board may fail to close; it is gone either way
             log.info("closing the board raised %s", exc)
-        self._set_status(state="disconnected", event_rate_hz=0.0, lag_s=None, message=reason)
+        self._set_status(state=state, event_rate_hz=0.0, lag_s=None, message=reason)
         if not deferred:
             self.disconnected.emit(reason)
 
@@ -379,10 +424,13 @@ class ConnectionManager:
             return self._status
         if not board.connected:
             with self._lock:
-                if self._board is board:
-                    self._forwarding.clear()
-                    self._reader = None
-                    self._board = None
+                if self._board is not board:
+                    # Closed by a disconnect (or replaced by a connect) since it was read here:
+                    # that one has said so already; it is not an unplug.
+                    return self._status
+                self._forwarding.clear()
+                self._reader = None
+                self._board = None
             self._set_status(state="unplugged", event_rate_hz=0.0, lag_s=None, message="board unplugged; reconnect when it is back")
             self.disconnected.emit("unplugged")
             return self._status
