@@ -178,3 +178,29 @@ def test_bad_distillation_settings_are_refused_before_any_training(settings, wor
         ConstraintConfig(**settings)
     with pytest.raises(ValueError, match=f"distillation {word}"):
         Distillation(np.zeros((2, 3)), settings.get("distill_weight", 0.5), settings.get("distill_temperature", 2.0))
+
+
+@pytest.mark.parametrize("spikes_per_step", [None, 4.5])
+def test_qat_in_whole_spikes_trains_on_the_spikes_and_hands_back_a_rate_network(spikes_per_step, monkeypatch):
+    """ConstraintConfig.qat_spikes_per_step: every training forward of the fine-tune carries whole
+    spikes (rates in multiples of 1/spikes_per_step); off, it carries rates; either way the
+    constrained network that comes out runs in rates."""
+    task = seq_digits().subset(60, 20)
+    seen = []  # per training forward: were the hidden rates whole spikes?
+    forward = RateRNN.forward
+
+    def watched(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if self.training:
+            counts = out[1].detach() * (spikes_per_step or 4.5)
+            seen.append(bool(torch.allclose(counts, counts.round(), atol=1e-4)))
+        return out
+
+    monkeypatch.setattr(RateRNN, "forward", watched)
+    cfg = ConstraintConfig(precision=WeightPrecision(16), max_fan_in=12, n_core_groups=2, qat_spikes_per_step=spikes_per_step,
+                           qat=TrainConfig(epochs=2, lr=2e-3))
+    net = constrain(_small_leaky(), task, cfg, 0.85, 2, saturation=1.0)
+    assert len(seen) >= 2 and all(seen) == any(seen) == (spikes_per_step is not None)
+    assert net.model.spikes_per_step is None
+    with pytest.raises(ValueError, match="qat_spikes_per_step"):
+        ConstraintConfig(qat_spikes_per_step=float("nan"))

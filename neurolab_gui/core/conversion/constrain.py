@@ -55,6 +55,7 @@ pruning both weigh every column by it (``column_energy``; uniform when not given
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -176,9 +177,17 @@ class ConstraintConfig:
     #: (:class:`.training.Distillation`; 0 disables it) and their temperature.
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
+    #: QAT in whole spikes: the fine-tune's forward pass hands on whole spikes of integrators
+    #: from rest, this many per RNN step at activation 1 (``r_max dt_step``; ``RateRNN.spikes_per_step``,
+    #: straight-through gradients), as the board's neurons do; the constrained network is still
+    #: evaluated in rates.  None: rates.  What the whole-spike hardware model of the calibration
+    #: does for the board it measures, done once for the design (docs/decisions.md, "QAT in whole spikes").
+    qat_spikes_per_step: float | None = None
 
     def __post_init__(self) -> None:
         check_distillation(self.distill_weight, self.distill_temperature)
+        if self.qat_spikes_per_step is not None and not (math.isfinite(self.qat_spikes_per_step) and self.qat_spikes_per_step > 0):
+            raise ValueError(f"qat_spikes_per_step must be a positive number or None, got {self.qat_spikes_per_step}")
         if not 0.0 <= self.fixed_grid_fraction <= 1.0:
             raise ValueError(f"fixed_grid_fraction must lie in [0, 1], got {self.fixed_grid_fraction}")
         if self.prune_epochs < 0:
@@ -666,7 +675,11 @@ def constrain(
         # the float model's own logits are the soft targets of distillation (before it was made leaky)
         distill = (Distillation(logits_of(src, task.x_train, task.lengths_train), cfg.distill_weight, cfg.distill_temperature)
                    if cfg.distill_weight > 0 else None)
-        train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit, distill=distill)
+        net.spikes_per_step = cfg.qat_spikes_per_step
+        try:
+            train(net, task, cfg.qat, progress=progress, cancel=cancel, after_epoch=quantiser.refit, distill=distill)
+        finally:
+            net.spikes_per_step = None  # the constrained network is a rate network; the whole spikes were training's
     net.weight_transform = None
     check_finite_weights(net, "the fine-tuned model (QAT diverged)")
     final = quantiser.quantise(final=True)

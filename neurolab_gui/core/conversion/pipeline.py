@@ -183,6 +183,11 @@ class PipelineConfig:
     #: rounding, whichever quantises the network more accurately on the training set)
     imported_choose_rounding: bool = True
 
+    #: QAT in whole spikes (:attr:`.constrain.ConstraintConfig.qat_spikes_per_step` =
+    #: ``r_max dt_step``): the fine-tune sees the rounding and first-spike latency of the board's
+    #: few spikes per step (docs/decisions.md, "QAT in whole spikes").
+    qat_whole_spikes: bool = False
+
     def count_noise(self) -> float:
         """``TrainConfig.count_noise`` for this time mapping: ``F / (r_max dt_step)``."""
         return self.spike_fano / (self.r_max_hz * self.dt_step_s)
@@ -418,8 +423,10 @@ def constrain_model(
 ) -> ConstrainedNetwork:
     """:func:`.constrain.constrain` with ``cfg``'s constraints, dynamics and spike-count noise."""
     qat = dataclasses.replace(cfg.constraint.qat, count_noise=cfg.count_noise())
-    return constrain(model, task, dataclasses.replace(cfg.constraint, qat=qat), cfg.retention, cfg.steps_per_sample,
-                     progress=progress, cancel=cancel, saturation=cfg.saturation)
+    spikes = cfg.r_max_hz * cfg.dt_step_s if cfg.qat_whole_spikes else None
+    constraint = dataclasses.replace(cfg.constraint, qat=qat, qat_spikes_per_step=spikes)
+    return constrain(model, task, constraint, cfg.retention, cfg.steps_per_sample, progress=progress, cancel=cancel,
+                     saturation=cfg.saturation)
 
 
 def run_ablation(model: RateRNN, constrained: ConstrainedNetwork, task: Task, cfg: PipelineConfig) -> list[AblationRow]:
@@ -594,6 +601,7 @@ def used_settings(prepared: PreparedModel, constrained: ConstrainedNetwork) -> d
             "max_fan_in": cfg.constraint.max_fan_in, "n_core_groups": cfg.constraint.n_core_groups,
             "qat_epochs": cfg.constraint.qat.epochs, "qat_lr": cfg.constraint.qat.lr,
             "prune_epochs": cfg.constraint.prune_epochs,
+            "qat_whole_spikes": cfg.qat_whole_spikes,
             "rounding": "error-aware" if constrained.error_aware else "plain", "seed": cfg.seed}
 
 
