@@ -302,7 +302,7 @@ class SessionFile:
         try:
             datetime.fromisoformat(str(start))
         except ValueError:
-            what = "has no start_time attribute" if start is None else f"start_time attribute {start!r} is not an ISO 8601 time"
+            what = "the index file has no start_time attribute" if start is None else f"start_time attribute {start!r} is not an ISO 8601 time"
             raise self._damaged(f"{what}; the index file is damaged") from None
         try:
             unix = float(self.attrs.get("start_time_unix", 0.0))
