@@ -38,23 +38,43 @@ def _overwrites_input(session: Path, out: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.export import export_aedat, export_csv, export_nwb
+    from neurolab_gui.core.session_file import SessionFile
 
     kind, out, func = next((k, getattr(args, k), f) for k, f in (("nwb", export_nwb), ("aedat", export_aedat), ("csv", export_csv)) if getattr(args, k))
     out = Path(out)
-    clash = _overwrites_input(Path(args.file), out)
+    try:  # first: a damaged recording is refused before anything is written (the reader checks index and segments)
+        session = SessionFile(args.file)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        clash = _overwrites_input(Path(args.file), out)
+    except (OSError, RuntimeError) as exc:  # e.g. a symlink loop at OUT: pathlib raises RuntimeError
+        print(f"error: --{kind} {out} cannot be used as the output: {exc}", file=sys.stderr)
+        return 2
     if clash:  # --force allows replacing an old export, never the recording being read
         print(f"error: --{kind} {out} {clash}; choose another output name", file=sys.stderr)
         return 2
     if out.exists() and not args.force:
         print(f"error: {out} already exists (use --force to overwrite)", file=sys.stderr)
         return 2
+    if not session.complete:
+        print(f"warning: {args.file} is INCOMPLETE (its recording was killed or is still running); "
+              "the export holds what was saved so far", file=sys.stderr)
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     try:
         n = func(args.file, tmp)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:  # the reader's errors name the session file, its segment and the problem
         tmp.unlink(missing_ok=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # writing OUT (the reader turns its own OSErrors into ValueErrors)
+        tmp.unlink(missing_ok=True)
+        print(f"error: writing --{kind} {out} failed: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except BaseException:  # a bug or Ctrl-C: still no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)  # never leave a half-written export under the asked-for name
     what = {"nwb": "units", "aedat": "spikes", "csv": "rows"}[kind]
     print(f"wrote {out} ({n:,} {what})")

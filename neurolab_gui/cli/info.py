@@ -8,7 +8,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="summarise a session file")
+    p = subparsers.add_parser("info", help="summarise a session file (and check that all of it reads)")
     p.add_argument("file", help="session file (.h5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -18,7 +18,9 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.session_file import SessionFile
 
     try:
-        summary = SessionFile(args.file).summary()
+        session = SessionFile(args.file)  # checks the index and that every segment holds its rows
+        session.verify()  # reads every row: a recording that info calls fine exports fine
+        summary = session.summary()
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -45,10 +45,13 @@ An *epoch* is a stretch of one board clock: a new one starts when the board is
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,8 @@ import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
 from drivers.dynapse1.spikes import SpikeEvents
-from drivers.user_files import check_regular_file
+from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
+from drivers.user_files import UserFileError, check_regular_file
 
 FORMAT = "neurolab-session"
 FORMAT_VERSION = 2
@@ -195,11 +199,56 @@ def virtual_column(group: h5py.Group, column: str, dtype: np.dtype, total: int, 
     h5d.create(group.id, column.encode(), h5t.py_create(dtype), vspace, dcpl=dcpl)
 
 
+#: Where a stream's neuron address columns must lie (the board's topology); checked on every read.
+ID_LIMITS: dict[str, int] = {"chip": N_CHIPS, "core": N_CORES_PER_CHIP, "neuron": N_NEURONS_PER_CORE}
+#: Session time (s) a spike may lie before the start (board batches arrive slightly out of order)
+#: and the longest a recording can be: anything outside is a damaged epoch or index, not data.
+SESSION_SLACK_S = 60.0
+MAX_SESSION_S = 1e8  # about 3 years
+#: Rows read at a time when a whole part is checked (bounded memory for any part).
+CHECK_ROWS = 1 << 20
+#: How deep virtual segments may nest (merges of merges); deeper is a damaged or crafted file.
+MAX_VIRTUAL_DEPTH = 8
+
+
+class SessionFileError(ValueError):
+    """A session file whose index or segments are damaged; the message names the file, the segment and the problem."""
+
+
+def _reason(exc: BaseException) -> str:
+    """An h5py/numpy exception as a short phrase (``KeyError`` adds quotes, HDF5 a long prefix)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = text.replace("Unable to synchronously open file ", "").replace("Unable to synchronously open object ", "")
+    text = text.replace("Unable to synchronously read data ", "").replace("Can't synchronously read data ", "")
+    text = " ".join(text.split())
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    return text[:300] or type(exc).__name__
+
+
+#: What a damaged file raises from h5py and numpy on the way: all of them become SessionFileError.
+_READ_ERRORS = (KeyError, IndexError, ValueError, TypeError, OSError, RuntimeError, OverflowError, MemoryError, AttributeError)
+
+
 class SessionFile:
     """Read a session file (index + segments) without loading it all.
 
     Reads the segments directly (not through the virtual datasets) so that it can say
     which segment is missing, and read a time window of a long recording.
+
+    Everything this reader hands on is checked, so no reader of a recording (``info``, the
+    exports, replay) can pass on a damaged one as data:
+
+    * opening checks the index (its tables, attributes and that every index row names an
+      existing segment and epoch with sane times) and every segment: that it opens, and that
+      each column holds the rows the index says -- following a virtually merged segment down to
+      the files it maps, since HDF5 silently reads a missing source as zeros;
+    * every read checks the rows it returns: chip/core/neuron ids within the board's topology
+      and board times within the range the index recorded for that part.
+
+    Anything wrong raises :class:`SessionFileError` (a ``ValueError``) naming the file, the
+    segment and, for data, the stream and first bad row.  :meth:`verify` reads and checks all
+    data (what ``neurolab info`` does).
 
     Parameters
     ----------
@@ -217,41 +266,257 @@ class SessionFile:
         except OSError as exc:
             raise ValueError(f"{self.path} cannot be opened as HDF5: {exc}") from exc
         with f:
-            fmt = f.attrs.get("format")
-            if fmt != FORMAT:
-                raise ValueError(f"{self.path} is not a NeuroLab session file (format attribute {fmt!r})")
-            version = int(f.attrs.get("format_version", 0))
-            if version != FORMAT_VERSION:
-                raise ValueError(f"{self.path}: session format version {version} is not supported (this NeuroLab reads {FORMAT_VERSION})")
-            self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-            self.segments = f["segments"][:]
-            self.epochs = f["epochs"][:]
-            self.markers = f["markers"][:]
-            self.bias_initial = f["biases/initial"][:]
-            self.bias_changes = f["biases/changes"][:]
-            self.index: dict[str, np.ndarray] = {}
-            self.streams: dict[str, StreamSpec] = {}
-
-            def visit(name: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Group) and "columns" in obj.attrs:
-                    cols = {str(c): obj[str(c)].dtype for c in obj.attrs["columns"]}
-                    self.streams[name] = StreamSpec(name, cols, str(obj.attrs["time_column"]) or None, str(obj.attrs["description"]))
-
-            f.visititems(visit)
-            for name in self.streams:
-                self.index[name] = f[f"index/{name}"][:]
+            try:  # even the root's attributes may be unreadable (a bit flip in its header)
+                fmt = f.attrs.get("format")
+                if fmt != FORMAT:
+                    raise SessionFileError(f"{self.path} is not a NeuroLab session file (format attribute {fmt!r})")
+                self._read_index(f)
+            except (SessionFileError, UserFileError):
+                raise
+            except _READ_ERRORS as exc:  # h5py's KeyError for a corrupt object, numpy's for a bad table
+                raise SessionFileError(f"{self.path}: the index file is damaged ({_reason(exc)})") from exc
         self._bounds_cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
         seg_dir_name = str(self.attrs.get("segments_dir", segments_dir(self.path).name))
         bad = [n for n in [seg_dir_name, *(row["file"].decode(errors="replace") for row in self.segments)] if not _PLAIN_NAME.fullmatch(n)]
         if bad:  # a crafted index must not make the reader open files elsewhere
             raise ValueError(f"{self.path}: segment names must be plain file names, got {bad[0]!r}")
         self.segments_dir = self.path.with_name(seg_dir_name)
-        missing = [row["file"].decode() for row in self.segments if not (self.segments_dir / row["file"].decode()).exists()]
-        if missing:
-            raise ValueError(
-                f"{self.path}: {len(missing)} of {len(self.segments)} segment files are missing from {self.segments_dir} "
-                f"(first: {missing[0]}); keep the .segments folder next to the session file"
+        self._check_index()
+        self._check_segments()
+
+    # --- checks ----------------------------------------------------------------------
+    def _damaged(self, what: str) -> SessionFileError:
+        return SessionFileError(f"{self.path}: {what}")
+
+    def _read_index(self, f: h5py.File) -> None:
+        """Load the index's attributes and tables, refusing missing or malformed ones by name."""
+        raw_version = f.attrs.get("format_version", 0)
+        try:
+            version = int(raw_version)
+        except (TypeError, ValueError):
+            raise self._damaged(f"format_version attribute {raw_version!r} is not a number; the index file is damaged") from None
+        if version != FORMAT_VERSION:
+            raise SessionFileError(f"{self.path}: session format version {version} is not supported (this NeuroLab reads {FORMAT_VERSION})")
+        self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        start = self.attrs.get("start_time")
+        try:
+            datetime.fromisoformat(str(start))
+        except ValueError:
+            what = "the index file has no start_time attribute" if start is None else f"start_time attribute {start!r} is not an ISO 8601 time"
+            raise self._damaged(f"{what}; the index file is damaged") from None
+        try:
+            unix = float(self.attrs.get("start_time_unix", 0.0))
+        except (TypeError, ValueError):
+            unix = math.nan
+        if not math.isfinite(unix):
+            raise self._damaged(f"start_time_unix attribute {self.attrs.get('start_time_unix')!r} is not a time; the index file is damaged")
+        tables = {"segments": SEGMENT_DTYPE, "epochs": EPOCH_DTYPE, "markers": MARKER_DTYPE,
+                  "biases/initial": BIAS_INITIAL_DTYPE, "biases/changes": BIAS_CHANGE_DTYPE}
+        loaded = {name: self._table(f, name, dtype) for name, dtype in tables.items()}
+        self.segments, self.epochs, self.markers = loaded["segments"], loaded["epochs"], loaded["markers"]
+        self.bias_initial, self.bias_changes = loaded["biases/initial"], loaded["biases/changes"]
+        self.index: dict[str, np.ndarray] = {}
+        self.streams: dict[str, StreamSpec] = {}
+        groups: list[str] = []
+        f.visititems(lambda name, obj: groups.append(name) if isinstance(obj, h5py.Group) and "columns" in obj.attrs else None)
+        for name in groups:
+            group = f[name]
+            cols = {}
+            for c in (str(c) for c in group.attrs["columns"]):
+                if c not in group:
+                    raise self._damaged(f"stream {name} lists a column {c!r} that the index file lacks; the index file is damaged")
+                cols[c] = group[c].dtype
+            self.streams[name] = StreamSpec(name, cols, str(group.attrs.get("time_column", "")) or None, str(group.attrs.get("description", "")))
+            self.index[name] = self._table(f, f"index/{name}", INDEX_DTYPE)
+
+    def _table(self, f: h5py.File, name: str, dtype: np.dtype) -> np.ndarray:
+        """The 1-D table ``name`` of the index file, with (at least) the fields of ``dtype``."""
+        obj = f.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            raise self._damaged(f"the index file has no /{name} table; it is damaged")
+        missing = [n for n in dtype.names or () if n not in (obj.dtype.names or ())]
+        if obj.ndim != 1 or missing:
+            raise self._damaged(f"the /{name} table of the index file is malformed ({'no field ' + missing[0] if missing else f'{obj.ndim}-D'})")
+        return obj[:]
+
+    def _check_index(self) -> None:
+        """The index rows must name existing segments and epochs, with row counts and times a recording can have."""
+        e = self.epochs
+        offsets = e["session_offset_s"]
+        if len(e) and not (np.all(np.isfinite(offsets)) and np.all((offsets >= 0) & (offsets <= MAX_SESSION_S))):
+            i = int(np.flatnonzero(~(np.isfinite(offsets) & (offsets >= 0) & (offsets <= MAX_SESSION_S)))[0])
+            raise self._damaged(f"epoch {i} starts at session time {float(offsets[i])} s, which no recording has; the /epochs table is damaged")
+        for stream, idx in self.index.items():
+            if not len(idx):
+                continue
+            if not len(e):
+                raise self._damaged(f"{stream} has data but the /epochs table is empty; the index file is damaged")
+            checks = (
+                (idx["segment"] < 0) | (idx["segment"] >= len(self.segments)), "names segment {segment} of {n_seg}",
+                (idx["epoch"] < 0) | (idx["epoch"] >= len(e)), "names epoch {epoch} of {n_epochs}",
+                (idx["row0"] < 0) | (idx["rows"] < 0) | (idx["row0"] > 2**48) | (idx["rows"] > 2**48), "has rows {row0}..+{rows}",
             )
+            for k in range(0, len(checks), 2):
+                bad = np.flatnonzero(checks[k])
+                if len(bad):
+                    row = idx[bad[0]]
+                    text = checks[k + 1].format(segment=row["segment"], epoch=row["epoch"], row0=row["row0"], rows=row["rows"],
+                                                n_seg=len(self.segments), n_epochs=len(e))
+                    raise self._damaged(f"index row {int(bad[0])} of {stream} {text}; the index file is damaged")
+            if stream in (SPIKES, INPUT):  # board times: the one timeline must be finite and plausible
+                with np.errstate(all="ignore"):
+                    lo = self.session_time_s(idx["t_first"], idx["epoch"])
+                    hi = self.session_time_s(idx["t_last"], idx["epoch"])
+                ok = np.isfinite(lo) & np.isfinite(hi) & (lo >= -SESSION_SLACK_S) & (hi <= MAX_SESSION_S) & (idx["t_first"] <= idx["t_last"])
+                bad = np.flatnonzero(~ok)
+                if len(bad):
+                    i = int(bad[0])
+                    raise self._damaged(
+                        f"index row {i} of {stream} puts its events at session time {lo[i]:.6g}..{hi[i]:.6g} s "
+                        f"(epoch {int(idx['epoch'][i])}); the /epochs or index table is damaged"
+                    )
+
+    def _segment_file(self, row: int) -> tuple[str, Path]:
+        name = self.segments[row]["file"].decode(errors="replace")
+        return name, self.segments_dir / name
+
+    def _check_segments(self) -> None:
+        """Every segment must open and hold the rows the index says (followed into virtual merges)."""
+        need: dict[int, dict[str, int]] = {}  # segment row -> dataset path -> rows it must hold
+        for stream, idx in self.index.items():
+            for row in idx:
+                want = need.setdefault(int(row["segment"]), {})
+                for column in self.streams[stream].columns:
+                    key = f"{stream}/{column}"
+                    want[key] = max(want.get(key, 0), int(row["row0"]) + int(row["rows"]))
+        missing: dict[str, str] = {}  # file name -> how to say it
+        damaged: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        for i in range(len(self.segments)):
+            name, file = self._segment_file(i)
+            if not file.exists():  # also a dangling link or a symlink loop
+                missing[name] = name
+                continue
+            for key, rows in need.get(i, {}).items():
+                stream, column = key.rsplit("/", 1)
+                problem = self._check_dataset(file, key, rows, self.streams[stream].columns[column], missing, seen, 0)
+                if problem:
+                    damaged.append(f"{name}: {problem}")
+                    break
+            else:
+                if i not in need:  # named but holds no rows: it must still be a segment
+                    problem = self._opens(file)
+                    if problem:
+                        damaged.append(f"{name}: {problem}")
+        if missing:
+            named = {self._segment_file(i)[0] for i in range(len(self.segments))}
+            total = len(named | {source for source, _ in seen})  # the files named in the index and those merges map
+            raise self._damaged(
+                f"{len(missing)} of {total} segment files are missing from {self.segments_dir} "
+                f"(first: {next(iter(missing.values()))}); keep the .segments folder next to the session file"
+            )
+        if damaged:
+            more = f" (and {len(damaged) - 1} more damaged segment{'s' if len(damaged) > 2 else ''})" if len(damaged) > 1 else ""
+            raise self._damaged(f"segment {damaged[0]}; the segment is damaged{more}")
+
+    @staticmethod
+    def _opens(file: Path) -> str | None:
+        try:
+            check_regular_file(file, "a segment")
+            with h5py.File(file, "r"):
+                return None
+        except (OSError, ValueError) as exc:
+            return f"cannot be read ({_reason(exc)})"
+
+    def _check_dataset(
+        self, file: Path, key: str, rows: int, dtype: np.dtype, missing: dict[str, str], seen: set[tuple[str, str]], depth: int
+    ) -> str | None:
+        """Why dataset ``key`` of segment ``file`` cannot give ``rows`` rows of ``dtype`` (None if it can).
+
+        A virtual dataset (a merged segment) is followed to each source it maps: HDF5 would
+        read a missing or short source as zeros without a word.  Missing sources are added to
+        ``missing``; ``seen`` avoids checking a source twice.
+        """
+        if depth > MAX_VIRTUAL_DEPTH:
+            return f"{key} maps virtual sources more than {MAX_VIRTUAL_DEPTH} levels deep"
+        try:
+            check_regular_file(file, "a segment")
+            with h5py.File(file, "r") as seg:
+                ds = seg.get(key)
+                if not isinstance(ds, h5py.Dataset):
+                    return f"has no {key} data"
+                if ds.ndim != 1:
+                    return f"{key} is {ds.ndim}-dimensional, not a column"
+                want_int = np.dtype(dtype).kind in "iu"
+                if want_int != (ds.dtype.kind in "iu") or (not want_int and ds.dtype.kind != np.dtype(dtype).kind):
+                    return f"{key} holds {ds.dtype} values where {np.dtype(dtype)} belong"
+                if ds.shape[0] < rows:
+                    return f"{key} holds {ds.shape[0]:,} rows, the index says {rows:,}"
+                sources = ds.virtual_sources() if ds.is_virtual else []
+        except (OSError, ValueError) as exc:
+            return f"cannot be read ({_reason(exc)})"
+        for vmap in sources:
+            mapped = Path(vmap.file_name)
+            if mapped.parent != Path(".") or not _PLAIN_NAME.fullmatch(mapped.name):  # the writer maps "./seg-….h5"
+                return f"{key} maps {vmap.file_name!r}, a file outside the segments folder"
+            source = file.parent / mapped.name
+            name = source.name
+            if (name, vmap.dset_name) in seen:
+                continue
+            seen.add((name, vmap.dset_name))
+            if not source.exists():
+                missing.setdefault(name, f"{name}, merged into {file.name}")
+                continue
+            end = vmap.src_space.get_select_bounds()[1][0] + 1 if vmap.src_space.get_select_npoints() else 0
+            problem = self._check_dataset(source, vmap.dset_name, end, dtype, missing, seen, depth + 1)
+            if problem:
+                return f"its merged source {name}: {problem}"
+        return None
+
+    def _check_rows(self, stream: str, seg_name: str, row0: int, cols: Mapping[str, np.ndarray], part: np.void) -> None:
+        """Refuse rows that no board can have: ids outside the topology, board times outside the part's recorded range."""
+        spec = self.streams[stream]
+        checks: list[tuple[str, np.ndarray, str]] = []
+        if stream in (SPIKES, INPUT, f"streams/{MEMBRANE_STREAM}"):
+            for column, limit in ID_LIMITS.items():
+                if column in cols:
+                    v = cols[column]
+                    checks.append((column, (v < 0) | (v >= limit), f"{column} id {{v}} is out of range 0..{limit - 1}"))
+        tc = spec.time_column
+        if tc in cols and cols[tc].dtype.kind in "iu" and len(cols[tc]):  # the writer stores each part's exact min and max
+            t = cols[tc]
+            checks.append((tc, (t < part["t_first"]) | (t > part["t_last"]),
+                           f"board time {{v}} µs lies outside {int(part['t_first'])}..{int(part['t_last'])} µs that the index recorded"))
+        for column, bad_mask, text in checks:
+            bad = np.flatnonzero(bad_mask)
+            if len(bad):
+                r = int(bad[0])
+                raise self._damaged(
+                    f"segment {seg_name}, {stream} row {row0 + r:,}: {text.format(v=cols[column][r])} "
+                    f"({len(bad):,} bad rows in this part); the segment is damaged"
+                )
+
+    def verify(self) -> None:
+        """Read and check every row of every stream (what ``neurolab info`` does); raises :class:`SessionFileError`."""
+        for stream, idx in self.index.items():
+            for part in idx:
+                name, file = self._segment_file(int(part["segment"]))
+                row0, n = int(part["row0"]), int(part["rows"])
+                with self._reading(name, stream), h5py.File(file, "r") as seg:
+                    for a in range(0, n, CHECK_ROWS):
+                        b = min(n, a + CHECK_ROWS)
+                        cols = {c: seg[f"{stream}/{c}"][row0 + a : row0 + b] for c in self.streams[stream].columns}
+                        self._check_rows(stream, name, row0 + a, cols, part)
+
+    @contextmanager
+    def _reading(self, seg_name: str, stream: str) -> Iterator[None]:
+        """Turn an error while reading a segment (a corrupt chunk, a vanished file) into one naming the file and segment."""
+        try:
+            yield
+        except SessionFileError:
+            raise
+        except _READ_ERRORS as exc:
+            raise self._damaged(f"segment {seg_name}, {stream}: cannot be read ({_reason(exc)}); the segment is damaged") from exc
 
     # --- metadata --------------------------------------------------------------------
     @property
@@ -288,10 +553,13 @@ class SessionFile:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in spec.columns}
         epochs = []
         for row in idx:
-            name = self.segments[int(row["segment"])]["file"].decode()
-            with h5py.File(self.segments_dir / name, "r") as seg:
-                for column in spec.columns:
-                    parts[column].append(seg[f"{stream}/{column}"][int(row["row0"]) : int(row["row0"]) + int(row["rows"])])
+            name, file = self._segment_file(int(row["segment"]))
+            row0, n = int(row["row0"]), int(row["rows"])
+            with self._reading(name, stream), h5py.File(file, "r") as seg:
+                cols = {column: seg[f"{stream}/{column}"][row0 : row0 + n] for column in spec.columns}
+            self._check_rows(stream, name, row0, cols, row)
+            for column, values in cols.items():
+                parts[column].append(values)
             epochs.append(np.full(int(row["rows"]), int(row["epoch"]), np.int32))
         out = {c: (np.concatenate(v) if v else np.zeros(0, spec.columns[c])) for c, v in parts.items()}
         out["_epoch"] = np.concatenate(epochs) if epochs else np.zeros(0, np.int32)
@@ -320,28 +588,32 @@ class SessionFile:
         parts: dict[str, list[np.ndarray]] = {c: [] for c in names}
         ts_list = []
         for row in idx[(last >= start_s) & (first < stop_s)]:
-            file = self.segments_dir / self.segments[int(row["segment"])]["file"].decode()
+            name, file = self._segment_file(int(row["segment"]))
             row0, n, epoch = int(row["row0"]), int(row["rows"]), int(row["epoch"])
-            with h5py.File(file, "r") as seg:
-                lo, hi = self._block_bounds(seg, str(file), stream, row0, n, epoch)
+            with self._reading(name, stream), h5py.File(file, "r") as seg:
+                lo, hi = self._block_bounds(seg, name, stream, row, epoch)
                 blocks = np.flatnonzero((hi >= start_s) & (lo < stop_s))
                 if not len(blocks):
                     continue
                 a, b = int(blocks[0]) * BLOCK_ROWS, min(n, (int(blocks[-1]) + 1) * BLOCK_ROWS)
-                t = seg[f"{stream}/t"][row0 + a : row0 + b]
-                ts = self.session_time_s(t, epoch)
-                keep = (ts >= start_s) & (ts < stop_s)
-                ts_list.append(ts[keep])
-                parts["t"].append(t[keep])
-                for c in names[1:]:
-                    parts[c].append(seg[f"{stream}/{c}"][row0 + a : row0 + b][keep])
+                cols = {c: seg[f"{stream}/{c}"][row0 + a : row0 + b] for c in names}
+            self._check_rows(stream, name, row0 + a, cols, row)
+            ts = self.session_time_s(cols["t"], epoch)
+            keep = (ts >= start_s) & (ts < stop_s)
+            ts_list.append(ts[keep])
+            for c in names:
+                parts[c].append(cols[c][keep])
         if not ts_list:
             return np.zeros(0), SpikeEvents()
         return np.concatenate(ts_list), SpikeEvents(*(np.concatenate(parts[c]) for c in names))
 
-    def _block_bounds(self, seg: h5py.File, file: str, stream: str, row0: int, n: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Earliest and latest session time of each block of ``BLOCK_ROWS`` rows of a part (cached)."""
-        key = (file, stream, row0)
+    def _block_bounds(self, seg: h5py.File, name: str, stream: str, part: np.void, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Earliest and latest session time of each block of ``BLOCK_ROWS`` rows of a part (cached).
+
+        Reads all of the part's times once, so it checks them all (a damaged time would
+        otherwise only move a block's bounds and hide its events)."""
+        row0, n = int(part["row0"]), int(part["rows"])
+        key = (name, stream, row0)
         got = self._bounds_cache.get(key)
         if got is None:
             n_blocks = -(-n // BLOCK_ROWS)
@@ -350,6 +622,7 @@ class SessionFile:
             step = BLOCK_ROWS * 256  # read in slices of 1 M rows: bounded memory for any part
             for a in range(0, n, step):
                 t = ds[row0 + a : row0 + min(n, a + step)]
+                self._check_rows(stream, name, row0 + a, {"t": t}, part)
                 pad = (-len(t)) % BLOCK_ROWS
                 blocks = np.pad(t, (0, pad), mode="edge").reshape(-1, BLOCK_ROWS)
                 k = a // BLOCK_ROWS
