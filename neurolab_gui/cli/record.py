@@ -61,7 +61,10 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         if not stop.is_set():
             stop.set()
-            print(f"neurolab record: {signal.Signals(signum).name}, finishing the file", file=sys.stderr)
+            try:
+                print(f"neurolab record: {signal.Signals(signum).name}, finishing the file", file=sys.stderr)
+            except OSError:  # SIGHUP from a closed terminal: stderr may be gone, the file is what matters
+                pass
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
@@ -107,21 +110,21 @@ def run(args: argparse.Namespace) -> int:
     session = Session()
     if not session.connect(board, seed=seed, clock=args.clock):
         return _error(f"{session.connection.status.message}")
+    stop = threading.Event()
     try:
-        try:
-            if args.preset:
-                session.biases.apply_preset(args.preset, origin="cli")
-            if bias_file is not None:
-                session.biases.apply(bias_file, origin="file")
-            for chip, core, name, coarse, fine in settings:
-                session.biases.set(chip, core, name, coarse, fine, origin="cli")
-            session.start_recording(path, notes=args.notes)
-        except (KeyError, ValueError, OSError) as exc:  # OSError: a second `record` won the path, the disk refused
-            return _error(exc)
-        recorder = session.recorder
-        assert recorder is not None
-        stop = threading.Event()
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop):  # from before the file appears: a signal at any moment then finishes it
+            try:
+                if args.preset:
+                    session.biases.apply_preset(args.preset, origin="cli")
+                if bias_file is not None:
+                    session.biases.apply(bias_file, origin="file")
+                for chip, core, name, coarse, fine in settings:
+                    session.biases.set(chip, core, name, coarse, fine, origin="cli")
+                session.start_recording(path, notes=args.notes)
+            except (KeyError, ValueError, OSError) as exc:  # OSError: a second `record` won the path, the disk refused
+                return _error(exc)
+            recorder = session.recorder
+            assert recorder is not None
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline and not stop.is_set():
                 # the writer's own end (a failed write) ends the wait at once, not at the next poll

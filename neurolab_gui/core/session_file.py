@@ -10,7 +10,7 @@ A recording is one *index file* (``session.h5``) plus a folder of *segments*
   epochs, markers, the segment list) and, for every column of every large
   stream, an HDF5 *virtual dataset* that concatenates that column over all
   closed segments.  It is never modified in place: the writer builds a new one
-  next to it and renames it over the old (``os.replace`` is atomic), so whatever
+  in the segments folder and renames it over the old (``os.replace`` is atomic), so whatever
   moment the recording process dies, ``session.h5`` is a complete file naming only
   complete segments.
 
