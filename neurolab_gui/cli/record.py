@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from .board_option import add_board_and_seed_options, board_and_seed
 
@@ -41,18 +46,61 @@ def _bias_settings(values: list[list[str]]) -> list[tuple[int, int, str, int, in
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+#: Signals that end a recording the way Ctrl-C does: ``timeout``, ``kill`` and ``systemctl stop`` send
+#: SIGTERM, a closed terminal SIGHUP.  Their default action would kill the process with the
+#: open segment unnamed (the file left INCOMPLETE, the last half second lost).
+FINISHING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While recording, SIGINT, SIGTERM and SIGHUP set ``stop`` (the loop then finishes the file);
+    the previous handlers come back afterwards.  A handler that only sets a flag cannot interrupt the
+    writer's finishing half-way, so a second signal while the file is finished is harmless."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            try:
+                print(f"neurolab record: {signal.Signals(signum).name}, finishing the file", file=sys.stderr)
+            except OSError:  # SIGHUP from a closed terminal: stderr may be gone, the file is what matters
+                pass
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in FINISHING_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    """One line for a recording whose writer failed: the file, the cause in plain words, what the file holds."""
+    from neurolab_gui.core.session_file import SessionFile
+
+    cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    try:
+        s = SessionFile(path).summary()
+        held = f"the file holds the first {s['duration_s']:.3f} s ({s['spikes']:,} spikes)"
+    except (ValueError, OSError):
+        held = "nothing readable was written"
+    return f"writing {path} failed: {cause}; recording stopped, {held}"
+
+
+def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.bias_model import read_bias_file
     from neurolab_gui.core.session import Session
-    from neurolab_gui.core.session_file import SessionFile, segments_dir
+    from neurolab_gui.core.session_file import SessionFile, recording_path_problem
 
     if not args.seconds > 0:
         return _error(f"--seconds must be positive, got {args.seconds}")
     path = Path(args.file)
-    if path.exists() or segments_dir(path).exists():
-        return _error(f"{path} already exists; choose a new name")
+    problem = recording_path_problem(path)  # before the board is opened
+    if problem:
+        return _error(problem)
     try:  # every input is read and checked before the board is opened
         board, seed = board_and_seed(args)
         settings = _bias_settings(args.set)
@@ -62,30 +110,42 @@ def run(args: argparse.Namespace) -> int:
     session = Session()
     if not session.connect(board, seed=seed, clock=args.clock):
         return _error(f"{session.connection.status.message}")
+    stop = threading.Event()
     try:
-        try:
-            if args.preset:
-                session.biases.apply_preset(args.preset, origin="cli")
-            if bias_file is not None:
-                session.biases.apply(bias_file, origin="file")
-            for chip, core, name, coarse, fine in settings:
-                session.biases.set(chip, core, name, coarse, fine, origin="cli")
-        except (KeyError, ValueError, OSError) as exc:
-            return _error(exc)
-        session.start_recording(path, notes=args.notes)
-        deadline = time.monotonic() + args.seconds
-        try:
-            while time.monotonic() < deadline:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        with _stop_on_signals(stop):  # from before the file appears: a signal at any moment then finishes it
+            try:
+                if args.preset:
+                    session.biases.apply_preset(args.preset, origin="cli")
+                if bias_file is not None:
+                    session.biases.apply(bias_file, origin="file")
+                for chip, core, name, coarse, fine in settings:
+                    session.biases.set(chip, core, name, coarse, fine, origin="cli")
+                session.start_recording(path, notes=args.notes)
+            except (KeyError, ValueError, OSError) as exc:  # OSError: a second `record` won the path, the disk refused
+                return _error(exc)
+            recorder = session.recorder
+            assert recorder is not None
+            deadline = time.monotonic() + args.seconds
+            while time.monotonic() < deadline and not stop.is_set():
+                # the writer's own end (a failed write) ends the wait at once, not at the next poll
+                if recorder.finished.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                    break
                 status = session.connection.poll_status()
                 if status.state != "connected":
                     print(f"neurolab record: board {status.state}: {status.message}", file=sys.stderr)
                     break
-        except KeyboardInterrupt:
-            print("neurolab record: interrupted, finishing the file", file=sys.stderr)
-        session.stop_recording(wait=True)
+            session.stop_recording()
+            recorder.finished.wait(10.0)
     finally:
         session.close()
+    if recorder.error is not None:
+        # exit 1, not 2: the command line was fine; the disk failed while it ran (README: a fault met
+        # while working, like a board that cannot be opened, is 1; bad input is 2)
+        print(f"error: {_write_failure(path, recorder.error)}", file=sys.stderr)
+        return 1
+    if not recorder.finished.is_set():
+        print(f"error: the recorder did not finish writing {path} within 10 s; the file holds what it had saved", file=sys.stderr)
+        return 1
     s = SessionFile(path).summary()
     print(f"recorded {s['spikes']:,} spikes, {s['input_events']:,} stimulus events, {s['bias_changes']} bias changes "
           f"in {s['duration_s']:.3f} s to {path} (dropped {s['dropped_events']:,})")

@@ -54,9 +54,11 @@ from .session_file import (
     FORMAT_VERSION,
     INPUT,
     SPIKES,
+    HDF5Writer,
     IndexState,
     StreamSpec,
     read_session,
+    recording_path_taken,
     segments_dir,
     virtual_column,
     write_index,
@@ -147,8 +149,9 @@ class Recorder:
         compression: str | None = None,
     ) -> None:
         self.path = Path(path)
-        if self.path.exists() or segments_dir(self.path).exists():
-            raise FileExistsError(f"recording file {self.path} already exists; choose a new name")
+        taken = recording_path_taken(self.path)
+        if taken:
+            raise FileExistsError(taken)
         if segment_s <= 0 or tick_s <= 0 or max_queue_events < 1:
             raise ValueError("segment_s and tick_s must be positive and max_queue_events at least 1")
         self.segment_s = float(segment_s)
@@ -196,7 +199,7 @@ class Recorder:
         self._error: BaseException | None = None
         self._segments: list[_Segment] = []
         self._open: _Segment | None = None
-        self._open_file: h5py.File | None = None
+        self._open_file: HDF5Writer | None = None
         self._unpublished = False  # a segment closed since the index was last written
         self._next_file = 0
         self._epoch = -1
@@ -210,6 +213,15 @@ class Recorder:
 
     # --- producer side (any thread) ------------------------------------------------------
     @property
+    def error(self) -> BaseException | None:
+        """Why the writer failed (e.g. an ``OSError`` "No space left on device"), or None.
+
+        Once set the recorder accepts no more data and :attr:`finished` follows at once: the file
+        keeps the segments closed before the failure (``complete`` stays False).
+        """
+        return self._error
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and not self.finished.is_set()
 
@@ -218,7 +230,10 @@ class Recorder:
         if self._thread is not None:
             raise RuntimeError("this recorder was already started; make a new Recorder per session")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        segments_dir(self.path).mkdir()
+        try:  # the lock against a second recorder on the same path: only one mkdir succeeds
+            segments_dir(self.path).mkdir()
+        except FileExistsError:
+            raise FileExistsError(f"{self.path} already exists; choose a new name") from None
         now = datetime.now(UTC).astimezone()
         self._start_wall = now.timestamp()
         self._attrs["start_time"] = now.isoformat()
@@ -365,28 +380,36 @@ class Recorder:
                     self._close_segment()
                 if stopping:
                     break
+                if self._error is not None:  # the publisher could not rename an index
+                    raise self._error
                 # a closed segment is named in the index at once: that bounds what a crash loses
                 if self._unpublished or now - last_index >= self.segment_s:
                     self._unpublished = False
                     self._publish(self._merge(publish=False))
                     last_index = time.monotonic()
         except BaseException as exc:  # reported by wait(); producer threads must not die with us
-            log.exception("recorder failed")
+            _log_failure("recorder failed", exc)
             self._error = exc
+            with self._cond:  # stop at the first failed write: later data could only be lost too
+                self._accepting = False
         finally:
             try:
                 deletions = self._stop_publisher()
                 if self._open is not None:
-                    self._close_segment()
+                    if self._error is None:
+                        self._close_segment()
+                    else:  # half-written: never named anywhere, so delete it
+                        self._discard_segment()
                 self._attrs["complete"] = self._error is None
                 self._attrs["dropped_events"] = self.dropped_events
                 if not self._attrs.get("stop_time"):
                     self._attrs["stop_time"] = datetime.now(UTC).astimezone().isoformat()
-                deletions += self._merge(publish=False)
+                if self._error is None:  # after a failure write as little as possible: just the index
+                    deletions += self._merge(publish=False)
                 write_index(self.path, self._state)
                 self._delete(deletions)
             except BaseException as exc:
-                log.exception("recorder could not finish its index")
+                _log_failure("recorder could not finish its index", exc)
                 self._error = self._error or exc
             self._accepting = False
             self.finished.set()
@@ -465,8 +488,8 @@ class Recorder:
             # first board timestamp of this epoch: anchor board time to the session timeline
             self._state.epochs[-1] = (epoch[0], epoch[1], epoch[2], int(cols[spec.time_column][0]), epoch[4])
         seg = self._open or self._open_segment()
-        f = self._open_file
-        assert f is not None
+        assert self._open_file is not None
+        f = self._open_file.file
         row0 = seg.rows(stream)
         for column in spec.columns:
             data = cols[column]
@@ -491,13 +514,14 @@ class Recorder:
             p.t_last = max(p.t_last, t_last)
         else:
             parts.append(_Part(self._epoch, row0, n, t_first, t_last))
+        self._open_file.check()  # a failed write (disk full) stops the recording here
         self.written[stream] = self.written.get(stream, 0) + n
 
     # --- segments, epochs, index ---------------------------------------------------------
     def _open_segment(self) -> _Segment:
         name = f"seg-{self._next_file:06d}.h5"
         self._next_file += 1
-        self._open_file = h5py.File(segments_dir(self.path) / name, "w")
+        self._open_file = HDF5Writer(segments_dir(self.path) / name)
         seg = _Segment(name, 0, self._epoch, time.time(), opened_mono=time.monotonic())
         self._open = seg
         return seg
@@ -507,13 +531,25 @@ class Recorder:
         self._open, self._open_file = None, None
         if seg is None or f is None:
             return
-        f.attrs["epoch"] = seg.epoch
+        f.file.attrs["epoch"] = seg.epoch
         seg.datasets.clear()
-        f.close()
+        f.close()  # raises (and deletes the file) if a write failed: the segment is then never named
         seg.wall_close = time.time()
         self._segments.append(seg)
         self._unpublished = True
         self._rebuild_index()
+
+    def _discard_segment(self) -> None:
+        """Close and delete the open segment after a failure (it holds rows no index names)."""
+        seg, f = self._open, self._open_file
+        self._open, self._open_file = None, None
+        if seg is not None:
+            seg.datasets.clear()
+        if f is not None:
+            try:
+                f.close(discard=True)
+            except OSError:  # the failure that got us here, already reported
+                pass
 
     def _new_epoch(self, reason: str, wall: float) -> None:
         self._epoch += 1
@@ -548,7 +584,7 @@ class Recorder:
         ``deletions``: segment files no index names any more; deleted after the rename.
         """
         self._pub_count += 1
-        tmp = write_index(self.path, self._state, self.path.with_name(f"{self.path.name}.tmp{self._pub_count}"), publish=False)
+        tmp = write_index(self.path, self._state, segments_dir(self.path) / f"index.tmp{self._pub_count}", publish=False)
         with self._pub_cond:
             deletions = list(deletions or [])
             if self._pub_pending is not None:  # superseded before it was renamed
@@ -569,12 +605,14 @@ class Recorder:
             try:
                 os.replace(tmp, self.path)
                 self._delete(deletions)
-            except OSError as exc:  # the writer reports the failure when it finishes
-                log.exception("could not publish the recording index")
+            except OSError as exc:  # the writer stops at its next tick and reports it
+                _log_failure("could not publish the recording index", exc)
                 self._error = self._error or exc
 
     def _stop_publisher(self) -> list[str]:
-        """Stop the publisher after its current rename; returns deletions it did not get to."""
+        """Stop the publisher after its current rename and put a pending index in place (a rename,
+        no writing: if the final index cannot be written, e.g. on a full disk, the file still names
+        every segment closed so far); returns deletions it did not get to."""
         with self._pub_cond:
             self._pub_stop = True
             pending, self._pub_pending = self._pub_pending, None
@@ -583,7 +621,10 @@ class Recorder:
             self._publisher.join()
         if pending is None:
             return []
-        pending[0].unlink(missing_ok=True)
+        try:
+            os.replace(pending[0], self.path)
+        except OSError:
+            pending[0].unlink(missing_ok=True)
         return pending[1]
 
     def _delete(self, files: list[str]) -> None:
@@ -628,7 +669,7 @@ class Recorder:
         self._next_file += 1
         merged = _Segment(name, level, group[0].epoch, group[0].wall_open, group[-1].wall_close, virtual=not copy)
         seg_dir = segments_dir(self.path)
-        with h5py.File(seg_dir / name, "w", libver="latest") as out:
+        with HDF5Writer(seg_dir / name, libver="latest") as out:
             out.attrs["epoch"] = merged.epoch
             out.attrs["merged_from"] = [s.file for s in group] if not copy else []
             for stream in sorted({s for seg in group for s in seg.parts}):
@@ -664,6 +705,16 @@ class Recorder:
                         rows_ = [(i, 0, 0, n, 0, 0) for i, (_f, _r0, n) in enumerate(sources)]
                         virtual_column(group_, c, np.dtype(dtype), row, rows_, files, ".", f"{stream}/{c}")
         return merged
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    """Log a writer failure: an ``OSError`` (disk full, a file-size limit) in one line, since whoever
+    waits for the recorder reports it to the user (``error``, ``finished_signal``) and a traceback
+    would only bury that; anything else is a fault of NeuroLab and keeps its traceback."""
+    if isinstance(exc, OSError):
+        log.info("%s: %s", what, exc)
+    else:
+        log.exception(what)
 
 
 def _fit(text: str, size: int) -> bytes:

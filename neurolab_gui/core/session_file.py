@@ -10,7 +10,7 @@ A recording is one *index file* (``session.h5``) plus a folder of *segments*
   epochs, markers, the segment list) and, for every column of every large
   stream, an HDF5 *virtual dataset* that concatenates that column over all
   closed segments.  It is never modified in place: the writer builds a new one
-  next to it and renames it over the old (``os.replace`` is atomic), so whatever
+  in the segments folder and renames it over the old (``os.replace`` is atomic), so whatever
   moment the recording process dies, ``session.h5`` is a complete file naming only
   complete segments.
 
@@ -134,6 +134,42 @@ def segments_dir(index_path: Path) -> Path:
     return index_path.with_name(index_path.name + SEGMENTS_SUFFIX)
 
 
+def recording_path_taken(path: Path) -> str | None:
+    """Why ``path`` is not free for a new recording (None: it is): it, or its segments folder, exists.
+
+    A symbolic link counts even when it dangles: the index would be renamed over the link, not
+    written where it points (``os.replace`` replaces the link itself).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        return f"{path} is a symbolic link (to {os.readlink(path)}); record to a new name, not through a link"
+    seg = segments_dir(path)
+    if path.exists() or seg.exists() or seg.is_symlink():
+        return f"{path} already exists; choose a new name"
+    return None
+
+
+def recording_path_problem(path: Path) -> str | None:
+    """Why a new recording cannot be created at ``path`` (None: it can, as far as can be told without writing).
+
+    :func:`recording_path_taken`, then the nearest existing folder above ``path`` (the recorder
+    creates missing ones) must be a directory this process may write to; a read-only file system
+    counts as not writable (``os.access`` says so).  Checked before a board is opened.
+    """
+    path = Path(path)
+    taken = recording_path_taken(path)
+    if taken:
+        return taken
+    folder = path.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path}: {folder} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create {path}: directory {folder} is not writable"
+    return None
+
+
 @dataclass
 class IndexState:
     """Everything the index file holds, kept in memory by the writer and rewritten as a whole."""
@@ -148,12 +184,138 @@ class IndexState:
     markers: list[tuple] = field(default_factory=list)
 
 
+class _Sink:
+    """The OS file under an :class:`HDF5Writer`: h5py's ``fileobj`` driver reads and writes through it.
+
+    The first write (or truncate) that fails is remembered in :attr:`error` and *not* reported to
+    HDF5; it and every later write are discarded, so HDF5's view stays consistent and it can always
+    close the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.pos = 0
+        self.error: OSError | None = None
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self.pos = pos
+        elif whence == os.SEEK_CUR:
+            self.pos += pos
+        else:
+            self.pos = os.lseek(self.fd, pos, whence)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:  # h5py takes an object with read() and seek() for a file object
+        data = os.pread(self.fd, max(size, 0), self.pos)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        n = os.preadv(self.fd, [buf], self.pos)
+        self.pos += n
+        return n
+
+    def write(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):  # pwrite may write less than asked (a nearly full disk)
+                    done += os.pwrite(self.fd, view[done:], self.pos + done)
+            except OSError as exc:
+                self.error = exc
+        self.pos += len(view)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def flush(self) -> None:
+        pass
+
+
+class HDF5Writer:
+    """A new HDF5 file being written that can always be closed, whatever the disk does.
+
+    With HDF5's default driver a write that fails (disk full, a file-size limit) leaves objects HDF5
+    can neither flush nor close: ``close()`` fails, the ids stay open and HDF5's own shutdown at
+    interpreter exit then crashes (SIGSEGV in ``H5D_close``, measured with a full tmpfs and with
+    ``ulimit -f``).  Here HDF5 writes through a :class:`_Sink` that remembers the first failed write
+    and discards the rest, so the file always closes; :meth:`check` and :meth:`close` raise that
+    ``OSError`` (its ``strerror`` is what the user needs: "No space left on device") and ``close``
+    deletes the useless file.  Use as ``with HDF5Writer(path) as f:`` or keep it open and call
+    :meth:`check` after each batch of writes.
+
+    Parameters
+    ----------
+    path : the file to create (an existing one is truncated, like h5py's mode ``"w"``)
+    **kwargs : passed to :class:`h5py.File` (e.g. ``libver``)
+    """
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        self.path = Path(path)
+        self._sink = _Sink(self.path)
+        try:
+            self.file = h5py.File(self._sink, "w", **kwargs)
+        except BaseException:
+            self._discard()
+            raise
+
+    @property
+    def error(self) -> OSError | None:
+        """The first failed write, if any."""
+        return self._sink.error
+
+    def check(self) -> None:
+        """Raise the first failed write's ``OSError`` (naming this file), if there was one."""
+        err = self._sink.error
+        if err is not None:
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
+
+    def close(self, discard: bool = False) -> None:
+        """Close the file; delete it and raise if a write failed (or delete it anyway with ``discard``)."""
+        try:
+            self.file.close()
+        finally:
+            failed = self._sink.error is not None
+            if failed or discard:
+                self._discard()
+            else:
+                os.close(self._sink.fd)
+        self.check()
+
+    def _discard(self) -> None:
+        os.close(self._sink.fd)
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> h5py.File:
+        return self.file
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(discard=exc_type is not None)
+
+
 def write_index(path: Path, state: IndexState, tmp: Path | None = None, publish: bool = True) -> Path:
-    """Write the index file to ``tmp`` (default: next to ``path``) and, with ``publish``, rename it
-    over ``path`` (atomic on POSIX).  Returns the file written."""
-    tmp = tmp if tmp is not None else path.with_name(path.name + ".tmp")
+    """Write the index file to ``tmp`` (default: ``index.tmp`` in the segments folder) and, with
+    ``publish``, rename it over ``path`` (atomic on POSIX).  Returns the file written.
+
+    A temporary file lives in the segments folder, not next to ``path``: one that a kill leaves
+    behind is then part of the recording's own folder instead of a stray file beside it (the
+    reader only opens the segments the index names).  A failed write deletes it (:class:`HDF5Writer`).
+    """
+    tmp = tmp if tmp is not None else segments_dir(path) / "index.tmp"
     seg_dir = segments_dir(path).name
-    with h5py.File(tmp, "w", libver="latest") as f:
+    with HDF5Writer(tmp, libver="latest") as f:
         for key, value in state.attrs.items():
             f.attrs[key] = value
         f.attrs["segments_dir"] = seg_dir
@@ -281,6 +443,10 @@ class SessionFile:
         if bad:  # a crafted index must not make the reader open files elsewhere
             raise ValueError(f"{self.path}: segment names must be plain file names, got {bad[0]!r}")
         self.segments_dir = self.path.with_name(seg_dir_name)
+        if not self.segments_dir.is_dir() and segments_dir(self.path).is_dir():
+            # renamed as a pair (FILE + FILE.segments -> NEW + NEW.segments): the index still holds the
+            # old folder name, the folder goes by the file's own name now
+            self.segments_dir = segments_dir(self.path)
         self._check_index()
         self._check_segments()
 
@@ -413,7 +579,8 @@ class SessionFile:
             total = len(named | {source for source, _ in seen})  # the files named in the index and those merges map
             raise self._damaged(
                 f"{len(missing)} of {total} segment files are missing from {self.segments_dir} "
-                f"(first: {next(iter(missing.values()))}); keep the .segments folder next to the session file"
+                f"(first: {next(iter(missing.values()))}); keep the segments folder next to the session file, named "
+                f"{' or '.join(dict.fromkeys([segments_dir(self.path).name, self.segments_dir.name]))}"
             )
         if damaged:
             more = f" (and {len(damaged) - 1} more damaged segment{'s' if len(damaged) > 2 else ''})" if len(damaged) > 1 else ""
