@@ -235,7 +235,7 @@ class ReplaySource:
                 last = self.file.session_time_s(idx["t_last"], idx["epoch"])
                 names = sorted({self.file.segments[int(r["segment"])]["file"].decode() for r in idx[(last >= a) & (first < b)]})
                 if names:
-                    where += f" (segment {', '.join(names)} in {self.file.segments_dir})"
+                    where += f" (segment{'s' if len(names) > 1 else ''} {', '.join(names)} in {self.file.segments_dir})"
             except Exception:  # noqa: BLE001 - a damaged index: the message says less, it is still shown
                 pass
         error = ReplayError(f"replay of {self.path} failed{where}: {type(exc).__name__}: {exc}")
