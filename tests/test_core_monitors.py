@@ -105,3 +105,27 @@ def test_monitor_frame_uses_ticks_when_few_and_prebinned_counts_when_many():
     assert frame.density[1].sum() == n and frame.density[[0, 2, 3]].sum() == 2  # the two early spikes
     assert frame.rates_hz[1] == pytest.approx(n / (frame.density_t1_s - frame.density_t0_s))
     assert builder.frame(SpikeMonitor(capacity=10), span_s=1.0) is None  # nothing arrived yet
+
+
+def test_events_outside_the_board_are_dropped_counted_and_announced_once():
+    """Hostile report #13: a corrupt source (chip 44, neuron 60000) made every raster frame raise
+    IndexError (and neuron 60000 aliases another chip's neuron); the monitor drops them instead."""
+    monitor = SpikeMonitor(capacity=1000)
+    said: list[str] = []
+    monitor.invalid_events_found.connect(said.append)
+    good = SpikeEvents(np.arange(4), [0, 3, 1, 2], [0, 3, 2, 1], [0, 255, 7, 9])
+    bad = SpikeEvents(np.arange(4, 10), [44, 0, 0, 4, 1, 0], [0, 4, 0, 0, 1, 0], [0, 0, 60000, 0, 1, 256])
+    for _ in range(3):  # three batches: one announcement, every event counted
+        monitor.on_events(good)
+        monitor.on_events(bad)
+    assert monitor.invalid_events == 3 * 5
+    assert len(said) == 1 and "dropped 5 of 6 events" in said[0] and "chip 44, core 0, neuron 0" in said[0]
+    t, g = monitor.ring.window(0, 100)
+    assert set(g.tolist()) == {0, 3071 + 1024, 1024 + 512 + 7, 2048 + 256 + 9, 1024 + 256 + 1}
+    frame = RasterBuilder(NeuronSelection.all()).frame(monitor, 1.0)  # raised IndexError before
+    assert frame.n_events == 3 * 5
+    monitor.on_events(SpikeEvents([20], [9], [0], [0]))  # a batch of only invalid events
+    assert monitor.invalid_events == 16 and len(said) == 1
+    monitor.reset_invalid_count()  # a new source: counted afresh, announced again
+    monitor.on_events(SpikeEvents([21], [9], [0], [0]))
+    assert monitor.invalid_events == 1 and len(said) == 2

@@ -147,3 +147,138 @@ def test_a_bad_recording_leaves_the_live_board_and_its_deployment_alone(make_win
         assert len(window.reporter.errors) == n + 1 and path.name in window.reporter.errors[-1][0]
         assert session.connection.status.state == "connected" and session.board is board
         assert session.deployment is sentinel and session.replay is None
+
+
+# --- hostile report #5, #13, #14: damaged recordings and corrupt events in the app -----------------
+
+def _damaged_copy(tmp_path, name: str, seconds: float = 0.5):
+    """A tiny recording (one segment) and its SessionFile, to be damaged by the test."""
+    from neurolab_gui.core.session_file import SessionFile
+
+    path = tmp_path / name
+    make_recording(path, seconds=seconds)
+    return path, SessionFile(path)
+
+
+def _open_in_app(window, monkeypatch, path) -> int:
+    """File → Open recording with ``path`` chosen; returns the number of reports before."""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    n = len(window.reporter.errors)
+    window.open_recording_action.trigger()
+    return n
+
+
+def test_corrupt_neuron_ids_are_dropped_and_reported_once_not_per_frame(window, qtbot, heartbeat):
+    """Report #13 (live board or any source): ids outside the board made the raster raise IndexError
+    on every frame (21-26 error boxes in 1.5 s); they are dropped, counted and announced once."""
+    import numpy as np
+
+    from drivers.dynapse1.spikes import SpikeEvents
+
+    window.reporter.install()  # as the app does: errors from slots and threads are reported
+    raster = window.raster_panel
+    try:
+        with heartbeat.watch("corrupt stream"):
+            for k in range(40):  # 0.8 s of a board sending a third of its events corrupt
+                t = 20_000 * k + np.arange(0, 20_000, 200)
+                n = len(t)
+                neuron = np.where(np.arange(n) % 3 == 0, 60000, np.arange(n) % 256)
+                window.session.connection.feed(SpikeEvents(t, np.zeros(n), np.zeros(n), neuron))
+                qtbot.wait(20)
+            # the raster's info line keeps the running count (34 of every 100 events)
+            qtbot.waitUntil(lambda: "1,360 events with ids outside the board dropped" in raster.info_label.text())
+    finally:
+        window.reporter.uninstall()
+    heartbeat.assert_no_stall()
+    assert window.reporter.errors == []
+    assert window.session.spikes.invalid_events == 40 * 34
+    assert raster.frames_rendered > 5 and raster.last_frame.n_events > 0  # the valid events are drawn
+    told = [line for line in window.log_panel.contents().splitlines() if "ids lie outside the board" in line]
+    assert len(told) == 1 and "board: dropped 34 of 100 events" in told[0] and "neuron 60000" in told[0]
+
+
+def test_replaying_a_recording_with_corrupt_ids_raises_no_error_storm(window, qtbot, heartbeat, monkeypatch, tmp_path):
+    """Report #13 from a recording (seg_flip / seg_neuron_60000): Play gave an IndexError report per frame."""
+    import h5py
+
+    path, file = _damaged_copy(tmp_path, "ids.h5")
+    with h5py.File(file.segments_dir / "seg-000000.h5", "r+") as seg:
+        neuron = seg["events/spikes/neuron"]
+        neuron[::5] = 60000
+    window.reporter.install()
+    try:
+        n = _open_in_app(window, monkeypatch, path)
+        replay = window.session.replay
+        panel = window.replay_panel
+        with heartbeat.watch("play corrupt recording"):
+            if replay is not None:
+                QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+                qtbot.waitUntil(lambda: not replay.playing, timeout=10_000)
+                qtbot.wait(200)  # frames after the end
+    finally:
+        window.reporter.uninstall()
+    heartbeat.assert_no_stall()
+    errors = window.reporter.errors[n:]
+    assert not any("IndexError" in title for title, _ in errors)
+    # the user is told once: the monitor's warning (ids dropped), or a reader that refuses the file naming it
+    told = [line for line in window.log_panel.contents().splitlines() if "ids lie outside the board" in line]
+    assert (len(told) == 1 and str(path) in told[0] and not errors) or (len(errors) == 1 and str(path) in errors[0][0]), (told, errors)
+
+
+def test_a_segment_damaged_during_replay_is_shown_in_the_bar_and_reported_once(window, qtbot, heartbeat, monkeypatch, tmp_path):
+    """Report #14: the replay stopped with the error only in the log; the bar just flipped to Play."""
+    path, file = _damaged_copy(tmp_path, "trunc.h5")
+    n = _open_in_app(window, monkeypatch, path)
+    replay, panel = window.session.replay, window.replay_panel
+    assert replay is not None and n == len(window.reporter.errors)
+    segment = file.segments_dir / "seg-000000.h5"
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])  # the disk lost it after the open
+    with heartbeat.watch("play damaged segment"):
+        QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: panel.status_label.text() != "", timeout=10_000)
+        qtbot.wait(200)  # no second report follows
+    heartbeat.assert_no_stall()
+    text = panel.status_label.text()
+    assert text.startswith(f"replay stopped: replay of {path} failed at 0.000 s (segment seg-000000.h5 in ") and "OSError" in text
+    (title, details), = window.reporter.errors[n:]
+    assert str(path) in title and "seg-000000.h5" in title and "Traceback" in details
+    assert not replay.playing and not panel.play_button.isChecked() and panel.play_button.text() == "Play"
+    assert panel.play_button.isEnabled() and panel.slider.isEnabled()  # the bar stays usable: another recording, a seek
+
+
+def test_a_damaged_index_is_reported_as_could_not_open_naming_the_file(window, monkeypatch, tmp_path):
+    """Report #14: KeyError / IndexError from a damaged index reached the global hook with no file name."""
+    import h5py
+
+    ghost, _ = _damaged_copy(tmp_path, "ghost.h5")
+    with h5py.File(ghost, "r+") as f:
+        f["events/spikes"].attrs["columns"] = ["t", "chip", "core", "neuron", "ghost"]
+    oob, _ = _damaged_copy(tmp_path, "oob.h5")
+    with h5py.File(oob, "r+") as f:
+        index = f["index/events/spikes"][:]
+        index["epoch"][0] = 99
+        del f["index/events/spikes"]
+        f["index/events/spikes"] = index
+    for path in (ghost, oob):
+        n = _open_in_app(window, monkeypatch, path)
+        (title, _), = window.reporter.errors[n:]
+        assert title.startswith(f"could not open the recording {path}: ")
+        assert window.session.replay is None and not window.replay_panel.play_button.isEnabled()
+
+
+@pytest.mark.parametrize("field, value", [("session_offset_s", float("nan")), ("session_offset_s", float("inf")),
+                                          ("first_t_us", 2**62)])
+def test_a_recording_with_a_damaged_epoch_table_is_refused_with_the_reason(window, monkeypatch, tmp_path, field, value):
+    """Report #5 (app): NaN / inf / absurd epoch values opened, then Play did nothing and said nothing."""
+    import h5py
+
+    path, _ = _damaged_copy(tmp_path, "epochs.h5")
+    with h5py.File(path, "r+") as f:
+        epochs = f["epochs"][:]
+        epochs[field][0] = value
+        del f["epochs"]
+        f["epochs"] = epochs
+    n = _open_in_app(window, monkeypatch, path)
+    (title, _), = window.reporter.errors[n:]
+    assert title.startswith(f"could not open the recording {path}: ") and "epoch" in title.split(": ", 1)[1]
+    assert window.session.replay is None and not window.replay_panel.play_button.isEnabled()

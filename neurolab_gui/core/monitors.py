@@ -22,6 +22,7 @@ import numpy as np
 
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import (
+    N_CHIPS,
     N_CORES_PER_CHIP,
     N_NEURONS,
     N_NEURONS_PER_CORE,
@@ -455,17 +456,54 @@ class SpikeMonitor:
         self._rate_lock = threading.Lock()
         self._rate_mark = (time.monotonic(), 0)
         self._event_rate = 0.0
+        #: Events dropped because their chip, core or neuron lies outside the board (see :meth:`on_events`).
+        self.invalid_events = 0
         #: ``cleared()`` when the buffer was emptied (new board, timestamp reset).
         self.cleared = Signal("spike monitor cleared")
+        #: ``invalid_events_found(text)`` once per source (see :meth:`reset_invalid_count`): the
+        #: first batch with events outside the board arrived; ``text`` says what was dropped.
+        self.invalid_events_found = Signal("invalid events found")
 
     def on_events(self, events: SpikeEvents) -> None:
+        """Take one batch (any thread).
+
+        Events whose chip, core or neuron lies outside the board (a corrupt recording, a driver
+        bug) are dropped and counted in :attr:`invalid_events`, like the corrupt USB words the
+        decoder skips: their global ids would alias other neurons or index past every per-neuron
+        table of the views.  The first such batch of a source emits :attr:`invalid_events_found`
+        (once, not per batch: a corrupt stream must not become a storm of messages).
+        """
         if not len(events):
             return
+        valid = (events.chip < N_CHIPS) & (events.core < N_CORES_PER_CHIP) & (events.neuron < N_NEURONS_PER_CORE)
+        if not valid.all():
+            events = self._drop_invalid(events, valid)
+            if not len(events):
+                return
         gid = events.global_id
         self.ring.push(events.timestamp_us, gid.astype(np.uint16))
         self.binned.push(events.timestamp_us, gid)
         self.clock.observe(int(events.timestamp_us.max()))
         self.total_events += len(events)
+
+    def _drop_invalid(self, events: SpikeEvents, valid: np.ndarray) -> SpikeEvents:
+        """Count the events outside the board, announce the first of a source, return the others."""
+        bad = np.flatnonzero(~valid)
+        first = self.invalid_events == 0
+        self.invalid_events += len(bad)
+        if first:
+            i = int(bad[0])
+            self.invalid_events_found.emit(
+                f"dropped {len(bad):,} of {len(events):,} events whose ids lie outside the board "
+                f"(chip 0..{N_CHIPS - 1}, core 0..{N_CORES_PER_CHIP - 1}, neuron 0..{N_NEURONS_PER_CORE - 1}), "
+                f"first: chip {int(events.chip[i])}, core {int(events.core[i])}, neuron {int(events.neuron[i])}; "
+                "any further ones are dropped and counted too"
+            )
+        return events.select(valid)
+
+    def reset_invalid_count(self) -> None:
+        """A new source (a board connected, a recording opened): count its invalid events afresh."""
+        self.invalid_events = 0
 
     def on_inputs(self, timestamp_us: np.ndarray, channel: np.ndarray) -> None:
         """The input spikes a host played into the board (board time µs, channel index), as ids
@@ -508,6 +546,8 @@ class SpikeMonitor:
         frozen._rate_mark = (time.monotonic(), frozen.total_events)
         frozen._event_rate = 0.0
         frozen.cleared = Signal("spike monitor cleared")
+        frozen.invalid_events = self.invalid_events
+        frozen.invalid_events_found = Signal("invalid events found")
         return frozen
 
     def event_rate(self) -> float:

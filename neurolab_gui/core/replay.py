@@ -27,7 +27,7 @@ from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.spikes import SpikeEvents
 
 from .events import Signal
-from .session_file import MEMBRANE_STREAM, SessionFile
+from .session_file import MEMBRANE_STREAM, SPIKES, SessionFile
 
 if TYPE_CHECKING:
     from .session import Session
@@ -82,6 +82,11 @@ class ReplaySource:
         self.position_changed = Signal("replay position")
         #: ``state_changed(playing: bool)``.
         self.state_changed = Signal("replay state")
+        #: ``failed(ReplayError)`` when reading the recording failed (the replay then pauses).
+        self.failed = Signal("replay failed")
+        #: The last such failure, or None.
+        self.error: ReplayError | None = None
+        self._reading: tuple[float, float] | None = None  # the window being read (for the error message)
         self._thread = threading.Thread(target=self._run, name="neurolab-replay", daemon=True)
         self._thread.start()
         self.seek(0.0, wait=True)
@@ -206,11 +211,36 @@ class ReplaySource:
                 self.position_changed.emit(self._position)
                 if finished:
                     self.state_changed.emit(False)
-            except Exception:  # a damaged segment must not kill the thread silently
-                log.exception("replay of %s failed", self.path)
+            except Exception as exc:  # a damaged segment must neither kill the thread nor fail unseen
+                error = self._error(exc)
+                self._reading = None
+                self.error = error
+                # the failed signal carries it to whoever shows it (the app's replay bar reports it,
+                # traceback included): logged here only for debugging, as the jobs' refused inputs
+                log.debug("%s", error, exc_info=exc)
                 self._playing = False
                 self._seek_done.set()
                 self.state_changed.emit(False)
+                self.failed.emit(error)
+
+    def _error(self, exc: Exception) -> ReplayError:
+        """``exc`` as the user needs it: which file, which moment and which segment files it read."""
+        where = ""
+        if self._reading is not None:
+            a, b = self._reading
+            where = f" at {a:.3f} s"
+            try:
+                idx = self.file.index[SPIKES]
+                first = self.file.session_time_s(idx["t_first"], idx["epoch"])
+                last = self.file.session_time_s(idx["t_last"], idx["epoch"])
+                names = sorted({self.file.segments[int(r["segment"])]["file"].decode() for r in idx[(last >= a) & (first < b)]})
+                if names:
+                    where += f" (segment{'s' if len(names) > 1 else ''} {', '.join(names)} in {self.file.segments_dir})"
+            except Exception:  # noqa: BLE001 - a damaged index: the message says less, it is still shown
+                pass
+        error = ReplayError(f"replay of {self.path} failed{where}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
 
     def _feed(self, start_s: float, stop_s: float) -> None:
         """Forward the events of ``[start_s, stop_s)`` in pieces of ``FEED_PIECE_S``: a seek's preroll
@@ -218,7 +248,9 @@ class ReplaySource:
         a = start_s
         while a < stop_s:
             b = min(stop_s, a + FEED_PIECE_S)
+            self._reading = (a, b)
             ts, ev = self.file.events_in(a, b)
+            self._reading = None
             if len(ev):
                 order = np.argsort(ts, kind="stable")
                 t_us = np.rint(ts[order] * 1e6).astype(np.int64)
@@ -240,6 +272,10 @@ class ReplaySource:
         known = {k: v for k, v in values.items() if k in self.session.biases.parameters}
         self.session.biases.apply(known, origin="replay", undoable=False)
         self._bias_applied = target
+
+
+class ReplayError(RuntimeError):
+    """Reading the recording failed during a replay; the message names the file and segment."""
 
 
 class ReplayMembrane:

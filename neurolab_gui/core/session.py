@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
@@ -30,8 +32,42 @@ from .jobs import JobSlot
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
-from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM
+from .session_file import INPUT, MEMBRANE_COLUMNS, MEMBRANE_STREAM, SPIKES, SessionFile
 from .session_stimulus import StimulusController
+
+#: Session times a replay can place on its timeline (s): from a little before the start (a
+#: batch's events may precede the epoch's first timestamp) to 20 days, beyond which the
+#: replay bar's slider (ms steps, 31 bits) cannot follow and the epoch table is surely damaged.
+REPLAY_TIMELINE_S = (-60.0, 20 * 86_400.0)
+
+
+def check_replay_timeline(file: SessionFile) -> float:
+    """The recording's duration (s), after checking that every part of its event index lies on a
+    timeline a replay can play; a damaged epoch table (a NaN or infinite offset, an absurd
+    first timestamp) gives no such timeline, and the replay would silently play nothing.
+
+    Raises ``ValueError`` naming the file, the segment, the epoch and its values.
+    """
+    lo, hi = REPLAY_TIMELINE_S
+    for stream in (SPIKES, INPUT):
+        idx = file.index.get(stream)
+        if idx is None or not len(idx):
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            first = file.session_time_s(idx["t_first"], idx["epoch"])
+            last = file.session_time_s(idx["t_last"], idx["epoch"])
+            bad = ~(np.isfinite(first) & np.isfinite(last) & (first >= lo) & (last <= hi))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            e = int(idx["epoch"][i])
+            segment = file.segments[int(idx["segment"][i])]["file"].decode(errors="replace")
+            raise ValueError(
+                f"{file.path}: cannot be replayed: the epoch table gives the {stream} of segment {segment} "
+                f"session times {first[i]:.6g}..{last[i]:.6g} s, outside {lo:g}..{hi:g} s "
+                f"(epoch {e}: session_offset_s {float(file.epochs['session_offset_s'][e])!r}, "
+                f"first_t_us {int(file.epochs['first_t_us'][e])}); the file's epoch table is damaged"
+            )
+    return file.duration_s()
 
 
 class Session:
@@ -109,14 +145,14 @@ class Session:
         deployment and any running replay as they were.
         """
         from .replay import ReplaySource
-        from .session_file import SessionFile
 
         if self._recorder is not None:
             raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
         file = SessionFile(path)  # raises on a bad, missing or foreign file: nothing closed yet
-        file.duration_s()  # reads the index the replay needs at once
+        check_replay_timeline(file)  # reads the index the replay needs at once
         self.close_replay()
         self.connection.disconnect("replaying a recording")
+        self.spikes.reset_invalid_count()
         self.replay = ReplaySource(self, file)
         self.membrane.attach(self.replay.membrane)
         for chip, core, neuron in self.replay.membrane.recorded:
@@ -147,6 +183,7 @@ class Session:
         if recorder is not None:
             recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected", new_epoch=True)
         self.spikes.clear()
+        self.spikes.reset_invalid_count()
         self.biases.attach(board)
         self.membrane.attach(board)
 

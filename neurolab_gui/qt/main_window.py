@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         self.stimulus_panel = StimulusPanel(session, self.reporter)
         self.model_panel = ModelPanel(session, self.reporter, self.transfer_panel)
         self.console_panel = ConsolePanel(session)
-        self.replay_panel = ReplayPanel(session)
+        self.replay_panel = ReplayPanel(session, self.reporter)
         self.robot_panel = RobotPanel(session.robot, self.reporter)
         self.docks: dict[str, QDockWidget] = {}
         area = Qt.DockWidgetArea
@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
         relay(session.connection.status_changed, self._show_status, self)
         relay(session.recording_changed, self._on_recording_changed, self)
         relay(session.recording_finished, self._on_recording_finished, self)
+        relay(session.spikes.invalid_events_found, self._on_invalid_events, self)
         # the poll asks the board (an emulator's child process may take a while to answer): never on this thread
         self._status_poller = Periodic("status-poll", 0.5, session.connection.poll_status).start()
         self._show_status(session.connection.status)
@@ -376,6 +377,14 @@ class MainWindow(QMainWindow):
             if status.state == "error":
                 log.warning(status.message)
 
+    def _on_invalid_events(self, text: str) -> None:
+        """The spike monitor dropped events outside the board: say so once (log panel and status
+        bar); the raster's info line keeps the running count."""
+        replay = self.session.replay
+        message = f"{'replay of ' + str(replay.path) if replay is not None else 'board'}: {text}"
+        log.warning("%s", message)
+        self.statusBar().showMessage(message, 15_000)
+
     def _reconnect(self) -> None:
         if self.session.connection.target is None:
             self.connection_bar.connect_selected()
@@ -441,7 +450,7 @@ class MainWindow(QMainWindow):
             return
         try:
             self.session.open_recording(path)
-        except (ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises (KeyError, IndexError from h5py/numpy): name the file
             self.reporter.report(exc, f"could not open the recording {path}")
             return
         self.docks["replay"].show()

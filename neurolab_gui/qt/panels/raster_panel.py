@@ -524,7 +524,9 @@ class RasterPanel(QWidget):
         self.frames_rendered += 1
         self.frame_times_s.append(time.perf_counter() - started)
         del self.frame_times_s[:-300]
-        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})" + (" — paused" if self.paused else ""))
+        invalid = self.session.spikes.invalid_events
+        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})" + (" — paused" if self.paused else "")
+                                + (f" — {invalid:,} events with ids outside the board dropped" if invalid else ""))
 
     def _draw(self, frame: RasterFrame) -> None:
         self._drawing = True

@@ -15,6 +15,7 @@ from neurolab_gui.core.replay import MAX_SPEED, MIN_SPEED
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
+from ..errors import ErrorReporter
 
 #: Slider steps per second of recording.
 STEPS_PER_S = 1000
@@ -23,12 +24,25 @@ TIMELINE_COLOURS = {"bias": (255, 170, 0), "timestamp_reset": (255, 60, 60), "un
 
 
 class ReplayPanel(QWidget):
-    """Controls for the session's replay source (disabled while none is open)."""
+    """Controls for the session's replay source (disabled while none is open).
 
-    def __init__(self, session: Session, refresh_ms: int = 50) -> None:
+    Parameters
+    ----------
+    session : the session whose replay this bar drives
+    reporter : where a failed replay is reported (besides the bar's own status line)
+    refresh_ms : how often the play head is shown
+    """
+
+    def __init__(self, session: Session, reporter: ErrorReporter | None = None, refresh_ms: int = 50) -> None:
         super().__init__()
         self.session = session
+        self.reporter = reporter
         self.file_label = QLabel("no recording open (File → Open recording…)")
+        #: Why the replay stopped, when reading the recording failed (empty otherwise).
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #ff5050")
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
         self.play_button.setToolTip("play / pause the recording (its events feed the raster and rate views)")
@@ -53,6 +67,7 @@ class ReplayPanel(QWidget):
             row.addWidget(w, 1 if w is self.slider else 0)
         layout = QVBoxLayout(self)
         layout.addWidget(self.file_label)
+        layout.addWidget(self.status_label)
         layout.addLayout(row)
         layout.addWidget(self.timeline)
         layout.addWidget(self.event_list)
@@ -74,6 +89,9 @@ class ReplayPanel(QWidget):
             self.timeline.removeItem(item)
         self.timeline_lines = []
         self._timeline = [] if replay is None else replay.timeline()
+        self.status_label.setText("")
+        if replay is not None:
+            relay(replay.failed, lambda error, replay=replay: self._failed(replay, error), self)
         enabled = replay is not None
         for w in (self.play_button, self.speed_spin, self.slider):
             w.setEnabled(enabled)
@@ -117,11 +135,23 @@ class ReplayPanel(QWidget):
         recent = [f"{t:.3f} s {kind}: {text}" for t, kind, text in self._timeline if t <= pos][-3:]
         self.event_list.setText("\n".join(recent))
 
+    def _failed(self, replay, error: Exception) -> None:
+        """Reading the recording failed (the replay has paused): say why, once, and show the
+        paused state at once (the button back to Play)."""
+        if replay is not self.session.replay:
+            return  # a recording closed since: its failure is not this bar's
+        self.status_label.setText(f"replay stopped: {error}")
+        if self.reporter is not None:
+            self.reporter.report(error)
+        self.refresh()
+
     # --- from the user ------------------------------------------------------------------
     def _play_toggled(self, on: bool) -> None:
         replay = self.session.replay
         if self._updating or replay is None:
             return
+        if on:
+            self.status_label.setText("")
         replay.play() if on else replay.pause()
         self.play_button.setText("Pause" if on else "Play")
 
