@@ -239,7 +239,8 @@ def test_a_segment_damaged_during_replay_is_shown_in_the_bar_and_reported_once(w
         qtbot.wait(200)  # no second report follows
     heartbeat.assert_no_stall()
     text = panel.status_label.text()
-    assert text.startswith(f"replay stopped: replay of {path} failed at 0.000 s (segment seg-000000.h5 in ") and "OSError" in text
+    assert text.startswith(f"replay stopped: replay of {path} failed at 0.000 s (segment seg-000000.h5 in ")
+    assert "the segment is damaged" in text  # the reader's own check (SessionFileError) names what is wrong
     (title, details), = window.reporter.errors[n:]
     assert str(path) in title and "seg-000000.h5" in title and "Traceback" in details
     assert not replay.playing and not panel.play_button.isChecked() and panel.play_button.text() == "Play"
@@ -282,3 +283,12 @@ def test_a_recording_with_a_damaged_epoch_table_is_refused_with_the_reason(windo
     (title, _), = window.reporter.errors[n:]
     assert title.startswith(f"could not open the recording {path}: ") and "epoch" in title.split(": ", 1)[1]
     assert window.session.replay is None and not window.replay_panel.play_button.isEnabled()
+
+
+def test_the_replay_slider_holds_recordings_longer_than_its_milliseconds():
+    """A QSlider holds 31 bits: milliseconds of a 30-day recording would overflow it; the bar takes fewer steps."""
+    from neurolab_gui.qt.panels.replay_panel import STEPS_PER_S, slider_steps_per_s
+
+    assert slider_steps_per_s(120.0) == STEPS_PER_S
+    month = 30 * 86_400.0
+    assert month * STEPS_PER_S > 2**31 - 1 and month * slider_steps_per_s(month) <= 2**31 - 1

@@ -20,8 +20,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
@@ -32,42 +30,8 @@ from .jobs import JobSlot
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
-from .session_file import INPUT, MEMBRANE_COLUMNS, MEMBRANE_STREAM, SPIKES, SessionFile
+from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM, SessionFile
 from .session_stimulus import StimulusController
-
-#: Session times a replay can place on its timeline (s): from a little before the start (a
-#: batch's events may precede the epoch's first timestamp) to 20 days, beyond which the
-#: replay bar's slider (ms steps, 31 bits) cannot follow and the epoch table is surely damaged.
-REPLAY_TIMELINE_S = (-60.0, 20 * 86_400.0)
-
-
-def check_replay_timeline(file: SessionFile) -> float:
-    """The recording's duration (s), after checking that every part of its event index lies on a
-    timeline a replay can play; a damaged epoch table (a NaN or infinite offset, an absurd
-    first timestamp) gives no such timeline, and the replay would silently play nothing.
-
-    Raises ``ValueError`` naming the file, the segment, the epoch and its values.
-    """
-    lo, hi = REPLAY_TIMELINE_S
-    for stream in (SPIKES, INPUT):
-        idx = file.index.get(stream)
-        if idx is None or not len(idx):
-            continue
-        with np.errstate(invalid="ignore", over="ignore"):
-            first = file.session_time_s(idx["t_first"], idx["epoch"])
-            last = file.session_time_s(idx["t_last"], idx["epoch"])
-            bad = ~(np.isfinite(first) & np.isfinite(last) & (first >= lo) & (last <= hi))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            e = int(idx["epoch"][i])
-            segment = file.segments[int(idx["segment"][i])]["file"].decode(errors="replace")
-            raise ValueError(
-                f"{file.path}: cannot be replayed: the epoch table gives the {stream} of segment {segment} "
-                f"session times {first[i]:.6g}..{last[i]:.6g} s, outside {lo:g}..{hi:g} s "
-                f"(epoch {e}: session_offset_s {float(file.epochs['session_offset_s'][e])!r}, "
-                f"first_t_us {int(file.epochs['first_t_us'][e])}); the file's epoch table is damaged"
-            )
-    return file.duration_s()
 
 
 class Session:
@@ -148,8 +112,9 @@ class Session:
 
         if self._recorder is not None:
             raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
-        file = SessionFile(path)  # raises on a bad, missing or foreign file: nothing closed yet
-        check_replay_timeline(file)  # reads the index the replay needs at once
+        # raises on a bad, missing or foreign file, a damaged index or epoch table included
+        # (SessionFile's own checks): nothing closed yet
+        file = SessionFile(path)
         self.close_replay()
         self.connection.disconnect("replaying a recording")
         self.spikes.reset_invalid_count()

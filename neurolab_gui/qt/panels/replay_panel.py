@@ -17,8 +17,16 @@ from neurolab_gui.core.session import Session
 from ..bridge import relay
 from ..errors import ErrorReporter
 
-#: Slider steps per second of recording.
+#: Slider steps per second of recording (fewer for a recording longer than a QSlider's 31 bits of
+#: milliseconds, ~24.8 days: :func:`slider_steps_per_s`).
 STEPS_PER_S = 1000
+
+
+def slider_steps_per_s(duration_s: float) -> float:
+    """Slider steps per second for a recording of ``duration_s``: :data:`STEPS_PER_S`, or as many as
+    a QSlider's int range holds."""
+    return min(float(STEPS_PER_S), (2**31 - 1) / max(duration_s, 1e-9))
+
 TIMELINE_COLOURS = {"bias": (255, 170, 0), "timestamp_reset": (255, 60, 60), "unplugged": (255, 60, 60),
                     "disconnected": (255, 60, 60), "connected": (80, 200, 80), "dropped": (255, 0, 255)}
 
@@ -52,6 +60,7 @@ class ReplayPanel(QWidget):
         self.slider.setToolTip("scrub: the views show the moment under the slider (Home/End/PgUp/PgDown work too)")
         self.slider.setSingleStep(STEPS_PER_S // 10)
         self.slider.setPageStep(STEPS_PER_S)
+        self._steps_per_s = float(STEPS_PER_S)
         self.time_label = QLabel("0.000 / 0.000 s")
         self.timeline = pg.PlotWidget()
         self.timeline.setFixedHeight(70)
@@ -105,7 +114,8 @@ class ReplayPanel(QWidget):
             f"{info['bias_changes']} bias changes{'' if info['complete'] else ' (incomplete: the recorder was killed)'}"
         )
         self._updating = True
-        self.slider.setRange(0, int(round(replay.duration_s * STEPS_PER_S)))
+        self._steps_per_s = slider_steps_per_s(replay.duration_s)
+        self.slider.setRange(0, int(replay.duration_s * self._steps_per_s))
         self.slider.setValue(0)
         self.speed_spin.setValue(replay.speed)
         self._updating = False
@@ -125,7 +135,7 @@ class ReplayPanel(QWidget):
         pos = replay.position_s
         self._updating = True
         if not self.slider.isSliderDown():
-            self.slider.setValue(int(round(pos * STEPS_PER_S)))
+            self.slider.setValue(min(self.slider.maximum(), int(round(pos * self._steps_per_s))))
         if self.play_button.isChecked() != replay.playing:
             self.play_button.setChecked(replay.playing)
         self.play_button.setText("Pause" if replay.playing else "Play")
@@ -163,7 +173,7 @@ class ReplayPanel(QWidget):
     def _slider_moved(self, value: int) -> None:
         replay = self.session.replay
         if not self._updating and replay is not None:
-            replay.seek(value / STEPS_PER_S)
+            replay.seek(value / self._steps_per_s)
             self.refresh()
 
     def stop(self) -> None:
