@@ -34,3 +34,21 @@ def test_gui_without_a_display_says_what_to_do(monkeypatch, capsys):
         monkeypatch.delenv(var, raising=False)
     assert main(["gui"]) == 2
     assert "neurolab demo" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`neurolab devices | head -0`: the pipe's reader is gone; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader went away before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "neurolab_gui", "devices"], stdout=w, stderr=subprocess.PIPE,
+                              timeout=120, check=False)
+    finally:
+        os.close(w)
+    err = done.stderr.decode()
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert done.returncode == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,7 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command is None:
         args = parser.parse_args(["gui", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at the interpreter's exit, where a broken pipe cannot be caught
+        return code
+    except BrokenPipeError:
+        # the reader of our output went away (`neurolab info F | head -2`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again
+        # (Python's documented recipe), and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
