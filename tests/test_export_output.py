@@ -1,0 +1,159 @@
+"""The exporters' own output: a full disk, an output that is a folder or cannot be written, and NWB
+names for any stream and column the recorder takes.  Each case runs the CLI as a user does and checks
+the exit code, one ``error:`` line naming the output, and that nothing is left half-written."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurolab_gui.cli import main
+
+KINDS = ("nwb", "csv", "aedat")
+
+
+def _session(path: Path, streams: dict[str, dict[str, list]] | None = None) -> Path:
+    """A small recording: 300 spikes (so every export is a few kB) and the typed streams given."""
+    from drivers.dynapse1.spikes import SpikeEvents
+    from neurolab_gui.core.recording import Recorder
+
+    rec = Recorder(path, software_version="9.9", board_serial="EMU00001", board_emulated=True, segment_s=0.02, tick_s=0.005)
+    for name, columns in (streams or {}).items():
+        rec.add_stream(name, {c: np.asarray(v).dtype for c, v in columns.items()}, description=f"stream {name}")
+    rec.start()
+    n = 300
+    rng = np.random.default_rng(1)
+    rec.record_spikes(SpikeEvents(np.arange(n) * 10, rng.integers(0, 4, n), rng.integers(0, 4, n), rng.integers(0, 256, n)))
+    for name, columns in (streams or {}).items():
+        rec.append(name, columns)
+    rec.stop()
+    return path
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> Path:
+    return _session(tmp_path_factory.mktemp("out") / "s.h5")
+
+
+def _error_line(text: str) -> str:
+    assert "Traceback" not in text and "Exception ignored" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_export_onto_a_full_disk_fails_cleanly_without_a_crash(session, tmp_path):
+    """Bug: NWB onto a full disk printed ~100 lines of HDF5 errors, left `.x.partial.nwb` and segfaulted
+    at exit (139): the failed file's HDF5 ids stayed open into the library's shutdown.  A real process
+    under a 1.5 kB file-size limit (RLIMIT_FSIZE, no privileges needed) runs all three exports."""
+    outs = {kind: tmp_path / f"x.{kind}" for kind in KINDS}
+    script = (
+        "import json, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.RLIM_INFINITY))\n"
+        "from neurolab_gui.cli import main\n"
+        f"print(json.dumps([main(['export', {str(session)!r}, '--' + k, o]) for k, o in {[(k, str(o)) for k, o in outs.items()]!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # no segfault (-11) at interpreter exit
+    assert json.loads(proc.stdout.splitlines()[-1]) == [2, 2, 2]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: writing --{k} {o} failed: File too large" for k, o in outs.items()], proc.stderr[-3000:]
+    assert _files(tmp_path) == []  # no output, no hidden partial file
+
+
+class _FullDisk:
+    """A file whose writes fail with ENOSPC once ``budget`` bytes are written (the disk fills half-way)."""
+
+    def __init__(self, fh, budget: int) -> None:
+        self._fh, self._left = fh, budget
+
+    def write(self, data):
+        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
+        if size > self._left:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._left -= size
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_write_failing_half_way_names_the_output_and_removes_the_partial(kind, session, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module({"nwb": "neurolab_gui.core.export.nwb", "csv": "neurolab_gui.core.export.csv_table",
+                                      "aedat": "neurolab_gui.core.export.aedat"}[kind])
+    monkeypatch.setattr(module, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
+    out = tmp_path / f"x.{kind}"
+    assert main(["export", str(session), f"--{kind}", str(out)]) == 2
+    assert _error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: No space left on device"
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_export_refuses_a_folder_as_output(force, session, tmp_path, capsys):
+    """Bug: `--force` onto a folder read and wrote the whole export, then failed renaming it onto the
+    folder with a traceback, leaving the complete hidden partial file behind."""
+    folder = tmp_path / "outdir.csv"
+    folder.mkdir()
+    (tmp_path / "link.nwb").symlink_to(folder)
+    for kind, out in (("csv", folder), ("nwb", tmp_path / "link.nwb"), ("aedat", folder)):
+        assert main(["export", str(session), f"--{kind}", str(out), *force]) == 2
+        assert _error_line(capsys.readouterr().err) == f"error: --{kind} {out} is a folder; give a file name"
+    assert _files(tmp_path) == ["link.nwb", "outdir.csv"] and _files(folder) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_into_a_read_only_folder_says_so(kind, session, tmp_path, capsys):
+    """Bug: removing the partial file failed too (EROFS), and that second error escaped as a traceback."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        out = folder / f"x.{kind}"
+        assert main(["export", str(session), f"--{kind}", str(out)]) == 2
+        assert _error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: Permission denied"
+        assert _files(folder) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_export_cleanup_that_fails_never_hides_the_write_error(session, tmp_path, monkeypatch, capsys):
+    """The disk fills and removing the partial file fails as well: the user gets the write error and
+    is told which file is left, no traceback."""
+    import neurolab_gui.core.export.csv_table as csv_table
+
+    monkeypatch.setattr(csv_table, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
+
+    def unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    out = tmp_path / "x.csv"
+    assert main(["export", str(session), "--csv", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert _error_line(err) == f"error: writing --csv {out} failed: No space left on device"
+    assert f"could not remove the partial file {tmp_path / '.x.partial.csv'}: Read-only file system" in err
+    assert not out.exists()
+
