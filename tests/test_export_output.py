@@ -157,3 +157,66 @@ def test_export_cleanup_that_fails_never_hides_the_write_error(session, tmp_path
     assert f"could not remove the partial file {tmp_path / '.x.partial.csv'}: Read-only file system" in err
     assert not out.exists()
 
+
+def test_nwb_names_escape_reversibly_and_stay_distinct():
+    from neurolab_gui.core.export.nwb import (
+        column_from_nwb_name,
+        nwb_column_name,
+        nwb_stream_name,
+        stream_from_nwb_name,
+    )
+
+    assert nwb_stream_name("robot/motor") == "robot_motor"  # the common case reads as before
+    assert nwb_column_name("time_s") == "time_s" and nwb_column_name("id") == "%69d"
+    names = ["a/b", "a_b", "a%5Fb", "a:b", "a%3Ab", "id", "%69d", "colnames", "description", "neurodata/type", "neurodata_type",
+             "object_id", "namespace", ".", "..", "x y", "ü/ä", "a//b", "_", "/", "%", "%%2F", "robot/sensor_raw", "name", "%6Eame"]
+    streams = [nwb_stream_name(n) for n in names]
+    columns = [nwb_column_name(n) for n in names]
+    assert len(set(streams)) == len(set(columns)) == len(names)
+    assert [stream_from_nwb_name(s) for s in streams] == names and [column_from_nwb_name(c) for c in columns] == names
+    group_reserved = {"description", "namespace", "neurodata_type", "object_id", "."}
+    assert not group_reserved & set(streams) and not (group_reserved | {"id", "colnames", "name", "parent"}) & set(columns)
+    assert nwb_column_name("name") == "%6Eame"  # hdmf's to_dataframe() would give the table's name as column "name"
+    assert not any("/" in n or ":" in n for n in streams + columns)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # hdmf warns when a column name shadows a table attribute
+def test_nwb_export_of_any_stream_and_column_names_is_valid_and_reads_back(tmp_path, capsys):
+    """Bug: a stream column named `id` gave an NWB file that pynwb's validator rejects and pynwb cannot
+    read; streams `a/b` and `a_b` both became table `a_b`, so the export failed."""
+    from pynwb import NWBHDF5IO, validate
+
+    from neurolab_gui.core.export.nwb import column_from_nwb_name, stream_from_nwb_name
+    from neurolab_gui.core.session_file import SessionFile
+
+    streams = {
+        "x": {"id": [1, 2], "v": [np.nan, np.inf], "colnames": [3, 4], "name": [5, 6]},
+        "a/b": {"v": [1.0], "description": [7], "a:b": [8]},
+        "a_b": {"v": [2.0], "object_id": [b"o"]},
+        "a:b": {"neurodata_type": [True, False]},
+        "neurodata/type": {"namespace": [9]},
+        "description": {"v": [3.0]},
+    }
+    path = _session(tmp_path / "s.h5", streams)
+    out = tmp_path / "s.nwb"
+    assert main(["export", str(path), "--nwb", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {out} ") and captured.err == ""
+    assert validate(path=str(out)) == []
+    session = SessionFile(path)
+    with NWBHDF5IO(str(out), "r") as io:
+        tables = io.read().processing["streams"].data_interfaces
+        assert sorted(stream_from_nwb_name(name) for name in tables) == sorted(streams)
+        for name, table in tables.items():
+            stream = stream_from_nwb_name(name)
+            frame = table.to_dataframe()
+            assert [column_from_nwb_name(c) for c in frame.columns] == list(streams[stream])
+            assert list(table.colnames) == list(frame.columns) and len(frame) == len(next(iter(streams[stream].values())))
+            stored = session.read_stream(f"streams/{stream}")
+            for column in frame.columns:
+                want = stored[column_from_nwb_name(column)]
+                got = frame[column].to_numpy()
+                if want.dtype.kind == "S":
+                    assert list(got) == [w.decode() for w in want]
+                else:
+                    np.testing.assert_array_equal(got, want)
