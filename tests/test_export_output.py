@@ -220,3 +220,21 @@ def test_nwb_export_of_any_stream_and_column_names_is_valid_and_reads_back(tmp_p
                     assert list(got) == [w.decode() for w in want]
                 else:
                     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_leaves_no_partial_file_whatever_goes_wrong(kind, session, tmp_path, monkeypatch):
+    """Bug: only ValueError/OSError removed the partial file; e.g. an OverflowError half-way through
+    the AEDAT packets left `.x.partial.aedat`.  How such errors are *reported* is the reading side's
+    business; here only: nothing is left behind."""
+    from neurolab_gui.core.session_file import SessionFile
+
+    def broken(self, *args):
+        raise OverflowError("boom")
+
+    monkeypatch.setattr(SessionFile, "session_time_s", broken)
+    try:
+        rc = main(["export", str(session), f"--{kind}", str(tmp_path / f"x.{kind}")])
+    except OverflowError:
+        rc = None
+    assert rc != 0 and _files(tmp_path) == []
