@@ -36,8 +36,17 @@ def _overwrites_input(session: Path, out: Path) -> str | None:
     return None
 
 
+def _discard(partial: Path) -> None:
+    """Remove a half-written export; never raise over the error that made it half-written."""
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError as exc:
+        if partial.exists():  # said only when something really is left behind
+            print(f"warning: could not remove the partial file {partial}: {exc.strerror or exc}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    from neurolab_gui.core.export import export_aedat, export_csv, export_nwb
+    from neurolab_gui.core.export import ExportWriteError, export_aedat, export_csv, export_nwb
     from neurolab_gui.core.session_file import SessionFile
 
     kind, out, func = next((k, getattr(args, k), f) for k, f in (("nwb", export_nwb), ("aedat", export_aedat), ("csv", export_csv)) if getattr(args, k))
@@ -55,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if clash:  # --force allows replacing an old export, never the recording being read
         print(f"error: --{kind} {out} {clash}; choose another output name", file=sys.stderr)
         return 2
+    if out.is_dir():  # --force replaces a file, never a folder (the final rename could not, and must not)
+        print(f"error: --{kind} {out} is a folder; give a file name", file=sys.stderr)
+        return 2
     if out.exists() and not args.force:
         print(f"error: {out} already exists (use --force to overwrite)", file=sys.stderr)
         return 2
@@ -62,20 +74,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {args.file} is INCOMPLETE (its recording was killed or is still running); "
               "the export holds what was saved so far", file=sys.stderr)
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    done = False
     try:
+        # create the partial file first: an unwritable or missing folder fails now, not after reading the recording
+        with tmp.open("wb"):
+            pass
         n = func(args.file, tmp)
-    except ValueError as exc:  # the reader's errors name the session file, its segment and the problem
-        tmp.unlink(missing_ok=True)
+        tmp.replace(out)  # never leave a half-written export under the asked-for name
+        done = True
+    except ExportWriteError as exc:
+        print(f"error: writing --{kind} {out} failed: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) == tmp:  # creating or renaming the partial file
+            print(f"error: writing --{kind} {out} failed: {exc.strerror}", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # writing OUT (the reader turns its own OSErrors into ValueErrors)
-        tmp.unlink(missing_ok=True)
-        print(f"error: writing --{kind} {out} failed: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except BaseException:  # a bug or Ctrl-C: still no half-written file left behind
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)  # never leave a half-written export under the asked-for name
+    finally:
+        if not done:  # also when reading failed in a way not caught here: no partial file is left
+            _discard(tmp)
     what = {"nwb": "units", "aedat": "spikes", "csv": "rows"}[kind]
     print(f"wrote {out} ({n:,} {what})")
     return 0

@@ -7,8 +7,9 @@ reconnects and board timestamp resets never make time jump back in an export.
 
 from __future__ import annotations
 
+from ._output import ExportWriteError
 from .aedat import export_aedat
 from .csv_table import export_csv
 from .nwb import export_nwb
 
-__all__ = ["export_aedat", "export_csv", "export_nwb"]
+__all__ = ["ExportWriteError", "export_aedat", "export_csv", "export_nwb"]

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..session_file import SPIKES, SessionFile
+from ._output import writing
 
 SPIKE_EVENT = 12
 SOURCE_ID = 1
@@ -57,7 +58,7 @@ def export_aedat(session_path: str | Path, out: str | Path) -> int:
     """Write the recording's spikes as AEDAT 3.1 spike packets; returns the number of events."""
     session = SessionFile(session_path)
     cols = session.read_stream(SPIKES) if SPIKES in session.streams else None
-    with open(out, "wb") as fh:
+    with writing(out), open(out, "wb") as fh:
         fh.write(header_lines(str(session.attrs["start_time"])))
         if cols is None or not len(cols["t"]):
             return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..session_file import INPUT, SPIKES, SessionFile
+from ._output import writing
 
 HEADER = "time_s,board_t_us,epoch,kind,chip,core,neuron"
 ROWS_PER_WRITE = 1_000_000
@@ -26,7 +27,7 @@ def export_csv(session_path: str | Path, out: str | Path) -> int:
     order = np.argsort(merged[0], kind="stable")
     kinds = np.array(["spike", "input"])
     n = len(order)
-    with open(out, "w", newline="") as fh:
+    with writing(out), open(out, "w", newline="") as fh:
         fh.write(HEADER + "\n")
         for a in range(0, n, ROWS_PER_WRITE):
             sel = order[a : a + ROWS_PER_WRITE]

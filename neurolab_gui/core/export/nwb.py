@@ -16,8 +16,26 @@ What goes where (NWB 2.x core schema only, so pynwb's validator checks all of it
 * ``acquisition/membrane_chipC_coreK_neuronN``: a ``TimeSeries`` (volts, session time) per
   neuron whose analog monitor was recorded;
 * ``processing/streams``: every other typed stream (robot commands, sensor readings, …) as a
-  ``DynamicTable`` with its own columns;
+  ``DynamicTable`` with its own columns, named as below;
 * the device (board serial, emulated or silicon) and the recording's notes and start time.
+
+Stream and column names.  The recorder takes any stream path and column name, NWB does not: a
+name may not hold ``/`` or ``:``, and some names are taken by NWB itself (every group's
+attributes ``description``, ``namespace``, ``neurodata_type``, ``object_id``; a table's ``id``
+and ``colnames``; ``.``).  So names are escaped, reversibly, percent-style:
+
+* a stream's table name (:func:`nwb_stream_name`): ``%``, ``_`` and ``:`` become ``%25``,
+  ``%5F`` and ``%3A``, then each ``/`` becomes ``_`` — ``robot/motor`` is ``robot_motor``,
+  ``a_b`` is ``a%5Fb``; read back with :func:`stream_from_nwb_name` (``_`` → ``/``, then
+  ``urllib.parse.unquote``);
+* a column name (:func:`nwb_column_name`): ``%``, ``/`` and ``:`` become ``%25``, ``%2F``,
+  ``%3A``; read back with :func:`column_from_nwb_name` (``urllib.parse.unquote``);
+* a name that is still one NWB keeps, or (columns) one that hdmf's ``DynamicTable`` already has as
+  an attribute (``name``, ``parent``, ``fields``, …), gets its first character escaped (``id`` →
+  ``%69d``, ``name`` → ``%6Eame``).  Decoding never needs this list: every ``%`` in a written name
+  begins an escape.
+
+Each column's description is its original name, each table's description the stream's own.
 """
 
 from __future__ import annotations
@@ -25,16 +43,60 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
 from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, SessionFile
+from ._output import writing
+
+#: Names NWB keeps for itself in any group (its HDF5 attributes) and, in addition, in a ``DynamicTable``.
+_GROUP_RESERVED = frozenset({"description", "namespace", "neurodata_type", "object_id", "."})
+_TABLE_RESERVED = _GROUP_RESERVED | {"id", "colnames"}
+
+
+def _escape(name: str, chars: str) -> str:
+    """``name`` with ``%`` and each of ``chars`` written as ``%XX``."""
+    if not name:
+        raise ValueError("an NWB name cannot be empty")
+    return "".join(f"%{ord(ch):02X}" if ch == "%" or ch in chars else ch for ch in name)
+
+
+def _escape_first(name: str) -> str:
+    """``name`` with its first character written as ``%XX``: a reserved name becomes a free one."""
+    return f"%{ord(name[0]):02X}{name[1:]}"
+
+
+def nwb_stream_name(path: str) -> str:
+    """The table name in ``processing/streams`` of the typed stream ``path`` (``robot/motor`` → ``robot_motor``)."""
+    name = _escape(path, "_:").replace("/", "_")
+    return _escape_first(name) if name in _GROUP_RESERVED else name
+
+
+def stream_from_nwb_name(name: str) -> str:
+    """The stream path that :func:`nwb_stream_name` turned into ``name``."""
+    return unquote(name.replace("_", "/"))
+
+
+def nwb_column_name(column: str) -> str:
+    """The NWB column name of a stream column (``id`` → ``%69d``, ``a:b`` → ``a%3Ab``, ``time_s`` unchanged)."""
+    from hdmf.common import DynamicTable
+
+    name = _escape(column, "/:")
+    # hdmf makes each column an attribute of the table; one named like an existing attribute (name,
+    # parent, fields, …) is not, and pynwb's to_dataframe() even returns the table's name as column "name"
+    return _escape_first(name) if name in _TABLE_RESERVED or hasattr(DynamicTable, name) else name
+
+
+def column_from_nwb_name(name: str) -> str:
+    """The stream column that :func:`nwb_column_name` turned into ``name``."""
+    return unquote(name)
 
 
 def export_nwb(session_path: str | Path, out: str | Path) -> int:
     """Write an NWB file; returns the number of units (neurons that fired)."""
     from hdmf.common import VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb import NWBFile, TimeSeries
     from pynwb.misc import Units
 
     session = SessionFile(session_path)
@@ -163,11 +225,75 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
         for name in others:
             spec = session.streams[name]
             c = session.read_stream(name)
-            extra.add(_table(name.removeprefix("streams/").replace("/", "_"), spec.description or name,
-                             [(col, col, c[col]) for col in spec.columns]))
-    with NWBHDF5IO(str(out), "w") as io:
-        io.write(nwb)
+            path = name.removeprefix("streams/")
+            extra.add(_table(nwb_stream_name(path), spec.description or path,
+                             [(nwb_column_name(col), col, c[col]) for col in spec.columns]))
+    _write(nwb, out)
     return n_units
+
+
+class _StopOnWriteError:
+    """A binary file for h5py's ``fileobj`` driver that keeps the first write error and then discards.
+
+    On a full disk HDF5's own driver fails every later write too, so closing the file fails, its
+    ids stay open and the library's shutdown at interpreter exit crashes (segfault).  Through this
+    file HDF5 sees every write succeed, closes cleanly, and the caller raises :attr:`error`.
+    """
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        while self.error is None and view.nbytes:
+            try:
+                view = view[self._raw.write(view) :]  # an unbuffered write may write only part
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._raw.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self._raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered: nothing is held back
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self._raw.readinto(buffer)
+
+
+def _write(nwb, out: str | Path) -> None:
+    """Write ``nwb`` to ``out``; a failed write (disk full, …) raises :class:`ExportWriteError` with every HDF5 object closed."""
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    with writing(out):
+        with open(out, "w+b", buffering=0) as raw:  # HDF5 reads back what it wrote
+            sink = _StopOnWriteError(raw)
+            try:
+                with h5py.File(sink, "w") as h5, NWBHDF5IO(file=h5, mode="w") as io:
+                    io.write(nwb)
+            except Exception:
+                if sink.error is None:
+                    raise
+            if sink.error is not None:
+                raise sink.error
 
 
 def _table(name: str, description: str, columns: list[tuple[str, str, np.ndarray]]):
