@@ -1,5 +1,6 @@
 """Session recording: round trip, plain-h5py access, epochs, drops, non-blocking stop, fan-out order."""
 
+import re
 import threading
 import time
 
@@ -131,6 +132,19 @@ def test_typed_streams_for_robot_sessions(tmp_path):
         assert f["streams/robot/motor/left"][:].tolist() == [10, -5]
         assert f["streams/robot/motor"].attrs["description"] == "motor commands"
     assert SessionFile(path).summary()["streams"] == {"streams/robot/motor": 2}
+
+
+@pytest.mark.parametrize("stream, columns, named", [
+    ("", {"x": "f8"}, "''"), ("a/", {"x": "f8"}, "'a/'"), (".", {"x": "f8"}, "'.'"), ("a/../b", {"x": "f8"}, "'a/../b'"),
+    ("a%d", {"x": "f8"}, "'a%d'"), ("ok", {"": "f8"}, "''"), ("ok", {"a/b": "f8"}, "'a/b'"), ("ok", {"5%": "f8"}, "'5%'"),
+    ("ok", {"_epoch": "i4"}, "'_epoch'"),
+])
+def test_stream_names_hdf5_cannot_hold_are_refused_when_declared(tmp_path, stream, columns, named):
+    """Refused at add_stream, naming the name: HDF5 would fail on them mid-recording (hostile recording test)."""
+    rec = _recorder(tmp_path / "s.h5")
+    with pytest.raises(ValueError, match=re.escape(named)):
+        rec.add_stream(stream, columns)
+    rec.add_stream("a_b/c:d", {"id": "i4", "name": "f8"})  # unusual but fine names still go
 
 
 def test_stop_returns_at_once_stamps_the_users_stop_time_and_finishes_in_the_background(tmp_path, monkeypatch):

@@ -77,6 +77,29 @@ MERGE_MAX_ROWS = 4_000_000
 CHUNK_ROWS = 65_536
 
 
+#: Column names a stream may not use: ``_epoch`` is the column :meth:`SessionFile.read_stream` adds.
+RESERVED_COLUMNS = frozenset({"_epoch"})
+
+
+def stream_name_problem(path: str, columns: Mapping[str, Any]) -> str | None:
+    """Why a typed stream cannot be recorded under ``path`` with ``columns`` (None: it can).
+
+    The stream's path becomes HDF5 groups (``a/b``: parts separated by ``/``, none empty, ``.`` or
+    ``..``), each column a dataset in it (no ``/``); neither may hold ``%``, which HDF5 reads as a
+    printf specifier in the virtual datasets that merge segments.
+    """
+    parts = str(path).split("/")
+    if not path or any(p in ("", ".", "..") for p in parts) or "%" in path:
+        return (f"stream name {path!r} cannot be recorded: use parts separated by '/', none empty, '.' or '..', "
+                "and no '%'")
+    for name in columns:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "%" in name:
+            return f"stream {path!r}: column name {name!r} cannot be recorded (empty, '.', '..', or with '/' or '%')"
+        if name in RESERVED_COLUMNS:
+            return f"stream {path!r}: column name {name!r} is reserved (the reader adds it)"
+    return None
+
+
 @dataclass(frozen=True)
 class RecorderStatus:
     """What the status bar shows about a recording."""
@@ -257,6 +280,9 @@ class Recorder:
         readable as ``/streams/<path>/<column>`` with plain h5py.  Declaring the same stream
         again with the same columns is a no-op.
         """
+        problem = stream_name_problem(path, columns)
+        if problem:  # refused here: HDF5 would fail on it later, mid-recording ("recording ... failed")
+            raise ValueError(problem)
         spec = StreamSpec(f"streams/{path}", {k: np.dtype(v) for k, v in columns.items()}, time_column, description)
         with self._cond:
             old = self._streams.get(spec.path)
