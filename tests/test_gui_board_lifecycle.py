@@ -65,7 +65,8 @@ def test_disconnect_pressed_while_a_reconnect_closes_the_old_board_is_not_lost(m
     window = make_window()
     session, bar = window.session, window.connection_bar
     QTest.mouseClick(bar.connect_button, LEFT)
-    qtbot.waitUntil(lambda: session.connection.status.state == "connected", timeout=20_000)
+    # the bar shows it too: Connect is enabled again once the GUI thread has the "connected" status
+    qtbot.waitUntil(lambda: session.connection.status.state == "connected" and bar.connect_button.isEnabled(), timeout=20_000)
     old = session.board
     closing, pressed = threading.Event(), threading.Event()
     real_close = old.close
