@@ -128,6 +128,13 @@ def test_one_board_grammar_for_every_command():
     # the serial `neurolab devices` prints for the emulator names it too (it was looked up on the USB bus)
     assert parse_board("EMU00009") == BoardSpec(None, 9) == parse_board("emu9") and parse_board("EMU00000") == BoardSpec()
     assert parse_board("EMU0000X") == BoardSpec("EMU0000X")  # not an emulator serial: a silicon serial as before
+    # every seed the grammar takes has a serial that names the emulator again (a 19-digit seed's did not)
+    from neurolab_gui.core.boards import MAX_EMULATOR_SEED, emulator_serial_for
+
+    for seed in (0, 9, MAX_EMULATOR_SEED):
+        assert parse_board(emulator_serial_for(seed)) == parse_board(f"emulator:{seed}") == BoardSpec(None, seed)
+    with pytest.raises(ValueError, match="from 0 to"):
+        parse_board(f"emulator:{MAX_EMULATOR_SEED + 1}")
     parser = build_parser()
     for argv in (["convert", "c.pt"], ["calibrate"], ["robot", "demo"], ["deploy", "c.pt"], ["record", "r.h5", "--seconds", "1"],
                  ["gui"]):

@@ -60,9 +60,11 @@ def board_and_seed(args: argparse.Namespace) -> tuple[str, int]:
     Raises ``ValueError`` when the two name different seeds, or ``--seed`` is given with a serial
     or is negative.
     """
+    from neurolab_gui.core.boards import MAX_EMULATOR_SEED
+
     spec = args.board
-    if args.seed is not None and args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_EMULATOR_SEED:
+        raise ValueError(f"--seed must lie in 0..{MAX_EMULATOR_SEED}, got {args.seed}")
     if not spec.emulated:
         if args.seed is not None:
             raise ValueError(f"--seed applies to the emulator only, not to the board {spec.serial}")

@@ -35,6 +35,8 @@ DEFAULT_EMULATOR_SERIAL = "EMU00000"
 _SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: The emulator's serial for a mismatch seed (:func:`emulator_serial_for`), read back as that seed.
 _EMULATOR_SERIAL = re.compile(r"EMU([0-9]{1,18})", re.IGNORECASE)
+#: The largest emulator seed: its serial EMU<SEED> must read back as the emulator (18 digits)
+MAX_EMULATOR_SEED = 10**18 - 1
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def parse_board(text: str) -> BoardSpec:
     if name.lower() == "emulator":
         if not sep:
             return BoardSpec()
-        if not (seed.isascii() and seed.isdigit()):
-            raise ValueError(f"bad emulator seed {seed!r} in --board {text!r}: use emulator:SEED with SEED an integer >= 0")
+        if not (seed.isascii() and seed.isdigit()) or int(seed) > MAX_EMULATOR_SEED:
+            raise ValueError(f"bad emulator seed {seed!r} in --board {text!r}: use emulator:SEED with SEED an integer "
+                             f"from 0 to {MAX_EMULATOR_SEED} (its serial EMU<SEED> must name the emulator again)")
         return BoardSpec(None, int(seed))
     emulated = _EMULATOR_SERIAL.fullmatch(text)
     if emulated:
