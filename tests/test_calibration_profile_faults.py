@@ -241,3 +241,28 @@ def test_a_profile_missing_a_required_key_is_refused_by_name(saved, capsys, key)
     data[key] = []  # an explicit empty list is a profile that calibrated nothing of that kind, not a damaged file
     path.write_text(json.dumps(data))
     assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", SERIAL]) == 0
+
+
+def test_two_saves_of_one_boards_profile_at_once_neither_fail_nor_show_a_reader_a_corrupt_profile(tmp_path):
+    """Bug: the temporary file was always ``<serial>.json.tmp``: two saves at once (the app and the CLI
+    calibrating the same board) failed with FileNotFoundError and a reader saw a corrupt profile."""
+    from tests.test_user_files import race
+
+    target = tmp_path / f"{SERIAL}.json"
+    profiles = []
+    for who in range(4):
+        p = _profile()
+        p.biases = {k: BiasValue(who, 10 * who, True) for k in p.biases}  # whose profile a reader saw
+        p.summary = {"who": who, "pad": [float(who)] * 20_000}
+        profiles.append(p)
+    save_profile(profiles[0], target)
+
+    def read(path) -> None:
+        loaded = load_profile(path, expected_serial=SERIAL)
+        who = loaded.summary["who"]
+        if {(v.coarse, v.fine) for v in loaded.biases.values()} != {(who, 10 * who)} or len(loaded.summary["pad"]) != 20_000:
+            raise ValueError("a mixture of two saves")
+
+    errors, bad, reads = race(target, [lambda p=p: save_profile(p, target) for p in profiles], read, rounds=15)
+    assert errors == [] and bad == 0 and reads > 0
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left behind

@@ -33,7 +33,7 @@ from drivers.dynapse1.bias_table import CORE_BIASES, N_COARSE, N_FINE
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS
-from drivers.user_files import UserFileError, read_regular
+from drivers.user_files import UserFileError, read_regular, write_replacing
 
 SCHEMA_VERSION = 1
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -346,17 +346,17 @@ def profile_path(serial: str, directory: str | Path | None = None) -> Path:
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path | None = None) -> Path:
-    """Write ``profile`` as JSON (atomically: a temporary file renamed into place); returns the path."""
+    """Write ``profile`` as JSON; returns the path.
+
+    Atomically (:func:`drivers.user_files.write_replacing`): a reader sees the old profile or the
+    new one, never part of one, also while another process saves the same board's profile.
+    """
     data = json.loads(json.dumps(profile.to_dict(), default=_jsonable))  # numpy values become plain JSON
     data["summary"] = _finite_or_null(data["summary"])  # NaN inside numpy arrays, too
     target = profile_path(profile.serial, path)
     CalibrationProfile.from_dict(data, origin=str(target))  # validate first: what is written can be read back
-    text = json.dumps(data, indent=1, allow_nan=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    # through a uniquely named temporary file: the app and the CLI may save the same board's profile at once
+    return write_replacing(target, json.dumps(data, indent=1, allow_nan=False))
 
 
 def _names_a_path(serial_or_path: str | Path) -> bool:
