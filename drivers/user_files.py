@@ -12,9 +12,10 @@ device is no file at all.  Every reader of user files (bias files, calibration p
   once) and checks the *opened* file with ``fstat``, so what is read is what was checked.
 * :func:`read_regular` -- at most ``limit`` bytes of such a file: the size is checked first, and
   the read itself asks for ``limit + 1`` bytes whatever ``stat`` said.
-* :func:`write_replacing` -- the writing side: a small file (a report, a layout) written beside
-  its path and renamed over it, so a failed or killed write leaves the old file (or none), never
-  half of one, and a FIFO at the path is replaced instead of blocking the writer.
+* :func:`write_replacing` -- the writing side: a small file (a report, a layout, a calibration
+  profile) written to a uniquely named temporary file beside its path and renamed over it, so a
+  failed or killed write leaves the old file (or none), never half of one, two writers at once
+  never disturb each other, and a FIFO at the path is replaced instead of blocking the writer.
 
 It sits in ``drivers`` (like :mod:`drivers.resources`) because the lowest layer that reads user
 files, the bias files, lives here; everything above may use it.
@@ -23,6 +24,7 @@ files, the bias files, lives here; everything above may use it.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -116,21 +118,42 @@ def read_regular(path: str | Path, limit: int, what: str = "the file") -> bytes:
 
 
 def write_replacing(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through ``<name>.part`` beside it and an atomic rename.
+    """Write ``data`` (text as UTF-8) to ``path`` through a temporary file beside it and an atomic rename.
 
-    Creates the parent directory.  On any error the ``.part`` file is removed and the error
-    raised; whatever was at ``path`` before is then untouched.
+    The temporary file has a name of its own (``.<name>.<random>.part``, created exclusively), so two
+    processes or threads writing the same path at once never write into, or rename, each other's
+    file: each rename puts one complete document at ``path``, and a reader sees the old file or a
+    new one, never part of one.  The data is flushed to the disk (``fsync``) before the rename, so a
+    crash right after it does not leave an empty file.  Creates the parent directory.  On any error
+    the temporary file is removed and the error raised; whatever was at ``path`` is then untouched.
     """
     path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    fd, part = _create_part(path)
     try:
-        if isinstance(data, str):
-            part.write_text(data, encoding="utf-8")
-        else:
-            part.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(part, path)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_part(path: Path) -> tuple[int, Path]:
+    """A new, exclusively created temporary file beside ``path``: its descriptor and its path.
+
+    Not :func:`tempfile.mkstemp`: that creates the file with mode 0600, and a report or layout
+    should get the usual permissions (0666 less the umask, which ``os.open`` applies).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        part = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(part, flags, 0o666), part
+        except FileExistsError:  # 48 random bits: only a leftover of the same name, practically never
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")

@@ -92,6 +92,7 @@ def _write(path, data) -> None:
     (lambda d: d.update(selected=[[0, 1]]), r"selected\[0\]", r"must be \[chip, core, neuron\]"),
     (lambda d: d.update(selected=[[0, 1, 2]] * 5000), r"selected", r"has 5000 entries, more than the 4096"),
     (lambda d: d.update(schema=True), r"schema", r"unsupported profile schema true"),
+    (lambda d: d.update(schema=1.0), r"schema", r"unsupported profile schema 1.0"),  # was accepted as 1
     (lambda d: d.update(unknown_top=1), r"", r"unknown field\(s\) unknown_top"),
 ])
 def test_each_rule_names_the_file_the_entry_and_the_rule(saved, tmp_path, mutate, entry, rule):
@@ -114,6 +115,9 @@ def test_each_rule_names_the_file_the_entry_and_the_rule(saved, tmp_path, mutate
     (b"{", r"is not valid JSON"),
     (b"", r"is not valid JSON"),
     (b"[1, 2]", r"must be an object, got an array"),
+    # was loaded as board EMU00003: the last of two keys won
+    (b'{"schema": 1, "serial": "EMU00004", "serial": "EMU00003"}', r'key "serial" appears more than once in one object'),
+    (b'{"schema": 1, "serial": "A", "summary": {"x": 1, "y": {"z": 1, "z": 2}}}', r'key "z" appears more than once'),
 ])
 def test_hostile_files_give_profile_errors_not_raw_exceptions(tmp_path, raw, rule):
     bad = tmp_path / "bad.json"
@@ -241,3 +245,69 @@ def test_a_profile_missing_a_required_key_is_refused_by_name(saved, capsys, key)
     data[key] = []  # an explicit empty list is a profile that calibrated nothing of that kind, not a damaged file
     path.write_text(json.dumps(data))
     assert main(["calibrate", "--apply-profile", str(path), "--emulator-serial", SERIAL]) == 0
+
+
+def test_two_saves_of_one_boards_profile_at_once_neither_fail_nor_show_a_reader_a_corrupt_profile(tmp_path):
+    """Bug: the temporary file was always ``<serial>.json.tmp``: two saves at once (the app and the CLI
+    calibrating the same board) failed with FileNotFoundError and a reader saw a corrupt profile."""
+    from tests.test_user_files import race
+
+    target = tmp_path / f"{SERIAL}.json"
+    profiles = []
+    for who in range(4):
+        p = _profile()
+        p.biases = {k: BiasValue(who, 10 * who, True) for k in p.biases}  # whose profile a reader saw
+        p.summary = {"who": who, "pad": [float(who)] * 20_000}
+        profiles.append(p)
+    save_profile(profiles[0], target)
+
+    def read(path) -> None:
+        loaded = load_profile(path, expected_serial=SERIAL)
+        who = loaded.summary["who"]
+        if {(v.coarse, v.fine) for v in loaded.biases.values()} != {(who, 10 * who)} or len(loaded.summary["pad"]) != 20_000:
+            raise ValueError("a mixture of two saves")
+
+    errors, bad, reads = race(target, [lambda p=p: save_profile(p, target) for p in profiles], read, rounds=15)
+    assert errors == [] and bad == 0 and reads > 0
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left behind
+
+
+def test_a_small_file_declaring_a_huge_network_is_refused_before_anything_that_size_is_allocated(saved, tmp_path):
+    """Bug: a 200-byte ``network`` with ``shape: [4096, 4352]`` made the reader allocate a 140 MB matrix
+    before any other check; the unit count is now checked against the readout rows the file holds."""
+    import tracemalloc
+
+    _, data = saved
+    data["network"] = {"fingerprint": "0" * 64, "shape": [4096, 4352], "connections": [[0, 1, 1]],
+                       "readout_weight": [[0.5]], "readout_bias": [0.0]}
+    bad = tmp_path / "bad.json"
+    _write(bad, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError, match=rf"^{bad}: network\.readout_weight\[0\]: must be an array of 4096 numbers"):
+            load_profile(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak  # 140 MB before; the read buffer is 8 MiB (numpy reports its arrays to tracemalloc)
+
+
+def test_a_broken_symlink_as_the_boards_profile_is_refused_by_name_not_taken_for_no_profile(tmp_path, capsys, monkeypatch):
+    """Bug: ``<serial>.json`` linking to a file that is gone counted as "no calibration profile" (deploy ran, rc 0)."""
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.calibration.profile import default_profile_dir, find_profile
+    from tests.test_cli_options import _tiny_checkpoint, _write_task
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    link = default_profile_dir() / "EMU00093.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(tmp_path / "gone.json")
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt", str(_write_task(tmp_path / "d.npz")))
+    assert main(["deploy", str(ckpt), "--board", "emulator:93", "--n-test", "3"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err and "deploying" not in captured.out  # refused before the board is written
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"{link} is a broken symbolic link to {tmp_path / 'gone.json'}" in errors[0], captured.err
+    with pytest.raises(ProfileError, match="is a broken symbolic link"):
+        load_profile(link)
+    assert find_profile("EMU00094") is None  # nothing there at all is still "no profile"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,13 +168,12 @@ def test_a_report_write_that_fails_half_way_leaves_the_old_report(tmp_path, monk
 
     target = tmp_path / "r.json"
     target.write_text("old")
-    real = Path.write_text
 
-    def half(self, data, *a, **k):
-        real(self, data[: len(data) // 2], *a, **k)
+    def half(fd: int) -> None:  # the disk filled up: half of the data reached it
+        os.ftruncate(fd, os.fstat(fd).st_size // 2)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", half)
+    monkeypatch.setattr(os, "fsync", half)
     with pytest.raises(OSError, match="No space"):
         write_replacing(target, '{"a": 1}')
     monkeypatch.undo()

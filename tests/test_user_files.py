@@ -12,11 +12,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from drivers.user_files import UserFileError, check_regular_file, open_regular, read_regular
+from drivers.user_files import UserFileError, check_regular_file, open_regular, read_regular, write_replacing
 from neurolab_gui.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,68 @@ def test_the_reader_reads_at_most_its_limit(tmp_path):
     assert read_regular(link, 3) == b"abc" and check_regular_file(link) == link  # symlinks are followed
     with pytest.raises(UserFileError, match=r"f\.bin: 3 bytes; the file may have at most 2 bytes"):
         read_regular(path, 2)
+
+
+# --- the writer ------------------------------------------------------------------------------------
+
+
+def race(path: Path, writers: list, read, rounds: int) -> tuple[list[str], int, int]:
+    """Run ``writers`` (functions of no argument) ``rounds`` times each in threads of their own while a
+    reader thread calls ``read(path)`` in a loop: the writers' errors, the reads that failed and those done."""
+    errors: list[str] = []
+    bad, reads, stop = [], [0], threading.Event()
+
+    def write(fn) -> None:
+        for _ in range(rounds):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 -- every failure of a writer is the finding
+                errors.append(repr(exc))
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                read(path)
+            except Exception as exc:  # noqa: BLE001 -- a partial or missing file, whatever it raises
+                bad.append(repr(exc))
+            reads[0] += 1
+
+    threads = [threading.Thread(target=write, args=(fn,)) for fn in writers]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    return errors, len(bad), reads[0]
+
+
+def test_concurrent_writers_of_one_path_neither_fail_nor_show_a_reader_part_of_a_file(tmp_path):
+    """Bug: the temporary file was always ``<name>.part``: two writers at once wrote into and renamed
+    each other's file (FileNotFoundError at the rename) and a reader saw half a document."""
+    target = tmp_path / "r.json"
+    docs = [json.dumps({"who": w, "pad": [w] * 50_000}) for w in range(4)]
+    write_replacing(target, docs[0])
+
+    def read(path: Path) -> None:
+        if path.read_text(encoding="utf-8") not in docs:
+            raise ValueError("not one writer's complete document")
+
+    errors, bad, reads = race(target, [lambda d=d: write_replacing(target, d) for d in docs], read, rounds=60)
+    assert errors == [] and bad == 0 and reads > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+    assert target.read_text() in docs
+
+
+def test_the_written_file_has_the_usual_permissions_not_a_temporary_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_replacing(tmp_path / "a" / "r.txt", "x")  # the folder is created
+    finally:
+        os.umask(old)
+    assert path.read_text() == "x" and path.stat().st_mode & 0o777 == 0o644
 
 
 # --- bias files: the CLI and the API the GUI's bias panel uses ------------------------------------

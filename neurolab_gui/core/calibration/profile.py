@@ -8,7 +8,7 @@ chip time used, the date and the summary numbers.
 One strict schema (:data:`SCHEMA_VERSION`), checked in full before anything is used; nothing is
 half-loaded.  The file is UTF-8 JSON of at most :data:`MAX_FILE_BYTES`, nested at most
 :data:`MAX_DEPTH` deep, without ``NaN``/``Infinity`` literals or numbers beyond float range
-(``1e400``); every object has exactly its known fields; booleans are JSON ``true``/``false`` (not
+(``1e400``); every object has exactly its known fields, each once; booleans are JSON ``true``/``false`` (not
 ``"false"`` or ``1``), integers are JSON integers (not ``3.9`` or ``true``), gains and offsets are
 finite (``null`` where a value was not measured).  A :class:`ProfileError` names the file, the entry (``neurons[12].gain_exc``) and the rule.
 
@@ -33,7 +33,7 @@ from drivers.dynapse1.bias_table import CORE_BIASES, N_COARSE, N_FINE
 from drivers.dynapse1.board_api import BiasValue
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS
-from drivers.user_files import UserFileError, read_regular
+from drivers.user_files import UserFileError, read_regular, write_replacing
 
 SCHEMA_VERSION = 1
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -220,7 +220,7 @@ class _Reader:
         for key in ("schema", "serial"):
             if key not in data:
                 raise self.error(key, self.missing())
-        if data["schema"] != SCHEMA_VERSION or isinstance(data["schema"], bool):
+        if type(data["schema"]) is not int or data["schema"] != SCHEMA_VERSION:  # not 1.0, not true
             raise self.error("schema", f"unsupported profile schema {_json_repr(data['schema'])} (this NeuroLab reads {SCHEMA_VERSION})")
         serial = data["serial"]
         if not isinstance(serial, str) or not _SERIAL_RE.match(serial):
@@ -283,7 +283,21 @@ class _Reader:
             raise self.error("network.shape", f"must be [units, sources], got {_json_repr(shape)}")
         units = self.integer(shape[0], "network.shape[0]", 1, _MAX_UNITS)
         sources = self.integer(shape[1], "network.shape[1]", units + 1, _MAX_SOURCES)
-        m = np.zeros((units, sources), np.int64)
+        # the readout first: its rows hold one number per unit, so the declared unit count is checked
+        # against data the file really holds before the [units, sources] matrix is allocated (a
+        # 200-byte file declaring 4096 units made the reader allocate 140 MB)
+        weight = self.array(n["readout_weight"], "network.readout_weight", _MAX_CLASSES)
+        rows = []
+        for i, row in enumerate(weight):
+            entry = f"network.readout_weight[{i}]"
+            if not isinstance(row, list) or len(row) != units:
+                raise self.error(entry, f"must be an array of {units} numbers (one per unit of network.shape)")
+            rows.append([self.number(v, f"{entry}[{j}]") for j, v in enumerate(row)])
+        bias = self.array(n["readout_bias"], "network.readout_bias", _MAX_CLASSES)
+        if len(bias) != len(rows) or not rows:
+            raise self.error("network.readout_bias", f"must have one number per readout row ({len(rows)}), got {len(bias)}")
+        b = [self.number(v, f"network.readout_bias[{j}]") for j, v in enumerate(bias)]
+        copies: dict[tuple[int, int], int] = {}
         for i, triple in enumerate(self.array(n["connections"], "network.connections", units * _MAX_COPIES)):
             entry = f"network.connections[{i}]"
             if not isinstance(triple, list) or len(triple) != 3:
@@ -291,23 +305,15 @@ class _Reader:
             r = self.integer(triple[0], f"{entry}[0]", 0, units - 1)
             c = self.integer(triple[1], f"{entry}[1]", 0, sources - 1)
             v = self.integer(triple[2], f"{entry}[2]", -_MAX_COPIES, _MAX_COPIES)
-            if v == 0 or m[r, c] != 0:
+            if v == 0 or (r, c) in copies:
                 raise self.error(entry, "zero copies or a repeated (unit, source)")
+            copies[(r, c)] = v
+        m = np.zeros((units, sources), np.int64)
+        for (r, c), v in copies.items():
             m[r, c] = v
         over = np.flatnonzero(np.abs(m).sum(1) > _MAX_COPIES)
         if len(over):
             raise self.error("network.connections", f"unit {int(over[0])} uses more than {_MAX_COPIES} CAM entries")
-        weight = self.array(n["readout_weight"], "network.readout_weight", _MAX_CLASSES)
-        rows = []
-        for i, row in enumerate(weight):
-            entry = f"network.readout_weight[{i}]"
-            if not isinstance(row, list) or len(row) != units:
-                raise self.error(entry, f"must be an array of {units} numbers (one per unit)")
-            rows.append([self.number(v, f"{entry}[{j}]") for j, v in enumerate(row)])
-        bias = self.array(n["readout_bias"], "network.readout_bias", _MAX_CLASSES)
-        if len(bias) != len(rows) or not rows:
-            raise self.error("network.readout_bias", f"must have one number per readout row ({len(rows)}), got {len(bias)}")
-        b = [self.number(v, f"network.readout_bias[{j}]") for j, v in enumerate(bias)]
         return ProfileNetwork(fingerprint, m, np.array(rows, float), np.array(b, float))
 
 
@@ -346,17 +352,17 @@ def profile_path(serial: str, directory: str | Path | None = None) -> Path:
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path | None = None) -> Path:
-    """Write ``profile`` as JSON (atomically: a temporary file renamed into place); returns the path."""
+    """Write ``profile`` as JSON; returns the path.
+
+    Atomically (:func:`drivers.user_files.write_replacing`): a reader sees the old profile or the
+    new one, never part of one, also while another process saves the same board's profile.
+    """
     data = json.loads(json.dumps(profile.to_dict(), default=_jsonable))  # numpy values become plain JSON
     data["summary"] = _finite_or_null(data["summary"])  # NaN inside numpy arrays, too
     target = profile_path(profile.serial, path)
     CalibrationProfile.from_dict(data, origin=str(target))  # validate first: what is written can be read back
-    text = json.dumps(data, indent=1, allow_nan=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    # through a uniquely named temporary file: the app and the CLI may save the same board's profile at once
+    return write_replacing(target, json.dumps(data, indent=1, allow_nan=False))
 
 
 def _names_a_path(serial_or_path: str | Path) -> bool:
@@ -365,6 +371,16 @@ def _names_a_path(serial_or_path: str | Path) -> bool:
     text = str(serial_or_path)
     return (isinstance(serial_or_path, Path) or text.endswith(".json") or os.sep in text
             or (os.altsep is not None and os.altsep in text) or os.path.lexists(text))
+
+
+def _refuse_broken_link(path: Path) -> None:
+    """A :class:`ProfileError` if ``path`` is a symbolic link to nothing (``exists()`` is then False)."""
+    if path.is_symlink():
+        try:
+            to = f" to {os.readlink(path)}"
+        except OSError:
+            to = ""
+        raise ProfileError(f"{path} is a broken symbolic link{to}: the calibration profile it named does not exist")
 
 
 def load_profile(serial_or_path: str | Path, expected_serial: str | None = None) -> CalibrationProfile:
@@ -376,6 +392,7 @@ def load_profile(serial_or_path: str | Path, expected_serial: str | None = None)
     try:
         raw = read_regular(path, MAX_FILE_BYTES, "a calibration profile")
     except FileNotFoundError:
+        _refuse_broken_link(path)
         raise ProfileError(f"no calibration profile at {path}") from None
     except UserFileError as exc:
         raise ProfileError(str(exc)) from None
@@ -392,7 +409,7 @@ def parse_profile_text(raw: bytes, origin: str) -> object:
         raise ProfileError(f"{origin}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
     try:
         # NaN/Infinity/1e400 parse to non-finite floats, refused by the schema with their entry's name
-        value = json.loads(text, parse_constant=float, parse_int=_bounded_int)
+        value = json.loads(text, parse_constant=float, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except ProfileError as exc:
         raise ProfileError(f"{origin}: {exc}") from None
     except RecursionError:  # the C scanner stops at Python's recursion limit
@@ -414,6 +431,17 @@ def _depth(value: object) -> int:
             deepest = max(deepest, level)
             stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
     return deepest
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are all different: with a repeated key the file says two things
+    (``"serial": "A", "serial": "B"``), and silently taking the last one is a guess."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ProfileError(f"key {_json_repr(key)} appears more than once in one object")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _bounded_int(text: str) -> int:
@@ -449,6 +477,7 @@ def find_profile(serial: str, directory: str | Path | None = None) -> Calibratio
     """
     path = profile_path(serial, Path(directory) / f"{serial}.json" if directory is not None else None)
     if not path.exists():
+        _refuse_broken_link(path)  # a link to a profile that is gone is a damaged setup, not "no profile"
         return None
     return load_profile(path, expected_serial=serial)
 
