@@ -76,12 +76,14 @@ def option_problem(args: argparse.Namespace, checks: dict[str, Callable[[str], o
     return None
 
 
-def output_path_problem(path: str | Path) -> str | None:
+def output_path_problem(path: str | Path, *, parents: bool = False) -> str | None:
     """Why a file cannot be written at ``path`` (None: it can, as far as can be told without writing).
 
     Checked before a command does its work, so a long conversion or calibration is not thrown away
     at the end: ``path`` must not be a directory or another non-regular file (a FIFO, a device),
-    and its parent directory must exist and be writable.  Parent directories are not created.
+    and its parent directory must exist and be writable.  Parent directories are not created;
+    with ``parents`` (for a writer that creates them, e.g. the default profile folder) they may be
+    missing, and then the nearest one that exists must be a writable directory.
     """
     path = Path(path)
     if path.is_dir():
@@ -89,6 +91,9 @@ def output_path_problem(path: str | Path) -> str | None:
     if path.exists() and not path.is_file():
         return f"{path} exists and is not a regular file"
     parent = path.parent
+    if parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.is_dir():
         return f"directory {parent} does not exist" if not parent.exists() else f"{parent} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -6,16 +6,19 @@ with ``--tau-ms`` the synaptic time constants
 (and optionally ``--checkpoint``; otherwise a model is trained with the pipeline's defaults):
 the full network calibration (synaptic time constants, transfer curves, bias tuning, neuron
 selection, CAM compensation, chip-in-the-loop fine-tuning) and the board accuracy before and after.
-Progress goes to stdout; Ctrl-C cancels and leaves the board in its starting state.
+Progress goes to stdout; Ctrl-C cancels and leaves the board in its starting state.  The profile's
+destination is checked before any chip time is spent; with ``--task`` the profile is saved as soon as
+the calibration is done, before the accuracy runs, so a Ctrl-C during those keeps it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .arguments import int_at_least, output_file, positive_float
-from .board_option import add_board_option, board_spec, open_board
+from .arguments import int_at_least, output_path_problem, positive_float
+from .board_option import add_board_option, bias_table, board_spec, open_board, restore_board
 from .convert import add_input_options
 
 
@@ -42,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int_at_least(1), default=None, help="training epochs when no checkpoint is given")
     p.add_argument("--n-test", type=int_at_least(1), default=200,
                    help="test samples for the before/after board accuracy (network mode)")
-    p.add_argument("--profile", type=output_file, help="profile path (default ~/.local/share/neurolab/calibration/<serial>.json)")
+    p.add_argument("--profile", type=_profile_file, metavar="FILE.json",
+                   help="profile file to write (default ~/.local/share/neurolab/calibration/<serial>.json)")
     p.add_argument("--figures", metavar="DIR", help="write before/after figures here")
     p.add_argument("--apply-profile", metavar="PROFILE",
                    help="instead of calibrating: write a saved profile's biases to the board (its serial must match); "
@@ -59,6 +63,56 @@ def _serial(text: str) -> str:
     if spec.serial is None:
         raise argparse.ArgumentTypeError(f"{text!r} names the emulator, not a serial (letters, digits, '_', '.', '-')")
     return spec.serial
+
+
+def _profile_file(text: str) -> str:
+    """argparse ``type=`` of ``--profile``: a ``.json`` file that can be written.
+
+    Only a ``.json`` name: the profile module takes any other name for a folder to put
+    ``<serial>.json`` in (a new name became a folder, an existing file failed after the calibration).
+    """
+    if Path(text).suffix != ".json":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a .json file name (the profile is written as JSON)")
+    problem = output_path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {problem}")
+    return text
+
+
+class _SaveFailed(Exception):
+    """The profile could not be written (the message says what the board holds); exit code 1."""
+
+
+class _CancelledAfterCalibration(Exception):
+    """Ctrl-C after the calibration finished (the message says what the board holds and where the profile is)."""
+
+
+def _profile_target(args: argparse.Namespace, serial: str) -> Path:
+    """Where the profile of board ``serial`` will be written, checked writable before any chip time is spent.
+
+    Raises ``ValueError`` (exit code 2) naming the path and the problem.
+    """
+    from neurolab_gui.core.calibration.profile import profile_path
+
+    target = profile_path(serial, args.profile)
+    # save_profile creates the default folder, so missing folders above it are fine
+    problem = output_path_problem(target, parents=args.profile is None)
+    if problem:
+        where = "--profile" if args.profile else "the default profile folder (set XDG_DATA_HOME or pass --profile FILE.json)"
+        raise ValueError(f"cannot write the calibration profile {target}: {problem}; {where}")
+    return target
+
+
+def _save(profile, target: Path, if_failed: str = "the calibration's biases are on the board but not saved") -> Path:
+    """``save_profile`` to ``target``; a failure (a folder made read-only meanwhile, disk full) is
+    :class:`_SaveFailed`, its message ending with ``if_failed``: what the user still has."""
+    from neurolab_gui.core.calibration.profile import save_profile
+
+    try:
+        return save_profile(profile, target)
+    except OSError as exc:
+        why = f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename else str(exc)
+        raise _SaveFailed(f"cannot write the calibration profile {target}: {why}; {if_failed}") from None
 
 
 def _saturation_hz(text: str) -> float:
@@ -85,7 +139,7 @@ def _open(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurolab_gui.core.calibration.profile import apply_profile, load_profile, save_profile
+    from neurolab_gui.core.calibration.profile import apply_profile, load_profile
     from neurolab_gui.core.calibration.progress import CalibrationCancelled
     from neurolab_gui.core.jobs import CancelToken
 
@@ -104,20 +158,26 @@ def run(args: argparse.Namespace) -> int:
             apply_profile(board, stored, allow_other_board=args.allow_other_board, log=print)
             print(f"applied {len(stored.biases)} biases of {args.apply_profile} (board {stored.serial}) to board {board.serial}")
             return 0
+        target = _profile_target(args, board.serial)
         if args.task:
-            profile = _network(args, board, cancel, *inputs)
+            path = _network(args, board, cancel, target, *inputs)
         else:
-            profile = _board(args, board, cancel)
-        path = save_profile(profile, args.profile)
+            path = _save(_board(args, board, cancel), target)
         print(f"profile written to {path}")
         return 0
-    except KeyboardInterrupt:
+    except _CancelledAfterCalibration as exc:
+        print(exc)
+        return 130
+    except KeyboardInterrupt:  # during the calibration: it restored the board itself
         cancel.set()
         print("cancelled; the board was restored to its starting biases")
         return 130
     except CalibrationCancelled:
         print("cancelled; the board was restored to its starting biases")
         return 130
+    except _SaveFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -171,9 +231,12 @@ def _network_inputs(args: argparse.Namespace):
     return task, model
 
 
-def _network(args: argparse.Namespace, board, cancel, task, model):
+def _network(args: argparse.Namespace, board, cancel, target: Path, task, model) -> Path:
+    """Calibrate for the network, save its profile at ``target``, then measure the board accuracy before
+    and after and add it to the saved profile; returns the profile's path."""
     from neurolab_gui.core.calibration.engine import calibrate_network
     from neurolab_gui.core.calibration.profile import profile_from_network_calibration
+    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion import pipeline
     from neurolab_gui.core.conversion.deployment import deploy_network, run_deployment
     from neurolab_gui.core.conversion.mapping import map_network
@@ -191,22 +254,41 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
         print(f"note: {note}")
     task, cfg = prepared.task, prepared.cfg
     mapped = map_network(net, cfg.time_mapping(), cfg.settings, chip=args.chip)
-    result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)
-    n = min(args.n_test, len(task.x_test))
-    x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+    start = bias_table(board)
+    result = calibrate_network(board, mapped, net, task, progress=_printer, cancel=cancel)  # restores the board on Ctrl-C
+    path: Path | None = None
+    try:
+        # saved now, so the accuracy runs (minutes on a chip) cannot lose the calibration
+        path = _save(profile_from_network_calibration(board.serial, result, board.is_emulated), target)
+        print(f"profile written to {path}; measuring the board accuracy before and after", flush=True)
+        n = min(args.n_test, len(task.x_test))
+        x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
 
-    def board_accuracy(network) -> float:  # written and run like `neurolab deploy` does
-        return run_deployment(deploy_network(board, network, cancel=cancel), x, y, lengths, cancel=cancel).accuracy
+        def board_accuracy(network, which: str) -> float:  # written and run like `neurolab deploy` does
+            def show(event) -> None:
+                print(f"  board {which}: {event.message}", flush=True)
 
-    float_acc = prepared.float_accuracy
-    if float_acc is None:
-        float_acc = evaluate(prepared.model, task.x_test, task.y_test, task.lengths_test)[0]
-    acc = {
-        "float": float_acc,
-        "constrained": evaluate(net.model, x, y, lengths)[0],
-        "board_before": board_accuracy(result.mapped_before),
-        "board_after": board_accuracy(result.mapped),
-    }
+            return run_deployment(deploy_network(board, network, cancel=cancel), x, y, lengths, progress=show,
+                                  cancel=cancel).accuracy
+
+        float_acc = prepared.float_accuracy
+        if float_acc is None:
+            float_acc = evaluate(prepared.model, task.x_test, task.y_test, task.lengths_test)[0]
+        acc = {
+            "float": float_acc,
+            "constrained": evaluate(net.model, x, y, lengths)[0],
+            "board_before": board_accuracy(result.mapped_before, "before"),
+            "board_after": board_accuracy(result.mapped, "after"),
+        }
+    except (KeyboardInterrupt, Cancelled):
+        # A Ctrl-C here left the before- or after-network on the board, possibly half-written.  The board
+        # goes back to its starting biases, as after a Ctrl-C at any other point of this command: one rule
+        # the user can rely on, and nothing is lost, since the finished calibration is in the saved profile
+        # (`deploy` applies it, `calibrate --apply-profile` writes its biases).
+        restore_board(board, start, result.mapped.chips)
+        kept = f"the profile is saved at {path}" if path is not None else "the profile was not saved"
+        raise _CancelledAfterCalibration(f"cancelled after the calibration; the board was restored to its starting "
+                                         f"biases and {kept}") from None
     _print_taus(result.summary())
     print(f"gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%} (inhibitory {result.inh_gain_cv_before:.1%} -> "
           f"{result.inh_gain_cv_after:.1%}); chip time {result.chip_s_measurement:.1f} s measurement + {result.chip_s_loop:.1f} s in the loop")
@@ -219,4 +301,5 @@ def _network(args: argparse.Namespace, board, cancel, task, model):
             print(f"figure: {p}")
     profile = profile_from_network_calibration(board.serial, result, board.is_emulated)
     profile.summary["accuracy"] = acc
-    return profile
+    return _save(profile, target, "the profile saved before the accuracy runs stays, without them")
+

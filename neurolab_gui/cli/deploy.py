@@ -5,7 +5,8 @@ written onto ``--board`` with :mod:`neurolab_gui.core.conversion.deployment`: th
 calibration profile when one exists for its serial (``--no-profile`` skips it), otherwise the
 weight biases are matched on the board.  The first ``--n-test`` test samples run through the
 FPGA spike generator; the running accuracy is printed as it goes, then the accuracy and the
-confusion matrix.  Ctrl-C cancels (exit 130).
+confusion matrix.  Ctrl-C cancels (exit 130) and puts the board's biases back as they were before the
+deploy (the network's connections cleared), since a deployment cut short leaves them half-matched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .board_option import add_board_option
+from .board_option import add_board_option, bias_table, restore_board
 from .convert import add_input_options, load_conversion_inputs, open_with_profile
 
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from neurolab_gui.core.cancellation import Cancelled
     from neurolab_gui.core.conversion.deployment import deploy_conversion
     from neurolab_gui.core.conversion.pipeline import convert
     from neurolab_gui.core.jobs import Job, Progress
@@ -62,15 +64,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"{event.fraction:6.1%}  {event.message}", flush=True)
 
     def work(progress, cancel):
+        start = bias_table(board)
         conversion = convert(loaded.model, task, cfg, progress=lambda p: None, cancel=cancel)
         lengths = conversion.task.lengths_test[:n]  # the readout rule last_step runs the padding too
-        return deploy_conversion(board, conversion, x, y, lengths, profile=profile, seed=args.seed, progress=progress,
-                                 cancel=cancel)
+        try:
+            return deploy_conversion(board, conversion, x, y, lengths, profile=profile, seed=args.seed, progress=progress,
+                                     cancel=cancel)
+        except Cancelled:
+            # on the job's thread, after the work stopped at a cancel check (never mid-write): the board
+            # gets back the biases it had at the start; the app has its undo for this, the CLI has not
+            restore_board(board, start, conversion.mapped.chips)
+            raise
 
     print(f"deploying {args.checkpoint} ({task.name}) on board {board.serial} "
           + ("with its calibration profile" if profile else "(no calibration profile)"), flush=True)
     try:  # a model or setting the conversion refuses is an error line, exit 2
-        deployed = run_job(Job("deployment", work), show, cancelled="deployment cancelled", verbose=args.verbose)
+        deployed = run_job(Job("deployment", work), show, cancelled="deployment cancelled; the board's biases are back to those it had before the deploy", verbose=args.verbose)
     finally:
         board.close()
     if isinstance(deployed, int):
