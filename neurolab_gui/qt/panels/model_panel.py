@@ -268,8 +268,8 @@ class ModelPanel(QWidget):
             relay(job.progress, lambda p: self._show_progress(job, p), self)
             relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
             relay(job.finished, lambda result: self._finished(job, result), self)
-            relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
-            relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
+            relay(job.cancelled, lambda _exc: self._done(job, "cancelled"), self)
+            relay(job.failed, lambda exc: (self._done(job, "failed"), self.reporter.report(exc, job.name)), self)
             if also is not None:
                 also()
 
@@ -278,17 +278,27 @@ class ModelPanel(QWidget):
         follow()
         return job.start()
 
+    # The job's signals reach the GUI thread queued (``relay``): an earlier job's last progress or
+    # its end can arrive after the next job was started here (its ``done`` is true before it
+    # announces the end).  The progress bar, the status line and Cancel follow ``self.job`` only,
+    # so a late "finished" of a board run never switches off the Cancel of the calibration after it.
     def _show_progress(self, job: Job, progress: Progress) -> None:
+        if job is not self.job:
+            return  # a job this panel no longer shows
         self.progress.setValue(round(100 * progress.fraction))
         self.status.setText(f"{job.name}: {progress.text()}")
 
     def _finished(self, job: Job, result) -> None:
         self.last_result = result
-        self._done(f"{job.name} finished")
+        self._done(job, "finished")
 
-    def _done(self, text: str) -> None:
+    def _done(self, job: Job, how: str) -> None:
+        """``job`` ended (``how``: finished, cancelled or failed): Cancel off and the outcome shown,
+        unless the panel already shows a later job."""
+        if job is not self.job:
+            return  # an earlier job ended late: the buttons follow the job shown now
         self.cancel_button.setEnabled(False)
-        self.status.setText(text)
+        self.status.setText(f"{job.name} {how}")
 
     def cancel(self) -> None:
         if self.job is not None:
