@@ -16,6 +16,7 @@ It is the ``session`` object of the GUI's console.  It never imports Qt.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
 from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM, SessionFile
 from .session_stimulus import StimulusController
+
+log = logging.getLogger(__name__)
 
 
 class Session:
@@ -268,9 +271,18 @@ class Session:
         if recorder is not None:
             recorder.record_input(events)
 
-    def close(self) -> None:
-        """Stop the robot, stop recording and close the board."""
+    def close(self, job_wait_s: float = 5.0) -> None:
+        """Stop the robot, cancel the board's running job, stop recording and close the board.
+
+        A cancelled board job (a calibration, a deployment) puts back the biases it started from,
+        so the board is closed only after it ended, or after ``job_wait_s`` seconds (a cancelled
+        network calibration stops within about a second and a half).
+        """
         self.robot.close()
+        if not self.board_jobs.cancel_running(job_wait_s):
+            running = self.board_jobs.running
+            log.warning("the %s did not stop within %.0f s of its cancel; closing the board under it",
+                        getattr(running, "name", "board job"), job_wait_s)
         self.close_replay()
         if self._recorder is not None:
             self.stop_recording(wait=True)
