@@ -8,6 +8,7 @@ stand-ins, so the races are forced with events, not timing.
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
@@ -97,3 +98,34 @@ def test_closing_the_session_cancels_the_running_board_job_and_waits_for_its_res
     assert calibration.done and calibration.state == JobState.CANCELLED
     assert seen == [True], "the job's restore ran after the board was closed"
     assert session.board is None and session.board_jobs.running is None
+
+
+def test_undoing_the_calibration_marks_the_deployment_whose_biases_it_took_back(make_window, qtbot):
+    # Hostile calibration #7: one undo restored every bias of a finished network calibration, but
+    # the deployment still said "calibrated here" while the board no longer held those biases.
+    # The stand-in calibration writes the board the way the engine does (inside the bias model's
+    # external step) and leaves its network as the session's deployment.
+    window = make_window(seed=3, clock="fast", acquire=False)
+    panel, session = window.model_panel, window.session
+    board = session.board
+    keys = [(0, 0, "IF_DC_P"), (0, 0, "IF_AHW_P")]
+    with session.biases.external_step("calibration"):
+        for chip, core, name in keys:
+            value = board.get_bias(chip, core, name)
+            board.set_bias(chip, core, name, value.replace(fine=(value.fine + 40) % 256, high=not value.high))
+    calibrated = {k: session.biases.value(*k) for k in keys}
+    note = "calibrated here: gain CV 25.5% -> 1.9%"
+    units = [SimpleNamespace(chip=0, core=0, neuron=n) for n in range(12)]
+    mapped = SimpleNamespace(unit_addresses=units, n_inputs=2, n_sources=3, group_cores=[(0, 0)])
+    session.set_deployment(SimpleNamespace(serial=board.serial, board=board, notes=[note], mapped=mapped))
+    qtbot.waitUntil(lambda: note in panel.deployment_label.text(), timeout=2_000)
+    assert "changed since" not in panel.deployment_label.text()
+
+    window.undo_action.trigger()
+    assert all(session.biases.value(*k) != calibrated[k] for k in keys)
+    qtbot.waitUntil(lambda: "2 biases changed since calibration" in panel.deployment_label.text(), timeout=2_000)
+    assert session.deployment_bias_changes == 2
+    window.redo_action.trigger()  # the calibrated biases are back: the deployment runs as written again
+    assert session.deployment_bias_changes == 0
+    qtbot.waitUntil(lambda: "changed since" not in panel.deployment_label.text(), timeout=2_000)
+    assert note in panel.deployment_label.text()

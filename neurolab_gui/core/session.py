@@ -90,6 +90,13 @@ class Session:
         self.calibration_summary: dict | None = None
         #: ``deployment_changed(deployment or None)`` when a network was written on the board (None: gone).
         self.deployment_changed = Signal("deployment changed")
+        #: ``deployment_biases_changed(n)`` when the number of biases that differ from those
+        #: :attr:`deployment` was written with changes (an undo, a redo or an edit since; 0: they
+        #: match again).  Undoing a calibration restores the biases, not the network it wrote.
+        self.deployment_biases_changed = Signal("deployment biases changed")
+        self._deployed_biases: dict = {}  # the bias table when the deployment was written
+        self._deployment_drift: set = set()  # keys whose value differs from it now
+        self._deployment_lock = threading.Lock()
 
         self.connection.connected.connect(self._on_connected)
         self.connection.disconnected.connect(self._on_disconnected)
@@ -181,6 +188,28 @@ class Session:
         recorder = self._recorder
         if recorder is not None:
             recorder.record_bias_change(change)
+        if self.deployment is not None:
+            self._track_deployment_bias(change)
+
+    def _track_deployment_bias(self, change: BiasChange) -> None:
+        """Count the biases that no longer hold the value the deployment was written with."""
+        with self._deployment_lock:
+            deployed = self._deployed_biases.get(change.key)
+            if deployed is None:
+                return
+            before = len(self._deployment_drift)
+            if change.new == deployed:
+                self._deployment_drift.discard(change.key)
+            else:
+                self._deployment_drift.add(change.key)
+            n = len(self._deployment_drift)
+        if n != before:
+            self.deployment_biases_changed.emit(n)
+
+    @property
+    def deployment_bias_changes(self) -> int:
+        """How many biases differ from those :attr:`deployment` was written with (0: none, or nothing deployed)."""
+        return len(self._deployment_drift)
 
     # --- model state ------------------------------------------------------------------
     def set_model(self, model: Any) -> None:
@@ -192,7 +221,13 @@ class Session:
         self.conversion_changed.emit(result)
 
     def set_deployment(self, deployment: Any) -> None:
-        self.deployment = deployment
+        """``deployment`` was written on the board with the biases it holds now (None: nothing deployed)."""
+        # read outside our lock: the bias model calls _on_bias_change under its own lock
+        biases = self.biases.snapshot() if deployment is not None else {}
+        with self._deployment_lock:
+            self.deployment = deployment
+            self._deployed_biases = biases
+            self._deployment_drift = set()
         self.deployment_changed.emit(deployment)
 
     # --- recording --------------------------------------------------------------------

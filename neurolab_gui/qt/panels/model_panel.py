@@ -240,6 +240,7 @@ class ModelPanel(QWidget):
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
         relay(session.deployment_changed, self._show_deployment, self)
+        relay(session.deployment_biases_changed, lambda _n: self._show_deployment(self.session.deployment), self)
 
     # --- jobs ---------------------------------------------------------------------------------
     def _guarded(self, start) -> None:
@@ -383,8 +384,13 @@ class ModelPanel(QWidget):
         if deployment is None:
             self.deployment_label.setText("nothing deployed")
             return
-        self.deployment_label.setText(f"deployed on {deployment.serial}: {len(deployment.mapped.unit_addresses)} units; "
-                                      + "; ".join(deployment.notes))
+        text = f"deployed on {deployment.serial}: {len(deployment.mapped.unit_addresses)} units; " + "; ".join(deployment.notes)
+        changed = self.session.deployment_bias_changes if deployment is self.session.deployment else 0
+        if changed:  # e.g. a calibration undone: its biases are gone, the network it wrote is still there
+            since = "calibration" if deployment.notes and deployment.notes[0].startswith("calibrated here") else "it was written"
+            text += (f"; {changed} bias{'es' * (changed != 1)} changed since {since} (undo or an edit): "
+                     "redo, or deploy again, to run it as written")
+        self.deployment_label.setText(text)
 
     def _show_run_progress(self, progress: Progress) -> None:
         """A batch of the board run: running accuracy, the latest sample's class scores, the confusion matrix."""
