@@ -251,6 +251,11 @@ class Job(Generic[T]):
         """Block until done; the result, or the work's exception (:class:`Cancelled` when cancelled) raised."""
         return self._future.result(timeout)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: for ever) for the work to end; True when it has."""
+        concurrent.futures.wait([self._future], timeout)
+        return self.done
+
     def __await__(self):
         return asyncio.wrap_future(self._future).__await__()
 
@@ -393,6 +398,19 @@ class JobSlot:
         holder = SlotHold(name)
         self._claim(holder)
         return holder
+
+    def cancel_running(self, timeout: float) -> bool:
+        """Cancel the job that has the slot and wait up to ``timeout`` seconds for its work to end
+        (a board job restores the board when cancelled, so whoever closes the board waits for it).
+
+        A :class:`SlotHold` is its owner's to release (the robot's loop stops with the robot).
+        Returns True when no job runs any more.
+        """
+        job = self.running
+        if isinstance(job, Job):
+            job.cancel()
+            job.wait(timeout)
+        return not isinstance(self.running, Job)
 
     def start(self, job: Job[T], prepare: Callable[[], None] | None = None) -> Job[T]:
         """Claim the slot for ``job``, call ``prepare()`` (e.g. a panel hooking the job's signals), start it.

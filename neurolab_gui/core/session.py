@@ -16,6 +16,7 @@ It is the ``session`` object of the GUI's console.  It never imports Qt.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
 from .session_file import MEMBRANE_COLUMNS, MEMBRANE_STREAM, SessionFile
 from .session_stimulus import StimulusController
+
+log = logging.getLogger(__name__)
 
 
 class Session:
@@ -87,6 +90,13 @@ class Session:
         self.calibration_summary: dict | None = None
         #: ``deployment_changed(deployment or None)`` when a network was written on the board (None: gone).
         self.deployment_changed = Signal("deployment changed")
+        #: ``deployment_biases_changed(n)`` when the number of biases that differ from those
+        #: :attr:`deployment` was written with changes (an undo, a redo or an edit since; 0: they
+        #: match again).  Undoing a calibration restores the biases, not the network it wrote.
+        self.deployment_biases_changed = Signal("deployment biases changed")
+        self._deployed_biases: dict = {}  # the bias table when the deployment was written
+        self._deployment_drift: set = set()  # keys whose value differs from it now
+        self._deployment_lock = threading.Lock()
 
         self.connection.connected.connect(self._on_connected)
         self.connection.disconnected.connect(self._on_disconnected)
@@ -178,6 +188,28 @@ class Session:
         recorder = self._recorder
         if recorder is not None:
             recorder.record_bias_change(change)
+        if self.deployment is not None:
+            self._track_deployment_bias(change)
+
+    def _track_deployment_bias(self, change: BiasChange) -> None:
+        """Count the biases that no longer hold the value the deployment was written with."""
+        with self._deployment_lock:
+            deployed = self._deployed_biases.get(change.key)
+            if deployed is None:
+                return
+            before = len(self._deployment_drift)
+            if change.new == deployed:
+                self._deployment_drift.discard(change.key)
+            else:
+                self._deployment_drift.add(change.key)
+            n = len(self._deployment_drift)
+        if n != before:
+            self.deployment_biases_changed.emit(n)
+
+    @property
+    def deployment_bias_changes(self) -> int:
+        """How many biases differ from those :attr:`deployment` was written with (0: none, or nothing deployed)."""
+        return len(self._deployment_drift)
 
     # --- model state ------------------------------------------------------------------
     def set_model(self, model: Any) -> None:
@@ -189,7 +221,13 @@ class Session:
         self.conversion_changed.emit(result)
 
     def set_deployment(self, deployment: Any) -> None:
-        self.deployment = deployment
+        """``deployment`` was written on the board with the biases it holds now (None: nothing deployed)."""
+        # read outside our lock: the bias model calls _on_bias_change under its own lock
+        biases = self.biases.snapshot() if deployment is not None else {}
+        with self._deployment_lock:
+            self.deployment = deployment
+            self._deployed_biases = biases
+            self._deployment_drift = set()
         self.deployment_changed.emit(deployment)
 
     # --- recording --------------------------------------------------------------------
@@ -268,9 +306,18 @@ class Session:
         if recorder is not None:
             recorder.record_input(events)
 
-    def close(self) -> None:
-        """Stop the robot, stop recording and close the board."""
+    def close(self, job_wait_s: float = 5.0) -> None:
+        """Stop the robot, cancel the board's running job, stop recording and close the board.
+
+        A cancelled board job (a calibration, a deployment) puts back the biases it started from,
+        so the board is closed only after it ended, or after ``job_wait_s`` seconds (a cancelled
+        network calibration stops within about a second and a half).
+        """
         self.robot.close()
+        if not self.board_jobs.cancel_running(job_wait_s):
+            running = self.board_jobs.running
+            log.warning("the %s did not stop within %.0f s of its cancel; closing the board under it",
+                        getattr(running, "name", "board job"), job_wait_s)
         self.close_replay()
         if self._recorder is not None:
             self.stop_recording(wait=True)

@@ -240,6 +240,7 @@ class ModelPanel(QWidget):
         relay(session.model_changed, self._show_model, self)
         relay(session.conversion_changed, self._show_conversion, self)
         relay(session.deployment_changed, self._show_deployment, self)
+        relay(session.deployment_biases_changed, lambda _n: self._show_deployment(self.session.deployment), self)
 
     # --- jobs ---------------------------------------------------------------------------------
     def _guarded(self, start) -> None:
@@ -268,8 +269,8 @@ class ModelPanel(QWidget):
             relay(job.progress, lambda p: self._show_progress(job, p), self)
             relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
             relay(job.finished, lambda result: self._finished(job, result), self)
-            relay(job.cancelled, lambda _exc: self._done(f"{job.name} cancelled"), self)
-            relay(job.failed, lambda exc: (self._done(f"{job.name} failed"), self.reporter.report(exc, job.name)), self)
+            relay(job.cancelled, lambda _exc: self._done(job, "cancelled"), self)
+            relay(job.failed, lambda exc: (self._done(job, "failed"), self.reporter.report(exc, job.name)), self)
             if also is not None:
                 also()
 
@@ -278,17 +279,27 @@ class ModelPanel(QWidget):
         follow()
         return job.start()
 
+    # The job's signals reach the GUI thread queued (``relay``): an earlier job's last progress or
+    # its end can arrive after the next job was started here (its ``done`` is true before it
+    # announces the end).  The progress bar, the status line and Cancel follow ``self.job`` only,
+    # so a late "finished" of a board run never switches off the Cancel of the calibration after it.
     def _show_progress(self, job: Job, progress: Progress) -> None:
+        if job is not self.job:
+            return  # a job this panel no longer shows
         self.progress.setValue(round(100 * progress.fraction))
         self.status.setText(f"{job.name}: {progress.text()}")
 
     def _finished(self, job: Job, result) -> None:
         self.last_result = result
-        self._done(f"{job.name} finished")
+        self._done(job, "finished")
 
-    def _done(self, text: str) -> None:
+    def _done(self, job: Job, how: str) -> None:
+        """``job`` ended (``how``: finished, cancelled or failed): Cancel off and the outcome shown,
+        unless the panel already shows a later job."""
+        if job is not self.job:
+            return  # an earlier job ended late: the buttons follow the job shown now
         self.cancel_button.setEnabled(False)
-        self.status.setText(text)
+        self.status.setText(f"{job.name} {how}")
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -373,8 +384,13 @@ class ModelPanel(QWidget):
         if deployment is None:
             self.deployment_label.setText("nothing deployed")
             return
-        self.deployment_label.setText(f"deployed on {deployment.serial}: {len(deployment.mapped.unit_addresses)} units; "
-                                      + "; ".join(deployment.notes))
+        text = f"deployed on {deployment.serial}: {len(deployment.mapped.unit_addresses)} units; " + "; ".join(deployment.notes)
+        changed = self.session.deployment_bias_changes if deployment is self.session.deployment else 0
+        if changed:  # e.g. a calibration undone: its biases are gone, the network it wrote is still there
+            since = "calibration" if deployment.notes and deployment.notes[0].startswith("calibrated here") else "it was written"
+            text += (f"; {changed} bias{'es' * (changed != 1)} changed since {since} (undo or an edit): "
+                     "redo, or deploy again, to run it as written")
+        self.deployment_label.setText(text)
 
     def _show_run_progress(self, progress: Progress) -> None:
         """A batch of the board run: running accuracy, the latest sample's class scores, the confusion matrix."""
