@@ -226,3 +226,21 @@ def _no_transfer_libcaer_never_sends(request):
     UNEXPECTED_IN_PROCESS.clear()
     if seen and request.node.get_closest_marker("unexpected_transfers_ok") is None:
         pytest.fail(f"virtual FPGA received {len(seen)} transfer(s) libcaer never sends, first: {seen[:3]}")
+
+
+@pytest.fixture
+def tiny_foreign_model(tmp_path):
+    """An untrained 8-unit plain-PyTorch ReLU RNN in the nested layout, and a 2-class data file with
+    signed features and a mean/std (``(model path, data path)``): what matters is the network, not its accuracy."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1.5, (120, 6, 2)).astype(np.float32)
+    y = (x[:, :, 0].mean(1) > 0).astype(int)
+    torch.manual_seed(0)
+    rnn, fc = nn.RNN(2, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
+    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
+    np.savez(tmp_path / "d.npz", x=x, labels=y, mean=np.zeros(2), std=np.full(2, 1.5))
+    return tmp_path / "m.pt", tmp_path / "d.npz"

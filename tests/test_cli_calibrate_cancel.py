@@ -14,10 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from neurolab_gui.cli import main
 
@@ -26,16 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def tiny_model(tmp_path: Path) -> tuple[Path, Path]:
-    """An untrained 8-unit ReLU RNN and a 2-class data file (the network is what matters, not its accuracy)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1.5, (120, 6, 2)).astype(np.float32)
-    y = (x[:, :, 0].mean(1) > 0).astype(int)
-    torch.manual_seed(0)
-    rnn, fc = nn.RNN(2, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
-    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
-    np.savez(tmp_path / "d.npz", x=x, labels=y, mean=np.zeros(2), std=np.full(2, 1.5))
-    return tmp_path / "m.pt", tmp_path / "d.npz"
+def tiny_model(tiny_foreign_model) -> tuple[Path, Path]:
+    return tiny_foreign_model
 
 
 def interrupt_at(tmp_path: Path, trigger: str, cli_args: list[str], options: tuple[str, ...] = ()):

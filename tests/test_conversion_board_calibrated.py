@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from neurolab_gui.core.conversion.constrain import ConstraintConfig
 from neurolab_gui.core.conversion.pipeline import (
@@ -64,20 +63,14 @@ def test_board_calibrated_without_a_calibrator_is_refused_before_any_board_opens
 
 
 @pytest.mark.timeout(300)
-def test_calibrate_builds_the_constrained_network_convert_builds(tmp_path, monkeypatch, capsys):
+def test_calibrate_builds_the_constrained_network_convert_builds(tmp_path, tiny_foreign_model, monkeypatch, capsys):
     """`neurolab calibrate --task --checkpoint` hands the engine exactly convert's constrained network."""
     from neurolab_gui.cli import main
     from neurolab_gui.core.calibration import engine
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint
     from neurolab_gui.core.conversion.tasks import load_task
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1.5, (120, 6, 2)).astype(np.float32)
-    y = (x[:, :, 0].mean(1) > 0).astype(int)
-    torch.manual_seed(0)
-    rnn, fc = nn.RNN(2, 8, nonlinearity="relu", batch_first=True), nn.Linear(8, 2)
-    torch.save({"rnn": rnn.state_dict(), "readout": fc.state_dict(), "meta": {"nonlinearity": "relu"}}, tmp_path / "m.pt")
-    np.savez(tmp_path / "d.npz", x=x, labels=y, mean=np.zeros(2), std=np.full(2, 1.5))
+    model_path, data_path = tiny_foreign_model
     seen = {}
 
     class Stop(Exception):
@@ -89,11 +82,11 @@ def test_calibrate_builds_the_constrained_network_convert_builds(tmp_path, monke
 
     monkeypatch.setattr(engine, "calibrate_network", fake_calibrate)
     with pytest.raises(Stop):
-        main(["calibrate", "--task", str(tmp_path / "d.npz"), "--checkpoint", str(tmp_path / "m.pt"), "--readout", "mean",
+        main(["calibrate", "--task", str(data_path), "--checkpoint", str(model_path), "--readout", "mean",
               "--profile", str(tmp_path / "p.json")])
     assert "imported model read out by rule 'mean' (option)" in capsys.readouterr().out
-    model = load_checkpoint(tmp_path / "m.pt").model
-    task = load_task(str(tmp_path / "d.npz"))
+    model = load_checkpoint(model_path).model
+    task = load_task(str(data_path))
     _, net = constrained_network(model, task, config_for_task(task.name, model.config, readout_rule="mean"))
     assert np.array_equal(seen["m"], net.multiplicity)
 
