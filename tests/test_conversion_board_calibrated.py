@@ -84,7 +84,10 @@ def test_calibrate_builds_the_constrained_network_convert_builds(tmp_path, tiny_
     with pytest.raises(Stop):
         main(["calibrate", "--task", str(data_path), "--checkpoint", str(model_path), "--readout", "mean",
               "--profile", str(tmp_path / "p.json")])
-    assert "imported model read out by rule 'mean' (option)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported model read out by rule 'mean' (option)" in out
+    # the constrain step (minutes of QAT for a large network) says how it goes before the calibration
+    assert "constraining the network to the chip" in out and "quantised before fine-tuning" in out and "epoch 1/" in out
     model = load_checkpoint(model_path).model
     task = load_task(str(data_path))
     _, net = constrained_network(model, task, config_for_task(task.name, model.config, readout_rule="mean"))

@@ -248,8 +248,11 @@ def _network(args: argparse.Namespace, board, cancel, target: Path, task, model)
     if model is None:
         print(f"training a model on {task.name} ({cfg.train.epochs} epochs)...", flush=True)
         model, _ = pipeline.train_model(task, cfg, progress=lambda p: print(f"  {p.message}", flush=True), cancel=cancel)
-    # the constrained network `neurolab convert` builds from the same checkpoint, task and options
-    prepared, net = pipeline.constrained_network(model, task, cfg, cancel=cancel)
+    # the constrained network `neurolab convert` builds from the same checkpoint, task and options;
+    # its QAT takes minutes for a large network, so it says how it goes (it said nothing for 150 s)
+    print("constraining the network to the chip (QAT)...", flush=True)
+    prepared, net = pipeline.constrained_network(model, task, cfg, progress=lambda p: print(f"  {p.message}", flush=True),
+                                                 cancel=cancel)
     for note in prepared.notes:
         print(f"note: {note}")
     task, cfg = prepared.task, prepared.cfg
