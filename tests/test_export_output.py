@@ -101,9 +101,21 @@ class _FullDisk:
 def test_export_write_failing_half_way_names_the_output_and_removes_the_partial(kind, session, tmp_path, monkeypatch, capsys):
     import importlib
 
-    module = importlib.import_module({"nwb": "neurolab_gui.core.export.nwb", "csv": "neurolab_gui.core.export.csv_table",
-                                      "aedat": "neurolab_gui.core.export.aedat"}[kind])
-    monkeypatch.setattr(module, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
+    if kind == "nwb":  # written through session_file.HDF5Writer, which writes with os.pwrite
+        left = [1000]
+        real_pwrite = os.pwrite
+
+        def pwrite(fd, data, offset):
+            size = memoryview(data).nbytes
+            if size > left[0]:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            left[0] -= size
+            return real_pwrite(fd, data, offset)
+
+        monkeypatch.setattr(os, "pwrite", pwrite)
+    else:
+        module = importlib.import_module({"csv": "neurolab_gui.core.export.csv_table", "aedat": "neurolab_gui.core.export.aedat"}[kind])
+        monkeypatch.setattr(module, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
     out = tmp_path / f"x.{kind}"
     assert main(["export", str(session), f"--{kind}", str(out)]) == 2
     assert _error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: No space left on device"

@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     done = False
     try:
         # create the partial file first: an unwritable or missing folder fails now, not after reading the recording
-        with tmp.open("wb"):
-            pass
+        tmp.write_bytes(b"")
         n = func(args.file, tmp)
         tmp.replace(out)  # never leave a half-written export under the asked-for name
         done = True

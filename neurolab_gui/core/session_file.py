@@ -241,7 +241,7 @@ class _Sink:
         return size
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush: every write went straight to the file descriptor."""
 
 
 class HDF5Writer:

@@ -47,7 +47,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, SessionFile
+from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, HDF5Writer, SessionFile
 from ._output import writing
 
 #: Names NWB keeps for itself in any group (its HDF5 attributes) and, in addition, in a ``DynamicTable``.
@@ -232,68 +232,25 @@ def export_nwb(session_path: str | Path, out: str | Path) -> int:
     return n_units
 
 
-class _StopOnWriteError:
-    """A binary file for h5py's ``fileobj`` driver that keeps the first write error and then discards.
-
-    On a full disk HDF5's own driver fails every later write too, so closing the file fails, its
-    ids stay open and the library's shutdown at interpreter exit crashes (segfault).  Through this
-    file HDF5 sees every write succeed, closes cleanly, and the caller raises :attr:`error`.
-    """
-
-    def __init__(self, raw) -> None:
-        self._raw = raw
-        self.error: OSError | None = None
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        size = view.nbytes
-        while self.error is None and view.nbytes:
-            try:
-                view = view[self._raw.write(view) :]  # an unbuffered write may write only part
-            except OSError as exc:
-                self.error = exc
-        return size
-
-    def truncate(self, size: int | None = None) -> int:
-        if self.error is None:
-            try:
-                return self._raw.truncate(size)
-            except OSError as exc:
-                self.error = exc
-        return self._raw.tell() if size is None else size
-
-    def flush(self) -> None:
-        pass  # unbuffered: nothing is held back
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def read(self, size: int = -1) -> bytes:
-        return self._raw.read(size)
-
-    def readinto(self, buffer) -> int:
-        return self._raw.readinto(buffer)
-
-
 def _write(nwb, out: str | Path) -> None:
-    """Write ``nwb`` to ``out``; a failed write (disk full, …) raises :class:`ExportWriteError` with every HDF5 object closed."""
-    import h5py
+    """Write ``nwb`` to ``out``; a failed write (disk full, …) raises :class:`ExportWriteError` with every HDF5 object closed.
+
+    Through :class:`~neurolab_gui.core.session_file.HDF5Writer`, the recorder's writer: on a full
+    disk HDF5's own driver fails every later write too, the file cannot be closed and HDF5's
+    shutdown at interpreter exit crashes; the writer keeps the first failed write and raises it
+    once HDF5 has closed the file.
+    """
     from pynwb import NWBHDF5IO
 
     with writing(out):
-        with open(out, "w+b", buffering=0) as raw:  # HDF5 reads back what it wrote
-            sink = _StopOnWriteError(raw)
-            try:
-                with h5py.File(sink, "w") as h5, NWBHDF5IO(file=h5, mode="w") as io:
-                    io.write(nwb)
-            except Exception:
-                if sink.error is None:
-                    raise
-            if sink.error is not None:
-                raise sink.error
+        writer = HDF5Writer(Path(out))
+        try:
+            with NWBHDF5IO(file=writer.file, mode="w") as io:
+                io.write(nwb)
+        except Exception:
+            writer.close(discard=True)  # raises the failed write, if that is what stopped pynwb
+            raise
+        writer.close()
 
 
 def _table(name: str, description: str, columns: list[tuple[str, str, np.ndarray]]):
