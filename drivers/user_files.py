@@ -157,3 +157,22 @@ def _create_part(path: Path) -> tuple[int, Path]:
         except FileExistsError:  # 48 random bits: only a leftover of the same name, practically never
             continue
     raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def folder_problem(path: str | Path, *, create_missing: bool = False) -> str | None:
+    """Why no file can be created at ``path`` because of its folder (None: the folder allows it).
+
+    The folder is ``path``'s parent; with ``create_missing`` (a writer that creates missing
+    folders) the nearest folder above it that exists, or is a (dangling) link.  It must be a
+    directory this process may write to; a read-only file system counts as not writable
+    (``os.access`` says so).
+    """
+    folder = Path(path).parent
+    if create_missing:
+        while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.is_dir():
+        return f"directory {folder} does not exist" if not folder.exists() and not folder.is_symlink() else f"{folder} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"directory {folder} is not writable"
+    return None

@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.user_files import folder_problem
+
 
 def _float(text: str) -> float:
     try:
@@ -90,14 +92,9 @@ def output_path_problem(path: str | Path, *, parents: bool = False) -> str | Non
         return f"{path} is a directory"
     if path.exists() and not path.is_file():
         return f"{path} exists and is not a regular file"
-    parent = path.parent
-    if parents:
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-    if not parent.is_dir():
-        return f"directory {parent} does not exist" if not parent.exists() else f"{parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {parent} is not writable"
+    problem = folder_problem(path, create_missing=parents)
+    if problem:
+        return problem
     if path.exists() and not os.access(path, os.W_OK):
         return f"{path} is not writable"
     return None

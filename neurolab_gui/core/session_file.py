@@ -61,7 +61,7 @@ from h5py import h5d, h5p, h5s, h5t
 
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, N_NEURONS_PER_CORE
-from drivers.user_files import UserFileError, check_regular_file
+from drivers.user_files import UserFileError, check_regular_file, folder_problem
 
 FORMAT = "neurolab-session"
 FORMAT_VERSION = 2
@@ -160,14 +160,8 @@ def recording_path_problem(path: Path) -> str | None:
     taken = recording_path_taken(path)
     if taken:
         return taken
-    folder = path.parent
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"cannot create {path}: {folder} is not a directory"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot create {path}: directory {folder} is not writable"
-    return None
+    problem = folder_problem(path, create_missing=True)  # the recorder creates missing folders
+    return f"cannot create {path}: {problem}" if problem else None
 
 
 @dataclass
