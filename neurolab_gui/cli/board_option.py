@@ -72,22 +72,3 @@ def board_and_seed(args: argparse.Namespace) -> tuple[str, int]:
     if args.seed is not None and spec.seed not in (0, args.seed):
         raise ValueError(f"--board {spec} and --seed {args.seed} name different seeds; give the seed once")
     return "emulator", spec.seed if args.seed is None else args.seed
-
-
-def bias_table(board) -> dict:
-    """Every per-core bias of every chip of ``board`` as its bias API reports it (what was last
-    written), to write back with :func:`restore_board`."""
-    from drivers.dynapse1.bias_table import CORE_BIASES
-    from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-
-    return {(chip, core, name): board.get_bias(chip, core, name)
-            for chip in range(N_CHIPS) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES}
-
-
-def restore_board(board, biases: dict, chips) -> None:
-    """Put ``board`` back as the calibration engine does on a cancel: the spike generator stopped, the
-    connections of ``chips`` (the network's) cleared, and ``biases`` (a :func:`bias_table`) written
-    back, all of them (a write cut short by Ctrl-C may have left any of them changed)."""
-    board.stop_spike_generator()
-    board.clear_connections(list(chips))
-    board.apply_bias_set(biases)

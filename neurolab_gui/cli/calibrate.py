@@ -17,8 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from neurolab_gui.core.boards import bias_table, restore_board
+
 from .arguments import int_at_least, output_path_problem, positive_float
-from .board_option import add_board_option, bias_table, board_spec, open_board, restore_board
+from .board_option import add_board_option, board_spec, open_board
 from .convert import add_input_options
 
 

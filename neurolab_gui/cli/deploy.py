@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .board_option import add_board_option, bias_table, restore_board
+from neurolab_gui.core.boards import bias_table, restore_board
+
+from .board_option import add_board_option
 from .convert import add_input_options, load_conversion_inputs, open_with_profile
 
 

@@ -197,3 +197,22 @@ def emulator_lag_s(board: Board) -> float | None:
     if fpga is None or fpga.clock != "realtime":
         return None
     return float(fpga.lag_s)
+
+
+def bias_table(board: Board) -> dict:
+    """Every per-core bias of every chip of ``board`` as its bias API reports it (what was last
+    written), to write back with :func:`restore_board`."""
+    from drivers.dynapse1.bias_table import CORE_BIASES
+    from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
+
+    return {(chip, core, name): board.get_bias(chip, core, name)
+            for chip in range(N_CHIPS) for core in range(N_CORES_PER_CHIP) for name in CORE_BIASES}
+
+
+def restore_board(board: Board, biases: dict, chips) -> None:
+    """Put ``board`` back after a cancelled board job (calibration, deployment): the spike
+    generator stopped, the connections of ``chips`` (the network's) cleared, and ``biases`` written
+    back, all of them (a write cut short by Ctrl-C may have left any of them changed)."""
+    board.stop_spike_generator()
+    board.clear_connections(list(chips))
+    board.apply_bias_set(biases)

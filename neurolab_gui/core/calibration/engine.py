@@ -58,6 +58,7 @@ import numpy as np
 from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.netlist import NeuronAddress
 
+from ..boards import restore_board
 from ..conversion.constrain import ConstrainedNetwork, qat_epochs_for
 from ..conversion.deployment import network_fingerprint
 from ..conversion.mapping import EXCITATORY, INHIBITORY, TAU_BIAS, WEIGHT_BIAS, MappedNetwork, map_network
@@ -349,12 +350,6 @@ def _probe_addresses(cores: list[tuple[int, int]], exclude_core0_below: int) -> 
     """Every probe neuron of the network's ``(chip, core)`` s, on every chip it spans."""
     chips = sorted({c for c, _ in cores})
     return [a for c in chips for a in probe_neurons(c, sorted({k for cc, k in cores if cc == c}), exclude_core0_below=exclude_core0_below)]
-
-
-def _restore(board: Board, chips: list[int], start: dict[tuple[int, int, str], BiasValue]) -> None:
-    board.stop_spike_generator()
-    board.clear_connections(chips)
-    board.apply_bias_set(start)
 
 
 def deploy(mapped_template: MappedNetwork, net: ConstrainedNetwork, selected: list[NeuronAddress]) -> MappedNetwork:
@@ -652,7 +647,7 @@ def calibrate_network(
         for step in NETWORK_CALIBRATION_STEPS:
             step(state)
     except BaseException:
-        _restore(board, work.chips, start_biases)
+        restore_board(board, start_biases, work.chips)
         raise
     assert state.result is not None
     state.result.network_fingerprint = network_fingerprint(mapped)
