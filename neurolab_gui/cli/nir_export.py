@@ -10,14 +10,21 @@ from pathlib import Path
 
 
 def write_nir_file(result, out: str | Path) -> int:
-    """Write ``result.constrained`` (with its mapped time constants) to ``out``; returns an exit code."""
+    """Write ``result.constrained`` (with its mapped time constants) to ``out``; returns an exit code.
+
+    A failed write (disk full, ...) is one ``error: writing --nir OUT failed: REASON`` line and exit
+    code 2, as ``neurolab export`` says it for its outputs; nothing is left beside ``out``.
+    """
     from neurolab_gui.core.conversion.nir_io import write_nir
 
     try:
         path = write_nir(result.constrained, out, result.mapped.time, result.mapped.settings)
-    except (OSError, ValueError) as exc:
-        print(f"error: could not write the NIR file {out}: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # strerror alone: the temporary file's name would only confuse
+        print(f"error: writing --nir {out} failed: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a network NIR cannot describe (convert hands it only leaky ones)
+        print(f"error: cannot export --nir {out}: {exc}", file=sys.stderr)
+        return 2
     net = result.constrained
     print(
         f"NIR graph written to {path} (CubaLIF, {net.n_hidden} units, {net.n_inputs} inputs, tau_syn {result.mapped.time.tau_s * 1e3:.1f} ms)"

@@ -34,6 +34,7 @@ Import
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 
 from drivers.dynapse1.topology import CAM_ENTRIES_PER_NEURON, N_NEURONS_PER_CORE
-from drivers.user_files import UserFileError, check_regular_file
+from drivers.user_files import UserFileError, check_regular_file, write_replacing
 
 from .constrain import ConstrainedNetwork
 from .mapping import NeuronSettings, TimeMapping
@@ -131,19 +132,31 @@ def export_nir(net: ConstrainedNetwork, time: TimeMapping | None = None, setting
 def write_nir(
     net: ConstrainedNetwork, path: str | Path, time: TimeMapping | None = None, settings: NeuronSettings | None = None
 ) -> Path:
-    """Export ``net`` and write it with ``nir.write`` (HDF5); the file is read back and checked."""
+    """Export ``net`` and write it to ``path`` as a NIR (HDF5) file, read back and checked first.
+
+    HDF5 writes into memory (``nir.write`` takes a file object) and the finished bytes reach the
+    disk through :func:`drivers.user_files.write_replacing`: a temporary file of its own beside
+    ``path`` (created exclusively, so two exports of one path, or a user's ``<path>.part``, are
+    never touched), flushed and renamed into place.  HDF5 thus never writes to the disk: with its
+    own driver a failed write (disk full, ``ulimit -f``) left ids it could not close and h5py
+    crashed (SIGSEGV) in ``close`` or at interpreter exit.  The file is about the size of the
+    network's weights, which are in memory anyway.
+
+    Raises
+    ------
+    OSError
+        Writing or renaming failed (e.g. ``strerror`` "No space left on device"); nothing is
+        left beside ``path`` and a file already at ``path`` is untouched.
+    ValueError
+        The network cannot be exported (see :func:`export_nir`).
+    """
     nir = _nir()
-    path = Path(path)
     graph = export_nir(net, time, settings)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        nir.write(tmp, graph)
-        nir.read(tmp)  # the format's own reader and type check, before the file takes the real name
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written file left beside the one asked for
-        raise
-    return path
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    data = buffer.getvalue()
+    nir.read(io.BytesIO(data))  # the format's own reader and type check, before anything is written
+    return write_replacing(path, data)
 
 
 @dataclass
