@@ -1,6 +1,6 @@
 """A ``--board`` that is named well but cannot be opened: every command answers one ``error:`` line, exit code 1.
 
-``robot demo --board NOSUCH`` ended in a ``LookupError`` traceback; ``convert``, ``deploy``,
+``robot demo --board NOSUCH`` ended in a ``LookupError`` traceback; ``convert``, ``deploy``, ``record``,
 ``calibrate`` and ``robot demo`` now open their board one way (``cli.board_option.open_board``).
 No DYNAP-SE1 is plugged into a test machine, so the serial ``NOSUCH`` is never found.
 """
@@ -43,3 +43,20 @@ def test_a_board_that_is_not_there_is_one_error_line(command, tiny_model_and_dat
     assert err.startswith("error: cannot open the board NOSUCH: ") and err.count("\n") == 1, err
     assert "Traceback" not in out + err and "error" not in out
     assert not report.exists()
+
+
+def test_record_reports_a_board_that_is_not_there_as_the_other_commands_do(tmp_path):
+    """``record`` logged a WARNING, then printed ``error: could not open ...`` with exit code 2 (hostile report #9);
+    it now opens its board the one way (``open_board``).  A subprocess, so that the log line would show on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.h5"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "neurolab_gui", "record", "--board", "NOSUCH", "--seconds", "1", str(out)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: cannot open the board NOSUCH: ") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []

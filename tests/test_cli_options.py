@@ -243,6 +243,24 @@ def test_robot_demo_refuses_rate_for_a_converted_network_and_checks_record_first
     _usage_error(capsys, ["robot", "demo", "--record", str(tmp_path / "nope" / "r.json")], "--record")
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_robot_demo_refuses_an_empty_port(capsys, value):
+    """``--port "$ROBOT_PORT"`` with the variable unset ran the simulated robot and exited 0 (hostile report #10)."""
+    line = _usage_error(capsys, ["robot", "demo", "--port", value], "--port")
+    assert "must not be empty" in line
+
+
+def test_robot_demo_port_that_cannot_be_opened_is_an_error_line(tmp_path, capsys):
+    """A robot error starts with ``error:`` like every other (it said ``robot error:``; hostile report #10)."""
+    report = tmp_path / "r.json"
+    port = tmp_path / "ttyUSB9"
+    assert main(["robot", "demo", "--port", str(port), "--duration", "1", "--record", str(report)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: cannot open robot port {port}: ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert not report.exists()
+
+
 # ---- calibrate ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option, value, why", [

@@ -258,3 +258,36 @@ def test_a_long_event_run_is_parsed_in_few_steps() -> None:
     ev = _random_events(rng, 200_000, EventFormat.TS16)
     stream = proto.encode_dvs_events(ev.x, ev.y, ev.polarity, ev.t_us, EventFormat.TS16)
     _assert_events_equal(PushBotStreamParser(EventFormat.TS16).feed(stream).events, ev)
+
+
+def test_line_noise_neither_fakes_wraps_nor_floods_the_corner_pixel() -> None:
+    """Noise on the link (hostile report #7): every decrease of the raw timestamp was a wrap, so random
+    bytes added thousands of 65.5 ms periods to every later time, and a 0xFF run became events at
+    (127, 127).  Now an implausible decrease is a suspect, not a wrap, and all-0xFF events are dropped."""
+    t = np.array([40_000, 40_010, 65_500, 30, 40])
+    real = proto.encode_dvs_events([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], np.ones(5, bool), t, EventFormat.TS16)
+    # a phantom event jumping back by 30 ms (no wrap), then a run of 0xFF, between real events
+    phantom = proto.encode_dvs_events([50], [60], [True], [10_000], EventFormat.TS16)
+    stream = real[:8] + phantom + b"\xff" * 400 + real[8:]
+    parser = PushBotStreamParser(EventFormat.TS16)
+    out = DvsEvents.concatenate([parser.feed(stream[i : i + 7]).events for i in range(0, len(stream), 7)])
+    assert out.x.tolist() == [1, 2, 50, 3, 4, 5]
+    # 40_010 -> 10_000 is no wrap: the phantom lies in the past, and later times are not shifted
+    assert out.t_us.tolist() == [40_000, 40_010, 10_000, 65_500, 65_566, 65_576]
+    assert parser.counters.timestamp_wraps == 1  # 65_500 -> 30 (66 µs later)
+    assert parser.counters.suspect_wraps == 1
+    assert parser.counters.suspect_events == 100
+    assert parser.counters.events == 6
+
+
+def test_random_bytes_fake_few_wraps() -> None:
+    """200 kB of random bytes: before, about one decoded pair in two counted as a wrap (some 20 000 here);
+    a wrap now needs a plausible step (about one random pair in 32 has one), the rest is counted as suspect."""
+    rng = np.random.default_rng(11)
+    noise = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    parser = PushBotStreamParser(EventFormat.TS16)
+    parser.feed(noise)
+    counters = parser.counters
+    assert counters.events > 25_000
+    assert counters.timestamp_wraps < counters.events / 16
+    assert counters.suspect_wraps > counters.events / 3

@@ -52,6 +52,16 @@ BANNER_MARKER = "eDVS4337"
 FORBIDDEN_COMMANDS = frozenset({"P"})
 #: Longest ASCII reply line kept; longer runs of MSB-0 bytes are garbage.
 MAX_LINE_LENGTH = 512
+#: A decrease of the raw timestamp (16/24/32 bit) counts as a wrap only when the time it implies
+#: since the previous event, ``(new - previous) mod period``, is at most this fraction of the wrap
+#: period: 16.4 ms for ``!E2`` (the previous value in the top part of the range, the new one near 0).
+#: A scene the robot works in streams hundreds to thousands of events per second (the link carries
+#: up to ~100 k/s at 4 Mbaud), so consecutive events are far closer than that; a decrease implying a
+#: longer gap is line noise or a lost byte, not a wrap, and is counted in
+#: ``ParserCounters.suspect_wraps`` instead.  With random bytes (a wrong baud rate, a noisy cable) one
+#: event pair in 32 still fakes a wrap, where every decrease (one pair in 2) did.  A genuine gap longer
+#: than this across a wrap loses one period, as a gap longer than a whole period always does.
+WRAP_WINDOW = 0.25
 
 # Sensor mask bits (``!S+<mask>,<ms>``) from the user guide.
 SENSOR_BATTERY = 0
@@ -421,12 +431,18 @@ class ParseResult:
 
 @dataclass
 class ParserCounters:
+    """What the parser met so far; the ``discarded``/``garbage``/``suspect`` counts show a noisy link."""
+
     events: int = 0
     sensor_readings: int = 0
     lines: int = 0
     discarded_lines: int = 0  # lines with control bytes or longer than MAX_LINE_LENGTH
     garbage_bytes: int = 0  # bytes in discarded lines
     timestamp_wraps: int = 0
+    #: decreases of the raw timestamp too far from a wrap to be one (:data:`WRAP_WINDOW`); not counted as wraps
+    suspect_wraps: int = 0
+    #: timestamped "events" whose bytes are all 0xFF (what an idle or broken line reads as); dropped
+    suspect_events: int = 0
 
 
 # Printable ASCII, tab and CR may appear in a reply line; other MSB-0 bytes mark garbage.
@@ -452,6 +468,16 @@ class PushBotStreamParser:
     Timestamps of the 16/24/32-bit formats are extended by counting wraps (libcaer's
     approach for ``!E2``).  A gap without events longer than one wrap period (65.5 ms for
     ``!E2``) cannot be seen in the data and loses one period; that is inherent to the format.
+
+    The format has no framing, so noise on the link (random bytes, a wrong baud rate) decodes
+    as phantom events; not all can be told from real ones.  Two kinds are caught: a decrease
+    of the raw timestamp is a wrap only when it is plausible (:data:`WRAP_WINDOW`), else it
+    is counted in ``counters.suspect_wraps`` and later times are not shifted; and a
+    timestamped event whose bytes are all 0xFF (a run of 0xFF, what an idle line reads as,
+    would otherwise give a flood at pixel (127, 127)) is dropped and counted in
+    ``counters.suspect_events``.  A real event of that value (ON at (127, 127) in the very
+    microsecond 0xFFFF of a period) is lost with it.  ``!E0`` has no timestamp to tell them
+    apart: its 0xFF pairs stay events.
 
     Parameters
     ----------
@@ -567,6 +593,14 @@ class PushBotStreamParser:
             self.counters.lines += 1
 
     def _decode_events(self, arr: np.ndarray, starts: np.ndarray, host_time_us: int | None) -> DvsEvents:
+        n_ts = int(self.fmt)
+        if n_ts and starts.size:
+            filler = np.ones(starts.size, bool)
+            for j in range(self.fmt.event_bytes):
+                filler &= arr[starts + j] == 0xFF
+            if filler.any():
+                self.counters.suspect_events += int(filler.sum())
+                starts = starts[~filler]
         if starts.size == 0:
             return DvsEvents()
         b0 = arr[starts]
@@ -574,7 +608,6 @@ class PushBotStreamParser:
         y = b0 & 0x7F
         x = b1 & 0x7F
         polarity = (b1 >> 7) == self.on_polarity_bit
-        n_ts = int(self.fmt)
         if n_ts == 0:
             t = np.full(starts.size, -1 if host_time_us is None else int(host_time_us), np.int64)
             return DvsEvents(x, y, polarity, t)
@@ -582,9 +615,14 @@ class PushBotStreamParser:
         for j in range(n_ts):
             raw = (raw << 8) | arr[starts + 2 + j].astype(np.int64)
         previous = raw[0] if self._last_raw_ts is None else self._last_raw_ts
-        wrapped = np.diff(raw, prepend=previous) < 0
+        period = 1 << self.fmt.timestamp_bits
+        step = np.diff(raw, prepend=previous)
+        decreased = step < 0
+        # step + period: the time since the previous event if this decrease is a wrap
+        wrapped = decreased & (step + period <= int(period * WRAP_WINDOW))
         wraps = self._wraps + np.cumsum(wrapped)
         self.counters.timestamp_wraps += int(wrapped.sum())
+        self.counters.suspect_wraps += int(decreased.sum()) - int(wrapped.sum())
         self._wraps = int(wraps[-1])
         self._last_raw_ts = int(raw[-1])
         t = (wraps << self.fmt.timestamp_bits) + raw

@@ -39,6 +39,14 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def non_empty(text: str) -> str:
+    """argparse ``type=``: a value that is not empty or blank (an unset ``$VAR`` expands to ``''``, which
+    must not quietly mean the same as leaving the option out); returned unchanged."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out for its default)")
+    return text
+
+
 def retention(text: str) -> float:
     """argparse ``type=``: a leaky retention ``a`` strictly between 0 and 1 (``tau = -dt / ln a`` must exist)."""
     value = _float(text)

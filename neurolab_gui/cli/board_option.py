@@ -48,6 +48,20 @@ def open_board(spec, **options: Any):
         return 1
 
 
+def handing_over(board):
+    """A :class:`~neurolab_gui.core.session.Session` opener that hands over ``board``, already opened by
+    :func:`open_board`, at the session's connect (so that a board that cannot be opened is reported the
+    one way every command reports it); a later reconnect opens the target afresh."""
+    from neurolab_gui.core.connection import open_board as open_target
+
+    pending = [board]
+
+    def opener(target):
+        return pending.pop() if pending else open_target(target)
+
+    return opener
+
+
 def add_board_and_seed_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--board`` as :func:`add_board_option`, plus ``--seed`` (the same as ``--board emulator:SEED``)."""
     add_board_option(parser, what=what)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .board_option import add_board_and_seed_options, board_and_seed
+from .board_option import add_board_and_seed_options, board_and_seed, handing_over, open_board
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,6 +92,8 @@ def _write_failure(path: Path, error: BaseException) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.bias_model import read_bias_file
+    from neurolab_gui.core.boards import BoardSpec
+    from neurolab_gui.core.connection import EMULATOR
     from neurolab_gui.core.session import Session
     from neurolab_gui.core.session_file import SessionFile, recording_path_problem
 
@@ -107,9 +109,16 @@ def run(args: argparse.Namespace) -> int:
         bias_file = read_bias_file(args.bias_file) if args.bias_file else None
     except (ValueError, OSError) as exc:
         return _error(exc)
-    session = Session()
+    # opened as every command opens its board: a board that cannot be opened is one `error: cannot open
+    # the board ...` line and exit 1 (it was a logged warning, then the message again with exit 2)
+    opened = open_board(BoardSpec(None, seed) if board == EMULATOR else args.board, clock=args.clock)
+    if isinstance(opened, int):
+        return opened
+    session = Session(opener=handing_over(opened))
     if not session.connect(board, seed=seed, clock=args.clock):
-        return _error(f"{session.connection.status.message}")
+        session.close()
+        print(f"error: {session.connection.status.message}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     try:
         with _stop_on_signals(stop):  # from before the file appears: a signal at any moment then finishes it

@@ -17,7 +17,7 @@ import argparse
 import signal
 import sys
 
-from .arguments import output_file, positive_float
+from .arguments import non_empty, output_file, positive_float
 from .board_option import add_board_option, open_board
 
 #: Motor update rate of the hand-wired network when --rate is not given, Hz.
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="robot_command", metavar="ACTION")
     sub.required = True
     demo = sub.add_parser("demo", help="phototaxis through the board: turn toward a blinking LED")
-    demo.add_argument("--port", metavar="URL", help="robot serial URL (default: a simulated PushBot)")
+    demo.add_argument("--port", metavar="URL", type=non_empty, help="robot serial URL (default: a simulated PushBot)")
     demo.add_argument(
         "--baud", type=int, default=4_000_000, help="baud rate of a real robot (4M for 613xx, 12M for 126xx)"
     )
@@ -122,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
         controller = None
         if checkpoint is not None:
             controller = _deploy_network(board, checkpoint, args.no_profile)
-        if args.port:
+        if args.port is not None:
             # A real robot: same session, our PushBot settings.
             report = _run_real_robot(args.port, PushBotConfig(baudrate=args.baud), board, config, progress, holder,
                                      controller)
@@ -136,7 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PushBotError as exc:
-        print(f"robot error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # the message names the port and what failed
         return 1
     finally:
         signal.signal(signal.SIGINT, previous_handler)
