@@ -260,34 +260,47 @@ def test_a_long_event_run_is_parsed_in_few_steps() -> None:
     _assert_events_equal(PushBotStreamParser(EventFormat.TS16).feed(stream).events, ev)
 
 
-def test_line_noise_neither_fakes_wraps_nor_floods_the_corner_pixel() -> None:
-    """Noise on the link (hostile report #7): every decrease of the raw timestamp was a wrap, so random
-    bytes added thousands of 65.5 ms periods to every later time, and a 0xFF run became events at
-    (127, 127).  Now an implausible decrease is a suspect, not a wrap, and all-0xFF events are dropped."""
+def test_line_noise_is_flagged_and_filler_bytes_are_no_events() -> None:
+    """Noise on the link (hostile report #7): a 0xFF run became events at (127, 127) and nothing said
+    the link was noisy.  All-0xFF events are now dropped and counted, and a wrap after an implausibly
+    long gap is counted as suspect; it still counts as a wrap, so a clean stream decodes exactly."""
     t = np.array([40_000, 40_010, 65_500, 30, 40])
     real = proto.encode_dvs_events([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], np.ones(5, bool), t, EventFormat.TS16)
-    # a phantom event jumping back by 30 ms (no wrap), then a run of 0xFF, between real events
+    # a phantom event jumping back by 30 ms, then a run of 0xFF, between real events
     phantom = proto.encode_dvs_events([50], [60], [True], [10_000], EventFormat.TS16)
     stream = real[:8] + phantom + b"\xff" * 400 + real[8:]
     parser = PushBotStreamParser(EventFormat.TS16)
     out = DvsEvents.concatenate([parser.feed(stream[i : i + 7]).events for i in range(0, len(stream), 7)])
     assert out.x.tolist() == [1, 2, 50, 3, 4, 5]
-    # 40_010 -> 10_000 is no wrap: the phantom lies in the past, and later times are not shifted
-    assert out.t_us.tolist() == [40_000, 40_010, 10_000, 65_500, 65_566, 65_576]
-    assert parser.counters.timestamp_wraps == 1  # 65_500 -> 30 (66 µs later)
+    period = 1 << 16
+    # 40_010 -> 10_000 is taken as a wrap 35.5 ms later (suspect); 65_500 -> 30 is one 66 µs later
+    assert out.t_us.tolist() == [40_000, 40_010, period + 10_000, period + 65_500, 2 * period + 30, 2 * period + 40]
+    assert parser.counters.timestamp_wraps == 2
     assert parser.counters.suspect_wraps == 1
     assert parser.counters.suspect_events == 100
     assert parser.counters.events == 6
 
 
-def test_random_bytes_fake_few_wraps() -> None:
-    """200 kB of random bytes: before, about one decoded pair in two counted as a wrap (some 20 000 here);
-    a wrap now needs a plausible step (about one random pair in 32 has one), the rest is counted as suspect."""
+def test_a_quiet_moment_across_a_wrap_keeps_time_running_forward() -> None:
+    """A genuine wrap after a 40 ms gap (a dim, still scene) must not turn time back by a period."""
+    t = np.array([60_000, 100_000, 100_050])  # 100_000 - 65_536 = 34_464 raw after the wrap
+    stream = proto.encode_dvs_events([1, 2, 3], [1, 2, 3], np.ones(3, bool), t, EventFormat.TS16)
+    parser = PushBotStreamParser(EventFormat.TS16)
+    assert parser.feed(stream).events.t_us.tolist() == t.tolist()
+    assert parser.counters.suspect_wraps == 1
+
+
+def test_random_bytes_are_flagged_as_a_noisy_link() -> None:
+    """200 kB of random bytes: most decoded timestamp decreases imply gaps no streaming sensor leaves,
+    so the suspect count shows the noise (a clean stream of the same rate has next to none)."""
     rng = np.random.default_rng(11)
     noise = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
     parser = PushBotStreamParser(EventFormat.TS16)
     parser.feed(noise)
     counters = parser.counters
     assert counters.events > 25_000
-    assert counters.timestamp_wraps < counters.events / 16
-    assert counters.suspect_wraps > counters.events / 3
+    assert counters.suspect_wraps > 0.8 * counters.timestamp_wraps > counters.events / 4
+    clean = PushBotStreamParser(EventFormat.TS16)
+    ev = _random_events(rng, 20_000, EventFormat.TS16)
+    clean.feed(proto.encode_dvs_events(ev.x, ev.y, ev.polarity, ev.t_us, EventFormat.TS16))
+    assert clean.counters.suspect_wraps <= clean.counters.timestamp_wraps // 4

@@ -52,15 +52,14 @@ BANNER_MARKER = "eDVS4337"
 FORBIDDEN_COMMANDS = frozenset({"P"})
 #: Longest ASCII reply line kept; longer runs of MSB-0 bytes are garbage.
 MAX_LINE_LENGTH = 512
-#: A decrease of the raw timestamp (16/24/32 bit) counts as a wrap only when the time it implies
-#: since the previous event, ``(new - previous) mod period``, is at most this fraction of the wrap
-#: period: 16.4 ms for ``!E2`` (the previous value in the top part of the range, the new one near 0).
-#: A scene the robot works in streams hundreds to thousands of events per second (the link carries
-#: up to ~100 k/s at 4 Mbaud), so consecutive events are far closer than that; a decrease implying a
-#: longer gap is line noise or a lost byte, not a wrap, and is counted in
-#: ``ParserCounters.suspect_wraps`` instead.  With random bytes (a wrong baud rate, a noisy cable) one
-#: event pair in 32 still fakes a wrap, where every decrease (one pair in 2) did.  A genuine gap longer
-#: than this across a wrap loses one period, as a gap longer than a whole period always does.
+#: Every decrease of the raw timestamp (16/24/32 bit) is taken as a wrap, as it must be for a clean
+#: stream; a decrease implying more than this fraction of the wrap period since the previous event
+#: (``(new - previous) mod period``: 16.4 ms for ``!E2``) is also counted in
+#: ``ParserCounters.suspect_wraps``.  A sensor that streams (the eDVS's background activity alone
+#: gives hundreds of events per second) rarely goes that long without an event, while random bytes
+#: (a wrong baud rate, a noisy cable) make about half their decoded pairs decrease and most of those
+#: suspect: many suspect wraps mean the link is noisy and the DVS times after them run ahead.  They
+#: are not dropped: a genuine wrap after a quiet moment would otherwise turn time back by a period.
 WRAP_WINDOW = 0.25
 
 # Sensor mask bits (``!S+<mask>,<ms>``) from the user guide.
@@ -439,7 +438,7 @@ class ParserCounters:
     discarded_lines: int = 0  # lines with control bytes or longer than MAX_LINE_LENGTH
     garbage_bytes: int = 0  # bytes in discarded lines
     timestamp_wraps: int = 0
-    #: decreases of the raw timestamp too far from a wrap to be one (:data:`WRAP_WINDOW`); not counted as wraps
+    #: wraps after a gap longer than :data:`WRAP_WINDOW` of a period: rare on a clean link, many on a noisy one
     suspect_wraps: int = 0
     #: timestamped "events" whose bytes are all 0xFF (what an idle or broken line reads as); dropped
     suspect_events: int = 0
@@ -470,9 +469,9 @@ class PushBotStreamParser:
     ``!E2``) cannot be seen in the data and loses one period; that is inherent to the format.
 
     The format has no framing, so noise on the link (random bytes, a wrong baud rate) decodes
-    as phantom events; not all can be told from real ones.  Two kinds are caught: a decrease
-    of the raw timestamp is a wrap only when it is plausible (:data:`WRAP_WINDOW`), else it
-    is counted in ``counters.suspect_wraps`` and later times are not shifted; and a
+    as phantom events; not all can be told from real ones.  Two kinds are flagged: a wrap
+    after an implausibly long gap (:data:`WRAP_WINDOW`) is still a wrap (a clean stream must
+    decode exactly) but is counted in ``counters.suspect_wraps``, the sign of a noisy link; and a
     timestamped event whose bytes are all 0xFF (a run of 0xFF, what an idle line reads as,
     would otherwise give a flood at pixel (127, 127)) is dropped and counted in
     ``counters.suspect_events``.  A real event of that value (ON at (127, 127) in the very
@@ -618,11 +617,10 @@ class PushBotStreamParser:
         period = 1 << self.fmt.timestamp_bits
         step = np.diff(raw, prepend=previous)
         decreased = step < 0
-        # step + period: the time since the previous event if this decrease is a wrap
-        wrapped = decreased & (step + period <= int(period * WRAP_WINDOW))
-        wraps = self._wraps + np.cumsum(wrapped)
-        self.counters.timestamp_wraps += int(wrapped.sum())
-        self.counters.suspect_wraps += int(decreased.sum()) - int(wrapped.sum())
+        wraps = self._wraps + np.cumsum(decreased)
+        self.counters.timestamp_wraps += int(decreased.sum())
+        # step + period: the time since the previous event, this decrease being a wrap
+        self.counters.suspect_wraps += int((decreased & (step + period > int(period * WRAP_WINDOW))).sum())
         self._wraps = int(wraps[-1])
         self._last_raw_ts = int(raw[-1])
         t = (wraps << self.fmt.timestamp_bits) + raw
