@@ -130,7 +130,7 @@ def write_replacing(path: str | Path, data: str | bytes) -> Path:
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, part = _create_part(path)
+    fd, part = create_temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
@@ -143,12 +143,17 @@ def write_replacing(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
-def _create_part(path: Path) -> tuple[int, Path]:
+def create_temporary_beside(path: str | Path) -> tuple[int, Path]:
     """A new, exclusively created temporary file beside ``path``: its descriptor and its path.
+
+    Its name (``.<name>.<random>.part``) is its own: two writers of one ``path`` never share a
+    temporary, and a user's file is never taken for one.  The caller writes it, renames it onto
+    ``path`` when complete and removes it otherwise (as :func:`write_replacing` does for data in memory).
 
     Not :func:`tempfile.mkstemp`: that creates the file with mode 0600, and a report or layout
     should get the usual permissions (0666 less the umask, which ``os.open`` applies).
     """
+    path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         part = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,7 @@ def test_export_cleanup_that_fails_never_hides_the_write_error(session, tmp_path
     assert main(["export", str(session), "--csv", str(out)]) == 2
     err = capsys.readouterr().err
     assert _error_line(err) == f"error: writing --csv {out} failed: No space left on device"
-    assert f"could not remove the partial file {tmp_path / '.x.partial.csv'}: Read-only file system" in err
+    assert re.search(rf"could not remove the partial file {re.escape(str(tmp_path))}/\.x\.csv\.[0-9a-f]{{12}}\.part: Read-only file system", err)
     assert not out.exists()
 
 
@@ -250,3 +251,56 @@ def test_export_leaves_no_partial_file_whatever_goes_wrong(kind, session, tmp_pa
     except OverflowError:
         rc = None
     assert rc != 0 and _files(tmp_path) == []
+
+
+def test_two_exports_of_one_output_do_not_share_a_temporary(session, tmp_path, monkeypatch):
+    """Bug (hostile report 3, #8's "elsewhere"): every export of OUT wrote `.OUT.partial.csv`, so a second
+    export of the same OUT truncated, renamed or removed the first one's file.  Each export now writes
+    a temporary of its own: the first export, paused half-way while a second one runs to the end,
+    still completes, and OUT holds one whole table."""
+    import threading
+
+    import neurolab_gui.core.export.csv_table as csv_table
+
+    out = tmp_path / "x.csv"
+    real_open = open
+    first_writing, second_done = threading.Event(), threading.Event()
+    calls = []
+
+    class _Paused:
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, data):
+            first_writing.set()
+            assert second_done.wait(30)
+            return self.f.write(data)
+
+    def opener(*a, **k):
+        calls.append(a)
+        f = real_open(*a, **k)
+        return _Paused(f) if len(calls) == 1 else f
+
+    monkeypatch.setattr(csv_table, "open", opener, raising=False)
+    codes = []
+    first = threading.Thread(target=lambda: codes.append(main(["export", str(session), "--csv", str(out)])))
+    first.start()
+    assert first_writing.wait(30)
+    try:
+        assert main(["export", str(session), "--csv", str(out), "--force"]) == 0
+    finally:
+        second_done.set()
+        first.join(30)
+    assert codes == [0]
+    assert _files(tmp_path) == ["x.csv"]
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("time_s") and len(lines) > 1

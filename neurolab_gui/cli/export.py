@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from drivers.user_files import create_temporary_beside
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,8 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _overwrites_input(session: Path, out: Path) -> str | None:
     """Why writing ``out`` would destroy the session ``session`` (the file itself, under any name or
     link, or a file in its segments folder), or None."""
-    import os
-
     from neurolab_gui.core.session_file import segments_dir
 
     try:
@@ -73,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
     if not session.complete:
         print(f"warning: {args.file} is INCOMPLETE (its recording was killed or is still running); "
               "the export holds what was saved so far", file=sys.stderr)
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    tmp: Path | None = None
     done = False
     try:
-        # create the partial file first: an unwritable or missing folder fails now, not after reading the recording
-        tmp.write_bytes(b"")
+        # create the partial file first: an unwritable or missing folder fails now, not after reading the
+        # recording; its name is its own, so two exports of one OUT never write or remove each other's
+        fd, tmp = create_temporary_beside(out)
+        os.close(fd)
         n = func(args.file, tmp)
         tmp.replace(out)  # never leave a half-written export under the asked-for name
         done = True
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: writing --{kind} {out} failed: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.filename is not None and Path(exc.filename) == tmp:  # creating or renaming the partial file
+        if tmp is None or (exc.filename is not None and Path(exc.filename) == tmp):  # creating or renaming the partial file
             print(f"error: writing --{kind} {out} failed: {exc.strerror}", file=sys.stderr)
         else:
             print(f"error: {exc}", file=sys.stderr)
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if not done:  # also when reading failed in a way not caught here: no partial file is left
+        if not done and tmp is not None:  # also when reading failed in a way not caught here: no partial file is left
             _discard(tmp)
     what = {"nwb": "units", "aedat": "spikes", "csv": "rows"}[kind]
     print(f"wrote {out} ({n:,} {what})")
