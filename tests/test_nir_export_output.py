@@ -73,7 +73,7 @@ def test_nir_export_under_a_file_size_limit_fails_cleanly_without_a_crash(checkp
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]  # no segfault (-11) in h5py or at interpreter exit
-    assert json.loads(proc.stdout.splitlines()[-1]) == 2
+    assert json.loads(proc.stdout.splitlines()[-1]) == 1
     assert _error_line(proc.stderr) == f"error: writing --nir {out} failed: File too large"
     assert _files(out_dir) == []  # no output, no temporary file
 
@@ -110,7 +110,7 @@ def test_nir_export_onto_a_disk_that_fills_half_way_names_the_output_and_leaves_
     out = out_dir / "m.nir"
     args = _convert(checkpoint, tmp_path / "r.json", out)
     monkeypatch.setattr(os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k), 10_000))
-    assert main(args) == 2
+    assert main(args) == 1
     assert _error_line(capsys.readouterr().err) == f"error: writing --nir {out} failed: No space left on device"
     assert _files(out_dir) == []
 

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = result.report.write_json(args.json)
     except OSError as exc:  # checked before the conversion; the file system can still change or fill
-        print(f"error: could not write the JSON report {args.json}: {exc}", file=sys.stderr)
+        print(f"error: writing --json {args.json} failed: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"\nJSON report written to {path}")
     if args.nir:

@@ -13,7 +13,8 @@ def write_nir_file(result, out: str | Path) -> int:
     """Write ``result.constrained`` (with its mapped time constants) to ``out``; returns an exit code.
 
     A failed write (disk full, ...) is one ``error: writing --nir OUT failed: REASON`` line and exit
-    code 2, as ``neurolab export`` says it for its outputs; nothing is left beside ``out``.
+    code 1, as for ``convert``'s ``--json`` (the conversion ran; the disk failed); nothing is left
+    beside ``out``.
     """
     from neurolab_gui.core.conversion.nir_io import write_nir
 
@@ -21,7 +22,7 @@ def write_nir_file(result, out: str | Path) -> int:
         path = write_nir(result.constrained, out, result.mapped.time, result.mapped.settings)
     except OSError as exc:  # strerror alone: the temporary file's name would only confuse
         print(f"error: writing --nir {out} failed: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return 1
     except ValueError as exc:  # a network NIR cannot describe (convert hands it only leaky ones)
         print(f"error: cannot export --nir {out}: {exc}", file=sys.stderr)
         return 2

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         try:  # checked before the study (output_file); the file system can still change or fill
             write_replacing(args.json, json.dumps(report.to_dict(), indent=1))
         except OSError as exc:
-            print(f"error: could not write the JSON report {args.json}: {exc}", file=sys.stderr)
+            print(f"error: writing --json {args.json} failed: {exc.strerror or exc}", file=sys.stderr)
             return 1
         print(f"report written to {args.json}")
     return 0
