@@ -386,6 +386,12 @@ class SimulatedPushBot:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def line_noise(self, data: bytes) -> None:
+        """Put raw bytes on the line to the host, between the robot's own output, as a noisy cable
+        or a wrong baud rate would."""
+        with self._lock:
+            self._out += data
+
     def wait_until(self, condition: Callable[[SimulatedPushBot], bool], timeout_s: float = 2.0) -> bool:
         """Poll ``condition(self)`` until it holds or ``timeout_s`` passes; returns the last value."""
         deadline = time.monotonic() + timeout_s

@@ -308,3 +308,15 @@ def test_the_closed_loop_and_a_sweep_never_share_the_board(window, qtbot) -> Non
     release.set()
     qtbot.waitUntil(lambda: sweep.done and transfer.sweep_button.isEnabled(), timeout=30_000)
     sweep.result()
+
+
+def test_a_noisy_link_is_shown_in_the_panel(window, qtbot) -> None:
+    """Hostile report 3, #7: garbage on the serial line (a wrong baud rate, a noisy cable) decoded as
+    phantom DVS events and nothing said so.  The panel now says what the parser found."""
+    panel, sim = _connect_simulated(window, qtbot)
+    assert panel.link_label.text() == "link: clean"
+    qtbot.waitUntil(lambda: panel.rate_label.text() != "0 ev/s", timeout=2000)  # the DVS streams
+    sim.line_noise(b"\xff" * 400 + b"\x01\x02garbage line\n")
+    qtbot.waitUntil(lambda: panel.link_label.text().startswith("noisy link:"), timeout=3000)
+    text = panel.link_label.text()
+    assert "0xFF filler events" in text and "garbage bytes" in text, text

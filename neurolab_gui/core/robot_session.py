@@ -205,6 +205,22 @@ class RobotSession:
     def connected(self) -> bool:
         return self.robot is not None and self.robot.connected
 
+    def link_noise(self) -> str | None:
+        """What the stream parser found that a clean link never sends, in words, or None.
+
+        Garbage bytes in reply lines, suspect timestamp wraps and 0xFF filler "events"
+        (:class:`drivers.robot.pushbot_protocol.ParserCounters`) mean a wrong baud rate or a noisy
+        cable: the DVS events then hold phantoms and their times run ahead.
+        """
+        robot = self.robot
+        if robot is None:
+            return None
+        c = robot.parser_counters
+        parts = [f"{n:,} {what}" for n, what in ((c.garbage_bytes, "garbage bytes"),
+                                                  (c.suspect_wraps, "suspect timestamp wraps"),
+                                                  (c.suspect_events, "0xFF filler events")) if n]
+        return f"noisy link: {', '.join(parts)} (check the baud rate and the cable)" if parts else None
+
     @property
     def loop_running(self) -> bool:
         return self._loop_thread is not None and self._loop_thread.is_alive()

@@ -147,6 +147,8 @@ class RobotPanel(QWidget):
         vb.setRange(xRange=(0, DVS_WIDTH), yRange=(0, DVS_WIDTH), padding=0)
         self.rate_label = QLabel("0 ev/s")
         self.led_label = QLabel("LED column: –")
+        # what the parser met that a clean link never sends (a wrong baud rate, a noisy cable)
+        self.link_label = QLabel("link: clean")
         dvs = QGroupBox("DVS (ON green, OFF magenta, 50 ms decay)")
         dl = QVBoxLayout(dvs)
         dl.addWidget(self.dvs_view, 1)
@@ -154,6 +156,7 @@ class RobotPanel(QWidget):
         row.addWidget(Readout(self.rate_label, template="1,000,000 ev/s"))
         row.addWidget(Readout(self.led_label, template="LED column: 64.0 (centre 64.0)"))
         dl.addLayout(row)
+        dl.addWidget(self.link_label)
 
         # --- sensors ------------------------------------------------------------------------
         self.battery_label = QLabel("–")
@@ -472,6 +475,10 @@ class RobotPanel(QWidget):
         rgb = np.clip(on * _ON_COLOUR + off * _OFF_COLOUR, 0, 255).astype(np.uint8)
         self.dvs_image.setImage(rgb, autoLevels=False, levels=(0, 255))
         self.rate_label.setText(f"{rate:,.0f} ev/s")
+        noise = self.robot.link_noise()
+        if (noise or "link: clean") != self.link_label.text():
+            self.link_label.setText(noise or "link: clean")
+            self.link_label.setStyleSheet("color: #c0392b" if noise else "")
         arena = self.robot.arena()
         if arena is not None:
             x, y, heading = arena.pose
