@@ -442,3 +442,15 @@ def test_a_reset_in_the_chunk_that_ends_a_window_is_kept_for_the_next_read():
     assert (second.neuron.tolist(), second.timestamp_us.tolist()) == ([2, 3], [150, 20])
     assert (third.neuron.tolist(), third.timestamp_us.tolist()) == ([4], [130])
     board.close()
+
+
+def test_non_monotonic_timestamps_are_counted_beside_corrupt_words_and_their_events_kept():
+    """Hostile report 3, #11: a timestamp word that goes back (a bit error) was invisible."""
+    board, _, _ = _open(prefetch=False, stall_timeout_s=0.3)
+    spike = (1 << 12) | (3 << 4) | 1
+    chunks = [encode_words([0x8000 | 30, spike, 0x8000 | 5, spike, 0x8000 | 31, spike, 0x8000 | 200])]
+    board.transport.read_bulk = lambda *args, **kwargs: chunks.pop(0) if chunks else b""
+    events = board.read_events(100e-6)
+    assert events.timestamp_us.tolist() == [30, 5, 31]
+    assert board.counters.non_monotonic_timestamps == 1 and board.counters.corrupt_words == 0
+    board.close()
