@@ -454,3 +454,47 @@ def test_non_monotonic_timestamps_are_counted_beside_corrupt_words_and_their_eve
     assert events.timestamp_us.tolist() == [30, 5, 31]
     assert board.counters.non_monotonic_timestamps == 1 and board.counters.corrupt_words == 0
     board.close()
+
+
+@pytest.mark.parametrize("call", ["read_events", "set_bias"])
+def test_device_gone_reaches_the_caller_only_after_the_disconnect_listeners_ran(call):
+    """Hostile report 3, #11 (t4_child_death.py): the thread that notices an unplug (the reader, the
+    emulator's watcher) runs the listeners; another thread's call raised DeviceGone before they had
+    run.  Here the listener is held for 0.3 s: the caller must wait for it, not race ahead."""
+    import threading
+
+    board, _, _ = _open()
+    ran, entered, release = [], threading.Event(), threading.Event()
+
+    def slow_listener(reason: str) -> None:
+        entered.set()
+        release.wait(5)
+        ran.append(reason)
+
+    board.add_disconnect_listener(slow_listener)
+    noticing = threading.Thread(target=board.transport.device_lost, args=("emulator process ended",))
+    noticing.start()
+    assert entered.wait(5)
+    threading.Timer(0.3, release.set).start()
+    with pytest.raises(DeviceGone):
+        board.read_events(0.01) if call == "read_events" else board.set_bias(0, 0, "IF_DC_P", BiasValue(1, 1))
+    assert ran == ["emulator process ended"]
+    noticing.join(5)
+    board.close()
+
+
+def test_a_listener_that_calls_the_board_gets_device_gone_at_once():
+    board, _, _ = _open()
+    seen = []
+
+    def listener(reason: str) -> None:
+        start = time.monotonic()
+        try:
+            board.read_events(0.01)
+        except DeviceGone:
+            seen.append(time.monotonic() - start)
+
+    board.add_disconnect_listener(listener)
+    board.transport.device_lost("unplugged")
+    assert len(seen) == 1 and seen[0] < 1.0  # it does not wait for itself
+    board.close()

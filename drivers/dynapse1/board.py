@@ -553,6 +553,7 @@ class DynapseBoard:
             while i + len(batch) < len(items) and len(batch) < fr.MAX_ENTRIES_PER_TRANSFER and items[i + len(batch)][0][0] == chip:
                 batch.append(items[i + len(batch)])
             if not self.transport.connected:  # gone: this batch cannot have been sent
+                self.transport.wait_disconnect_reported()
                 return acked, [], DeviceGone(f"bias write: the board is disconnected ({self.transport.disconnect_reason})")
             try:
                 self._write_chip_words(chip, [word for _, word in batch])
@@ -841,6 +842,7 @@ class DynapseBoard:
         if self._closed:
             raise DeviceGone(f"{what}: the board is closed")
         if not self.transport.connected:
+            self.transport.wait_disconnect_reported()  # the disconnect listeners run before the caller hears of it
             raise DeviceGone(f"{what}: the board is disconnected ({self.transport.disconnect_reason})")
 
     def read_events(self, duration_s: float) -> SpikeEvents:
