@@ -25,6 +25,9 @@ def test_emulator_target_opens_a_board_with_that_seed_and_mismatch(session):
     assert emulator_lag_s(session.board) is None  # the fast clock has no wall-clock lag
     # the bias model was filled from the board's start-up values
     assert session.biases.value(0, 0, "IF_DC_P") == session.board.get_bias(0, 0, "IF_DC_P")
+    # hostile report 3, #11: timestamps that went back are shown beside the corrupt words
+    session.board.counters.non_monotonic_timestamps = 3
+    assert session.connection.poll_status().non_monotonic_timestamps == 3
 
 
 def test_acquisition_forwards_pauses_at_once_and_resumes(session):

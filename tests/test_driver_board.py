@@ -13,8 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from drivers.dynapse1 import fpga_registers as fr
 from drivers.dynapse1.board import DynapseBoard, open_board
 from drivers.dynapse1.board_api import BiasValue, Board, SpikeGenEvent
+from drivers.dynapse1.event_words import encode_words
 from drivers.dynapse1.netlist import InputAddress, Netlist, NeuronAddress
 from drivers.dynapse1.netlist_compiler import NetlistError
 from drivers.dynapse1.spikes import SpikeEvents
@@ -339,4 +341,160 @@ def test_realtime_clock_follows_the_wall_clock():
     elapsed = time.monotonic() - start
     assert 0.15 < elapsed < 2.0
     assert backend.board("EMUTEST1").lag_us >= 0
+    board.close()
+
+
+# --- hostile report 3, #6: a timestamp reset in the middle of read_events(d) ---------------------------
+
+
+def _unique_schedule(span_us: int) -> SpikeEvents:
+    """Every board-wide neuron fires once, at random times in ``[0, span_us)``: an event is known by its neuron."""
+    rng = np.random.default_rng(5)
+    ids = rng.permutation(4096)
+    return SpikeEvents(np.sort(rng.integers(0, span_us, 4096)), ids // 1024, ids // 256 % 4, ids % 256)
+
+
+def _reset_after_next_batch(board: DynapseBoard, sim: RecordingSimulator) -> dict:
+    """Once armed, send a timestamp reset from the event callback after the next decoded batch:
+    in the reading thread itself, so it falls inside the read deterministically (no timer thread)."""
+    state = {"armed": False, "at_us": None}
+    reset = sim.reset_timestamps
+
+    def reset_and_note(*args):
+        state["at_us"] = sim.now_us  # the old-base time the simulator restarts from
+        reset(*args)
+
+    sim.reset_timestamps = reset_and_note
+
+    def on_batch(_events: SpikeEvents) -> None:
+        if state["armed"]:
+            state["armed"] = False
+            board.transport.write_registers(fr.timestamp_reset_pulse())
+
+    board.add_event_callback(on_batch)
+    return state
+
+
+@pytest.mark.parametrize("clock", ["fast", "realtime"])
+def test_a_reset_mid_read_continues_the_window_in_the_new_time_base_and_loses_nothing(clock):
+    """A reset 1 packet into read_events(0.1) after 0.6 s of board time: the read used to wait until
+    the new clock reached 0.7 s again and returned ~0.7 s of events.  Now it covers 0.1 s of board
+    time (the old base up to the reset, then the new base from 0), and consecutive host-paced reads
+    return every event exactly once."""
+    warm_us, d_us = 600_000, 100_000
+    scheduled = _unique_schedule(2_000_000)
+    board, sim, _ = _open(scheduled, clock=clock, prefetch=False, stall_timeout_s=0.3)
+    reset = _reset_after_next_batch(board, sim)
+    warm = board.read_events(warm_us / 1e6)
+    reset["armed"] = True
+    start = time.monotonic()
+    across = board.read_events(d_us / 1e6)
+    wall = time.monotonic() - start
+    after = board.read_events(d_us / 1e6)
+    t_reset = reset["at_us"]
+    assert t_reset is not None and warm_us < t_reset < warm_us + d_us
+    assert wall < d_us / 1e6 + board.stall_timeout_s  # the old read blocked for the 0.6 s before the reset
+    # the read covered d of board time: [warm, t_reset) in the old base, then [0, rest) in the new one
+    rest = d_us - (t_reset - warm_us)
+    ts = across.timestamp_us
+    n_old = int(np.count_nonzero(ts >= warm_us))
+    assert np.all(ts[:n_old] < t_reset) and np.all(ts[n_old:] < rest) and n_old < len(across)
+    assert np.all((after.timestamp_us >= rest) & (after.timestamp_us < rest + d_us))
+    # and every event the board sent up to the end of the next read came back exactly once
+    got = SpikeEvents.concatenate([warm, across, after]).global_id
+    expected = scheduled.select(scheduled.timestamp_us < t_reset + rest + d_us).global_id
+    assert len(got) == len(set(got.tolist())) and sorted(got.tolist()) == sorted(expected.tolist())
+    board.close()
+
+
+def test_a_reset_mid_read_while_prefetching_ends_the_read_on_time():
+    """The report's case: the real-time board with its reader thread (the app, recordings)."""
+    board, sim, _ = _open(_unique_schedule(2_000_000), clock="realtime", stall_timeout_s=0.3)
+    assert board.prefetch
+    reset = _reset_after_next_batch(board, sim)
+    board.read_events(0.6)
+    reset["armed"] = True
+    start = time.monotonic()
+    across = board.read_events(0.1)
+    wall = time.monotonic() - start
+    assert reset["at_us"] is not None
+    assert wall < 0.1 + board.stall_timeout_s
+    ts = across.timestamp_us
+    n_old = int(np.count_nonzero(ts >= 500_000))  # the old base (the read began after 0.6 s), then the new
+    assert 0 < n_old < len(ts) and np.all(ts[:n_old] < reset["at_us"]) and np.all(ts[n_old:] < 100_000)
+    assert len(across) == len(set(across.global_id.tolist()))
+    board.close()
+
+
+def test_a_reset_in_the_chunk_that_ends_a_window_is_kept_for_the_next_read():
+    """The stream after a window's end (later events, a reset, events of the new base) arrives in the
+    same USB buffer: the next reads take it up in order, each covering its span of board time."""
+    board, _, _ = _open(prefetch=False, stall_timeout_s=0.3)
+    spike = [(1 << 12) | (n << 4) | 1 for n in range(6)]  # chip 0, core 0, neurons 0..5
+    chunks = [encode_words([0x8000 | 10, spike[0], 0x8000 | 90, spike[1], 0x8000 | 150, spike[2],
+                            0x0001, 0x8000 | 20, spike[3], 0x8000 | 130, spike[4]]),
+              encode_words([0x8000 | 160, spike[5]])]
+    board.transport.read_bulk = lambda *args, **kwargs: chunks.pop(0) if chunks else b""
+    first = board.read_events(100e-6)  # [0, 100)
+    second = board.read_events(100e-6)  # [100, 150) before the reset at 150, then [0, 50) after it
+    third = board.read_events(100e-6)  # [50, 150) in the new base
+    assert (first.neuron.tolist(), first.timestamp_us.tolist()) == ([0, 1], [10, 90])
+    assert (second.neuron.tolist(), second.timestamp_us.tolist()) == ([2, 3], [150, 20])
+    assert (third.neuron.tolist(), third.timestamp_us.tolist()) == ([4], [130])
+    board.close()
+
+
+def test_non_monotonic_timestamps_are_counted_beside_corrupt_words_and_their_events_kept():
+    """Hostile report 3, #11: a timestamp word that goes back (a bit error) was invisible."""
+    board, _, _ = _open(prefetch=False, stall_timeout_s=0.3)
+    spike = (1 << 12) | (3 << 4) | 1
+    chunks = [encode_words([0x8000 | 30, spike, 0x8000 | 5, spike, 0x8000 | 31, spike, 0x8000 | 200])]
+    board.transport.read_bulk = lambda *args, **kwargs: chunks.pop(0) if chunks else b""
+    events = board.read_events(100e-6)
+    assert events.timestamp_us.tolist() == [30, 5, 31]
+    assert board.counters.non_monotonic_timestamps == 1 and board.counters.corrupt_words == 0
+    board.close()
+
+
+@pytest.mark.parametrize("call", ["read_events", "set_bias"])
+def test_device_gone_reaches_the_caller_only_after_the_disconnect_listeners_ran(call):
+    """Hostile report 3, #11 (t4_child_death.py): the thread that notices an unplug (the reader, the
+    emulator's watcher) runs the listeners; another thread's call raised DeviceGone before they had
+    run.  Here the listener is held for 0.3 s: the caller must wait for it, not race ahead."""
+    import threading
+
+    board, _, _ = _open()
+    ran, entered, release = [], threading.Event(), threading.Event()
+
+    def slow_listener(reason: str) -> None:
+        entered.set()
+        release.wait(5)
+        ran.append(reason)
+
+    board.add_disconnect_listener(slow_listener)
+    noticing = threading.Thread(target=board.transport.device_lost, args=("emulator process ended",))
+    noticing.start()
+    assert entered.wait(5)
+    threading.Timer(0.3, release.set).start()
+    with pytest.raises(DeviceGone):
+        board.read_events(0.01) if call == "read_events" else board.set_bias(0, 0, "IF_DC_P", BiasValue(1, 1))
+    assert ran == ["emulator process ended"]
+    noticing.join(5)
+    board.close()
+
+
+def test_a_listener_that_calls_the_board_gets_device_gone_at_once():
+    board, _, _ = _open()
+    seen = []
+
+    def listener(reason: str) -> None:
+        start = time.monotonic()
+        try:
+            board.read_events(0.01)
+        except DeviceGone:
+            seen.append(time.monotonic() - start)
+
+    board.add_disconnect_listener(listener)
+    board.transport.device_lost("unplugged")
+    assert len(seen) == 1 and seen[0] < 1.0  # it does not wait for itself
     board.close()

@@ -120,11 +120,11 @@ def _both_paths(chunks: list[bytes], base: int = 0, low: int = 0) -> None:
     for raw in chunks:
         words = np.frombuffer(raw, "<u2", count=len(raw) // 2)
         out = [np.empty(len(words), t) for t in (np.int64, np.uint8, np.uint8, np.uint16)]
-        n, corrupt, resets, b, lo = kernel(words, ew._CORE_OF_CODE, np.int64(state_k[0]), np.int64(state_k[1]), *out)
+        n, corrupt, resets, backwards, b, lo = kernel(words, ew._CORE_OF_CODE, np.int64(state_k[0]), np.int64(state_k[1]), *out)
         state_k = (int(b), int(lo))
-        events, corrupt_v, resets_v, *state_v = ew._decode_vectorised(words, *state_v)
+        events, corrupt_v, resets_v, backwards_v, *state_v = ew._decode_vectorised(words, *state_v)
         _assert_same(events, SpikeEvents(*(column[:n] for column in out)))
-        assert (corrupt_v, resets_v, tuple(state_v)) == (corrupt, resets, state_k)
+        assert (corrupt_v, resets_v, backwards_v, tuple(state_v)) == (corrupt, resets, backwards, state_k)
 
 
 def test_the_vectorised_decoder_equals_the_compiled_kernel():
@@ -158,3 +158,64 @@ def test_a_deferred_kernel_decodes_with_numpy_until_it_is_loaded():
             "print(json.dumps([before, 'numba' in sys.modules, out.timestamp_us.tolist(), out2.timestamp_us.tolist()]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(result.stdout.splitlines()[-1]) == [False, True, [9], [12]]
+
+
+# --- hostile report 3, #11: non-monotonic timestamps, input types; #6: where a reset falls ---------
+
+
+def _decode_both_ways(raw: bytes):
+    """(events, stats) of one buffer through the kernel and through the numpy path (deferred kernel)."""
+    from drivers.dynapse1 import event_words as ew
+
+    ew.load_kernel()
+    compiled = StreamDecoder().decode(raw)
+    kernel, deferred = ew._kernel, ew._deferred
+    ew._kernel, ew._deferred = None, True  # what the app does before its warm-up loads the kernel
+    try:
+        vectorised = StreamDecoder().decode(raw)
+    finally:
+        ew._kernel, ew._deferred = kernel, deferred
+    return compiled, vectorised
+
+
+def test_non_monotonic_timestamps_are_counted_and_their_events_kept():
+    spike = (1 << 12) | (1 << 4) | 1
+    # 30000 -> 5 goes back (a flipped bit), 5 -> 5 repeats (libcaer's check is strict); a wrap
+    # then resets the low part, after which 0 does not advance either; 30001 and 7 are forward
+    words = [0x8000 | 30000, spike, 0x8000 | 5, spike, 0x8000 | 5, spike, 0x8000 | 30001, spike,
+             (7 << 12) | 1, 0x8000 | 0, spike, 0x8000 | 7, spike]
+    for events, stats in _decode_both_ways(encode_words(words)):
+        assert events.timestamp_us.tolist() == [30000, 5, 5, 30001, 32768, 32775]
+        assert stats.non_monotonic_timestamps == 3 and stats.corrupt_words == 0
+    decoder = StreamDecoder()
+    decoder.decode(encode_words(words[:4]))
+    decoder.decode(encode_words(words[4:]))  # the check spans buffers
+    assert decoder.total.non_monotonic_timestamps == 3
+    # the FPGA's (and the emulator's) stream never triggers it
+    rng = np.random.default_rng(3)
+    _, stats = StreamDecoder().decode(StreamEncoder().encode(_random_events(rng, 5000, 100_000)))
+    assert stats.non_monotonic_timestamps == 0
+
+
+def test_decode_refuses_what_is_not_a_buffer_of_bytes():
+    import array
+
+    import pytest
+
+    good = encode_words([0x8000 | 9, 0x1011])
+    for ok in (good, bytearray(good), memoryview(good), np.frombuffer(good, np.uint8), array.array("B", good)):
+        events, _ = StreamDecoder().decode(ok)
+        assert events.timestamp_us.tolist() == [9]
+    for bad, named in ((12, "int"), ("ab", "str"), (None, "NoneType"), (np.array([0x8009, 0x1011], np.uint16), "uint16"),
+                       (np.array([1.5]), "float64")):
+        with pytest.raises(TypeError, match=named):
+            StreamDecoder().decode(bad)
+
+
+def test_each_reset_of_a_buffer_says_where_it_fell_among_the_events():
+    spike = (1 << 12) | (1 << 4) | 1
+    words = [0x0001, 0x8000 | 100, spike, spike, 0x8000 | 200, 0x0001, 0x8000 | 3, spike, 0x0001, 0x0001, spike]
+    for events, stats in _decode_both_ways(encode_words(words)):
+        assert events.timestamp_us.tolist() == [100, 100, 3, 0]
+        assert [(r.event_index, r.time_before_us) for r in stats.resets] == [(0, 0), (2, 200), (3, 3), (3, 0)]
+        assert stats.timestamp_resets == 4

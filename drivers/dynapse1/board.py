@@ -25,6 +25,17 @@ Timestamps come from the stream (µs since the last timestamp reset).  ``read_ev
 returns the events in ``[t0, t0 + d)`` where ``t0`` is where the previous window ended
 (host-paced) or the latest board time received (prefetching); events beyond the window are
 kept for the next call.
+
+A timestamp reset inside the window (the FPGA's, :meth:`DynapseBoard.reset_timestamps` from
+another thread, a glitch) does not end it: the window goes on from the new time base for the
+board time it still lacks, so every read still covers ``d`` of board time (what a caller that
+counts spikes per window or paces a loop by reads relies on) and blocks no longer than ``d``
+plus the stall timeout.  Its events are then those before the reset (old time base) followed by
+those after it (timestamps from 0): a batch is in stream order, and its timestamps go back once
+per reset, as the board's clock did.  The next host-paced read starts where this one ended, in
+the new base, so no event is lost or returned twice across the reset.  (Before, the window kept
+its end in the old time base and waited until the new clock caught up with it: a reset after an
+hour of acquisition blocked one read for an hour and returned an hour of spikes.)
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from . import libcaer_sequences as ls
 from . import spikegen_words as sg
 from .bias_table import CORE_BIASES, GLOBAL_BIASES, SILENT, SILENT_GLOBAL, BiasValue, bias_spec
 from .board_api import SpikeGenEvent, StreamCounters
-from .event_words import StreamDecoder
+from .event_words import StreamDecoder, TimestampReset
 from .netlist import Netlist
 from .netlist_compiler import CompiledNetlist, compile_netlist
 from .spikes import SpikeEvents
@@ -216,9 +227,15 @@ class DynapseBoard:
         #: that writes from two threads (a sweep and the GUI) neither land on the wrong chip nor
         #: interleave with a roll-back.
         self._chip_write_lock = threading.RLock()
+        #: the window of the read in progress (None: no read): [start, end) in the time base of the
+        #: stream fed to it so far; done once the stream passed its end
         self._window_end: int | None = None
+        self._window_start = 0
+        self._window_done = False
         self._window_parts: list[SpikeEvents] = []
-        self._carry = SpikeEvents()
+        #: the stream received after a read's window ended, for the next read: event batches and
+        #: the resets between them, in order (events after a reset are in the new time base)
+        self._carry: list[SpikeEvents | TimestampReset] = []
         self._cursor: int | None = None
         transport.on_disconnect = self._on_disconnect
         self.serial = ""
@@ -392,7 +409,7 @@ class DynapseBoard:
         self._closed = False
         self._decoder.reset()
         self._cursor = None
-        self._carry = SpikeEvents()
+        self._carry = []
         self.open_after_reattach()
         for (chip, name), (coarse, fine) in global_biases.items():
             self.set_global_bias(chip, name, coarse, fine)
@@ -536,6 +553,7 @@ class DynapseBoard:
             while i + len(batch) < len(items) and len(batch) < fr.MAX_ENTRIES_PER_TRANSFER and items[i + len(batch)][0][0] == chip:
                 batch.append(items[i + len(batch)])
             if not self.transport.connected:  # gone: this batch cannot have been sent
+                self.transport.wait_disconnect_reported()
                 return acked, [], DeviceGone(f"bias write: the board is disconnected ({self.transport.disconnect_reason})")
             try:
                 self._write_chip_words(chip, [word for _, word in batch])
@@ -766,11 +784,17 @@ class DynapseBoard:
             events, stats = self._decoder.decode(chunk)
             self.counters.received_events += stats.events
             self.counters.corrupt_words += stats.corrupt_words + stats.stray_bytes
-            if self._window_end is not None and len(events):
-                inside = events.timestamp_us < self._window_end
-                self._window_parts.append(events.select(inside))
-                if not inside.all():
-                    self._carry = SpikeEvents.concatenate([self._carry, events.select(~inside)])
+            self.counters.non_monotonic_timestamps += stats.non_monotonic_timestamps
+            if self._window_end is not None:
+                start = 0
+                for reset in stats.resets:  # each time base of the chunk in turn
+                    self._feed_window(events.slice(start, reset.event_index))
+                    self._feed_window(reset)
+                    start = reset.event_index
+                self._feed_window(events.slice(start, len(events)))
+                # every reset of the stream has been fed: the window is in the decoder's time base
+                if not self._window_done and self._decoder.now_us >= self._window_end:
+                    self._window_done = True
             self._cond.notify_all()
         if len(events):
             for callback in list(self._event_callbacks):
@@ -785,34 +809,77 @@ class DynapseBoard:
                     self.counters.dropped_events += len(events)
         self._refresh_fpga_counters()
 
+    def _feed_window(self, item: SpikeEvents | TimestampReset) -> None:
+        """Give the next piece of the stream to the read in progress (under ``_cond``).
+
+        Events of the window are collected, those after it carried; a reset before the window's
+        end restarts the window at 0 in the new time base for the board time it still lacks.
+        Once the window is done, everything (resets included) is carried for the next read.
+        """
+        assert self._window_end is not None
+        if self._window_done:
+            if isinstance(item, TimestampReset) or len(item):
+                self._carry.append(item)
+            return
+        if isinstance(item, TimestampReset):
+            if item.time_before_us >= self._window_end:
+                self._window_done = True  # the board time had passed the window's end before the reset
+                self._carry.append(item)
+            else:
+                self._window_end -= max(item.time_before_us, self._window_start)
+                self._window_start = 0
+            return
+        ts = item.timestamp_us
+        inside = (ts >= self._window_start) & (ts < self._window_end)
+        if inside.any():
+            self._window_parts.append(item.select(inside))
+        later = ts >= self._window_end
+        if later.any():  # events within one time base are in time order: the window is over
+            self._window_done = True
+            self._carry.append(item.select(later))
+
     def _check_alive(self, what: str) -> None:
         if self._closed:
             raise DeviceGone(f"{what}: the board is closed")
         if not self.transport.connected:
+            self.transport.wait_disconnect_reported()  # the disconnect listeners run before the caller hears of it
             raise DeviceGone(f"{what}: the board is disconnected ({self.transport.disconnect_reason})")
 
     def read_events(self, duration_s: float) -> SpikeEvents:
-        """The events of the next ``duration_s`` of board time (see the module docstring)."""
+        """The events of the next ``duration_s`` of board time (see the module docstring).
+
+        A timestamp reset inside the window continues it from the new time base: the read still
+        covers ``duration_s`` of board time, returns the events before the reset and then those
+        after it (timestamps from 0), and blocks at most ``duration_s`` of board time plus the
+        stall timeout.  Consecutive host-paced reads lose and repeat no event across a reset.
+        """
         if duration_s < 0:
             raise ValueError(f"duration must be >= 0, got {duration_s}")
         self._check_alive("read_events")
         threaded = self.transport.reader_running
+        duration_us = round(duration_s * 1e6)
         with self._cond:
-            t0 = self._decoder.now_us if (threaded or self._cursor is None) else self._cursor
-            t_end = t0 + round(duration_s * 1e6)
             carry = self._carry
-            keep = (carry.timestamp_us >= t0) & (carry.timestamp_us < t_end)
-            self._window_parts = [carry.select(keep)]
-            self._carry = carry.select(carry.timestamp_us >= t_end)
-            self._window_end = t_end
-        packet_units = STREAMING_PACKET_PERIOD_UNITS if threaded else batch_packet_period_units(t_end - t0)
+            if threaded or self._cursor is None:
+                t0 = self._decoder.now_us  # in the latest time base: what came before its reset is past
+                last_reset = max((i for i, item in enumerate(carry) if isinstance(item, TimestampReset)), default=-1)
+                carry = carry[last_reset + 1 :]
+            else:
+                t0 = self._cursor  # in the time base of the carry's start, where the last read ended
+            self._carry = []
+            self._window_start, self._window_end, self._window_done, self._window_parts = t0, t0 + duration_us, False, []
+            for item in carry:
+                self._feed_window(item)
+            if not self._window_done and self._decoder.now_us >= self._window_end:
+                self._window_done = True
+        packet_units = STREAMING_PACKET_PERIOD_UNITS if threaded else batch_packet_period_units(duration_us)
         if packet_units != STREAMING_PACKET_PERIOD_UNITS:
             self._set_packet_period(packet_units)
         try:
             last_progress = time.monotonic()
             while True:
                 with self._cond:
-                    if self._decoder.now_us >= t_end:
+                    if self._window_done:
                         break
                 self._check_alive("read_events")
                 if threaded:
@@ -834,9 +901,9 @@ class DynapseBoard:
         finally:
             with self._cond:
                 parts = self._window_parts
+                self._cursor = self._window_end  # in the time base the window ended in
                 self._window_end = None
                 self._window_parts = []
-                self._cursor = t_end
             if packet_units != STREAMING_PACKET_PERIOD_UNITS and self.transport.connected:
                 self._set_packet_period(STREAMING_PACKET_PERIOD_UNITS)
         return SpikeEvents.concatenate(parts)
@@ -901,7 +968,7 @@ class DynapseBoard:
                     self._ingest(chunk)
         with self._cond:
             self._cursor = None
-            self._carry = SpikeEvents()
+            self._carry = []
 
     @property
     def board_time_us(self) -> int:

@@ -42,6 +42,8 @@ class StreamCounters:
     received_events: int = 0
     dropped_events: int = 0  # lost in host buffers (a consumer's queue was full)
     corrupt_words: int = 0  # words the decoder could not interpret (counted, skipped)
+    #: timestamp words that did not move the clock forward (delivered, not dropped; libcaer logs them)
+    non_monotonic_timestamps: int = 0
     fpga_dropped_events: int | None = None  # the FPGA's own drop counters at the last read; None: not exposed
 
 

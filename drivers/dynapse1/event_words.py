@@ -15,6 +15,13 @@ code 7                          wrap: base += data × 2^15 µs; the current time
 codes 3, 4; chip field not 1–4  unknown or corrupt: counted, skipped, never raised
 ==============================  ==========================================================
 
+A timestamp word that does not move the clock strictly forward (its time is at or before the
+current one: a bit error, or a word from another time base) is counted in
+``non_monotonic_timestamps``, as libcaer's ``checkStrictMonotonicTimestamp`` logs it, and its
+events are delivered with the time it gives: nothing is dropped (the raster's ``EventRing``
+re-sorts or drops late events itself, a recording keeps what the board sent).  Only timestamp
+words are checked, as libcaer does; a wrap or a reset sets the clock by definition.
+
 libcaer keeps a 31-bit timestamp plus an overflow counter; the full time is
 ``overflow × 2^31 + timestamp``.  We keep the same quantity directly as a 64-bit
 microsecond count, so the 2^31 overflow needs no special case
@@ -66,9 +73,12 @@ def _decode_loop(words, core_of_code, base, low, out_ts, out_chip, out_core, out
     n_events = 0
     n_corrupt = 0
     n_resets = 0
+    n_backwards = 0
     for i in range(words.shape[0]):
         w = words[i]
         if w & 0x8000:
+            if (w & 0x7FFF) <= low:  # same base: base + new <= base + low, libcaer's strict check
+                n_backwards += 1
             low = w & 0x7FFF
             continue
         code = (w >> 12) & 7
@@ -94,7 +104,7 @@ def _decode_loop(words, core_of_code, base, low, out_ts, out_chip, out_core, out
                 out_core[n_events] = core
                 out_neuron[n_events] = data >> 4
                 n_events += 1
-    return n_events, n_corrupt, n_resets, base, low
+    return n_events, n_corrupt, n_resets, n_backwards, base, low
 
 
 _kernel = None  # _decode_loop compiled by numba, once load_kernel() ran
@@ -125,8 +135,9 @@ def _outputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint16)
 
 
-def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEvents, int, int, int, int]:
-    """:func:`_decode_loop` in whole-array numpy steps: (events, corrupt, resets, base, low) after ``words``.
+def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEvents, int, int, int, int, int]:
+    """:func:`_decode_loop` in whole-array numpy steps: (events, corrupt, resets, non-monotonic
+    timestamps, base, low) after ``words``.
 
     The running state is a prefix scan: ``low`` is whatever the last timestamp, wrap or reset word
     at or before a word set it to (a timestamp word its 15 bits, the others 0), and ``base`` the
@@ -134,7 +145,7 @@ def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEve
     """
     n = words.shape[0]
     if n == 0:
-        return SpikeEvents(), 0, 0, base, low
+        return SpikeEvents(), 0, 0, 0, base, low
     w = words.astype(np.int64)
     control = w < TIMESTAMP_FLAG
     code = (w >> 12) & 7
@@ -146,6 +157,9 @@ def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEve
     np.maximum.accumulate(last_low, out=last_low)
     low_value = np.where(control, 0, w & 0x7FFF)
     low_at = np.where(last_low >= 0, low_value[last_low], low)
+    # a timestamp word is non-monotonic when its 15 bits do not exceed the low part just before it
+    low_before = np.concatenate(([low], low_at[:-1]))
+    backwards = int(np.count_nonzero(~control & (low_value <= low_before)))
     wraps = np.cumsum(np.where(wrap, data * WRAP_STEP_US, 0))
     last_reset = np.where(reset, position, -1)
     np.maximum.accumulate(last_reset, out=last_reset)
@@ -157,7 +171,22 @@ def _decode_vectorised(words: np.ndarray, base: int, low: int) -> tuple[SpikeEve
     corrupt = int(np.count_nonzero(spike & ~valid)) + int(np.count_nonzero(control & (code == 0) & ~reset))
     at = np.flatnonzero(valid)
     events = SpikeEvents(base_at[at] + low_at[at], chip_plus_one[at] - 1, core[at], data[at] >> 4)
-    return events, corrupt, int(np.count_nonzero(reset)), int(base_at[-1]), int(low_at[-1])
+    return events, corrupt, int(np.count_nonzero(reset)), backwards, int(base_at[-1]), int(low_at[-1])
+
+
+@dataclass(frozen=True)
+class TimestampReset:
+    """Where a timestamp reset fell in one decoded buffer.
+
+    Attributes
+    ----------
+    event_index : the buffer's events before this index came before the reset (the old time
+        base), those from it on after it (until the next reset of the same buffer)
+    time_before_us : the board clock just before the reset, in the old time base
+    """
+
+    event_index: int
+    time_before_us: int
 
 
 @dataclass
@@ -168,6 +197,30 @@ class DecodeStats:
     corrupt_words: int = 0
     timestamp_resets: int = 0
     stray_bytes: int = 0  # trailing bytes of odd-length buffers, dropped as libcaer drops them
+    #: timestamp words at or before the current time (libcaer's checkStrictMonotonicTimestamp);
+    #: their events are delivered, not dropped
+    non_monotonic_timestamps: int = 0
+    #: the resets of this buffer, in order (one call's stats only; empty in ``StreamDecoder.total``)
+    resets: tuple[TimestampReset, ...] = ()
+
+
+def _raw_bytes(data: bytes | bytearray | memoryview | np.ndarray) -> bytes:
+    """The bytes of a USB buffer; a TypeError for anything that is not a buffer of unsigned bytes.
+
+    An int (``bytes(12)`` would be twelve zero bytes), a str, or an array of wider items (a float
+    or uint16 array, whose memory is not what the FPGA sent) is refused rather than
+    reinterpreted: a caller holding 16-bit words passes ``words.astype("<u2").tobytes()``.
+    """
+    if isinstance(data, bytes):
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"decode() takes the bytes of a USB buffer (bytes, bytearray, memoryview or a uint8 array), got {type(data).__name__}") from None
+    if view.format not in ("B", "c") or view.itemsize != 1:
+        kind = f"{type(data).__name__} of {data.dtype}" if isinstance(data, np.ndarray) else f"{type(data).__name__} of format {view.format!r}"
+        raise TypeError(f"decode() takes unsigned bytes, got {kind}; pass the raw bytes (e.g. words.astype('<u2').tobytes())")
+    return view.tobytes()
 
 
 class StreamDecoder:
@@ -202,28 +255,55 @@ class StreamDecoder:
         self._low = 0
 
     def decode(self, data: bytes | bytearray | memoryview | np.ndarray) -> tuple[SpikeEvents, DecodeStats]:
-        """Decode the next USB buffer; never raises on content, only on a non-bytes type.
+        """Decode the next USB buffer; never raises on content, only on a type that is not bytes.
 
-        An odd trailing byte is dropped and counted in ``stray_bytes`` (libcaer: "bytes received
-        via USB, which is not a multiple of two").
+        ``data`` is a buffer of unsigned bytes as bulk IN delivered it (bytes, bytearray,
+        memoryview, ``array('B')`` or a uint8 array); anything else raises TypeError (see
+        :func:`_raw_bytes`).  An odd trailing byte is dropped and counted in ``stray_bytes``
+        (libcaer: "bytes received via USB, which is not a multiple of two").  ``stats.resets``
+        says where each timestamp reset fell among the events, so that a reader can tell which
+        events belong to which time base.
         """
-        raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data) if not isinstance(data, bytes) else data
+        raw = _raw_bytes(data)
         n_words = len(raw) // 2
         stray = len(raw) - 2 * n_words
         words = np.frombuffer(raw, dtype="<u2", count=n_words)
         kernel = _kernel if _kernel is not None or _deferred else load_kernel()
+        # Decoded in pieces that each start at a reset word, so that where each reset fell is known;
+        # resets are rare, so this is one piece nearly always (the scan costs ~2% of the decode).
+        starts = [0, *np.flatnonzero(words == TIMESTAMP_RESET_WORD).tolist()]
+        if kernel is not None:
+            out = _outputs(n_words)
+        parts: list[SpikeEvents] = []
+        resets: list[TimestampReset] = []
+        n_events = n_corrupt = n_resets = n_backwards = 0
+        for piece_index, (start, stop) in enumerate(zip(starts, [*starts[1:], n_words], strict=True)):
+            if piece_index:  # this piece starts with a reset word
+                resets.append(TimestampReset(n_events, self.now_us))
+            piece = words[start:stop]
+            if kernel is None:
+                events, corrupt, reset_count, backwards, self._base, self._low = _decode_vectorised(piece, self._base, self._low)
+                parts.append(events)
+                n = len(events)
+            else:
+                n, corrupt, reset_count, backwards, base, low = kernel(
+                    piece, _CORE_OF_CODE, np.int64(self._base), np.int64(self._low), *(column[n_events:] for column in out)
+                )
+                self._base, self._low = int(base), int(low)
+            n_events += int(n)
+            n_corrupt += int(corrupt)
+            n_resets += int(reset_count)
+            n_backwards += int(backwards)
         if kernel is None:
-            events, n_corrupt, n_resets, self._base, self._low = _decode_vectorised(words, self._base, self._low)
+            events = SpikeEvents.concatenate(parts) if len(parts) > 1 else parts[0]
         else:
-            ts, chip, core, neuron = _outputs(n_words)
-            n, n_corrupt, n_resets, base, low = kernel(words, _CORE_OF_CODE, np.int64(self._base), np.int64(self._low), ts, chip, core, neuron)
-            self._base, self._low = int(base), int(low)
-            events = SpikeEvents(ts[:n], chip[:n], core[:n], neuron[:n])
-        stats = DecodeStats(len(events), int(n_corrupt), int(n_resets), stray)
+            events = SpikeEvents(*(column[:n_events] for column in out))
+        stats = DecodeStats(n_events, n_corrupt, n_resets, stray, n_backwards, tuple(resets))
         self.total.events += stats.events
         self.total.corrupt_words += stats.corrupt_words
         self.total.timestamp_resets += stats.timestamp_resets
         self.total.stray_bytes += stats.stray_bytes
+        self.total.non_monotonic_timestamps += stats.non_monotonic_timestamps
         return events, stats
 
 

@@ -63,6 +63,10 @@ class SpikeEvents:
             np.concatenate([b.neuron for b in batches]),
         )
 
+    def slice(self, start: int, stop: int) -> SpikeEvents:
+        """Events ``start`` to ``stop`` (views, no copy)."""
+        return SpikeEvents(self.timestamp_us[start:stop], self.chip[start:stop], self.core[start:stop], self.neuron[start:stop])
+
     def select(self, mask: np.ndarray) -> SpikeEvents:
         """The events where boolean ``mask`` is true."""
         return SpikeEvents(self.timestamp_us[mask], self.chip[mask], self.core[mask], self.neuron[mask])

@@ -10,7 +10,11 @@ Every transfer failure is turned into one of three exceptions, and the transport
 
 * :class:`DeviceGone` — the device disappeared (unplugged, powered off).  The transport is then
   :attr:`~UsbTransport.connected` ``False``, the ``on_disconnect`` callback has been called once
-  and every later call raises :class:`DeviceGone` until :meth:`UsbTransport.reattach`.
+  and every later call raises :class:`DeviceGone` until :meth:`UsbTransport.reattach`.  The
+  callback has *returned* before any thread gets :class:`DeviceGone`: the thread that noticed runs
+  it, the others wait for it (:meth:`UsbTransport.wait_disconnect_reported`, at most
+  :data:`DISCONNECT_REPORT_WAIT_S`, so that a callback waiting on such a thread cannot deadlock).
+  A callback that itself calls the transport gets :class:`DeviceGone` at once.
 * :class:`AckError` — a 0xC6 chip-word batch was not acknowledged with ``0xC6 0x00`` (board not
   booted, long cable, wrong jumpers; user guide §7.1).
 * :class:`TransportTimeout` — a control transfer timed out.
@@ -43,6 +47,8 @@ LIBUSB_ERROR_NO_DEVICE = -4
 LIBUSB_ERROR_IO = -1
 LIBUSB_ERROR_TIMEOUT = -7
 _GONE_ERRNOS = {errno.ENODEV, errno.ENXIO, errno.ESHUTDOWN}
+#: Longest wait of a thread for the ``on_disconnect`` callback another thread runs [s].
+DISCONNECT_REPORT_WAIT_S = 5.0
 
 
 class TransportError(IOError):
@@ -101,6 +107,10 @@ class UsbTransport:
         self.on_disconnect = on_disconnect
         self._connected = False
         self._disconnect_reason = ""
+        self._gone_lock = threading.Lock()  # one thread is the first to notice a disconnect
+        self._disconnect_reported = threading.Event()  # clear while on_disconnect runs
+        self._disconnect_reported.set()
+        self._reporting_thread: threading.Thread | None = None
         self._io_lock = threading.RLock()  # control transfers are serialised
         self._reader: threading.Thread | None = None
         self._stop_reader = threading.Event()
@@ -162,21 +172,45 @@ class UsbTransport:
         self._mark_gone(reason)
 
     def _mark_gone(self, reason: str) -> None:
-        first = self._connected or not self._disconnect_reason
-        self._connected = False
-        self._disconnect_reason = reason
-        if first:
+        with self._gone_lock:
+            first = self._connected or not self._disconnect_reason
+            if first:  # cleared before `connected` turns False, so that no thread sees one without the other
+                self._disconnect_reported.clear()
+                self._reporting_thread = threading.current_thread()
+            self._connected = False
+            self._disconnect_reason = reason
+        if not first:
+            return
+        try:
             log.warning("DYNAP-SE1 disconnected: %s", reason)
             if self.on_disconnect is not None:
                 try:
                     self.on_disconnect(reason)
                 except Exception:  # a faulty listener must not hide the disconnect
                     log.exception("on_disconnect callback failed")
+        finally:
+            self._reporting_thread = None
+            self._disconnect_reported.set()
+
+    def wait_disconnect_reported(self, timeout_s: float = DISCONNECT_REPORT_WAIT_S) -> bool:
+        """Wait until the ``on_disconnect`` callback of a disconnect has returned; True when it has.
+
+        Called before :class:`DeviceGone` is raised, so that a caller catching it finds the
+        disconnect listeners already run.  Returns at once where no callback runs, and in the
+        callback's own thread (a listener that calls the board must not wait for itself).
+        """
+        if threading.current_thread() in (self._reporting_thread, self._reader):
+            return True  # the listener itself, or the reader thread (which hands DeviceGone to nobody)
+        if self._disconnect_reported.wait(timeout_s):
+            return True
+        log.warning("the disconnect listeners have not returned within %.1f s; raising DeviceGone anyway", timeout_s)
+        return False
 
     def _guard(self, call: Callable[[], Any], what: str, *, check: bool = True) -> Any:
         import usb.core
 
         if check and not self._connected:
+            self.wait_disconnect_reported()
             raise DeviceGone(f"{what}: board is disconnected ({self._disconnect_reason or 'not open'})")
         try:
             return call()
@@ -185,6 +219,7 @@ class UsbTransport:
                 raise TransportTimeout(f"{what}: timed out after {self.timeout_ms} ms") from exc
             if _is_gone(exc):
                 self._mark_gone(f"{what}: {exc}")
+                self.wait_disconnect_reported()  # another thread may have noticed first and run the callback
                 raise DeviceGone(f"{what}: the board is gone ({exc})") from exc
             raise TransportError(f"{what}: {exc}") from exc
 

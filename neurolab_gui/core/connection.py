@@ -79,6 +79,7 @@ class ConnectionStatus:
     dropped_events: int = 0  # lost in host queues
     fpga_dropped_events: int | None = None  # the FPGA's own drop counters (None: the logic has none)
     corrupt_words: int = 0
+    non_monotonic_timestamps: int = 0  # timestamp words that did not move the board clock forward
     lag_s: float | None = None  # emulator in real-time mode: how far simulated time trails the wall clock
     message: str = ""
 
@@ -451,6 +452,7 @@ class ConnectionManager:
             dropped_events=int(counters.dropped_events),
             fpga_dropped_events=getattr(counters, "fpga_dropped_events", None),
             corrupt_words=int(counters.corrupt_words),
+            non_monotonic_timestamps=int(getattr(counters, "non_monotonic_timestamps", 0)),
             lag_s=lag,
         )
         return self._status

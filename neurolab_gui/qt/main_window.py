@@ -301,11 +301,11 @@ class MainWindow(QMainWindow):
         self.lag_label = QLabel()
         self.recording_label = QLabel()
         tips = ("connection state and board (hover: the last message)", "events per second received from the board",
-                "events the board dropped, and corrupt USB words skipped", "how far the emulator's simulated time trails the wall clock",
+                "events the board dropped, corrupt USB words skipped, and timestamps that went back (events kept)", "how far the emulator's simulated time trails the wall clock",
                 "the file being recorded")
         # Widths fit the longest text each label shows, so nothing is clipped when the bar is short of room.
         widest = ("connected: emulator (seed 2147483647, mismatch off, realtime clock)", "9,999,999 ev/s",
-                  "dropped 9,999,999  corrupt 9,999,999", "emulator lag 9999 ms", "")
+                  "dropped 9,999,999  corrupt 9,999,999  ts back 9,999,999", "emulator lag 9999 ms", "")
         metrics = self.fontMetrics()
         for w, tip, text in zip((self.state_label, self.rate_label, self.counter_label, self.lag_label, self.recording_label),
                                 tips, widest, strict=True):
@@ -370,7 +370,8 @@ class MainWindow(QMainWindow):
         self.connection_bar.connect_button.setEnabled(status.state != "connecting")
         self.rate_label.setText(f"{status.event_rate_hz:,.0f} ev/s")
         fpga = "" if status.fpga_dropped_events is None else f" (FPGA {status.fpga_dropped_events:,})"
-        self.counter_label.setText(f"dropped {status.dropped_events:,}{fpga}  corrupt {status.corrupt_words:,}")
+        back = f"  ts back {status.non_monotonic_timestamps:,}" if status.non_monotonic_timestamps else ""
+        self.counter_label.setText(f"dropped {status.dropped_events:,}{fpga}  corrupt {status.corrupt_words:,}{back}")
         self.lag_label.setText("" if status.lag_s is None else f"emulator lag {status.lag_s * 1e3:.0f} ms")
         if status.message and status.state in ("error", "unplugged", "disconnected"):
             self.statusBar().showMessage(status.message, 10_000)
