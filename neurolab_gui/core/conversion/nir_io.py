@@ -29,7 +29,16 @@ Import
     :class:`~.models.RateRNN` through the rate approximation ``rate_out ≈ R w_in (W rate_in + b) /
     (tau_mem v_th)``; graphs that do not fit the chip raise :class:`NIRImportError` naming the
     problem (node types, fan-in over the CAM budget, units that do not fit a chip, unequal time
-    constants, which the core-shared biases cannot give).
+    constants, which the core-shared biases cannot give).  A ``nir.LIF`` has an instantaneous
+    synapse (its current is the weighted spike train, ``w_in = 1``), so its one ``tau`` is both
+    ``tau_mem`` in the gain and the time constant of the rate model (retention ``exp(-dt/tau)``);
+    a CubaLIF's retention comes from ``tau_syn``.  Refused too, never dropped or ignored: any node
+    or edge off that one path (a second readout, a layer chained after the readout), node sizes
+    that contradict the weights (Input/Output shapes, per-neuron parameter counts), ``v_leak`` or
+    ``v_reset`` other than 0 (the gain assumes rest and reset at 0, as on the board), weights not
+    finite once scaled into the model's float32, and metadata of the wrong type or range
+    (``steps_per_sample`` an integer 1..:data:`~.checkpoint.MAX_STEPS_PER_SAMPLE`, ``r_max_hz``
+    and ``dt_step_s`` single finite numbers > 0).  For a file, the message starts with its path.
 """
 
 from __future__ import annotations
