@@ -243,3 +243,174 @@ def test_nested_subgraph_with_a_dangling_edge_is_refused_by_name():
     bad = nir.NIRGraph(nodes=g.nodes, edges=[*g.edges, ("rlif.nowhere", "out")], type_check=False)
     with pytest.raises(NIRImportError, match="nowhere"):
         import_nir(bad, dt_step_s=0.005)
+
+
+# ---- foreign LIF graphs, and graphs the import must refuse -------------------------------------
+
+
+def lif_graph(h=6, f=3, tau=0.1, v_th=1.5, r_max=400.0, seed=2):
+    """A recurrent ``nir.LIF`` layer nested as snnTorch exports RLeaky ({input, lif, w_rec, output}),
+    with ``r = v_th * tau`` (rate gain 1) and weights in activation units (bias in input rate units)."""
+    rng = np.random.default_rng(seed)
+    layer = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([h])}),
+            "lif": nir.LIF(tau=np.full(h, tau), r=np.full(h, v_th * tau), v_leak=np.zeros(h), v_threshold=np.full(h, v_th)),
+            "w_rec": nir.Linear(weight=rng.normal(0, 0.15, (h, h))),
+            "output": nir.Output(output_type={"output": np.array([h])}),
+        },
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")], type_check=False)
+    nodes = {"in": nir.Input(input_type={"input": np.array([f])}),
+             "fc": nir.Affine(weight=rng.uniform(-0.2, 0.6, (h, f)), bias=np.full(h, 0.1 * r_max)),
+             "rleaky": layer, "out": nir.Output(output_type={"output": np.array([h])})}
+    return nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "rleaky"), ("rleaky", "out")], type_check=False)
+
+
+def test_nir_lif_graph_imports_through_the_cli_and_fires_as_the_imported_network_predicts(tmp_path, capsys):
+    """A genuine nir.LIF graph (was refused: "no tau_mem") imports with its tau as the time constant,
+    and the spiking LIF network, simulated with NIR's own LIF equations (Euler, from the NIR docs),
+    settles at the rates the imported RateRNN settles at."""
+    from neurolab_gui.cli import main
+    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+
+    r_max, tau = 400.0, 0.2  # tau long against the inter-spike intervals: a near-integrating membrane
+    g = lif_graph(tau=tau, r_max=r_max)
+    nir.write(tmp_path / "rleaky.nir", g)
+    out = tmp_path / "rleaky.pt"
+    assert main(["nir-import", str(tmp_path / "rleaky.nir"), str(out), "--dt", "0.005", "--r-max", str(r_max)]) == 0
+    assert "imported 6 units, 3 inputs, 6 outputs" in capsys.readouterr().out
+    model = load_checkpoint(out).model
+    assert model.config.kind == "leaky" and model.config.retention == pytest.approx(math.exp(-0.005 / tau))
+
+    x = np.random.default_rng(3).uniform(0, 1, 3)
+    with torch.no_grad():
+        _, rates = model(torch.as_tensor(x, dtype=torch.float32).expand(1, 400, 3))
+    predicted = rates[0, -1].numpy()
+
+    lif, fc, w_rec = g.nodes["rleaky"].nodes["lif"], g.nodes["fc"], g.nodes["rleaky"].nodes["w_rec"]
+    drive = fc.weight @ (r_max * x) + fc.bias  # input spike trains as their rates r_max * x
+    dt, t_end, t_count = 2e-5, 0.6, 0.4
+    v, counts, spikes = np.zeros(6), np.zeros(6), np.zeros(6)
+    for step in range(int(t_end / dt)):  # tau dv/dt = (v_leak - v) + R I; a spike is a unit impulse of I
+        v += dt * ((lif.v_leak - v) + lif.r * drive) / lif.tau + lif.r * (w_rec.weight @ spikes) / lif.tau
+        spikes = (v > lif.v_threshold).astype(float)
+        v = np.where(spikes > 0, lif.v_reset, v)
+        if step * dt >= t_end - t_count:
+            counts += spikes
+    measured = counts / t_count / r_max
+    assert 0.05 < predicted.max() < 0.9 and measured.max() > 0.05  # active, and below the clip at 1
+    # the rate gain neglects the leak (about -1 / (2 tau) = -2.5 Hz, amplified by the recurrence) and
+    # counts are whole spikes (2.5 Hz each): measured differences stay below 0.025 = 10 Hz
+    np.testing.assert_allclose(measured, predicted, atol=0.04)
+
+
+def _write(path, graph):
+    nir.write(path, graph)
+    return path
+
+
+def _mutated(change):
+    g = foreign_graph()
+    change(g)
+    return g
+
+
+def _with_readout(rows, chained=False, second=False):
+    """foreign_graph with an Affine readout of ``rows`` outputs, plus a chained layer or a second readout."""
+    g = foreign_graph()
+    g.edges.remove(("rsyn", "out"))
+    g.nodes["ro"] = nir.Affine(weight=np.ones((rows, 6)), bias=np.zeros(rows))
+    g.edges += [("rsyn", "ro"), ("ro", "out")]
+    g.nodes["out"] = nir.Output(output_type={"output": np.array([rows])})
+    if chained:  # ro -> ro_b -> out, besides ro -> out
+        g.nodes["ro_b"] = nir.Affine(weight=np.ones((2, rows)), bias=np.zeros(2))
+        g.edges += [("ro", "ro_b"), ("ro_b", "out")]
+    if second:
+        g.nodes["ro2"] = nir.Affine(weight=np.ones((2, 6)), bias=np.zeros(2))
+        g.nodes["out2"] = nir.Output(output_type={"output": np.array([2])})
+        g.edges += [("rsyn", "ro2"), ("ro2", "out2")]
+    return g
+
+
+def _no_edges_hdf5(path):
+    """An HDF5 file with a NIR-like node group but no edges (nir.read raised AssertionError)."""
+    import h5py
+
+    with h5py.File(path, "w") as fh:
+        node = fh.create_group("node")
+        node["type"] = "NIRGraph"
+        node.create_group("nodes").create_group("lif")["type"] = "Banana"
+    return path
+
+
+def _set(node, **values):
+    def change(g):
+        for key, value in values.items():
+            setattr(g.nodes[node], key, value)
+    return change
+
+
+REFUSED = {
+    # finding 3: sizes that contradict each other
+    "lif_size": (lambda: _mutated(lambda g: g.nodes.update({"rsyn": foreign_graph(h=4).nodes["rsyn"]})),
+                 "neuron node 'rsyn': tau_mem has 4 values but the weights that feed it have 6 rows"),
+    "input_size": (lambda: _mutated(lambda g: g.nodes.update({"in": nir.Input(input_type={"input": np.array([5])})})),
+                   "Input node 'in' declares 5 values but 'fc' takes 3 inputs"),
+    "output_size": (lambda: _mutated(lambda g: g.nodes.update({"out": nir.Output(output_type={"output": np.array([2])})})),
+                    "Output node 'out' declares 2 values but neuron node 'rsyn' gives 6"),
+    "readout_size": (lambda: _readout_size_mismatch(), "Output node 'out' declares 3 values but 'ro' gives 5"),
+    # finding 3: structure that used to be dropped
+    "second_readout": (lambda: _with_readout(3, second=True), "must feed exactly one readout"),
+    "chained_readout": (lambda: _with_readout(3, chained=True), "layers chained after the readout are not supported"),
+    "stray_node": (lambda: _mutated(lambda g: g.nodes.update({"in2": nir.Input(input_type={"input": np.array([3])})})),
+                   "node 'in2' is not on the one supported path"),
+    # finding 3: neurons the rate model cannot represent
+    "v_leak": (lambda: _mutated(_set("rsyn", v_leak=np.full(6, 5.0))), "v_leak = 5; the importer supports only neurons that rest and reset at 0"),
+    "v_reset": (lambda: _mutated(_set("rsyn", v_reset=np.full(6, -1.0))), "v_reset = -1; the importer supports only"),
+    # finding 4: finite in float64, infinite in the float32 model
+    "huge_weight": (lambda: _mutated(_set("rec", weight=np.full((6, 6), 1e300))), "node 'rec': the weights, times the neuron gain"),
+    "tiny_tau": (lambda: _mutated(_set("rsyn", r=np.ones(6), tau_mem=np.full(6, 1e-40))), "are not finite in the model's float32"),
+    "huge_readout": (lambda: _readout_size_mismatch(rows=3, scale=1e300), "readout 'ro': the weights are not finite in the model's float32"),
+    # finding 4/5: metadata type and range
+    "steps_huge": (lambda: foreign_graph(metadata={"steps_per_sample": 10**12}), "metadata steps_per_sample must be an integer of at most 1000"),
+    "steps_float": (lambda: foreign_graph(metadata={"steps_per_sample": 2.7}), "metadata steps_per_sample must be an integer, got 2.7"),
+    "steps_string": (lambda: foreign_graph(metadata={"steps_per_sample": "abc"}), "metadata steps_per_sample must be a single number, got 'abc'"),
+    "r_max_array": (lambda: foreign_graph(metadata={"r_max_hz": np.array([1.0, 2.0])}), "metadata r_max_hz must be a single number"),
+    "r_max_negative": (lambda: foreign_graph(metadata={"r_max_hz": -3.0}), "metadata r_max_hz must be a finite number > 0"),
+    "saturation_string": (lambda: foreign_graph(metadata={"saturation": "x"}), "metadata saturation must be a single number, got 'x'"),
+    "integrator_unknown": (lambda: foreign_graph(metadata={"integrator": "rk4"}), "metadata integrator must be one of euler, heun"),
+}
+
+
+def _readout_size_mismatch(rows=5, scale=1.0):
+    g = _with_readout(3)
+    g.nodes["ro"] = nir.Affine(weight=np.full((rows, 6), scale), bias=np.zeros(rows))
+    return g
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_nir_import_cli_refuses_contradictions_unsupported_structure_and_bad_metadata(case, tmp_path, capsys):
+    """Each was imported with a part dropped, a value ignored or truncated, inf weights, or a traceback;
+    now: one ``error: FILE: <what>`` line naming the node or field, exit 2, nothing written."""
+    from neurolab_gui.cli import main
+
+    make, expected = REFUSED[case]
+    path = _write(tmp_path / f"{case}.nir", make())
+    assert main(["nir-import", str(path), str(tmp_path / "o.pt")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {path}: ") and expected in captured.err, captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err and not captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_nir_import_cli_refuses_an_hdf5_node_group_without_edges_without_a_traceback(tmp_path):
+    """nir.read raised AssertionError, which escaped as a 25-line traceback with exit code 1."""
+    import subprocess
+    import sys
+
+    path = _no_edges_hdf5(tmp_path / "garbage.nir")
+    done = subprocess.run([sys.executable, "-m", "neurolab_gui", "nir-import", str(path), str(tmp_path / "o.pt")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: {path}: not a readable NIR file (AssertionError: The incoming dictionary must hade a 'edges' entry)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.nir"]

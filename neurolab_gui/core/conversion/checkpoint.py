@@ -266,8 +266,12 @@ def _first_sentence(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
+#: Most RNN steps per input sample a checkpoint may declare (1000 steps of 5 ms: 5 s per sample);
+#: the NIR import holds graphs to it too, so what it writes loads again.
+MAX_STEPS_PER_SAMPLE = 1000
 _CONFIG_INTS = ("n_inputs", "n_hidden", "n_outputs", "steps_per_sample")
-_CONFIG_LIMITS = {"n_inputs": MAX_CHANNELS, "n_hidden": MAX_HIDDEN, "n_outputs": MAX_CHANNELS, "steps_per_sample": 1000}
+_CONFIG_LIMITS = {"n_inputs": MAX_CHANNELS, "n_hidden": MAX_HIDDEN, "n_outputs": MAX_CHANNELS,
+                  "steps_per_sample": MAX_STEPS_PER_SAMPLE}
 
 
 def _load_own(obj: dict, path: Path) -> LoadedModel:
