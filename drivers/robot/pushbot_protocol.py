@@ -55,11 +55,10 @@ MAX_LINE_LENGTH = 512
 #: Every decrease of the raw timestamp (16/24/32 bit) is taken as a wrap, as it must be for a clean
 #: stream; a decrease implying more than this fraction of the wrap period since the previous event
 #: (``(new - previous) mod period``: 16.4 ms for ``!E2``) is also counted in
-#: ``ParserCounters.suspect_wraps``.  A sensor that streams (the eDVS's background activity alone
-#: gives hundreds of events per second) rarely goes that long without an event, while random bytes
-#: (a wrong baud rate, a noisy cable) make about half their decoded pairs decrease and most of those
-#: suspect: many suspect wraps mean the link is noisy and the DVS times after them run ahead.  They
-#: are not dropped: a genuine wrap after a quiet moment would otherwise turn time back by a period.
+#: ``ParserCounters.suspect_wraps``.  Random bytes (a wrong baud rate, a noisy cable) make about half
+#: their decoded pairs decrease and most of those suspect, and the DVS times after them run ahead;
+#: but a quiet scene leaves such gaps across a wrap too (the simulated robot's stream does), so they
+#: are not dropped (a genuine wrap would turn time back by a period) and alone are no proof of noise.
 WRAP_WINDOW = 0.25
 
 # Sensor mask bits (``!S+<mask>,<ms>``) from the user guide.
