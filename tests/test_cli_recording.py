@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 
 from neurolab_gui.cli import main
+from tests.cli_output import one_error_line
 
 
 def test_record_info_and_export_on_the_emulator(tmp_path, capsys):
@@ -64,13 +65,6 @@ def _small_session(path):
     return path
 
 
-def _error_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    return lines[0]
-
-
 def test_export_never_overwrites_the_session_it_reads(tmp_path, capsys, monkeypatch):
     """Bug: `export FILE --csv FILE --force` replaced the recording with its own CSV export."""
     from neurolab_gui.core.session_file import segments_dir
@@ -86,7 +80,7 @@ def test_export_never_overwrites_the_session_it_reads(tmp_path, capsys, monkeypa
         for out in ("s.h5", str(path), "./sub/../s.h5", "link.h5", "hard.h5", str(segment)):
             for force in ([], ["--force"]):
                 assert main(["export", "s.h5", f"--{kind}", out, *force]) == 2, (kind, out, force)
-                line = _error_line(capsys.readouterr().err)
+                line = one_error_line(capsys.readouterr().err)
                 assert line.startswith(f"error: --{kind} {Path(out)} ") and ("session file s.h5 itself" in line or "segments folder" in line)
     assert main(["export", "link.h5", "--csv", "s.h5", "--force"]) == 2  # the input by its link, the output by its name
     assert "is the session file link.h5 itself" in capsys.readouterr().err
@@ -99,15 +93,15 @@ def test_export_never_overwrites_the_session_it_reads(tmp_path, capsys, monkeypa
 def test_record_refuses_bad_options_by_name_before_opening_the_board(tmp_path, capsys):
     out = tmp_path / "r.h5"
     assert main(["record", "--seconds", "1", "--set", "0", "1", "IF_DC_P", "x", "6", str(out)]) == 2
-    assert _error_line(capsys.readouterr().err) == ("error: --set 0 1 IF_DC_P x 6: CHIP, CORE, COARSE and FINE must be "
+    assert one_error_line(capsys.readouterr().err) == ("error: --set 0 1 IF_DC_P x 6: CHIP, CORE, COARSE and FINE must be "
                                                     "integers (e.g. --set 0 1 IF_DC_P 5 60)")
     assert main(["record", "--seconds", "1", "--board", "emulator:3", "--seed", "4", str(out)]) == 2
-    assert "--board emulator:3 and --seed 4 name different seeds" in _error_line(capsys.readouterr().err)
+    assert "--board emulator:3 and --seed 4 name different seeds" in one_error_line(capsys.readouterr().err)
     for text in ('[{"paramName": 1}]', '{"name": "mine", "defaults": {}}', '{"format": "other"}'):
         bias_file = tmp_path / "b.json"
         bias_file.write_text(text)  # fell through to the samna importer's "no parameters ... found"
         assert main(["record", "--seconds", "1", "--bias-file", str(bias_file), str(out)]) == 2
-        line = _error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
         assert f"{bias_file}: not a bias file NeuroLab reads" in line and '"format": "neurolab-biases"' in line
         assert ('has no "format" key' in line) == ("name" in text) and ("holds an array" in line) == text.startswith("[")
     assert not out.exists() and not (tmp_path / "r.h5.segments").exists()
@@ -122,7 +116,7 @@ def test_record_refuses_a_bias_file_that_sets_no_bias(tmp_path, capsys):
         bias_file.write_text(text)
         assert main(["record", "--seconds", "1", "--bias-file", str(bias_file), str(out)]) == 2
         err = capsys.readouterr().err
-        assert _error_line(err) == f"error: no biases found in {bias_file} ({what}); nothing to apply"
+        assert one_error_line(err) == f"error: no biases found in {bias_file} ({what}); nothing to apply"
         assert "Traceback" not in err
     assert not out.exists() and not (tmp_path / "r.h5.segments").exists()
 
@@ -134,6 +128,6 @@ def test_record_takes_the_board_grammar_and_prints_unknown_names_without_quotes(
         assert main(["info", "--json", str(tmp_path / name)]) == 0
         assert json.loads(capsys.readouterr().out.splitlines()[-1])["board_serial"] == "EMU00002"
     assert main(["record", "--seconds", "0.2", "--clock", "fast", "--set", "0", "1", "NOPE", "5", "6", str(tmp_path / "c.h5")]) == 2
-    assert _error_line(capsys.readouterr().err).startswith("error: unknown bias name 'NOPE'; per-core biases are: ")
+    assert one_error_line(capsys.readouterr().err).startswith("error: unknown bias name 'NOPE'; per-core biases are: ")
     assert main(["record", "--seconds", "0.2", "--clock", "fast", "--preset", "nosuchset", str(tmp_path / "d.h5")]) == 2
-    assert _error_line(capsys.readouterr().err).startswith("error: unknown bias set 'nosuchset'; known: ")
+    assert one_error_line(capsys.readouterr().err).startswith("error: unknown bias set 'nosuchset'; known: ")

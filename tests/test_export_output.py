@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from neurolab_gui.cli import main
+from tests.cli_output import one_error_line
 
 KINDS = ("nwb", "csv", "aedat")
 
@@ -41,13 +42,6 @@ def _session(path: Path, streams: dict[str, dict[str, list]] | None = None) -> P
 @pytest.fixture(scope="module")
 def session(tmp_path_factory) -> Path:
     return _session(tmp_path_factory.mktemp("out") / "s.h5")
-
-
-def _error_line(text: str) -> str:
-    assert "Traceback" not in text and "Exception ignored" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def _files(folder: Path) -> list[str]:
@@ -119,7 +113,7 @@ def test_export_write_failing_half_way_names_the_output_and_removes_the_partial(
         monkeypatch.setattr(module, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
     out = tmp_path / f"x.{kind}"
     assert main(["export", str(session), f"--{kind}", str(out)]) == 2
-    assert _error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: No space left on device"
+    assert one_error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: No space left on device"
     assert _files(tmp_path) == []
 
 
@@ -132,7 +126,7 @@ def test_export_refuses_a_folder_as_output(force, session, tmp_path, capsys):
     (tmp_path / "link.nwb").symlink_to(folder)
     for kind, out in (("csv", folder), ("nwb", tmp_path / "link.nwb"), ("aedat", folder)):
         assert main(["export", str(session), f"--{kind}", str(out), *force]) == 2
-        assert _error_line(capsys.readouterr().err) == f"error: --{kind} {out} is a folder; give a file name"
+        assert one_error_line(capsys.readouterr().err) == f"error: --{kind} {out} is a folder; give a file name"
     assert _files(tmp_path) == ["link.nwb", "outdir.csv"] and _files(folder) == []
 
 
@@ -146,7 +140,7 @@ def test_export_into_a_read_only_folder_says_so(kind, session, tmp_path, capsys)
     try:
         out = folder / f"x.{kind}"
         assert main(["export", str(session), f"--{kind}", str(out)]) == 2
-        assert _error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: Permission denied"
+        assert one_error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: Permission denied"
         assert _files(folder) == []
     finally:
         folder.chmod(0o755)
@@ -166,7 +160,7 @@ def test_export_cleanup_that_fails_never_hides_the_write_error(session, tmp_path
     out = tmp_path / "x.csv"
     assert main(["export", str(session), "--csv", str(out)]) == 2
     err = capsys.readouterr().err
-    assert _error_line(err) == f"error: writing --csv {out} failed: No space left on device"
+    assert one_error_line(err) == f"error: writing --csv {out} failed: No space left on device"
     assert re.search(rf"could not remove the partial file {re.escape(str(tmp_path))}/\.x\.csv\.[0-9a-f]{{12}}\.part: Read-only file system", err)
     assert not out.exists()
 

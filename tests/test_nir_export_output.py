@@ -23,6 +23,7 @@ from neurolab_gui.core.conversion.models import RateRNN, RNNConfig
 from neurolab_gui.core.conversion.nir_io import write_nir
 from neurolab_gui.core.conversion.tasks import seq_digits
 from neurolab_gui.core.conversion.training import TrainConfig
+from tests.cli_output import one_error_line
 
 
 def _model() -> RateRNN:
@@ -43,13 +44,6 @@ def constrained():
 
 def _convert(checkpoint: Path, report: Path, out: Path) -> list[str]:
     return ["convert", str(checkpoint), "--stages", "", "--qat-epochs", "0", "--json", str(report), "--nir", str(out)]
-
-
-def _error_line(text: str) -> str:
-    assert "Traceback" not in text and "Exception ignored" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def _files(folder: Path) -> list[str]:
@@ -74,7 +68,7 @@ def test_nir_export_under_a_file_size_limit_fails_cleanly_without_a_crash(checkp
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]  # no segfault (-11) in h5py or at interpreter exit
     assert json.loads(proc.stdout.splitlines()[-1]) == 1
-    assert _error_line(proc.stderr) == f"error: writing --nir {out} failed: File too large"
+    assert one_error_line(proc.stderr) == f"error: writing --nir {out} failed: File too large"
     assert _files(out_dir) == []  # no output, no temporary file
 
 
@@ -111,7 +105,7 @@ def test_nir_export_onto_a_disk_that_fills_half_way_names_the_output_and_leaves_
     args = _convert(checkpoint, tmp_path / "r.json", out)
     monkeypatch.setattr(os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k), 10_000))
     assert main(args) == 1
-    assert _error_line(capsys.readouterr().err) == f"error: writing --nir {out} failed: No space left on device"
+    assert one_error_line(capsys.readouterr().err) == f"error: writing --nir {out} failed: No space left on device"
     assert _files(out_dir) == []
 
 

@@ -23,15 +23,9 @@ import pytest
 from neurolab_gui.cli import main
 from neurolab_gui.core import session_file
 from neurolab_gui.core.session_file import SessionFile, segments_dir
+from tests.cli_output import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _error_line(text: str) -> str:
-    assert "Traceback" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def _only_the_recording_is_left(folder: Path, path: Path) -> None:
@@ -108,7 +102,7 @@ def test_record_stops_at_a_full_disk_with_one_error_line_and_keeps_the_first_seg
     err = capsys.readouterr().err
     assert full.is_set()
     assert rc == 1, err  # the command line was fine: a fault met while working is exit 1 (README)
-    line = _error_line(err)
+    line = one_error_line(err)
     assert line.startswith(f"error: writing {path} failed: No space left on device; recording stopped, the file holds the first ")
     s = SessionFile(path)
     assert not s.complete and s.rows("events/spikes") > 0 and [r["file"].decode() for r in s.segments] == ["seg-000000.h5"]
@@ -139,7 +133,7 @@ def test_record_checks_the_output_path_before_opening_the_board(tmp_path, capsys
         cases.append((ro / "x.h5", f"cannot create {ro / 'x.h5'}: directory {ro} is not writable"))
     for out, expected in cases:
         assert main(["record", "--board", "emulator", "--seconds", "1", str(out)]) == 2
-        assert _error_line(capsys.readouterr().err).startswith(f"error: {expected}")
+        assert one_error_line(capsys.readouterr().err).startswith(f"error: {expected}")
     assert dangling.is_symlink() and not (tmp_path / "nowhere").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", "dl.h5", *(["ro"] if os.geteuid() != 0 else [])])
 
@@ -157,7 +151,7 @@ def test_a_record_that_loses_the_race_for_its_path_is_refused_cleanly(tmp_path, 
 
     monkeypatch.setattr(Session, "start_recording", other_process_wins)
     assert main(["record", "--board", "emulator", "--clock", "fast", "--seconds", "5", str(path)]) == 2
-    assert _error_line(capsys.readouterr().err) == f"error: {path} already exists; choose a new name"
+    assert one_error_line(capsys.readouterr().err) == f"error: {path} already exists; choose a new name"
     assert [p.name for p in tmp_path.iterdir()] == ["dup.h5.segments"] and not any(segments_dir(path).iterdir())
 
 

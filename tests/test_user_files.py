@@ -19,6 +19,7 @@ import pytest
 
 from drivers.user_files import UserFileError, check_regular_file, open_regular, read_regular, write_replacing
 from neurolab_gui.cli import main
+from tests.cli_output import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,16 +29,6 @@ def fifo(tmp_path):
     path = tmp_path / "fifo.json"
     os.mkfifo(path)
     return path
-
-
-def _one_error_line(text: str, *names: object) -> str:
-    """The single ``error: ...`` line of a command's output; it names every one of ``names``."""
-    assert "Traceback" not in text, text
-    lines = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, text
-    for name in names:
-        assert str(name) in lines[0], lines[0]
-    return lines[0]
 
 
 # --- the reader itself ------------------------------------------------------------------------------
@@ -163,7 +154,7 @@ def test_a_bias_file_that_is_dev_zero_or_a_fifo_is_refused_at_once(tmp_path, fif
     for name, path in (("zero", "/dev/zero"), ("fifo", fifo)):
         rc, err = out[name + "_cli"]
         assert rc == 2
-        _one_error_line(err, path, "not a regular file")
+        one_error_line(err, path, "not a regular file")
         assert not (tmp_path / f"rec_{name}.h5").exists()  # refused before anything was recorded
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.json"]
 
@@ -177,15 +168,15 @@ def test_calibration_profiles_data_session_and_nir_files_refuse_special_files(tm
     for bad, kind in (("/dev/zero", "a character device"), (fifo, "a FIFO"), (tmp_path, "a directory")):
         # --apply-profile took these for board serials ("bad board serial '/dev/zero'")
         assert main(["calibrate", "--apply-profile", str(bad)]) == 2
-        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "calibration profile")
+        one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "calibration profile")
         # --task said "task file /dev/zero does not exist"
         assert main(["train", "--task", str(bad), "--out", str(tmp_path / "t.pt")]) == 2
         captured = capsys.readouterr()
-        _one_error_line(captured.out + captured.err, bad, f"not a regular file but {kind}", "--task")
+        one_error_line(captured.out + captured.err, bad, f"not a regular file but {kind}", "--task")
         assert main(["info", str(bad)]) == 2  # h5py blocked on the FIFO
-        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "session file")
+        one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "session file")
         assert main(["export", str(bad), "--csv", str(tmp_path / "x.csv")]) == 2
-        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}")
+        one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}")
         assert main(["nir-import", str(bad), str(tmp_path / "n.pt")]) == 2  # so did nir.read
-        _one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "NIR file")
+        one_error_line(capsys.readouterr().err, bad, f"not a regular file but {kind}", "NIR file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.json"]  # nothing written
