@@ -404,7 +404,7 @@ def network_size_problem(n_hidden: int, n_channels: int, n_core_groups: int = DE
     if problem is None:
         return None
     if n_channels > MAX_INPUT_CHANNELS:
-        return f"{problem}: use fewer features (or features that are never negative: each such one takes 2 channels)"
+        return f"{problem}: use fewer features (a feature that goes negative takes 2 channels, ON and OFF)"
     largest = largest_dense_network(n_channels, n_core_groups)
     on = f"on {n_channels} input channel{'s' if n_channels != 1 else ''} " if channels_known else ""
     fewer = "" if channels_known else " (fewer with many input channels)"
