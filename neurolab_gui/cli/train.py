@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
+    # --hidden beyond what any dense network maps: refused before the data are read
+    problem = size_problem(args.hidden, None, args.task) if args.hidden is not None else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         pick_device(args.device)  # 'cuda' without a GPU: refused before the data are read
         task = load_task(args.task)
@@ -69,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
         cfg.train.device = args.device
+        # the same rule as convert's (constrain.check_convertible), on the channels the model will have
+        problem = size_problem(cfg.n_hidden, task.n_features, args.task, args.hidden is not None,
+                               task.encoding.n_raw if task.encoding is not None else None, cfg.constraint.n_core_groups)
+        if problem:
+            raise ValueError(problem)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -93,6 +103,27 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{training_summary(result)}; checkpoint written to {path}")  # the line the app's training job logs
     return 0
+
+
+def size_problem(n_hidden: int, n_channels: int | None, task: str, hidden_given: bool = True, n_raw: int | None = None,
+                 n_core_groups: int | None = None) -> str | None:
+    """Why a model of ``n_hidden`` units on ``n_channels`` rate channels of ``task`` could never be
+    converted (:func:`.mapping.network_size_problem`, the rule ``convert`` applies), naming
+    ``--hidden`` or the data file; None when it fits the board.
+
+    ``n_raw``: the data file's features (``n_channels`` counts a feature that goes negative twice,
+    ON and OFF).  ``n_channels`` None (the data not read yet): the check for one channel, the fewest.
+    """
+    from neurolab_gui.core.conversion.mapping import DEFAULT_CORE_GROUPS, MAX_INPUT_CHANNELS, network_size_problem
+
+    problem = network_size_problem(n_hidden, n_channels or 1, n_core_groups or DEFAULT_CORE_GROUPS, n_channels is not None)
+    if problem is None:
+        return None
+    if n_channels is not None and n_channels > MAX_INPUT_CHANNELS:
+        features = f"{n_raw} features ({n_channels} rate channels after the ON/OFF split)" if n_raw else f"{n_channels} features"
+        return f"{task}: {features}; {problem}"
+    where = f"--hidden {n_hidden}" if hidden_given else f"the task's default of {n_hidden} hidden units"
+    return f"{where}: {problem}"
 
 
 def _diverged(model, result) -> str | None:

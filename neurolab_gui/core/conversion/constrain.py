@@ -88,9 +88,16 @@ def check_finite_weights(model: RateRNN, what: str = "the model") -> None:
 
 
 def check_convertible(model: RateRNN, task: Task) -> None:
-    """Raise ``ValueError`` unless ``model`` has finite weights and the inputs and classes of ``task``."""
+    """Raise ``ValueError`` unless ``model`` has finite weights and the inputs and classes of ``task``,
+    and a dense network of its size on the task's rate channels maps onto the board
+    (:func:`.mapping.network_size_problem`: checked here, before fine-tuning and mapping spend minutes)."""
+    from .mapping import network_size_problem
+
     check_finite_weights(model)
     mc = model.config
+    problem = network_size_problem(mc.n_hidden, task.n_features)
+    if problem:
+        raise ValueError(problem)
     raw = task.encoding.n_raw if task.encoding is not None else None
     if getattr(model, "foreign", None) is not None and mc.n_inputs == raw and mc.n_outputs == task.n_classes:
         return  # an imported model on raw features: the pipeline splits its input weights onto the rate channels

@@ -324,6 +324,95 @@ class MappedNetwork:
         }
 
 
+#: Input channels (rate channels: features after any ON/OFF split) a network can have: the FPGA
+#: spike generator's source ids are 1..255 (id 0 is the cleared CAM entries' address), and the
+#: bias and reset channels take two of them (:func:`map_network`).
+MAX_INPUT_CHANNELS = N_NEURONS_PER_CORE - 3
+#: Core groups a network gets at least (:class:`.constrain.ConstraintConfig` ``n_core_groups``).
+DEFAULT_CORE_GROUPS = 3
+
+
+def dense_mapping_problem(n_hidden: int, n_channels: int, n_core_groups: int = DEFAULT_CORE_GROUPS) -> str | None:
+    """Why a *dense* network of ``n_hidden`` units on ``n_channels`` input channels cannot be mapped, or None.
+
+    Dense: every unit and channel reaches every core holding units, as the CAM projection of a
+    full recurrent matrix does (each unit keeps its 63 largest weights, and a core's 256 units
+    between them listen to essentially every source).  Checked without building anything (a
+    few milliseconds), with the placement :func:`allocate_units` gives the group sizes that
+    :func:`.constrain.assign_core_groups` makes, so a conversion is refused before it spends
+    minutes on fine-tuning and mapping (:func:`check_routes` then checks the real network).
+
+    The limits: a unit's spikes reach at most 3 chips (SRAM cell 0 is the host route); and a CAM
+    tag is (virtual core, neuron id), so a core tells at most 4 sources of one neuron id apart
+    (3 for id 0, whose core-0 tag the cleared CAM entries listen to; 3 for the ids of the input
+    channels on core 0).  Units on their own chip keep their address; a unit on another chip needs
+    a tag no other source heard by that core uses, and on a network spanning chips every core
+    hears every unit, so the units sharing a neuron id across all chips must fit those tags.
+    """
+    n_hidden, n_channels = int(n_hidden), int(n_channels)
+    if n_channels > MAX_INPUT_CHANNELS:
+        return (f"{n_channels} input channels do not fit the spike generator's {MAX_INPUT_CHANNELS} "
+                "(source ids 1..255, less the bias and reset channels)")
+    if n_hidden > N_CHIPS * 4 * N_NEURONS_PER_CORE:
+        return f"{n_hidden} units do not fit the board's {N_CHIPS * 4 * N_NEURONS_PER_CORE} neurons"
+    n_groups = min(max(n_core_groups, -(-n_hidden // N_NEURONS_PER_CORE)), n_hidden)
+    sizes = [len(part) for part in np.array_split(np.arange(n_hidden), n_groups)]
+    try:
+        units, _ = allocate_units(np.repeat(np.arange(n_groups), sizes), n_channels + 2)  # + bias, reset
+    except ValueError as exc:
+        return str(exc)
+    n_chips = len({u.chip for u in units})
+    if n_chips == 1:
+        return None  # every source on its own chip keeps its own address: no tags to share
+    if n_chips > 3:
+        return (f"{n_hidden} units take {n_chips} chips, and a unit's spikes can reach at most 3 chips "
+                "(3 SRAM routes besides the host's)")
+    per_id = np.bincount([u.neuron for u in units], minlength=N_NEURONS_PER_CORE)
+    reserved = np.zeros(N_NEURONS_PER_CORE, np.int64)
+    reserved[0] = 1  # tag (core 0, neuron 0): the cleared CAM entries'
+    reserved[1 : n_channels + 3] = 1  # the input, bias and reset channels' (core 0, id) tags
+    worst = int(np.argmax(per_id + reserved))
+    if per_id[worst] + reserved[worst] <= 4:
+        return None
+    return (f"{n_hidden} units take {n_chips} chips, and {int(per_id[worst])} of them have neuron id {worst}; "
+            f"a core hears every unit of a dense network, and its CAMs can tell only {4 - int(reserved[worst])} "
+            "sources of one id apart (a tag is core and neuron id, not the chip)")
+
+
+def largest_dense_network(n_channels: int, n_core_groups: int = DEFAULT_CORE_GROUPS) -> int:
+    """The most hidden units a dense network on ``n_channels`` input channels can have and map
+    (:func:`dense_mapping_problem`); 0 when the channels alone do not fit.
+
+    A bisection: the limit is a threshold (every size above it fails; checked for every size and
+    channel count the spin boxes and CLI allow when this was written).
+    """
+    if dense_mapping_problem(1, n_channels, n_core_groups) is not None:
+        return 0
+    lo, hi = 1, N_CHIPS * 4 * N_NEURONS_PER_CORE + 1  # lo maps, hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if dense_mapping_problem(mid, n_channels, n_core_groups) is None else (lo, mid)
+    return lo
+
+
+def network_size_problem(n_hidden: int, n_channels: int, n_core_groups: int = DEFAULT_CORE_GROUPS,
+                         channels_known: bool = True) -> str | None:
+    """:func:`dense_mapping_problem` as a user reads it: what is wrong, the largest size that maps
+    on these channels, and what to do; None when the network fits the board.  ``channels_known``
+    False: ``n_channels`` is only a lower bound (a check before the data are read)."""
+    problem = dense_mapping_problem(n_hidden, n_channels, n_core_groups)
+    if problem is None:
+        return None
+    if n_channels > MAX_INPUT_CHANNELS:
+        return f"{problem}: use fewer features (a feature that goes negative takes 2 channels, ON and OFF)"
+    largest = largest_dense_network(n_channels, n_core_groups)
+    on = f"on {n_channels} input channel{'s' if n_channels != 1 else ''} " if channels_known else ""
+    fewer = "" if channels_known else " (fewer with many input channels)"
+    return (f"a network of {n_hidden} hidden units cannot be mapped onto a DYNAP-SE1 board: {problem}. "
+            f"A dense network {on}maps at most {largest} hidden units{fewer}: use at most {largest}, "
+            "or connections drawn from fewer cores")
+
+
 def _core0_first_id(n_sources: int) -> int:
     return max(n_sources + 1, CORE0_FIRST_UNIT_ID)
 
@@ -596,8 +685,11 @@ def map_network(
         settings.t_ref_s = 1.0 / (cfg.saturation * time.r_max_hz)
     circuit = circuit or CircuitModel()
     f = net.n_inputs
-    if f + 2 > N_NEURONS_PER_CORE:
-        raise ValueError(f"{f} input features do not fit the spike generator's 255 usable source ids")
+    use_reset = time.reset_rate_hz > 0
+    n_channels = f + 1 + int(use_reset)
+    if n_channels > N_NEURONS_PER_CORE - 1:  # source ids 1..255 (MAX_INPUT_CHANNELS with the reset channel)
+        raise ValueError(f"{f} input channels do not fit the spike generator's 255 usable source ids "
+                         f"with the bias{' and reset' if use_reset else ''} channel")
     m = net.multiplicity
     if placement is None:
         units, group_cores = allocate_units(net.unit_group, f + 2, chip, m)  # inputs, bias and the reset channel's id
@@ -606,8 +698,6 @@ def map_network(
         if len(units) != net.n_hidden or len(group_cores) != len(net.scale):
             raise ValueError(f"a placement of {len(units)} units and {len(group_cores)} cores does not fit "
                              f"{net.n_hidden} units in {len(net.scale)} groups")
-    use_reset = time.reset_rate_hz > 0
-    n_channels = f + 1 + int(use_reset)
     # Every FPGA channel is played on each chip that holds one of its targets (an input reaches
     # only the chip it is injected on), with the same source id there; ``core_masks[j, chip]``.
     core_masks = np.zeros((n_channels, N_CHIPS), np.int64)
