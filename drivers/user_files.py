@@ -169,8 +169,13 @@ def folder_problem(path: str | Path, *, create_missing: bool = False) -> str | N
 
     The folder is ``path``'s parent; with ``create_missing`` (a writer that creates missing
     folders) the nearest folder above it that exists, or is a (dangling) link.  It must be a
-    directory this process may write to; a read-only file system counts as not writable
-    (``os.access`` says so).
+    directory this process can create a file in.
+
+    That is found by doing it: an exclusive temporary (:func:`create_temporary_beside`, the file
+    every writer here starts with) is created in the folder and removed at once.  ``os.access``
+    alone answers yes for root in any folder, and for ``/proc`` or ``/sys``, and says nothing of
+    ACLs or a file system mounted read-only on some paths; a check that says yes there lets a
+    long conversion or a calibration run and then fail to write its result.
     """
     folder = Path(path).parent
     if create_missing:
@@ -178,6 +183,13 @@ def folder_problem(path: str | Path, *, create_missing: bool = False) -> str | N
             folder = folder.parent
     if not folder.is_dir():
         return f"directory {folder} does not exist" if not folder.exists() and not folder.is_symlink() else f"{folder} is not a directory"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"directory {folder} is not writable"
+    try:
+        fd, part = create_temporary_beside(folder / Path(path).name)
+    except OSError as exc:
+        return f"directory {folder} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    try:
+        part.unlink()
+    except OSError as exc:  # created but not removable (a sticky folder of another user?): nothing works there
+        return f"directory {folder} does not let a file be removed ({exc.strerror or exc}); {part} is left there"
     return None

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from neurolab_gui.cli import main
+from tests.unwritable_folder import refuse_files_in
 
 WRAPPER = Path(__file__).with_name("cli_board_dump.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -114,10 +115,8 @@ def test_an_unwritable_default_profile_folder_is_refused_before_the_calibration(
     if problem == "read-only":
         xdg = tmp_path / "xdg"
         xdg.mkdir()
-        # os.access as the writability test (chmod does not stop root, who runs some test machines)
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != xdg and real_access(path, mode, **kw))
-        why = f"directory {xdg} is not writable"
+        refuse_files_in(monkeypatch, xdg)  # chmod does not stop root, who runs some test machines
+        why = f"directory {xdg} is not writable (Permission denied)"
     else:
         (tmp_path / "file").write_text("")
         xdg = tmp_path / "file" / "xdg"

@@ -71,6 +71,25 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seed(text: str) -> int:
+    """argparse ``type=`` of every ``--seed`` (and ``--emulator-seed``): an integer in 0..``MAX_EMULATOR_SEED``.
+
+    One range for every seed: numpy's generators refuse negative seeds and torch's refuse seeds
+    of 2**64 and more (a stack of "Overflow when unpacking long long" after the data were read),
+    and a seed may become an emulator's mismatch seed, whose serial ``EMU<SEED>`` has at most 18
+    digits (:data:`neurolab_gui.core.boards.MAX_EMULATOR_SEED`).
+    """
+    from neurolab_gui.core.boards import MAX_EMULATOR_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_EMULATOR_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must lie in 0..{MAX_EMULATOR_SEED}, got {value}")
+    return value
+
+
 def option_problem(args: argparse.Namespace, checks: dict[str, Callable[[str], object]]) -> str | None:
     """The first parsed option of ``args`` that a shared type of ``checks`` (``{"--option": type}``) refuses,
     as ``"argument --option: why"``, or None.  For commands whose parser declares an option with a
@@ -87,11 +106,12 @@ def option_problem(args: argparse.Namespace, checks: dict[str, Callable[[str], o
 
 
 def output_path_problem(path: str | Path, *, parents: bool = False) -> str | None:
-    """Why a file cannot be written at ``path`` (None: it can, as far as can be told without writing).
+    """Why a file cannot be written at ``path`` (None: it can).
 
     Checked before a command does its work, so a long conversion or calibration is not thrown away
     at the end: ``path`` must not be a directory or another non-regular file (a FIFO, a device),
-    and its parent directory must exist and be writable.  Parent directories are not created;
+    and its parent directory must exist and let a file be created there, which is tried
+    (:func:`~drivers.user_files.folder_problem`: a read-only, foreign or virtual folder is refused).  Parent directories are not created;
     with ``parents`` (for a writer that creates them, e.g. the default profile folder) they may be
     missing, and then the nearest one that exists must be a writable directory.
     """
@@ -130,6 +150,14 @@ def task_reference(text: str) -> str:
     if not path.is_file():
         raise ValueError(f"task {text!r} is neither a built-in task ({', '.join(BUILTIN_TASKS)}) nor an existing data file")
     return str(path.resolve())
+
+
+def print_task_warnings(task) -> None:
+    """Each of ``task.warnings`` (a user data file that is usable but likely wrong) as a ``warning:`` line on stderr."""
+    import sys
+
+    for warning in task.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def stored_task(metadata: dict, checkpoint: str | Path) -> str:

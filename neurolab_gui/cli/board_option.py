@@ -13,6 +13,8 @@ import argparse
 import sys
 from typing import Any
 
+from .arguments import seed
+
 BOARD_GRAMMAR = "'emulator', 'emulator:SEED' (mismatch seed), the emulator serial EMU<SEED> (e.g. EMU00009) or a DYNAP-SE1 serial"
 
 
@@ -65,7 +67,7 @@ def handing_over(board):
 def add_board_and_seed_options(parser: argparse.ArgumentParser, what: str) -> None:
     """``--board`` as :func:`add_board_option`, plus ``--seed`` (the same as ``--board emulator:SEED``)."""
     add_board_option(parser, what=what)
-    parser.add_argument("--seed", type=int, default=None, help="emulator: mismatch seed (the same as --board emulator:SEED; default 0)")
+    parser.add_argument("--seed", type=seed, default=None, help="emulator: mismatch seed (the same as --board emulator:SEED; default 0)")
 
 
 def board_and_seed(args: argparse.Namespace) -> tuple[str, int]:

@@ -222,14 +222,17 @@ def _network_inputs(args: argparse.Namespace):
     """The task and the checkpoint's model (or None), read and checked before a board is opened."""
     from neurolab_gui.core.conversion import tasks
 
-    task = tasks.load_task(args.task, normalization=args.normalize)
-    if not args.checkpoint:
-        return task, None
-    from neurolab_gui.core.conversion.checkpoint import load_checkpoint
-    from neurolab_gui.core.conversion.constrain import check_convertible
+    from .arguments import print_task_warnings
 
-    model = load_checkpoint(args.checkpoint).model
-    check_convertible(model, task)
+    task = tasks.load_task(args.task, normalization=args.normalize)
+    model = None
+    if args.checkpoint:
+        from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+        from neurolab_gui.core.conversion.constrain import check_convertible
+
+        model = load_checkpoint(args.checkpoint).model
+        check_convertible(model, task, args.checkpoint)
+    print_task_warnings(task)
     return task, model
 
 

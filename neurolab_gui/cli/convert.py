@@ -6,7 +6,7 @@ import argparse
 import sys
 import traceback
 
-from .arguments import int_at_least, output_file, retention
+from .arguments import int_at_least, output_file, retention, seed
 from .board_option import add_board_option, open_board
 from .train import print_progress
 
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retention", type=retention, default=None, help="leaky retention for the spiking time mapping, 0 < a < 1")
     p.add_argument("--steps-per-sample", type=int_at_least(1), default=None)
     p.add_argument("--json", type=output_file, default="conversion_report.json", help="where to write the JSON report")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the conversion and of the input spike encoding")
     p.add_argument("--nir", metavar="OUT", type=output_file, default=None,
                    help="also write the constrained spiking network as a NIR file (HDF5)")
     p.add_argument("--ablation", action="store_true",
@@ -69,7 +69,7 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
     from neurolab_gui.core.conversion.pipeline import config_for_task
     from neurolab_gui.core.conversion.tasks import load_task
 
-    from .arguments import option_problem, stored_task
+    from .arguments import option_problem, print_task_warnings, stored_task
 
     # deploy and robustness share this code and parse these options as plain numbers
     problem = option_problem(args, {"--retention": retention, "--steps-per-sample": int_at_least(1),
@@ -97,12 +97,13 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
         if args.retention is not None:  # the user's time mapping, not one fitted to an imported model
             cfg.imported_retentions = ()
         cfg.constraint.precision = precision
-        check_convertible(loaded.model, task)
+        check_convertible(loaded.model, task, args.checkpoint)
     except ValueError as exc:  # a model or setting the conversion refuses (NaN/inf weights, bad options)
         print(f"error: {exc}", file=sys.stderr)
         if getattr(args, "verbose", 0):
             traceback.print_exc()
         return 2
+    print_task_warnings(task)
     if loaded.metadata.get("ignored_tensors"):
         print(f"note: tensors in the file that are not weights were ignored: {', '.join(loaded.metadata['ignored_tensors'])}")
     return loaded, task, cfg
@@ -151,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not stages and args.stages.strip():  # "--stages ,,": a list that lost its names, not the deliberate ""
+        print(f"error: --stages {args.stages!r} names no stage; choose from {', '.join(SPIKING_STAGES)} "
+              "(or --stages \"\" for the rate models only)", file=sys.stderr)
+        return 2
     bad = [s for s in stages if s not in SPIKING_STAGES]
     if bad:
         print(f"error: unknown stage(s) {', '.join(bad)}; choose from {', '.join(SPIKING_STAGES)}", file=sys.stderr)
@@ -164,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(inputs, int):
         return inputs
     loaded, task, cfg = inputs
+    if stages and args.n_test is not None and args.n_test > len(task.x_test):  # the report's samples column would say so only
+        print(f"note: --n-test {args.n_test} is more than the {len(task.x_test)} test samples of {task.name}; "
+              f"the spiking stages run all {len(task.x_test)}")
     mc = loaded.model.config
     board = profile = None
     if args.board is not None:

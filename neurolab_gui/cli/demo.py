@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .arguments import output_file
+from .arguments import output_file, print_task_warnings, seed
 from .train import print_progress
 
 #: The built-in task the shipped float checkpoint was trained on.
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=120,
                    help="test samples for the spiking stages and the calibration's before/after (default 120; 0: all)")
     p.add_argument("--json", type=output_file, default=None, help="also write the JSON report here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     # --- calibration step (calibration developer; neurolab_gui.core.calibration.demo_step) ---
     p.add_argument("--no-calibration", action="store_true", help="skip the closed-loop calibration step")
     p.add_argument("--chip-budget", type=float, default=DEMO_CHIP_BUDGET_S,
@@ -146,10 +146,11 @@ def run(args: argparse.Namespace) -> int:
         if not train_here:
             with clock.phase("float model: load"):
                 loaded = load_checkpoint(args.checkpoint or shipped_checkpoint())
-            check_convertible(loaded.model, task)
+            check_convertible(loaded.model, task, args.checkpoint or shipped_checkpoint())
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_task_warnings(task)
     stages = ("brian2",) if args.brian2 else ()
     stages += ("board_ideal",) + (() if args.no_mismatch_stage else ("board_mismatch",))
     cfg = config_for_task(task.name, None if loaded is None else loaded.model.config, n_hidden=None if loaded else args.hidden,

@@ -16,6 +16,7 @@ import sys
 
 from neurolab_gui.core.boards import bias_table, restore_board
 
+from .arguments import seed
 from .board_option import add_board_option
 from .convert import add_input_options, load_conversion_inputs, open_with_profile
 
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default: the task's)")
     p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
     p.add_argument("--steps-per-sample", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the conversion and of the input spike encoding")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the conversion and of the input spike encoding")
     add_input_options(p)
     p.set_defaults(func=run)
 

@@ -21,7 +21,7 @@ import sys
 
 from drivers.user_files import write_replacing
 
-from .arguments import output_file
+from .arguments import output_file, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default: the task's)")
     p.add_argument("--retention", type=float, default=None, help="leaky retention for the spiking time mapping")
     p.add_argument("--steps-per-sample", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the conversion and of the input spike encoding")
-    p.add_argument("--emulator-seed", type=int, default=0, help="mismatch seed combined with every serial (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the conversion and of the input spike encoding")
+    p.add_argument("--emulator-seed", type=seed, default=0, help="mismatch seed combined with every serial (default 0)")
     p.set_defaults(func=run)
 
 
@@ -56,8 +56,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--n-test must be at least 1"
     if not args.no_calibration and args.n_calibration < 2:
         return "--n-calibration must be at least 2 (or pass --no-calibration)"
-    if args.first_serial < 0 or args.threads < 0 or args.emulator_seed < 0:
-        return "--first-serial, --threads and --emulator-seed must be >= 0"
+    if args.first_serial < 0 or args.threads < 0:
+        return "--first-serial and --threads must be >= 0"
     if args.ray_shards is not None and args.ray_shards < 1:
         return "--ray-shards must be at least 1"
     if args.ray is not None:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .arguments import seed
+
     p = subparsers.add_parser("train", help="train an Elman or leaky ReLU RNN with BPTT and save a checkpoint")
     p.add_argument("--task", default="seq_digits", help="seq_digits, seq_digits_pixel, mnist1d, ecg, phototaxis (the robot's steering), or a .npz file")
     p.add_argument("--out", type=output_file, default="model.pt", help="checkpoint path (NeuroLab format)")
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-sample", type=int_at_least(1), default=None, help="RNN steps per input sample (default: the task's)")
     p.add_argument("--readout", choices=("mean", "last"), default=None, help="readout (default: the task's, else mean)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the training (0..10**18-1)")
     p.set_defaults(func=run)
 
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.jobs import Job
     from neurolab_gui.core.workflows import training_summary
 
-    from .arguments import task_reference
+    from .arguments import print_task_warnings, task_reference
     from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_task_warnings(task)
     print(f"task {task.name}: {task.description}; {len(task.x_train)} train / {len(task.x_test)} test")
     training = Job("training", lambda progress, cancel: train_model(task, cfg, progress=progress, cancel=cancel))
     trained = run_job(training, print_progress, cancelled="training cancelled; no checkpoint written", verbose=args.verbose)

@@ -154,7 +154,7 @@ def recording_path_problem(path: Path) -> str | None:
 
     :func:`recording_path_taken`, then the nearest existing folder above ``path`` (the recorder
     creates missing ones) must be a directory this process may write to; a read-only file system
-    counts as not writable (``os.access`` says so).  Checked before a board is opened.
+    counts as not writable (:func:`~drivers.user_files.folder_problem` tries a file there).  Checked before a board is opened.
     """
     path = Path(path)
     taken = recording_path_taken(path)

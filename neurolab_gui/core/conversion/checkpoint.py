@@ -170,6 +170,9 @@ def read_checkpoint_file(path: Path) -> object:
     except RecursionError:
         raise CheckpointError(f"{path} nests its contents too deeply to be a checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/KeyError/... for damaged archives
+        if "TorchScript" in str(exc):  # a whole archive, not a damaged one: torch refuses it with weights_only=True
+            raise CheckpointError(f"{path} is a TorchScript archive (torch.jit.save), which holds code, not a checkpoint; "
+                                  f"save the model's weights with torch.save(model.state_dict(), ...). {SUPPORTED}") from None
         raise CheckpointError(f"{path} is truncated or damaged ({_first_sentence(exc)})") from None
 
 

@@ -58,6 +58,7 @@ import copy
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,10 +88,22 @@ def check_finite_weights(model: RateRNN, what: str = "the model") -> None:
         raise NonFiniteWeightsError(f"{what} has non-finite weights ({'; '.join(bad)}); it cannot be put on the chip")
 
 
-def check_convertible(model: RateRNN, task: Task) -> None:
+def check_convertible(model: RateRNN, task: Task, source: str | Path | None = None) -> None:
     """Raise ``ValueError`` unless ``model`` has finite weights and the inputs and classes of ``task``,
     and a dense network of its size on the task's rate channels maps onto the board
-    (:func:`.mapping.network_size_problem`: checked here, before fine-tuning and mapping spend minutes)."""
+    (:func:`.mapping.network_size_problem`: checked here, before fine-tuning and mapping spend minutes).
+
+    ``source``: the checkpoint the model came from, which then begins the message (``FILE: ...``).
+    """
+    try:
+        _check_convertible(model, task)
+    except ValueError as exc:
+        if source is None:
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
+
+
+def _check_convertible(model: RateRNN, task: Task) -> None:
     from .mapping import network_size_problem
 
     check_finite_weights(model)

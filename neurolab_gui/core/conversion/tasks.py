@@ -60,6 +60,8 @@ class Task:
     n_classes : number of classes
     description : one line for reports
     encoding : how a user file's raw features became these rates (None: the data were rates already)
+    warnings : what a user file holds that is usable but likely a mistake (test classes that training
+        never saw), one sentence each naming the file; a command line prints them as ``warning:`` lines
     """
 
     name: str
@@ -72,6 +74,7 @@ class Task:
     lengths_test: np.ndarray = field(default=None)  # type: ignore[assignment]
     description: str = ""
     encoding: InputEncoding | None = None
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.x_train = _check_x(self.x_train, "x_train")
@@ -108,6 +111,7 @@ class Task:
             self.lengths_test[te],
             self.description,
             self.encoding,
+            self.warnings,
         )
 
     def with_full_lengths(self) -> Task:
@@ -339,14 +343,27 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
         raise FileNotFoundError(f"task file {path} does not exist") from None
     keys = set(data.files)
 
+    def read(n: str) -> np.ndarray:
+        try:
+            value = data[n]
+        except ValueError as exc:  # an object array (pickled): refused, nothing executed
+            raise ValueError(f"{path}: array {n!r} cannot be read without pickle ({exc})") from None
+        if isinstance(value, bytes):  # numpy hands back the raw bytes of a member that is no .npy array
+            raise ValueError(f"{path}: {n!r} ({n}.npy in the archive) is not a numpy array but {len(value)} bytes of "
+                             "something else; write the file with numpy.savez")
+        return value
+
     def get(*names: str) -> np.ndarray | None:
-        for n in names:
-            if n in keys:
-                try:
-                    return data[n]
-                except ValueError as exc:  # an object array (pickled): refused, nothing executed
-                    raise ValueError(f"{path}: array {n!r} cannot be read without pickle ({exc})") from None
-        return None
+        """The array of the first of ``names`` (aliases) in the file; aliases that are both there must agree."""
+        found = [n for n in names if n in keys]
+        if not found:
+            return None
+        value = read(found[0])
+        for other in found[1:]:
+            if not np.array_equal(np.asarray(value), np.asarray(read(other))):
+                raise ValueError(f"{path} has both {found[0]!r} and {other!r} (two names of one array) and they differ; "
+                                 "keep the one that is right and remove the other")
+        return value
 
     x = get("x", "sequences")
     y = get("labels", "y")
@@ -384,6 +401,15 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
     if mean is not None or not in_unit_range:
         encoding = InputEncoding.fit(x, lengths, mean, std, normalization, clip_percentile)
         x, x_test = encoding.rates(x, lengths), encoding.rates(x_test, lengths_test)
+    # last, so that a file's other faults are named first
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{path}: every training sequence has the label {int(y[0])}; a classifier needs at least "
+                         "two classes in 'labels'")
+    warnings = []
+    unseen = np.setdiff1d(y_test, y)
+    if len(unseen):
+        warnings.append(f"{path}: the test labels hold classes the training labels never do "
+                        f"({_class_list(unseen)}); the model cannot learn them, so their test sequences count as errors")
     return Task(
         name or path.stem,
         x,
@@ -397,7 +423,15 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
                                                      f"normalisation {encoding.normalization})" if encoding else "")
                     + (f"; NaN padding read as 0 in {nan_padded} sequences" if nan_padded else ""),
         encoding=encoding,
+        warnings=tuple(warnings),
     )
+
+
+def _class_list(classes: np.ndarray, most: int = 10) -> str:
+    """``"classes 5, 6, 7"`` (at most ``most`` of them, then how many more)."""
+    shown = ", ".join(str(int(c)) for c in classes[:most])
+    more = f" and {len(classes) - most} more" if len(classes) > most else ""
+    return f"class{'es' if len(classes) > 1 else ''} {shown}{more}"
 
 
 def _raw_features(x: np.ndarray, what: str) -> np.ndarray:
@@ -427,6 +461,9 @@ def _raw_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
             raise ValueError(f"{what} must hold whole-number class labels; got values such as {y[np.flatnonzero(~(np.mod(y, 1) == 0))[:3]].tolist()}")
     elif not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{what} must hold integer class labels 0..C-1, got dtype {y.dtype}")
+    if n and y.max() > MAX_CLASSES - 1:  # before int64, which would turn labels of 2**63 and more negative
+        raise ValueError(f"{what} reach {int(y.max())}, but a task may have at most {MAX_CLASSES} classes "
+                         f"(labels 0..{MAX_CLASSES - 1}); number the classes 0..C-1")
     y = y.astype(np.int64)
     if n and y.min() < 0:
         raise ValueError(f"{what} must lie in 0..C-1; sequences {np.flatnonzero(y < 0)[:5].tolist()} have negative labels")

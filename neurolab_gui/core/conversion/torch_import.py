@@ -139,6 +139,9 @@ def check_weight(name: str, t: torch.Tensor) -> None:
         n_nan = int(torch.isnan(t).sum())
         n_inf = int((~finite).sum()) - n_nan
         raise ImportRefused(f"tensor {name} holds {n_nan} NaN and {n_inf} infinite values; weights must be finite")
+    if not bool(torch.isfinite(t.float()).all()):  # finite in float64, inf once made float32 as the model holds it
+        raise ImportRefused(f"tensor {name} holds values beyond float32's range (|w| up to {float(t.abs().max()):.3g}); "
+                            "the model's weights are float32: rescale them or save the model in float32")
 
 
 def declared_nonlinearity(obj: dict) -> str | None:
@@ -189,6 +192,10 @@ def find_relu_rnn(obj: object) -> ImportedRNN:
     """The ReLU RNN and readout in ``obj`` (what ``torch.load`` returned); see the module docstring."""
     if not isinstance(obj, dict):
         raise ImportRefused(f"holds a {_kind(obj)}, not a state_dict (a dict of named tensors)")
+    for key in ("meta", "metadata"):  # kept only to say things about the model: not a dict is a mistake, not silence
+        if key in obj and not isinstance(obj[key], dict):
+            raise ImportRefused(f"has {key!r} = {obj[key]!r:.60} ({type(obj[key]).__name__}); {key!r} must be a dict such as "
+                                "{'nonlinearity': 'relu', 'readout': 'last_valid'}")
     declared = declared_nonlinearity(obj)
     if declared is not None and declared.lower() != "relu":
         raise ImportRefused(f"declares nonlinearity {declared!r}: only ReLU RNNs map onto spiking neurons (a rate cannot be negative)")
@@ -221,6 +228,9 @@ def find_relu_rnn(obj: object) -> ImportedRNN:
     if w_hh.shape[0] in (3 * hidden, 4 * hidden) and w_ih.shape[0] == w_hh.shape[0]:
         cell = "an LSTM" if w_hh.shape[0] == 4 * hidden else "a GRU"
         raise ImportRefused(f"holds {cell} ({prefix}weight_hh_l0 has {w_hh.shape[0] // hidden} x {hidden} gate rows); "
+                            "only Elman ReLU RNNs are supported")
+    if prefix + "weight_hr_l0" in tensors:  # nn.LSTM(proj_size=P): weight_hh is [4H, P], no multiple of P
+        raise ImportRefused(f"holds an LSTM with proj_size ({prefix}weight_hr_l0 {list(tensors[prefix + 'weight_hr_l0'].shape)}); "
                             "only Elman ReLU RNNs are supported")
     if w_hh.shape[0] != hidden or w_ih.shape[0] != hidden:
         raise ImportRefused(f"inconsistent RNN shapes: {prefix}weight_ih_l0 {list(w_ih.shape)}, {prefix}weight_hh_l0 "
