@@ -17,6 +17,7 @@ import pytest
 
 from neurolab_gui.cli import main
 from tests.cli_output import one_error_line
+from tests.disk_faults import FullDisk
 
 KINDS = ("nwb", "csv", "aedat")
 
@@ -69,29 +70,6 @@ def test_export_onto_a_full_disk_fails_cleanly_without_a_crash(session, tmp_path
     assert _files(tmp_path) == []  # no output, no hidden partial file
 
 
-class _FullDisk:
-    """A file whose writes fail with ENOSPC once ``budget`` bytes are written (the disk fills half-way)."""
-
-    def __init__(self, fh, budget: int) -> None:
-        self._fh, self._left = fh, budget
-
-    def write(self, data):
-        size = len(data) if isinstance(data, str) else memoryview(data).nbytes
-        if size > self._left:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._left -= size
-        return self._fh.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._fh, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._fh.close()
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_export_write_failing_half_way_names_the_output_and_removes_the_partial(kind, session, tmp_path, monkeypatch, capsys):
     import importlib
@@ -110,7 +88,7 @@ def test_export_write_failing_half_way_names_the_output_and_removes_the_partial(
         monkeypatch.setattr(os, "pwrite", pwrite)
     else:
         module = importlib.import_module({"csv": "neurolab_gui.core.export.csv_table", "aedat": "neurolab_gui.core.export.aedat"}[kind])
-        monkeypatch.setattr(module, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
+        monkeypatch.setattr(module, "open", lambda *a, **k: FullDisk(open(*a, **k), 1000), raising=False)
     out = tmp_path / f"x.{kind}"
     assert main(["export", str(session), f"--{kind}", str(out)]) == 2
     assert one_error_line(capsys.readouterr().err) == f"error: writing --{kind} {out} failed: No space left on device"
@@ -151,7 +129,7 @@ def test_export_cleanup_that_fails_never_hides_the_write_error(session, tmp_path
     is told which file is left, no traceback."""
     import neurolab_gui.core.export.csv_table as csv_table
 
-    monkeypatch.setattr(csv_table, "open", lambda *a, **k: _FullDisk(open(*a, **k), 1000), raising=False)
+    monkeypatch.setattr(csv_table, "open", lambda *a, **k: FullDisk(open(*a, **k), 1000), raising=False)
 
     def unlink(self, missing_ok=False):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))

@@ -4,7 +4,6 @@ writers of one path and a user's file named ``OUT.part``.  Each case checks the 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from neurolab_gui.core.conversion.nir_io import write_nir
 from neurolab_gui.core.conversion.tasks import seq_digits
 from neurolab_gui.core.conversion.training import TrainConfig
 from tests.cli_output import one_error_line
+from tests.disk_faults import FullDisk
 
 
 def _model() -> RateRNN:
@@ -76,28 +76,6 @@ def test_nir_export_onto_a_disk_that_fills_half_way_names_the_output_and_leaves_
     """The disk fills 10 kB into a file (the 4 kB JSON report fits, the 70 kB NIR file does not):
     ENOSPC, the NWB export's wording, nothing left."""
     real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, fh, budget: int) -> None:
-            self._fh, self._left = fh, budget
-
-        def write(self, data):
-            view = memoryview(data).cast("B")
-            if len(view) > self._left:  # as a real disk: what fits is written, then the error
-                self._fh.write(view[: self._left])
-                self._left = 0
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self._left -= len(view)
-            return self._fh.write(view)
-
-        def __getattr__(self, name):
-            return getattr(self._fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self._fh.close()
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
