@@ -151,6 +151,27 @@ def test_loading_a_large_checkpoint_runs_in_the_background_and_a_failed_load_kee
     qtbot.waitUntil(lambda: "4096 hidden" in panel.model_label.text())  # the model kept is the one shown
 
 
+def test_convert_during_a_load_is_refused_for_the_load_and_a_cancelled_load_keeps_no_model(window, qtbot, monkeypatch, tmp_path):
+    # The load is a stand-in held until cancelled, so the order is forced, not timed.
+    from neurolab_gui.core import workflows
+    from neurolab_gui.core.jobs import Job, check_cancel
+
+    def held(session, path, remedy=""):
+        return Job("checkpoint loading", lambda progress, cancel: (cancel.wait(20), check_cancel(cancel, "loading cancelled")))
+
+    monkeypatch.setattr(workflows, "load_job", held)
+    panel = window.model_panel
+    _choose(monkeypatch, tmp_path / "m.pt")
+    QTest.mouseClick(panel.load_button, LEFT)
+    assert panel.status.text() == "checkpoint loading started" and panel.cancel_button.isEnabled()
+    QTest.mouseClick(panel.convert_button, LEFT)  # not "load or train a model": the load is the reason
+    assert window.reporter.errors[-1][0] == "model panel: RuntimeError: checkpoint loading is still running; cancel it first"
+    QTest.mouseClick(panel.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: panel.status.text() == "checkpoint loading cancelled", timeout=5_000)
+    qtbot.waitUntil(lambda: panel.model_label.text() == "no model loaded", timeout=5_000)
+    assert window.session.model is None
+
+
 def test_a_new_conversion_replaces_the_failed_ones_status_at_once(window, qtbot):
     # Finding 9: after a failed conversion, Convert left "conversion failed" until the first progress.
     import torch

@@ -122,11 +122,16 @@ def load_network(session: Session, path: str, remedy: str = "choose its data",
     session keeps its model); one whose data are not named or gone still loads, and
     ``task_problem`` says why, ending in ``remedy`` (what the user does instead).
     """
-    from .conversion.checkpoint import load_checkpoint
-    from .conversion.tasks import stored_task
+    from .warmup import warm_up
 
     if progress is not None:
         progress(Progress(0.0, step="reading the checkpoint"))
+    # torch and the conversion stack, imported the way that holds the GIL least (once per process;
+    # the app starts it early): imported here instead, the first load stalled the window 0.2-1 s
+    warm_up().result()
+    from .conversion.checkpoint import load_checkpoint
+    from .conversion.tasks import stored_task
+
     loaded = load_checkpoint(path)
     task_name: str | None = None
     problem: str | None = None

@@ -258,11 +258,17 @@ class ModelPanel(QWidget):
     def _guarded(self, start) -> None:
         """Button slot: a refusal (no model, a job still running) becomes a message, not a crash."""
         try:
+            self._check_idle()  # first: "no model" is not the reason while a checkpoint is still loading
             start()
         except (RuntimeError, ValueError) as exc:
             if isinstance(exc, BoardBusy):  # another panel's job has the board: say so here
                 self.status.setText(str(exc))
             self.reporter.report(exc, "model panel")
+
+    def _check_idle(self) -> None:
+        """Refuse (``RuntimeError``) while this panel's job runs: one at a time."""
+        if self.job is not None and not self.job.done:
+            raise RuntimeError(f"{self.job.name} is still running; cancel it first")
 
     def _start(self, job: Job, also: Callable[[], None] | None = None) -> Job:
         """Follow ``job``'s signals (on the GUI thread, through the bridge), then start it.
@@ -271,8 +277,7 @@ class ModelPanel(QWidget):
         (:class:`BoardBusy`, nothing changed here) while another board job runs.  ``also()``
         is called once the job is accepted, before it starts (another panel following it).
         """
-        if self.job is not None and not self.job.done:
-            raise RuntimeError(f"{self.job.name} is still running; cancel it first")
+        self._check_idle()
 
         def follow() -> None:
             self.job = job
