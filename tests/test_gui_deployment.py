@@ -36,7 +36,8 @@ def test_deploy_and_run_from_the_buttons_match_neurolab_deploy(make_window, qtbo
     for check in panel.stage_checks.values():
         check.setChecked(False)
     window.session.task = load_task("seq_digits")
-    panel.load_checkpoint(str(ckpt))
+    panel.load_checkpoint(str(ckpt))  # in the background
+    qtbot.waitUntil(lambda: panel.status.text() == "checkpoint loading finished", timeout=20_000)
     qtbot.mouseClick(panel.deploy_button, Qt.MouseButton.LeftButton)  # nothing converted yet: refused, with a message
     qtbot.waitUntil(lambda: "convert" in window.log_panel.contents())
     qtbot.mouseClick(panel.convert_button, Qt.MouseButton.LeftButton)

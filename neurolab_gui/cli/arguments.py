@@ -136,47 +136,9 @@ def output_file(text: str) -> str:
     return text
 
 
-def task_reference(text: str) -> str:
-    """What a checkpoint stores to name the data it was made on: a built-in task's name, or a data
-    file's absolute path (a file name alone could be a built-in task's, or another directory's file).
-
-    Raises ``ValueError`` for a name that is neither a built-in task nor an existing file.
-    """
-    from neurolab_gui.core.conversion.tasks import BUILTIN_TASKS
-
-    if text in BUILTIN_TASKS:
-        return text
-    path = Path(text)
-    if not path.is_file():
-        raise ValueError(f"task {text!r} is neither a built-in task ({', '.join(BUILTIN_TASKS)}) nor an existing data file")
-    return str(path.resolve())
-
-
 def print_task_warnings(task) -> None:
     """Each of ``task.warnings`` (a user data file that is usable but likely wrong) as a ``warning:`` line on stderr."""
     import sys
 
     for warning in task.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-
-
-def stored_task(metadata: dict, checkpoint: str | Path) -> str:
-    """The task a checkpoint's metadata names (:func:`task_reference`), checked usable.
-
-    Raises ``ValueError`` naming the checkpoint, the stored task and ``--task`` when it does not
-    name one, or names a data file that is gone, or only a file's stem (what ``neurolab train``
-    stored before it stored the path).
-    """
-    from neurolab_gui.core.conversion.tasks import BUILTIN_TASKS
-
-    task = metadata.get("task")
-    if not task:
-        raise ValueError(f"the checkpoint {checkpoint} does not name its task; pass --task")
-    task = str(task)
-    if task in BUILTIN_TASKS or Path(task).is_file():
-        return task
-    if Path(task).suffix == ".npz" or os.sep in task:
-        raise ValueError(f"the checkpoint {checkpoint} was made on the data file {task}, which does not exist "
-                         "(moved or deleted?); pass --task FILE.npz")
-    raise ValueError(f"the checkpoint {checkpoint} names the task {task!r}, which is neither a built-in task "
-                     f"({', '.join(BUILTIN_TASKS)}) nor a data file; pass --task (e.g. the FILE.npz it was trained on)")

@@ -67,9 +67,9 @@ def load_conversion_inputs(args: argparse.Namespace, stages: tuple[str, ...]):
     from neurolab_gui.core.conversion.checkpoint import CheckpointError, load_checkpoint
     from neurolab_gui.core.conversion.constrain import WeightPrecision, check_convertible
     from neurolab_gui.core.conversion.pipeline import config_for_task
-    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.tasks import load_task, stored_task
 
-    from .arguments import option_problem, print_task_warnings, stored_task
+    from .arguments import option_problem, print_task_warnings
 
     # deploy and robustness share this code and parse these options as plain numbers
     problem = option_problem(args, {"--retention": retention, "--steps-per-sample": int_at_least(1),

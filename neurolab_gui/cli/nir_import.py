@@ -32,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.conversion.checkpoint import save_checkpoint
     from neurolab_gui.core.conversion.nir_io import import_nir
-
-    from .arguments import task_reference
+    from neurolab_gui.core.conversion.tasks import task_reference
 
     meta = {"source": f"nir:{args.nir_file}"}
     try:

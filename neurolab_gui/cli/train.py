@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     from neurolab_gui.core.conversion.checkpoint import save_checkpoint
     from neurolab_gui.core.conversion.pipeline import config_for_task, train_model
-    from neurolab_gui.core.conversion.tasks import load_task
+    from neurolab_gui.core.conversion.tasks import load_task, task_reference
     from neurolab_gui.core.conversion.training import pick_device
     from neurolab_gui.core.jobs import Job
     from neurolab_gui.core.workflows import training_summary
 
-    from .arguments import print_task_warnings, task_reference
+    from .arguments import print_task_warnings
     from .job_runner import run_job
 
     torch.set_num_threads(1)  # small matrices: threads only add contention on a busy 2-core machine

@@ -9,6 +9,7 @@ turns those into plain data for the panels, Qt-free so scripts and tests can use
 * :func:`layer_selections` — the raster's "by RNN layer" choices (board-wide neuron ids);
 * :func:`mapping_image` — the picture of RNN units on the board's chips and cores, and
   :func:`inter_chip_senders` — which units send spikes to other chips;
+* :func:`weight_picture` — a network's weights as drawn (every unit, or every k-th of a large one);
 * :func:`accuracy_rows` — the per-stage accuracy table;
 * :func:`fit_curves` — a measured transfer fit and the RNN's target curve for the transfer panel.
 
@@ -32,6 +33,27 @@ TILE = int(math.isqrt(N_NEURONS_PER_CORE))
 
 #: Order of the stages in the accuracy table (the report's own order is kept for others).
 STAGE_ORDER = ("float", "constrained", "brian2", "board_ideal", "board_mismatch", "board")
+
+
+#: Largest side of :func:`weight_picture`: about the pixels a weight plot has on a screen.
+MAX_PICTURE_SIDE = 1024
+
+
+def weight_picture(model: Any, max_side: int = MAX_PICTURE_SIDE) -> tuple[np.ndarray, int]:
+    """``[w_in | w_bias | w_rec]`` of a :class:`~.conversion.models.RateRNN` as drawn, float32, and its step.
+
+    A network of more than ``max_side`` units is drawn by every ``step``-th unit (its row and its
+    recurrent column; the input and bias columns all stay): reading only those weights keeps the
+    GUI thread under a few milliseconds where stacking and scaling all 16 M weights of a
+    4096-unit network took 0.7 s, and a plot has no more pixels to show anyway.
+    """
+    import torch
+
+    n_hidden = int(model.w_rec.shape[0])
+    step = max(1, -(-n_hidden // max_side))
+    with torch.no_grad():
+        picture = torch.cat([model.w_in[::step], model.w_bias[::step, None], model.w_rec[::step, ::step]], dim=1)
+        return picture.detach().to(torch.float32).cpu().numpy(), step
 
 
 def unit_neuron_ids(mapped: Any) -> np.ndarray:

@@ -4,7 +4,8 @@ Each workflow is a plain function over a :class:`~neurolab_gui.core.session.Sess
 ``progress`` and ``cancel`` like every long call (:mod:`neurolab_gui.core.jobs`) and puts its
 result into the session (``set_model``, ``set_conversion``), where the panels follow it.  A
 script or the CLI calls the function directly; the GUI builds the matching :class:`~.jobs.Job`
-with :func:`training_job`, :func:`conversion_job` or :func:`calibration_job`, subscribes to its
+with :func:`training_job`, :func:`conversion_job`, :func:`calibration_job`, :func:`load_job` (a
+checkpoint and the data it names) or :func:`data_file_job`, subscribes to its
 signals and starts it, so the panels hold no workflow logic.
 
 Bad requests (no model to convert, no board to calibrate) are refused when the job is built,
@@ -64,15 +65,116 @@ def pipeline_config(
 
 
 def session_task(session: Session, task_name: str) -> Task:
-    """The session's data set when it is ``task_name``, else ``task_name`` loaded into the session."""
+    """The session's data set when it is ``task_name`` (a built-in task's name or a data file's
+    path), else ``task_name`` loaded into the session."""
     from .conversion.tasks import load_task
 
     current = session.task
-    if current is not None and getattr(current, "name", None) == task_name:
+    if current is not None and is_task(current, task_name):
         return current
     task = load_task(task_name)
     session.task = task
     return task
+
+
+def is_task(task: Task, task_name: str) -> bool:
+    """Whether ``task`` is what ``task_name`` names: a data file by the file it was read from (its
+    stem may be a built-in task's name), a built-in task by its name."""
+    from pathlib import Path
+
+    from .conversion.tasks import BUILTIN_TASKS
+
+    source = getattr(task, "source", "")
+    if task_name in BUILTIN_TASKS:
+        return not source and getattr(task, "name", None) == task_name
+    return bool(source) and source == str(Path(task_name).resolve())
+
+
+# --- a checkpoint, and the data it is evaluated on ---------------------------------------------
+@dataclasses.dataclass
+class LoadedNetwork:
+    """A checkpoint made the session's model by :func:`load_network`.
+
+    Attributes
+    ----------
+    path : the checkpoint file
+    loaded : what :func:`~neurolab_gui.core.conversion.checkpoint.load_checkpoint` read
+    task_name : the data the checkpoint names (a built-in task, or a data file's absolute path),
+        loaded as the session's data set; None when it names none that can be used
+    task_problem : why the named data cannot be used (None when ``task_name`` is set)
+    """
+
+    path: str
+    loaded: Any
+    task_name: str | None
+    task_problem: str | None
+
+
+def load_network(session: Session, path: str, remedy: str = "choose its data",
+                 progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> LoadedNetwork:
+    """Read the checkpoint at ``path`` and make its model the session's, with the data it names.
+
+    The checkpoint is read as ``neurolab convert`` reads it
+    (:func:`~neurolab_gui.core.conversion.checkpoint.load_checkpoint`), and the data it was made on
+    resolved by the same rule (:func:`~neurolab_gui.core.conversion.tasks.stored_task`: a built-in
+    task, or the data file whose path ``neurolab train --task FILE.npz`` stored) and loaded, so the
+    app converts it against what the CLI would.  A checkpoint that cannot be read raises (the
+    session keeps its model); one whose data are not named or gone still loads, and
+    ``task_problem`` says why, ending in ``remedy`` (what the user does instead).
+    """
+    from .warmup import warm_up
+
+    if progress is not None:
+        progress(Progress(0.0, step="reading the checkpoint"))
+    # torch and the conversion stack, imported the way that holds the GIL least (once per process;
+    # the app starts it early): imported here instead, the first load stalled the window 0.2-1 s
+    warm_up().result()
+    from .conversion.checkpoint import load_checkpoint
+    from .conversion.tasks import stored_task
+
+    loaded = load_checkpoint(path)
+    task_name: str | None = None
+    problem: str | None = None
+    try:
+        task_name = stored_task(loaded.metadata, path, remedy)
+    except ValueError as exc:
+        problem = str(exc)
+    if task_name is not None:
+        if progress is not None:
+            progress(Progress(0.5, step=f"loading its data {task_name}"))
+        try:
+            session_task(session, task_name)
+        except (ValueError, FileNotFoundError) as exc:  # the data file the checkpoint names is refused
+            task_name, problem = None, f"the data the checkpoint {path} names cannot be used: {exc}; {remedy}"
+    jobs.check_cancel(cancel, "loading cancelled")  # cancelled: the session keeps its model
+    session.set_model(loaded.model)
+    return LoadedNetwork(str(path), loaded, task_name, problem)
+
+
+def load_job(session: Session, path: str, remedy: str = "choose its data") -> Job[LoadedNetwork]:
+    """:func:`load_network` as a job (not started): reading a large checkpoint takes a second."""
+    return Job("checkpoint loading", lambda progress, cancel: load_network(session, path, remedy, progress, cancel))
+
+
+def load_data_file(session: Session, path: str, progress: ProgressSink | None = None,
+                   cancel: threading.Event | None = None) -> str:
+    """Read the data file (``.npz``) at ``path`` with the reader of ``neurolab train/convert --task
+    FILE.npz`` and make it the session's data set; returns its reference (the absolute path), the
+    task name that trains and converts on it.  A file that is refused raises, naming the problem."""
+    from .conversion.tasks import load_task, task_reference
+
+    if progress is not None:
+        progress(Progress(0.0, step=f"reading {path}"))
+    reference = task_reference(path)
+    task = load_task(reference)  # read again even when it is the session's: the file may have changed
+    jobs.check_cancel(cancel, "loading cancelled")
+    session.task = task
+    return reference
+
+
+def data_file_job(session: Session, path: str) -> Job[str]:
+    """:func:`load_data_file` as a job (not started)."""
+    return Job("data file loading", lambda progress, cancel: load_data_file(session, path, progress, cancel))
 
 
 # --- training -----------------------------------------------------------------------------------

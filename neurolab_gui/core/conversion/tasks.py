@@ -30,6 +30,7 @@ the task keeps, so an imported model's input weights can be split to match.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,8 @@ class Task:
     encoding : how a user file's raw features became these rates (None: the data were rates already)
     warnings : what a user file holds that is usable but likely a mistake (test classes that training
         never saw), one sentence each naming the file; a command line prints them as ``warning:`` lines
+    source : the data file it was read from, as an absolute path (empty for a built-in task): what
+        tells a user file apart from a built-in task of the same name
     """
 
     name: str
@@ -75,6 +78,7 @@ class Task:
     description: str = ""
     encoding: InputEncoding | None = None
     warnings: tuple[str, ...] = ()
+    source: str = ""
 
     def __post_init__(self) -> None:
         self.x_train = _check_x(self.x_train, "x_train")
@@ -112,6 +116,7 @@ class Task:
             self.description,
             self.encoding,
             self.warnings,
+            self.source,
         )
 
     def with_full_lengths(self) -> Task:
@@ -424,6 +429,7 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
                     + (f"; NaN padding read as 0 in {nan_padded} sequences" if nan_padded else ""),
         encoding=encoding,
         warnings=tuple(warnings),
+        source=str(path.resolve()),
     )
 
 
@@ -599,3 +605,39 @@ def load_task(name_or_path: str, normalization: str = "encode", **kwargs: object
     if name_or_path.endswith(".npz") or Path(name_or_path).exists():
         return load_npz_task(name_or_path, normalization=normalization)
     raise ValueError(f"unknown task {name_or_path!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}, or a path to a .npz file")
+
+
+def task_reference(text: str) -> str:
+    """What a checkpoint stores to name the data it was made on: a built-in task's name, or a data
+    file's absolute path (a file name alone could be a built-in task's, or another directory's file).
+
+    Raises ``ValueError`` for a name that is neither a built-in task nor an existing file.
+    """
+    if text in BUILTIN_TASKS:
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(f"task {text!r} is neither a built-in task ({', '.join(BUILTIN_TASKS)}) nor an existing data file")
+    return str(path.resolve())
+
+
+def stored_task(metadata: dict, checkpoint: str | Path, remedy: str = "pass --task (a built-in task or the FILE.npz it was made on)") -> str:
+    """The task a checkpoint's metadata names (:func:`task_reference`), checked usable: what
+    ``neurolab convert`` (without ``--task``) and the app's Model panel evaluate a loaded model on.
+
+    Raises ``ValueError`` naming the checkpoint, the stored task and ``remedy`` (what the user
+    does instead: ``--task`` on the command line, the data-file chooser in the app) when it does
+    not name one, or names a data file that is gone, or only a file's stem (what ``neurolab
+    train`` stored before it stored the path).
+    """
+    task = metadata.get("task")
+    if not task:
+        raise ValueError(f"the checkpoint {checkpoint} does not name its task; {remedy}")
+    task = str(task)
+    if task in BUILTIN_TASKS or Path(task).is_file():
+        return task
+    if Path(task).suffix == ".npz" or os.sep in task:
+        raise ValueError(f"the checkpoint {checkpoint} was made on the data file {task}, which does not exist "
+                         f"(moved or deleted?); {remedy}")
+    raise ValueError(f"the checkpoint {checkpoint} names the task {task!r}, which is neither a built-in task "
+                     f"({', '.join(BUILTIN_TASKS)}) nor a data file; {remedy}")

@@ -1,11 +1,14 @@
 """Model and conversion panel: load or train a network, convert it, see weights, mapping and accuracies.
 
 The panel holds no workflow: its buttons build the session's jobs
-(:mod:`neurolab_gui.core.workflows`: training, conversion, calibration), subscribe to their
+(:mod:`neurolab_gui.core.workflows`: checkpoint and data-file loading, training, conversion,
+calibration), subscribe to their
 signals through the Qt bridge (progress bar, status line, result, errors to the reporter) and
 start them; the cancel button cancels the running job.  The workflows put their results into the
 session (``set_model`` / ``set_conversion``), which this panel, the raster's "RNN layer" selection
-and the transfer panel follow.  What is drawn is computed by
+and the transfer panel follow.  The task box holds the built-in tasks and the data files
+chosen or named by a loaded checkpoint (item data: the task's reference, which the workflows
+take as ``neurolab --task`` does).  What is drawn is computed by
 :mod:`neurolab_gui.core.session_conversion`.
 
 Board: "Deploy to connected board" writes the converted network onto the session's board
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -49,7 +54,7 @@ from PyQt6.QtWidgets import (
 from neurolab_gui.core import workflows
 from neurolab_gui.core.jobs import BoardBusy, Job, Progress
 from neurolab_gui.core.session import Session
-from neurolab_gui.core.session_conversion import accuracy_rows, inter_chip_senders, mapping_image
+from neurolab_gui.core.session_conversion import accuracy_rows, inter_chip_senders, mapping_image, weight_picture
 
 from ..bridge import relay
 from ..errors import ErrorReporter
@@ -80,8 +85,10 @@ class ModelPanel(QWidget):
         self.last_result = None  # what the last finished job returned
         # network source
         self.load_button = QPushButton("Load checkpoint…")
-        self.task_combo = QComboBox()
-        self.task_combo.addItems(list(BUILTIN_TASKS))
+        self.task_combo = QComboBox()  # item data: the task's reference, a built-in name or a data file's path
+        for name in BUILTIN_TASKS:
+            self.task_combo.addItem(name, name)
+        self.data_button = QPushButton("Data file…")
         self.hidden_spin = QSpinBox(prefix="hidden ", minimum=2, maximum=1024, value=64)
         self.epochs_spin = QSpinBox(prefix="epochs ", minimum=0, maximum=1000, value=30)
         self.train_button = QPushButton("Train")
@@ -113,6 +120,8 @@ class ModelPanel(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")  # the last job's progress and outcome
         self.model_label = QLabel("no model loaded")
+        self.data_label = QLabel("")  # where the task's data come from, or why a checkpoint's cannot be used
+        self.data_label.setWordWrap(True)
         # the network on the connected board: deploy, run the test set, live accuracy / scores / confusion
         self.deploy_button = QPushButton("Deploy to connected board")
         self.deploy_button.setToolTip("write the converted network onto the board of the connection bar")
@@ -138,7 +147,8 @@ class ModelPanel(QWidget):
         self.confusion_table.setToolTip("rows: true class, columns: predicted class")
 
         self.load_button.setToolTip('load a trained RNN checkpoint (.pt/.pth; weights only, no pickled code is run)')
-        self.task_combo.setToolTip('data set to train on and to evaluate every stage with')
+        self.task_combo.setToolTip('data set to train on and to evaluate every stage with (a loaded checkpoint selects the one it names)')
+        self.data_button.setToolTip('choose your own data file (.npz, the format of neurolab convert --help) for the task box')
         self.hidden_spin.setToolTip("hidden units of a network trained here (at most the chip's neurons)")
         self.epochs_spin.setToolTip('training epochs')
         self.train_button.setToolTip('train a fresh RNN of this size on the chosen task (in the background)')
@@ -149,7 +159,7 @@ class ModelPanel(QWidget):
         self.progress.setToolTip('progress of the running task')
         src = QGroupBox("Network")
         sl = QHBoxLayout(src)
-        for w in (self.load_button, self.task_combo, self.hidden_spin, self.epochs_spin, self.train_button):
+        for w in (self.load_button, self.task_combo, self.data_button, self.hidden_spin, self.epochs_spin, self.train_button):
             sl.addWidget(w)
         con = QGroupBox("Constraints and conversion")
         cf = QFormLayout(con)
@@ -226,10 +236,12 @@ class ModelPanel(QWidget):
         layout.addWidget(board)
         layout.addWidget(Readout(self.status, lines=2))  # changes at every progress report
         layout.addWidget(self.model_label)
+        layout.addWidget(self.data_label)
         layout.addWidget(self.graphics, 2)
         layout.addWidget(self.accuracy_table, 1)
 
         self.load_button.clicked.connect(self.load_dialog)
+        self.data_button.clicked.connect(self.data_dialog)
         self.train_button.clicked.connect(lambda: self._guarded(self.start_training))
         self.convert_button.clicked.connect(lambda: self._guarded(self.start_conversion))
         self.calibrate_button.clicked.connect(lambda: self._guarded(self.start_calibration))
@@ -246,11 +258,17 @@ class ModelPanel(QWidget):
     def _guarded(self, start) -> None:
         """Button slot: a refusal (no model, a job still running) becomes a message, not a crash."""
         try:
+            self._check_idle()  # first: "no model" is not the reason while a checkpoint is still loading
             start()
         except (RuntimeError, ValueError) as exc:
             if isinstance(exc, BoardBusy):  # another panel's job has the board: say so here
                 self.status.setText(str(exc))
             self.reporter.report(exc, "model panel")
+
+    def _check_idle(self) -> None:
+        """Refuse (``RuntimeError``) while this panel's job runs: one at a time."""
+        if self.job is not None and not self.job.done:
+            raise RuntimeError(f"{self.job.name} is still running; cancel it first")
 
     def _start(self, job: Job, also: Callable[[], None] | None = None) -> Job:
         """Follow ``job``'s signals (on the GUI thread, through the bridge), then start it.
@@ -259,13 +277,13 @@ class ModelPanel(QWidget):
         (:class:`BoardBusy`, nothing changed here) while another board job runs.  ``also()``
         is called once the job is accepted, before it starts (another panel following it).
         """
-        if self.job is not None and not self.job.done:
-            raise RuntimeError(f"{self.job.name} is still running; cancel it first")
+        self._check_idle()
 
         def follow() -> None:
             self.job = job
             self.cancel_button.setEnabled(True)
             self.progress.setValue(0)
+            self.status.setText(f"{job.name} started")  # not the last job's outcome until the first progress
             relay(job.progress, lambda p: self._show_progress(job, p), self)
             relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
             relay(job.finished, lambda result: self._finished(job, result), self)
@@ -308,7 +326,7 @@ class ModelPanel(QWidget):
     def pipeline_config(self, model=None):
         """The pipeline configuration from the panel's settings (:func:`~neurolab_gui.core.workflows.pipeline_config`)."""
         cfg = workflows.pipeline_config(
-            self.task_combo.currentText(), model.config if model is not None else None,
+            self.task_name(), model.config if model is not None else None,
             n_hidden=self.hidden_spin.value(), epochs=self.epochs_spin.value(), qat_epochs=self.qat_spin.value(),
             n_test_spiking=self.samples_spin.value(),
             stages=[name for name, check in self.stage_checks.items() if check.isChecked()],
@@ -319,28 +337,46 @@ class ModelPanel(QWidget):
 
     def start_training(self, n_train: int | None = None) -> Job:
         """Train a fresh RNN of the panel's size on the chosen task (``n_train``: a quick run on a prefix)."""
-        return self._start(workflows.training_job(self.session, self.task_combo.currentText(), self.pipeline_config(), n_train))
+        return self._start(workflows.training_job(self.session, self.task_name(), self.pipeline_config(), n_train))
+
+    def task_name(self) -> str:
+        """The chosen task's reference: a built-in task's name or a data file's absolute path."""
+        return self.task_combo.currentData() or self.task_combo.currentText()
 
     def load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
         if path:
-            self.load_checkpoint(path)
+            self._guarded(lambda: self.load_checkpoint(path))
 
-    def load_checkpoint(self, path: str) -> None:
-        from neurolab_gui.core.conversion.checkpoint import load_checkpoint
+    def load_checkpoint(self, path: str) -> Job:
+        """Read the checkpoint in the background (:func:`~neurolab_gui.core.workflows.load_network`):
+        its model becomes the session's and the task box selects the data it names; a file that
+        cannot be read is reported and the model shown before stays."""
+        job = workflows.load_job(self.session, path, remedy=f"choose its data in the task box or with '{self.data_button.text()}'")
+        relay(job.finished, self._show_loaded, self)
+        relay(job.failed, lambda _exc: self._show_model(self.session.model), self)
+        relay(job.cancelled, lambda _exc: self._show_model(self.session.model), self)
+        self._start(job)
+        self.model_label.setText(f"loading {path}…")  # until the model or the failure arrives (queued, so after this)
+        return job
 
-        try:
-            loaded = load_checkpoint(path)
-        except (ValueError, OSError) as exc:
-            self.reporter.report(exc, f"could not load {path}")
-            return
-        self.session.set_model(loaded.model)
+    def data_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose data file", "", "Data files (*.npz);;All files (*)")
+        if path:
+            self._guarded(lambda: self.load_data_file(path))
+
+    def load_data_file(self, path: str) -> Job:
+        """Read a data file in the background with the CLI's reader (:func:`~neurolab_gui.core.workflows.load_data_file`);
+        once read it is the task box's choice, refused it is reported and the choice stays."""
+        job = workflows.data_file_job(self.session, path)
+        relay(job.finished, lambda reference: self._select_task(reference, "chosen"), self)
+        return self._start(job)
 
     def start_conversion(self, n_test: int | None = None) -> Job:
         """Constrain, map and run the chosen stages (``n_test``: only a prefix of the test set)."""
         model = self.session.model
         cfg = self.pipeline_config(model)
-        return self._start(workflows.conversion_job(self.session, self.task_combo.currentText(), cfg, n_test))
+        return self._start(workflows.conversion_job(self.session, self.task_name(), cfg, n_test))
 
     def calibration_cores(self) -> list[tuple[int, int]]:
         """Cores the calibration measures: those of the mapped network, else the transfer panel's core."""
@@ -373,6 +409,23 @@ class ModelPanel(QWidget):
         return self._start(job)
 
     # --- views -------------------------------------------------------------------------------
+    def _select_task(self, reference: str, how: str) -> None:
+        """Select ``reference`` in the task box (a data file gets an item, its name shown, its path in the tooltip)."""
+        index = self.task_combo.findData(reference)
+        if index < 0:
+            self.task_combo.addItem(Path(reference).name, reference)
+            index = self.task_combo.count() - 1
+            self.task_combo.setItemData(index, reference, Qt.ItemDataRole.ToolTipRole)
+        self.task_combo.setCurrentIndex(index)
+        self.data_label.setText(f"data: {reference} ({how})")
+
+    def _show_loaded(self, loaded: workflows.LoadedNetwork) -> None:
+        if loaded.task_name is not None:
+            self._select_task(loaded.task_name, f"named by {Path(loaded.path).name}")
+        else:  # the model loaded; the data it was made on are the user's to choose
+            self.data_label.setText(f"data: {loaded.task_problem}")
+            self.reporter.record.emit(logging.WARNING, loaded.task_problem or "")
+
     def _show_calibration_summary(self, summary: dict) -> None:
         text = (f"calibrated {summary['serial']}: gain CV {summary['gain_cv_before']:.1%} → {summary['gain_cv_after']:.1%}, "
                 f"chip time {summary['chip_s_measurement'] + summary['chip_s_loop']:.0f} s")
@@ -417,9 +470,9 @@ class ModelPanel(QWidget):
         if model is None:
             self.model_label.setText("no model loaded")
             return
-        from neurolab_gui.core.conversion.constrain import stacked_weights
-
-        self._set_weights(self.before_img, stacked_weights(model))
+        picture, step = weight_picture(model)
+        self._set_weights(self.before_img, picture)
+        self.before_plot.setTitle("weights before quantisation" + (f" (one unit in {step})" if step > 1 else ""))
         cfg = getattr(model, "config", None)
         self.model_label.setText(
             f"model: {cfg.kind} RNN, {cfg.n_inputs} inputs, {cfg.n_hidden} hidden, {cfg.n_outputs} outputs" if cfg is not None else "model loaded"
