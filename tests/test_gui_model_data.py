@@ -207,3 +207,21 @@ def test_a_data_file_named_like_a_built_in_task_is_not_taken_for_it(session, tmp
     builtin = workflows.session_task(session, "seq_digits")
     assert builtin is not user and builtin.n_features == 8
     assert workflows.session_task(session, reference) is not builtin
+
+
+def test_a_data_file_with_test_classes_training_never_saw_is_loaded_with_its_warning_in_the_log(
+        window, qtbot, tmp_path, monkeypatch):
+    # The CLI prints "warning: ... classes 5, 6" for such a file; the app said nothing.  The warning is
+    # now a step of the loading job, which the log panel keeps.
+    path = tmp_path / "unseen.npz"
+    rng = np.random.default_rng(1)
+    np.savez(path, x=rng.normal(0, 1, (30, 4, 3)).astype(np.float32), labels=np.arange(30) % 3,
+             x_test=rng.normal(0, 1, (6, 4, 3)).astype(np.float32), labels_test=np.array([0, 1, 2, 5, 6, 2]))
+    panel = window.model_panel
+    _choose(monkeypatch, path)
+    QTest.mouseClick(panel.data_button, LEFT)
+    qtbot.waitUntil(lambda: panel.status.text() == "data file loading finished", timeout=20_000)
+    assert panel.task_name() == str(path.resolve())
+    qtbot.waitUntil(lambda: "classes 5, 6" in window.log_panel.contents(), timeout=5_000)
+    line = next(line for line in window.log_panel.contents().splitlines() if "classes 5, 6" in line)
+    assert "warning:" in line and str(path) in line

@@ -143,7 +143,7 @@ def load_network(session: Session, path: str, remedy: str = "choose its data",
         if progress is not None:
             progress(Progress(0.5, step=f"loading its data {task_name}"))
         try:
-            session_task(session, task_name)
+            _report_task_warnings(session_task(session, task_name), progress)
         except (ValueError, FileNotFoundError) as exc:  # the data file the checkpoint names is refused
             task_name, problem = None, f"the data the checkpoint {path} names cannot be used: {exc}; {remedy}"
     jobs.check_cancel(cancel, "loading cancelled")  # cancelled: the session keeps its model
@@ -169,7 +169,17 @@ def load_data_file(session: Session, path: str, progress: ProgressSink | None = 
     task = load_task(reference)  # read again even when it is the session's: the file may have changed
     jobs.check_cancel(cancel, "loading cancelled")
     session.task = task
+    _report_task_warnings(task, progress)
     return reference
+
+
+def _report_task_warnings(task: Task, progress: ProgressSink | None) -> None:
+    """A user data file's warnings (:attr:`~.conversion.tasks.Task.warnings`, e.g. test classes the
+    training never saw) as steps of the job, which the app's log panel keeps: the CLI prints the
+    same sentences as ``warning:`` lines."""
+    if progress is not None:
+        for warning in task.warnings:
+            progress(Progress(1.0, step=f"warning: {warning}"))
 
 
 def data_file_job(session: Session, path: str) -> Job[str]:
