@@ -75,3 +75,27 @@ def test_convert_refuses_an_unmappable_dense_model_before_fine_tuning(tmp_path, 
     assert rc == 2
     one_error_line(capsys.readouterr().err, "1024 hidden units", "at most 981")
     assert not report.exists()
+
+
+def test_the_apps_hidden_units_box_stops_at_the_largest_network_that_maps():
+    from neurolab_gui.core.conversion.mapping import largest_dense_network
+    from neurolab_gui.qt.panels.model_panel import MAX_HIDDEN_UNITS
+
+    assert MAX_HIDDEN_UNITS == largest_dense_network(1)
+
+
+def test_the_apps_training_refuses_a_network_the_board_cannot_map_before_training(tmp_path):
+    # the panel's box allows 981 units, which do not map on the 200 channels of this file
+    from neurolab_gui.core import workflows
+    from neurolab_gui.core.session import Session
+
+    data = _data(tmp_path / "wide.npz", 200)
+    session = Session()
+    try:
+        cfg = workflows.pipeline_config(data, None, n_hidden=981, epochs=50)
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match="cannot be mapped"):
+            workflows.train_network(session, data, cfg)
+        assert time.perf_counter() - t0 < 5 and session.model is None
+    finally:
+        session.close()

@@ -192,9 +192,14 @@ def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train
                   progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
     """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
     and make it the session's model."""
+    from .conversion.mapping import network_size_problem
     from .conversion.pipeline import train_model
 
     task = session_task(session, task_name)
+    # the rule `neurolab train` and every conversion apply: never train a model no board can hold
+    problem = network_size_problem(cfg.n_hidden, task.n_features, cfg.constraint.n_core_groups)
+    if problem:
+        raise ValueError(problem)
     if n_train is not None:
         task = task.subset(n_train, None)
     model, result = train_model(task, cfg, progress=progress, cancel=cancel)

@@ -64,6 +64,12 @@ ACCURACY_COLUMNS = ["stage", "accuracy", "loss vs constr.", "spikes/inf", "syn. 
 SPIKING_STAGES = ("brian2", "board_ideal", "board_mismatch")
 
 
+#: Most hidden units of a network trained in the panel: what a dense network on one input channel
+#: maps onto the board (``conversion.mapping.largest_dense_network(1)``; a test keeps the two equal,
+#: and importing the mapping here would import torch while the app starts).
+MAX_HIDDEN_UNITS = 981
+
+
 class ModelPanel(QWidget):
     """Network source, constraints, conversion, calibration, and the views of their results.
 
@@ -89,7 +95,8 @@ class ModelPanel(QWidget):
         for name in BUILTIN_TASKS:
             self.task_combo.addItem(name, name)
         self.data_button = QPushButton("Data file…")
-        self.hidden_spin = QSpinBox(prefix="hidden ", minimum=2, maximum=1024, value=64)
+        # at most what a dense network maps (more input channels: training refuses at once)
+        self.hidden_spin = QSpinBox(prefix="hidden ", minimum=2, maximum=MAX_HIDDEN_UNITS, value=64)
         self.epochs_spin = QSpinBox(prefix="epochs ", minimum=0, maximum=1000, value=30)
         self.train_button = QPushButton("Train")
         # constraints and conversion
@@ -149,7 +156,8 @@ class ModelPanel(QWidget):
         self.load_button.setToolTip('load a trained RNN checkpoint (.pt/.pth; weights only, no pickled code is run)')
         self.task_combo.setToolTip('data set to train on and to evaluate every stage with (a loaded checkpoint selects the one it names)')
         self.data_button.setToolTip('choose your own data file (.npz, the format of neurolab convert --help) for the task box')
-        self.hidden_spin.setToolTip("hidden units of a network trained here (at most the chip's neurons)")
+        self.hidden_spin.setToolTip(f"hidden units of a network trained here (at most {MAX_HIDDEN_UNITS}, "
+                                    "the most a dense network maps onto the board; fewer with many input channels)")
         self.epochs_spin.setToolTip('training epochs')
         self.train_button.setToolTip('train a fresh RNN of this size on the chosen task (in the background)')
         self.groups_spin.setToolTip('core groups: each has its own shared weight biases (the per-core weight scales)')
