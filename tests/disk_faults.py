@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 
 class FullDisk:
@@ -31,3 +34,17 @@ class FullDisk:
 
     def __exit__(self, *exc):
         self._fh.close()
+
+
+def run_under_file_size_limit(expression: str, limit_bytes: int, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Print ``json.dumps(EXPRESSION)`` from a fresh Python process whose files may not grow beyond
+    ``limit_bytes`` (RLIMIT_FSIZE: a disk that fills, with no privileges needed); ``main`` is the CLI's
+    entry there.  The process's exit status tells a crash at interpreter exit (a segfault: -11)."""
+    script = (
+        "import json, resource\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({int(limit_bytes)}, resource.RLIM_INFINITY))\n"
+        "from neurolab_gui.cli import main\n"
+        f"print(json.dumps({expression}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=timeout)

@@ -8,8 +8,6 @@ import errno
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 
 from neurolab_gui.cli import main
 from tests.cli_output import one_error_line
-from tests.disk_faults import FullDisk
+from tests.disk_faults import FullDisk, run_under_file_size_limit
 
 KINDS = ("nwb", "csv", "aedat")
 
@@ -54,14 +52,8 @@ def test_export_onto_a_full_disk_fails_cleanly_without_a_crash(session, tmp_path
     at exit (139): the failed file's HDF5 ids stayed open into the library's shutdown.  A real process
     under a 1.5 kB file-size limit (RLIMIT_FSIZE, no privileges needed) runs all three exports."""
     outs = {kind: tmp_path / f"x.{kind}" for kind in KINDS}
-    script = (
-        "import json, resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.RLIM_INFINITY))\n"
-        "from neurolab_gui.cli import main\n"
-        f"print(json.dumps([main(['export', {str(session)!r}, '--' + k, o]) for k, o in {[(k, str(o)) for k, o in outs.items()]!r}]))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    proc = run_under_file_size_limit(
+        f"[main(['export', {str(session)!r}, '--' + k, o]) for k, o in {[(k, str(o)) for k, o in outs.items()]!r}]", 1500, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]  # no segfault (-11) at interpreter exit
     assert json.loads(proc.stdout.splitlines()[-1]) == [2, 2, 2]
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from neurolab_gui.core.conversion.nir_io import write_nir
 from neurolab_gui.core.conversion.tasks import seq_digits
 from neurolab_gui.core.conversion.training import TrainConfig
 from tests.cli_output import one_error_line
-from tests.disk_faults import FullDisk
+from tests.disk_faults import FullDisk, run_under_file_size_limit
 
 
 def _model() -> RateRNN:
@@ -58,14 +56,7 @@ def test_nir_export_under_a_file_size_limit_fails_cleanly_without_a_crash(checkp
     out_dir.mkdir()
     out = out_dir / "m.nir"
     args = _convert(checkpoint, tmp_path / "r.json", out)
-    script = (
-        "import json, resource\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))\n"
-        "from neurolab_gui.cli import main\n"
-        f"print(json.dumps(main({args!r})))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    proc = run_under_file_size_limit(f"main({args!r})", 20_000)
     assert proc.returncode == 0, proc.stderr[-3000:]  # no segfault (-11) in h5py or at interpreter exit
     assert json.loads(proc.stdout.splitlines()[-1]) == 1
     assert one_error_line(proc.stderr) == f"error: writing --nir {out} failed: File too large"
