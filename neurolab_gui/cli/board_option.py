@@ -74,13 +74,9 @@ def board_and_seed(args: argparse.Namespace) -> tuple[str, int]:
     """``("emulator", seed)`` or ``(serial, 0)`` from ``--board`` and ``--seed``, for :meth:`Session.connect`.
 
     Raises ``ValueError`` when the two name different seeds, or ``--seed`` is given with a serial
-    or is negative.
+    (its range is the ``seed`` argument type's).
     """
-    from neurolab_gui.core.boards import MAX_EMULATOR_SEED
-
     spec = args.board
-    if args.seed is not None and not 0 <= args.seed <= MAX_EMULATOR_SEED:
-        raise ValueError(f"--seed must lie in 0..{MAX_EMULATOR_SEED}, got {args.seed}")
     if not spec.emulated:
         if args.seed is not None:
             raise ValueError(f"--seed applies to the emulator only, not to the board {spec.serial}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -61,10 +62,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         if not stop.is_set():
             stop.set()
-            try:
+            with contextlib.suppress(OSError):  # SIGHUP from a closed terminal: stderr may be gone, the file is what matters
                 print(f"neurolab record: {signal.Signals(signum).name}, finishing the file", file=sys.stderr)
-            except OSError:  # SIGHUP from a closed terminal: stderr may be gone, the file is what matters
-                pass
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield

@@ -28,6 +28,7 @@ what is queued (bounded, so well under a second), writes the final index and set
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -572,10 +573,8 @@ class Recorder:
         if seg is not None:
             seg.datasets.clear()
         if f is not None:
-            try:
+            with contextlib.suppress(OSError):  # the failure that got us here, already reported
                 f.close(discard=True)
-            except OSError:  # the failure that got us here, already reported
-                pass
 
     def _new_epoch(self, reason: str, wall: float) -> None:
         self._epoch += 1

@@ -15,6 +15,7 @@ moment scrubbed to at once.  Qt-free; the Qt replay bar only calls these methods
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -229,15 +230,14 @@ class ReplaySource:
         if self._reading is not None:
             a, b = self._reading
             where = f" at {a:.3f} s"
-            try:
+            # a damaged index: the message says less, it is still shown
+            with contextlib.suppress(Exception):
                 idx = self.file.index[SPIKES]
                 first = self.file.session_time_s(idx["t_first"], idx["epoch"])
                 last = self.file.session_time_s(idx["t_last"], idx["epoch"])
                 names = sorted({self.file.segments[int(r["segment"])]["file"].decode() for r in idx[(last >= a) & (first < b)]})
                 if names:
                     where += f" (segment{'s' if len(names) > 1 else ''} {', '.join(names)} in {self.file.segments_dir})"
-            except Exception:  # noqa: BLE001 - a damaged index: the message says less, it is still shown
-                pass
         error = ReplayError(f"replay of {self.path} failed{where}: {type(exc).__name__}: {exc}")
         error.__cause__ = exc
         return error
