@@ -225,3 +225,32 @@ def test_a_data_file_with_test_classes_training_never_saw_is_loaded_with_its_war
     qtbot.waitUntil(lambda: "classes 5, 6" in window.log_panel.contents(), timeout=5_000)
     line = next(line for line in window.log_panel.contents().splitlines() if "classes 5, 6" in line)
     assert "warning:" in line and str(path) in line
+
+
+def test_train_pressed_with_a_network_too_large_for_the_board_is_refused_at_once(window, qtbot, tmp_path, monkeypatch, heartbeat):
+    # hostile report 4, #1/#2: the hidden-units box went to 1024 and training ran for a model no board
+    # can hold.  The box stops at the largest dense network that maps, and on a data file with many
+    # input channels the Train button is refused before any training, with the reason.
+    from neurolab_gui.core.warmup import warm_up
+
+    warm_up().result(timeout=300)  # as `neurolab gui` does once the board's events are drawn (qt.app.launch)
+    panel = window.model_panel
+    path = tmp_path / "wide.npz"
+    rng = np.random.default_rng(2)
+    np.savez(path, x=rng.random((12, 3, 200)).astype(np.float32), labels=np.arange(12) % 2)
+    _choose(monkeypatch, path)
+    QTest.mouseClick(panel.data_button, LEFT)
+    qtbot.waitUntil(lambda: panel.status.text() == "data file loading finished", timeout=20_000)
+    panel.hidden_spin.setFocus()
+    panel.hidden_spin.selectAll()
+    QTest.keyClicks(panel.hidden_spin, "5000")  # the user types more than the box takes
+    assert panel.hidden_spin.value() <= 981
+    panel.hidden_spin.setValue(981)
+    n_errors = len(window.reporter.errors)
+    with heartbeat.watch("press Train"):
+        QTest.mouseClick(panel.train_button, LEFT)
+        qtbot.waitUntil(lambda: panel.job is not None and panel.job.done, timeout=10_000)
+    heartbeat.assert_no_stall()
+    qtbot.waitUntil(lambda: len(window.reporter.errors) > n_errors, timeout=5_000)
+    assert "cannot be mapped" in window.reporter.errors[-1][0] and "981" not in panel.model_label.text()
+    assert window.session.model is None
