@@ -254,3 +254,40 @@ def test_train_pressed_with_a_network_too_large_for_the_board_is_refused_at_once
     qtbot.waitUntil(lambda: len(window.reporter.errors) > n_errors, timeout=5_000)
     assert "cannot be mapped" in window.reporter.errors[-1][0] and "981" not in panel.model_label.text()
     assert window.session.model is None
+
+
+def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_importing_beside_it(window, qtbot, tmp_path, monkeypatch):
+    # Train pressed in the app's first seconds built the pipeline configuration on the GUI thread,
+    # which imports the conversion stack (torch) and so waited there for the warm-up thread's
+    # imports: the window stalled 1.4-1.9 s (/work/notes/s32/train_warm_probe.py).  The panel now
+    # only reads its settings; the job builds the configuration on its worker after waiting on the
+    # warm-up (workflows.heavy_stack_loaded), saying so, and trains after.
+    import threading
+    from concurrent.futures import Future
+
+    from neurolab_gui.core import warmup, workflows
+
+    built_on = []
+    build = workflows.pipeline_config
+    monkeypatch.setattr(workflows, "pipeline_config", lambda *a, **k: (built_on.append(threading.current_thread()), build(*a, **k))[1])
+
+    warmup.warm_up().result(timeout=300)  # what the stand-in below pretends is still loading
+    still_loading: Future = Future()
+    still_loading.set_running_or_notify_cancel()
+    monkeypatch.setattr(warmup, "_future", still_loading)
+    panel = window.model_panel
+    _choose(monkeypatch, _user_data(tmp_path / "mine.npz"))
+    QTest.mouseClick(panel.data_button, LEFT)
+    qtbot.waitUntil(lambda: panel.status.text() == "data file loading finished", timeout=20_000)
+    panel.hidden_spin.setValue(6)
+    panel.epochs_spin.setValue(1)
+    QTest.mouseClick(panel.train_button, LEFT)
+    qtbot.waitUntil(lambda: "loading torch and the conversion stack" in panel.status.text(), timeout=5_000)
+    job = panel.job
+    assert not job.done and window.session.model is None and not built_on
+    still_loading.set_result(0.0)
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    job.result()  # the training's own error, if any, raised here
+    assert window.session.model is not None
+    assert "6 hidden" in panel.model_label.text()
+    assert built_on and threading.main_thread() not in built_on

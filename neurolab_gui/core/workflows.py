@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import jobs
@@ -32,6 +32,25 @@ if TYPE_CHECKING:
     from .conversion.tasks import Task
     from .conversion.training import TrainResult
     from .session import Session
+
+
+
+def heavy_stack_loaded(progress: ProgressSink | None = None) -> None:
+    """Wait until torch and the conversion and calibration stacks are imported
+    (:func:`~neurolab_gui.core.warmup.warm_up`, started by the app early; started here otherwise).
+
+    Every workflow that imports them calls this first.  Imported on a job's worker thread while
+    the warm-up thread is still importing them, they stalled the window: Train pressed in the
+    first seconds of the app stopped its event loop for about 1 s (the imports and the collector
+    hold the GIL; the warm-up imports them the way that holds it least).  Waiting on the future
+    holds nothing.
+    """
+    from .warmup import warm_up
+
+    loading = warm_up()
+    if not loading.done() and progress is not None:
+        progress(Progress(0.0, step="loading torch and the conversion stack"))
+    loading.result()
 
 
 def pipeline_config(
@@ -122,13 +141,9 @@ def load_network(session: Session, path: str, remedy: str = "choose its data",
     session keeps its model); one whose data are not named or gone still loads, and
     ``task_problem`` says why, ending in ``remedy`` (what the user does instead).
     """
-    from .warmup import warm_up
-
+    heavy_stack_loaded(progress)  # imported here on the job's thread, the first load stalled the window 0.2-1 s
     if progress is not None:
         progress(Progress(0.0, step="reading the checkpoint"))
-    # torch and the conversion stack, imported the way that holds the GIL least (once per process;
-    # the app starts it early): imported here instead, the first load stalled the window 0.2-1 s
-    warm_up().result()
     from .conversion.checkpoint import load_checkpoint
     from .conversion.tasks import stored_task
 
@@ -192,6 +207,7 @@ def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train
                   progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
     """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
     and make it the session's model."""
+    heavy_stack_loaded(progress)
     from .conversion.mapping import network_size_problem
     from .conversion.pipeline import train_model
 
@@ -217,9 +233,16 @@ def training_summary(result: TrainResult) -> str:
     return f"{text}; warning: {warning}" if warning else text
 
 
-def training_job(session: Session, task_name: str, cfg: PipelineConfig, n_train: int | None = None) -> Job[RateRNN]:
-    """:func:`train_network` as a job (not started)."""
-    return Job("training", lambda progress, cancel: train_network(session, task_name, cfg, n_train, progress, cancel))
+def training_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
+                 n_train: int | None = None) -> Job[RateRNN]:
+    """:func:`train_network` as a job (not started).  ``cfg`` may be a call that builds the
+    configuration (:func:`pipeline_config` imports the conversion stack): the job calls it on its
+    worker once :func:`heavy_stack_loaded`, so a front end never waits for those imports."""
+    def work(progress: ProgressSink, cancel: threading.Event) -> RateRNN:
+        heavy_stack_loaded(progress)
+        return train_network(session, task_name, cfg() if callable(cfg) else cfg, n_train, progress, cancel)
+
+    return Job("training", work)
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -228,6 +251,7 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model
                     cancel: threading.Event | None = None) -> ConversionResult:
     """Constrain, map and run ``cfg``'s stages for ``model`` (default: the session's) on
     ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's."""
+    heavy_stack_loaded(progress)
     from .conversion.pipeline import convert
 
     model = model if model is not None else _session_model(session)
@@ -436,6 +460,7 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     Progress reports carry each step's intermediate curves as ``payload["curves"]``.  Cancel
     restores the starting biases and clears the chip's connections (a known state).
     """
+    heavy_stack_loaded(progress)
     from .calibration.board_calibration import calibrate_board
 
     board = _session_board(session)
