@@ -259,7 +259,7 @@ def test_train_pressed_with_a_network_too_large_for_the_board_is_refused_at_once
 def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_importing_beside_it(window, qtbot, tmp_path, monkeypatch):
     # Train pressed in the app's first seconds built the pipeline configuration on the GUI thread,
     # which imports the conversion stack (torch) and so waited there for the warm-up thread's
-    # imports: the window stalled 1.4-1.9 s (/work/notes/s32/train_warm_probe.py).  The panel now
+    # imports: the window stalled 1.4-1.9 s (bench/train_before_warmup.py).  The panel now
     # only reads its settings; the job builds the configuration on its worker after waiting on the
     # warm-up (workflows.heavy_stack_loaded), saying so, and trains after.
     import threading
