@@ -174,3 +174,44 @@ def test_stages_that_name_nothing_are_refused_and_a_large_n_test_is_noted(tmp_pa
                          "--json", str(report)], capsys)
     assert code == 0 and "note: --n-test 100000 is more than the 6 test samples" in out
     assert os.path.exists(report)
+
+
+# ---- data that do not fit in memory ------------------------------------------------------------
+
+def _declared_only(path: Path, shape: tuple[int, ...]) -> Path:
+    """An .npz whose 'x' member declares ``shape`` (float32) in its .npy header but holds 100 bytes:
+    what a truncated copy of a huge data set, or a hostile file, looks like."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(12) % C)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(100))
+        archive.writestr("labels.npy", labels.getvalue())
+    return path
+
+
+def test_a_data_file_larger_than_the_memory_is_refused_before_it_is_read(tmp_path, capsys):
+    # numpy allocated the declared 400 GB at once: an _ArrayMemoryError traceback (or, below the
+    # machine's memory, the out-of-memory killer).  The .npy headers are read first.
+    data = _declared_only(tmp_path / "huge.npz", (10**7, 100, 100))
+    code, _, err = _run(_train(tmp_path, data), capsys)
+    assert code == 2
+    line = one_error_line(err, data, "400.0 GB", "'x'", "memory available")
+    assert "subset" in line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_memory_check_counts_the_real_arrays_against_what_is_available(tmp_path, capsys, monkeypatch):
+    from neurolab_gui.core.conversion import tasks
+
+    data = _data(tmp_path / "d.npz")  # 18 sequences x 4 steps x 3 float64 features: 1,728 bytes of x
+    monkeypatch.setattr(tasks, "available_memory_bytes", lambda: 1000)
+    code, _, err = _run(_train(tmp_path, data), capsys)
+    assert code == 2 and "more than the 0.0 GB of memory available" in one_error_line(err, data)
+    monkeypatch.setattr(tasks, "available_memory_bytes", lambda: 10**6)
+    code, _, _ = _run(_train(tmp_path, data), capsys)
+    assert code == 0

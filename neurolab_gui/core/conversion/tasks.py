@@ -346,6 +346,7 @@ def load_npz_task(path: str | Path, name: str | None = None, test_fraction: floa
         data = _open_npz(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"task file {path} does not exist") from None
+    _check_fits_in_memory(data, path)
     keys = set(data.files)
 
     def read(n: str) -> np.ndarray:
@@ -491,6 +492,49 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
         return np.load(path, allow_pickle=False)
     except Exception as exc:
         raise ValueError(f"{path} is not a readable .npz file ({exc})") from exc
+
+
+def _npz_array_bytes(data: np.lib.npyio.NpzFile) -> dict[str, int]:
+    """The bytes each array of an open ``.npz`` takes once read, from the members' ``.npy`` headers
+    (nothing is decompressed beyond a header).  A member that is no readable ``.npy`` array counts
+    0 here; reading it says what it is."""
+    sizes = {}
+    for name in data.files:
+        try:
+            with data.zip.open(f"{name}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(member))
+        except Exception:  # noqa: BLE001 - not an .npy member (or a damaged one): the read names it
+            sizes[name] = 0
+            continue
+        sizes[name] = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return sizes
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available without swapping (``MemAvailable``; None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_fits_in_memory(data: np.lib.npyio.NpzFile, path: Path) -> None:
+    """Refuse a data file whose arrays alone would not fit in the memory available now, naming the
+    largest ones: reading it would end in the out-of-memory killer (a 3 MB compressed file can hold
+    gigabytes, and training needs about 2.5 times the data)."""
+    sizes = _npz_array_bytes(data)
+    total, available = sum(sizes.values()), available_memory_bytes()
+    if available is None or total <= available:
+        return
+    largest = ", ".join(f"{name!r} {size / 1e9:.1f} GB" for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+    raise ValueError(f"{path}: its arrays take {total / 1e9:.1f} GB once read ({largest}), more than the "
+                     f"{available / 1e9:.1f} GB of memory available; use a subset of the data, or a machine with more memory")
 
 
 def _min_for_one_test_sample(test_fraction: float) -> int:
