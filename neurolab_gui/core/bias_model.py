@@ -26,6 +26,13 @@ board's listener, so it always holds what the board holds.  A failed write adds
 no undo step when it was rolled back, and an undo step for what did change when
 the roll-back failed too.
 
+Held biases.  A board job that writes biases for a while and puts them back at its end (the DC
+sweep's IF_DC_P) holds them for its duration (:meth:`BiasModel.hold`): a write to a held bias
+from anyone else -- a panel, the console, a preset, copy-core, a file, Undo/Redo -- is refused
+with :class:`BiasHeldError` before anything is sent, so no edit is lost under the job's next level
+and no undo step records a transient level as its "old" value.  A write that touches a held bias
+and others is refused whole.  :attr:`BiasModel.holds_changed` tells panels to grey those controls.
+
 The slider axis is the driver's :data:`~drivers.dynapse1.bias_table.LADDER` (see there
 why that ladder).  A DC sweep or another scripted series of writes is one undo
 step (:meth:`BiasModel.undo_group`).
@@ -60,7 +67,8 @@ from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP, check_chip, che
 
 from .events import Signal
 
-__all__ = ["LADDER", "SILENT", "BiasChange", "BiasKey", "BiasLadder", "BiasModel", "BiasParameter", "BiasValue", "BiasWriteError",
+__all__ = ["LADDER", "SILENT", "BiasChange", "BiasHeldError", "BiasHold", "BiasKey", "BiasLadder", "BiasModel", "BiasParameter",
+           "BiasValue", "BiasWriteError",
            "diff_bias_sets", "read_bias_file"]
 
 log = logging.getLogger(__name__)
@@ -84,6 +92,32 @@ class BiasChange:
     @property
     def key(self) -> BiasKey:
         return (self.chip, self.core, self.name)
+
+
+class BiasHeldError(RuntimeError):
+    """A write touched a bias that a running job holds (:meth:`BiasModel.hold`); nothing was written.
+
+    The message names the bias, its core and the job: "IF_DC_P of chip 2 core 3 is being swept;
+    cancel the sweep to change it".
+    """
+
+
+@dataclass(frozen=True)
+class BiasHold:
+    """Biases a running job writes and restores itself (:meth:`BiasModel.hold`).
+
+    ``activity`` completes "<bias> of chip c core k is ..." ("being swept"), ``job`` names what
+    to cancel ("the sweep"); ``thread`` is the job's thread, the only one whose writes pass.
+    """
+
+    keys: frozenset[BiasKey]
+    activity: str
+    job: str
+    thread: int
+
+    def reason(self, key: BiasKey) -> str:
+        chip, core, name = key
+        return f"{name} of chip {chip} core {core} is {self.activity}; cancel {self.job} to change it"
 
 
 class BiasParameter:
@@ -193,6 +227,9 @@ class BiasModel:
         #: ``write_failed(error: BiasWriteError)`` when a write through the model failed on the board
         #: (emitted before the error is raised to the caller, so a panel can say what happened).
         self.write_failed = Signal("bias write failed")
+        #: ``holds_changed()`` after a job started or stopped holding biases (:meth:`hold`).
+        self.holds_changed = Signal("bias holds changed")
+        self._holds: list[BiasHold] = []
         self._board: Board | None = None
         self._listening: set[int] = set()
         if board is not None:
@@ -302,6 +339,7 @@ class BiasModel:
                 raise TypeError(f"bias {key!r}: expected a BiasValue, got {type(value).__name__}")
             checked[param.key] = value
         with self._lock:
+            self._refuse_held(checked)
             before = {k: self.parameters[k].value for k in checked}
             step = [(k, before[k], v) for k, v in checked.items() if before[k] != v]
             if not step:
@@ -399,6 +437,52 @@ class BiasModel:
                     self._redo.clear()
                 self.history_changed.emit()
 
+    # --- holds ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def hold(self, keys: Iterable[BiasKey], activity: str, job: str) -> Iterator[BiasHold]:
+        """Hold ``keys`` for the block: only this thread may write them through the model.
+
+        For a job that writes biases for a while and restores them at its end (the DC sweep):
+        wrap the writes *and* the restore.  Meanwhile any other write that touches a held bias
+        (:meth:`apply` and everything built on it -- a slider, a flag, a preset, copy-core, a
+        file -- and :meth:`undo`/:meth:`redo` of a step that touches one) raises
+        :class:`BiasHeldError` naming the bias, its core and ``job``, and writes nothing, not even
+        the biases of that write that are not held: a preset or a copy to all cores is refused
+        whole, so it is never half-applied.  :attr:`holds_changed` is emitted when the hold starts
+        and when it ends.  A key another job holds already raises :class:`BiasHeldError` at once.
+        """
+        wanted = frozenset(self.parameter(*key).key for key in keys)
+        hold = BiasHold(wanted, activity, job, threading.get_ident())
+        with self._lock:
+            self._refuse_held(wanted)
+            self._holds.append(hold)
+        self.holds_changed.emit()
+        try:
+            yield hold
+        finally:
+            with self._lock:
+                self._holds.remove(hold)
+            self.holds_changed.emit()
+
+    def hold_reason(self, chip: int, core: int, name: str) -> str | None:
+        """Why bias ``name`` of ``(chip, core)`` cannot be written now ("... is being swept; cancel
+        the sweep to change it"), or None when no job holds it."""
+        key = (int(chip), int(core), name)
+        with self._lock:
+            return next((h.reason(key) for h in self._holds if key in h.keys), None)
+
+    def _refuse_held(self, keys: Iterable[BiasKey]) -> None:
+        """Raise :class:`BiasHeldError` if another thread's hold covers one of ``keys`` (caller holds the lock)."""
+        if not self._holds:
+            return
+        me = threading.get_ident()
+        keys = list(keys)
+        for key in keys:
+            for hold in self._holds:
+                if hold.thread != me and key in hold.keys:
+                    whole = "" if len(keys) == 1 else f" (nothing of this {len(keys)}-bias change was written)"
+                    raise BiasHeldError(hold.reason(key) + whole)
+
     def _write(self, values: Mapping[BiasKey, BiasValue], origin: str) -> None:
         board = self._board
         if board is None:  # offline edit: the cache is all there is
@@ -442,6 +526,7 @@ class BiasModel:
         with self._lock:
             if not self._undo:
                 return False
+            self._refuse_held(k for k, _, _ in self._undo[-1])
             step = self._undo.pop()
             self._last_step_coalescable = False
             try:
@@ -458,6 +543,7 @@ class BiasModel:
         with self._lock:
             if not self._redo:
                 return False
+            self._refuse_held(k for k, _, _ in self._redo[-1])
             step = self._redo.pop()
             try:
                 self._write({k: new for k, _, new in step}, "redo")

@@ -12,7 +12,10 @@ needs on top:
 * every level is reported through ``on_step`` as it finishes, so the curves grow live;
 * the event batches read are fed to the session's subscribers (raster, recorder), since the
   acquisition thread is paused while the sweep reads the board itself;
-* the task's cancel stops the sweep after the current level, and IF_DC_P is restored.
+* the task's cancel stops the sweep after the current level, and IF_DC_P is restored;
+* the swept IF_DC_P is held for the whole sweep, restore included (:meth:`BiasModel.hold`): an
+  edit of it from the bias panel, the console or Undo is refused, naming the bias and the sweep,
+  rather than lost under the next level or recorded with a sweep level as its "old" value.
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ def dc_sweep(
                 check_cancel(cancel, "sweep cancelled")
 
         check_cancel(cancel, "sweep cancelled")
-        with session.connection.acquisition_paused() as board, session.biases.undo_group():
+        biases = session.biases
+        with (session.connection.acquisition_paused() as board, biases.undo_group(),
+              biases.hold([(chip, core, "IF_DC_P")], "being swept", "the sweep")):
             return measure_dc_curves(board, addresses, settings, duration_s + SETTLE_S, SETTLE_S, clear_connections=False,
                                      set_bias=set_through_bias_model, on_level=on_level)
 

@@ -13,7 +13,10 @@ spin boxes change the setting and keep the flags, the flag controls change one
 flag and keep the setting); model changes (from here, the console, calibration,
 a file or a failed write's roll-back) come back through ``BiasModel.changed`` and
 move the controls.  A write the board refused is shown in the panel's status line
-and the log; the controls then show what the board holds.
+and the log; the controls then show what the board holds.  Biases a running job holds (the
+swept IF_DC_P, :meth:`BiasModel.hold`) have their controls greyed, the reason as tooltip, from
+``BiasModel.holds_changed``; only the controls' Qt enabled state changes, never a bias's
+"enabled" flag.  A write the model refused as held is shown in the status line, nothing written.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from pyqtgraph.parametertree.parameterTypes.slider import SliderParameterItem
 from drivers.dynapse1.bias_files import BiasFileError
 from drivers.dynapse1.bias_table import CORE_BIASES, LADDER, SILENT, BiasValue
 from drivers.dynapse1.topology import N_CHIPS, N_CORES_PER_CHIP
-from neurolab_gui.core.bias_model import BiasChange, BiasKey, BiasModel, BiasWriteError, read_bias_file
+from neurolab_gui.core.bias_model import BiasChange, BiasHeldError, BiasKey, BiasModel, BiasWriteError, read_bias_file
 from neurolab_gui.core.preset_match import matching_preset
 from neurolab_gui.core.session import Session
 
@@ -62,6 +65,8 @@ log = logging.getLogger("neurolab.gui.biases")
 #: The flag controls: child name -> (BiasValue field, choices as (label, flag value)) or None for a check box.
 LEVEL_CHOICES = {"high": True, "low": False}
 TYPE_CHOICES = {"normal": True, "cascode": False}
+#: The children of every bias in the tree: its setting and flag controls.
+BIAS_FIELDS = ("coarse", "fine", "level", "type", "enabled")
 
 
 def describe(value: BiasValue) -> str:
@@ -172,6 +177,10 @@ class BiasPanel(QWidget):
             p.child("fine").sigValueChanged.connect(self._on_coarse_fine)
             for flag in ("level", "type", "enabled"):
                 p.child(flag).sigValueChanged.connect(self._on_flag)
+        # tooltips to put back when a hold ends; what the panel last showed as held, per bias
+        self._tips = {(n, c): self.params.child(n, *([c] if c else [])).opts.get("tip", "")
+                      for n in CORE_BIASES for c in ("", *BIAS_FIELDS)}
+        self._held_shown: dict[str, str | None] = dict.fromkeys(CORE_BIASES)
         self.tree = ParameterTree(showHeader=False)
         self.tree.setParameters(self.params, showTop=False)
         self.change_log = QPlainTextEdit()
@@ -217,6 +226,7 @@ class BiasPanel(QWidget):
         relay(self.model.history_changed, self._update_history_buttons, self)
         relay(self.model.write_failed, self._on_write_failed, self)
         relay(self.model.history_cleared, self._on_history_cleared, self)
+        relay(self.model.holds_changed, self._show_holds, self)
         self.refresh()
         self._update_history_buttons()
 
@@ -268,7 +278,25 @@ class BiasPanel(QWidget):
                 self._show_value(name, self.model.value(self.chip, self.core, name))
         finally:
             self._updating = False
+        self._show_holds()
         self._show_matching_preset()
+
+    def _show_holds(self) -> None:
+        """Grey the controls of the shown core's biases that a job holds, with the reason as
+        tooltip, and enable them again when the hold ends.  Only the Qt enabled state changes:
+        the bias's own "enabled" flag (a child's value) is left exactly as it is."""
+        for name in CORE_BIASES:
+            reason = self.model.hold_reason(self.chip, self.core, name)
+            if reason == self._held_shown[name]:
+                continue
+            self._held_shown[name] = reason
+            for child in ("", *BIAS_FIELDS):
+                param = self.params.child(name, *([child] if child else []))
+                param.setOpts(enabled=reason is None, tip=reason or self._tips[(name, child)])
+
+    def held_reason_shown(self, name: str) -> str | None:
+        """The hold reason the panel shows for bias ``name`` of the shown core (None: editable)."""
+        return self._held_shown[name]
 
     def _show_matching_preset(self) -> None:
         """Point the preset box at the set this core runs (libcaer's start-up set on a fresh board),
@@ -347,6 +375,12 @@ class BiasPanel(QWidget):
             write(*args, **kwargs)
         except BiasWriteError:
             self.refresh()  # the control the user moved goes back to what the board holds
+            return False
+        except BiasHeldError as exc:  # refused before anything was sent: say why, show the model's value
+            self.status_label.setText(f"Not changed: {exc}.")
+            self.change_log.appendPlainText(f"{'refused':>9}  {exc}")
+            log.warning("bias write refused: %s", exc)
+            self.refresh()
             return False
         self.status_label.clear()  # this write went through: a failure shown before is history
         return True
