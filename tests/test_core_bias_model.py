@@ -177,3 +177,60 @@ def test_attaching_a_board_clears_the_undo_history_so_no_offline_value_reaches_i
     assert len(notes) == 1 and "undo history cleared (2 steps)" in notes[0]
     m.set(0, 0, "IF_DC_P", 4, 4)  # edits on this board are undoable as before
     assert m.undo() and board.get_bias(0, 0, "IF_DC_P") == on_board
+
+
+def test_a_hold_refuses_other_threads_writes_to_its_biases_whole_and_says_who_holds_them():
+    """While a job holds a bias (the sweep's IF_DC_P) only the job's thread writes it: a write, a
+    preset, a copy or an Undo from another thread that touches it is refused whole, naming bias,
+    core and job; the same bias of another core stays writable; the hold ends with the block."""
+    import threading
+
+    from neurolab_gui.core.bias_model import BiasHeldError
+
+    m = BiasModel()
+    m.set(2, 3, "IF_DC_P", 6, 10, origin="gui")  # the user's step before the job
+    events: list[str] = []
+    m.holds_changed.connect(lambda: events.append("holds"))
+    key = (2, 3, "IF_DC_P")
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+    job_errors: list[BaseException] = []
+
+    def job() -> None:  # writes its levels and restores, as the sweep does
+        try:
+            with m.undo_group(), m.hold([key], "being swept", "the sweep"):
+                m.set(2, 3, "IF_DC_P", 5, 35, origin="sweep")
+                held.set()
+                release.wait(10)
+                m.set_value(2, 3, "IF_DC_P", BiasValue(6, 10), origin="sweep")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
+            job_errors.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    assert held.wait(10)
+    message = "IF_DC_P of chip 2 core 3 is being swept; cancel the sweep to change it"
+    assert m.hold_reason(*key) == message and m.hold_reason(2, 2, "IF_DC_P") is None
+    log_length = len(m.log)
+    for write in (lambda: m.set_flags(*key, enabled=False, origin="gui"),
+                  lambda: m.set(*key, 1, 1, origin="gui"),
+                  lambda: m.apply_preset("samna_recommended", cores=[(2, 2), (2, 3)]),
+                  lambda: m.copy_core((0, 0), [(2, 3)]),
+                  m.undo):
+        with pytest.raises(BiasHeldError, match=message):
+            write()
+    assert len(m.log) == log_length  # nothing written, not even the preset's other core
+    with pytest.raises(BiasHeldError, match=message):  # a second job cannot take it either
+        with m.hold([key], "being calibrated", "the calibration"):
+            pass
+    m.set_flags(2, 2, "IF_DC_P", enabled=False, origin="gui")  # another core: free
+    release.set()
+    worker.join(10)
+    assert done.is_set() and not job_errors
+    assert events == ["holds", "holds"] and m.hold_reason(*key) is None
+    assert m.value(*key) == BiasValue(6, 10)
+    # Undo writes only values the user set: the other core's flag, then the step before the job
+    assert m.undo() and m.value(2, 2, "IF_DC_P").enabled
+    assert m.undo() and m.value(*key) == BiasValue(7, 0)
+    assert 35 not in {c.new.fine for c in m.log if c.origin == "undo"}

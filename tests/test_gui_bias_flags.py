@@ -214,3 +214,120 @@ def test_save_to_an_unwritable_path_says_so_and_a_later_save_clears_it(window, q
     chosen[0] = str(tmp_path / "b.json")
     QTest.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
     assert panel.status_label.text() == "" and (tmp_path / "b.json").exists()
+
+
+# --- a sweep holds its IF_DC_P -----------------------------------------------------------------
+HELD = f"{BIAS} of chip {CHIP} core {CORE} is being swept; cancel the sweep to change it"
+
+
+def start_paused_sweep(window, qtbot, at_level=None):
+    """Press Sweep (3 short levels of chip 1 core 2) with the worker stopped after the first level
+    until the returned event is set; the chip's value at every level is appended to ``levels``.
+    ``at_level`` (called on the worker after the first level) may raise to make the sweep fail."""
+    import threading
+
+    transfer = window.transfer_panel
+    transfer.chip_spin.setValue(CHIP)
+    transfer.core_spin.setValue(CORE)
+    transfer.low_spin.setValue(0.03)
+    transfer.high_spin.setValue(0.3)
+    transfer.steps_spin.setValue(3)
+    transfer.duration_spin.setValue(0.05)
+    go, levels, post = threading.Event(), [], transfer.post
+
+    def paused_post(curves):
+        levels.append(chip_value(window))
+        if len(levels) == 1:
+            assert go.wait(20), "the test never let the sweep go on"
+            if at_level is not None:
+                at_level()
+        post(curves)
+
+    transfer.post = paused_post
+    QTest.mouseClick(transfer.sweep_button, Qt.MouseButton.LeftButton)
+    assert transfer.task is not None
+    qtbot.waitUntil(lambda: len(levels) == 1, timeout=20_000)
+    return go, levels
+
+
+def test_the_swept_bias_cannot_be_edited_during_a_sweep_and_undo_writes_only_values_the_user_set(window, qtbot):
+    panel, model, transfer = window.bias_panel, window.session.biases, window.transfer_panel
+    original = chip_value(window)
+    users = BiasValue(6, 10, high=True, normal=False, enabled=True)  # cascode: the restore must keep it
+    model.set_value(CHIP, CORE, BIAS, users, origin="gui")
+    other = chip_value(window, core=CORE + 1)
+    go, levels = start_paused_sweep(window, qtbot)
+    box = panel.control_widget(BIAS, "enabled")
+    qtbot.waitUntil(lambda: not box.isEnabled(), timeout=5000)  # greyed, saying why
+    assert box.toolTip() == HELD and box.isChecked()
+    slider, fine_box = panel.slider_widget(BIAS), panel.control_widget(BIAS, "fine")
+    assert not slider.isEnabled() and not fine_box.isEnabled() and fine_box.toolTip() == HELD
+    level = chip_value(window)
+    assert level == levels[0] and level.normal  # the sweep's level is on the chip
+
+    # the user unticks "enabled", moves the slider and types in the fine box: nothing reaches the chip
+    click_check_box(box)
+    slider.setFocus()
+    QTest.keyClick(slider, Qt.Key.Key_PageUp)
+    QTest.keyClicks(fine_box, "99")
+    QTest.keyClick(fine_box, Qt.Key.Key_Return)
+    assert chip_value(window) == level and box.isChecked()
+    # a change that reaches the panel before it greyed the controls is refused by the model, with the reason
+    slider.setValue(slider.value() + 5)
+    assert panel.status_label.text() == f"Not changed: {HELD}."
+    panel.params.child(BIAS, "enabled").setValue(False)
+    qtbot.waitUntil(lambda: box.isChecked(), timeout=2000)  # the box shows the model's value again
+    assert chip_value(window) == level and model.value(CHIP, CORE, BIAS) == level
+    # Undo (its step is the user's write of this bias) and a preset on this core are refused whole
+    QTest.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
+    panel.preset_combo.setCurrentText("samna_recommended")
+    QTest.mouseClick(panel.preset_button, Qt.MouseButton.LeftButton)
+    assert HELD in panel.status_label.text() and chip_value(window) == level
+    assert chip_value(window, name="IF_THR_N") == model.value(CHIP, CORE, "IF_THR_N")
+
+    # the same bias of another core stays editable
+    panel.show_core(CHIP, CORE + 1)
+    other_box = panel.control_widget(BIAS, "enabled")
+    assert other_box.isEnabled() and other_box.toolTip() != HELD
+    click_check_box(other_box)
+    assert chip_value(window, core=CORE + 1) == other.replace(enabled=False)
+    panel.show_core(CHIP, CORE)
+
+    go.set()
+    qtbot.waitUntil(lambda: transfer.task.done and transfer.sweep_button.isEnabled(), timeout=30_000)
+    transfer.task.result()
+    assert len(levels) == 3 and all(v.normal and v.enabled for v in levels)  # the sweep's own levels
+    assert chip_value(window) == users  # restored with the user's flags
+    qtbot.waitUntil(lambda: box.isEnabled(), timeout=5000)
+    assert box.isChecked() and box.toolTip() != HELD and slider.isEnabled()
+    assert panel.control_widget(BIAS, "type").currentText() == "cascode"
+
+    # Undo: the other core's untick, then the user's value before the sweep -- never a sweep level
+    QTest.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
+    assert chip_value(window, core=CORE + 1) == other and chip_value(window) == users
+    QTest.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
+    assert chip_value(window) == original
+
+
+@pytest.mark.parametrize("how", ["cancelled", "failed"])
+def test_held_controls_come_back_when_a_sweep_is_cancelled_or_fails(window, qtbot, how):
+    panel, model, transfer = window.bias_panel, window.session.biases, window.transfer_panel
+    users = BiasValue(5, 100, high=False, normal=True, enabled=False)  # off: must stay off after the sweep
+    model.set_value(CHIP, CORE, BIAS, users, origin="gui")
+
+    def fail():
+        raise RuntimeError("measurement broke")
+
+    go, _ = start_paused_sweep(window, qtbot, at_level=fail if how == "failed" else None)
+    box = panel.control_widget(BIAS, "enabled")
+    qtbot.waitUntil(lambda: not box.isEnabled(), timeout=5000)
+    if how == "cancelled":
+        QTest.mouseClick(transfer.cancel_button, Qt.MouseButton.LeftButton)
+    go.set()
+    qtbot.waitUntil(lambda: transfer.task.done and transfer.sweep_button.isEnabled(), timeout=30_000)
+    assert transfer.status.text() == f"sweep {how}"
+    qtbot.waitUntil(lambda: box.isEnabled(), timeout=5000)
+    assert not box.isChecked() and chip_value(window) == users == model.value(CHIP, CORE, BIAS)
+    assert model.hold_reason(CHIP, CORE, BIAS) is None and box.toolTip() != HELD
+    click_check_box(box)  # editable again
+    assert chip_value(window) == users.replace(enabled=True)

@@ -290,6 +290,12 @@ class BiasPanel(QWidget):
             if reason == self._held_shown[name]:
                 continue
             self._held_shown[name] = reason
+            if reason is None:  # the job's restore may not be drawn yet: never enable a control showing a level
+                self._updating = True
+                try:
+                    self._show_value(name, self.model.value(self.chip, self.core, name))
+                finally:
+                    self._updating = False
             for child in ("", *BIAS_FIELDS):
                 param = self.params.child(name, *([child] if child else []))
                 param.setOpts(enabled=reason is None, tip=reason or self._tips[(name, child)])
@@ -380,7 +386,9 @@ class BiasPanel(QWidget):
             self.status_label.setText(f"Not changed: {exc}.")
             self.change_log.appendPlainText(f"{'refused':>9}  {exc}")
             log.warning("bias write refused: %s", exc)
-            self.refresh()
+            # after the control's own change has been delivered: refreshed inside it, pyqtgraph's
+            # item would still get the refused value afterwards and show it
+            QTimer.singleShot(0, self.refresh)
             return False
         self.status_label.clear()  # this write went through: a failure shown before is history
         return True
