@@ -234,3 +234,42 @@ def test_a_hold_refuses_other_threads_writes_to_its_biases_whole_and_says_who_ho
     assert m.undo() and m.value(2, 2, "IF_DC_P").enabled
     assert m.undo() and m.value(*key) == BiasValue(7, 0)
     assert 35 not in {c.new.fine for c in m.log if c.origin == "undo"}
+
+
+def test_core_calibration_holds_the_biases_of_its_cores_until_it_ends(session, monkeypatch):
+    """The core calibration job holds all biases of the cores it tunes (another core stays free),
+    also when it fails; what it measures is not the point here, so the measurement is a stub."""
+    import threading
+
+    from neurolab_gui.core import workflows
+    from neurolab_gui.core.bias_model import BiasHeldError
+    from neurolab_gui.core.calibration import board_calibration
+
+    assert session.connect("emulator", seed=3, mismatch=False, clock="fast", acquire=False)
+    seen: list[str | None] = []
+
+    def stub(board, chip, cores, progress=None, cancel=None):
+        seen.append(session.biases.hold_reason(chip, cores[0], "IF_THR_N"))
+        refused: list[BaseException] = []
+
+        def users_edit(core: int) -> None:
+            try:
+                session.biases.set(chip, core, "IF_THR_N", 3, 3, origin="gui")
+            except BiasHeldError as exc:
+                refused.append(exc)
+
+        for core in (cores[0], 3):  # the GUI thread's edits: the calibrated core, then another
+            edit = threading.Thread(target=users_edit, args=(core,))
+            edit.start()
+            edit.join(10)
+        seen.extend(str(e) for e in refused)
+        raise RuntimeError("measurement broke")
+
+    monkeypatch.setattr(workflows, "heavy_stack_loaded", lambda progress=None: None)
+    monkeypatch.setattr(board_calibration, "calibrate_board", stub)
+    with pytest.raises(RuntimeError, match="measurement broke"):
+        workflows.calibrate_cores(session, [(0, 1)])
+    message = "IF_THR_N of chip 0 core 1 is being calibrated; cancel the calibration to change it"
+    assert seen == [message, message]  # held, the edit refused; core 3's edit went through
+    assert session.biases.value(0, 3, "IF_THR_N") == BiasValue(3, 3)
+    assert session.biases.hold_reason(0, 1, "IF_THR_N") is None  # released although it failed

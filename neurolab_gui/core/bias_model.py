@@ -69,7 +69,7 @@ from .events import Signal
 
 __all__ = ["LADDER", "SILENT", "BiasChange", "BiasHeldError", "BiasHold", "BiasKey", "BiasLadder", "BiasModel", "BiasParameter",
            "BiasValue", "BiasWriteError",
-           "diff_bias_sets", "read_bias_file"]
+           "core_bias_keys", "diff_bias_sets", "read_bias_file"]
 
 log = logging.getLogger(__name__)
 
@@ -620,6 +620,11 @@ class BiasModel:
     def diff(self, other: Mapping[BiasKey, BiasValue]) -> list[tuple[BiasKey, BiasValue, BiasValue]]:
         """Entries of ``other`` that differ from the current values: ``(key, current, other)``."""
         return diff_bias_sets(self.snapshot(), other)
+
+
+def core_bias_keys(cores: Iterable[tuple[int, int]]) -> list[BiasKey]:
+    """All 25 bias keys of every ``(chip, core)`` in ``cores`` (what a calibration holds)."""
+    return [(int(chip), int(core), name) for chip, core in cores for name in CORE_BIASES]
 
 
 def read_bias_file(path: str | Path) -> dict[BiasKey, BiasValue]:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import jobs
+from .bias_model import core_bias_keys
 from .jobs import Job, Progress, ProgressSink
 
 if TYPE_CHECKING:
@@ -374,7 +375,10 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     task = session.task
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     start = session.biases.snapshot()
-    with session.connection.acquisition_paused(), session.biases.external_step("calibration"):
+    # the calibrated cores are held (BiasModel.hold): an edit there would be overwritten by the
+    # engine or, undone later, write one of its transient levels
+    with (session.connection.acquisition_paused(), session.biases.external_step("calibration"),
+          session.biases.hold(core_bias_keys(mapped.group_cores), "being calibrated", "the network calibration")):
         result = calibrate_network(_CancellableReads(board, cancel), mapped, conversion.constrained, task if in_the_loop else None, config,
                                    progress=jobs.span(progress, 0.0, 0.9), cancel=cancel)
         summary: dict[str, Any] = {
@@ -458,7 +462,8 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     (:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`).
 
     Progress reports carry each step's intermediate curves as ``payload["curves"]``.  Cancel
-    restores the starting biases and clears the chip's connections (a known state).
+    restores the starting biases and clears the chip's connections (a known state).  The cores'
+    biases are held meanwhile (:meth:`~neurolab_gui.core.bias_model.BiasModel.hold`).
     """
     heavy_stack_loaded(progress)
     from .calibration.board_calibration import calibrate_board
@@ -468,13 +473,16 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     for chip, core in cores:
         cores_by_chip.setdefault(int(chip), []).append(int(core))
     results = {}
-    for i, (chip, chip_cores) in enumerate(cores_by_chip.items()):
-        def per_chip(event: Progress, i: int = i, chip: int = chip) -> None:
-            if progress is not None:
-                progress(dataclasses.replace(event, fraction=(i + event.fraction) / len(cores_by_chip),
-                                             message=f"chip {chip}: {event.message}"))
+    # the cores are held for the whole run, restore on cancel included (BiasModel.hold): an edit of
+    # one of their biases is refused, naming the calibration, rather than overwritten
+    with session.biases.hold(core_bias_keys(cores), "being calibrated", "the calibration"):
+        for i, (chip, chip_cores) in enumerate(cores_by_chip.items()):
+            def per_chip(event: Progress, i: int = i, chip: int = chip) -> None:
+                if progress is not None:
+                    progress(dataclasses.replace(event, fraction=(i + event.fraction) / len(cores_by_chip),
+                                                 message=f"chip {chip}: {event.message}"))
 
-        results[chip] = calibrate_board(board, chip, chip_cores, progress=per_chip, cancel=cancel)
+            results[chip] = calibrate_board(board, chip, chip_cores, progress=per_chip, cancel=cancel)
     return results
 
 
