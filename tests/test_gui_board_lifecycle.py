@@ -121,8 +121,8 @@ def test_disconnect_ends_the_emulator_child_process_while_the_board_is_still_ref
     board = window.session.board  # held here: the child must not wait for the board's garbage collection
     pid = virtual_fpga_of(board).pid
     assert child_state(pid) == "running"
-    QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)
-    assert window.session.connection.status.state == "disconnected"
+    QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)  # the board closes on a worker
+    qtbot.waitUntil(lambda: window.session.connection.status.state == "disconnected", timeout=10_000)
     qtbot.waitUntil(lambda: child_state(pid) == "dead", timeout=10_000)
     assert board is not None
 

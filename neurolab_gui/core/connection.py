@@ -70,7 +70,7 @@ class ConnectionTarget:
 class ConnectionStatus:
     """What the status bar shows."""
 
-    state: str = "disconnected"  # disconnected, connecting, connected, unplugged, error
+    state: str = "disconnected"  # disconnected, connecting, connected, disconnecting, unplugged, error
     target: str = ""
     serial: str = ""
     emulated: bool = False
@@ -151,6 +151,8 @@ class ConnectionManager:
         self._generation = 0
         self._announcing: Board | None = None  # the board whose ``connected`` listeners run now
         self._late_reason = ""  # the reason of a disconnect that came while announcing
+        #: closes under way on a worker (:meth:`disconnect_in_background`); a connect opens only after them
+        self._closing: set[concurrent.futures.Future] = set()
         self._reader: threading.Thread | None = None
         self._forwarding = threading.Event()
         self._forward_lock = threading.Lock()
@@ -196,6 +198,9 @@ class ConnectionManager:
     def _connect(self, target: ConnectionTarget, acquire: bool, generation: int) -> bool:
         """:meth:`connect`, cancelled by any :meth:`disconnect` after ``generation`` was read (the request's time)."""
         with self._connect_lock:
+            # A board being closed in the background is released first: never two open at once
+            # (the same USB device claimed twice), and its "disconnected" comes before our "connected".
+            self._wait_for_closes()
             # A Disconnect pressed after the Connect, while this waited for an earlier connect or
             # closed the board it replaces, found no board to close: it must still win.
             if not self._close_for_switch(generation) or generation != self._generation:
@@ -310,6 +315,65 @@ class ConnectionManager:
             board, deferred = self._take_board(reason)
         if board is not None:
             self._close_taken(board, reason, "disconnected", deferred)
+        self._wait_for_closes()  # one requested in the background earlier: closed too when this returns
+
+    def disconnect_in_background(self, reason: str = "closed by user", before_close: Callable[[], object] | None = None
+                                 ) -> concurrent.futures.Future:
+        """:meth:`disconnect` on a worker thread (the GUI's Disconnect); a future of None, set once
+        the board is closed.
+
+        Closing a board waits for its USB reader thread to end, and an emulator's child process may
+        be busy answering that reader's read for a few hundred ms (seen: 210-790 ms on the first
+        disconnect): never on the GUI thread.  The caller returns at once: every connect requested
+        before is cancelled now, as by :meth:`disconnect`, and the state turns ``disconnecting``.
+        The worker calls ``before_close()`` first, with the board still open (the session stops
+        the board's running job there, which restores the board before it ends), then closes it
+        and says ``disconnected``.  A connect requested meanwhile waits for the close to finish.
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            self._generation += 1
+            board = self._board
+            if board is None:
+                future.set_result(None)
+                return future
+            # A connect announcing this board sees the generation move and emits "disconnected"
+            # itself when its listeners are done (see _announce): with this reason, and only once.
+            announcing = board is self._announcing
+            self._late_reason = reason
+            self._closing.add(future)
+            self._set_status(state="disconnecting", event_rate_hz=0.0, lag_s=None, message=f"disconnecting: {reason}")
+
+        def run() -> None:
+            try:
+                if before_close is not None:
+                    before_close()
+            except Exception:  # noqa: BLE001 - the board must be closed whatever the preparation did
+                log.exception("preparing to close the board failed; closing it anyway")
+            try:
+                with self._lock:
+                    # Not ours any more: unplugged (poll_status said so) or replaced by a connect.
+                    taken, deferred = self._take_board(reason) if self._board is board else (None, False)
+                if taken is not None:
+                    self._close_taken(taken, reason, "disconnected", deferred or announcing)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                log.exception("closing the board failed")
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+            finally:
+                with self._lock:
+                    self._closing.discard(future)
+
+        threading.Thread(target=run, name="neurolab-disconnect", daemon=True).start()
+        return future
+
+    def _wait_for_closes(self, timeout_s: float = 30.0) -> None:
+        """Wait (at most ``timeout_s``) for the closes :meth:`disconnect_in_background` started."""
+        with self._lock:
+            pending = list(self._closing)
+        if pending and concurrent.futures.wait(pending, timeout_s).not_done:
+            log.warning("a board being closed in the background did not close within %.0f s", timeout_s)
 
     def _close_for_switch(self, generation: int) -> bool:
         """Close the open board for a connect requested at ``generation``; False (nothing closed)

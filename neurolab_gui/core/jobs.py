@@ -59,8 +59,15 @@ class CancelToken(threading.Event):
     Being a :class:`threading.Event`, it is what every long call's ``cancel`` parameter takes.
     """
 
-    def cancel(self) -> None:
-        """Ask the work to stop at its next check."""
+    #: Why the work was stopped, when someone other than the user stopped it (e.g. "the board was
+    #: disconnected"); empty for the user's own Cancel.
+    reason: str = ""
+
+    def cancel(self, reason: str = "") -> None:
+        """Ask the work to stop at its next check; ``reason``: why, when it is not the user's Cancel
+        (the first reason given is kept)."""
+        if reason and not self.is_set():
+            self.reason = reason
         self.set()
 
     @property
@@ -235,9 +242,19 @@ class Job(Generic[T]):
         self._thread.start()
         return self
 
-    def cancel(self) -> None:
-        """Ask the work to stop (at its next progress report or cancel check)."""
-        self.cancel_token.cancel()
+    def cancel(self, reason: str = "") -> None:
+        """Ask the work to stop (at its next progress report or cancel check).
+
+        ``reason`` says why when it is not the user's Cancel: the job then ends as
+        ``"<name> stopped: <reason>"`` (:attr:`cancel_outcome`) instead of ``"<name> cancelled"``.
+        """
+        self.cancel_token.cancel(reason)
+
+    @property
+    def cancel_outcome(self) -> str:
+        """How a cancelled job ended, for a status line: ``"cancelled"`` or ``"stopped: <reason>"``."""
+        reason = self.cancel_token.reason
+        return f"stopped: {reason}" if reason else "cancelled"
 
     @property
     def is_cancelled(self) -> bool:
@@ -300,9 +317,16 @@ class Job(Generic[T]):
         try:
             result = self._work(self._reporter.emit, self.cancel_token)
         except Cancelled as exc:
-            self._end(JobState.CANCELLED, f"{self.name} cancelled", exc=exc)
+            self._end(JobState.CANCELLED, f"{self.name} {self.cancel_outcome}", exc=exc)
             return
         except BaseException as exc:
+            if self.cancel_token.reason and isinstance(exc, ConnectionError):
+                # Stopped because its resource was taken away (the board disconnected by the user)
+                # and the work met the closed board before its next cancel check: that is the
+                # stop that was asked for, not a failure (DeviceGone is a ConnectionError).
+                log.debug("job %s met its closed resource after being stopped: %s", self.name, exc)
+                self._end(JobState.CANCELLED, f"{self.name} {self.cancel_outcome}", exc=Cancelled(f"{self.name} {self.cancel_outcome}"))
+                return
             if isinstance(exc, USER_ERRORS):
                 # refused input: the message is the report, and whoever waits on the job gives it
                 # (result() re-raises it, failed carries it); the traceback is only for debugging
@@ -312,7 +336,7 @@ class Job(Generic[T]):
             self._end(JobState.FAILED, f"{self.name} failed: {exc}", exc=exc)
             return
         if self.cancel_token.is_set():
-            self._end(JobState.CANCELLED, f"{self.name} cancelled", result=result)
+            self._end(JobState.CANCELLED, f"{self.name} {self.cancel_outcome}", result=result)
         else:
             self._end(JobState.FINISHED, f"{self.name} finished", result=result)
 
@@ -328,7 +352,7 @@ class Job(Generic[T]):
         elif state == JobState.FAILED:
             self.failed.emit(exc)
         else:
-            self.cancelled.emit(exc if exc is not None else Cancelled(f"{self.name} cancelled"))
+            self.cancelled.emit(exc if exc is not None else Cancelled(f"{self.name} {self.cancel_outcome}"))
 
 
 class BoardBusy(RuntimeError):
@@ -399,16 +423,17 @@ class JobSlot:
         self._claim(holder)
         return holder
 
-    def cancel_running(self, timeout: float) -> bool:
+    def cancel_running(self, timeout: float, reason: str = "") -> bool:
         """Cancel the job that has the slot and wait up to ``timeout`` seconds for its work to end
         (a board job restores the board when cancelled, so whoever closes the board waits for it).
 
+        ``reason``: why it is stopped, when not by the user's Cancel (see :meth:`Job.cancel`).
         A :class:`SlotHold` is its owner's to release (the robot's loop stops with the robot).
         Returns True when no job runs any more.
         """
         job = self.running
         if isinstance(job, Job):
-            job.cancel()
+            job.cancel(reason)
             job.wait(timeout)
         return not isinstance(self.running, Job)
 

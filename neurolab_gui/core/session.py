@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from drivers.dynapse1.spikes import SpikeEvents
 from .bias_model import BiasChange, BiasModel
 from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarget, open_board
 from .events import Signal
-from .jobs import JobSlot
+from .jobs import Job, JobSlot
 from .monitors import MembraneMonitor, SpikeMonitor
 from .recording import Recorder, RecorderStatus
 from .robot_session import RobotSession
@@ -148,8 +149,32 @@ class Session:
         target = ConnectionTarget(board, int(seed), bool(mismatch), clock, separate_process=self.emulator_in_separate_process)
         return self.connection.connect(target, acquire=acquire)
 
-    def disconnect(self) -> None:
+    #: How a board job stopped by a disconnect ends: "<job> stopped: the board was disconnected".
+    DISCONNECT_STOP_REASON = "the board was disconnected"
+
+    def disconnect(self, job_wait_s: float = 5.0) -> None:
+        """Stop the board's running job (waiting up to ``job_wait_s`` for it to restore the board,
+        as :meth:`close` does), then close the board; blocks (scripts; the GUI uses
+        :meth:`disconnect_in_background`)."""
+        self._stop_board_job(job_wait_s)
         self.connection.disconnect()
+
+    def disconnect_in_background(self, job_wait_s: float = 5.0) -> Future:
+        """:meth:`disconnect` without holding the caller (the GUI's Disconnect button): returns at
+        once, the status turns ``disconnecting``, and a worker stops the running board job, waits for
+        it (at most ``job_wait_s``) and closes the board.  The job ends as stopped by the disconnect
+        (``"deployment stopped: the board was disconnected"``), not as a failure.  A future of None."""
+        job = self.board_jobs.running
+        if isinstance(job, Job):  # asked now, so the job stops while the worker starts
+            job.cancel(self.DISCONNECT_STOP_REASON)
+        return self.connection.disconnect_in_background("closed by user", before_close=lambda: self._stop_board_job(job_wait_s))
+
+    def _stop_board_job(self, wait_s: float) -> None:
+        """Cancel the board's running job as stopped by a disconnect and wait up to ``wait_s`` for it."""
+        if not self.board_jobs.cancel_running(wait_s, self.DISCONNECT_STOP_REASON):
+            running = self.board_jobs.running
+            log.warning("the %s did not stop within %.0f s of its cancel; closing the board under it",
+                        getattr(running, "name", "board job"), wait_s)
 
     def _on_connected(self, board: Board) -> None:
         if self.replay is not None:  # a live board replaces the replayed recording as the source
@@ -314,10 +339,7 @@ class Session:
         network calibration stops within about a second and a half).
         """
         self.robot.close()
-        if not self.board_jobs.cancel_running(job_wait_s):
-            running = self.board_jobs.running
-            log.warning("the %s did not stop within %.0f s of its cancel; closing the board under it",
-                        getattr(running, "name", "board job"), job_wait_s)
+        self._stop_board_job(job_wait_s)
         self.close_replay()
         if self._recorder is not None:
             self.stop_recording(wait=True)

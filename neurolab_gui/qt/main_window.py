@@ -157,7 +157,8 @@ class ConnectionBar(QToolBar):
             self.addWidget(w)
         self.refresh_button.clicked.connect(self.refresh)
         self.connect_button.clicked.connect(self.connect_selected)
-        self.disconnect_button.clicked.connect(self.session.disconnect)
+        # closing waits for the board's reader and its running job: on a worker, never on this thread
+        self.disconnect_button.clicked.connect(lambda: self.session.disconnect_in_background())
         self.board_combo.currentIndexChanged.connect(self._update_emulator_controls)
         self.refresh()
 
@@ -330,7 +331,7 @@ class MainWindow(QMainWindow):
         board = mb.addMenu("&Board")
         self.connect_action = self._action(board, "&Connect", self.connection_bar.connect_selected, "Ctrl+K")
         self._action(board, "&Reconnect", self._reconnect, "Ctrl+Shift+K")
-        self._action(board, "&Disconnect", self.session.disconnect, "Ctrl+D")
+        self._action(board, "&Disconnect", lambda: self.session.disconnect_in_background(), "Ctrl+D")
         self._action(board, "Re&scan boards", self.connection_bar.refresh, "F5")
         self.record_action = self._action(board, "Start/stop &recording", self.connection_bar.record_button.toggle, "Ctrl+R")
         board.addSeparator()
@@ -367,7 +368,8 @@ class MainWindow(QMainWindow):
     def _show_status(self, status: ConnectionStatus) -> None:
         self.state_label.setText(f"{status.state}: {status.target}" if status.target else status.state)
         self.state_label.setToolTip(status.message or "connection state and board")
-        self.connection_bar.connect_button.setEnabled(status.state != "connecting")
+        # a board being opened or closed: Connect again once that is done
+        self.connection_bar.connect_button.setEnabled(status.state not in ("connecting", "disconnecting"))
         self.rate_label.setText(f"{status.event_rate_hz:,.0f} ev/s")
         fpga = "" if status.fpga_dropped_events is None else f" (FPGA {status.fpga_dropped_events:,})"
         back = f"  ts back {status.non_monotonic_timestamps:,}" if status.non_monotonic_timestamps else ""

@@ -296,7 +296,7 @@ class ModelPanel(QWidget):
             relay(job.progress, lambda p: self._show_progress(job, p), self)
             relay(job.log, lambda text: self.reporter.record.emit(logging.INFO, text), self)  # to the log panel
             relay(job.finished, lambda result: self._finished(job, result), self)
-            relay(job.cancelled, lambda _exc: self._done(job, "cancelled"), self)
+            relay(job.cancelled, lambda _exc: self._done(job, job.cancel_outcome), self)  # or "stopped: the board was disconnected"
             relay(job.failed, lambda exc: (self._done(job, "failed"), self.reporter.report(exc, job.name)), self)
             if also is not None:
                 also()
