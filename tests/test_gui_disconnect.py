@@ -113,3 +113,23 @@ def test_a_job_stopped_by_a_disconnect_that_meets_the_closed_board_reads_as_stop
 def test_a_board_lost_under_a_job_the_user_cancelled_is_still_a_failure():
     # only a stop with a reason (the disconnect) explains a lost board; the user's own Cancel does not
     assert _job_meeting_a_closed_board("").state == JobState.FAILED
+
+
+def test_disconnect_during_a_sweep_says_stopped_by_the_disconnect_in_the_transfer_panel(make_window, qtbot):
+    from tests.test_gui_user_actions import connect_fast_emulator, set_up_sweep
+
+    window = make_window()
+    connect_fast_emulator(window)
+    window.session.biases.apply_preset("samna_recommended", cores=[(2, 3)])
+    panel = window.transfer_panel
+    set_up_sweep(panel)
+    panel.steps_spin.setValue(20)
+    panel.duration_spin.setValue(1.0)  # long enough that the sweep is still running at the click
+    QTest.mouseClick(panel.sweep_button, LEFT)
+    task = panel.task
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=20_000)
+    QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)
+    qtbot.waitUntil(lambda: task.done and window.session.connection.status.state == "disconnected", timeout=20_000)
+    assert task.state == JobState.CANCELLED
+    assert panel.status.text() == f"{task.name} stopped: the board was disconnected"
+    assert window.reporter.errors == [] and panel.sweep_button.isEnabled()

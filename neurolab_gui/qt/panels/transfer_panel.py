@@ -246,7 +246,7 @@ class TransferPanel(QWidget):
         self.progress.setValue(0)
         relay(task.progress, lambda p: self._show_progress(p, task), self)
         relay(task.finished, lambda _r: self._task_done(task, "finished"), self)
-        relay(task.cancelled, lambda _exc: self._task_done(task, "cancelled"), self)
+        relay(task.cancelled, lambda _exc: self._task_done(task, task.cancel_outcome), self)  # or "stopped: the board was disconnected"
         relay(task.failed, lambda exc: (self._task_done(task, "failed"), report_errors and self.reporter.report(exc, task.name)), self)
 
     def _show_progress(self, progress: Progress, task: Job | None = None) -> None:
