@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite headless, then the import-layer contracts.
+# Set up (if needed: setup.sh does nothing on a .venv it set up from the same files) and run the
+# import-layer contracts, then the whole test suite headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
