@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nir-import", help="import a recurrent LIF/CubaLIF NIR graph as a checkpoint",
         description="Import a recurrent LIF/CubaLIF NIR graph (Input -> Affine -> neurons with a recurrent loop -> "
                     "Affine -> Output) as a NeuroLab checkpoint for `neurolab convert`. The graph's inputs are spike "
-                    "trains, one per rate channel of the task: a data file's signed feature i becomes the ON/OFF "
-                    "channels 2i and 2i+1, so a graph for 4 signed features takes 8 inputs. Unlike an imported nn.RNN, "
+                    "trains, one per rate channel of the task: where every feature of a data file takes both signs, "
+                    "feature i becomes the ON/OFF channels 2i and 2i+1, so a graph for 4 signed features takes 8 "
+                    "inputs (a refusal lists the channels). Unlike an imported nn.RNN, "
                     "a graph on the raw features is not split onto the channels. With --task the graph is checked "
                     "against the task (inputs, classes, size) before anything is written.")
     p.add_argument("nir_file", help="NIR file (HDF5, as written by nir.write)")
