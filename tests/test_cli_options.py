@@ -211,7 +211,7 @@ def test_nir_import_checks_task_and_output_and_keeps_the_given_steps(nir_file, t
     text = capsys.readouterr().err
     assert text.startswith("error: task 'nosuchtask' is neither a built-in task") and not out.exists()
     _usage_error(capsys, ["nir-import", str(nir_file), str(tmp_path)], "is a directory")
-    data = _write_task(tmp_path / "d.npz")
+    data = _write_task(tmp_path / "d.npz", n_classes=6)  # the graph's 3 inputs and 6 outputs (checked on import)
     monkeypatch.chdir(tmp_path)
     assert main(["nir-import", str(nir_file), str(out), "--task", "d.npz", "--steps-per-sample", "3"]) == 0
     loaded = load_checkpoint(out)

@@ -200,13 +200,13 @@ def test_nir_import_cli_writes_a_checkpoint_convert_can_load_and_refuses_misfits
     from neurolab_gui.cli import main
     from neurolab_gui.core.conversion.checkpoint import load_checkpoint
 
-    nir.write(tmp_path / "ok.nir", foreign_graph())
+    nir.write(tmp_path / "ok.nir", foreign_graph(h=10, f=8))  # seq_digits: 8 rate channels, 10 classes
     assert (
         main(["nir-import", str(tmp_path / "ok.nir"), str(tmp_path / "ok.pt"), "--task", "seq_digits", "--dt", "0.005"])
         == 0
     )
     loaded = load_checkpoint(tmp_path / "ok.pt")
-    assert loaded.model.config.n_hidden == 6 and loaded.metadata["task"] == "seq_digits"
+    assert loaded.model.config.n_hidden == 10 and loaded.metadata["task"] == "seq_digits"
     nir.write(tmp_path / "dense.nir", foreign_graph(h=80, w_rec=np.full((80, 80), 0.01)))
     capsys.readouterr()
     assert main(["nir-import", str(tmp_path / "dense.nir"), str(tmp_path / "dense.pt")]) == 2

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int_at_least(0), default=None, help="QAT fine-tuning epochs (default: the task's)")
     p.add_argument("--retention", type=retention, default=None, help="leaky retention for the spiking time mapping, 0 < a < 1")
     p.add_argument("--steps-per-sample", type=int_at_least(1), default=None)
-    p.add_argument("--json", type=output_file, default="conversion_report.json", help="where to write the JSON report")
+    p.add_argument("--json", type=output_file, default="conversion_report.json", help="where to write the JSON report (default: conversion_report.json in the current directory, replaced if it exists)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the conversion and of the input spike encoding")
     p.add_argument("--nir", metavar="OUT", type=output_file, default=None,
                    help="also write the constrained spiking network as a NIR file (HDF5)")

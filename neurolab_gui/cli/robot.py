@@ -154,10 +154,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _network_checkpoint(name: str):
-    """None for the wired network, else the checkpoint path of ``--network`` (``FileNotFoundError`` if missing)."""
+    """None for the wired network, else the checkpoint path of ``--network`` (``FileNotFoundError`` if missing,
+    ``ValueError`` naming it if its model cannot drive the robot)."""
     from pathlib import Path
 
-    from neurolab_gui.core.robot_network import BUILTIN_STEERING, WIRED_NETWORK, builtin_steering_checkpoint
+    from neurolab_gui.core.robot_network import (
+        BUILTIN_STEERING,
+        WIRED_NETWORK,
+        builtin_steering_checkpoint,
+        load_robot_checkpoint,
+    )
 
     if name == WIRED_NETWORK:
         return None
@@ -166,6 +172,7 @@ def _network_checkpoint(name: str):
     path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(f"--network {name!r} is neither '{WIRED_NETWORK}', '{BUILTIN_STEERING}' nor a checkpoint file")
+    load_robot_checkpoint(path)  # a model that cannot drive the robot is refused before any progress line or board work
     return path
 
 

@@ -42,6 +42,7 @@ from .probing.program import run_program
 from .robot_demo import ControlOutput, PhototaxisReport
 
 if TYPE_CHECKING:  # the conversion stack imports torch: loaded when a network is deployed, not with the app
+    from .conversion.checkpoint import LoadedModel
     from .conversion.deployment import BoardProfile, Deployment
     from .conversion.mapping import MappedNetwork
 
@@ -174,6 +175,26 @@ class RobotNetwork:
         return NetworkController(self.deployment.mapped, self.coding, self.label, seed, write=write)
 
 
+def load_robot_checkpoint(checkpoint: str | Path, coding: RobotCoding | None = None) -> LoadedModel:
+    """The checkpoint of a network that drives the robot, read and checked before any board work.
+
+    Raises ``ValueError`` (``CheckpointError`` for an unreadable file) naming the file when its model
+    does not take the ``coding``'s DVS strips or does not give one score per steering class.
+    """
+    from .conversion.checkpoint import load_checkpoint
+
+    coding = coding or RobotCoding()
+    loaded = load_checkpoint(checkpoint)
+    model_cfg = loaded.model.config
+    if model_cfg.n_inputs != coding.n_bins or model_cfg.n_outputs != len(CLASS_NAMES):
+        raise ValueError(
+            f"{Path(checkpoint).name}: the model has {model_cfg.n_inputs} inputs and {model_cfg.n_outputs} outputs; "
+            f"a network that drives the robot takes {coding.n_bins} DVS strips and gives {len(CLASS_NAMES)} scores "
+            f"({' / '.join(CLASS_NAMES)}): train one with `neurolab train --task {PHOTOTAXIS_TASK}`"
+        )
+    return loaded
+
+
 def deploy_robot_network(
     board: Board,
     checkpoint: str | Path,
@@ -198,21 +219,14 @@ def deploy_robot_network(
     """
     import torch
 
-    from .conversion.checkpoint import load_checkpoint
     from .conversion.deployment import deploy_network
     from .conversion.pipeline import config_for_task, convert
     from .conversion.robot_task import phototaxis_task
     from .jobs import check_cancel, span
 
     coding = coding or RobotCoding()
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_robot_checkpoint(checkpoint, coding)
     model_cfg = loaded.model.config
-    if model_cfg.n_inputs != coding.n_bins or model_cfg.n_outputs != len(CLASS_NAMES):
-        raise ValueError(
-            f"{Path(checkpoint).name}: the model has {model_cfg.n_inputs} inputs and {model_cfg.n_outputs} outputs; "
-            f"a network that drives the robot takes {coding.n_bins} DVS strips and gives {len(CLASS_NAMES)} scores "
-            f"({' / '.join(CLASS_NAMES)}): train one with `neurolab train --task {PHOTOTAXIS_TASK}`"
-        )
     check_cancel(cancel)
     task = phototaxis_task(n_train=qat_samples, n_test=max(50, qat_samples // 4), seed=seed + 1, coding=coding)
     check_cancel(cancel)

@@ -420,6 +420,9 @@ class SessionFile:
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:
+            if not h5py.is_hdf5(self.path):  # no HDF5 signature: another kind of file (a .npz, a CSV), not a damaged session
+                raise ValueError(f"{self.path} is not a NeuroLab session file (it cannot be opened as HDF5: no "
+                                 "HDF5 signature; session files are made by `neurolab record`)") from None
             raise ValueError(f"{self.path} cannot be opened as HDF5: {exc}") from exc
         with f:
             try:  # even the root's attributes may be unreadable (a bit flip in its header)

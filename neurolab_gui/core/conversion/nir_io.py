@@ -47,6 +47,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -58,6 +59,9 @@ from .checkpoint import MAX_STEPS_PER_SAMPLE
 from .constrain import ConstrainedNetwork
 from .mapping import NeuronSettings, TimeMapping
 from .models import RateRNN, RNNConfig
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 #: Node names of the exported graph (import accepts any names).
 INPUT, W_IN, LIF, W_REC, READOUT, OUTPUT = "input", "w_in", "lif", "w_rec", "readout", "output"
@@ -609,3 +613,36 @@ def _constrained_from_metadata(model: RateRNN, nodes: dict, feed_name: str, rec_
     except ValueError as exc:
         raise NIRImportError(f"the graph's metadata: {exc}") from None
     return ConstrainedNetwork(model, m, groups, scale, precision, max_fan_in, input_gain, bias_gain)
+
+
+def task_channels_text(task: Task) -> str:
+    """What ``task`` gives a network as input, for a message: its rate channels and, for a data file of
+    raw features, which feature each channel carries."""
+    enc = task.encoding
+    if enc is None:
+        return f"task {task.name} provides {task.n_features} rate channels"
+    signed = bool(np.any(enc.channels[:, 1] < 0))
+    if enc.n_channels == 2 * enc.n_raw:
+        layout = "feature i -> channels 2i (ON), 2i+1 (OFF)"
+    elif enc.n_channels == enc.n_raw:
+        layout = "feature i -> channel i"
+    else:  # some features never go negative and keep one channel
+        names = enc.summary()["channel_names"]
+        shown = " ".join(names[:16]) + (" ..." if len(names) > 16 else "")
+        layout = f"in order {shown}; k+ is ON, k- is OFF of feature k"
+    return (f"task {task.name} provides {enc.n_raw} raw {'signed ' if signed else ''}features, which NeuroLab feeds "
+            f"as {enc.n_channels} {'ON/OFF ' if signed else ''}rate channels ({layout})")
+
+
+def task_input_problem(n_inputs: int, task: Task) -> str | None:
+    """Why an imported NIR graph with ``n_inputs`` inputs cannot run on ``task``, or None.
+
+    A NIR graph's inputs are spike trains, so they are the task's rate channels (ON/OFF pairs for
+    signed features), never raw features: unlike an imported ``nn.RNN``, whose inputs are values and
+    whose input weights the pipeline splits to ``[s W, -s W]``, a spiking graph has no negative input
+    to split, and the split's scale ``s`` is fitted from the data only at conversion.
+    """
+    if n_inputs == task.n_features:
+        return None
+    return (f"the graph takes {n_inputs} inputs; {task_channels_text(task)}; a NIR graph's inputs are spike trains, "
+            f"one per rate channel: build the graph's first Affine with {task.n_features} inputs")
