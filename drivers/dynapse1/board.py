@@ -983,7 +983,7 @@ def open_board(serial: str | None = None, *, backend: Any | None = None, **board
     ``membrane_channel(serial)`` (an emulator side channel), ``is_emulator`` and ``host_paced``;
     silicon's libusb backend has none of them.
     """
-    from .usb_discovery import find_device, libusb_backend
+    from .usb_discovery import find_device, libusb_backend, pyusb
 
     if backend is None:
         backend = libusb_backend()
@@ -991,9 +991,7 @@ def open_board(serial: str | None = None, *, backend: Any | None = None, **board
             raise RuntimeError("no libusb backend available: pip install libusb-package, or apt install libusb-1.0-0")
     device = find_device(serial, backend)
     transport = UsbTransport(device)
-    import usb.util
-
-    actual_serial = usb.util.get_string(device, device.iSerialNumber) or serial or ""
+    actual_serial = pyusb().util.get_string(device, device.iSerialNumber) or serial or ""
     channel_factory = getattr(backend, "membrane_channel", None)
     board_options.setdefault("is_emulated", bool(getattr(backend, "is_emulator", False)))
     board_options.setdefault("prefetch", not bool(getattr(backend, "host_paced", False)))

@@ -8,12 +8,41 @@ opening them.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from .topology import USB_PRODUCT_ID, USB_VENDOR_ID
 
 log = logging.getLogger(__name__)
+
+_PYUSB_IMPORT = threading.Lock()
+_pyusb: ModuleType | None = None  # set once every module is imported
+
+
+def pyusb() -> ModuleType:
+    """pyusb's ``usb`` package, with ``usb.core``, ``usb.util`` and ``usb.backend.libusb1`` loaded.
+
+    The driver imports pyusb only when it touches USB (``neurolab --version`` and ``doctor`` must
+    work without it), and always through here: pyusb's modules import one another in a cycle
+    (``usb`` -> ``usb.legacy`` -> ``usb.core``, ``usb.backend.libusb1`` -> ``usb.core``), so two
+    threads importing different parts of it at once take Python's per-module import locks in
+    opposite orders, and Python breaks that deadlock by handing one of them the half-initialised
+    ``usb.core`` ("partially initialized module 'usb.core' has no attribute 'USBError'").  The app
+    does just that: the connection bar lists boards on the GUI thread while a worker opens the
+    board.  One thread at a time imports it here.
+    """
+    global _pyusb
+    if _pyusb is None:  # the transport asks on every transfer: once imported, no lock
+        with _PYUSB_IMPORT:
+            import usb
+            import usb.backend.libusb1
+            import usb.core
+            import usb.util
+
+            _pyusb = usb
+    return _pyusb
 
 
 def libusb_backend() -> Any | None:
@@ -22,8 +51,7 @@ def libusb_backend() -> Any | None:
     Uses the library shipped by the ``libusb-package`` wheel when present, so a bare
     machine needs no system libusb; falls back to the system library.
     """
-    import usb.backend.libusb1
-
+    usb = pyusb()
     try:
         import libusb_package
 
@@ -53,9 +81,7 @@ def find_boards(backend: Any | None = None) -> list[FoundBoard]:
     Never raises for a device that cannot be opened: it is reported with
     ``accessible=False`` and a ``problem`` saying how to fix permissions.
     """
-    import usb.core
-    import usb.util
-
+    usb = pyusb()
     backend = backend if backend is not None else libusb_backend()
     if backend is None:
         return []
@@ -82,9 +108,7 @@ def find_device(serial: str | None = None, backend: Any | None = None) -> Any:
     Raises ``LookupError`` naming what was found when there is no match or, without a serial,
     more than one board.
     """
-    import usb.core
-    import usb.util
-
+    usb = pyusb()
     backend = backend if backend is not None else libusb_backend()
     if backend is None:
         raise LookupError("no libusb backend available: pip install libusb-package, or apt install libusb-1.0-0")

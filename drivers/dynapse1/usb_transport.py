@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import fpga_registers as fr
+from .usb_discovery import pyusb
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,7 @@ class TransportTimeout(TransportError, TimeoutError):
 
 
 def _is_timeout(exc: Exception) -> bool:
-    import usb.core
-
-    return isinstance(exc, usb.core.USBTimeoutError) or getattr(exc, "backend_error_code", None) == LIBUSB_ERROR_TIMEOUT or getattr(exc, "errno", None) == errno.ETIMEDOUT
+    return isinstance(exc, pyusb().core.USBTimeoutError) or getattr(exc, "backend_error_code", None) == LIBUSB_ERROR_TIMEOUT or getattr(exc, "errno", None) == errno.ETIMEDOUT
 
 
 def _is_gone(exc: Exception) -> bool:
@@ -120,8 +119,7 @@ class UsbTransport:
     def open(self) -> None:
         """Set configuration 1 and claim interface 0."""
         self._guard(lambda: self.device.set_configuration(fr.USB_CONFIGURATION), "set configuration", check=False)
-        import usb.util
-
+        usb = pyusb()
         self._guard(lambda: usb.util.claim_interface(self.device, fr.USB_INTERFACE), "claim interface", check=False)
         self._connected = True
         self._disconnect_reason = ""
@@ -137,8 +135,7 @@ class UsbTransport:
         self.stop_reader()
         if self.device is None:
             return
-        import usb.util
-
+        usb = pyusb()
         try:
             usb.util.release_interface(self.device, fr.USB_INTERFACE)
             usb.util.dispose_resources(self.device)
@@ -156,9 +153,7 @@ class UsbTransport:
 
     @property
     def serial(self) -> str:
-        import usb.util
-
-        return self._guard(lambda: usb.util.get_string(self.device, self.device.iSerialNumber) or "", "read serial", check=False)
+        return self._guard(lambda: pyusb().util.get_string(self.device, self.device.iSerialNumber) or "", "read serial", check=False)
 
     @property
     def firmware_version(self) -> int:
@@ -207,8 +202,7 @@ class UsbTransport:
         return False
 
     def _guard(self, call: Callable[[], Any], what: str, *, check: bool = True) -> Any:
-        import usb.core
-
+        usb = pyusb()
         if check and not self._connected:
             self.wait_disconnect_reported()
             raise DeviceGone(f"{what}: board is disconnected ({self._disconnect_reason or 'not open'})")

@@ -56,23 +56,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The subcommand that a command line naming none runs (``neurolab --seed 3`` is ``neurolab gui --seed 3``).
+DEFAULT_COMMAND = "gui"
+
+
+def with_default_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with :data:`DEFAULT_COMMAND` put where the subcommand belongs, when it names none.
+
+    The subcommand comes after the top-level options (``-v``, ``--version``, ``-h``); the first
+    option that is not one of them starts the default command's options, so
+    ``neurolab -v --board SERIAL`` is ``neurolab -v gui --board SERIAL``.  A command line of top-level
+    options only gets the default command at its end.  A word that is not an option is left where
+    it is: a subcommand, or a misspelt one that argparse then names among the valid choices.
+    """
+    argv = list(argv)
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            return argv
+        # -vv counts like -v -v
+        top_level = word in parser._option_string_actions or (len(word) > 1 and not word[1:].strip("v"))
+        if not top_level:
+            return [*argv[:i], DEFAULT_COMMAND, *argv[i:]]
+    return [*argv, DEFAULT_COMMAND]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurolab`` console script; returns the process exit code.
 
-    With no subcommand it opens the GUI, like ``neurolab gui``.  Unknown
-    subcommands and bad options print a usage message and exit with code 2
-    (argparse's convention).
+    With no subcommand it opens the GUI, like ``neurolab gui``, and takes that command's options
+    (``neurolab --seed 3``; :func:`with_default_command`).  Unknown subcommands and bad options
+    print a usage message and exit with code 2 (argparse's convention).
     """
     import logging
 
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(with_default_command(parser, sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command is None:
-        args = parser.parse_args(["gui", *(sys.argv[1:] if argv is None else argv)])
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at the interpreter's exit, where a broken pipe cannot be caught

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,6 @@ from neurolab_gui.core.session import Session
 from neurolab_gui.core.warmup import warm_up
 
 from .main_window import MainWindow
-
-log = logging.getLogger(__name__)
 
 
 def create_main_window(session: Session | None = None, layout_path: Path | None = None, install_hooks: bool = True) -> MainWindow:
@@ -53,9 +50,8 @@ def launch(board: str = "emulator", seed: int = 0, mismatch: bool = True, layout
     session = Session()
     session.emulator_in_separate_process = True  # a full emulated board must never stall drawing
     target = app_target(board, seed, mismatch)  # `neurolab gui` started its emulator child already
-    session.connection.connect_in_background(target).add_done_callback(
-        lambda done: done.exception() is None and not done.result() and log.warning("%s", session.connection.status.message)
-    )
+    # a board that cannot be opened is logged by the connection and shown by the window: not here too
+    session.connection.connect_in_background(target)
     window = create_main_window(session, layout_path=layout_path, install_hooks=install_hooks)
     window.connection_bar.select(board, seed, mismatch)
     window.show()

@@ -376,9 +376,8 @@ class MainWindow(QMainWindow):
         self.counter_label.setText(f"dropped {status.dropped_events:,}{fpga}  corrupt {status.corrupt_words:,}{back}")
         self.lag_label.setText("" if status.lag_s is None else f"emulator lag {status.lag_s * 1e3:.0f} ms")
         if status.message and status.state in ("error", "unplugged", "disconnected"):
+            # the log panel has it already: the connection logs every failed open (once)
             self.statusBar().showMessage(status.message, 10_000)
-            if status.state == "error":
-                log.warning(status.message)
 
     def _on_invalid_events(self, text: str) -> None:
         """The spike monitor dropped events outside the board: say so once (log panel and status
