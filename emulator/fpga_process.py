@@ -38,7 +38,7 @@ A child spends about 0.7 s of CPU before it answers (mostly numba and its stream
 spawning another.
 
 When the child is closed it hands over the transfers libcaer never sends that its FPGA logged
-(``emulator.virtual_fpga.UNEXPECTED_IN_PROCESS``), so the test suite's check covers boards in a
+(``emulator.unexpected_transfers.UNEXPECTED_IN_PROCESS``), so the test suite's check covers boards in a
 child process too.
 """
 
@@ -58,6 +58,7 @@ from typing import Any
 import usb.core
 
 from .fpga_decoding import REQUEST_CHIP_MULTIPLE
+from .unexpected_transfers import UNEXPECTED_IN_PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -434,8 +435,6 @@ class RemoteVirtualFpga:
             try:
                 self._conn.send(("close", "", ()))
                 if self._conn.poll(timeout_s):
-                    from .virtual_fpga import UNEXPECTED_IN_PROCESS  # not at the top: it loads the simulator's imports
-
                     _, unexpected = self._conn.recv()
                     UNEXPECTED_IN_PROCESS.extend((self.serial, what) for what in unexpected or ())
             except (EOFError, OSError, BrokenPipeError):

@@ -56,6 +56,7 @@ from . import fpga_decoding as fd
 from .clock import RealTimeClock
 from .fpga_stream import StreamEncoder, load_encoder_kernel
 from .routing import route_destination
+from .unexpected_transfers import UNEXPECTED_IN_PROCESS, UNEXPECTED_LOG_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,6 @@ N_NEURONS_PER_CORE = 256
 N_SOURCES = 1024
 #: Longest span one real-time read simulates, so a far-behind emulator still answers promptly.
 MAX_REALTIME_STEP_US = 50_000
-#: How many unexpected transfers are kept for inspection (all are counted).
-UNEXPECTED_LOG_LENGTH = 1000
-#: Every unexpected transfer seen by any virtual FPGA of this process, ``(serial, what)``; the test
-#: suite fails a test that leaves entries here (``tests/conftest.py``).
-UNEXPECTED_IN_PROCESS: deque[tuple[str, str]] = deque(maxlen=UNEXPECTED_LOG_LENGTH)
 
 
 def usb_timeout(what: str) -> usb.core.USBTimeoutError:
