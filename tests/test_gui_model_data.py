@@ -291,3 +291,41 @@ def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_i
     assert window.session.model is not None
     assert "6 hidden" in panel.model_label.text()
     assert built_on and threading.main_thread() not in built_on
+
+
+def test_cancel_while_the_training_waits_for_the_warm_up_ends_it_at_once(window, qtbot, tmp_path, monkeypatch):
+    # hostile round 6: Cancel pressed while Train waited for the warm-up's imports took 6.6 s (the
+    # wait ended only with the imports); the wait now checks the cancel token.
+    from concurrent.futures import Future
+
+    from neurolab_gui.core import warmup
+    from neurolab_gui.core.jobs import JobState
+
+    warmup.warm_up().result(timeout=300)
+    still_loading: Future = Future()
+    still_loading.set_running_or_notify_cancel()
+    monkeypatch.setattr(warmup, "_future", still_loading)
+    panel = window.model_panel
+    _choose(monkeypatch, _user_data(tmp_path / "mine.npz"))
+    QTest.mouseClick(panel.data_button, LEFT)
+    qtbot.waitUntil(lambda: panel.status.text() == "data file loading finished", timeout=20_000)
+    panel.hidden_spin.setValue(6)
+    QTest.mouseClick(panel.train_button, LEFT)
+    qtbot.waitUntil(lambda: "loading torch and the conversion stack" in panel.status.text(), timeout=5_000)
+    job = panel.job
+    QTest.mouseClick(panel.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: job.done, timeout=2_000)  # the imports have not ended: still_loading is never set
+    assert job.state == JobState.CANCELLED and window.session.model is None
+
+
+def test_convert_pressed_without_a_model_is_refused_without_building_the_configuration(window, qtbot, monkeypatch):
+    # hostile round 6: the refusal came after the pipeline configuration was built on the GUI thread,
+    # which imports torch (a 1.2 s stall before the warm-up was done).
+    from neurolab_gui.core import workflows
+
+    built = []
+    monkeypatch.setattr(workflows, "pipeline_config", lambda *a, **k: built.append(a))
+    assert window.session.model is None
+    QTest.mouseClick(window.model_panel.convert_button, LEFT)
+    assert "load or train a model before converting" in window.reporter.errors[-1][0]
+    assert built == [] and window.model_panel.job is None

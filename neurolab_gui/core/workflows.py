@@ -16,6 +16,7 @@ through ``session.board_jobs`` (:class:`~.jobs.JobSlot`): one at a time on the b
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 
 
-def heavy_stack_loaded(progress: ProgressSink | None = None) -> None:
+def heavy_stack_loaded(progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> None:
     """Wait until torch and the conversion and calibration stacks are imported
     (:func:`~neurolab_gui.core.warmup.warm_up`, started by the app early; started here otherwise).
 
@@ -51,6 +52,9 @@ def heavy_stack_loaded(progress: ProgressSink | None = None) -> None:
     loading = warm_up()
     if not loading.done() and progress is not None:
         progress(Progress(0.0, step="loading torch and the conversion stack"))
+    while not loading.done():  # a Cancel meanwhile ends the job now, not after the imports
+        jobs.check_cancel(cancel, "cancelled while loading torch and the conversion stack")
+        concurrent.futures.wait([loading], timeout=0.05)
     loading.result()
 
 
@@ -142,7 +146,7 @@ def load_network(session: Session, path: str, remedy: str = "choose its data",
     session keeps its model); one whose data are not named or gone still loads, and
     ``task_problem`` says why, ending in ``remedy`` (what the user does instead).
     """
-    heavy_stack_loaded(progress)  # imported here on the job's thread, the first load stalled the window 0.2-1 s
+    heavy_stack_loaded(progress, cancel)  # imported here on the job's thread, the first load stalled the window 0.2-1 s
     if progress is not None:
         progress(Progress(0.0, step="reading the checkpoint"))
     from .conversion.checkpoint import load_checkpoint
@@ -208,7 +212,7 @@ def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train
                   progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
     """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
     and make it the session's model."""
-    heavy_stack_loaded(progress)
+    heavy_stack_loaded(progress, cancel)
     from .conversion.mapping import network_size_problem
     from .conversion.pipeline import train_model
 
@@ -240,10 +244,18 @@ def training_job(session: Session, task_name: str, cfg: PipelineConfig | Callabl
     configuration (:func:`pipeline_config` imports the conversion stack): the job calls it on its
     worker once :func:`heavy_stack_loaded`, so a front end never waits for those imports."""
     def work(progress: ProgressSink, cancel: threading.Event) -> RateRNN:
-        heavy_stack_loaded(progress)
-        return train_network(session, task_name, cfg() if callable(cfg) else cfg, n_train, progress, cancel)
+        return train_network(session, task_name, _built(cfg, progress, cancel), n_train, progress, cancel)
 
     return Job("training", work)
+
+
+def _built(cfg: PipelineConfig | Callable[[], PipelineConfig], progress: ProgressSink | None,
+           cancel: threading.Event | None) -> PipelineConfig:
+    """``cfg``, or what the call ``cfg`` builds once the heavy stacks are loaded (on a job's worker)."""
+    if not callable(cfg):
+        return cfg
+    heavy_stack_loaded(progress, cancel)
+    return cfg()
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -252,7 +264,7 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model
                     cancel: threading.Event | None = None) -> ConversionResult:
     """Constrain, map and run ``cfg``'s stages for ``model`` (default: the session's) on
     ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's."""
-    heavy_stack_loaded(progress)
+    heavy_stack_loaded(progress, cancel)
     from .conversion.pipeline import convert
 
     model = model if model is not None else _session_model(session)
@@ -264,10 +276,13 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model
     return result
 
 
-def conversion_job(session: Session, task_name: str, cfg: PipelineConfig, n_test: int | None = None) -> Job[ConversionResult]:
-    """:func:`convert_network` of the session's current model as a job (not started)."""
+def conversion_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
+                   n_test: int | None = None) -> Job[ConversionResult]:
+    """:func:`convert_network` of the session's current model as a job (not started); refused at
+    once without a model.  ``cfg`` may be a call that builds the configuration, as in :func:`training_job`."""
     model = _session_model(session)
-    return Job("conversion", lambda progress, cancel: convert_network(session, task_name, cfg, model, n_test, progress, cancel))
+    return Job("conversion", lambda progress, cancel: convert_network(session, task_name, _built(cfg, progress, cancel), model, n_test,
+                                                                      progress, cancel))
 
 
 def _session_model(session: Session) -> Any:
@@ -465,7 +480,7 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     restores the starting biases and clears the chip's connections (a known state).  The cores'
     biases are held meanwhile (:meth:`~neurolab_gui.core.bias_model.BiasModel.hold`).
     """
-    heavy_stack_loaded(progress)
+    heavy_stack_loaded(progress, cancel)
     from .calibration.board_calibration import calibrate_board
 
     board = _session_board(session)
