@@ -498,3 +498,15 @@ def test_a_listener_that_calls_the_board_gets_device_gone_at_once():
     board.transport.device_lost("unplugged")
     assert len(seen) == 1 and seen[0] < 1.0  # it does not wait for itself
     board.close()
+
+
+def test_a_repeating_program_with_no_time_in_it_is_refused_before_anything_is_written():
+    """Repeat with ISIs adding up to 0 would replay infinitely often: the driver sends nothing."""
+    board, sim, _ = _open()
+    good = [SpikeGenEvent(InputAddress(0, 1), 1, 10.0)]
+    board.load_spike_generator(good, repeat=True)
+    with pytest.raises(ValueError, match="repeat mode needs ISIs that add up to at least one ISI unit"):
+        board.load_spike_generator([SpikeGenEvent(InputAddress(0, 2), 1, 0.0), SpikeGenEvent(InputAddress(0, 3), 1, 0.4)], repeat=True)
+    board.start_spike_generator()
+    assert sim.named("load_spike_generator") == [([(0, 1, 1, 10.0)], True)]  # the good program is still there
+    board.close()

@@ -135,3 +135,12 @@ def test_poisson_rate_code():
         sg.poisson_rate_code(5000.0)
     with pytest.raises(ValueError, match="non-negative"):
         sg.poisson_rate_code(-1.0)
+
+
+def test_long_gaps_past_the_limit_are_refused_before_the_dummies_are_built(monkeypatch):
+    """Three gaps of 10^12 µs need ~4.6e7 dummy events: counted and refused, not built first."""
+    built = []
+    monkeypatch.setattr(sg, "FpgaSpikeEvent", lambda *a: built.append(a))
+    with pytest.raises(ValueError, match=r"\d+ spike-generator events \(after splitting long gaps\) exceed the limit 32767"):
+        sg.events_from_delays([(0, 1, 1, 1e12)] * 3)
+    assert built == []

@@ -111,3 +111,80 @@ def test_conversion_and_emulator_read_the_same_circuit_constants():
     assert CircuitModel() == CircuitModel.from_circuit(emulator.circuit, emulator.bias_scale)
     # the spike threshold the conversion computes the copy gain with is the emulator's
     assert CircuitModel().i_spike_threshold == emulator.circuit.i_spike_threshold == 0.6e-9
+
+
+def test_a_huge_regular_train_is_refused_before_any_spike_time_is_built():
+    """The panel's maxima (100 kHz, 600 s, 256 sources) ask for 15.36e9 events: the count is checked
+    first, so the refusal costs no memory (it used to build GBs of times, or raise MemoryError)."""
+    import tracemalloc
+
+    board = RecordingBoard()
+    stim = StimulusController(lambda: board, lambda: 0, lambda events: None)
+    tracemalloc.start()
+    try:
+        for sources in ([0], list(range(256))):
+            n = 60_000_000 * len(sources)
+            with pytest.raises(ValueError, match=f"the program needs {n} spike-generator events; the FPGA holds 32767"):
+                stim.load_regular_train(0, sources, core_mask=1, rate_hz=100_000.0, duration_s=600.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # bytes: no array of the train's length was built
+    assert board.programs == []  # nothing was sent
+
+
+def _played(program: list[SpikeGenEvent], repeat: bool) -> SpikeGenerator:
+    """The emulator's own generator loaded with ``program`` (as the emulated board loads it) and started at 0."""
+    generator = SpikeGenerator()
+    generator.load([(e.source.chip, e.source.neuron, e.core_mask, e.isi_us) for e in program], repeat)
+    generator.start(0.0)
+    return generator
+
+
+@pytest.mark.parametrize(("sources", "rate_hz", "duration_s"), [([0, 1, 2, 3], 100.0, 0.01), ([0], 100.0, 1.0),
+                                                                ([0, 1], 50.0, 2.0), ([0], 100.0, 0.01), ([5, 6, 7], 900.0, 0.05)])
+def test_a_repeating_train_keeps_its_rate_across_the_wrap(sources, rate_hz, duration_s):
+    """The generator counts the first event's ISI from the last event at every wrap: that ISI must be the
+    train's step, or each loop is one step short (4 sources at 100 Hz played 133 Hz; 1 source a double spike)."""
+    board = RecordingBoard()
+    stim = StimulusController(lambda: board, lambda: 0, lambda events: None)
+    stim.load_regular_train(0, sources, core_mask=1, rate_hz=rate_hz, duration_s=duration_s, repeat=True)
+    generator = _played(board.programs[0], repeat=True)
+    span_s = 5 * max(duration_s, 0.1)  # several wraps
+    t, index = generator.event_times(0.0, span_s)
+    assert len(np.unique(generator.neuron)) == len(sources)
+    for neuron in sources:
+        own = t[generator.neuron[index] == neuron]
+        isi = np.diff(own)
+        assert np.allclose(isi, 1.0 / rate_hz, rtol=0.01), (neuron, isi.min(), isi.max())  # no zero ISI at the wrap
+        assert abs(len(own) / span_s - rate_hz) <= 0.01 * rate_hz + 1 / span_s
+
+
+def test_a_repeating_train_without_a_loop_is_refused_at_load():
+    """A train whose loop rounds to 0 µs would replay infinitely often: refused before anything is sent."""
+    board = RecordingBoard()
+    stim = StimulusController(lambda: board, lambda: 0, lambda events: None)
+    with pytest.raises(ValueError, match="a repeating train needs a loop of at least 1 µs"):
+        stim.load_regular_train(0, [0], core_mask=1, rate_hz=1e7, duration_s=1e-7, repeat=True)
+    assert board.programs == []
+    # the same train once is fine: one event at the start
+    assert stim.load_regular_train(0, [0], core_mask=1, rate_hz=1e7, duration_s=1e-7) == 1
+
+
+def test_a_train_played_once_starts_at_once_and_the_log_matches_both_modes():
+    board = RecordingBoard()
+    logged: list[SpikeEvents] = []
+    stim = StimulusController(lambda: board, lambda: 1_000, logged.append)
+    for repeat in (False, True):
+        stim.load_regular_train(0, [1, 2], core_mask=1, rate_hz=100.0, duration_s=0.02, repeat=repeat)
+        stim.start_spike_generator()
+        played = np.cumsum([e.isi_us for e in board.programs[-1]])
+        assert np.array_equal(logged[-1].timestamp_us - 1_000, played)
+        assert played[0] == (5_000 if repeat else 0)  # a repeating train starts one step late
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_regular_train_refuses_a_rate_that_is_not_finite(bad):
+    stim = StimulusController(lambda: RecordingBoard(), lambda: 0, lambda events: None)
+    with pytest.raises(ValueError, match="rate and duration must be positive"):
+        stim.load_regular_train(0, [0], core_mask=1, rate_hz=bad, duration_s=1.0)

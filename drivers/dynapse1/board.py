@@ -666,6 +666,9 @@ class DynapseBoard:
                 raise ValueError(f"event {i}: FPGA spike-generator sources are core 0 only, got core {e.source.core}")
             items.append((e.source.chip, e.source.neuron, e.core_mask, e.isi_us))
         fpga_events = sg.events_from_delays(items, self.isi_base_cycles)
+        if repeat and not any(e.isi for e in fpga_events):
+            # the FPGA would replay the list with no time between passes; nothing is sent
+            raise ValueError("repeat mode needs ISIs that add up to at least one ISI unit (the list would replay infinitely often)")
         memory = sg.encode_generator_memory(fpga_events, variable_isi=True)
         spikegen = fr.Module.SPIKEGEN
         self.transport.send(

@@ -79,17 +79,21 @@ def events_from_delays(items: list[tuple[int, int, int, float]], isi_base_cycles
     carrying the full ISI, followed by the real event with the remainder.
     """
     unit = isi_unit_us(isi_base_cycles)
-    out: list[FpgaSpikeEvent] = []
-    for chip, neuron, core_mask, delay_us in items:
+    all_units = []
+    for _, _, _, delay_us in items:
         if delay_us < 0:
             raise ValueError(f"negative inter-spike interval {delay_us} µs")
-        units = round(delay_us / unit)
+        all_units.append(round(delay_us / unit))
+    # count the dummies first: a few huge gaps must be refused, not expanded into millions of events
+    n_events = sum(1 + max(0, units - 1) // MAX_ISI_UNITS for units in all_units)
+    if n_events > MAX_EVENTS:
+        raise ValueError(f"{n_events} spike-generator events (after splitting long gaps) exceed the limit {MAX_EVENTS}")
+    out: list[FpgaSpikeEvent] = []
+    for (chip, neuron, core_mask, _), units in zip(items, all_units, strict=True):
         while units > MAX_ISI_UNITS:
             out.append(FpgaSpikeEvent(chip, neuron, 0, MAX_ISI_UNITS))
             units -= MAX_ISI_UNITS
         out.append(FpgaSpikeEvent(chip, neuron, core_mask, units))
-    if len(out) > MAX_EVENTS:
-        raise ValueError(f"{len(out)} spike-generator events (after splitting long gaps) exceed the limit {MAX_EVENTS}")
     return out
 
 

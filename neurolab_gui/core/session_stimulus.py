@@ -18,7 +18,7 @@ from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip
 
 from .events import Signal
-from .probing.program import spike_program
+from .probing.program import check_program_size, spike_program
 
 
 class StimulusController:
@@ -92,23 +92,36 @@ class StimulusController:
         """Load regular trains at ``rate_hz`` from virtual sources ``sources`` (0..255) for ``duration_s``.
 
         Sources fire in turn within each period.  Returns the number of events loaded; a train
-        longer than the generator holds is refused with ``ValueError`` before anything is sent.
+        longer than the generator holds is refused with ``ValueError`` before any spike time is
+        computed or anything is sent.
+
+        With ``repeat`` the generator replays the list in a loop.  It counts the first event's ISI
+        from the start and, at every wrap, from the list's last event (``dynapse_protocol.md`` §5;
+        the emulator's :class:`emulator.stimulus.SpikeGenerator`), so the loop lasts the sum of
+        the ISIs.  The first event therefore carries one step: the loop then lasts exactly
+        ``n_periods / rate_hz`` and every source keeps its rate across the wrap (the whole train
+        starts one step after Start).  A first ISI of 0 would shorten every loop by one step.
         """
         chip = check_chip(chip)
         if not 1 <= core_mask <= 15:
             raise ValueError(f"core mask must be 1..15 (one bit per destination core), got {core_mask}")
-        if rate_hz <= 0 or duration_s <= 0:
+        if not (np.isfinite(rate_hz) and np.isfinite(duration_s) and rate_hz > 0 and duration_s > 0):
             raise ValueError("rate and duration must be positive")
         if not sources:
             raise ValueError("choose at least one source")
-        period_us = 1e6 / rate_hz
         n_periods = max(1, int(duration_s * rate_hz))
         n = n_periods * len(sources)
-        step = period_us / len(sources)
+        check_program_size(n)  # before any array of n: a train far too long is refused at once
+        step = 1e6 / rate_hz / len(sources)
+        times_us = (np.arange(n) + (1 if repeat else 0)) * step
         addresses = [InputAddress(chip, int(s)) for s in sources]
-        program = spike_program(np.arange(n) * step, np.arange(n) % len(sources), addresses, [core_mask] * len(sources))
+        program = spike_program(times_us, np.arange(n) % len(sources), addresses, [core_mask] * len(sources))
+        if repeat and sum(e.isi_us for e in program) < 1.0:
+            # the generator would replay the list infinitely often: refuse here, not at Start
+            raise ValueError(f"a repeating train needs a loop of at least 1 µs; {n} events at {rate_hz:g} Hz "
+                             f"for {duration_s:g} s last {n * step:.3g} µs (lengthen the duration)")
         self._board().load_spike_generator(program, repeat=repeat)
-        self._loaded = (chip, list(sources), step, n)
+        self._loaded = (chip, list(sources), np.rint(times_us).astype(np.int64))
         self.changed.emit()
         return n
 
@@ -118,12 +131,12 @@ class StimulusController:
         self.spikegen_running = True
         loaded = getattr(self, "_loaded", None)
         if loaded is not None:
-            # Log what is being sent.  The board clock cannot be read without a round trip, so the
-            # train is placed at the newest event timestamp seen: exact on the emulator's fast clock
-            # when idle, within one USB batch (~ms) otherwise.
-            chip, sources, step, n = loaded
-            t0 = self._latest_timestamp_us() or 0
-            t = t0 + np.round(np.arange(n) * step).astype(np.int64)
+            # Log what is being sent (one pass of a repeating train).  The board clock cannot be
+            # read without a round trip, so the train is placed at the newest event timestamp
+            # seen: exact on the emulator's fast clock when idle, within one USB batch (~ms) otherwise.
+            chip, sources, times_us = loaded
+            n = len(times_us)
+            t = (self._latest_timestamp_us() or 0) + times_us
             src = np.resize(np.asarray(sources, np.uint16), n)
             self._record_input(SpikeEvents(t, np.full(n, chip, np.uint8), np.zeros(n, np.uint8), src))
         self.changed.emit()

@@ -27,11 +27,27 @@ from drivers.dynapse1.netlist import InputAddress
 from drivers.dynapse1.spikegen_words import MAX_EVENTS as GENERATOR_CAPACITY
 from drivers.dynapse1.spikes import SpikeEvents
 
-__all__ = ["GENERATOR_CAPACITY", "regular_train", "run_program", "spike_program", "staggered_trains", "trains_program"]
+__all__ = ["GENERATOR_CAPACITY", "check_program_size", "regular_train", "run_program", "spike_program", "staggered_trains", "trains_program"]
 
 #: One spike train of a program: the channel (an index into the program's sources and core
 #: masks) and its spike times in seconds.
 Train = tuple[int, np.ndarray]
+
+
+def check_program_size(n_events: int) -> None:
+    """Refuse a program of ``n_events`` events that the generator cannot hold.
+
+    Callers that know the count before building their spike times (a regular train: rate ×
+    duration × sources) call this first, so that a train far too long is refused at once
+    instead of after arrays of that length were built.
+
+    Raises
+    ------
+    ValueError
+        when ``n_events`` exceeds :data:`GENERATOR_CAPACITY`.
+    """
+    if n_events > GENERATOR_CAPACITY:
+        raise ValueError(f"the program needs {n_events} spike-generator events; the FPGA holds {GENERATOR_CAPACITY} (shorten it)")
 
 
 def spike_program(
@@ -59,8 +75,7 @@ def spike_program(
     chans = np.asarray(channels, dtype=np.int64).reshape(-1)
     if len(times) != len(chans):
         raise ValueError(f"{len(times)} spike times but {len(chans)} channels")
-    if len(times) > GENERATOR_CAPACITY:
-        raise ValueError(f"the program needs {len(times)} spike-generator events; the FPGA holds {GENERATOR_CAPACITY} (shorten it)")
+    check_program_size(len(times))
     if len(times) and not (np.isfinite(times).all() and times.min() >= 0):
         raise ValueError("spike times must be finite and not negative")
     if len(chans) and not 0 <= chans.min() <= chans.max() < min(len(sources), len(core_masks)):

@@ -66,7 +66,8 @@ class StimulusPanel(QWidget):
         self.s_sources = QLineEdit("0-3")
         self.s_mask = QSpinBox(minimum=1, maximum=15, value=1)
         self.s_rate = QDoubleSpinBox(suffix=" Hz", minimum=0.1, maximum=100_000, value=100.0)
-        self.s_duration = QDoubleSpinBox(suffix=" s", minimum=0.001, maximum=600, value=1.0)
+        # 3 decimals: the 1 ms minimum must be a value the box can show and Load accepts
+        self.s_duration = QDoubleSpinBox(suffix=" s", decimals=3, minimum=0.001, maximum=600, value=1.0)
         self.s_repeat = QCheckBox("repeat")
         self.s_load = QPushButton("Load train")
         self.s_start = QPushButton("Start")
