@@ -51,6 +51,12 @@ N_MONITOR_IDS = INPUT_ID_BASE + N_INPUT_IDS
 #: Colour index of input rows in a raster (core indices are 0..15).
 INPUT_ROW_COLOUR = 16
 
+#: Levels of pre-binned counts a monitor keeps (see :meth:`BinnedCounts.pyramid`) and the ratio of
+#: their bin widths: 2 ms x 2048, 8 ms x 1024, 32 ms x 512 bins, i.e. 4.1, 8.2 and 16.4 s of history,
+#: so the raster's longest window (10 s) is drawn whole from at most 1024 bins.
+COUNT_LEVELS = 3
+COUNT_LEVEL_FACTOR = 4
+
 
 def sorted_by_time(t_us: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
     """The columns sorted by time (stable; no copy when they already are)."""
@@ -234,7 +240,8 @@ class BinnedCounts:
     counted in :attr:`too_old`.
     """
 
-    def __init__(self, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_MONITOR_IDS) -> None:
+    def __init__(self, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_MONITOR_IDS,
+                 coarser: BinnedCounts | None = None) -> None:
         if bin_us < 1 or n_columns < 2:
             raise ValueError(f"need bin_us >= 1 and n_columns >= 2, got {bin_us} and {n_columns}")
         self.bin_us = int(bin_us)
@@ -244,19 +251,50 @@ class BinnedCounts:
         self._newest: int | None = None  # absolute column index of the newest bin written
         self._lock = threading.Lock()
         self.too_old = 0
+        #: the next level of a pyramid (wider bins, longer history), fed with every batch pushed here
+        self.coarser = coarser
+
+    @classmethod
+    def pyramid(cls, bin_us: int = 2000, n_columns: int = 2048, n_neurons: int = N_MONITOR_IDS,
+                levels: int = COUNT_LEVELS, factor: int = COUNT_LEVEL_FACTOR) -> BinnedCounts:
+        """Levels of counts, each with ``factor`` times wider bins and half the columns of the one
+        before (so twice its history at half its memory): a long window is drawn from a coarse
+        level, a short one from a fine level, and neither reads more than about ``n_columns`` bins.
+        Returns the finest level; ``coarser`` links the next."""
+        level = None
+        for k in reversed(range(levels)):
+            level = cls(bin_us * factor**k, max(2, n_columns >> k), n_neurons, coarser=level)
+        assert level is not None
+        return level
+
+    def levels(self) -> list[BinnedCounts]:
+        """This level and the coarser ones, finest first."""
+        out, level = [], self
+        while level is not None:
+            out.append(level)
+            level = level.coarser
+        return out
+
+    @property
+    def history_us(self) -> int:
+        """Time the bins of this level span."""
+        return self.bin_us * self.n_columns
 
     def clear(self) -> None:
         with self._lock:
             self._counts[:] = 0
             self._newest = None
+        if self.coarser is not None:
+            self.coarser.clear()
 
     def copy(self) -> BinnedCounts:
-        """A frozen copy."""
+        """A frozen copy (of the coarser levels too)."""
         other = object.__new__(BinnedCounts)
         with self._lock:
             other.bin_us, other.n_columns, other.n_neurons = self.bin_us, self.n_columns, self.n_neurons
             other._counts, other._newest, other.too_old = self._counts.copy(), self._newest, self.too_old
         other._lock = threading.Lock()
+        other.coarser = None if self.coarser is None else self.coarser.copy()
         return other
 
     @property
@@ -271,6 +309,8 @@ class BinnedCounts:
         wholly more than :data:`TIMESTAMP_RESET_JUMP_US` before the newest bin restarts the counts
         (the board's timestamps were reset); neuron ids outside ``0..n_neurons-1`` are ignored.
         """
+        if self.coarser is not None:
+            self.coarser.push(timestamp_us, global_id)
         cols = np.asarray(timestamp_us, np.int64).ravel() // self.bin_us
         gid = np.asarray(global_id, np.int64).ravel()
         if len(cols) == 0:
@@ -450,7 +490,7 @@ class SpikeMonitor:
 
     def __init__(self, capacity: int = 4_000_000, bin_us: int = 2000, n_columns: int = 2048) -> None:
         self.ring = EventRing(capacity)
-        self.binned = BinnedCounts(bin_us, n_columns)
+        self.binned = BinnedCounts.pyramid(bin_us, n_columns)
         self.clock = BoardClock()
         self.total_events = 0
         self._rate_lock = threading.Lock()
@@ -692,8 +732,9 @@ class RasterFrame:
     ``mode`` is ``"ticks"`` (one vertical tick per spike, grouped per core for colouring; x/y in
     ``connect='pairs'`` layout) or ``"density"`` (a rows × bins count image, used when the window
     holds more spikes than ``max_ticks``; taken from the pre-binned counts, so its cost does not
-    depend on the event rate).  ``density_t0_s``/``density_t1_s`` are the span the image's bins
-    cover (bin edges, so slightly wider than the window).
+    depend on the event rate, and bounded in size whatever the window and the selection).
+    ``density_t0_s``/``density_t1_s`` are the span the image's bins cover (bin edges, so slightly
+    wider than the window).  Every event of those bins is counted in exactly one pixel.
     """
 
     mode: str
@@ -707,6 +748,11 @@ class RasterFrame:
     n_events: int
     density_t0_s: float = 0.0
     density_t1_s: float = 0.0
+    #: selection rows summed into one row of ``density`` (rows of one core only), and its bin width
+    rows_per_pixel: int = 1
+    bin_s: float = 0.0
+    #: core index of every row of ``density`` (``row_core`` when ``rows_per_pixel`` is 1)
+    density_row_core: np.ndarray | None = None
 
 
 class RasterBuilder:
@@ -722,12 +768,20 @@ class RasterBuilder:
         at most ``scan_factor * max_ticks`` events in it (the selection may be a small part of
         them); beyond that it goes straight to the binned counts, so a frame never touches a
         number of events that grows with the event rate.
+    max_columns, max_rows : bounds of a density image from a monitor.  The columns are the bins
+        of the finest level of the monitor's counts that covers the window in at most
+        ``max_columns`` bins; above ``max_rows`` rows, runs of 2, 4, ... rows of one core are summed
+        into one image row (a screen has fewer pixel rows than that anyway).  So the image, and
+        the work of a frame, stay bounded whatever the window and the selection.
     """
 
-    def __init__(self, selection: NeuronSelection, max_ticks: int = 50_000, n_bins: int = 500, scan_factor: int = 2) -> None:
+    def __init__(self, selection: NeuronSelection, max_ticks: int = 50_000, n_bins: int = 500, scan_factor: int = 2,
+                 max_columns: int = 1024, max_rows: int = 1024) -> None:
         self.max_ticks = int(max_ticks)
         self.n_bins = int(n_bins)
         self.scan_factor = int(scan_factor)
+        self.max_columns = int(max_columns)
+        self.max_rows = int(max_rows)
         self.set_selection(selection)
 
     def set_selection(self, selection: NeuronSelection) -> None:
@@ -735,6 +789,20 @@ class RasterBuilder:
         self._rows = selection.row_lookup()
         neurons = selection.neurons.astype(np.int64)
         self.row_core = np.where(neurons < INPUT_ID_BASE, neurons // N_NEURONS_PER_CORE, INPUT_ROW_COLOUR)
+        self.rows_per_pixel = self._row_group(self.row_core)
+
+    def _row_group(self, row_core: np.ndarray) -> int:
+        """Rows summed into one density-image row: the least power of two that brings the rows
+        within ``max_rows``, provided every such group lies in one core (one colour); else 1."""
+        group = 1
+        while -(-len(row_core) // group) > self.max_rows:
+            group *= 2
+        if group > 1:
+            padded = np.concatenate([row_core, np.full(-len(row_core) % group, -1)]).reshape(-1, group)
+            same = (padded == padded[:, :1]) | (padded == -1)
+            if not same.all():
+                return 1
+        return group
 
     def frame(self, monitor: SpikeMonitor, span_s: float, end_us: int | None = None) -> RasterFrame | None:
         """The frame for the ``span_s`` seconds before ``end_us`` (default: the newest event); None when empty."""
@@ -749,11 +817,30 @@ class RasterBuilder:
             t, g = monitor.ring.window(start_us, end_us)
             if int((self._rows[g] >= 0).sum()) <= self.max_ticks:
                 return self.build(t, g, end_us, span_s)
-        counts, c0_us, c1_us = monitor.binned.window(self.selection.neurons, start_us, end_us)
+        level = self._level(monitor.binned, span_us)
+        counts, c0_us, c1_us = level.window(self.selection.neurons, start_us, end_us)
         per_row = counts.sum(axis=1, dtype=np.int64)
         rates = per_row / ((c1_us - c0_us) / 1e6)
-        return RasterFrame("density", start_us / 1e6, end_us / 1e6, len(self.selection.neurons), {}, counts,
-                           self.row_core, rates, int(per_row.sum()), c0_us / 1e6, c1_us / 1e6)
+        n_rows, group = len(self.selection.neurons), self.rows_per_pixel
+        density: np.ndarray = counts
+        density_core = self.row_core
+        if group > 1:
+            pad = -n_rows % group
+            if pad:
+                counts = np.concatenate([counts, np.zeros((pad, counts.shape[1]), counts.dtype)])
+            density = counts.reshape(-1, group, counts.shape[1]).sum(axis=1, dtype=np.uint32)
+            density_core = self.row_core[::group]
+        return RasterFrame("density", start_us / 1e6, end_us / 1e6, n_rows, {}, density,
+                           self.row_core, rates, int(per_row.sum()), c0_us / 1e6, c1_us / 1e6,
+                           rows_per_pixel=group, bin_s=level.bin_us / 1e6, density_row_core=density_core)
+
+    def _level(self, binned: BinnedCounts, span_us: int) -> BinnedCounts:
+        """The finest level of counts that covers ``span_us`` in at most ``max_columns`` bins; else
+        the finest that covers it at all; else (a window longer than every history) the coarsest."""
+        levels = binned.levels()
+        covering = [b for b in levels if b.history_us >= span_us + b.bin_us]  # + the partly covered first bin
+        fitting = [b for b in covering if span_us // b.bin_us + 1 <= self.max_columns]
+        return (fitting or covering or levels[-1:])[0]
 
     def build(self, t_us: np.ndarray, gid: np.ndarray, t_end_us: int, span_s: float) -> RasterFrame:
         """The frame of explicit events (ticks, or a density binned here when there are too many)."""

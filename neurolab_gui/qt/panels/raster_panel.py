@@ -141,6 +141,14 @@ class NeuronAxis(pg.AxisItem):
         return [self.selection.row_label(int(v)) if 0 <= int(round(v)) < n and float(v).is_integer() else "" for v in values]
 
 
+def describe_mode(frame: RasterFrame) -> str:
+    """How a frame shows its spikes, for the info line: ticks, or a density image and its pixel."""
+    if frame.mode != "density":
+        return frame.mode
+    rows = f"{frame.rows_per_pixel} neurons × " if frame.rows_per_pixel > 1 else ""
+    return f"density: spikes per {rows}{frame.bin_s * 1e3:g} ms" if frame.bin_s else "density"
+
+
 def core_legend_html(cores: np.ndarray) -> str:
     """Coloured squares naming the cores (chip·core) a selection shows, in the raster's colours."""
     parts = []
@@ -228,7 +236,7 @@ class RasterPanel(QWidget):
         back = QHBoxLayout()
         back.addWidget(QLabel("scroll back"))
         back.addWidget(self.back_slider, 1)
-        back.addWidget(Readout(self.info_label, template="1,000,000 spikes shown (density) — paused"))  # changes every frame
+        back.addWidget(Readout(self.info_label, template="1,000,000 spikes shown (density: spikes per 4 neurons × 32 ms) — paused"))  # changes every frame
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.neuron_axis = NeuronAxis()
@@ -289,7 +297,8 @@ class RasterPanel(QWidget):
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self.render)
-        self.timer.start(int(1000 / fps))
+        self._base_interval_ms = int(1000 / fps)
+        self.timer.start(self._base_interval_ms)
 
     # --- selection ------------------------------------------------------------------------
     def _update_mode_widgets(self) -> None:
@@ -522,11 +531,20 @@ class RasterPanel(QWidget):
         self._draw(frame)
         self.last_frame = frame
         self.frames_rendered += 1
-        self.frame_times_s.append(time.perf_counter() - started)
+        cost_s = time.perf_counter() - started
+        self.frame_times_s.append(cost_s)
         del self.frame_times_s[:-300]
+        self._pace(cost_s)
         invalid = self.session.spikes.invalid_events
-        self.info_label.setText(f"{frame.n_events:,} spikes shown ({frame.mode})" + (" — paused" if self.paused else "")
+        self.info_label.setText(f"{frame.n_events:,} spikes shown ({describe_mode(frame)})" + (" — paused" if self.paused else "")
                                 + (f" — {invalid:,} events with ids outside the board dropped" if invalid else ""))
+
+    def _pace(self, cost_s: float) -> None:
+        """Leave the event loop at least twice a frame's cost between frames: a slow frame (a busy
+        machine, a huge window) lowers the frame rate instead of starving input and other views."""
+        interval_ms = max(self._base_interval_ms, int(3e3 * cost_s))
+        if interval_ms != self.timer.interval():
+            self.timer.setInterval(interval_ms)
 
     def _draw(self, frame: RasterFrame) -> None:
         self._drawing = True
@@ -552,8 +570,11 @@ class RasterPanel(QWidget):
             # One index per pixel, colour * LEVELS + min(count, LEVELS - 1), looked up in a
             # table of ARGB words: no per-pixel float maths.
             index = np.minimum(frame.density, DENSITY_LEVELS - 1).astype(np.uint16)
-            index += (frame.row_core * DENSITY_LEVELS).astype(np.uint16)[:, None]
-            rect = QRectF(frame.density_t0_s, -0.5, frame.density_t1_s - frame.density_t0_s, frame.n_rows)
+            row_core = frame.row_core if frame.density_row_core is None else frame.density_row_core
+            index += (row_core * DENSITY_LEVELS).astype(np.uint16)[:, None]
+            # an image row may sum several selection rows (padded at the end): it spans all of them
+            height = frame.density.shape[0] * frame.rows_per_pixel
+            rect = QRectF(frame.density_t0_s, -0.5, frame.density_t1_s - frame.density_t0_s, height)
             self.density_item.set_pixels(np.take(DENSITY_LUT, index), rect)
             self.density_item.setVisible(True)
         rows = np.repeat(np.arange(frame.n_rows, dtype=np.float64), 2)
