@@ -265,7 +265,7 @@ def test_core_calibration_holds_the_biases_of_its_cores_until_it_ends(session, m
         seen.extend(str(e) for e in refused)
         raise RuntimeError("measurement broke")
 
-    monkeypatch.setattr(workflows, "heavy_stack_loaded", lambda progress=None: None)
+    monkeypatch.setattr(workflows, "heavy_stack_loaded", lambda progress=None, cancel=None: None)
     monkeypatch.setattr(board_calibration, "calibrate_board", stub)
     with pytest.raises(RuntimeError, match="measurement broke"):
         workflows.calibrate_cores(session, [(0, 1)])

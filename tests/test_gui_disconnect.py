@@ -131,5 +131,6 @@ def test_disconnect_during_a_sweep_says_stopped_by_the_disconnect_in_the_transfe
     QTest.mouseClick(window.connection_bar.disconnect_button, LEFT)
     qtbot.waitUntil(lambda: task.done and window.session.connection.status.state == "disconnected", timeout=20_000)
     assert task.state == JobState.CANCELLED
-    assert panel.status.text() == f"{task.name} stopped: the board was disconnected"
+    # the panel hears of the end through a queued signal: wait for it, not only for the job
+    qtbot.waitUntil(lambda: panel.status.text() == f"{task.name} stopped: the board was disconnected", timeout=5_000)
     assert window.reporter.errors == [] and panel.sweep_button.isEnabled()
