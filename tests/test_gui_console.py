@@ -79,3 +79,23 @@ def test_slow_work_runs_in_the_background_and_prints_its_result(console, qtbot):
     type_command(console, "bad = run_in_background(int, 'x')")
     qtbot.waitUntil(lambda: "[int failed] ValueError: invalid literal" in console.output(), timeout=5000)
     assert console.namespace["job"].result() == 6
+
+
+def test_a_pyqtgraph_whose_console_internals_differ_still_opens_the_panel_and_says_output_is_unlimited(session, qtbot, monkeypatch, caplog):
+    # the limiter hooks pyqtgraph's REPL thread (private attributes); without them the panel (and so
+    # the main window) must still be built, and say that its output is not limited
+    from pyqtgraph.console import ConsoleWidget
+
+    from neurolab_gui.qt.panels import console_panel
+
+    class OtherConsole(ConsoleWidget):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.repl._thread = None  # no _stdoutInterceptor, no signals: as if renamed
+
+    monkeypatch.setattr(console_panel, "ConsoleWidget", OtherConsole)
+    with caplog.at_level("WARNING"):
+        panel = ConsolePanel(session)
+    qtbot.addWidget(panel)
+    assert any("output is not limited" in r.getMessage() for r in caplog.records)
+    assert panel.namespace["run_in_background"] is not None

@@ -23,6 +23,7 @@ Two limits keep one command from freezing the app:
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ from neurolab_gui.core.jobs import Job
 from neurolab_gui.core.session import Session
 
 from ..bridge import relay
+
+log = logging.getLogger(__name__)
 
 #: Characters of one output line shown; the rest is counted in a note.
 MAX_LINE_CHARS = 5_000
@@ -174,13 +177,19 @@ class ConsolePanel(QWidget):
         repl.input.setToolTip("Commands run on the GUI thread: the window is frozen until one returns.\n"
                               "For slow work: job = run_in_background(fn, *args)  (fn must not touch the GUI).")
         # all output (prints, results, tracebacks, the echoed command) goes from the REPL thread's
-        # signal to the widget's write: put the limiter between them
-        thread = repl._thread
-        interceptor = thread._stdoutInterceptor
-        self.limiter = OutputLimiter(repl.write, counts=lambda: sys.stdout is interceptor)
-        thread.sigInputGenerated.disconnect(repl.write)
-        thread.sigInputGenerated.connect(self.limiter.write)
-        thread.sigCommandExecuted.connect(self.limiter.finish_command)
+        # signal to the widget's write: put the limiter between them.  Those are pyqtgraph's
+        # internals (as in 0.14.0): a version without them keeps a working console, unlimited.
+        self.limiter = OutputLimiter(repl.write, counts=lambda: False)
+        try:
+            thread = repl._thread
+            interceptor = thread._stdoutInterceptor
+            thread.sigInputGenerated.disconnect(repl.write)
+        except (AttributeError, TypeError) as exc:
+            log.warning("console: output is not limited (this pyqtgraph's console differs: %s); one long print can freeze the window", exc)
+        else:
+            self.limiter = OutputLimiter(repl.write, counts=lambda: sys.stdout is interceptor)
+            thread.sigInputGenerated.connect(self.limiter.write)
+            thread.sigCommandExecuted.connect(self.limiter.finish_command)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.console)
