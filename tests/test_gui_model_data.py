@@ -256,22 +256,14 @@ def test_train_pressed_with_a_network_too_large_for_the_board_is_refused_at_once
     assert window.session.model is None
 
 
-def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_importing_beside_it(window, qtbot, tmp_path, monkeypatch):
-    # Train pressed in the app's first seconds built the pipeline configuration on the GUI thread,
-    # which imports the conversion stack (torch) and so waited there for the warm-up thread's
-    # imports: the window stalled 1.4-1.9 s (bench/train_before_warmup.py).  The panel now
-    # only reads its settings; the job builds the configuration on its worker after waiting on the
-    # warm-up (workflows.heavy_stack_loaded), saying so, and trains after.
-    import threading
+def _train_pressed_during_the_warm_up(window, qtbot, tmp_path, monkeypatch):
+    """Train pressed (QTest) on a tiny data file while a stand-in for the warm-up is still loading;
+    returns the training job, once it says it waits for the warm-up, and the stand-in (a future)."""
     from concurrent.futures import Future
 
-    from neurolab_gui.core import warmup, workflows
+    from neurolab_gui.core import warmup
 
-    built_on = []
-    build = workflows.pipeline_config
-    monkeypatch.setattr(workflows, "pipeline_config", lambda *a, **k: (built_on.append(threading.current_thread()), build(*a, **k))[1])
-
-    warmup.warm_up().result(timeout=300)  # what the stand-in below pretends is still loading
+    warmup.warm_up().result(timeout=300)  # what the stand-in pretends is still loading
     still_loading: Future = Future()
     still_loading.set_running_or_notify_cancel()
     monkeypatch.setattr(warmup, "_future", still_loading)
@@ -283,38 +275,40 @@ def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_i
     panel.epochs_spin.setValue(1)
     QTest.mouseClick(panel.train_button, LEFT)
     qtbot.waitUntil(lambda: "loading torch and the conversion stack" in panel.status.text(), timeout=5_000)
-    job = panel.job
+    return panel.job, still_loading
+
+
+def test_train_pressed_while_the_warm_up_still_imports_waits_for_it_instead_of_importing_beside_it(window, qtbot, tmp_path, monkeypatch):
+    # Train pressed in the app's first seconds built the pipeline configuration on the GUI thread,
+    # which imports the conversion stack (torch) and so waited there for the warm-up thread's
+    # imports: the window stalled 1.4-1.9 s (bench/train_before_warmup.py).  The panel now
+    # only reads its settings; the job builds the configuration on its worker after waiting on the
+    # warm-up (workflows.heavy_stack_loaded), saying so, and trains after.
+    import threading
+
+    from neurolab_gui.core import workflows
+
+    built_on = []
+    build = workflows.pipeline_config
+    monkeypatch.setattr(workflows, "pipeline_config", lambda *a, **k: (built_on.append(threading.current_thread()), build(*a, **k))[1])
+    job, still_loading = _train_pressed_during_the_warm_up(window, qtbot, tmp_path, monkeypatch)
     assert not job.done and window.session.model is None and not built_on
     still_loading.set_result(0.0)
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     job.result()  # the training's own error, if any, raised here
     assert window.session.model is not None
-    assert "6 hidden" in panel.model_label.text()
+    assert "6 hidden" in window.model_panel.model_label.text()
     assert built_on and threading.main_thread() not in built_on
 
 
 def test_cancel_while_the_training_waits_for_the_warm_up_ends_it_at_once(window, qtbot, tmp_path, monkeypatch):
     # hostile round 6: Cancel pressed while Train waited for the warm-up's imports took 6.6 s (the
     # wait ended only with the imports); the wait now checks the cancel token.
-    from concurrent.futures import Future
-
-    from neurolab_gui.core import warmup
     from neurolab_gui.core.jobs import JobState
 
-    warmup.warm_up().result(timeout=300)
-    still_loading: Future = Future()
-    still_loading.set_running_or_notify_cancel()
-    monkeypatch.setattr(warmup, "_future", still_loading)
-    panel = window.model_panel
-    _choose(monkeypatch, _user_data(tmp_path / "mine.npz"))
-    QTest.mouseClick(panel.data_button, LEFT)
-    qtbot.waitUntil(lambda: panel.status.text() == "data file loading finished", timeout=20_000)
-    panel.hidden_spin.setValue(6)
-    QTest.mouseClick(panel.train_button, LEFT)
-    qtbot.waitUntil(lambda: "loading torch and the conversion stack" in panel.status.text(), timeout=5_000)
-    job = panel.job
-    QTest.mouseClick(panel.cancel_button, LEFT)
-    qtbot.waitUntil(lambda: job.done, timeout=2_000)  # the imports have not ended: still_loading is never set
+    job, _ = _train_pressed_during_the_warm_up(window, qtbot, tmp_path, monkeypatch)
+    QTest.mouseClick(window.model_panel.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: job.done, timeout=2_000)  # the imports have not ended: the stand-in is never set
     assert job.state == JobState.CANCELLED and window.session.model is None
 
 
