@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-
 def heavy_stack_loaded(progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> None:
     """Wait until torch and the conversion and calibration stacks are imported
     (:func:`~neurolab_gui.core.warmup.warm_up`, started by the app early; started here otherwise).
@@ -208,11 +207,14 @@ def data_file_job(session: Session, path: str) -> Job[str]:
 
 
 # --- training -----------------------------------------------------------------------------------
-def train_network(session: Session, task_name: str, cfg: PipelineConfig, n_train: int | None = None,
+def train_network(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig], n_train: int | None = None,
                   progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
     """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
-    and make it the session's model."""
+    and make it the session's model.  ``cfg`` may be a call that builds the configuration
+    (:func:`pipeline_config` imports the conversion stack): it is called here, once
+    :func:`heavy_stack_loaded`, so a front end that starts this as a job never waits for those imports."""
     heavy_stack_loaded(progress, cancel)
+    cfg = cfg() if callable(cfg) else cfg
     from .conversion.mapping import network_size_problem
     from .conversion.pipeline import train_model
 
@@ -240,31 +242,19 @@ def training_summary(result: TrainResult) -> str:
 
 def training_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
                  n_train: int | None = None) -> Job[RateRNN]:
-    """:func:`train_network` as a job (not started).  ``cfg`` may be a call that builds the
-    configuration (:func:`pipeline_config` imports the conversion stack): the job calls it on its
-    worker once :func:`heavy_stack_loaded`, so a front end never waits for those imports."""
-    def work(progress: ProgressSink, cancel: threading.Event) -> RateRNN:
-        return train_network(session, task_name, _built(cfg, progress, cancel), n_train, progress, cancel)
-
-    return Job("training", work)
-
-
-def _built(cfg: PipelineConfig | Callable[[], PipelineConfig], progress: ProgressSink | None,
-           cancel: threading.Event | None) -> PipelineConfig:
-    """``cfg``, or what the call ``cfg`` builds once the heavy stacks are loaded (on a job's worker)."""
-    if not callable(cfg):
-        return cfg
-    heavy_stack_loaded(progress, cancel)
-    return cfg()
+    """:func:`train_network` as a job (not started); ``cfg`` as there."""
+    return Job("training", lambda progress, cancel: train_network(session, task_name, cfg, n_train, progress, cancel))
 
 
 # --- conversion ---------------------------------------------------------------------------------
-def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model: RateRNN | None = None,
+def convert_network(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig], model: RateRNN | None = None,
                     n_test: int | None = None, progress: ProgressSink | None = None,
                     cancel: threading.Event | None = None) -> ConversionResult:
     """Constrain, map and run ``cfg``'s stages for ``model`` (default: the session's) on
-    ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's."""
+    ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's.
+    ``cfg`` may be a call that builds the configuration, as in :func:`train_network`."""
     heavy_stack_loaded(progress, cancel)
+    cfg = cfg() if callable(cfg) else cfg
     from .conversion.pipeline import convert
 
     model = model if model is not None else _session_model(session)
@@ -279,10 +269,9 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig, model
 def conversion_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
                    n_test: int | None = None) -> Job[ConversionResult]:
     """:func:`convert_network` of the session's current model as a job (not started); refused at
-    once without a model.  ``cfg`` may be a call that builds the configuration, as in :func:`training_job`."""
+    once without a model.  ``cfg`` as in :func:`convert_network`."""
     model = _session_model(session)
-    return Job("conversion", lambda progress, cancel: convert_network(session, task_name, _built(cfg, progress, cancel), model, n_test,
-                                                                      progress, cancel))
+    return Job("conversion", lambda progress, cancel: convert_network(session, task_name, cfg, model, n_test, progress, cancel))
 
 
 def _session_model(session: Session) -> Any:

@@ -30,6 +30,7 @@ the task keeps, so an imported model's input weights can be split to match.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Callable
@@ -514,13 +515,10 @@ def _npz_array_bytes(data: np.lib.npyio.NpzFile) -> dict[str, int]:
 
 def available_memory_bytes() -> int | None:
     """Memory the kernel says is available without swapping (``MemAvailable``; None where unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:  # not Linux, or unreadable
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     return None
 
 
