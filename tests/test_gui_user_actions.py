@@ -157,6 +157,7 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     QTest.keyClick(raster.graphics, Qt.Key.Key_Space)
     assert raster.paused and raster.pause_button.text() == "Resume"
     qtbot.waitUntil(lambda: raster.frozen is not None)  # the copy is made on a worker thread
+    qtbot.waitUntil(lambda: raster._paused_request is not None and raster.frames_rendered > 0)
     paused_events, paused_at = raster.last_frame.n_events, raster.last_frame.t1_s
     assert paused_events > 0 and paused_at < 5
     for k in range(1, 12):  # the live ring is overwritten many times over
@@ -167,7 +168,8 @@ def test_space_pauses_and_the_paused_moment_survives_a_full_ring(make_window, qt
     raster.back_slider.setFocus()
     QTest.keyClick(raster.back_slider, Qt.Key.Key_End)
     assert raster.back_slider.value() == 1000
-    assert raster.last_frame.t0_s == pytest.approx(0.0, abs=0.01) and raster.last_frame.n_events > 0
+    qtbot.waitUntil(lambda: raster.last_frame.t0_s == pytest.approx(0.0, abs=0.01))  # built on a worker
+    assert raster.last_frame.n_events > 0
     QTest.mouseClick(raster.pause_button, LEFT)  # resume: live again
     QTest.qWait(100)
     assert not raster.paused and raster.last_frame.t1_s > 10
@@ -215,8 +217,9 @@ def test_pausing_with_the_default_buffers_full_does_not_stall(make_window, qtbot
     with heartbeat.watch("pause"):
         QTest.mouseClick(raster.pause_button, LEFT)
         qtbot.waitUntil(lambda: raster.frozen is not None)
+        qtbot.waitUntil(lambda: raster.last_frame.t1_s == pytest.approx(raster.frozen.now_us() / 1e6, abs=1e-5))
     heartbeat.assert_no_stall()
-    assert len(raster.frozen.ring) == n and raster.last_frame.t1_s == pytest.approx(raster.frozen.now_us() / 1e6, abs=1e-5)
+    assert len(raster.frozen.ring) == n
 
 
 def test_raster_of_all_neurons_over_10_s_keeps_the_event_loop_free_and_counts_every_spike(make_window, qtbot, heartbeat):
@@ -249,6 +252,33 @@ def test_raster_of_all_neurons_over_10_s_keeps_the_event_loop_free_and_counts_ev
     inside = int(((t >= frame.t0_s * 1e6) & (t < frame.t1_s * 1e6)).sum())
     assert frame.mode == "ticks" and frame.n_events == inside > 0
     assert sum(len(x) for x, _ in frame.ticks.values()) == 2 * inside
+
+
+def test_paused_raster_scrolled_back_past_the_counts_history_draws_the_rings_spikes(make_window, qtbot, heartbeat):
+    """Issue: scrolled back further than the binned counts reach (16.4 s), a dense window was drawn
+    from empty bins although the event ring still held its spikes."""
+    window = make_window(spike_capacity=1_000_000)
+    window.show()
+    qtbot.waitExposed(window)
+    raster = window.raster_panel
+    raster.builder.max_ticks = 100  # a density frame from 200 events in a window (the app's: 50 k)
+    t = np.arange(0, 30_000_000, 500, dtype=np.int64)  # 30 s at 2 kHz, neuron = sample % 256
+    feed(window, t, np.arange(len(t)))
+    window.session.spikes.clock.stop()
+    QTest.mouseClick(raster.pause_button, LEFT)
+    qtbot.waitUntil(lambda: raster.frozen is not None)
+    with heartbeat.watch("scroll back to the oldest second"):
+        raster.back_slider.setFocus()
+        QTest.keyClick(raster.back_slider, Qt.Key.Key_End)
+        qtbot.waitUntil(lambda: raster.last_frame.t0_s < 0.01)
+    heartbeat.assert_no_stall()
+    frame = raster.last_frame
+    inside = int(((t >= frame.t0_s * 1e6) & (t < frame.t1_s * 1e6)).sum())
+    assert frame.mode == "density" and inside > 1000
+    assert frame.n_events == int(frame.density.sum()) == inside  # every spike of the ring, none lost
+    QTest.keyClick(raster.back_slider, Qt.Key.Key_Home)  # back at the paused moment: the counts again
+    qtbot.waitUntil(lambda: raster.last_frame.t1_s > 29.9)
+    assert raster.last_frame.n_events == int(raster.last_frame.density.sum()) > 1000
 
 
 def test_raster_axes_name_neurons_and_the_wheel_zooms_time(make_window, qtbot):

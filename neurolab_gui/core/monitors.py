@@ -301,6 +301,12 @@ class BinnedCounts:
     def newest_column(self) -> int | None:
         return self._newest
 
+    @property
+    def oldest_us(self) -> int | None:
+        """Start of the oldest bin this level still holds (None before the first event)."""
+        newest = self._newest
+        return None if newest is None else (newest - self.n_columns + 1) * self.bin_us
+
     def push(self, timestamp_us: np.ndarray, global_id: np.ndarray) -> None:
         """Add one batch, in any time order.
 
@@ -818,6 +824,13 @@ class RasterBuilder:
             if int((self._rows[g] >= 0).sum()) <= self.max_ticks:
                 return self.build(t, g, end_us, span_s)
         level = self._level(monitor.binned, span_us)
+        counted_from, ring_from = level.oldest_us, monitor.ring.oldest_us
+        if counted_from is not None and ring_from is not None and start_us < counted_from and ring_from < counted_from:
+            # the window reaches back past the counts' history (a paused raster scrolled far back)
+            # and the ring still holds those spikes: bin them here rather than draw empty bins.
+            # Bounded by the ring's capacity (4 M events: ~0.1 s), not by the window.
+            t, g = monitor.ring.window(start_us, end_us)
+            return self.build(t, g, end_us, span_s)
         counts, c0_us, c1_us = level.window(self.selection.neurons, start_us, end_us)
         per_row = counts.sum(axis=1, dtype=np.int64)
         rates = per_row / ((c1_us - c0_us) / 1e6)
@@ -869,4 +882,5 @@ class RasterBuilder:
         bins = ((t_us - start_us) * self.n_bins // max(1, int(span_s * 1e6))).clip(0, self.n_bins - 1)
         flat = np.bincount(rows * self.n_bins + bins, minlength=n_rows * self.n_bins)
         density = np.minimum(flat, 65535).astype(np.uint16).reshape(n_rows, self.n_bins)
-        return RasterFrame("density", t0, t1, n_rows, {}, density, self.row_core, rates, len(rows), t0, t1)
+        return RasterFrame("density", t0, t1, n_rows, {}, density, self.row_core, rates, len(rows), t0, t1,
+                           bin_s=span_s / self.n_bins)

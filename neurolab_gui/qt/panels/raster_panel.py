@@ -11,7 +11,10 @@ The window ends at the board's time now (:class:`~neurolab_gui.core.monitors.Boa
 not at the newest event: when the board goes quiet the spikes scroll out and the rates fall to
 zero.  Pausing freezes a copy of the buffers (:meth:`SpikeMonitor.snapshot`), so the paused
 moment stays however long the pause lasts and however fast events arrive; the scroll-back
-slider moves back from the paused time as far as that copy reaches.  The y axis names each
+slider moves back from the paused time as far as that copy reaches.  Paused frames are built
+from that copy on a worker thread, once per position (the newest asked for wins): scrolled back
+past the binned counts' history, a frame bins up to the whole event ring, ~0.1 s of work the
+event loop never waits for.  The y axis names each
 row's board-wide neuron id, the rate column shares the raster's rows, the mouse wheel zooms
 the time window, and a click on a row emits :attr:`RasterPanel.neuron_clicked`.
 """
@@ -19,8 +22,10 @@ the time window, and a click on a row emits :attr:`RasterPanel.neuron_clicked`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyqtgraph as pg
@@ -172,6 +177,7 @@ class RasterPanel(QWidget):
     #: ``neuron_clicked(global_id)`` when the user clicks a raster row.
     neuron_clicked = pyqtSignal(int)
     _frozen_ready = pyqtSignal(int, object)
+    _paused_frame_ready = pyqtSignal(object, object)  # (request, RasterFrame or None)
 
     def __init__(self, session: Session, fps: float = 30.0, max_ticks: int = 50_000) -> None:
         super().__init__()
@@ -182,6 +188,11 @@ class RasterPanel(QWidget):
         self._paused_at: int | None = None
         self._pause_count = 0
         self._frozen_ready.connect(self._on_frozen)
+        #: what the paused view shows or is being built for: (pause, end, span, selection) numbers
+        self._paused_request: tuple | None = None
+        self._selection_number = 0
+        self._paused_builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurolab-raster-paused")
+        self._paused_frame_ready.connect(self._on_paused_frame)
         self.frames_rendered = 0
         self.last_frame: RasterFrame | None = None
         self.frame_times_s: list[float] = []
@@ -334,6 +345,7 @@ class RasterPanel(QWidget):
         self._update_mode_widgets()
         selection = self.current_selection()
         self.builder.set_selection(selection)
+        self._selection_number += 1
         self.neuron_axis.selection = selection
         self.plot.setLabel("left", "input channel / neuron id" if selection.row_labels else "neuron id")
         self._show_blocks(selection)
@@ -438,6 +450,7 @@ class RasterPanel(QWidget):
         self.back_slider.setEnabled(paused)
         if not paused:
             self.frozen = None
+            self._paused_request = None
             self.back_slider.setValue(0)
         self.render()
 
@@ -456,6 +469,7 @@ class RasterPanel(QWidget):
 
     def stop(self) -> None:
         self.timer.stop()
+        self._paused_builds.shutdown(wait=False, cancel_futures=True)
 
     def settings(self) -> dict:
         return {"span_s": self.span_spin.value(), "mode": self.mode_combo.currentData(), "chip": self.chip_spin.value(),
@@ -514,27 +528,62 @@ class RasterPanel(QWidget):
     def render(self) -> None:
         """Draw one frame (timer slot).
 
-        Paused and the frozen copy not made yet, nothing is drawn: the frame shown at the pause
-        stays, and the GUI thread never waits for the buffers' locks, which the copy holds.
+        Paused, the frame is built on a worker from the frozen copy; until the copy is made the
+        frame shown at the pause stays, and the GUI thread never waits for the buffers' locks,
+        which the copy holds.
         """
-        if self.paused and self.frozen is None:
+        if self.paused:
+            self._request_paused_frame()
             return
-        monitor = self.frozen if self.paused else self.session.spikes
         end_us = self.view_end_us()
         if end_us is None:
             return
         started = time.perf_counter()
-        span = self.span_spin.value()
-        frame = self.builder.frame(monitor, span, end_us + 1)
+        frame = self.builder.frame(self.session.spikes, self.span_spin.value(), end_us + 1)
         if frame is None:
             return
-        self._draw(frame)
-        self.last_frame = frame
-        self.frames_rendered += 1
+        self._show(frame)
         cost_s = time.perf_counter() - started
         self.frame_times_s.append(cost_s)
         del self.frame_times_s[:-300]
         self._pace(cost_s)
+
+    def _request_paused_frame(self) -> None:
+        """Have the paused view's frame built on the worker, unless it shows (or is being built
+        for) this position already: the timer asks 30 times a second, a dragged slider more."""
+        if self.frozen is None:
+            return
+        end_us = self.view_end_us()
+        if end_us is None:
+            return
+        span = self.span_spin.value()
+        request = (self._pause_count, end_us, span, self._selection_number)
+        if request == self._paused_request:
+            return
+        self._paused_request = request
+        # a shallow copy keeps this selection: changing self.builder's replaces its attributes
+        builder = copy.copy(self.builder)
+        with contextlib.suppress(RuntimeError):  # stop() shut the worker down: the panel is closing
+            self._paused_builds.submit(self._build_paused_frame, request, builder, self.frozen, span, end_us)
+
+    def _build_paused_frame(self, request: tuple, builder: RasterBuilder, frozen: SpikeMonitor, span: float,
+                            end_us: int) -> None:
+        """Worker: one paused frame from the frozen copy (which nothing writes to any more)."""
+        if request != self._paused_request:
+            return  # the user has moved on (slider dragged further): build only the newest
+        frame = builder.frame(frozen, span, end_us + 1)
+        with contextlib.suppress(RuntimeError):  # the panel was closed meanwhile
+            self._paused_frame_ready.emit(request, frame)  # queued to the GUI thread
+
+    def _on_paused_frame(self, request: tuple, frame: RasterFrame | None) -> None:
+        if self.paused and request == self._paused_request and frame is not None:
+            self._show(frame)
+
+    def _show(self, frame: RasterFrame) -> None:
+        """Draw a frame and say what it shows."""
+        self._draw(frame)
+        self.last_frame = frame
+        self.frames_rendered += 1
         invalid = self.session.spikes.invalid_events
         self.info_label.setText(f"{frame.n_events:,} spikes shown ({describe_mode(frame)})" + (" — paused" if self.paused else "")
                                 + (f" — {invalid:,} events with ids outside the board dropped" if invalid else ""))
