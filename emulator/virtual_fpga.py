@@ -11,7 +11,7 @@
   ``0xC6 0x00`` acknowledgement;
 * the SRAM module as FPGA memory (single-word commands and burst mode, libcaer's protocol); a
   0→1 edge on SPIKEGEN/RUN decodes the generator memory into the simulator (dummy events with
-  core mask 0 only add their ISI to the next event);
+  core mask 0 reach no core; their ISIs keep the time, a last one's before a repeating list wraps);
 * POISSONSPIKEGEN and SYNAPSERECONFIG with their chip selects in the device encoding 0/8/4/12;
   MUX/TIMESTAMP_RESET resets the clock and puts the reset word on the stream;
 * bulk IN: the simulator's spikes (:class:`~emulator.fpga_stream.StreamEncoder`), with wrap
@@ -366,16 +366,13 @@ class VirtualFpga:
         unit_us = max(1, reg(fd.SPIKEGEN, fd.SPIKEGEN_ISIBASE)) / fd.LOGIC_CLOCK_MHZ
         step = 2 if variable else 1
         words = self._memory[base : base + n_events * step].astype(np.int64)
+        # dummy events (core mask 0) stay in the list: they reach no core but take their place in
+        # time, also as the list's last event, whose ISI a repeating list plays before it wraps
         program: list[tuple[int, int, int, float]] = []
-        carried_us = 0.0
         for i in range(len(words) // step):
             chip, neuron, mask = fd.spike_generator_event(int(words[i * step]))
             isi = int(words[i * step + 1]) if variable else reg(fd.SPIKEGEN, fd.SPIKEGEN_ISI)
-            carried_us += isi * unit_us
-            if mask == 0:
-                continue  # a dummy event: only its delay counts
-            program.append((chip, neuron, mask, carried_us))
-            carried_us = 0.0
+            program.append((chip, neuron, mask, isi * unit_us))
         self.simulator.load_spike_generator(program, bool(reg(fd.SPIKEGEN, fd.SPIKEGEN_REPEAT)))
         self.simulator.start_spike_generator()
 

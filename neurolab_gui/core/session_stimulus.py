@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from drivers.dynapse1.board_api import Board
+from drivers.dynapse1.board_api import Board, SpikeGenEvent
 from drivers.dynapse1.netlist import InputAddress
 from drivers.dynapse1.spikes import SpikeEvents
 from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip
@@ -98,9 +98,11 @@ class StimulusController:
         With ``repeat`` the generator replays the list in a loop.  It counts the first event's ISI
         from the start and, at every wrap, from the list's last event (``dynapse_protocol.md`` §5;
         the emulator's :class:`emulator.stimulus.SpikeGenerator`), so the loop lasts the sum of
-        the ISIs.  The first event therefore carries one step: the loop then lasts exactly
-        ``n_periods / rate_hz`` and every source keeps its rate across the wrap (the whole train
-        starts one step after Start).  A first ISI of 0 would shorten every loop by one step.
+        the ISIs.  The first spike carries ISI 0 (it fires at Start) and the list ends with one
+        dummy event (core mask 0: it reaches no core) one step after the last spike, so the loop
+        lasts exactly ``n_periods / rate_hz`` and every source keeps its rate across the wrap.
+        Without the dummy, either every loop is one step short (first ISI 0) or the whole train
+        starts one step late (first ISI one step: 10 s at 0.1 Hz and one source).
         """
         chip = check_chip(chip)
         if not 1 <= core_mask <= 15:
@@ -111,11 +113,13 @@ class StimulusController:
             raise ValueError("choose at least one source")
         n_periods = max(1, int(duration_s * rate_hz))
         n = n_periods * len(sources)
-        check_program_size(n)  # before any array of n: a train far too long is refused at once
+        check_program_size(n + int(repeat))  # before any array of n: a train far too long is refused at once
         step = 1e6 / rate_hz / len(sources)
-        times_us = (np.arange(n) + (1 if repeat else 0)) * step
+        times_us = np.arange(n) * step
         addresses = [InputAddress(chip, int(s)) for s in sources]
         program = spike_program(times_us, np.arange(n) % len(sources), addresses, [core_mask] * len(sources))
+        if repeat:  # closes the loop one step after the last spike (see above)
+            program.append(SpikeGenEvent(addresses[0], 0, float(np.rint(n * step) - np.rint((n - 1) * step))))
         if repeat and sum(e.isi_us for e in program) < 1.0:
             # the generator would replay the list infinitely often: refuse here, not at Start
             raise ValueError(f"a repeating train needs a loop of at least 1 µs; {n} events at {rate_hz:g} Hz "
