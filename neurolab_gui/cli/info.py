@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{summary['path']}: {'complete' if summary['complete'] else 'INCOMPLETE (the recording process ended without finishing it)'}")
+    state = "complete" if summary["complete"] else f"INCOMPLETE ({summary['incomplete_reason']})"
+    print(f"{summary['path']}: {state}")
     print(f"  board {summary['board_serial']} ({'emulator' if summary['board_emulated'] else 'silicon'}), NeuroLab {summary['software_version']}")
     print(f"  started {summary['start_time']}, stopped {summary['stop_time'] or '-'}, {summary['duration_s']:.3f} s of events")
     print(f"  {summary['spikes']:,} spikes, {summary['input_events']:,} stimulus events, {summary['bias_changes']} bias changes, "

@@ -26,7 +26,9 @@ Layout of the index file (``format`` = ``neurolab-session``, ``format_version`` 
                                   board_emulated, start_time (ISO 8601), start_time_unix,
                                   stop_time (when the user stopped; "" while recording),
                                   complete (False until the writer finished), timestamp_unit,
-                                  clock_source, notes, dropped_events, segments_dir
+                                  clock_source, notes, dropped_events, segments_dir,
+                                  error (why the writer stopped, e.g. "No space left on device";
+                                  only in a file whose write failed)
     /events/spikes/{t,chip,core,neuron}     virtual: board timestamps (µs, per epoch) and addresses
     /events/input/{t,chip,core,neuron}      virtual: the stimulus sent, same columns
     /streams/<name>/<column>                virtual: generic typed streams (robot, analog, …)
@@ -689,6 +691,20 @@ class SessionFile:
         return bool(self.attrs.get("complete", False))
 
     @property
+    def write_error(self) -> str | None:
+        """Why the writer stopped before finishing (e.g. "No space left on device"), if it recorded one."""
+        return str(self.attrs.get("error", "")) or None
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the file is incomplete, in words for a message (None for a complete file)."""
+        if self.complete:
+            return None
+        if self.write_error:
+            return f"the write failed: {self.write_error}"
+        return "its recording was killed or is still running"  # nothing else leaves no error behind
+
+    @property
     def dropped_events(self) -> int:
         return int(self.attrs.get("dropped_events", 0))
 
@@ -806,6 +822,8 @@ class SessionFile:
             "start_time": self.attrs.get("start_time"),
             "stop_time": self.attrs.get("stop_time") or None,
             "board_serial": self.attrs.get("board_serial"),
+            "write_error": self.write_error,
+            "incomplete_reason": self.incomplete_reason,
             "board_emulated": bool(self.attrs.get("board_emulated")),
             "software_version": self.attrs.get("software_version"),
             "duration_s": round(self.duration_s(), 6),
