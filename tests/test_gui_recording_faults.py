@@ -1,4 +1,4 @@
-"""Recording in the app when the disk fills half-way.
+"""Recording in the app when the disk fills half-way, and what the files say about their boards.
 
 The disk fills with a monkeypatched ENOSPC from the recording's second segment on
 (``tests/disk_faults.py``), so CI runs it unprivileged; the writer's segments are made short so
@@ -8,6 +8,7 @@ the first one is closed and named in the index before the failure.
 from __future__ import annotations
 
 import functools
+import json
 
 import h5py
 import numpy as np
@@ -112,6 +113,36 @@ def test_stopping_while_the_writer_fails_ends_in_failed_not_finishing(window, qt
     qtbot.waitUntil(lambda: label.text().startswith("recording FAILED"), timeout=10_000)
     assert label.text() == "recording FAILED: No space left on device"
     assert not button.isChecked() and window.session.recording is None and len(window.reporter.errors) == 1
+
+
+def test_info_names_every_board_a_recording_spans_and_no_board_when_there_was_none(session, tmp_path, capsys):
+    """Hostile 7 F7: a recording across a reconnect to another board named only the first; one made
+    with no board said "board ," (now "no board")."""
+    two = tmp_path / "two.h5"
+    assert session.connect("emulator", seed=3, clock="fast", acquire=False), session.connection.status.message
+    first = session.board.serial
+    session.start_recording(two)
+    session.connection.feed(_batch(0, 10))
+    session.disconnect()
+    assert session.connect("emulator", seed=0, clock="fast", acquire=False), session.connection.status.message
+    second = session.board.serial
+    assert first != second
+    session.connection.feed(_batch(0, 10))
+    session.stop_recording(wait=True)
+    assert main(["info", str(two)]) == 0
+    assert f"  boards {first}, {second} (emulator), NeuroLab " in capsys.readouterr().out
+    assert main(["info", "--json", str(two)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["boards"] == [first, second] and info["board_serial"] == first
+
+    session.disconnect()
+    none = tmp_path / "none.h5"
+    session.start_recording(none)
+    session.stop_recording(wait=True)
+    assert main(["info", str(none)]) == 0
+    out = capsys.readouterr().out
+    assert "\n  no board, NeuroLab " in out and "board ," not in out
+    assert SessionFile(none).summary()["boards"] == []
 
 
 def test_info_and_export_say_a_killed_recording_was_killed(tmp_path, capsys):
