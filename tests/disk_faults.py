@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 
@@ -48,3 +49,31 @@ def run_under_file_size_limit(expression: str, limit_bytes: int, timeout: float 
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def fill_disk_from(monkeypatch, first_failing: str, every_later_write: bool = True) -> threading.Event:
+    """Writes into a session-file segment whose path matches ``first_failing`` (a name, or a tail
+    such as ``rec.h5.segments/seg-000001.h5``, as ``Path.match`` takes it) fail with ENOSPC, and with
+    ``every_later_write`` every write after the first failure too.  Without it the disk has room
+    again for the small final index once the writer deleted the failed segment, as a real disk does.
+    The returned event is set at the first failure."""
+    from neurolab_gui.core import session_file
+
+    paths: dict[int, Path] = {}
+    full = threading.Event()
+    real_init, real_pwrite = session_file._Sink.__init__, os.pwrite
+
+    def init(self, path):
+        real_init(self, path)
+        paths[self.fd] = Path(path)
+
+    def pwrite(fd, data, offset):
+        path = paths.get(fd)
+        if (every_later_write and full.is_set()) or (path is not None and path.match(first_failing)):
+            full.set()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(session_file._Sink, "__init__", init)
+    monkeypatch.setattr(session_file.os, "pwrite", pwrite)
+    return full

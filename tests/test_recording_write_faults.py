@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import numpy as np
 import pytest
 
 from neurolab_gui.cli import main
-from neurolab_gui.core import session_file
 from neurolab_gui.core.session_file import SessionFile, segments_dir
 from tests.cli_output import one_error_line
+from tests.disk_faults import fill_disk_from
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,31 +70,10 @@ def test_a_failed_write_stops_the_writer_keeps_what_was_saved_and_the_process_ex
     _only_the_recording_is_left(tmp_path, path)
 
 
-def _fill_disk_from(monkeypatch, first_failing: str) -> threading.Event:
-    """From the first write into the file named ``first_failing`` on, every write fails with ENOSPC."""
-    names: dict[int, str] = {}
-    full = threading.Event()
-    real_init, real_pwrite = session_file._Sink.__init__, os.pwrite
-
-    def init(self, path):
-        real_init(self, path)
-        names[self.fd] = Path(path).name
-
-    def pwrite(fd, data, offset):
-        if full.is_set() or names.get(fd) == first_failing:
-            full.set()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(session_file._Sink, "__init__", init)
-    monkeypatch.setattr(session_file.os, "pwrite", pwrite)
-    return full
-
-
 def test_record_stops_at_a_full_disk_with_one_error_line_and_keeps_the_first_segment(tmp_path, capsys, monkeypatch):
     """Bug: `record` went on for the whole --seconds after the writer failed, then tracebacks and a segfault."""
     path = tmp_path / "full.h5"
-    full = _fill_disk_from(monkeypatch, "seg-000001.h5")
+    full = fill_disk_from(monkeypatch, "seg-000001.h5")
     t0 = time.monotonic()
     rc = main(["record", "--board", "emulator", "--clock", "fast", "--seconds", "120", str(path)])
     took = time.monotonic() - t0

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {out} already exists (use --force to overwrite)", file=sys.stderr)
         return 2
     if not session.complete:
-        print(f"warning: {args.file} is INCOMPLETE (its recording was killed or is still running); "
+        print(f"warning: {args.file} is INCOMPLETE ({session.incomplete_reason}); "
               "the export holds what was saved so far", file=sys.stderr)
     tmp: Path | None = None
     done = False

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurolab_gui.core.session_file import SessionFile
+    from neurolab_gui.core.session_file import SessionFile, boards_text
 
     try:
         session = SessionFile(args.file)  # checks the index and that every segment holds its rows
@@ -27,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{summary['path']}: {'complete' if summary['complete'] else 'INCOMPLETE (the recording process ended without finishing it)'}")
-    print(f"  board {summary['board_serial']} ({'emulator' if summary['board_emulated'] else 'silicon'}), NeuroLab {summary['software_version']}")
+    state = "complete" if summary["complete"] else f"INCOMPLETE ({summary['incomplete_reason']})"
+    print(f"{summary['path']}: {state}")
+    made_with = boards_text(summary["boards"])
+    if summary["boards"]:
+        made_with += f" ({'emulator' if summary['board_emulated'] else 'silicon'})"
+    print(f"  {made_with}, NeuroLab {summary['software_version']}")
     print(f"  started {summary['start_time']}, stopped {summary['stop_time'] or '-'}, {summary['duration_s']:.3f} s of events")
     print(f"  {summary['spikes']:,} spikes, {summary['input_events']:,} stimulus events, {summary['bias_changes']} bias changes, "
           f"{summary['dropped_events']:,} dropped, {summary['segments']} segment files")

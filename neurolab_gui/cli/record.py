@@ -78,9 +78,10 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def _write_failure(path: Path, error: BaseException) -> str:
     """One line for a recording whose writer failed: the file, the cause in plain words, what the file holds."""
+    from neurolab_gui.core.recording import failure_cause
     from neurolab_gui.core.session_file import SessionFile
 
-    cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    cause = failure_cause(error)
     try:
         s = SessionFile(path).summary()
         held = f"the file holds the first {s['duration_s']:.3f} s ({s['spikes']:,} spikes)"
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 if status.state != "connected":
                     print(f"neurolab record: board {status.state}: {status.message}", file=sys.stderr)
                     break
-            session.stop_recording()
+            session.stop_recording(missing_ok=True)  # a failed writer has ended the recording itself
             recorder.finished.wait(10.0)
     finally:
         session.close()

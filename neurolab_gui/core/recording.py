@@ -65,7 +65,7 @@ from .session_file import (
     write_index,
 )
 
-__all__ = ["Recorder", "RecorderStatus", "read_session"]
+__all__ = ["Recorder", "RecorderStatus", "failure_cause", "read_session"]
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +417,8 @@ class Recorder:
         except BaseException as exc:  # reported by wait(); producer threads must not die with us
             _log_failure("recorder failed", exc)
             self._error = exc
+            # in the final index, so `neurolab info` says why the file is incomplete (not "killed")
+            self._attrs["error"] = failure_cause(exc)
             with self._cond:  # stop at the first failed write: later data could only be lost too
                 self._accepting = False
         finally:
@@ -730,6 +732,14 @@ class Recorder:
                         rows_ = [(i, 0, 0, n, 0, 0) for i, (_f, _r0, n) in enumerate(sources)]
                         virtual_column(group_, c, np.dtype(dtype), row, rows_, files, ".", f"{stream}/{c}")
         return merged
+
+
+def failure_cause(error: BaseException) -> str:
+    """A writer failure in plain words: an ``OSError``'s reason ("No space left on device") without
+    the segment file's name (a detail of the file's layout), anything else as its text."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
 
 
 def _log_failure(what: str, exc: BaseException) -> None:

@@ -63,7 +63,8 @@ class Session:
         self.replay: Any = None
         #: The recorder that was stopped last (its writer may still be finishing the file).
         self.last_recorder: Recorder | None = None
-        self._recorder_lock = threading.Lock()
+        # reentrant: recording_changed is emitted under it, and a handler may start or stop a recording
+        self._recorder_lock = threading.RLock()
         #: Run emulated boards in a child process (the desktop app does; scripts and tests that
         #: inspect the simulator directly keep it in-process).
         self.emulator_in_separate_process = False
@@ -293,28 +294,50 @@ class Session:
                 notes=notes,
             )
             recorder.add_stream(MEMBRANE_STREAM, MEMBRANE_COLUMNS, description="analog monitor (membrane) samples, board time µs, volts")
-            recorder.finished_signal.connect(self.recording_finished.emit)
+            recorder.finished_signal.connect(lambda path, error: self._on_recorder_finished(recorder, path, error))
             recorder.start()
             if board is not None:
                 recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected")
             self._recorder = recorder
-        self.recording_changed.emit(recorder.path)
+            # announced under the lock: a writer that fails at once must not end the recording
+            # (recording_changed(None)) before its start is announced (the relays only post)
+            self.recording_changed.emit(recorder.path)
         return recorder.path
 
-    def stop_recording(self, wait: bool = False) -> Path:
+    def _on_recorder_finished(self, recorder: Recorder, path: Path, error: BaseException | None) -> None:
+        """The writer is done (writer thread).  A failed one (disk full) ends the recording here: it
+        accepts no more data, so keeping it would leave the session "recording" into nothing, with
+        Stop, a new recording and Open recording waiting on a recorder that has already finished."""
+        # under the lock, as start and stop announce: no other recording's announcement can come between
+        with self._recorder_lock:
+            if error is not None and self._recorder is recorder:  # not stopped by the user first
+                self._recorder = None
+                self.last_recorder = recorder
+                self.recording_changed.emit(None)
+            self.recording_finished.emit(path, error)
+
+    def stop_recording(self, wait: bool = False, missing_ok: bool = False) -> Path | None:
         """Stop recording now (the file's ``stop_time``) and return the file's path at once.
 
         The writer finishes the file in the background (``recording_finished`` then fires);
         ``wait=True`` also waits for that, for scripts that open the file right away.
+        ``missing_ok``: return None when not recording instead of raising; a writer that fails
+        (disk full) ends the recording by itself, at any moment, so "stop if still recording"
+        must be one step.
         """
         with self._recorder_lock:
             recorder = self._recorder
             if recorder is None:
+                if missing_ok:
+                    return None
                 raise RuntimeError("not recording")
             self._recorder = None
             self.last_recorder = recorder
+            # announced before the writer can finish, and under the lock that a failing writer
+            # takes first: recording_finished must never arrive before this (it would be overwritten
+            # by "finishing the recording…" for good)
+            self.recording_changed.emit(None)
         recorder.request_stop()
-        self.recording_changed.emit(None)
         if wait:
             recorder.wait(10.0)
         return recorder.path
@@ -341,6 +364,5 @@ class Session:
         self.robot.close()
         self._stop_board_job(job_wait_s)
         self.close_replay()
-        if self._recorder is not None:
-            self.stop_recording(wait=True)
+        self.stop_recording(wait=True, missing_ok=True)
         self.connection.disconnect("session closed")

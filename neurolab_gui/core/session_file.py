@@ -26,7 +26,9 @@ Layout of the index file (``format`` = ``neurolab-session``, ``format_version`` 
                                   board_emulated, start_time (ISO 8601), start_time_unix,
                                   stop_time (when the user stopped; "" while recording),
                                   complete (False until the writer finished), timestamp_unit,
-                                  clock_source, notes, dropped_events, segments_dir
+                                  clock_source, notes, dropped_events, segments_dir,
+                                  error (why the writer stopped, e.g. "No space left on device";
+                                  only in a file whose write failed)
     /events/spikes/{t,chip,core,neuron}     virtual: board timestamps (µs, per epoch) and addresses
     /events/input/{t,chip,core,neuron}      virtual: the stimulus sent, same columns
     /streams/<name>/<column>                virtual: generic typed streams (robot, analog, …)
@@ -67,6 +69,8 @@ FORMAT = "neurolab-session"
 FORMAT_VERSION = 2
 SEGMENTS_SUFFIX = ".segments"
 _PLAIN_NAME = re.compile(r"(?!\.\.?$)[^/\\\x00]+")  # a file name: no separators, not "." or ".."
+#: The text of a ``connected`` marker (``Session`` writes it when a board connects, a new epoch).
+_CONNECTED_TEXT = re.compile(r"board (\S+) connected")
 
 NAME_DTYPE = h5py.string_dtype("utf-8", 32)
 ORIGIN_DTYPE = h5py.string_dtype("utf-8", 16)
@@ -689,6 +693,33 @@ class SessionFile:
         return bool(self.attrs.get("complete", False))
 
     @property
+    def write_error(self) -> str | None:
+        """Why the writer stopped before finishing (e.g. "No space left on device"), if it recorded one."""
+        return str(self.attrs.get("error", "")) or None
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the file is incomplete, in words for a message (None for a complete file)."""
+        if self.complete:
+            return None
+        if self.write_error:
+            return f"the write failed: {self.write_error}"
+        return "its recording was killed or is still running"  # nothing else leaves no error behind
+
+    def boards(self) -> list[str]:
+        """Serials of every board the recording holds events of, in the order they were connected.
+
+        The header names the board at the start; a reconnect to another board (a new epoch) is
+        recorded only by its ``connected`` marker.  Empty for a recording made with no board.
+        """
+        serials = [str(self.attrs.get("board_serial", ""))]
+        for m in self.markers:
+            found = _CONNECTED_TEXT.fullmatch(m["text"].decode()) if m["kind"] == b"connected" else None
+            if found:
+                serials.append(found.group(1))
+        return list(dict.fromkeys(s for s in serials if s))
+
+    @property
     def dropped_events(self) -> int:
         return int(self.attrs.get("dropped_events", 0))
 
@@ -806,6 +837,9 @@ class SessionFile:
             "start_time": self.attrs.get("start_time"),
             "stop_time": self.attrs.get("stop_time") or None,
             "board_serial": self.attrs.get("board_serial"),
+            "boards": self.boards(),
+            "write_error": self.write_error,
+            "incomplete_reason": self.incomplete_reason,
             "board_emulated": bool(self.attrs.get("board_emulated")),
             "software_version": self.attrs.get("software_version"),
             "duration_s": round(self.duration_s(), 6),
@@ -824,6 +858,13 @@ class SessionFile:
             "streams": {name: self.rows(name) for name in self.streams if name not in (SPIKES, INPUT)},
             "segments": len(self.segments),
         }
+
+
+def boards_text(boards: list[str]) -> str:
+    """``board A``, ``boards A, B`` or ``no board``: what a recording was made with, for a message."""
+    if not boards:
+        return "no board"
+    return f"board{'s' if len(boards) > 1 else ''} {', '.join(boards)}"
 
 
 def read_session(path: str | Path) -> dict[str, Any]:

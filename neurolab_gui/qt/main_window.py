@@ -37,6 +37,7 @@ from PyQt6.QtWidgets import (
 from drivers.user_files import read_regular, write_replacing
 from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionTarget, list_boards
 from neurolab_gui.core.periodic import Periodic
+from neurolab_gui.core.recording import failure_cause
 from neurolab_gui.core.session import Session
 from neurolab_gui.core.session_file import segments_dir
 
@@ -413,8 +414,8 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 self.connection_bar.record_button.setChecked(False)
                 self.reporter.report(exc, "could not start recording")
-        else:
-            self.session.stop_recording()
+        else:  # missing_ok: a writer that failed meanwhile has ended the recording (its box follows)
+            self.session.stop_recording(missing_ok=True)
 
     def _on_recording_changed(self, path) -> None:
         self.recording_label.setText(f"● recording {Path(path).name}" if path else "finishing the recording…")
@@ -437,8 +438,8 @@ class MainWindow(QMainWindow):
             )
 
     def _on_recording_finished(self, path, error) -> None:
-        if error is not None:
-            self.recording_label.setText("recording FAILED")
+        if error is not None:  # the session has ended the recording (recording_changed(None) came first)
+            self.recording_label.setText(f"recording FAILED: {failure_cause(error)}")
             self.reporter.report(error, f"recording to {path} failed")
             return
         status = self.session.recording_status()
