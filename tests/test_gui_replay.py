@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from PyQt6.QtCore import QEvent, QPointF, Qt
 from PyQt6.QtGui import QMouseEvent
@@ -401,3 +404,66 @@ def test_a_stale_replay_notification_leaves_the_bar_showing_the_session(window, 
     assert not panel.play_button.isEnabled() and panel.file_label.text().startswith("no recording open")
     qtbot.wait(50)  # the queued notifications themselves
     assert not panel.play_button.isEnabled() and panel.file_label.text().startswith("no recording open")
+
+
+def test_open_recording_while_a_board_streams_never_holds_the_window(make_window, qtbot, heartbeat, monkeypatch, tmp_path):
+    """Hostile round 7 F3: File → Open recording closed the streaming board on the GUI thread (150-245 ms
+    with the emulator in its own process, as the app runs it)."""
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=0.5)
+    window = make_window()
+    session = window.session
+    session.emulator_in_separate_process = True  # as `neurolab gui` runs it
+    assert session.connect("emulator", seed=3, clock="realtime", acquire=True), session.connection.status.message
+    qtbot.waitUntil(lambda: session.connection.status.event_rate_hz > 1000, timeout=20_000)  # streaming
+    board = session.board
+    real_close, closed_on = board.close, []
+
+    def slow_close() -> None:  # the child answering the USB reader's last read: 210-790 ms measured
+        closed_on.append(threading.current_thread())
+        end = time.thread_time() + 0.3  # CPU, not a sleep: a loaded machine's heartbeat counts CPU time
+        while time.thread_time() < end:
+            pass
+        real_close()
+
+    monkeypatch.setattr(board, "close", slow_close)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    with heartbeat.watch("open while streaming"):
+        window.open_recording_action.trigger()
+        qtbot.waitUntil(lambda: session.replay is not None and window.replay_panel.play_button.isEnabled(), timeout=10_000)
+    heartbeat.assert_no_stall()
+    status = session.connection.status
+    assert (status.state, status.message) == ("disconnected", "replaying a recording")
+    assert closed_on and closed_on[0] is not threading.main_thread()
+    assert session.board is None and not board.connected and window.reporter.errors == []
+    assert "replay.h5" in window.replay_panel.file_label.text()
+
+
+def test_open_recording_during_a_sweep_stops_it_as_disconnected_and_restores_the_biases(make_window, qtbot, monkeypatch, tmp_path):
+    """Hostile round 7 F3: opening a recording closed the board under a running sweep (no stop, no restore)."""
+    from test_gui_user_actions import connect_fast_emulator, set_up_sweep
+
+    from neurolab_gui.core.jobs import JobState
+
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=0.5)
+    window = make_window()
+    simulator = connect_fast_emulator(window)
+    session = window.session
+    session.biases.apply_preset("samna_recommended", cores=[(2, 3)])
+    before = simulator.get_bias(2, 3, "IF_DC_P")[:2]
+    panel = window.transfer_panel
+    set_up_sweep(panel)
+    panel.steps_spin.setValue(20)
+    panel.duration_spin.setValue(1.0)  # still running at the click
+    QTest.mouseClick(panel.sweep_button, Qt.MouseButton.LeftButton)
+    task = panel.task
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=20_000)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.open_recording_action.trigger()
+    qtbot.waitUntil(lambda: task.done and session.replay is not None, timeout=20_000)
+    assert task.state == JobState.CANCELLED
+    qtbot.waitUntil(lambda: panel.status.text() == f"{task.name} stopped: the board was disconnected", timeout=5_000)
+    assert simulator.get_bias(2, 3, "IF_DC_P")[:2] == before  # the sweep put the user's value back before the close
+    assert window.reporter.errors == []
+    assert session.connection.status.message == "replaying a recording"
