@@ -110,3 +110,24 @@ def test_membrane_is_recorded_while_monitored_and_replayed_into_the_membrane_mon
     t, v = session.membrane.trace(0, 1)
     assert len(v) == len(rows["v"]) and np.allclose(v, rows["v"])
     session.close()
+
+
+def test_the_bias_model_follows_seeks_and_play_over_a_burst_of_changes(tmp_path):
+    """Hostile round 7 F2: the bias table of every moment, applied from the changes crossed since the last
+    tick (forward) or rebuilt (backward), is what replaying every change from the start gives."""
+    from test_gui_replay import _make_calibration_recording
+
+    path = tmp_path / "cal.h5"
+    _make_calibration_recording(path, n_changes=900, seconds=1.0)
+    session = Session()
+    replay = session.open_recording(path)
+    changes, times = replay.file.bias_changes, replay.bias_change_times
+    initial = {k: (v.coarse, v.fine) for k, v in replay._initial_biases.items()}
+    for t in (0.5, 0.3, 0.3001, 0.79, 0.2, 1.0, 0.0, 0.61):
+        replay.seek(t, wait=True)
+        expected = dict(initial)
+        for c in changes[: np.count_nonzero(times <= t)]:
+            expected[(int(c["chip"]), int(c["core"]), c["name"].decode())] = (int(c["new_coarse"]), int(c["new_fine"]))
+        got = {k: (v.coarse, v.fine) for k in expected for v in [session.biases.value(*k)]}
+        assert got == expected, t
+    session.close()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QEvent, QPointF, Qt
+from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtTest import QTest
-from PyQt6.QtWidgets import QFileDialog
+from PyQt6.QtWidgets import QApplication, QFileDialog
 from test_core_replay import make_recording
+
+from neurolab_gui.qt.panels.replay_panel import TIMELINE_COLOURS
 
 # ``window``: the shared main-window fixture (tests/conftest.py)
 
@@ -21,8 +27,9 @@ def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, mo
     assert replay is not None
     qtbot.waitUntil(panel.play_button.isEnabled)  # the panel hears of the replay on the GUI thread
     assert "replay.h5" in panel.file_label.text() and "1 bias changes" in panel.file_label.text()
-    assert [line.value() for line in panel.timeline_lines] == [pytest.approx(1.0, abs=0.01)]  # the change, on the timeline
-    assert "IF_DC_P" in panel.timeline_lines[0].toolTip()
+    ticks, _ = panel.timeline_curves[TIMELINE_COLOURS["bias"]].getData()  # the change, on the timeline
+    assert list(ticks) == [pytest.approx(1.0, abs=0.01)] * 2
+    assert "IF_DC_P" in panel.timeline_tooltip(1.0) and panel.timeline_tooltip(0.5, radius_s=0.1) == ""
 
     window.raster_panel.chip_spin.setValue(0)
     window.raster_panel.all_cores_check.setChecked(True)  # the recording's neurons are on core 2
@@ -292,3 +299,171 @@ def test_the_replay_slider_holds_recordings_longer_than_its_milliseconds():
     assert slider_steps_per_s(120.0) == STEPS_PER_S
     month = 30 * 86_400.0
     assert month * STEPS_PER_S > 2**31 - 1 and month * slider_steps_per_s(month) <= 2**31 - 1
+
+
+# --- hostile round 7 F2/F3/F6: a recording made during a calibration; Open while streaming; Connect ------
+
+def _make_calibration_recording(path, n_changes: int, seconds: float = 1.0) -> None:
+    """A recording with ``n_changes`` bias changes in its middle (origin "calibration", round-robin over
+    every bias as a calibration writes them), made with the real Recorder, and a few spikes."""
+    import numpy as np
+
+    from drivers.dynapse1.board_api import BiasValue
+    from drivers.dynapse1.spikes import SpikeEvents
+    from neurolab_gui.core.bias_model import BiasChange, BiasModel
+    from neurolab_gui.core.recording import Recorder
+
+    snap = BiasModel().snapshot()
+    keys = list(snap)
+    rec = Recorder(path, software_version="t", board_serial="EMU00005", board_emulated=True, initial_biases=snap)
+    rec.start()
+    start = rec._attrs["start_time_unix"]
+    t = np.arange(0, int(seconds * 1e6), 500, dtype=np.int64)
+    n = len(t)
+    rec.record_spikes(SpikeEvents(t, np.zeros(n, np.uint8), (np.arange(n) % 4).astype(np.uint8), (np.arange(n) % 256).astype(np.uint16)))
+    for i in range(n_changes):
+        k = keys[i % len(keys)]
+        old = snap[k]
+        rec.record_bias_change(BiasChange(start + seconds * (0.2 + 0.6 * i / n_changes), *k, old,
+                                          BiasValue(old.coarse, (old.fine + 1 + i) % 256), "calibration"))
+    rec.stop()
+
+
+def test_a_recording_with_thousands_of_bias_changes_opens_plays_and_seeks_without_a_stall(window, qtbot, heartbeat, monkeypatch, tmp_path):
+    """Hostile round 7 F2: one timeline item and one tooltip per bias change (6,000 in a calibration's
+    recording) froze the window 2 s at the open, and playing or seeking stalled 240-570 ms again and again."""
+    path = tmp_path / "cal.h5"
+    _make_calibration_recording(path, n_changes=3000)
+    panel = window.replay_panel
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.docks["replay"].show()
+    with heartbeat.watch("open"):
+        window.open_recording_action.trigger()
+        qtbot.waitUntil(lambda: "cal.h5" in panel.file_label.text() and panel.play_button.isEnabled(), timeout=10_000)
+        qtbot.wait(200)  # its first frames
+    assert "3000 bias changes" in panel.file_label.text()
+    replay = window.session.replay
+    with heartbeat.watch("play"):
+        panel.speed_spin.setValue(2.0)
+        QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not replay.playing, timeout=10_000)
+        qtbot.wait(100)
+    assert panel.play_button.text() == "Play" and replay.position_s == pytest.approx(replay.duration_s)
+    with heartbeat.watch("seek"):
+        panel.slider.setFocus()
+        for key in (Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Home, Qt.Key.Key_PageDown, Qt.Key.Key_End):
+            QTest.keyClick(panel.slider, key)
+            qtbot.wait(150)
+    heartbeat.assert_no_stall()
+    # the bar shows the recent changes, and the bias model holds the recorded values of the end
+    assert panel.event_list.text().count("[calibration]") == 3
+    last = {(int(c["chip"]), int(c["core"]), c["name"].decode()): (int(c["new_coarse"]), int(c["new_fine"]))
+            for c in replay.file.bias_changes}  # the last change of each bias wins
+    now = lambda: {k: (v.coarse, v.fine) for k in last for v in [window.session.biases.value(*k)]}  # noqa: E731
+    qtbot.waitUntil(lambda: now() == last)
+    # hovering over a tick names that change (one tooltip for the whole timeline)
+    view = panel.timeline.getPlotItem().vb
+    t = float(panel._timeline.times[1500])
+    at = QPointF(panel.timeline.mapFromScene(view.mapViewToScene(QPointF(t, 0.5))))
+    QApplication.sendEvent(panel.timeline.viewport(), QMouseEvent(QEvent.Type.MouseMove, at, panel.timeline.viewport().mapToGlobal(at),
+                                                                   Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: panel.timeline.toolTip() != "")
+    assert panel.timeline.toolTip().startswith(f"{t:.3f} s bias: ") and "[calibration]" in panel.timeline.toolTip()
+
+
+def test_connect_during_a_replay_resets_the_whole_replay_bar(window, qtbot, monkeypatch, tmp_path):
+    """Hostile round 7 F6: after Connect replaced a playing replay, the disabled Play button still read
+    "Pause" and stayed checked, and the time label kept the old position."""
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=2.0)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.open_recording_action.trigger()
+    panel, session = window.replay_panel, window.session
+    qtbot.waitUntil(panel.play_button.isEnabled)
+    QTest.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.play_button.text() == "Pause" and not panel.time_label.text().startswith("0.000"))
+    QTest.mouseClick(window.connection_bar.connect_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.connection.status.state == "connected" and session.replay is None, timeout=20_000)
+    qtbot.waitUntil(lambda: not panel.play_button.isEnabled())
+    assert not panel.play_button.isChecked() and panel.play_button.text() == "Play"
+    assert panel.time_label.text() == "0.000 / 0.000 s" and panel.slider.value() == 0 and panel.event_list.text() == ""
+    assert panel.file_label.text().startswith("no recording open") and not panel.slider.isEnabled()
+    assert panel.timeline_curves == {}
+
+
+def test_a_stale_replay_notification_leaves_the_bar_showing_the_session(window, qtbot, tmp_path):
+    """Hostile round 7 F6 (the race): the bar once stayed enabled with the closed file's name.  The
+    notifications are queued from the thread that opened or closed the replay, so the bar shows the
+    session's replay when one arrives, not the (possibly closed) one it carries."""
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=0.5)
+    session, panel = window.session, window.replay_panel
+    replay = session.open_recording(path)
+    session.close_replay()
+    panel._replay_changed(replay)  # the open's notification, handled after the close
+    assert not panel.play_button.isEnabled() and panel.file_label.text().startswith("no recording open")
+    qtbot.wait(50)  # the queued notifications themselves
+    assert not panel.play_button.isEnabled() and panel.file_label.text().startswith("no recording open")
+
+
+def test_open_recording_while_a_board_streams_never_holds_the_window(make_window, qtbot, heartbeat, monkeypatch, tmp_path):
+    """Hostile round 7 F3: File → Open recording closed the streaming board on the GUI thread (150-245 ms
+    with the emulator in its own process, as the app runs it)."""
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=0.5)
+    window = make_window()
+    session = window.session
+    session.emulator_in_separate_process = True  # as `neurolab gui` runs it
+    assert session.connect("emulator", seed=3, clock="realtime", acquire=True), session.connection.status.message
+    qtbot.waitUntil(lambda: session.connection.status.event_rate_hz > 1000, timeout=20_000)  # streaming
+    board = session.board
+    real_close, closed_on = board.close, []
+
+    def slow_close() -> None:  # the child answering the USB reader's last read: 210-790 ms measured
+        closed_on.append(threading.current_thread())
+        end = time.thread_time() + 0.3  # CPU, not a sleep: a loaded machine's heartbeat counts CPU time
+        while time.thread_time() < end:
+            pass
+        real_close()
+
+    monkeypatch.setattr(board, "close", slow_close)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    with heartbeat.watch("open while streaming"):
+        window.open_recording_action.trigger()
+        qtbot.waitUntil(lambda: session.replay is not None and window.replay_panel.play_button.isEnabled(), timeout=10_000)
+    heartbeat.assert_no_stall()
+    status = session.connection.status
+    assert (status.state, status.message) == ("disconnected", "replaying a recording")
+    assert closed_on and closed_on[0] is not threading.main_thread()
+    assert session.board is None and not board.connected and window.reporter.errors == []
+    assert "replay.h5" in window.replay_panel.file_label.text()
+
+
+def test_open_recording_during_a_sweep_stops_it_as_disconnected_and_restores_the_biases(make_window, qtbot, monkeypatch, tmp_path):
+    """Hostile round 7 F3: opening a recording closed the board under a running sweep (no stop, no restore)."""
+    from test_gui_user_actions import connect_fast_emulator, set_up_sweep
+
+    from neurolab_gui.core.jobs import JobState
+
+    path = tmp_path / "replay.h5"
+    make_recording(path, seconds=0.5)
+    window = make_window()
+    simulator = connect_fast_emulator(window)
+    session = window.session
+    session.biases.apply_preset("samna_recommended", cores=[(2, 3)])
+    before = simulator.get_bias(2, 3, "IF_DC_P")[:2]
+    panel = window.transfer_panel
+    set_up_sweep(panel)
+    panel.steps_spin.setValue(20)
+    panel.duration_spin.setValue(1.0)  # still running at the click
+    QTest.mouseClick(panel.sweep_button, Qt.MouseButton.LeftButton)
+    task = panel.task
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=20_000)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.open_recording_action.trigger()
+    qtbot.waitUntil(lambda: task.done and session.replay is not None, timeout=20_000)
+    assert task.state == JobState.CANCELLED
+    qtbot.waitUntil(lambda: panel.status.text() == f"{task.name} stopped: the board was disconnected", timeout=5_000)
+    assert simulator.get_bias(2, 3, "IF_DC_P")[:2] == before  # the sweep put the user's value back before the close
+    assert window.reporter.errors == []
+    assert session.connection.status.message == "replaying a recording"

@@ -77,6 +77,12 @@ class ReplaySource:
             for r in self.file.bias_initial
         }
         self._bias_applied = -1  # index of the last recorded change applied to the bias model
+        # one small int per change naming its bias, so a play tick finds the last change of each bias
+        # among those it crossed with numpy: a calibration's recording holds thousands of changes, and
+        # rebuilding the table from all of them on every tick held the GIL for tens of ms
+        self._change_bias_ids = (np.unique(changes[["chip", "core", "name"]], return_inverse=True)[1].reshape(-1)
+                                 if len(changes) else np.zeros(0, np.int64))
+        self._timeline: Timeline | None = None
         #: What the session's membrane monitor reads during a replay (the recorded samples).
         self.membrane = ReplayMembrane(self)
         #: ``position_changed(seconds)`` from the replay thread or the caller.
@@ -105,15 +111,11 @@ class ReplaySource:
     def playing(self) -> bool:
         return self._playing
 
-    def timeline(self) -> list[tuple[float, str, str]]:
-        """``(session time s, kind, text)`` of every bias change and marker, for a timeline view."""
-        items = []
-        for t, c in zip(self.bias_change_times, self.file.bias_changes, strict=True):
-            items.append((float(t), "bias", f"{_s(c['name'])} chip {c['chip']} core {c['core']}: "
-                          f"({c['old_coarse']}, {c['old_fine']}) → ({c['new_coarse']}, {c['new_fine']}) [{_s(c['origin'])}]"))
-        for m in self.file.markers:
-            items.append((float(m["session_time_s"]), _s(m["kind"]), _s(m["text"])))
-        return sorted(items, key=lambda x: x[0])
+    def timeline(self) -> Timeline:
+        """The bias changes and markers in time order, for a timeline view (built once, texts on demand)."""
+        if self._timeline is None:
+            self._timeline = Timeline(self.bias_change_times, self.file.bias_changes, self.file.markers)
+        return self._timeline
 
     # --- control --------------------------------------------------------------------------
     # play and seek only set flags and wake the replay thread: they never wait for a feed
@@ -259,19 +261,83 @@ class ReplaySource:
             time.sleep(0)  # let the GUI thread take the GIL between pieces
 
     def _apply_biases_until(self, t_s: float) -> None:
-        """Bring the bias model to the recorded settings at ``t_s`` (initial table + changes so far)."""
+        """Bring the bias model to the recorded settings at ``t_s`` (initial table + changes so far).
+
+        Forward (playing) only the changes crossed since the last call are applied; backward (a seek)
+        the table is rebuilt from the initial one.  Either way only the last change of each bias is
+        made into a value, so a tick over a burst of a calibration's changes costs one write per bias.
+        """
         target = int(np.searchsorted(self.bias_change_times, t_s, side="right")) - 1
         if target == self._bias_applied or self.session.board is not None or not self._initial_biases:
             return
-        values = dict(self._initial_biases)
-        for c in self.file.bias_changes[: target + 1]:
-            key = (int(c["chip"]), int(c["core"]), _s(c["name"]))
-            values[key] = BiasValue(
-                int(c["new_coarse"]), int(c["new_fine"]), bool(c["new_high"]), bool(c["new_normal"]), bool(c["new_enabled"])
-            )
+        values = {} if target > self._bias_applied else dict(self._initial_biases)
+        first = self._bias_applied + 1 if target > self._bias_applied else 0
+        ids = self._change_bias_ids[first : target + 1]
+        if len(ids):
+            _, last_from_end = np.unique(ids[::-1], return_index=True)
+            for row in np.sort(first + len(ids) - 1 - last_from_end):
+                c = self.file.bias_changes[row]
+                values[(int(c["chip"]), int(c["core"]), _s(c["name"]))] = BiasValue(
+                    int(c["new_coarse"]), int(c["new_fine"]), bool(c["new_high"]), bool(c["new_normal"]), bool(c["new_enabled"])
+                )
         known = {k: v for k, v in values.items() if k in self.session.biases.parameters}
         self.session.biases.apply(known, origin="replay", undoable=False)
         self._bias_applied = target
+
+
+class Timeline:
+    """The bias changes and markers of a recording in time order, for the replay bar.
+
+    Only the times and kinds are built at once (numpy); an entry's text is made when it is shown
+    (the recent entries, a tooltip), as a calibration's recording holds thousands of changes.
+
+    Parameters
+    ----------
+    change_times : session times (s) of the recorded bias changes, in file order
+    changes : the file's ``biases/changes`` table
+    markers : the file's ``markers`` table
+    """
+
+    def __init__(self, change_times: np.ndarray, changes: np.ndarray, markers: np.ndarray) -> None:
+        self._changes = changes
+        self._markers = markers
+        marker_times = np.asarray(markers["session_time_s"], np.float64) if len(markers) else np.zeros(0)
+        times = np.concatenate([np.asarray(change_times, np.float64), marker_times])
+        order = np.argsort(times, kind="stable")  # a change before a marker of the same moment, as before
+        #: Session times (s) of the entries, ascending.
+        self.times = times[order]
+        self._source = order  # < len(changes): a bias change's row, else a marker's row + len(changes)
+        #: The kind of each entry: "bias" or the marker's kind ("connected", "timestamp_reset", ...).
+        self.kinds = np.asarray(["bias"] * len(change_times) + [_s(m["kind"]) for m in markers], dtype=object)[order]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def text(self, i: int) -> str:
+        """What entry ``i`` says, e.g. ``"IF_DC_P chip 0 core 2: (3, 40) → (3, 77) [gui]"``."""
+        row = int(self._source[i])
+        if row >= len(self._changes):
+            return _s(self._markers[row - len(self._changes)]["text"])
+        c = self._changes[row]
+        return (f"{_s(c['name'])} chip {c['chip']} core {c['core']}: "
+                f"({c['old_coarse']}, {c['old_fine']}) → ({c['new_coarse']}, {c['new_fine']}) [{_s(c['origin'])}]")
+
+    def describe(self, i: int) -> str:
+        """Entry ``i`` as one line: ``"<time> s <kind>: <text>"``."""
+        return f"{self.times[i]:.3f} s {self.kinds[i]}: {self.text(i)}"
+
+    def recent(self, t_s: float, n: int = 3) -> list[str]:
+        """The last ``n`` entries at or before ``t_s``, oldest first, described."""
+        end = int(np.searchsorted(self.times, t_s, side="right"))
+        return [self.describe(i) for i in range(max(0, end - n), end)]
+
+    def nearest(self, t_s: float) -> int | None:
+        """The index of the entry closest to ``t_s`` (None when there is none)."""
+        if not len(self.times):
+            return None
+        i = int(np.searchsorted(self.times, t_s))
+        candidates = [j for j in (i - 1, i) if 0 <= j < len(self.times)]
+        return min(candidates, key=lambda j: abs(self.times[j] - t_s))
 
 
 class ReplayError(RuntimeError):

@@ -61,6 +61,8 @@ class Session:
         self._recorder: Recorder | None = None
         #: The recording being replayed as the event source (instead of a board), if any.
         self.replay: Any = None
+        self._replay_lock = threading.Lock()
+        self._replay_pending: object | None = None  # open_recording_in_background's, until the board closed
         #: The recorder that was stopped last (its writer may still be finishing the file).
         self.last_recorder: Recorder | None = None
         # reentrant: recording_changed is emitted under it, and a handler may start or stop a recording
@@ -112,36 +114,91 @@ class Session:
         """The connected board, or None."""
         return self.connection.board
 
+    #: Why the board closes when a recording is opened (the connection's status message).
+    REPLAY_REASON = "replaying a recording"
+
     def open_recording(self, path: str | Path):
         """Replay a session file as the event source: closes the board, returns the paused
         :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``).
 
         The file is opened and checked before anything is closed: a file that is not a
         readable recording raises ``ValueError``/``OSError`` and leaves the board, its
-        deployment and any running replay as they were.
+        deployment and any running replay as they were.  A running board job is stopped first,
+        as by :meth:`disconnect`.  Blocks while the board closes (scripts; the GUI uses
+        :meth:`open_recording_in_background`).
         """
-        from .replay import ReplaySource
+        file = self._recording_to_open(path)
+        self._stop_board_job(5.0)
+        self.connection.disconnect(self.REPLAY_REASON)
+        return self._start_replay(file)
 
+    def open_recording_in_background(self, path: str | Path) -> Future:
+        """:meth:`open_recording` without holding the caller while the board closes (File → Open
+        recording); a future of the :class:`~neurolab_gui.core.replay.ReplaySource`.
+
+        The file is checked at once (a bad one raises here, and nothing is closed).  The board is
+        closed as :meth:`disconnect_in_background` closes it (its running job ends as stopped by the
+        disconnect and restores the board first), and the replay opens once it is closed, announced
+        by ``replay_changed``.  Without a board the replay is open when this returns.  A Connect,
+        another recording opened or the session closed meanwhile supersede it: the future's result
+        is then None and nothing opens.
+        """
+        file = self._recording_to_open(path)
+        token = object()
+        with self._replay_lock:
+            self._replay_pending = token
+        opened: Future = Future()
+
+        def start(closed: Future) -> None:
+            try:
+                closed.result()  # a board that failed to close: the replay must not feed beside it
+                opened.set_result(self._start_replay(file, token))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, and logged for the user
+                log.error("could not open the recording %s: %s", file.path, exc, exc_info=exc)
+                opened.set_exception(exc)
+
+        self.disconnect_in_background(reason=self.REPLAY_REASON).add_done_callback(start)
+        return opened
+
+    def _recording_to_open(self, path: str | Path) -> SessionFile:
+        """Check that ``path`` may be replayed now and open it; closes the running replay."""
         if self._recorder is not None:
             raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
         # raises on a bad, missing or foreign file, a damaged index or epoch table included
         # (SessionFile's own checks): nothing closed yet
         file = SessionFile(path)
         self.close_replay()
-        self.connection.disconnect("replaying a recording")
+        return file
+
+    def _start_replay(self, file: SessionFile, token: object | None = None):
+        """Replay ``file`` (the board is closed); None when a later call superseded ``token``."""
+        from .replay import ReplaySource
+
         self.spikes.reset_invalid_count()
-        self.replay = ReplaySource(self, file)
-        self.membrane.attach(self.replay.membrane)
-        for chip, core, neuron in self.replay.membrane.recorded:
-            self.membrane.select(chip, core, neuron)
-        self.replay_changed.emit(self.replay)
-        return self.replay
+        replay = ReplaySource(self, file)
+        with self._replay_lock:
+            # a Connect (its connected handler), another open or close_replay since: not ours any more
+            current = token is None or (self._replay_pending is token and self.board is None)
+            if current:  # the membrane monitor follows under the lock, so a close meanwhile detaches it
+                self._replay_pending = None
+                self.replay = replay
+                self.membrane.attach(replay.membrane)
+                for chip, core, neuron in replay.membrane.recorded:
+                    self.membrane.select(chip, core, neuron)
+        if not current:
+            replay.close()
+            return None
+        self.replay_changed.emit(replay)
+        return replay
 
     def close_replay(self) -> None:
-        replay, self.replay = self.replay, None
+        with self._replay_lock:
+            self._replay_pending = None  # a replay still waiting for its board to close is not opened
+            replay, self.replay = self.replay, None
+            if replay is not None:
+                self.membrane.detach()
         if replay is not None:
             replay.close()
-            self.membrane.detach()
             self.replay_changed.emit(None)
 
     def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
@@ -160,7 +217,7 @@ class Session:
         self._stop_board_job(job_wait_s)
         self.connection.disconnect()
 
-    def disconnect_in_background(self, job_wait_s: float = 5.0) -> Future:
+    def disconnect_in_background(self, job_wait_s: float = 5.0, reason: str = "closed by user") -> Future:
         """:meth:`disconnect` without holding the caller (the GUI's Disconnect button): returns at
         once, the status turns ``disconnecting``, and a worker stops the running board job, waits for
         it (at most ``job_wait_s``) and closes the board.  The job ends as stopped by the disconnect
@@ -168,7 +225,7 @@ class Session:
         job = self.board_jobs.running
         if isinstance(job, Job):  # asked now, so the job stops while the worker starts
             job.cancel(self.DISCONNECT_STOP_REASON)
-        return self.connection.disconnect_in_background("closed by user", before_close=lambda: self._stop_board_job(job_wait_s))
+        return self.connection.disconnect_in_background(reason, before_close=lambda: self._stop_board_job(job_wait_s))
 
     def _stop_board_job(self, wait_s: float) -> None:
         """Cancel the board's running job as stopped by a disconnect and wait up to ``wait_s`` for it."""
@@ -178,8 +235,7 @@ class Session:
                         getattr(running, "name", "board job"), wait_s)
 
     def _on_connected(self, board: Board) -> None:
-        if self.replay is not None:  # a live board replaces the replayed recording as the source
-            self.close_replay()
+        self.close_replay()  # a live board replaces the replayed recording (or one about to open) as the source
         recorder = self._recorder
         if recorder is not None:
             recorder.mark("connected", f"board {getattr(board, 'serial', '')} connected", new_epoch=True)

@@ -452,7 +452,8 @@ class MainWindow(QMainWindow):
         if not path:
             return
         try:
-            self.session.open_recording(path)
+            # the board (if any) closes on a worker, never here: the replay bar follows replay_changed
+            self.session.open_recording_in_background(path)
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises (KeyError, IndexError from h5py/numpy): name the file
             self.reporter.report(exc, f"could not open the recording {path}")
             return
