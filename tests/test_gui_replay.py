@@ -12,6 +12,8 @@ from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QApplication, QFileDialog
 from test_core_replay import make_recording
 
+from neurolab_gui.core.bias_model import BiasModel
+from neurolab_gui.core.recording import Recorder
 from neurolab_gui.qt.panels.replay_panel import TIMELINE_COLOURS
 
 # ``window``: the shared main-window fixture (tests/conftest.py)
@@ -26,7 +28,7 @@ def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, mo
     panel = window.replay_panel
     assert replay is not None
     qtbot.waitUntil(panel.play_button.isEnabled)  # the panel hears of the replay on the GUI thread
-    assert "replay.h5" in panel.file_label.text() and "1 bias changes" in panel.file_label.text()
+    assert panel.file_label.text().startswith("replay.h5: board EMU, ") and "1 bias changes" in panel.file_label.text()
     ticks, _ = panel.timeline_curves[TIMELINE_COLOURS["bias"]].getData()  # the change, on the timeline
     assert list(ticks) == [pytest.approx(1.0, abs=0.01)] * 2
     assert "IF_DC_P" in panel.timeline_tooltip(1.0) and panel.timeline_tooltip(0.5, radius_s=0.1) == ""
@@ -62,6 +64,18 @@ def test_open_play_pause_speed_and_scrub_a_recording(window, qtbot, tmp_path, mo
     qtbot.waitUntil(lambda: panel.play_button.text() == "Play" and not panel.play_button.isChecked())
     assert len(window.session.spikes.ring) == len(events)  # every event once since the scrub to 0
     assert panel.time_label.text().startswith(f"{replay.duration_s:.3f}")
+
+
+def test_the_replay_bar_says_no_board_for_a_recording_made_without_one(window, qtbot, tmp_path, monkeypatch):
+    """It said "board , 0 spikes"."""
+    path = tmp_path / "none.h5"
+    rec = Recorder(path, software_version="t", board_serial="", board_emulated=False, initial_biases=BiasModel().snapshot())
+    rec.start()
+    rec.stop()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    window.open_recording_action.trigger()
+    qtbot.waitUntil(window.replay_panel.play_button.isEnabled)
+    assert window.replay_panel.file_label.text().startswith("none.h5: no board, 0 spikes")
 
 
 def test_a_file_that_is_not_a_recording_is_reported_not_opened(window, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QS
 
 from neurolab_gui.core.replay import MAX_SPEED, MIN_SPEED, Timeline
 from neurolab_gui.core.session import Session
+from neurolab_gui.core.session_file import boards_text
 
 from ..bridge import relay
 from ..errors import ErrorReporter
@@ -129,9 +130,10 @@ class ReplayPanel(QWidget):
             return
         relay(replay.failed, lambda error, replay=replay: self._failed(replay, error), self)
         info = replay.file.summary()
+        incomplete = "" if info["complete"] else f" (incomplete: {info['incomplete_reason']})"
         self.file_label.setText(
-            f"{replay.path.name}: board {info['board_serial']}, {info['spikes']:,} spikes, "
-            f"{info['bias_changes']} bias changes{'' if info['complete'] else ' (incomplete: the recorder was killed)'}"
+            f"{replay.path.name}: {boards_text(info['boards'])}, {info['spikes']:,} spikes, "
+            f"{info['bias_changes']} bias changes{incomplete}"
         )
         self._updating = True
         self._steps_per_s = slider_steps_per_s(replay.duration_s)
