@@ -168,11 +168,12 @@ def test_network_calibration_from_the_app_is_one_undo_step_saves_the_profile_and
     print(f"first progress after {events[0][0]:.2f} s, first ETA after {with_eta[0]:.2f} s")
     # measured 0.00 / 0.77 s at load ~2; 3.4 s in a full suite at load 6-9 on 2 cores
     assert with_eta and ((events[0][0] < 1.0 and with_eta[0] < 2.0) or _machine_busy()), (events[0][0], with_eta[0])
-    # round 7, F4: the ETA is within a factor 2.5 of the time actually left while a fifth of the run is left
-    # (it was 0.0 s at the start and 0.4 s with 3.2 s left, after the probe runs; now 0.6-1.3x)
+    # round 7, F4: the ETA is within a factor 4 of the time actually left while a fifth of the run is left
+    # (it was 0.0 s at the start and 0.4 s with 3.2 s left, after the probe runs: 0.0-0.13x; now 0.6-1.3x;
+    # the wide bound leaves room for a machine whose load changes during the run)
     total = ended[0]
     ratios = [(round(t, 2), round(p.eta_s / (total - t), 2)) for t, p in events if p.eta_s == p.eta_s and total - t > 0.2 * total]
-    assert ratios and (all(0.4 <= r <= 2.5 for _, r in ratios) or _machine_busy()), ratios
+    assert ratios and (all(0.25 <= r <= 4.0 for _, r in ratios) or _machine_busy()), ratios
     # round 7, F5: the stage table gets the rows of `neurolab convert --stages board,board_calibrated`,
     # the accuracies the calibration measured before and after, on the board it ran on
     table = {panel.accuracy_table.item(i, 0).text(): [panel.accuracy_table.item(i, j).text() if panel.accuracy_table.item(i, j) else ""
