@@ -561,3 +561,21 @@ def test_network_gain_matching_steps_with_a_fixed_exponent(calibrated, monkeypat
     net, mapped, _ = tiny_network()
     with pytest.raises(ValueError, match="gain_match_exponent"):
         calibrate_network(board, mapped, net, None, CalibrationConfig(gain_match_exponent=0.0))
+
+
+def test_progress_fraction_follows_the_planned_work_so_the_eta_is_not_far_too_low(calibrated):
+    """Round 7, F4: planning claimed 9 % of the run in 10 ms and the probe runs too small a share, so the
+    ETA extrapolated from the fraction was 3-300x too low in the first half.  The steps now report where
+    their expected cost (chip time and runs, plan_network_calibration) puts them: a calibration's probe runs
+    are alike, so the fraction grows with the chip time used."""
+    from neurolab_gui.core.calibration.engine import plan_network_calibration
+
+    result, events, _, mapped = calibrated
+    plan = plan_network_calibration(mapped, None, FAST)
+    assert plan.costs["tune_weights_to_population"] == plan.costs["tune_weights_to_selection"] == 2 * plan.costs["measure_after_compensation"] > 0
+    chip_total = result.chip_seconds_total
+    before_any_run = [e.fraction for e in events if e.chip_s == 0.0]
+    assert max(before_any_run) < 0.01, before_any_run  # nothing measured yet: no share of the run, no ETA
+    off = [(e.step, round(e.fraction, 3), round(e.chip_s / chip_total, 3)) for e in events
+           if e.step != "done" and abs(e.fraction - e.chip_s / chip_total) > 0.1]
+    assert not off, off

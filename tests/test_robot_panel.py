@@ -320,3 +320,43 @@ def test_a_noisy_link_is_shown_in_the_panel(window, qtbot) -> None:
     qtbot.waitUntil(lambda: panel.link_label.text().startswith("noisy link:"), timeout=3000)
     text = panel.link_label.text()
     assert "0xFF filler events" in text and "garbage bytes" in text, text
+
+
+def test_a_link_lost_while_driving_leaves_a_warning_that_the_robot_may_still_move(window, qtbot, caplog) -> None:
+    """Round 7, F9: the link dropped mid-drive; the panel zeroed its sliders and hid the e-stop, which read as
+    "stopped" while the robot coasted on the firmware's !MVD decay (~1 s + |v|/10 s), and a link lost under
+    the closed loop was logged at ERROR with a traceback."""
+    import logging
+
+    panel, sim = _connect_simulated(window, qtbot)
+    panel.setFocus()
+    for _ in range(6):
+        QTest.keyClick(panel, Qt.Key.Key_Up)
+    assert sim.wait_until(lambda s: s.motor_command == [60.0, 60.0], 1.0)
+    sim.unplug()
+    robot = window.session.robot
+    qtbot.waitUntil(lambda: panel.unreachable_label.isVisible(), timeout=5000)
+    assert robot.status.state == "lost" and robot.status.coast_s == pytest.approx(7.0)
+    text = panel.unreachable_label.text()
+    assert "robot unreachable since " in text and "may still be moving (about 7 s" in text, text
+    assert sim.motor_command == [60.0, 60.0]  # what the warning is about: nothing reached the robot
+    QTest.mouseClick(panel.disconnect_button, Qt.MouseButton.LeftButton)  # stops nothing: the warning stays
+    qtbot.waitUntil(lambda: panel.status_label.text().startswith("disconnected"), timeout=5000)
+    assert panel.unreachable_label.isVisible()
+
+    # the link lost under the closed loop: one WARNING naming the reason, no traceback
+    assert window.session.connect("emulator", seed=2, acquire=False), window.session.connection.status.message
+    panel, sim = _connect_simulated(window, qtbot)
+    assert panel.unreachable_label.isHidden()  # a new link: the robot answers again
+    QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: sim.motor_command != [0.0, 0.0], timeout=10_000)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="neurolab_gui.core.robot_session"):
+        sim.unplug()
+        qtbot.waitUntil(lambda: not robot.loop_running, timeout=5000)
+    records = [r for r in caplog.records if r.name == "neurolab_gui.core.robot_session"]
+    assert [r.levelno for r in records] == [logging.WARNING], [(r.levelname, r.getMessage()) for r in records]
+    assert "the robot's link was lost: " in records[0].getMessage() and "failed" in records[0].getMessage()  # the driver's reason
+    assert records[0].exc_info is None
+    qtbot.waitUntil(lambda: panel.unreachable_label.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: "link was lost" in panel.loop_label.text(), timeout=2000)

@@ -208,6 +208,19 @@ def encode_motor_duty_velocity(motor: int, value: float) -> bytes:
     return command_line(f"!MVD{_check_motor(motor)}={clamp_motor_value(value)}")
 
 
+#: The firmware's only fail-safe (EDVSBoardOS 0.7.0, :func:`encode_motor_duty_velocity`): an unrefreshed
+#: ``!MVD`` holds for this long, then its magnitude falls by 1 every :data:`MVD_DECAY_STEP_S`.
+MVD_HOLD_S = 1.0
+MVD_DECAY_STEP_S = 0.1
+
+
+def mvd_coast_s(left: float, right: float) -> float:
+    """How long a robot last told ``!MVD`` ``(left, right)`` may go on moving once nothing refreshes
+    the command (a lost link, a dead host): ~1 s + |v|/10 s, 0 when both wheels were told 0."""
+    v = max(abs(clamp_motor_value(left)), abs(clamp_motor_value(right)))
+    return MVD_HOLD_S + v * MVD_DECAY_STEP_S if v else 0.0
+
+
 def encode_motor_velocity(motor: int, value: float) -> bytes:
     """``!MV<motor>=<value>``: velocity through the firmware's P controller, clamped to -100..100."""
     return command_line(f"!MV{_check_motor(motor)}={clamp_motor_value(value)}")

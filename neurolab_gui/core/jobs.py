@@ -136,6 +136,46 @@ def span(sink: ProgressSink | None, lo: float, hi: float, step: str | None = Non
     return report
 
 
+@dataclass(frozen=True)
+class CostPlan:
+    """The parts of a long call, in order, each with its expected cost (seconds, or any one unit).
+
+    A part's progress lands on its share of [0, 1] (:meth:`at`, :meth:`bounds`), so the fraction,
+    and the ETA :class:`ProgressReporter` extrapolates from it, follow the work rather than the
+    number of steps: a planning step that takes milliseconds no longer claims a tenth of the run.
+    Parts of zero cost take no share; a plan whose costs are all zero shares [0, 1] equally.
+    """
+
+    costs: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return float(sum(max(0.0, c) for c in self.costs.values()))
+
+    def bounds(self, part: str) -> tuple[float, float]:
+        """The part's ``(lo, hi)`` on [0, 1]; ``KeyError`` for a part the plan does not name."""
+        if part not in self.costs:
+            raise KeyError(f"no part {part!r} in the plan ({', '.join(self.costs)})")
+        total = self.total
+        weights = {name: (max(0.0, c) if total > 0 else 1.0) for name, c in self.costs.items()}
+        scale = sum(weights.values())
+        before = 0.0
+        for name, weight in weights.items():
+            if name == part:
+                return before / scale, (before + weight) / scale
+            before += weight
+        raise AssertionError("unreachable")
+
+    def at(self, part: str, local: float = 0.0) -> float:
+        """The overall fraction when ``part`` is ``local`` (0-1) done."""
+        lo, hi = self.bounds(part)
+        return lo + (hi - lo) * min(1.0, max(0.0, float(local)))
+
+    def span(self, sink: ProgressSink | None, part: str, step: str | None = None) -> ProgressSink | None:
+        """:func:`span` of ``sink`` over ``part``'s share."""
+        return span(sink, *self.bounds(part), step)
+
+
 class _ChipClock(Protocol):
     chip_s: float
 

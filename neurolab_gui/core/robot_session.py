@@ -35,8 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from drivers.robot import DvsEvents, PushBot, PushBotConfig, PushBotError, PushBotState, SensorReading
-from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH
+from drivers.robot import (
+    DvsEvents,
+    PushBot,
+    PushBotConfig,
+    PushBotDisconnectedError,
+    PushBotError,
+    PushBotState,
+    SensorReading,
+)
+from drivers.robot.pushbot_protocol import DVS_HEIGHT, DVS_WIDTH, mvd_coast_s
 
 from .cancellation import Cancelled
 from .events import Signal
@@ -91,6 +99,11 @@ class RobotStatus:
     url: str = ""
     simulated: bool = False
     message: str = ""
+    #: state "lost": when the link went (``time.time()``) and how long the robot may go on moving after it
+    #: (the firmware's ``!MVD`` decay from the last command, :func:`~drivers.robot.pushbot_protocol.mvd_coast_s`;
+    #: nothing on the host can stop it once the link is gone); 0 for the other states
+    lost_at: float = 0.0
+    coast_s: float = 0.0
 
 
 class DvsFrame:
@@ -235,7 +248,7 @@ class RobotSession:
         return self.connected
 
     def _set_status(self, **changes: Any) -> None:
-        values = {**self._status.__dict__, **changes}
+        values = {**self._status.__dict__, "lost_at": 0.0, "coast_s": 0.0, **changes}  # only "lost" keeps them
         self._status = RobotStatus(**values)
         self.status_changed.emit(self._status)
 
@@ -436,8 +449,12 @@ class RobotSession:
                     self.loop_changed.emit(True, f"{loop.controller.name} driving the motors")
                 report = loop.run()
             message = report.summary()
+            if report.status == "robot disconnected":  # the loop saw the loss before a command failed on it
+                message = self._link_lost(loop.robot.disconnect_reason or "no reason given", message)
         except Cancelled:
             message = "closed loop cancelled while the network was deployed"
+        except PushBotDisconnectedError as exc:  # a command failed on the lost link
+            message = self._link_lost(str(exc))
         except Exception as exc:
             log.exception("closed loop stopped by an error")
             message = f"closed loop stopped: {type(exc).__name__}: {exc}"
@@ -450,6 +467,13 @@ class RobotSession:
             hold.release()
             self._record("loop", {"event": "stopped", "message": message})
             self.loop_changed.emit(False, message)
+
+    @staticmethod
+    def _link_lost(reason: str, summary: str = "") -> str:
+        """The closed loop's end when the robot's link went: an expected event (a cable, a radio link), so one
+        WARNING naming the reason and no traceback; returns the message the panel shows."""
+        log.warning("closed loop stopped: the robot's link was lost: %s", reason)
+        return f"closed loop stopped: the robot's link was lost: {reason}" + (f" ({summary})" if summary else "")
 
     def _deploy_steering(self, loop: PhototaxisSession) -> LoopController:
         """The shipped steering RNN converted and written on the loop's board (its profile when it has one)."""
@@ -493,7 +517,9 @@ class RobotSession:
 
     def _on_robot_state(self, state: PushBotState, reason: str) -> None:
         if state is PushBotState.DISCONNECTED:  # a running loop sees it at its next step and ends
-            self._set_status(state="lost", message=f"robot lost: {reason}")
+            robot = self.robot  # its last command (a stop after the loss never reached the robot)
+            left, right = robot.motor_target if robot is not None else (0, 0)
+            self._set_status(state="lost", message=f"robot lost: {reason}", lost_at=time.time(), coast_s=mvd_coast_s(left, right))
             self._record("safety", {"reason": f"robot lost: {reason}"})
 
     def _on_motor_command(self, left: int, right: int, origin: str) -> None:

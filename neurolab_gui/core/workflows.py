@@ -311,7 +311,6 @@ def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, pro
     At the end the conversion's stage table gets (or replaces) its row "board".
     """
     from .conversion.deployment import run_deployment
-    from .conversion.report import StageResult
 
     deployment = session.deployment
     if deployment is None or deployment.board is not session.board:
@@ -327,11 +326,18 @@ def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, pro
     conversion = session.conversion
     if conversion is not None:
         note = f"{deployment.serial} (connected board): " + "; ".join(deployment.notes)
-        conversion.report.add(StageResult("board", run.accuracy, n, run.spiking.spikes_per_inference(),
-                                          run.spiking.synaptic_events_per_inference(deployment.mapped), run.wall_s, note,
-                                          {"board_serial": deployment.serial, "profile_applied": deployment.profile_applied}))
+        conversion.report.add(_board_stage("board", deployment, run, note))
         session.set_conversion(conversion)
     return run
+
+
+def _board_stage(name: str, deployment: Deployment, run: DeploymentRun, note: str) -> Any:
+    """The stage table's row ``name`` for ``run`` of ``deployment`` on the connected board."""
+    from .conversion.report import StageResult
+
+    return StageResult(name, run.accuracy, len(run.predictions), run.spiking.spikes_per_inference(),
+                       run.spiking.synaptic_events_per_inference(deployment.mapped), run.wall_s, note,
+                       {"board_serial": deployment.serial, "profile_applied": deployment.profile_applied})
 
 
 def deployment_job(session: Session, use_profile: bool = True) -> Job[Deployment]:
@@ -369,9 +375,13 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     restores the biases it started from, so nothing is left to undo.  Done, the calibrated network
     is written on the board (it becomes ``session.deployment``), the profile is saved for the
     board's serial (``profile_dir``: default location) and ``session.calibration_summary`` keeps gain CV,
-    accuracy on the first ``n_test`` test samples and chip time, before and after.
+    accuracy on the first ``n_test`` test samples and chip time, before and after.  The two accuracies
+    are the stage table's rows ``board`` (the network before: nominal neurons, weight biases tuned to
+    the population) and ``board_calibrated``, the rows ``neurolab convert --stages board,board_calibrated``
+    gives.  Progress is shared by the expected cost of the calibration and of the two runs
+    (:func:`~neurolab_gui.core.calibration.engine.plan_network_calibration`).
     """
-    from .calibration.engine import calibrate_network
+    from .calibration.engine import RUN_OVERHEAD_S, board_sample_s, calibrate_network, plan_network_calibration
     from .calibration.profile import profile_from_network_calibration, save_profile
     from .conversion.deployment import deploy_network, run_deployment
 
@@ -379,12 +389,17 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     task = session.task
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     start = session.biases.snapshot()
+    n = min(int(n_test), len(task.x_test)) if task is not None and n_test > 0 else 0
+    run_s = n * board_sample_s(mapped, task.lengths_test[:n]) + RUN_OVERHEAD_S if n else 0.0
+    engine_plan = plan_network_calibration(mapped, task if in_the_loop else None, config or _default_calibration_config())
+    plan = jobs.CostPlan({"calibrate": engine_plan.total, "before": run_s, "after": run_s, "deploy": RUN_OVERHEAD_S})
+    rows = []
     # the calibrated cores are held (BiasModel.hold): an edit there would be overwritten by the
     # engine or, undone later, write one of its transient levels
     with (session.connection.acquisition_paused(), session.biases.external_step("calibration"),
           session.biases.hold(core_bias_keys(mapped.group_cores), "being calibrated", "the network calibration")):
         result = calibrate_network(_CancellableReads(board, cancel), mapped, conversion.constrained, task if in_the_loop else None, config,
-                                   progress=jobs.span(progress, 0.0, 0.9), cancel=cancel)
+                                   progress=plan.span(progress, "calibrate"), cancel=cancel)
         summary: dict[str, Any] = {
             "serial": board.serial, "gain_cv_before": result.gain_cv_before, "gain_cv_after": result.gain_cv_after,
             "inh_gain_cv_before": result.inh_gain_cv_before, "inh_gain_cv_after": result.inh_gain_cv_after,
@@ -392,13 +407,16 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
             "chip_seconds_total": result.chip_seconds_total,
         }
         try:
-            if task is not None and n_test > 0:
-                n = min(int(n_test), len(task.x_test))
+            if n:
                 x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
-                for when, network, lo in (("before", result.mapped_before, 0.9), ("after", result.mapped, 0.95)):
+                for when, network, stage in (("before", result.mapped_before, "board"), ("after", result.mapped, "board_calibrated")):
                     deployed = deploy_network(board, network, cancel=cancel)
-                    summary[f"accuracy_{when}"] = run_deployment(deployed, x, y, lengths, cancel=cancel,
-                                                                 progress=jobs.span(progress, lo, lo + 0.05)).accuracy
+                    run = run_deployment(deployed, x, y, lengths, cancel=cancel, progress=plan.span(progress, when))
+                    summary[f"accuracy_{when}"] = run.accuracy
+                    what = ("before calibration: nominal neurons, weight biases tuned to the population" if when == "before" else
+                            f"calibrated here: gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}, "
+                            f"chip time {result.chip_seconds_total:.0f} s")
+                    rows.append(_board_stage(stage, deployed, run, f"{board.serial} (connected board): {what}"))
                 summary["n_test"] = n
             deployment = deploy_network(board, result.mapped, cancel=cancel)
         except BaseException:  # cancelled while measuring the accuracies: back to the user's biases, like the engine
@@ -413,7 +431,17 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     summary["profile"] = str(save_profile(profile, profile_dir))
     session.calibration_summary = summary
     session.set_deployment(deployment)
+    if rows and session.conversion is conversion:
+        for row in rows:
+            conversion.report.add(row)
+        session.set_conversion(conversion)
     return summary
+
+
+def _default_calibration_config() -> Any:
+    from .calibration.engine import CalibrationConfig
+
+    return CalibrationConfig()
 
 
 class _CancellableReads:

@@ -68,7 +68,7 @@ from ..conversion.training import TrainConfig, evaluate, readout_features
 from ..conversion.transfer import RefractoryFit, match_refractory
 from ..fitting.fi import GainFit, fit_gains
 from ..fitting.transfer_curves import TransferCurves
-from ..jobs import ProgressReporter, ProgressSink
+from ..jobs import CostPlan, ProgressReporter, ProgressSink
 from ..probing.bias_tuning import (
     TauProbeConfig,
     TauStatistics,
@@ -380,6 +380,8 @@ class CalibrationState:
     cores: list[tuple[int, int]]
     group_of: dict[tuple[int, int], int]
     t_start: float
+    #: each step's expected cost (:func:`plan_network_calibration`): where its reports land on [0, 1]
+    plan: CostPlan
     # --- left by the steps, in order
     tau: TauTuningResult | None = None
     refractory: list[RefractoryFit] = field(default_factory=list)
@@ -414,12 +416,16 @@ class CalibrationState:
             }
         return out
 
-    def weight_round_reporter(self, lo: float, hi: float, what: str) -> Callable[[int, dict], None]:
+    def at(self, step: str, local: float = 0.0) -> float:
+        """The overall fraction when ``step`` (a step function's name, or a part of the loop) is ``local`` done."""
+        return self.plan.at(step, local)
+
+    def weight_round_reporter(self, step: str, what: str) -> Callable[[int, dict], None]:
         """``on_round`` of a weight-bias tuning: the worst gain error, with the curves just measured."""
 
         def report_round(k: int, values: dict) -> None:
             worst = max((abs(v - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
-            self.report(lo + (hi - lo) * k / self.cfg.weight_rounds, f"tune weight biases ({what})",
+            self.report(self.at(step, k / self.cfg.weight_rounds), f"tune weight biases ({what})",
                         f"round {k}: worst gain error {worst:.2%}", curves=self.last_curves)
 
         return report_round
@@ -432,7 +438,7 @@ def _weight_knobs(cfg: CalibrationConfig) -> list[TuningKnob]:
 
 def apply_nominal_biases(s: CalibrationState) -> None:
     """Write the network's nominal bias set (the starting point of every tuning)."""
-    s.report(0.0, "apply biases", "writing the network's nominal bias set")
+    s.report(s.at("apply_nominal_biases"), "apply biases", "writing the network's nominal bias set")
     s.board.apply_bias_set(s.work.biases)
 
 
@@ -444,7 +450,6 @@ def tune_time_constants(s: CalibrationState) -> None:
     """
     if not s.cfg.tune_tau:
         return
-    lo, hi = 0.02, 0.1
     cfg, work, report = s.cfg, s.work, s.report
     target = work.time.tau_s
     probe_cfg = cfg.tau_probe
@@ -460,10 +465,10 @@ def tune_time_constants(s: CalibrationState) -> None:
 
     def on_round(k: int, values: dict) -> None:
         worst = max((abs(v / target - 1.0) for per in values.values() for v in per.values() if np.isfinite(v)), default=float("nan"))
-        report(lo + (hi - lo) * k / cfg.tau_rounds, "tune synaptic time constants",
+        report(s.at("tune_time_constants", k / cfg.tau_rounds), "tune synaptic time constants",
                f"round {k}: worst tau error {worst:.1%} (target {target * 1e3:.1f} ms)")
 
-    report(lo, "tune synaptic time constants", f"{len(addresses)} neurons, AMPA and GABA_B, target {target * 1e3:.1f} ms")
+    report(s.at("tune_time_constants"), "tune synaptic time constants", f"{len(addresses)} neurons, AMPA and GABA_B, target {target * 1e3:.1f} ms")
     s.tau = tune_synaptic_taus(s.board, s.cores, addresses, target, {t: TAU_BIAS[t] for t in types}, step_hz, drive_hz,
                                work.settings.t_ref_s, probe_cfg, cfg.tau_tolerance, cfg.tau_rounds, on_round)
     for chip, core in s.cores:
@@ -479,10 +484,10 @@ def tune_refractory_periods(s: CalibrationState) -> None:
     """
     if not s.cfg.tune_refractory:
         return
-    s.report(0.1, "tune refractory period", f"DC f-I curves of the units, target t_ref {s.work.settings.t_ref_s * 1e3:.3f} ms")
+    s.report(s.at("tune_refractory_periods"), "tune refractory period", f"DC f-I curves of the units, target t_ref {s.work.settings.t_ref_s * 1e3:.3f} ms")
     s.refractory = match_refractory(s.board, s.work, currents_a=s.cfg.refractory_currents_a, level_s=0.3, settle_s=0.1,
                                     cancel=s.report.cancel)
-    s.report(0.12, "tune refractory period", "t_ref/target per core: " + ", ".join(
+    s.report(s.at("tune_refractory_periods", 1.0), "tune refractory period", "t_ref/target per core: " + ", ".join(
         f"{f.core}: {f.t_ref_s / f.target_s:.3f}" for f in s.refractory))
 
 
@@ -491,9 +496,9 @@ def tune_weights_to_population(s: CalibrationState) -> None:
 
     What transfer-curve matching alone does; its rounds' measurements feed the first selection.
     """
-    s.report(0.1, "measure transfer curves", f"{len(s.probe.addresses)} neurons, AMPA and GABA_B")
+    s.report(s.at("tune_weights_to_population"), "measure transfer curves", f"{len(s.probe.addresses)} neurons, AMPA and GABA_B")
     tune_core_biases(s.board, s.cores, _weight_knobs(s.cfg), s.measure_weight_ratios, s.cfg.weight_rounds,
-                     on_round=s.weight_round_reporter(0.1, 0.3, "population"))
+                     on_round=s.weight_round_reporter("tune_weights_to_population", "population"))
 
 
 def measure_before_compensation(s: CalibrationState) -> None:
@@ -503,7 +508,7 @@ def measure_before_compensation(s: CalibrationState) -> None:
     for (c, k, name) in list(s.mapped_before.biases):
         if name.startswith("PS_WEIGHT"):
             s.mapped_before.biases[(c, k, name)] = s.board.get_bias(c, k, name)
-    s.report(0.35, "measure transfer curves", "before per-neuron compensation", curves=s.curves_before)
+    s.report(s.at("measure_before_compensation", 1.0), "measure transfer curves", "before per-neuron compensation", curves=s.curves_before)
 
 
 def select_on_pooled_gains(s: CalibrationState) -> None:
@@ -516,13 +521,13 @@ def select_on_pooled_gains(s: CalibrationState) -> None:
     s.selected = select_neurons(s.work, pool_relative_gains([f["AMPA"] for f in pooled]),
                                 pool_relative_gains([f["GABA_B"] for f in pooled]), s.cfg.inhibitory_weight)
     s.members = s.selected
-    s.report(0.37, "select neurons", f"{len(s.selected)} best-matched neurons chosen")
+    s.report(s.at("select_on_pooled_gains", 1.0), "select neurons", f"{len(s.selected)} best-matched neurons chosen")
 
 
 def tune_weights_to_selection(s: CalibrationState) -> None:
     """Tune the weight biases again so that the *selected* neurons' median gain is the copy weight."""
     s.weight_tuning = tune_core_biases(s.board, s.cores, _weight_knobs(s.cfg), s.measure_weight_ratios, s.cfg.weight_rounds,
-                                       on_round=s.weight_round_reporter(0.37, 0.5, "selected neurons"))
+                                       on_round=s.weight_round_reporter("tune_weights_to_selection", "selected neurons"))
     for core, settings in s.weight_tuning.settings.items():
         for bias, (coarse, fine) in settings.items():
             s.work.biases[(core[0], core[1], bias)] = BiasValue(coarse, fine)
@@ -537,7 +542,7 @@ def select_at_final_biases(s: CalibrationState) -> None:
     final biases the gains repeat closely, so choosing there removes both errors
     (docs/decisions.md, "Final neuron selection at the final biases").
     """
-    s.report(0.5, "select neurons", "all neurons at the final biases: the ones nearest the target gains")
+    s.report(s.at("select_at_final_biases"), "select neurons", "all neurons at the final biases: the ones nearest the target gains")
     _, s.fits_final = s.probe.run()
     centre = {core: (float(s.net.scale[s.group_of[core]]),) * 2 for core in s.cores}
     s.selected, s.inhibitory_weight = select_within_budget(s.work, s.fits_final["AMPA"], s.fits_final["GABA_B"], centre,
@@ -547,9 +552,9 @@ def select_at_final_biases(s: CalibrationState) -> None:
 def measure_after_compensation(s: CalibrationState) -> None:
     """The "after" measurement, a run of its own: its gain CV is not flattered by the selection having
     picked the neurons whose measurement happened to lie near the target."""
-    s.report(0.55, "measure transfer curves", "after calibration")
+    s.report(s.at("measure_after_compensation"), "measure transfer curves", "after calibration")
     s.curves_after, s.fits_after = s.probe.run()
-    s.report(0.6, "measure transfer curves", "after calibration", curves=s.curves_after)
+    s.report(s.at("measure_after_compensation", 1.0), "measure transfer curves", "after calibration", curves=s.curves_after)
     s.chip_s_measurement = s.board.chip_s
 
 
@@ -582,14 +587,14 @@ def fit_unit_transfer(s: CalibrationState) -> None:
         tau=s.tau,
         refractory=s.refractory,
     )
-    s.report(0.62, "compensate", f"gain CV {s.result.gain_cv_before:.1%} -> {s.result.gain_cv_after:.1%}")
+    s.report(s.at("fit_unit_transfer", 1.0), "compensate", f"gain CV {s.result.gain_cv_before:.1%} -> {s.result.gain_cv_after:.1%}")
 
 
 def run_chip_in_the_loop(s: CalibrationState) -> None:
     """With a task: CAM compensation, network gain matching and chip-in-the-loop fine-tuning (:func:`_in_the_loop`)."""
     assert s.result is not None
     if s.task is not None:
-        _in_the_loop(s.board, s.result, s.work, s.net, s.task, s.cfg, s.report)
+        _in_the_loop(s.board, s.result, s.work, s.net, s.task, s.cfg, s.report, s.plan)
     s.result.chip_s_loop = s.board.chip_s - s.chip_s_measurement
     s.result.wall_s = time.perf_counter() - s.t_start
     s.report(1.0, "done", f"chip time {s.board.chip_s:.1f} s")
@@ -642,7 +647,7 @@ def calibrate_network(
     work = copy.deepcopy(mapped)
     start_biases = {key: board.get_bias(*key) for key in work.biases}
     state = CalibrationState(mboard, net, mapped, work, task, cfg, report, _SynapticProbe(mboard, work, net.scale, cfg),
-                             list(work.group_cores), _group_of_core(work), t_start)
+                             list(work.group_cores), _group_of_core(work), t_start, plan_network_calibration(mapped, task, cfg))
     try:
         for step in NETWORK_CALIBRATION_STEPS:
             step(state)
@@ -744,8 +749,73 @@ def board_sample_s(mapped: MappedNetwork, lengths: np.ndarray) -> float:
     return float(np.mean(lengths)) * t.steps_per_sample * t.dt_step_s + t.gap_s + TAIL_S / DEFAULT_BATCH
 
 
+def _gain_match_samples(cfg: CalibrationConfig, n_pool: int, per_sample_s: float, chip_s: float) -> int:
+    """Board samples per round of the network gain matching when ``chip_s`` of the chip-time budget is
+    spent (0: the matching does not run); what :func:`_in_the_loop` runs and :func:`plan_network_calibration` plans for."""
+    n_left = min(n_pool, int(max(0.0, cfg.chip_budget_s - chip_s) / per_sample_s))
+    per_round = min(cfg.n_gain_match, int(cfg.gain_match_share * n_left / max(1, cfg.gain_match_rounds)))
+    return per_round if cfg.n_gain_match > 0 and cfg.gain_match_rounds > 0 and per_round >= 4 else 0
+
+
+#: Wall seconds a board run costs beyond its chip time (writing its netlist or biases, reading its events
+#: back), for the progress plan only.  Measured on the app's emulator (own process, realtime clock): a probe
+#: run of 1.2 chip s took 3.3 s (two netlists of 256 neurons), 8 test samples of 3.2 chip s took 3.7 s; on
+#: the fast clock 0.5 s and 1.6 s.  0.5 s keeps the ETA within a factor 2 on both (it was 3-300x low).
+RUN_OVERHEAD_S = 0.5
+#: Host seconds per optimizer step of the chip-in-the-loop fine-tuning, for the progress plan only
+#: (its epochs over the fit samples, evaluated on the held-out ones).
+FINE_TUNE_STEP_S = 0.03
+#: Rounds the plan expects of the searches that stop once their target is bracketed (time constants,
+#: refractory period): 2 and 3 of their 5 and 4 on the emulator (seed 5); planning the most rounds made
+#: the fraction jump ahead of the work when they stopped.
+EXPECTED_SEARCH_ROUNDS = 3
+#: Reports of the chip-in-the-loop stage land on these parts of the plan (after the steps before it).
+LOOP_PARTS = ("fine_tune", "match_network_gains", "readout")
+
+
+def plan_network_calibration(mapped: MappedNetwork, task: Task | None, cfg: CalibrationConfig) -> CostPlan:
+    """The expected cost, in seconds, of each step of :func:`calibrate_network` (the chip-in-the-loop stage
+    as :data:`LOOP_PARTS`): chip time plus :data:`RUN_OVERHEAD_S` per board run, the fine-tuning's
+    optimizer steps at :data:`FINE_TUNE_STEP_S`.
+
+    The steps report where their share of [0, 1] says, so the progress fraction (and the ETA extrapolated
+    from it) follows the time the work takes: the weight tunings' probe runs take most of a calibration
+    without a task, the board samples most of one with a task.  Steps that stop early (a tuning that
+    converges, a budget spent sooner) make the fraction jump, never go back.
+    """
+    probe_s = (len(cfg.exc_levels_hz) + len(cfg.inh_levels_hz)) * cfg.level_s + 2 * RUN_OVERHEAD_S  # two netlists per run
+    tp = cfg.tau_probe
+    tau_rounds, refractory_rounds = min(cfg.tau_rounds, EXPECTED_SEARCH_ROUNDS), min(4, EXPECTED_SEARCH_ROUNDS)  # 4: match_refractory's
+    tau_s = tau_rounds * (tp.off_s + tp.repeats * (tp.on_s + tp.off_s) + RUN_OVERHEAD_S) if cfg.tune_tau else 0.0
+    refractory_s = refractory_rounds * (len(cfg.refractory_currents_a) * 0.3 + RUN_OVERHEAD_S) if cfg.tune_refractory else 0.0
+    costs = {
+        "apply_nominal_biases": 0.0, "tune_time_constants": tau_s, "tune_refractory_periods": refractory_s,
+        "tune_weights_to_population": cfg.weight_rounds * probe_s, "measure_before_compensation": probe_s,
+        "select_on_pooled_gains": 0.0, "tune_weights_to_selection": cfg.weight_rounds * probe_s,
+        "select_at_final_biases": probe_s, "measure_after_compensation": probe_s, "fit_unit_transfer": 0.0,
+        **dict.fromkeys(LOOP_PARTS, 0.0),
+    }
+    if task is not None:
+        chip_s = sum(costs.values())  # the overheads count as chip time here: a slightly smaller board share
+        n = len(task.x_train)
+        n_pool = n - min(cfg.n_model_validation, n // 3)
+        per_sample = board_sample_s(mapped, task.lengths_train)
+        if cfg.fine_tune_in_loop:
+            epochs = qat_epochs_for(cfg.fine_tune, n_pool, cfg.fine_tune_min_steps)
+            costs["fine_tune"] = epochs * -(-n_pool // cfg.fine_tune.batch_size) * FINE_TUNE_STEP_S
+        per_round = _gain_match_samples(cfg, n_pool, per_sample, chip_s)
+        if per_round:
+            costs["match_network_gains"] = cfg.gain_match_rounds * (per_round * per_sample + RUN_OVERHEAD_S) + RUN_OVERHEAD_S
+        if cfg.refit_readout:
+            spent = chip_s + cfg.gain_match_rounds * per_round * per_sample
+            n_more = max(0, min(cfg.n_readout_fit - per_round, int(max(0.0, cfg.chip_budget_s - spent) / per_sample),
+                                n_pool - cfg.gain_match_rounds * per_round))
+            costs["readout"] = n_more * per_sample + RUN_OVERHEAD_S
+    return CostPlan(costs)
+
+
 def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNetwork, net: ConstrainedNetwork, task: Task,
-                 cfg: CalibrationConfig, report: ProgressReporter) -> None:
+                 cfg: CalibrationConfig, report: ProgressReporter, plan: CostPlan | None = None) -> None:
     """The network itself, within the chip-time budget (``cfg.chip_budget_s``).
 
     On the host (no chip time): CAM compensation, then fine-tuning with the measured transfer,
@@ -758,6 +828,7 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
     """
     from ..conversion.deployment import deploy_network, run_deployment
 
+    plan = plan or plan_network_calibration(work, task, cfg)  # where its reports land (the whole run's plan)
     rng = np.random.default_rng(cfg.seed)
     n = len(task.x_train)
     n_held = min(cfg.n_model_validation, n // 3)
@@ -772,32 +843,30 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
     candidate = with_multiplicities(net, compensate_multiplicities(net, result.transfer.gain_exc, result.transfer.gain_inh))
     model_acc = evaluate(hardware_model(candidate, result.transfer), *model_validation)[0]
     result.loop_history.append({"stage": "compensate", "model_val_accuracy": model_acc, "kept": True, "chip_s": board.chip_s})
-    report(0.63, "compensate", f"CAM copies divided by the measured gains: model with the measured transfer {model_acc:.3f} "
+    report(plan.at("fine_tune"), "compensate", f"CAM copies divided by the measured gains: model with the measured transfer {model_acc:.3f} "
            f"on {n_held} held-out samples")
     if cfg.fine_tune_in_loop:
         tuning_cfg = dataclasses.replace(cfg.fine_tune, count_noise=cfg.spike_fano / (work.time.r_max_hz * work.time.dt_step_s),
                                          epochs=qat_epochs_for(cfg.fine_tune, len(fit_task.x_train), cfg.fine_tune_min_steps))
-        tuned = fine_tune(candidate, result.transfer, fit_task, tuning_cfg, progress=report.span(0.63, 0.75, "fine-tune"),
+        tuned = fine_tune(candidate, result.transfer, fit_task, tuning_cfg, progress=report.span(*plan.bounds("fine_tune"), "fine-tune"),
                           cancel=report.cancel, validation=model_validation)
         tuned_acc = evaluate(hardware_model(tuned, result.transfer), *model_validation)[0]
         keep = tuned_acc > model_acc + cfg.min_improvement
         result.loop_history.append({"stage": "fine-tune", "model_val_accuracy": tuned_acc, "kept": bool(keep), "epochs": tuning_cfg.epochs,
                                     "chip_s": board.chip_s})
-        report(0.75, "fine-tune", f"model with the measured transfer {tuned_acc:.3f}{'' if keep else ': compensated network kept'}")
+        report(plan.at("fine_tune", 1.0), "fine-tune", f"model with the measured transfer {tuned_acc:.3f}{'' if keep else ': compensated network kept'}")
         if keep:
             candidate = tuned
 
     # the board's share: plan the samples from the chip time left
     per_sample = board_sample_s(work, l_pool)
-    left_s = max(0.0, cfg.chip_budget_s - board.chip_s)
-    n_left = min(len(x_pool), int(left_s / per_sample))
     seen = _BoardSamples()
     used = 0
-    per_round = min(cfg.n_gain_match, int(cfg.gain_match_share * n_left / max(1, cfg.gain_match_rounds)))
-    if cfg.n_gain_match > 0 and cfg.gain_match_rounds > 0 and per_round >= 4:
+    per_round = _gain_match_samples(cfg, len(x_pool), per_sample, board.chip_s)
+    if per_round:
         n_match = per_round * cfg.gain_match_rounds
         _match_network_gains(board, result, work, candidate, x_pool[:n_match], y_pool[:n_match], l_pool[:n_match], per_round, cfg,
-                             report, 0.75, 0.88, seen)
+                             report, *plan.bounds("match_network_gains"), seen)
         used = per_round * len(seen.features)  # the rounds it ran; the samples of rounds it did not need are still new
     final = deploy(work, candidate, result.selected)
     entry: dict = {"stage": "readout", "kept": False}
@@ -807,10 +876,10 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
                             len(x_pool) - used))
         features, labels, model_features = reused_x, reused_y, reused_model
         if n_more > 0:
-            report(0.88, "readout", f"{n_more} training samples on the board ({len(reused_y)} more from the gain matching)")
+            report(plan.at("readout"), "readout", f"{n_more} training samples on the board ({len(reused_y)} more from the gain matching)")
             rows = np.arange(used, used + n_more)
             run = run_deployment(deploy_network(board, final, cancel=report.cancel), x_pool[rows], y_pool[rows], l_pool[rows],
-                                 seed=cfg.seed + 101, progress=report.span(0.88, 0.97, "readout samples on board"), cancel=report.cancel)
+                                 seed=cfg.seed + 101, progress=report.span(*plan.bounds("readout"), "readout samples on board"), cancel=report.cancel)
             features = np.concatenate([features, run.spiking.features])
             labels = np.concatenate([labels, y_pool[rows]])
             model_features = np.concatenate([model_features, readout_features(hardware_model(candidate, result.transfer),
@@ -831,5 +900,5 @@ def _in_the_loop(board: MeteredBoard, result: NetworkCalibration, work: MappedNe
             final.readout_weight, final.readout_bias = w, b
     entry["chip_s"] = board.chip_s
     result.loop_history.append(entry)
-    report(0.97, "readout", f"readout {'re-fitted on' if entry['kept'] else 'kept after'} {entry.get('n_board_samples', 0)} board samples")
+    report(plan.at("readout", 1.0), "readout", f"readout {'re-fitted on' if entry['kept'] else 'kept after'} {entry.get('n_board_samples', 0)} board samples")
     result.constrained, result.mapped = candidate, final

@@ -136,6 +136,12 @@ class RobotPanel(QWidget):
         self.safety_bar.addWidget(self.bar_estop_button)
         self.safety_label = QLabel("")
         self.safety_bar.addWidget(self.safety_label)
+        # the link lost while the robot drove: the host can stop nothing now, the firmware's !MVD decay
+        # stops it (~1 s + |v|/10 s); where the e-stop was, so nobody reads the hidden button as "stopped"
+        self.unreachable_label = QLabel("")
+        self.unreachable_label.setWordWrap(True)
+        self.unreachable_label.setStyleSheet("QLabel { background: #e8a000; color: black; font-weight: bold; padding: 6px; }")
+        self.unreachable_label.setVisible(False)
 
         # --- DVS view -----------------------------------------------------------------------
         self.dvs_view = pg.GraphicsLayoutWidget()
@@ -241,6 +247,7 @@ class RobotPanel(QWidget):
         left = QVBoxLayout()
         left.addWidget(conn)
         left.addWidget(self.estop_button)
+        left.addWidget(self.unreachable_label)
         left.addWidget(sensors)
         left.addWidget(manual)
         left.addStretch(1)
@@ -417,6 +424,14 @@ class RobotPanel(QWidget):
         self._listen_for_estop_keys(may_run)
         self.estop_button.setVisible(may_run)
         self.safety_bar.setVisible(may_run)
+        # shown from the loss until the next connect (a Disconnect after the loss stops nothing either)
+        if status.state == "lost" and status.coast_s > 0:
+            self.unreachable_label.setText(
+                f"robot unreachable since {time.strftime('%H:%M:%S', time.localtime(status.lost_at))}: it may still be moving "
+                f"(about {status.coast_s:.0f} s, the firmware's motor decay; the host cannot stop it now)")
+            self.unreachable_label.setVisible(True)
+        elif status.state in ("connecting", "connected"):
+            self.unreachable_label.setVisible(False)
         self.arena_box.setVisible(self.robot.simulator is not None)
         if not connected:
             self._set_sliders(0, 0, send=False)
