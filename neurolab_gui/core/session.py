@@ -110,7 +110,9 @@ class Session:
         # reentrant: recording_changed is emitted under it, and a handler may start or stop a recording
         self._recorder_lock = threading.RLock()
         #: Run emulated boards in a child process (the desktop app does; scripts and tests that
-        #: inspect the simulator directly keep it in-process).
+        #: inspect the simulator directly keep it in-process).  The child is started with the
+        #: ``spawn`` method, which runs the main script's top level again in the child: a script
+        #: that sets this must keep its code under ``if __name__ == "__main__":``.
         self.emulator_in_separate_process = False
         #: The loaded or trained network (conversion pipeline object), if any.
         self.model: Any = None
