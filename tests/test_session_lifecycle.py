@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -140,19 +139,19 @@ def test_with_session_closes_the_board_and_the_recording_also_when_the_block_rai
 
 
 def test_ctrl_c_during_connect_does_not_leave_the_status_connecting():
-    started = threading.Event()
+    opens: list[ConnectionTarget] = []
 
-    def interrupted_open(target: ConnectionTarget):
-        started.set()
-        raise KeyboardInterrupt  # what Ctrl-C raises in a script's main thread while the board opens
+    def interrupted_first(target: ConnectionTarget):
+        opens.append(target)
+        if len(opens) == 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises in a script's main thread while the board opens
+        return open_board(target)
 
-    connection = ConnectionManager(interrupted_open)
+    connection = ConnectionManager(interrupted_first)
+    target = ConnectionTarget("emulator", 1, True, "fast")
     with pytest.raises(KeyboardInterrupt):
-        connection.connect(ConnectionTarget("emulator", 1, True, "fast"))
-    assert started.is_set()
-    assert connection.status.state == "disconnected"
-    assert "interrupted" in connection.status.message and connection.board is None
-    # and the manager is usable again
-    connection._opener = open_board
-    assert connection.connect(ConnectionTarget("emulator", 1, True, "fast"), acquire=False)
+        connection.connect(target)
+    assert connection.status.state == "disconnected" and connection.board is None
+    assert connection.status.message == "connecting to emulator (seed 1, mismatch on, fast clock) was interrupted (KeyboardInterrupt)"
+    assert connection.connect(target, acquire=False)  # and the next connect works
     connection.disconnect()
