@@ -162,6 +162,15 @@ def _serve_requests(conn: Connection, serial: str, config: Any, clock: str) -> N
             conn.send(("err", _encode_exception(exc)))
 
 
+def _died_at_start(serial: str, exitcode: int | None) -> str:
+    """Why a child that ended before it answered did so, as far as the parent can tell."""
+    how = "was killed" if exitcode is None or exitcode < 0 else f"exited with code {exitcode}"
+    return (f"the emulator process for {serial!r} {how} before the board was ready. "
+            "A script that opens the emulator in a separate process must run its code under "
+            "`if __name__ == \"__main__\":` (the child process is started with the 'spawn' method, "
+            "which runs the script's top level again in the child)")
+
+
 def child_state(pid: int | None) -> str:
     """``"running"``, ``"stopped"`` (SIGSTOP, traced) or ``"dead"`` (exited, zombie) from Linux
     ``/proc``; ``"unknown"`` where there is no ``/proc`` (then only the deadline applies)."""
@@ -270,7 +279,13 @@ class RemoteVirtualFpga:
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise TimeoutError(f"emulator process for {serial!r} did not start within {start_timeout_s:.0f} s")
-        status, payload = self._conn.recv()
+        try:
+            status, payload = self._conn.recv()
+        except (EOFError, OSError):  # the child ended before it answered: say so, not EOFError's ""
+            self._process.join(1.0)
+            code = self._process.exitcode
+            self.close()
+            raise RuntimeError(_died_at_start(serial, code)) from None
         if status != "ok":
             self.close()
             raise _decode_exception(*payload)

@@ -214,6 +214,10 @@ class ConnectionManager:
                 log.warning("could not open %s: %s", target.describe(), exc)
                 self._set_status(state="error", message=f"could not open {target.describe()}: {exc}")
                 return False
+            except BaseException as exc:  # Ctrl-C in a script: no board, so not left "connecting"
+                self._set_status(state="disconnected", message=f"connecting to {target.describe()} was interrupted "
+                                                               f"({type(exc).__name__})")
+                raise
             with self._lock:
                 if generation != self._generation:  # disconnected while it was opening
                     superseded = True

@@ -24,15 +24,22 @@ Stopping never blocks: :meth:`Recorder.request_stop` stamps ``stop_time`` (the
 moment the user stopped), stops accepting data and returns; the writer drains
 what is queued (bounded, so well under a second), writes the final index and sets
 :attr:`Recorder.finished`.  :meth:`Recorder.stop` is request + wait, for scripts.
+
+A recorder still running when the interpreter exits (a script that ends, or dies of an
+exception, without stopping it) is stopped and its writer waited for by an ``atexit`` hook
+(at most :data:`EXIT_WAIT_S`), so the file is finished and the process exits with the
+script's own exit code.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +83,40 @@ MERGE_FANOUT = 16
 #: Largest merge (rows): merging blocks the writer, so a high-rate recording keeps its segments.
 MERGE_MAX_ROWS = 4_000_000
 CHUNK_ROWS = 65_536
+
+
+#: How long interpreter exit waits, in all, for running recorders to finish their files.
+EXIT_WAIT_S = 10.0
+#: Recorders whose writer was started and may still run (weakly: a finished, dropped one goes).
+_LIVE: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _finish_at_exit() -> None:
+    """``atexit``: stop every running recorder and wait (bounded) for its writer and index threads.
+
+    They are daemon threads: left running at exit they were frozen inside HDF5 calls, holding
+    h5py's lock, while the interpreter tore h5py down (a segfault or a hang instead of the
+    script's exit code).  This module imports h5py before registering the hook, and atexit runs
+    hooks last in, first out, so this runs before h5py's own exit hook.  A writer that does not
+    finish in time leaves the file INCOMPLETE but readable (every closed segment is indexed).
+    """
+    with _LIVE_LOCK:
+        recorders = [r for r in _LIVE if r._thread is not None and r._thread.is_alive()]
+    for recorder in recorders:
+        if not recorder.finished.is_set():
+            recorder.request_stop()
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for recorder in recorders:
+        writer = recorder._thread
+        assert writer is not None
+        writer.join(max(0.0, deadline - time.monotonic()))
+        if writer.is_alive():
+            log.warning("the recording %s was not finished within %.0f s of the interpreter's exit; "
+                        "the file stays INCOMPLETE", recorder.path, EXIT_WAIT_S)
+
+
+atexit.register(_finish_at_exit)
 
 
 #: Column names a stream may not use: ``_epoch`` is the column :meth:`SessionFile.read_stream` adds.
@@ -272,6 +313,8 @@ class Recorder:
         self._publisher = threading.Thread(target=self._publish_loop, name="neurolab-recorder-index", daemon=True)
         self._publisher.start()
         self._thread = threading.Thread(target=self._run, name="neurolab-recorder", daemon=True)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         self._thread.start()
 
     def add_stream(self, path: str, columns: Mapping[str, Any], time_column: str | None = None, description: str = "") -> StreamSpec:

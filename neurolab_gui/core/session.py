@@ -16,8 +16,10 @@ It is the ``session`` object of the GUI's console.  It never imports Qt.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,38 @@ from .session_stimulus import StimulusController
 
 log = logging.getLogger(__name__)
 
+#: Sessions that connected a board (weakly); those still open at interpreter exit are closed then.
+_CONNECTED: weakref.WeakSet[Session] = weakref.WeakSet()
+_CONNECTED_LOCK = threading.Lock()
+
+
+def _close_sessions_at_exit() -> None:
+    """``atexit``: close every session a script left open (its board, job and recording).
+
+    Its acquisition and reader threads are daemon threads, which the interpreter would freeze
+    wherever they are, and an emulator's child process would be terminated under its open board.
+    """
+    with _CONNECTED_LOCK:
+        sessions = list(_CONNECTED)
+    for session in sessions:
+        if session.board is None and session.recorder is None:
+            continue
+        try:
+            session.close()
+        except Exception:  # the others must still close; at exit nobody else can report it
+            log.exception("closing a session left open at exit failed")
+
+
+def _close_at_exit(session: Session) -> None:
+    """Have ``session`` closed at interpreter exit if it is still open then."""
+    with _CONNECTED_LOCK:
+        _CONNECTED.add(session)
+        # moved to the end at every connect: atexit runs the last registered hook first, so this
+        # runs before the hooks of modules the connect imported (multiprocessing's, which ends an
+        # emulator's child process; the recorder's, which a close would otherwise wait on)
+        atexit.unregister(_close_sessions_at_exit)
+        atexit.register(_close_sessions_at_exit)
+
 
 class Session:
     """Everything one NeuroLab window works on.
@@ -45,6 +79,14 @@ class Session:
     ----------
     opener : how boards are opened (default: emulator or pyusb driver)
     spike_capacity : events kept in the live ring buffer (bounded memory)
+
+    Notes
+    -----
+    Close a session when done: :meth:`close`, or ``with Session() as s:``, which closes it also
+    when the block raises.  Garbage collection never closes a connected session (its acquisition
+    thread keeps it alive); one still open when the interpreter exits is closed then (its board
+    job stopped, its recording finished, its board closed), before the interpreter tears down
+    the threads and libraries those use.
     """
 
     def __init__(self, opener: BoardOpener = open_board, spike_capacity: int = 4_000_000) -> None:
@@ -68,7 +110,9 @@ class Session:
         # reentrant: recording_changed is emitted under it, and a handler may start or stop a recording
         self._recorder_lock = threading.RLock()
         #: Run emulated boards in a child process (the desktop app does; scripts and tests that
-        #: inspect the simulator directly keep it in-process).
+        #: inspect the simulator directly keep it in-process).  The child is started with the
+        #: ``spawn`` method, which runs the main script's top level again in the child: a script
+        #: that sets this must keep its code under ``if __name__ == "__main__":``.
         self.emulator_in_separate_process = False
         #: The loaded or trained network (conversion pipeline object), if any.
         self.model: Any = None
@@ -235,6 +279,7 @@ class Session:
                         getattr(running, "name", "board job"), wait_s)
 
     def _on_connected(self, board: Board) -> None:
+        _close_at_exit(self)  # after the open, which may have imported modules with exit hooks of their own
         self.close_replay()  # a live board replaces the replayed recording (or one about to open) as the source
         recorder = self._recorder
         if recorder is not None:
@@ -409,6 +454,12 @@ class Session:
         recorder = self._recorder
         if recorder is not None:
             recorder.record_input(events)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self, job_wait_s: float = 5.0) -> None:
         """Stop the robot, cancel the board's running job, stop recording and close the board.
