@@ -326,3 +326,17 @@ def test_file_names_with_spaces_and_accents_record_and_read(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with h5py.File(path.name) as f:
         assert f["events/spikes/neuron"][:].tolist() == [0, 1, 2]
+
+
+def test_rows_of_a_stream_the_file_does_not_declare_names_the_streams_it_has(tmp_path):
+    """``rows("spikes")`` (the stream is "events/spikes") read as 0: an empty-looking recording."""
+    from test_core_replay import make_recording
+
+    from neurolab_gui.core.session_file import SPIKES, SessionFile
+
+    path = tmp_path / "r.h5"
+    events = make_recording(path, seconds=0.2)
+    f = SessionFile(path)
+    assert f.rows(SPIKES) == len(events)
+    with pytest.raises(KeyError, match=r"no stream 'spikes' in r.h5; its streams: .*events/spikes"):
+        f.rows("spikes")

@@ -724,6 +724,11 @@ class SessionFile:
         return int(self.attrs.get("dropped_events", 0))
 
     def rows(self, stream: str) -> int:
+        """Rows recorded in ``stream`` (0 for a declared stream that got none); ``KeyError`` naming
+        the streams there are for a name the file does not declare (``"spikes"`` for ``"events/spikes"``
+        would otherwise read as an empty recording)."""
+        if stream not in self.streams and stream not in (SPIKES, INPUT):
+            raise KeyError(f"no stream {stream!r} in {self.path.name}; its streams: {', '.join(self.streams)}")
         return int(self.index[stream]["rows"].sum()) if stream in self.index else 0
 
     def duration_s(self) -> float:
