@@ -85,6 +85,19 @@ def test_ctrl_c_during_a_deploy_restores_the_boards_biases(tmp_path, tiny_model)
     assert out.strip().splitlines()[-1] == "deployment cancelled; the board's biases are back to those it had before the deploy"
 
 
+def test_ctrl_c_during_a_core_calibration_restores_the_boards_own_biases(tmp_path):
+    # hostile API report #2: the cancelled core calibration wrote its start set (samna_recommended)
+    # on the cores, not the biases the board had, while saying "restored to its starting biases"
+    rc, out, err, at_open, at_close = interrupt_at(
+        tmp_path, "tune core biases: round 1", ["calibrate", "--board", "emulator:7", "--cores", "1", "--profile",
+                                                str(tmp_path / "p.json")])
+    assert rc == 130, out + err
+    assert differing(at_open, at_close) == []  # flags included
+    assert "Traceback" not in err
+    assert out.strip().splitlines()[-1] == "cancelled; the board was restored to its starting biases"
+    assert not (tmp_path / "p.json").exists()
+
+
 def refuse_calibration(monkeypatch) -> None:
     """Any calibration started fails the test: the refusals below come before any chip time."""
     from neurolab_gui.core.calibration import board_calibration, engine

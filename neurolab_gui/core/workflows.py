@@ -17,14 +17,18 @@ through ``session.board_jobs`` (:class:`~.jobs.JobSlot`): one at a time on the b
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import jobs
 from .bias_model import core_bias_keys
 from .jobs import Job, Progress, ProgressSink
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .calibration.board_calibration import BoardCalibration
@@ -371,8 +375,9 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     It starts from the network as mapped (its nominal biases and neurons), with the chip-in-the-
     loop fine-tuning on the session's data set when ``in_the_loop``.  Every bias it writes is
     logged with origin ``"calibration"`` and the whole run is one undo step
-    (:meth:`~neurolab_gui.core.bias_model.BiasModel.external_step`); cancelled, the engine
-    restores the biases it started from, so nothing is left to undo.  Done, the calibrated network
+    (:meth:`~neurolab_gui.core.bias_model.BiasModel.external_step`); cancelled or failed, the board
+    is put back as it was (:func:`_board_put_back_on_failure`: the biases it started from and the
+    network deployed on it), so nothing is left to undo.  Done, the calibrated network
     is written on the board (it becomes ``session.deployment``), the profile is saved for the
     board's serial (``profile_dir``: default location) and ``session.calibration_summary`` keeps gain CV,
     accuracy on the first ``n_test`` test samples and chip time, before and after.  The two accuracies
@@ -388,7 +393,6 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     board, conversion = _session_board(session), _session_conversion(session, "calibrating it on the board")
     task = session.task
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
-    start = session.biases.snapshot()
     n = min(int(n_test), len(task.x_test)) if task is not None and n_test > 0 else 0
     run_s = n * board_sample_s(mapped, task.lengths_test[:n]) + RUN_OVERHEAD_S if n else 0.0
     engine_plan = plan_network_calibration(mapped, task if in_the_loop else None, config or _default_calibration_config())
@@ -397,7 +401,8 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     # the calibrated cores are held (BiasModel.hold): an edit there would be overwritten by the
     # engine or, undone later, write one of its transient levels
     with (session.connection.acquisition_paused(), session.biases.external_step("calibration"),
-          session.biases.hold(core_bias_keys(mapped.group_cores), "being calibrated", "the network calibration")):
+          session.biases.hold(core_bias_keys(mapped.group_cores), "being calibrated", "the network calibration"),
+          _board_put_back_on_failure(session, board, mapped.group_cores)):
         result = calibrate_network(_CancellableReads(board, cancel), mapped, conversion.constrained, task if in_the_loop else None, config,
                                    progress=plan.span(progress, "calibrate"), cancel=cancel)
         summary: dict[str, Any] = {
@@ -406,24 +411,18 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
             "chip_s_measurement": result.chip_s_measurement, "chip_s_loop": result.chip_s_loop,
             "chip_seconds_total": result.chip_seconds_total,
         }
-        try:
-            if n:
-                x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
-                for when, network, stage in (("before", result.mapped_before, "board"), ("after", result.mapped, "board_calibrated")):
-                    deployed = deploy_network(board, network, cancel=cancel)
-                    run = run_deployment(deployed, x, y, lengths, cancel=cancel, progress=plan.span(progress, when))
-                    summary[f"accuracy_{when}"] = run.accuracy
-                    what = ("before calibration: nominal neurons, weight biases tuned to the population" if when == "before" else
-                            f"calibrated here: gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}, "
-                            f"chip time {result.chip_seconds_total:.0f} s")
-                    rows.append(_board_stage(stage, deployed, run, f"{board.serial} (connected board): {what}"))
-                summary["n_test"] = n
-            deployment = deploy_network(board, result.mapped, cancel=cancel)
-        except BaseException:  # cancelled while measuring the accuracies: back to the user's biases, like the engine
-            board.stop_spike_generator()
-            board.clear_connections(mapped.chips)
-            board.apply_bias_set({k: v for k, v in start.items() if board.get_bias(*k) != v})
-            raise
+        if n:
+            x, y, lengths = task.x_test[:n], task.y_test[:n], task.lengths_test[:n]
+            for when, network, stage in (("before", result.mapped_before, "board"), ("after", result.mapped, "board_calibrated")):
+                deployed = deploy_network(board, network, cancel=cancel)
+                run = run_deployment(deployed, x, y, lengths, cancel=cancel, progress=plan.span(progress, when))
+                summary[f"accuracy_{when}"] = run.accuracy
+                what = ("before calibration: nominal neurons, weight biases tuned to the population" if when == "before" else
+                        f"calibrated here: gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}, "
+                        f"chip time {result.chip_seconds_total:.0f} s")
+                rows.append(_board_stage(stage, deployed, run, f"{board.serial} (connected board): {what}"))
+            summary["n_test"] = n
+        deployment = deploy_network(board, result.mapped, cancel=cancel)
     deployment.profile_applied = True
     deployment.notes = [f"calibrated here: gain CV {result.gain_cv_before:.1%} -> {result.gain_cv_after:.1%}"]
     profile = profile_from_network_calibration(board.serial, result, board.is_emulated)
@@ -493,9 +492,12 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     every neuron's f-I curve, chip by chip
     (:func:`~neurolab_gui.core.calibration.board_calibration.calibrate_board`).
 
-    Progress reports carry each step's intermediate curves as ``payload["curves"]``.  Cancel
-    restores the starting biases and clears the chip's connections (a known state).  The cores'
-    biases are held meanwhile (:meth:`~neurolab_gui.core.bias_model.BiasModel.hold`).
+    Progress reports carry each step's intermediate curves as ``payload["curves"]``.  Cancelled or
+    failed, the board is put back as it was (:func:`_board_put_back_on_failure`: every bias as it
+    was when the calibration started, flags included, and the network deployed on it).  Done, the
+    cores keep their calibrated biases and the deployed network, whose connections the measurements
+    replaced, is written again (its bias changes show as :attr:`Session.deployment_bias_changes`).
+    The cores' biases are held meanwhile (:meth:`~neurolab_gui.core.bias_model.BiasModel.hold`).
     """
     heavy_stack_loaded(progress, cancel)
     from .calibration.board_calibration import calibrate_board
@@ -507,7 +509,8 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
     results = {}
     # the cores are held for the whole run, restore on cancel included (BiasModel.hold): an edit of
     # one of their biases is refused, naming the calibration, rather than overwritten
-    with session.biases.hold(core_bias_keys(cores), "being calibrated", "the calibration"):
+    with (session.biases.hold(core_bias_keys(cores), "being calibrated", "the calibration"),
+          _board_put_back_on_failure(session, board, cores) as deployed):
         for i, (chip, chip_cores) in enumerate(cores_by_chip.items()):
             def per_chip(event: Progress, i: int = i, chip: int = chip) -> None:
                 if progress is not None:
@@ -515,6 +518,8 @@ def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress
                                                  message=f"chip {chip}: {event.message}"))
 
             results[chip] = calibrate_board(board, chip, chip_cores, progress=per_chip, cancel=cancel)
+        if deployed is not None:  # the calibrated biases stay; the network's connections come back
+            _write_network_back(session, board, deployed, list(cores_by_chip))
     return results
 
 
@@ -523,6 +528,60 @@ def calibration_job(session: Session, cores: Sequence[tuple[int, int]]) -> Job[d
     _session_board(session)
     cores = list(cores)
     return Job("calibration", lambda progress, cancel: calibrate_cores(session, cores, progress, cancel), uses_board=True)
+
+
+@contextlib.contextmanager
+def _board_put_back_on_failure(session: Session, board: Any, cores: Sequence[tuple[int, int]]) -> Iterator[Deployment | None]:
+    """Put ``board`` back as it was when the block started if the block raises (a cancel included).
+
+    Both calibrations measure ``cores`` (``(chip, core)`` pairs, held meanwhile) with their own
+    biases and probe connections on their chips.  Cancelled, they give the user's board back
+    (``Session.close``, docs "Jobs"): every bias of ``cores`` written back as the bias model held it
+    at the start, flags included (those the board's cache shows changed; other cores stay free to
+    edit meanwhile and keep their edits), the spike generator stopped, and the network deployed on
+    the board written again, since the measurements replaced the chips' connections while
+    ``session.deployment`` still names it.  A deployed network that cannot be put back is dropped
+    (``run_deployed`` then refuses rather than running an empty chip) and the exception says so.
+    Yields that deployment (None: none).
+    """
+    from .boards import restore_board
+    from .cancellation import Cancelled
+
+    chips = sorted({int(chip) for chip, _ in cores})
+    start = session.biases.snapshot(cores)
+    deployment = session.deployment if session.deployment is not None and session.deployment.board is board else None
+    try:
+        yield deployment
+    except BaseException as exc:
+        try:
+            restore_board(board, {k: v for k, v in start.items() if board.get_bias(*k) != v}, chips)
+        except BaseException:
+            if deployment is not None:  # neither its biases nor its connections are known to be on the chip
+                session.set_deployment(None)
+            raise
+        problem = _write_network_back(session, board, deployment, chips) if deployment is not None else None
+        if problem is None:
+            raise
+        if isinstance(exc, Cancelled):  # what Job.result() raises and the job's cancelled signal carries
+            raise type(exc)(f"{exc}; {problem}") from exc
+        exc.add_note(problem)
+        raise
+
+
+def _write_network_back(session: Session, board: Any, deployment: Deployment, chips: Sequence[int]) -> str | None:
+    """Write ``deployment``'s connections on ``board`` again after a calibration replaced those of
+    ``chips``; returns None, or why it could not be done, after dropping the deployment (nothing
+    runs a network the chip does not hold) and logging the reason as a warning (the app's log)."""
+    try:
+        board.stop_spike_generator()
+        board.clear_connections(sorted(set(chips) | set(deployment.mapped.chips)))
+        board.write_netlist(deployment.mapped.netlist)
+    except Exception as exc:  # noqa: BLE001 - any refusal: the chip does not hold the deployment
+        session.set_deployment(None)
+        problem = f"the network deployed before could not be written back ({exc}): deploy it again"
+        log.warning("%s", problem)
+        return problem
+    return None
 
 
 def _session_board(session: Session, doing: str = "calibrating") -> Any:

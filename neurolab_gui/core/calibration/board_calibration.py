@@ -27,6 +27,7 @@ import numpy as np
 from drivers.dynapse1.board_api import BiasValue, Board
 from drivers.dynapse1.topology import SynapseType, check_chip, check_core
 
+from ..boards import restore_board
 from ..conversion.mapping import EXCITATORY, GAIN_BIAS, INHIBITORY, TAU_BIAS, WEIGHT_BIAS
 from ..fitting.fi import SaturationFit, fit_saturation
 from ..fitting.transfer_curves import TransferCurves
@@ -195,10 +196,14 @@ def calibrate_board(
 ) -> BoardCalibration:
     """Tune ``cores`` of ``chip`` from ``start_set`` to ``targets`` and measure per-neuron f-I curves.
 
-    On cancellation the biases of the cores are restored to ``start_set`` and the connections of
-    the chip cleared (a known state), then :class:`CalibrationCancelled` propagates.
+    On cancellation or an error every bias of the cores gets back the value (flags included) the
+    board held when the call started, the spike generator is stopped and the connections of the
+    chip cleared (the measurements replaced them), then the exception propagates
+    (:class:`CalibrationCancelled` when cancelled).  Writing a network back is the caller's: it
+    knows which one was there (:func:`~neurolab_gui.core.workflows.calibrate_cores`).
     """
     from drivers.dynapse1.bias_sets import bias_set
+    from drivers.dynapse1.bias_table import CORE_BIASES
 
     check_chip(chip)
     # a core named twice is calibrated once (it would be measured twice for nothing)
@@ -208,6 +213,8 @@ def calibrate_board(
     mboard = metered(board)
     report = calibration_reporter(progress, cancel, mboard)
     start = {(chip, core, name): BiasValue(c, f, h) for core in cores for name, (c, f, h) in bias_set(start_set).items()}
+    # what a cancel puts back: the board's own values, not the start set (the user's biases)
+    entry = {(chip, core, name): board.get_bias(chip, core, name) for core in cores for name in CORE_BIASES}
     keys = [(chip, core) for core in cores]
     try:
         report(0.0, "apply biases", f"published set {start_set!r} on cores {cores}")
@@ -239,9 +246,7 @@ def calibrate_board(
         report(1.0, "done", f"chip time {mboard.chip_s:.1f} s", curves=curves)
         return result
     except BaseException:
-        board.stop_spike_generator()
-        board.clear_connections([chip])
-        board.apply_bias_set(start)
+        restore_board(board, entry, [chip])
         if cancel is not None and cancel.is_set():
             raise CalibrationCancelled("calibration cancelled by the user") from None
         raise
