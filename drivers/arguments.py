@@ -20,25 +20,25 @@ import operator
 import numpy as np
 
 
-def integer(name: str, value: object) -> int:
+def integer(name: str, value: object, wanted: str = "an integer") -> int:
     """``value`` as an ``int``: Python and numpy integers only.
 
     Raises
     ------
     ValueError
-        for a bool, a float, a string or anything else, naming ``name``.
+        for a bool, a float, a string or anything else: ``"<name> must be <wanted>, got 2.7"``.
     """
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer, got the boolean {value!r}")
+        raise ValueError(f"{name} must be {wanted}, got the boolean {value!r}")
     try:
         return operator.index(value)  # ints and numpy integers; 3.9, 3.0 and "3" raise TypeError
     except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ValueError(f"{name} must be {wanted}, got {value!r}") from None
 
 
 def positive_int(name: str, value: object) -> int:
     """``value`` as an ``int`` >= 1 (see :func:`integer`); else a ``ValueError`` naming ``name``."""
-    number = integer(name, value)
+    number = integer(name, value, "a positive integer")
     if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {number}")
     return number
@@ -51,7 +51,7 @@ def positive_int_or_none(name: str, value: object) -> int | None:
 
 def non_negative_int(name: str, value: object) -> int:
     """``value`` as an ``int`` >= 0 (see :func:`integer`); else a ``ValueError`` naming ``name``."""
-    number = integer(name, value)
+    number = integer(name, value, "an integer >= 0")
     if number < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {number}")
     return number
