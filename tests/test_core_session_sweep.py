@@ -89,7 +89,31 @@ def test_cancelling_mid_sweep_restores_if_dc_p_on_the_model_and_the_chip(session
 def test_sweep_refuses_bad_requests_naming_the_problem(session):
     with pytest.raises(ValueError, match="at least one"):
         dc_sweep(session, CHIP, CORE, [])
-    with pytest.raises(ValueError, match="duration must be positive"):
+    with pytest.raises(ValueError, match="duration_s must be a finite number > 0, got 0.0"):
         dc_sweep(session, CHIP, CORE, SETTINGS, duration_s=0.0)
-    with pytest.raises(ValueError, match=r"0\.\.255, got \[256\]"):
+    with pytest.raises(ValueError, match=r"neuron id 256 out of range 0\.\.255"):
         dc_sweep(session, CHIP, CORE, SETTINGS, neurons=[3, 256])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # NaN and inf passed the builder's "<= 0" and failed on the worker with a traceback
+    (dict(duration_s=float("nan")), "duration_s must be a finite number > 0, got nan"),
+    (dict(duration_s=float("inf")), "duration_s must be a finite number > 0, got inf"),
+    (dict(duration_s="0.1"), "duration_s must be a finite number > 0, got '0.1'"),
+    # ids and settings are integers only, as the bias values are: no truncation by int()
+    (dict(settings=[(3.7, 100)]), r"coarse value must be an integer 0\.\.7, got 3\.7"),
+    (dict(settings=[(3, True)]), "fine value must be an integer 0..255, got the boolean True"),
+    (dict(neurons=[1.5]), "neuron id must be an integer, got 1.5"),
+    (dict(chip=0.9), "chip id must be an integer, got 0.9"),
+    (dict(chip=True), "chip id must be an integer, got the boolean True"),
+    (dict(core="0"), "core id must be an integer, got '0'"),
+])
+def test_sweep_refuses_non_integers_and_non_finite_durations_when_built(session, kwargs, message):
+    args = dict(chip=CHIP, core=CORE, settings=SETTINGS) | kwargs
+    with pytest.raises(ValueError, match=message):
+        dc_sweep(session, **args)
+
+
+def test_sweep_takes_numpy_integers(session):
+    dc_sweep(session, np.int64(CHIP), np.uint8(CORE), [(np.int32(c), np.int64(f)) for c, f in SETTINGS],
+             duration_s=np.float32(0.05), neurons=np.arange(3))

@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from drivers.arguments import integer
+
 from .topology import check_core
 
 #: Full-scale current of each coarse step, libcaer numbering (0 = largest), amperes.
@@ -268,10 +270,11 @@ class BiasLadder:
         return len(self.currents)
 
     def setting(self, index: int) -> tuple[int, int]:
-        """Coarse/fine pair at ladder position ``index``."""
-        if not 0 <= int(index) < len(self):
+        """Coarse/fine pair at ladder position ``index`` (an integer: no bool, no 1.5, as the settings)."""
+        number = integer("ladder index", index)
+        if not 0 <= number < len(self):
             raise ValueError(f"ladder index {index} out of range 0..{len(self) - 1}")
-        return int(self.coarse[index]), int(self.fine[index])
+        return int(self.coarse[number]), int(self.fine[number])
 
     def value(self, index: int, like: BiasValue = SILENT) -> BiasValue:
         """The rung at ``index`` as a :class:`BiasValue` with the flags of ``like``."""

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from drivers.arguments import finite_number
+
 from . import chip_words as cw
 from . import fpga_registers as fr
 from . import libcaer_sequences as ls
@@ -855,9 +857,11 @@ class DynapseBoard:
         covers ``duration_s`` of board time, returns the events before the reset and then those
         after it (timestamps from 0), and blocks at most ``duration_s`` of board time plus the
         stall timeout.  Consecutive host-paced reads lose and repeat no event across a reset.
+
+        ``duration_s`` must be a finite number >= 0 (a ``ValueError`` at the call names it; NaN,
+        inf and ``"0.1"`` failed inside with Python's own messages).
         """
-        if duration_s < 0:
-            raise ValueError(f"duration must be >= 0, got {duration_s}")
+        duration_s = finite_number("read_events duration_s", duration_s, strict=False)
         self._check_alive("read_events")
         threaded = self.transport.reader_running
         duration_us = round(duration_s * 1e6)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from drivers.arguments import integer
+
 USB_VENDOR_ID = 0x152A
 USB_PRODUCT_ID = 0x841D
 
@@ -41,24 +43,32 @@ class SynapseType(IntEnum):
 
 
 def check_chip(chip: int) -> int:
-    """Return ``chip`` if it is a valid chip id, else raise ``ValueError``."""
-    if not 0 <= int(chip) < N_CHIPS:
+    """Return ``chip`` as an int if it is a valid chip id, else raise ``ValueError``.
+
+    Ids are integers only (:func:`drivers.arguments.integer`: Python and numpy integers; no bool,
+    no 1.9, no ``"0"``), as the bias values are: ``int(1.9)`` would quietly address chip 1.
+    """
+    number = integer("chip id", chip)
+    if not 0 <= number < N_CHIPS:
         raise ValueError(f"chip id {chip} out of range 0..{N_CHIPS - 1}")
-    return int(chip)
+    return number
 
 
 def check_core(core: int) -> int:
-    """Return ``core`` if it is a valid core id, else raise ``ValueError``."""
-    if not 0 <= int(core) < N_CORES_PER_CHIP:
+    """Return ``core`` as an int if it is a valid core id (integers only, as :func:`check_chip`), else raise ``ValueError``."""
+    number = integer("core id", core)
+    if not 0 <= number < N_CORES_PER_CHIP:
         raise ValueError(f"core id {core} out of range 0..{N_CORES_PER_CHIP - 1}")
-    return int(core)
+    return number
 
 
 def check_neuron(neuron: int) -> int:
-    """Return ``neuron`` if it is a valid neuron id within a core, else raise."""
-    if not 0 <= int(neuron) < N_NEURONS_PER_CORE:
+    """Return ``neuron`` as an int if it is a valid neuron id within a core (integers only, as
+    :func:`check_chip`), else raise ``ValueError``."""
+    number = integer("neuron id", neuron)
+    if not 0 <= number < N_NEURONS_PER_CORE:
         raise ValueError(f"neuron id {neuron} out of range 0..{N_NEURONS_PER_CORE - 1} (id within its core)")
-    return int(neuron)
+    return number
 
 
 def global_neuron_id(chip: int, core: int, neuron: int) -> int:
@@ -68,8 +78,9 @@ def global_neuron_id(chip: int, core: int, neuron: int) -> int:
 
 def split_global_neuron_id(gid: int) -> tuple[int, int, int]:
     """Inverse of :func:`global_neuron_id`: ``(chip, core, neuron)``."""
-    if not 0 <= int(gid) < N_NEURONS:
+    number = integer("global neuron id", gid)
+    if not 0 <= number < N_NEURONS:
         raise ValueError(f"global neuron id {gid} out of range 0..{N_NEURONS - 1}")
-    chip, rest = divmod(int(gid), N_NEURONS_PER_CHIP)
+    chip, rest = divmod(number, N_NEURONS_PER_CHIP)
     core, neuron = divmod(rest, N_NEURONS_PER_CORE)
     return chip, core, neuron

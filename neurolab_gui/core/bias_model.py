@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.arguments import finite_number
 from drivers.dynapse1.bias_files import BiasSet, load_bias_file, published_bias_set, published_bias_set_names
 from drivers.dynapse1.bias_table import (
     CORE_BIASES,
@@ -171,13 +172,20 @@ class BiasParameter:
         self._model.set_flags(self.chip, self.core, self.name, high=high, normal=normal, enabled=enabled, origin=origin)
 
     def set_current(self, current_a: float, origin: str = "script") -> None:
-        """Write the setting whose nominal current is closest to ``current_a``."""
+        """Write the setting whose nominal current is closest to ``current_a`` (a finite number of
+        amperes within :attr:`limits`; ``"1e-9"`` or a bool is refused with a ``ValueError``)."""
+        try:
+            current_a = finite_number("current_a", current_a, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
         if not self.limits[0] <= current_a <= self.limits[1]:
             raise ValueError(f"{self.name}: current {current_a:g} A outside {self.limits[0]:g}..{self.limits[1]:g} A")
         coarse, fine = closest_setting(current_a)
         self.set(coarse, fine, origin=origin)
 
     def set_ladder_index(self, index: int, origin: str = "gui") -> None:
+        """Write the setting at ``index`` of :data:`~drivers.dynapse1.bias_table.LADDER` (an integer
+        in range: 1.5 and True are refused with a ``ValueError``)."""
         coarse, fine = LADDER.setting(index)
         self.set(coarse, fine, origin=origin)
 
@@ -285,15 +293,16 @@ class BiasModel:
 
     # --- reading ------------------------------------------------------------------------
     def parameter(self, chip: int, core: int, name: str) -> BiasParameter:
-        check_chip(chip), check_core(core), bias_spec(name)
-        return self.parameters[(int(chip), int(core), name)]
+        chip, core, _ = check_chip(chip), check_core(core), bias_spec(name)
+        return self.parameters[(chip, core, name)]
 
     def value(self, chip: int, core: int, name: str) -> BiasValue:
         return self.parameter(chip, core, name).value
 
     def snapshot(self, cores: Iterable[tuple[int, int]] | None = None) -> dict[BiasKey, BiasValue]:
-        """Current values, of every core or of the given ``(chip, core)`` pairs."""
-        wanted = None if cores is None else {(int(a), int(b)) for a, b in cores}
+        """Current values, of every core or of the given ``(chip, core)`` pairs (valid ids, else
+        ``ValueError``: ``(9, 9)`` matched no core and gave an empty snapshot)."""
+        wanted = None if cores is None else {(check_chip(a), check_core(b)) for a, b in cores}
         with self._lock:
             return {k: p.value for k, p in self.parameters.items() if wanted is None or k[:2] in wanted}
 
@@ -602,10 +611,17 @@ class BiasModel:
     # One bias-set format in the project: the driver's (drivers.dynapse1.bias_files).
 
     def save(self, path: str | Path, cores: Iterable[tuple[int, int]] | None = None, name: str = "") -> Path:
-        """Write the current biases (all cores, or ``cores``) as a bias file (JSON, or YAML by suffix)."""
+        """Write the current biases (all cores, or ``cores``) as a bias file (JSON, or YAML by suffix).
+
+        ``cores`` must name valid ``(chip, core)`` pairs, at least one: a ``ValueError`` says which
+        is not, before anything is written (a file with no cores was written without a word).
+        """
         path = Path(path)
+        snapshot = self.snapshot(cores)
+        if not snapshot:
+            raise ValueError(f"no core to save to {path}: cores names none")
         by_core: dict[tuple[int, int], dict[str, BiasValue]] = {}
-        for (chip, core, bias), value in self.snapshot(cores).items():
+        for (chip, core, bias), value in snapshot.items():
             by_core.setdefault((chip, core), {})[bias] = value
         BiasSet(name=name or path.stem, source="NeuroLab bias panel", cores=by_core).save(path)
         return path

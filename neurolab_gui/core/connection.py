@@ -156,6 +156,11 @@ class ConnectionManager:
         self._reader: threading.Thread | None = None
         self._forwarding = threading.Event()
         self._forward_lock = threading.Lock()
+        # acquisition_paused, nested or from several threads at once: how many pauses are open,
+        # and whether forwarding ran before the first of them (only the last one out resumes it)
+        self._pause_lock = threading.Lock()
+        self._pauses = 0
+        self._resume_after_pauses = False
         self._received = 0
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
@@ -454,17 +459,28 @@ class ConnectionManager:
 
     @contextlib.contextmanager
     def acquisition_paused(self) -> Iterator[Board]:
-        """Stop forwarding while a measurement reads the board itself, then resume."""
+        """Stop forwarding while a measurement reads the board itself, then resume.
+
+        Re-entrant, also across threads: the pauses are counted and forwarding resumes when the
+        last one ends, if it ran before the first began.  (Each pause used to remember whether
+        forwarding ran when it began: a second pauser saw it stopped, and the first to leave
+        restarted it under the other's measurement.)
+        """
         board = self._board
         if board is None:
             raise RuntimeError("no board connected")
-        was_running = self._forwarding.is_set()
-        self.stop_acquisition()
+        with self._pause_lock:
+            if self._pauses == 0:
+                self._resume_after_pauses = self._forwarding.is_set()
+            self._pauses += 1
+            self.stop_acquisition()
         try:
             yield board
         finally:
-            if was_running and self._board is board and board.connected:
-                self.start_acquisition()
+            with self._pause_lock:  # held while resuming, so a pause that begins now stops it again after
+                self._pauses -= 1
+                if self._pauses == 0 and self._resume_after_pauses and self._board is board and board.connected:
+                    self.start_acquisition()
 
     def feed(self, batch: SpikeEvents) -> None:
         """Forward a batch read by someone else (a measurement) to the same subscribers."""

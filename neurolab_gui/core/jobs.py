@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
@@ -301,6 +302,12 @@ class Job(Generic[T]):
         return self.cancel_token.is_set()
 
     @property
+    def owner(self) -> threading.Thread | None:
+        """The thread the work runs on (None before :meth:`start`): the board-using workflows it
+        calls find the slot its own (:meth:`JobSlot.claimed`)."""
+        return self._thread
+
+    @property
     def done(self) -> bool:
         return self._future.done()
 
@@ -406,8 +413,11 @@ class SlotHold:
     asks of a :class:`Job`.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, owner: threading.Thread | None = None) -> None:
         self.name = name
+        #: The thread whose calls the hold covers (:meth:`JobSlot.claimed`); None: no thread's (the
+        #: robot's loop claims the slot on one thread and drives the board on another).
+        self.owner = owner
         self._released = threading.Event()
 
     @property
@@ -425,8 +435,9 @@ class JobSlot:
     Two jobs driving one board at once (a sweep and a calibration writing the same core's biases,
     a deployment under a sweep, the robot's closed loop under either) would spoil each other's
     measurements, so every board job, from any panel or script, is started through :meth:`start`,
-    and work that runs on its own thread claims the slot with :meth:`hold`; either refuses while
-    another holder is not done.
+    work that runs on its own thread claims the slot with :meth:`hold`, and a board-using workflow
+    called directly (a script's ``run_deployed``) claims it for its call with :meth:`claimed`; each
+    refuses while another holder is not done.
 
     Parameters
     ----------
@@ -462,6 +473,34 @@ class JobSlot:
         holder = SlotHold(name)
         self._claim(holder)
         return holder
+
+    @contextlib.contextmanager
+    def claimed(self, name: str) -> Iterator[None]:
+        """Hold the slot for the ``with`` block, for work called directly on this thread.
+
+        What every board-using workflow does around its work (:mod:`~neurolab_gui.core.workflows`,
+        the sweep): called from a script, it claims the slot as :meth:`start` does for a job, so a
+        second call from another thread, or one while a job runs, is refused with
+        :class:`BoardBusy` instead of sharing the board (two runs at once overwrote each other's
+        spike generator program; one reported accuracy 0.0).  Inside the job that runs it, or
+        inside another claimed call on the same thread, the slot is already this thread's: the
+        block runs without claiming again, so a job never refuses or waits on itself.
+
+        Raises
+        ------
+        BoardBusy
+            another thread's job or hold has the slot; the block did not run.
+        """
+        running = self.running
+        if running is not None and running.owner is threading.current_thread():
+            yield
+            return
+        holder = SlotHold(name, threading.current_thread())
+        self._claim(holder)
+        try:
+            yield
+        finally:
+            holder.release()
 
     def cancel_running(self, timeout: float, reason: str = "") -> bool:
         """Cancel the job that has the slot and wait up to ``timeout`` seconds for its work to end

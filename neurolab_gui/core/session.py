@@ -24,10 +24,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from drivers.arguments import boolean, non_negative_int
 from drivers.dynapse1.board_api import Board
 from drivers.dynapse1.spikes import SpikeEvents
 
 from .bias_model import BiasChange, BiasModel
+from .boards import MAX_EMULATOR_SEED
 from .connection import EMULATOR, BoardOpener, ConnectionManager, ConnectionTarget, open_board
 from .events import Signal
 from .jobs import Job, JobSlot
@@ -246,9 +248,20 @@ class Session:
             self.replay_changed.emit(None)
 
     def connect(self, board: str = EMULATOR, seed: int = 0, mismatch: bool = True, clock: str = "realtime", acquire: bool = True) -> bool:
-        """Connect to ``"emulator"`` or a board serial; False (and an ``error`` status) if it cannot be opened."""
+        """Connect to ``"emulator"`` or a board serial; False (and an ``error`` status) if it cannot be opened.
+
+        Arguments that are no valid request raise ``ValueError`` at once, before anything is
+        closed or opened: ``seed`` must be an integer in 0..:data:`~.boards.MAX_EMULATOR_SEED`
+        (its serial ``EMU<seed>`` must name the emulator again) and ``mismatch`` a bool
+        (``bool("no")`` is True).  An unknown ``board`` or ``clock`` is a board that cannot be
+        opened: False with the status.
+        """
+        seed = non_negative_int("seed", seed)
+        if seed > MAX_EMULATOR_SEED:
+            raise ValueError(f"seed must lie in 0..{MAX_EMULATOR_SEED}, got {seed}")
+        mismatch = boolean("mismatch", mismatch)
         self.close_replay()
-        target = ConnectionTarget(board, int(seed), bool(mismatch), clock, separate_process=self.emulator_in_separate_process)
+        target = ConnectionTarget(board, seed, mismatch, clock, separate_process=self.emulator_in_separate_process)
         return self.connection.connect(target, acquire=acquire)
 
     #: How a board job stopped by a disconnect ends: "<job> stopped: the board was disconnected".

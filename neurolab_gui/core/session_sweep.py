@@ -24,10 +24,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from drivers.dynapse1.bias_table import BiasValue
+from drivers.arguments import finite_number
+from drivers.dynapse1.bias_table import BiasValue, check_coarse_fine
 from drivers.dynapse1.netlist import NeuronAddress
 from drivers.dynapse1.spikes import SpikeEvents
-from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip, check_core
+from drivers.dynapse1.topology import N_NEURONS_PER_CORE, check_chip, check_core, check_neuron
 
 from .fitting.transfer_curves import TransferCurves
 from .jobs import Progress, ProgressSink, check_cancel
@@ -60,6 +61,12 @@ def dc_sweep(
     neurons : neuron ids within the core (default all 256)
     on_step : called with the curves measured so far after every step (a new object each time)
 
+    Raises
+    ------
+    ValueError
+        at once, for an id or setting that is not an integer in range (no bool, no 3.7), or a
+        ``duration_s`` that is not a finite number > 0.
+
     Returns
     -------
     Callable
@@ -67,17 +74,15 @@ def dc_sweep(
         :class:`~neurolab_gui.core.fitting.transfer_curves.TransferCurves`.  The original IF_DC_P
         value is restored at the end, also on error or cancel.
     """
+    # everything is checked here, when the job is built, with the rules of the bias values (integers
+    # only: (3.7, 100) is refused, not swept as (3, 100)); a bad value found on the worker is a traceback
     chip, core = check_chip(chip), check_core(core)
-    settings = [(int(c), int(f)) for c, f in settings]
+    settings = [check_coarse_fine(c, f) for c, f in settings]
     if not settings:
         raise ValueError("a sweep needs at least one (coarse, fine) step")
-    if duration_s <= 0:
-        raise ValueError(f"step duration must be positive, got {duration_s}")
-    local = range(N_NEURONS_PER_CORE) if neurons is None else list(neurons)
-    bad = [n for n in local if not 0 <= int(n) < N_NEURONS_PER_CORE]
-    if bad:
-        raise ValueError(f"neuron ids within a core are 0..{N_NEURONS_PER_CORE - 1}, got {bad}")
-    addresses = [NeuronAddress(chip, core, int(n)) for n in local]
+    duration_s = finite_number("duration_s", duration_s)  # NaN and inf passed "<= 0" and failed on the worker
+    local = range(N_NEURONS_PER_CORE) if neurons is None else [check_neuron(n) for n in neurons]
+    addresses = [NeuronAddress(chip, core, n) for n in local]
 
     def set_through_bias_model(chip: int, core: int, name: str, value: BiasValue) -> None:
         # whole values: the levels are high/normal/enabled, the restore puts back the user's flags
@@ -96,7 +101,9 @@ def dc_sweep(
 
         check_cancel(cancel, "sweep cancelled")
         biases = session.biases
-        with (session.connection.acquisition_paused() as board, biases.undo_group(),
+        # the board slot (JobSlot.claimed): already the job's when started through board_jobs; a
+        # direct call of this work is refused under another board job, as a workflow is
+        with (session.board_jobs.claimed("sweep"), session.connection.acquisition_paused() as board, biases.undo_group(),
               biases.hold([(chip, core, "IF_DC_P")], "being swept", "the sweep")):
             return measure_dc_curves(board, addresses, settings, duration_s + SETTLE_S, SETTLE_S, clear_connections=False,
                                      set_bias=set_through_bias_model, on_level=on_level)

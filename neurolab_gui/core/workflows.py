@@ -11,7 +11,16 @@ signals and starts it, so the panels hold no workflow logic.
 Bad requests (no model to convert, no board to calibrate) are refused when the job is built,
 before any thread starts, with a message that says what to do.  The jobs that drive the board
 (calibration, deployment, board run, network calibration) are marked ``uses_board`` and started
-through ``session.board_jobs`` (:class:`~.jobs.JobSlot`): one at a time on the board.
+through ``session.board_jobs`` (:class:`~.jobs.JobSlot`): one at a time on the board.  Called
+directly (a script, the CLI), those workflows claim the same slot for the call
+(:func:`_claims_board`), so a second one from another thread, or one under a running board job,
+is refused with :class:`~.jobs.BoardBusy` naming what runs; inside its own job the slot is
+already the work's thread's, so a job never refuses itself.
+
+Counts (``n_test``, ``n_train``, ``epochs``, ...) are positive integers, None meaning "all" or
+"the default" (:func:`drivers.arguments.positive_int_or_none`): ``-1`` is no "all" (it was used
+as a slice and dropped the last sample), and ``2.7``, ``"3"`` or ``True`` are refused, not
+truncated.
 """
 
 from __future__ import annotations
@@ -19,10 +28,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from drivers.arguments import non_negative_int, positive_int_or_none
 
 from . import jobs
 from .bias_model import core_bias_keys
@@ -38,6 +50,26 @@ if TYPE_CHECKING:
     from .conversion.tasks import Task
     from .conversion.training import TrainResult
     from .session import Session
+
+
+W = TypeVar("W", bound=Callable[..., Any])
+
+
+def _claims_board(name: str) -> Callable[[W], W]:
+    """Decorate a workflow ``f(session, ...)`` that drives the session's board: the call holds
+    ``session.board_jobs`` (:meth:`~.jobs.JobSlot.claimed`, as ``name``), or raises
+    :class:`~.jobs.BoardBusy` naming the job or call that has it.  Re-entrant on the thread that
+    has the slot: the workflow's own :class:`~.jobs.Job` started through the slot runs it."""
+
+    def decorate(work: W) -> W:
+        @functools.wraps(work)
+        def claimed(session: Session, *args: Any, **kwargs: Any) -> Any:
+            with session.board_jobs.claimed(name):
+                return work(session, *args, **kwargs)
+
+        return claimed  # type: ignore[return-value]
+
+    return decorate
 
 
 def heavy_stack_loaded(progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> None:
@@ -78,16 +110,34 @@ def pipeline_config(
     With ``model_config`` (converting a trained or loaded network) the model's own dynamics and
     size win over ``n_hidden``, since the spiking time mapping must be the one it was trained with
     (:func:`~neurolab_gui.core.conversion.pipeline.config_for_task`).
-    """
-    from .conversion.pipeline import config_for_task
 
+    Every choice is checked here, before anything is built, with a ``ValueError`` naming it:
+    ``n_hidden``, ``epochs``, ``n_test_spiking``, ``max_fan_in`` and ``n_core_groups`` are
+    positive integers, ``qat_epochs`` an integer >= 0 (0: no QAT), ``stages`` names from
+    :data:`~neurolab_gui.core.conversion.pipeline.SPIKING_STAGES`; None keeps the task's default.
+    """
+    from .conversion.pipeline import SPIKING_STAGES, config_for_task
+
+    n_hidden, epochs, n_test_spiking, max_fan_in, n_core_groups = (
+        positive_int_or_none(name, value) for name, value in (
+            ("n_hidden", n_hidden), ("epochs", epochs), ("n_test_spiking", n_test_spiking),
+            ("max_fan_in", max_fan_in), ("n_core_groups", n_core_groups)))
+    if qat_epochs is not None:
+        qat_epochs = non_negative_int("qat_epochs", qat_epochs)
+    if stages is not None:
+        if isinstance(stages, str):  # tuple("board") would be five one-letter stages
+            raise ValueError(f"stages must be a sequence of stage names, got the string {stages!r}")
+        stages = tuple(stages)
+        unknown = [stage for stage in stages if stage not in SPIKING_STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))}; stages are {', '.join(SPIKING_STAGES)}")
     cfg = config_for_task(task_name, model_config, n_hidden=None if model_config is not None else n_hidden, epochs=epochs,
                           qat_epochs=qat_epochs, n_test_spiking=n_test_spiking,
-                          stages=tuple(stages) if stages is not None else None)
+                          stages=stages)
     if max_fan_in is not None:
-        cfg.constraint.max_fan_in = int(max_fan_in)
+        cfg.constraint.max_fan_in = max_fan_in
     if n_core_groups is not None:
-        cfg.constraint.n_core_groups = int(n_core_groups)
+        cfg.constraint.n_core_groups = n_core_groups
     return cfg
 
 
@@ -213,10 +263,11 @@ def data_file_job(session: Session, path: str) -> Job[str]:
 # --- training -----------------------------------------------------------------------------------
 def train_network(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig], n_train: int | None = None,
                   progress: ProgressSink | None = None, cancel: threading.Event | None = None) -> RateRNN:
-    """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only a prefix of the training set)
-    and make it the session's model.  ``cfg`` may be a call that builds the configuration
+    """Train a fresh RNN of ``cfg`` on ``task_name`` (``n_train``: only the first ``n_train``
+    training samples, a positive integer; None: all) and make it the session's model.  ``cfg`` may be a call that builds the configuration
     (:func:`pipeline_config` imports the conversion stack): it is called here, once
     :func:`heavy_stack_loaded`, so a front end that starts this as a job never waits for those imports."""
+    n_train = positive_int_or_none("n_train", n_train)
     heavy_stack_loaded(progress, cancel)
     cfg = cfg() if callable(cfg) else cfg
     from .conversion.mapping import network_size_problem
@@ -246,7 +297,8 @@ def training_summary(result: TrainResult) -> str:
 
 def training_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
                  n_train: int | None = None) -> Job[RateRNN]:
-    """:func:`train_network` as a job (not started); ``cfg`` as there."""
+    """:func:`train_network` as a job (not started); ``cfg`` as there; a bad ``n_train`` is refused at once."""
+    positive_int_or_none("n_train", n_train)
     return Job("training", lambda progress, cancel: train_network(session, task_name, cfg, n_train, progress, cancel))
 
 
@@ -255,8 +307,10 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig | Call
                     n_test: int | None = None, progress: ProgressSink | None = None,
                     cancel: threading.Event | None = None) -> ConversionResult:
     """Constrain, map and run ``cfg``'s stages for ``model`` (default: the session's) on
-    ``task_name`` (``n_test``: only a prefix of the test set); the result becomes the session's.
-    ``cfg`` may be a call that builds the configuration, as in :func:`train_network`."""
+    ``task_name`` (``n_test``: only the first ``n_test`` test samples, a positive integer; None:
+    all); the result becomes the session's.  ``cfg`` may be a call that builds the configuration,
+    as in :func:`train_network`."""
+    n_test = positive_int_or_none("n_test", n_test)
     heavy_stack_loaded(progress, cancel)
     cfg = cfg() if callable(cfg) else cfg
     from .conversion.pipeline import convert
@@ -273,7 +327,8 @@ def convert_network(session: Session, task_name: str, cfg: PipelineConfig | Call
 def conversion_job(session: Session, task_name: str, cfg: PipelineConfig | Callable[[], PipelineConfig],
                    n_test: int | None = None) -> Job[ConversionResult]:
     """:func:`convert_network` of the session's current model as a job (not started); refused at
-    once without a model.  ``cfg`` as in :func:`convert_network`."""
+    once without a model or with a bad ``n_test``.  ``cfg`` as in :func:`convert_network`."""
+    positive_int_or_none("n_test", n_test)
     model = _session_model(session)
     return Job("conversion", lambda progress, cancel: convert_network(session, task_name, cfg, model, n_test, progress, cancel))
 
@@ -285,6 +340,7 @@ def _session_model(session: Session) -> Any:
 
 
 # --- deployment on the connected board ----------------------------------------------------------
+@_claims_board("deployment")
 def deploy_to_board(session: Session, use_profile: bool = True, progress: ProgressSink | None = None,
                     cancel: threading.Event | None = None) -> Deployment:
     """Write the session's converted network onto the session's board (its calibration profile when
@@ -305,9 +361,11 @@ def deploy_to_board(session: Session, use_profile: bool = True, progress: Progre
     return deployment
 
 
+@_claims_board("board run")
 def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, progress: ProgressSink | None = None,
                  cancel: threading.Event | None = None) -> DeploymentRun:
-    """Run the first ``n_test`` test samples (all when None) through the network on the session's board.
+    """Run the first ``n_test`` test samples (a positive integer; all when None) through the
+    network on the session's board.
 
     The board's events of every batch reach the session's monitors (the raster shows the
     network's spikes as they come); every batch's progress carries the predictions, class scores,
@@ -316,13 +374,14 @@ def run_deployed(session: Session, n_test: int | None = None, seed: int = 0, pro
     """
     from .conversion.deployment import run_deployment
 
+    n_test = positive_int_or_none("n_test", n_test)
     deployment = session.deployment
     if deployment is None or deployment.board is not session.board:
         raise RuntimeError("deploy the network to the connected board first")
     task = session.task
     if task is None:
         raise RuntimeError("load a data set (train, convert or load a model) before running the network")
-    n = len(task.x_test) if n_test is None else min(int(n_test), len(task.x_test))
+    n = len(task.x_test) if n_test is None else min(n_test, len(task.x_test))
     with session.connection.acquisition_paused():
         run = run_deployment(deployment, task.x_test[:n], task.y_test[:n], task.lengths_test[:n], seed=seed,
                              progress=progress, cancel=cancel, on_events=session.connection.feed,
@@ -352,7 +411,8 @@ def deployment_job(session: Session, use_profile: bool = True) -> Job[Deployment
 
 
 def run_job(session: Session, n_test: int | None = None, seed: int = 0) -> Job[DeploymentRun]:
-    """:func:`run_deployed` as a job (not started); refused at once when nothing is deployed."""
+    """:func:`run_deployed` as a job (not started); refused at once when nothing is deployed or ``n_test`` is bad."""
+    positive_int_or_none("n_test", n_test)
     if session.deployment is None:
         raise RuntimeError("deploy the network to the connected board first")
     return Job("board run", lambda progress, cancel: run_deployed(session, n_test, seed, progress, cancel), uses_board=True)
@@ -366,6 +426,7 @@ def _session_conversion(session: Session, doing: str) -> Any:
 
 
 # --- calibration --------------------------------------------------------------------------------
+@_claims_board("network calibration")
 def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop: bool = True, n_test: int = 100,
                                profile_dir: Any = None, progress: ProgressSink | None = None,
                                cancel: threading.Event | None = None) -> dict:
@@ -486,6 +547,7 @@ def calibration_cores(session: Session, fallback: tuple[int, int] = (0, 0)) -> l
     return [(int(fallback[0]), int(fallback[1]))]
 
 
+@_claims_board("calibration")
 def calibrate_cores(session: Session, cores: Sequence[tuple[int, int]], progress: ProgressSink | None = None,
                     cancel: threading.Event | None = None) -> dict[int, BoardCalibration]:
     """Tune ``cores`` of the session's board from the published ``samna_recommended`` set and fit

@@ -98,7 +98,7 @@ class ModelPanel(QWidget):
         self.data_button = QPushButton("Data file…")
         # at most what a dense network maps (more input channels: training refuses at once)
         self.hidden_spin = QSpinBox(prefix="hidden ", minimum=2, maximum=MAX_HIDDEN_UNITS, value=64)
-        self.epochs_spin = QSpinBox(prefix="epochs ", minimum=0, maximum=1000, value=30)
+        self.epochs_spin = QSpinBox(prefix="epochs ", minimum=1, maximum=1000, value=30)
         self.train_button = QPushButton("Train")
         # constraints and conversion
         self.fan_in_spin = QSpinBox(minimum=1, maximum=64, value=63)
