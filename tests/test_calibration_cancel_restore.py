@@ -175,3 +175,22 @@ def test_a_deployed_network_that_cannot_be_written_back_is_dropped_and_the_outco
     assert session.deployment is None
     with pytest.raises(RuntimeError, match="deploy the network to the connected board first"):
         workflows.run_deployed(session, n_test=N_TEST)
+
+
+def test_a_network_calibration_on_a_real_time_board_has_an_eta_from_its_first_report(deployed, monkeypatch):
+    """Issue 16: "progress with ETA from the first second".  Nothing of the work is done before the
+    first probe run ends (about 5 s on the real-time emulator), so the first ETA is the plan's."""
+    import dataclasses
+
+    session = deployed
+    connection = session.connection
+    monkeypatch.setattr(connection, "_target", dataclasses.replace(connection.target, clock="realtime"))
+    before = board_state(session)
+    job = workflows.network_calibration_job(session, FAST, in_the_loop=False, n_test=N_TEST)
+    seen = []
+    job.progress.connect(seen.append)
+    cancelled_at(session, job, lambda e: True)  # at the first report
+    first = seen[0]
+    assert first.fraction == 0.0 and first.step == "plan"
+    assert 1.0 < first.eta_s < 600 and f"about {first.eta_s:.0f} s" in first.message
+    assert_same_board(before, board_state(session))

@@ -108,6 +108,25 @@ def test_spans_and_the_reporter_map_parts_onto_the_whole():
     assert len(seen) == 3  # nothing reported once cancelled
 
 
+def test_the_eta_counts_down_a_planned_duration_until_the_fraction_tells_more():
+    """Issue 16: an ETA from the first second.  A network calibration's fraction stays 0 until its
+    first probe run ends (seconds on silicon); its plan says how long it expects to take."""
+    seen: list[Progress] = []
+    clock = [100.0]
+    report = ProgressReporter(seen.append, CancelToken())
+    report.t0 = clock[0]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("neurolab_gui.core.jobs.time.perf_counter", lambda: clock[0])
+        report(0.0, "start")  # no plan yet: unknown
+        report.emit(Progress(0.0, "planned: about 30 s", "plan", payload={"planned_s": 30.0}))
+        clock[0] += 4.0
+        report(0.0, "tune time constants")  # still nothing done: the plan, counted down
+        clock[0] += 6.0
+        report(0.5, "halfway")  # 10 s for half: the work's own pace from now on
+    etas = [p.eta_s for p in seen]
+    assert math.isnan(etas[0]) and etas[1:] == [30.0, 26.0, 10.0]
+
+
 def test_progress_lines_for_the_terminal():
     assert Progress(0.5, "epoch 3/6", "train").line() == " 50.0% train: epoch 3/6"
     assert Progress(0.25, "round 1", eta_s=12.4).text() == "round 1 (ETA 12 s)"

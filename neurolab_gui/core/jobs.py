@@ -187,7 +187,9 @@ class ProgressReporter:
     Every report first checks the cancel token (raising ``cancelled_error``), keeps the fraction
     from going backwards, estimates the ETA (elapsed wall time scaled by the remaining fraction)
     and adds the chip time of ``board`` (a :class:`~.calibration.progress.MeteredBoard`), then
-    hands a :class:`Progress` to ``sink``.
+    hands a :class:`Progress` to ``sink``.  Before any fraction is done the ETA can only come
+    from the work's own plan: a report whose payload holds ``planned_s`` (the seconds the work
+    expects to take from then on) sets it, and it counts down until the fraction tells more.
     """
 
     def __init__(self, sink: ProgressSink | None, cancel: threading.Event | None, board: _ChipClock | None = None,
@@ -199,6 +201,7 @@ class ProgressReporter:
         self.cancel_message = cancel_message
         self.t0 = time.perf_counter()
         self.fraction = 0.0
+        self._planned_end_s: float | None = None  # elapsed time the plan expects the work to end at
 
     def check(self) -> None:
         """Raise ``cancelled_error`` when the cancel token is set."""
@@ -213,7 +216,15 @@ class ProgressReporter:
         self.check()
         self.fraction = min(1.0, max(self.fraction, float(event.fraction)))
         elapsed = time.perf_counter() - self.t0
-        eta = elapsed * (1.0 - self.fraction) / self.fraction if self.fraction > 1e-3 else float("nan")
+        planned = event.payload.get("planned_s")
+        if isinstance(planned, (int, float)) and math.isfinite(planned) and planned >= 0:
+            self._planned_end_s = elapsed + float(planned)
+        if self.fraction > 1e-3:
+            eta = elapsed * (1.0 - self.fraction) / self.fraction
+        elif self._planned_end_s is not None:
+            eta = max(0.0, self._planned_end_s - elapsed)
+        else:
+            eta = float("nan")
         if self.sink is not None:
             chip_s = self.board.chip_s if self.board is not None else event.chip_s
             self.sink(dataclasses.replace(event, fraction=self.fraction, eta_s=eta, chip_s=chip_s))

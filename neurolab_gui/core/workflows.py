@@ -458,6 +458,12 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     run_s = n * board_sample_s(mapped, task.lengths_test[:n]) + RUN_OVERHEAD_S if n else 0.0
     engine_plan = plan_network_calibration(mapped, task if in_the_loop else None, config or _default_calibration_config())
     plan = jobs.CostPlan({"calibrate": engine_plan.total, "before": run_s, "after": run_s, "deploy": RUN_OVERHEAD_S})
+    target = session.connection.target
+    if progress is not None and (target is None or target.clock == "realtime"):
+        # an ETA from the start (the first fraction comes only with the first probe run): the plan
+        # counts board seconds, which are wall seconds on silicon and on the real-time emulator
+        # (the "fast" emulator runs them several times faster, and its first probe ends within a second)
+        progress(Progress(0.0, f"planned: about {plan.total:.0f} s", "plan", payload={"planned_s": plan.total}))
     rows = []
     # the calibrated cores are held (BiasModel.hold): an edit there would be overwritten by the
     # engine or, undone later, write one of its transient levels
