@@ -7,6 +7,7 @@ event each (each batch is offered once the writer wrote the one before, so each 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -187,8 +188,6 @@ def test_info_refuses_with_the_hint_and_with_salvage_says_what_was_left_out(reco
     assert "  300 spikes, 3 stimulus events" in out
 
     assert main(["info", str(path), "--salvage", "--json"]) == 0
-    import json
-
     got = json.loads(capsys.readouterr().out)
     assert got["spikes"] == 300 and got["salvaged"]["segments_left_out"][0]["segment"] == name
 

@@ -465,7 +465,7 @@ class SessionFile:
     Attributes
     ----------
     salvaged : the segments left out (empty unless ``salvage`` found some)
-    recorded_s : with segments left out, :meth:`duration_s` of the whole recording as the index names it
+    recorded_s : :meth:`duration_s` of the whole recording as the index names it, left-out segments included
     """
 
     def __init__(self, path: str | Path, salvage: bool = False) -> None:
@@ -503,10 +503,8 @@ class SessionFile:
             # old folder name, the folder goes by the file's own name now
             self.segments_dir = segments_dir(self.path)
         self._check_index()
-        self.recorded_s = 0.0
+        self.recorded_s = self.duration_s()  # before salvage drops rows: what the whole recording spans
         self._check_segments(salvage)
-        if not self.salvaged:
-            self.recorded_s = self.duration_s()
 
     # --- checks ----------------------------------------------------------------------
     def _damaged(self, what: str) -> SessionFileError:
@@ -651,7 +649,6 @@ class SessionFile:
         if not bad:
             return
         if salvage:
-            self.recorded_s = self.duration_s()  # before the rows go: what the whole recording spans
             self.salvaged = [self._leave_out(i, problem) for i, problem in bad.items()]
             return
         problems = [SalvagedSegment(self._segment_file(i)[0], problem, 0) for i, problem in bad.items()]
