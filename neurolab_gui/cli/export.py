@@ -9,6 +9,8 @@ from pathlib import Path
 
 from drivers.user_files import create_temporary_beside
 
+from .recording_option import add_salvage_option, open_recording
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a session file to NWB, AEDAT 3.1 or CSV")
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fmt.add_argument("--aedat", metavar="OUT", help="AEDAT 3.1 file of DYNAP-SE spike packets (as cAER writes them)")
     fmt.add_argument("--csv", metavar="OUT", help="CSV: time_s, board_t_us, epoch, kind, chip, core, neuron")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never the session file itself)")
+    add_salvage_option(p, "export the intact data")
     p.set_defaults(func=run)
 
 
@@ -48,14 +51,12 @@ def _discard(partial: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neurolab_gui.core.export import ExportWriteError, export_aedat, export_csv, export_nwb
-    from neurolab_gui.core.session_file import SessionFile
 
     kind, out, func = next((k, getattr(args, k), f) for k, f in (("nwb", export_nwb), ("aedat", export_aedat), ("csv", export_csv)) if getattr(args, k))
     out = Path(out)
-    try:  # first: a damaged recording is refused before anything is written (the reader checks index and segments)
-        session = SessionFile(args.file)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    # first: a damaged recording is refused before anything is written (the reader checks index and segments)
+    session = open_recording(args.file, args.salvage)
+    if session is None:
         return 2
     try:
         clash = _overwrites_input(Path(args.file), out)
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if not session.complete:
         print(f"warning: {args.file} is INCOMPLETE ({session.incomplete_reason}); "
               "the export holds what was saved so far", file=sys.stderr)
+    if session.salvaged:
+        print(f"warning: {args.file}: {session.salvage_text()}; the export holds only the intact segments", file=sys.stderr)
     tmp: Path | None = None
     done = False
     try:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         # recording; its name is its own, so two exports of one OUT never write or remove each other's
         fd, tmp = create_temporary_beside(out)
         os.close(fd)
-        n = func(args.file, tmp)
+        n = func(session, tmp)  # the file opened and checked above (salvaged or not)
         tmp.replace(out)  # never leave a half-written export under the asked-for name
         done = True
     except ExportWriteError as exc:

@@ -6,19 +6,24 @@ import argparse
 import json
 import sys
 
+from .recording_option import add_salvage_option, open_recording
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="summarise a session file (and check that all of it reads)")
     p.add_argument("file", help="session file (.h5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_salvage_option(p, "say what was left out")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurolab_gui.core.session_file import SessionFile, boards_text
+    from neurolab_gui.core.session_file import boards_text
 
+    session = open_recording(args.file, args.salvage)  # checks the index and that every segment holds its rows
+    if session is None:
+        return 2
     try:
-        session = SessionFile(args.file)  # checks the index and that every segment holds its rows
         session.verify()  # reads every row: a recording that info calls fine exports fine
         summary = session.summary()
     except (ValueError, OSError) as exc:
@@ -29,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     state = "complete" if summary["complete"] else f"INCOMPLETE ({summary['incomplete_reason']})"
     print(f"{summary['path']}: {state}")
+    if summary["salvaged"]:
+        print(f"  {summary['salvaged']['text']}")
     made_with = boards_text(summary["boards"])
     if summary["boards"]:
         made_with += f" ({'emulator' if summary['board_emulated'] else 'silicon'})"

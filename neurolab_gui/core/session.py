@@ -163,9 +163,10 @@ class Session:
     #: Why the board closes when a recording is opened (the connection's status message).
     REPLAY_REASON = "replaying a recording"
 
-    def open_recording(self, path: str | Path):
+    def open_recording(self, path: str | Path, salvage: bool = False):
         """Replay a session file as the event source: closes the board, returns the paused
-        :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``).
+        :class:`~neurolab_gui.core.replay.ReplaySource` (also ``session.replay``).  ``salvage``
+        opens a file with missing or damaged segments without them (``SessionFile(path, salvage=True)``).
 
         The file is opened and checked before anything is closed: a file that is not a
         readable recording raises ``ValueError``/``OSError`` and leaves the board, its
@@ -173,12 +174,12 @@ class Session:
         as by :meth:`disconnect`.  Blocks while the board closes (scripts; the GUI uses
         :meth:`open_recording_in_background`).
         """
-        file = self._recording_to_open(path)
+        file = self._recording_to_open(path, salvage)
         self._stop_board_job(5.0)
         self.connection.disconnect(self.REPLAY_REASON)
         return self._start_replay(file)
 
-    def open_recording_in_background(self, path: str | Path) -> Future:
+    def open_recording_in_background(self, path: str | Path, salvage: bool = False) -> Future:
         """:meth:`open_recording` without holding the caller while the board closes (File → Open
         recording); a future of the :class:`~neurolab_gui.core.replay.ReplaySource`.
 
@@ -189,7 +190,7 @@ class Session:
         another recording opened or the session closed meanwhile supersede it: the future's result
         is then None and nothing opens.
         """
-        file = self._recording_to_open(path)
+        file = self._recording_to_open(path, salvage)
         token = object()
         with self._replay_lock:
             self._replay_pending = token
@@ -206,13 +207,13 @@ class Session:
         self.disconnect_in_background(reason=self.REPLAY_REASON).add_done_callback(start)
         return opened
 
-    def _recording_to_open(self, path: str | Path) -> SessionFile:
+    def _recording_to_open(self, path: str | Path, salvage: bool = False) -> SessionFile:
         """Check that ``path`` may be replayed now and open it; closes the running replay."""
         if self._recorder is not None:
             raise RuntimeError(f"stop recording to {self._recorder.path} before opening a recording to replay")
         # raises on a bad, missing or foreign file, a damaged index or epoch table included
         # (SessionFile's own checks): nothing closed yet
-        file = SessionFile(path)
+        file = SessionFile(path, salvage=salvage)
         self.close_replay()
         return file
 

@@ -43,6 +43,15 @@ An *epoch* is a stretch of one board clock: a new one starts when the board is
 (re)connected or its timestamps jump back (reset), and each is marked in
 ``/markers``.  Session time, the one monotonic timeline of a recording, is
 ``epoch.session_offset_s + (t - epoch.first_t_us) / 1e6``.
+
+Reading checks everything it hands on (see :class:`SessionFile`), and by default a file with one
+missing or damaged segment is refused as a whole (:class:`DamagedSegmentsError`): nothing damaged
+is ever passed on as data.  *Salvage mode* (``SessionFile(path, salvage=True)``; ``neurolab info
+--salvage``, ``neurolab export --salvage``, and the app's question on File → Open recording) is
+the way to get the intact part of a damaged copy back: the segments that are missing or fail the
+open-time checks are left out, with every index row that points into them, and listed in
+``SessionFile.salvaged`` and ``summary()["salvaged"]``; the file then reads as a recording with a
+gap.  Rows read are still checked, and a damaged index file is never salvaged.
 """
 
 from __future__ import annotations
@@ -375,6 +384,40 @@ class SessionFileError(ValueError):
     """A session file whose index or segments are damaged; the message names the file, the segment and the problem."""
 
 
+@dataclass(frozen=True)
+class SalvagedSegment:
+    """A segment that :class:`SessionFile` left out in salvage mode (or, in a strict open's
+    :class:`DamagedSegmentsError`, would leave out)."""
+
+    name: str  #: its file name in the segments folder
+    problem: str  #: "missing", or why it cannot be read
+    rows: int  #: rows of all streams the index put in it (dropped with it)
+    span_s: float = 0.0  #: session time its spikes and stimulus events spanned
+
+
+class DamagedSegmentsError(SessionFileError):
+    """A session file refused only for segments that are missing or fail the open-time checks:
+    its index is intact, so ``SessionFile(path, salvage=True)`` reads the other segments.
+
+    Attributes
+    ----------
+    problems : the segments that would be left out (``rows`` 0: not counted in a strict open)
+    n_segments : how many segments the index names
+    """
+
+    def __init__(self, message: str, problems: list[SalvagedSegment], n_segments: int) -> None:
+        super().__init__(message)
+        self.problems = problems
+        self.n_segments = n_segments
+
+    def segments_phrase(self, of: str = "") -> str:
+        """``2 of 5 segments [of FILE] are damaged`` (``missing``, ``damaged or missing``): for a message or question."""
+        state = " or ".join(sorted({"missing" if p.problem == "missing" else "damaged" for p in self.problems}))
+        where = f" of {of}" if of else ""
+        verb = "is" if len(self.problems) == 1 else "are"
+        return f"{len(self.problems)} of {self.n_segments} segment{'s' if self.n_segments != 1 else ''}{where} {verb} {state}"
+
+
 def _reason(exc: BaseException) -> str:
     """An h5py/numpy exception as a short phrase (``KeyError`` adds quotes, HDF5 a long prefix)."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -407,16 +450,27 @@ class SessionFile:
       and board times within the range the index recorded for that part.
 
     Anything wrong raises :class:`SessionFileError` (a ``ValueError``) naming the file, the
-    segment and, for data, the stream and first bad row.  :meth:`verify` reads and checks all
-    data (what ``neurolab info`` does).
+    segment and, for data, the stream and first bad row; a file refused only for missing or
+    damaged segments raises its subclass :class:`DamagedSegmentsError`.  :meth:`verify` reads
+    and checks all data (what ``neurolab info`` does).
 
     Parameters
     ----------
     path : the ``.h5`` index file
+    salvage : leave out the segments that are missing or fail the open-time checks instead of
+        refusing the file: the index rows (every stream) pointing into them are dropped and
+        they are listed in :attr:`salvaged`; the file then reads as a recording with a gap.
+        Reads still check every row they return, and a damaged index is refused all the same.
+
+    Attributes
+    ----------
+    salvaged : the segments left out (empty unless ``salvage`` found some)
+    recorded_s : :meth:`duration_s` of the whole recording as the index names it, left-out segments included
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, salvage: bool = False) -> None:
         self.path = Path(path)
+        self.salvaged: list[SalvagedSegment] = []
         try:  # before h5py: a FIFO would block its open() for ever, /dev/zero is no file
             check_regular_file(self.path, "a session file")
         except FileNotFoundError as exc:
@@ -449,7 +503,8 @@ class SessionFile:
             # old folder name, the folder goes by the file's own name now
             self.segments_dir = segments_dir(self.path)
         self._check_index()
-        self._check_segments()
+        self.recorded_s = self.duration_s()  # before salvage drops rows: what the whole recording spans
+        self._check_segments(salvage)
 
     # --- checks ----------------------------------------------------------------------
     def _damaged(self, what: str) -> SessionFileError:
@@ -547,8 +602,13 @@ class SessionFile:
         name = self.segments[row]["file"].decode(errors="replace")
         return name, self.segments_dir / name
 
-    def _check_segments(self) -> None:
-        """Every segment must open and hold the rows the index says (followed into virtual merges)."""
+    def _check_segments(self, salvage: bool) -> None:
+        """Every segment must open and hold the rows the index says (followed into virtual merges).
+
+        Strict (the default), any missing or damaged segment raises :class:`DamagedSegmentsError`.
+        With ``salvage`` those segments are left out instead: the index rows of every stream that
+        point into them are dropped and each is recorded in :attr:`salvaged`.
+        """
         need: dict[int, dict[str, int]] = {}  # segment row -> dataset path -> rows it must hold
         for stream, idx in self.index.items():
             for row in idx:
@@ -558,34 +618,66 @@ class SessionFile:
                     want[key] = max(want.get(key, 0), int(row["row0"]) + int(row["rows"]))
         missing: dict[str, str] = {}  # file name -> how to say it
         damaged: list[str] = []
+        bad: dict[int, str] = {}  # segment row -> its problem, for salvage
         seen: set[tuple[str, str]] = set()
         for i in range(len(self.segments)):
             name, file = self._segment_file(i)
             if not file.exists():  # also a dangling link or a symlink loop
                 missing[name] = name
+                bad[i] = "missing"
                 continue
+            # its own record of the files its merges map: a missing one leaves out this segment,
+            # even when another segment already found that file missing
+            seg_missing: dict[str, str] = {}
+            seg_seen: set[tuple[str, str]] = set()
+            problem = None
             for key, rows in need.get(i, {}).items():
                 stream, column = key.rsplit("/", 1)
-                problem = self._check_dataset(file, key, rows, self.streams[stream].columns[column], missing, seen, 0)
+                problem = self._check_dataset(file, key, rows, self.streams[stream].columns[column], seg_missing, seg_seen, 0)
                 if problem:
-                    damaged.append(f"{name}: {problem}")
                     break
-            else:
-                if i not in need:  # named but holds no rows: it must still be a segment
-                    problem = self._opens(file)
-                    if problem:
-                        damaged.append(f"{name}: {problem}")
+            if problem is None and i not in need:  # named but holds no rows: it must still be a segment
+                problem = self._opens(file)
+            seen |= seg_seen
+            for source, text in seg_missing.items():
+                missing.setdefault(source, text)
+            if problem:
+                damaged.append(f"{name}: {problem}")
+                bad[i] = problem
+            elif seg_missing:
+                bad[i] = f"its merged source {next(iter(seg_missing))} is missing"
+        if not bad:
+            return
+        if salvage:
+            self.salvaged = [self._leave_out(i, problem) for i, problem in bad.items()]
+            return
+        problems = [SalvagedSegment(self._segment_file(i)[0], problem, 0) for i, problem in bad.items()]
         if missing:
             named = {self._segment_file(i)[0] for i in range(len(self.segments))}
             total = len(named | {source for source, _ in seen})  # the files named in the index and those merges map
-            raise self._damaged(
-                f"{len(missing)} of {total} segment files are missing from {self.segments_dir} "
+            raise DamagedSegmentsError(
+                f"{self.path}: {len(missing)} of {total} segment files are missing from {self.segments_dir} "
                 f"(first: {next(iter(missing.values()))}); keep the segments folder next to the session file, named "
-                f"{' or '.join(dict.fromkeys([segments_dir(self.path).name, self.segments_dir.name]))}"
+                f"{' or '.join(dict.fromkeys([segments_dir(self.path).name, self.segments_dir.name]))}",
+                problems, len(self.segments),
             )
-        if damaged:
-            more = f" (and {len(damaged) - 1} more damaged segment{'s' if len(damaged) > 2 else ''})" if len(damaged) > 1 else ""
-            raise self._damaged(f"segment {damaged[0]}; the segment is damaged{more}")
+        more = f" (and {len(damaged) - 1} more damaged segment{'s' if len(damaged) > 2 else ''})" if len(damaged) > 1 else ""
+        raise DamagedSegmentsError(f"{self.path}: segment {damaged[0]}; the segment is damaged{more}", problems, len(self.segments))
+
+    def _leave_out(self, segment: int, problem: str) -> SalvagedSegment:
+        """Drop every index row (all streams) that points into ``segment``; what was left out."""
+        rows = 0
+        span: list[float] = []
+        for stream, idx in self.index.items():
+            hit = idx["segment"] == segment
+            if not hit.any():
+                continue
+            rows += int(idx["rows"][hit].sum())
+            if stream in (SPIKES, INPUT):
+                span += [float(self.session_time_s(idx["t_first"][hit], idx["epoch"][hit]).min()),
+                         float(self.session_time_s(idx["t_last"][hit], idx["epoch"][hit]).max())]
+            self.index[stream] = idx[~hit]
+        return SalvagedSegment(self._segment_file(segment)[0], problem, rows, (max(span) - min(span)) if span else 0.0)
 
     @staticmethod
     def _opens(file: Path) -> str | None:
@@ -862,7 +954,30 @@ class SessionFile:
             ],
             "streams": {name: self.rows(name) for name in self.streams if name not in (SPIKES, INPUT)},
             "segments": len(self.segments),
+            "salvaged": None if not self.salvaged else {
+                "segments_left_out": [{"segment": s.name, "problem": s.problem, "rows": s.rows} for s in self.salvaged],
+                "missing_s": round(sum(s.span_s for s in self.salvaged), 6),
+                "recorded_s": round(self.recorded_s, 6),
+                "text": self.salvage_text(),
+            },
         }
+
+    def salvage_text(self) -> str | None:
+        """What salvage mode left out, for a message (None when nothing was):
+        ``salvaged: 1 damaged segment left out (seg-000004.h5: truncated file …), 1.2 s of 20.0 s missing``."""
+        if not self.salvaged:
+            return None
+        n = len(self.salvaged)
+        kinds = " or ".join(sorted({"missing" if s.problem == "missing" else "damaged" for s in self.salvaged}))
+        which = "; ".join(f"{s.name}: {s.problem}" for s in self.salvaged[:3]) + ("; …" if n > 3 else "")
+        missing = sum(s.span_s for s in self.salvaged)
+        return (f"salvaged: {n} {kinds} segment{'s' if n != 1 else ''} left out ({which}), "
+                f"{sum(s.rows for s in self.salvaged):,} rows and {missing:.3f} s of {self.recorded_s:.3f} s missing")
+
+
+def open_session_file(source: str | Path | SessionFile) -> SessionFile:
+    """``source`` itself when it is an opened :class:`SessionFile` (strict or salvaged), else a strict open of it."""
+    return source if isinstance(source, SessionFile) else SessionFile(source)
 
 
 def boards_text(boards: list[str]) -> str:

@@ -27,6 +27,7 @@ from PyQt6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -39,7 +40,7 @@ from neurolab_gui.core.connection import EMULATOR, ConnectionStatus, ConnectionT
 from neurolab_gui.core.periodic import Periodic
 from neurolab_gui.core.recording import failure_cause
 from neurolab_gui.core.session import Session
-from neurolab_gui.core.session_file import segments_dir
+from neurolab_gui.core.session_file import DamagedSegmentsError, segments_dir
 
 from .bridge import relay
 from .dock_style import dock_title_style
@@ -453,7 +454,16 @@ class MainWindow(QMainWindow):
             return
         try:
             # the board (if any) closes on a worker, never here: the replay bar follows replay_changed
-            self.session.open_recording_in_background(path)
+            try:
+                self.session.open_recording_in_background(path)
+            except DamagedSegmentsError as exc:  # an intact index: the other segments can be read
+                question = f"{exc.segments_phrase(of=Path(path).name)}: open the intact part?\n\n{exc}"
+                answer = QMessageBox.question(self, "Open recording", question,
+                                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                              QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    return  # declined: the board and any replay stay as they were
+                self.session.open_recording_in_background(path, salvage=True)
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises (KeyError, IndexError from h5py/numpy): name the file
             self.reporter.report(exc, f"could not open the recording {path}")
             return

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..session_file import SPIKES, SessionFile
+from ..session_file import SPIKES, SessionFile, open_session_file
 from ._output import writing
 
 SPIKE_EVENT = 12
@@ -54,9 +54,9 @@ def header_lines(start_time_iso: str, source: str = "DYNAPSE") -> bytes:
     return "".join(line + "\r\n" for line in lines).encode("ascii")
 
 
-def export_aedat(session_path: str | Path, out: str | Path) -> int:
+def export_aedat(session_path: str | Path | SessionFile, out: str | Path) -> int:
     """Write the recording's spikes as AEDAT 3.1 spike packets; returns the number of events."""
-    session = SessionFile(session_path)
+    session = open_session_file(session_path)
     cols = session.read_stream(SPIKES) if SPIKES in session.streams else None
     with writing(out), open(out, "wb") as fh:
         fh.write(header_lines(str(session.attrs["start_time"])))

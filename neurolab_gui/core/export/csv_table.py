@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..session_file import INPUT, SPIKES, SessionFile
+from ..session_file import INPUT, SPIKES, SessionFile, open_session_file
 from ._output import writing
 
 HEADER = "time_s,board_t_us,epoch,kind,chip,core,neuron"
 ROWS_PER_WRITE = 1_000_000
 
 
-def export_csv(session_path: str | Path, out: str | Path) -> int:
+def export_csv(session_path: str | Path | SessionFile, out: str | Path) -> int:
     """Write ``time_s,board_t_us,epoch,kind,chip,core,neuron`` rows (kind: spike or input); returns rows written."""
-    session = SessionFile(session_path)
+    session = open_session_file(session_path)
     columns = []
     for stream, kind in ((SPIKES, 0), (INPUT, 1)):
         if stream not in session.streams:

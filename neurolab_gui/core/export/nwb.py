@@ -47,7 +47,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, HDF5Writer, SessionFile
+from ..session_file import INPUT, MEMBRANE_STREAM, SPIKES, HDF5Writer, SessionFile, open_session_file
 from ._output import writing
 
 #: Names NWB keeps for itself in any group (its HDF5 attributes) and, in addition, in a ``DynamicTable``.
@@ -93,25 +93,25 @@ def column_from_nwb_name(name: str) -> str:
     return unquote(name)
 
 
-def export_nwb(session_path: str | Path, out: str | Path) -> int:
+def export_nwb(session_path: str | Path | SessionFile, out: str | Path) -> int:
     """Write an NWB file; returns the number of units (neurons that fired)."""
     from hdmf.common import VectorData, VectorIndex
     from pynwb import NWBFile, TimeSeries
     from pynwb.misc import Units
 
-    session = SessionFile(session_path)
+    session = open_session_file(session_path)
     attrs = session.attrs
     start = datetime.fromisoformat(str(attrs["start_time"]))
     serial = str(attrs.get("board_serial", "")) or "unknown"
     emulated = bool(attrs.get("board_emulated", False))
-    identifier = hashlib.sha1(f"{attrs['start_time']}|{serial}|{Path(session_path).name}".encode()).hexdigest()
+    identifier = hashlib.sha1(f"{attrs['start_time']}|{serial}|{session.path.name}".encode()).hexdigest()
     nwb = NWBFile(
         session_description=f"NeuroLab recording of DYNAP-SE1 {'emulator' if emulated else 'board'} {serial}",
         identifier=identifier,
         session_start_time=start,
         notes=str(attrs.get("notes", "")) or None,
         source_script=f"NeuroLab {attrs.get('software_version', '')} (neurolab export --nwb)",
-        source_script_file_name=Path(session_path).name,
+        source_script_file_name=session.path.name,
     )
     nwb.create_device(
         name="DYNAP-SE1",

@@ -131,10 +131,13 @@ class ReplayPanel(QWidget):
         relay(replay.failed, lambda error, replay=replay: self._failed(replay, error), self)
         info = replay.file.summary()
         incomplete = "" if info["complete"] else f" (incomplete: {info['incomplete_reason']})"
+        left_out = len(replay.file.salvaged)
+        salvaged = f" (salvaged: {left_out} segment{'s' if left_out != 1 else ''} left out)" if left_out else ""
         self.file_label.setText(
             f"{replay.path.name}: {boards_text(info['boards'])}, {info['spikes']:,} spikes, "
-            f"{info['bias_changes']} bias changes{incomplete}"
+            f"{info['bias_changes']} bias changes{incomplete}{salvaged}"
         )
+        self.file_label.setToolTip(info["salvaged"]["text"] if info["salvaged"] else "")
         self._updating = True
         self._steps_per_s = slider_steps_per_s(replay.duration_s)
         self.slider.setRange(0, int(replay.duration_s * self._steps_per_s))
@@ -153,6 +156,7 @@ class ReplayPanel(QWidget):
         self.slider.setValue(0)
         self._updating = False
         self.file_label.setText("no recording open (File → Open recording…)")
+        self.file_label.setToolTip("")
         self.time_label.setText("0.000 / 0.000 s")
         self.event_list.setText("")
         self.timeline.setToolTip("")
