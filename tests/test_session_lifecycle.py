@@ -90,6 +90,38 @@ def test_a_script_that_ends_or_raises_while_recording_exits_with_its_own_code_an
         assert recording.summary()["spikes"] > 0
 
 
+#: As RECORDING_LEFT_OPEN, then every write of the recording hangs (a disk that stopped answering):
+#: its writer holds h5py's lock for good.  The exit hooks' bound is cut to 1 s here.
+RECORDING_ON_A_HUNG_DISK = """
+import os, sys, threading, time
+from neurolab_gui.core import recording, session_file
+from neurolab_gui.core.session import Session
+recording.EXIT_WAIT_S = 1.0
+s = Session()
+assert s.connect("emulator", seed=3, clock="fast")
+s.connection.disconnected.connect(lambda reason: print("CLOSED", reason, flush=True))
+s.start_recording(sys.argv[2])
+hung = threading.Event()
+session_file.os.pwrite = lambda fd, data, offset: hung.wait()  # never returns
+time.sleep(0.5)
+if sys.argv[1] == "raise":
+    raise RuntimeError("script bug while recording")
+"""
+
+
+@pytest.mark.parametrize(("mode", "code"), [("end", 0), ("raise", 1)])
+def test_a_script_whose_recording_disk_hangs_still_exits_after_the_bound_with_the_board_closed(tmp_path, mode, code):
+    """Hostile check of round 8: the session's exit hook raised on the recorder's timeout and never
+    closed the board, and the interpreter then waited for ever on h5py's lock, which the hung writer held."""
+    script = _script(tmp_path, "hung_disk.py", RECORDING_ON_A_HUNG_DISK)
+    out = tmp_path / f"{mode}.h5"
+    done = subprocess.run([sys.executable, str(script), mode, str(out)], cwd=tmp_path, env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert "CLOSED session closed" in done.stdout  # the board was closed before the process ended
+    assert "the file stays INCOMPLETE" in done.stderr
+
+
 def test_a_session_left_open_at_exit_is_closed_child_process_emulator_included(tmp_path):
     """The exit hook closes the board itself (its ``disconnected`` arrives, the child process gets
     its "close" rather than multiprocessing's terminate), for both kinds of emulator."""

@@ -37,6 +37,7 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -99,7 +100,11 @@ def _finish_at_exit() -> None:
     h5py's lock, while the interpreter tore h5py down (a segfault or a hang instead of the
     script's exit code).  This module imports h5py before registering the hook, and atexit runs
     hooks last in, first out, so this runs before h5py's own exit hook.  A writer that does not
-    finish in time leaves the file INCOMPLETE but readable (every closed segment is indexed).
+    finish in time (a disk that stopped answering) leaves the file INCOMPLETE but readable (every
+    closed segment is indexed), and it still holds h5py's lock: the interpreter's finalisation
+    would wait for that lock for ever, so the process ends here, with ``os._exit`` after the
+    logs and standard streams are flushed (exit code 1 after an uncaught exception, else 0; a
+    ``sys.exit(n)`` code cannot be seen from here).
     """
     with _LIVE_LOCK:
         recorders = [r for r in _LIVE if r._thread is not None and r._thread.is_alive()]
@@ -107,13 +112,23 @@ def _finish_at_exit() -> None:
         if not recorder.finished.is_set():
             recorder.request_stop()
     deadline = time.monotonic() + EXIT_WAIT_S
+    stuck = []
     for recorder in recorders:
         writer = recorder._thread
         assert writer is not None
         writer.join(max(0.0, deadline - time.monotonic()))
         if writer.is_alive():
-            log.warning("the recording %s was not finished within %.0f s of the interpreter's exit; "
-                        "the file stays INCOMPLETE", recorder.path, EXIT_WAIT_S)
+            stuck.append(recorder)
+            log.warning("the recording %s was not finished within %.0f s of the interpreter's exit (its disk does "
+                        "not answer); the file stays INCOMPLETE and the process ends without waiting for it",
+                        recorder.path, EXIT_WAIT_S)
+    if stuck:
+        code = 1 if getattr(sys, "last_value", None) is not None else 0  # set by the traceback of an uncaught exception
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 atexit.register(_finish_at_exit)

@@ -58,7 +58,8 @@ def _close_sessions_at_exit() -> None:
         if session.board is None and session.recorder is None:
             continue
         try:
-            session.close()
+            # the recorder's own exit hook (it runs next) waits for the writers, once, bounded
+            session.close(recording_wait=False)
         except Exception:  # the others must still close; at exit nobody else can report it
             log.exception("closing a session left open at exit failed")
 
@@ -475,15 +476,21 @@ class Session:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self, job_wait_s: float = 5.0) -> None:
+    def close(self, job_wait_s: float = 5.0, recording_wait: bool = True) -> None:
         """Stop the robot, cancel the board's running job, stop recording and close the board.
 
         A cancelled board job (a calibration, a deployment) puts back the biases it started from,
         so the board is closed only after it ended, or after ``job_wait_s`` seconds (a cancelled
-        network calibration stops within about a second and a half).
+        network calibration stops within about a second and a half).  ``recording_wait``: wait for
+        the recording's writer to finish the file (bounded; a writer stuck on its disk is logged and
+        the board is closed all the same); the exit hook leaves that wait to the recorder's own hook.
         """
         self.robot.close()
         self._stop_board_job(job_wait_s)
         self.close_replay()
-        self.stop_recording(wait=True, missing_ok=True)
-        self.connection.disconnect("session closed")
+        try:
+            self.stop_recording(wait=recording_wait, missing_ok=True)
+        except TimeoutError as exc:  # a writer stuck on its disk: the board is closed all the same
+            log.warning("%s; closing the board anyway (the file stays INCOMPLETE unless its writer finishes)", exc)
+        finally:
+            self.connection.disconnect("session closed")

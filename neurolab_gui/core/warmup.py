@@ -128,3 +128,24 @@ def warm_up(modules: tuple[str, ...] = HEAVY_MODULES) -> Future:
             _future.set_running_or_notify_cancel()
             threading.Thread(target=_warm, args=(tuple(modules), _future), name="neurolab-warm-up", daemon=True).start()
         return _future
+
+
+def wait_before_exit(timeout_s: float = 60.0) -> bool:
+    """Wait (at most ``timeout_s``) for a warm-up that is still importing; True when none runs now.
+
+    The warm-up is a daemon thread: a window closed in the app's first seconds let the interpreter
+    finalise while it was inside torch's import (its modules half torn down under it: a segfault
+    in 1 of 3 closes 2.5 s after start).  The window is gone by then, so waiting costs nobody a
+    frozen screen, only a process that ends a few seconds later.
+    """
+    with _lock:
+        future = _future
+    if future is None or future.done():
+        return True
+    try:
+        future.result(timeout_s)
+    except TimeoutError:
+        log.warning("warm-up: still importing after %.0f s at exit; exiting anyway", timeout_s)
+        return False
+    return True
+

@@ -19,7 +19,7 @@ from PyQt6.QtWidgets import QApplication
 from drivers.dynapse1.event_words import defer_kernel
 from neurolab_gui.core.connection import app_target
 from neurolab_gui.core.session import Session
-from neurolab_gui.core.warmup import warm_up
+from neurolab_gui.core.warmup import wait_before_exit, warm_up
 
 from .main_window import MainWindow
 
@@ -108,4 +108,5 @@ def run_app(board: str = "emulator", seed: int = 0, mismatch: bool = True) -> in
     finally:
         session.close()
         window.reporter.uninstall()
+        wait_before_exit()  # a window closed in its first seconds: the warm-up may still be importing torch
     return 0
