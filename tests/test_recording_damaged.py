@@ -53,7 +53,8 @@ def _merged_from(file: Path) -> list[str]:
         return [str(x) for x in f.attrs.get("merged_from", [])]
 
 
-def _copy(recording: Path, tmp_path: Path) -> Path:
+def copy_recording(recording: Path, tmp_path: Path) -> Path:
+    """A copy of a recording and its segments folder under ``tmp_path/rec`` (to damage)."""
     dst = tmp_path / "rec" / recording.name
     dst.parent.mkdir()
     shutil.copy(recording, dst)
@@ -188,7 +189,7 @@ def _refused(capsys, argv: list[str], expected: list[str]) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_damaged_recordings_are_refused_by_info_and_every_export(recording, tmp_path, capsys, case):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     damage, expected = CASES[case]
     ret = damage(path)
     expected = [str(path), *(t.format(ret=ret) for t in expected)]
@@ -202,7 +203,7 @@ def test_damaged_recordings_are_refused_by_info_and_every_export(recording, tmp_
 
 def test_replay_windows_refuse_corrupt_rows_naming_the_segment(recording, tmp_path):
     """Replay reads time windows (SessionFile.events_in): the same checks apply there."""
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     _chip_100(path)
     s = SessionFile(path)  # the structure is intact: opening works
     with pytest.raises(SessionFileError, match=r"seg-\d+\.h5, events/spikes row \d+: chip id 10[0-3] is out of range"):
@@ -210,7 +211,7 @@ def test_replay_windows_refuse_corrupt_rows_naming_the_segment(recording, tmp_pa
 
 
 def test_an_intact_recording_passes_every_check(recording, tmp_path, capsys):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     assert main(["info", str(path)]) == 0
     assert "complete" in capsys.readouterr().out
     for option in EXPORTS:
@@ -222,7 +223,7 @@ def test_an_intact_recording_passes_every_check(recording, tmp_path, capsys):
 
 def test_export_of_an_incomplete_recording_warns(recording, tmp_path, capsys):
     """15: a killed (or still running) recording exports what was saved, with a warning on stderr."""
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     _set_attr(path, "/", "complete", False)
     assert main(["export", str(path), "--csv", str(tmp_path / "x.csv")]) == 0
     captured = capsys.readouterr()

@@ -8,12 +8,12 @@ event each (each batch is offered once the writer wrote the one before, so each 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_recording_damaged import copy_recording
 
 from drivers.dynapse1.spikes import SpikeEvents
 from neurolab_gui.cli import main
@@ -56,14 +56,6 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-def _copy(recording: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "rec" / recording.name
-    dst.parent.mkdir()
-    shutil.copy(recording, dst)
-    shutil.copytree(segments_dir(recording), segments_dir(dst))
-    return dst
-
-
 def _segment(path: Path, i: int) -> Path:
     return segments_dir(path) / SessionFile(path).segments[i]["file"].decode()
 
@@ -89,7 +81,7 @@ def _expected(skip: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("damage", [_truncate, _delete])
 def test_strict_open_refuses_and_salvage_reads_exactly_the_intact_segments(recording, tmp_path, damage):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     name = damage(path)
     with pytest.raises(DamagedSegmentsError, match=name) as refused:
         SessionFile(path)
@@ -144,7 +136,7 @@ def test_an_intact_file_opened_in_salvage_mode_is_the_same_file(recording):
 
 
 def test_a_damaged_index_is_never_salvaged(recording, tmp_path):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size // 2)
     for salvage in (False, True):
@@ -156,7 +148,7 @@ def test_a_damaged_index_is_never_salvaged(recording, tmp_path):
 def test_reads_of_a_salvaged_file_still_check_every_row(recording, tmp_path):
     import h5py
 
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     intact = _segment(path, 3)
     _delete(path, 0)
     with h5py.File(intact, "r+") as f:  # opens and holds its rows, but one is no board's
@@ -174,7 +166,7 @@ def _error_lines(err: str) -> list[str]:
 
 
 def test_info_refuses_with_the_hint_and_with_salvage_says_what_was_left_out(recording, tmp_path, capsys):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     name = _truncate(path)
     assert main(["info", str(path)]) == 2
     out, err = capsys.readouterr()
@@ -193,7 +185,7 @@ def test_info_refuses_with_the_hint_and_with_salvage_says_what_was_left_out(reco
 
 
 def test_a_damaged_index_gets_no_salvage_hint(recording, tmp_path, capsys):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size // 2)
     assert main(["info", str(path), "--salvage"]) == 2
@@ -202,7 +194,7 @@ def test_a_damaged_index_gets_no_salvage_hint(recording, tmp_path, capsys):
 
 
 def test_export_salvage_writes_the_intact_events_and_warns(recording, tmp_path, capsys):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     name = _delete(path, 1)
     out = tmp_path / "out.csv"
     assert main(["export", str(path), "--csv", str(out)]) == 2
@@ -225,7 +217,7 @@ def test_export_salvage_writes_the_intact_events_and_warns(recording, tmp_path, 
 
 
 def test_export_salvage_of_every_format_succeeds(recording, tmp_path, capsys):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     _truncate(path, 3)
     for option, suffix, wrote in (("--aedat", "aedat", "(300 spikes)"), ("--nwb", "nwb", "units)")):
         out = tmp_path / f"out.{suffix}"
@@ -264,7 +256,7 @@ def test_the_app_asks_before_opening_the_intact_part(window, qtbot, recording, t
     qtbot.waitUntil(lambda: panel.file_label.text().startswith("base.h5: board EMU00009, 400 spikes"))
     before = panel.file_label.text()
 
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     name = _truncate(path, 1)
     errors = len(window.reporter.errors)
     button = QMessageBox.StandardButton.Yes if yes else QMessageBox.StandardButton.No
@@ -283,7 +275,7 @@ def test_the_app_asks_before_opening_the_intact_part(window, qtbot, recording, t
 
 
 def test_the_app_refuses_a_damaged_index_without_asking(window, recording, tmp_path, monkeypatch):
-    path = _copy(recording, tmp_path)
+    path = copy_recording(recording, tmp_path)
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size // 2)
     _open_in_app(window, monkeypatch, path, answer=None)
