@@ -456,7 +456,7 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
     mapped = conversion.nominal_mapped if conversion.nominal_mapped is not None else conversion.mapped
     n = min(int(n_test), len(task.x_test)) if task is not None and n_test > 0 else 0
     run_s = n * board_sample_s(mapped, task.lengths_test[:n]) + RUN_OVERHEAD_S if n else 0.0
-    engine_plan = plan_network_calibration(mapped, task if in_the_loop else None, config or _default_calibration_config())
+    engine_plan = plan_network_calibration(mapped, task if in_the_loop else None, config)
     plan = jobs.CostPlan({"calibrate": engine_plan.total, "before": run_s, "after": run_s, "deploy": RUN_OVERHEAD_S})
     target = session.connection.target
     if progress is not None and (target is None or target.clock == "realtime"):
@@ -502,12 +502,6 @@ def calibrate_deployed_network(session: Session, config: Any = None, in_the_loop
             conversion.report.add(row)
         session.set_conversion(conversion)
     return summary
-
-
-def _default_calibration_config() -> Any:
-    from .calibration.engine import CalibrationConfig
-
-    return CalibrationConfig()
 
 
 class _CancellableReads:

@@ -773,16 +773,17 @@ EXPECTED_SEARCH_ROUNDS = 3
 LOOP_PARTS = ("fine_tune", "match_network_gains", "readout")
 
 
-def plan_network_calibration(mapped: MappedNetwork, task: Task | None, cfg: CalibrationConfig) -> CostPlan:
+def plan_network_calibration(mapped: MappedNetwork, task: Task | None, cfg: CalibrationConfig | None = None) -> CostPlan:
     """The expected cost, in seconds, of each step of :func:`calibrate_network` (the chip-in-the-loop stage
     as :data:`LOOP_PARTS`): chip time plus :data:`RUN_OVERHEAD_S` per board run, the fine-tuning's
-    optimizer steps at :data:`FINE_TUNE_STEP_S`.
+    optimizer steps at :data:`FINE_TUNE_STEP_S`.  ``cfg`` None: the defaults, as :func:`calibrate_network`'s.
 
     The steps report where their share of [0, 1] says, so the progress fraction (and the ETA extrapolated
     from it) follows the time the work takes: the weight tunings' probe runs take most of a calibration
     without a task, the board samples most of one with a task.  Steps that stop early (a tuning that
     converges, a budget spent sooner) make the fraction jump, never go back.
     """
+    cfg = cfg or CalibrationConfig()
     probe_s = (len(cfg.exc_levels_hz) + len(cfg.inh_levels_hz)) * cfg.level_s + 2 * RUN_OVERHEAD_S  # two netlists per run
     tp = cfg.tau_probe
     tau_rounds, refractory_rounds = min(cfg.tau_rounds, EXPECTED_SEARCH_ROUNDS), min(4, EXPECTED_SEARCH_ROUNDS)  # 4: match_refractory's
